@@ -1,0 +1,58 @@
+"""User-facing error types: each carries *where* the problem is and *what* is allowed.
+
+The CLI turns any `NnctlError` into one red line and exit code 2; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+
+class NnctlError(Exception):
+    """Base of every error that is the user's to fix (bad argument, shape, name or config)."""
+
+
+class ArgumentError(NnctlError, ValueError):
+    """A constructor argument is out of range or of the wrong type; the message names it in backticks."""
+
+
+class ShapeError(NnctlError, ValueError):
+    """Two layers (or a layer and the data) disagree on a shape."""
+
+
+class UnknownNameError(NnctlError, ValueError):
+    """A registry lookup failed; carries the closest match and the allowed names."""
+
+    def __init__(self, kind: str, name: str, allowed: list[str]):
+        self.kind, self.name, self.allowed = kind, name, sorted(allowed)
+        self.suggestion = did_you_mean(name, allowed)
+        hint = f" — did you mean '{self.suggestion}'?" if self.suggestion else ""
+        super().__init__(f"unknown {kind} '{name}'{hint} (allowed: {', '.join(self.allowed)})")
+
+
+def did_you_mean(name: str, allowed: list[str]) -> str | None:
+    """The closest allowed spelling of `name`, or None when nothing is close."""
+    matches = difflib.get_close_matches(str(name).lower(), [a.lower() for a in allowed], n=1, cutoff=0.6)
+    if not matches:
+        return None
+    return next(a for a in allowed if a.lower() == matches[0])
+
+
+def check_positive_int(name: str, value) -> int:
+    """`value` as an int > 0, or an ArgumentError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ArgumentError(f"`{name}` must be a positive integer, got {value!r}.")
+    return value
+
+
+def check_float_range(name: str, value, low: float, high: float, *, low_open=False, high_open=False) -> float:
+    """`value` as a float inside [low, high] (open ends on request), or an ArgumentError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ArgumentError(f"`{name}` must be a number, got {value!r}.")
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high:
+        lb, hb = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ArgumentError(f"`{name}` must be a float in {lb}{low}, {high}{hb}, got {value!r}.")
+    return value
