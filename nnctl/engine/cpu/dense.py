@@ -1,0 +1,229 @@
+"""Dense-layer kernels: fused bias + activation forward/backward, small GEMMs, row gather, dropout.
+
+Large GEMMs go through NumPy's BLAS (see `nnctl.engine.backend`); the loops here serve small layers.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from nnctl.engine.settings import FASTMATH
+
+LINEAR, RELU, SIGMOID, TANH, SOFTMAX, ELU, LEAKY_RELU, SOFTPLUS, GELU = range(9)
+ACTIVATION_CODES = {
+    "linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "softmax": SOFTMAX,
+    "elu": ELU, "leaky_relu": LEAKY_RELU, "softplus": SOFTPLUS, "gelu": GELU,
+}
+_INV_SQRT2 = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _sigmoid(v):
+    # Two branches so exp never overflows: exp(-v) for v ≥ 0, exp(v) otherwise.
+    if v >= 0:
+        return 1.0 / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return e / (1.0 + e)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def bias_act_forward(z, bias, act, alpha, y):
+    """z += bias (broadcast over rows), then y = act(z); z keeps the pre-activation for backward.
+
+    z, y: (n, units) float32 (y may be z itself for `linear`); bias: (units,); act: ACTIVATION_CODES
+    value; alpha: ELU alpha / leaky-ReLU negative slope.
+        for i, j: z[i, j] += bias[j]; y[i, j] = act(z[i, j])      (softmax: over each row)
+    """
+    n, units = z.shape
+    for i in range(n):
+        for j in range(units):
+            z[i, j] += bias[j]
+    # One loop per activation so each inner loop is branch-free and vectorizes.
+    if act == LINEAR:
+        for i in range(n):  # harmless when y is z
+            for j in range(units):
+                y[i, j] = z[i, j]
+    elif act == RELU:
+        for i in range(n):
+            for j in range(units):
+                v = z[i, j]
+                y[i, j] = v if v > 0 else 0.0
+    elif act == SIGMOID:
+        for i in range(n):
+            for j in range(units):
+                y[i, j] = _sigmoid(z[i, j])
+    elif act == TANH:
+        for i in range(n):
+            for j in range(units):
+                y[i, j] = math.tanh(z[i, j])
+    elif act == SOFTMAX:
+        for i in range(n):
+            top = z[i, 0]
+            for j in range(1, units):
+                top = max(top, z[i, j])
+            total = 0.0
+            for j in range(units):
+                e = math.exp(z[i, j] - top)
+                y[i, j] = e
+                total += e
+            inv = 1.0 / total
+            for j in range(units):
+                y[i, j] *= inv
+    elif act == ELU:
+        for i in range(n):
+            for j in range(units):
+                v = z[i, j]
+                y[i, j] = v if v > 0 else alpha * math.expm1(v)
+    elif act == LEAKY_RELU:
+        for i in range(n):
+            for j in range(units):
+                v = z[i, j]
+                y[i, j] = v if v > 0 else alpha * v
+    elif act == SOFTPLUS:
+        for i in range(n):
+            for j in range(units):
+                v = z[i, j]
+                y[i, j] = max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+    elif act == GELU:
+        for i in range(n):
+            for j in range(units):
+                v = z[i, j]
+                y[i, j] = 0.5 * v * (1.0 + math.erf(v * _INV_SQRT2))
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def bias_act_backward(dy, z, y, act, alpha, dz, db):
+    """dz = dy * act'(z) and db = column sums of dz, in one pass.
+
+    dy, z, y, dz: (n, units); db: (units,) overwritten. dz may be dy itself (in place).
+        for i, j: dz[i, j] = dy[i, j] * act'(z[i, j]); db[j] += dz[i, j]
+    softmax: dz[i, j] = y[i, j] * (dy[i, j] - sum_k dy[i, k] * y[i, k]).
+    """
+    n, units = dy.shape
+    if act == LINEAR:
+        for i in range(n):
+            for j in range(units):
+                dz[i, j] = dy[i, j]
+    elif act == RELU:
+        for i in range(n):
+            for j in range(units):
+                dz[i, j] = dy[i, j] if z[i, j] > 0 else 0.0
+    elif act == SIGMOID:
+        for i in range(n):
+            for j in range(units):
+                s = y[i, j]
+                dz[i, j] = dy[i, j] * s * (1.0 - s)
+    elif act == TANH:
+        for i in range(n):
+            for j in range(units):
+                t = y[i, j]
+                dz[i, j] = dy[i, j] * (1.0 - t * t)
+    elif act == SOFTMAX:
+        for i in range(n):
+            inner = 0.0
+            for j in range(units):
+                inner += dy[i, j] * y[i, j]
+            for j in range(units):
+                dz[i, j] = y[i, j] * (dy[i, j] - inner)
+    elif act == ELU:
+        for i in range(n):
+            for j in range(units):
+                dz[i, j] = dy[i, j] if z[i, j] > 0 else dy[i, j] * (y[i, j] + alpha)
+    elif act == LEAKY_RELU:
+        for i in range(n):
+            for j in range(units):
+                dz[i, j] = dy[i, j] if z[i, j] > 0 else dy[i, j] * alpha
+    elif act == SOFTPLUS:
+        for i in range(n):
+            for j in range(units):
+                dz[i, j] = dy[i, j] * _sigmoid(z[i, j])
+    elif act == GELU:
+        for i in range(n):
+            for j in range(units):
+                v = z[i, j]
+                cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT2))
+                dz[i, j] = dy[i, j] * (cdf + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
+    db[:] = 0.0
+    for i in range(n):
+        for j in range(units):
+            db[j] += dz[i, j]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def matmul(a, b, out):
+    """out = a @ b for small operands. a: (m, k), b: (k, n), out: (m, n).
+
+        for i: out[i, :] = 0; for p: out[i, :] += a[i, p] * b[p, :]      (inner loop contiguous)
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    for i in range(m):
+        for j in range(n):
+            out[i, j] = 0.0
+        for p in range(k):
+            aip = a[i, p]
+            if aip != 0.0:  # ReLU outputs are often half zeros
+                for j in range(n):
+                    out[i, j] += aip * b[p, j]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def matmul_tn(a, b, out):
+    """out = aᵀ @ b (the weight gradient xᵀ·dz). a: (m, k), b: (m, n), out: (k, n).
+
+        out = 0; for i, p: out[p, :] += a[i, p] * b[i, :]
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    out[:, :] = 0.0
+    for i in range(m):
+        for p in range(k):
+            aip = a[i, p]
+            if aip != 0.0:
+                for j in range(n):
+                    out[p, j] += aip * b[i, j]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def matmul_nt(a, b, out):
+    """out = a @ bᵀ (the input gradient dz·Wᵀ). a: (m, n), b: (k, n), out: (m, k).
+
+        for i, p: out[i, p] = sum_j a[i, j] * b[p, j]      (a reduction over contiguous j)
+    """
+    m, n = a.shape
+    k = b.shape[0]
+    for i in range(m):
+        for p in range(k):
+            total = np.float32(0.0)  # float32 accumulation, as BLAS sgemm does
+            for j in range(n):
+                total += a[i, j] * b[p, j]
+            out[i, p] = total
+
+
+@njit(cache=True)
+def take_rows(x, rows, out):
+    """out[b, :] = x[rows[b], :] — gathers a shuffled batch. x: (N, d), rows: (m,), out: (m, d)."""
+    for b in range(rows.shape[0]):
+        out[b, :] = x[rows[b], :]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def dropout_forward(x, uniform, rate, y, mask):
+    """Inverted dropout: mask = (uniform ≥ rate) / (1 − rate); y = x * mask. All arrays 1-D, same size.
+
+    `uniform` comes from the run's seeded generator, so masks are reproducible.
+    """
+    scale = np.float32(1.0 / (1.0 - rate))
+    for i in range(x.shape[0]):
+        keep = uniform[i] >= rate
+        mask[i] = scale if keep else 0.0
+        y[i] = x[i] * mask[i]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def multiply(a, b, out):
+    """out = a * b elementwise (dropout's backward: dx = dy * mask). All arrays 1-D, same size."""
+    for i in range(a.shape[0]):
+        out[i] = a[i] * b[i]

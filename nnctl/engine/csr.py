@@ -1,0 +1,82 @@
+"""CSR matrices for sparse multi-hot input, and the batch view (matrix + row numbers) layers receive.
+
+Kept deliberately small: what the loaders build and what the first Dense layer's kernels read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CSRMatrix:
+    """Rows `indices[indptr[r]:indptr[r+1]]` with `values` alike; shape (rows, width). float32 values."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    values: np.ndarray
+    shape: tuple[int, int]
+
+    @classmethod
+    def from_dense(cls, dense: np.ndarray) -> "CSRMatrix":
+        dense = np.asarray(dense)
+        rows, cols = np.nonzero(dense)
+        indptr = np.zeros(dense.shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=dense.shape[0]), out=indptr[1:])
+        return cls(indptr, cols.astype(np.int32), dense[rows, cols].astype(np.float32), dense.shape)
+
+    @classmethod
+    def from_sequences(cls, sequences, width: int) -> "CSRMatrix":
+        """Multi-hot rows: row r has 1.0 at each distinct index of sequences[r] below `width`."""
+        rows = [np.unique(np.asarray(seq, dtype=np.int64)) for seq in sequences]
+        rows = [r[(r >= 0) & (r < width)] for r in rows]
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum([len(r) for r in rows], out=indptr[1:])
+        indices = np.concatenate(rows).astype(np.int32) if rows else np.zeros(0, np.int32)
+        return cls(indptr, indices, np.ones(len(indices), np.float32), (len(rows), width))
+
+    @classmethod
+    def coerce(cls, x) -> "CSRMatrix":
+        """Accepts a CSRMatrix or anything with scipy's csr attributes (indptr, indices, data, shape)."""
+        if isinstance(x, cls):
+            return x
+        return cls(np.asarray(x.indptr, np.int64), np.asarray(x.indices, np.int32),
+                   np.asarray(x.data, np.float32), tuple(x.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indptr[-1])
+
+    def to_dense(self) -> np.ndarray:
+        out = np.zeros(self.shape, dtype=np.float32)
+        rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
+        np.add.at(out, (rows, self.indices), self.values)
+        return out
+
+    def take(self, rows: np.ndarray) -> "CSRMatrix":
+        """A new matrix of the given rows (used for splits, not per batch)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, stops = self.indptr[rows], self.indptr[rows + 1]
+        lengths = stops - starts
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        gather = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)]) if len(rows) else []
+        gather = np.asarray(gather, dtype=np.int64)
+        return CSRMatrix(indptr, self.indices[gather], self.values[gather], (len(rows), self.shape[1]))
+
+
+@dataclass(frozen=True)
+class CSRBatch:
+    """A batch of a CSR matrix: the rows `rows` of `matrix`, in that order (never copied)."""
+
+    matrix: CSRMatrix
+    rows: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.rows), self.matrix.shape[1])

@@ -1,0 +1,112 @@
+"""Every CPU kernel against its NumPy oracle in nnctl.engine.reference, through one parametrized list."""
+
+import copy
+
+import numpy as np
+import pytest
+
+from nnctl.engine import cpu, reference
+from nnctl.engine.cpu.dense import ACTIVATION_CODES
+from nnctl.engine.cpu.losses import LOSS_CODES
+from nnctl.engine.cpu.optim import CLIP_GLOBAL_NORM, CLIP_NONE, CLIP_NORM, CLIP_VALUE, OPTIMIZER_CODES
+
+F32 = np.float32
+
+
+def _rand(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(F32)
+
+
+def _csr(rng, rows=7, width=30, density=0.2):
+    dense = (rng.random((rows, width)) < density) * rng.random((rows, width))
+    indptr = np.concatenate([[0], np.cumsum((dense != 0).sum(axis=1))]).astype(np.int64)
+    r, c = np.nonzero(dense)
+    return indptr, c.astype(np.int32), dense[r, c].astype(F32)
+
+
+def case_bias_act_forward(rng, act):
+    z, y = _rand(rng, 6, 5, scale=2), np.zeros((6, 5), F32)
+    return (z, _rand(rng, 5), ACTIVATION_CODES[act], 0.3, y)
+
+
+def case_bias_act_backward(rng, act):
+    z = _rand(rng, 6, 5, scale=2)
+    y = reference.activate(z, act, 0.3).astype(F32)
+    return (_rand(rng, 6, 5), z, y, ACTIVATION_CODES[act], 0.3, np.zeros((6, 5), F32), np.zeros(5, F32))
+
+
+def case_loss(rng, loss):
+    n, units = 5, 4
+    pred = _rand(rng, n, units)
+    if loss.endswith("probs") or loss == "kld":
+        pred = reference.activate(pred, "softmax", 0).astype(F32)
+    target = reference.activate(_rand(rng, n, units), "softmax", 0).astype(F32)
+    if loss.startswith("bce"):
+        target = (rng.random((n, units)) < 0.5).astype(F32)
+        if loss == "bce_probs":
+            pred = reference.activate(_rand(rng, n, units), "sigmoid", 0).astype(F32)
+    labels = rng.integers(0, units, n).astype(np.int64)
+    return (LOSS_CODES[loss], 0.7, pred, target, labels, rng.random(n).astype(F32) + 0.5,
+            np.zeros((n, units), F32))
+
+
+def case_optimizer(rng, optimizer, clip_mode):
+    hp = {"sgd": [0.1, 0.01, 0.9, 1.0], "rmsprop": [0.01, 0.0, 0.9, 0.5, 1e-7, 1.0],
+          "adam": [0.01, 0.004, 0.9, 0.999, 1e-7, 1.0], "adagrad": [0.1, 0.0, 1e-7]}[optimizer]
+    size = 12
+    slots = [np.abs(_rand(rng, size)) * 0.1 for _ in range(3)]
+    slots[1] *= 0.01  # centered RMSprop needs v − mean(g)² > 0
+    return (OPTIMIZER_CODES[optimizer], np.array(hp + [0.0] * (8 - len(hp))), 3,
+            np.array([0, 5, 12], np.int64), _rand(rng, size), _rand(rng, size, scale=3), *slots,
+            clip_mode, 0.5)
+
+
+CASES = (
+    [pytest.param("bias_act_forward", case_bias_act_forward, (a,), id=f"forward-{a}") for a in ACTIVATION_CODES]
+    + [pytest.param("bias_act_backward", case_bias_act_backward, (a,), id=f"backward-{a}")
+       for a in ACTIVATION_CODES]
+    + [pytest.param("loss_forward_backward", case_loss, (loss,), id=f"loss-{loss}") for loss in LOSS_CODES]
+    + [pytest.param("optimizer_step", case_optimizer, (o, c), id=f"optim-{o}-clip{c}")
+       for o in OPTIMIZER_CODES for c in (CLIP_NONE, CLIP_NORM, CLIP_GLOBAL_NORM, CLIP_VALUE)]
+    + [
+        pytest.param("matmul", lambda rng: (_rand(rng, 4, 6), _rand(rng, 6, 3), np.zeros((4, 3), F32)), (),
+                     id="matmul"),
+        pytest.param("matmul_tn", lambda rng: (_rand(rng, 6, 4), _rand(rng, 6, 3), np.zeros((4, 3), F32)), (),
+                     id="matmul_tn"),
+        pytest.param("matmul_nt", lambda rng: (_rand(rng, 4, 6), _rand(rng, 3, 6), np.zeros((4, 3), F32)), (),
+                     id="matmul_nt"),
+        pytest.param("take_rows", lambda rng: (_rand(rng, 9, 3), np.array([4, 0, 4, 8]), np.zeros((4, 3), F32)),
+                     (), id="take_rows"),
+        pytest.param("dropout_forward", lambda rng: (_rand(rng, 20), rng.random(20).astype(F32), 0.4,
+                                                     np.zeros(20, F32), np.zeros(20, F32)), (), id="dropout"),
+        pytest.param("multiply", lambda rng: (_rand(rng, 9), _rand(rng, 9), np.zeros(9, F32)), (), id="multiply"),
+        pytest.param("csr_matmul", lambda rng: (*_csr(rng), np.array([3, 1, 6, 1]), _rand(rng, 30, 5),
+                                                np.zeros((4, 5), F32)), (), id="csr_matmul"),
+        pytest.param("csr_t_matmul", lambda rng: (*_csr(rng), np.array([3, 1, 6, 1]), _rand(rng, 4, 5),
+                                                  np.ones((30, 5), F32)), (), id="csr_t_matmul"),
+        pytest.param("regularize", lambda rng: (_rand(rng, 10), _rand(rng, 10), 0.01, 0.02), (), id="regularize"),
+        pytest.param("sum_squares", lambda rng: (_rand(rng, 50),), (), id="sum_squares"),
+    ]
+)
+
+
+@pytest.mark.parametrize("kernel, build, extra", CASES)
+def test_kernel_matches_reference(kernel, build, extra):
+    args = build(np.random.default_rng(0), *extra)
+    ours, oracle = copy.deepcopy(args), copy.deepcopy(args)
+    result = getattr(cpu, kernel)(*ours)
+    expected = getattr(reference, kernel)(*oracle)
+    # float32 kernels against float64 oracles; the loss oracle's gradient is a finite difference.
+    tol = 2e-3 if kernel == "loss_forward_backward" else 2e-5
+    for mine, theirs in zip(ours, oracle):
+        if isinstance(mine, np.ndarray):
+            assert np.isfinite(mine).all()
+            np.testing.assert_allclose(mine, theirs, rtol=tol, atol=tol)
+    if expected is not None:
+        assert result == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_every_exported_kernel_has_a_case_and_an_oracle():
+    covered = {p.values[0] for p in CASES}
+    assert set(cpu.KERNELS) == covered
+    assert all(hasattr(reference, name) for name in cpu.KERNELS)
