@@ -8,7 +8,7 @@ import math
 import numpy as np
 from numba import njit
 
-from nnctl.engine.settings import FASTMATH
+from nnctl.engine.settings import KERNEL
 
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX, ELU, LEAKY_RELU, SOFTPLUS, GELU = range(9)
 ACTIVATION_CODES = {
@@ -19,7 +19,7 @@ _INV_SQRT2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def _sigmoid(v):
     # Two branches so exp never overflows: exp(-v) for v ≥ 0, exp(v) otherwise.
     if v >= 0:
@@ -28,7 +28,7 @@ def _sigmoid(v):
     return e / (1.0 + e)
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def bias_act_forward(z, bias, act, alpha, y):
     """z += bias (broadcast over rows), then y = act(z); z keeps the pre-activation for backward.
 
@@ -93,7 +93,7 @@ def bias_act_forward(z, bias, act, alpha, y):
                 y[i, j] = 0.5 * v * (1.0 + math.erf(v * _INV_SQRT2))
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def bias_act_backward(dy, z, y, act, alpha, dz, db):
     """dz = dy * act'(z) and db = column sums of dz, in one pass.
 
@@ -151,7 +151,7 @@ def bias_act_backward(dy, z, y, act, alpha, dz, db):
             db[j] += dz[i, j]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def matmul(a, b, out):
     """out = a @ b for small operands. a: (m, k), b: (k, n), out: (m, n).
 
@@ -169,7 +169,7 @@ def matmul(a, b, out):
                     out[i, j] += aip * b[p, j]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def matmul_tn(a, b, out):
     """out = aᵀ @ b (the weight gradient xᵀ·dz). a: (m, k), b: (m, n), out: (k, n).
 
@@ -186,7 +186,7 @@ def matmul_tn(a, b, out):
                     out[p, j] += aip * b[i, j]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def matmul_nt(a, b, out):
     """out = a @ bᵀ (the input gradient dz·Wᵀ). a: (m, n), b: (k, n), out: (m, k).
 
@@ -202,14 +202,14 @@ def matmul_nt(a, b, out):
             out[i, p] = total
 
 
-@njit(cache=True)
+@njit(**KERNEL)
 def take_rows(x, rows, out):
     """out[b, :] = x[rows[b], :] — gathers a shuffled batch. x: (N, d), rows: (m,), out: (m, d)."""
     for b in range(rows.shape[0]):
         out[b, :] = x[rows[b], :]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def dropout_forward(x, uniform, rate, y, mask):
     """Inverted dropout: mask = (uniform ≥ rate) / (1 − rate); y = x * mask. All arrays 1-D, same size.
 
@@ -222,7 +222,7 @@ def dropout_forward(x, uniform, rate, y, mask):
         y[i] = x[i] * mask[i]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def multiply(a, b, out):
     """out = a * b elementwise (dropout's backward: dx = dy * mask). All arrays 1-D, same size."""
     for i in range(a.shape[0]):

@@ -8,7 +8,7 @@ import math
 import numpy as np
 from numba import njit
 
-from nnctl.engine.settings import FASTMATH
+from nnctl.engine.settings import KERNEL
 
 (BCE_LOGITS, BCE_PROBS, CCE_LOGITS, CCE_PROBS, SPARSE_CCE_LOGITS, SPARSE_CCE_PROBS,
  MSE, MAE, HUBER, KLD, COSINE, LOG_COSH) = range(12)
@@ -20,13 +20,13 @@ LOSS_CODES = {
 EPSILON = 1e-7  # Keras's backend epsilon: probabilities are clipped to [ε, 1 − ε] before log
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def _log_sigmoid(v):
     # log σ(v) = −softplus(−v), written so neither branch overflows.
     return min(v, 0.0) - math.log1p(math.exp(-abs(v)))
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def loss_forward_backward(code, delta, pred, target, labels, weight, grad):
     """Returns the batch loss and writes grad = ∂loss/∂pred.
 

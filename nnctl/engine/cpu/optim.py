@@ -9,7 +9,7 @@ import math
 import numpy as np
 from numba import njit
 
-from nnctl.engine.settings import FASTMATH
+from nnctl.engine.settings import KERNEL
 
 SGD, RMSPROP, ADAM, ADAGRAD = range(4)
 OPTIMIZER_CODES = {"sgd": SGD, "rmsprop": RMSPROP, "adam": ADAM, "adagrad": ADAGRAD}
@@ -20,7 +20,7 @@ CLIP_NONE, CLIP_NORM, CLIP_GLOBAL_NORM, CLIP_VALUE = range(4)
 LR, WEIGHT_DECAY = 0, 1
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def sum_squares(x):
     """Σ x² in float64. x: 1-D."""
     total = 0.0
@@ -29,7 +29,7 @@ def sum_squares(x):
     return total
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def regularize(w, g, l1, l2):
     """Adds the L1/L2 penalty's gradient to g and returns the penalty l1·Σ|w| + l2·Σw².
 
@@ -44,7 +44,7 @@ def regularize(w, g, l1, l2):
     return penalty
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def _segment_scale(grads, start, stop, clip_mode, clip, global_scale):
     # Per-tensor clipnorm needs this tensor's norm; the other modes share one scale for all tensors.
     if clip_mode == CLIP_NORM:
@@ -53,71 +53,88 @@ def _segment_scale(grads, start, stop, clip_mode, clip, global_scale):
     return global_scale
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
+def _clipped(grads, start, stop, scale, limit, out):
+    """out = clip(grads[start:stop] · scale, ±limit) in float32 (limit = inf when not clipping by value)."""
+    for i in range(start, stop):
+        g = grads[i] * scale
+        out[i - start] = min(max(g, -limit), limit)
+
+
+@njit(**KERNEL)
 def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
     """One update of every parameter. params/grads/slot1..3: (P,) flat buffers; offsets: (T+1,) tensor
     boundaries (for per-tensor clipnorm); iteration: updates already done (Adam's bias correction).
 
         g = clip(grads[i]); p[i] -= lr·wd·p[i]; p[i] -= update(g, slots[i])
     clip_mode: CLIP_NONE | CLIP_NORM (each tensor to norm ≤ clip) | CLIP_GLOBAL_NORM | CLIP_VALUE.
+    Arithmetic is float32 like Keras's; each optimizer has its own branch-free loop so it vectorizes.
     """
-    lr = hp[LR]
-    decay = lr * hp[WEIGHT_DECAY]
+    f32 = np.float32
+    lr = f32(hp[LR])
+    keep = f32(1.0 - hp[LR] * hp[WEIGHT_DECAY])  # decoupled weight decay: p ← p − lr·wd·p
+    a, b, c, d = f32(hp[2]), f32(hp[3]), f32(hp[4]), f32(hp[5])
     global_scale = 1.0
     if clip_mode == CLIP_GLOBAL_NORM:
         norm = math.sqrt(sum_squares(grads))
         global_scale = clip / norm if norm > clip else 1.0
-    limit = clip if clip_mode == CLIP_VALUE else np.inf
-    beta_1, beta_2 = hp[2], hp[3]
+    limit = f32(clip) if clip_mode == CLIP_VALUE else f32(np.inf)
+    clipping = clip_mode != CLIP_NONE
     alpha = lr
     if code == ADAM:  # Keras folds both bias corrections into the step size
         step = iteration + 1
-        alpha = lr * math.sqrt(1.0 - beta_2 ** step) / (1.0 - beta_1 ** step)
+        alpha = f32(hp[LR] * math.sqrt(1.0 - hp[3] ** step) / (1.0 - hp[2] ** step))
+    scratch = np.empty(0, np.float32)
     for t in range(offsets.shape[0] - 1):
         start, stop = offsets[t], offsets[t + 1]
-        scale = _segment_scale(grads, start, stop, clip_mode, clip, global_scale)
-        for i in range(start, stop):
-            g = grads[i] * scale
-            if g > limit:
-                g = limit
-            elif g < -limit:
-                g = -limit
-            p = params[i] - decay * params[i]
-            if code == SGD:
-                momentum = hp[2]
-                if momentum == 0.0:
-                    p -= lr * g
-                else:
-                    m = momentum * slot1[i] - lr * g
-                    slot1[i] = m
-                    p += momentum * m - lr * g if hp[3] != 0.0 else m
-            elif code == RMSPROP:
-                rho, momentum, eps = hp[2], hp[3], hp[4]
-                v = rho * slot1[i] + (1.0 - rho) * g * g
-                slot1[i] = v
-                denominator = v + eps
-                if hp[5] != 0.0:  # centered: divide by the variance estimate instead
-                    mean_g = rho * slot2[i] + (1.0 - rho) * g
-                    slot2[i] = mean_g
-                    denominator -= mean_g * mean_g
-                increment = lr * g / math.sqrt(denominator)
-                if momentum > 0.0:
-                    m = momentum * slot3[i] + increment
-                    slot3[i] = m
-                    p -= m
-                else:
-                    p -= increment
-            elif code == ADAM:
-                m = slot1[i] + (g - slot1[i]) * (1.0 - beta_1)
-                v = slot2[i] + (g * g - slot2[i]) * (1.0 - beta_2)
-                slot1[i] = m
-                slot2[i] = v
-                if hp[5] != 0.0:  # amsgrad: the running maximum of v replaces v
-                    v = max(slot3[i], v)
-                    slot3[i] = v
-                p -= alpha * m / (math.sqrt(v) + hp[4])
-            elif code == ADAGRAD:
-                acc = slot1[i] + g * g
-                slot1[i] = acc
-                p -= lr * g / math.sqrt(acc + hp[2])
-            params[i] = p
+        g = grads[start:stop]
+        if clipping:
+            if scratch.shape[0] < stop - start:
+                scratch = np.empty(stop - start, np.float32)
+            g = scratch[:stop - start]
+            _clipped(grads, start, stop, f32(_segment_scale(grads, start, stop, clip_mode, clip, global_scale)),
+                     limit, g)
+        p, s1, s2, s3 = params[start:stop], slot1[start:stop], slot2[start:stop], slot3[start:stop]
+        size = stop - start
+        if code == SGD:
+            if a == 0.0:
+                for i in range(size):
+                    p[i] = p[i] * keep - lr * g[i]
+            elif b != 0.0:  # Nesterov
+                for i in range(size):
+                    m = a * s1[i] - lr * g[i]
+                    s1[i] = m
+                    p[i] = p[i] * keep + a * m - lr * g[i]
+            else:
+                for i in range(size):
+                    m = a * s1[i] - lr * g[i]
+                    s1[i] = m
+                    p[i] = p[i] * keep + m
+        elif code == RMSPROP:  # a = rho, b = momentum, c = epsilon, d = centered
+            centered, momentum = d != 0.0, b > 0.0  # loop-invariant: LLVM unswitches these branches
+            for i in range(size):
+                s1[i] = a * s1[i] + (f32(1.0) - a) * g[i] * g[i]
+                denominator = s1[i] + c
+                if centered:  # divide by the variance estimate instead
+                    s2[i] = a * s2[i] + (f32(1.0) - a) * g[i]
+                    denominator -= s2[i] * s2[i]
+                increment = lr * g[i] / math.sqrt(denominator)
+                if momentum:
+                    s3[i] = b * s3[i] + increment
+                    increment = s3[i]
+                p[i] = p[i] * keep - increment
+        elif code == ADAM:  # a = beta_1, b = beta_2, c = epsilon, d = amsgrad
+            for i in range(size):
+                s1[i] += (g[i] - s1[i]) * (f32(1.0) - a)
+                s2[i] += (g[i] * g[i] - s2[i]) * (f32(1.0) - b)
+            if d != 0.0:  # amsgrad: the running maximum of v replaces v
+                for i in range(size):
+                    s3[i] = max(s3[i], s2[i])
+                    p[i] = p[i] * keep - alpha * s1[i] / (math.sqrt(s3[i]) + c)
+            else:
+                for i in range(size):
+                    p[i] = p[i] * keep - alpha * s1[i] / (math.sqrt(s2[i]) + c)
+        elif code == ADAGRAD:  # a = epsilon
+            for i in range(size):
+                s1[i] += g[i] * g[i]
+                p[i] = p[i] * keep - lr * g[i] / math.sqrt(s1[i] + a)

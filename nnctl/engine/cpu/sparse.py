@@ -5,10 +5,10 @@ A batch is a list of row numbers into one immutable CSR matrix, so shuffling nev
 
 from numba import njit
 
-from nnctl.engine.settings import FASTMATH
+from nnctl.engine.settings import KERNEL
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def csr_matmul(indptr, indices, values, rows, w, out):
     """out = X[rows] @ w with X in CSR form. indptr: (N+1,), indices/values: (nnz,), rows: (m,),
     w: (d, units), out: (m, units).
@@ -27,7 +27,7 @@ def csr_matmul(indptr, indices, values, rows, w, out):
                 out[b, j] += v * w[col, j]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(**KERNEL)
 def csr_t_matmul(indptr, indices, values, rows, dy, dw):
     """dw = X[rows]ᵀ @ dy (the first layer's weight gradient). dy: (m, units), dw: (d, units) overwritten.
 

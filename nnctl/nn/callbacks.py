@@ -1,0 +1,74 @@
+"""Training callbacks: the hook contract, the dispatcher, and History (the Keras-style record).
+
+The training loop never prints: progress display, logging and early stopping are all callbacks.
+"""
+
+from __future__ import annotations
+
+
+class Callback:
+    """Override any of the hooks below; `self.model` is set before training starts.
+
+    Batch hooks are optional and cost time: under the compiled fast path they fire once per *chunk* of
+    steps (batch = the last step of the chunk), and the model only chunks an epoch when some callback
+    overrides them.
+
+    Example:
+        class StopAt(Callback):
+            def on_epoch_end(self, epoch, logs): self.model.stop_training = logs["loss"] < 0.1
+    """
+
+    model = None
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs=None): ...
+    def on_train_end(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_train_batch_begin(self, batch, logs=None): ...
+    def on_train_batch_end(self, batch, logs=None): ...
+
+    @property
+    def wants_batches(self) -> bool:
+        cls = type(self)
+        return (cls.on_train_batch_begin is not Callback.on_train_batch_begin
+                or cls.on_train_batch_end is not Callback.on_train_batch_end)
+
+
+class CallbackList(Callback):
+    """Forwards every hook to each callback in order."""
+
+    def __init__(self, callbacks, model):
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            cb.set_model(model)
+
+    @property
+    def wants_batches(self) -> bool:
+        return any(cb.wants_batches for cb in self.callbacks)
+
+    def _call(self, hook, *args):
+        for cb in self.callbacks:
+            getattr(cb, hook)(*args)
+
+    def on_train_begin(self, logs=None): self._call("on_train_begin", logs)
+    def on_train_end(self, logs=None): self._call("on_train_end", logs)
+    def on_epoch_begin(self, epoch, logs=None): self._call("on_epoch_begin", epoch, logs)
+    def on_epoch_end(self, epoch, logs=None): self._call("on_epoch_end", epoch, logs)
+    def on_train_batch_begin(self, batch, logs=None): self._call("on_train_batch_begin", batch, logs)
+    def on_train_batch_end(self, batch, logs=None): self._call("on_train_batch_end", batch, logs)
+
+
+class History(Callback):
+    """Collects each epoch's logs into `history` ({"loss": [...], "val_loss": [...], ...})."""
+
+    def __init__(self):
+        self.history: dict[str, list] = {}
+        self.epoch: list[int] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)

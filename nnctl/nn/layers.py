@@ -1,0 +1,329 @@
+"""Layers: Input, Dense, Activation, Dropout, Flatten, Reshape — each a forward and a hand-written backward.
+
+Layers reach kernels only through `self.backend`; no layer imports Numba or a device module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnctl.engine.cpu.dense import ACTIVATION_CODES
+from nnctl.engine.csr import CSRBatch
+from nnctl.errors import ArgumentError, ShapeError, check_float_range, check_positive_int
+from nnctl.nn.activations import default_alpha, resolve_activation
+from nnctl.nn.initializers import INITIALIZERS
+from nnctl.nn.regularizers import REGULARIZERS
+from nnctl.registry import Registry
+
+
+@dataclass
+class Param:
+    """A trainable tensor. `value`/`grad` become views into the model's flat buffers once it is built."""
+
+    name: str
+    shape: tuple[int, ...]
+    initializer: object
+    regularizer: object = None
+    value: np.ndarray = field(default=None, repr=False)
+    grad: np.ndarray = field(default=None, repr=False)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+class Layer:
+    """Base of every layer. A subclass overrides:
+
+    - `__init__(..., name=None)`: validate and store hyperparameters (errors name the argument);
+    - `build(input_shape)`: declare weights with `self.add_weight(...)` (input_shape excludes the batch);
+    - `compute_output_shape(input_shape)`; `forward(x, training)`; `backward(dy) -> dx`, filling `p.grad`;
+    - `get_config()`: exactly the `__init__` arguments.
+
+    Example:
+        class Scale(Layer):
+            def build(self, input_shape): self.gain = self.add_weight("gain", input_shape[-1:], "ones")
+            def forward(self, x, training): self.x = x; return x * self.gain.value
+            def backward(self, dy): self.gain.grad[...] = (dy * self.x).sum(0); return dy * self.gain.value
+    """
+
+    type_name = "layer"
+
+    def __init__(self, name: str | None = None):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ArgumentError(f"`name` must be a non-empty string, got {name!r}.")
+        self.name = name
+        self.params: list[Param] = []
+        self.backend = None
+        self.rng: np.random.Generator | None = None
+        self.needs_input_grad = True
+        self.input_shape: tuple[int, ...] | None = None
+        self.output_shape: tuple[int, ...] | None = None
+
+    def add_weight(self, name, shape, initializer, regularizer=None) -> Param:
+        param = Param(f"{self.name}/{name}", tuple(int(s) for s in shape), INITIALIZERS.get(initializer),
+                      None if regularizer is None else REGULARIZERS.get(regularizer))
+        self.params.append(param)
+        return param
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.compute_output_shape(self.input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x, training: bool):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    # Layers ending in an activation expose it so the loss can fuse with it (sigmoid+BCE, softmax+CCE).
+    output_activation: str | None = None
+
+    def get_config(self) -> dict:
+        return {"name": self.name}
+
+    def param_count(self) -> int:
+        return sum(p.size for p in self.params)
+
+
+class Input(Layer):
+    """Declares the model's input shape (per sample); contributes no computation."""
+
+    type_name = "input"
+
+    def __init__(self, shape, name: str | None = None):
+        super().__init__(name)
+        if isinstance(shape, int):
+            shape = (shape,)
+        if not isinstance(shape, (list, tuple)) or not shape:
+            raise ArgumentError(f"`shape` must be a non-empty list of positive integers, got {shape!r}.")
+        self.shape = tuple(check_positive_int("shape", s) for s in shape)
+
+    def get_config(self):
+        return {"shape": list(self.shape), "name": self.name}
+
+
+class _Activated(Layer):
+    """Shared by Dense and Activation: bias + activation through the fused kernels."""
+
+    def _set_activation(self, activation, alpha):
+        self.activation = resolve_activation(activation)
+        self.alpha = default_alpha(self.activation) if alpha is None else float(alpha)
+        self.act_code = ACTIVATION_CODES[self.activation]
+        self.output_activation = self.activation
+
+    def _activate(self, z, bias):
+        """z (n, units) gets the bias added in place; returns act(z)."""
+        self.z = z
+        y = z if self.activation == "linear" else self._buffer("y", z.shape)
+        self.backend.bias_act_forward(z, bias, self.act_code, self.alpha, y)
+        self.y = y
+        return y
+
+    def _deactivate(self, dy, from_preactivation, db):
+        """dz from dy through the activation (skipped when the loss already gave dz); fills db."""
+        dz = self._buffer("dz", dy.shape)
+        code = ACTIVATION_CODES["linear"] if from_preactivation else self.act_code
+        self.backend.bias_act_backward(dy, self.z, self.y, code, self.alpha, dz, db)
+        return dz
+
+    def _buffer(self, key, shape):
+        # Reuse per-shape scratch buffers: allocation would otherwise dominate small batches.
+        cache = self.__dict__.setdefault("_buffers", {})
+        buf = cache.get((key, shape))
+        if buf is None:
+            buf = cache[(key, shape)] = np.empty(shape, dtype=np.float32)
+        return buf
+
+
+class Dense(_Activated):
+    """y = act(x @ kernel + bias); kernel (inputs, units). Accepts dense arrays or a CSR batch."""
+
+    type_name = "dense"
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 name: str | None = None, alpha: float | None = None):
+        super().__init__(name)
+        self.units = check_positive_int("units", units)
+        if not isinstance(use_bias, bool):
+            raise ArgumentError(f"`use_bias` must be true or false, got {use_bias!r}.")
+        self.use_bias = use_bias
+        self._set_activation(activation, alpha)
+        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
+        for arg in ("kernel_initializer", "bias_initializer"):
+            INITIALIZERS.get(getattr(self, arg))  # fail at construction, naming the bad value
+        for arg in ("kernel_regularizer", "bias_regularizer"):
+            if getattr(self, arg) is not None:
+                REGULARIZERS.get(getattr(self, arg))
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
+                                      self.kernel_regularizer)
+        self.bias = (self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer)
+                     if self.use_bias else None)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def _bias_value(self):
+        if self.bias is not None:
+            return self.bias.value
+        return self.__dict__.setdefault("_zero_bias", np.zeros(self.units, np.float32))
+
+    def forward(self, x, training):
+        self.x = x
+        if isinstance(x, CSRBatch):
+            m = x.matrix
+            z = self._buffer("z", (len(x.rows), self.units))
+            self.backend.csr_matmul(m.indptr, m.indices, m.values, x.rows, self.kernel.value, z)
+            return self._activate(z, self._bias_value())
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, x.shape[-1])  # Dense acts on the last axis, like Keras
+        z = self._buffer("z", (x2.shape[0], self.units))
+        self.backend.gemm(x2, self.kernel.value, z)
+        return self._activate(z, self._bias_value()).reshape(lead + (self.units,))
+
+    def backward(self, dy, from_preactivation=False):
+        dy2 = dy.reshape(-1, self.units)
+        db = self.bias.grad if self.bias is not None else self._buffer("db", (self.units,))
+        dz = self._deactivate(dy2, from_preactivation, db)
+        x = self.x
+        if isinstance(x, CSRBatch):
+            m = x.matrix
+            self.backend.csr_t_matmul(m.indptr, m.indices, m.values, x.rows, dz, self.kernel.grad)
+            return None
+        x2 = x.reshape(-1, x.shape[-1])
+        self.backend.gemm_tn(x2, dz, self.kernel.grad)
+        if not self.needs_input_grad:
+            return None
+        dx = self._buffer("dx", x2.shape)
+        self.backend.gemm_nt(dz, self.kernel.value, dx)
+        return dx.reshape(x.shape)
+
+    def get_config(self):
+        return {"units": self.units, "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer,
+                "kernel_regularizer": self.kernel_regularizer, "bias_regularizer": self.bias_regularizer,
+                "name": self.name, "alpha": self.alpha}
+
+
+class Activation(_Activated):
+    """Applies an activation on the last axis (softmax: over the last axis)."""
+
+    type_name = "activation"
+
+    def __init__(self, activation, name: str | None = None, alpha: float | None = None):
+        super().__init__(name)
+        self._set_activation(activation, alpha)
+
+    def forward(self, x, training):
+        z = self._buffer("z", (int(np.prod(x.shape[:-1])), x.shape[-1]))
+        z[...] = x.reshape(z.shape)
+        zeros = self.__dict__.setdefault("_zero_bias", np.zeros(x.shape[-1], np.float32))
+        return self._activate(z, zeros).reshape(x.shape)
+
+    def backward(self, dy, from_preactivation=False):
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        return self._deactivate(dy2, from_preactivation, self._buffer("db", (dy.shape[-1],))).reshape(dy.shape)
+
+    def get_config(self):
+        return {"activation": self.activation, "name": self.name, "alpha": self.alpha}
+
+
+class Dropout(Layer):
+    """Inverted dropout: zeroes a `rate` fraction in training and scales the rest by 1/(1−rate)."""
+
+    type_name = "dropout"
+
+    def __init__(self, rate, name: str | None = None):
+        super().__init__(name)
+        self.rate = check_float_range("rate", rate, 0.0, 1.0, high_open=True)
+
+    def forward(self, x, training):
+        self.active = training and self.rate > 0
+        if not self.active:
+            return x
+        flat = np.ascontiguousarray(x).reshape(-1)
+        uniform = self.rng.random(flat.shape[0], dtype=np.float32)
+        self.mask = np.empty_like(flat)
+        y = np.empty_like(flat)
+        self.backend.dropout_forward(flat, uniform, self.rate, y, self.mask)
+        return y.reshape(x.shape)
+
+    def backward(self, dy):
+        if not self.active:
+            return dy
+        flat = np.ascontiguousarray(dy).reshape(-1)
+        dx = np.empty_like(flat)
+        self.backend.multiply(flat, self.mask, dx)
+        return dx.reshape(dy.shape)
+
+    def get_config(self):
+        return {"rate": self.rate, "name": self.name}
+
+
+class Flatten(Layer):
+    """(n, d1, d2, ...) → (n, d1·d2·...)."""
+
+    type_name = "flatten"
+
+    def compute_output_shape(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, training):
+        self.in_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self.in_shape)
+
+
+class Reshape(Layer):
+    """Reshapes each sample to `target_shape` (one entry may be -1, as in Keras)."""
+
+    type_name = "reshape"
+
+    def __init__(self, target_shape, name: str | None = None):
+        super().__init__(name)
+        if not isinstance(target_shape, (list, tuple)) or not target_shape:
+            raise ArgumentError(f"`target_shape` must be a non-empty list of integers, got {target_shape!r}.")
+        if sum(1 for s in target_shape if s == -1) > 1 or any(
+                isinstance(s, bool) or not isinstance(s, int) or (s <= 0 and s != -1) for s in target_shape):
+            raise ArgumentError(f"`target_shape` takes positive integers and at most one -1, got {target_shape!r}.")
+        self.target_shape = tuple(target_shape)
+
+    def compute_output_shape(self, input_shape):
+        size = int(np.prod(input_shape))
+        known = int(np.prod([s for s in self.target_shape if s != -1]))
+        shape = tuple(size // known if s == -1 else s for s in self.target_shape)
+        if int(np.prod(shape)) != size or size % known:
+            raise ShapeError(f"cannot reshape an input of shape {tuple(input_shape)} ({size} values) "
+                             f"to {self.target_shape}")
+        return shape
+
+    def forward(self, x, training):
+        self.in_shape = x.shape
+        return x.reshape((x.shape[0],) + self.output_shape)
+
+    def backward(self, dy):
+        return dy.reshape(self.in_shape)
+
+    def get_config(self):
+        return {"target_shape": list(self.target_shape), "name": self.name}
+
+
+LAYERS = Registry(
+    "layer",
+    entries={"input": Input, "dense": Dense, "activation": Activation, "dropout": Dropout,
+             "flatten": Flatten, "reshape": Reshape},
+    aliases={"input_layer": "input", "fully_connected": "dense", "linear": "dense"},
+    base=Layer,
+)

@@ -1,0 +1,335 @@
+"""`Sequential`: shape inference, compile, fit (with validation and callbacks), evaluate, predict.
+
+One seeded generator per model drives initialization, shuffling and dropout, so a seed fixes every byte.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnctl.engine.backend import get_backend
+from nnctl.engine.csr import CSRBatch, CSRMatrix
+from nnctl.errors import ArgumentError, NnctlError, ShapeError, check_positive_int
+from nnctl.nn import fastpath
+from nnctl.nn.callbacks import Callback, CallbackList, History
+from nnctl.nn.layers import LAYERS, Input, Layer
+from nnctl.nn.losses import LOSSES
+from nnctl.nn.metrics import resolve_metrics
+from nnctl.nn.optimizers import OPTIMIZERS
+from nnctl.nn.store import ParameterStore
+
+
+@dataclass
+class Dataset:
+    """Inputs and targets in the forms the kernels read (see `Loss.prepare_targets`)."""
+
+    x: np.ndarray | CSRMatrix
+    target: np.ndarray
+    labels: np.ndarray
+    weight: np.ndarray
+    y: np.ndarray  # as the user gave it, for metrics
+
+    def __len__(self):
+        return len(self.y)
+
+
+class Sequential:
+    """A linear stack of layers, Keras style.
+
+    Example:
+        model = Sequential([Dense(16, activation="relu"), Dense(1, activation="sigmoid")],
+                           input_shape=(10000,), seed=42)
+        model.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["accuracy"])
+        history = model.fit(x, y, epochs=4, batch_size=512, validation_data=(x_val, y_val))
+    """
+
+    def __init__(self, layers=None, input_shape=None, seed: int | None = None, name: str = "sequential",
+                 device: str = "cpu"):
+        self.name = name
+        self.layers: list[Layer] = []
+        self.input_shape = None if input_shape is None else tuple(input_shape)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.backend = get_backend(device)
+        self.built = False
+        self.compiled = False
+        self.stop_training = False
+        self.sparse_input = False
+        for layer in layers or []:
+            self.add(layer)
+
+    def add(self, layer) -> None:
+        layer = LAYERS.get(layer) if isinstance(layer, (str, dict)) else layer
+        if not isinstance(layer, Layer):
+            raise ArgumentError(f"`layers` takes Layer objects or layer specs, got {layer!r}.")
+        if self.built:
+            raise NnctlError("cannot add layers to a model that is already built")
+        if isinstance(layer, Input):
+            if self.layers or self.input_shape is not None and self.input_shape != layer.shape:
+                raise ShapeError("an Input layer must come first and agree with `input_shape`")
+            self.input_shape = layer.shape
+            return
+        self.layers.append(layer)
+
+    # ---- construction -------------------------------------------------------------------------
+    def build(self, input_shape=None) -> None:
+        """Names layers (dense, dense_1, ...), infers every shape and allocates/initializes weights."""
+        if self.built:
+            return
+        shape = tuple(input_shape or self.input_shape or ())
+        if not shape:
+            raise ShapeError("the model's input shape is unknown: give `input_shape` or an Input layer")
+        if not self.layers:
+            raise ShapeError("the model has no layers")
+        self.input_shape = shape
+        counts: dict[str, int] = {}
+        for index, layer in enumerate(self.layers):
+            if layer.name is None:
+                n = counts.get(layer.type_name, 0)
+                layer.name = layer.type_name if n == 0 else f"{layer.type_name}_{n}"
+            counts[layer.type_name] = counts.get(layer.type_name, 0) + 1
+            try:
+                layer.build(shape)
+            except ShapeError as err:
+                source = (f"layer {index - 1} '{self.layers[index - 1].name}' "
+                          f"({type(self.layers[index - 1]).__name__})" if index else "the model input")
+                raise ShapeError(f"layer {index} '{layer.name}' ({type(layer).__name__}) cannot take the output of "
+                                 f"{source}, shape {shape}: {err}") from None
+            layer.backend, layer.rng = self.backend, self.rng
+            shape = layer.output_shape
+        names = [layer.name for layer in self.layers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ArgumentError(f"layer names must be unique, got {', '.join(duplicates)} more than once")
+        # The first layer with weights, and everything before it, never needs an input gradient.
+        seen_params = False
+        for layer in self.layers:
+            layer.needs_input_grad = seen_params
+            seen_params = seen_params or bool(layer.params)
+        self.store = ParameterStore([p for layer in self.layers for p in layer.params], self.rng)
+        self.output_shape = shape
+        self.output_units = int(np.prod(shape))
+        self.built = True
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
+        if loss is None:
+            raise ArgumentError("`loss` is required, e.g. 'binary_crossentropy' or 'mse'.")
+        self.optimizer = OPTIMIZERS.get(optimizer)
+        self.loss = LOSSES.get(loss)
+        self._metric_specs = list(metrics or [])
+        self.compiled = True
+        if self.input_shape is not None:
+            self._finish_compile()
+
+    def _finish_compile(self):
+        self.build()
+        head = self.layers[-1]
+        self.loss_code, self.loss_fused = self.loss.plan(head.output_activation)
+        if head.output_activation == "softmax" and self.loss.name == "binary_crossentropy" and self.output_units == 1:
+            raise ArgumentError("a 1-unit softmax output is always 1.0: use `sigmoid` with binary_crossentropy")
+        self.metrics = resolve_metrics(self._metric_specs, self.loss.name, self.output_units)
+        self.optimizer.build(self.store.values.size)
+
+    def _ready(self, x=None):
+        if not self.compiled:
+            raise NnctlError("compile the model before training or evaluating it")
+        if not self.built:
+            if x is None:
+                raise ShapeError("the model's input shape is unknown")
+            self.input_shape = tuple(x.shape[1:])
+            self._finish_compile()
+        elif not hasattr(self, "metrics"):
+            self._finish_compile()
+
+    # ---- inspection ---------------------------------------------------------------------------
+    def summary(self) -> dict:
+        """Keras's summary as data: rows of (name, type, output shape, params) and the totals."""
+        self.build()
+        rows = [{"name": layer.name, "type": type(layer).__name__, "output_shape": (None,) + layer.output_shape,
+                 "params": layer.param_count()} for layer in self.layers]
+        total = sum(r["params"] for r in rows)
+        return {"rows": rows, "total_params": total, "trainable_params": total, "non_trainable_params": 0}
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return {p.name: p.value.copy() for p in self.store.params}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        for p in self.store.params:
+            if p.name not in weights:
+                raise ShapeError(f"no weights given for '{p.name}'")
+            value = np.asarray(weights[p.name], dtype=np.float32)
+            if value.shape != p.shape:
+                raise ShapeError(f"'{p.name}' has shape {p.shape}, the weights given have {value.shape}")
+            p.value[...] = value
+
+    # ---- data ---------------------------------------------------------------------------------
+    def _dataset(self, x, y, sample_weight=None, class_weight=None) -> Dataset:
+        if not isinstance(x, (np.ndarray, CSRMatrix)):
+            x = CSRMatrix.coerce(x) if hasattr(x, "indptr") else np.asarray(x)
+        if isinstance(x, np.ndarray):
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        self.sparse_input = isinstance(x, CSRMatrix)
+        self._ready(x)
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ShapeError(f"the model expects inputs of shape {self.input_shape} per sample, "
+                             f"the data has {tuple(x.shape[1:])}")
+        y = np.asarray(y)
+        if len(y) != x.shape[0]:
+            raise ShapeError(f"x has {x.shape[0]} samples but y has {len(y)}")
+        target, labels = self.loss.prepare_targets(y, self.output_units)
+        weight = np.ones(len(y), np.float32)
+        if sample_weight is not None:
+            weight = np.asarray(sample_weight, np.float32).reshape(-1)
+            if len(weight) != len(y):
+                raise ShapeError(f"sample_weight has {len(weight)} entries for {len(y)} samples")
+        if class_weight:
+            classes = labels if self.loss.sparse else (
+                np.argmax(target, axis=1) if target.shape[1] > 1 else np.round(target[:, 0]).astype(np.int64))
+            weight = weight * np.array([float(class_weight.get(int(c), 1.0)) for c in range(int(classes.max()) + 1)],
+                                       np.float32)[classes]
+        return Dataset(x, target, labels, np.ascontiguousarray(weight), y)
+
+    # ---- training -----------------------------------------------------------------------------
+    def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, callbacks=None,
+            class_weight=None, sample_weight=None, initial_epoch=0, fast_path="auto") -> dict:
+        """Trains; returns the Keras-style history dict plus `epoch_time` (s) and `lr` per epoch."""
+        epochs, batch_size = check_positive_int("epochs", epochs), check_positive_int("batch_size", batch_size)
+        data = self._dataset(x, y, sample_weight, class_weight)
+        val = self._dataset(*validation_data) if validation_data is not None else None
+        self.sparse_input = isinstance(data.x, CSRMatrix)
+        runner = self._runner(batch_size, fast_path)
+        history = History()
+        cbs = CallbackList([history, *(callbacks or [])], self)
+        n, steps = len(data), -(-len(data) // batch_size)
+        chunk = max(1, steps // 50) if cbs.wants_batches else steps
+        outputs = np.zeros((n, self.output_units), np.float32)
+        step_losses = np.zeros(steps, np.float64)
+        batch_sizes = np.minimum(batch_size, n - np.arange(steps) * batch_size).astype(np.float64)
+        self.stop_training = False
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            cbs.on_epoch_begin(epoch)
+            start = time.perf_counter()
+            order = self.rng.permutation(n) if shuffle else np.arange(n)
+            for metric in self.metrics:
+                metric.reset()
+            for first in range(0, steps, chunk):
+                last = min(steps, first + chunk)
+                cbs.on_train_batch_begin(first)
+                runner(data, order, first, last, outputs, step_losses)
+                lo, hi = first * batch_size, min(n, last * batch_size)
+                for metric in self.metrics:
+                    metric.update(data.y[order[lo:hi]], outputs[lo:hi])
+                if cbs.wants_batches:
+                    done = batch_sizes[:last]
+                    logs = {"loss": float(step_losses[:last] @ done / done.sum())}
+                    cbs.on_train_batch_end(last - 1, {**logs, **{m.name: m.result() for m in self.metrics}})
+            logs = {"loss": float(step_losses @ batch_sizes / n), **{m.name: m.result() for m in self.metrics}}
+            if val is not None:
+                logs.update({f"val_{k}": v for k, v in self._evaluate_dataset(val, batch_size).items()})
+            logs["epoch_time"] = time.perf_counter() - start
+            logs["lr"] = self.optimizer.learning_rate
+            cbs.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end()
+        return history.history
+
+    def _runner(self, batch_size, fast_path):
+        if fast_path not in ("auto", True, False):
+            raise ArgumentError(f"`fast_path` must be auto, true or false, got {fast_path!r}.")
+        can = fastpath.eligible(self, batch_size)
+        if fast_path is True and not can:
+            raise ArgumentError("`fast_path` needs a plain stack of small Dense layers")
+        if fast_path is False or not can:
+            self.batch_size = batch_size
+            return self._layered_steps
+        self._fast = fastpath.FastPath(self, batch_size)
+        return self._fast.train
+
+    def _forward(self, xb, training):
+        out = xb
+        for layer in self.layers:
+            out = layer.forward(out, training)
+        return out
+
+    def _layered_steps(self, data, order, first, last, outputs, step_losses):
+        """The reference training loop: layer by layer, one Python iteration per step."""
+        n, bs, head = len(data), self.batch_size, self.layers[-1]
+        sparse = isinstance(data.x, CSRMatrix)
+        for step in range(first, last):
+            b0, b1 = step * bs, min(n, (step + 1) * bs)
+            rows = order[b0:b1]
+            out = self._forward(CSRBatch(data.x, rows) if sparse else data.x[rows], True)
+            out2 = out.reshape(len(rows), -1)
+            pred = head.z if self.loss_fused else out2
+            target = data.target if self.loss.sparse else data.target[rows]
+            labels = data.labels[rows] if self.loss.sparse else data.labels
+            grad = np.empty_like(pred)
+            loss = self.backend.loss_forward_backward(self.loss_code, self.loss.delta, pred, target, labels,
+                                                      data.weight[rows], grad)
+            dy = (head.backward(grad.reshape(out.shape), from_preactivation=True) if self.loss_fused
+                  else head.backward(grad.reshape(out.shape)))
+            for layer in reversed(self.layers[:-1]):
+                if dy is None:
+                    break
+                dy = layer.backward(dy)
+            loss += self.store.regularize(self.backend)
+            self.optimizer.apply(self.backend, self.store)
+            outputs[b0:b1] = out2
+            step_losses[step] = loss
+
+    # ---- inference ----------------------------------------------------------------------------
+    def _predict_both(self, x, batch_size):
+        """(logits, outputs) of the last layer for every row; logits equal outputs without an activation."""
+        n = x.shape[0]
+        logits = np.zeros((n, self.output_units), np.float32)
+        outputs = np.zeros_like(logits)
+        if fastpath.eligible(self, batch_size):
+            fastpath.FastPath(self, batch_size).predict(x, n, logits, outputs)
+            return logits, outputs
+        head = self.layers[-1]
+        for b0 in range(0, n, batch_size):
+            rows = np.arange(b0, min(n, b0 + batch_size))
+            out = self._forward(CSRBatch(x, rows) if isinstance(x, CSRMatrix) else x[rows], False)
+            outputs[rows] = out.reshape(len(rows), -1)
+            logits[rows] = head.z if head.output_activation is not None else outputs[rows]
+        return logits, outputs
+
+    def _evaluate_dataset(self, data: Dataset, batch_size: int) -> dict:
+        logits, outputs = self._predict_both(data.x, batch_size)
+        pred = logits if self.loss_fused else outputs
+        loss = self.backend.loss_forward_backward(self.loss_code, self.loss.delta, pred, data.target, data.labels,
+                                                  data.weight, np.empty_like(pred))
+        results = {"loss": float(loss + self.store.penalty())}
+        for metric in self.metrics:
+            fresh = copy.deepcopy(metric)
+            fresh.reset()
+            fresh.update(data.y, outputs)
+            results[metric.name] = fresh.result()
+        return results
+
+    def evaluate(self, x, y, batch_size=32, sample_weight=None) -> dict:
+        """{"loss": ..., "<metric>": ...} over all of (x, y)."""
+        return self._evaluate_dataset(self._dataset(x, y, sample_weight), check_positive_int("batch_size", batch_size))
+
+    def predict(self, x, batch_size=32) -> np.ndarray:
+        """The model's outputs (after the last activation), shape (n, *output_shape)."""
+        if not isinstance(x, (np.ndarray, CSRMatrix)):
+            x = CSRMatrix.coerce(x) if hasattr(x, "indptr") else np.asarray(x)
+        if isinstance(x, np.ndarray):
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        self.sparse_input = isinstance(x, CSRMatrix)
+        self._ready(x)
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ShapeError(f"the model expects inputs of shape {self.input_shape} per sample, "
+                             f"the data has {tuple(x.shape[1:])}")
+        _, outputs = self._predict_both(x, check_positive_int("batch_size", batch_size))
+        return outputs.reshape((x.shape[0],) + self.output_shape)
+
+
+__all__ = ["Sequential", "Callback", "Dataset"]

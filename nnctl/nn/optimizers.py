@@ -1,0 +1,172 @@
+"""Optimizers with Keras names, arguments and defaults; the update itself is one engine kernel call.
+
+An optimizer owns its slots (flat buffers shaped like the model's parameter buffer) and its step count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnctl.engine.cpu.optim import (CLIP_GLOBAL_NORM, CLIP_NONE, CLIP_NORM, CLIP_VALUE, LR, OPTIMIZER_CODES,
+                                    WEIGHT_DECAY)
+from nnctl.errors import ArgumentError, check_float_range
+from nnctl.registry import Registry
+
+
+def _positive(name, value):
+    return check_float_range(name, value, 0.0, float("inf"), low_open=True)
+
+
+class Optimizer:
+    """Base: a subclass sets `kernel` (an engine optimizer name) and `slot_count`, validates its own
+    arguments and returns them in `_own_hyperparameters()` in the order the kernel documents.
+
+    Example:
+        class Momentum(SGD):
+            def __init__(self, learning_rate=0.01): super().__init__(learning_rate, momentum=0.9)
+    """
+
+    kernel = ""
+    slot_count = 0
+
+    def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None):
+        self.learning_rate = _positive("learning_rate", learning_rate)
+        self.weight_decay = None if weight_decay is None else check_float_range(
+            "weight_decay", weight_decay, 0.0, float("inf"))
+        clips = {k: v for k, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                                   ("global_clipnorm", global_clipnorm)) if v is not None}
+        if len(clips) > 1:
+            raise ArgumentError(f"only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set, "
+                                f"got {', '.join(clips)}.")
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        self.clip_mode, self.clip = CLIP_NONE, 0.0
+        for name, mode in (("clipnorm", CLIP_NORM), ("clipvalue", CLIP_VALUE), ("global_clipnorm", CLIP_GLOBAL_NORM)):
+            if name in clips:
+                self.clip_mode, self.clip = mode, _positive(name, clips[name])
+        self.iterations = 0
+        self.slots: list[np.ndarray] = []
+
+    def _own_hyperparameters(self) -> list[float]:
+        return []
+
+    def hyperparameters(self) -> np.ndarray:
+        """The kernel's `hp` vector: learning rate, weight decay, then the optimizer's own values."""
+        hp = np.zeros(8, dtype=np.float64)
+        hp[LR] = self.learning_rate
+        hp[WEIGHT_DECAY] = self.weight_decay or 0.0
+        own = self._own_hyperparameters()
+        hp[2:2 + len(own)] = own
+        return hp
+
+    @property
+    def code(self) -> int:
+        return OPTIMIZER_CODES[self.kernel]
+
+    def build(self, size: int) -> None:
+        """Allocates the slots for `size` parameters (unused slots are 1-element placeholders)."""
+        self.slots = [np.zeros(size if i < self.slot_count else 1, np.float32) for i in range(3)]
+        self.iterations = 0
+
+    def apply(self, backend, store) -> None:
+        """One update of every parameter in `store` (a ParameterStore) from its gradients."""
+        backend.optimizer_step(self.code, self.hyperparameters(), self.iterations, store.offsets, store.values,
+                               store.grads, *self.slots, self.clip_mode, self.clip)
+        self.iterations += 1
+
+    def get_config(self) -> dict:
+        return {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
+                "clipnorm": self.clipnorm, "clipvalue": self.clipvalue, "global_clipnorm": self.global_clipnorm}
+
+
+class SGD(Optimizer):
+    kernel, slot_count = "sgd", 1
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.momentum = check_float_range("momentum", momentum, 0.0, 1.0)
+        if not isinstance(nesterov, bool):
+            raise ArgumentError(f"`nesterov` must be true or false, got {nesterov!r}.")
+        self.nesterov = nesterov
+
+    def _own_hyperparameters(self):
+        return [self.momentum, float(self.nesterov)]
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class RMSprop(Optimizer):
+    kernel, slot_count = "rmsprop", 3
+
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.rho = check_float_range("rho", rho, 0.0, 1.0, high_open=True)
+        self.momentum = check_float_range("momentum", momentum, 0.0, 1.0)
+        self.epsilon = _positive("epsilon", epsilon)
+        if not isinstance(centered, bool):
+            raise ArgumentError(f"`centered` must be true or false, got {centered!r}.")
+        self.centered = centered
+
+    def _own_hyperparameters(self):
+        return [self.rho, self.momentum, self.epsilon, float(self.centered)]
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
+                "centered": self.centered}
+
+
+class Adam(Optimizer):
+    kernel, slot_count = "adam", 3
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.beta_1 = check_float_range("beta_1", beta_1, 0.0, 1.0, high_open=True)
+        self.beta_2 = check_float_range("beta_2", beta_2, 0.0, 1.0, high_open=True)
+        self.epsilon = _positive("epsilon", epsilon)
+        if not isinstance(amsgrad, bool):
+            raise ArgumentError(f"`amsgrad` must be true or false, got {amsgrad!r}.")
+        self.amsgrad = amsgrad
+
+    def _own_hyperparameters(self):
+        return [self.beta_1, self.beta_2, self.epsilon, float(self.amsgrad)]
+
+    def get_config(self):
+        return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                "amsgrad": self.amsgrad}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Keras default 0.004)."""
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, **kwargs):
+        super().__init__(learning_rate, weight_decay=weight_decay, **kwargs)
+
+
+class Adagrad(Optimizer):
+    kernel, slot_count = "adagrad", 1
+
+    def __init__(self, learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-7, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self.initial_accumulator_value = check_float_range(
+            "initial_accumulator_value", initial_accumulator_value, 0.0, float("inf"))
+        self.epsilon = _positive("epsilon", epsilon)
+
+    def build(self, size):
+        super().build(size)
+        self.slots[0][:] = self.initial_accumulator_value
+
+    def _own_hyperparameters(self):
+        return [self.epsilon]
+
+    def get_config(self):
+        return {**super().get_config(), "initial_accumulator_value": self.initial_accumulator_value,
+                "epsilon": self.epsilon}
+
+
+OPTIMIZERS = Registry(
+    "optimizer",
+    entries={"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad},
+    aliases={"gradient_descent": "sgd", "rms_prop": "rmsprop"},
+    base=Optimizer,
+)

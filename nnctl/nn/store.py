@@ -1,0 +1,48 @@
+"""All of a model's parameters in one flat float32 buffer, gradients in a twin buffer.
+
+Layers see their tensors as views; the optimizer (and the compiled fast path) see one array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class ParameterStore:
+    """Allocates and initializes `params` (in order, from `rng`) as views of `values`/`grads`."""
+
+    def __init__(self, params: list, rng: np.random.Generator):
+        self.params = list(params)
+        sizes = [p.size for p in self.params]
+        self.offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=self.offsets[1:])
+        total = int(self.offsets[-1])
+        self.values = np.zeros(total, dtype=np.float32)
+        self.grads = np.zeros(total, dtype=np.float32)
+        for p, start in zip(self.params, self.offsets[:-1]):
+            stop = start + p.size
+            p.value = self.values[start:stop].reshape(p.shape)
+            p.grad = self.grads[start:stop].reshape(p.shape)
+            p.value[...] = p.initializer(p.shape, rng)
+
+    def slice_of(self, param) -> slice:
+        index = self.params.index(param)
+        return slice(int(self.offsets[index]), int(self.offsets[index + 1]))
+
+    def regularize(self, backend) -> float:
+        """Adds every regularizer's gradient into `grads`; returns the summed penalty (parameter order)."""
+        penalty = 0.0
+        for p in self.params:
+            if p.regularizer is not None:
+                s = self.slice_of(p)
+                penalty += backend.regularize(self.values[s], self.grads[s], p.regularizer.l1, p.regularizer.l2)
+        return penalty
+
+    def penalty(self) -> float:
+        """The regularization penalty alone (for evaluation), in float64."""
+        total = 0.0
+        for p in self.params:
+            if p.regularizer is not None:
+                w = p.value.astype(np.float64)
+                total += p.regularizer.l1 * np.abs(w).sum() + p.regularizer.l2 * (w * w).sum()
+        return float(total)
