@@ -132,7 +132,7 @@ def eligible(model, batch_size: int) -> bool:
     """True when every layer is Dense and small enough that the layered path would not call BLAS either
     (so both paths run identical kernels); big layers are faster through BLAS, layer by layer."""
     layers = model.layers
-    if not layers or not all(isinstance(layer, Dense) for layer in layers):
+    if model.dtype != np.float32 or not layers or not all(isinstance(layer, Dense) for layer in layers):
         return False
     return all(len(layer.input_shape) == 1 and batch_size * layer.input_shape[0] * layer.units < settings.SMALL_GEMM_MACS
                for layer in layers[1:] + ([] if model.sparse_input else layers[:1]))

@@ -61,6 +61,7 @@ class Layer:
         self.needs_input_grad = True
         self.input_shape: tuple[int, ...] | None = None
         self.output_shape: tuple[int, ...] | None = None
+        self.dtype = np.float32  # float64 only for gradient checks
 
     def add_weight(self, name, shape, initializer, regularizer=None) -> Param:
         param = Param(f"{self.name}/{name}", tuple(int(s) for s in shape), INITIALIZERS.get(initializer),
@@ -137,7 +138,7 @@ class _Activated(Layer):
         cache = self.__dict__.setdefault("_buffers", {})
         buf = cache.get((key, shape))
         if buf is None:
-            buf = cache[(key, shape)] = np.empty(shape, dtype=np.float32)
+            buf = cache[(key, shape)] = np.empty(shape, dtype=self.dtype)
         return buf
 
 
@@ -176,7 +177,7 @@ class Dense(_Activated):
     def _bias_value(self):
         if self.bias is not None:
             return self.bias.value
-        return self.__dict__.setdefault("_zero_bias", np.zeros(self.units, np.float32))
+        return self.__dict__.setdefault("_zero_bias", np.zeros(self.units, self.dtype))
 
     def forward(self, x, training):
         self.x = x
@@ -227,7 +228,7 @@ class Activation(_Activated):
     def forward(self, x, training):
         z = self._buffer("z", (int(np.prod(x.shape[:-1])), x.shape[-1]))
         z[...] = x.reshape(z.shape)
-        zeros = self.__dict__.setdefault("_zero_bias", np.zeros(x.shape[-1], np.float32))
+        zeros = self.__dict__.setdefault("_zero_bias", np.zeros(x.shape[-1], self.dtype))
         return self._activate(z, zeros).reshape(x.shape)
 
     def backward(self, dy, from_preactivation=False):
@@ -252,7 +253,7 @@ class Dropout(Layer):
         if not self.active:
             return x
         flat = np.ascontiguousarray(x).reshape(-1)
-        uniform = self.rng.random(flat.shape[0], dtype=np.float32)
+        uniform = self.rng.random(flat.shape[0], dtype=np.float32).astype(self.dtype, copy=False)
         self.mask = np.empty_like(flat)
         y = np.empty_like(flat)
         self.backend.dropout_forward(flat, uniform, self.rate, y, self.mask)

@@ -48,8 +48,11 @@ class Sequential:
     """
 
     def __init__(self, layers=None, input_shape=None, seed: int | None = None, name: str = "sequential",
-                 device: str = "cpu"):
+                 device: str = "cpu", dtype: str = "float32"):
         self.name = name
+        if dtype not in ("float32", "float64"):
+            raise ArgumentError(f"`dtype` must be float32 or float64 (float64 is for gradient checks), got {dtype!r}.")
+        self.dtype = np.dtype(dtype)
         self.layers: list[Layer] = []
         self.input_shape = None if input_shape is None else tuple(input_shape)
         self.seed = seed
@@ -99,7 +102,7 @@ class Sequential:
                           f"({type(self.layers[index - 1]).__name__})" if index else "the model input")
                 raise ShapeError(f"layer {index} '{layer.name}' ({type(layer).__name__}) cannot take the output of "
                                  f"{source}, shape {shape}: {err}") from None
-            layer.backend, layer.rng = self.backend, self.rng
+            layer.backend, layer.rng, layer.dtype = self.backend, self.rng, self.dtype
             shape = layer.output_shape
         names = [layer.name for layer in self.layers]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -110,7 +113,7 @@ class Sequential:
         for layer in self.layers:
             layer.needs_input_grad = seen_params
             seen_params = seen_params or bool(layer.params)
-        self.store = ParameterStore([p for layer in self.layers for p in layer.params], self.rng)
+        self.store = ParameterStore([p for layer in self.layers for p in layer.params], self.rng, self.dtype)
         self.output_shape = shape
         self.output_units = int(np.prod(shape))
         self.built = True
@@ -167,31 +170,36 @@ class Sequential:
             p.value[...] = value
 
     # ---- data ---------------------------------------------------------------------------------
-    def _dataset(self, x, y, sample_weight=None, class_weight=None) -> Dataset:
+    def _inputs(self, x):
+        """x as a contiguous array of the model's dtype or a CSRMatrix, checked against the input shape."""
         if not isinstance(x, (np.ndarray, CSRMatrix)):
             x = CSRMatrix.coerce(x) if hasattr(x, "indptr") else np.asarray(x)
         if isinstance(x, np.ndarray):
-            x = np.ascontiguousarray(x, dtype=np.float32)
+            x = np.ascontiguousarray(x, dtype=self.dtype)
         self.sparse_input = isinstance(x, CSRMatrix)
         self._ready(x)
         if tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(f"the model expects inputs of shape {self.input_shape} per sample, "
                              f"the data has {tuple(x.shape[1:])}")
+        return x
+
+    def _dataset(self, x, y, sample_weight=None, class_weight=None) -> Dataset:
+        x = self._inputs(x)
         y = np.asarray(y)
         if len(y) != x.shape[0]:
             raise ShapeError(f"x has {x.shape[0]} samples but y has {len(y)}")
         target, labels = self.loss.prepare_targets(y, self.output_units)
-        weight = np.ones(len(y), np.float32)
+        weight = np.ones(len(y), self.dtype)
         if sample_weight is not None:
-            weight = np.asarray(sample_weight, np.float32).reshape(-1)
+            weight = np.asarray(sample_weight, self.dtype).reshape(-1)
             if len(weight) != len(y):
                 raise ShapeError(f"sample_weight has {len(weight)} entries for {len(y)} samples")
         if class_weight:
             classes = labels if self.loss.sparse else (
                 np.argmax(target, axis=1) if target.shape[1] > 1 else np.round(target[:, 0]).astype(np.int64))
             weight = weight * np.array([float(class_weight.get(int(c), 1.0)) for c in range(int(classes.max()) + 1)],
-                                       np.float32)[classes]
-        return Dataset(x, target, labels, np.ascontiguousarray(weight), y)
+                                       self.dtype)[classes]
+        return Dataset(x, target.astype(self.dtype, copy=False), labels, np.ascontiguousarray(weight), y)
 
     # ---- training -----------------------------------------------------------------------------
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, callbacks=None,
@@ -206,7 +214,7 @@ class Sequential:
         cbs = CallbackList([history, *(callbacks or [])], self)
         n, steps = len(data), -(-len(data) // batch_size)
         chunk = max(1, steps // 50) if cbs.wants_batches else steps
-        outputs = np.zeros((n, self.output_units), np.float32)
+        outputs = np.zeros((n, self.output_units), self.dtype)
         step_losses = np.zeros(steps, np.float64)
         batch_sizes = np.minimum(batch_size, n - np.arange(steps) * batch_size).astype(np.float64)
         self.stop_training = False
@@ -257,37 +265,45 @@ class Sequential:
             out = layer.forward(out, training)
         return out
 
+    def _gradients(self, data: Dataset, rows: np.ndarray):
+        """Forward and backward on data[rows]: fills the gradient buffer; returns (loss, outputs (m, units))."""
+        head = self.layers[-1]
+        x = data.x
+        out = self._forward(CSRBatch(x, rows) if isinstance(x, CSRMatrix) else x[rows], True)
+        out2 = out.reshape(len(rows), -1)
+        pred = head.z if self.loss_fused else out2
+        target = data.target if self.loss.sparse else data.target[rows]
+        labels = data.labels[rows] if self.loss.sparse else data.labels
+        grad = np.empty_like(pred)
+        loss = self.backend.loss_forward_backward(self.loss_code, self.loss.delta, pred, target, labels,
+                                                  data.weight[rows], grad)
+        dy = (head.backward(grad.reshape(out.shape), from_preactivation=True) if self.loss_fused
+              else head.backward(grad.reshape(out.shape)))
+        for layer in reversed(self.layers[:-1]):
+            if dy is None:
+                break
+            dy = layer.backward(dy)
+        return loss + self.store.regularize(self.backend), out2
+
     def _layered_steps(self, data, order, first, last, outputs, step_losses):
         """The reference training loop: layer by layer, one Python iteration per step."""
-        n, bs, head = len(data), self.batch_size, self.layers[-1]
-        sparse = isinstance(data.x, CSRMatrix)
+        n, bs = len(data), self.batch_size
         for step in range(first, last):
             b0, b1 = step * bs, min(n, (step + 1) * bs)
-            rows = order[b0:b1]
-            out = self._forward(CSRBatch(data.x, rows) if sparse else data.x[rows], True)
-            out2 = out.reshape(len(rows), -1)
-            pred = head.z if self.loss_fused else out2
-            target = data.target if self.loss.sparse else data.target[rows]
-            labels = data.labels[rows] if self.loss.sparse else data.labels
-            grad = np.empty_like(pred)
-            loss = self.backend.loss_forward_backward(self.loss_code, self.loss.delta, pred, target, labels,
-                                                      data.weight[rows], grad)
-            dy = (head.backward(grad.reshape(out.shape), from_preactivation=True) if self.loss_fused
-                  else head.backward(grad.reshape(out.shape)))
-            for layer in reversed(self.layers[:-1]):
-                if dy is None:
-                    break
-                dy = layer.backward(dy)
-            loss += self.store.regularize(self.backend)
+            step_losses[step], outputs[b0:b1] = self._gradients(data, order[b0:b1])
             self.optimizer.apply(self.backend, self.store)
-            outputs[b0:b1] = out2
-            step_losses[step] = loss
+
+    def compute_gradients(self, x, y, sample_weight=None) -> tuple[float, dict[str, np.ndarray]]:
+        """The training loss on (x, y) as one batch and the gradient of every parameter (no update)."""
+        data = self._dataset(x, y, sample_weight)
+        loss, _ = self._gradients(data, np.arange(len(data)))
+        return float(loss), {p.name: p.grad.copy() for p in self.store.params}
 
     # ---- inference ----------------------------------------------------------------------------
     def _predict_both(self, x, batch_size):
         """(logits, outputs) of the last layer for every row; logits equal outputs without an activation."""
         n = x.shape[0]
-        logits = np.zeros((n, self.output_units), np.float32)
+        logits = np.zeros((n, self.output_units), self.dtype)
         outputs = np.zeros_like(logits)
         if fastpath.eligible(self, batch_size):
             fastpath.FastPath(self, batch_size).predict(x, n, logits, outputs)
@@ -319,15 +335,7 @@ class Sequential:
 
     def predict(self, x, batch_size=32) -> np.ndarray:
         """The model's outputs (after the last activation), shape (n, *output_shape)."""
-        if not isinstance(x, (np.ndarray, CSRMatrix)):
-            x = CSRMatrix.coerce(x) if hasattr(x, "indptr") else np.asarray(x)
-        if isinstance(x, np.ndarray):
-            x = np.ascontiguousarray(x, dtype=np.float32)
-        self.sparse_input = isinstance(x, CSRMatrix)
-        self._ready(x)
-        if tuple(x.shape[1:]) != self.input_shape:
-            raise ShapeError(f"the model expects inputs of shape {self.input_shape} per sample, "
-                             f"the data has {tuple(x.shape[1:])}")
+        x = self._inputs(x)
         _, outputs = self._predict_both(x, check_positive_int("batch_size", batch_size))
         return outputs.reshape((x.shape[0],) + self.output_shape)
 

@@ -11,14 +11,14 @@ import numpy as np
 class ParameterStore:
     """Allocates and initializes `params` (in order, from `rng`) as views of `values`/`grads`."""
 
-    def __init__(self, params: list, rng: np.random.Generator):
+    def __init__(self, params: list, rng: np.random.Generator, dtype=np.float32):
         self.params = list(params)
         sizes = [p.size for p in self.params]
         self.offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=self.offsets[1:])
         total = int(self.offsets[-1])
-        self.values = np.zeros(total, dtype=np.float32)
-        self.grads = np.zeros(total, dtype=np.float32)
+        self.values = np.zeros(total, dtype=dtype)
+        self.grads = np.zeros(total, dtype=dtype)
         for p, start in zip(self.params, self.offsets[:-1]):
             stop = start + p.size
             p.value = self.values[start:stop].reshape(p.shape)

@@ -1,0 +1,1 @@
+"""Model library: layers, losses, optimizers, metrics, Sequential."""
