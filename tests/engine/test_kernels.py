@@ -75,6 +75,13 @@ CASES = (
                      id="matmul_tn"),
         pytest.param("matmul_nt", lambda rng: (_rand(rng, 4, 6), _rand(rng, 3, 6), np.zeros((4, 3), F32)), (),
                      id="matmul_nt"),
+        # Wide operands (n ≥ 8, rows not a multiple of 4) take the blocked loops, narrow ones the others.
+        pytest.param("matmul", lambda rng: (_rand(rng, 7, 6), _rand(rng, 6, 19), np.zeros((7, 19), F32)), (),
+                     id="matmul-wide"),
+        pytest.param("matmul_tn", lambda rng: (_rand(rng, 7, 4), _rand(rng, 7, 19), np.zeros((4, 19), F32)), (),
+                     id="matmul_tn-wide"),
+        pytest.param("matmul_nt", lambda rng: (_rand(rng, 7, 19), _rand(rng, 5, 19), np.zeros((7, 5), F32)), (),
+                     id="matmul_nt-wide"),
         pytest.param("take_rows", lambda rng: (_rand(rng, 9, 3), np.array([4, 0, 4, 8]), np.zeros((4, 3), F32)),
                      (), id="take_rows"),
         pytest.param("dropout_forward", lambda rng: (_rand(rng, 20), rng.random(20).astype(F32), 0.4,

@@ -151,49 +151,92 @@ def bias_act_backward(dy, z, y, act, alpha, dz, db):
             db[j] += dz[i, j]
 
 
+# Below this many output columns the inner loops below would be too short to vectorize, so the small-n
+# variants loop over the other axis instead (the Boston MLP's 1-unit output layer).
+_NARROW = 8
+
+
 @njit(**KERNEL)
 def matmul(a, b, out):
     """out = a @ b for small operands. a: (m, k), b: (k, n), out: (m, n).
 
-        for i: out[i, :] = 0; for p: out[i, :] += a[i, p] * b[p, :]      (inner loop contiguous)
+        for rows i..i+3: out[i.., :] = Σ_p a[i.., p] * b[p, :]   (4 rows share each load of b[p, :])
     """
     m, k = a.shape
     n = b.shape[1]
-    for i in range(m):
+    if n < _NARROW:
+        for i in range(m):
+            for j in range(n):
+                total = np.float32(0.0)
+                for p in range(k):
+                    total += a[i, p] * b[p, j]
+                out[i, j] = total
+        return
+    i = 0
+    while i + 4 <= m:
         for j in range(n):
             out[i, j] = 0.0
+            out[i + 1, j] = 0.0
+            out[i + 2, j] = 0.0
+            out[i + 3, j] = 0.0
         for p in range(k):
-            aip = a[i, p]
-            if aip != 0.0:  # ReLU outputs are often half zeros
-                for j in range(n):
-                    out[i, j] += aip * b[p, j]
+            a0, a1, a2, a3 = a[i, p], a[i + 1, p], a[i + 2, p], a[i + 3, p]
+            for j in range(n):
+                bj = b[p, j]
+                out[i, j] += a0 * bj
+                out[i + 1, j] += a1 * bj
+                out[i + 2, j] += a2 * bj
+                out[i + 3, j] += a3 * bj
+        i += 4
+    for r in range(i, m):
+        for j in range(n):
+            out[r, j] = 0.0
+        for p in range(k):
+            arp = a[r, p]
+            for j in range(n):
+                out[r, j] += arp * b[p, j]
 
 
 @njit(**KERNEL)
 def matmul_tn(a, b, out):
     """out = aᵀ @ b (the weight gradient xᵀ·dz). a: (m, k), b: (m, n), out: (k, n).
 
-        out = 0; for i, p: out[p, :] += a[i, p] * b[i, :]
+        out = 0; for i, p: out[p, :] += a[i, p] * b[i, :]     (narrow n: for j, i: out[:, j] += b[i, j]·a[i, :])
     """
     m, k = a.shape
     n = b.shape[1]
     out[:, :] = 0.0
+    if n < _NARROW:
+        for j in range(n):
+            for i in range(m):
+                bij = b[i, j]
+                for p in range(k):
+                    out[p, j] += a[i, p] * bij
+        return
     for i in range(m):
         for p in range(k):
             aip = a[i, p]
-            if aip != 0.0:
-                for j in range(n):
-                    out[p, j] += aip * b[i, j]
+            for j in range(n):
+                out[p, j] += aip * b[i, j]
 
 
 @njit(**KERNEL)
 def matmul_nt(a, b, out):
     """out = a @ bᵀ (the input gradient dz·Wᵀ). a: (m, n), b: (k, n), out: (m, k).
 
-        for i, p: out[i, p] = sum_j a[i, j] * b[p, j]      (a reduction over contiguous j)
+        for i, p: out[i, p] = Σ_j a[i, j] * b[p, j]     (narrow n: out[i, :] += a[i, j]·b[:, j])
     """
     m, n = a.shape
     k = b.shape[0]
+    if n < _NARROW:
+        for i in range(m):
+            for p in range(k):
+                out[i, p] = 0.0
+            for j in range(n):
+                aij = a[i, j]
+                for p in range(k):
+                    out[i, p] += aij * b[p, j]
+        return
     for i in range(m):
         for p in range(k):
             total = np.float32(0.0)  # float32 accumulation, as BLAS sgemm does
