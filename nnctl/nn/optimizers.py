@@ -64,8 +64,13 @@ class Optimizer:
         return OPTIMIZER_CODES[self.kernel]
 
     def build(self, size: int) -> None:
-        """Allocates the slots for `size` parameters (unused slots are 1-element placeholders)."""
-        self.slots = [np.zeros(size if i < self.slot_count else 1, np.float32) for i in range(3)]
+        """Allocates the slots for `size` parameters (unused slots are 1-element placeholders).
+
+        `np.full`, not `np.zeros`: calloc'd pages stay unmapped until written, and the vectorized update
+        loop's masked loads of a slot it never writes (RMSprop without `centered`) then take a
+        microcode assist on every access — 20× slower on MNIST-sized layers.
+        """
+        self.slots = [np.full(size if i < self.slot_count else 1, 0.0, np.float32) for i in range(3)]
         self.iterations = 0
 
     def apply(self, backend, store) -> None:
