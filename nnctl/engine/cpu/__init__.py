@@ -20,3 +20,4 @@ KERNELS = (
     "dropout_forward", "multiply", "csr_matmul", "csr_t_matmul", "loss_forward_backward",
     "optimizer_step", "regularize", "sum_squares",
 )
+__all__ = [*KERNELS, "ACTIVATION_CODES", "LOSS_CODES", "OPTIMIZER_CODES", "KERNELS"]

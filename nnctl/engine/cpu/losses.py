@@ -5,7 +5,6 @@ Reduction follows Keras's `sum_over_batch_size`: loss = Σᵢ wᵢ·ℓᵢ / n, 
 
 import math
 
-import numpy as np
 from numba import njit
 
 from nnctl.engine.settings import KERNEL
