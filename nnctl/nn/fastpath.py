@@ -128,21 +128,22 @@ def predict_rows(x, indptr, indices, values, sparse, count, batch_size, ilayers,
         outputs[b0:b1, :] = ybuf[last_layer, :m * units].reshape((m, units))
 
 
-def eligible(model, batch_size: int) -> bool:
+def eligible(model, batch_size: int, sparse: bool) -> bool:
     """True when every layer is Dense and small enough that the layered path would not call BLAS either
     (so both paths run identical kernels); big layers are faster through BLAS, layer by layer."""
     layers = model.layers
     if model.dtype != np.float32 or not layers or not all(isinstance(layer, Dense) for layer in layers):
         return False
     return all(len(layer.input_shape) == 1 and batch_size * layer.input_shape[0] * layer.units < settings.SMALL_GEMM_MACS
-               for layer in layers[1:] + ([] if model.sparse_input else layers[:1]))
+               for layer in layers[1:] + ([] if sparse else layers[:1]))
 
 
 class FastPath:
     """The tables and scratch buffers of one model at one batch size, and the two entry points."""
 
-    def __init__(self, model, batch_size: int):
-        self.model, self.batch_size = model, batch_size
+    def __init__(self, model, batch_size: int, sparse: bool):
+        """`sparse`: whether the inputs this instance will see are CSR (sizes the input buffer)."""
+        self.model, self.batch_size, self.sparse = model, batch_size, sparse
         store = model.store
         layers = model.layers
         self.ilayers = np.zeros((len(layers), 5), dtype=np.int64)
@@ -155,7 +156,7 @@ class FastPath:
             self.flayers[i] = (layer.alpha, reg_k.l1 if reg_k else 0, reg_k.l2 if reg_k else 0,
                                reg_b.l1 if reg_b else 0, reg_b.l2 if reg_b else 0)
         widest = max(int(self.ilayers[:, UNITS].max()), 1)
-        first_in = 0 if model.sparse_input else int(self.ilayers[0, IN])
+        first_in = 0 if sparse else int(self.ilayers[0, IN])
         self.zero_bias = np.zeros(widest, np.float32)
         self.dbuf = np.zeros(widest, np.float32)
         self.xbuf = np.zeros(max(batch_size * first_in, widest), np.float32)
@@ -165,7 +166,8 @@ class FastPath:
         self.gbuf = np.zeros((2, batch_size * widest_in), np.float32)
 
     def _x(self, x):
-        if isinstance(x, CSRMatrix):
+        assert isinstance(x, CSRMatrix) == self.sparse, "the input kind differs from the one buffers were sized for"
+        if self.sparse:
             return np.zeros((1, 1), np.float32), x.indptr, x.indices, x.values, True
         return x, np.zeros(1, np.int64), np.zeros(1, np.int32), np.zeros(1, np.float32), False
 

@@ -61,7 +61,6 @@ class Sequential:
         self.built = False
         self.compiled = False
         self.stop_training = False
-        self.sparse_input = False
         for layer in layers or []:
             self.add(layer)
 
@@ -176,7 +175,6 @@ class Sequential:
             x = CSRMatrix.coerce(x) if hasattr(x, "indptr") else np.asarray(x)
         if isinstance(x, np.ndarray):
             x = np.ascontiguousarray(x, dtype=self.dtype)
-        self.sparse_input = isinstance(x, CSRMatrix)
         self._ready(x)
         if tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(f"the model expects inputs of shape {self.input_shape} per sample, "
@@ -208,8 +206,7 @@ class Sequential:
         epochs, batch_size = check_positive_int("epochs", epochs), check_positive_int("batch_size", batch_size)
         data = self._dataset(x, y, sample_weight, class_weight)
         val = self._dataset(*validation_data) if validation_data is not None else None
-        self.sparse_input = isinstance(data.x, CSRMatrix)
-        runner = self._runner(batch_size, fast_path)
+        runner = self._runner(batch_size, fast_path, isinstance(data.x, CSRMatrix))
         history = History()
         cbs = CallbackList([history, *(callbacks or [])], self)
         n, steps = len(data), -(-len(data) // batch_size)
@@ -247,17 +244,16 @@ class Sequential:
         cbs.on_train_end()
         return history.history
 
-    def _runner(self, batch_size, fast_path):
+    def _runner(self, batch_size, fast_path, sparse):
         if fast_path not in ("auto", True, False):
             raise ArgumentError(f"`fast_path` must be auto, true or false, got {fast_path!r}.")
-        can = fastpath.eligible(self, batch_size)
+        can = fastpath.eligible(self, batch_size, sparse)
         if fast_path is True and not can:
             raise ArgumentError("`fast_path` needs a plain stack of small Dense layers")
         if fast_path is False or not can:
             self.batch_size = batch_size
             return self._layered_steps
-        self._fast = fastpath.FastPath(self, batch_size)
-        return self._fast.train
+        return fastpath.FastPath(self, batch_size, sparse).train
 
     def _forward(self, xb, training):
         out = xb
@@ -305,8 +301,9 @@ class Sequential:
         n = x.shape[0]
         logits = np.zeros((n, self.output_units), self.dtype)
         outputs = np.zeros_like(logits)
-        if fastpath.eligible(self, batch_size):
-            fastpath.FastPath(self, batch_size).predict(x, n, logits, outputs)
+        sparse = isinstance(x, CSRMatrix)
+        if fastpath.eligible(self, batch_size, sparse):
+            fastpath.FastPath(self, batch_size, sparse).predict(x, n, logits, outputs)
             return logits, outputs
         head = self.layers[-1]
         for b0 in range(0, n, batch_size):

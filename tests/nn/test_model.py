@@ -179,3 +179,12 @@ def test_layers_from_specs_and_get_config_round_trip():
         layer = LAYERS.get(spec)
         again = type(layer)(**layer.get_config())
         assert again.get_config() == layer.get_config()
+
+
+def test_csr_training_with_dense_validation_data():
+    dense_val = X_TEXT.to_dense()[:40]
+    history = text_model().fit(X_TEXT, Y_TEXT, epochs=2, batch_size=8, validation_data=(dense_val, Y_TEXT[:40]))
+    model = text_model()
+    model.fit(X_TEXT, Y_TEXT, epochs=2, batch_size=8)
+    assert history["val_loss"][-1] == pytest.approx(model.evaluate(X_TEXT.take(np.arange(40)), Y_TEXT[:40],
+                                                                   batch_size=8)["loss"], rel=1e-5)
