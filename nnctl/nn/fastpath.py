@@ -164,6 +164,10 @@ class FastPath:
         self.ybuf = np.zeros_like(self.zbuf)
         widest_in = max(widest, int(self.ilayers[1:, IN].max()) if len(layers) > 1 else 0)
         self.gbuf = np.zeros((2, batch_size * widest_in), np.float32)
+        # Per-batch gathers of targets, class ids and sample weights.
+        self.tbuf = np.zeros((batch_size, int(self.ilayers[-1, UNITS])), np.float32)
+        self.lbuf = np.zeros(batch_size, np.int64)
+        self.wbuf = np.zeros(batch_size, np.float32)
 
     def _x(self, x):
         assert isinstance(x, CSRMatrix) == self.sparse, "the input kind differs from the one buffers were sized for"
@@ -173,14 +177,12 @@ class FastPath:
 
     def train(self, data, order, first, last, outputs, step_losses) -> None:
         model, opt = self.model, self.model.optimizer
-        units = self.ilayers[-1, UNITS]
-        tbuf = np.zeros((self.batch_size, units), np.float32)
         opt.iterations = train_steps(
             *self._x(data.x), data.target, data.labels, model.loss.sparse, data.weight, order, first, last, self.batch_size,
             self.ilayers, self.flayers, model.loss_code, model.loss.delta, model.loss_fused,
             model.store.values, model.store.grads, model.store.offsets, opt.code, opt.hyperparameters(),
             opt.iterations, *opt.slots, opt.clip_mode, opt.clip, self.zero_bias, self.xbuf, self.zbuf,
-            self.ybuf, self.gbuf, self.dbuf, tbuf, np.zeros(self.batch_size, np.int64), np.zeros(self.batch_size, np.float32),
+            self.ybuf, self.gbuf, self.dbuf, self.tbuf, self.lbuf, self.wbuf,
             outputs, step_losses)
 
     def predict(self, x, count, logits, outputs) -> None:

@@ -32,10 +32,10 @@ class ParameterStore:
     def regularize(self, backend) -> float:
         """Adds every regularizer's gradient into `grads`; returns the summed penalty (parameter order)."""
         penalty = 0.0
-        for p in self.params:
+        for p, start, stop in zip(self.params, self.offsets[:-1], self.offsets[1:]):
             if p.regularizer is not None:
-                s = self.slice_of(p)
-                penalty += backend.regularize(self.values[s], self.grads[s], p.regularizer.l1, p.regularizer.l2)
+                penalty += backend.regularize(self.values[start:stop], self.grads[start:stop],
+                                              p.regularizer.l1, p.regularizer.l2)
         return penalty
 
     def penalty(self) -> float:
