@@ -10,8 +10,9 @@ class Callback:
     """Override any of the hooks below; `self.model` is set before training starts.
 
     Batch hooks are optional and cost time: under the compiled fast path they fire once per *chunk* of
-    steps (batch = the last step of the chunk), and the model only chunks an epoch when some callback
-    overrides them.
+    steps (batch = the last step of the chunk; chunks are sized to last about 0.1 s), and the model only
+    chunks an epoch when some callback overrides them. `logs` of `on_train_batch_end` hold the running
+    loss and metrics of the epoch so far.
 
     Example:
         class StopAt(Callback):
@@ -19,9 +20,14 @@ class Callback:
     """
 
     model = None
+    params: dict = {}
 
     def set_model(self, model) -> None:
         self.model = model
+
+    def set_params(self, params: dict) -> None:
+        """Keras's `params`: epochs, steps (per epoch), samples, batch_size, initial_epoch."""
+        self.params = dict(params)
 
     def on_train_begin(self, logs=None): ...
     def on_train_end(self, logs=None): ...
@@ -48,6 +54,10 @@ class CallbackList(Callback):
     @property
     def wants_batches(self) -> bool:
         return any(cb.wants_batches for cb in self.callbacks)
+
+    def set_params(self, params: dict) -> None:
+        for cb in self.callbacks:
+            cb.set_params(params)
 
     def _call(self, hook, *args):
         for cb in self.callbacks:

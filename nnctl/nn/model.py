@@ -210,29 +210,24 @@ class Sequential:
         history = History()
         cbs = CallbackList([history, *(callbacks or [])], self)
         n, steps = len(data), -(-len(data) // batch_size)
-        chunk = max(1, steps // 50) if cbs.wants_batches else steps
         outputs = np.zeros((n, self.output_units), self.dtype)
         step_losses = np.zeros(steps, np.float64)
         batch_sizes = np.minimum(batch_size, n - np.arange(steps) * batch_size).astype(np.float64)
         self.stop_training = False
+        self.stopped_mid_epoch = None
+        cbs.set_params({"epochs": epochs, "steps": steps, "samples": n, "batch_size": batch_size,
+                        "initial_epoch": initial_epoch})
         cbs.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             cbs.on_epoch_begin(epoch)
             start = time.perf_counter()
             order = self.rng.permutation(n) if shuffle else np.arange(n)
+            if not self._run_epoch(runner, data, order, steps, outputs, step_losses, batch_sizes, cbs):
+                self.stopped_mid_epoch = epoch
+                break
             for metric in self.metrics:
                 metric.reset()
-            for first in range(0, steps, chunk):
-                last = min(steps, first + chunk)
-                cbs.on_train_batch_begin(first)
-                runner(data, order, first, last, outputs, step_losses)
-                lo, hi = first * batch_size, min(n, last * batch_size)
-                for metric in self.metrics:
-                    metric.update(data.y[order[lo:hi]], outputs[lo:hi])
-                if cbs.wants_batches:
-                    done = batch_sizes[:last]
-                    logs = {"loss": float(step_losses[:last] @ done / done.sum())}
-                    cbs.on_train_batch_end(last - 1, {**logs, **{m.name: m.result() for m in self.metrics}})
+                metric.update(data.y[order], outputs)
             logs = {"loss": float(step_losses @ batch_sizes / n), **{m.name: m.result() for m in self.metrics}}
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate_dataset(val, batch_size).items()})
@@ -243,6 +238,38 @@ class Sequential:
                 break
         cbs.on_train_end()
         return history.history
+
+    def _run_epoch(self, runner, data, order, steps, outputs, step_losses, batch_sizes, cbs) -> bool:
+        """Every step of one epoch; False when a batch callback set `stop_training` before the end.
+
+        Without batch callbacks the whole epoch is one runner call. With them, steps run in chunks of
+        about 0.1 s, and the running metrics shown to callbacks come from throwaway copies, so the
+        epoch's recorded metrics do not depend on how the epoch was chunked (or on timing).
+        """
+        if not cbs.wants_batches:
+            runner(data, order, 0, steps, outputs, step_losses)
+            return True
+        shown = [copy.deepcopy(metric) for metric in self.metrics]
+        for metric in shown:
+            metric.reset()
+        n, batch_size, first, chunk = len(data), int(batch_sizes[0]), 0, 1
+        while first < steps:
+            last = min(steps, first + chunk)
+            cbs.on_train_batch_begin(first)
+            began = time.perf_counter()
+            runner(data, order, first, last, outputs, step_losses)
+            took = time.perf_counter() - began
+            chunk = int(min(max(1, chunk * 4), max(1, (last - first) * 0.1 / max(took, 1e-9))))
+            lo, hi = first * batch_size, min(n, last * batch_size)
+            for metric in shown:
+                metric.update(data.y[order[lo:hi]], outputs[lo:hi])
+            done = batch_sizes[:last]
+            logs = {"loss": float(step_losses[:last] @ done / done.sum()), **{m.name: m.result() for m in shown}}
+            cbs.on_train_batch_end(last - 1, logs)
+            first = last
+            if self.stop_training and first < steps:
+                return False
+        return True
 
     def _runner(self, batch_size, fast_path, sparse):
         if fast_path not in ("auto", True, False):

@@ -126,7 +126,38 @@ def test_callbacks_see_every_hook_and_can_stop_training():
     history = regression_model().fit(X, Y, epochs=10, batch_size=30, callbacks=[recorder])
     assert len(history["loss"]) == 3
     assert [e[1] for e in recorder.events if e[0] == "epoch"] == [0, 1, 2]
-    assert [e for e in recorder.events if e[0] == "batch"][:3] == [("batch", 0), ("batch", 1), ("batch", 2)]
+    end_of_first = next(i for i, e in enumerate(recorder.events) if e[0] == "epoch")
+    first_epoch = [e[1] for e in recorder.events[:end_of_first]]
+    assert first_epoch[0] == 0 and first_epoch[-1] == 2 and first_epoch == sorted(set(first_epoch))
+
+
+def test_batch_callbacks_do_not_change_the_recorded_history():
+    class Watcher(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.last = logs
+
+    watcher = Watcher()
+    watched = text_model().fit(X_TEXT, Y_TEXT, epochs=3, batch_size=7, callbacks=[watcher])
+    plain = text_model().fit(X_TEXT, Y_TEXT, epochs=3, batch_size=7)
+    assert without_times(watched) == without_times(plain)
+    assert set(watcher.last) == {"loss", "accuracy", "auc"}
+    assert watcher.params == {"epochs": 3, "steps": 18, "samples": 120, "batch_size": 7, "initial_epoch": 0}
+
+
+def test_stop_during_an_epoch_keeps_only_whole_epochs():
+    class StopMidway(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.model.stop_training = self.epochs_done == 1
+
+        def on_train_begin(self, logs=None):
+            self.epochs_done = 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs_done += 1
+
+    model = text_model()
+    history = model.fit(X_TEXT, Y_TEXT, epochs=5, batch_size=7, callbacks=[StopMidway()])
+    assert len(history["loss"]) == 1 and model.stopped_mid_epoch == 1
 
 
 def test_shape_mismatch_names_both_layers():
