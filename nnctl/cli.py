@@ -1,17 +1,255 @@
-"""The `nnctl` command line: a thin click layer over the library (commands arrive with issue #3).
+"""The `nnctl` command line: a thin click layer that parses arguments, calls one library function, renders.
 
-Importing this module must stay cheap: no Numba, no NumPy until a command runs.
+Importing this module must stay cheap (`nnctl --help` ≤ 0.3 s): NumPy, Numba and pydantic load inside commands.
 """
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
 
 import click
 
 from nnctl import __version__
 
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+def _fail(lines, code: int = EXIT_USAGE):
+    """One red line per problem on stderr, then exit with `code` (no traceback)."""
+    for line in lines:
+        click.secho(line, fg="red", err=True)
+    sys.exit(code)
+
+
+def user_errors(command):
+    """Turns the library's user errors (bad config, bad input) into red lines and exit code 2."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from nnctl.config.yamlfile import ConfigError
+        from nnctl.errors import NnctlError
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as err:
+            _fail([f"error: {issue}" for issue in err.issues])
+        except NnctlError as err:
+            _fail([f"error: {line}" for line in str(err).splitlines()])
+    return wrapper
+
+
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+                          help="Override a config value (repeatable); the value is read as YAML, e.g. "
+                               "--set epochs=5 --set optimizer.learning_rate=1e-4.")
+config_file = click.argument("file", type=click.Path(dir_okay=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="nnctl")
 def main():
-    """Declarative deep-learning training from YAML files, on a Numba kernel engine."""
+    """Declarative deep-learning training from YAML files, on a Numba kernel engine.
+
+    \b
+    Example:
+      nnctl train configs/imdb.yaml --set epochs=4
+      nnctl evaluate runs/imdb/latest
+    """
+
+
+@main.command()
+@config_file
+@set_option
+@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False),
+              help="Where run directories go: DIR/<name>/<YYYYmmdd-HHMMSS>/.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="Overrides the config's `device`.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final `run:` line.")
+@user_errors
+def train(file, overrides, runs_dir, device, quiet):
+    """Train the model a config FILE describes, into a new run directory.
+
+    \b
+    Example:
+      nnctl train configs/imdb.yaml --set epochs=4 --set batch_size=256
+    Exit codes: 0 done, 1 failed during training, 2 bad config, 130 interrupted (Ctrl-C).
+    """
+    from nnctl.config import load_config
+    from nnctl.train.progress import make_progress
+    from nnctl.train.session import prepare, train as train_config
+
+    resolved = load_config(file, list(overrides) + ([f"device={device}"] if device else []))
+    prepared = prepare(resolved)  # every check before anything is written
+    progress = make_progress(sys.stdout, "quiet" if quiet else "auto")
+    result = train_config(resolved, runs_dir, progress, prepared)
+    if result.status == "failed":
+        click.secho(f"error: training failed: {result.error}", fg="red", err=True)
+    elif result.status == "interrupted":
+        click.secho(f"interrupted after {len(result.history.get('loss', []))} epoch(s); weights and history saved",
+                    fg="yellow", err=True)
+    if not quiet and result.status == "completed":
+        test = result.run.read_json("metrics.json").get("test")
+        if test:
+            click.echo("test: " + " - ".join(f"{k}: {v:.4f}" for k, v in test.items() if k != "samples"))
+    click.echo(f"run: {result.run.path}")
+    sys.exit({"completed": 0, "failed": EXIT_FAILED, "interrupted": EXIT_INTERRUPTED}[result.status])
+
+
+@main.command()
+@click.argument("run", type=click.Path())
+@click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help='Print {"loss": ..., "<metric>": ..., "samples": n}.')
+@user_errors
+def evaluate(run, split, as_json):
+    """Evaluate a trained RUN on one of its data splits; the result is saved in its metrics.json.
+
+    \b
+    Example:
+      nnctl evaluate runs/imdb/latest --split test --json
+    """
+    from nnctl.train.inference import evaluate_run, load_run
+
+    results = evaluate_run(load_run(run), split)
+    if as_json:
+        click.echo(json.dumps(results))
+        return
+    _table([("metric", "left"), ("value", "right")],
+           [[key, f"{value:.4f}" if isinstance(value, float) else str(value)] for key, value in results.items()],
+           title=f"{split} split")
+
+
+@main.command()
+@click.argument("run", type=click.Path())
+@click.option("--input", "input_file", required=True, type=click.Path(dir_okay=False),
+              help="Inputs: .npy, .npz (array `x`) or .csv (one sample per row).")
+@click.option("--output", "output_file", type=click.Path(dir_okay=False),
+              help="Write raw outputs to .npy, .csv or .jsonl instead of printing a table.")
+@user_errors
+def predict(run, input_file, output_file):
+    """Run a trained RUN's model on new inputs.
+
+    \b
+    Example:
+      nnctl predict runs/boston/latest --input new_houses.csv --output prices.csv
+    """
+    from nnctl.train.inference import describe_outputs, load_run, predict_inputs, read_inputs, write_outputs
+
+    loaded = load_run(run)
+    outputs = predict_inputs(loaded, read_inputs(input_file))
+    if output_file:
+        write_outputs(output_file, outputs)
+        click.echo(f"wrote {len(outputs)} prediction(s) to {output_file}")
+        return
+    columns, rows = describe_outputs(loaded, outputs)
+    shown = rows[:50]
+    _table([(name, "right") for name in columns],
+           [[str(v) if isinstance(v, int) else f"{v:.4f}" for v in row] for row in shown])
+    if len(rows) > len(shown):
+        click.echo(f"… {len(rows) - len(shown)} more rows: use --output FILE to save them all")
+
+
+@main.command()
+@config_file
+@set_option
+@user_errors
+def summary(file, overrides):
+    """Print the Keras-style layer table of a config's model: output shapes and parameter counts.
+
+    \b
+    Example:
+      nnctl summary configs/imdb.yaml
+    """
+    from nnctl.config import load_config
+    from nnctl.config.build import build_model
+    from nnctl.data.files import load_data
+
+    resolved = load_config(file, overrides)
+    shape = None if resolved.config.model.input_shape else tuple(load_data(resolved).train[0].shape[1:])
+    info = build_model(resolved, input_shape=shape).summary()
+    rows = [[f"{row['name']} ({row['type']})", str(row["output_shape"]).replace(",)", ")"), f"{row['params']:,}"]
+            for row in info["rows"]]
+    _table([("Layer (type)", "left"), ("Output Shape", "left"), ("Param #", "right")], rows,
+           title=f'Model: "{resolved.config.name}"')
+    for label, key in (("Total", "total_params"), ("Trainable", "trainable_params"),
+                       ("Non-trainable", "non_trainable_params")):
+        click.echo(f" {label} params: {info[key]:,} ({_size(info[key] * 4)})")
+
+
+@main.command()
+@config_file
+@set_option
+@user_errors
+def check(file, overrides):
+    """Validate a config FILE and its data without training; lists every problem found.
+
+    \b
+    Example:
+      nnctl check configs/imdb.yaml --set optimizer.learning_rate=0.01
+    """
+    from nnctl.config import load_config
+    from nnctl.train.session import prepare
+
+    resolved = load_config(file, overrides)
+    prepared = prepare(resolved)
+    splits, model = prepared.splits, prepared.model
+    parts = [f"{len(model.layers)} layers", f"{model.summary()['total_params']:,} parameters",
+             f"{len(splits.train[1]):,} training rows"]
+    for name in ("validation", "test"):
+        if getattr(splits, name) is not None:
+            parts.append(f"{len(getattr(splits, name)[1]):,} {name} rows")
+    click.echo(f"{file}: ok ({', '.join(parts)})")
+
+
+@main.group()
+def config():
+    """Inspect config files."""
+
+
+@config.command("show")
+@config_file
+@set_option
+@user_errors
+def config_show(file, overrides):
+    """Print the resolved config: every default filled in and every --set applied.
+
+    \b
+    Example:
+      nnctl config show configs/imdb.yaml --set optimizer=adam
+    """
+    from nnctl.config import load_config
+
+    click.echo(load_config(file, overrides).to_yaml(), nl=False)
+
+
+@main.command()
+def schema():
+    """Print the JSON Schema of config files (for editor autocompletion).
+
+    \b
+    Example:
+      nnctl schema > nnctl.schema.json
+    """
+    from nnctl.config.schema import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+def _table(columns, rows, title=None):
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, box=box.HEAVY_HEAD, title_justify="left")
+    for name, justify in columns:
+        table.add_column(name, justify=justify)
+    for row in rows:
+        table.add_row(*row)
+    Console(file=sys.stdout, width=max(80, min(120, sum(len(c[0]) for c in columns) + 60))).print(table)
+
+
+def _size(nbytes: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if nbytes < 1024 or unit == "GB":
+            return f"{nbytes:.2f} {unit}"
+        nbytes /= 1024
 
 
 if __name__ == "__main__":

@@ -99,8 +99,10 @@ class Sequential:
             except ShapeError as err:
                 source = (f"layer {index - 1} '{self.layers[index - 1].name}' "
                           f"({type(self.layers[index - 1]).__name__})" if index else "the model input")
-                raise ShapeError(f"layer {index} '{layer.name}' ({type(layer).__name__}) cannot take the output of "
-                                 f"{source}, shape {shape}: {err}") from None
+                located = ShapeError(f"layer {index} '{layer.name}' ({type(layer).__name__}) cannot take the output "
+                                     f"of {source}, shape {shape}: {err}")
+                located.layer_index = index
+                raise located from None
             layer.backend, layer.rng, layer.dtype = self.backend, self.rng, self.dtype
             shape = layer.output_shape
         names = [layer.name for layer in self.layers]
@@ -215,6 +217,7 @@ class Sequential:
         batch_sizes = np.minimum(batch_size, n - np.arange(steps) * batch_size).astype(np.float64)
         self.stop_training = False
         self.stopped_mid_epoch = None
+        self._chunk = 1  # steps per runner call when callbacks want batch hooks; adapts to ~0.1 s
         cbs.set_params({"epochs": epochs, "steps": steps, "samples": n, "batch_size": batch_size,
                         "initial_epoch": initial_epoch})
         cbs.on_train_begin()
@@ -252,14 +255,16 @@ class Sequential:
         shown = [copy.deepcopy(metric) for metric in self.metrics]
         for metric in shown:
             metric.reset()
-        n, batch_size, first, chunk = len(data), int(batch_sizes[0]), 0, 1
+        n, batch_size, first, chunk = len(data), int(batch_sizes[0]), 0, self._chunk
         while first < steps:
             last = min(steps, first + chunk)
             cbs.on_train_batch_begin(first)
+            if self.stop_training:
+                return False
             began = time.perf_counter()
             runner(data, order, first, last, outputs, step_losses)
             took = time.perf_counter() - began
-            chunk = int(min(max(1, chunk * 4), max(1, (last - first) * 0.1 / max(took, 1e-9))))
+            chunk = self._chunk = int(min(max(1, chunk * 4), max(1, (last - first) * 0.1 / max(took, 1e-9))))
             lo, hi = first * batch_size, min(n, last * batch_size)
             for metric in shown:
                 metric.update(data.y[order[lo:hi]], outputs[lo:hi])

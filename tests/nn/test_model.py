@@ -146,7 +146,7 @@ def test_batch_callbacks_do_not_change_the_recorded_history():
 
 def test_stop_during_an_epoch_keeps_only_whole_epochs():
     class StopMidway(Callback):
-        def on_train_batch_end(self, batch, logs=None):
+        def on_train_batch_begin(self, batch, logs=None):
             self.model.stop_training = self.epochs_done == 1
 
         def on_train_begin(self, logs=None):

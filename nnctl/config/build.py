@@ -1,0 +1,155 @@
+"""Turns a validated config into the compiled model, checking what only the real objects can check.
+
+Names (activations, initializers, losses, metrics), layer shapes and loss/output combinations are tried
+by building them; each failure becomes a `ConfigIssue` at the key that caused it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nnctl.config.resolve import ResolvedConfig
+from nnctl.config.yamlfile import ConfigError
+from nnctl.errors import NnctlError, ShapeError, UnknownNameError
+
+_BACKTICKED = re.compile(r"`(\w+)`")
+
+
+def _key_of(err: Exception, spec: dict, path: tuple) -> tuple:
+    """The most precise path for `err` inside `spec`: the key it names, or whose value it rejects."""
+    if isinstance(err, UnknownNameError):
+        for key, value in spec.items():
+            named = value.get("type") if isinstance(value, dict) else value
+            if named == err.name:
+                return path + (key,) + (("type",) if isinstance(value, dict) else ())
+    for key in _BACKTICKED.findall(str(err)):
+        if key in spec:
+            return path + (key,)
+    return path
+
+
+def _spec_dict(spec) -> dict:
+    return spec if isinstance(spec, dict) else {"type": spec}
+
+
+def build_model(resolved: ResolvedConfig, input_shape=None):
+    """The compiled `Sequential` the config describes; a ConfigError lists every problem found.
+
+    `input_shape` (from the data) is used when the config does not give `model.input_shape`.
+    """
+    from nnctl.nn.layers import LAYERS, Input
+    from nnctl.nn.losses import LOSSES
+    from nnctl.nn.metrics import resolve_metric
+    from nnctl.nn.model import Sequential
+    from nnctl.nn.optimizers import OPTIMIZERS
+
+    cfg, issues = resolved.config, []
+
+    def attempt(path, spec, make):
+        try:
+            return make()
+        except (NnctlError, TypeError) as err:
+            issues.append(resolved.issue(_key_of(err, spec, path), _plain(err)))
+            return None
+
+    layers = []
+    for index, layer_spec in enumerate(cfg.model.layers):
+        spec = {k: v for k, v in layer_spec.model_dump().items() if v is not None or k.endswith("regularizer")}
+        path = ("model", "layers", index)
+        if spec["type"] == "input" and index > 0:
+            issues.append(resolved.issue(path + ("type",), "an input layer can only be the first layer"))
+            continue
+        layers.append(attempt(path, spec, lambda spec=spec: LAYERS.get(dict(spec))))
+    loss_spec = _spec_dict(cfg.loss)
+    loss = attempt(("loss",), loss_spec, lambda: LOSSES.get(cfg.loss))
+    optimizer_spec = cfg.optimizer.model_dump()
+    optimizer = attempt(("optimizer",), optimizer_spec, lambda: OPTIMIZERS.get(
+        {k: v for k, v in optimizer_spec.items() if v is not None}))
+    for index, callback in enumerate(cfg.callbacks):
+        spec = _spec_dict(callback)
+        issues.append(resolved.issue(("callbacks", index, "type") if isinstance(callback, dict) else ("callbacks", index),
+                                     f"unknown callback '{spec['type']}': nnctl has no built-in callbacks yet "
+                                     f"(allowed: none)"))
+    if issues:
+        raise ConfigError(issues)
+
+    shape = cfg.model.input_shape or input_shape
+    if isinstance(layers[0], Input):
+        if cfg.model.input_shape and tuple(cfg.model.input_shape) != layers[0].shape:
+            raise ConfigError([resolved.issue(("model", "layers", 0, "shape"), f"the input layer's shape "
+                                              f"{list(layers[0].shape)} disagrees with model.input_shape "
+                                              f"{cfg.model.input_shape}")])
+        shape = layers.pop(0).shape
+    if shape is None:
+        raise ConfigError([resolved.issue(("model",), "the input shape is unknown: give `model.input_shape` "
+                                                      "or data to read it from")])
+    model = Sequential(layers, input_shape=shape, seed=cfg.seed, name=cfg.name, device="cpu")
+    try:
+        model.build()
+    except ShapeError as err:
+        index = getattr(err, "layer_index", None)
+        index = index + (1 if cfg.model.layers[0].type == "input" else 0) if index is not None else None
+        raise ConfigError([resolved.issue(("model", "layers", index) if index is not None else ("model",),
+                                          _plain(err))]) from None
+    _check_output(resolved, model, loss)
+    metrics = [attempt(("metrics", i), _spec_dict(spec), lambda spec=spec: resolve_metric(
+        spec, loss.name, model.output_units)) for i, spec in enumerate(cfg.metrics)]
+    names = [m.name for m in metrics if m is not None]
+    for index, metric in enumerate(metrics):
+        if metric is not None and names.count(metric.name) > 1:
+            issues.append(resolved.issue(("metrics", index), f"metric name '{metric.name}' is used twice; give one "
+                                                             f"of them a distinct `name`"))
+            break
+    if issues:
+        raise ConfigError(issues)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    return model
+
+
+def _check_output(resolved: ResolvedConfig, model, loss_object) -> None:
+    """Loss and output combinations that train without error but cannot learn anything."""
+    loss, units, head = loss_object.name, model.output_units, model.layers[-1]
+    last = ("model", "layers", len(resolved.config.model.layers) - 1)
+    if loss in ("categorical_crossentropy", "sparse_categorical_crossentropy") and units == 1:
+        raise ConfigError([resolved.issue(last + ("units",), f"{loss} needs one output unit per class, the last layer "
+                                          f"has 1: for two classes use binary_crossentropy with a sigmoid output")])
+    if loss == "binary_crossentropy" and head.output_activation == "softmax" and units == 1:
+        raise ConfigError([resolved.issue(last + ("activation",), "a 1-unit softmax output is always 1.0: use "
+                                          "`sigmoid` with binary_crossentropy")])
+
+
+def _plain(err: Exception) -> str:
+    """An error's text without a trailing period, so it reads as one clause after the key path."""
+    return str(err).rstrip(".")
+
+
+def check_data(resolved: ResolvedConfig, model, splits) -> None:
+    """The data against the model: input shape, and targets against the loss and the output width."""
+    import numpy as np
+
+    issues, seen = [], set()
+    last = ("model", "layers", len(resolved.config.model.layers) - 1)
+    for split in ("train", "validation", "test"):
+        pair = getattr(splits, split)
+        if pair is None:
+            continue
+        x, y = pair
+        if tuple(x.shape[1:]) != model.input_shape:
+            where = ("model", "input_shape") if resolved.config.model.input_shape else ("data", "path")
+            issues.append(resolved.issue(where, f"the model takes inputs of shape {list(model.input_shape)}, "
+                                                f"x_{split} has rows of shape {list(x.shape[1:])}"))
+        y = np.asarray(y)
+        if model.loss.sparse and y.ndim == 2 and y.shape[1] > 1:
+            where, core = ("loss",), (f"{model.loss.name} expects integer class ids, but y_{{split}} is one-hot "
+                                      f"(shape {list(y.shape[1:])} per sample): use categorical_crossentropy")
+        else:
+            try:
+                model.loss.prepare_targets(y, model.output_units)
+                continue
+            except NnctlError as err:
+                where, core = last + ("units",), "y_{split}: " + _plain(err).replace("{", "{{").replace("}", "}}")
+        if core not in seen:  # one line per problem, not one per split
+            seen.add(core)
+            issues.append(resolved.issue(where, core.format(split=split)))
+    if issues:
+        raise ConfigError(issues)

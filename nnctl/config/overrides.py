@@ -1,0 +1,88 @@
+"""`--set key.path=value` overrides: parse the path, read the value as YAML, and apply it to a Document.
+
+Errors in an override point at the `--set` argument itself, just as file errors point at a line.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nnctl.config.yamlfile import ConfigError, ConfigIssue, Document, Source, format_path, parse_yaml
+
+_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\.(\d+)(?=\.|\[|$)")
+
+
+def parse_key_path(text: str) -> tuple:
+    """"model.layers[2].units" or "model.layers.2.units" → ("model", "layers", 2, "units"); ValueError if malformed."""
+    parts, pos = [], 0
+    while pos < len(text):
+        if parts and text[pos] == "." and pos + 1 < len(text) and not text[pos + 1].isdigit():
+            pos += 1
+        match = _PART.match(text, pos)
+        if not match:
+            raise ValueError(f"cannot read key path {text!r} at {text[pos:]!r}: write it like model.layers[0].units")
+        name, bracket, dotted = match.groups()
+        parts.append(name if name is not None else int(bracket or dotted))
+        pos = match.end()
+    if not parts or not isinstance(parts[0], str):
+        raise ValueError(f"cannot read key path {text!r}: it must start with a key, like epochs or optimizer.type")
+    return tuple(parts)
+
+
+def apply_overrides(doc: Document, assignments: list[str]) -> Document:
+    """Applies each `key.path=value` in order; every bad one is reported, together, as a ConfigError."""
+    issues: list[ConfigIssue] = []
+    for assignment in assignments:
+        label = f"--set {assignment}"
+        key_text, sep, value_text = assignment.partition("=")
+        try:
+            if not sep:
+                raise ValueError("expected key.path=value, e.g. --set epochs=5")
+            path = parse_key_path(key_text.strip())
+            value_doc = parse_yaml(value_text, label)
+            _assign(doc, path, value_doc, label)
+        except ValueError as err:
+            issues.append(ConfigIssue(Source(label), (), str(err)))
+        except ConfigError as err:
+            issues.extend(ConfigIssue(Source(label), (), issue.message) for issue in err.issues)
+    if issues:
+        raise ConfigError(issues)
+    return doc
+
+
+def _assign(doc: Document, path: tuple, value_doc: Document, label: str) -> None:
+    if not isinstance(doc.data, dict):
+        doc.data = {}
+    node = doc.data
+    for depth, part in enumerate(path[:-1]):
+        here = path[:depth + 1]
+        child = _child(node, part, path)
+        if child is None:
+            child = {}
+            _set(node, part, child, path)
+        node = child
+        doc.values.setdefault(here, Source(label))
+    _set(node, path[-1], value_doc.data, path)
+    # Everything under the old value now comes from the --set argument.
+    for table in (doc.values, doc.keys):
+        for key in [k for k in table if k[:len(path)] == path]:
+            del table[key]
+    for sub in value_doc.values:
+        doc.values[path + sub] = Source(label)
+    doc.keys[path] = Source(label)
+
+
+def _child(node, part, path):
+    if isinstance(part, int):
+        if not isinstance(node, list) or part >= len(node):
+            size = len(node) if isinstance(node, list) else 0
+            raise ValueError(f"{format_path(path)}: index {part} is out of range (the list has {size} entries)")
+        return node[part]
+    if not isinstance(node, dict):
+        raise ValueError(f"{format_path(path)}: '{part}' is set inside a value that is not a mapping")
+    return node.get(part)
+
+
+def _set(node, part, value, path):
+    _child(node, part, path)  # the same range and type checks as reading
+    node[part] = value

@@ -1,0 +1,197 @@
+"""From a file and `--set` arguments to a validated `Config`: load, override, fill defaults, validate.
+
+Every problem becomes a located `ConfigIssue`; all of a stage's problems are reported together.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import get_args
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from nnctl.config.overrides import apply_overrides
+from nnctl.config.schema import LAYER_SPECS, OPTIMIZER_SPECS, Config
+from nnctl.config.yamlfile import ConfigError, ConfigIssue, Document, Source, format_path, parse_yaml
+from nnctl.errors import UnknownNameError, did_you_mean
+
+
+@dataclass
+class ResolvedConfig:
+    """A validated config, the document it came from (for error positions) and the file's folder."""
+
+    config: Config
+    doc: Document
+    base_dir: Path
+
+    def issue(self, path, message: str) -> ConfigIssue:
+        return ConfigIssue(self.doc.source(path), tuple(path), message)
+
+    def to_yaml(self) -> str:
+        """The resolved config with every default filled in: what a run saves and `config show` prints."""
+        return yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def load_config(path, overrides=(), label: str | None = None) -> ResolvedConfig:
+    """Reads, overrides and validates a config file; raises ConfigError listing every problem found."""
+    path = Path(path)
+    label = label or str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigIssue(Source(label), (), "no such config file")]) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError([ConfigIssue(Source(label), (), f"cannot read the config file: {err}")]) from None
+    return resolve_document(parse_yaml(text, label), list(overrides), default_name=path.stem,
+                            base_dir=path.resolve().parent)
+
+
+def resolve_document(doc: Document, overrides: list[str], default_name: str, base_dir: Path) -> ResolvedConfig:
+    if doc.data is None:
+        doc.data = {}
+    if not isinstance(doc.data, dict):
+        raise ConfigError([ConfigIssue(doc.source(()), (), "a config file must be a mapping of keys (name, data, "
+                                                            "model, loss, ...)")])
+    apply_overrides(doc, overrides)
+    data = doc.data
+    if "name" not in data:
+        data["name"] = default_name
+    if "seed" not in data:
+        data["seed"] = secrets.randbelow(2**31)  # recorded in the resolved config, so the run can be repeated
+    data.setdefault("optimizer", "rmsprop")
+    issues = _canonicalize_names(doc)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as err:
+        # An entry whose `type` is unknown was reported above; its schema errors would only repeat that.
+        unknown = [issue.path[:-1] for issue in issues]
+        issues += [issue for issue in _translate(err, doc) if not any(issue.path[:len(p)] == p for p in unknown)]
+    if issues:
+        raise ConfigError(sorted(issues, key=_position))
+    return ResolvedConfig(config, doc, base_dir)
+
+
+def _position(issue: ConfigIssue):
+    """File order: issues with a line first, by line and column, then `--set` ones in argument order."""
+    return (issue.source.line is None, issue.source.line or 0, issue.source.column or 0)
+
+
+def _canonicalize_names(doc: Document) -> list[ConfigIssue]:
+    """Rewrites layer and optimizer `type`s to canonical names (aliases, any case) so the schema can dispatch."""
+    from nnctl.nn.layers import LAYERS
+    from nnctl.nn.optimizers import OPTIMIZERS
+
+    data, issues = doc.data, []
+    if isinstance(data.get("optimizer"), str):
+        data["optimizer"] = {"type": data["optimizer"]}
+        doc.values[("optimizer", "type")] = doc.source(("optimizer",))
+    model = data.get("model")
+    layers = model.get("layers") if isinstance(model, dict) else None
+    places = [(("model", "layers", i), entry) for i, entry in enumerate(layers)] if isinstance(layers, list) else []
+    places.append((("optimizer",), data.get("optimizer")))
+    for path, entry in places:
+        registry, specs = (OPTIMIZERS, OPTIMIZER_SPECS) if path == ("optimizer",) else (LAYERS, LAYER_SPECS)
+        if not isinstance(entry, dict):
+            continue  # the schema reports the wrong type
+        if "type" not in entry:
+            issues.append(ConfigIssue(doc.source(path), path, f"required key 'type' is missing (allowed: "
+                                                              f"{', '.join(sorted(specs))})"))
+            continue
+        try:
+            canonical = registry.canonical(entry["type"])
+        except UnknownNameError as err:
+            issues.append(ConfigIssue(doc.source(path + ("type",)), path + ("type",), str(err)))
+            continue
+        except Exception as err:  # a non-string type
+            issues.append(ConfigIssue(doc.source(path + ("type",)), path + ("type",), str(err)))
+            continue
+        if canonical not in specs:
+            issues.append(ConfigIssue(doc.source(path + ("type",)), path + ("type",),
+                                      f"{registry.kind} '{canonical}' cannot be used in a config file yet"))
+        entry["type"] = canonical
+    return issues
+
+
+def _data_path(loc, data) -> tuple:
+    """pydantic's error location minus its union-tag steps, i.e. the path into the YAML data."""
+    path, node = [], data
+    for part in loc:
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int):
+            path.append(part)
+            node = node[part] if not isinstance(node, list) or part < len(node) else None
+        elif isinstance(node, dict) and isinstance(part, str) and part not in LAYER_SPECS | OPTIMIZER_SPECS:
+            path.append(part)  # a missing or unknown key
+            node = None
+    return tuple(path)
+
+
+def _model_at(path: tuple, data) -> type[BaseModel] | None:
+    """The schema class that validates the mapping at `path` (for listing its allowed keys)."""
+    annotation, node = Config, data
+    for part in path:
+        if isinstance(part, int):
+            node = node[part]
+            continue
+        cls = _pick_model(annotation, node)
+        if cls is None or part not in cls.model_fields:
+            return None
+        annotation, node = cls.model_fields[part].annotation, node.get(part) if isinstance(node, dict) else None
+    return _pick_model(annotation, node)
+
+
+def _pick_model(annotation, node):
+    found, stack = [], [annotation]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            found.append(item)
+        else:
+            stack.extend(get_args(item))
+    if len(found) > 1 and isinstance(node, dict):
+        found = [cls for cls in found if cls.model_fields["type"].default == node.get("type")]
+    return found[0] if len(found) == 1 else None
+
+
+def _translate(err: ValidationError, doc: Document) -> list[ConfigIssue]:
+    issues = []
+    for error in err.errors(include_url=False):
+        path = _data_path(error["loc"], doc.data)
+        kind, value = error["type"], error.get("input")
+        if kind == "extra_forbidden":
+            cls = _model_at(path[:-1], doc.data)
+            allowed = sorted(cls.model_fields) if cls else []
+            hint = did_you_mean(path[-1], allowed) if allowed else None
+            message = (f"unknown key '{path[-1]}'" + (f" — did you mean '{hint}'?" if hint else "")
+                       + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
+            issues.append(ConfigIssue(doc.key_source(path), path, message))
+            continue
+        if kind == "missing":
+            issues.append(ConfigIssue(doc.source(path[:-1]), path, "required key is missing"))
+            continue
+        if kind == "literal_error":
+            allowed = [a.strip("'") for a in error["ctx"]["expected"].replace(" or ", ", ").split(", ")]
+            hint = did_you_mean(str(value), allowed)
+            message = (f"expected one of {', '.join(allowed)}, got {value!r}"
+                       + (f" — did you mean '{hint}'?" if hint else ""))
+        elif kind in ("model_type", "model_attributes_type", "dict_type"):
+            message = f"expected a mapping, got {_describe(value)}"
+        elif kind == "list_type":
+            message = f"expected a list, got {_describe(value)}"
+        elif kind == "too_short":
+            message = "expected at least one entry"
+        elif kind in ("union_tag_not_found", "union_tag_invalid"):
+            message = f"expected a mapping with `type`, got {_describe(value)}"
+        else:
+            message = error["msg"]
+        issues.append(ConfigIssue(doc.source(path), path, message))
+    return issues
+
+
+def _describe(value) -> str:
+    return "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else repr(value)
+
+
+__all__ = ["ConfigError", "ResolvedConfig", "format_path", "load_config", "resolve_document"]

@@ -1,0 +1,230 @@
+"""The config schema (pydantic v2): every section and layer/optimizer entry, with Keras names and defaults.
+
+Value types carry their own error text ("expected a positive integer, got 'sixteen'"); nothing is coerced.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PlainValidator, Tag, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
+
+
+def _value_type(expected: str, accept, json_schema: dict):
+    """An annotated type whose only check is `accept(value)`; the error says what was expected."""
+    def validate(value):
+        if not accept(value):
+            raise PydanticCustomError("expected", "expected {expected}, got {got}",
+                                      {"expected": expected, "got": _show(value)})
+        return float(value) if json_schema.get("type") == "number" else value
+    return Annotated[Any, PlainValidator(validate), WithJsonSchema(json_schema)]
+
+
+def _show(value) -> str:
+    if isinstance(value, (dict, list)):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return "nothing" if value is None else repr(value)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+PositiveInt = _value_type("a positive integer", lambda v: _is_int(v) and v > 0,
+                          {"type": "integer", "exclusiveMinimum": 0})
+NonNegativeInt = _value_type("an integer ≥ 0", lambda v: _is_int(v) and v >= 0, {"type": "integer", "minimum": 0})
+Number = _value_type("a number", _is_number, {"type": "number"})
+PositiveNumber = _value_type("a positive number", lambda v: _is_number(v) and v > 0,
+                             {"type": "number", "exclusiveMinimum": 0})
+NonNegativeNumber = _value_type("a number ≥ 0", lambda v: _is_number(v) and v >= 0, {"type": "number", "minimum": 0})
+OpenFraction = _value_type("a number between 0 and 1 (exclusive)", lambda v: _is_number(v) and 0 < v < 1,
+                           {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1})
+Rate = _value_type("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1,
+                   {"type": "number", "minimum": 0, "exclusiveMaximum": 1})
+Bool = _value_type("true or false", lambda v: isinstance(v, bool), {"type": "boolean"})
+Text = _value_type("a string", lambda v: isinstance(v, str) and v.strip() != "", {"type": "string", "minLength": 1})
+RunName = _value_type("a name of letters, digits, '_', '-' and '.'",
+                      lambda v: isinstance(v, str) and bool(_SAFE_NAME.match(v)),
+                      {"type": "string", "pattern": _SAFE_NAME.pattern})
+Shape = _value_type("a list of positive integers", lambda v: isinstance(v, list) and bool(v) and all(
+    _is_int(s) and s > 0 for s in v), {"type": "array", "items": {"type": "integer", "exclusiveMinimum": 0},
+                                       "minItems": 1})
+TargetShape = _value_type("a list of positive integers (one may be -1)", lambda v: isinstance(v, list) and bool(v)
+                          and all(_is_int(s) and (s > 0 or s == -1) for s in v) and v.count(-1) <= 1,
+                          {"type": "array", "items": {"type": "integer"}, "minItems": 1})
+# A family member given by name or as {type: name, ...arguments}; the family's registry checks it later.
+NamedSpec = _value_type("a name or a mapping with `type`", lambda v: (isinstance(v, str) and v.strip() != "") or (
+    isinstance(v, dict) and isinstance(v.get("type"), str)), {"anyOf": [
+        {"type": "string"}, {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}]})
+
+
+class Section(BaseModel):
+    """Every mapping in a config: unknown keys are errors and values are never coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=False)
+
+
+# ---- data ----------------------------------------------------------------------------------------
+class ValidationConfig(Section):
+    """Exactly one of: `holdout` (the first N training rows, the book's IMDB setup) or `split` (a shuffled fraction)."""
+
+    holdout: Optional[PositiveInt] = None
+    split: Optional[OpenFraction] = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        chosen = [key for key in ("holdout", "split") if getattr(self, key) is not None]
+        if len(chosen) != 1:
+            raise PydanticCustomError("choice", "give exactly one of `holdout` or `split`, got {got}",
+                                      {"got": " and ".join(chosen) or "neither"})
+        return self
+
+
+class DataConfig(Section):
+    """A user `.npz` file with `x_train`, `y_train` and optionally `x_test`, `y_test`."""
+
+    path: Text = Field(description="a .npz file, relative to the config file")
+    validation: Optional[ValidationConfig] = None
+
+
+# ---- layers --------------------------------------------------------------------------------------
+class LayerSpec(Section):
+    type: str
+    name: Optional[RunName] = None
+
+
+class InputSpec(LayerSpec):
+    type: Literal["input"] = "input"
+    shape: Shape
+
+
+class DenseSpec(LayerSpec):
+    type: Literal["dense"] = "dense"
+    units: PositiveInt
+    activation: Optional[Text] = None
+    use_bias: Bool = True
+    kernel_initializer: NamedSpec = "glorot_uniform"
+    bias_initializer: NamedSpec = "zeros"
+    kernel_regularizer: Optional[NamedSpec] = None
+    bias_regularizer: Optional[NamedSpec] = None
+
+
+class ActivationSpec(LayerSpec):
+    type: Literal["activation"] = "activation"
+    activation: Text
+
+
+class DropoutSpec(LayerSpec):
+    type: Literal["dropout"] = "dropout"
+    rate: Rate
+
+
+class FlattenSpec(LayerSpec):
+    type: Literal["flatten"] = "flatten"
+
+
+class ReshapeSpec(LayerSpec):
+    type: Literal["reshape"] = "reshape"
+    target_shape: TargetShape
+
+
+LAYER_SPECS = {spec.model_fields["type"].default: spec
+               for spec in (InputSpec, DenseSpec, ActivationSpec, DropoutSpec, FlattenSpec, ReshapeSpec)}
+
+
+def _tagged(specs: dict) -> Any:
+    """A union picked by the (already canonical) `type` key."""
+    members = tuple(Annotated[spec, Tag(tag)] for tag, spec in specs.items())
+    return Annotated[Union[members], Discriminator(_tag_of)]
+
+
+def _tag_of(value):
+    return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+
+
+class ModelConfig(Section):
+    input_shape: Optional[Shape] = Field(None, description="per-sample input shape; read from the data if omitted")
+    layers: Annotated[list[_tagged(LAYER_SPECS)], Field(min_length=1)]
+
+
+# ---- optimizers ----------------------------------------------------------------------------------
+class OptimizerSpec(Section):
+    type: str
+    learning_rate: PositiveNumber = 0.001
+    weight_decay: Optional[NonNegativeNumber] = None
+    clipnorm: Optional[PositiveNumber] = None
+    clipvalue: Optional[PositiveNumber] = None
+    global_clipnorm: Optional[PositiveNumber] = None
+
+
+class SGDSpec(OptimizerSpec):
+    type: Literal["sgd"] = "sgd"
+    learning_rate: PositiveNumber = 0.01
+    momentum: Rate = 0.0
+    nesterov: Bool = False
+
+
+class RMSpropSpec(OptimizerSpec):
+    type: Literal["rmsprop"] = "rmsprop"
+    rho: Rate = 0.9
+    momentum: Rate = 0.0
+    epsilon: PositiveNumber = 1e-7
+    centered: Bool = False
+
+
+class AdamSpec(OptimizerSpec):
+    type: Literal["adam"] = "adam"
+    beta_1: Rate = 0.9
+    beta_2: Rate = 0.999
+    epsilon: PositiveNumber = 1e-7
+    amsgrad: Bool = False
+
+
+class AdamWSpec(AdamSpec):
+    type: Literal["adamw"] = "adamw"
+    weight_decay: NonNegativeNumber = 0.004
+
+
+class AdagradSpec(OptimizerSpec):
+    type: Literal["adagrad"] = "adagrad"
+    initial_accumulator_value: NonNegativeNumber = 0.1
+    epsilon: PositiveNumber = 1e-7
+
+
+OPTIMIZER_SPECS = {spec.model_fields["type"].default: spec
+                   for spec in (SGDSpec, RMSpropSpec, AdamSpec, AdamWSpec, AdagradSpec)}
+
+
+# ---- the whole file ------------------------------------------------------------------------------
+class Config(Section):
+    """One experiment: data, model, loss, optimizer, metrics and how long to train."""
+
+    name: RunName = Field(description="the run folder's name; defaults to the config file's name")
+    seed: NonNegativeInt = Field(description="drives initialization, shuffling, splits and dropout; "
+                                             "a random one is drawn and recorded when omitted")
+    data: DataConfig
+    model: ModelConfig
+    loss: NamedSpec = Field(description="e.g. binary_crossentropy, or {type: huber, delta: 1.0}")
+    optimizer: _tagged(OPTIMIZER_SPECS) = Field(description="a name, or {type: rmsprop, learning_rate: 0.001}")
+    metrics: list[NamedSpec] = Field(default_factory=list)
+    epochs: PositiveInt = 1
+    batch_size: PositiveInt = 32
+    callbacks: list[NamedSpec] = Field(default_factory=list)
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+
+
+def json_schema() -> dict:
+    """The JSON Schema of a config file, for editors' autocompletion."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "nnctl config"
+    return schema

@@ -1,0 +1,245 @@
+"""One training run's folder: `runs/<name>/<YYYYmmdd-HHMMSS>/` plus the `latest` link beside it.
+
+Every file under its final name is complete: writes go to a temp file in the same folder, then `os.replace`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import safetensors
+import safetensors.numpy
+
+from nnctl.errors import ArgumentError, NnctlError
+
+MANIFEST = "manifest.json"
+EVENTS = "events.jsonl"
+WEIGHTS = "weights.safetensors"
+LATEST = "latest"
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write `data` to `path` so that `path` holds either the old content or all of the new, never a part."""
+    path = Path(path)
+    # Same folder as the target, so os.replace is a rename within one file system (atomic on POSIX and Windows).
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        # os.open with 0o666 lets the umask decide permissions; mkstemp would leave the final file 0600.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(folder: Path) -> None:
+    # Makes the rename itself survive a power cut; Windows cannot open a folder, which is fine to skip.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in `chunk`-byte pieces so large data sets never sit in memory twice."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def environment_versions() -> dict:
+    """Versions that decide whether a run can be reproduced; reads Numba's from metadata so Numba never loads."""
+    from nnctl import __version__
+
+    try:
+        numba_version = importlib.metadata.version("numba")
+    except importlib.metadata.PackageNotFoundError:
+        numba_version = None
+    return {"nnctl": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "numba": numba_version, "platform": platform.platform()}
+
+
+def to_strict_json(obj):
+    """`obj` with NumPy scalars/arrays made plain Python and NaN/±inf made None, so strict JSON can hold it."""
+    if isinstance(obj, dict):
+        return {str(key): to_strict_json(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_strict_json(value) for value in obj]
+    if isinstance(obj, (np.ndarray, np.generic)):
+        return to_strict_json(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _dumps(obj, **options) -> str:
+    # allow_nan=False is a second guard: a NaN that slipped past to_strict_json fails loudly, not silently.
+    return json.dumps(to_strict_json(obj), allow_nan=False, **options)
+
+
+@dataclass(frozen=True)
+class RunDirectory:
+    """A run folder. JSON written here is strict: NaN and ±inf are stored as null (a diverged loss reads as None).
+
+    Files are named relative to `path`; `checkpoints/epoch-3.safetensors` creates the subfolder on write.
+    """
+
+    path: Path
+
+    @classmethod
+    def create(cls, runs_dir, name: str, now: datetime | None = None) -> RunDirectory:
+        """Make `runs_dir/name/<YYYYmmdd-HHMMSS>[-N]/` (never reusing a folder) and point `latest` at it."""
+        if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
+            raise ArgumentError("`name` must be one path component of letters, digits, `_`, `-` and `.`, "
+                                f"not starting with `.`, got {name!r}.")
+        parent = Path(runs_dir) / name
+        parent.mkdir(parents=True, exist_ok=True)
+        stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+        suffix = 0
+        while True:
+            folder = stamp if suffix == 0 else f"{stamp}-{suffix}"
+            try:
+                # Exclusive mkdir is the lock: two runs started in the same second both get a folder of their own.
+                os.mkdir(parent / folder)
+                break
+            except FileExistsError:
+                suffix += 1
+        # A relative link keeps working when the runs folder is moved or copied elsewhere.
+        temp_link = parent / f".{LATEST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        os.symlink(folder, temp_link, target_is_directory=True)
+        try:
+            os.replace(temp_link, parent / LATEST)
+        except BaseException:
+            temp_link.unlink(missing_ok=True)
+            raise
+        return cls(parent / folder)
+
+    @classmethod
+    def open(cls, path) -> RunDirectory:
+        """The run at `path`: a run folder, a `latest` link, or `runs/<name>` (meaning its latest run)."""
+        candidate = Path(path)
+        if not candidate.exists():
+            raise NnctlError(f"no such run: {path}")
+        if candidate.is_symlink():
+            # Pin the run the link names now, so a run started later cannot swap files under this one.
+            candidate = candidate.resolve()
+        elif not (candidate / MANIFEST).is_file() and (candidate / LATEST).exists():
+            candidate = (candidate / LATEST).resolve()
+        if not (candidate / MANIFEST).is_file():
+            raise NnctlError(f"{path} is not a run directory (no {MANIFEST})")
+        return cls(candidate)
+
+    def _target(self, filename) -> Path:
+        target = self.path / filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def write_text(self, filename, text: str) -> Path:
+        """Write `text` (UTF-8) to `filename` atomically."""
+        target = self._target(filename)
+        atomic_write_bytes(target, text.encode("utf-8"))
+        return target
+
+    def write_json(self, filename, obj) -> Path:
+        """Write `obj` as indented strict JSON atomically; NumPy values become plain numbers, NaN/±inf null."""
+        return self.write_text(filename, _dumps(obj, indent=2) + "\n")
+
+    def read_json(self, filename):
+        """The parsed content of `filename`, or an NnctlError naming it when missing or not valid JSON."""
+        source = self.path / filename
+        try:
+            return json.loads(source.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise NnctlError(f"{source}: file is missing") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise NnctlError(f"{source}: not valid JSON ({error})") from None
+
+    def append_event(self, event: dict) -> None:
+        """Append one strict-JSON line to events.jsonl, in one write so a crash tears at most that line."""
+        line = (_dumps(event) + "\n").encode("utf-8")
+        target = self._target(EVENTS)
+        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            # After a crash (then --resume) the file can end mid-line; start afresh so the new event stays whole.
+            if os.fstat(fd).st_size:
+                os.lseek(fd, -1, os.SEEK_END)
+                if os.read(fd, 1) != b"\n":
+                    line = b"\n" + line
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def read_events(self) -> list[dict]:
+        """Every whole event in events.jsonl, in order; torn lines left by a killed process are skipped."""
+        try:
+            raw = (self.path / EVENTS).read_bytes()
+        except FileNotFoundError:
+            return []
+        events = []
+        for line in raw.splitlines():
+            try:
+                events.append(json.loads(line))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+        return events
+
+    def save_weights(self, weights: dict, metadata: dict | None = None, filename=WEIGHTS) -> Path:
+        """Write `{"dense/kernel": array, ...}` as safetensors atomically; dtypes are kept, memory made C-order."""
+        if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise ArgumentError(f"`metadata` keys and values must all be str, got {metadata!r}.")
+        tensors = {str(key): np.ascontiguousarray(value) for key, value in weights.items()}
+        target = self._target(filename)
+        atomic_write_bytes(target, safetensors.numpy.save(tensors, metadata=metadata))
+        return target
+
+    def load_weights(self, filename=WEIGHTS) -> dict:
+        """The tensors in `filename` as writable NumPy arrays, or an NnctlError naming it when missing or corrupt."""
+        source = self.path / filename
+        try:
+            # Reading bytes (no mmap) lets a later checkpoint replace the file while these arrays live on.
+            return safetensors.numpy.load(source.read_bytes())
+        except FileNotFoundError:
+            raise NnctlError(f"{source}: file is missing") from None
+        except safetensors.SafetensorError as error:
+            raise NnctlError(f"{source}: not a valid safetensors file ({error})") from None
+
+    def manifest(self) -> dict:
+        """The parsed manifest.json."""
+        return self.read_json(MANIFEST)
+
+    def update_manifest(self, **fields) -> dict:
+        """Merge `fields` into manifest.json (created when absent), write it atomically and return it."""
+        current = self.manifest() if (self.path / MANIFEST).exists() else {}
+        current.update(fields)
+        self.write_json(MANIFEST, current)
+        return current

@@ -1,0 +1,138 @@
+"""Reusing a finished run: rebuild its model from config.yaml + weights.safetensors, evaluate, predict.
+
+Inputs are read from `.npy`, `.npz` or `.csv`; nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nnctl.config.build import build_model, check_data
+from nnctl.config.resolve import ResolvedConfig, load_config
+from nnctl.data.files import load_data, read_array_file
+from nnctl.errors import NnctlError, ShapeError
+from nnctl.runs.rundir import RunDirectory
+
+
+@dataclass
+class LoadedRun:
+    run: RunDirectory
+    resolved: ResolvedConfig
+    model: object
+
+
+def load_run(path) -> LoadedRun:
+    """The run at `path` (a run folder, `latest`, or runs/<name>) with its trained weights loaded.
+
+    The data is not read: the model's input shape is in the manifest, so predict works without it.
+    """
+    run = RunDirectory.open(path)
+    resolved = load_config(run.path / "config.yaml")
+    model = build_model(resolved, input_shape=tuple(run.manifest().get("input_shape") or ()) or None)
+    try:
+        model.set_weights(run.load_weights())
+    except ShapeError as err:
+        raise NnctlError(f"{run.path / 'weights.safetensors'} does not fit the run's model: {err}") from None
+    return LoadedRun(run, resolved, model)
+
+
+def evaluate_run(loaded: LoadedRun, split: str = "test") -> dict:
+    """{"loss": ..., "<metric>": ..., "samples": n} on one split; also saved under `split` in metrics.json."""
+    splits = load_data(loaded.resolved)
+    check_data(loaded.resolved, loaded.model, splits)
+    x, y = splits.split(split)
+    results = {**loaded.model.evaluate(x, y, batch_size=loaded.resolved.config.batch_size), "samples": int(len(y))}
+    try:
+        saved = loaded.run.read_json("metrics.json")
+    except NnctlError:
+        saved = {}
+    saved[split] = results
+    loaded.run.write_json("metrics.json", saved)
+    return results
+
+
+def read_inputs(path) -> np.ndarray:
+    """Model inputs from `.npy`, `.npz` (key `x`, `x_test` or the only array) or `.csv` (numbers, optional header)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise NnctlError(f"no such input file: {path}")
+    if suffix == ".csv":
+        return _read_csv(path)
+    if suffix not in (".npy", ".npz"):
+        raise NnctlError(f"cannot read inputs from '{path.name}': use a .npy, .npz or .csv file")
+    arrays = read_array_file(path)
+    for key in ("x", "x_test", "inputs"):
+        if key in arrays:
+            return arrays[key]
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    raise NnctlError(f"{path.name} holds several arrays ({', '.join(sorted(arrays))}): name the inputs `x`")
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        cells = [cell.strip() for cell in line.split(",")]
+        try:
+            rows.append([float(cell) for cell in cells])
+        except ValueError:
+            if number == 1 and not rows:
+                continue  # a header
+            raise NnctlError(f"{path}:{number}: expected numbers separated by commas, got {line[:60]!r}") from None
+    widths = {len(row) for row in rows}
+    if len(widths) > 1:
+        raise NnctlError(f"{path}: rows have different numbers of values ({', '.join(map(str, sorted(widths)))})")
+    if not rows:
+        raise NnctlError(f"{path}: no rows of numbers")
+    return np.asarray(rows, dtype=np.float32)
+
+
+def predict_inputs(loaded: LoadedRun, x: np.ndarray) -> np.ndarray:
+    """The model's outputs for `x`; a flat CSV row is reshaped to the input shape when the sizes agree."""
+    model = loaded.model
+    if x.ndim == 1:
+        x = x[None, :] if x.size == int(np.prod(model.input_shape)) else x[:, None]
+    if tuple(x.shape[1:]) != model.input_shape and int(np.prod(x.shape[1:])) == int(np.prod(model.input_shape)):
+        x = x.reshape((len(x),) + model.input_shape)
+    if tuple(x.shape[1:]) != model.input_shape:
+        raise NnctlError(f"the model takes inputs of shape {list(model.input_shape)} per sample, the file has "
+                         f"{list(x.shape[1:])}")
+    return model.predict(x, batch_size=loaded.resolved.config.batch_size)
+
+
+def describe_outputs(loaded: LoadedRun, outputs: np.ndarray) -> tuple[list[str], list[list]]:
+    """(column names, rows) for the table: class and probability for classifiers, raw values otherwise."""
+    loss = loaded.model.loss.name
+    flat = outputs.reshape(len(outputs), -1)
+    if loss == "binary_crossentropy" and flat.shape[1] == 1:
+        probability = flat[:, 0]
+        return ["#", "class", "probability"], [[i, int(p >= 0.5), float(max(p, 1 - p))]
+                                               for i, p in enumerate(probability)]
+    if loss in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
+        classes = flat.argmax(axis=1)
+        return ["#", "class", "probability"], [[i, int(c), float(flat[i, c])] for i, c in enumerate(classes)]
+    names = ["output"] if flat.shape[1] == 1 else [f"output_{j}" for j in range(flat.shape[1])]
+    return ["#", *names], [[i, *map(float, row)] for i, row in enumerate(flat)]
+
+
+def write_outputs(path, outputs: np.ndarray) -> None:
+    """Raw outputs by extension: `.npy` (full shape), `.csv` (one row per sample) or `.jsonl` (a list per line)."""
+    import json
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    flat = outputs.reshape(len(outputs), -1)
+    if suffix == ".npy":
+        np.save(path, outputs)
+    elif suffix == ".csv":
+        header = "output" if flat.shape[1] == 1 else ",".join(f"output_{j}" for j in range(flat.shape[1]))
+        np.savetxt(path, flat, delimiter=",", header=header, comments="", fmt="%.8g")
+    elif suffix == ".jsonl":
+        path.write_text("".join(json.dumps([float(v) for v in row]) + "\n" for row in flat), encoding="utf-8")
+    else:
+        raise NnctlError(f"cannot write outputs to '{path.name}': use a .npy, .csv or .jsonl file")

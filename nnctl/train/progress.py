@@ -1,0 +1,241 @@
+"""Training progress as callbacks: a live `rich` bar on a terminal, one plain line per epoch elsewhere.
+
+Owns the Keras-style kept epoch line (`Epoch 3/20 - 0.03s - loss: 0.2134 - ...`) and `make_progress`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+import time
+
+from rich.console import Console
+from rich.measure import Measurement
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Column
+from rich.text import Text
+
+from nnctl.errors import ArgumentError
+from nnctl.nn.callbacks import Callback
+
+MODES = ("auto", "live", "plain", "quiet")
+# A few redraws a second look live; batch hooks can fire far more often than that early in an epoch.
+REFRESH_INTERVAL = 0.25
+HIDDEN_KEYS = ("epoch_time", "lr")
+
+
+def make_progress(stream=None, mode: str = "auto") -> "ProgressReporter":
+    """The progress callback for `stream` (default stdout): live on a terminal, plain otherwise."""
+    if mode not in MODES:
+        raise ArgumentError(f"`mode` must be one of {', '.join(MODES)}, got {mode!r}.")
+    stream = stream if stream is not None else sys.stdout
+    if mode == "auto":
+        isatty = getattr(stream, "isatty", None)
+        mode = "live" if isatty is not None and isatty() else "plain"
+    return {"live": LiveProgress, "plain": PlainProgress, "quiet": QuietProgress}[mode](stream)
+
+
+def format_duration(seconds: float) -> str:
+    """`0.03s`, `12.4s`, `1m05s`, `2h03m`: short and of roughly constant precision."""
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def format_metrics(logs: dict) -> str:
+    """`loss: 0.2134 - accuracy: 0.9123`: every number in `logs` but the time and learning rate, in order."""
+    return " - ".join(f"{key}: {float(value):.4f}" for key, value in logs.items()
+                      if key not in HIDDEN_KEYS and isinstance(value, numbers.Real) and not isinstance(value, bool))
+
+
+class ProgressReporter(Callback):
+    """Base of the progress callbacks: builds the kept epoch line; a subclass overrides `_emit(line)`
+    (and `close()` if it holds a display). `note(text)` prints one informational line the same way;
+    `close()` is safe to call twice. As a context manager it also closes when fit raises:
+
+        with make_progress() as progress:
+            progress.note("compiling kernels ... 3.1 s")
+            model.fit(x, y, epochs=20, callbacks=[progress])
+    """
+
+    def __init__(self, stream=None):
+        self.stream = stream if stream is not None else sys.stdout
+        self._last_lr = None
+
+    def on_train_begin(self, logs=None):
+        self._last_lr = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._emit(self.epoch_line(epoch, logs or {}))
+
+    def on_train_end(self, logs=None):
+        self.close()
+
+    def epoch_line(self, epoch: int, logs: dict) -> str:
+        """The kept line for 0-based `epoch`; remembers the learning rate to show only its changes."""
+        parts = [self.epoch_label(epoch)]
+        if "epoch_time" in logs:
+            parts.append(format_duration(float(logs["epoch_time"])))
+        figures = format_metrics(logs)
+        if figures:
+            parts.append(figures)
+        lr = logs.get("lr")
+        if lr is not None:
+            lr = float(lr)
+            if self._last_lr is not None and lr != self._last_lr:
+                parts.append(f"lr: {lr:.4e}")
+            self._last_lr = lr
+        return " - ".join(parts)
+
+    def epoch_label(self, epoch: int) -> str:
+        return f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}"
+
+    def note(self, text: str) -> None:
+        self._emit(str(text))
+
+    def close(self) -> None: ...
+
+    def _emit(self, line: str) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+class PlainProgress(ProgressReporter):
+    """One line per epoch, nothing else: safe for CI logs, files and pipes. Has no batch hooks, so fit
+    keeps its one-call-per-epoch fast path."""
+
+    def _emit(self, line: str) -> None:
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+class QuietProgress(ProgressReporter):
+    """Prints nothing at all (not even notes)."""
+
+    def _emit(self, line: str) -> None:
+        pass
+
+
+class StepRateColumn(ProgressColumn):
+    """Steps per second since the epoch began (rich's own estimate needs more samples than we feed it)."""
+
+    def render(self, task) -> Text:
+        seconds = task.finished_time if task.finished else task.elapsed
+        rate = f"{task.completed / seconds:.1f}" if seconds and task.completed else "?"
+        return Text(f"{rate} steps/s", style="progress.data.speed", no_wrap=True)
+
+
+class SqueezableText:
+    """One line that rich's table may cut to an ellipsis; a plain long string wraps or crushes the others."""
+
+    def __init__(self, text: str):
+        self.text = Text(text, no_wrap=True, overflow="ellipsis")
+
+    def __rich_measure__(self, console, options) -> Measurement:
+        return Measurement(0, self.text.cell_len)
+
+    def __rich_console__(self, console, options):
+        yield self.text
+
+
+class MetricsColumn(ProgressColumn):
+    """The running `loss: 0.1234 - accuracy: 0.9...`, cut to the room left on the line."""
+
+    def render(self, task) -> SqueezableText:
+        return SqueezableText(task.fields.get("metrics", ""))
+
+
+class ManualProgress(Progress):
+    """rich's Progress that draws only on `draw()`: stock add_task/reset redraw on every call when
+    auto_refresh is off, which would cost a render per epoch."""
+
+    def refresh(self) -> None:
+        pass
+
+    def draw(self) -> None:
+        super().refresh()
+
+
+class LiveProgress(ProgressReporter):
+    """A `rich` bar for the running epoch under the kept lines of the finished ones (like Keras's Progbar).
+
+    All drawing happens in the hooks, at most every REFRESH_INTERVAL seconds: no background thread, a
+    hook that does not redraw costs one clock read, and kept lines of epochs shorter than the interval
+    are printed together at the next redraw (or at `close`).
+    """
+
+    def __init__(self, stream=None):
+        super().__init__(stream)
+        self.console = Console(file=self.stream, force_terminal=True)
+        fixed = Column(no_wrap=True)
+        self._progress = ManualProgress(
+            TextColumn("{task.description}", table_column=fixed), BarColumn(bar_width=30),
+            MofNCompleteColumn(table_column=fixed), TimeElapsedColumn(table_column=fixed),
+            TimeRemainingColumn(table_column=fixed), StepRateColumn(table_column=fixed), MetricsColumn(),
+            console=self.console, auto_refresh=False, transient=True)
+        self._task = None
+        self._pending: list[str] = []
+        self._done, self._running, self._refreshed_at = 0, {}, -math.inf
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._task is not None:  # a second fit on the same reporter starts from a clean bar
+            self._progress.remove_task(self._task)
+        first = self.epoch_label(self.params.get("initial_epoch", 0))
+        self._task = self._progress.add_task(first, total=self.params.get("steps"), metrics="")
+        self._progress.start()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._done, self._running = 0, {}
+        self._progress.reset(self._task, total=self.params.get("steps"), metrics="",
+                             description=self.epoch_label(epoch))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._done, self._running = batch + 1, logs or {}
+        self._maybe_refresh()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._done, self._running = self.params.get("steps", self._done), logs or {}
+        super().on_epoch_end(epoch, logs)
+        self._maybe_refresh()
+
+    def note(self, text: str) -> None:
+        self._pending.append(str(text))
+        self._print_pending()
+
+    def close(self) -> None:
+        self._print_pending()
+        # transient=True: stopping removes the bar, so a run stopped mid-epoch leaves only kept lines.
+        if self._progress.live.is_started:
+            self._progress.stop()
+
+    def _maybe_refresh(self) -> None:
+        now = time.monotonic()
+        if now - self._refreshed_at < REFRESH_INTERVAL or self._task is None:
+            return
+        train_only = {k: v for k, v in self._running.items() if not k.startswith("val_")}
+        self._progress.update(self._task, completed=self._done, metrics=format_metrics(train_only))
+        self._progress.draw()
+        self._print_pending()
+        self._refreshed_at = now
+
+    def _print_pending(self) -> None:
+        # Printing through the console puts the lines above the live bar instead of through it.
+        if self._pending:
+            self.console.print("\n".join(self._pending), markup=False, highlight=False, soft_wrap=True)
+            self._pending.clear()
+
+    def _emit(self, line: str) -> None:
+        self._pending.append(line)

@@ -1,0 +1,160 @@
+"""One `nnctl train`: check everything, create the run directory, compile, fit, and record the result.
+
+Nothing here prints: the progress reporter is a callback handed in by the caller.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from nnctl.config.build import build_model, check_data
+from nnctl.config.resolve import ResolvedConfig
+from nnctl.config.yamlfile import ConfigError
+from nnctl.data.files import Splits, data_file, load_data
+from nnctl.nn.callbacks import Callback, History
+from nnctl.runs.rundir import RunDirectory, environment_versions, sha256_bytes, sha256_file
+from nnctl.train.warmup import warm_up
+
+
+@dataclass
+class TrainResult:
+    run: RunDirectory
+    status: str  # completed | interrupted | failed
+    history: dict
+    error: str | None = None
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """What `prepare` checked and built, and how long reading the data and building took."""
+
+    splits: Splits
+    model: object
+    seconds: float
+
+
+def prepare(resolved: ResolvedConfig) -> Prepared:
+    """The data and the compiled model, after every check that needs no training; a ConfigError otherwise."""
+    began = time.perf_counter()
+    if resolved.config.device == "cuda":
+        raise ConfigError([resolved.issue(("device",), "the CUDA backend is not available in this version of "
+                                                       "nnctl (allowed: cpu, auto)")])
+    splits = load_data(resolved)
+    model = build_model(resolved, input_shape=tuple(splits.train[0].shape[1:]))
+    check_data(resolved, model, splits)
+    return Prepared(splits, model, time.perf_counter() - began)
+
+
+def run_config_text(resolved: ResolvedConfig) -> str:
+    """The resolved config as the run saves it: the data path made absolute, so the run finds its data later."""
+    config = resolved.config.model_copy(deep=True)
+    config.data.path = str(data_file(resolved).resolve())
+    return ResolvedConfig(config, resolved.doc, resolved.base_dir).to_yaml()
+
+
+class EventLog(Callback):
+    """Appends one JSON line per epoch to the run's events.jsonl (cheap: no fsync, one write)."""
+
+    def __init__(self, run: RunDirectory):
+        self.run = run
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.run.append_event({"epoch": epoch + 1, "time": _now(), **(logs or {})})
+
+
+class InterruptHandler(Callback):
+    """First Ctrl-C: stop after the current step and keep everything. A second one: stop at once."""
+
+    requested = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        """Overridden only so that fit runs in short chunks and a stop request is seen within ~0.1 s."""
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.model is not None:
+            self.model.stop_training = True
+
+    @contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signals reach only the main thread; CliRunner tests may run elsewhere
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def train(resolved: ResolvedConfig, runs_dir="runs", progress: Callback | None = None,
+          prepared: Prepared | None = None) -> TrainResult:
+    """Trains the config's model into a new run directory; returns how it ended (never raises mid-run)."""
+    cfg = resolved.config
+    prepared = prepared or prepare(resolved)
+    splits, model = prepared.splits, prepared.model
+    run = RunDirectory.create(Path(runs_dir), cfg.name)
+    config_text = run_config_text(resolved)
+    run.write_text("config.yaml", config_text)
+    run.update_manifest(status="running", name=cfg.name, seed=cfg.seed, device="cpu", started=_now(),
+                        input_shape=list(model.input_shape),
+                        versions=environment_versions(), config_sha256=sha256_bytes(config_text.encode()),
+                        data={"path": str(splits.path.resolve()), "sha256": sha256_file(splits.path)})
+    run.write_json("preprocessing.json", {"transforms": []})
+    (x, y), validation = splits.train, splits.validation
+    warm = warm_up(model, x, y, cfg.batch_size, validation is not None)
+    if progress is not None and hasattr(progress, "note"):
+        progress.note(warm.describe())
+    history, interrupt = History(), InterruptHandler()
+    callbacks = [history, EventLog(run), interrupt] + ([progress] if progress is not None else [])
+    status, error, fit_began = "completed", None, time.perf_counter()
+    try:
+        with interrupt.installed():
+            model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=validation,
+                      callbacks=callbacks)
+        if interrupt.requested:
+            status = "interrupted"
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except Exception as err:  # recorded in the manifest; the caller reports it and exits with 1
+        status, error = "failed", f"{type(err).__name__}: {err}"
+    finally:
+        if progress is not None and hasattr(progress, "close"):
+            progress.close()
+    trained = time.perf_counter()
+    run.save_weights(model.get_weights(), metadata={"format": "nnctl", "epochs": str(len(history.epoch))})
+    run.write_json("history.json", history.history)
+    results = _final_metrics(history.history)
+    if status == "completed" and splits.test is not None:
+        results["test"] = {**model.evaluate(*splits.test, batch_size=cfg.batch_size), "samples": len(splits.test[1])}
+    run.write_json("metrics.json", results)
+    timings = {"load": prepared.seconds, "compile": warm.seconds, "train": trained - fit_began,
+               "write": time.perf_counter() - trained}
+    run.update_manifest(status=status, ended=_now(), epochs_completed=len(history.epoch), error=error,
+                        kernels_compiled=warm.compiled, compile_seconds=round(warm.seconds, 3),
+                        phases={k: round(v, 4) for k, v in timings.items()})
+    return TrainResult(run, status, history.history, error, timings)
+
+
+def _final_metrics(history: dict) -> dict:
+    """The last epoch's figures, split into train and validation like Keras's logs."""
+    last = {key: values[-1] for key, values in history.items() if values and key not in ("epoch_time", "lr")}
+    out = {"epochs": len(history.get("loss", [])),
+           "train": {k: v for k, v in last.items() if not k.startswith("val_")}}
+    validation = {k[4:]: v for k, v in last.items() if k.startswith("val_")}
+    if validation:
+        out["validation"] = validation
+    return out

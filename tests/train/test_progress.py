@@ -1,0 +1,227 @@
+"""Progress callbacks: the kept epoch line, plain vs live output, refresh throttling, mode choice."""
+
+import io
+import re
+
+import numpy as np
+import pytest
+
+from nnctl.errors import ArgumentError
+from nnctl.nn.callbacks import Callback
+from nnctl.nn.layers import Dense
+from nnctl.nn.model import Sequential
+from nnctl.train import progress
+from nnctl.train.progress import (LiveProgress, PlainProgress, QuietProgress, format_duration, format_metrics,
+                                  make_progress)
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
+NUMBER = r"(-?\d+\.\d{4}|nan|-?inf)"
+EPOCH_LINE = re.compile(rf"^Epoch \d+/\d+ - \S+ - loss: {NUMBER}( - \w+: {NUMBER})*( - lr: \d\.\d{{4}}e[-+]\d+)?$")
+FIRST_LINE = "Epoch 1/3 - 0.03s - loss: 0.5000 - accuracy: 0.8000 - val_loss: 0.6000 - val_accuracy: 0.7500"
+PARAMS = {"epochs": 3, "steps": 50, "samples": 400, "batch_size": 8, "initial_epoch": 0}
+
+
+def screen(text):
+    """The lines a terminal shows after `text`, for the few controls rich's live display uses."""
+    lines, row, col = [""], 0, 0
+    for token in re.findall(r"\x1b\[[0-9;?]*[A-Za-z]|\r|\n|[^\x1b\r\n]+", text):
+        if token == "\n":
+            row, col = row + 1, 0
+            lines += [""] * (row + 1 - len(lines))
+        elif token == "\r":
+            col = 0
+        elif token == "\x1b[2K":
+            lines[row] = ""
+        elif re.fullmatch(r"\x1b\[\d*A", token):
+            row -= int(token[2:-1] or 1)
+        elif not token.startswith("\x1b"):  # colours and cursor visibility change nothing on screen
+            lines[row] = lines[row][:col].ljust(col) + token + lines[row][col + len(token):]
+            col += len(token)
+    return [line.rstrip() for line in lines if line.strip()]
+
+
+class TtyStringIO(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def epoch_logs(epoch, lr=1e-3):
+    return {"loss": 0.5 / (epoch + 1), "accuracy": 0.8 + epoch / 100, "val_loss": 0.6, "val_accuracy": 0.75,
+            "epoch_time": 0.0312, "lr": lr}
+
+
+def drive(reporter, lrs=(1e-3, 1e-3, 1e-4), batch_ends=(9, 29, 49)):
+    """The hook sequence `Sequential.fit` makes, without a model."""
+    reporter.set_params(PARAMS)
+    reporter.on_train_begin()
+    for epoch, lr in enumerate(lrs):
+        reporter.on_epoch_begin(epoch)
+        if reporter.wants_batches:
+            for batch in batch_ends:
+                reporter.on_train_batch_end(batch, {"loss": 0.7, "accuracy": 0.5})
+        reporter.on_epoch_end(epoch, epoch_logs(epoch, lr))
+    reporter.on_train_end()
+
+
+def test_plain_prints_exactly_one_clean_line_per_epoch():
+    out = io.StringIO()
+    reporter = make_progress(out, "plain")
+    assert isinstance(reporter, PlainProgress) and not reporter.wants_batches
+    drive(reporter)
+    text = out.getvalue()
+    assert "\r" not in text and "\x1b" not in text
+    lines = text.splitlines()
+    assert len(lines) == 3 and all(EPOCH_LINE.match(line) for line in lines), lines
+    assert lines[0] == FIRST_LINE
+    assert "lr" not in lines[1]
+    assert lines[2].endswith(" - lr: 1.0000e-04")
+
+
+def test_lr_is_shown_only_on_the_epoch_it_changes():
+    out = io.StringIO()
+    drive(make_progress(out, "plain"), lrs=(1e-3, 5e-4, 5e-4))
+    assert [" - lr: " in line for line in out.getvalue().splitlines()] == [False, True, False]
+
+
+@pytest.mark.parametrize("seconds, text", [(0.0312, "0.03s"), (9.994, "9.99s"), (12.4, "12.4s"), (65.2, "1m05s"),
+                                           (3725, "1h02m")])
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def test_format_metrics_skips_time_lr_and_non_numbers_and_spells_nan_inf():
+    logs = {"loss": np.float32(0.25), "mae": float("nan"), "val_loss": float("inf"), "epoch_time": 1.0, "lr": 0.1,
+            "stopped": True, "note": "x"}
+    assert format_metrics(logs) == "loss: 0.2500 - mae: nan - val_loss: inf"
+
+
+def test_auto_mode_follows_isatty():
+    assert isinstance(make_progress(io.StringIO()), PlainProgress)
+    live = make_progress(TtyStringIO())
+    assert isinstance(live, LiveProgress) and live.wants_batches
+
+
+def test_bad_mode_names_the_allowed_ones():
+    with pytest.raises(ArgumentError, match="`mode`.*auto, live, plain, quiet"):
+        make_progress(io.StringIO(), "fancy")
+
+
+def test_quiet_prints_nothing():
+    out = io.StringIO()
+    reporter = make_progress(out, "quiet")
+    assert isinstance(reporter, QuietProgress)
+    drive(reporter)
+    reporter.note("compiling kernels")
+    assert out.getvalue() == ""
+
+
+def test_note_prints_one_line_in_plain_mode():
+    out = io.StringIO()
+    make_progress(out, "plain").note("compiling kernels … 3.1 s (cached for next time)")
+    assert out.getvalue() == "compiling kernels … 3.1 s (cached for next time)\n"
+
+
+def test_live_keeps_one_line_per_epoch_and_removes_the_bar():
+    out = io.StringIO()
+    reporter = make_progress(out, "live")
+    drive(reporter)
+    kept = screen(out.getvalue())
+    assert len(kept) == 3 and all(EPOCH_LINE.match(line) for line in kept), kept
+    assert kept[2].endswith(" - lr: 1.0000e-04")
+    assert "steps/s" in ANSI.sub("", out.getvalue())  # the bar was drawn, then erased
+    assert not reporter._progress.live.is_started
+
+
+def test_live_kept_lines_match_plain_ones():
+    plain_out, live_out = io.StringIO(), io.StringIO()
+    drive(make_progress(plain_out, "plain"))
+    drive(make_progress(live_out, "live"))
+    assert screen(live_out.getvalue()) == plain_out.getvalue().splitlines()
+
+
+def test_live_note_goes_above_the_bar_in_order():
+    out = io.StringIO()
+    reporter = make_progress(out, "live")
+    reporter.set_params(PARAMS)
+    reporter.on_train_begin()
+    reporter.on_epoch_begin(0)
+    reporter.on_epoch_end(0, epoch_logs(0))
+    reporter.note("checkpoint saved")
+    reporter.close()
+    reporter.close()  # idempotent
+    shown = screen(out.getvalue())
+    assert len(shown) == 2 and shown[0] == FIRST_LINE and shown[1] == "checkpoint saved"
+
+
+def test_live_refresh_is_throttled(monkeypatch):
+    clock = {"now": 100.0}
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock["now"])
+    reporter = make_progress(io.StringIO(), "live")
+    draws = []
+    real_draw = reporter._progress.draw
+    monkeypatch.setattr(reporter._progress, "draw", lambda: (draws.append(clock["now"]), real_draw()))
+    reporter.set_params({**PARAMS, "steps": 2000})
+    reporter.on_train_begin()
+    reporter.on_epoch_begin(0)
+    for batch in range(1000):  # 1000 batch ends within 0.1 s
+        clock["now"] += 0.0001
+        reporter.on_train_batch_end(batch, {"loss": 0.5})
+    assert len(draws) <= 1
+    for batch in range(1000, 2000):  # 1000 more over 2 s: about REFRESH_INTERVAL apart
+        clock["now"] += 0.002
+        reporter.on_train_batch_end(batch, {"loss": 0.5})
+    assert 6 <= len(draws) <= 10
+    assert min(np.diff(draws)) >= progress.REFRESH_INTERVAL - 1e-9
+    reporter.close()
+
+
+def test_live_stopped_mid_epoch_closes_cleanly():
+    out = io.StringIO()
+    reporter = make_progress(out, "live")
+    reporter.set_params(PARAMS)
+    reporter.on_train_begin()
+    reporter.on_epoch_begin(0)
+    reporter.on_epoch_end(0, epoch_logs(0))
+    reporter.on_epoch_begin(1)
+    reporter.on_train_batch_end(9, {"loss": 0.4})
+    reporter.on_train_end()  # fit breaks out of epoch 2 without on_epoch_end
+    assert screen(out.getvalue()) == [FIRST_LINE]
+    assert not reporter._progress.live.is_started
+
+
+def tiny_model():
+    model = Sequential([Dense(4, activation="relu"), Dense(1)], input_shape=(5,), seed=0)
+    model.compile(optimizer="rmsprop", loss="mse", metrics=["mae"])
+    return model
+
+
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((40, 5)).astype(np.float32)
+Y = (X @ RNG.standard_normal(5)).astype(np.float32)
+
+
+def test_plain_progress_on_a_real_fit():
+    out = io.StringIO()
+    history = tiny_model().fit(X, Y, epochs=3, batch_size=8, validation_data=(X, Y), callbacks=[PlainProgress(out)])
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3 and all(EPOCH_LINE.match(line) for line in lines), lines
+    for line, loss, val_mae in zip(lines, history["loss"], history["val_mae"]):
+        assert f"loss: {loss:.4f} - mae: " in line and line.endswith(f"val_mae: {val_mae:.4f}")
+
+
+def test_live_progress_on_a_real_fit_stopped_by_a_batch_callback():
+    class StopInSecondEpoch(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.model.stop_training = self.epoch == 1
+
+    out = TtyStringIO()
+    reporter = make_progress(out)
+    history = tiny_model().fit(X, Y, epochs=3, batch_size=2, callbacks=[reporter, StopInSecondEpoch()])
+    # Whether the stop lands mid-epoch depends on chunk timing; either way one kept line per finished epoch.
+    shown = screen(out.getvalue())
+    assert len(shown) == len(history["loss"]) in (1, 2) and not reporter._progress.live.is_started
+    for line, loss in zip(shown, history["loss"]):
+        assert re.fullmatch(rf"Epoch \d/3 - \S+ - loss: {loss:.4f} - mae: \d\.\d{{4}}", line), shown
