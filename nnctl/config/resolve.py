@@ -14,9 +14,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from nnctl.config.overrides import apply_overrides
-from nnctl.config.schema import LAYER_SPECS, OPTIMIZER_SPECS, Config
+from nnctl.config.schema import DATASET_SPECS, LAYER_SPECS, OPTIMIZER_SPECS, TRANSFORM_SPECS, Config
 from nnctl.config.yamlfile import ConfigError, ConfigIssue, Document, Source, format_path, parse_yaml
-from nnctl.errors import UnknownNameError, did_you_mean
+from nnctl.errors import NnctlError, did_you_mean
+from nnctl.registry import Registry
 
 
 @dataclass
@@ -80,20 +81,29 @@ def _position(issue: ConfigIssue):
 
 
 def _canonicalize_names(doc: Document) -> list[ConfigIssue]:
-    """Rewrites layer and optimizer `type`s to canonical names (aliases, any case) so the schema can dispatch."""
+    """Rewrites each `{type: ...}` entry's type to its canonical name (aliases, any case) so the schema can
+    dispatch on it; a bare name becomes `{type: name}`. Unknown names get a did-you-mean."""
     from nnctl.nn.layers import LAYERS
     from nnctl.nn.optimizers import OPTIMIZERS
 
     data, issues = doc.data, []
-    if isinstance(data.get("optimizer"), str):
-        data["optimizer"] = {"type": data["optimizer"]}
-        doc.values[("optimizer", "type")] = doc.source(("optimizer",))
+    data_section = data.get("data") if isinstance(data.get("data"), dict) else {}
     model = data.get("model")
     layers = model.get("layers") if isinstance(model, dict) else None
-    places = [(("model", "layers", i), entry) for i, entry in enumerate(layers)] if isinstance(layers, list) else []
-    places.append((("optimizer",), data.get("optimizer")))
-    for path, entry in places:
-        registry, specs = (OPTIMIZERS, OPTIMIZER_SPECS) if path == ("optimizer",) else (LAYERS, LAYER_SPECS)
+    places = [(("optimizer",), OPTIMIZERS, OPTIMIZER_SPECS)]
+    if "dataset" in data_section:
+        places.append((("data", "dataset"), Registry("dataset", {k: k for k in DATASET_SPECS}), DATASET_SPECS))
+    if isinstance(data_section.get("transforms"), list):
+        table = Registry("transform", {k: k for k in TRANSFORM_SPECS})
+        places += [(("data", "transforms", i), table, TRANSFORM_SPECS) for i in range(len(data_section["transforms"]))]
+    if isinstance(layers, list):
+        places += [(("model", "layers", i), LAYERS, LAYER_SPECS) for i in range(len(layers))]
+    for path, registry, specs in places:
+        parent = _at(data, path[:-1])
+        entry = parent[path[-1]]
+        if isinstance(entry, str):
+            parent[path[-1]] = entry = {"type": entry}
+            doc.values[path + ("type",)] = doc.source(path)
         if not isinstance(entry, dict):
             continue  # the schema reports the wrong type
         if "type" not in entry:
@@ -102,10 +112,7 @@ def _canonicalize_names(doc: Document) -> list[ConfigIssue]:
             continue
         try:
             canonical = registry.canonical(entry["type"])
-        except UnknownNameError as err:
-            issues.append(ConfigIssue(doc.source(path + ("type",)), path + ("type",), str(err)))
-            continue
-        except Exception as err:  # a non-string type
+        except NnctlError as err:  # unknown, or not a string
             issues.append(ConfigIssue(doc.source(path + ("type",)), path + ("type",), str(err)))
             continue
         if canonical not in specs:
@@ -115,6 +122,15 @@ def _canonicalize_names(doc: Document) -> list[ConfigIssue]:
     return issues
 
 
+def _at(data, path):
+    for part in path:
+        data = data[part]
+    return data
+
+
+_TAGS = set(LAYER_SPECS) | set(OPTIMIZER_SPECS) | set(DATASET_SPECS) | set(TRANSFORM_SPECS)
+
+
 def _data_path(loc, data) -> tuple:
     """pydantic's error location minus its union-tag steps, i.e. the path into the YAML data."""
     path, node = [], data
@@ -122,7 +138,7 @@ def _data_path(loc, data) -> tuple:
         if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int):
             path.append(part)
             node = node[part] if not isinstance(node, list) or part < len(node) else None
-        elif isinstance(node, dict) and isinstance(part, str) and part not in LAYER_SPECS | OPTIMIZER_SPECS:
+        elif isinstance(node, dict) and isinstance(part, str) and part not in _TAGS:
             path.append(part)  # a missing or unknown key
             node = None
     return tuple(path)

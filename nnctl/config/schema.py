@@ -50,6 +50,7 @@ OpenFraction = _value_type("a number between 0 and 1 (exclusive)", lambda v: _is
                            {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1})
 Rate = _value_type("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1,
                    {"type": "number", "minimum": 0, "exclusiveMaximum": 1})
+AtLeastTwo = _value_type("an integer ≥ 2", lambda v: _is_int(v) and v >= 2, {"type": "integer", "minimum": 2})
 Bool = _value_type("true or false", lambda v: isinstance(v, bool), {"type": "boolean"})
 Text = _value_type("a string", lambda v: isinstance(v, str) and v.strip() != "", {"type": "string", "minLength": 1})
 RunName = _value_type("a name of letters, digits, '_', '-' and '.'",
@@ -75,25 +76,143 @@ class Section(BaseModel):
 
 # ---- data ----------------------------------------------------------------------------------------
 class ValidationConfig(Section):
-    """Exactly one of: `holdout` (the first N training rows, the book's IMDB setup) or `split` (a shuffled fraction)."""
+    """Exactly one of: `holdout` (the first N training rows, the book's IMDB setup), `split` (a shuffled
+    fraction) or `kfold` (K models, each validated on one of K contiguous parts: the book's Boston setup)."""
 
     holdout: Optional[PositiveInt] = None
     split: Optional[OpenFraction] = None
+    kfold: Optional[AtLeastTwo] = None
 
     @model_validator(mode="after")
     def _exactly_one(self):
-        chosen = [key for key in ("holdout", "split") if getattr(self, key) is not None]
+        chosen = [key for key in ("holdout", "split", "kfold") if getattr(self, key) is not None]
         if len(chosen) != 1:
-            raise PydanticCustomError("choice", "give exactly one of `holdout` or `split`, got {got}",
+            raise PydanticCustomError("choice", "give exactly one of `holdout`, `split` or `kfold`, got {got}",
                                       {"got": " and ".join(chosen) or "neither"})
         return self
 
 
-class DataConfig(Section):
-    """A user `.npz` file with `x_train`, `y_train` and optionally `x_test`, `y_test`."""
+class DatasetSpec(Section):
+    type: str
 
-    path: Text = Field(description="a .npz file, relative to the config file")
-    validation: Optional[ValidationConfig] = None
+
+class ImdbSpec(DatasetSpec):
+    """Keras's imdb.load_data: reviews as word indexes, shifted by `index_from`, shuffled with `seed`."""
+
+    type: Literal["imdb"] = "imdb"
+    num_words: Optional[PositiveInt] = None
+    skip_top: NonNegativeInt = 0
+    maxlen: Optional[PositiveInt] = None
+    start_char: NonNegativeInt = 1
+    oov_char: NonNegativeInt = 2
+    index_from: NonNegativeInt = 3
+    seed: NonNegativeInt = 113
+
+
+class ReutersSpec(ImdbSpec):
+    type: Literal["reuters"] = "reuters"
+    test_split: OpenFraction = 0.2
+
+
+class MnistSpec(DatasetSpec):
+    type: Literal["mnist"] = "mnist"
+
+
+class FashionMnistSpec(DatasetSpec):
+    type: Literal["fashion_mnist"] = "fashion_mnist"
+
+
+class BostonHousingSpec(DatasetSpec):
+    type: Literal["boston_housing"] = "boston_housing"
+    test_split: OpenFraction = 0.2
+    seed: NonNegativeInt = 113
+
+
+class SyntheticSpec(DatasetSpec):
+    """Generated data for smoke runs: Gaussian blobs, a noisy regression, or sparse word-index "text"."""
+
+    type: Literal["synthetic"] = "synthetic"
+    kind: Literal["classification", "regression", "text"] = "classification"
+    samples: PositiveInt = 1000
+    features: PositiveInt = 20
+    classes: PositiveInt = 2
+    width: PositiveInt = 1000
+    length: PositiveInt = 50
+    noise: NonNegativeNumber = 0.1
+    seed: NonNegativeInt = 0
+    test_split: OpenFraction = 0.2
+
+
+class NpzSpec(DatasetSpec):
+    """Arrays in a .npz file, by key."""
+
+    type: Literal["npz"] = "npz"
+    path: Text
+    x: Text = "x_train"
+    y: Text = "y_train"
+    x_test: Optional[Text] = "x_test"
+    y_test: Optional[Text] = "y_test"
+
+
+class CsvSpec(DatasetSpec):
+    """A table with a header row: `target` names the label column, `features` the inputs (default: the rest)."""
+
+    type: Literal["csv"] = "csv"
+    path: Text
+    target: Text
+    features: Optional[list[Text]] = None
+    delimiter: Text = ","
+    test_path: Optional[Text] = None
+
+
+DATASET_SPECS = {spec.model_fields["type"].default: spec for spec in (
+    ImdbSpec, ReutersSpec, MnistSpec, FashionMnistSpec, BostonHousingSpec, SyntheticSpec, NpzSpec, CsvSpec)}
+
+
+class TransformSpec(Section):
+    type: str
+
+
+class MultiHotSpec(TransformSpec):
+    type: Literal["multi_hot"] = "multi_hot"
+    width: Optional[PositiveInt] = Field(None, description="columns; defaults to the dataset's num_words")
+
+
+class PadSequencesSpec(TransformSpec):
+    type: Literal["pad_sequences"] = "pad_sequences"
+    maxlen: PositiveInt
+    padding: Literal["pre", "post"] = "pre"
+    truncating: Literal["pre", "post"] = "pre"
+    value: NonNegativeInt = 0
+
+
+class OneHotSpec(TransformSpec):
+    type: Literal["one_hot"] = "one_hot"
+    classes: Optional[PositiveInt] = None
+
+
+class StandardizeSpec(TransformSpec):
+    type: Literal["standardize"] = "standardize"
+
+
+class RescaleSpec(TransformSpec):
+    type: Literal["rescale"] = "rescale"
+    scale: Number
+    offset: Number = 0.0
+
+
+class FlattenTransformSpec(TransformSpec):
+    type: Literal["flatten"] = "flatten"
+
+
+class ReshapeTransformSpec(TransformSpec):
+    type: Literal["reshape"] = "reshape"
+    shape: Shape
+
+
+TRANSFORM_SPECS = {spec.model_fields["type"].default: spec for spec in (
+    MultiHotSpec, PadSequencesSpec, OneHotSpec, StandardizeSpec, RescaleSpec, FlattenTransformSpec,
+    ReshapeTransformSpec)}
 
 
 # ---- layers --------------------------------------------------------------------------------------
@@ -154,6 +273,22 @@ def _tag_of(value):
 class ModelConfig(Section):
     input_shape: Optional[Shape] = Field(None, description="per-sample input shape; read from the data if omitted")
     layers: Annotated[list[_tagged(LAYER_SPECS)], Field(min_length=1)]
+
+
+class DataConfig(Section):
+    """Where the data comes from (`dataset`, or `path` to a .npz), how it is preprocessed and validated."""
+
+    dataset: Optional[_tagged(DATASET_SPECS)] = Field(None, description="a built-in name, or {type: ..., ...}")
+    path: Optional[Text] = Field(None, description="shorthand for dataset: {type: npz, path: ...}")
+    transforms: list[_tagged(TRANSFORM_SPECS)] = Field(default_factory=list)
+    validation: Optional[ValidationConfig] = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.dataset is None) == (self.path is None):
+            raise PydanticCustomError("choice", "give exactly one of `dataset` or `path`, got {got}",
+                                      {"got": "both" if self.dataset is not None else "neither"})
+        return self
 
 
 # ---- optimizers ----------------------------------------------------------------------------------

@@ -1,12 +1,12 @@
-"""User data files (`.npz` with x_train/y_train[/x_test/y_test]) and the validation split of a config.
+"""The config's data: a built-in dataset or a user `.npz`/`.csv`, its validation split, and its transforms.
 
-Pickled object arrays are refused: a user file is read with `allow_pickle=False`.
+User files are read with `allow_pickle=False`: pickled object arrays are refused.
 """
 
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,24 +18,44 @@ from nnctl.errors import NnctlError
 
 @dataclass
 class Splits:
-    """Arrays for each split; `validation` and `test` are None when the config or file has none."""
+    """Arrays for each split, after the fitted transforms; `validation`/`test` are None when absent."""
 
     train: tuple
     validation: tuple | None
     test: tuple | None
-    path: Path
+    files: list[Path]
+    transforms: list = field(default_factory=list)
 
     def split(self, name: str) -> tuple:
         found = {"train": self.train, "validation": self.validation, "test": self.test}[name]
         if found is None:
-            raise NnctlError(f"this run has no {name} split" + (" (the data file has no x_test/y_test)"
-                                                                 if name == "test" else ""))
+            raise NnctlError(f"this run has no {name} split")
         return found
 
 
-def data_file(resolved: ResolvedConfig) -> Path:
-    path = Path(resolved.config.data.path).expanduser()
+@dataclass
+class Source:
+    """The data as loaded, before any split or transform."""
+
+    x: object
+    y: np.ndarray
+    x_test: object | None
+    y_test: np.ndarray | None
+    files: list[Path]
+    num_words: int | None = None
+
+
+def _resolve_path(resolved: ResolvedConfig, text: str) -> Path:
+    path = Path(text).expanduser()
     return path if path.is_absolute() else resolved.base_dir / path
+
+
+def data_file(resolved: ResolvedConfig) -> Path | None:
+    """The user file the config reads (None for built-in datasets)."""
+    data = resolved.config.data
+    if data.path is not None:
+        return _resolve_path(resolved, data.path)
+    return _resolve_path(resolved, data.dataset.path) if hasattr(data.dataset, "path") else None
 
 
 def read_array_file(path: Path) -> dict[str, np.ndarray]:
@@ -57,45 +77,137 @@ def read_array_file(path: Path) -> dict[str, np.ndarray]:
         raise NnctlError(f"cannot read {path}: {err}") from None
 
 
-def load_data(resolved: ResolvedConfig) -> Splits:
-    """The config's data, split as `data.validation` says; problems are located at the `data` keys."""
-    cfg, path = resolved.config.data, data_file(resolved)
+def load_source(resolved: ResolvedConfig) -> Source:
+    """The config's dataset as loaded (built-in, .npz or .csv); problems are located at the `data` keys."""
+    data = resolved.config.data
+    if data.path is not None:
+        return _load_npz(resolved, ("data", "path"), _resolve_path(resolved, data.path), "x_train", "y_train",
+                         "x_test", "y_test")
+    spec = data.dataset
+    where = ("data", "dataset")
+    if spec.type == "npz":
+        return _load_npz(resolved, where + ("path",), _resolve_path(resolved, spec.path), spec.x, spec.y,
+                         spec.x_test, spec.y_test)
+    if spec.type == "csv":
+        return _load_csv(resolved, spec)
+    from nnctl.data.builtin import load_builtin
+    options = spec.model_dump(exclude={"type"})
+    try:
+        loaded = load_builtin(spec.type, **options)
+    except NnctlError as err:
+        raise ConfigError([resolved.issue(where, str(err))]) from None
+    return Source(loaded.x_train, np.asarray(loaded.y_train), loaded.x_test,
+                  None if loaded.y_test is None else np.asarray(loaded.y_test),
+                  list(getattr(loaded, "files", []) or []), options.get("num_words"))
+
+
+def _load_npz(resolved, where, path: Path, x_key, y_key, x_test_key, y_test_key) -> Source:
     if path.suffix.lower() != ".npz":
-        raise ConfigError([resolved.issue(("data", "path"), f"expected a .npz file with x_train and y_train, "
-                                                            f"got '{path.name}'")])
+        raise ConfigError([resolved.issue(where, f"expected a .npz file, got '{path.name}'")])
     if not path.is_file():
-        raise ConfigError([resolved.issue(("data", "path"), f"no such file: {path}")])
+        raise ConfigError([resolved.issue(where, f"no such file: {path}")])
     try:
         arrays = read_array_file(path)
     except NnctlError as err:
-        raise ConfigError([resolved.issue(("data", "path"), str(err))]) from None
-    missing = [key for key in ("x_train", "y_train") if key not in arrays]
+        raise ConfigError([resolved.issue(where, str(err))]) from None
+    missing = [key for key in (x_key, y_key) if key not in arrays]
     if missing:
-        raise ConfigError([resolved.issue(("data", "path"), f"{path.name} has no {' or '.join(missing)} array "
-                                                            f"(it has: {', '.join(sorted(arrays)) or 'nothing'})")])
-    pairs = {}
-    for split in ("train", "test"):
-        if f"x_{split}" not in arrays:
-            continue
-        x, y = arrays[f"x_{split}"], arrays.get(f"y_{split}")
+        raise ConfigError([resolved.issue(where, f"{path.name} has no {' or '.join(missing)} array "
+                                                 f"(it has: {', '.join(sorted(arrays)) or 'nothing'})")])
+    pairs = [(x_key, y_key)] + ([(x_test_key, y_test_key)] if x_test_key in arrays else [])
+    for xk, yk in pairs:
+        x, y = arrays[xk], arrays.get(yk)
         if y is None:
-            raise ConfigError([resolved.issue(("data", "path"), f"{path.name} has x_{split} but no y_{split}")])
+            raise ConfigError([resolved.issue(where, f"{path.name} has {xk} but no {yk}")])
         if len(x) != len(y):
-            raise ConfigError([resolved.issue(("data", "path"), f"{path.name}: x_{split} has {len(x)} rows but "
-                                                                f"y_{split} has {len(y)}")])
+            raise ConfigError([resolved.issue(where, f"{path.name}: {xk} has {len(x)} rows but {yk} has {len(y)}")])
         if x.dtype.kind not in "biuf" or y.dtype.kind not in "biuf":
-            raise ConfigError([resolved.issue(("data", "path"), f"{path.name}: x_{split} and y_{split} must be "
-                                                                f"numeric, got {x.dtype} and {y.dtype}")])
-        pairs[split] = (x, y)
-    train, validation = _split_validation(resolved, *pairs["train"])
-    return Splits(train, validation, pairs.get("test"), path)
+            raise ConfigError([resolved.issue(where, f"{path.name}: {xk} and {yk} must be numeric, got {x.dtype} "
+                                                     f"and {y.dtype}")])
+    test = x_test_key in arrays
+    return Source(arrays[x_key], arrays[y_key], arrays[x_test_key] if test else None,
+                  arrays[y_test_key] if test else None, [path])
 
 
-def _split_validation(resolved: ResolvedConfig, x, y):
-    choice, n = resolved.config.data.validation, len(x)
+def _load_csv(resolved, spec) -> Source:
+    where = ("data", "dataset")
+    path = _resolve_path(resolved, spec.path)
+    x, y = _read_table(resolved, where + ("path",), path, spec)
+    x_test = y_test = None
+    files = [path]
+    if spec.test_path:
+        test_path = _resolve_path(resolved, spec.test_path)
+        x_test, y_test = _read_table(resolved, where + ("test_path",), test_path, spec)
+        files.append(test_path)
+    return Source(x, y, x_test, y_test, files)
+
+
+def _read_table(resolved, where, path: Path, spec):
+    if not path.is_file():
+        raise ConfigError([resolved.issue(where, f"no such file: {path}")])
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(lines) < 2:
+        raise ConfigError([resolved.issue(where, f"{path.name} needs a header row and at least one data row")])
+    header = [name.strip() for name in lines[0].split(spec.delimiter)]
+    features = spec.features or [name for name in header if name != spec.target]
+    for name in [spec.target, *features]:
+        if name not in header:
+            key = "target" if name == spec.target else "features"
+            raise ConfigError([resolved.issue(("data", "dataset", key), f"{path.name} has no column '{name}' "
+                                                                        f"(columns: {', '.join(header)})")])
+    columns = [header.index(name) for name in features]
+    target = header.index(spec.target)
+    rows = np.empty((len(lines) - 1, len(header)), np.float64)
+    for number, line in enumerate(lines[1:], start=2):
+        cells = line.split(spec.delimiter)
+        if len(cells) != len(header):
+            raise ConfigError([resolved.issue(where, f"{path}:{number}: expected {len(header)} values, got "
+                                                     f"{len(cells)}")])
+        try:
+            rows[number - 2] = [float(cell) for cell in cells]
+        except ValueError:
+            raise ConfigError([resolved.issue(where, f"{path}:{number}: expected numbers, got {line[:60]!r}")]) \
+                from None
+    return rows[:, columns].astype(np.float32), rows[:, target].astype(np.float32)
+
+
+def load_data(resolved: ResolvedConfig, fold: int | None = None) -> Splits:
+    """The config's data: split as `data.validation` says (fold `fold` of a K-fold), then transformed with
+    transforms fitted on the training part only."""
+    from nnctl.data.transforms import apply_all, build_transforms, fit_apply
+
+    source = load_source(resolved)
+    (x, y), validation = _split_validation(resolved, source.x, source.y, fold)
+    specs = [spec.model_dump() for spec in resolved.config.data.transforms]
+    for spec in specs:
+        if spec["type"] == "multi_hot" and spec.get("width") is None and source.num_words:
+            spec["width"] = source.num_words
+    transforms = build_transforms(specs)
+    try:
+        x, y = fit_apply(transforms, x, y)
+        if validation is not None:
+            validation = apply_all(transforms, *validation)
+        test = apply_all(transforms, source.x_test, source.y_test) if source.x_test is not None else None
+    except NnctlError as err:
+        raise ConfigError([resolved.issue(("data", "transforms"), str(err))]) from None
+    return Splits((x, y), validation, test, source.files, transforms)
+
+
+def _rows(x, rows):
+    return x.take(rows) if hasattr(x, "take") and not isinstance(x, np.ndarray) else x[rows]
+
+
+def _split_validation(resolved: ResolvedConfig, x, y, fold: int | None = None):
+    choice, n = resolved.config.data.validation, len(y)
     if choice is None:
         return (x, y), None
-    if choice.holdout is not None:
+    if choice.kfold is not None:
+        if fold is None:
+            return (x, y), None  # the K-fold driver asks for each fold
+        size, key = n // choice.kfold, "kfold"
+        # Contiguous parts, as the book's K-fold loop slices the (already shuffled) training data.
+        rows = np.roll(np.arange(n), -fold * size)
+    elif choice.holdout is not None:
         size, key = choice.holdout, "holdout"
         rows = np.arange(n)  # the first N rows, as the book holds out IMDB's first 10,000 reviews
     else:
@@ -106,4 +218,4 @@ def _split_validation(resolved: ResolvedConfig, x, y):
         raise ConfigError([resolved.issue(("data", "validation", key), f"leaves {n - size} training and {size} "
                                                                         f"validation rows of {n}: both must be ≥ 1")])
     held, kept = np.sort(rows[:size]), np.sort(rows[size:])
-    return (x[kept], y[kept]), (x[held], y[held])
+    return (_rows(x, kept), y[kept]), (_rows(x, held), y[held])

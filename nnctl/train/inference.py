@@ -13,6 +13,7 @@ import numpy as np
 from nnctl.config.build import build_model, check_data
 from nnctl.config.resolve import ResolvedConfig, load_config
 from nnctl.data.files import load_data, read_array_file
+from nnctl.data.transforms import apply_all, load_transforms
 from nnctl.errors import NnctlError, ShapeError
 from nnctl.runs.rundir import RunDirectory
 
@@ -22,6 +23,7 @@ class LoadedRun:
     run: RunDirectory
     resolved: ResolvedConfig
     model: object
+    transforms: list  # fitted on the run's training data (preprocessing.json)
 
 
 def load_run(path) -> LoadedRun:
@@ -36,7 +38,8 @@ def load_run(path) -> LoadedRun:
         model.set_weights(run.load_weights())
     except ShapeError as err:
         raise NnctlError(f"{run.path / 'weights.safetensors'} does not fit the run's model: {err}") from None
-    return LoadedRun(run, resolved, model)
+    transforms = load_transforms(run.read_json("preprocessing.json").get("transforms", []))
+    return LoadedRun(run, resolved, model, transforms)
 
 
 def evaluate_run(loaded: LoadedRun, split: str = "test") -> dict:
@@ -93,8 +96,13 @@ def _read_csv(path: Path) -> np.ndarray:
 
 
 def predict_inputs(loaded: LoadedRun, x: np.ndarray) -> np.ndarray:
-    """The model's outputs for `x`; a flat CSV row is reshaped to the input shape when the sizes agree."""
+    """The model's outputs for raw inputs `x`: the run's input transforms first (e.g. its standardization),
+    then a flat CSV row is reshaped to the input shape when the sizes agree."""
     model = loaded.model
+    x, _ = apply_all(loaded.transforms, x)
+    if hasattr(x, "indptr"):  # multi-hot rows stay sparse
+        return model.predict(x, batch_size=loaded.resolved.config.batch_size)
+    x = np.asarray(x)
     if x.ndim == 1:
         x = x[None, :] if x.size == int(np.prod(model.input_shape)) else x[:, None]
     if tuple(x.shape[1:]) != model.input_shape and int(np.prod(x.shape[1:])) == int(np.prod(model.input_shape)):

@@ -16,7 +16,7 @@ from pathlib import Path
 from nnctl.config.build import build_model, check_data
 from nnctl.config.resolve import ResolvedConfig
 from nnctl.config.yamlfile import ConfigError
-from nnctl.data.files import Splits, data_file, load_data
+from nnctl.data.files import Splits, load_data
 from nnctl.nn.callbacks import Callback, History
 from nnctl.runs.rundir import RunDirectory, environment_versions, sha256_bytes, sha256_file
 from nnctl.train.warmup import warm_up
@@ -53,9 +53,12 @@ def prepare(resolved: ResolvedConfig) -> Prepared:
 
 
 def run_config_text(resolved: ResolvedConfig) -> str:
-    """The resolved config as the run saves it: the data path made absolute, so the run finds its data later."""
+    """The resolved config as the run saves it: file paths made absolute, so the run finds its data later."""
     config = resolved.config.model_copy(deep=True)
-    config.data.path = str(data_file(resolved).resolve())
+    for holder, key in ((config.data, "path"), (config.data.dataset, "path"), (config.data.dataset, "test_path")):
+        if getattr(holder, key, None):
+            path = Path(getattr(holder, key)).expanduser()
+            setattr(holder, key, str(path if path.is_absolute() else (resolved.base_dir / path).resolve()))
     return ResolvedConfig(config, resolved.doc, resolved.base_dir).to_yaml()
 
 
@@ -112,8 +115,8 @@ def train(resolved: ResolvedConfig, runs_dir="runs", progress: Callback | None =
     run.update_manifest(status="running", name=cfg.name, seed=cfg.seed, device="cpu", started=_now(),
                         input_shape=list(model.input_shape),
                         versions=environment_versions(), config_sha256=sha256_bytes(config_text.encode()),
-                        data={"path": str(splits.path.resolve()), "sha256": sha256_file(splits.path)})
-    run.write_json("preprocessing.json", {"transforms": []})
+                        data=[{"path": str(path.resolve()), "sha256": sha256_file(path)} for path in splits.files])
+    run.write_json("preprocessing.json", {"transforms": [t.state() for t in splits.transforms]})
     (x, y), validation = splits.train, splits.validation
     warm = warm_up(model, x, y, cfg.batch_size, validation is not None)
     if progress is not None and hasattr(progress, "note"):

@@ -1,0 +1,184 @@
+"""Preprocessing steps declared in the config: fitted on the training split only, saved, and reapplied.
+
+Each transform's `state()` is plain JSON (preprocessing.json), so evaluate/predict repeat exactly the same steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnctl.engine.csr import CSRMatrix
+from nnctl.errors import NnctlError
+
+
+class Transform:
+    """Override `fit` (learn state from the training split; optional) and `apply`; `target` is "x" or "y".
+
+    Example:
+        class Clip(Transform):
+            type_name = "clip"
+            def apply(self, x): return np.clip(x, -1, 1)
+    """
+
+    type_name = ""
+    target = "x"
+    fitted_keys: tuple[str, ...] = ()
+
+    def __init__(self, **options):
+        self.options = options
+
+    def fit(self, data) -> None:
+        """Learns whatever `apply` needs from the training split (default: nothing)."""
+
+    def apply(self, data):
+        raise NotImplementedError
+
+    def state(self) -> dict:
+        return {"type": self.type_name, **self.options, **{k: getattr(self, k) for k in self.fitted_keys}}
+
+    def load(self, state: dict) -> "Transform":
+        for key in self.fitted_keys:
+            setattr(self, key, state[key])
+        return self
+
+
+def _sequences(data, name):
+    from nnctl.data.sequences import Sequences
+    if not isinstance(data, Sequences):
+        raise NnctlError(f"transform '{name}' needs word-index sequences (imdb, reuters, synthetic text), "
+                         f"got an array of shape {getattr(data, 'shape', '?')}")
+    return data
+
+
+class MultiHot(Transform):
+    """Sequences of word indexes → 0/1 rows of `width` columns, kept sparse (CSR); the book's vectorize_sequences."""
+
+    type_name = "multi_hot"
+    fitted_keys = ("width",)
+
+    def fit(self, data):
+        seqs = _sequences(data, self.type_name)
+        self.width = int(self.options.get("width") or (int(seqs.tokens.max()) + 1 if len(seqs.tokens) else 1))
+
+    def apply(self, data):
+        return _sequences(data, self.type_name).multi_hot(self.width)
+
+
+class PadSequences(Transform):
+    """Sequences → (n, maxlen) integer rows, Keras's pad_sequences (for Embedding and recurrent layers)."""
+
+    type_name = "pad_sequences"
+
+    def apply(self, data):
+        return _sequences(data, self.type_name).pad(**self.options)
+
+
+class OneHot(Transform):
+    """Integer labels → one-hot rows (Keras's to_categorical); the class count is read from the training labels."""
+
+    type_name, target = "one_hot", "y"
+    fitted_keys = ("classes",)
+
+    def fit(self, y):
+        y = np.asarray(y)
+        self.classes = int(self.options.get("classes") or int(y.max()) + 1)
+
+    def apply(self, y):
+        labels = np.asarray(y).reshape(-1)
+        if labels.size and (labels.min() < 0 or labels.max() >= self.classes or np.any(labels % 1)):
+            raise NnctlError(f"one_hot: labels must be integers in [0, {self.classes - 1}], got values in "
+                             f"[{labels.min()}, {labels.max()}]")
+        out = np.zeros((len(labels), self.classes), np.float32)
+        out[np.arange(len(labels)), labels.astype(np.int64)] = 1.0
+        return out
+
+
+class Standardize(Transform):
+    """Feature-wise (x − mean) / std with the training split's statistics: the book's Boston step."""
+
+    type_name = "standardize"
+    fitted_keys = ("mean", "std")
+
+    def fit(self, x):
+        x = np.asarray(x, np.float64)
+        self.mean = x.mean(axis=0).tolist()
+        std = x.std(axis=0)
+        self.std = np.where(std > 0, std, 1.0).tolist()  # a constant feature stays 0 instead of dividing by 0
+
+    def apply(self, x):
+        return ((np.asarray(x, np.float64) - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
+
+
+class Rescale(Transform):
+    """x · scale + offset (e.g. scale 1/255 for pixels)."""
+
+    type_name = "rescale"
+
+    def apply(self, x):
+        return (np.asarray(x, np.float32) * np.float32(self.options["scale"])
+                + np.float32(self.options.get("offset", 0.0)))
+
+
+class Flatten(Transform):
+    """(n, d1, d2, …) → (n, d1·d2·…), the book's reshape of MNIST images to 784 values."""
+
+    type_name = "flatten"
+
+    def apply(self, x):
+        x = np.asarray(x)
+        return x.reshape(len(x), -1)
+
+
+class Reshape(Transform):
+    """Each sample to `shape`."""
+
+    type_name = "reshape"
+
+    def apply(self, x):
+        x = np.asarray(x)
+        try:
+            return x.reshape((len(x),) + tuple(self.options["shape"]))
+        except ValueError:
+            raise NnctlError(f"reshape: cannot reshape samples of shape {list(x.shape[1:])} to "
+                             f"{self.options['shape']}") from None
+
+
+TRANSFORMS = {cls.type_name: cls for cls in (MultiHot, PadSequences, OneHot, Standardize, Rescale, Flatten, Reshape)}
+
+
+def build_transforms(specs: list[dict]) -> list[Transform]:
+    """Transforms from `{type: ..., **options}` dicts (validated by the schema beforehand)."""
+    return [TRANSFORMS[spec["type"]](**{k: v for k, v in spec.items() if k != "type" and v is not None})
+            for spec in specs]
+
+
+def fit_apply(transforms: list[Transform], x, y):
+    """Fits each transform on the training data in order, returning the transformed (x, y)."""
+    for transform in transforms:
+        if transform.target == "x":
+            transform.fit(x)
+            x = transform.apply(x)
+        else:
+            transform.fit(y)
+            y = transform.apply(y)
+    return x, y
+
+
+def apply_all(transforms: list[Transform], x, y=None):
+    """Reapplies fitted transforms (to y too, when given)."""
+    for transform in transforms:
+        if transform.target == "x":
+            x = transform.apply(x)
+        elif y is not None:
+            y = transform.apply(y)
+    return x, y
+
+
+def load_transforms(states: list[dict]) -> list[Transform]:
+    """Fitted transforms back from preprocessing.json."""
+    out = []
+    for state in states:
+        cls = TRANSFORMS[state["type"]]
+        options = {k: v for k, v in state.items() if k != "type" and k not in cls.fitted_keys}
+        out.append(cls(**options).load(state))
+    return out
