@@ -78,6 +78,9 @@ def train(file, overrides, runs_dir, device, quiet):
 
     resolved = load_config(file, list(overrides) + ([f"device={device}"] if device else []))
     prepared = prepare(resolved)  # every check before anything is written
+    validation = resolved.config.data.validation
+    if validation is not None and validation.kfold is not None:
+        _run_kfold(resolved, prepared, runs_dir, None, quiet)
     progress = make_progress(sys.stdout, "quiet" if quiet else "auto")
     result = train_config(resolved, runs_dir, progress, prepared)
     if result.status == "failed":
@@ -89,6 +92,61 @@ def train(file, overrides, runs_dir, device, quiet):
         test = result.run.read_json("metrics.json").get("test")
         if test:
             click.echo("test: " + " - ".join(f"{k}: {v:.4f}" for k, v in test.items() if k != "samples"))
+    click.echo(f"run: {result.run.path}")
+    sys.exit({"completed": 0, "failed": EXIT_FAILED, "interrupted": EXIT_INTERRUPTED}[result.status])
+
+
+@main.command()
+@config_file
+@set_option
+@click.option("--folds", "-k", type=click.IntRange(min=2), help="Number of folds (default: data.validation.kfold).")
+@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final `run:` line.")
+@user_errors
+def kfold(file, overrides, folds, runs_dir, quiet):
+    """K-fold cross-validation: train K models and report the mean ± std of every metric per epoch.
+
+    \b
+    Example:
+      nnctl kfold configs/boston_kfold.yaml --folds 4
+    Writes fold_1/ … fold_K/ and kfold.json (per-epoch mean and std) into one run directory.
+    """
+    from nnctl.config import load_config
+    from nnctl.train.session import prepare
+
+    resolved = load_config(file, overrides)
+    if folds is None and (resolved.config.data.validation is None or resolved.config.data.validation.kfold is None):
+        raise click.UsageError("give --folds K or `data.validation: {kfold: K}` in the config")
+    _run_kfold(resolved, prepare(resolved), runs_dir, folds, quiet)
+
+
+def _run_kfold(resolved, prepared, runs_dir, folds, quiet):
+    from nnctl.train.kfold import format_mean_std, train_kfold
+    from nnctl.train.progress import make_progress
+
+    live = sys.stdout.isatty() and not quiet
+
+    def progress_for(fold, total):
+        if not quiet:
+            click.echo(f"fold {fold + 1}/{total}")
+        return make_progress(sys.stdout, "live" if live else "quiet")
+
+    def on_fold_end(fold, total, history):
+        if not quiet and history.get("loss"):
+            last = {k: v[-1] for k, v in history.items() if k not in ("epoch_time", "lr")}
+            click.echo(f"fold {fold + 1}/{total} - {len(history['loss'])} epochs - "
+                       + " - ".join(f"{k}: {v:.4f}" for k, v in last.items()))
+
+    result = train_kfold(resolved, runs_dir, folds, progress_for, prepared, on_fold_end)
+    if result.status == "failed":
+        click.secho(f"error: training failed: {result.error}", fg="red", err=True)
+    if not quiet and result.summary:
+        best = result.summary["best"]
+        rows = [[key, format_mean_std(stats), (f"{best[key]['mean']:.4f} (epoch {best[key]['epoch']})"
+                                               if key in best else "")]
+                for key, stats in result.summary["final"].items()]
+        _table([("metric", "left"), ("final mean ± std", "right"), ("best mean", "right")], rows,
+               title=f"{result.summary['folds']}-fold cross-validation, {result.summary['epochs']} epochs")
     click.echo(f"run: {result.run.path}")
     sys.exit({"completed": 0, "failed": EXIT_FAILED, "interrupted": EXIT_INTERRUPTED}[result.status])
 

@@ -16,12 +16,12 @@ def parse_key_path(text: str) -> tuple:
     """"model.layers[2].units" or "model.layers.2.units" → ("model", "layers", 2, "units"); ValueError if malformed."""
     parts, pos = [], 0
     while pos < len(text):
-        if parts and text[pos] == "." and pos + 1 < len(text) and not text[pos + 1].isdigit():
-            pos += 1
+        after_dot = parts and text[pos] == "." and pos + 1 < len(text) and not text[pos + 1].isdigit()
+        pos += 1 if after_dot else 0
         match = _PART.match(text, pos)
-        if not match:
+        name, bracket, dotted = match.groups() if match else (None, None, None)
+        if not match or (name is not None and parts and not after_dot):  # "a[0]b" lacks the dot before b
             raise ValueError(f"cannot read key path {text!r} at {text[pos:]!r}: write it like model.layers[0].units")
-        name, bracket, dotted = match.groups()
         parts.append(name if name is not None else int(bracket or dotted))
         pos = match.end()
     if not parts or not isinstance(parts[0], str):
@@ -76,7 +76,8 @@ def _child(node, part, path):
     if isinstance(part, int):
         if not isinstance(node, list) or part >= len(node):
             size = len(node) if isinstance(node, list) else 0
-            raise ValueError(f"{format_path(path)}: index {part} is out of range (the list has {size} entries)")
+            raise ValueError(f"{format_path(path)}: index {part} is out of range (the list has {size} "
+                             f"{'entry' if size == 1 else 'entries'})")
         return node[part]
     if not isinstance(node, dict):
         raise ValueError(f"{format_path(path)}: '{part}' is set inside a value that is not a mapping")

@@ -26,6 +26,8 @@ def _value_type(expected: str, accept, json_schema: dict):
 def _show(value) -> str:
     if isinstance(value, (dict, list)):
         return "a mapping" if isinstance(value, dict) else "a list"
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as YAML spells it, not Python's True
     return "nothing" if value is None else repr(value)
 
 

@@ -125,6 +125,12 @@ def parse_yaml(text: str, label: str) -> Document:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         problem = err.problem or err.context or "invalid YAML"
+        if problem.startswith("expected <block end>"):  # PyYAML's words for a line indented out of step
+            problem = "bad indentation: this line does not line up with the keys or items above it"
+        elif err.problem and err.context and err.context_mark and err.context_mark.line != mark.line:
+            # The mistake is often where the unclosed bracket or mapping began, not where parsing gave up.
+            problem += (f" ({err.context} that starts at line {err.context_mark.line + 1}, "
+                        f"column {err.context_mark.column + 1})")
         where = Source(label, mark.line + 1, mark.column + 1) if mark else Source(label)
         raise ConfigError([ConfigIssue(where, (), f"invalid YAML: {problem}")]) from None
     doc = Document(None, label)
@@ -142,7 +148,8 @@ def _where(node, label) -> Source:
 def _build(node, path, doc: Document, issues: list):
     doc.values[path] = _where(node, doc.label)
     if node.tag not in _STANDARD_TAGS:
-        issues.append(ConfigIssue(doc.values[path], path, f"YAML tag '{node.tag}' is not allowed: nnctl reads plain "
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!", 1)  # as written in the file
+        issues.append(ConfigIssue(doc.values[path], path, f"YAML tag '{tag}' is not allowed: nnctl reads plain "
                                                           f"values only (mappings, lists, strings, numbers, booleans)"))
         return None
     if isinstance(node, yaml.ScalarNode):

@@ -171,13 +171,13 @@ def _read_table(resolved, where, path: Path, spec):
     return rows[:, columns].astype(np.float32), rows[:, target].astype(np.float32)
 
 
-def load_data(resolved: ResolvedConfig, fold: int | None = None) -> Splits:
+def load_data(resolved: ResolvedConfig, fold: int | None = None, folds: int | None = None) -> Splits:
     """The config's data: split as `data.validation` says (fold `fold` of a K-fold), then transformed with
     transforms fitted on the training part only."""
     from nnctl.data.transforms import apply_all, build_transforms, fit_apply
 
     source = load_source(resolved)
-    (x, y), validation = _split_validation(resolved, source.x, source.y, fold)
+    (x, y), validation = _split_validation(resolved, source.x, source.y, fold, folds)
     specs = [spec.model_dump() for spec in resolved.config.data.transforms]
     for spec in specs:
         if spec["type"] == "multi_hot" and spec.get("width") is None and source.num_words:
@@ -197,16 +197,14 @@ def _rows(x, rows):
     return x.take(rows) if hasattr(x, "take") and not isinstance(x, np.ndarray) else x[rows]
 
 
-def _split_validation(resolved: ResolvedConfig, x, y, fold: int | None = None):
+def _split_validation(resolved: ResolvedConfig, x, y, fold: int | None = None, folds: int | None = None):
     choice, n = resolved.config.data.validation, len(y)
-    if choice is None:
-        return (x, y), None
-    if choice.kfold is not None:
-        if fold is None:
-            return (x, y), None  # the K-fold driver asks for each fold
-        size, key = n // choice.kfold, "kfold"
+    if fold is not None:
+        size, key = n // (folds or choice.kfold), "kfold"
         # Contiguous parts, as the book's K-fold loop slices the (already shuffled) training data.
         rows = np.roll(np.arange(n), -fold * size)
+    elif choice is None or choice.kfold is not None:
+        return (x, y), None  # K-fold: the driver asks for each fold
     elif choice.holdout is not None:
         size, key = choice.holdout, "holdout"
         rows = np.arange(n)  # the first N rows, as the book holds out IMDB's first 10,000 reviews

@@ -103,27 +103,41 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def train(resolved: ResolvedConfig, runs_dir="runs", progress: Callback | None = None,
-          prepared: Prepared | None = None) -> TrainResult:
-    """Trains the config's model into a new run directory; returns how it ended (never raises mid-run)."""
-    cfg = resolved.config
-    prepared = prepared or prepare(resolved)
-    splits, model = prepared.splits, prepared.model
+def begin_run(resolved: ResolvedConfig, runs_dir, prepared: Prepared) -> RunDirectory:
+    """A new run directory holding the resolved config, the manifest (status running) and preprocessing.json."""
+    cfg, splits = resolved.config, prepared.splits
     run = RunDirectory.create(Path(runs_dir), cfg.name)
     config_text = run_config_text(resolved)
     run.write_text("config.yaml", config_text)
     run.update_manifest(status="running", name=cfg.name, seed=cfg.seed, device="cpu", started=_now(),
-                        input_shape=list(model.input_shape),
+                        input_shape=list(prepared.model.input_shape),
                         versions=environment_versions(), config_sha256=sha256_bytes(config_text.encode()),
                         data=[{"path": str(path.resolve()), "sha256": sha256_file(path)} for path in splits.files])
     run.write_json("preprocessing.json", {"transforms": [t.state() for t in splits.transforms]})
+    return run
+
+
+@dataclass
+class FitOutcome:
+    status: str
+    error: str | None
+    history: dict
+    compile_seconds: float
+    kernels_compiled: int
+    train_seconds: float
+    write_seconds: float
+
+
+def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared, progress=None) -> FitOutcome:
+    """Compiles, fits and writes weights, history and metrics into `folder`; Ctrl-C and errors end it cleanly."""
+    cfg, splits, model = resolved.config, prepared.splits, prepared.model
     (x, y), validation = splits.train, splits.validation
     warm = warm_up(model, x, y, cfg.batch_size, validation is not None)
     if progress is not None and hasattr(progress, "note"):
         progress.note(warm.describe())
     history, interrupt = History(), InterruptHandler()
-    callbacks = [history, EventLog(run), interrupt] + ([progress] if progress is not None else [])
-    status, error, fit_began = "completed", None, time.perf_counter()
+    callbacks = [history, EventLog(folder), interrupt] + ([progress] if progress is not None else [])
+    status, error, began = "completed", None, time.perf_counter()
     try:
         with interrupt.installed():
             model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=validation,
@@ -137,19 +151,31 @@ def train(resolved: ResolvedConfig, runs_dir="runs", progress: Callback | None =
     finally:
         if progress is not None and hasattr(progress, "close"):
             progress.close()
-    trained = time.perf_counter()
-    run.save_weights(model.get_weights(), metadata={"format": "nnctl", "epochs": str(len(history.epoch))})
-    run.write_json("history.json", history.history)
+    trained = time.perf_counter() - began
+    writing = time.perf_counter()
+    folder.save_weights(model.get_weights(), metadata={"format": "nnctl", "epochs": str(len(history.epoch))})
+    folder.write_json("history.json", history.history)
     results = _final_metrics(history.history)
     if status == "completed" and splits.test is not None:
         results["test"] = {**model.evaluate(*splits.test, batch_size=cfg.batch_size), "samples": len(splits.test[1])}
-    run.write_json("metrics.json", results)
-    timings = {"load": prepared.seconds, "compile": warm.seconds, "train": trained - fit_began,
-               "write": time.perf_counter() - trained}
-    run.update_manifest(status=status, ended=_now(), epochs_completed=len(history.epoch), error=error,
-                        kernels_compiled=warm.compiled, compile_seconds=round(warm.seconds, 3),
+    folder.write_json("metrics.json", results)
+    return FitOutcome(status, error, history.history, warm.seconds, warm.compiled, trained,
+                      time.perf_counter() - writing)
+
+
+def train(resolved: ResolvedConfig, runs_dir="runs", progress: Callback | None = None,
+          prepared: Prepared | None = None) -> TrainResult:
+    """Trains the config's model into a new run directory; returns how it ended (never raises mid-run)."""
+    prepared = prepared or prepare(resolved)
+    run = begin_run(resolved, runs_dir, prepared)
+    outcome = fit_into(run, resolved, prepared, progress)
+    timings = {"load": prepared.seconds, "compile": outcome.compile_seconds, "train": outcome.train_seconds,
+               "write": outcome.write_seconds}
+    run.update_manifest(status=outcome.status, ended=_now(), epochs_completed=len(outcome.history.get("loss", [])),
+                        error=outcome.error, kernels_compiled=outcome.kernels_compiled,
+                        compile_seconds=round(outcome.compile_seconds, 3),
                         phases={k: round(v, 4) for k, v in timings.items()})
-    return TrainResult(run, status, history.history, error, timings)
+    return TrainResult(run, outcome.status, outcome.history, outcome.error, timings)
 
 
 def _final_metrics(history: dict) -> dict:

@@ -1,0 +1,91 @@
+"""K-fold cross-validation (the book's Boston workflow): K models, one run directory, mean ± std per epoch.
+
+Fold k validates on the k-th contiguous part of the training data and trains on the rest, each fold with
+its own freshly initialized model (seed + k) and transforms fitted on its own training part.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnctl.config.build import build_model, check_data
+from nnctl.config.resolve import ResolvedConfig
+from nnctl.data.files import load_data
+from nnctl.runs.rundir import RunDirectory
+from nnctl.train.session import Prepared, _now, begin_run, fit_into, prepare
+
+
+@dataclass
+class KFoldResult:
+    run: RunDirectory
+    status: str
+    folds: list[dict]  # each fold's history
+    summary: dict      # kfold.json: per-epoch mean and std of every history key, and the final figures
+    error: str | None = None
+
+
+def _fold_config(resolved: ResolvedConfig, fold: int) -> ResolvedConfig:
+    config = resolved.config.model_copy(deep=True)
+    config.seed = resolved.config.seed + fold
+    return ResolvedConfig(config, resolved.doc, resolved.base_dir)
+
+
+def summarize(histories: list[dict]) -> dict:
+    """Per-epoch mean and std over folds of every numeric history key (over the epochs all folds reached)."""
+    epochs = min(len(h.get("loss", [])) for h in histories)
+    per_epoch = {}
+    for key in histories[0]:
+        values = np.array([h[key][:epochs] for h in histories], dtype=np.float64)
+        per_epoch[key] = {"mean": values.mean(axis=0).tolist(), "std": values.std(axis=0).tolist()}
+    final = {key: {"mean": stats["mean"][-1], "std": stats["std"][-1]} for key, stats in per_epoch.items()
+             if key not in ("epoch_time", "lr") and epochs}
+    best = {}
+    for key, stats in per_epoch.items():
+        if key.startswith("val_") and epochs:
+            pick = np.argmax if "acc" in key or key.endswith(("auc", "precision", "recall")) else np.argmin
+            index = int(pick(stats["mean"]))
+            best[key] = {"epoch": index + 1, "mean": stats["mean"][index], "std": stats["std"][index]}
+    return {"folds": len(histories), "epochs": epochs, "per_epoch": per_epoch, "final": final, "best": best}
+
+
+def train_kfold(resolved: ResolvedConfig, runs_dir="runs", folds: int | None = None, progress_for=None,
+                prepared: Prepared | None = None, on_fold_end=None) -> KFoldResult:
+    """Trains `folds` models (default: `data.validation.kfold`) into fold_1/ … fold_K/ of one run directory.
+
+    `progress_for(fold, folds)` gives each fold's progress callback; `on_fold_end(fold, folds, history)` is
+    called after each fold.
+    """
+    folds = folds or resolved.config.data.validation.kfold
+    prepared = prepared or prepare(resolved)
+    run = begin_run(resolved, runs_dir, prepared)
+    run.update_manifest(kfold=folds)
+    histories, status, error = [], "completed", None
+    for fold in range(folds):
+        fold_resolved = _fold_config(resolved, fold)
+        splits = load_data(resolved, fold=fold, folds=folds)
+        model = build_model(fold_resolved, input_shape=tuple(splits.train[0].shape[1:]))
+        check_data(fold_resolved, model, splits)
+        folder = RunDirectory(run.path / f"fold_{fold + 1}")
+        folder.path.mkdir()
+        progress = progress_for(fold, folds) if progress_for else None
+        outcome = fit_into(folder, fold_resolved, Prepared(splits, model, 0.0), progress)
+        histories.append(outcome.history)
+        if on_fold_end is not None:
+            on_fold_end(fold, folds, outcome.history)
+        if outcome.status != "completed":
+            status, error = outcome.status, outcome.error
+            break
+    summary = summarize(histories) if histories and all(h.get("loss") for h in histories) else {}
+    run.write_json("kfold.json", summary)
+    run.write_json("metrics.json", {"kfold": summary.get("final", {}), "best": summary.get("best", {})})
+    run.update_manifest(status=status, ended=_now(), folds_completed=len(histories) - (status != "completed"),
+                        error=error)
+    return KFoldResult(run, status, histories, summary, error)
+
+
+def format_mean_std(stats: dict) -> str:
+    mean, std = stats["mean"], stats["std"]
+    return "nan" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
