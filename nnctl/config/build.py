@@ -6,11 +6,12 @@ by building them; each failure becomes a `ConfigIssue` at the key that caused it
 
 from __future__ import annotations
 
+import inspect
 import re
 
-from nnctl.config.resolve import ResolvedConfig
-from nnctl.config.yamlfile import ConfigError
-from nnctl.errors import NnctlError, ShapeError, UnknownNameError
+from nnctl.config.resolve import ResolvedConfig, _position
+from nnctl.config.yamlfile import ConfigError, ConfigIssue
+from nnctl.errors import NnctlError, ShapeError, UnknownNameError, did_you_mean
 
 _BACKTICKED = re.compile(r"`(\w+)`")
 
@@ -32,16 +33,40 @@ def _spec_dict(spec) -> dict:
     return spec if isinstance(spec, dict) else {"type": spec}
 
 
+def _unknown_arguments(spec, registry) -> list[tuple[str, str]]:
+    """(key, message) for each key of a `{type: name, ...}` spec that the named class does not take.
+
+    Checked here because some classes take `**kwargs` and would silently ignore a misspelt key.
+    """
+    if not isinstance(spec, dict) or "type" not in spec:
+        return []
+    try:
+        factory = registry.lookup(spec["type"])
+    except NnctlError:
+        return []  # the unknown name itself is reported when building
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    allowed = [name for name, p in inspect.signature(factory).parameters.items() if p.kind in kinds]
+    out = []
+    for key in (k for k in spec if k != "type" and k not in allowed):
+        hint = did_you_mean(key, allowed) if allowed else None
+        out.append((key, f"unknown key '{key}' for {registry.kind} '{spec['type']}'"
+                         + (f" — did you mean '{hint}'?" if hint else "")
+                         + f" (allowed: {', '.join(allowed) or 'none'})"))
+    return out
+
+
 def build_model(resolved: ResolvedConfig, input_shape=None):
     """The compiled `Sequential` the config describes; a ConfigError lists every problem found.
 
     `input_shape` (from the data) is used when the config does not give `model.input_shape`.
     """
+    from nnctl.nn.initializers import INITIALIZERS
     from nnctl.nn.layers import LAYERS, Input
     from nnctl.nn.losses import LOSSES
-    from nnctl.nn.metrics import resolve_metric
+    from nnctl.nn.metrics import METRICS, resolve_metric
     from nnctl.nn.model import Sequential
     from nnctl.nn.optimizers import OPTIMIZERS
+    from nnctl.nn.regularizers import REGULARIZERS
 
     cfg, issues = resolved.config, []
 
@@ -52,6 +77,12 @@ def build_model(resolved: ResolvedConfig, input_shape=None):
             issues.append(resolved.issue(_key_of(err, spec, path), _plain(err)))
             return None
 
+    def arguments_ok(path, spec, registry) -> bool:
+        found = _unknown_arguments(spec, registry)
+        issues.extend(ConfigIssue(resolved.doc.key_source(path + (key,)), path + (key,), message)
+                      for key, message in found)
+        return not found
+
     layers = []
     for index, layer_spec in enumerate(cfg.model.layers):
         spec = {k: v for k, v in layer_spec.model_dump().items() if v is not None or k.endswith("regularizer")}
@@ -59,9 +90,17 @@ def build_model(resolved: ResolvedConfig, input_shape=None):
         if spec["type"] == "input" and index > 0:
             issues.append(resolved.issue(path + ("type",), "an input layer can only be the first layer"))
             continue
-        layers.append(attempt(path, spec, lambda spec=spec: LAYERS.get(dict(spec))))
-    loss_spec = _spec_dict(cfg.loss)
-    loss = attempt(("loss",), loss_spec, lambda: LOSSES.get(cfg.loss))
+        nested = [arguments_ok(path + (key,), value, INITIALIZERS if key.endswith("_initializer") else REGULARIZERS)
+                  for key, value in spec.items() if key.endswith(("_initializer", "_regularizer"))]
+        if all(nested):
+            layers.append(attempt(path, spec, lambda spec=spec: LAYERS.get(dict(spec))))
+    # A bare name is located at `loss` itself, a mapping's parts at their keys.
+    loss_spec = cfg.loss if isinstance(cfg.loss, dict) else {}
+    loss = attempt(("loss",), loss_spec, lambda: LOSSES.get(cfg.loss)) if arguments_ok(
+        ("loss",), loss_spec, LOSSES) else None
+    for index, spec in enumerate(cfg.metrics):  # names now, so they are reported with the others
+        attempt(("metrics", index), spec if isinstance(spec, dict) else {},
+                lambda spec=spec: METRICS.canonical(_spec_dict(spec)["type"]))
     optimizer_spec = cfg.optimizer.model_dump()
     optimizer = attempt(("optimizer",), optimizer_spec, lambda: OPTIMIZERS.get(
         {k: v for k, v in optimizer_spec.items() if v is not None}))
@@ -71,7 +110,7 @@ def build_model(resolved: ResolvedConfig, input_shape=None):
                                      f"unknown callback '{spec['type']}': nnctl has no built-in callbacks yet "
                                      f"(allowed: none)"))
     if issues:
-        raise ConfigError(issues)
+        raise ConfigError(sorted(issues, key=_position))
 
     shape = cfg.model.input_shape or input_shape
     if isinstance(layers[0], Input):
@@ -92,7 +131,7 @@ def build_model(resolved: ResolvedConfig, input_shape=None):
         raise ConfigError([resolved.issue(("model", "layers", index) if index is not None else ("model",),
                                           _plain(err))]) from None
     _check_output(resolved, model, loss)
-    metrics = [attempt(("metrics", i), _spec_dict(spec), lambda spec=spec: resolve_metric(
+    metrics = [attempt(("metrics", i), spec if isinstance(spec, dict) else {}, lambda spec=spec: resolve_metric(
         spec, loss.name, model.output_units)) for i, spec in enumerate(cfg.metrics)]
     names = [m.name for m in metrics if m is not None]
     for index, metric in enumerate(metrics):
@@ -136,8 +175,11 @@ def check_data(resolved: ResolvedConfig, model, splits) -> None:
         x, y = pair
         if tuple(x.shape[1:]) != model.input_shape:
             where = ("model", "input_shape") if resolved.config.model.input_shape else ("data", "path")
-            issues.append(resolved.issue(where, f"the model takes inputs of shape {list(model.input_shape)}, "
-                                                f"x_{split} has rows of shape {list(x.shape[1:])}"))
+            core = (f"the model takes inputs of shape {list(model.input_shape)}, x_{{split}} has rows of shape "
+                    f"{list(x.shape[1:])}")
+            if core not in seen:  # x_test is usually wrong in the same way as x_train
+                seen.add(core)
+                issues.append(resolved.issue(where, core.format(split=split)))
         y = np.asarray(y)
         if model.loss.sparse and y.ndim == 2 and y.shape[1] > 1:
             where, core = ("loss",), (f"{model.loss.name} expects integer class ids, but y_{{split}} is one-hot "

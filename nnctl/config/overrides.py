@@ -60,6 +60,11 @@ def _assign(doc: Document, path: tuple, value_doc: Document, label: str) -> None
         if child is None:
             child = {}
             _set(node, part, child, path)
+        elif isinstance(child, str) and isinstance(path[depth + 1], str):
+            # A bare name stands for {type: name}: `optimizer: rmsprop` takes `--set optimizer.learning_rate=...`.
+            child = {"type": child}
+            _set(node, part, child, path)
+            doc.values[here + ("type",)] = doc.source(here)
         node = child
         doc.values.setdefault(here, Source(label))
     _set(node, path[-1], value_doc.data, path)

@@ -56,19 +56,18 @@ def resolve_document(doc: Document, overrides: list[str], default_name: str, bas
     if not isinstance(doc.data, dict):
         raise ConfigError([ConfigIssue(doc.source(()), (), "a config file must be a mapping of keys (name, data, "
                                                             "model, loss, ...)")])
+    doc.data.setdefault("optimizer", "rmsprop")  # before --set, so `--set optimizer.learning_rate=...` has a target
     apply_overrides(doc, overrides)
     data = doc.data
     if "name" not in data:
         data["name"] = default_name
     if "seed" not in data:
         data["seed"] = secrets.randbelow(2**31)  # recorded in the resolved config, so the run can be repeated
-    data.setdefault("optimizer", "rmsprop")
-    issues = _canonicalize_names(doc)
+    issues, unknown = _canonicalize_names(doc)
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
         # An entry whose `type` is unknown was reported above; its schema errors would only repeat that.
-        unknown = [issue.path[:-1] for issue in issues]
         issues += [issue for issue in _translate(err, doc) if not any(issue.path[:len(p)] == p for p in unknown)]
     if issues:
         raise ConfigError(sorted(issues, key=_position))
@@ -80,13 +79,16 @@ def _position(issue: ConfigIssue):
     return (issue.source.line is None, issue.source.line or 0, issue.source.column or 0)
 
 
-def _canonicalize_names(doc: Document) -> list[ConfigIssue]:
+def _canonicalize_names(doc: Document) -> tuple[list[ConfigIssue], list[tuple]]:
     """Rewrites each `{type: ...}` entry's type to its canonical name (aliases, any case) so the schema can
-    dispatch on it; a bare name becomes `{type: name}`. Unknown names get a did-you-mean."""
+    dispatch on it; a bare name becomes `{type: name}`. Unknown names get a did-you-mean.
+
+    Returns the issues and the paths of the entries they make unusable.
+    """
     from nnctl.nn.layers import LAYERS
     from nnctl.nn.optimizers import OPTIMIZERS
 
-    data, issues = doc.data, []
+    data, issues, unusable = doc.data, [], []
     data_section = data.get("data") if isinstance(data.get("data"), dict) else {}
     model = data.get("model")
     layers = model.get("layers") if isinstance(model, dict) else None
@@ -101,6 +103,8 @@ def _canonicalize_names(doc: Document) -> list[ConfigIssue]:
     for path, registry, specs in places:
         parent = _at(data, path[:-1])
         entry = parent[path[-1]]
+        # A bare name is reported at the name itself: the file has no `type` key there.
+        type_path = path if isinstance(entry, str) else path + ("type",)
         if isinstance(entry, str):
             parent[path[-1]] = entry = {"type": entry}
             doc.values[path + ("type",)] = doc.source(path)
@@ -109,17 +113,20 @@ def _canonicalize_names(doc: Document) -> list[ConfigIssue]:
         if "type" not in entry:
             issues.append(ConfigIssue(doc.source(path), path, f"required key 'type' is missing (allowed: "
                                                               f"{', '.join(sorted(specs))})"))
+            unusable.append(path)
             continue
         try:
             canonical = registry.canonical(entry["type"])
         except NnctlError as err:  # unknown, or not a string
-            issues.append(ConfigIssue(doc.source(path + ("type",)), path + ("type",), str(err)))
+            issues.append(ConfigIssue(doc.source(type_path), type_path, str(err)))
+            unusable.append(path)
             continue
         if canonical not in specs:
-            issues.append(ConfigIssue(doc.source(path + ("type",)), path + ("type",),
+            issues.append(ConfigIssue(doc.source(type_path), type_path,
                                       f"{registry.kind} '{canonical}' cannot be used in a config file yet"))
+            unusable.append(path)
         entry["type"] = canonical
-    return issues
+    return issues, unusable
 
 
 def _at(data, path):
@@ -172,7 +179,7 @@ def _pick_model(annotation, node):
 
 
 def _translate(err: ValidationError, doc: Document) -> list[ConfigIssue]:
-    issues = []
+    issues, suggested = [], set()
     for error in err.errors(include_url=False):
         path = _data_path(error["loc"], doc.data)
         kind, value = error["type"], error.get("input")
@@ -180,6 +187,7 @@ def _translate(err: ValidationError, doc: Document) -> list[ConfigIssue]:
             cls = _model_at(path[:-1], doc.data)
             allowed = sorted(cls.model_fields) if cls else []
             hint = did_you_mean(path[-1], allowed) if allowed else None
+            suggested.add(path[:-1] + (hint,))
             message = (f"unknown key '{path[-1]}'" + (f" — did you mean '{hint}'?" if hint else "")
                        + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
             issues.append(ConfigIssue(doc.key_source(path), path, message))
@@ -203,7 +211,8 @@ def _translate(err: ValidationError, doc: Document) -> list[ConfigIssue]:
         else:
             message = error["msg"]
         issues.append(ConfigIssue(doc.source(path), path, message))
-    return issues
+    # `unitz: 8` is one mistake: its did-you-mean already names the missing `units`.
+    return [issue for issue in issues if not (issue.message == "required key is missing" and issue.path in suggested)]
 
 
 def _describe(value) -> str:
