@@ -76,7 +76,7 @@ def train(file, overrides, runs_dir, device, quiet):
     from nnctl.train.progress import make_progress
     from nnctl.train.session import prepare, train as train_config
 
-    resolved = load_config(file, list(overrides) + ([f"device={device}"] if device else []))
+    resolved = load_config(file, list(overrides) + ([(f"device={device}", f"--device {device}")] if device else []))
     prepared = prepare(resolved)  # every check before anything is written
     validation = resolved.config.data.validation
     if validation is not None and validation.kfold is not None:
@@ -176,30 +176,40 @@ def evaluate(run, split, as_json):
 
 @main.command()
 @click.argument("run", type=click.Path())
-@click.option("--input", "input_file", required=True, type=click.Path(dir_okay=False),
-              help="Inputs: .npy, .npz (array `x`) or .csv (one sample per row).")
+@click.option("--input", "input_file", type=click.Path(dir_okay=False),
+              help="Inputs: .npy, .npz (array `x`), .csv (one sample per row), or .txt (one text per line, "
+                   "for models trained on imdb/reuters).")
+@click.option("--text", "texts", multiple=True, help="A text to classify (repeatable), for imdb/reuters models.")
 @click.option("--output", "output_file", type=click.Path(dir_okay=False),
               help="Write raw outputs to .npy, .csv or .jsonl instead of printing a table.")
 @user_errors
-def predict(run, input_file, output_file):
-    """Run a trained RUN's model on new inputs.
+def predict(run, input_file, texts, output_file):
+    """Run a trained RUN's model on new inputs, or on texts for a model trained on imdb/reuters.
 
     \b
     Example:
       nnctl predict runs/boston/latest --input new_houses.csv --output prices.csv
+      nnctl predict runs/imdb/latest --text "this film was just brilliant"
     """
-    from nnctl.train.inference import describe_outputs, load_run, predict_inputs, read_inputs, write_outputs
+    from nnctl.train.inference import (describe_outputs, encode_texts, load_run, predict_inputs, read_inputs,
+                                       write_outputs)
 
+    if bool(input_file) == bool(texts):
+        raise click.UsageError("give either --input FILE or --text TEXT")
     loaded = load_run(run)
-    outputs = predict_inputs(loaded, read_inputs(input_file))
+    if input_file and input_file.lower().endswith(".txt"):
+        with open(input_file, encoding="utf-8") as handle:
+            texts = [line.strip() for line in handle if line.strip()]
+    inputs = encode_texts(loaded, texts) if texts else read_inputs(input_file)
+    outputs = predict_inputs(loaded, inputs)
     if output_file:
         write_outputs(output_file, outputs)
         click.echo(f"wrote {len(outputs)} prediction(s) to {output_file}")
         return
-    columns, rows = describe_outputs(loaded, outputs)
+    columns, rows = describe_outputs(loaded, outputs, texts)
     shown = rows[:50]
-    _table([(name, "right") for name in columns],
-           [[str(v) if isinstance(v, int) else f"{v:.4f}" for v in row] for row in shown])
+    _table([(name, "left" if name in ("text", "class", "next classes") else "right") for name in columns],
+           [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in shown])
     if len(rows) > len(shown):
         click.echo(f"… {len(rows) - len(shown)} more rows: use --output FILE to save them all")
 
@@ -256,9 +266,72 @@ def check(file, overrides):
     click.echo(f"{file}: ok ({', '.join(parts)})")
 
 
+@main.group(invoke_without_command=True)
+@click.pass_context
+def datasets(ctx):
+    """List the built-in datasets: sizes, classes, input shapes, and whether and where each is cached.
+
+    \b
+    Example:
+      nnctl datasets
+      nnctl datasets show imdb --index 0
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from nnctl.data.builtin import DATASETS, cache_status
+
+    rows = []
+    for info in DATASETS.values():
+        found = [path for _, path in cache_status(info.name)]
+        where = ("no files needed" if not found else "not cached (downloads on first use)" if not all(found)
+                 else str(found[0].parent))
+        rows.append([info.name, info.description, info.samples, info.task + (f", {info.classes}" if info.classes
+                                                                            else ""), info.input, where])
+    _table([("name", "left"), ("description", "left"), ("train / test", "right"), ("task", "left"),
+            ("inputs", "left"), ("cached", "left")], rows, width=160)
+
+
+@datasets.command("show")
+@click.argument("name")
+@click.option("--index", "-i", default=0, show_default=True, type=click.IntRange(min=0), help="Which sample.")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True)
+@user_errors
+def datasets_show(name, index, split):
+    """Show one sample of a built-in dataset; text datasets are decoded back to words (the book's decoded_review).
+
+    \b
+    Example:
+      nnctl datasets show imdb --index 0
+    """
+    from nnctl.data.builtin import DATASETS, decode, load_builtin
+    from nnctl.errors import NnctlError
+
+    data = load_builtin(name)
+    x, y = (data.x_train, data.y_train) if split == "train" else (data.x_test, data.y_test)
+    if index >= len(y):
+        raise NnctlError(f"--index {index} is out of range: the {split} split has {len(y)} samples")
+    labels = DATASETS[data.name].labels
+    label = int(y[index]) if data.task != "regression" else float(y[index])
+    named = f" ({labels[label]})" if labels and isinstance(label, int) and label < len(labels) else ""
+    click.echo(f"{data.name} {split}[{index}]: label {label}{named}")
+    if data.name in ("imdb", "reuters"):
+        click.echo(decode(x[index], data.name))
+    else:
+        sample = x[index]
+        click.echo(f"shape {list(sample.shape)}, values {sample.min()}..{sample.max()}")
+        if sample.ndim == 2:  # an image: a coarse text rendering
+            for row in sample[::2]:
+                click.echo("".join(" .:-=+*#%@"[min(9, int(v) * 10 // 256)] for v in row[::1]))
+
+
 @main.group()
 def config():
-    """Inspect config files."""
+    """Inspect config files.
+
+    \b
+    Example:
+      nnctl config show configs/imdb.yaml --set epochs=4
+    """
 
 
 @config.command("show")
@@ -290,7 +363,7 @@ def schema():
     click.echo(json.dumps(json_schema(), indent=2))
 
 
-def _table(columns, rows, title=None):
+def _table(columns, rows, title=None, width=None):
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -300,7 +373,7 @@ def _table(columns, rows, title=None):
         table.add_column(name, justify=justify)
     for row in rows:
         table.add_row(*row)
-    Console(file=sys.stdout, width=max(80, min(120, sum(len(c[0]) for c in columns) + 60))).print(table)
+    Console(file=sys.stdout, width=width or max(80, min(120, sum(len(c[0]) for c in columns) + 60))).print(table)
 
 
 def _size(nbytes: int) -> str:

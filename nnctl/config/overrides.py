@@ -29,11 +29,12 @@ def parse_key_path(text: str) -> tuple:
     return tuple(parts)
 
 
-def apply_overrides(doc: Document, assignments: list[str]) -> Document:
+def apply_overrides(doc: Document, assignments: list) -> Document:
     """Applies each `key.path=value` in order; every bad one is reported, together, as a ConfigError."""
     issues: list[ConfigIssue] = []
     for assignment in assignments:
-        label = f"--set {assignment}"
+        # An option like --device arrives as (assignment, label) so errors name what the user typed.
+        assignment, label = assignment if isinstance(assignment, tuple) else (assignment, f"--set {assignment}")
         key_text, sep, value_text = assignment.partition("=")
         try:
             if not sep:

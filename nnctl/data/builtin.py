@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.data.files import read_array_file
 from nnctl.data.fetch import KERAS_URL, cache_dir, find_local, locate
-from nnctl.data.safe_pickle import load_sequence_npz
+from nnctl.data.safe_pickle import load_npz_objects, load_sequence_npz
 from nnctl.data.sequences import Sequences
 from nnctl.errors import ArgumentError, NnctlError, UnknownNameError, check_float_range
 
@@ -78,6 +77,7 @@ class BuiltinData:
     task: str  # "binary", "multiclass" or "regression"
     classes: int | None
     options: dict = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)  # the local files read
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ class DatasetInfo:
     classes: int | None
     input: str
     labels: tuple[str, ...] | None = None  # class names, by label
+    samples: str = ""  # train / test sizes with the default options
 
 
 # --- IMDB and Reuters ------------------------------------------------------------------------------------------
@@ -99,9 +100,15 @@ def _token_cache(source: RemoteFile) -> Path:
     return cache_dir() / f"{Path(source.filename).stem}.tokens.npz"
 
 
-def _raw_sequences(source: RemoteFile) -> dict:
-    """The file's raw (un-offset) arrays, through the pickle-free cache that serves every option set."""
-    return load_sequence_npz(source.locate(), _token_cache(source))
+def _raw_sequences(source: RemoteFile, *pairs: tuple[str, str]) -> list[tuple[Sequences, np.ndarray]]:
+    """The file's raw (un-offset) (x, y) pairs, through the pickle-free cache that serves every option set."""
+    path = source.locate()
+    arrays = load_sequence_npz(path, _token_cache(source))
+    for x_key, y_key in pairs:
+        if not isinstance(arrays.get(x_key), Sequences) or not isinstance(arrays.get(y_key), np.ndarray):
+            raise NnctlError(f"{path} is not Keras's {source.filename}: it needs sequences `{x_key}` and labels "
+                             f"`{y_key}` (it has: {', '.join(sorted(arrays)) or 'nothing'})")
+    return [(arrays[x_key], arrays[y_key]) for x_key, y_key in pairs], path
 
 
 def _shuffled(rng: np.random.RandomState, x: Sequences, y: np.ndarray):
@@ -144,14 +151,15 @@ def load_imdb(num_words=None, skip_top=0, maxlen=None, seed=113, start_char=1, o
     """keras.datasets.imdb.load_data: 25,000 + 25,000 reviews as word indexes, labels 0/1."""
     options = dict(num_words=num_words, skip_top=skip_top, maxlen=maxlen, start_char=start_char,
                    oov_char=oov_char, index_from=index_from)
-    raw = _raw_sequences(IMDB)
     rng = np.random.RandomState(seed)
-    parts = [_shuffled(rng, raw["x_train"], raw["y_train"]), _shuffled(rng, raw["x_test"], raw["y_test"])]
+    pairs, path = _raw_sequences(IMDB, ("x_train", "y_train"), ("x_test", "y_test"))
+    parts = [_shuffled(rng, x, y) for x, y in pairs]
     (x_train, y_train), (x_test, y_test) = _keras_offsets(parts, **options)
     if maxlen and (len(x_train) == 0 or len(x_test) == 0):
         raise ArgumentError(f"`maxlen`={maxlen} keeps no review (rows of maxlen tokens or more are dropped); "
                             f"increase it.")
-    return BuiltinData("imdb", x_train, y_train, x_test, y_test, "binary", 2, dict(options, seed=seed))
+    return BuiltinData("imdb", x_train, y_train, x_test, y_test, "binary", 2, dict(options, seed=seed),
+                       [path])
 
 
 def load_reuters(num_words=None, skip_top=0, maxlen=None, test_split=0.2, seed=113, start_char=1, oov_char=2,
@@ -160,11 +168,11 @@ def load_reuters(num_words=None, skip_top=0, maxlen=None, test_split=0.2, seed=1
     check_float_range("test_split", test_split, 0.0, 1.0, high_open=True)
     options = dict(num_words=num_words, skip_top=skip_top, maxlen=maxlen, start_char=start_char,
                    oov_char=oov_char, index_from=index_from)
-    raw = _raw_sequences(REUTERS)
-    [(x, y)] = _keras_offsets([_shuffled(np.random.RandomState(seed), raw["x"], raw["y"])], **options)
+    [(x, y)], path = _raw_sequences(REUTERS, ("x", "y"))
+    [(x, y)] = _keras_offsets([_shuffled(np.random.RandomState(seed), x, y)], **options)
     split = int(len(x) * (1 - test_split))
     return BuiltinData("reuters", x[:split], y[:split], x[split:], y[split:], "multiclass", 46,
-                       dict(options, test_split=test_split, seed=seed))
+                       dict(options, test_split=test_split, seed=seed), [path])
 
 
 @functools.lru_cache(maxsize=4)
@@ -222,8 +230,9 @@ def reuters_topics() -> tuple[str, ...]:
 
 def load_mnist() -> BuiltinData:
     """keras.datasets.mnist.load_data: uint8 (60000, 28, 28) and (10000, 28, 28) digits, uint8 labels."""
-    f = read_array_file(MNIST.locate())
-    return BuiltinData("mnist", f["x_train"], f["y_train"], f["x_test"], f["y_test"], "multiclass", 10)
+    path = MNIST.locate()
+    f = load_npz_objects(path)
+    return BuiltinData("mnist", f["x_train"], f["y_train"], f["x_test"], f["y_test"], "multiclass", 10, {}, [path])
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
@@ -244,23 +253,24 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
 
 def load_fashion_mnist() -> BuiltinData:
     """keras.datasets.fashion_mnist.load_data: like MNIST, ten kinds of clothing."""
-    arrays = {part: _read_idx(remote.locate(), 1 if part.endswith("labels") else 3)
-              for part, remote in FASHION.items()}
+    paths = {part: remote.locate() for part, remote in FASHION.items()}
+    arrays = {part: _read_idx(path, 1 if part.endswith("labels") else 3) for part, path in paths.items()}
     return BuiltinData("fashion_mnist", arrays["train-images"], arrays["train-labels"], arrays["t10k-images"],
-                       arrays["t10k-labels"], "multiclass", 10)
+                       arrays["t10k-labels"], "multiclass", 10, {}, list(paths.values()))
 
 
 def load_boston_housing(test_split=0.2, seed=113) -> BuiltinData:
     """keras.datasets.boston_housing.load_data: 506 rows of 13 features, shuffled, first 80 % for training."""
     check_float_range("test_split", test_split, 0.0, 1.0, high_open=True)
-    arrays = read_array_file(BOSTON.locate())
+    path = BOSTON.locate()
+    arrays = load_npz_objects(path)
     x, y = arrays["x"], arrays["y"]
     indices = np.arange(len(x))
     np.random.RandomState(seed).shuffle(indices)
     x, y = x[indices], y[indices]
     split = int(len(x) * (1 - test_split))
     return BuiltinData("boston_housing", x[:split], y[:split], x[split:], y[split:], "regression", None,
-                       dict(test_split=test_split, seed=seed))
+                       dict(test_split=test_split, seed=seed), [path])
 
 
 # --- synthetic -----------------------------------------------------------------------------------------------
@@ -331,18 +341,18 @@ def load_synthetic(kind="classification", samples=1000, features=20, classes=2, 
 
 DATASETS = {info.name: info for info in (
     DatasetInfo("imdb", "IMDB movie reviews, positive or negative (Keras imdb.load_data)", (IMDB, IMDB_WORDS),
-                "binary", 2, "word-index sequences", ("negative", "positive")),
+                "binary", 2, "word-index sequences", ("negative", "positive"), samples="25,000 / 25,000"),
     DatasetInfo("reuters", "Reuters newswires over 46 topics (Keras reuters.load_data)", (REUTERS, REUTERS_WORDS),
-                "multiclass", 46, "word-index sequences", REUTERS_TOPICS),
+                "multiclass", 46, "word-index sequences", REUTERS_TOPICS, samples="8,982 / 2,246"),
     DatasetInfo("mnist", "MNIST handwritten digits", (MNIST,), "multiclass", 10, "uint8 images (28, 28)",
-                tuple(str(d) for d in range(10))),
+                tuple(str(d) for d in range(10)), samples="60,000 / 10,000"),
     DatasetInfo("fashion_mnist", "Fashion-MNIST clothing images", tuple(FASHION.values()), "multiclass", 10,
-                "uint8 images (28, 28)", FASHION_CLASSES),
+                "uint8 images (28, 28)", FASHION_CLASSES, samples="60,000 / 10,000"),
     DatasetInfo("boston_housing", "Boston house prices in k$ (Keras boston_housing.load_data)", (BOSTON,),
-                "regression", None, "float features (13,)"),
+                "regression", None, "float features (13,)", samples="404 / 102"),
     # task and classes of the default options; `BuiltinData.task` tells those of the options given
     DatasetInfo("synthetic", "generated blobs, regression or word-index text (no download)", (),
-                "binary", 2, "float features, or word-index sequences for kind=text"),
+                "binary", 2, "float features, or word-index sequences for kind=text", samples="800 / 200"),
 )}
 
 LOADERS = {"imdb": load_imdb, "reuters": load_reuters, "mnist": load_mnist, "fashion_mnist": load_fashion_mnist,

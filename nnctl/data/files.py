@@ -213,7 +213,8 @@ def _split_validation(resolved: ResolvedConfig, x, y, fold: int | None = None, f
         # Shuffled: Keras's validation_split takes the *last* rows, a trap when files are sorted by class.
         rows = np.random.default_rng(resolved.config.seed).permutation(n)
     if not 0 < size < n:
-        raise ConfigError([resolved.issue(("data", "validation", key), f"leaves {n - size} training and {size} "
-                                                                        f"validation rows of {n}: both must be ≥ 1")])
+        raise ConfigError([resolved.issue(("data", "validation", key), f"holds out {size} of the {n} training rows: "
+                                                                        f"the validation and training parts must "
+                                                                        f"both keep at least one row")])
     held, kept = np.sort(rows[:size]), np.sort(rows[size:])
     return (_rows(x, kept), y[kept]), (_rows(x, held), y[held])

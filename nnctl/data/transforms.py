@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnctl.engine.csr import CSRMatrix
 from nnctl.errors import NnctlError
 
 

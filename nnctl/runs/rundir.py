@@ -63,6 +63,17 @@ def _fsync_directory(folder: Path) -> None:
         os.close(fd)
 
 
+def _canonical_safetensors(data: bytes) -> bytes:
+    """The same file with its JSON header's keys sorted: safetensors writes `__metadata__` in hash-map order,
+    which would make equal weights differ in bytes from one save to the next."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    text = json.dumps(header, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+    if len(text) > size:  # cannot happen for a reordering of compact JSON; keep the original to be safe
+        return data
+    return data[:8] + text.ljust(size, b" ") + data[8 + size:]
+
+
 def sha256_file(path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in `chunk`-byte pieces so large data sets never sit in memory twice."""
     digest = hashlib.sha256()
@@ -219,7 +230,7 @@ class RunDirectory:
             raise ArgumentError(f"`metadata` keys and values must all be str, got {metadata!r}.")
         tensors = {str(key): np.ascontiguousarray(value) for key, value in weights.items()}
         target = self._target(filename)
-        atomic_write_bytes(target, safetensors.numpy.save(tensors, metadata=metadata))
+        atomic_write_bytes(target, _canonical_safetensors(safetensors.numpy.save(tensors, metadata=metadata)))
         return target
 
     def load_weights(self, filename=WEIGHTS) -> dict:

@@ -113,19 +113,51 @@ def predict_inputs(loaded: LoadedRun, x: np.ndarray) -> np.ndarray:
     return model.predict(x, batch_size=loaded.resolved.config.batch_size)
 
 
-def describe_outputs(loaded: LoadedRun, outputs: np.ndarray) -> tuple[list[str], list[list]]:
-    """(column names, rows) for the table: class and probability for classifiers, raw values otherwise."""
+def _dataset_spec(loaded: LoadedRun):
+    return loaded.resolved.config.data.dataset
+
+
+def encode_texts(loaded: LoadedRun, texts) -> object:
+    """Texts → the word indexes the run's dataset uses (its word index, num_words and offsets, as in Keras)."""
+    from nnctl.data.builtin import encode_text
+    from nnctl.data.sequences import Sequences
+
+    spec = _dataset_spec(loaded)
+    if spec is None or spec.type not in ("imdb", "reuters"):
+        raise NnctlError("--text needs a model trained on the imdb or reuters dataset")
+    return Sequences.from_lists([encode_text(text, spec.type, num_words=spec.num_words, index_from=spec.index_from,
+                                             start_char=spec.start_char, oov_char=spec.oov_char,
+                                             skip_top=spec.skip_top) for text in texts])
+
+
+def _class_names(loaded: LoadedRun):
+    spec = _dataset_spec(loaded)
+    if spec is None or spec.type not in ("imdb", "reuters", "mnist", "fashion_mnist"):
+        return None
+    from nnctl.data.builtin import DATASETS
+    return DATASETS[spec.type].labels
+
+
+def describe_outputs(loaded: LoadedRun, outputs: np.ndarray, texts=()) -> tuple[list[str], list[list]]:
+    """(column names, rows) for the table: class and probability for classifiers (the top 3 classes with
+    their names when the dataset has them), raw values otherwise; texts are shown beside their rows."""
     loss = loaded.model.loss.name
     flat = outputs.reshape(len(outputs), -1)
+    lead = (lambda i: [i, texts[i][:40]]) if texts else (lambda i: [i])
+    head = ["#", "text"] if texts else ["#"]
+    names = _class_names(loaded)
+    label = (lambda c: f"{c} {names[c]}") if names else (lambda c: str(c))
     if loss == "binary_crossentropy" and flat.shape[1] == 1:
-        probability = flat[:, 0]
-        return ["#", "class", "probability"], [[i, int(p >= 0.5), float(max(p, 1 - p))]
-                                               for i, p in enumerate(probability)]
+        return head + ["class", "probability"], [lead(i) + [label(int(p >= 0.5)), float(max(p, 1 - p))]
+                                                 for i, p in enumerate(flat[:, 0])]
     if loss in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
-        classes = flat.argmax(axis=1)
-        return ["#", "class", "probability"], [[i, int(c), float(flat[i, c])] for i, c in enumerate(classes)]
+        top = np.argsort(-flat, axis=1)[:, :3]
+        columns = head + ["class", "probability"] + (["next classes"] if flat.shape[1] > 2 else [])
+        return columns, [lead(i) + [label(int(row[0])), float(flat[i, row[0]])]
+                         + ([", ".join(f"{label(int(c))} {flat[i, c]:.2f}" for c in row[1:])]
+                            if flat.shape[1] > 2 else []) for i, row in enumerate(top)]
     names = ["output"] if flat.shape[1] == 1 else [f"output_{j}" for j in range(flat.shape[1])]
-    return ["#", *names], [[i, *map(float, row)] for i, row in enumerate(flat)]
+    return head + names, [lead(i) + list(map(float, row)) for i, row in enumerate(flat)]
 
 
 def write_outputs(path, outputs: np.ndarray) -> None:

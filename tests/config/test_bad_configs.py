@@ -215,7 +215,7 @@ def assert_reported(result, expected, label: str = "bad.yaml"):
     """Exit code 2, no traceback, and exactly one `error: LABEL:LINE:COL: ...` line per expected issue, in order."""
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    assert isinstance(result.exception, SystemExit), result.exception  # a clean exit, not an escaped error
     lines = result.stderr.splitlines()
     assert len(lines) == len(expected), result.stderr
     for line, (row, col, wanted) in zip(lines, expected):

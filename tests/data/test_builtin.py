@@ -213,6 +213,12 @@ def test_a_malicious_imdb_file_is_refused(data_dir, tmp_path):
     assert not marker.exists()
 
 
+def test_a_file_without_the_keras_arrays_is_named(data_dir):
+    np.savez(data_dir / "reuters.npz", x=np.arange(3), y=np.arange(3))
+    with pytest.raises(NnctlError, match=r"reuters.npz is not Keras's reuters.npz: it needs sequences `x`"):
+        load_reuters()
+
+
 def test_missing_file_offline_names_file_hash_and_folders(data_dir, tmp_path):
     (data_dir / "imdb.npz").unlink()
     with pytest.raises(NnctlError) as err:
@@ -349,6 +355,15 @@ def test_every_dataset_is_described_and_loadable(data_dir):
         assert data.task == info.task and data.classes == info.classes
         if info.labels is not None:
             assert len(info.labels) == info.classes
+
+
+def test_loaded_data_names_the_files_it_read(data_dir):
+    assert load_imdb().files == [data_dir / "imdb.npz"]
+    assert load_reuters().files == [data_dir / "reuters.npz"]
+    assert load_mnist().files == [data_dir / "mnist.npz"]
+    assert load_boston_housing().files == [data_dir / "boston_housing.npz"]
+    assert [p.name for p in load_fashion_mnist().files] == [Path(f.filename).name for f in builtin.FASHION.values()]
+    assert load_synthetic().files == []
 
 
 def test_cache_status(data_dir, tmp_path):
