@@ -84,12 +84,15 @@ class ValidationConfig(Section):
     holdout: Optional[PositiveInt] = None
     split: Optional[OpenFraction] = None
     kfold: Optional[AtLeastTwo] = None
+    path: Optional[Text] = Field(None, description="a separate validation file: .npz (x_val/y_val or x/y) or, "
+                                                   "for a csv dataset, a .csv with the same columns")
 
     @model_validator(mode="after")
     def _exactly_one(self):
-        chosen = [key for key in ("holdout", "split", "kfold") if getattr(self, key) is not None]
+        chosen = [key for key in ("holdout", "split", "kfold", "path") if getattr(self, key) is not None]
         if len(chosen) != 1:
-            raise PydanticCustomError("choice", "give exactly one of `holdout`, `split` or `kfold`, got {got}",
+            raise PydanticCustomError("choice", "give exactly one of `holdout`, `split`, `kfold` or `path`, "
+                                                "got {got}",
                                       {"got": " and ".join(chosen) or "neither"})
         return self
 
@@ -156,6 +159,16 @@ class NpzSpec(DatasetSpec):
     y_test: Optional[Text] = "y_test"
 
 
+class NpySpec(DatasetSpec):
+    """One .npy file per array."""
+
+    type: Literal["npy"] = "npy"
+    x: Text
+    y: Text
+    x_test: Optional[Text] = None
+    y_test: Optional[Text] = None
+
+
 class CsvSpec(DatasetSpec):
     """A table with a header row: `target` names the label column, `features` the inputs (default: the rest)."""
 
@@ -168,7 +181,8 @@ class CsvSpec(DatasetSpec):
 
 
 DATASET_SPECS = {spec.model_fields["type"].default: spec for spec in (
-    ImdbSpec, ReutersSpec, MnistSpec, FashionMnistSpec, BostonHousingSpec, SyntheticSpec, NpzSpec, CsvSpec)}
+    ImdbSpec, ReutersSpec, MnistSpec, FashionMnistSpec, BostonHousingSpec, SyntheticSpec, NpzSpec, NpySpec,
+    CsvSpec)}
 
 
 class TransformSpec(Section):

@@ -90,6 +90,8 @@ def load_source(resolved: ResolvedConfig) -> Source:
                          spec.x_test, spec.y_test)
     if spec.type == "csv":
         return _load_csv(resolved, spec)
+    if spec.type == "npy":
+        return _load_npy(resolved, spec)
     from nnctl.data.builtin import load_builtin
     options = spec.model_dump(exclude={"type"})
     try:
@@ -127,6 +129,60 @@ def _load_npz(resolved, where, path: Path, x_key, y_key, x_test_key, y_test_key)
     test = x_test_key in arrays
     return Source(arrays[x_key], arrays[y_key], arrays[x_test_key] if test else None,
                   arrays[y_test_key] if test else None, [path])
+
+
+def _read_npy(resolved, key: str, text: str) -> tuple[np.ndarray, Path]:
+    path = _resolve_path(resolved, text)
+    where = ("data", "dataset", key)
+    if not path.is_file():
+        raise ConfigError([resolved.issue(where, f"no such file: {path}")])
+    try:
+        arrays = read_array_file(path)
+    except NnctlError as err:
+        raise ConfigError([resolved.issue(where, str(err))]) from None
+    if len(arrays) != 1:
+        raise ConfigError([resolved.issue(where, f"{path.name} holds several arrays: use `type: npz` for it")])
+    array = next(iter(arrays.values()))
+    if array.dtype.kind not in "biuf":
+        raise ConfigError([resolved.issue(where, f"{path.name} must hold numbers, got {array.dtype}")])
+    return array, path
+
+
+def _load_npy(resolved, spec) -> Source:
+    (x, x_path), (y, y_path) = _read_npy(resolved, "x", spec.x), _read_npy(resolved, "y", spec.y)
+    if len(x) != len(y):
+        raise ConfigError([resolved.issue(("data", "dataset", "y"), f"x has {len(x)} rows but y has {len(y)}")])
+    files, x_test, y_test = [x_path, y_path], None, None
+    if spec.x_test or spec.y_test:
+        if not (spec.x_test and spec.y_test):
+            raise ConfigError([resolved.issue(("data", "dataset"), "give both `x_test` and `y_test`, or neither")])
+        (x_test, xt_path), (y_test, yt_path) = (_read_npy(resolved, "x_test", spec.x_test),
+                                                _read_npy(resolved, "y_test", spec.y_test))
+        files += [xt_path, yt_path]
+    return Source(x, y, x_test, y_test, files)
+
+
+def _load_validation_file(resolved) -> tuple:
+    """The `data.validation.path` file: a .csv read like the dataset, or a .npz with x_val/y_val (or x/y)."""
+    where = ("data", "validation", "path")
+    path = _resolve_path(resolved, resolved.config.data.validation.path)
+    spec = resolved.config.data.dataset
+    if spec is not None and spec.type == "csv":
+        return _read_table(resolved, where, path, spec) + (path,)
+    if not path.is_file():
+        raise ConfigError([resolved.issue(where, f"no such file: {path}")])
+    try:
+        arrays = read_array_file(path)
+    except NnctlError as err:
+        raise ConfigError([resolved.issue(where, str(err))]) from None
+    for x_key, y_key in (("x_val", "y_val"), ("x", "y"), ("x_train", "y_train")):
+        if x_key in arrays and y_key in arrays:
+            if len(arrays[x_key]) != len(arrays[y_key]):
+                raise ConfigError([resolved.issue(where, f"{path.name}: {x_key} has {len(arrays[x_key])} rows but "
+                                                         f"{y_key} has {len(arrays[y_key])}")])
+            return arrays[x_key], arrays[y_key], path
+    raise ConfigError([resolved.issue(where, f"{path.name} needs arrays x_val and y_val (or x and y); it has: "
+                                             f"{', '.join(sorted(arrays)) or 'nothing'}")])
 
 
 def _load_csv(resolved, spec) -> Source:
@@ -177,7 +233,13 @@ def load_data(resolved: ResolvedConfig, fold: int | None = None, folds: int | No
     from nnctl.data.transforms import apply_all, build_transforms, fit_apply
 
     source = load_source(resolved)
-    (x, y), validation = _split_validation(resolved, source.x, source.y, fold, folds)
+    choice = resolved.config.data.validation
+    if choice is not None and choice.path is not None and fold is None:
+        x_val, y_val, val_path = _load_validation_file(resolved)
+        (x, y), validation = (source.x, source.y), (x_val, y_val)
+        source.files.append(val_path)
+    else:
+        (x, y), validation = _split_validation(resolved, source.x, source.y, fold, folds)
     specs = [spec.model_dump() for spec in resolved.config.data.transforms]
     for spec in specs:
         if spec["type"] == "multi_hot" and spec.get("width") is None and source.num_words:
@@ -203,7 +265,7 @@ def _split_validation(resolved: ResolvedConfig, x, y, fold: int | None = None, f
         size, key = n // (folds or choice.kfold), "kfold"
         # Contiguous parts, as the book's K-fold loop slices the (already shuffled) training data.
         rows = np.roll(np.arange(n), -fold * size)
-    elif choice is None or choice.kfold is not None:
+    elif choice is None or choice.kfold is not None or choice.path is not None:
         return (x, y), None  # K-fold: the driver asks for each fold
     elif choice.holdout is not None:
         size, key = choice.holdout, "holdout"

@@ -55,7 +55,11 @@ def prepare(resolved: ResolvedConfig) -> Prepared:
 def run_config_text(resolved: ResolvedConfig) -> str:
     """The resolved config as the run saves it: file paths made absolute, so the run finds its data later."""
     config = resolved.config.model_copy(deep=True)
-    for holder, key in ((config.data, "path"), (config.data.dataset, "path"), (config.data.dataset, "test_path")):
+    paths = [(config.data, "path"), (config.data.validation, "path")]
+    paths += [(config.data.dataset, key) for key in ("path", "test_path", "x", "y", "x_test", "y_test")
+              if getattr(config.data.dataset, "type", None) in ("npz", "csv", "npy")
+              and not (config.data.dataset.type == "npz" and key in ("x", "y", "x_test", "y_test"))]
+    for holder, key in paths:
         if getattr(holder, key, None):
             path = Path(getattr(holder, key)).expanduser()
             setattr(holder, key, str(path if path.is_absolute() else (resolved.base_dir / path).resolve()))
