@@ -60,3 +60,72 @@ def tiny_config(tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_CONFIG, encoding="utf-8")
     return path
+
+
+# ---- built-in dataset files in the Keras layouts (shared by the loader, CLI and predict tests) -----------------
+KERAS_WORDS = ["the", "and", "a", "of", "film", "movie", "good", "bad", "great", "plot", "actor", "story"]
+
+
+def object_array(rows):
+    """A 1-D object array of lists, as Keras stores ragged reviews in imdb.npz / reuters.npz."""
+    array = np.empty(len(rows), dtype=object)
+    for i, row in enumerate(rows):
+        array[i] = row
+    return array
+
+
+def raw_rows(rng, n, vocab=12, longest=9):
+    """Rows of raw word ranks 1..vocab (Keras's files hold ranks without any offset)."""
+    return [rng.integers(1, vocab + 1, rng.integers(1, longest + 1)).tolist() for _ in range(n)]
+
+
+def write_idx(path, array):
+    """`array` as a gzipped idx file (Fashion-MNIST's format): magic, dimensions, raw uint8 bytes."""
+    import gzip
+
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as out:
+        out.write(header + array.tobytes())
+
+
+def write_keras_fixtures(folder):
+    """Tiny copies of every built-in dataset's files in `folder`, laid out as Keras's cache holds them:
+    imdb (23 / 19 reviews), reuters (31 wires), mnist (6 / 3), boston_housing (11), fashion-mnist (5 / 2)."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "imdb.npz", x_train=object_array(raw_rows(rng, 23)), y_train=rng.integers(0, 2, 23),
+             x_test=object_array(raw_rows(rng, 19)), y_test=rng.integers(0, 2, 19))
+    np.savez(folder / "reuters.npz", x=object_array(raw_rows(rng, 31)), y=rng.integers(0, 46, 31))
+    for name in ("imdb", "reuters"):
+        (folder / f"{name}_word_index.json").write_text(json.dumps({w: i + 1 for i, w in enumerate(KERAS_WORDS)}))
+    np.savez(folder / "mnist.npz", x_train=rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+             y_train=np.arange(6, dtype=np.uint8), x_test=rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+             y_test=np.arange(3, dtype=np.uint8))
+    np.savez(folder / "boston_housing.npz", x=rng.normal(size=(11, 13)), y=np.arange(11, dtype=np.float64))
+    (folder / "fashion-mnist").mkdir(exist_ok=True)
+    for part, count in (("train", 5), ("t10k", 2)):
+        write_idx(folder / "fashion-mnist" / f"{part}-labels-idx1-ubyte.gz", np.arange(count, dtype=np.uint8))
+        write_idx(folder / "fashion-mnist" / f"{part}-images-idx3-ubyte.gz",
+                  rng.integers(0, 256, (count, 28, 28), dtype=np.uint8))
+    return folder
+
+
+@pytest.fixture
+def keras_data_dir(tmp_path, monkeypatch):
+    """`write_keras_fixtures` in NNCTL_DATA_DIR, an empty dataset cache, and no network (downloads fail)."""
+    import urllib.error
+    import urllib.request
+
+    folder = write_keras_fixtures(tmp_path / "keras-data")
+    monkeypatch.setenv("NNCTL_DATA_DIR", str(folder))
+    monkeypatch.setenv("NNCTL_DATASETS_CACHE", str(tmp_path / "keras-cache"))
+
+    def no_network(url, timeout=None):
+        raise urllib.error.URLError("tests are offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    return folder

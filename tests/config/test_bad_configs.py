@@ -150,7 +150,7 @@ CASES = [
      [(11, 12, "optimizer: required key 'type' is missing (allowed: adagrad, adam, adamw, rmsprop, sgd)")]),
     # ---- data
     ("validation-holdout-and-split", edit("{split: 0.25}", "{holdout: 5, split: 0.25}"),
-     [(5, 15, "data.validation: give exactly one of `holdout`, `split` or `kfold`, got holdout and split")]),
+     [(5, 15, "data.validation: give exactly one of `holdout`, `split`, `kfold` or `path`, got holdout and split")]),
     ("holdout-larger-than-data", edit("{split: 0.25}", "{holdout: 500}"),
      [(5, 25, ("data.validation.holdout: ", "500", "240"))]),
     ("data-file-missing", edit("path: tiny.npz", "path: missing.npz"),
