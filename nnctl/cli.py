@@ -63,8 +63,10 @@ def main():
               help="Where run directories go: DIR/<name>/<YYYYmmdd-HHMMSS>/.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="Overrides the config's `device`.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final `run:` line.")
+@click.option("--verbose", "-v", is_flag=True, help="Also print where the time went (load, compile, train, "
+                                                    "validate, write).")
 @user_errors
-def train(file, overrides, runs_dir, device, quiet):
+def train(file, overrides, runs_dir, device, quiet, verbose):
     """Train the model a config FILE describes, into a new run directory.
 
     \b
@@ -88,6 +90,8 @@ def train(file, overrides, runs_dir, device, quiet):
     elif result.status == "interrupted":
         click.secho(f"interrupted after {len(result.history.get('loss', []))} epoch(s); weights and history saved",
                     fg="yellow", err=True)
+    if verbose and not quiet:
+        click.echo("time: " + " · ".join(f"{phase} {seconds:.2f} s" for phase, seconds in result.timings.items()))
     if not quiet and result.status == "completed":
         test = result.run.read_json("metrics.json").get("test")
         if test:

@@ -217,6 +217,7 @@ class Sequential:
         batch_sizes = np.minimum(batch_size, n - np.arange(steps) * batch_size).astype(np.float64)
         self.stop_training = False
         self.stopped_mid_epoch = None
+        self.validation_seconds = 0.0  # time spent validating, for the run's phase split
         self._chunk = 1  # steps per runner call when callbacks want batch hooks; adapts to ~0.1 s
         cbs.set_params({"epochs": epochs, "steps": steps, "samples": n, "batch_size": batch_size,
                         "initial_epoch": initial_epoch})
@@ -233,7 +234,9 @@ class Sequential:
                 metric.update(data.y[order], outputs)
             logs = {"loss": float(step_losses @ batch_sizes / n), **{m.name: m.result() for m in self.metrics}}
             if val is not None:
+                began = time.perf_counter()
                 logs.update({f"val_{k}": v for k, v in self._evaluate_dataset(val, batch_size).items()})
+                self.validation_seconds += time.perf_counter() - began
             logs["epoch_time"] = time.perf_counter() - start
             logs["lr"] = self.optimizer.learning_rate
             cbs.on_epoch_end(epoch, logs)

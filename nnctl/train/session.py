@@ -130,6 +130,7 @@ class FitOutcome:
     kernels_compiled: int
     train_seconds: float
     write_seconds: float
+    validate_seconds: float = 0.0
 
 
 def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared, progress=None) -> FitOutcome:
@@ -164,7 +165,7 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
         results["test"] = {**model.evaluate(*splits.test, batch_size=cfg.batch_size), "samples": len(splits.test[1])}
     folder.write_json("metrics.json", results)
     return FitOutcome(status, error, history.history, warm.seconds, warm.compiled, trained,
-                      time.perf_counter() - writing)
+                      time.perf_counter() - writing, getattr(model, "validation_seconds", 0.0))
 
 
 def train(resolved: ResolvedConfig, runs_dir="runs", progress: Callback | None = None,
@@ -173,7 +174,8 @@ def train(resolved: ResolvedConfig, runs_dir="runs", progress: Callback | None =
     prepared = prepared or prepare(resolved)
     run = begin_run(resolved, runs_dir, prepared)
     outcome = fit_into(run, resolved, prepared, progress)
-    timings = {"load": prepared.seconds, "compile": outcome.compile_seconds, "train": outcome.train_seconds,
+    timings = {"load": prepared.seconds, "compile": outcome.compile_seconds,
+               "train": outcome.train_seconds - outcome.validate_seconds, "validate": outcome.validate_seconds,
                "write": outcome.write_seconds}
     run.update_manifest(status=outcome.status, ended=_now(), epochs_completed=len(outcome.history.get("loss", [])),
                         error=outcome.error, kernels_compiled=outcome.kernels_compiled,
