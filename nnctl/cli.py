@@ -118,10 +118,11 @@ def kfold(file, overrides, folds, runs_dir, quiet):
     from nnctl.config import load_config
     from nnctl.train.session import prepare
 
-    resolved = load_config(file, overrides)
-    if folds is None and (resolved.config.data.validation is None or resolved.config.data.validation.kfold is None):
+    option = [(f"data.validation={{kfold: {folds}}}", f"--folds {folds}")] if folds else []
+    resolved = load_config(file, list(overrides) + option)
+    if resolved.config.data.validation is None or resolved.config.data.validation.kfold is None:
         raise click.UsageError("give --folds K or `data.validation: {kfold: K}` in the config")
-    _run_kfold(resolved, prepare(resolved), runs_dir, folds, quiet)
+    _run_kfold(resolved, prepare(resolved), runs_dir, None, quiet)
 
 
 def _run_kfold(resolved, prepared, runs_dir, folds, quiet):
@@ -286,7 +287,7 @@ def datasets(ctx):
 
     rows = []
     for info in DATASETS.values():
-        found = [path for _, path in cache_status(info.name)]
+        found = [path for name, path in cache_status(info.name) if not name.endswith(".tokens.npz")]
         where = ("no files needed" if not found else "not cached (downloads on first use)" if not all(found)
                  else str(found[0].parent))
         rows.append([info.name, info.description, info.samples, info.task + (f", {info.classes}" if info.classes
@@ -374,7 +375,7 @@ def _table(columns, rows, title=None, width=None):
 
     table = Table(title=title, box=box.HEAVY_HEAD, title_justify="left")
     for name, justify in columns:
-        table.add_column(name, justify=justify)
+        table.add_column(name, justify=justify, overflow="fold")
     for row in rows:
         table.add_row(*row)
     Console(file=sys.stdout, width=width or max(80, min(120, sum(len(c[0]) for c in columns) + 60))).print(table)

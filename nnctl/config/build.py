@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 import re
 
-from nnctl.config.resolve import ResolvedConfig, _position
+from nnctl.config.resolve import ResolvedConfig, in_file_order
 from nnctl.config.yamlfile import ConfigError, ConfigIssue
 from nnctl.errors import NnctlError, ShapeError, UnknownNameError, did_you_mean
 
@@ -110,7 +110,7 @@ def build_model(resolved: ResolvedConfig, input_shape=None):
                                      f"unknown callback '{spec['type']}': nnctl has no built-in callbacks yet "
                                      f"(allowed: none)"))
     if issues:
-        raise ConfigError(sorted(issues, key=_position))
+        raise ConfigError(sorted(issues, key=in_file_order))
 
     shape = cfg.model.input_shape or input_shape
     if isinstance(layers[0], Input):

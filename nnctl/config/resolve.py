@@ -70,11 +70,11 @@ def resolve_document(doc: Document, overrides: list[str], default_name: str, bas
         # An entry whose `type` is unknown was reported above; its schema errors would only repeat that.
         issues += [issue for issue in _translate(err, doc) if not any(issue.path[:len(p)] == p for p in unknown)]
     if issues:
-        raise ConfigError(sorted(issues, key=_position))
+        raise ConfigError(sorted(issues, key=in_file_order))
     return ResolvedConfig(config, doc, base_dir)
 
 
-def _position(issue: ConfigIssue):
+def in_file_order(issue: ConfigIssue):
     """File order: issues with a line first, by line and column, then `--set` ones in argument order."""
     return (issue.source.line is None, issue.source.line or 0, issue.source.column or 0)
 

@@ -201,30 +201,31 @@ def _load_csv(resolved, spec) -> Source:
 def _read_table(resolved, where, path: Path, spec):
     if not path.is_file():
         raise ConfigError([resolved.issue(where, f"no such file: {path}")])
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if len(lines) < 2:
+    # utf-8-sig: spreadsheet programs start "CSV UTF-8" files with a byte-order mark.
+    numbered = [(number, line) for number, line in
+                enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1) if line.strip()]
+    if len(numbered) < 2:
         raise ConfigError([resolved.issue(where, f"{path.name} needs a header row and at least one data row")])
-    header = [name.strip() for name in lines[0].split(spec.delimiter)]
+    header = [name.strip() for name in numbered[0][1].split(spec.delimiter)]
     features = spec.features or [name for name in header if name != spec.target]
     for name in [spec.target, *features]:
         if name not in header:
             key = "target" if name == spec.target else "features"
             raise ConfigError([resolved.issue(("data", "dataset", key), f"{path.name} has no column '{name}' "
                                                                         f"(columns: {', '.join(header)})")])
-    columns = [header.index(name) for name in features]
-    target = header.index(spec.target)
-    rows = np.empty((len(lines) - 1, len(header)), np.float64)
-    for number, line in enumerate(lines[1:], start=2):
+    wanted = [header.index(name) for name in features] + [header.index(spec.target)]
+    rows = np.empty((len(numbered) - 1, len(wanted)), np.float64)
+    for row, (number, line) in enumerate(numbered[1:]):
         cells = line.split(spec.delimiter)
         if len(cells) != len(header):
             raise ConfigError([resolved.issue(where, f"{path}:{number}: expected {len(header)} values, got "
                                                      f"{len(cells)}")])
-        try:
-            rows[number - 2] = [float(cell) for cell in cells]
+        try:  # only the columns in use must be numbers: an id or name column may stay text
+            rows[row] = [float(cells[column]) for column in wanted]
         except ValueError:
             raise ConfigError([resolved.issue(where, f"{path}:{number}: expected numbers, got {line[:60]!r}")]) \
                 from None
-    return rows[:, columns].astype(np.float32), rows[:, target].astype(np.float32)
+    return rows[:, :-1].astype(np.float32), rows[:, -1].astype(np.float32)
 
 
 def load_data(resolved: ResolvedConfig, fold: int | None = None, folds: int | None = None) -> Splits:
@@ -265,8 +266,13 @@ def _split_validation(resolved: ResolvedConfig, x, y, fold: int | None = None, f
         size, key = n // (folds or choice.kfold), "kfold"
         # Contiguous parts, as the book's K-fold loop slices the (already shuffled) training data.
         rows = np.roll(np.arange(n), -fold * size)
-    elif choice is None or choice.kfold is not None or choice.path is not None:
-        return (x, y), None  # K-fold: the driver asks for each fold
+    elif choice is None or choice.path is not None:
+        return (x, y), None
+    elif choice.kfold is not None:
+        if not 0 < n // choice.kfold < n:  # checked now, before any run directory exists
+            raise ConfigError([resolved.issue(("data", "validation", "kfold"), f"{choice.kfold} folds of {n} "
+                                                                                f"training rows leave a fold empty")])
+        return (x, y), None  # the K-fold driver asks for each fold
     elif choice.holdout is not None:
         size, key = choice.holdout, "holdout"
         rows = np.arange(n)  # the first N rows, as the book holds out IMDB's first 10,000 reviews

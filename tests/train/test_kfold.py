@@ -1,0 +1,263 @@
+"""K-fold cross-validation: fold folders, kfold.json against NumPy mean/std, fold seeds, and the `kfold` command."""
+
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import safetensors.numpy
+from click.testing import CliRunner
+
+from nnctl.cli import main
+from nnctl.config import load_config
+from nnctl.train import kfold as kfold_module
+from nnctl.train.kfold import format_mean_std, summarize, train_kfold
+
+# 120 rows of 5 features, a 5-8-1 regression: three folds of three epochs train in well under a second.
+REGRESSION_CONFIG = """\
+name: reg
+seed: 11
+data:
+  path: reg.npz
+  validation: {validation}
+model:
+  layers:
+    - {{type: dense, units: 8, activation: relu}}
+    - {{type: dense, units: 1}}
+loss: mse
+optimizer: {{type: rmsprop, learning_rate: 0.01}}
+metrics: [mae]
+epochs: 3
+batch_size: 8
+"""
+HISTORY_KEYS = {"loss", "mae", "val_loss", "val_mae", "epoch_time", "lr"}
+ANSI = re.compile(r"\x1b\[|\r")
+
+
+def write_regression(folder: Path, validation: str = "{kfold: 3}", rows: int = 120) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, 5)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5, 0.0, 3.0]) + 0.1 * rng.normal(size=rows)).astype(np.float32)
+    np.savez(folder / "reg.npz", x_train=x, y_train=y)
+    config = folder / "reg.yaml"
+    config.write_text(REGRESSION_CONFIG.format(validation=validation), encoding="utf-8")
+    return config
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def forward(weights: dict, x: np.ndarray) -> np.ndarray:
+    """The 5-8-1 model in NumPy, from its weights.safetensors."""
+    hidden = np.maximum(x @ weights["dense/kernel"] + weights["dense/bias"], 0)
+    return (hidden @ weights["dense_1/kernel"] + weights["dense_1/bias"])[:, 0]
+
+
+@pytest.fixture(scope="module")
+def folded(tmp_path_factory):
+    """One 3-fold run of the regression config, with the seed each fold's model was built with."""
+    folder = tmp_path_factory.mktemp("kfold")
+    config = write_regression(folder)
+    seeds = []
+    build_model = kfold_module.build_model
+
+    def recording_build_model(resolved, **options):
+        seeds.append(resolved.config.seed)
+        return build_model(resolved, **options)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kfold_module, "build_model", recording_build_model)
+        result = train_kfold(load_config(config), runs_dir=folder / "runs")
+    with np.load(folder / "reg.npz") as data:
+        x, y = data["x_train"], data["y_train"]
+    histories = [read_json(result.run.path / f"fold_{k}" / "history.json") for k in (1, 2, 3)]
+    return SimpleNamespace(folder=folder, result=result, run=result.run.path, seeds=seeds, x=x, y=y,
+                           histories=histories)
+
+
+# ---- the run directory -----------------------------------------------------------------------------------
+def test_one_folder_per_fold(folded):
+    assert folded.result.status == "completed" and folded.result.error is None
+    assert sorted(p.name for p in folded.run.iterdir() if p.name.startswith("fold_")) == ["fold_1", "fold_2",
+                                                                                           "fold_3"]
+    for k in (1, 2, 3):
+        fold = folded.run / f"fold_{k}"
+        assert {"history.json", "weights.safetensors", "metrics.json", "events.jsonl"} <= {p.name for p in
+                                                                                           fold.iterdir()}
+        history = folded.histories[k - 1]
+        assert set(history) == HISTORY_KEYS and all(len(values) == 3 for values in history.values())
+        assert all(np.isfinite(history[key]).all() for key in ("loss", "mae", "val_loss", "val_mae"))
+        metrics = read_json(fold / "metrics.json")
+        assert metrics["train"]["loss"] == history["loss"][-1]
+        assert metrics["validation"]["mae"] == history["val_mae"][-1]
+    assert folded.result.folds == folded.histories
+    assert {"config.yaml", "manifest.json", "preprocessing.json", "kfold.json", "metrics.json"} <= {
+        p.name for p in folded.run.iterdir()}
+
+
+def test_manifest(folded):
+    manifest = read_json(folded.run / "manifest.json")
+    assert manifest["status"] == "completed" and manifest["kfold"] == 3 and manifest["folds_completed"] == 3
+    assert manifest["seed"] == 11 and manifest["error"] is None and manifest["started"] <= manifest["ended"]
+
+
+def test_fold_k_validates_on_the_kth_contiguous_part(folded):
+    """The last val_loss/val_mae of each fold are the NumPy MSE/MAE of its saved model on rows 40(k-1)..40k."""
+    for k in (1, 2, 3):
+        weights = safetensors.numpy.load_file(str(folded.run / f"fold_{k}" / "weights.safetensors"))
+        part = slice(40 * (k - 1), 40 * k)
+        error = forward(weights, folded.x[part]).astype(np.float64) - folded.y[part]
+        history = folded.histories[k - 1]
+        assert history["val_loss"][-1] == pytest.approx(np.mean(error ** 2), rel=1e-4)
+        assert history["val_mae"][-1] == pytest.approx(np.mean(np.abs(error)), rel=1e-4)
+        others = [slice(40 * (j - 1), 40 * j) for j in (1, 2, 3) if j != k]
+        for other in others:
+            elsewhere = forward(weights, folded.x[other]) - folded.y[other]
+            assert np.mean(elsewhere ** 2) != pytest.approx(history["val_loss"][-1], rel=1e-4)
+
+
+def test_each_fold_is_a_fresh_model_seeded_seed_plus_k(folded):
+    assert folded.seeds == [11, 12, 13]
+    weights = [safetensors.numpy.load_file(str(folded.run / f"fold_{k}" / "weights.safetensors")) for k in (1, 2, 3)]
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        assert not np.array_equal(weights[a]["dense/kernel"], weights[b]["dense/kernel"])
+
+
+# ---- kfold.json --------------------------------------------------------------------------------------------
+def test_kfold_json_is_the_numpy_mean_and_std_of_the_folds(folded):
+    summary = read_json(folded.run / "kfold.json")
+    assert summary == folded.result.summary
+    assert (summary["folds"], summary["epochs"]) == (3, 3)
+    assert set(summary["per_epoch"]) == HISTORY_KEYS
+    for key in HISTORY_KEYS:
+        values = np.array([history[key] for history in folded.histories], dtype=np.float64)
+        np.testing.assert_allclose(summary["per_epoch"][key]["mean"], values.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(summary["per_epoch"][key]["std"], values.std(axis=0, ddof=0), rtol=1e-12,
+                                   atol=1e-15)
+    assert set(summary["final"]) == {"loss", "mae", "val_loss", "val_mae"}
+    for key, stats in summary["final"].items():
+        last = [history[key][-1] for history in folded.histories]
+        assert stats["mean"] == pytest.approx(np.mean(last), rel=1e-12)
+        assert stats["std"] == pytest.approx(np.std(last), rel=1e-12)
+
+
+def test_best_is_the_epoch_of_the_lowest_mean_validation_error(folded):
+    summary = read_json(folded.run / "kfold.json")
+    assert set(summary["best"]) == {"val_loss", "val_mae"}
+    for key in ("val_loss", "val_mae"):
+        mean = np.mean([history[key] for history in folded.histories], axis=0)
+        std = np.std([history[key] for history in folded.histories], axis=0)
+        best = int(np.argmin(mean))
+        assert summary["best"][key]["epoch"] == best + 1
+        assert summary["best"][key]["mean"] == pytest.approx(mean[best], rel=1e-12)
+        assert summary["best"][key]["std"] == pytest.approx(std[best], rel=1e-12, abs=1e-15)
+    assert read_json(folded.run / "metrics.json") == {"kfold": summary["final"], "best": summary["best"]}
+
+
+def test_summarize_by_hand():
+    histories = [
+        {"loss": [4.0, 2.0, 1.0], "val_loss": [5.0, 3.0, 4.0], "val_accuracy": [0.5, 0.9, 0.7], "lr": [0.1] * 3},
+        {"loss": [6.0, 2.0], "val_loss": [7.0, 1.0], "val_accuracy": [0.6, 0.7], "lr": [0.1] * 2},  # stopped early
+    ]
+    summary = summarize(histories)
+    assert (summary["folds"], summary["epochs"]) == (2, 2)  # the epochs every fold reached
+    assert summary["per_epoch"]["loss"] == {"mean": [5.0, 2.0], "std": [1.0, 0.0]}
+    assert summary["per_epoch"]["val_loss"] == {"mean": [6.0, 2.0], "std": [1.0, 1.0]}
+    assert summary["final"] == {"loss": {"mean": 2.0, "std": 0.0}, "val_loss": {"mean": 2.0, "std": 1.0},
+                                "val_accuracy": {"mean": pytest.approx(0.8), "std": pytest.approx(0.1)}}
+    assert summary["best"]["val_loss"] == {"epoch": 2, "mean": 2.0, "std": 1.0}
+    assert summary["best"]["val_accuracy"]["epoch"] == 2  # higher is better for accuracy
+    assert summary["best"]["val_accuracy"]["mean"] == pytest.approx(0.8)
+    assert format_mean_std({"mean": 2.0, "std": 1.0}) == "2.0000 ± 1.0000"
+    assert format_mean_std({"mean": float("nan"), "std": 0.0}) == "nan"
+
+
+# ---- the command line ----------------------------------------------------------------------------------------
+def invoke(*args):
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+def run_path(stdout: str) -> Path:
+    last = stdout.splitlines()[-1]
+    assert last.startswith("run: "), stdout
+    return Path(last[len("run: "):])
+
+
+def test_kfold_command_folds_option_overrides_the_config(tmp_path):
+    config = write_regression(tmp_path)
+    result = invoke("kfold", config, "--folds", "2", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    run = run_path(result.stdout)
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith("fold_")) == ["fold_1", "fold_2"]
+    assert read_json(run / "manifest.json")["kfold"] == 2 and read_json(run / "kfold.json")["folds"] == 2
+    out = result.stdout
+    assert not ANSI.search(out)  # not a terminal: no live display, no colours
+    lines = out.splitlines()
+    assert lines[0] == "fold 1/2"
+    assert re.match(r"^fold 1/2 - 3 epochs - loss: \d+\.\d{4} - mae: \d+\.\d{4} - val_loss: \d+\.\d{4} - "
+                    r"val_mae: \d+\.\d{4}$", lines[1]), lines[1]
+    assert lines[2] == "fold 2/2" and lines[3].startswith("fold 2/2 - 3 epochs - ")
+    assert "2-fold cross-validation, 3 epochs" in out
+    summary = read_json(run / "kfold.json")
+    val_mae = next(line for line in lines if "val_mae" in line and "±" in line)
+    assert format_mean_std(summary["final"]["val_mae"]) in val_mae
+    assert f"{summary['best']['val_mae']['mean']:.4f} (epoch {summary['best']['val_mae']['epoch']})" in val_mae
+    assert result.stderr == ""
+
+
+def test_kfold_command_quiet(tmp_path):
+    config = write_regression(tmp_path)
+    result = invoke("kfold", config, "-k", "2", "--quiet", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [f"run: {run_path(result.stdout)}"]
+
+
+def test_train_on_a_kfold_config_runs_kfold(tmp_path):
+    config = write_regression(tmp_path)
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    run = run_path(result.stdout)
+    assert [p.name for p in sorted(run.glob("fold_*"))] == ["fold_1", "fold_2", "fold_3"]
+    assert read_json(run / "kfold.json")["folds"] == 3 and read_json(run / "manifest.json")["status"] == "completed"
+    assert "3-fold cross-validation, 3 epochs" in result.stdout and "± " in result.stdout
+    assert not ANSI.search(result.stdout)
+    assert len(list((tmp_path / "runs" / "reg").glob("2*"))) == 1  # one run directory, not a K-fold plus a train
+
+
+def test_kfold_command_without_a_fold_count_is_a_usage_error(tmp_path):
+    config = write_regression(tmp_path, validation="{split: 0.2}")
+    result = invoke("kfold", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert "give --folds K or `data.validation: {kfold: K}` in the config" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_kfold_command_with_folds_on_a_split_config(tmp_path):
+    config = write_regression(tmp_path, validation="{split: 0.2}")
+    result = invoke("kfold", config, "--folds", "3", "--quiet", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert read_json(run_path(result.stdout) / "kfold.json")["folds"] == 3
+
+
+def test_kfold_command_refuses_one_fold(tmp_path):
+    config = write_regression(tmp_path)
+    result = invoke("kfold", config, "--folds", "1", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2 and "--folds" in result.stderr
+
+
+@pytest.mark.parametrize("command, validation, args", [("kfold", "{kfold: 3}", ["--folds", "200"]),
+                                                       ("train", "{kfold: 200}", [])])
+def test_too_many_folds_is_refused_before_a_run_directory_is_made(tmp_path, command, validation, args):
+    config = write_regression(tmp_path, validation=validation)
+    result = invoke(command, config, *args, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2 and "folds of 120 training rows" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_too_many_folds_from_the_option_names_the_option(tmp_path):
+    config = write_regression(tmp_path)
+    result = invoke("kfold", config, "--folds", "200", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2 and "--folds" in result.stderr
