@@ -129,3 +129,20 @@ def keras_data_dir(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
     return folder
+
+
+def invoke(*args):
+    """`nnctl ARGS...` through click's CliRunner (stdout and stderr kept apart)."""
+    from click.testing import CliRunner
+
+    from nnctl.cli import main
+    return CliRunner().invoke(main, [str(arg) for arg in args])
+
+
+def run_path(stdout: str):
+    """The run directory named by the `run: <path>` line that ends `nnctl train`'s output."""
+    from pathlib import Path
+
+    last = stdout.splitlines()[-1]
+    assert last.startswith("run: "), stdout
+    return Path(last[len("run: "):])

@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from nnctl import __version__
 from nnctl.cli import main
 from nnctl.config import load_config
+from tests.conftest import run_path
 
 EPOCH_LINE = re.compile(r"^Epoch \d+/\d+ - ")
 NOTE_LINE = re.compile(r"^(loading compiled kernels|compiling kernels) … [\d.]+ s ")
@@ -37,12 +38,6 @@ def train(config, runs_dir, *args):
     result = CliRunner().invoke(main, ["train", str(config), "--runs-dir", str(runs_dir), *args])
     assert result.exit_code == 0, result.output
     return result
-
-
-def run_path(stdout: str) -> Path:
-    last = stdout.splitlines()[-1]
-    assert last.startswith("run: "), stdout
-    return Path(last[len("run: "):])
 
 
 @pytest.fixture(scope="module")

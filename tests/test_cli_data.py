@@ -10,24 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import safetensors.numpy
-from click.testing import CliRunner
 
-from nnctl.cli import main
 from nnctl.data.builtin import DATASETS
 from nnctl.train.inference import load_run, predict_inputs
+from tests.conftest import invoke, run_path
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-def run_path(stdout: str) -> Path:
-    last = stdout.splitlines()[-1]
-    assert last.startswith("run: "), stdout
-    return Path(last[len("run: "):])
 
 
 def table_rows(stdout: str) -> list[list[str]]:

@@ -103,15 +103,20 @@ def load_source(resolved: ResolvedConfig) -> Source:
                   list(getattr(loaded, "files", []) or []), options.get("num_words"))
 
 
-def _load_npz(resolved, where, path: Path, x_key, y_key, x_test_key, y_test_key) -> Source:
-    if path.suffix.lower() != ".npz":
-        raise ConfigError([resolved.issue(where, f"expected a .npz file, got '{path.name}'")])
+def _arrays_at(resolved, where, path: Path) -> dict[str, np.ndarray]:
+    """The arrays of the file the config names at `where`; a missing or unreadable file is located there."""
     if not path.is_file():
         raise ConfigError([resolved.issue(where, f"no such file: {path}")])
     try:
-        arrays = read_array_file(path)
+        return read_array_file(path)
     except NnctlError as err:
         raise ConfigError([resolved.issue(where, str(err))]) from None
+
+
+def _load_npz(resolved, where, path: Path, x_key, y_key, x_test_key, y_test_key) -> Source:
+    if path.suffix.lower() != ".npz":
+        raise ConfigError([resolved.issue(where, f"expected a .npz file, got '{path.name}'")])
+    arrays = _arrays_at(resolved, where, path)
     missing = [key for key in (x_key, y_key) if key not in arrays]
     if missing:
         raise ConfigError([resolved.issue(where, f"{path.name} has no {' or '.join(missing)} array "
@@ -134,12 +139,7 @@ def _load_npz(resolved, where, path: Path, x_key, y_key, x_test_key, y_test_key)
 def _read_npy(resolved, key: str, text: str) -> tuple[np.ndarray, Path]:
     path = _resolve_path(resolved, text)
     where = ("data", "dataset", key)
-    if not path.is_file():
-        raise ConfigError([resolved.issue(where, f"no such file: {path}")])
-    try:
-        arrays = read_array_file(path)
-    except NnctlError as err:
-        raise ConfigError([resolved.issue(where, str(err))]) from None
+    arrays = _arrays_at(resolved, where, path)
     if len(arrays) != 1:
         raise ConfigError([resolved.issue(where, f"{path.name} holds several arrays: use `type: npz` for it")])
     array = next(iter(arrays.values()))
@@ -169,12 +169,7 @@ def _load_validation_file(resolved) -> tuple:
     spec = resolved.config.data.dataset
     if spec is not None and spec.type == "csv":
         return _read_table(resolved, where, path, spec) + (path,)
-    if not path.is_file():
-        raise ConfigError([resolved.issue(where, f"no such file: {path}")])
-    try:
-        arrays = read_array_file(path)
-    except NnctlError as err:
-        raise ConfigError([resolved.issue(where, str(err))]) from None
+    arrays = _arrays_at(resolved, where, path)
     for x_key, y_key in (("x_val", "y_val"), ("x", "y"), ("x_train", "y_train")):
         if x_key in arrays and y_key in arrays:
             if len(arrays[x_key]) != len(arrays[y_key]):

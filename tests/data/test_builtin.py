@@ -2,10 +2,7 @@
 Keras's load_data; synthetic generators; the registry; and (only with NNCTL_DATA_DIR set) the real files."""
 
 import gzip
-import json
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -19,44 +16,7 @@ from nnctl.data.sequences import Sequences
 from nnctl.errors import ArgumentError, NnctlError, UnknownNameError
 
 REAL_DATA = os.environ.get("NNCTL_DATA_DIR")
-WORDS = ["the", "and", "a", "of", "film", "movie", "good", "bad", "great", "plot", "actor", "story"]
-
-
-def object_array(rows):
-    array = np.empty(len(rows), dtype=object)
-    for i, row in enumerate(rows):
-        array[i] = row
-    return array
-
-
-def raw_rows(rng, n, vocab=12, longest=9):
-    """Rows of raw word ranks 1..vocab (Keras's files hold ranks without any offset)."""
-    return [rng.integers(1, vocab + 1, rng.integers(1, longest + 1)).tolist() for _ in range(n)]
-
-
-def write_fixtures(folder: Path):
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / "imdb.npz", x_train=object_array(raw_rows(rng, 23)), y_train=rng.integers(0, 2, 23),
-             x_test=object_array(raw_rows(rng, 19)), y_test=rng.integers(0, 2, 19))
-    np.savez(folder / "reuters.npz", x=object_array(raw_rows(rng, 31)), y=rng.integers(0, 46, 31))
-    for name in ("imdb", "reuters"):
-        (folder / f"{name}_word_index.json").write_text(json.dumps({w: i + 1 for i, w in enumerate(WORDS)}))
-    np.savez(folder / "mnist.npz", x_train=rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
-             y_train=np.arange(6, dtype=np.uint8), x_test=rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
-             y_test=np.arange(3, dtype=np.uint8))
-    np.savez(folder / "boston_housing.npz", x=rng.normal(size=(11, 13)), y=np.arange(11, dtype=np.float64))
-    (folder / "fashion-mnist").mkdir(exist_ok=True)
-    for part, count in (("train", 5), ("t10k", 2)):
-        write_idx(folder / "fashion-mnist" / f"{part}-labels-idx1-ubyte.gz", np.arange(count, dtype=np.uint8))
-        write_idx(folder / "fashion-mnist" / f"{part}-images-idx3-ubyte.gz",
-                  rng.integers(0, 256, (count, 28, 28), dtype=np.uint8))
-
-
-def write_idx(path, array):
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as out:
-        out.write(header + array.tobytes())
+from tests.conftest import KERAS_WORDS as WORDS, object_array, write_idx
 
 
 def keras_load(path, *, split=None, num_words=None, skip_top=0, maxlen=None, test_split=0.2, seed=113,
@@ -97,18 +57,9 @@ def keras_load(path, *, split=None, num_words=None, skip_top=0, maxlen=None, tes
 
 
 @pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    """Fixture files in NNCTL_DATA_DIR, an empty cache, and no network (any download attempt fails)."""
-    folder = tmp_path / "data"
-    write_fixtures(folder)
-    monkeypatch.setenv("NNCTL_DATA_DIR", str(folder))
-    monkeypatch.setenv("NNCTL_DATASETS_CACHE", str(tmp_path / "cache"))
-
-    def no_network(url, timeout=None):
-        raise urllib.error.URLError("tests are offline")
-
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    return folder
+def data_dir(keras_data_dir):
+    """The fixture files in NNCTL_DATA_DIR, an empty cache, and no network (any download attempt fails)."""
+    return keras_data_dir
 
 
 OPTION_SETS = [
@@ -181,7 +132,7 @@ def test_imdb_maxlen_that_keeps_nothing_is_an_argument_error(data_dir):
 
 def test_second_load_reads_the_pickle_free_cache(data_dir, tmp_path, monkeypatch):
     first = load_imdb()
-    assert (tmp_path / "cache" / "imdb.tokens.npz").is_file()
+    assert (tmp_path / "keras-cache" / "imdb.tokens.npz").is_file()
 
     def unpickle(path):
         raise AssertionError("unpickled again")
@@ -226,7 +177,7 @@ def test_missing_file_offline_names_file_hash_and_folders(data_dir, tmp_path):
     message = str(err.value)
     assert "imdb.npz" in message and builtin.IMDB.sha256 in message and "NNCTL_DATA_DIR" in message
     assert "https://storage.googleapis.com/tensorflow/tf-keras-datasets/imdb.npz" in message
-    assert str(tmp_path / "cache" / "imdb.npz") in message
+    assert str(tmp_path / "keras-cache" / "imdb.npz") in message
 
 
 # --- word indexes ---------------------------------------------------------------------------------------------
@@ -371,7 +322,7 @@ def test_cache_status(data_dir, tmp_path):
                                     ("imdb_word_index.json", data_dir / "imdb_word_index.json"),
                                     ("imdb.tokens.npz", None)]
     load_imdb()
-    assert cache_status("imdb")[-1] == ("imdb.tokens.npz", tmp_path / "cache" / "imdb.tokens.npz")
+    assert cache_status("imdb")[-1] == ("imdb.tokens.npz", tmp_path / "keras-cache" / "imdb.tokens.npz")
     (data_dir / "mnist.npz").unlink()
     assert cache_status("mnist") == [("mnist.npz", None)]
     assert cache_status("synthetic") == []
@@ -385,7 +336,7 @@ real = pytest.mark.skipif(not REAL_DATA or not (Path(REAL_DATA or ".") / "imdb.n
 
 @pytest.fixture
 def real_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("NNCTL_DATASETS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("NNCTL_DATASETS_CACHE", str(tmp_path / "keras-cache"))
 
 
 @real

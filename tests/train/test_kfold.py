@@ -8,12 +8,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import safetensors.numpy
-from click.testing import CliRunner
 
-from nnctl.cli import main
 from nnctl.config import load_config
 from nnctl.train import kfold as kfold_module
 from nnctl.train.kfold import format_mean_std, summarize, train_kfold
+from tests.conftest import invoke, run_path
 
 # 120 rows of 5 features, a 5-8-1 regression: three folds of three epochs train in well under a second.
 REGRESSION_CONFIG = """\
@@ -176,14 +175,6 @@ def test_summarize_by_hand():
 
 
 # ---- the command line ----------------------------------------------------------------------------------------
-def invoke(*args):
-    return CliRunner().invoke(main, [str(arg) for arg in args])
-
-
-def run_path(stdout: str) -> Path:
-    last = stdout.splitlines()[-1]
-    assert last.startswith("run: "), stdout
-    return Path(last[len("run: "):])
 
 
 def test_kfold_command_folds_option_overrides_the_config(tmp_path):
