@@ -21,6 +21,8 @@ class Callback:
 
     model = None
     params: dict = {}
+    # False for a batch hook that only watches (e.g. for Ctrl-C): fit then skips the running metrics.
+    needs_batch_logs = True
 
     def set_model(self, model) -> None:
         self.model = model
@@ -54,6 +56,10 @@ class CallbackList(Callback):
     @property
     def wants_batches(self) -> bool:
         return any(cb.wants_batches for cb in self.callbacks)
+
+    @property
+    def wants_batch_logs(self) -> bool:
+        return any(cb.wants_batches and cb.needs_batch_logs for cb in self.callbacks)
 
     def set_params(self, params: dict) -> None:
         for cb in self.callbacks:

@@ -255,7 +255,7 @@ class Sequential:
         if not cbs.wants_batches:
             runner(data, order, 0, steps, outputs, step_losses)
             return True
-        shown = [copy.deepcopy(metric) for metric in self.metrics]
+        shown = [copy.deepcopy(metric) for metric in self.metrics] if cbs.wants_batch_logs else []
         for metric in shown:
             metric.reset()
         n, batch_size, first, chunk = len(data), int(batch_sizes[0]), 0, self._chunk
@@ -268,11 +268,13 @@ class Sequential:
             runner(data, order, first, last, outputs, step_losses)
             took = time.perf_counter() - began
             chunk = self._chunk = int(min(max(1, chunk * 4), max(1, (last - first) * 0.1 / max(took, 1e-9))))
-            lo, hi = first * batch_size, min(n, last * batch_size)
-            for metric in shown:
-                metric.update(data.y[order[lo:hi]], outputs[lo:hi])
-            done = batch_sizes[:last]
-            logs = {"loss": float(step_losses[:last] @ done / done.sum()), **{m.name: m.result() for m in shown}}
+            logs = None
+            if cbs.wants_batch_logs:
+                lo, hi = first * batch_size, min(n, last * batch_size)
+                for metric in shown:
+                    metric.update(data.y[order[lo:hi]], outputs[lo:hi])
+                done = batch_sizes[:last]
+                logs = {"loss": float(step_losses[:last] @ done / done.sum()), **{m.name: m.result() for m in shown}}
             cbs.on_train_batch_end(last - 1, logs)
             first = last
             if self.stop_training and first < steps:

@@ -80,6 +80,7 @@ class InterruptHandler(Callback):
     """First Ctrl-C: stop after the current step and keep everything. A second one: stop at once."""
 
     requested = False
+    needs_batch_logs = False
 
     def on_train_batch_end(self, batch, logs=None):
         """Overridden only so that fit runs in short chunks and a stop request is seen within ~0.1 s."""
