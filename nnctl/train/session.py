@@ -82,6 +82,10 @@ class InterruptHandler(Callback):
     requested = False
     needs_batch_logs = False
 
+    def on_train_begin(self, logs=None):
+        if self.requested:  # Ctrl-C came before fit had handed us the model
+            self.model.stop_training = True
+
     def on_train_batch_end(self, batch, logs=None):
         """Overridden only so that fit runs in short chunks and a stop request is seen within ~0.1 s."""
 
@@ -138,16 +142,18 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
     """Compiles, fits and writes weights, history and metrics into `folder`; Ctrl-C and errors end it cleanly."""
     cfg, splits, model = resolved.config, prepared.splits, prepared.model
     (x, y), validation = splits.train, splits.validation
-    warm = warm_up(model, x, y, cfg.batch_size, validation is not None)
-    if progress is not None and hasattr(progress, "note"):
-        progress.note(warm.describe())
     history, interrupt = History(), InterruptHandler()
     callbacks = [history, EventLog(folder), interrupt] + ([progress] if progress is not None else [])
-    status, error, began = "completed", None, time.perf_counter()
+    status, error, warm, began = "completed", None, None, time.perf_counter()
     try:
-        with interrupt.installed():
-            model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=validation,
-                      callbacks=callbacks)
+        with interrupt.installed():  # a Ctrl-C during compilation ends the run cleanly too
+            warm = warm_up(model, x, y, cfg.batch_size, validation is not None)
+            if progress is not None and hasattr(progress, "note"):
+                progress.note(warm.describe())
+            began = time.perf_counter()
+            if not interrupt.requested:
+                model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=validation,
+                          callbacks=callbacks)
         if interrupt.requested:
             status = "interrupted"
     except KeyboardInterrupt:
@@ -165,8 +171,8 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
     if status == "completed" and splits.test is not None:
         results["test"] = {**model.evaluate(*splits.test, batch_size=cfg.batch_size), "samples": len(splits.test[1])}
     folder.write_json("metrics.json", results)
-    return FitOutcome(status, error, history.history, warm.seconds, warm.compiled, trained,
-                      time.perf_counter() - writing, getattr(model, "validation_seconds", 0.0))
+    return FitOutcome(status, error, history.history, warm.seconds if warm else 0.0, warm.compiled if warm else 0,
+                      trained, time.perf_counter() - writing, getattr(model, "validation_seconds", 0.0))
 
 
 def train(resolved: ResolvedConfig, runs_dir="runs", progress: Callback | None = None,
