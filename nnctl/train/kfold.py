@@ -7,6 +7,7 @@ its own freshly initialized model (seed + k) and transforms fitted on its own tr
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,16 +64,25 @@ def train_kfold(resolved: ResolvedConfig, runs_dir="runs", folds: int | None = N
     run = begin_run(resolved, runs_dir, prepared)
     run.update_manifest(kfold=folds)
     histories, status, error = [], "completed", None
+    phases = {"load": prepared.seconds, "compile": 0.0, "train": 0.0, "validate": 0.0, "write": 0.0}
+    compiled = 0
     for fold in range(folds):
         fold_resolved = _fold_config(resolved, fold)
+        began = time.perf_counter()
         splits = load_data(resolved, fold=fold, folds=folds)
         model = build_model(fold_resolved, input_shape=tuple(splits.train[0].shape[1:]))
         check_data(fold_resolved, model, splits)
+        phases["load"] += time.perf_counter() - began
         folder = RunDirectory(run.path / f"fold_{fold + 1}")
         folder.path.mkdir()
         progress = progress_for(fold, folds) if progress_for else None
         outcome = fit_into(folder, fold_resolved, Prepared(splits, model, 0.0), progress)
         histories.append(outcome.history)
+        compiled += outcome.kernels_compiled
+        for phase, seconds in (("compile", outcome.compile_seconds), ("validate", outcome.validate_seconds),
+                               ("train", outcome.train_seconds - outcome.validate_seconds),
+                               ("write", outcome.write_seconds)):
+            phases[phase] += seconds
         if on_fold_end is not None:
             on_fold_end(fold, folds, outcome.history)
         if outcome.status != "completed":
@@ -82,7 +92,8 @@ def train_kfold(resolved: ResolvedConfig, runs_dir="runs", folds: int | None = N
     run.write_json("kfold.json", summary)
     run.write_json("metrics.json", {"kfold": summary.get("final", {}), "best": summary.get("best", {})})
     run.update_manifest(status=status, ended=_now(), folds_completed=len(histories) - (status != "completed"),
-                        error=error)
+                        error=error, kernels_compiled=compiled, compile_seconds=round(phases["compile"], 3),
+                        phases={k: round(v, 4) for k, v in phases.items()})
     return KFoldResult(run, status, histories, summary, error)
 
 

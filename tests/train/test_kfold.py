@@ -101,6 +101,9 @@ def test_manifest(folded):
     manifest = read_json(folded.run / "manifest.json")
     assert manifest["status"] == "completed" and manifest["kfold"] == 3 and manifest["folds_completed"] == 3
     assert manifest["seed"] == 11 and manifest["error"] is None and manifest["started"] <= manifest["ended"]
+    assert set(manifest["phases"]) == {"load", "compile", "train", "validate", "write"}
+    assert all(seconds >= 0 for seconds in manifest["phases"].values()) and manifest["phases"]["train"] > 0
+    assert manifest["compile_seconds"] == round(manifest["phases"]["compile"], 3)
 
 
 def test_fold_k_validates_on_the_kth_contiguous_part(folded):
@@ -252,3 +255,4 @@ def test_too_many_folds_from_the_option_names_the_option(tmp_path):
     config = write_regression(tmp_path)
     result = invoke("kfold", config, "--folds", "200", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 2 and "--folds" in result.stderr
+
