@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 
 import click
@@ -85,6 +86,8 @@ def train(file, overrides, runs_dir, device, quiet, verbose):
         _run_kfold(resolved, prepared, runs_dir, None, quiet)
     progress = make_progress(sys.stdout, "quiet" if quiet else "auto")
     result = train_config(resolved, runs_dir, progress, prepared)
+    if getattr(progress, "stream", True) is None:  # stdout's reader is gone: send the rest nowhere
+        sys.stdout = open(os.devnull, "w")
     if result.status == "failed":
         click.secho(f"error: training failed: {result.error}", fg="red", err=True)
     elif result.status == "interrupted":

@@ -25,6 +25,14 @@ ALPHA, K_L1, K_L2, B_L1, B_L2 = range(5)
 
 
 @njit(**KERNEL)
+def _copy_rows(src, dst, first):
+    """dst[first + b, :] = src[b, :], as element loops (slice assignment compiles far slower in Numba)."""
+    for b in range(src.shape[0]):
+        for j in range(src.shape[1]):
+            dst[first + b, j] = src[b, j]
+
+
+@njit(**KERNEL)
 def _forward(x, indptr, indices, values, sparse, rows, ilayers, flayers, params, zero_bias, xbuf, zbuf, ybuf):
     """Forward one batch through every layer; z/y of layer l live at zbuf/ybuf[l, :m*units]."""
     m = rows.shape[0]
@@ -107,7 +115,7 @@ def train_steps(x, indptr, indices, values, sparse, target, labels, sparse_label
                                    flayers[layer, B_L1], flayers[layer, B_L2])
         optimizer_step(opt_code, hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip)
         iteration += 1
-        outputs[b0:b1, :] = y_out
+        _copy_rows(y_out, outputs, b0)
         step_losses[step] = loss
     return iteration
 
@@ -124,8 +132,8 @@ def predict_rows(x, indptr, indices, values, sparse, count, batch_size, ilayers,
         m = b1 - b0
         _forward(x, indptr, indices, values, sparse, rows_all[b0:b1], ilayers, flayers, params, zero_bias,
                  xbuf, zbuf, ybuf)
-        logits[b0:b1, :] = zbuf[last_layer, :m * units].reshape((m, units))
-        outputs[b0:b1, :] = ybuf[last_layer, :m * units].reshape((m, units))
+        _copy_rows(zbuf[last_layer, :m * units].reshape((m, units)), logits, b0)
+        _copy_rows(ybuf[last_layer, :m * units].reshape((m, units)), outputs, b0)
 
 
 def eligible(model, batch_size: int, sparse: bool) -> bool:

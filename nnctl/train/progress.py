@@ -117,8 +117,13 @@ class PlainProgress(ProgressReporter):
     keeps its one-call-per-epoch fast path."""
 
     def _emit(self, line: str) -> None:
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except BrokenPipeError:  # `nnctl train … | head`: the reader left; training goes on, silently
+            self.stream = None
 
 
 class QuietProgress(ProgressReporter):

@@ -225,3 +225,15 @@ def test_live_progress_on_a_real_fit_stopped_by_a_batch_callback():
     assert len(shown) == len(history["loss"]) in (1, 2) and not reporter._progress.live.is_started
     for line, loss in zip(shown, history["loss"]):
         assert re.fullmatch(rf"Epoch \d/3 - \S+ - loss: {loss:.4f} - mae: \d\.\d{{4}}", line), shown
+
+
+def test_plain_progress_survives_a_closed_pipe():
+    class ClosedPipe(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    progress = make_progress(ClosedPipe(), "plain")
+    progress.set_params({"epochs": 2})
+    progress.on_epoch_end(0, {"loss": 0.5, "epoch_time": 0.01, "lr": 0.001})
+    progress.on_epoch_end(1, {"loss": 0.4, "epoch_time": 0.01, "lr": 0.001})  # no second attempt, no error
+    assert progress.stream is None
