@@ -83,7 +83,7 @@ def train(file, overrides, runs_dir, device, quiet, verbose):
     prepared = prepare(resolved)  # every check before anything is written
     validation = resolved.config.data.validation
     if validation is not None and validation.kfold is not None:
-        _run_kfold(resolved, prepared, runs_dir, None, quiet)
+        return _run_kfold(resolved, prepared, runs_dir, None, quiet)  # exits with the run's status
     progress = make_progress(sys.stdout, "quiet" if quiet else "auto")
     result = train_config(resolved, runs_dir, progress, prepared)
     if getattr(progress, "stream", True) is None:  # stdout's reader is gone: send the rest nowhere
