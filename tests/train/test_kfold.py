@@ -103,7 +103,7 @@ def test_manifest(folded):
     assert manifest["seed"] == 11 and manifest["error"] is None and manifest["started"] <= manifest["ended"]
     assert set(manifest["phases"]) == {"load", "compile", "train", "validate", "write"}
     assert all(seconds >= 0 for seconds in manifest["phases"].values()) and manifest["phases"]["train"] > 0
-    assert manifest["compile_seconds"] == round(manifest["phases"]["compile"], 3)
+    assert abs(manifest["compile_seconds"] - manifest["phases"]["compile"]) <= 0.001
 
 
 def test_fold_k_validates_on_the_kth_contiguous_part(folded):
