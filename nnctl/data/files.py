@@ -223,17 +223,19 @@ def _read_table(resolved, where, path: Path, spec):
     return rows[:, :-1].astype(np.float32), rows[:, -1].astype(np.float32)
 
 
-def load_data(resolved: ResolvedConfig, fold: int | None = None, folds: int | None = None) -> Splits:
+def load_data(resolved: ResolvedConfig, fold: int | None = None, folds: int | None = None,
+              source: Source | None = None) -> Splits:
     """The config's data: split as `data.validation` says (fold `fold` of a K-fold), then transformed with
-    transforms fitted on the training part only."""
+    transforms fitted on the training part only. A K-fold driver passes the `source` it loaded once."""
     from nnctl.data.transforms import apply_all, build_transforms, fit_apply
 
-    source = load_source(resolved)
+    source = source or load_source(resolved)
+    files = list(source.files)
     choice = resolved.config.data.validation
     if choice is not None and choice.path is not None and fold is None:
         x_val, y_val, val_path = _load_validation_file(resolved)
         (x, y), validation = (source.x, source.y), (x_val, y_val)
-        source.files.append(val_path)
+        files.append(val_path)
     else:
         (x, y), validation = _split_validation(resolved, source.x, source.y, fold, folds)
     specs = [spec.model_dump() for spec in resolved.config.data.transforms]
@@ -248,7 +250,7 @@ def load_data(resolved: ResolvedConfig, fold: int | None = None, folds: int | No
         test = apply_all(transforms, source.x_test, source.y_test) if source.x_test is not None else None
     except NnctlError as err:
         raise ConfigError([resolved.issue(("data", "transforms"), str(err))]) from None
-    return Splits((x, y), validation, test, source.files, transforms)
+    return Splits((x, y), validation, test, files, transforms)
 
 
 def _rows(x, rows):

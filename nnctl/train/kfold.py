@@ -14,7 +14,7 @@ import numpy as np
 
 from nnctl.config.build import build_model, check_data
 from nnctl.config.resolve import ResolvedConfig
-from nnctl.data.files import load_data
+from nnctl.data.files import load_data, load_source
 from nnctl.runs.rundir import RunDirectory
 from nnctl.train.session import Prepared, _now, begin_run, fit_into, prepare
 
@@ -65,11 +65,11 @@ def train_kfold(resolved: ResolvedConfig, runs_dir="runs", folds: int | None = N
     run.update_manifest(kfold=folds)
     histories, status, error = [], "completed", None
     phases = {"load": prepared.seconds, "compile": 0.0, "train": 0.0, "validate": 0.0, "write": 0.0}
-    compiled = 0
+    compiled, source = 0, load_source(resolved)  # read once; each fold only splits and transforms it
     for fold in range(folds):
         fold_resolved = _fold_config(resolved, fold)
         began = time.perf_counter()
-        splits = load_data(resolved, fold=fold, folds=folds)
+        splits = load_data(resolved, fold=fold, folds=folds, source=source)
         model = build_model(fold_resolved, input_shape=tuple(splits.train[0].shape[1:]))
         check_data(fold_resolved, model, splits)
         phases["load"] += time.perf_counter() - began
