@@ -58,8 +58,10 @@ def main():
 
 
 @main.command()
-@config_file
+@click.argument("file", type=click.Path(dir_okay=False), required=False)
 @set_option
+@click.option("--resume", "resume_run", type=click.Path(), metavar="RUN",
+              help="Continue RUN from its last checkpoint, in place (raise its epochs with --set epochs=N).")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False),
               help="Where run directories go: DIR/<name>/<YYYYmmdd-HHMMSS>/.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="Overrides the config's `device`.")
@@ -67,32 +69,39 @@ def main():
 @click.option("--verbose", "-v", is_flag=True, help="Also print where the time went (load, compile, train, "
                                                     "validate, write).")
 @user_errors
-def train(file, overrides, runs_dir, device, quiet, verbose):
-    """Train the model a config FILE describes, into a new run directory.
+def train(file, overrides, resume_run, runs_dir, device, quiet, verbose):
+    """Train the model a config FILE describes, into a new run directory, or continue a run with --resume.
 
     \b
     Example:
       nnctl train configs/imdb.yaml --set epochs=4 --set batch_size=256
-    Exit codes: 0 done, 1 failed during training, 2 bad config, 130 interrupted (Ctrl-C).
+      nnctl train --resume runs/imdb/latest --set epochs=20
+    Exit codes: 0 done, 1 failed during training (e.g. a NaN loss), 2 bad config, 130 interrupted (Ctrl-C).
     """
     from nnctl.config import load_config
     from nnctl.train.progress import make_progress
-    from nnctl.train.session import prepare, train as train_config
+    from nnctl.train.session import prepare, resume, train as train_config
 
-    resolved = load_config(file, list(overrides) + ([(f"device={device}", f"--device {device}")] if device else []))
-    prepared = prepare(resolved)  # every check before anything is written
-    validation = resolved.config.data.validation
-    if validation is not None and validation.kfold is not None:
-        return _run_kfold(resolved, prepared, runs_dir, None, quiet)  # exits with the run's status
+    if (file is None) == (resume_run is None):
+        raise click.UsageError("give a config FILE to train, or --resume RUN to continue a run (not both)")
+    device_option = [(f"device={device}", f"--device {device}")] if device else []
     progress = make_progress(sys.stdout, "quiet" if quiet else "auto")
-    result = train_config(resolved, runs_dir, progress, prepared)
+    if resume_run is not None:
+        result = resume(resume_run, list(overrides) + device_option, progress)
+    else:
+        resolved = load_config(file, list(overrides) + device_option)
+        prepared = prepare(resolved)  # every check before anything is written
+        validation = resolved.config.data.validation
+        if validation is not None and validation.kfold is not None:
+            return _run_kfold(resolved, prepared, runs_dir, None, quiet)  # exits with the run's status
+        result = train_config(resolved, runs_dir, progress, prepared)
     if getattr(progress, "stream", True) is None:  # stdout's reader is gone: send the rest nowhere
         sys.stdout = open(os.devnull, "w")
     if result.status == "failed":
         click.secho(f"error: training failed: {result.error}", fg="red", err=True)
     elif result.status == "interrupted":
-        click.secho(f"interrupted after {len(result.history.get('loss', []))} epoch(s); weights and history saved",
-                    fg="yellow", err=True)
+        click.secho(f"interrupted after {len(result.history.get('loss', []))} epoch(s); weights and history saved "
+                    f"(continue with: nnctl train --resume {result.run.path})", fg="yellow", err=True)
     if verbose and not quiet:
         click.echo("time: " + " · ".join(f"{phase} {seconds:.2f} s" for phase, seconds in result.timings.items()))
     if not quiet and result.status == "completed":
@@ -163,8 +172,10 @@ def _run_kfold(resolved, prepared, runs_dir, folds, quiet):
 @click.argument("run", type=click.Path())
 @click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help='Print {"loss": ..., "<metric>": ..., "samples": n}.')
+@click.option("--weights", type=click.Path(), help="Use another weights file of the run, e.g. "
+                                                    "checkpoints/best.safetensors (from a model_checkpoint callback).")
 @user_errors
-def evaluate(run, split, as_json):
+def evaluate(run, split, as_json, weights):
     """Evaluate a trained RUN on one of its data splits; the result is saved in its metrics.json.
 
     \b
@@ -173,7 +184,7 @@ def evaluate(run, split, as_json):
     """
     from nnctl.train.inference import evaluate_run, load_run
 
-    results = evaluate_run(load_run(run), split)
+    results = evaluate_run(load_run(run, weights), split)
     if as_json:
         click.echo(json.dumps(results))
         return
@@ -190,8 +201,10 @@ def evaluate(run, split, as_json):
 @click.option("--text", "texts", multiple=True, help="A text to classify (repeatable), for imdb/reuters models.")
 @click.option("--output", "output_file", type=click.Path(dir_okay=False),
               help="Write raw outputs to .npy, .csv or .jsonl instead of printing a table.")
+@click.option("--weights", type=click.Path(), help="Use another weights file of the run, e.g. "
+                                                    "checkpoints/best.safetensors (from a model_checkpoint callback).")
 @user_errors
-def predict(run, input_file, texts, output_file):
+def predict(run, input_file, texts, output_file, weights):
     """Run a trained RUN's model on new inputs, or on texts for a model trained on imdb/reuters.
 
     \b
@@ -204,7 +217,7 @@ def predict(run, input_file, texts, output_file):
 
     if bool(input_file) == bool(texts):
         raise click.UsageError("give either --input FILE or --text TEXT")
-    loaded = load_run(run)
+    loaded = load_run(run, weights)
     if input_file and input_file.lower().endswith(".txt"):
         with open(input_file, encoding="utf-8") as handle:
             texts = [line.strip() for line in handle if line.strip()]
@@ -247,6 +260,104 @@ def summary(file, overrides):
     for label, key in (("Total", "total_params"), ("Trainable", "trainable_params"),
                        ("Non-trainable", "non_trainable_params")):
         click.echo(f" {label} params: {info[key]:,} ({_size(info[key] * 4)})")
+
+
+@main.command()
+@click.argument("folder", default="runs", required=False, metavar="[DIR]", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list with one object per run, for scripts.")
+@user_errors
+def runs(folder, as_json):
+    """List the runs under DIR (default: runs), oldest first: status, epochs, best validation metric, test, time.
+
+    \b
+    Example:
+      nnctl runs
+      nnctl runs runs/imdb --json
+    A K-fold run is one row of means over its folds; a half-written run shows what it holds.
+    """
+    from nnctl.runs.browse import RUN_COLUMNS, list_runs, run_row
+
+    found = list_runs(folder)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for summary in found:
+        for problem in summary["problems"]:
+            click.secho(f"note: {summary['path']}: {problem}", fg="yellow", err=True)
+    if not found:
+        click.echo(f"no runs in {folder}")
+        return
+    _render(RUN_COLUMNS, [run_row(summary) for summary in found])
+
+
+@main.command()
+@click.argument("run_paths", nargs=-1, required=True, metavar="RUN RUN...")
+@click.option("--json", "as_json", is_flag=True, help="Print the metric rows and the config differences as JSON.")
+@user_errors
+def compare(run_paths, as_json):
+    """Compare runs side by side: final and best metrics (a column per run), then where their configs differ.
+
+    \b
+    Example:
+      nnctl compare runs/imdb/20240517-093005 runs/imdb/latest
+    A RUN is a run folder or runs/<name> (its latest run).
+    """
+    from nnctl.runs.browse import compare_runs, format_cell
+
+    if len(run_paths) < 2:
+        raise click.UsageError("give two or more runs to compare")
+    result = compare_runs(run_paths)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for problem in result["problems"]:
+        click.secho(f"note: {problem}", fg="yellow", err=True)
+    _render([("metric", "left")] + [(label, "right") for label in result["labels"]],
+            [[name] + [format_cell(cell) for cell in cells] for name, cells in result["rows"]])
+    click.echo("config: identical" if not result["config"] else "config differences:")
+    for key, values in result["config"]:
+        click.echo(f"  {key}: {' → '.join(values)}")
+
+
+@main.command()
+@click.argument("run_paths", nargs=-1, required=True, metavar="RUN [RUN...]")
+@click.option("--metric", "-m", help="Plot only this metric, training and validation (e.g. loss, accuracy, mae, "
+                                     "lr); default: the loss and the main metric side by side.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="Image file (.png, .svg, .pdf); default RUN/plot.png for one run, ./plot.png for several.")
+@user_errors
+def plot(run_paths, metric, output):
+    """Plot training vs validation curves per epoch (the book's figures); several runs are overlaid.
+
+    \b
+    Example:
+      nnctl plot runs/imdb/latest
+      nnctl plot runs/boston_kfold runs/boston --metric mae -o boston.png
+    A K-fold run is drawn as its mean ± std over folds. Needs matplotlib: pip install 'nnctl[plot]'.
+    """
+    from nnctl.runs.plot import write_plot
+
+    click.echo(f"plot: {write_plot(run_paths, metric, output)}")
+
+
+def _on_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _render(columns, rows):
+    """A rich table on a terminal; elsewhere plain columns two spaces apart, which grep, awk and cut can read."""
+    if _on_terminal():
+        import shutil
+
+        from rich.markup import escape
+        _table(columns, [[escape(cell) for cell in row] for row in rows], width=shutil.get_terminal_size().columns)
+        return
+    lines = [[name for name, _ in columns]] + rows
+    widths = [max(len(cell) for cell in column) for column in zip(*lines)]
+    for line in lines:
+        cells = [cell.ljust(width) if justify == "left" else cell.rjust(width)
+                 for cell, width, (_, justify) in zip(line, widths, columns)]
+        click.echo("  ".join(cells).rstrip())
 
 
 @main.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from pathlib import Path
 
 from nnctl.config.resolve import ResolvedConfig, in_file_order
 from nnctl.config.yamlfile import ConfigError, ConfigIssue
@@ -55,11 +56,14 @@ def _unknown_arguments(spec, registry) -> list[tuple[str, str]]:
     return out
 
 
-def build_model(resolved: ResolvedConfig, input_shape=None):
+def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = True):
     """The compiled `Sequential` the config describes; a ConfigError lists every problem found.
 
-    `input_shape` (from the data) is used when the config does not give `model.input_shape`.
+    `input_shape` (from the data) is used when the config does not give `model.input_shape`. With
+    `callbacks`, the callbacks are checked too (evaluate and predict skip them: a run trained with
+    `tensorboard` must still load where tensorboardX is not installed).
     """
+    from nnctl.nn.callbacks import CALLBACKS
     from nnctl.nn.initializers import INITIALIZERS
     from nnctl.nn.layers import LAYERS, Input
     from nnctl.nn.losses import LOSSES
@@ -67,6 +71,7 @@ def build_model(resolved: ResolvedConfig, input_shape=None):
     from nnctl.nn.model import Sequential
     from nnctl.nn.optimizers import OPTIMIZERS
     from nnctl.nn.regularizers import REGULARIZERS
+    from nnctl.nn.schedules import SCHEDULES
 
     cfg, issues = resolved.config, []
 
@@ -104,11 +109,12 @@ def build_model(resolved: ResolvedConfig, input_shape=None):
     optimizer_spec = cfg.optimizer.model_dump()
     optimizer = attempt(("optimizer",), optimizer_spec, lambda: OPTIMIZERS.get(
         {k: v for k, v in optimizer_spec.items() if v is not None}))
-    for index, callback in enumerate(cfg.callbacks):
-        spec = _spec_dict(callback)
-        issues.append(resolved.issue(("callbacks", index, "type") if isinstance(callback, dict) else ("callbacks", index),
-                                     f"unknown callback '{spec['type']}': nnctl has no built-in callbacks yet "
-                                     f"(allowed: none)"))
+    for index, callback in enumerate(cfg.callbacks if callbacks else []):
+        path = ("callbacks", index)
+        schedule = callback.get("schedule") if isinstance(callback, dict) else None
+        if arguments_ok(path, callback, CALLBACKS) and arguments_ok(path + ("schedule",), schedule, SCHEDULES):
+            attempt(path, callback if isinstance(callback, dict) else {},
+                    lambda callback=callback: make_callback(callback))
     if issues:
         raise ConfigError(sorted(issues, key=in_file_order))
 
@@ -162,6 +168,32 @@ def _plain(err: Exception) -> str:
     return str(err).rstrip(".")
 
 
+# The argument of each callback that names a file or folder: relative ones are taken inside the run folder.
+CALLBACK_FILES = {"csv_logger": "filename", "tensorboard": "log_dir", "model_checkpoint": "filepath"}
+
+
+def make_callback(spec, folder=None):
+    """The callback a config entry describes; its file or folder argument is placed inside `folder` when given.
+
+    Example:
+        make_callback({"type": "csv_logger"}, Path("runs/imdb/20261123-101500"))  # writes history.csv there
+    """
+    from nnctl.nn.callbacks import CALLBACKS
+
+    callback = CALLBACKS.get(dict(_spec_dict(spec)))
+    key = CALLBACK_FILES.get(CALLBACKS.canonical(_spec_dict(spec)["type"]))
+    if key and folder is not None:
+        value = Path(str(getattr(callback, key))).expanduser()
+        setattr(callback, key, str(value if value.is_absolute() else Path(folder) / value))
+    return callback
+
+
+def monitored_names(model, validation: bool) -> list[str]:
+    """The keys of an epoch's logs that callbacks can monitor."""
+    names = ["loss", *(metric.name for metric in model.metrics)]
+    return names + [f"val_{name}" for name in names] if validation else names
+
+
 def check_data(resolved: ResolvedConfig, model, splits) -> None:
     """The data against the model: input shape, and targets against the loss and the output width."""
     import numpy as np
@@ -193,5 +225,33 @@ def check_data(resolved: ResolvedConfig, model, splits) -> None:
         if core not in seen:  # one line per problem, not one per split
             seen.add(core)
             issues.append(resolved.issue(where, core.format(split=split)))
+    issues += _check_monitors(resolved, monitored_names(model, splits.validation is not None))
     if issues:
-        raise ConfigError(issues)
+        raise ConfigError(sorted(issues, key=in_file_order))
+
+
+def _check_monitors(resolved: ResolvedConfig, available: list[str]) -> list[ConfigIssue]:
+    """A callback watching a figure this run never logs would silently do nothing: an error instead."""
+    found = []
+    for index, spec in enumerate(resolved.config.callbacks):
+        given = _spec_dict(spec)
+        monitor = given.get("monitor", "val_loss")
+        if not _monitors(given["type"]) or not isinstance(monitor, str) or monitor in available:
+            continue
+        hint = " (no validation data: set data.validation)" if monitor.startswith("val_") and \
+            not any(name.startswith("val_") for name in available) else ""
+        where = ("callbacks", index) + (("monitor",) if "monitor" in given else ("type",) if given is spec else ())
+        close = did_you_mean(monitor, available)
+        found.append(resolved.issue(where, f"'{monitor}' is not logged by this run{hint}"
+                                           f"{f' — did you mean {close!r}?' if close else ''} "
+                                           f"(allowed: {', '.join(available)})"))
+    return found
+
+
+def _monitors(kind: str) -> bool:
+    from nnctl.nn.callbacks import CALLBACKS
+
+    try:
+        return "monitor" in inspect.signature(CALLBACKS.lookup(kind)).parameters
+    except NnctlError:
+        return False

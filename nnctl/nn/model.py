@@ -217,6 +217,7 @@ class Sequential:
         batch_sizes = np.minimum(batch_size, n - np.arange(steps) * batch_size).astype(np.float64)
         self.stop_training = False
         self.stopped_mid_epoch = None
+        self.nonfinite = None  # {"epoch", "step", "steps", "loss"} when a TerminateOnNaN callback stopped the run
         self.validation_seconds = 0.0  # time spent validating, for the run's phase split
         self._chunk = 1  # steps per runner call when callbacks want batch hooks; adapts to ~0.1 s
         cbs.set_params({"epochs": epochs, "steps": steps, "samples": n, "batch_size": batch_size,
@@ -226,7 +227,7 @@ class Sequential:
             cbs.on_epoch_begin(epoch)
             start = time.perf_counter()
             order = self.rng.permutation(n) if shuffle else np.arange(n)
-            if not self._run_epoch(runner, data, order, steps, outputs, step_losses, batch_sizes, cbs):
+            if not self._run_epoch(runner, data, order, steps, outputs, step_losses, batch_sizes, cbs, epoch):
                 self.stopped_mid_epoch = epoch
                 break
             for metric in self.metrics:
@@ -245,8 +246,9 @@ class Sequential:
         cbs.on_train_end()
         return history.history
 
-    def _run_epoch(self, runner, data, order, steps, outputs, step_losses, batch_sizes, cbs) -> bool:
-        """Every step of one epoch; False when a batch callback set `stop_training` before the end.
+    def _run_epoch(self, runner, data, order, steps, outputs, step_losses, batch_sizes, cbs, epoch) -> bool:
+        """Every step of one epoch; False when a batch callback set `stop_training` before the end, or when
+        a non-finite loss stopped it (see `_nonfinite`).
 
         Without batch callbacks the whole epoch is one runner call. With them, steps run in chunks of
         about 0.1 s, and the running metrics shown to callbacks come from throwaway copies, so the
@@ -254,7 +256,7 @@ class Sequential:
         """
         if not cbs.wants_batches:
             runner(data, order, 0, steps, outputs, step_losses)
-            return True
+            return not self._nonfinite(cbs, epoch, step_losses, 0, steps)
         shown = [copy.deepcopy(metric) for metric in self.metrics] if cbs.wants_batch_logs else []
         for metric in shown:
             metric.reset()
@@ -267,6 +269,8 @@ class Sequential:
             began = time.perf_counter()
             runner(data, order, first, last, outputs, step_losses)
             took = time.perf_counter() - began
+            if self._nonfinite(cbs, epoch, step_losses, first, last):
+                return False
             chunk = self._chunk = int(min(max(1, chunk * 4), max(1, (last - first) * 0.1 / max(took, 1e-9))))
             logs = None
             if cbs.wants_batch_logs:
@@ -279,6 +283,21 @@ class Sequential:
             first = last
             if self.stop_training and first < steps:
                 return False
+        return True
+
+    def _nonfinite(self, cbs, epoch, step_losses, first, last) -> bool:
+        """With a TerminateOnNaN callback: True (and `nonfinite` set, training stopped) when a loss of steps
+        first..last-1 is NaN or infinite. Checked after each runner call, so the step named is exact."""
+        if not cbs.stops_on_nonfinite:
+            return False
+        losses = step_losses[first:last]
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if not bad.size:
+            return False
+        step = first + int(bad[0])
+        self.nonfinite = {"epoch": epoch + 1, "step": step + 1, "steps": len(step_losses),
+                          "loss": float(step_losses[step])}
+        self.stop_training = True
         return True
 
     def _runner(self, batch_size, fast_path, sparse):

@@ -63,7 +63,7 @@ def _fsync_directory(folder: Path) -> None:
         os.close(fd)
 
 
-def _canonical_safetensors(data: bytes) -> bytes:
+def canonical_safetensors(data: bytes) -> bytes:
     """The same file with its JSON header's keys sorted: safetensors writes `__metadata__` in hash-map order,
     which would make equal weights differ in bytes from one save to the next."""
     size = int.from_bytes(data[:8], "little")
@@ -230,7 +230,7 @@ class RunDirectory:
             raise ArgumentError(f"`metadata` keys and values must all be str, got {metadata!r}.")
         tensors = {str(key): np.ascontiguousarray(value) for key, value in weights.items()}
         target = self._target(filename)
-        atomic_write_bytes(target, _canonical_safetensors(safetensors.numpy.save(tensors, metadata=metadata)))
+        atomic_write_bytes(target, canonical_safetensors(safetensors.numpy.save(tensors, metadata=metadata)))
         return target
 
     def load_weights(self, filename=WEIGHTS) -> dict:

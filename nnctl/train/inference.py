@@ -24,22 +24,31 @@ class LoadedRun:
     resolved: ResolvedConfig
     model: object
     transforms: list  # fitted on the run's training data (preprocessing.json)
+    weights: str | None = None  # the weights file when not the run's final weights.safetensors
 
 
-def load_run(path) -> LoadedRun:
-    """The run at `path` (a run folder, `latest`, or runs/<name>) with its trained weights loaded.
+def load_run(path, weights=None) -> LoadedRun:
+    """The run at `path` (a run folder, `latest`, or runs/<name>) with its trained weights loaded, or with
+    `weights`: another weights file, e.g. one a `model_checkpoint` callback wrote (relative to the run).
 
     The data is not read: the model's input shape is in the manifest, so predict works without it.
     """
     run = RunDirectory.open(path)
     resolved = load_config(run.path / "config.yaml")
-    model = build_model(resolved, input_shape=tuple(run.manifest().get("input_shape") or ()) or None)
+    model = build_model(resolved, input_shape=tuple(run.manifest().get("input_shape") or ()) or None,
+                        callbacks=False)
+    source = run.path / "weights.safetensors"
+    if weights is not None:
+        source = Path(weights) if Path(weights).is_file() or Path(weights).is_absolute() else run.path / weights
+    tensors = RunDirectory(source.parent).load_weights(source.name)
+    if any(key.startswith("weights/") for key in tensors):  # a training checkpoint (checkpoints/last.safetensors)
+        tensors = {key[len("weights/"):]: value for key, value in tensors.items() if key.startswith("weights/")}
     try:
-        model.set_weights(run.load_weights())
+        model.set_weights(tensors)
     except ShapeError as err:
-        raise NnctlError(f"{run.path / 'weights.safetensors'} does not fit the run's model: {err}") from None
+        raise NnctlError(f"{source} does not fit the run's model: {err}") from None
     transforms = load_transforms(run.read_json("preprocessing.json").get("transforms", []))
-    return LoadedRun(run, resolved, model, transforms)
+    return LoadedRun(run, resolved, model, transforms, None if weights is None else str(weights))
 
 
 def evaluate_run(loaded: LoadedRun, split: str = "test") -> dict:
@@ -52,7 +61,7 @@ def evaluate_run(loaded: LoadedRun, split: str = "test") -> dict:
         saved = loaded.run.read_json("metrics.json")
     except NnctlError:
         saved = {}
-    saved[split] = results
+    saved[split if loaded.weights is None else f"{split} ({loaded.weights})"] = results
     loaded.run.write_json("metrics.json", saved)
     return results
 

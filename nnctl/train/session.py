@@ -5,6 +5,7 @@ Nothing here prints: the progress reporter is a callback handed in by the caller
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -13,13 +14,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nnctl.config.build import build_model, check_data
+from nnctl.config.build import build_model, check_data, make_callback
 from nnctl.config.resolve import ResolvedConfig
 from nnctl.config.yamlfile import ConfigError
 from nnctl.data.files import Splits, load_data
-from nnctl.nn.callbacks import Callback, History
+from nnctl.nn.callbacks import Callback, Checkpointer, History, TerminateOnNaN
+from nnctl.nn.checkpoint import Snapshot, restore
 from nnctl.runs.rundir import RunDirectory, environment_versions, sha256_bytes, sha256_file
 from nnctl.train.warmup import warm_up
+
+CHECKPOINT = "checkpoints/last.safetensors"  # the state `nnctl train --resume` continues from
 
 
 @dataclass
@@ -138,13 +142,48 @@ class FitOutcome:
     validate_seconds: float = 0.0
 
 
-def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared, progress=None) -> FitOutcome:
-    """Compiles, fits and writes weights, history and metrics into `folder`; Ctrl-C and errors end it cleanly."""
+class RewindOnStop(Callback):
+    """When training stops mid-epoch (Ctrl-C, a NaN loss), puts back the weights of the last finished epoch,
+    so the saved weights always match the saved history. Comes before the user's callbacks, so that
+    EarlyStopping's `restore_best_weights` still has the last word."""
+
+    def __init__(self, checkpointer: Checkpointer):
+        self.checkpointer = checkpointer
+
+    def on_train_end(self, logs=None):
+        if self.model.stopped_mid_epoch is not None and self.checkpointer.last is not None:
+            self.model.set_weights(self.checkpointer.last.weights())
+
+
+def nonfinite_message(found: dict) -> str:
+    done = found["epoch"] - 1
+    return (f"the loss became {found['loss']} at epoch {found['epoch']}, step {found['step']} of {found['steps']}; "
+            f"the weights and checkpoint kept are those of epoch {done}" if done else
+            f"the loss became {found['loss']} at epoch 1, step {found['step']} of {found['steps']}; "
+            f"the weights kept are the initial ones")
+
+
+def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared, progress=None,
+             resume_from: Snapshot | None = None) -> FitOutcome:
+    """Compiles, fits and writes weights, history and metrics into `folder`; Ctrl-C and errors end it cleanly.
+
+    The state of the last finished epoch goes to `checkpoints/last.safetensors` (see `Checkpointer`);
+    `resume_from` continues from such a state instead of from the start.
+    """
     cfg, splits, model = resolved.config, prepared.splits, prepared.model
     (x, y), validation = splits.train, splits.validation
     history, interrupt = History(), InterruptHandler()
-    callbacks = [history, EventLog(folder), interrupt] + ([progress] if progress is not None else [])
-    status, error, warm, began = "completed", None, None, time.perf_counter()
+    own = [make_callback(spec, folder.path) for spec in cfg.callbacks]
+    checkpointer = Checkpointer(folder.path / CHECKPOINT, history, own,
+                                interval=float(os.environ.get("NNCTL_CHECKPOINT_SECONDS", 2.0)))
+    guard = [] if any(getattr(cb, "stops_on_nonfinite", False) for cb in own) else [TerminateOnNaN()]
+    callbacks = ([history, RewindOnStop(checkpointer), *own, *guard, EventLog(folder), interrupt, checkpointer]
+                 + ([progress] if progress is not None else []))
+    initial_epoch = 0
+    if resume_from is not None:
+        restore(model, resume_from, history, own)
+        initial_epoch = resume_from.epochs_done
+    status, error, warm, began, returned = "completed", None, None, time.perf_counter(), False
     try:
         with interrupt.installed():  # a Ctrl-C during compilation ends the run cleanly too
             warm = warm_up(model, x, y, cfg.batch_size, validation is not None)
@@ -153,9 +192,12 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
             began = time.perf_counter()
             if not interrupt.requested:
                 model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=validation,
-                          callbacks=callbacks)
+                          callbacks=callbacks, initial_epoch=initial_epoch)
+            returned = True
         if interrupt.requested:
             status = "interrupted"
+        elif getattr(model, "nonfinite", None):
+            status, error = "failed", nonfinite_message(model.nonfinite)
     except KeyboardInterrupt:
         status = "interrupted"
     except Exception as err:  # recorded in the manifest; the caller reports it and exits with 1
@@ -165,7 +207,10 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
             progress.close()
     trained = time.perf_counter() - began
     writing = time.perf_counter()
-    folder.save_weights(model.get_weights(), metadata={"format": "nnctl", "epochs": str(len(history.epoch))})
+    checkpointer.flush()
+    # A fit that raised never reached on_train_end (and RewindOnStop): its weights may be mid-step.
+    weights = checkpointer.last.weights() if not returned and checkpointer.last is not None else model.get_weights()
+    folder.save_weights(weights, metadata={"format": "nnctl", "epochs": str(len(history.epoch))})
     folder.write_json("history.json", history.history)
     results = _final_metrics(history.history)
     if status == "completed" and splits.test is not None:
@@ -180,7 +225,10 @@ def train(resolved: ResolvedConfig, runs_dir="runs", progress: Callback | None =
     """Trains the config's model into a new run directory; returns how it ended (never raises mid-run)."""
     prepared = prepared or prepare(resolved)
     run = begin_run(resolved, runs_dir, prepared)
-    outcome = fit_into(run, resolved, prepared, progress)
+    return _finish(run, prepared, fit_into(run, resolved, prepared, progress))
+
+
+def _finish(run: RunDirectory, prepared: Prepared, outcome: FitOutcome) -> TrainResult:
     timings = {"load": prepared.seconds, "compile": outcome.compile_seconds,
                "train": outcome.train_seconds - outcome.validate_seconds, "validate": outcome.validate_seconds,
                "write": outcome.write_seconds}
@@ -189,6 +237,54 @@ def train(resolved: ResolvedConfig, runs_dir="runs", progress: Callback | None =
                         compile_seconds=round(outcome.compile_seconds, 3),
                         phases={k: round(v, 4) for k, v in timings.items()})
     return TrainResult(run, outcome.status, outcome.history, outcome.error, timings)
+
+
+def prepare_resume(run_path, overrides=()) -> tuple[RunDirectory, ResolvedConfig, Snapshot]:
+    """The run to continue, its config (only `epochs` may be overridden) and its last checkpoint; every
+    reason it cannot be continued exactly is a ConfigError or NnctlError raised before anything is written."""
+    from nnctl.config import load_config
+    from nnctl.errors import NnctlError
+    from nnctl.nn import checkpoint
+
+    run = RunDirectory.open(run_path)
+    if (run.path / "kfold.json").exists() or run.manifest().get("kfold"):
+        raise NnctlError(f"{run.path} is a K-fold run: resuming K-fold runs is not supported, train it again")
+    saved = load_config(run.path / "config.yaml")
+    resolved = load_config(run.path / "config.yaml", overrides)
+    before, after = saved.config.model_dump(), resolved.config.model_dump()
+    changed = sorted(key for key in set(before) | set(after) if key != "epochs" and before.get(key) != after.get(key))
+    if changed:
+        raise ConfigError([resolved.issue((key,), "cannot change when resuming: the run would not continue exactly "
+                                                  "(allowed: epochs)") for key in changed])
+    snapshot = checkpoint.load(run.path / CHECKPOINT)
+    done = snapshot.epochs_done
+    if done >= resolved.config.epochs:
+        raise ConfigError([resolved.issue(("epochs",), f"the run has already trained {done} epoch(s) of "
+                                                       f"{resolved.config.epochs}: ask for more, e.g. "
+                                                       f"--set epochs={done + max(1, done)}")])
+    for entry in run.manifest().get("data", []):
+        path = Path(entry["path"])
+        if path.is_file() and sha256_file(path) != entry["sha256"]:
+            raise NnctlError(f"{path} changed since the run started (sha256 {entry['sha256'][:12]}…): "
+                             f"resuming on other data would not continue the run")
+    return run, resolved, snapshot
+
+
+def resume(run_path, overrides=(), progress: Callback | None = None) -> TrainResult:
+    """Continues a run in place from its last checkpoint up to the config's (possibly raised) `epochs`.
+
+    Ends with the same weights and history values as one uninterrupted run with the same seed.
+    """
+    run, resolved, snapshot = prepare_resume(run_path, overrides)
+    prepared = prepare(resolved)
+    config_text = run_config_text(resolved)
+    run.write_text("config.yaml", config_text)
+    resumes = run.manifest().get("resumed", [])
+    run.update_manifest(status="running", config_sha256=sha256_bytes(config_text.encode()), error=None,
+                        resumed=resumes + [{"time": _now(), "from_epoch": snapshot.epochs_done,
+                                            "to_epoch": resolved.config.epochs}])
+    run.append_event({"event": "resume", "time": _now(), "from_epoch": snapshot.epochs_done})
+    return _finish(run, prepared, fit_into(run, resolved, prepared, progress, resume_from=snapshot))
 
 
 def _final_metrics(history: dict) -> dict:

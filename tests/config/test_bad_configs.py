@@ -94,8 +94,18 @@ CASES = [
     ("initializer-unknown", edit("activation: relu}", "activation: relu, kernel_initializer: glorot_unifrom}"),
      [(8, 69, "model.layers[0].kernel_initializer: unknown initializer 'glorot_unifrom' — did you mean "
               "'glorot_uniform'?")]),
-    ("callback-unknown", BASE + "callbacks: [early_stopping]\n",
-     [(15, 13, "callbacks[0]: unknown callback 'early_stopping'")]),
+    ("callback-unknown", BASE + "callbacks: [early_stoping]\n",
+     [(15, 13, ("callbacks[0]: unknown callback 'early_stoping'", "did you mean 'early_stopping'"))]),
+    ("callback-argument-typo", BASE + "callbacks:\n  - {type: early_stopping, patiance: 3}\n",
+     [(16, 28, ("callbacks[0].patiance: unknown key", "did you mean 'patience'"))]),
+    ("callback-bad-value", BASE + "callbacks:\n  - {type: reduce_lr_on_plateau, factor: 2}\n",
+     [(16, 42, "callbacks[0].factor: `factor` must be a float in (0.0, 1.0), got 2.0")]),
+    ("callback-monitor-not-logged", BASE + "callbacks:\n  - {type: early_stopping, monitor: val_acuracy}\n",
+     [(16, 37, ("callbacks[0].monitor: 'val_acuracy' is not logged by this run", "did you mean 'val_accuracy'",
+                "allowed: loss, accuracy, val_loss, val_accuracy"))]),
+    ("schedule-argument-typo", BASE + "callbacks:\n  - type: learning_rate_scheduler\n"
+                                      "    schedule: {type: step_decay, evry: 2}\n",
+     [(17, 34, ("callbacks[0].schedule.evry:", "every"))]),
     ("device-gpu", BASE + "device: gpu\n",
      [(15, 9, "device: expected one of cpu, cuda, auto, got 'gpu'")]),
     # ---- wrong types and ranges: never coerced

@@ -2,6 +2,8 @@
 
 All of a model's parameters live in one flat float32 buffer (and their gradients and optimizer slots in
 buffers of the same layout), so one call updates the whole model. Formulas follow Keras 3.
+These kernels use strict IEEE arithmetic (settings.STRICT_KERNEL), so their results are the same bytes
+whether they run alone or inlined into the fast path.
 """
 
 import math
@@ -9,7 +11,7 @@ import math
 import numpy as np
 from numba import njit
 
-from nnctl.engine.settings import KERNEL
+from nnctl.engine.settings import STRICT_KERNEL
 
 SGD, RMSPROP, ADAM, ADAGRAD = range(4)
 OPTIMIZER_CODES = {"sgd": SGD, "rmsprop": RMSPROP, "adam": ADAM, "adagrad": ADAGRAD}
@@ -20,7 +22,7 @@ CLIP_NONE, CLIP_NORM, CLIP_GLOBAL_NORM, CLIP_VALUE = range(4)
 LR, WEIGHT_DECAY = 0, 1
 
 
-@njit(**KERNEL)
+@njit(**STRICT_KERNEL)
 def sum_squares(x):
     """Σ x² in float64. x: 1-D."""
     total = 0.0
@@ -29,7 +31,7 @@ def sum_squares(x):
     return total
 
 
-@njit(**KERNEL)
+@njit(**STRICT_KERNEL)
 def regularize(w, g, l1, l2):
     """Adds the L1/L2 penalty's gradient to g and returns the penalty l1·Σ|w| + l2·Σw².
 
@@ -44,7 +46,7 @@ def regularize(w, g, l1, l2):
     return penalty
 
 
-@njit(**KERNEL)
+@njit(**STRICT_KERNEL)
 def _segment_scale(grads, start, stop, clip_mode, clip, global_scale):
     # Per-tensor clipnorm needs this tensor's norm; the other modes share one scale for all tensors.
     if clip_mode == CLIP_NORM:
@@ -53,7 +55,7 @@ def _segment_scale(grads, start, stop, clip_mode, clip, global_scale):
     return global_scale
 
 
-@njit(**KERNEL)
+@njit(**STRICT_KERNEL)
 def _clipped(grads, start, stop, scale, limit, out):
     """out = clip(grads[start:stop] · scale, ±limit) in float32 (limit = inf when not clipping by value)."""
     for i in range(start, stop):
@@ -61,7 +63,7 @@ def _clipped(grads, start, stop, scale, limit, out):
         out[i - start] = min(max(g, -limit), limit)
 
 
-@njit(**KERNEL)
+@njit(**STRICT_KERNEL)
 def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
     """One update of every parameter. params/grads/slot1..3: (P,) flat buffers; offsets: (T+1,) tensor
     boundaries (for per-tensor clipnorm); iteration: updates already done (Adam's bias correction).

@@ -1,9 +1,16 @@
-"""Training callbacks: the hook contract, the dispatcher, and History (the Keras-style record).
+"""The callback contract, the dispatcher, History, and what monitoring callbacks share (mode, monitor).
 
 The training loop never prints: progress display, logging and early stopping are all callbacks.
 """
 
 from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from nnctl.errors import ArgumentError, check_float_range
 
 
 class Callback:
@@ -14,6 +21,11 @@ class Callback:
     chunks an epoch when some callback overrides them. `logs` of `on_train_batch_end` hold the running
     loss and metrics of the epoch so far.
 
+    A callback that keeps decisions across epochs (counters, a best value) also overrides the state trio,
+    so a run resumed from a checkpoint decides exactly as the uninterrupted run would: `get_state()` (a
+    JSON-able dict; inf and nan allowed), `get_tensors()` (name → array) and `set_state(state, tensors)`.
+    `on_train_begin` resets that state, except right after a `set_state`.
+
     Example:
         class StopAt(Callback):
             def on_epoch_end(self, epoch, logs): self.model.stop_training = logs["loss"] < 0.1
@@ -23,6 +35,8 @@ class Callback:
     params: dict = {}
     # False for a batch hook that only watches (e.g. for Ctrl-C): fit then skips the running metrics.
     needs_batch_logs = True
+    # True asks fit to stop at the first step whose loss is NaN or infinite (see TerminateOnNaN).
+    stops_on_nonfinite = False
 
     def set_model(self, model) -> None:
         self.model = model
@@ -37,6 +51,14 @@ class Callback:
     def on_epoch_end(self, epoch, logs=None): ...
     def on_train_batch_begin(self, batch, logs=None): ...
     def on_train_batch_end(self, batch, logs=None): ...
+
+    def get_state(self) -> dict:
+        return {}
+
+    def get_tensors(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def set_state(self, state: dict, tensors: dict | None = None) -> None: ...
 
     @property
     def wants_batches(self) -> bool:
@@ -60,6 +82,10 @@ class CallbackList(Callback):
     @property
     def wants_batch_logs(self) -> bool:
         return any(cb.wants_batches and cb.needs_batch_logs for cb in self.callbacks)
+
+    @property
+    def stops_on_nonfinite(self) -> bool:
+        return any(cb.stops_on_nonfinite for cb in self.callbacks)
 
     def set_params(self, params: dict) -> None:
         for cb in self.callbacks:
@@ -88,3 +114,41 @@ class History(Callback):
         self.epoch.append(epoch)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
+
+
+# ---- built-in callbacks ------------------------------------------------------------------------------
+
+def higher_is_better(monitor: str) -> bool:
+    """Mode "auto": True for accuracy-like names (anything with "acc") and auc/precision/recall, with or
+    without the `val_` prefix; every other quantity (losses, errors) is minimized."""
+    name = monitor[len("val_"):] if monitor.startswith("val_") else monitor
+    return "acc" in name or name.startswith(("auc", "precision", "recall"))
+
+
+def _check_monitor(monitor) -> str:
+    if not isinstance(monitor, str) or not monitor:
+        raise ArgumentError(f"`monitor` must be a log name such as val_loss, got {monitor!r}.")
+    return monitor
+
+
+def _check_mode(mode) -> str:
+    if mode not in ("auto", "min", "max"):
+        raise ArgumentError(f"`mode` must be auto, min or max, got {mode!r}.")
+    return mode
+
+
+def _non_negative(name, value) -> float:
+    return check_float_range(name, value, 0.0, math.inf)
+
+
+def _monitored(callback, logs):
+    """The monitored value of this epoch's logs as a float, or None (with Keras's warning) when absent."""
+    logs = logs or {}
+    value = logs.get(callback.monitor)
+    if value is None:
+        warnings.warn(f"{type(callback).__name__} is conditioned on `{callback.monitor}`, which is not in the "
+                      f"logs; available: {', '.join(sorted(logs))}", stacklevel=3)
+        return None
+    return float(value)
+
+

@@ -1,0 +1,130 @@
+"""Callbacks that save models: Checkpointer (the state a run resumes from) and Keras's ModelCheckpoint."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import safetensors.numpy
+
+from nnctl.errors import ArgumentError
+from nnctl.nn.callbacks.base import Callback, History, higher_is_better
+from nnctl.nn.checkpoint import Snapshot, capture
+from nnctl.runs.rundir import atomic_write_bytes, canonical_safetensors
+
+
+class Checkpointer(Callback):
+    """Keeps the training state of the last finished epoch, and writes it to `path` at most every `interval`
+    seconds and whenever training ends (normally, on Ctrl-C, on NaN, on an error: call `flush`).
+
+    Taking the state costs a copy of the weights and optimizer slots per epoch; writing costs a file and an
+    fsync, hence the interval: a run killed with SIGKILL loses at most `interval` seconds of epochs.
+    It must come after every callback whose state it saves, so their epoch-end updates are in.
+    """
+
+    def __init__(self, path, history: History, callbacks=(), interval: float = 2.0):
+        self.path, self.history, self.callbacks, self.interval = Path(path), history, list(callbacks), interval
+        self.last: Snapshot | None = None
+        self._written: Snapshot | None = None
+        self._written_at = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.last = capture(self.model, self.history, self.callbacks)
+        self._written_at = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.last = capture(self.model, self.history, self.callbacks)
+        if time.monotonic() - self._written_at >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Writes the last state taken, unless it is already on disk."""
+        if self.last is not None and self.last is not self._written:
+            self.last.save(self.path)
+            self._written, self._written_at = self.last, time.monotonic()
+
+
+class ModelCheckpoint(Callback):
+    """Saves the model's weights (the `weights.safetensors` layout, loadable by `nnctl evaluate --weights`)
+    at the end of epochs, like Keras's ModelCheckpoint.
+
+    `filepath` is formatted with `epoch` (1-based, as Keras) and the epoch's logs, e.g.
+    `checkpoints/epoch_{epoch:03d}-{val_loss:.3f}.safetensors`. With `save_best_only`, a file is written only
+    when `monitor` improves (default name `checkpoints/best.safetensors`, overwritten each time).
+    `every_n_epochs` saves every N-th epoch only. The state needed to resume a run is saved separately and
+    always (`checkpoints/last.safetensors`); this callback is for keeping models.
+
+    Example:
+        ModelCheckpoint(monitor="val_accuracy", save_best_only=True)
+    """
+
+    def __init__(self, filepath=None, monitor="val_loss", verbose=0, save_best_only=False, mode="auto",
+                 every_n_epochs=1, initial_value_threshold=None):
+        if not isinstance(save_best_only, bool):
+            raise ArgumentError(f"`save_best_only` must be true or false, got {save_best_only!r}.")
+        if filepath is None:
+            filepath = "checkpoints/best.safetensors" if save_best_only else "checkpoints/epoch_{epoch:03d}.safetensors"
+        if not isinstance(filepath, (str, Path)) or not str(filepath):
+            raise ArgumentError(f"`filepath` must be a file name, got {filepath!r}.")
+        if not isinstance(monitor, str) or not monitor:
+            raise ArgumentError(f"`monitor` must be a log name such as val_loss, got {monitor!r}.")
+        if mode not in ("auto", "min", "max"):
+            raise ArgumentError(f"`mode` must be auto, min or max, got {mode!r}.")
+        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+            raise ArgumentError(f"`every_n_epochs` must be a positive integer, got {every_n_epochs!r}.")
+        if initial_value_threshold is not None and (isinstance(initial_value_threshold, bool) or
+                                                    not isinstance(initial_value_threshold, (int, float))):
+            raise ArgumentError(f"`initial_value_threshold` must be a number, got {initial_value_threshold!r}.")
+        self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
+        self.save_best_only, self.mode, self.every_n_epochs = save_best_only, mode, every_n_epochs
+        self.initial_value_threshold = initial_value_threshold
+        self.maximize = mode == "max" or (mode == "auto" and higher_is_better(monitor))
+        self.best = self._initial_best()
+        self.saved: list[str] = []
+        self._restored = False
+
+    def _initial_best(self) -> float:
+        if self.initial_value_threshold is not None:
+            return float(self.initial_value_threshold)
+        return -math.inf if self.maximize else math.inf
+
+    def on_train_begin(self, logs=None):
+        if not self._restored:
+            self.best, self.saved = self._initial_best(), []
+        self._restored = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if (epoch + 1) % self.every_n_epochs:
+            return
+        current = logs.get(self.monitor)
+        if self.save_best_only:
+            if current is None or not math.isfinite(current):
+                return
+            if not (current > self.best if self.maximize else current < self.best):
+                return
+            self.best = float(current)
+        try:
+            target = Path(self.filepath.format(epoch=epoch + 1, **logs))
+        except (KeyError, IndexError, ValueError) as error:
+            raise ArgumentError(f"model_checkpoint `filepath` {self.filepath!r} cannot be formatted with this "
+                                f"epoch's logs ({error}); available: epoch, {', '.join(sorted(logs))}") from None
+        weights = {name: np.ascontiguousarray(value) for name, value in self.model.get_weights().items()}
+        metadata = {"format": "nnctl", "epoch": str(epoch + 1), "monitor": self.monitor,
+                    "value": "" if current is None else repr(float(current))}
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, canonical_safetensors(safetensors.numpy.save(weights, metadata=metadata)))
+        self.saved.append(str(target))
+
+    def get_state(self) -> dict:
+        return {"best": self.best, "saved": list(self.saved)}
+
+    def set_state(self, state: dict, tensors: dict) -> None:
+        self.best, self.saved, self._restored = float(state["best"]), list(state["saved"]), True
+
+    def get_config(self) -> dict:
+        return {"filepath": self.filepath, "monitor": self.monitor, "verbose": self.verbose,
+                "save_best_only": self.save_best_only, "mode": self.mode, "every_n_epochs": self.every_n_epochs,
+                "initial_value_threshold": self.initial_value_threshold}

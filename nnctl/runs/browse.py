@@ -1,0 +1,368 @@
+"""Reading run folders back for `nnctl runs` and `nnctl compare`: one record per run, read leniently.
+
+A run may be half-written (killed, still running, torn JSON); every reader here shows what is there and never
+raises for it. A K-fold run reads as one run whose history is the per-epoch mean over its folds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from nnctl.errors import NnctlError
+from nnctl.runs.rundir import MANIFEST, RunDirectory
+
+NOT_METRICS = ("epoch_time", "lr")  # history keys that describe the training, not the model
+HIGHER_IS_BETTER = ("accuracy", "acc", "auc", "precision", "recall")  # name endings; every other metric is an error
+_STAMP = re.compile(r"\d{8}-\d{6}(-\d+)?")  # RunDirectory.create's folder names
+_SEARCH_DEPTH = 3  # DIR/<name>/<stamp> is 2 deep; a little slack, but never a walk through a whole project
+
+
+@dataclass
+class RunRecord:
+    """What one run folder holds. `history` maps a key to its per-epoch values (None where NaN was stored);
+    for a K-fold run those are the means over folds and `spread` holds the standard deviations."""
+
+    path: Path
+    manifest: dict
+    history: dict
+    metrics: dict
+    config_text: str | None
+    folds: int | None = None  # K for a K-fold run
+    spread: dict = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name") or self.path.parent.name)
+
+    @property
+    def status(self) -> str:
+        return str(self.manifest.get("status") or "unknown")
+
+    @property
+    def epochs(self) -> int:
+        completed = self.manifest.get("epochs_completed")
+        return completed if isinstance(completed, int) else len(self.history.get("loss", []))
+
+
+def read_run(path) -> RunRecord:
+    """The record of the run folder at `path`; missing files read as empty, unreadable ones are noted in
+    `problems`. The history falls back to events.jsonl while history.json is not written yet."""
+    folder = Path(path)
+    problems: list[str] = []
+    manifest = _read_json(folder / MANIFEST, problems, expected=True)
+    metrics = _read_json(folder / "metrics.json", problems)
+    try:
+        config_text = (folder / "config.yaml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        config_text = None
+    folds = manifest.get("kfold")
+    if folds or (folder / "kfold.json").exists():
+        history, spread = _kfold_history(folder, problems)
+        folds = folds if isinstance(folds, int) else len(_fold_folders(folder))
+    else:
+        history, spread = _history(folder, problems), {}
+    return RunRecord(folder, manifest, history, metrics, config_text, folds or None, spread, problems)
+
+
+def open_run(path) -> RunRecord:
+    """The record of the run a user named: a run folder, a `latest` link or `runs/<name>`; NnctlError otherwise."""
+    return read_run(RunDirectory.open(path).path)
+
+
+def _read_json(source: Path, problems: list[str], expected: bool = False) -> dict:
+    try:
+        value = json.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if expected:
+            problems.append(f"{source.name} is missing")
+        return {}
+    except (OSError, ValueError, UnicodeDecodeError):
+        problems.append(f"{source.name} is not valid JSON")
+        return {}
+    if not isinstance(value, dict):
+        problems.append(f"{source.name} does not hold a JSON object")
+        return {}
+    return value
+
+
+def _clean(history: dict) -> dict:
+    """Only lists of numbers (None kept: strict JSON stores NaN as null)."""
+    def number(value):
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    return {str(key): [number(v) for v in values] for key, values in history.items() if isinstance(values, list)}
+
+
+def _history(folder: Path, problems: list[str]) -> dict:
+    if (folder / "history.json").exists():
+        return _clean(_read_json(folder / "history.json", problems))
+    # Still running or killed: events.jsonl has one line per finished epoch (the last one wins after a resume).
+    by_epoch = {event["epoch"]: event for event in RunDirectory(folder).read_events()
+                if isinstance(event, dict) and isinstance(event.get("epoch"), int)}
+    events = []
+    while len(events) + 1 in by_epoch:  # epochs 1, 2, … up to the first gap
+        events.append(by_epoch[len(events) + 1])
+    keys = dict.fromkeys(key for event in events for key in event if key not in ("epoch", "time"))
+    return _clean({key: [event.get(key) for event in events] for key in keys})
+
+
+def _fold_folders(folder: Path) -> list[Path]:
+    folds = [path for path in folder.glob("fold_*") if path.is_dir() and path.name[5:].isdigit()]
+    return sorted(folds, key=lambda path: int(path.name[5:]))
+
+
+def _kfold_history(folder: Path, problems: list[str]) -> tuple[dict, dict]:
+    per_epoch = _read_json(folder / "kfold.json", problems).get("per_epoch")
+    if isinstance(per_epoch, dict) and per_epoch:
+        stats = {key: value for key, value in per_epoch.items() if isinstance(value, dict)}
+        return (_clean({key: value.get("mean") for key, value in stats.items()}),
+                _clean({key: value.get("std") for key, value in stats.items()}))
+    # kfold.json comes last: until then, average the folds that have finished (those with a history.json).
+    histories = [_clean(_read_json(path / "history.json", problems)) for path in _fold_folders(folder)
+                 if (path / "history.json").exists()]
+    histories = [history for history in histories if history.get("loss")]
+    if not histories:
+        return {}, {}
+    epochs = min(len(history["loss"]) for history in histories)
+    means, stds = {}, {}
+    for key in histories[0]:
+        columns = [[history.get(key, [None] * epochs)[epoch] for history in histories] for epoch in range(epochs)]
+        means[key] = [None if None in column else statistics.fmean(column) for column in columns]
+        stds[key] = [None if None in column else statistics.pstdev(column) for column in columns]  # as np.std
+    return means, stds
+
+
+# ---- the figures a run is judged by --------------------------------------------------------------------------
+def higher_is_better(key: str) -> bool:
+    """Whether a larger value of history `key` is better: accuracy, AUC, precision and recall; losses and errors
+    are not. The same rule as kfold.summarize for every metric name in the registry."""
+    return key.removeprefix("val_").endswith(HIGHER_IS_BETTER)
+
+
+def main_metric(history: dict) -> str | None:
+    """The validation key a run is judged by: its first validation metric other than the loss, else `val_loss`;
+    None when the run has no validation data."""
+    validation = [key for key in history if key.startswith("val_")]
+    metrics = [key for key in validation if key != "val_loss"]
+    return metrics[0] if metrics else ("val_loss" if validation else None)
+
+
+def best_value(record: RunRecord, key: str) -> dict | None:
+    """{"value", "epoch" (from 1), "std" (K-fold only)} at the best epoch of `key`, or None without a value."""
+    values = record.history.get(key, [])
+    finite = [(value, index) for index, value in enumerate(values) if value is not None and math.isfinite(value)]
+    if not finite:
+        return None
+    pick = max if higher_is_better(key) else min
+    value, index = pick(finite, key=lambda pair: pair[0])  # the first of equal values, like np.argmax
+    return {"value": value, "epoch": index + 1, "std": _std_at(record, key, index)}
+
+
+def final_value(record: RunRecord, key: str) -> dict | None:
+    """{"value", "epoch": None, "std"} of `key` at the last epoch, or None when the run has no such key."""
+    values = record.history.get(key, [])
+    if not values:
+        return None
+    return {"value": values[-1], "epoch": None, "std": _std_at(record, key, len(values) - 1)}
+
+
+def _std_at(record: RunRecord, key: str, index: int):
+    spread = record.spread.get(key, [])
+    return spread[index] if index < len(spread) else None
+
+
+def _parse_time(text) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.astimezone()
+
+
+def started_at(record: RunRecord) -> datetime:
+    """When the run began: the manifest's `started`, else its folder's name (local time), else the folder's mtime."""
+    started = _parse_time(record.manifest.get("started"))
+    if started is None and _STAMP.fullmatch(record.path.name):
+        started = datetime.strptime(record.path.name[:15], "%Y%m%d-%H%M%S").astimezone()
+    if started is None:
+        started = datetime.fromtimestamp(record.path.stat().st_mtime, tz=timezone.utc)
+    return started
+
+
+def duration_seconds(record: RunRecord) -> float | None:
+    """Wall time from `started` to `ended`; None while the run has not ended."""
+    started, ended = _parse_time(record.manifest.get("started")), _parse_time(record.manifest.get("ended"))
+    return (ended - started).total_seconds() if started and ended else None
+
+
+def summarize_run(record: RunRecord) -> dict:
+    """One row of `nnctl runs` as plain JSON-ready values."""
+    metric = main_metric(record.history)
+    best = best_value(record, metric) if metric else None
+    test = record.metrics.get("test")
+    return {"name": record.name, "path": str(record.path), "started": started_at(record).isoformat(),
+            "status": record.status, "kfold": record.folds, "epochs": record.epochs,
+            "best": {"metric": metric, "mode": "max" if higher_is_better(metric) else "min", **best} if best else None,
+            "test": test if isinstance(test, dict) else None, "duration_s": duration_seconds(record),
+            "problems": record.problems}
+
+
+# ---- finding and comparing runs -------------------------------------------------------------------------------
+def _is_run(folder: Path) -> bool:
+    # A stamp-named folder counts even without a manifest: a run that died before writing one.
+    return (folder / MANIFEST).is_file() or bool(_STAMP.fullmatch(folder.name))
+
+
+def find_runs(root) -> list[Path]:
+    """The run folders under `root` (a runs folder, `runs/<name>` or one run); `latest` links are not followed,
+    so no run is listed twice, and a run's fold_k folders are part of it."""
+    root = Path(root)
+    if not root.is_dir():
+        raise NnctlError(f"no such folder: {root}")
+    if _is_run(root):
+        return [root.resolve() if root.is_symlink() else root]  # a `latest` link: the run it names now
+    found = []
+    for folder, subfolders, _ in os.walk(root):  # followlinks=False: symlinks are listed but never entered
+        here = Path(folder)
+        if here != root and _is_run(here):
+            found.append(here)
+            subfolders.clear()
+        elif len(here.relative_to(root).parts) >= _SEARCH_DEPTH:
+            subfolders.clear()
+        else:
+            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+    return found
+
+
+def list_runs(root) -> list[dict]:
+    """`summarize_run` of every run under `root`, the earliest start first."""
+    records = [read_run(path) for path in find_runs(root)]
+    records.sort(key=lambda record: (started_at(record), str(record.path)))
+    return [summarize_run(record) for record in records]
+
+
+def run_labels(records: list[RunRecord]) -> list[str]:
+    """A short label per run: its name, or name/<stamp folder> when two runs share a name."""
+    names = [record.name for record in records]
+    labels = [f"{name}/{record.path.name}" if names.count(name) > 1 else name for name, record in zip(names, records)]
+    return [f"{label} #{index + 1}" if labels.count(label) > 1 else label for index, label in enumerate(labels)]
+
+
+def flatten_config(value, prefix: str = "") -> dict:
+    """{"optimizer.learning_rate": 0.001, "model.layers[0].units": 16, ...}: one entry per leaf of a config."""
+    if isinstance(value, dict) and value:
+        items = [(f"{prefix}.{key}" if prefix else str(key), child) for key, child in value.items()]
+    elif isinstance(value, list) and value:
+        items = [(f"{prefix}[{index}]", child) for index, child in enumerate(value)]
+    else:
+        return {prefix: value}
+    flat: dict = {}
+    for path, child in items:
+        flat.update(flatten_config(child, path))
+    return flat
+
+
+def config_diff(config_texts: list[str | None]) -> list[tuple[str, list[str]]]:
+    """(key path, one value per run) for every leaf on which the configs differ, as YAML would spell the values;
+    "(absent)" where a config lacks the key, "?" for a run without a readable config.yaml."""
+    import yaml
+
+    flats = []
+    for text in config_texts:
+        try:
+            loaded = yaml.safe_load(text) if text is not None else None
+        except yaml.YAMLError:
+            loaded = None
+        flats.append(flatten_config(loaded) if isinstance(loaded, dict) else None)
+    present = [flat for flat in flats if flat is not None]
+    keys = list(dict.fromkeys(key for flat in present for key in flat))
+    rows = []
+    for key in keys:
+        values = ["?" if flat is None else _yaml_scalar(flat, key) for flat in flats]
+        if len({value for value, flat in zip(values, flats) if flat is not None}) > 1:
+            rows.append((key, values))
+    return rows
+
+
+def _yaml_scalar(flat: dict, key: str) -> str:
+    if key not in flat:
+        return "(absent)"
+    return flat[key] if isinstance(flat[key], str) else json.dumps(flat[key])
+
+
+def compare_runs(paths) -> dict:
+    """Side by side: {"labels", "paths", "rows": [(row name, [cell per run])], "config": config_diff(...),
+    "problems"}. A cell is None, a string, or {"value", "epoch", "std"}."""
+    records = [open_run(path) for path in paths]
+    keys = list(dict.fromkeys(key for record in records for key in record.history if key not in NOT_METRICS))
+    rows = [("status", [record.status + (f" ({record.folds}-fold)" if record.folds else "") for record in records]),
+            ("epochs", [str(record.epochs) for record in records])]
+    for key in keys:
+        rows.append((f"{key} final", [final_value(record, key) for record in records]))
+        rows.append((f"{key} best", [best_value(record, key) for record in records]))
+    tests = [record.metrics.get("test") if isinstance(record.metrics.get("test"), dict) else {} for record in records]
+    for key in dict.fromkeys(key for test in tests for key in test if key != "samples"):
+        rows.append((f"test {key}", [{"value": test[key], "epoch": None, "std": None} if key in test else None
+                                     for test in tests]))
+    rows.append(("duration", [format_duration(duration_seconds(record)) for record in records]))
+    return {"labels": run_labels(records), "paths": [str(record.path) for record in records], "rows": rows,
+            "config": config_diff([record.config_text for record in records]),
+            "problems": [f"{record.path}: {problem}" for record in records for problem in record.problems]}
+
+
+# ---- text for tables -----------------------------------------------------------------------------------------
+def format_cell(cell) -> str:
+    """"0.9000", "0.8662 ± 0.0071 (epoch 3)", "nan", or "" for no value."""
+    if cell is None:
+        return ""
+    if isinstance(cell, str):
+        return cell
+    value = cell.get("value")
+    text = "nan" if value is None else f"{value:.4f}"
+    if cell.get("std") is not None:
+        text += f" ± {cell['std']:.4f}"
+    if cell.get("epoch") is not None:
+        text += f" (epoch {cell['epoch']})"
+    return text
+
+
+def format_duration(seconds: float | None) -> str:
+    """"<1 s", "42 s", "3 min 05 s", "2 h 07 min"; "" when unknown."""
+    if seconds is None:
+        return ""
+    seconds = round(seconds)
+    if seconds < 1:
+        return "<1 s"
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def format_started(iso: str) -> str:
+    """An ISO time as local "YYYY-mm-dd HH:MM:SS"."""
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+RUN_COLUMNS = [("name", "left"), ("started", "left"), ("status", "left"), ("epochs", "right"),
+               ("best validation", "left"), ("test", "left"), ("duration", "right")]
+
+
+def run_row(summary: dict) -> list[str]:
+    """One `summarize_run` result as the text cells of RUN_COLUMNS."""
+    best, test = summary["best"], summary["test"] or {}
+    metric = best["metric"].removeprefix("val_") if best else "loss"
+    shown = metric if metric in test else "loss"  # the test figure of the metric the run is judged by
+    return [summary["name"] + (f" ({summary['kfold']}-fold)" if summary["kfold"] else ""),
+            format_started(summary["started"]), summary["status"], str(summary["epochs"]),
+            f"{best['metric']} {format_cell(best)}" if best else "",
+            f"{shown} {format_cell({'value': test[shown]})}" if isinstance(test.get(shown), (int, float)) else "",
+            format_duration(summary["duration_s"])]
