@@ -33,7 +33,7 @@ class ResolvedConfig:
 
     def to_yaml(self) -> str:
         """The resolved config with every default filled in: what a run saves and `config show` prints."""
-        return yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+        return yaml.safe_dump(self.config.model_dump(), sort_keys=False, allow_unicode=True)  # int keys stay ints
 
 
 def load_config(path, overrides=(), label: str | None = None) -> ResolvedConfig:

@@ -64,6 +64,11 @@ Shape = _value_type("a list of positive integers", lambda v: isinstance(v, list)
 TargetShape = _value_type("a list of positive integers (one may be -1)", lambda v: isinstance(v, list) and bool(v)
                           and all(_is_int(s) and (s > 0 or s == -1) for s in v) and v.count(-1) <= 1,
                           {"type": "array", "items": {"type": "integer"}, "minItems": 1})
+ClassWeights = _value_type("a mapping of class ids (integers ≥ 0) to weights (numbers ≥ 0)", lambda v: isinstance(v, dict)
+                           and bool(v) and all(_is_int(k) and k >= 0 and _is_number(w) and w >= 0
+                                               for k, w in v.items()),
+                           {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
+                            "propertyNames": {"pattern": "^[0-9]+$"}})
 # A family member given by name or as {type: name, ...arguments}; the family's registry checks it later.
 NamedSpec = _value_type("a name or a mapping with `type`", lambda v: (isinstance(v, str) and v.strip() != "") or (
     isinstance(v, dict) and isinstance(v.get("type"), str)), {"anyOf": [
@@ -369,6 +374,8 @@ class Config(Section):
     metrics: list[NamedSpec] = Field(default_factory=list)
     epochs: PositiveInt = 1
     batch_size: PositiveInt = 32
+    class_weight: Optional[ClassWeights] = Field(None, description="weights of the loss per class id, e.g. "
+                                                                   "{0: 1.0, 1: 3.0}; classes not named weigh 1")
     callbacks: list[NamedSpec] = Field(default_factory=list)
     device: Literal["cpu", "cuda", "auto"] = "cpu"
 

@@ -159,7 +159,7 @@ def _build(node, path, doc: Document, issues: list):
     out = {}
     for key_node, value_node in node.value:
         key = _build(key_node, path + ("<key>",), doc, issues)
-        if not isinstance(key, str):
+        if not isinstance(key, str) and (isinstance(key, bool) or not isinstance(key, int)):  # ints: class ids
             issues.append(ConfigIssue(_where(key_node, doc.label), path, f"keys must be names, got {key!r}"))
             continue
         if key in out:

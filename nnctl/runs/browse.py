@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from nnctl.direction import higher_is_better
 from nnctl.errors import NnctlError
 from nnctl.runs.rundir import MANIFEST, RunDirectory
 
 NOT_METRICS = ("epoch_time", "lr")  # history keys that describe the training, not the model
-HIGHER_IS_BETTER = ("accuracy", "acc", "auc", "precision", "recall")  # name endings; every other metric is an error
 _STAMP = re.compile(r"\d{8}-\d{6}(-\d+)?")  # RunDirectory.create's folder names
 _SEARCH_DEPTH = 3  # DIR/<name>/<stamp> is 2 deep; a little slack, but never a walk through a whole project
 
@@ -140,12 +140,6 @@ def _kfold_history(folder: Path, problems: list[str]) -> tuple[dict, dict]:
 
 
 # ---- the figures a run is judged by --------------------------------------------------------------------------
-def higher_is_better(key: str) -> bool:
-    """Whether a larger value of history `key` is better: accuracy, AUC, precision and recall; losses and errors
-    are not. The same rule as kfold.summarize for every metric name in the registry."""
-    return key.removeprefix("val_").endswith(HIGHER_IS_BETTER)
-
-
 def main_metric(history: dict) -> str | None:
     """The validation key a run is judged by: its first validation metric other than the loss, else `val_loss`;
     None when the run has no validation data."""

@@ -14,6 +14,7 @@ import numpy as np
 
 from nnctl.config.build import build_model, check_data
 from nnctl.config.resolve import ResolvedConfig
+from nnctl.direction import higher_is_better
 from nnctl.data.files import load_data, load_source
 from nnctl.runs.rundir import RunDirectory
 from nnctl.train.session import Prepared, _now, begin_run, fit_into, prepare
@@ -46,7 +47,7 @@ def summarize(histories: list[dict]) -> dict:
     best = {}
     for key, stats in per_epoch.items():
         if key.startswith("val_") and epochs:
-            pick = np.argmax if "acc" in key or key.endswith(("auc", "precision", "recall")) else np.argmin
+            pick = np.argmax if higher_is_better(key) else np.argmin
             index = int(pick(stats["mean"]))
             best[key] = {"epoch": index + 1, "mean": stats["mean"][index], "std": stats["std"][index]}
     return {"folds": len(histories), "epochs": epochs, "per_epoch": per_epoch, "final": final, "best": best}

@@ -192,7 +192,7 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
             began = time.perf_counter()
             if not interrupt.requested:
                 model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=validation,
-                          callbacks=callbacks, initial_epoch=initial_epoch)
+                          callbacks=callbacks, initial_epoch=initial_epoch, class_weight=cfg.class_weight)
             returned = True
         if interrupt.requested:
             status = "interrupted"

@@ -64,7 +64,7 @@ MULTICLASS = ("tiny.npz", "{data}", LAST, "    - {type: dense, units: 3, activat
 CASES = [
     # ---- unknown keys and names: a did-you-mean and the allowed values
     ("top-level-key-typo", edit("epochs: 2", "epoch: 2"),
-     [(13, 1, ("epoch: unknown key 'epoch' — did you mean 'epochs'?", "(allowed: batch_size, callbacks, data,"))]),
+     [(13, 1, ("epoch: unknown key 'epoch' — did you mean 'epochs'?", "(allowed: batch_size, callbacks, class_weight, data,"))]),
     ("layer-key-typo", edit("units: 8", "unitz: 8"),
      [(8, 21, ("model.layers[0].unitz: unknown key 'unitz' — did you mean 'units'?", "allowed: activation,"))]),
     ("optimizer-key-typo", edit(OPTIMIZER, "optimizer: {type: adam, learning_rate: 0.01, beta1: 0.9}"),

@@ -1,6 +1,7 @@
 """Exact resume, the checkpoint a killed run leaves, and the NaN stop, through the real command line."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -217,3 +218,31 @@ def test_a_run_killed_with_sigkill_mid_epoch_resumes_to_the_same_bytes(tmp_path)
     assert (run.path / "weights.safetensors").read_bytes() == (whole.path / "weights.safetensors").read_bytes()
     assert values(run.read_json("history.json")) == values(whole.read_json("history.json"))
     assert run.manifest()["status"] == "completed" and run.manifest()["resumed"][0]["from_epoch"] == done
+
+
+def test_class_weight_from_the_config_weighs_the_loss_like_keras(tmp_path, tiny_config):
+    def first_loss(*overrides):
+        run = run_path(train(tiny_config, "--runs-dir", tmp_path, "--set", "epochs=1", *overrides).stdout)
+        return RunDirectory(run).read_json("history.json")["loss"][0], (run / "weights.safetensors").read_bytes()
+
+    plain, plain_weights = first_loss()
+    ones, ones_weights = first_loss("--set", "class_weight={0: 1, 1: 1}")
+    heavy, _ = first_loss("--set", "class_weight={0: 1.0, 1: 5.0}")
+    assert ones == plain and ones_weights == plain_weights  # weight 1 everywhere changes nothing
+    assert heavy > 1.5 * plain  # the positives' losses count five times
+    config = (run_path(train(tiny_config, "--runs-dir", tmp_path, "--set", "class_weight={1: 2}").stdout)
+              / "config.yaml").read_text()
+    assert "class_weight:\n  1: 2" in config  # saved with integer class ids, so the run reloads
+
+
+def test_evaluate_and_predict_take_a_checkpoint_file(tmp_path):
+    config = write_config(tmp_path, dropout=False)
+    run = run_path(train(config, "--runs-dir", tmp_path).stdout)
+    final = invoke("evaluate", run, "--json")
+    best = invoke("evaluate", run, "--json", "--weights", "checkpoints/best.safetensors")
+    last = invoke("evaluate", run, "--json", "--weights", run / CHECKPOINT)
+    assert final.exit_code == best.exit_code == last.exit_code == 0, best.output + best.stderr
+    saved = RunDirectory(run).read_json("metrics.json")
+    assert "test (checkpoints/best.safetensors)" in saved and saved["test"] == json.loads(final.stdout)
+    missing = invoke("evaluate", run, "--weights", "checkpoints/nope.safetensors")
+    assert missing.exit_code == 2 and "nope.safetensors: file is missing" in missing.stderr

@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from nnctl.direction import higher_is_better  # noqa: F401  (re-exported: mode auto)
 from nnctl.errors import ArgumentError, check_float_range
 
 
@@ -117,13 +118,6 @@ class History(Callback):
 
 
 # ---- built-in callbacks ------------------------------------------------------------------------------
-
-def higher_is_better(monitor: str) -> bool:
-    """Mode "auto": True for accuracy-like names (anything with "acc") and auc/precision/recall, with or
-    without the `val_` prefix; every other quantity (losses, errors) is minimized."""
-    name = monitor[len("val_"):] if monitor.startswith("val_") else monitor
-    return "acc" in name or name.startswith(("auc", "precision", "recall"))
-
 
 def _check_monitor(monitor) -> str:
     if not isinstance(monitor, str) or not monitor:
