@@ -46,6 +46,14 @@ class Callback:
         """Keras's `params`: epochs, steps (per epoch), samples, batch_size, initial_epoch."""
         self.params = dict(params)
 
+    _resumed = False  # set by a subclass's set_state; read once by _starting_fresh
+
+    def _starting_fresh(self) -> bool:
+        """For on_train_begin: True when this training is not a resume (reset counters, as Keras does);
+        False once after set_state, so a restored state carries on."""
+        resumed, self._resumed = self._resumed, False
+        return not resumed
+
     def on_train_begin(self, logs=None): ...
     def on_train_end(self, logs=None): ...
     def on_epoch_begin(self, epoch, logs=None): ...

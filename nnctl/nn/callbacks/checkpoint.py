@@ -83,7 +83,6 @@ class ModelCheckpoint(Callback):
         self.maximize = mode == "max" or (mode == "auto" and higher_is_better(monitor))
         self.best = self._initial_best()
         self.saved: list[str] = []
-        self._restored = False
 
     def _initial_best(self) -> float:
         if self.initial_value_threshold is not None:
@@ -91,9 +90,8 @@ class ModelCheckpoint(Callback):
         return -math.inf if self.maximize else math.inf
 
     def on_train_begin(self, logs=None):
-        if not self._restored:
+        if self._starting_fresh():
             self.best, self.saved = self._initial_best(), []
-        self._restored = False
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -122,7 +120,7 @@ class ModelCheckpoint(Callback):
         return {"best": self.best, "saved": list(self.saved)}
 
     def set_state(self, state: dict, tensors: dict) -> None:
-        self.best, self.saved, self._restored = float(state["best"]), list(state["saved"]), True
+        self.best, self.saved, self._resumed = float(state["best"]), list(state["saved"]), True
 
     def get_config(self) -> dict:
         return {"filepath": self.filepath, "monitor": self.monitor, "verbose": self.verbose,

@@ -34,15 +34,14 @@ class CSVLogger(Callback):
         self.filename, self.separator = str(filename), separator
         self.append = check_bool("append", append)
         self._file = self._writer = None
-        self._resumed = False
 
     def on_train_begin(self, logs=None):
         self.on_train_end()
         path = Path(self.filename)
-        append = self.append or self._resumed
-        if self._resumed:
+        resumed = not self._starting_fresh()
+        append = self.append or resumed
+        if resumed:
             self._drop_rows_from(int(self.params.get("initial_epoch", 0)))
-        self._resumed = False
         self._columns = self._header(path) if append else None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open(path, "a" if append else "w", newline="", encoding="utf-8")
@@ -121,7 +120,6 @@ class TensorBoard(Callback):
         self.log_dir = str(log_dir)
         self._writers: dict = {}
         self._purge_step = None
-        self._resumed = False
 
     def _writer(self, split: str):
         if split not in self._writers:
@@ -134,8 +132,7 @@ class TensorBoard(Callback):
 
     def on_train_begin(self, logs=None):
         self.on_train_end()
-        self._purge_step = int(self.params.get("initial_epoch", 0)) if self._resumed else None
-        self._resumed = False
+        self._purge_step = None if self._starting_fresh() else int(self.params.get("initial_epoch", 0))
         self._writer("train")
 
     def on_epoch_end(self, epoch, logs=None):

@@ -45,16 +45,13 @@ class EarlyStopping(Callback):
         self.wait, self.stopped_epoch, self.best_epoch = 0, 0, 0
         self.best = -math.inf if self.maximize else math.inf
         self.best_weights = None
-        self._resumed = False
 
     def _is_improvement(self, value, reference) -> bool:
         # Keras's form, `monitor_op(value - signed_min_delta, reference)`, kept for identical rounding.
         return value - self.min_delta > reference if self.maximize else value + self.min_delta < reference
 
     def on_train_begin(self, logs=None):
-        if self._resumed:
-            self._resumed = False
-        else:
+        if self._starting_fresh():
             self._reset()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -131,15 +128,12 @@ class ReduceLROnPlateau(Callback):
     def _reset(self):
         self.wait, self.cooldown_counter = 0, 0
         self.best = -math.inf if self.maximize else math.inf
-        self._resumed = False
 
     def _is_improvement(self, value) -> bool:
         return value > self.best + self.min_delta if self.maximize else value < self.best - self.min_delta
 
     def on_train_begin(self, logs=None):
-        if self._resumed:
-            self._resumed = False
-        else:
+        if self._starting_fresh():
             self._reset()
 
     def on_epoch_end(self, epoch, logs=None):
