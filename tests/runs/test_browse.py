@@ -188,7 +188,7 @@ def test_runs_in_a_folder_without_runs(tmp_path):
 
 def test_runs_on_a_terminal_is_a_rich_table(tmp_path, monkeypatch):
     write_run(tmp_path / "runs", "mlp", CLASSIFIER)
-    monkeypatch.setattr("nnctl.cli._on_terminal", lambda: True)
+    monkeypatch.setattr("nnctl.cli_runs._on_terminal", lambda: True)
     monkeypatch.setenv("COLUMNS", "150")  # the terminal's width
     result = invoke("runs", tmp_path / "runs")
     assert result.exit_code == 0, result.output

@@ -1,0 +1,111 @@
+"""The commands that read finished runs back: `nnctl runs`, `compare` and `plot` (registered on `main`).
+
+Like cli.py, importing this stays cheap: the run readers and matplotlib load inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from nnctl.cli import _table, main, user_errors
+
+
+@main.command()
+@click.argument("folder", default="runs", required=False, metavar="[DIR]", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list with one object per run, for scripts.")
+@user_errors
+def runs(folder, as_json):
+    """List the runs under DIR (default: runs), oldest first: status, epochs, best validation metric, test, time.
+
+    \b
+    Example:
+      nnctl runs
+      nnctl runs runs/imdb --json
+    A K-fold run is one row of means over its folds; a half-written run shows what it holds.
+    """
+    from nnctl.runs.browse import RUN_COLUMNS, list_runs, run_row
+
+    found = list_runs(folder)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    for summary in found:
+        for problem in summary["problems"]:
+            click.secho(f"note: {summary['path']}: {problem}", fg="yellow", err=True)
+    if not found:
+        click.echo(f"no runs in {folder}")
+        return
+    _render(RUN_COLUMNS, [run_row(summary) for summary in found])
+
+
+@main.command()
+@click.argument("run_paths", nargs=-1, required=True, metavar="RUN RUN...")
+@click.option("--json", "as_json", is_flag=True, help="Print the metric rows and the config differences as JSON.")
+@user_errors
+def compare(run_paths, as_json):
+    """Compare runs side by side: final and best metrics (a column per run), then where their configs differ.
+
+    \b
+    Example:
+      nnctl compare runs/imdb/20240517-093005 runs/imdb/latest
+    A RUN is a run folder or runs/<name> (its latest run).
+    """
+    from nnctl.runs.browse import compare_runs, format_cell
+
+    if len(run_paths) < 2:
+        raise click.UsageError("give two or more runs to compare")
+    result = compare_runs(run_paths)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for problem in result["problems"]:
+        click.secho(f"note: {problem}", fg="yellow", err=True)
+    _render([("metric", "left")] + [(label, "right") for label in result["labels"]],
+            [[name] + [format_cell(cell) for cell in cells] for name, cells in result["rows"]])
+    click.echo("config: identical" if not result["config"] else "config differences:")
+    for key, values in result["config"]:
+        click.echo(f"  {key}: {' → '.join(values)}")
+
+
+@main.command()
+@click.argument("run_paths", nargs=-1, required=True, metavar="RUN [RUN...]")
+@click.option("--metric", "-m", help="Plot only this metric, training and validation (e.g. loss, accuracy, mae, "
+                                     "lr); default: the loss and the main metric side by side.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="Image file (.png, .svg, .pdf); default RUN/plot.png for one run, ./plot.png for several.")
+@user_errors
+def plot(run_paths, metric, output):
+    """Plot training vs validation curves per epoch (the book's figures); several runs are overlaid.
+
+    \b
+    Example:
+      nnctl plot runs/imdb/latest
+      nnctl plot runs/boston_kfold runs/boston --metric mae -o boston.png
+    A K-fold run is drawn as its mean ± std over folds. Needs matplotlib: pip install 'nnctl[plot]'.
+    """
+    from nnctl.runs.plot import write_plot
+
+    click.echo(f"plot: {write_plot(run_paths, metric, output)}")
+
+
+def _on_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _render(columns, rows):
+    """A rich table on a terminal; elsewhere plain columns two spaces apart, which grep, awk and cut can read."""
+    if _on_terminal():
+        import shutil
+
+        from rich.markup import escape
+        _table(columns, [[escape(cell) for cell in row] for row in rows], width=shutil.get_terminal_size().columns)
+        return
+    lines = [[name for name, _ in columns]] + rows
+    widths = [max(len(cell) for cell in column) for column in zip(*lines)]
+    for line in lines:
+        cells = [cell.ljust(width) if justify == "left" else cell.rjust(width)
+                 for cell, width, (_, justify) in zip(line, widths, columns)]
+        click.echo("  ".join(cells).rstrip())
