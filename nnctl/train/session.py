@@ -157,10 +157,8 @@ class RewindOnStop(Callback):
 
 def nonfinite_message(found: dict) -> str:
     done = found["epoch"] - 1
-    return (f"the loss became {found['loss']} at epoch {found['epoch']}, step {found['step']} of {found['steps']}; "
-            f"the weights and checkpoint kept are those of epoch {done}" if done else
-            f"the loss became {found['loss']} at epoch 1, step {found['step']} of {found['steps']}; "
-            f"the weights kept are the initial ones")
+    kept = f"the weights and checkpoint kept are those of epoch {done}" if done else "the weights kept are the initial ones"
+    return f"the loss became {found['loss']} at epoch {found['epoch']}, step {found['step']} of {found['steps']}; {kept}"
 
 
 def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared, progress=None,
@@ -247,7 +245,8 @@ def prepare_resume(run_path, overrides=()) -> tuple[RunDirectory, ResolvedConfig
     from nnctl.nn import checkpoint
 
     run = RunDirectory.open(run_path)
-    if (run.path / "kfold.json").exists() or run.manifest().get("kfold"):
+    manifest = run.manifest()
+    if (run.path / "kfold.json").exists() or manifest.get("kfold"):
         raise NnctlError(f"{run.path} is a K-fold run: resuming K-fold runs is not supported, train it again")
     saved = load_config(run.path / "config.yaml")
     resolved = load_config(run.path / "config.yaml", overrides)
@@ -262,7 +261,7 @@ def prepare_resume(run_path, overrides=()) -> tuple[RunDirectory, ResolvedConfig
         raise ConfigError([resolved.issue(("epochs",), f"the run has already trained {done} epoch(s) of "
                                                        f"{resolved.config.epochs}: ask for more, e.g. "
                                                        f"--set epochs={done + max(1, done)}")])
-    for entry in run.manifest().get("data", []):
+    for entry in manifest.get("data", []):
         path = Path(entry["path"])
         if path.is_file() and sha256_file(path) != entry["sha256"]:
             raise NnctlError(f"{path} changed since the run started (sha256 {entry['sha256'][:12]}…): "
