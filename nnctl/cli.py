@@ -16,6 +16,12 @@ from nnctl import __version__
 
 EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
+# OpenBLAS's idle threads spin, which slows nnctl's own split kernels and everything under load
+# (nnctl/engine/settings.py, threading policy). So the command line runs BLAS on one thread unless the user
+# set OPENBLAS_NUM_THREADS. OpenBLAS reads it once, when NumPy loads, which is later than this.
+if "numpy" not in sys.modules:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 
 def _fail(lines, code: int = EXIT_USAGE):
     """One red line per problem on stderr, then exit with `code` (no traceback)."""

@@ -23,6 +23,11 @@ def _kernel_cache_dir() -> Path:
     return Path(base) / "kernels" / digest.hexdigest()[:16]
 
 
+# The split kernels' threads sleep when idle rather than spin (settings.py, threading policy). OpenMP reads
+# this when Numba first starts its thread pool, which is after this import.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+os.environ.setdefault("NUMBA_THREADING_LAYER_PRIORITY", "omp workqueue tbb")
+
 if "NUMBA_CACHE_DIR" not in os.environ:
     os.environ["NUMBA_CACHE_DIR"] = str(_kernel_cache_dir())
     if "numba" in sys.modules:  # imported before us: its config has already read the environment

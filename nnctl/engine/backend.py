@@ -10,7 +10,7 @@ import importlib
 
 import numpy as np
 
-from nnctl.engine import settings
+from nnctl.engine import settings, threads
 from nnctl.errors import UnknownNameError
 
 _MODULES = {"cpu": "nnctl.engine.cpu"}
@@ -22,6 +22,7 @@ class Backend:
 
     def __init__(self, name: str, module):
         self.name = name
+        self._buffers: dict[str, np.ndarray] = {}
         for kernel in module.KERNELS:
             setattr(self, kernel, getattr(module, kernel))
 
@@ -46,6 +47,43 @@ class Backend:
             self.matmul_nt(a, b, out)
         else:
             np.matmul(a, b.T, out=out)
+
+    # CSR input through the first Dense layer; calls big enough to pay for it are split over threads.
+    def csr_forward(self, x, w: np.ndarray, out: np.ndarray) -> None:
+        """out = x @ w for a CSRBatch x; a big batch is cut into row ranges, one per thread."""
+        m, rows = x.matrix, x.rows
+        parts = threads.parts(len(rows) * m.nnz // max(1, m.shape[0]) * w.shape[1])
+        if parts == 1:
+            self.csr_matmul(m.indptr, m.indices, m.values, rows, w, out)
+        else:
+            self.csr_matmul_split(m.indptr, m.indices, m.values, rows, w, out, parts)
+
+    def csr_weight_grad(self, x, dy: np.ndarray, dw: np.ndarray) -> None:
+        """dw = xᵀ @ dy for a CSRBatch x. Narrow layers scatter; wide ones transpose the batch and write each
+        dw row once, a big one in column ranges of equal non-zero counts, one per thread (same bytes)."""
+        m, rows = x.matrix, x.rows
+        if dy.shape[1] < settings.CSC_MIN_UNITS:
+            self.csr_t_matmul(m.indptr, m.indices, m.values, rows, dy, dw)
+            return
+        nnz = int((m.indptr[rows + 1] - m.indptr[rows]).sum())
+        colptr = self._scratch("colptr", dw.shape[0] + 1, np.int64)
+        brow, bval = self._scratch("brow", nnz, np.int32), self._scratch("bval", nnz, np.float32)
+        self.csr_transpose_rows(m.indptr, m.indices, m.values, rows, colptr, brow, bval)
+        parts = threads.parts(nnz * dy.shape[1])
+        if parts == 1:
+            self.csc_t_matmul(colptr, brow, bval, dy, dw, 0, dw.shape[0])
+            return
+        bounds = np.searchsorted(colptr[:dw.shape[0] + 1], np.arange(parts + 1) * nnz // parts)
+        bounds[0], bounds[-1] = 0, dw.shape[0]
+        self.csc_t_matmul_split(colptr, brow, bval, dy, dw, bounds)
+
+    def _scratch(self, key: str, size: int, dtype) -> np.ndarray:
+        """A reusable buffer of at least `size` elements (grows, never shrinks). The training loop is the
+        only caller, one call at a time."""
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape[0] < size:
+            buf = self._buffers[key] = np.empty(max(size, 1), dtype)
+        return buf
 
     @staticmethod
     def empty(shape) -> np.ndarray:

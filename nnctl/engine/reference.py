@@ -107,6 +107,30 @@ def csr_t_matmul(indptr, indices, values, rows, dy, dw):
     dw[...] = _csr_dense(indptr, indices, values, rows, dw.shape[0]).T @ dy
 
 
+def csr_transpose_rows(indptr, indices, values, rows, colptr, brow, bval):
+    entries = [(indices[k], b, values[k]) for b, r in enumerate(rows) for k in range(indptr[r], indptr[r + 1])]
+    entries.sort(key=lambda e: (e[0], e[1]))  # stable: repeated columns in a row keep their order
+    colptr[0] = 0
+    colptr[1:] = np.cumsum(np.bincount([e[0] for e in entries], minlength=len(colptr) - 1))
+    brow[:len(entries)] = [e[1] for e in entries]
+    bval[:len(entries)] = [e[2] for e in entries]
+    return len(entries)
+
+
+def csc_t_matmul(colptr, brow, bval, dy, dw, c0, c1):
+    for c in range(c0, c1):
+        p = np.arange(colptr[c], colptr[c + 1])
+        dw[c] = bval[p].astype(np.float64) @ dy[brow[p]].astype(np.float64)
+
+
+def csr_matmul_split(indptr, indices, values, rows, w, out, parts):
+    csr_matmul(indptr, indices, values, rows, w, out)
+
+
+def csc_t_matmul_split(colptr, brow, bval, dy, dw, bounds):
+    csc_t_matmul(colptr, brow, bval, dy, dw, bounds[0], bounds[-1])
+
+
 def sample_losses(code, delta, pred, target, labels):
     """Per-sample losses ℓᵢ (float64, shape (n,)), straight from the Keras definitions."""
     name = {v: k for k, v in LOSS_CODES.items()}[code]

@@ -182,9 +182,8 @@ class Dense(_Activated):
     def forward(self, x, training):
         self.x = x
         if isinstance(x, CSRBatch):
-            m = x.matrix
             z = self._buffer("z", (len(x.rows), self.units))
-            self.backend.csr_matmul(m.indptr, m.indices, m.values, x.rows, self.kernel.value, z)
+            self.backend.csr_forward(x, self.kernel.value, z)
             return self._activate(z, self._bias_value())
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])  # Dense acts on the last axis, like Keras
@@ -198,8 +197,7 @@ class Dense(_Activated):
         dz = self._deactivate(dy2, from_preactivation, db)
         x = self.x
         if isinstance(x, CSRBatch):
-            m = x.matrix
-            self.backend.csr_t_matmul(m.indptr, m.indices, m.values, x.rows, dz, self.kernel.grad)
+            self.backend.csr_weight_grad(x, dz, self.kernel.grad)
             return None
         x2 = x.reshape(-1, x.shape[-1])
         self.backend.gemm_tn(x2, dz, self.kernel.grad)

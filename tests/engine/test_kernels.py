@@ -61,6 +61,14 @@ def case_optimizer(rng, optimizer, clip_mode):
             clip_mode, 0.5)
 
 
+def case_csc_t_matmul(rng):
+    """A batch with up to 12 rows per column, in CSC form; only columns 2..27 are written."""
+    indptr, indices, values = _csr(rng, rows=12, density=0.6)
+    colptr, brow, bval = np.zeros(31, np.int64), np.zeros(len(indices), np.int32), np.zeros(len(indices), F32)
+    reference.csr_transpose_rows(indptr, indices, values, np.arange(12), colptr, brow, bval)
+    return colptr, brow, bval, _rand(rng, 12, 70), np.ones((30, 70), F32), 2, 28
+
+
 CASES = (
     [pytest.param("bias_act_forward", case_bias_act_forward, (a,), id=f"forward-{a}") for a in ACTIVATION_CODES]
     + [pytest.param("bias_act_backward", case_bias_act_backward, (a,), id=f"backward-{a}")
@@ -91,6 +99,20 @@ CASES = (
                                                 np.zeros((4, 5), F32)), (), id="csr_matmul"),
         pytest.param("csr_t_matmul", lambda rng: (*_csr(rng), np.array([3, 1, 6, 1]), _rand(rng, 4, 5),
                                                   np.ones((30, 5), F32)), (), id="csr_t_matmul"),
+        # Dense rows (≥ 8 non-zeros) take the 8-at-a-time loops, plus their remainders; row 1 twice.
+        pytest.param("csr_matmul", lambda rng: (*_csr(rng, density=0.7), np.array([3, 1, 6, 1]), _rand(rng, 30, 70),
+                                                np.zeros((4, 70), F32)), (), id="csr_matmul-dense-rows"),
+        pytest.param("csr_t_matmul", lambda rng: (*_csr(rng, density=0.7), np.array([3, 1, 6, 1]), _rand(rng, 4, 70),
+                                                  np.ones((30, 70), F32)), (), id="csr_t_matmul-dense-rows"),
+        pytest.param("csr_transpose_rows", lambda rng: (*_csr(rng, density=0.5), np.array([3, 1, 6, 1, 0]),
+                                                        np.zeros(31, np.int64), np.zeros(150, np.int32),
+                                                        np.zeros(150, F32)), (), id="csr_transpose_rows"),
+        pytest.param("csc_t_matmul", case_csc_t_matmul, (), id="csc_t_matmul"),
+        pytest.param("csr_matmul_split", lambda rng: (*_csr(rng, density=0.7), np.array([3, 1, 6, 1, 0]),
+                                                      _rand(rng, 30, 70), np.zeros((5, 70), F32), 2), (),
+                     id="csr_matmul_split"),
+        pytest.param("csc_t_matmul_split", lambda rng: (*case_csc_t_matmul(rng)[:5], np.array([2, 9, 10, 28])), (),
+                     id="csc_t_matmul_split"),
         pytest.param("regularize", lambda rng: (_rand(rng, 10), _rand(rng, 10), 0.01, 0.02), (), id="regularize"),
         pytest.param("sum_squares", lambda rng: (_rand(rng, 50),), (), id="sum_squares"),
     ]

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from nnctl.engine import settings
 from nnctl.engine.csr import CSRMatrix
 from nnctl.errors import ArgumentError, ShapeError, UnknownNameError
 from nnctl.nn.callbacks import Callback
@@ -74,12 +75,34 @@ def test_same_seed_same_bytes_and_other_seed_differs():
     assert any(w1[k].tobytes() != w3[k].tobytes() for k in w1)
 
 
-def test_sparse_input_trains_like_its_dense_twin():
+def test_sparse_input_trains_like_its_dense_twin(monkeypatch):
+    monkeypatch.setattr(settings, "SPARSE_INPUT_DENSITY", 0.0)  # keep the dense twin dense
     histories = []
     for x in (X_TEXT, X_TEXT.to_dense()):
         model = text_model()
         histories.append(model.fit(x, Y_TEXT, epochs=2, batch_size=16, fast_path=False)["loss"])
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-5)
+
+
+def test_mostly_zero_dense_input_runs_as_csr(monkeypatch):
+    dense = X_TEXT.to_dense()  # 6 % non-zero
+    model = text_model()
+    assert isinstance(model._inputs(dense), CSRMatrix)
+    assert isinstance(regression_model()._inputs(X), np.ndarray)  # standard normal: no zeros
+    monkeypatch.setattr(settings, "SPARSE_INPUT_DENSITY", 0.0)
+    assert isinstance(model._inputs(dense), np.ndarray)
+    monkeypatch.undo()
+    wide = Sequential([Dense(4)], input_shape=(300,), dtype="float64")  # gradient checks stay dense
+    wide.compile(loss="mse")
+    assert isinstance(wide._inputs(dense), np.ndarray)
+    # The same bytes as handing over the CSR matrix: weights, history and predictions.
+    runs = []
+    for x in (dense, X_TEXT):
+        model = text_model()
+        history = model.fit(x, Y_TEXT, epochs=2, batch_size=16, fast_path=False, validation_data=(x, Y_TEXT))
+        runs.append((model.get_weights(), without_times(history), model.predict(x).tobytes()))
+    (w1, h1, p1), (w2, h2, p2) = runs
+    assert all(w1[k].tobytes() == w2[k].tobytes() for k in w1) and h1 == h2 and p1 == p2
 
 
 def test_training_learns_and_evaluate_predict_agree():
