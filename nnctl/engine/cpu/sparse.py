@@ -13,6 +13,27 @@ from nnctl.engine.settings import KERNEL, PARALLEL_KERNEL
 
 
 @njit(**KERNEL)
+def _add_scaled_rows(o, src, rows, scales, start, end):
+    """o += Σ scales[k] · src[rows[k], :] for k in start..end-1, eight rows per pass over o, chained in k order."""
+    units = o.shape[0]
+    k = start
+    while k + 8 <= end:
+        s0, s1, s2, s3 = scales[k], scales[k + 1], scales[k + 2], scales[k + 3]
+        s4, s5, s6, s7 = scales[k + 4], scales[k + 5], scales[k + 6], scales[k + 7]
+        r0, r1, r2, r3 = src[rows[k]], src[rows[k + 1]], src[rows[k + 2]], src[rows[k + 3]]
+        r4, r5, r6, r7 = src[rows[k + 4]], src[rows[k + 5]], src[rows[k + 6]], src[rows[k + 7]]
+        for j in range(units):
+            o[j] = ((((((((o[j] + s0 * r0[j]) + s1 * r1[j]) + s2 * r2[j]) + s3 * r3[j]) + s4 * r4[j])
+                     + s5 * r5[j]) + s6 * r6[j]) + s7 * r7[j])
+        k += 8
+    while k < end:
+        s0, r0 = scales[k], src[rows[k]]
+        for j in range(units):
+            o[j] += s0 * r0[j]
+        k += 1
+
+
+@njit(**KERNEL)
 def csr_matmul(indptr, indices, values, rows, w, out):
     """out = X[rows] @ w with X in CSR form. indptr: (N+1,), indices/values: (nnz,), rows: (m,),
     w: (d, units), out: (m, units).
@@ -25,21 +46,7 @@ def csr_matmul(indptr, indices, values, rows, w, out):
         o = out[b]
         for j in range(units):
             o[j] = 0.0
-        k, end = indptr[r], indptr[r + 1]
-        while k + 8 <= end:
-            v0, v1, v2, v3 = values[k], values[k + 1], values[k + 2], values[k + 3]
-            v4, v5, v6, v7 = values[k + 4], values[k + 5], values[k + 6], values[k + 7]
-            w0, w1, w2, w3 = w[indices[k]], w[indices[k + 1]], w[indices[k + 2]], w[indices[k + 3]]
-            w4, w5, w6, w7 = w[indices[k + 4]], w[indices[k + 5]], w[indices[k + 6]], w[indices[k + 7]]
-            for j in range(units):
-                o[j] = ((((((((o[j] + v0 * w0[j]) + v1 * w1[j]) + v2 * w2[j]) + v3 * w3[j]) + v4 * w4[j])
-                         + v5 * w5[j]) + v6 * w6[j]) + v7 * w7[j])
-            k += 8
-        while k < end:
-            v0, w0 = values[k], w[indices[k]]
-            for j in range(units):
-                o[j] += v0 * w0[j]
-            k += 1
+        _add_scaled_rows(o, w, indices, values, indptr[r], indptr[r + 1])
 
 
 @njit(**KERNEL)
@@ -106,22 +113,7 @@ def csc_t_matmul(colptr, brow, bval, dy, dw, c0, c1):
         o = dw[c]
         for j in range(units):
             o[j] = 0.0
-        p, end = colptr[c], colptr[c + 1]
-        while p + 8 <= end:
-            v0, v1, v2, v3 = bval[p], bval[p + 1], bval[p + 2], bval[p + 3]
-            v4, v5, v6, v7 = bval[p + 4], bval[p + 5], bval[p + 6], bval[p + 7]
-            d0, d1, d2, d3 = dy[brow[p]], dy[brow[p + 1]], dy[brow[p + 2]], dy[brow[p + 3]]
-            d4, d5, d6, d7 = dy[brow[p + 4]], dy[brow[p + 5]], dy[brow[p + 6]], dy[brow[p + 7]]
-            for j in range(units):
-                o[j] = ((((((((o[j] + v0 * d0[j]) + v1 * d1[j]) + v2 * d2[j]) + v3 * d3[j]) + v4 * d4[j])
-                         + v5 * d5[j]) + v6 * d6[j]) + v7 * d7[j])
-            p += 8
-        while p < end:
-            v0, d0 = bval[p], dy[brow[p]]
-            for j in range(units):
-                o[j] += v0 * d0[j]
-            p += 1
-
+        _add_scaled_rows(o, dy, brow, bval, colptr[c], colptr[c + 1])
 
 @njit(**PARALLEL_KERNEL)
 def csr_matmul_split(indptr, indices, values, rows, w, out, parts):
