@@ -83,6 +83,11 @@ class CSRMatrix:
         return CSRMatrix(indptr, self.indices[gather], self.values[gather], (len(rows), self.shape[1]))
 
 
+def mostly_zero(x: np.ndarray, density: float) -> bool:
+    """Whether at most `density` of a 2-D array's values are non-zero (density 0: never)."""
+    return density > 0 and x.ndim == 2 and x.size > 0 and np.count_nonzero(x) <= density * x.size
+
+
 @dataclass(frozen=True)
 class CSRBatch:
     """A batch of a CSR matrix: the rows `rows` of `matrix`, in that order (never copied)."""

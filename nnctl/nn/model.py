@@ -13,7 +13,7 @@ import numpy as np
 
 from nnctl.engine import settings
 from nnctl.engine.backend import get_backend
-from nnctl.engine.csr import CSRBatch, CSRMatrix
+from nnctl.engine.csr import CSRBatch, CSRMatrix, mostly_zero
 from nnctl.errors import ArgumentError, NnctlError, ShapeError, check_positive_int
 from nnctl.nn import fastpath
 from nnctl.nn.callbacks import Callback, CallbackList, History
@@ -179,21 +179,14 @@ class Sequential:
         if isinstance(x, np.ndarray):
             x = np.ascontiguousarray(x, dtype=self.dtype)
         self._ready(x)
-        if isinstance(x, np.ndarray) and self._runs_sparse(x):
+        # Mostly-zero input runs as CSR: the first Dense layer skips the zeros, the sums are otherwise the same.
+        if (isinstance(x, np.ndarray) and self.dtype == np.float32 and isinstance(self.layers[0], Dense)
+                and mostly_zero(x, settings.SPARSE_INPUT_DENSITY)):
             x = CSRMatrix.from_dense(x)
         if tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(f"the model expects inputs of shape {self.input_shape} per sample, "
                              f"the data has {tuple(x.shape[1:])}")
         return x
-
-    def _runs_sparse(self, x: np.ndarray) -> bool:
-        """Whether a dense input is mostly zeros, so the first Dense layer runs it as CSR (settings.py).
-
-        The products skip the zeros and are otherwise the same sums; float64 models (gradient checks) stay dense.
-        """
-        threshold = settings.SPARSE_INPUT_DENSITY
-        return (threshold > 0 and self.dtype == np.float32 and x.ndim == 2 and x.size > 0
-                and isinstance(self.layers[0], Dense) and np.count_nonzero(x) <= threshold * x.size)
 
     def _dataset(self, x, y, sample_weight=None, class_weight=None) -> Dataset:
         x = self._inputs(x)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nnctl.engine.csr import CSRMatrix
+from nnctl.engine.csr import CSRMatrix, mostly_zero
 
 
 @pytest.mark.parametrize("shape", [(0, 5), (1, 3), (57, 7)])
@@ -19,3 +19,12 @@ def test_from_dense_round_trips(shape, chunk_rows):
     assert np.array_equal(matrix.to_dense(), dense)
     for r in range(shape[0]):  # columns ascend within each row
         assert np.all(np.diff(matrix.indices[matrix.indptr[r]:matrix.indptr[r + 1]]) > 0)
+
+
+def test_mostly_zero_counts_non_zeros_against_the_threshold():
+    x = np.zeros((4, 5), np.float32)
+    x[0, :3] = 1.0  # 3 of 20 non-zero: 15 %
+    assert mostly_zero(x, 0.15) and not mostly_zero(x, 0.1)
+    assert not mostly_zero(x, 0.0)  # 0 turns it off
+    assert not mostly_zero(x[0], 0.9)  # only 2-D inputs
+    assert not mostly_zero(np.zeros((0, 5), np.float32), 0.5)
