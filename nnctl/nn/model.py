@@ -179,13 +179,13 @@ class Sequential:
         if isinstance(x, np.ndarray):
             x = np.ascontiguousarray(x, dtype=self.dtype)
         self._ready(x)
-        # Mostly-zero input runs as CSR: the first Dense layer skips the zeros, the sums are otherwise the same.
-        if (isinstance(x, np.ndarray) and self.dtype == np.float32 and isinstance(self.layers[0], Dense)
-                and mostly_zero(x, settings.SPARSE_INPUT_DENSITY)):
-            x = CSRMatrix.from_dense(x)
         if tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(f"the model expects inputs of shape {self.input_shape} per sample, "
                              f"the data has {tuple(x.shape[1:])}")
+        # Mostly-zero input runs as CSR: the first Dense layer skips the zeros, the sums are otherwise the same.
+        if (isinstance(x, np.ndarray) and self.dtype == np.float32 and isinstance(self.layers[0], Dense)
+                and mostly_zero(x, settings.SPARSE_INPUT_DENSITY)):
+            return CSRMatrix.from_dense(x)
         return x
 
     def _dataset(self, x, y, sample_weight=None, class_weight=None) -> Dataset:
