@@ -52,6 +52,7 @@ CASES = {c.key: c for c in [
 @dataclass
 class Finished:
     returncode: int
+    launched_at: float  # Unix time just before the spawn
     wall_s: float
     peak_rss_mb: float
     stdout: str
@@ -65,7 +66,7 @@ class Finished:
 def run_child(command: list[str], env: dict | None = None) -> Finished:
     """Runs `command` to the end; wall time from spawn to reap, peak RSS from the kernel's rusage of the child."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
+        launched_at, started = time.time(), time.perf_counter()
         proc = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=REPO)
         try:
             _, status, usage = os.wait4(proc.pid, 0)
@@ -76,7 +77,7 @@ def run_child(command: list[str], env: dict | None = None) -> Finished:
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
         out.seek(0), err.seek(0)
-        return Finished(proc.returncode, wall, usage.ru_maxrss * 1024 / 1e6, out.read().decode(errors="replace"),
+        return Finished(proc.returncode, launched_at, wall, usage.ru_maxrss * 1024 / 1e6, out.read().decode(errors="replace"),
                         err.read().decode(errors="replace"))
 
 
@@ -97,6 +98,7 @@ def run_nnctl(case: BookCase, epochs: int | None, runs_dir: str, env: dict | Non
     histories = [json.loads(p.read_text()) for p in sorted(run.glob("fold_*/history.json")) or [run / "history.json"]]
     return {"epoch_s": [h["epoch_time"] for h in histories], "final": final_figures(histories),
             "manifest": json.loads((run / "manifest.json").read_text()), "wall_s": done.wall_s,
+            "launched_at": done.launched_at,
             "peak_rss_mb": done.peak_rss_mb, "stdout": done.stdout}
 
 
@@ -251,14 +253,15 @@ def startup(runs_dir: str, cold_cases: list[BookCase]) -> list[str]:
     help_s = statistics.median(helps)
     lines.append(f"| `nnctl --help` wall, median of 5 [min–max] | {help_s:.3f} s [{min(helps):.3f}–{max(helps):.3f}] "
                  f"| ≤ 0.3 s: {'pass' if help_s <= 0.3 else 'FAIL'} |")
-    warm = [run_nnctl(CASES["imdb"], 1, runs_dir) for _ in range(3)]
+    warm = [run_nnctl(CASES["imdb"], 1, runs_dir) for _ in range(5)]
     if all("error" not in r for r in warm):
         phases = [r["manifest"]["phases"] for r in warm]
-        first = [r["wall_s"] - p["train"] - p["validate"] - p["write"] for r, p in zip(warm, phases)]
+        # The run records the Unix time its training began; this process recorded the launch.
+        first = [r["manifest"]["first_step_time"] - r["launched_at"] for r in warm]
         load_s, compile_s = (statistics.median(p[k] for p in phases) for k in ("load", "compile"))
         first_s = statistics.median(first)
         lines.append(f"| warm cache: `nnctl train configs/imdb.yaml --set epochs=1`, launch → first training step, "
-                     f"median of 3 (upper bound: wall − train − validate − write) | {first_s:.2f} s "
+                     f"median of 5 [{min(first):.2f}–{max(first):.2f}] | {first_s:.2f} s "
                      f"(load data {load_s:.2f}, load kernels {compile_s:.2f}, interpreter + imports + run "
                      f"folder + exit {first_s - load_s - compile_s:.2f}) | ≤ 1.5 s: "
                      f"{'pass' if first_s <= 1.5 else 'FAIL'} |")

@@ -21,6 +21,8 @@ EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 # set OPENBLAS_NUM_THREADS. OpenBLAS reads it once, when NumPy loads, which is later than this.
 if "numpy" not in sys.modules:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# Numba's CPU target loads without scipy.linalg, which no kernel needs (engine/settings.py, NUMBA_SCIPY).
+os.environ.setdefault("NNCTL_NUMBA_SCIPY", "0")
 
 
 def _fail(lines, code: int = EXIT_USAGE):

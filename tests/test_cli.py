@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -103,6 +104,8 @@ def test_run_directory_files(trained):
     assert manifest["started"] <= manifest["ended"]
     assert isinstance(manifest["compile_seconds"], float) and manifest["compile_seconds"] >= 0
     assert {"load", "compile", "train", "write"} <= set(manifest["phases"])
+    started, ended = (datetime.fromisoformat(manifest[key]).timestamp() for key in ("started", "ended"))
+    assert started - 1 <= manifest["first_step_time"] <= ended + 1  # ISO times are whole seconds
 
     history = json.loads((run / "history.json").read_text())
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_time", "lr"} <= set(history)

@@ -99,5 +99,7 @@ def get_backend(name: str = "cpu") -> Backend:
     if name not in _MODULES:
         raise UnknownNameError("device", name, list(_MODULES))
     if name not in _CACHE:
-        _CACHE[name] = Backend(name, importlib.import_module(_MODULES[name]))
+        module = importlib.import_module(_MODULES[name])
+        module.prepare()
+        _CACHE[name] = Backend(name, module)
     return _CACHE[name]

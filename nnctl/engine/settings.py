@@ -41,6 +41,12 @@ SMALL_GEMM_MACS = int(os.environ.get("NNCTL_SMALL_GEMM_MACS", 1 << 17))
 # Threads: NNCTL_THREADS, else NUMBA_NUM_THREADS, else the cores this process may run on.
 PARALLEL_MIN_MACS = int(os.environ.get("NNCTL_PARALLEL_MIN_MACS", 1 << 21))
 
+# Numba imports scipy.linalg (0.2-0.3 s here) the first time it compiles or loads a kernel, only to back
+# np.dot and np.linalg inside jitted code, which no nnctl kernel uses. With NNCTL_NUMBA_SCIPY=0 the CPU
+# backend loads Numba's CPU target without it (nnctl/engine/cpu/__init__.py); `nnctl` sets that unless the
+# user did, so a library user's own jitted np.dot keeps working.
+NUMBA_SCIPY = os.environ.get("NNCTL_NUMBA_SCIPY", "1") != "0"
+
 # Dense input whose fraction of non-zeros is at most this runs as CSR through the first Dense layer (MNIST's
 # pixels are 19 % non-zero: the first layer then does a fifth of the multiply-adds). 0 turns it off.
 SPARSE_INPUT_DENSITY = float(os.environ.get("NNCTL_SPARSE_INPUT_DENSITY", 0.3))

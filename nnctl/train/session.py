@@ -140,6 +140,7 @@ class FitOutcome:
     train_seconds: float
     write_seconds: float
     validate_seconds: float = 0.0
+    first_step_time: float | None = None  # Unix time when training began (after compilation), for start-up figures
 
 
 class RewindOnStop(Callback):
@@ -182,12 +183,13 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
         restore(model, resume_from, history, own)
         initial_epoch = resume_from.epochs_done
     status, error, warm, began, returned = "completed", None, None, time.perf_counter(), False
+    first_step_time = None
     try:
         with interrupt.installed():  # a Ctrl-C during compilation ends the run cleanly too
             warm = warm_up(model, x, y, cfg.batch_size, validation is not None)
             if progress is not None and hasattr(progress, "note"):
                 progress.note(warm.describe())
-            began = time.perf_counter()
+            began, first_step_time = time.perf_counter(), time.time()
             if not interrupt.requested:
                 model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=validation,
                           callbacks=callbacks, initial_epoch=initial_epoch, class_weight=cfg.class_weight)
@@ -215,7 +217,7 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
         results["test"] = {**model.evaluate(*splits.test, batch_size=cfg.batch_size), "samples": len(splits.test[1])}
     folder.write_json("metrics.json", results)
     return FitOutcome(status, error, history.history, warm.seconds if warm else 0.0, warm.compiled if warm else 0,
-                      trained, time.perf_counter() - writing, getattr(model, "validation_seconds", 0.0))
+                      trained, time.perf_counter() - writing, getattr(model, "validation_seconds", 0.0), first_step_time)
 
 
 def train(resolved: ResolvedConfig, runs_dir="runs", progress: Callback | None = None,
@@ -233,7 +235,7 @@ def _finish(run: RunDirectory, prepared: Prepared, outcome: FitOutcome) -> Train
     run.update_manifest(status=outcome.status, ended=_now(), epochs_completed=len(outcome.history.get("loss", [])),
                         error=outcome.error, kernels_compiled=outcome.kernels_compiled,
                         compile_seconds=round(outcome.compile_seconds, 3),
-                        phases={k: round(v, 4) for k, v in timings.items()})
+                        phases={k: round(v, 4) for k, v in timings.items()}, first_step_time=outcome.first_step_time)
     return TrainResult(run, outcome.status, outcome.history, outcome.error, timings)
 
 

@@ -3,6 +3,9 @@
 Arrays are float32 NumPy arrays; each kernel documents its loop and argument shapes.
 """
 
+import sys
+
+from nnctl.engine import settings
 from nnctl.engine.cpu.dense import (
     ACTIVATION_CODES, bias_act_backward, bias_act_forward, matmul, matmul_nt, matmul_tn, take_rows,
     dropout_forward, multiply,
@@ -16,6 +19,29 @@ from nnctl.engine.cpu.losses import (
 from nnctl.engine.cpu.optim import (
     OPTIMIZER_CODES, optimizer_step, regularize, sum_squares,
 )
+
+
+def prepare() -> None:
+    """Called once by get_backend("cpu"), before any kernel is compiled or loaded.
+
+    With settings.NUMBA_SCIPY off, loads Numba's CPU target while `scipy.linalg.cython_blas` cannot be
+    imported: Numba then marks BLAS as unavailable to jitted code (no kernel here calls it), and the module
+    can be imported normally again afterwards. Without scipy installed, or once Numba's target is loaded,
+    this changes nothing.
+    """
+    if settings.NUMBA_SCIPY:
+        return
+    from numba.core.registry import cpu_target
+
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules:  # already imported: nothing left to save
+        return
+    sys.modules[name] = None  # makes `import scipy.linalg.cython_blas` raise ImportError
+    try:
+        cpu_target.target_context.refresh()
+    finally:
+        del sys.modules[name]
+
 
 KERNELS = (
     "bias_act_forward", "bias_act_backward", "matmul", "matmul_nt", "matmul_tn", "take_rows",
