@@ -12,12 +12,13 @@ from pathlib import Path
 def _kernel_cache_dir() -> Path:
     """Numba's on-disk cache, keyed by a hash of every kernel source.
 
-    Numba revalidates a cached function against its own file only, so the fast path (nn/fastpath.py),
-    which inlines kernels from engine/cpu/, would keep running stale kernels after an edit there.
+    Numba revalidates a cached function against its own file only, so the fast path's generated loops
+    (nn/fastpath.py, written into this directory), which link kernels from engine/cpu/, would keep running
+    stale kernels after an edit there.
     """
     package = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    for path in sorted(package.joinpath("engine").rglob("*.py")) + [package / "nn" / "fastpath.py"]:
+    for path in sorted(package.joinpath("engine").rglob("*.py")):
         digest.update(path.read_bytes())
     base = os.environ.get("NNCTL_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nnctl"
     return Path(base) / "kernels" / digest.hexdigest()[:16]

@@ -209,6 +209,7 @@ def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, sl
             g *= clip / global_norm
         elif clip_mode == CLIP_VALUE:
             g = np.clip(g, -clip, clip)
+        grads[s] = g  # clipped in place, like the kernels
         p = params[s].astype(np.float64)
         p -= lr * wd * p
         if name == "sgd":

@@ -1,20 +1,28 @@
 """The compiled fast path: a plain stack of Dense layers trains many steps in one Numba call.
 
-It calls the very kernels the layer-by-layer path calls, in the same order, so both give the same bytes;
-what it saves is Python's per-step overhead (the book's Boston K-fold runs ~600,000 steps of batch 1).
+The loop (nn/fastloop.py) calls the very kernels the layer-by-layer path calls, in the same order, so both
+give the same bytes; what it saves is Python's per-step overhead (the book's Boston K-fold runs ~600,000 steps
+of batch 1). It is written out once per kind of model, with only that model's activation, loss, optimizer and
+input kernels, because Numba links every kernel a function can call into it and optimizes it all again: one
+loop able to run any model took 8 s to compile, cold.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
 import numpy as np
-from numba import njit
 
 from nnctl.engine import settings
-from nnctl.engine.settings import KERNEL
-from nnctl.engine.cpu.dense import LINEAR, bias_act_backward, bias_act_forward, matmul, matmul_nt, matmul_tn, take_rows
-from nnctl.engine.cpu.losses import loss_forward_backward
-from nnctl.engine.cpu.optim import optimizer_step, regularize
-from nnctl.engine.cpu.sparse import csr_matmul, csr_t_matmul
+from nnctl.engine.cpu.dense import BIAS_ACT_BACKWARD, BIAS_ACT_FORWARD, LINEAR
+from nnctl.engine.cpu.losses import LOSS_KERNELS
+from nnctl.engine.cpu.optim import OPTIMIZER_KERNELS
 from nnctl.engine.csr import CSRMatrix
 from nnctl.nn.layers import Dense
 
@@ -23,117 +31,92 @@ IN, UNITS, ACT, W_OFF, B_OFF = range(5)
 # Columns of the float layer table: activation alpha, then L1/L2 of the kernel and of the bias.
 ALPHA, K_L1, K_L2, B_L1, B_L2 = range(5)
 
-
-@njit(**KERNEL)
-def _copy_rows(src, dst, first):
-    """dst[first + b, :] = src[b, :], as element loops (slice assignment compiles far slower in Numba)."""
-    for b in range(src.shape[0]):
-        for j in range(src.shape[1]):
-            dst[first + b, j] = src[b, j]
+_TEMPLATE = Path(__file__).with_name("fastloop.py")
+_LOADED: dict[str, object] = {}  # module name → the generated module, once imported
 
 
-@njit(**KERNEL)
-def _forward(x, indptr, indices, values, sparse, rows, ilayers, flayers, params, zero_bias, xbuf, zbuf, ybuf):
-    """Forward one batch through every layer; z/y of layer l live at zbuf/ybuf[l, :m*units]."""
-    m = rows.shape[0]
-    for layer in range(ilayers.shape[0]):
-        din, units, w_off, b_off = ilayers[layer, IN], ilayers[layer, UNITS], ilayers[layer, W_OFF], ilayers[layer, B_OFF]
-        w = params[w_off:w_off + din * units].reshape((din, units))
-        z = zbuf[layer, :m * units].reshape((m, units))
-        y = ybuf[layer, :m * units].reshape((m, units))
-        if layer == 0:
-            if sparse:
-                csr_matmul(indptr, indices, values, rows, w, z)
-            else:
-                xb = xbuf[:m * din].reshape((m, din))
-                take_rows(x, rows, xb)
-                matmul(xb, w, z)
-        else:
-            prev_units = ilayers[layer - 1, UNITS]
-            matmul(ybuf[layer - 1, :m * prev_units].reshape((m, prev_units)), w, z)
-        bias = params[b_off:b_off + units] if b_off >= 0 else zero_bias[:units]
-        bias_act_forward(z, bias, ilayers[layer, ACT], flayers[layer, ALPHA], y)
+class LoopKind(NamedTuple):
+    """What the generated loop is specialized to: everything else is data in the layer tables."""
+    forward: tuple[int, ...]  # activation codes run forward
+    backward: tuple[int, ...]  # activation codes run backward (the fused output layer's is LINEAR)
+    loss: int
+    optimizer: int
+    sparse: bool  # CSR input
+    regularized: bool  # any L1/L2 penalty
 
 
-@njit(**KERNEL)
-def train_steps(x, indptr, indices, values, sparse, target, labels, sparse_labels, weight, order, first, last, batch_size,
-                ilayers, flayers, loss_code, delta, fused, params, grads, offsets, opt_code, hp, iteration,
-                slot1, slot2, slot3, clip_mode, clip, zero_bias, xbuf, zbuf, ybuf, gbuf, dbuf, tbuf, lbuf, wbuf,
-                outputs, step_losses):
-    """Steps first..last-1 of an epoch whose sample order is `order`; returns the new iteration count.
-
-    Per step: gather the batch, forward, fused loss, backward (no input gradient for layer 0),
-    regularizers, one optimizer_step. Outputs of the last layer go to outputs[batch rows of the epoch].
-    """
-    n = order.shape[0]
-    n_layers = ilayers.shape[0]
-    last_layer = n_layers - 1
-    out_units = ilayers[last_layer, UNITS]
-    for step in range(first, last):
-        b0 = step * batch_size
-        b1 = min(n, b0 + batch_size)
-        m = b1 - b0
-        rows = order[b0:b1]
-        _forward(x, indptr, indices, values, sparse, rows, ilayers, flayers, params, zero_bias, xbuf, zbuf, ybuf)
-        z_out = zbuf[last_layer, :m * out_units].reshape((m, out_units))
-        y_out = ybuf[last_layer, :m * out_units].reshape((m, out_units))
-        if not sparse_labels:
-            take_rows(target, rows, tbuf[:m])
-        for b in range(m):
-            wbuf[b] = weight[rows[b]]
-            if sparse_labels:
-                lbuf[b] = labels[rows[b]]
-        dy = gbuf[0, :m * out_units].reshape((m, out_units))
-        loss = loss_forward_backward(loss_code, delta, z_out if fused else y_out, tbuf[:m], lbuf[:m], wbuf[:m], dy)
-        current = 0  # which of gbuf's two rows holds dy; the other receives dz
-        for layer in range(last_layer, -1, -1):
-            din, units, w_off, b_off = ilayers[layer, IN], ilayers[layer, UNITS], ilayers[layer, W_OFF], ilayers[layer, B_OFF]
-            dy = gbuf[current, :m * units].reshape((m, units))
-            dz = gbuf[1 - current, :m * units].reshape((m, units))
-            act = LINEAR if (layer == last_layer and fused) else ilayers[layer, ACT]
-            db = grads[b_off:b_off + units] if b_off >= 0 else dbuf[:units]
-            bias_act_backward(dy, zbuf[layer, :m * units].reshape((m, units)),
-                              ybuf[layer, :m * units].reshape((m, units)), act, flayers[layer, ALPHA], dz, db)
-            w = params[w_off:w_off + din * units].reshape((din, units))
-            dw = grads[w_off:w_off + din * units].reshape((din, units))
-            if layer == 0:
-                if sparse:
-                    csr_t_matmul(indptr, indices, values, rows, dz, dw)
-                else:
-                    matmul_tn(xbuf[:m * din].reshape((m, din)), dz, dw)
-            else:
-                matmul_tn(ybuf[layer - 1, :m * din].reshape((m, din)), dz, dw)
-                matmul_nt(dz, w, gbuf[current, :m * din].reshape((m, din)))
-        # Regularizers in parameter order (kernel, then bias, layer by layer), as ParameterStore does.
-        for layer in range(n_layers):
-            din, units, w_off, b_off = ilayers[layer, IN], ilayers[layer, UNITS], ilayers[layer, W_OFF], ilayers[layer, B_OFF]
-            if flayers[layer, K_L1] != 0.0 or flayers[layer, K_L2] != 0.0:
-                loss += regularize(params[w_off:w_off + din * units], grads[w_off:w_off + din * units],
-                                   flayers[layer, K_L1], flayers[layer, K_L2])
-            if b_off >= 0 and (flayers[layer, B_L1] != 0.0 or flayers[layer, B_L2] != 0.0):
-                loss += regularize(params[b_off:b_off + units], grads[b_off:b_off + units],
-                                   flayers[layer, B_L1], flayers[layer, B_L2])
-        optimizer_step(opt_code, hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip)
-        iteration += 1
-        _copy_rows(y_out, outputs, b0)
-        step_losses[step] = loss
-    return iteration
+def _kernel(dispatcher):
+    return dispatcher.py_func.__module__, dispatcher.py_func.__name__
 
 
-@njit(**KERNEL)
-def predict_rows(x, indptr, indices, values, sparse, count, batch_size, ilayers, flayers, params, zero_bias,
-                 xbuf, zbuf, ybuf, logits, outputs):
-    """Inference over rows 0..count-1 in batches; writes the last layer's z (logits) and y (outputs)."""
-    last_layer = ilayers.shape[0] - 1
-    units = ilayers[last_layer, UNITS]
-    rows_all = np.arange(count)
-    for b0 in range(0, count, batch_size):
-        b1 = min(count, b0 + batch_size)
-        m = b1 - b0
-        _forward(x, indptr, indices, values, sparse, rows_all[b0:b1], ilayers, flayers, params, zero_bias,
-                 xbuf, zbuf, ybuf)
-        _copy_rows(zbuf[last_layer, :m * units].reshape((m, units)), logits, b0)
-        _copy_rows(ybuf[last_layer, :m * units].reshape((m, units)), outputs, b0)
+def _dispatch_source(name: str, params: str, kernels: list) -> list[str]:
+    """An njit function `name(code, params…)` calling kernels[k] for code k (only the codes given)."""
+    lines = ["", "", '@njit(inline="always", **KERNEL)', f"def {name}(code, {params}):"]
+    for i, (code, kernel) in enumerate(kernels):
+        if i < len(kernels) - 1:
+            lines.append(f"    {'if' if i == 0 else 'elif'} code == {code}:")
+        elif i:
+            lines.append("    else:")
+        lines.append(f"    {'    ' if len(kernels) > 1 else ''}{_kernel(kernel)[1]}({params})")
+    return lines
+
+
+def _kernel_source(kind: LoopKind) -> str:
+    """The definitions fastloop.py leaves open, for one kind of model."""
+    forward = [(code, BIAS_ACT_FORWARD[code]) for code in kind.forward]
+    backward = [(code, BIAS_ACT_BACKWARD[code]) for code in kind.backward]
+    loss, optimizer = LOSS_KERNELS[kind.loss], OPTIMIZER_KERNELS[kind.optimizer]
+    lines = ["", "", "# ---- written by nnctl.nn.fastpath for one kind of model ----"]
+    for _, kernel in forward + backward:
+        lines.append("from {} import {}".format(*_kernel(kernel)))
+    lines.append("from {} import {} as loss_kernel".format(*_kernel(loss)))
+    lines.append("from {} import {} as optimizer_kernel".format(*_kernel(optimizer)))
+    source = "_csr" if kind.sparse else "_dense"
+    lines += [f"input_forward = {source}_input_forward", f"input_weight_grad = {source}_input_weight_grad",
+              f"add_penalties = {'_penalties' if kind.regularized else '_no_penalties'}"]
+    lines += _dispatch_source("act_forward", "z, bias, alpha, y", forward)
+    lines += _dispatch_source("act_backward", "dy, z, y, alpha, dz, db", backward)
+    return "\n".join(lines) + "\n"
+
+
+def _loop_module(kind: LoopKind):
+    """The generated loop module for `kind`: written next to Numba's cache (its name hashes its text, so an
+    existing file is never rewritten and Numba's cached machine code for it stays valid) and imported."""
+    text = _TEMPLATE.read_text() + _kernel_source(kind)
+    name = "nnctl_fastloop_" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    if name in _LOADED:
+        return _LOADED[name]
+    path = _write_once(name + ".py", text)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    _LOADED[name] = module
+    return module
+
+
+def _write_once(filename: str, text: str) -> Path:
+    for base in (os.environ.get("NUMBA_CACHE_DIR"), None):
+        try:
+            directory = Path(base) / "fastloop" if base else Path(tempfile.mkdtemp(prefix="nnctl-fastloop-"))
+            path = directory / filename
+            if not path.exists():  # atomic, so a concurrent run never imports half a file
+                directory.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+                with os.fdopen(fd, "w") as out:
+                    out.write(text)
+                os.replace(tmp, path)
+            return path
+        except OSError:  # an unwritable cache: compile from a private copy, not cached across runs
+            continue
+    raise OSError("cannot write the fast path's loop anywhere")
+
+
+def loaded_dispatchers() -> list:
+    """The jitted functions of every loop module generated so far in this process (for warm-up counts)."""
+    found = {id(value): value for module in _LOADED.values() for value in vars(module).values()
+             if hasattr(value, "stats") and getattr(value, "__module__", None) == module.__name__}
+    return list(found.values())
 
 
 def eligible(model, batch_size: int, sparse: bool) -> bool:
@@ -176,23 +159,34 @@ class FastPath:
         self.tbuf = np.zeros((batch_size, int(self.ilayers[-1, UNITS])), np.float32)
         self.lbuf = np.zeros(batch_size, np.int64)
         self.wbuf = np.zeros(batch_size, np.float32)
+        forward = [int(code) for code in self.ilayers[:, ACT]]
+        backward = forward[:-1] + [LINEAR if model.loss_fused else forward[-1]]
+        self.loop = _loop_module(LoopKind(tuple(sorted(set(forward))), tuple(sorted(set(backward))), model.loss_code,
+                                          model.optimizer.code, sparse, bool(self.flayers[:, K_L1:].any())))
 
     def _x(self, x):
         assert isinstance(x, CSRMatrix) == self.sparse, "the input kind differs from the one buffers were sized for"
         if self.sparse:
-            return np.zeros((1, 1), np.float32), x.indptr, x.indices, x.values, True
-        return x, np.zeros(1, np.int64), np.zeros(1, np.int32), np.zeros(1, np.float32), False
+            return np.zeros((1, 1), np.float32), x.indptr, x.indices, x.values
+        return x, np.zeros(1, np.int64), np.zeros(1, np.int32), np.zeros(1, np.float32)
 
     def train(self, data, order, first, last, outputs, step_losses) -> None:
         model, opt = self.model, self.model.optimizer
-        opt.iterations = train_steps(
-            *self._x(data.x), data.target, data.labels, model.loss.sparse, data.weight, order, first, last, self.batch_size,
-            self.ilayers, self.flayers, model.loss_code, model.loss.delta, model.loss_fused,
-            model.store.values, model.store.grads, model.store.offsets, opt.code, opt.hyperparameters(),
-            opt.iterations, *opt.slots, opt.clip_mode, opt.clip, self.zero_bias, self.xbuf, self.zbuf,
-            self.ybuf, self.gbuf, self.dbuf, self.tbuf, self.lbuf, self.wbuf,
-            outputs, step_losses)
+        opt.iterations = self.loop.run_steps(
+            True, *self._x(data.x), order, first, last, self.batch_size, self.ilayers, self.flayers,
+            model.store.values, self.zero_bias, self.xbuf, self.zbuf, self.ybuf, self.tbuf, outputs, data.target,
+            data.labels, model.loss.sparse, data.weight, model.loss.delta, model.loss_fused, model.store.grads,
+            model.store.offsets, opt.hyperparameters(), opt.iterations, *opt.slots, opt.clip_mode, opt.clip,
+            self.gbuf, self.dbuf, self.tbuf, self.lbuf, self.wbuf, step_losses)
 
     def predict(self, x, count, logits, outputs) -> None:
-        predict_rows(*self._x(x), count, self.batch_size, self.ilayers, self.flayers, self.model.store.values,
-                     self.zero_bias, self.xbuf, self.zbuf, self.ybuf, logits, outputs)
+        """Inference over rows 0..count-1: the same compiled function, with placeholders of the same types
+        (so nothing compiles twice) for the arguments only training reads."""
+        model, opt = self.model, self.model.optimizer
+        steps = -(-count // self.batch_size)
+        self.loop.run_steps(
+            False, *self._x(x), np.arange(count), 0, steps, self.batch_size, self.ilayers, self.flayers,
+            model.store.values, self.zero_bias, self.xbuf, self.zbuf, self.ybuf, logits, outputs, self.tbuf[:0],
+            self.lbuf[:0], model.loss.sparse, self.wbuf[:0], model.loss.delta, model.loss_fused, model.store.grads,
+            model.store.offsets, opt.hyperparameters(), opt.iterations, *opt.slots, opt.clip_mode, opt.clip,
+            self.gbuf, self.dbuf, self.tbuf, self.lbuf, self.wbuf, np.empty(steps))

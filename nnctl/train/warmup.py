@@ -29,9 +29,8 @@ def _dispatchers():
     from nnctl.engine import cpu
     from nnctl.nn import fastpath
 
-    found = [getattr(cpu, name) for name in cpu.KERNELS]
-    found += [value for value in vars(fastpath).values() if hasattr(value, "stats") and hasattr(value, "py_func")]
-    return found
+    found = [kernel for kernel in (getattr(cpu, name) for name in cpu.KERNELS) if hasattr(kernel, "stats")]
+    return found + list(cpu.CODED_KERNELS) + fastpath.loaded_dispatchers()
 
 
 def _misses() -> int:

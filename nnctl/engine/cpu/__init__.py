@@ -7,19 +7,14 @@ import sys
 
 from nnctl.engine import settings
 from nnctl.engine.cpu.dense import (
-    ACTIVATION_CODES, bias_act_backward, bias_act_forward, matmul, matmul_nt, matmul_tn, take_rows,
-    dropout_forward, multiply,
+    ACTIVATION_CODES, BIAS_ACT_BACKWARD, BIAS_ACT_FORWARD, bias_act_backward, bias_act_forward, dropout_forward,
+    matmul, matmul_nt, matmul_tn, multiply, take_rows,
 )
+from nnctl.engine.cpu.losses import LOSS_CODES, LOSS_KERNELS, loss_forward_backward
+from nnctl.engine.cpu.optim import OPTIMIZER_CODES, OPTIMIZER_KERNELS, optimizer_step, regularize, sum_squares
 from nnctl.engine.cpu.sparse import (
     csc_t_matmul, csc_t_matmul_split, csr_matmul, csr_matmul_split, csr_t_matmul, csr_transpose_rows,
 )
-from nnctl.engine.cpu.losses import (
-    LOSS_CODES, loss_forward_backward,
-)
-from nnctl.engine.cpu.optim import (
-    OPTIMIZER_CODES, optimizer_step, regularize, sum_squares,
-)
-
 
 def prepare() -> None:
     """Called once by get_backend("cpu"), before any kernel is compiled or loaded.
@@ -43,6 +38,9 @@ def prepare() -> None:
         del sys.modules[name]
 
 
+# The kernels by name. bias_act_forward/backward, loss_forward_backward and optimizer_step take a code and call
+# that activation's, loss's or optimizer's own kernel (BIAS_ACT_FORWARD[code], …), so that only the ones a
+# model uses are ever compiled.
 KERNELS = (
     "bias_act_forward", "bias_act_backward", "matmul", "matmul_nt", "matmul_tn", "take_rows",
     "dropout_forward", "multiply", "csr_matmul", "csr_t_matmul", "csr_transpose_rows", "csc_t_matmul",
@@ -50,4 +48,6 @@ KERNELS = (
     "loss_forward_backward",
     "optimizer_step", "regularize", "sum_squares",
 )
-__all__ = [*KERNELS, "ACTIVATION_CODES", "LOSS_CODES", "OPTIMIZER_CODES", "KERNELS"]
+CODED_KERNELS = (*BIAS_ACT_FORWARD, *BIAS_ACT_BACKWARD, *LOSS_KERNELS, *OPTIMIZER_KERNELS)
+__all__ = [*KERNELS, "ACTIVATION_CODES", "LOSS_CODES", "OPTIMIZER_CODES", "KERNELS", "CODED_KERNELS",
+           "BIAS_ACT_FORWARD", "BIAS_ACT_BACKWARD", "LOSS_KERNELS", "OPTIMIZER_KERNELS"]

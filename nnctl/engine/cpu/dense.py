@@ -19,8 +19,92 @@ _INV_SQRT2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 
 
+@njit(inline="always", **KERNEL)
+def _add_bias(z, bias):
+    """z[i, j] += bias[j]."""
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            z[i, j] += bias[j]
+
+
+@njit(inline="always", **KERNEL)
+def _column_sums(dz, db):
+    """db[j] = Σ_i dz[i, j]."""
+    for j in range(dz.shape[1]):
+        db[j] = 0.0
+    for i in range(dz.shape[0]):
+        for j in range(dz.shape[1]):
+            db[j] += dz[i, j]
+
+
+@njit(inline="always", **KERNEL)
+def _bias_map(act, z, bias, alpha, y):
+    """z += bias; y = act(z, alpha) element by element. Inlined into each bias_*_forward below, so `act` is
+    a constant there and no dispatcher ever appears in a cached kernel's signature."""
+    _add_bias(z, bias)
+    for i in range(z.shape[0]):  # harmless when y is z (linear)
+        for j in range(z.shape[1]):
+            y[i, j] = act(z[i, j], alpha)
+
+
+@njit(inline="always", **KERNEL)
+def _grad_map(grad, dy, z, y, alpha, dz, db):
+    """dz = grad(dy, z, y, alpha) element by element (dz may be dy); db = column sums of dz."""
+    for i in range(dy.shape[0]):
+        for j in range(dy.shape[1]):
+            dz[i, j] = grad(dy[i, j], z[i, j], y[i, j], alpha)
+    _column_sums(dz, db)
+
+
+# One kernel pair per activation, so a model compiles only the activations it uses (a kernel branching on an
+# activation code compiled all nine: 0.9 s forward, 0.6 s backward, linked again into every caller).
+# bias_<act>_forward(z, bias, alpha, y): z, y: (n, units) (y may be z for linear); bias: (units,); alpha: the
+#     ELU alpha / leaky-ReLU slope.           for i, j: z[i, j] += bias[j]; y[i, j] = act(z[i, j])
+# bias_<act>_backward(dy, z, y, alpha, dz, db): dy, z, y, dz: (n, units), dz may be dy; db: (units,),
+#     overwritten.                            for i, j: dz[i, j] = dy[i, j] · act'(z[i, j]); db[j] += dz[i, j]
+
 @njit(**KERNEL)
-def _sigmoid(v):
+def _linear(v, alpha):
+    return v
+
+
+@njit(**KERNEL)
+def _linear_grad(dy, z, y, alpha):
+    return dy
+
+
+@njit(**KERNEL)
+def bias_linear_forward(z, bias, alpha, y):
+    _bias_map(_linear, z, bias, alpha, y)
+
+
+@njit(**KERNEL)
+def bias_linear_backward(dy, z, y, alpha, dz, db):
+    _grad_map(_linear_grad, dy, z, y, alpha, dz, db)
+
+
+@njit(**KERNEL)
+def _relu(v, alpha):
+    return v if v > 0 else 0.0
+
+
+@njit(**KERNEL)
+def _relu_grad(dy, z, y, alpha):
+    return dy if z > 0 else 0.0
+
+
+@njit(**KERNEL)
+def bias_relu_forward(z, bias, alpha, y):
+    _bias_map(_relu, z, bias, alpha, y)
+
+
+@njit(**KERNEL)
+def bias_relu_backward(dy, z, y, alpha, dz, db):
+    _grad_map(_relu_grad, dy, z, y, alpha, dz, db)
+
+
+@njit(**KERNEL)
+def _sigmoid(v, alpha):
     # Two branches so exp never overflows: exp(-v) for v ≥ 0, exp(v) otherwise.
     if v >= 0:
         return 1.0 / (1.0 + math.exp(-v))
@@ -29,126 +113,169 @@ def _sigmoid(v):
 
 
 @njit(**KERNEL)
-def bias_act_forward(z, bias, act, alpha, y):
-    """z += bias (broadcast over rows), then y = act(z); z keeps the pre-activation for backward.
-
-    z, y: (n, units) float32 (y may be z itself for `linear`); bias: (units,); act: ACTIVATION_CODES
-    value; alpha: ELU alpha / leaky-ReLU negative slope.
-        for i, j: z[i, j] += bias[j]; y[i, j] = act(z[i, j])      (softmax: over each row)
-    """
-    n, units = z.shape
-    for i in range(n):
-        for j in range(units):
-            z[i, j] += bias[j]
-    # One loop per activation so each inner loop is branch-free and vectorizes.
-    if act == LINEAR:
-        for i in range(n):  # harmless when y is z
-            for j in range(units):
-                y[i, j] = z[i, j]
-    elif act == RELU:
-        for i in range(n):
-            for j in range(units):
-                v = z[i, j]
-                y[i, j] = v if v > 0 else 0.0
-    elif act == SIGMOID:
-        for i in range(n):
-            for j in range(units):
-                y[i, j] = _sigmoid(z[i, j])
-    elif act == TANH:
-        for i in range(n):
-            for j in range(units):
-                y[i, j] = math.tanh(z[i, j])
-    elif act == SOFTMAX:
-        for i in range(n):
-            top = z[i, 0]
-            for j in range(1, units):
-                top = max(top, z[i, j])
-            total = 0.0
-            for j in range(units):
-                e = math.exp(z[i, j] - top)
-                y[i, j] = e
-                total += e
-            inv = 1.0 / total
-            for j in range(units):
-                y[i, j] *= inv
-    elif act == ELU:
-        for i in range(n):
-            for j in range(units):
-                v = z[i, j]
-                y[i, j] = v if v > 0 else alpha * math.expm1(v)
-    elif act == LEAKY_RELU:
-        for i in range(n):
-            for j in range(units):
-                v = z[i, j]
-                y[i, j] = v if v > 0 else alpha * v
-    elif act == SOFTPLUS:
-        for i in range(n):
-            for j in range(units):
-                v = z[i, j]
-                y[i, j] = max(v, 0.0) + math.log1p(math.exp(-abs(v)))
-    elif act == GELU:
-        for i in range(n):
-            for j in range(units):
-                v = z[i, j]
-                y[i, j] = 0.5 * v * (1.0 + math.erf(v * _INV_SQRT2))
+def _sigmoid_grad(dy, z, y, alpha):
+    return dy * y * (1.0 - y)
 
 
 @njit(**KERNEL)
-def bias_act_backward(dy, z, y, act, alpha, dz, db):
-    """dz = dy * act'(z) and db = column sums of dz, in one pass.
+def bias_sigmoid_forward(z, bias, alpha, y):
+    _bias_map(_sigmoid, z, bias, alpha, y)
 
-    dy, z, y, dz: (n, units); db: (units,) overwritten. dz may be dy itself (in place).
-        for i, j: dz[i, j] = dy[i, j] * act'(z[i, j]); db[j] += dz[i, j]
-    softmax: dz[i, j] = y[i, j] * (dy[i, j] - sum_k dy[i, k] * y[i, k]).
-    """
-    n, units = dy.shape
-    if act == LINEAR:
-        for i in range(n):
-            for j in range(units):
-                dz[i, j] = dy[i, j]
-    elif act == RELU:
-        for i in range(n):
-            for j in range(units):
-                dz[i, j] = dy[i, j] if z[i, j] > 0 else 0.0
-    elif act == SIGMOID:
-        for i in range(n):
-            for j in range(units):
-                s = y[i, j]
-                dz[i, j] = dy[i, j] * s * (1.0 - s)
-    elif act == TANH:
-        for i in range(n):
-            for j in range(units):
-                t = y[i, j]
-                dz[i, j] = dy[i, j] * (1.0 - t * t)
-    elif act == SOFTMAX:
-        for i in range(n):
-            inner = 0.0
-            for j in range(units):
-                inner += dy[i, j] * y[i, j]
-            for j in range(units):
-                dz[i, j] = y[i, j] * (dy[i, j] - inner)
-    elif act == ELU:
-        for i in range(n):
-            for j in range(units):
-                dz[i, j] = dy[i, j] if z[i, j] > 0 else dy[i, j] * (y[i, j] + alpha)
-    elif act == LEAKY_RELU:
-        for i in range(n):
-            for j in range(units):
-                dz[i, j] = dy[i, j] if z[i, j] > 0 else dy[i, j] * alpha
-    elif act == SOFTPLUS:
-        for i in range(n):
-            for j in range(units):
-                dz[i, j] = dy[i, j] * _sigmoid(z[i, j])
-    elif act == GELU:
-        for i in range(n):
-            for j in range(units):
-                v = z[i, j]
-                cdf = 0.5 * (1.0 + math.erf(v * _INV_SQRT2))
-                dz[i, j] = dy[i, j] * (cdf + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
-    db[:] = 0.0
+
+@njit(**KERNEL)
+def bias_sigmoid_backward(dy, z, y, alpha, dz, db):
+    _grad_map(_sigmoid_grad, dy, z, y, alpha, dz, db)
+
+
+@njit(**KERNEL)
+def _tanh(v, alpha):
+    return math.tanh(v)
+
+
+@njit(**KERNEL)
+def _tanh_grad(dy, z, y, alpha):
+    return dy * (1.0 - y * y)
+
+
+@njit(**KERNEL)
+def bias_tanh_forward(z, bias, alpha, y):
+    _bias_map(_tanh, z, bias, alpha, y)
+
+
+@njit(**KERNEL)
+def bias_tanh_backward(dy, z, y, alpha, dz, db):
+    _grad_map(_tanh_grad, dy, z, y, alpha, dz, db)
+
+
+@njit(**KERNEL)
+def bias_softmax_forward(z, bias, alpha, y):
+    """Softmax over each row, shifted by the row's maximum so exp never overflows."""
+    _add_bias(z, bias)
+    n, units = z.shape
     for i in range(n):
+        top = z[i, 0]
+        for j in range(1, units):
+            top = max(top, z[i, j])
+        total = 0.0
         for j in range(units):
-            db[j] += dz[i, j]
+            e = math.exp(z[i, j] - top)
+            y[i, j] = e
+            total += e
+        inv = 1.0 / total
+        for j in range(units):
+            y[i, j] *= inv
+
+
+@njit(**KERNEL)
+def bias_softmax_backward(dy, z, y, alpha, dz, db):
+    """dz[i, j] = y[i, j] · (dy[i, j] − Σ_k dy[i, k] · y[i, k])."""
+    for i in range(dy.shape[0]):
+        inner = 0.0
+        for j in range(dy.shape[1]):
+            inner += dy[i, j] * y[i, j]
+        for j in range(dy.shape[1]):
+            dz[i, j] = y[i, j] * (dy[i, j] - inner)
+    _column_sums(dz, db)
+
+
+@njit(**KERNEL)
+def _elu(v, alpha):
+    return v if v > 0 else alpha * math.expm1(v)
+
+
+@njit(**KERNEL)
+def _elu_grad(dy, z, y, alpha):
+    return dy if z > 0 else dy * (y + alpha)
+
+
+@njit(**KERNEL)
+def bias_elu_forward(z, bias, alpha, y):
+    _bias_map(_elu, z, bias, alpha, y)
+
+
+@njit(**KERNEL)
+def bias_elu_backward(dy, z, y, alpha, dz, db):
+    _grad_map(_elu_grad, dy, z, y, alpha, dz, db)
+
+
+@njit(**KERNEL)
+def _leaky_relu(v, alpha):
+    return v if v > 0 else alpha * v
+
+
+@njit(**KERNEL)
+def _leaky_relu_grad(dy, z, y, alpha):
+    return dy if z > 0 else dy * alpha
+
+
+@njit(**KERNEL)
+def bias_leaky_relu_forward(z, bias, alpha, y):
+    _bias_map(_leaky_relu, z, bias, alpha, y)
+
+
+@njit(**KERNEL)
+def bias_leaky_relu_backward(dy, z, y, alpha, dz, db):
+    _grad_map(_leaky_relu_grad, dy, z, y, alpha, dz, db)
+
+
+@njit(**KERNEL)
+def _softplus(v, alpha):
+    return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+
+
+@njit(**KERNEL)
+def _softplus_grad(dy, z, y, alpha):
+    return dy * _sigmoid(z, alpha)
+
+
+@njit(**KERNEL)
+def bias_softplus_forward(z, bias, alpha, y):
+    _bias_map(_softplus, z, bias, alpha, y)
+
+
+@njit(**KERNEL)
+def bias_softplus_backward(dy, z, y, alpha, dz, db):
+    _grad_map(_softplus_grad, dy, z, y, alpha, dz, db)
+
+
+@njit(**KERNEL)
+def _gelu(v, alpha):
+    return 0.5 * v * (1.0 + math.erf(v * _INV_SQRT2))
+
+
+@njit(**KERNEL)
+def _gelu_grad(dy, z, y, alpha):
+    cdf = 0.5 * (1.0 + math.erf(z * _INV_SQRT2))
+    return dy * (cdf + z * _INV_SQRT_2PI * math.exp(-0.5 * z * z))
+
+
+@njit(**KERNEL)
+def bias_gelu_forward(z, bias, alpha, y):
+    _bias_map(_gelu, z, bias, alpha, y)
+
+
+@njit(**KERNEL)
+def bias_gelu_backward(dy, z, y, alpha, dz, db):
+    _grad_map(_gelu_grad, dy, z, y, alpha, dz, db)
+
+
+# Indexed by ACTIVATION_CODES.
+BIAS_ACT_FORWARD = (bias_linear_forward, bias_relu_forward, bias_sigmoid_forward, bias_tanh_forward,
+                    bias_softmax_forward, bias_elu_forward, bias_leaky_relu_forward, bias_softplus_forward,
+                    bias_gelu_forward)
+BIAS_ACT_BACKWARD = (bias_linear_backward, bias_relu_backward, bias_sigmoid_backward, bias_tanh_backward,
+                     bias_softmax_backward, bias_elu_backward, bias_leaky_relu_backward, bias_softplus_backward,
+                     bias_gelu_backward)
+
+
+def bias_act_forward(z, bias, act, alpha, y):
+    """z += bias; y = act(z) for an activation code: calls that activation's kernel."""
+    BIAS_ACT_FORWARD[act](z, bias, alpha, y)
+
+
+def bias_act_backward(dy, z, y, act, alpha, dz, db):
+    """dz = dy · act'(z); db = column sums of dz, for an activation code: calls that activation's kernel."""
+    BIAS_ACT_BACKWARD[act](dy, z, y, alpha, dz, db)
 
 
 # Below this many output columns the inner loops below would be too short to vectorize, so the small-n

@@ -47,96 +47,136 @@ def regularize(w, g, l1, l2):
 
 
 @njit(**STRICT_KERNEL)
-def _segment_scale(grads, start, stop, clip_mode, clip, global_scale):
-    # Per-tensor clipnorm needs this tensor's norm; the other modes share one scale for all tensors.
-    if clip_mode == CLIP_NORM:
-        norm = math.sqrt(sum_squares(grads[start:stop]))
-        return clip / norm if norm > clip else 1.0
-    return global_scale
+def clip_gradients(offsets, grads, clip_mode, clip):
+    """Clips grads in place (as torch.nn.utils.clip_grad_norm_ does). offsets: (T+1,) tensor boundaries.
 
-
-@njit(**STRICT_KERNEL)
-def _clipped(grads, start, stop, scale, limit, out):
-    """out = clip(grads[start:stop] · scale, ±limit) in float32 (limit = inf when not clipping by value)."""
-    for i in range(start, stop):
-        g = grads[i] * scale
-        out[i - start] = min(max(g, -limit), limit)
-
-
-@njit(**STRICT_KERNEL)
-def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
-    """One update of every parameter. params/grads/slot1..3: (P,) flat buffers; offsets: (T+1,) tensor
-    boundaries (for per-tensor clipnorm); iteration: updates already done (Adam's bias correction).
-
-        g = clip(grads[i]); p[i] -= lr·wd·p[i]; p[i] -= update(g, slots[i])
-    clip_mode: CLIP_NONE | CLIP_NORM (each tensor to norm ≤ clip) | CLIP_GLOBAL_NORM | CLIP_VALUE.
-    Arithmetic is float32 like Keras's; each optimizer has its own branch-free loop so it vectorizes.
+    CLIP_NORM: each tensor to norm ≤ clip · CLIP_GLOBAL_NORM: all of them together to norm ≤ clip ·
+    CLIP_VALUE: each element to [−clip, clip] · CLIP_NONE: nothing.
     """
+    if clip_mode == CLIP_NONE:
+        return
+    f32 = np.float32
+    scale = 1.0
+    if clip_mode == CLIP_GLOBAL_NORM:
+        norm = math.sqrt(sum_squares(grads))
+        scale = clip / norm if norm > clip else 1.0
+    limit = f32(clip) if clip_mode == CLIP_VALUE else f32(np.inf)
+    for t in range(offsets.shape[0] - 1):
+        start, stop = offsets[t], offsets[t + 1]
+        if clip_mode == CLIP_NORM:  # this tensor's own norm
+            norm = math.sqrt(sum_squares(grads[start:stop]))
+            scale = clip / norm if norm > clip else 1.0
+        tensor_scale = f32(scale)
+        for i in range(start, stop):
+            grads[i] = min(max(grads[i] * tensor_scale, -limit), limit)
+
+
+@njit(inline="always", **STRICT_KERNEL)
+def _each_tensor(update, hp, alpha, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
+    """Clips the gradients in place as asked, then calls update(p, g, s1, s2, s3, lr, keep, alpha, a, b, c, d)
+    on each tensor's slices. Inlined into each *_step kernel below, so `update` is a constant there."""
+    clip_gradients(offsets, grads, clip_mode, clip)
     f32 = np.float32
     lr = f32(hp[LR])
     keep = f32(1.0 - hp[LR] * hp[WEIGHT_DECAY])  # decoupled weight decay: p ← p − lr·wd·p
     a, b, c, d = f32(hp[2]), f32(hp[3]), f32(hp[4]), f32(hp[5])
-    global_scale = 1.0
-    if clip_mode == CLIP_GLOBAL_NORM:
-        norm = math.sqrt(sum_squares(grads))
-        global_scale = clip / norm if norm > clip else 1.0
-    limit = f32(clip) if clip_mode == CLIP_VALUE else f32(np.inf)
-    clipping = clip_mode != CLIP_NONE
-    alpha = lr
-    if code == ADAM:  # Keras folds both bias corrections into the step size
-        step = iteration + 1
-        alpha = f32(hp[LR] * math.sqrt(1.0 - hp[3] ** step) / (1.0 - hp[2] ** step))
-    scratch = np.empty(0, np.float32)
     for t in range(offsets.shape[0] - 1):
         start, stop = offsets[t], offsets[t + 1]
-        g = grads[start:stop]
-        if clipping:
-            if scratch.shape[0] < stop - start:
-                scratch = np.empty(stop - start, np.float32)
-            g = scratch[:stop - start]
-            _clipped(grads, start, stop, f32(_segment_scale(grads, start, stop, clip_mode, clip, global_scale)),
-                     limit, g)
-        p, s1, s2, s3 = params[start:stop], slot1[start:stop], slot2[start:stop], slot3[start:stop]
-        size = stop - start
-        if code == SGD:
-            if a == 0.0:
-                for i in range(size):
-                    p[i] = p[i] * keep - lr * g[i]
-            elif b != 0.0:  # Nesterov
-                for i in range(size):
-                    m = a * s1[i] - lr * g[i]
-                    s1[i] = m
-                    p[i] = p[i] * keep + a * m - lr * g[i]
-            else:
-                for i in range(size):
-                    m = a * s1[i] - lr * g[i]
-                    s1[i] = m
-                    p[i] = p[i] * keep + m
-        elif code == RMSPROP:  # a = rho, b = momentum, c = epsilon, d = centered
-            centered, momentum = d != 0.0, b > 0.0  # loop-invariant: LLVM unswitches these branches
-            for i in range(size):
-                s1[i] = a * s1[i] + (f32(1.0) - a) * g[i] * g[i]
-                denominator = s1[i] + c
-                if centered:  # divide by the variance estimate instead
-                    s2[i] = a * s2[i] + (f32(1.0) - a) * g[i]
-                    denominator -= s2[i] * s2[i]
-                increment = lr * g[i] / math.sqrt(denominator)
-                if momentum:
-                    s3[i] = b * s3[i] + increment
-                    increment = s3[i]
-                p[i] = p[i] * keep - increment
-        elif code == ADAM:  # a = beta_1, b = beta_2, c = epsilon, d = amsgrad
-            for i in range(size):
-                s1[i] += (g[i] - s1[i]) * (f32(1.0) - a)
-                s2[i] += (g[i] * g[i] - s2[i]) * (f32(1.0) - b)
-            if d != 0.0:  # amsgrad: the running maximum of v replaces v
-                for i in range(size):
-                    s3[i] = max(s3[i], s2[i])
-                    p[i] = p[i] * keep - alpha * s1[i] / (math.sqrt(s3[i]) + c)
-            else:
-                for i in range(size):
-                    p[i] = p[i] * keep - alpha * s1[i] / (math.sqrt(s2[i]) + c)
-        elif code == ADAGRAD:  # a = epsilon
-            for i in range(size):
-                s1[i] += g[i] * g[i]
-                p[i] = p[i] * keep - lr * g[i] / math.sqrt(s1[i] + a)
+        update(params[start:stop], grads[start:stop], slot1[start:stop], slot2[start:stop], slot3[start:stop], lr,
+               keep, alpha, a, b, c, d)
+
+
+# One kernel per optimizer, so a model compiles only its own (one kernel branching on an optimizer code took
+# 1.3 s to compile). Each updates every parameter once:
+# <optimizer>_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip).
+#     params/grads/slot1..3: (P,) flat buffers; offsets: (T+1,) tensor boundaries (for per-tensor clipnorm);
+#     iteration: updates already done (Adam's bias correction). grads[i] = clip(grads[i]) (clip_gradients);
+#     p[i] -= lr·wd·p[i]; p[i] -= update(grads[i], slots[i]). Arithmetic is float32 like Keras's; each loop is
+#     branch-free and vectorizes.
+
+@njit(**STRICT_KERNEL)
+def _sgd(p, g, s1, s2, s3, lr, keep, alpha, momentum, nesterov, c, d):
+    if momentum == 0.0:
+        for i in range(p.shape[0]):
+            p[i] = p[i] * keep - lr * g[i]
+    elif nesterov != 0.0:
+        for i in range(p.shape[0]):
+            m = momentum * s1[i] - lr * g[i]
+            s1[i] = m
+            p[i] = p[i] * keep + momentum * m - lr * g[i]
+    else:
+        for i in range(p.shape[0]):
+            m = momentum * s1[i] - lr * g[i]
+            s1[i] = m
+            p[i] = p[i] * keep + m
+
+
+@njit(**STRICT_KERNEL)
+def sgd_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
+    _each_tensor(_sgd, hp, np.float32(hp[LR]), offsets, params, grads, slot1, slot2, slot3, clip_mode, clip)
+
+
+@njit(**STRICT_KERNEL)
+def _rmsprop(p, g, s1, s2, s3, lr, keep, alpha, rho, momentum, epsilon, centered):
+    f32 = np.float32
+    is_centered, has_momentum = centered != 0.0, momentum > 0.0  # loop-invariant: LLVM unswitches these branches
+    for i in range(p.shape[0]):
+        s1[i] = rho * s1[i] + (f32(1.0) - rho) * g[i] * g[i]
+        denominator = s1[i] + epsilon
+        if is_centered:  # divide by the variance estimate instead
+            s2[i] = rho * s2[i] + (f32(1.0) - rho) * g[i]
+            denominator -= s2[i] * s2[i]
+        increment = lr * g[i] / math.sqrt(denominator)
+        if has_momentum:
+            s3[i] = momentum * s3[i] + increment
+            increment = s3[i]
+        p[i] = p[i] * keep - increment
+
+
+@njit(**STRICT_KERNEL)
+def rmsprop_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
+    _each_tensor(_rmsprop, hp, np.float32(hp[LR]), offsets, params, grads, slot1, slot2, slot3, clip_mode, clip)
+
+
+@njit(**STRICT_KERNEL)
+def _adam(p, g, s1, s2, s3, lr, keep, alpha, beta_1, beta_2, epsilon, amsgrad):
+    f32 = np.float32
+    for i in range(p.shape[0]):
+        s1[i] += (g[i] - s1[i]) * (f32(1.0) - beta_1)
+        s2[i] += (g[i] * g[i] - s2[i]) * (f32(1.0) - beta_2)
+    if amsgrad != 0.0:  # the running maximum of v replaces v
+        for i in range(p.shape[0]):
+            s3[i] = max(s3[i], s2[i])
+            p[i] = p[i] * keep - alpha * s1[i] / (math.sqrt(s3[i]) + epsilon)
+    else:
+        for i in range(p.shape[0]):
+            p[i] = p[i] * keep - alpha * s1[i] / (math.sqrt(s2[i]) + epsilon)
+
+
+@njit(**STRICT_KERNEL)
+def adam_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
+    # Keras folds both bias corrections into the step size.
+    step = iteration + 1
+    alpha = np.float32(hp[LR] * math.sqrt(1.0 - hp[3] ** step) / (1.0 - hp[2] ** step))
+    _each_tensor(_adam, hp, alpha, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip)
+
+
+@njit(**STRICT_KERNEL)
+def _adagrad(p, g, s1, s2, s3, lr, keep, alpha, epsilon, b, c, d):
+    for i in range(p.shape[0]):
+        s1[i] += g[i] * g[i]
+        p[i] = p[i] * keep - lr * g[i] / math.sqrt(s1[i] + epsilon)
+
+
+@njit(**STRICT_KERNEL)
+def adagrad_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
+    _each_tensor(_adagrad, hp, np.float32(hp[LR]), offsets, params, grads, slot1, slot2, slot3, clip_mode, clip)
+
+
+# Indexed by OPTIMIZER_CODES.
+OPTIMIZER_KERNELS = (sgd_step, rmsprop_step, adam_step, adagrad_step)
+
+
+def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
+    """One update of every parameter for an optimizer code: calls that optimizer's kernel."""
+    OPTIMIZER_KERNELS[code](hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip)
