@@ -194,22 +194,29 @@ def regularize(w, g, l1, l2):
     return float(l1 * np.abs(w64).sum() + l2 * (w64 ** 2).sum())
 
 
+def clip_gradients(offsets, grads, clip_mode, clip):
+    g = grads.astype(np.float64)
+    global_norm = np.sqrt(np.sum(g ** 2))
+    for start, stop in zip(offsets[:-1], offsets[1:]):
+        s = slice(start, stop)
+        norm = np.sqrt(np.sum(g[s] ** 2))
+        if clip_mode == CLIP_NORM and norm > clip:
+            g[s] *= clip / norm
+        elif clip_mode == CLIP_GLOBAL_NORM and global_norm > clip:
+            g[s] *= clip / global_norm
+        elif clip_mode == CLIP_VALUE:
+            g[s] = np.clip(g[s], -clip, clip)
+    grads[...] = g
+
+
 def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
     """Keras 3's update rules, tensor by tensor, vectorized NumPy in float64."""
     name = {v: k for k, v in OPTIMIZER_CODES.items()}[code]
     lr, wd = hp[0], hp[1]
-    g_all = grads.astype(np.float64)
-    global_norm = np.sqrt(np.sum(g_all ** 2))
+    clip_gradients(offsets, grads, clip_mode, clip)
     for start, stop in zip(offsets[:-1], offsets[1:]):
         s = slice(start, stop)
-        g = g_all[s].copy()
-        if clip_mode == CLIP_NORM and np.sqrt(np.sum(g ** 2)) > clip:
-            g *= clip / np.sqrt(np.sum(g ** 2))
-        elif clip_mode == CLIP_GLOBAL_NORM and global_norm > clip:
-            g *= clip / global_norm
-        elif clip_mode == CLIP_VALUE:
-            g = np.clip(g, -clip, clip)
-        grads[s] = g  # clipped in place, like the kernels
+        g = grads[s].astype(np.float64)
         p = params[s].astype(np.float64)
         p -= lr * wd * p
         if name == "sgd":

@@ -6,14 +6,24 @@ Never imported by itself: fastpath appends the definitions of the names below th
 # ruff: noqa: F821 — act_forward, act_backward, input_forward, input_weight_grad, add_penalties, loss_kernel
 # and optimizer_kernel are defined by the generated part (fastpath._kernel_source).
 
-import numpy as np
 from numba import njit
 
 from nnctl.engine.cpu.dense import LINEAR, matmul, matmul_nt, matmul_tn, take_rows
 from nnctl.engine.cpu.optim import regularize
 from nnctl.engine.cpu.sparse import csr_matmul, csr_t_matmul
 from nnctl.engine.settings import KERNEL
-from nnctl.nn.fastpath import ACT, ALPHA, B_L1, B_L2, B_OFF, IN, K_L1, K_L2, UNITS, W_OFF
+from nnctl.nn.fastpath import (
+    ACT,
+    ALPHA,
+    B_L1,
+    B_L2,
+    B_OFF,
+    IN,
+    K_L1,
+    K_L2,
+    UNITS,
+    W_OFF,
+)
 
 
 # The helpers are inlined into run_steps: Numba would otherwise compile each one separately and then

@@ -113,6 +113,9 @@ CASES = (
                      id="csr_matmul_split"),
         pytest.param("csc_t_matmul_split", lambda rng: (*case_csc_t_matmul(rng)[:5], np.array([2, 9, 10, 28])), (),
                      id="csc_t_matmul_split"),
+        *[pytest.param("clip_gradients", lambda rng, mode=mode: (np.array([0, 5, 12], np.int64),
+                                                                 _rand(rng, 12, scale=3), mode, 2.0), (),
+                       id=f"clip_gradients-{mode}") for mode in (CLIP_NONE, CLIP_NORM, CLIP_GLOBAL_NORM, CLIP_VALUE)],
         pytest.param("regularize", lambda rng: (_rand(rng, 10), _rand(rng, 10), 0.01, 0.02), (), id="regularize"),
         pytest.param("sum_squares", lambda rng: (_rand(rng, 50),), (), id="sum_squares"),
     ]
@@ -133,6 +136,17 @@ def test_kernel_matches_reference(kernel, build, extra):
             np.testing.assert_allclose(mine, theirs, rtol=tol, atol=tol)
     if expected is not None:
         assert result == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("table, codes, suffix", [
+    (cpu.BIAS_ACT_FORWARD, ACTIVATION_CODES, "_forward"), (cpu.BIAS_ACT_BACKWARD, ACTIVATION_CODES, "_backward"),
+    (cpu.LOSS_KERNELS, LOSS_CODES, ""), (cpu.OPTIMIZER_KERNELS, OPTIMIZER_CODES, "_step"),
+], ids=["forward", "backward", "loss", "optimizer"])
+def test_each_code_calls_its_own_kernel(table, codes, suffix):
+    """The coded entry points index these tables by code, so the order must match the codes."""
+    assert len(table) == len(codes)
+    for name, code in codes.items():
+        assert table[code].py_func.__name__.removeprefix("bias_") == name + suffix
 
 
 def test_every_exported_kernel_has_a_case_and_an_oracle():

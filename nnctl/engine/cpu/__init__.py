@@ -11,7 +11,9 @@ from nnctl.engine.cpu.dense import (
     matmul, matmul_nt, matmul_tn, multiply, take_rows,
 )
 from nnctl.engine.cpu.losses import LOSS_CODES, LOSS_KERNELS, loss_forward_backward
-from nnctl.engine.cpu.optim import OPTIMIZER_CODES, OPTIMIZER_KERNELS, optimizer_step, regularize, sum_squares
+from nnctl.engine.cpu.optim import (
+    OPTIMIZER_CODES, OPTIMIZER_KERNELS, clip_gradients, optimizer_step, regularize, sum_squares,
+)
 from nnctl.engine.cpu.sparse import (
     csc_t_matmul, csc_t_matmul_split, csr_matmul, csr_matmul_split, csr_t_matmul, csr_transpose_rows,
 )
@@ -46,7 +48,7 @@ KERNELS = (
     "dropout_forward", "multiply", "csr_matmul", "csr_t_matmul", "csr_transpose_rows", "csc_t_matmul",
     "csr_matmul_split", "csc_t_matmul_split",
     "loss_forward_backward",
-    "optimizer_step", "regularize", "sum_squares",
+    "optimizer_step", "clip_gradients", "regularize", "sum_squares",
 )
 CODED_KERNELS = (*BIAS_ACT_FORWARD, *BIAS_ACT_BACKWARD, *LOSS_KERNELS, *OPTIMIZER_KERNELS)
 __all__ = [*KERNELS, "ACTIVATION_CODES", "LOSS_CODES", "OPTIMIZER_CODES", "KERNELS", "CODED_KERNELS",
