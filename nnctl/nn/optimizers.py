@@ -10,6 +10,7 @@ import numpy as np
 from nnctl.engine.cpu.optim import (CLIP_GLOBAL_NORM, CLIP_NONE, CLIP_NORM, CLIP_VALUE, LR, OPTIMIZER_CODES,
                                     WEIGHT_DECAY)
 from nnctl.errors import ArgumentError, check_float_range
+from nnctl.nn.store import aligned_full
 from nnctl.registry import Registry
 
 
@@ -66,11 +67,12 @@ class Optimizer:
     def build(self, size: int) -> None:
         """Allocates the slots for `size` parameters (unused slots are 1-element placeholders).
 
-        `np.full`, not `np.zeros`: calloc'd pages stay unmapped until written, and the vectorized update
+        Filled, not `np.zeros`: calloc'd pages stay unmapped until written, and the vectorized update
         loop's masked loads of a slot it never writes (RMSprop without `centered`) then take a
-        microcode assist on every access — 20× slower on MNIST-sized layers.
+        microcode assist on every access — 20× slower on MNIST-sized layers. Cache-line aligned like
+        the parameters (store.aligned_full).
         """
-        self.slots = [np.full(size if i < self.slot_count else 1, 0.0, np.float32) for i in range(3)]
+        self.slots = [aligned_full(size if i < self.slot_count else 1, 0.0) for i in range(3)]
         self.iterations = 0
 
     def apply(self, backend, store) -> None:

@@ -61,6 +61,15 @@ def case_optimizer(rng, optimizer, clip_mode):
             clip_mode, 0.5)
 
 
+def _csr_case(rng, kernel, units):
+    indptr, indices, values = _csr(rng, rows=9, width=40, density=0.5)
+    indptr = np.concatenate([indptr, [indptr[-1]]])  # and an empty row, number 9
+    rows = np.array([3, 9, 1, 6, 1, 8, 0])
+    if kernel == "csr_matmul":
+        return indptr, indices, values, rows, _rand(rng, 40, units), np.zeros((7, units), F32)
+    return indptr, indices, values, rows, _rand(rng, 7, units), np.ones((40, units), F32)
+
+
 def case_csc_t_matmul(rng):
     """A batch with up to 12 rows per column, in CSC form; only columns 2..27 are written."""
     indptr, indices, values = _csr(rng, rows=12, density=0.6)
@@ -104,6 +113,10 @@ CASES = (
                                                 np.zeros((4, 70), F32)), (), id="csr_matmul-dense-rows"),
         pytest.param("csr_t_matmul", lambda rng: (*_csr(rng, density=0.7), np.array([3, 1, 6, 1]), _rand(rng, 4, 70),
                                                   np.ones((30, 70), F32)), (), id="csr_t_matmul-dense-rows"),
+        # Every vector block of the CSR products (simd.py): 16, 3×16, 64 + 16 + tail, 128 + 64 + 16 + tail;
+        # rows of 0 to ~30 non-zeros cover the blocks' 4-at-a-time sums and their remainders.
+        *[pytest.param(kernel, lambda rng, kernel=kernel, units=units: _csr_case(rng, kernel, units), (),
+                       id=f"{kernel}-{units}") for kernel in ("csr_matmul", "csr_t_matmul") for units in (16, 48, 83, 211)],
         pytest.param("csr_transpose_rows", lambda rng: (*_csr(rng, density=0.5), np.array([3, 1, 6, 1, 0]),
                                                         np.zeros(31, np.int64), np.zeros(150, np.int32),
                                                         np.zeros(150, F32)), (), id="csr_transpose_rows"),

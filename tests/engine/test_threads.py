@@ -19,7 +19,7 @@ def _batch(rng, rows=40, width=50, density=0.4):
     return CSRBatch(CSRMatrix.from_dense(dense.astype(F32)), rng.permutation(rows + 10)[:rows])
 
 
-@pytest.mark.parametrize("units", [16, 96], ids=["narrow-scatter", "wide-columns"])
+@pytest.mark.parametrize("units", [16, 83, 96], ids=["narrow-scatter", "wide-columns-with-tail", "wide-columns"])
 @pytest.mark.parametrize("split", [False, True], ids=["one-thread", "split"])
 def test_backend_sparse_products_match_the_plain_kernels_bytewise(monkeypatch, units, split):
     if split:  # every call big enough to split, into 3 parts

@@ -1,36 +1,62 @@
 """Sparse-input kernels: CSR rows × dense weights and its transpose, without densifying a batch.
 
 A batch is a list of row numbers into one immutable CSR matrix, so shuffling never copies the data.
-Wide layers (MNIST's 784 → 512 when its mostly-zero pixels run as CSR) are limited by loads and stores of
-the output rows, not by arithmetic, so the loops below add eight non-zeros per pass over an output row.
-They chain the eight sums in index order, `((o + v0·w0) + v1·w1) + …`, which is exactly the order of adding
-them one at a time: the unrolling changes speed, never bytes.
+The inner loops run in vector blocks of 16 columns (nnctl/engine/cpu/simd.py): a block of an output row
+stays in registers while all of its non-zeros are added, with fused multiply-adds. The weight gradient's
+two forms (scatter for narrow layers, gather for wide ones) add in the same order, so give the same bytes.
 """
 
 from numba import njit, prange
 
+from nnctl.engine.cpu.simd import (
+    LANES, gather_16, gather_64, gather_128, gather_in_order_16, gather_in_order_64, scatter_16,
+)
 from nnctl.engine.settings import KERNEL, PARALLEL_KERNEL
 
 
+@njit(inline="always", **KERNEL)
+def _gather_tail(src, rows, scales, start, end, out, b, col):
+    """out[b, col:] = Σ scales[k] · src[rows[k], col:] for k in start..end-1, in k order: the last units % 16."""
+    units = src.shape[1]
+    for j in range(col, units):
+        out[b, j] = 0.0
+    for k in range(start, end):
+        s, r = scales[k], rows[k]
+        for j in range(col, units):
+            out[b, j] += s * src[r, j]
+
+
 @njit(**KERNEL)
-def _add_scaled_rows(o, src, rows, scales, start, end):
-    """o += Σ scales[k] · src[rows[k], :] for k in start..end-1, eight rows per pass over o, chained in k order."""
-    units = o.shape[0]
-    k = start
-    while k + 8 <= end:
-        s0, s1, s2, s3 = scales[k], scales[k + 1], scales[k + 2], scales[k + 3]
-        s4, s5, s6, s7 = scales[k + 4], scales[k + 5], scales[k + 6], scales[k + 7]
-        r0, r1, r2, r3 = src[rows[k]], src[rows[k + 1]], src[rows[k + 2]], src[rows[k + 3]]
-        r4, r5, r6, r7 = src[rows[k + 4]], src[rows[k + 5]], src[rows[k + 6]], src[rows[k + 7]]
-        for j in range(units):
-            o[j] = ((((((((o[j] + s0 * r0[j]) + s1 * r1[j]) + s2 * r2[j]) + s3 * r3[j]) + s4 * r4[j])
-                     + s5 * r5[j]) + s6 * r6[j]) + s7 * r7[j])
-        k += 8
-    while k < end:
-        s0, r0 = scales[k], src[rows[k]]
-        for j in range(units):
-            o[j] += s0 * r0[j]
-        k += 1
+def _gather_row(src, rows, scales, start, end, out, b):
+    """out[b, :] = Σ scales[k] · src[rows[k], :] for k in start..end-1. src, out: C 2-D."""
+    units = src.shape[1]
+    col = 0
+    while col + 128 <= units:
+        gather_128(src, rows, scales, start, end, out, b, col)
+        col += 128
+    if col + 64 <= units:
+        gather_64(src, rows, scales, start, end, out, b, col)
+        col += 64
+    while col + LANES <= units:
+        gather_16(src, rows, scales, start, end, out, b, col)
+        col += LANES
+    if col < units:
+        _gather_tail(src, rows, scales, start, end, out, b, col)
+
+
+@njit(**KERNEL)
+def _gather_row_in_order(src, rows, scales, start, end, out, b):
+    """_gather_row with each sum added in k order (csr_t_matmul's scatter order)."""
+    units = src.shape[1]
+    col = 0
+    while col + 64 <= units:
+        gather_in_order_64(src, rows, scales, start, end, out, b, col)
+        col += 64
+    while col + LANES <= units:
+        gather_in_order_16(src, rows, scales, start, end, out, b, col)
+        col += LANES
+    if col < units:
+        _gather_tail(src, rows, scales, start, end, out, b, col)
 
 
 @njit(**KERNEL)
@@ -40,13 +66,9 @@ def csr_matmul(indptr, indices, values, rows, w, out):
 
         for b: out[b, :] = sum over k in row rows[b] of values[k] * w[indices[k], :]
     """
-    units = w.shape[1]
     for b in range(rows.shape[0]):
         r = rows[b]
-        o = out[b]
-        for j in range(units):
-            o[j] = 0.0
-        _add_scaled_rows(o, w, indices, values, indptr[r], indptr[r + 1])
+        _gather_row(w, indices, values, indptr[r], indptr[r + 1], out, b)
 
 
 @njit(**KERNEL)
@@ -58,14 +80,18 @@ def csr_t_matmul(indptr, indices, values, rows, dy, dw):
     A scatter: right for narrow layers (IMDB's 16 units). Wide ones use csr_transpose_rows + csc_t_matmul.
     """
     units = dy.shape[1]
-    dw[:, :] = 0.0
+    for c in range(dw.shape[0]):
+        for j in range(units):
+            dw[c, j] = 0.0
+    vector_units = units - units % LANES
     for b in range(rows.shape[0]):
         r = rows[b]
-        for k in range(indptr[r], indptr[r + 1]):
-            col = indices[k]
-            v = values[k]
-            for j in range(units):
-                dw[col, j] += v * dy[b, j]
+        for col in range(0, vector_units, LANES):
+            scatter_16(dy, b, col, indices, values, indptr[r], indptr[r + 1], dw)
+        for k in range(indptr[r], indptr[r + 1]):  # the last units % 16 columns
+            c, v = indices[k], values[k]
+            for j in range(vector_units, units):
+                dw[c, j] += v * dy[b, j]
 
 
 @njit(**KERNEL)
@@ -108,12 +134,8 @@ def csc_t_matmul(colptr, brow, bval, dy, dw, c0, c1):
     bytes agree; each dw row is written once instead of read and written per non-zero. Disjoint column
     ranges can run on different threads.
     """
-    units = dy.shape[1]
     for c in range(c0, c1):
-        o = dw[c]
-        for j in range(units):
-            o[j] = 0.0
-        _add_scaled_rows(o, dy, brow, bval, colptr[c], colptr[c + 1])
+        _gather_row_in_order(dy, brow, bval, colptr[c], colptr[c + 1], dw, c)
 
 @njit(**PARALLEL_KERNEL)
 def csr_matmul_split(indptr, indices, values, rows, w, out, parts):
