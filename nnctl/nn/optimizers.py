@@ -7,8 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnctl.engine.cpu.optim import (CLIP_GLOBAL_NORM, CLIP_NONE, CLIP_NORM, CLIP_VALUE, LR, OPTIMIZER_CODES,
-                                    WEIGHT_DECAY)
+from nnctl.engine.cpu.optim import (
+    CLIP_GLOBAL_NORM,
+    CLIP_NONE,
+    CLIP_NORM,
+    CLIP_VALUE,
+    LR,
+    OPTIMIZER_CODES,
+    WEIGHT_DECAY,
+)
 from nnctl.errors import ArgumentError, check_float_range
 from nnctl.nn.store import aligned_full
 from nnctl.registry import Registry

@@ -8,7 +8,13 @@ import pytest
 from nnctl.engine import cpu, reference
 from nnctl.engine.cpu.dense import ACTIVATION_CODES
 from nnctl.engine.cpu.losses import LOSS_CODES
-from nnctl.engine.cpu.optim import CLIP_GLOBAL_NORM, CLIP_NONE, CLIP_NORM, CLIP_VALUE, OPTIMIZER_CODES
+from nnctl.engine.cpu.optim import (
+    CLIP_GLOBAL_NORM,
+    CLIP_NONE,
+    CLIP_NORM,
+    CLIP_VALUE,
+    OPTIMIZER_CODES,
+)
 
 F32 = np.float32
 

@@ -71,7 +71,7 @@ def _gather(blocks, partials):
         def codegen(context, builder, signature, args):
             src_t, rows_t, scales_t, start_t, end_t, out_t, b_t, col_t = signature.args
             src_v, rows_v, scales_v, start_v, end_v, out_v, b_v, col_v = args
-            intp = lambda value: context.get_constant(types.intp, value)  # noqa: E731
+            intp = lambda value: context.get_constant(types.intp, value)
             col = _as_intp(context, builder, col_v, col_t)
             cols = [builder.add(col, intp(LANES * i)) for i in range(blocks)]
             zero = ir.Constant(_vector(context, src_t.dtype), None)

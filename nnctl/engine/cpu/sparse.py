@@ -9,7 +9,13 @@ two forms (scatter for narrow layers, gather for wide ones) add in the same orde
 from numba import njit, prange
 
 from nnctl.engine.cpu.simd import (
-    LANES, gather_16, gather_64, gather_128, gather_in_order_16, gather_in_order_64, scatter_16,
+    LANES,
+    gather_16,
+    gather_64,
+    gather_128,
+    gather_in_order_16,
+    gather_in_order_64,
+    scatter_16,
 )
 from nnctl.engine.settings import KERNEL, PARALLEL_KERNEL
 
