@@ -1,15 +1,15 @@
 """The fast path's epoch loop, as source that nnctl.nn.fastpath writes out once per kind of model.
 
 Never imported by itself: fastpath appends the definitions of the names below that this file leaves open
-(the model's own activation, loss, optimizer, input and regularizer kernels), so Numba compiles only those.
+(the model's own activation, loss, optimizer, input, regularizer and clipping kernels), so Numba compiles only those.
 """
-# ruff: noqa: F821 — act_forward, act_backward, input_forward, input_weight_grad, add_penalties, loss_kernel
-# and optimizer_kernel are defined by the generated part (fastpath._kernel_source).
+# ruff: noqa: F821 — act_forward, act_backward, input_forward, input_weight_grad, add_penalties, clip_kernel,
+# loss_kernel and optimizer_kernel are defined by the generated part (fastpath._kernel_source).
 
 from numba import njit
 
 from nnctl.engine.cpu.dense import LINEAR, matmul, matmul_nt, matmul_tn, take_rows
-from nnctl.engine.cpu.optim import regularize
+from nnctl.engine.cpu.optim import clip_gradients, regularize
 from nnctl.engine.cpu.sparse import csr_matmul, csr_t_matmul
 from nnctl.engine.settings import KERNEL
 from nnctl.nn.fastpath import (
@@ -106,7 +106,8 @@ def run_steps(train, x, indptr, indices, values, order, first, last, batch_size,
                 matmul_tn(ybuf[layer - 1, :m * din].reshape((m, din)), dz, dw)
                 matmul_nt(dz, w, gbuf[current, :m * din].reshape((m, din)))
         loss += add_penalties(ilayers, flayers, params, grads)
-        optimizer_kernel(hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip)
+        clip_kernel(offsets, grads, clip_mode, clip)
+        optimizer_kernel(hp, iteration, offsets, params, grads, slot1, slot2, slot3)
         iteration += 1
         step_losses[step] = loss
     return iteration
@@ -131,6 +132,11 @@ def _penalties(ilayers, flayers, params, grads):
 @njit(inline="always", **KERNEL)
 def _no_penalties(ilayers, flayers, params, grads):
     return 0.0
+
+
+@njit(inline="always", **KERNEL)
+def _no_clip(offsets, grads, clip_mode, clip):
+    pass
 
 
 # The first layer's input: dense rows gathered into xbuf (m, din), or CSR rows multiplied where they lie.

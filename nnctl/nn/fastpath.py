@@ -22,7 +22,7 @@ import numpy as np
 from nnctl.engine import settings
 from nnctl.engine.cpu.dense import BIAS_ACT_BACKWARD, BIAS_ACT_FORWARD, LINEAR
 from nnctl.engine.cpu.losses import LOSS_KERNELS
-from nnctl.engine.cpu.optim import OPTIMIZER_KERNELS
+from nnctl.engine.cpu.optim import CLIP_NONE, OPTIMIZER_KERNELS
 from nnctl.engine.csr import CSRMatrix
 from nnctl.nn.layers import Dense
 
@@ -43,6 +43,7 @@ class LoopKind(NamedTuple):
     optimizer: int
     sparse: bool  # CSR input
     regularized: bool  # any L1/L2 penalty
+    clipped: bool  # gradient clipping
 
 
 def _kernel(dispatcher):
@@ -73,7 +74,8 @@ def _kernel_source(kind: LoopKind) -> str:
     lines.append("from {} import {} as optimizer_kernel".format(*_kernel(optimizer)))
     source = "_csr" if kind.sparse else "_dense"
     lines += [f"input_forward = {source}_input_forward", f"input_weight_grad = {source}_input_weight_grad",
-              f"add_penalties = {'_penalties' if kind.regularized else '_no_penalties'}"]
+              f"add_penalties = {'_penalties' if kind.regularized else '_no_penalties'}",
+              f"clip_kernel = {'clip_gradients' if kind.clipped else '_no_clip'}"]
     lines += _dispatch_source("act_forward", "z, bias, alpha, y", forward)
     lines += _dispatch_source("act_backward", "dy, z, y, alpha, dz, db", backward)
     return "\n".join(lines) + "\n"
@@ -162,7 +164,8 @@ class FastPath:
         forward = [int(code) for code in self.ilayers[:, ACT]]
         backward = forward[:-1] + [LINEAR if model.loss_fused else forward[-1]]
         self.loop = _loop_module(LoopKind(tuple(sorted(set(forward))), tuple(sorted(set(backward))), model.loss_code,
-                                          model.optimizer.code, sparse, bool(self.flayers[:, K_L1:].any())))
+                                          model.optimizer.code, sparse, bool(self.flayers[:, K_L1:].any()),
+                                          model.optimizer.clip_mode != CLIP_NONE))
 
     def _x(self, x):
         assert isinstance(x, CSRMatrix) == self.sparse, "the input kind differs from the one buffers were sized for"

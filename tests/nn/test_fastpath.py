@@ -13,7 +13,8 @@ from nnctl.nn.model import Sequential
 
 A = ACTIVATION_CODES
 KIND = fastpath.LoopKind(forward=(A["linear"], A["relu"]), backward=(A["linear"], A["relu"]), loss=LOSS_CODES["mse"],
-                         optimizer=OPTIMIZER_CODES["rmsprop"], sparse=False, regularized=False)
+                         optimizer=OPTIMIZER_CODES["rmsprop"], sparse=False, regularized=False,
+                         clipped=False)
 
 
 def test_the_generated_part_names_only_the_models_kernels():
@@ -22,8 +23,10 @@ def test_the_generated_part_names_only_the_models_kernels():
     assert imported == {"bias_linear_forward", "bias_relu_forward", "bias_linear_backward", "bias_relu_backward",
                         "mse as loss_kernel", "rmsprop_step as optimizer_kernel"}
     assert "input_forward = _dense_input_forward" in source and "add_penalties = _no_penalties" in source
-    sparse = fastpath._kernel_source(KIND._replace(sparse=True, regularized=True, forward=(A["tanh"],)))
+    assert "clip_kernel = _no_clip" in source
+    sparse = fastpath._kernel_source(KIND._replace(sparse=True, regularized=True, clipped=True, forward=(A["tanh"],)))
     assert "input_forward = _csr_input_forward" in sparse and "add_penalties = _penalties" in sparse
+    assert "clip_kernel = clip_gradients" in sparse
     assert "bias_tanh_forward(z, bias, alpha, y)" in sparse and "code ==" not in sparse.split("act_backward")[0]
 
 

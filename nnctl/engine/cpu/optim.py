@@ -1,4 +1,4 @@
-"""Optimizer kernels: gradient clipping and the parameter update in one pass over flat buffers.
+"""Optimizer kernels: gradient clipping, and each optimizer's update in one pass over flat buffers.
 
 All of a model's parameters live in one flat float32 buffer (and their gradients and optimizer slots in
 buffers of the same layout), so one call updates the whole model. Formulas follow Keras 3.
@@ -72,10 +72,9 @@ def clip_gradients(offsets, grads, clip_mode, clip):
 
 
 @njit(inline="always", **STRICT_KERNEL)
-def _each_tensor(update, hp, alpha, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
-    """Clips the gradients in place as asked, then calls update(p, g, s1, s2, s3, lr, keep, alpha, a, b, c, d)
-    on each tensor's slices. Inlined into each *_step kernel below, so `update` is a constant there."""
-    clip_gradients(offsets, grads, clip_mode, clip)
+def _each_tensor(update, hp, alpha, offsets, params, grads, slot1, slot2, slot3):
+    """Calls update(p, g, s1, s2, s3, lr, keep, alpha, a, b, c, d) on each tensor's slices. Inlined into each
+    *_step kernel below, so `update` is a constant there."""
     f32 = np.float32
     lr = f32(hp[LR])
     keep = f32(1.0 - hp[LR] * hp[WEIGHT_DECAY])  # decoupled weight decay: p ← p − lr·wd·p
@@ -88,11 +87,11 @@ def _each_tensor(update, hp, alpha, offsets, params, grads, slot1, slot2, slot3,
 
 # One kernel per optimizer, so a model compiles only its own (one kernel branching on an optimizer code took
 # 1.3 s to compile). Each updates every parameter once:
-# <optimizer>_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip).
-#     params/grads/slot1..3: (P,) flat buffers; offsets: (T+1,) tensor boundaries (for per-tensor clipnorm);
-#     iteration: updates already done (Adam's bias correction). grads[i] = clip(grads[i]) (clip_gradients);
-#     p[i] -= lr·wd·p[i]; p[i] -= update(grads[i], slots[i]). Arithmetic is float32 like Keras's; each loop is
-#     branch-free and vectorizes.
+# <optimizer>_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3).
+#     params/grads/slot1..3: (P,) flat buffers; offsets: (T+1,) tensor boundaries; iteration: updates already
+#     done (Adam's bias correction). p[i] -= lr·wd·p[i]; p[i] -= update(grads[i], slots[i]). Clipping is
+#     clip_gradients' job, called first and only when asked. Arithmetic is float32 like Keras's; each loop
+#     is branch-free and vectorizes.
 
 @njit(**STRICT_KERNEL)
 def _sgd(p, g, s1, s2, s3, lr, keep, alpha, momentum, nesterov, c, d):
@@ -112,8 +111,8 @@ def _sgd(p, g, s1, s2, s3, lr, keep, alpha, momentum, nesterov, c, d):
 
 
 @njit(**STRICT_KERNEL)
-def sgd_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
-    _each_tensor(_sgd, hp, np.float32(hp[LR]), offsets, params, grads, slot1, slot2, slot3, clip_mode, clip)
+def sgd_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3):
+    _each_tensor(_sgd, hp, np.float32(hp[LR]), offsets, params, grads, slot1, slot2, slot3)
 
 
 @njit(**STRICT_KERNEL)
@@ -134,8 +133,8 @@ def _rmsprop(p, g, s1, s2, s3, lr, keep, alpha, rho, momentum, epsilon, centered
 
 
 @njit(**STRICT_KERNEL)
-def rmsprop_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
-    _each_tensor(_rmsprop, hp, np.float32(hp[LR]), offsets, params, grads, slot1, slot2, slot3, clip_mode, clip)
+def rmsprop_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3):
+    _each_tensor(_rmsprop, hp, np.float32(hp[LR]), offsets, params, grads, slot1, slot2, slot3)
 
 
 @njit(**STRICT_KERNEL)
@@ -154,11 +153,11 @@ def _adam(p, g, s1, s2, s3, lr, keep, alpha, beta_1, beta_2, epsilon, amsgrad):
 
 
 @njit(**STRICT_KERNEL)
-def adam_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
+def adam_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3):
     # Keras folds both bias corrections into the step size.
     step = iteration + 1
     alpha = np.float32(hp[LR] * math.sqrt(1.0 - hp[3] ** step) / (1.0 - hp[2] ** step))
-    _each_tensor(_adam, hp, alpha, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip)
+    _each_tensor(_adam, hp, alpha, offsets, params, grads, slot1, slot2, slot3)
 
 
 @njit(**STRICT_KERNEL)
@@ -169,8 +168,8 @@ def _adagrad(p, g, s1, s2, s3, lr, keep, alpha, epsilon, b, c, d):
 
 
 @njit(**STRICT_KERNEL)
-def adagrad_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
-    _each_tensor(_adagrad, hp, np.float32(hp[LR]), offsets, params, grads, slot1, slot2, slot3, clip_mode, clip)
+def adagrad_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3):
+    _each_tensor(_adagrad, hp, np.float32(hp[LR]), offsets, params, grads, slot1, slot2, slot3)
 
 
 # Indexed by OPTIMIZER_CODES.
@@ -178,5 +177,8 @@ OPTIMIZER_KERNELS = (sgd_step, rmsprop_step, adam_step, adagrad_step)
 
 
 def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
-    """One update of every parameter for an optimizer code: calls that optimizer's kernel."""
-    OPTIMIZER_KERNELS[code](hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip)
+    """One update of every parameter for an optimizer code, the gradients clipped first (in place) as asked:
+    calls clip_gradients, then that optimizer's kernel."""
+    if clip_mode != CLIP_NONE:
+        clip_gradients(offsets, grads, clip_mode, clip)
+    OPTIMIZER_KERNELS[code](hp, iteration, offsets, params, grads, slot1, slot2, slot3)
