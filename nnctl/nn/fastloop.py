@@ -9,7 +9,7 @@ Never imported by itself: fastpath appends the definitions of the names below th
 from numba import njit
 
 from nnctl.engine.cpu.dense import LINEAR, matmul, matmul_nt, matmul_tn, take_rows
-from nnctl.engine.cpu.optim import clip_gradients, regularize
+from nnctl.engine.cpu.optim import regularize
 from nnctl.engine.cpu.sparse import csr_matmul, csr_t_matmul
 from nnctl.engine.settings import KERNEL
 from nnctl.nn.fastpath import (
