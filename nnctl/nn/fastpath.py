@@ -75,7 +75,8 @@ def _kernel_source(kind: LoopKind) -> str:
     source = "_csr" if kind.sparse else "_dense"
     lines += [f"input_forward = {source}_input_forward", f"input_weight_grad = {source}_input_weight_grad",
               f"add_penalties = {'_penalties' if kind.regularized else '_no_penalties'}",
-              f"clip_kernel = {'clip_gradients' if kind.clipped else '_no_clip'}"]
+              "from nnctl.engine.cpu.optim import clip_gradients as clip_kernel" if kind.clipped
+              else "clip_kernel = _no_clip"]
     lines += _dispatch_source("act_forward", "z, bias, alpha, y", forward)
     lines += _dispatch_source("act_backward", "dy, z, y, alpha, dz, db", backward)
     return "\n".join(lines) + "\n"

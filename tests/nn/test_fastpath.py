@@ -26,7 +26,7 @@ def test_the_generated_part_names_only_the_models_kernels():
     assert "clip_kernel = _no_clip" in source
     sparse = fastpath._kernel_source(KIND._replace(sparse=True, regularized=True, clipped=True, forward=(A["tanh"],)))
     assert "input_forward = _csr_input_forward" in sparse and "add_penalties = _penalties" in sparse
-    assert "clip_kernel = clip_gradients" in sparse
+    assert "import clip_gradients as clip_kernel" in sparse
     assert "bias_tanh_forward(z, bias, alpha, y)" in sparse and "code ==" not in sparse.split("act_backward")[0]
 
 

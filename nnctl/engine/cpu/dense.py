@@ -8,6 +8,7 @@ import math
 import numpy as np
 from numba import njit
 
+from nnctl.engine.cpu.simd import LANES, gather_row
 from nnctl.engine.settings import KERNEL
 
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX, ELU, LEAKY_RELU, SOFTPLUS, GELU = range(9)
@@ -285,12 +286,17 @@ _NARROW = 8
 
 @njit(**KERNEL)
 def matmul(a, b, out):
-    """out = a @ b for small operands. a: (m, k), b: (k, n), out: (m, n).
+    """out = a @ b for small operands. a: (m, k), b: (k, n), out: (m, n); b and out C-contiguous.
 
-        for rows i..i+3: out[i.., :] = Σ_p a[i.., p] * b[p, :]   (4 rows share each load of b[p, :])
+        for i: out[i, :] = Σ_p a[i, p] * b[p, :]     (n ≥ 16: in vector blocks, simd.gather_row;
+                                                        8 ≤ n < 16: 4 rows share each load of b[p, :])
     """
     m, k = a.shape
     n = b.shape[1]
+    if n >= LANES:
+        for i in range(m):
+            gather_row(b, None, a[i], 0, k, out, i)
+        return
     if n < _NARROW:
         for i in range(m):
             for j in range(n):
@@ -328,10 +334,16 @@ def matmul(a, b, out):
 def matmul_tn(a, b, out):
     """out = aᵀ @ b (the weight gradient xᵀ·dz). a: (m, k), b: (m, n), out: (k, n).
 
-        out = 0; for i, p: out[p, :] += a[i, p] * b[i, :]     (narrow n: for j, i: out[:, j] += b[i, j]·a[i, :])
+        for p: out[p, :] = Σ_i a[i, p] * b[i, :]    (n ≥ 16: in vector blocks, simd.gather_row;
+                                                      narrow n: for j, i: out[:, j] += b[i, j]·a[i, :])
+    b and out C-contiguous.
     """
     m, k = a.shape
     n = b.shape[1]
+    if n >= LANES:
+        for p in range(k):
+            gather_row(b, None, a[:, p], 0, m, out, p)
+        return
     out[:, :] = 0.0
     if n < _NARROW:
         for j in range(n):

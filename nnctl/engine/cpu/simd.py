@@ -8,9 +8,11 @@ and gather forms of the weight gradient give the same bytes.
 """
 
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+from nnctl.engine.settings import KERNEL
 
 LANES = 16  # one 512-bit register of float32 (two 256-bit ones where AVX-512 is missing)
 _I32 = ir.IntType(32)
@@ -32,8 +34,9 @@ def _as_intp(context, builder, value, typ):
 
 
 def _load_element(context, builder, arytype, ary, index):
-    """ary[index] for a 1-D array."""
-    return builder.load(builder.gep(context.make_array(arytype)(context, builder, ary).data, [index]))
+    """ary[index] for a 1-D array of any layout (a strided column a[:, p] too)."""
+    a = context.make_array(arytype)(context, builder, ary)
+    return builder.load(cgutils.get_item_pointer(context, builder, arytype, a, [index]))
 
 
 def _block_pointer(context, builder, arytype, ary, row, col):
@@ -60,8 +63,9 @@ def _fma(builder, a, b, c):
 
 def _gather(blocks, partials):
     """gather(src, rows, scales, start, end, out, b, col): out[b, col:col+W] = Σ_k scales[k] · src[rows[k],
-    col:col+W] for k in start..end-1, W = blocks·LANES. Each block's sum is split into `partials` running sums
-    (k mod partials, added pairwise at the end), because one running sum waits out an FMA's latency per k."""
+    col:col+W] for k in start..end-1, W = blocks·LANES; rows=None reads src[k] (a dense product). Each block's
+    sum is split into `partials` running sums (k mod partials, added pairwise at the end), because one running
+    sum waits out an FMA's latency per k."""
     @intrinsic
     def gather(typingctx, src, rows, scales, start, end, out, b, col):
         if not _matrices(src, out):
@@ -79,7 +83,10 @@ def _gather(blocks, partials):
             start, end = _as_intp(context, builder, start_v, start_t), _as_intp(context, builder, end_v, end_t)
 
             def add(k, partial):
-                row = _as_intp(context, builder, _load_element(context, builder, rows_t, rows_v, k), rows_t.dtype)
+                if isinstance(rows_t, types.NoneType):
+                    row = k
+                else:
+                    row = _as_intp(context, builder, _load_element(context, builder, rows_t, rows_v, k), rows_t.dtype)
                 scale = _splat(context, builder, _load_element(context, builder, scales_t, scales_v, k),
                                scales_t.dtype, src_t.dtype)
                 for c, block_sums in zip(cols, sums):
@@ -135,7 +142,8 @@ def scatter_16(typingctx, dy, b, col, cols, scales, start, end, dw):
     return sig, codegen
 
 
-# The forward product's blocks, widest first: enough running sums in each to keep both FMA pipes busy.
+# The forward product's blocks (and the small dense products'), widest first: enough running sums in each to
+# keep both FMA pipes busy.
 gather_128 = _gather(8, 1)
 gather_64 = _gather(4, 2)
 gather_16 = _gather(1, 4)
@@ -143,3 +151,49 @@ gather_16 = _gather(1, 4)
 # scatter, so both give the same bytes.
 gather_in_order_64 = _gather(4, 1)
 gather_in_order_16 = _gather(1, 1)
+
+
+@njit(inline="always", **KERNEL)
+def _gather_tail(src, rows, scales, start, end, out, b, col):
+    """out[b, col:] = Σ scales[k] · src[rows[k], col:] for k in start..end-1, in k order: the last units % 16."""
+    units = src.shape[1]
+    for j in range(col, units):
+        out[b, j] = 0.0
+    for k in range(start, end):
+        s, r = scales[k], k if rows is None else rows[k]
+        for j in range(col, units):
+            out[b, j] += s * src[r, j]
+
+
+@njit(inline="always", **KERNEL)
+def gather_row(src, rows, scales, start, end, out, b):
+    """out[b, :] = Σ scales[k] · src[rows[k], :] for k in start..end-1 (src[k] with rows=None). src, out: C 2-D;
+    rows, scales: 1-D (scales may be strided: a column of a matrix)."""
+    units = src.shape[1]
+    col = 0
+    while col + 128 <= units:
+        gather_128(src, rows, scales, start, end, out, b, col)
+        col += 128
+    if col + 64 <= units:
+        gather_64(src, rows, scales, start, end, out, b, col)
+        col += 64
+    while col + LANES <= units:
+        gather_16(src, rows, scales, start, end, out, b, col)
+        col += LANES
+    if col < units:
+        _gather_tail(src, rows, scales, start, end, out, b, col)
+
+
+@njit(**KERNEL)
+def gather_row_in_order(src, rows, scales, start, end, out, b):
+    """gather_row with each sum added in k order (csr_t_matmul's scatter order)."""
+    units = src.shape[1]
+    col = 0
+    while col + 64 <= units:
+        gather_in_order_64(src, rows, scales, start, end, out, b, col)
+        col += 64
+    while col + LANES <= units:
+        gather_in_order_16(src, rows, scales, start, end, out, b, col)
+        col += LANES
+    if col < units:
+        _gather_tail(src, rows, scales, start, end, out, b, col)

@@ -8,61 +8,8 @@ two forms (scatter for narrow layers, gather for wide ones) add in the same orde
 
 from numba import njit, prange
 
-from nnctl.engine.cpu.simd import (
-    LANES,
-    gather_16,
-    gather_64,
-    gather_128,
-    gather_in_order_16,
-    gather_in_order_64,
-    scatter_16,
-)
+from nnctl.engine.cpu.simd import LANES, gather_row, gather_row_in_order, scatter_16
 from nnctl.engine.settings import KERNEL, PARALLEL_KERNEL
-
-
-@njit(inline="always", **KERNEL)
-def _gather_tail(src, rows, scales, start, end, out, b, col):
-    """out[b, col:] = Σ scales[k] · src[rows[k], col:] for k in start..end-1, in k order: the last units % 16."""
-    units = src.shape[1]
-    for j in range(col, units):
-        out[b, j] = 0.0
-    for k in range(start, end):
-        s, r = scales[k], rows[k]
-        for j in range(col, units):
-            out[b, j] += s * src[r, j]
-
-
-@njit(**KERNEL)
-def _gather_row(src, rows, scales, start, end, out, b):
-    """out[b, :] = Σ scales[k] · src[rows[k], :] for k in start..end-1. src, out: C 2-D."""
-    units = src.shape[1]
-    col = 0
-    while col + 128 <= units:
-        gather_128(src, rows, scales, start, end, out, b, col)
-        col += 128
-    if col + 64 <= units:
-        gather_64(src, rows, scales, start, end, out, b, col)
-        col += 64
-    while col + LANES <= units:
-        gather_16(src, rows, scales, start, end, out, b, col)
-        col += LANES
-    if col < units:
-        _gather_tail(src, rows, scales, start, end, out, b, col)
-
-
-@njit(**KERNEL)
-def _gather_row_in_order(src, rows, scales, start, end, out, b):
-    """_gather_row with each sum added in k order (csr_t_matmul's scatter order)."""
-    units = src.shape[1]
-    col = 0
-    while col + 64 <= units:
-        gather_in_order_64(src, rows, scales, start, end, out, b, col)
-        col += 64
-    while col + LANES <= units:
-        gather_in_order_16(src, rows, scales, start, end, out, b, col)
-        col += LANES
-    if col < units:
-        _gather_tail(src, rows, scales, start, end, out, b, col)
 
 
 @njit(**KERNEL)
@@ -74,7 +21,7 @@ def csr_matmul(indptr, indices, values, rows, w, out):
     """
     for b in range(rows.shape[0]):
         r = rows[b]
-        _gather_row(w, indices, values, indptr[r], indptr[r + 1], out, b)
+        gather_row(w, indices, values, indptr[r], indptr[r + 1], out, b)
 
 
 @njit(**KERNEL)
@@ -141,7 +88,7 @@ def csc_t_matmul(colptr, brow, bval, dy, dw, c0, c1):
     ranges can run on different threads.
     """
     for c in range(c0, c1):
-        _gather_row_in_order(dy, brow, bval, colptr[c], colptr[c + 1], dw, c)
+        gather_row_in_order(dy, brow, bval, colptr[c], colptr[c + 1], dw, c)
 
 @njit(**PARALLEL_KERNEL)
 def csr_matmul_split(indptr, indices, values, rows, w, out, parts):
