@@ -288,15 +288,11 @@ _NARROW = 8
 def matmul(a, b, out):
     """out = a @ b for small operands. a: (m, k), b: (k, n), out: (m, n); b and out C-contiguous.
 
-        for i: out[i, :] = Σ_p a[i, p] * b[p, :]     (n ≥ 16: in vector blocks, simd.gather_row;
-                                                        8 ≤ n < 16: 4 rows share each load of b[p, :])
+        for i: out[i, :] = Σ_p a[i, p] * b[p, :]     (n ≥ 8: in vector blocks, simd.gather_row;
+                                                        narrow n: a dot product per output)
     """
     m, k = a.shape
     n = b.shape[1]
-    if n >= LANES:
-        for i in range(m):
-            gather_row(b, None, a[i], 0, k, out, i)
-        return
     if n < _NARROW:
         for i in range(m):
             for j in range(n):
@@ -305,29 +301,8 @@ def matmul(a, b, out):
                     total += a[i, p] * b[p, j]
                 out[i, j] = total
         return
-    i = 0
-    while i + 4 <= m:
-        for j in range(n):
-            out[i, j] = 0.0
-            out[i + 1, j] = 0.0
-            out[i + 2, j] = 0.0
-            out[i + 3, j] = 0.0
-        for p in range(k):
-            a0, a1, a2, a3 = a[i, p], a[i + 1, p], a[i + 2, p], a[i + 3, p]
-            for j in range(n):
-                bj = b[p, j]
-                out[i, j] += a0 * bj
-                out[i + 1, j] += a1 * bj
-                out[i + 2, j] += a2 * bj
-                out[i + 3, j] += a3 * bj
-        i += 4
-    for r in range(i, m):
-        for j in range(n):
-            out[r, j] = 0.0
-        for p in range(k):
-            arp = a[r, p]
-            for j in range(n):
-                out[r, j] += arp * b[p, j]
+    for i in range(m):
+        gather_row(b, None, a[i], 0, k, out, i)
 
 
 @njit(**KERNEL)
