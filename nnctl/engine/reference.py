@@ -227,7 +227,7 @@ def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, sl
                 m = momentum * slot1[s] - lr * g
                 slot1[s] = m
                 p += momentum * m - lr * g if nesterov else m
-        elif name == "rmsprop":
+        elif name in ("rmsprop", "rmsprop_plain"):
             rho, momentum, eps, centered = hp[2], hp[3], hp[4], hp[5]
             v = rho * slot1[s] + (1 - rho) * g ** 2
             slot1[s] = v

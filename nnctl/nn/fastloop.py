@@ -26,7 +26,14 @@ from nnctl.nn.fastpath import (
 )
 
 
-# The helpers are inlined into run_steps: Numba would otherwise compile each one separately and then
+@njit(**KERNEL)
+def _matrix(buf, start, rows, cols):
+    """buf[start:start + rows·cols] as a (rows, cols) matrix. One small function called from a dozen places
+    compiles faster than a dozen inlined slice-and-reshapes."""
+    return buf[start:start + rows * cols].reshape((rows, cols))
+
+
+# The helpers below are inlined into run_steps: Numba would otherwise compile each one separately and then
 # link and optimize its code again inside every caller.
 @njit(inline="always", **KERNEL)
 def _copy_rows(src, dst, first):
@@ -42,14 +49,14 @@ def _forward(x, indptr, indices, values, rows, ilayers, flayers, params, zero_bi
     m = rows.shape[0]
     for layer in range(ilayers.shape[0]):
         din, units, w_off, b_off = ilayers[layer, IN], ilayers[layer, UNITS], ilayers[layer, W_OFF], ilayers[layer, B_OFF]
-        w = params[w_off:w_off + din * units].reshape((din, units))
-        z = zbuf[layer, :m * units].reshape((m, units))
-        y = ybuf[layer, :m * units].reshape((m, units))
+        w = _matrix(params, w_off, din, units)
+        z = _matrix(zbuf[layer], 0, m, units)
+        y = _matrix(ybuf[layer], 0, m, units)
         if layer == 0:
             input_forward(x, indptr, indices, values, rows, w, xbuf, z)
         else:
             prev_units = ilayers[layer - 1, UNITS]
-            matmul(ybuf[layer - 1, :m * prev_units].reshape((m, prev_units)), w, z)
+            matmul(_matrix(ybuf[layer - 1], 0, m, prev_units), w, z)
         bias = params[b_off:b_off + units] if b_off >= 0 else zero_bias[:units]
         act_forward(ilayers[layer, ACT], z, bias, flayers[layer, ALPHA], y)
 
@@ -75,8 +82,8 @@ def run_steps(train, x, indptr, indices, values, order, first, last, batch_size,
         m = b1 - b0
         rows = order[b0:b1]
         _forward(x, indptr, indices, values, rows, ilayers, flayers, params, zero_bias, xbuf, zbuf, ybuf)
-        z_out = zbuf[last_layer, :m * out_units].reshape((m, out_units))
-        y_out = ybuf[last_layer, :m * out_units].reshape((m, out_units))
+        z_out = _matrix(zbuf[last_layer], 0, m, out_units)
+        y_out = _matrix(ybuf[last_layer], 0, m, out_units)
         _copy_rows(y_out, outputs, b0)
         if not train:
             _copy_rows(z_out, logits, b0)
@@ -87,24 +94,24 @@ def run_steps(train, x, indptr, indices, values, order, first, last, batch_size,
             wbuf[b] = weight[rows[b]]
             if sparse_labels:
                 lbuf[b] = labels[rows[b]]
-        dy = gbuf[0, :m * out_units].reshape((m, out_units))
+        dy = _matrix(gbuf[0], 0, m, out_units)
         loss = loss_kernel(delta, z_out if fused else y_out, tbuf[:m], lbuf[:m], wbuf[:m], dy)
         current = 0  # which of gbuf's two rows holds dy; the other receives dz
         for layer in range(last_layer, -1, -1):
             din, units, w_off, b_off = ilayers[layer, IN], ilayers[layer, UNITS], ilayers[layer, W_OFF], ilayers[layer, B_OFF]
-            dy = gbuf[current, :m * units].reshape((m, units))
-            dz = gbuf[1 - current, :m * units].reshape((m, units))
+            dy = _matrix(gbuf[current], 0, m, units)
+            dz = _matrix(gbuf[1 - current], 0, m, units)
             act = LINEAR if (layer == last_layer and fused) else ilayers[layer, ACT]
             db = grads[b_off:b_off + units] if b_off >= 0 else dbuf[:units]
-            act_backward(act, dy, zbuf[layer, :m * units].reshape((m, units)),
-                         ybuf[layer, :m * units].reshape((m, units)), flayers[layer, ALPHA], dz, db)
-            w = params[w_off:w_off + din * units].reshape((din, units))
-            dw = grads[w_off:w_off + din * units].reshape((din, units))
+            act_backward(act, dy, _matrix(zbuf[layer], 0, m, units),
+                         _matrix(ybuf[layer], 0, m, units), flayers[layer, ALPHA], dz, db)
+            w = _matrix(params, w_off, din, units)
+            dw = _matrix(grads, w_off, din, units)
             if layer == 0:
                 input_weight_grad(indptr, indices, values, rows, xbuf, dz, dw)
             else:
-                matmul_tn(ybuf[layer - 1, :m * din].reshape((m, din)), dz, dw)
-                matmul_nt(dz, w, gbuf[current, :m * din].reshape((m, din)))
+                matmul_tn(_matrix(ybuf[layer - 1], 0, m, din), dz, dw)
+                matmul_nt(dz, w, _matrix(gbuf[current], 0, m, din))
         loss += add_penalties(ilayers, flayers, params, grads)
         clip_kernel(offsets, grads, clip_mode, clip)
         optimizer_kernel(hp, iteration, offsets, params, grads, slot1, slot2, slot3)
@@ -142,14 +149,14 @@ def _no_clip(offsets, grads, clip_mode, clip):
 # The first layer's input: dense rows gathered into xbuf (m, din), or CSR rows multiplied where they lie.
 @njit(inline="always", **KERNEL)
 def _dense_input_forward(x, indptr, indices, values, rows, w, xbuf, z):
-    xb = xbuf[:w.shape[0] * rows.shape[0]].reshape((rows.shape[0], w.shape[0]))
+    xb = _matrix(xbuf, 0, rows.shape[0], w.shape[0])
     take_rows(x, rows, xb)
     matmul(xb, w, z)
 
 
 @njit(inline="always", **KERNEL)
 def _dense_input_weight_grad(indptr, indices, values, rows, xbuf, dz, dw):
-    matmul_tn(xbuf[:dw.shape[0] * rows.shape[0]].reshape((rows.shape[0], dw.shape[0])), dz, dw)
+    matmul_tn(_matrix(xbuf, 0, rows.shape[0], dw.shape[0]), dz, dw)
 
 
 @njit(inline="always", **KERNEL)

@@ -111,7 +111,11 @@ class SGD(Optimizer):
 
 
 class RMSprop(Optimizer):
-    kernel, slot_count = "rmsprop", 3
+    slot_count = 3
+
+    @property
+    def kernel(self) -> str:
+        return "rmsprop" if self.momentum or self.centered else "rmsprop_plain"
 
     def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, **kwargs):
         super().__init__(learning_rate, **kwargs)

@@ -58,6 +58,7 @@ def case_loss(rng, loss):
 
 def case_optimizer(rng, optimizer, clip_mode):
     hp = {"sgd": [0.1, 0.01, 0.9, 1.0], "rmsprop": [0.01, 0.0, 0.9, 0.5, 1e-7, 1.0],
+          "rmsprop_plain": [0.01, 0.002, 0.9, 0.0, 1e-7, 0.0],
           "adam": [0.01, 0.004, 0.9, 0.999, 1e-7, 1.0], "adagrad": [0.1, 0.0, 1e-7]}[optimizer]
     size = 12
     slots = [np.abs(_rand(rng, size)) * 0.1 for _ in range(3)]

@@ -13,8 +13,10 @@ from numba import njit
 
 from nnctl.engine.settings import STRICT_KERNEL
 
-SGD, RMSPROP, ADAM, ADAGRAD = range(4)
-OPTIMIZER_CODES = {"sgd": SGD, "rmsprop": RMSPROP, "adam": ADAM, "adagrad": ADAGRAD}
+SGD, RMSPROP, ADAM, ADAGRAD, RMSPROP_PLAIN = range(5)
+# rmsprop_plain: RMSprop without momentum and not centered (Keras's defaults, and the book's): a loop of its
+# own, so the usual case compiles one loop instead of four.
+OPTIMIZER_CODES = {"sgd": SGD, "rmsprop": RMSPROP, "adam": ADAM, "adagrad": ADAGRAD, "rmsprop_plain": RMSPROP_PLAIN}
 CLIP_NONE, CLIP_NORM, CLIP_GLOBAL_NORM, CLIP_VALUE = range(4)
 # Layout of the `hp` vector: hp[LR], hp[WEIGHT_DECAY], then the optimizer's own values from hp[2] on:
 #   sgd: momentum, nesterov · rmsprop: rho, momentum, epsilon, centered
@@ -138,6 +140,18 @@ def rmsprop_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3):
 
 
 @njit(**STRICT_KERNEL)
+def _rmsprop_plain(p, g, s1, s2, s3, lr, keep, alpha, rho, momentum, epsilon, centered):
+    for i in range(p.shape[0]):
+        s1[i] = rho * s1[i] + (np.float32(1.0) - rho) * g[i] * g[i]
+        p[i] = p[i] * keep - lr * g[i] / math.sqrt(s1[i] + epsilon)
+
+
+@njit(**STRICT_KERNEL)
+def rmsprop_plain_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3):
+    _each_tensor(_rmsprop_plain, hp, np.float32(hp[LR]), offsets, params, grads, slot1, slot2, slot3)
+
+
+@njit(**STRICT_KERNEL)
 def _adam(p, g, s1, s2, s3, lr, keep, alpha, beta_1, beta_2, epsilon, amsgrad):
     f32 = np.float32
     for i in range(p.shape[0]):
@@ -173,7 +187,7 @@ def adagrad_step(hp, iteration, offsets, params, grads, slot1, slot2, slot3):
 
 
 # Indexed by OPTIMIZER_CODES.
-OPTIMIZER_KERNELS = (sgd_step, rmsprop_step, adam_step, adagrad_step)
+OPTIMIZER_KERNELS = (sgd_step, rmsprop_step, adam_step, adagrad_step, rmsprop_plain_step)
 
 
 def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
