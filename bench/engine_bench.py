@@ -209,7 +209,7 @@ def train_nnctl(work: Workload, data: SyntheticData, epochs: int) -> dict:
         "val_loss": history.get("val_loss"), "val_metric": history.get(f"val_{work.metric}"),
         "epoch_cpu_s": cpu_time.cpu_s,
         "engine_path": "fused epoch loop" if fastpath.eligible(model, work.batch_size, not isinstance(x, np.ndarray)) else "layer by layer",
-        "threads": f"{openblas_info()}; Numba kernels 1 thread (parallel={settings.NUMBA_KERNELS_PARALLEL})",
+        "threads": f"{openblas_info()}; Numba kernels 1 thread, big sparse products split over up to {settings.thread_count()}",
     }
 
 
