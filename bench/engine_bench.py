@@ -350,13 +350,23 @@ def nnctl_source_state() -> str:
     return f"nnctl {commit}, sources sha256 {digest.hexdigest()[:12]}"
 
 
+def worker_env(framework: str) -> dict:
+    """nnctl workers run with the defaults the `nnctl` command gives itself (nnctl/cli.py): BLAS on one thread
+    and Numba without scipy.linalg, unless the caller set them. Torch workers get the environment as it is."""
+    env = dict(os.environ)
+    if framework == "nnctl":
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")
+        env.setdefault("NNCTL_NUMBA_SCIPY", "0")
+    return env
+
+
 def launch(framework: str, key: str, epochs: int, torch_threads: int | None) -> dict:
     command = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--workloads", key,
                "--epochs", str(epochs)]
     if torch_threads:
         command += ["--torch-threads", str(torch_threads)]
     started = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True)
+    proc = subprocess.run(command, capture_output=True, text=True, env=worker_env(framework))
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_MARKER):
             result = json.loads(line[len(RESULT_MARKER):])
