@@ -19,7 +19,7 @@ SGD, RMSPROP, ADAM, ADAGRAD, RMSPROP_PLAIN = range(5)
 OPTIMIZER_CODES = {"sgd": SGD, "rmsprop": RMSPROP, "adam": ADAM, "adagrad": ADAGRAD, "rmsprop_plain": RMSPROP_PLAIN}
 CLIP_NONE, CLIP_NORM, CLIP_GLOBAL_NORM, CLIP_VALUE = range(4)
 # Layout of the `hp` vector: hp[LR], hp[WEIGHT_DECAY], then the optimizer's own values from hp[2] on:
-#   sgd: momentum, nesterov · rmsprop: rho, momentum, epsilon, centered
+#   sgd: momentum, nesterov · rmsprop and rmsprop_plain: rho, momentum, epsilon, centered
 #   adam: beta_1, beta_2, epsilon, amsgrad · adagrad: epsilon
 LR, WEIGHT_DECAY = 0, 1
 
