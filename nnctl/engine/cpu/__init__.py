@@ -18,6 +18,7 @@ from nnctl.engine.cpu.sparse import (
     csc_t_matmul, csc_t_matmul_split, csr_matmul, csr_matmul_split, csr_t_matmul, csr_transpose_rows,
 )
 
+
 def prepare() -> None:
     """Called once by get_backend("cpu"), before any kernel is compiled or loaded.
 
