@@ -106,6 +106,11 @@ CASES = (
                      id="matmul_tn-wide"),
         pytest.param("matmul_nt", lambda rng: (_rand(rng, 7, 19), _rand(rng, 5, 19), np.zeros((7, 5), F32)), (),
                      id="matmul_nt-wide"),
+        # 8 ≤ n < 16: one masked block and nothing else.
+        pytest.param("matmul", lambda rng: (_rand(rng, 5, 9), _rand(rng, 9, 10), np.zeros((5, 10), F32)), (),
+                     id="matmul-masked"),
+        pytest.param("matmul_tn", lambda rng: (_rand(rng, 9, 5), _rand(rng, 9, 10), np.zeros((5, 10), F32)), (),
+                     id="matmul_tn-masked"),
         pytest.param("take_rows", lambda rng: (_rand(rng, 9, 3), np.array([4, 0, 4, 8]), np.zeros((4, 3), F32)),
                      (), id="take_rows"),
         pytest.param("dropout_forward", lambda rng: (_rand(rng, 20), rng.random(20).astype(F32), 0.4,

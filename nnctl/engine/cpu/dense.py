@@ -8,7 +8,7 @@ import math
 import numpy as np
 from numba import njit
 
-from nnctl.engine.cpu.simd import LANES, gather_row
+from nnctl.engine.cpu.simd import gather_row
 from nnctl.engine.settings import KERNEL
 
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX, ELU, LEAKY_RELU, SOFTPLUS, GELU = range(9)
@@ -279,8 +279,8 @@ def bias_act_backward(dy, z, y, act, alpha, dz, db):
     BIAS_ACT_BACKWARD[act](dy, z, y, alpha, dz, db)
 
 
-# Below this many output columns the inner loops below would be too short to vectorize, so the small-n
-# variants loop over the other axis instead (the Boston MLP's 1-unit output layer).
+# Below this many output columns a vector block would be mostly masked off, so the small-n variants loop over
+# the other axis instead (the Boston MLP's 1-unit output layer).
 _NARROW = 8
 
 
@@ -288,8 +288,8 @@ _NARROW = 8
 def matmul(a, b, out):
     """out = a @ b for small operands. a: (m, k), b: (k, n), out: (m, n); b and out C-contiguous.
 
-        for i: out[i, :] = Σ_p a[i, p] * b[p, :]     (n ≥ 8: in vector blocks, simd.gather_row;
-                                                        narrow n: a dot product per output)
+        for i: out[i, :] = Σ_p a[i, p] * b[p, :]     (n ≥ 8: in vector blocks, simd.gather_row, the last
+                                                        n % 16 columns masked; narrow n: a dot per output)
     """
     m, k = a.shape
     n = b.shape[1]
@@ -307,31 +307,23 @@ def matmul(a, b, out):
 
 @njit(**KERNEL)
 def matmul_tn(a, b, out):
-    """out = aᵀ @ b (the weight gradient xᵀ·dz). a: (m, k), b: (m, n), out: (k, n).
+    """out = aᵀ @ b (the weight gradient xᵀ·dz). a: (m, k), b: (m, n), out: (k, n); b and out C-contiguous.
 
-        for p: out[p, :] = Σ_i a[i, p] * b[i, :]    (n ≥ 16: in vector blocks, simd.gather_row;
+        for p: out[p, :] = Σ_i a[i, p] * b[i, :]    (n ≥ 8: in vector blocks, simd.gather_row;
                                                       narrow n: for j, i: out[:, j] += b[i, j]·a[i, :])
-    b and out C-contiguous.
     """
     m, k = a.shape
     n = b.shape[1]
-    if n >= LANES:
+    if n >= _NARROW:
         for p in range(k):
             gather_row(b, None, a[:, p], 0, m, out, p)
         return
     out[:, :] = 0.0
-    if n < _NARROW:
-        for j in range(n):
-            for i in range(m):
-                bij = b[i, j]
-                for p in range(k):
-                    out[p, j] += a[i, p] * bij
-        return
-    for i in range(m):
-        for p in range(k):
-            aip = a[i, p]
-            for j in range(n):
-                out[p, j] += aip * b[i, j]
+    for j in range(n):
+        for i in range(m):
+            bij = b[i, j]
+            for p in range(k):
+                out[p, j] += a[i, p] * bij
 
 
 @njit(**KERNEL)

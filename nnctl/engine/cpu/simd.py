@@ -51,6 +51,38 @@ def _block_pointer(context, builder, arytype, ary, row, col):
     return builder.bitcast(builder.gep(a.data, [offset]), _vector(context, arytype.dtype).as_pointer())
 
 
+def _lane_mask(builder, count):
+    """<LANES x i1>: lanes 0..count-1 on (count an intp)."""
+    lanes = ir.VectorType(count.type, LANES)
+    splat = builder.shuffle_vector(builder.insert_element(ir.Constant(lanes, ir.Undefined), count, ir.Constant(_I32, 0)),
+                                   ir.Constant(lanes, ir.Undefined), ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+    return builder.icmp_unsigned("<", ir.Constant(lanes, list(range(LANES))), splat)
+
+
+def _load_block(builder, ptr, mask):
+    """The vector at ptr; with a mask, only its lanes are read (no fault past the end) and the rest are 0."""
+    if mask is None:
+        return builder.load(ptr, align=4)
+    vec = ptr.type.pointee
+    fnty = ir.FunctionType(vec, [ptr.type, _I32, mask.type, vec])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.load.{_suffix(vec)}.p0")
+    return builder.call(fn, [ptr, ir.Constant(_I32, 4), mask, ir.Constant(vec, None)])
+
+
+def _store_block(builder, value, ptr, mask):
+    """Stores value at ptr; with a mask, only its lanes."""
+    if mask is None:
+        builder.store(value, ptr, align=4)
+        return
+    fnty = ir.FunctionType(ir.VoidType(), [value.type, ptr.type, _I32, mask.type])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.store.{_suffix(value.type)}.p0")
+    builder.call(fn, [value, ptr, ir.Constant(_I32, 4), mask])
+
+
+def _suffix(vec):
+    return f"v{LANES}{'f32' if isinstance(vec.element, ir.FloatType) else 'f64'}"
+
+
 def _splat(context, builder, scalar, from_type, dtype):
     """A vector of LANES copies of scalar, converted to dtype."""
     vec = _vector(context, dtype)
@@ -61,25 +93,26 @@ def _splat(context, builder, scalar, from_type, dtype):
 
 def _fma(builder, a, b, c):
     """a·b + c with one rounding (llvm.fma), so every caller gets the same bytes."""
-    name = f"llvm.fma.v{LANES}{'f32' if isinstance(a.type.element, ir.FloatType) else 'f64'}"
+    name = f"llvm.fma.{_suffix(a.type)}"
     fnty = ir.FunctionType(a.type, [a.type] * 3)
     return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), [a, b, c])
 
 
-def _gather(blocks, partials):
-    """gather(src, rows, scales, start, end, out, b, col): out[b, col:col+W] = Σ_k scales[k] · src[rows[k],
-    col:col+W] for k in start..end-1, W = blocks·LANES; rows=None reads src[k] (a dense product). Each block's
-    sum is split into `partials` running sums (k mod partials, added pairwise at the end), because one running
-    sum waits out an FMA's latency per k."""
-    @intrinsic
-    def gather(typingctx, src, rows, scales, start, end, out, b, col):
+def _gather(blocks, partials, masked=False):
+    """gather(src, rows, scales, start, end, out, b, col[, count]): out[b, col:col+W] = Σ_k scales[k] ·
+    src[rows[k], col:col+W] for k in start..end-1, W = blocks·LANES (masked: one block, its first `count`
+    lanes, count < LANES: a row's last columns); rows=None reads src[k] (a dense product). Each block's sum is
+    split into `partials` running sums (k mod partials, added pairwise at the end), because one running sum
+    waits out an FMA's latency per k."""
+    def typing(src, rows, scales, start, end, out, b, col, *count):
         if not _matrices(src, out):
             return None
-        sig = types.void(src, rows, scales, start, end, out, b, col)
+        sig = types.void(src, rows, scales, start, end, out, b, col, *count)
 
         def codegen(context, builder, signature, args):
-            src_t, rows_t, scales_t, start_t, end_t, out_t, b_t, col_t = signature.args
-            src_v, rows_v, scales_v, start_v, end_v, out_v, b_v, col_v = args
+            src_t, rows_t, scales_t, start_t, end_t, out_t, b_t, col_t = signature.args[:8]
+            src_v, rows_v, scales_v, start_v, end_v, out_v, b_v, col_v = args[:8]
+            mask = _lane_mask(builder, _as_intp(context, builder, args[8], signature.args[8])) if masked else None
             col = _as_intp(context, builder, col_v, col_t)
             cols = [builder.add(col, _intp(context, LANES * i)) for i in range(blocks)]
             zero = ir.Constant(_vector(context, src_t.dtype), None)
@@ -94,7 +127,7 @@ def _gather(blocks, partials):
                 scale = _splat(context, builder, _load_element(context, builder, scales_t, scales_v, k),
                                scales_t.dtype, src_t.dtype)
                 for c, block_sums in zip(cols, sums):
-                    block = builder.load(_block_pointer(context, builder, src_t, src_v, row, c), align=4)
+                    block = _load_block(builder, _block_pointer(context, builder, src_t, src_v, row, c), mask)
                     total = block_sums[partial]
                     builder.store(_fma(builder, scale, block, builder.load(total)), total)
 
@@ -110,38 +143,62 @@ def _gather(blocks, partials):
                 values = [builder.load(total) for total in block_sums]
                 while len(values) > 1:
                     values = [builder.fadd(values[i], values[i + 1]) for i in range(0, len(values), 2)]
-                builder.store(values[0], _block_pointer(context, builder, out_t, out_v, b, c), align=4)
+                _store_block(builder, values[0], _block_pointer(context, builder, out_t, out_v, b, c), mask)
             return context.get_dummy_value()
 
         return sig, codegen
 
+    if masked:
+        @intrinsic
+        def gather(typingctx, src, rows, scales, start, end, out, b, col, count):
+            return typing(src, rows, scales, start, end, out, b, col, count)
+    else:
+        @intrinsic
+        def gather(typingctx, src, rows, scales, start, end, out, b, col):
+            return typing(src, rows, scales, start, end, out, b, col)
     return gather
 
 
-@intrinsic
-def scatter_16(typingctx, dy, b, col, cols, scales, start, end, dw):
-    """dw[cols[k], col:col+16] += scales[k] · dy[b, col:col+16] for k in start..end-1. dy, dw: C-contiguous
-    2-D float arrays; cols, scales: 1-D."""
-    if not _matrices(dy, dw):
-        return None
-    sig = types.void(dy, b, col, cols, scales, start, end, dw)
+def _scatter(masked=False):
+    """scatter(dy, b, col, cols, scales, start, end, dw[, count]): dw[cols[k], col:col+16] += scales[k] ·
+    dy[b, col:col+16] for k in start..end-1 (masked: only the first `count` lanes). dy, dw: C-contiguous 2-D
+    float arrays; cols, scales: 1-D."""
+    def typing(dy, b, col, cols, scales, start, end, dw, *count):
+        if not _matrices(dy, dw):
+            return None
+        sig = types.void(dy, b, col, cols, scales, start, end, dw, *count)
 
-    def codegen(context, builder, signature, args):
-        dy_t, b_t, col_t, cols_t, scales_t, start_t, end_t, dw_t = signature.args
-        dy_v, b_v, col_v, cols_v, scales_v, start_v, end_v, dw_v = args
-        col = _as_intp(context, builder, col_v, col_t)
-        grad = builder.load(_block_pointer(context, builder, dy_t, dy_v, _as_intp(context, builder, b_v, b_t), col),
-                            align=4)
-        start, end = _as_intp(context, builder, start_v, start_t), _as_intp(context, builder, end_v, end_t)
-        with cgutils.for_range_slice(builder, start, end, _intp(context, 1)) as (k, _):
-            c = _as_intp(context, builder, _load_element(context, builder, cols_t, cols_v, k), cols_t.dtype)
-            scale = _splat(context, builder, _load_element(context, builder, scales_t, scales_v, k), scales_t.dtype,
-                           dy_t.dtype)
-            target = _block_pointer(context, builder, dw_t, dw_v, c, col)
-            builder.store(_fma(builder, scale, grad, builder.load(target, align=4)), target, align=4)
-        return context.get_dummy_value()
+        def codegen(context, builder, signature, args):
+            dy_t, b_t, col_t, cols_t, scales_t, start_t, end_t, dw_t = signature.args[:8]
+            dy_v, b_v, col_v, cols_v, scales_v, start_v, end_v, dw_v = args[:8]
+            mask = _lane_mask(builder, _as_intp(context, builder, args[8], signature.args[8])) if masked else None
+            col = _as_intp(context, builder, col_v, col_t)
+            row = _as_intp(context, builder, b_v, b_t)
+            grad = _load_block(builder, _block_pointer(context, builder, dy_t, dy_v, row, col), mask)
+            start, end = _as_intp(context, builder, start_v, start_t), _as_intp(context, builder, end_v, end_t)
+            with cgutils.for_range_slice(builder, start, end, _intp(context, 1)) as (k, _):
+                c = _as_intp(context, builder, _load_element(context, builder, cols_t, cols_v, k), cols_t.dtype)
+                scale = _splat(context, builder, _load_element(context, builder, scales_t, scales_v, k),
+                               scales_t.dtype, dy_t.dtype)
+                target = _block_pointer(context, builder, dw_t, dw_v, c, col)
+                _store_block(builder, _fma(builder, scale, grad, _load_block(builder, target, mask)), target, mask)
+            return context.get_dummy_value()
 
-    return sig, codegen
+        return sig, codegen
+
+    if masked:
+        @intrinsic
+        def scatter(typingctx, dy, b, col, cols, scales, start, end, dw, count):
+            return typing(dy, b, col, cols, scales, start, end, dw, count)
+    else:
+        @intrinsic
+        def scatter(typingctx, dy, b, col, cols, scales, start, end, dw):
+            return typing(dy, b, col, cols, scales, start, end, dw)
+    return scatter
+
+
+scatter_16 = _scatter()
+scatter_masked = _scatter(masked=True)
 
 
 # The forward product's blocks (and the small dense products'), widest first: enough running sums in each to
@@ -153,18 +210,9 @@ gather_16 = _gather(1, 4)
 # scatter, so both give the same bytes.
 gather_in_order_64 = _gather(4, 1)
 gather_in_order_16 = _gather(1, 1)
-
-
-@njit(inline="always", **KERNEL)
-def _gather_tail(src, rows, scales, start, end, out, b, col):
-    """out[b, col:] = Σ scales[k] · src[rows[k], col:] for k in start..end-1, in k order: the last units % 16."""
-    units = src.shape[1]
-    for j in range(col, units):
-        out[b, j] = 0.0
-    for k in range(start, end):
-        s, r = scales[k], k if rows is None else rows[k]
-        for j in range(col, units):
-            out[b, j] += s * src[r, j]
+# A row's last units % 16 columns, as one masked block.
+gather_masked = _gather(1, 4, masked=True)
+gather_in_order_masked = _gather(1, 1, masked=True)
 
 
 @njit(inline="always", **KERNEL)
@@ -183,7 +231,7 @@ def gather_row(src, rows, scales, start, end, out, b):
         gather_16(src, rows, scales, start, end, out, b, col)
         col += LANES
     if col < units:
-        _gather_tail(src, rows, scales, start, end, out, b, col)
+        gather_masked(src, rows, scales, start, end, out, b, col, units - col)
 
 
 @njit(**KERNEL)
@@ -198,4 +246,4 @@ def gather_row_in_order(src, rows, scales, start, end, out, b):
         gather_in_order_16(src, rows, scales, start, end, out, b, col)
         col += LANES
     if col < units:
-        _gather_tail(src, rows, scales, start, end, out, b, col)
+        gather_in_order_masked(src, rows, scales, start, end, out, b, col, units - col)

@@ -8,7 +8,13 @@ two forms (scatter for narrow layers, gather for wide ones) add in the same orde
 
 from numba import njit, prange
 
-from nnctl.engine.cpu.simd import LANES, gather_row, gather_row_in_order, scatter_16
+from nnctl.engine.cpu.simd import (
+    LANES,
+    gather_row,
+    gather_row_in_order,
+    scatter_16,
+    scatter_masked,
+)
 from nnctl.engine.settings import KERNEL, PARALLEL_KERNEL
 
 
@@ -36,15 +42,14 @@ def csr_t_matmul(indptr, indices, values, rows, dy, dw):
     for c in range(dw.shape[0]):
         for j in range(units):
             dw[c, j] = 0.0
-    vector_units = units - units % LANES
     for b in range(rows.shape[0]):
         r = rows[b]
-        for col in range(0, vector_units, LANES):
+        col = 0
+        while col + LANES <= units:
             scatter_16(dy, b, col, indices, values, indptr[r], indptr[r + 1], dw)
-        for k in range(indptr[r], indptr[r + 1]):  # the last units % 16 columns
-            c, v = indices[k], values[k]
-            for j in range(vector_units, units):
-                dw[c, j] += v * dy[b, j]
+            col += LANES
+        if col < units:  # the last units % 16 columns
+            scatter_masked(dy, b, col, indices, values, indptr[r], indptr[r + 1], dw, units - col)
 
 
 @njit(**KERNEL)
