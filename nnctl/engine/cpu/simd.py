@@ -3,7 +3,7 @@
 Numba's own code for `o[:] += s * w[k, :]` checks at run time, for every few non-zeros, whether o overlaps
 the weight rows, and reloads o each time: about 8 cycles a non-zero for IMDB's 16 units. These blocks keep a
 block of 16 output columns in a vector register across all of a row's terms, then store it once: 2.5-3×
-faster. Every product is a fused multiply-add (llvm.fma), so the bytes never depend on what LLVM contracts.
+faster. A row's last columns (fewer than 16) are one masked block. Every product is a fused multiply-add (llvm.fma), so the bytes never depend on what LLVM contracts.
 The forward blocks keep several running sums per block; the weight gradient's gather form keeps one, adding
 in index order exactly as the scatter form does, so the two forms give the same bytes.
 """
