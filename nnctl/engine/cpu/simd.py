@@ -99,15 +99,16 @@ def _fma(builder, a, b, c):
 
 
 def _gather(blocks, partials, masked=False):
-    """gather(src, rows, scales, start, end, out, b, col[, count]): out[b, col:col+W] = Σ_k scales[k] ·
+    """gather(src, rows, scales, start, end, out, b, col, count): out[b, col:col+W] = Σ_k scales[k] ·
     src[rows[k], col:col+W] for k in start..end-1, W = blocks·LANES (masked: one block, its first `count`
-    lanes, count < LANES: a row's last columns); rows=None reads src[k] (a dense product). Each block's sum is
+    lanes, count < LANES: a row's last columns; unmasked blocks ignore count); rows=None reads src[k] (a dense product). Each block's sum is
     split into `partials` running sums (k mod partials, added pairwise at the end), because one running sum
     waits out an FMA's latency per k."""
-    def typing(src, rows, scales, start, end, out, b, col, *count):
+    @intrinsic
+    def gather(typingctx, src, rows, scales, start, end, out, b, col, count):
         if not _matrices(src, out):
             return None
-        sig = types.void(src, rows, scales, start, end, out, b, col, *count)
+        sig = types.void(src, rows, scales, start, end, out, b, col, count)
 
         def codegen(context, builder, signature, args):
             src_t, rows_t, scales_t, start_t, end_t, out_t, b_t, col_t = signature.args[:8]
@@ -148,25 +149,18 @@ def _gather(blocks, partials, masked=False):
 
         return sig, codegen
 
-    if masked:
-        @intrinsic
-        def gather(typingctx, src, rows, scales, start, end, out, b, col, count):
-            return typing(src, rows, scales, start, end, out, b, col, count)
-    else:
-        @intrinsic
-        def gather(typingctx, src, rows, scales, start, end, out, b, col):
-            return typing(src, rows, scales, start, end, out, b, col)
     return gather
 
 
 def _scatter(masked=False):
-    """scatter(dy, b, col, cols, scales, start, end, dw[, count]): dw[cols[k], col:col+16] += scales[k] ·
-    dy[b, col:col+16] for k in start..end-1 (masked: only the first `count` lanes). dy, dw: C-contiguous 2-D
+    """scatter(dy, b, col, cols, scales, start, end, dw, count): dw[cols[k], col:col+16] += scales[k] ·
+    dy[b, col:col+16] for k in start..end-1 (masked: only the first `count` lanes; unmasked ignores count). dy, dw: C-contiguous 2-D
     float arrays; cols, scales: 1-D."""
-    def typing(dy, b, col, cols, scales, start, end, dw, *count):
+    @intrinsic
+    def scatter(typingctx, dy, b, col, cols, scales, start, end, dw, count):
         if not _matrices(dy, dw):
             return None
-        sig = types.void(dy, b, col, cols, scales, start, end, dw, *count)
+        sig = types.void(dy, b, col, cols, scales, start, end, dw, count)
 
         def codegen(context, builder, signature, args):
             dy_t, b_t, col_t, cols_t, scales_t, start_t, end_t, dw_t = signature.args[:8]
@@ -186,14 +180,6 @@ def _scatter(masked=False):
 
         return sig, codegen
 
-    if masked:
-        @intrinsic
-        def scatter(typingctx, dy, b, col, cols, scales, start, end, dw, count):
-            return typing(dy, b, col, cols, scales, start, end, dw, count)
-    else:
-        @intrinsic
-        def scatter(typingctx, dy, b, col, cols, scales, start, end, dw):
-            return typing(dy, b, col, cols, scales, start, end, dw)
     return scatter
 
 
@@ -222,13 +208,13 @@ def gather_row(src, rows, scales, start, end, out, b):
     units = src.shape[1]
     col = 0
     while col + 128 <= units:
-        gather_128(src, rows, scales, start, end, out, b, col)
+        gather_128(src, rows, scales, start, end, out, b, col, LANES)
         col += 128
     if col + 64 <= units:
-        gather_64(src, rows, scales, start, end, out, b, col)
+        gather_64(src, rows, scales, start, end, out, b, col, LANES)
         col += 64
     while col + LANES <= units:
-        gather_16(src, rows, scales, start, end, out, b, col)
+        gather_16(src, rows, scales, start, end, out, b, col, LANES)
         col += LANES
     if col < units:
         gather_masked(src, rows, scales, start, end, out, b, col, units - col)
@@ -240,10 +226,10 @@ def gather_row_in_order(src, rows, scales, start, end, out, b):
     units = src.shape[1]
     col = 0
     while col + 64 <= units:
-        gather_in_order_64(src, rows, scales, start, end, out, b, col)
+        gather_in_order_64(src, rows, scales, start, end, out, b, col, LANES)
         col += 64
     while col + LANES <= units:
-        gather_in_order_16(src, rows, scales, start, end, out, b, col)
+        gather_in_order_16(src, rows, scales, start, end, out, b, col, LANES)
         col += LANES
     if col < units:
         gather_in_order_masked(src, rows, scales, start, end, out, b, col, units - col)

@@ -46,7 +46,7 @@ def csr_t_matmul(indptr, indices, values, rows, dy, dw):
         r = rows[b]
         col = 0
         while col + LANES <= units:
-            scatter_16(dy, b, col, indices, values, indptr[r], indptr[r + 1], dw)
+            scatter_16(dy, b, col, indices, values, indptr[r], indptr[r + 1], dw, LANES)
             col += LANES
         if col < units:  # the last units % 16 columns
             scatter_masked(dy, b, col, indices, values, indptr[r], indptr[r + 1], dw, units - col)
