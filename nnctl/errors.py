@@ -27,12 +27,14 @@ class UnknownNameError(NnctlError, ValueError):
         self.kind, self.name, self.allowed = kind, name, sorted(allowed)
         self.suggestion = did_you_mean(name, allowed)
         hint = f" — did you mean '{self.suggestion}'?" if self.suggestion else ""
-        super().__init__(f"unknown {kind} '{name}'{hint} (allowed: {', '.join(self.allowed)})")
+        super().__init__(f"unknown {kind} {show(name)}{hint} (allowed: {', '.join(self.allowed)})")
 
 
 def did_you_mean(name: str, allowed: list[str]) -> str | None:
     """The closest allowed spelling of `name`, or None when nothing is close."""
-    matches = difflib.get_close_matches(str(name).lower(), [a.lower() for a in allowed], n=1, cutoff=0.6)
+    if not isinstance(name, str) or len(name) > 100:  # nothing that long is a misspelling of a short name
+        return None
+    matches = difflib.get_close_matches(name.lower(), [a.lower() for a in allowed], n=1, cutoff=0.6)
     if not matches:
         return None
     return next(a for a in allowed if a.lower() == matches[0])
@@ -56,3 +58,30 @@ def check_float_range(name: str, value, low: float, high: float, *, low_open=Fal
         lb, hb = ("(" if low_open else "["), (")" if high_open else "]")
         raise ArgumentError(f"`{name}` must be a float in {lb}{low}, {high}{hb}, got {value!r}.")
     return value
+
+
+SHOWN_CHARACTERS = 200  # the most of a user's value any message repeats
+
+
+def clip(text: str, limit: int = SHOWN_CHARACTERS) -> str:
+    """`text` with control characters escaped and, past `limit` characters, its middle cut out."""
+    text = "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text[:4 * limit + 8])
+    if len(text) <= limit:
+        return text
+    tail = limit // 4
+    return f"{text[:limit - tail - 1]}…{text[-tail:]}"
+
+
+def show(value, limit: int = SHOWN_CHARACTERS) -> str:
+    """A user's value as a message quotes it (repr), never longer than about `limit` characters."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of {len(str(abs(value))) if value.bit_length() < 13000 else 'thousands of'} digits"
+    if isinstance(value, str) and len(value) > limit:
+        quoted = clip(repr(value[:limit // 2]), limit)
+        return f"{quoted[:-1]}…{quoted[-1]} ({len(value):,} characters)"
+    if isinstance(value, (list, dict, tuple, set)) and len(value) > limit:
+        return f"a {type(value).__name__} of {len(value):,} entries"
+    try:
+        return clip(repr(value), limit)
+    except (ValueError, RecursionError):  # repr of a huge int, or of a structure that holds itself
+        return f"a {type(value).__name__}"

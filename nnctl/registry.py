@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from nnctl.errors import ArgumentError, UnknownNameError
+from nnctl.errors import ArgumentError, UnknownNameError, show
 
 
 def normalize(name: str) -> str:
@@ -43,7 +43,7 @@ class Registry:
     def canonical(self, name: str) -> str:
         """The canonical name for `name` or an alias of it; UnknownNameError with a suggestion otherwise."""
         if not isinstance(name, str):
-            raise ArgumentError(f"a {self.kind} name must be a string, got {name!r}.")
+            raise ArgumentError(f"a {self.kind} name must be a string, got {show(name)}.")
         key = normalize(name)
         key = self.aliases.get(key, key)
         if key not in self.entries:
@@ -68,7 +68,7 @@ class Registry:
         if isinstance(spec, dict):
             spec = dict(spec)
             if "type" not in spec:
-                raise ArgumentError(f"a {self.kind} given as a mapping needs a `type` key, got {sorted(spec)}.")
+                raise ArgumentError(f"a {self.kind} given as a mapping needs a `type` key, got {show(sorted(map(str, spec)))}.")
             name = spec.pop("type")
             return self.lookup(name)(**{**defaults, **spec})
-        raise ArgumentError(f"cannot interpret {spec!r} as a {self.kind}: give a name or a mapping with `type`.")
+        raise ArgumentError(f"cannot interpret {show(spec)} as a {self.kind}: give a name or a mapping with `type`.")

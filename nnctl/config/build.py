@@ -12,7 +12,7 @@ from pathlib import Path
 
 from nnctl.config.resolve import ResolvedConfig, in_file_order
 from nnctl.config.yamlfile import ConfigError, ConfigIssue
-from nnctl.errors import NnctlError, ShapeError, UnknownNameError, did_you_mean
+from nnctl.errors import NnctlError, ShapeError, UnknownNameError, did_you_mean, show
 
 _BACKTICKED = re.compile(r"`(\w+)`")
 
@@ -50,7 +50,7 @@ def _unknown_arguments(spec, registry) -> list[tuple[str, str]]:
     out = []
     for key in (k for k in spec if k != "type" and k not in allowed):
         hint = did_you_mean(key, allowed) if allowed else None
-        out.append((key, f"unknown key '{key}' for {registry.kind} '{spec['type']}'"
+        out.append((key, f"unknown key {show(key, 80)} for {registry.kind} {show(spec['type'], 80)}"
                          + (f" — did you mean '{hint}'?" if hint else "")
                          + f" (allowed: {', '.join(allowed) or 'none'})"))
     return out
@@ -242,7 +242,7 @@ def _check_monitors(resolved: ResolvedConfig, available: list[str]) -> list[Conf
             not any(name.startswith("val_") for name in available) else ""
         where = ("callbacks", index) + (("monitor",) if "monitor" in given else ("type",) if given is spec else ())
         close = did_you_mean(monitor, available)
-        found.append(resolved.issue(where, f"'{monitor}' is not logged by this run{hint}"
+        found.append(resolved.issue(where, f"{show(monitor)} is not logged by this run{hint}"
                                            f"{f' — did you mean {close!r}?' if close else ''} "
                                            f"(allowed: {', '.join(available)})"))
     return found

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from nnctl.config.yamlfile import ConfigError, ConfigIssue, Document, Source, format_path, parse_yaml
+from nnctl.errors import clip, show
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\.(\d+)(?=\.|\[|$)")
 
@@ -21,11 +22,13 @@ def parse_key_path(text: str) -> tuple:
         match = _PART.match(text, pos)
         name, bracket, dotted = match.groups() if match else (None, None, None)
         if not match or (name is not None and parts and not after_dot):  # "a[0]b" lacks the dot before b
-            raise ValueError(f"cannot read key path {text!r} at {text[pos:]!r}: write it like model.layers[0].units")
+            raise ValueError(f"cannot read key path {show(text, 80)} at {show(text[pos:], 40)}: write it like "
+                             f"model.layers[0].units")
         parts.append(name if name is not None else int(bracket or dotted))
         pos = match.end()
     if not parts or not isinstance(parts[0], str):
-        raise ValueError(f"cannot read key path {text!r}: it must start with a key, like epochs or optimizer.type")
+        raise ValueError(f"cannot read key path {show(text, 80)}: it must start with a key, like epochs or "
+                         f"optimizer.type")
     return tuple(parts)
 
 
@@ -34,7 +37,8 @@ def apply_overrides(doc: Document, assignments: list) -> Document:
     issues: list[ConfigIssue] = []
     for assignment in assignments:
         # An option like --device arrives as (assignment, label) so errors name what the user typed.
-        assignment, label = assignment if isinstance(assignment, tuple) else (assignment, f"--set {assignment}")
+        assignment, label = assignment if isinstance(assignment, tuple) else (assignment,
+                                                                              f"--set {clip(assignment, 80)}")
         key_text, sep, value_text = assignment.partition("=")
         try:
             if not sep:

@@ -15,8 +15,9 @@ from pydantic import BaseModel, ValidationError
 
 from nnctl.config.overrides import apply_overrides
 from nnctl.config.schema import DATASET_SPECS, LAYER_SPECS, OPTIMIZER_SPECS, TRANSFORM_SPECS, Config
-from nnctl.config.yamlfile import ConfigError, ConfigIssue, Document, Source, format_path, parse_yaml
-from nnctl.errors import NnctlError, did_you_mean
+from nnctl.config.yamlfile import (ConfigError, ConfigIssue, Document, Source, format_path, parse_yaml,
+                                   read_config_text)
+from nnctl.errors import NnctlError, did_you_mean, show
 from nnctl.registry import Registry
 
 
@@ -40,14 +41,11 @@ def load_config(path, overrides=(), label: str | None = None) -> ResolvedConfig:
     """Reads, overrides and validates a config file; raises ConfigError listing every problem found."""
     path = Path(path)
     label = label or str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([ConfigIssue(Source(label), (), "no such config file")]) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError([ConfigIssue(Source(label), (), f"cannot read the config file: {err}")]) from None
-    return resolve_document(parse_yaml(text, label), list(overrides), default_name=path.stem,
-                            base_dir=path.resolve().parent)
+    doc = parse_yaml(read_config_text(path, label), label)
+    if doc.data is None and not overrides:
+        raise ConfigError([ConfigIssue(Source(label, 1, 1), (), "the config file is empty (expected a mapping of "
+                                                                "keys: name, data, model, loss, ...)")])
+    return resolve_document(doc, list(overrides), default_name=path.stem, base_dir=path.resolve().parent)
 
 
 def resolve_document(doc: Document, overrides: list[str], default_name: str, base_dir: Path) -> ResolvedConfig:
@@ -188,7 +186,7 @@ def _translate(err: ValidationError, doc: Document) -> list[ConfigIssue]:
             allowed = sorted(cls.model_fields) if cls else []
             hint = did_you_mean(path[-1], allowed) if allowed else None
             suggested.add(path[:-1] + (hint,))
-            message = (f"unknown key '{path[-1]}'" + (f" — did you mean '{hint}'?" if hint else "")
+            message = (f"unknown key {show(path[-1], 80)}" + (f" — did you mean '{hint}'?" if hint else "")
                        + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
             issues.append(ConfigIssue(doc.key_source(path), path, message))
             continue
@@ -198,7 +196,7 @@ def _translate(err: ValidationError, doc: Document) -> list[ConfigIssue]:
         if kind == "literal_error":
             allowed = [a.strip("'") for a in error["ctx"]["expected"].replace(" or ", ", ").split(", ")]
             hint = did_you_mean(str(value), allowed)
-            message = (f"expected one of {', '.join(allowed)}, got {value!r}"
+            message = (f"expected one of {', '.join(allowed)}, got {show(value)}"
                        + (f" — did you mean '{hint}'?" if hint else ""))
         elif kind in ("model_type", "model_attributes_type", "dict_type"):
             message = f"expected a mapping, got {_describe(value)}"
@@ -216,7 +214,7 @@ def _translate(err: ValidationError, doc: Document) -> list[ConfigIssue]:
 
 
 def _describe(value) -> str:
-    return "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else repr(value)
+    return "a list" if isinstance(value, list) else "a mapping" if isinstance(value, dict) else show(value)
 
 
 __all__ = ["ConfigError", "ResolvedConfig", "format_path", "load_config", "resolve_document"]

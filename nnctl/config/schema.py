@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, PlainValidator, Tag, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
+from nnctl.errors import show
+
 
 def _value_type(expected: str, accept, json_schema: dict):
     """An annotated type whose only check is `accept(value)`; the error says what was expected."""
@@ -28,7 +30,7 @@ def _show(value) -> str:
         return "a mapping" if isinstance(value, dict) else "a list"
     if isinstance(value, bool):
         return "true" if value else "false"  # as YAML spells it, not Python's True
-    return "nothing" if value is None else repr(value)
+    return "nothing" if value is None else show(value)
 
 
 def _is_int(v) -> bool:
@@ -55,9 +57,9 @@ Rate = _value_type("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1,
 AtLeastTwo = _value_type("an integer ≥ 2", lambda v: _is_int(v) and v >= 2, {"type": "integer", "minimum": 2})
 Bool = _value_type("true or false", lambda v: isinstance(v, bool), {"type": "boolean"})
 Text = _value_type("a string", lambda v: isinstance(v, str) and v.strip() != "", {"type": "string", "minLength": 1})
-RunName = _value_type("a name of letters, digits, '_', '-' and '.'",
-                      lambda v: isinstance(v, str) and bool(_SAFE_NAME.match(v)),
-                      {"type": "string", "pattern": _SAFE_NAME.pattern})
+RunName = _value_type("a name of at most 100 letters, digits, '_', '-' and '.'",
+                      lambda v: isinstance(v, str) and len(v) <= 100 and bool(_SAFE_NAME.match(v)),
+                      {"type": "string", "pattern": _SAFE_NAME.pattern, "maxLength": 100})
 Shape = _value_type("a list of positive integers", lambda v: isinstance(v, list) and bool(v) and all(
     _is_int(s) and s > 0 for s in v), {"type": "array", "items": {"type": "integer", "exclusiveMinimum": 0},
                                        "minItems": 1})

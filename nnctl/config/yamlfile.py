@@ -6,12 +6,19 @@ Plain YAML values only, with YAML 1.2 scalars: `yes`/`on` stay strings, `1e-3` i
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 
 import yaml
 
-from nnctl.errors import NnctlError
+from nnctl.errors import NnctlError, clip, show
+
+MAX_FILE_BYTES = 1 << 20  # a config is a page of text; anything this big is a mistake (or an attack)
+MAX_DEPTH = 100  # nesting levels; PyYAML's composer recurses once per level
+ALIAS_BUDGET = 10_000  # values that aliases may add in all: a "billion laughs" file is stopped at once
+MAX_INT_DIGITS = 100  # no size in a config needs more; Python refuses to parse past 4,300
 
 Path = tuple  # a key path into the data: ("model", "layers", 2, "units")
 
@@ -38,7 +45,8 @@ class ConfigIssue:
 
     def __str__(self):
         where = f"{format_path(self.path)}: " if self.path else ""
-        return f"{self.source}: {where}{self.message}"
+        # A safety net: every message that quotes a user's value shortens it, and no issue spans two lines.
+        return f"{self.source}: {where}{clip(self.message, 360)}"
 
 
 class ConfigError(NnctlError):
@@ -78,7 +86,8 @@ def format_path(path: Path) -> str:
     """("model", "layers", 2, "units") → "model.layers[2].units"."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        part = part if isinstance(part, int) else clip(str(part), 60)  # a key can be any (huge) string
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
 
 
@@ -88,10 +97,53 @@ _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 _STANDARD_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
+_SCALAR_FORMS = {"int": _INT, "float": _FLOAT, "bool": _BOOL, "null": _NULL}  # what an explicit `!!int` must hold
+_NON_PRINTABLE = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010FFFF]")
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that resolves only YAML 1.2 core scalars (no yes/no booleans, no sexagesimals, no dates)."""
+    """SafeLoader that resolves only YAML 1.2 core scalars (no yes/no booleans, no sexagesimals, no dates),
+    and refuses nesting past MAX_DEPTH, aliases that expand past ALIAS_BUDGET and aliases inside their anchor.
+    """
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.depth, self.expanded = 0, 0
+        self.open_anchors: set = set()
+        self.extent: dict = {}  # id(node) -> (values in its expansion, its nesting depth)
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self.open_anchors:
+                _refuse(event, f"alias *{clip(event.anchor, 40)} is used inside its own anchor: recursive "
+                               f"structures are not allowed")
+            node = super().compose_node(parent, index)
+            size, height = self.extent.get(id(node), (1, 1))
+            self.expanded += size
+            if self.expanded > ALIAS_BUDGET:
+                _refuse(event, f"aliases expand to more than {ALIAS_BUDGET:,} values (allowed: at most "
+                               f"{ALIAS_BUDGET:,}; write the values out instead)")
+            if self.depth + height > MAX_DEPTH:
+                _refuse(event, f"this alias nests values deeper than {MAX_DEPTH} levels (allowed: {MAX_DEPTH})")
+            return node
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            _refuse(event, f"values are nested deeper than {MAX_DEPTH} levels (allowed: {MAX_DEPTH})")
+        if event.anchor is not None:
+            self.open_anchors.add(event.anchor)
+        node = super().compose_node(parent, index)
+        self.open_anchors.discard(event.anchor)
+        self.depth -= 1
+        children = node.value if isinstance(node, yaml.SequenceNode) else [
+            part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else []
+        extents = [self.extent.get(id(child), (1, 1)) for child in children]
+        self.extent[id(node)] = (1 + sum(e[0] for e in extents), 1 + max((e[1] for e in extents), default=0))
+        return node
+
+
+def _refuse(event, problem: str):
+    raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
 
 
 _Loader.yaml_implicit_resolvers = {}
@@ -118,8 +170,18 @@ def _scalar(node: yaml.ScalarNode):
     return text
 
 
+def _position(text: str, offset: int) -> tuple[int, int]:
+    """1-based (line, column) of character `offset` in `text`."""
+    return text.count("\n", 0, offset) + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1
+
+
 def parse_yaml(text: str, label: str) -> Document:
     """Parse `text`; YAML errors, unsafe tags and duplicate keys become a ConfigError located in `label`."""
+    bad = _NON_PRINTABLE.search(text)
+    if bad:  # PyYAML's reader would raise an unlocated ReaderError, even for one in a comment
+        where = Source(label, *_position(text, bad.start()))
+        raise ConfigError([ConfigIssue(where, (), f"control character U+{ord(bad.group()):04X} is not allowed in "
+                                                  f"YAML (allowed: tab, newline and printable characters)")])
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
@@ -133,6 +195,8 @@ def parse_yaml(text: str, label: str) -> Document:
                         f"column {err.context_mark.column + 1})")
         where = Source(label, mark.line + 1, mark.column + 1) if mark else Source(label)
         raise ConfigError([ConfigIssue(where, (), f"invalid YAML: {problem}")]) from None
+    except yaml.YAMLError as err:  # unmarked: PyYAML found no position for it
+        raise ConfigError([ConfigIssue(Source(label, 1, 1), (), f"invalid YAML: {clip(str(err))}")]) from None
     doc = Document(None, label)
     issues: list[ConfigIssue] = []
     doc.data = _build(root, (), doc, issues) if root is not None else None
@@ -148,9 +212,13 @@ def _where(node, label) -> Source:
 def _build(node, path, doc: Document, issues: list):
     doc.values[path] = _where(node, doc.label)
     if node.tag not in _STANDARD_TAGS:
-        tag = node.tag.replace("tag:yaml.org,2002:", "!!", 1)  # as written in the file
+        tag = clip(node.tag.replace("tag:yaml.org,2002:", "!!", 1), 80)  # as written in the file
         issues.append(ConfigIssue(doc.values[path], path, f"YAML tag '{tag}' is not allowed: nnctl reads plain "
                                                           f"values only (mappings, lists, strings, numbers, booleans)"))
+        return None
+    problem = _misfit(node)
+    if problem:
+        issues.append(ConfigIssue(doc.values[path], path, problem))
         return None
     if isinstance(node, yaml.ScalarNode):
         return _scalar(node)
@@ -160,14 +228,66 @@ def _build(node, path, doc: Document, issues: list):
     for key_node, value_node in node.value:
         key = _build(key_node, path + ("<key>",), doc, issues)
         if not isinstance(key, str) and (isinstance(key, bool) or not isinstance(key, int)):  # ints: class ids
-            issues.append(ConfigIssue(_where(key_node, doc.label), path, f"keys must be names, got {key!r}"))
+            issues.append(ConfigIssue(_where(key_node, doc.label), path, f"keys must be names, got {show(key)}"))
             continue
         if key in out:
             first = doc.keys[path + (key,)]
             issues.append(ConfigIssue(_where(key_node, doc.label), path + (key,),
-                                      f"duplicate key '{key}' (first given on line {first.line})"))
+                                      f"duplicate key {show(key)} (first given on line {first.line})"))
             continue
         doc.keys[path + (key,)] = _where(key_node, doc.label)
         out[key] = _build(value_node, path + (key,), doc, issues)
     doc.values.pop(path + ("<key>",), None)
     return out
+
+
+def _misfit(node) -> str | None:
+    """Why an explicitly tagged node cannot be read as its tag says (`!!int "abc"`, `!!map [1]`), or None."""
+    kind = node.tag.rsplit(":", 1)[-1]
+    shape = "seq" if isinstance(node, yaml.SequenceNode) else "map" if isinstance(node, yaml.MappingNode) else None
+    if shape or kind in ("seq", "map"):
+        return None if kind == shape else f"YAML tag '!!{kind}' does not fit this value"
+    if kind in _SCALAR_FORMS and not _SCALAR_FORMS[kind].match(node.value):
+        return f"{show(node.value)} is not a valid !!{kind} value"
+    digits = len(node.value.lstrip("+-"))
+    if kind == "int" and digits > MAX_INT_DIGITS:
+        return f"an integer of {digits:,} digits is too large (allowed: at most {MAX_INT_DIGITS} digits)"
+    return None
+
+
+def read_config_text(path, label: str) -> str:
+    """The text of a config file: a regular UTF-8 file of at most MAX_FILE_BYTES, or a located ConfigError.
+
+    A FIFO or a device would block or never end: the file's type is checked before it is opened (and again
+    on the opened descriptor, in case the path was swapped in between).
+    """
+    def refuse(message, line=1, column=1):
+        raise ConfigError([ConfigIssue(Source(label, line, column), (), message)])
+
+    data = b""
+    try:
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_FILE_BYTES:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+            with os.fdopen(fd, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                if stat.S_ISREG(info.st_mode):
+                    data = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError([ConfigIssue(Source(label), (), "no such config file")]) from None
+    except OSError as err:
+        refuse(f"cannot read the config file: {err.strerror or err}")
+    if not stat.S_ISREG(info.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode)
+                else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "a socket"
+                if stat.S_ISSOCK(info.st_mode) else "not a file")
+        refuse(f"this is {kind}, not a regular file (allowed: a YAML file)")
+    if info.st_size > MAX_FILE_BYTES or len(data) > MAX_FILE_BYTES:
+        refuse(f"the config file is {max(info.st_size, len(data)):,} bytes (allowed: at most {MAX_FILE_BYTES:,})")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        start = data.rfind(b"\n", 0, err.start) + 1
+        column = len(data[start:err.start].decode("utf-8", "replace")) + 1
+        refuse(f"the config file is not UTF-8 text: byte 0x{data[err.start]:02x} cannot be decoded (allowed: "
+               f"UTF-8)", data.count(b"\n", 0, err.start) + 1, column)

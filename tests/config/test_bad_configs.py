@@ -132,7 +132,7 @@ CASES = [
     ("seed-negative", edit("seed: 1", "seed: -1"),
      [(2, 7, "seed: expected an integer ≥ 0, got -1")]),
     ("name-with-space", edit("name: bad", "name: my run"),
-     [(1, 7, "name: expected a name of letters, digits, '_', '-' and '.', got 'my run'")]),
+     [(1, 7, "name: expected a name of at most 100 letters, digits, '_', '-' and '.', got 'my run'")]),
     ("metrics-not-a-list", edit("[accuracy]", "accuracy"),
      [(12, 10, "metrics: expected a list, got 'accuracy'")]),
     # ---- broken or unsafe YAML
