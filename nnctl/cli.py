@@ -32,6 +32,21 @@ def _fail(lines, code: int = EXIT_USAGE):
     sys.exit(code)
 
 
+def strict_json(obj, indent: int | None = 2) -> str:
+    """`obj` as strict JSON (RFC 8259, which has no NaN or Infinity): non-finite numbers become null."""
+    import math
+
+    def clean(value):
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {str(key): clean(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(item) for item in value]
+        return clean(value.tolist()) if hasattr(value, "tolist") else value  # NumPy scalars and arrays
+    return json.dumps(clean(obj), indent=indent, allow_nan=False)
+
+
 def user_errors(command):
     """Turns the library's user errors (bad config, bad input) into red lines and exit code 2."""
     @functools.wraps(command)
@@ -179,7 +194,8 @@ def _run_kfold(resolved, prepared, runs_dir, folds, quiet):
 @main.command()
 @click.argument("run", type=click.Path())
 @click.option("--split", type=click.Choice(["test", "validation", "train"]), default="test", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help='Print {"loss": ..., "<metric>": ..., "samples": n}.')
+@click.option("--json", "as_json", is_flag=True, help='Print {"loss": ..., "<metric>": ..., "samples": n} '
+                                                      "(null where a figure is NaN).")
 @click.option("--weights", type=click.Path(), help="Use another weights file of the run, e.g. "
                                                     "checkpoints/best.safetensors (from a model_checkpoint callback).")
 @user_errors
@@ -189,16 +205,28 @@ def evaluate(run, split, as_json, weights):
     \b
     Example:
       nnctl evaluate runs/imdb/latest --split test --json
+    Exit codes: 0 done, 1 evaluated (figures printed) but metrics.json could not be written (read-only run,
+    full disk, another process writing the run), 2 a missing or damaged run file (named) or a bad argument.
     """
-    from nnctl.train.inference import evaluate_run, load_run
+    from nnctl.train.inference import NotSaved, evaluate_split, load_run, save_evaluation
 
-    results = evaluate_run(load_run(run, weights), split)
+    loaded = load_run(run, weights)
+    results = evaluate_split(loaded, split)
+    if loaded.nonfinite:
+        shown = ", ".join(f"`{name}`" for name in loaded.nonfinite[:3]) + (" …" if len(loaded.nonfinite) > 3 else "")
+        click.secho(f"note: {loaded.weights_path}: {shown} hold(s) non-finite values (NaN or inf)", fg="yellow",
+                    err=True)
+    nan_text = "nan (the weights hold non-finite values)" if loaded.nonfinite else "nan"
     if as_json:
-        click.echo(json.dumps(results))
-        return
-    _table([("metric", "left"), ("value", "right")],
-           [[key, f"{value:.4f}" if isinstance(value, float) else str(value)] for key, value in results.items()],
-           title=f"{split} split")
+        click.echo(strict_json(results, indent=None))
+    else:
+        _table([("metric", "left"), ("value", "right")],
+               [[key, (f"{value:.4f}" if value == value else nan_text) if isinstance(value, float) else str(value)]
+                for key, value in results.items()], title=f"{split} split")
+    try:
+        save_evaluation(loaded, split, results)
+    except NotSaved as error:
+        _fail([f"error: {error}"], EXIT_FAILED)
 
 
 @main.command()
@@ -220,15 +248,19 @@ def predict(run, input_file, texts, output_file, weights):
       nnctl predict runs/boston/latest --input new_houses.csv --output prices.csv
       nnctl predict runs/imdb/latest --text "this film was just brilliant"
     """
-    from nnctl.train.inference import (describe_outputs, encode_texts, load_run, predict_inputs, read_inputs,
-                                       write_outputs)
+    from nnctl.train.inference import (check_output_path, describe_outputs, encode_texts, load_run, predict_inputs,
+                                       read_inputs, read_texts, write_outputs)
 
     if bool(input_file) == bool(texts):
         raise click.UsageError("give either --input FILE or --text TEXT")
+    if output_file:
+        check_output_path(output_file)
     loaded = load_run(run, weights)
+    if loaded.nonfinite:
+        click.secho(f"note: {loaded.weights_path}: the weights hold non-finite values (NaN or inf): the outputs "
+                    f"are NaN", fg="yellow", err=True)
     if input_file and input_file.lower().endswith(".txt"):
-        with open(input_file, encoding="utf-8") as handle:
-            texts = [line.strip() for line in handle if line.strip()]
+        texts = read_texts(input_file)
     inputs = encode_texts(loaded, texts) if texts else read_inputs(input_file)
     outputs = predict_inputs(loaded, inputs)
     if output_file:

@@ -5,12 +5,11 @@ Like cli.py, importing this stays cheap: the run readers and matplotlib load ins
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
-from nnctl.cli import _table, main, user_errors
+from nnctl.cli import _table, main, strict_json, user_errors
 
 
 @main.command()
@@ -30,11 +29,11 @@ def runs(folder, as_json):
 
     found = list_runs(folder)
     if as_json:
-        click.echo(json.dumps(found, indent=2))
+        click.echo(strict_json(found))
         return
-    for summary in found:
+    for summary in found:  # one damaged run must not hide the others: a note each, and exit 0
         for problem in summary["problems"]:
-            click.secho(f"note: {summary['path']}: {problem}", fg="yellow", err=True)
+            click.secho(f"note: {problem}", fg="yellow", err=True)
     if not found:
         click.echo(f"no runs in {folder}")
         return
@@ -59,7 +58,7 @@ def compare(run_paths, as_json):
         raise click.UsageError("give two or more runs to compare")
     result = compare_runs(run_paths)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(strict_json(result))
         return
     for problem in result["problems"]:
         click.secho(f"note: {problem}", fg="yellow", err=True)

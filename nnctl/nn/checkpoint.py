@@ -33,6 +33,7 @@ class Snapshot:
 
     tensors: dict[str, np.ndarray]
     state: dict
+    path: Path | None = None  # where it was read from, for messages
 
     @property
     def epochs_done(self) -> int:
@@ -72,30 +73,41 @@ def capture(model, history, callbacks=()) -> Snapshot:
 
 
 def load(path) -> Snapshot:
-    """The checkpoint at `path`; an NnctlError naming the file when it is missing, torn or not a checkpoint."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-        size = int.from_bytes(data[:8], "little")
-        metadata = json.loads(data[8:8 + size]).get("__metadata__") or {}
-        if metadata.get("format") != FORMAT:
-            raise NnctlError(f"{path}: not an nnctl checkpoint (format {metadata.get('format')!r}, "
-                             f"expected {FORMAT!r})")
-        return Snapshot(safetensors.numpy.load(data), json.loads(metadata["state"]))
-    except FileNotFoundError:
-        raise NnctlError(f"{path}: no checkpoint there") from None
-    except (ValueError, KeyError, safetensors.SafetensorError) as error:
-        raise NnctlError(f"{path}: a damaged checkpoint ({error})") from None
+    """The checkpoint at `path`; a RunFileError naming the file when it is missing, torn, not a checkpoint, or
+    its state has wrong types or missing keys (nnctl.runs.tensorfiles checks it)."""
+    from nnctl.runs.tensorfiles import read_checkpoint
+
+    tensors, state = read_checkpoint(path)
+    return Snapshot(tensors, state, Path(path))
+
+
+def verify(snapshot: Snapshot, model, callbacks=()) -> None:
+    """Refuses (NnctlError naming the file) a checkpoint that does not fit `model` and `callbacks`: weights or
+    optimizer slots missing, of another shape or dtype, non-finite; callbacks of other kinds or unreadable
+    state. The callbacks read their state, so pass fresh ones when nothing may change yet."""
+    from nnctl.runs.tensorfiles import check_checkpoint
+
+    saved = snapshot.state["callbacks"]
+    source = snapshot.path or "the checkpoint"
+    kinds = [type(cb).__name__ for cb in callbacks]
+    if kinds != [entry["type"] for entry in saved]:
+        raise NnctlError(f"{source}: taken with callbacks {[e['type'] for e in saved]}, this run has {kinds}")
+    check_checkpoint(source, snapshot.tensors, model)
+    for index, (callback, entry) in enumerate(zip(callbacks, saved)):
+        prefix = f"callbacks/{index}/"
+        try:
+            callback.set_state(entry["state"], {key[len(prefix):]: value for key, value in snapshot.tensors.items()
+                                                if key.startswith(prefix)})
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
+            raise NnctlError(f"{source}: metadata `state`: `callbacks[{index}].state` ({entry['type']}) is "
+                             f"damaged ({type(error).__name__}: {str(error)[:80]})") from None
 
 
 def restore(model, snapshot: Snapshot, history, callbacks=()) -> None:
-    """Puts `snapshot` back into `model`, `history` and `callbacks` (which must match those captured)."""
+    """Puts `snapshot` back into `model`, `history` and `callbacks` (which must match those captured); one
+    that does not fit them is an NnctlError naming its file (see `verify`), raised before the model changes."""
     state = snapshot.state
-    saved = state["callbacks"]
-    kinds = [type(cb).__name__ for cb in callbacks]
-    if kinds != [entry["type"] for entry in saved]:
-        raise NnctlError(f"the checkpoint was taken with callbacks {[e['type'] for e in saved]}, "
-                         f"this run has {kinds}")
+    verify(snapshot, model, callbacks)  # also hands each callback its state
     model.set_weights(snapshot.weights())
     opt = model.optimizer
     for i, slot in enumerate(opt.slots):
@@ -105,7 +117,3 @@ def restore(model, snapshot: Snapshot, history, callbacks=()) -> None:
     model.rng.bit_generator.state = state["rng"]  # in place: the layers share this generator
     history.history = {key: list(values) for key, values in state["history"].items()}
     history.epoch = list(state["epoch_indices"])
-    for index, (callback, entry) in enumerate(zip(callbacks, saved)):
-        prefix = f"callbacks/{index}/"
-        callback.set_state(entry["state"], {key[len(prefix):]: value for key, value in snapshot.tensors.items()
-                                            if key.startswith(prefix)})

@@ -1,7 +1,7 @@
-"""Reading run folders back for `nnctl runs` and `nnctl compare`: one record per run, read leniently.
+"""Reading run folders back for `nnctl runs` and `nnctl compare`: one record per run, through nnctl.runs.records.
 
-A run may be half-written (killed, still running, torn JSON); every reader here shows what is there and never
-raises for it. A K-fold run reads as one run whose history is the per-epoch mean over its folds.
+A run may be half-written (killed, still running): `runs` shows what is there and notes each damaged file, a run
+named on the command line is read strictly. A K-fold run reads as one run: the per-epoch mean over its folds.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 
 from nnctl.direction import higher_is_better
 from nnctl.errors import NnctlError
+from nnctl.runs import records
+from nnctl.runs.records import RunFileError
 from nnctl.runs.rundir import MANIFEST, RunDirectory
 
 NOT_METRICS = ("epoch_time", "lr")  # history keys that describe the training, not the model
@@ -52,45 +54,64 @@ class RunRecord:
         return completed if isinstance(completed, int) else len(self.history.get("loss", []))
 
 
-def read_run(path) -> RunRecord:
-    """The record of the run folder at `path`; missing files read as empty, unreadable ones are noted in
-    `problems`. The history falls back to events.jsonl while history.json is not written yet."""
+def read_run(path, strict: bool = False, config: bool = True, metrics: bool = True) -> RunRecord:
+    """The record of the run folder at `path`, every file read through nnctl.runs.records. Files not written
+    yet read as empty (the history falls back to events.jsonl while history.json is not written). A damaged
+    file is a RunFileError when `strict`; otherwise it reads as empty and its message goes to `problems`.
+    `config` and `metrics` say whether config.yaml and metrics.json are read at all."""
     folder = Path(path)
     problems: list[str] = []
-    manifest = _read_json(folder / MANIFEST, problems, expected=True)
-    metrics = _read_json(folder / "metrics.json", problems)
-    try:
-        config_text = (folder / "config.yaml").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        config_text = None
+
+    def lenient(read, *args, default=None):
+        try:
+            return read(*args)
+        except RunFileError as error:
+            if strict:
+                raise
+            problems.append(str(error))
+            return {} if default is None else default
+
+    manifest = lenient(records.read_manifest, folder)
+    metric_values = lenient(records.read_metrics, folder) if metrics else {}
+    config_text = lenient(_config_text, folder, default="") or None if config else None
     folds = manifest.get("kfold")
-    if folds or (folder / "kfold.json").exists():
-        history, spread = _kfold_history(folder, problems)
+    if folds or os.path.lexists(folder / "kfold.json"):
+        history, spread = _kfold_history(folder, lenient)
         folds = folds if isinstance(folds, int) else len(_fold_folders(folder))
     else:
-        history, spread = _history(folder, problems), {}
-    return RunRecord(folder, manifest, history, metrics, config_text, folds or None, spread, problems)
+        history, spread = _history(folder, lenient), {}
+    return RunRecord(folder, manifest, history, metric_values, config_text, folds or None, spread, problems)
 
 
-def open_run(path) -> RunRecord:
-    """The record of the run a user named: a run folder, a `latest` link or `runs/<name>`; NnctlError otherwise."""
-    return read_run(RunDirectory.open(path).path)
+def open_run(path, config: bool = True, metrics: bool = True) -> RunRecord:
+    """The record of the run a user named (a run folder, a `latest` link or `runs/<name>`), strictly read: a
+    damaged file is a RunFileError naming it; not a run is an NnctlError."""
+    return read_run(RunDirectory.open(path).path, strict=True, config=config, metrics=metrics)
 
 
-def _read_json(source: Path, problems: list[str], expected: bool = False) -> dict:
+def _config_text(folder: Path) -> str:
+    """config.yaml's text, checked to be YAML the config loader accepts as a mapping (without its schema: an old
+    run's config still compares)."""
+    from nnctl.config.yamlfile import ConfigError, parse_yaml
+
+    path = folder / "config.yaml"
+    if not os.path.lexists(path):  # a run that died before writing it: nothing to compare, nothing damaged
+        return ""
+    text = records.read_config_text(folder)
     try:
-        value = json.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        if expected:
-            problems.append(f"{source.name} is missing")
-        return {}
-    except (OSError, ValueError, UnicodeDecodeError):
-        problems.append(f"{source.name} is not valid JSON")
-        return {}
-    if not isinstance(value, dict):
-        problems.append(f"{source.name} does not hold a JSON object")
-        return {}
-    return value
+        data = parse_yaml(text, str(path)).data
+    except ConfigError as error:
+        raise RunFileError(path, f"is not valid YAML ({_first_issue(error)})") from None
+    except RecursionError:
+        raise RunFileError(path, "nests too deeply") from None
+    if not isinstance(data, dict):
+        raise RunFileError(path, "does not hold a mapping of config keys")
+    return text
+
+
+def _first_issue(error) -> str:
+    text = str(error.issues[0]) if getattr(error, "issues", None) else str(error)
+    return text if len(text) <= 150 else text[:150] + "…"
 
 
 def _clean(history: dict) -> dict:
@@ -100,12 +121,12 @@ def _clean(history: dict) -> dict:
     return {str(key): [number(v) for v in values] for key, values in history.items() if isinstance(values, list)}
 
 
-def _history(folder: Path, problems: list[str]) -> dict:
-    if (folder / "history.json").exists():
-        return _clean(_read_json(folder / "history.json", problems))
+def _history(folder: Path, lenient) -> dict:
+    if os.path.lexists(folder / "history.json"):
+        return _clean(lenient(records.read_history, folder))
     # Still running or killed: events.jsonl has one line per finished epoch (the last one wins after a resume).
-    by_epoch = {event["epoch"]: event for event in RunDirectory(folder).read_events()
-                if isinstance(event, dict) and isinstance(event.get("epoch"), int)}
+    by_epoch = {event["epoch"]: event for event in lenient(records.read_events, folder, default=[])
+                if isinstance(event.get("epoch"), int) and not isinstance(event.get("epoch"), bool)}
     events = []
     while len(events) + 1 in by_epoch:  # epochs 1, 2, … up to the first gap
         events.append(by_epoch[len(events) + 1])
@@ -118,22 +139,22 @@ def _fold_folders(folder: Path) -> list[Path]:
     return sorted(folds, key=lambda path: int(path.name[5:]))
 
 
-def _kfold_history(folder: Path, problems: list[str]) -> tuple[dict, dict]:
-    per_epoch = _read_json(folder / "kfold.json", problems).get("per_epoch")
-    if isinstance(per_epoch, dict) and per_epoch:
-        stats = {key: value for key, value in per_epoch.items() if isinstance(value, dict)}
-        return (_clean({key: value.get("mean") for key, value in stats.items()}),
-                _clean({key: value.get("std") for key, value in stats.items()}))
+def _kfold_history(folder: Path, lenient) -> tuple[dict, dict]:
+    per_epoch = lenient(records.read_kfold, folder).get("per_epoch") if os.path.lexists(folder / "kfold.json") else None
+    if per_epoch:
+        return (_clean({key: value["mean"] for key, value in per_epoch.items()}),
+                _clean({key: value["std"] for key, value in per_epoch.items()}))
     # kfold.json comes last: until then, average the folds that have finished (those with a history.json).
-    histories = [_clean(_read_json(path / "history.json", problems)) for path in _fold_folders(folder)
-                 if (path / "history.json").exists()]
+    histories = [_clean(lenient(records.read_history, path)) for path in _fold_folders(folder)
+                 if os.path.lexists(path / "history.json")]
     histories = [history for history in histories if history.get("loss")]
     if not histories:
         return {}, {}
     epochs = min(len(history["loss"]) for history in histories)
     means, stds = {}, {}
     for key in histories[0]:
-        columns = [[history.get(key, [None] * epochs)[epoch] for history in histories] for epoch in range(epochs)]
+        columns = [[(history.get(key) or [None] * epochs)[epoch] if epoch < len(history.get(key) or []) else None
+                    for history in histories] for epoch in range(epochs)]
         means[key] = [None if None in column else statistics.fmean(column) for column in columns]
         stds[key] = [None if None in column else statistics.pstdev(column) for column in columns]  # as np.std
     return means, stds
@@ -266,13 +287,13 @@ def flatten_config(value, prefix: str = "") -> dict:
 def config_diff(config_texts: list[str | None]) -> list[tuple[str, list[str]]]:
     """(key path, one value per run) for every leaf on which the configs differ, as YAML would spell the values;
     "(absent)" where a config lacks the key, "?" for a run without a readable config.yaml."""
-    import yaml
+    from nnctl.config.yamlfile import ConfigError, parse_yaml
 
     flats = []
     for text in config_texts:
-        try:
-            loaded = yaml.safe_load(text) if text is not None else None
-        except yaml.YAMLError:
+        try:  # the config loader's parser: safe, with its budget against alias bombs and deep nesting
+            loaded = parse_yaml(text, "config.yaml").data if text is not None else None
+        except (ConfigError, RecursionError):
             loaded = None
         flats.append(flatten_config(loaded) if isinstance(loaded, dict) else None)
     present = [flat for flat in flats if flat is not None]
@@ -294,7 +315,7 @@ def _yaml_scalar(flat: dict, key: str) -> str:
 def compare_runs(paths) -> dict:
     """Side by side: {"labels", "paths", "rows": [(row name, [cell per run])], "config": config_diff(...),
     "problems"}. A cell is None, a string, or {"value", "epoch", "std"}."""
-    records = [open_run(path) for path in paths]
+    records = [open_run(path) for path in paths]  # strict: a damaged file of a named run is an error
     keys = list(dict.fromkeys(key for record in records for key in record.history if key not in NOT_METRICS))
     rows = [("status", [record.status + (f" ({record.folds}-fold)" if record.folds else "") for record in records]),
             ("epochs", [str(record.epochs) for record in records])]

@@ -96,7 +96,7 @@ def _draw_curve(axes, record: RunRecord, key: str, label: str, colour: str, styl
 def write_plot(paths, metric: str | None = None, output=None) -> Path:
     """Draw the runs at `paths` into `output` (format from its suffix; default RUN/plot.png for one run,
     ./plot.png for several) and return where it went."""
-    records = [open_run(path) for path in paths]
+    records = [open_run(path, config=False, metrics=False) for path in paths]  # damage there cannot matter
     figure = make_figure(records, metric)
     target = Path(output) if output else (records[0].path if len(records) == 1 else Path()) / "plot.png"
     image_format = target.suffix[1:].lower() or "png"

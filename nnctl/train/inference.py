@@ -5,17 +5,19 @@ Inputs are read from `.npy`, `.npz` or `.csv`; nothing is ever unpickled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from nnctl.config.build import build_model, check_data
-from nnctl.config.resolve import ResolvedConfig, load_config
+from nnctl.config.resolve import ResolvedConfig
 from nnctl.data.files import load_data, read_array_file
 from nnctl.data.transforms import apply_all, load_transforms
-from nnctl.errors import NnctlError, ShapeError
-from nnctl.runs.rundir import RunDirectory
+from nnctl.errors import NnctlError
+from nnctl.runs import records
+from nnctl.runs.rundir import RunDirectory, RunLockedError, atomic_write_bytes
+from nnctl.runs.tensorfiles import check_tensors, model_shapes, nonfinite_tensors, read_tensors
 
 
 @dataclass
@@ -25,44 +27,82 @@ class LoadedRun:
     model: object
     transforms: list  # fitted on the run's training data (preprocessing.json)
     weights: str | None = None  # the weights file when not the run's final weights.safetensors
+    weights_path: Path | None = None  # the file the weights were read from
+    nonfinite: list = field(default_factory=list)  # the weights holding NaN or inf (a diverged run)
 
 
 def load_run(path, weights=None) -> LoadedRun:
     """The run at `path` (a run folder, `latest`, or runs/<name>) with its trained weights loaded, or with
     `weights`: another weights file, e.g. one a `model_checkpoint` callback wrote (relative to the run).
 
-    The data is not read: the model's input shape is in the manifest, so predict works without it.
+    Every file is read through nnctl.runs.records: damage is a RunFileError naming the file. The data is not
+    read: the model's input shape is in the manifest, so predict works without it.
     """
     run = RunDirectory.open(path)
-    resolved = load_config(run.path / "config.yaml")
-    model = build_model(resolved, input_shape=tuple(run.manifest().get("input_shape") or ()) or None,
-                        callbacks=False)
+    manifest = records.read_manifest(run.path)
+    resolved = records.load_run_config(run.path)
+    shape = records.input_shape(manifest, run.path)
+    if shape is None and not resolved.config.model.input_shape:
+        raise records.RunFileError(run.path / "manifest.json", "`input_shape` is missing (and config.yaml gives no "
+                                                               "`model.input_shape`)")
+    model = build_model(resolved, input_shape=shape, callbacks=False)
     source = run.path / "weights.safetensors"
     if weights is not None:
         source = Path(weights) if Path(weights).is_file() or Path(weights).is_absolute() else run.path / weights
-    tensors = RunDirectory(source.parent).load_weights(source.name)
-    if any(key.startswith("weights/") for key in tensors):  # a training checkpoint (checkpoints/last.safetensors)
-        tensors = {key[len("weights/"):]: value for key, value in tensors.items() if key.startswith("weights/")}
+    # A training checkpoint (checkpoints/last.safetensors) holds the weights under `weights/`.
+    tensors, _ = read_tensors(source)
+    prefix = "weights/" if any(key.startswith("weights/") for key in tensors) else ""
     try:
-        model.set_weights(tensors)
-    except ShapeError as err:
-        raise NnctlError(f"{source} does not fit the run's model: {err}") from None
-    transforms = load_transforms(run.read_json("preprocessing.json").get("transforms", []))
-    return LoadedRun(run, resolved, model, transforms, None if weights is None else str(weights))
+        check_tensors(source, tensors, model_shapes(model), model.dtype, prefix=prefix, extra_ok=bool(prefix))
+    except records.RunFileError as error:
+        raise records.RunFileError(source, f"{error.problem} (the model is built from config.yaml and the "
+                                           f"manifest's input_shape)") from None
+    weights_found = {name: tensors[prefix + name] for name in model_shapes(model)}
+    model.set_weights(weights_found)
+    transforms = load_transforms(records.read_preprocessing(run.path))
+    return LoadedRun(run, resolved, model, transforms, None if weights is None else str(weights), source,
+                     nonfinite_tensors(weights_found))
 
 
-def evaluate_run(loaded: LoadedRun, split: str = "test") -> dict:
-    """{"loss": ..., "<metric>": ..., "samples": n} on one split; also saved under `split` in metrics.json."""
+def evaluate_split(loaded: LoadedRun, split: str = "test") -> dict:
+    """{"loss": ..., "<metric>": ..., "samples": n} on one split (NaN where the weights are not finite)."""
     splits = load_data(loaded.resolved)
     check_data(loaded.resolved, loaded.model, splits)
     x, y = splits.split(split)
-    results = {**loaded.model.evaluate(x, y, batch_size=loaded.resolved.config.batch_size), "samples": int(len(y))}
+    return {**loaded.model.evaluate(x, y, batch_size=loaded.resolved.config.batch_size), "samples": int(len(y))}
+
+
+class NotSaved(NnctlError):
+    """Figures that were computed but could not be recorded in metrics.json (read-only run, full disk, locked)."""
+
+
+def save_evaluation(loaded: LoadedRun, split: str, results: dict) -> Path:
+    """Records `results` under `split` in the run's metrics.json, atomically and under the run's lock.
+    A damaged metrics.json is left as it is (RunFileError: nnctl never overwrites what it cannot read);
+    a failed write or a run another process is writing is NotSaved, naming the path and the cause."""
+    path = loaded.run.path / "metrics.json"
+    key = split if loaded.weights is None else f"{split} ({loaded.weights})"
     try:
-        saved = loaded.run.read_json("metrics.json")
-    except NnctlError:
-        saved = {}
-    saved[split if loaded.weights is None else f"{split} ({loaded.weights})"] = results
-    loaded.run.write_json("metrics.json", saved)
+        with loaded.run.lock():
+            try:
+                saved = records.read_metrics(loaded.run.path)
+            except records.RunFileError as error:
+                raise records.RunFileError(error.path, f"{error.problem}; the results were not saved over "
+                                                       f"it") from None
+            saved[key] = results
+            loaded.run.write_json("metrics.json", saved)
+    except RunLockedError as error:
+        raise NotSaved(f"{path}: the results were not saved: {error}") from None
+    except OSError as error:  # RunWriteError names the path and the cause; a bare OSError does not
+        cause = str(error) if isinstance(error, NnctlError) else (error.strerror or str(error))
+        raise NotSaved(f"{path}: the results were not saved: {cause}") from None
+    return path
+
+
+def evaluate_run(loaded: LoadedRun, split: str = "test") -> dict:
+    """`evaluate_split`, then `save_evaluation`: the figures, also saved under `split` in metrics.json."""
+    results = evaluate_split(loaded, split)
+    save_evaluation(loaded, split, results)
     return results
 
 
@@ -108,7 +148,11 @@ def predict_inputs(loaded: LoadedRun, x: np.ndarray) -> np.ndarray:
     """The model's outputs for raw inputs `x`: the run's input transforms first (e.g. its standardization),
     then a flat CSV row is reshaped to the input shape when the sizes agree."""
     model = loaded.model
-    x, _ = apply_all(loaded.transforms, x)
+    try:
+        x, _ = apply_all(loaded.transforms, x)
+    except (ValueError, IndexError, TypeError) as error:  # e.g. standardize fitted on another number of columns
+        raise NnctlError(f"{loaded.run.path / 'preprocessing.json'}: its transforms do not fit inputs of shape "
+                         f"{list(getattr(x, 'shape', ()))[1:]} per sample ({str(error)[:100]})") from None
     if hasattr(x, "indptr"):  # multi-hot rows stay sparse
         return model.predict(x, batch_size=loaded.resolved.config.batch_size)
     x = np.asarray(x)
@@ -169,19 +213,51 @@ def describe_outputs(loaded: LoadedRun, outputs: np.ndarray, texts=()) -> tuple[
     return head + names, [lead(i) + list(map(float, row)) for i, row in enumerate(flat)]
 
 
+def check_output_path(path) -> Path:
+    """`path` as a Path when outputs can go there (a known suffix, an existing folder, not itself a folder);
+    an NnctlError naming it otherwise. Called before predicting, so a typo costs no computation."""
+    path = Path(path)
+    if path.suffix.lower() not in (".npy", ".csv", ".jsonl"):
+        raise NnctlError(f"cannot write outputs to '{path.name}': use a .npy, .csv or .jsonl file")
+    if path.is_dir():
+        raise NnctlError(f"{path}: is a folder; name a file to write the outputs to")
+    if not path.parent.is_dir():
+        raise NnctlError(f"{path}: cannot write: the folder {path.parent} does not exist")
+    return path
+
+
+def read_texts(path) -> list[str]:
+    """The non-blank lines of a UTF-8 text file, one text each; an NnctlError naming the file otherwise."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [line.strip() for line in handle if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        cause = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else (error.strerror or str(error))
+        raise NnctlError(f"{path}: cannot read the texts ({cause})") from None
+
+
 def write_outputs(path, outputs: np.ndarray) -> None:
-    """Raw outputs by extension: `.npy` (full shape), `.csv` (one row per sample) or `.jsonl` (a list per line)."""
+    """Raw outputs by extension: `.npy` (full shape), `.csv` (one row per sample) or `.jsonl` (a list per line),
+    written atomically; a path that cannot be written is an NnctlError naming it and the cause."""
+    import io
     import json
 
-    path = Path(path)
+    path = check_output_path(path)
     suffix = path.suffix.lower()
     flat = outputs.reshape(len(outputs), -1)
     if suffix == ".npy":
-        np.save(path, outputs)
+        buffer = io.BytesIO()
+        np.save(buffer, outputs)
+        data = buffer.getvalue()
     elif suffix == ".csv":
+        buffer = io.StringIO()
         header = "output" if flat.shape[1] == 1 else ",".join(f"output_{j}" for j in range(flat.shape[1]))
-        np.savetxt(path, flat, delimiter=",", header=header, comments="", fmt="%.8g")
-    elif suffix == ".jsonl":
-        path.write_text("".join(json.dumps([float(v) for v in row]) + "\n" for row in flat), encoding="utf-8")
-    else:
-        raise NnctlError(f"cannot write outputs to '{path.name}': use a .npy, .csv or .jsonl file")
+        np.savetxt(buffer, flat, delimiter=",", header=header, comments="", fmt="%.8g")
+        data = buffer.getvalue().encode()
+    else:  # strict JSON: NaN outputs (non-finite weights) as null
+        data = "".join(json.dumps([float(v) if np.isfinite(v) else None for v in row]) + "\n"
+                       for row in flat).encode()
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as error:
+        raise NnctlError(f"{path}: cannot write ({error.strerror or error})") from None
