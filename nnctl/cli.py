@@ -102,6 +102,7 @@ def train(file, overrides, resume_run, runs_dir, device, quiet, verbose):
     Exit codes: 0 done, 1 failed during training (e.g. a NaN loss), 2 bad config, 130 interrupted (Ctrl-C).
     """
     from nnctl.config import load_config
+    from nnctl.runs.rundir import RunDirectory
     from nnctl.train.progress import make_progress
     from nnctl.train.session import prepare, resume, train as train_config
 
@@ -113,6 +114,7 @@ def train(file, overrides, resume_run, runs_dir, device, quiet, verbose):
         result = resume(resume_run, list(overrides) + device_option, progress)
     else:
         resolved = load_config(file, list(overrides) + device_option)
+        RunDirectory.check_new(runs_dir, resolved.config.name)  # a runs folder that cannot take it: fail fast
         prepared = prepare(resolved)  # every check before anything is written
         validation = resolved.config.data.validation
         if validation is not None and validation.kfold is not None:
@@ -151,12 +153,14 @@ def kfold(file, overrides, folds, runs_dir, quiet):
     Writes fold_1/ … fold_K/ and kfold.json (per-epoch mean and std) into one run directory.
     """
     from nnctl.config import load_config
+    from nnctl.runs.rundir import RunDirectory
     from nnctl.train.session import prepare
 
     option = [(f"data.validation={{kfold: {folds}}}", f"--folds {folds}")] if folds else []
     resolved = load_config(file, list(overrides) + option)
     if resolved.config.data.validation is None or resolved.config.data.validation.kfold is None:
         raise click.UsageError("give --folds K or `data.validation: {kfold: K}` in the config")
+    RunDirectory.check_new(runs_dir, resolved.config.name)
     _run_kfold(resolved, prepare(resolved), runs_dir, None, quiet)
 
 

@@ -292,16 +292,31 @@ class Sequential:
 
     def _nonfinite(self, cbs, epoch, step_losses, first, last) -> bool:
         """With a TerminateOnNaN callback: True (and `nonfinite` set, training stopped) when a loss of steps
-        first..last-1 is NaN or infinite. Checked after each runner call, so the step named is exact."""
+        first..last-1 is NaN or infinite, or at the epoch's end a weight is. Checked after each runner call,
+        so the step named is exact."""
         if not cbs.stops_on_nonfinite:
             return False
         losses = step_losses[first:last]
         bad = np.flatnonzero(~np.isfinite(losses))
         if not bad.size:
-            return False
+            return last == len(step_losses) and self._nonfinite_weights(epoch)
         step = first + int(bad[0])
         self.nonfinite = {"epoch": epoch + 1, "step": step + 1, "steps": len(step_losses),
                           "loss": float(step_losses[step])}
+        self.stop_training = True
+        return True
+
+    def _nonfinite_weights(self, epoch) -> bool:
+        """At an epoch's end: True (and `nonfinite` names the parameter) when a weight is NaN or infinite
+        though every loss was finite, as ReLU makes it. One float64 sum over the parameter buffer: finite
+        float32 values cannot add up to inf in float64, so the sum is non-finite exactly when a value is."""
+        if np.isfinite(self.store.values.sum(dtype=np.float64)):
+            return False
+        param = next((p for p in self.store.params if not np.isfinite(p.value).all()), None)
+        if param is None:  # float64 models only: huge finite values whose sum overflowed
+            return False
+        self.nonfinite = {"epoch": epoch + 1, "weights": param.name,
+                          "value": str(float(param.value[~np.isfinite(param.value)].flat[0]))}
         self.stop_training = True
         return True
 

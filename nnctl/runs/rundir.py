@@ -1,6 +1,6 @@
 """One training run's folder: `runs/<name>/<YYYYmmdd-HHMMSS>/` plus the `latest` link beside it.
 
-Every file under its final name is complete: writes go to a temp file in the same folder, then `os.replace`.
+Every file under its final name is complete (temp file, then `os.replace`); a failed write is one RunWriteError.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import platform
 import re
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ import safetensors
 import safetensors.numpy
 
 from nnctl.errors import ArgumentError, NnctlError
+from nnctl.runs.lock import LOCK, RunLockedError, locked  # noqa: F401  (RunLockedError: part of this API)
 
 MANIFEST = "manifest.json"
 EVENTS = "events.jsonl"
@@ -30,9 +32,48 @@ LATEST = "latest"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 
 
+class RunWriteError(NnctlError, OSError):
+    """A file or folder of a run could not be written (read-only, disk full, a name too long, ...).
+
+    An OSError too (same errno), so code that handles file-system errors keeps working; the message is one
+    line naming the path and the cause, e.g. `cannot write runs/x/1/manifest.json: No space left on device`.
+    """
+
+    def __init__(self, message: str, cause: OSError | None = None):
+        super().__init__(getattr(cause, "errno", None), getattr(cause, "strerror", None) or message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def shown_path(path) -> str:
+    """`path` as a message shows it: at most ~200 characters (a 300-character run name is cut in the middle)."""
+    text = str(path)
+    return text if len(text) <= 200 else f"{text[:140]}…{text[-59:]} ({len(text)} characters)"
+
+
+def describe_os_error(error: OSError, path=None, doing: str = "write") -> RunWriteError:
+    """One line for a failed file-system call: `cannot write PATH: Read-only file system`."""
+    if isinstance(error, RunWriteError):
+        return error
+    path = path if path is not None else error.filename
+    cause = error.strerror or str(error) or type(error).__name__
+    return RunWriteError(f"cannot {doing} {shown_path(path)}: {cause}", error)
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write `data` to `path` so that `path` holds either the old content or all of the new, never a part."""
+    """Write `data` to `path` so that `path` holds either the old content or all of the new, never a part.
+    A failure (full disk, read-only folder) raises RunWriteError naming `path` and leaves the old file whole."""
     path = Path(path)
+    try:
+        _replace_with(path, data)
+    except OSError as error:
+        raise describe_os_error(error, path) from None
+    _fsync_directory(path.parent)
+
+
+def _replace_with(path: Path, data: bytes) -> None:
     # Same folder as the target, so os.replace is a rename within one file system (atomic on POSIX and Windows).
     temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
@@ -44,9 +85,11 @@ def atomic_write_bytes(path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(temp, path)
     except BaseException:
-        temp.unlink(missing_ok=True)
+        try:
+            temp.unlink(missing_ok=True)
+        except OSError:
+            pass
         raise
-    _fsync_directory(path.parent)
 
 
 def _fsync_directory(folder: Path) -> None:
@@ -129,12 +172,10 @@ class RunDirectory:
 
     @classmethod
     def create(cls, runs_dir, name: str, now: datetime | None = None) -> RunDirectory:
-        """Make `runs_dir/name/<YYYYmmdd-HHMMSS>[-N]/` (never reusing a folder) and point `latest` at it."""
-        if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
-            raise ArgumentError("`name` must be one path component of letters, digits, `_`, `-` and `.`, "
-                                f"not starting with `.`, got {name!r}.")
-        parent = Path(runs_dir) / name
-        parent.mkdir(parents=True, exist_ok=True)
+        """Make `runs_dir/name/<YYYYmmdd-HHMMSS>[-N]/` (never reusing a folder) and point `latest` at it.
+        Anything in the way (see `check_new`) or a failed mkdir is a RunWriteError, before any folder is made."""
+        parent = cls.check_new(runs_dir, name)
+        _make_folders(parent)
         stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
         suffix = 0
         while True:
@@ -145,15 +186,41 @@ class RunDirectory:
                 break
             except FileExistsError:
                 suffix += 1
+            except OSError as error:
+                raise describe_os_error(error, parent / folder, "create the run folder") from None
         # A relative link keeps working when the runs folder is moved or copied elsewhere.
         temp_link = parent / f".{LATEST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        os.symlink(folder, temp_link, target_is_directory=True)
         try:
-            os.replace(temp_link, parent / LATEST)
-        except BaseException:
-            temp_link.unlink(missing_ok=True)
-            raise
+            os.symlink(folder, temp_link, target_is_directory=True)
+            try:
+                os.replace(temp_link, parent / LATEST)
+            except BaseException:
+                temp_link.unlink(missing_ok=True)
+                raise
+        except OSError as error:
+            raise describe_os_error(error, parent / LATEST, "point the link") from None
         return cls(parent / folder)
+
+    @staticmethod
+    def check_new(runs_dir, name: str) -> Path:
+        """`runs_dir/name` after checking, without writing, that a run can be made there: a safe `name`, and no
+        file, broken or looping link, or real `latest` folder in the way. A RunWriteError (or ArgumentError)
+        naming the path and the cause otherwise."""
+        if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
+            raise ArgumentError("`name` must be one path component of letters, digits, `_`, `-` and `.`, "
+                                f"not starting with `.`, got {shown_path(repr(name))}.")
+        parent = Path(runs_dir) / name
+        if len(name.encode()) > 255:  # most file systems hold names of up to 255 bytes
+            raise RunWriteError(f"cannot create the run folder {shown_path(parent)}: File name too long "
+                                f"({len(name.encode())} bytes; a run `name` may have at most 255)")
+        for path in _ancestors(parent):
+            _check_folder(path)
+        latest = parent / LATEST
+        if os.path.lexists(latest) and not os.path.islink(latest):
+            kind = "folder" if latest.is_dir() else "file"
+            raise RunWriteError(f"{shown_path(latest)} is a real {kind}, not the link to the newest run that nnctl "
+                                f"keeps there: move it away")
+        return parent
 
     @classmethod
     def open(cls, path) -> RunDirectory:
@@ -170,9 +237,18 @@ class RunDirectory:
             raise NnctlError(f"{path} is not a run directory (no {MANIFEST})")
         return cls(candidate)
 
+    @contextmanager
+    def lock(self):
+        """Holds this run's exclusive writer lock for a `with` block (which gets the run): RunLockedError
+        naming the pid when a live process holds it, RunWriteError when the folder is read-only. Nests
+        within one process. `train`, `train --resume`, K-fold and `evaluate` take it before writing."""
+        with locked(self.path, lambda error, path: describe_os_error(error, path, "write the lock file")):
+            yield self
+
     def _target(self, filename) -> Path:
         target = self.path / filename
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.is_dir():
+            _make_folders(target.parent)
         return target
 
     def write_text(self, filename, text: str) -> Path:
@@ -196,19 +272,30 @@ class RunDirectory:
             raise NnctlError(f"{source}: not valid JSON ({error})") from None
 
     def append_event(self, event: dict) -> None:
-        """Append one strict-JSON line to events.jsonl, in one write so a crash tears at most that line."""
-        line = (_dumps(event) + "\n").encode("utf-8")
+        """Append one strict-JSON line to events.jsonl (see `append_events`)."""
+        self.append_events([event])
+
+    def append_events(self, events: list[dict]) -> None:
+        """Append one strict-JSON line per event to events.jsonl, in one write so a crash tears at most the
+        last line."""
+        if not events:
+            return
+        data = "".join(_dumps(event) + "\n" for event in events).encode("utf-8")
         target = self._target(EVENTS)
-        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o666)
         try:
-            # After a crash (then --resume) the file can end mid-line; start afresh so the new event stays whole.
-            if os.fstat(fd).st_size:
-                os.lseek(fd, -1, os.SEEK_END)
-                if os.read(fd, 1) != b"\n":
-                    line = b"\n" + line
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+            fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o666)
+            try:
+                # After a crash (then --resume) the file can end mid-line; start afresh so new events stay whole.
+                if os.fstat(fd).st_size:
+                    os.lseek(fd, -1, os.SEEK_END)
+                    if os.read(fd, 1) != b"\n":
+                        data = b"\n" + data
+                while data:
+                    data = data[os.write(fd, data):]
+            finally:
+                os.close(fd)
+        except OSError as error:
+            raise describe_os_error(error, target) from None
 
     def read_events(self) -> list[dict]:
         """Every whole event in events.jsonl, in order; torn lines left by a killed process are skipped."""
@@ -254,3 +341,37 @@ class RunDirectory:
         current.update(fields)
         self.write_json(MANIFEST, current)
         return current
+
+
+def _ancestors(path: Path) -> list[Path]:
+    """`path` and the folders above it that the path names, outermost first (`runs`, `runs/name`)."""
+    parts = [path]
+    while parts[-1].parent != parts[-1] and parts[-1].name:
+        parts.append(parts[-1].parent)
+    return parts[::-1]
+
+
+def _check_folder(path: Path) -> None:
+    """Nothing when `path` is a folder or absent; otherwise why no run folder can be made inside it."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise RunWriteError(f"cannot create a run in {shown_path(path)}: it is a broken symbolic link "
+                                f"(to {shown_path(os.readlink(path))}, which does not exist)") from None
+        return
+    except OSError as error:  # a symlink loop (ELOOP), a name too long, a folder we may not enter
+        raise describe_os_error(error, path, "create a run in") from None
+    if not path.is_dir():
+        raise RunWriteError(f"cannot create a run in {shown_path(path)}: it is a file, not a folder")
+
+
+def _make_folders(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        for part in _ancestors(path):
+            _check_folder(part)
+        raise RunWriteError(f"cannot create the folder {shown_path(path)}: something is in the way") from None
+    except OSError as error:
+        raise describe_os_error(error, path, "create the folder") from None

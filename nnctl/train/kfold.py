@@ -18,6 +18,7 @@ from nnctl.direction import higher_is_better
 from nnctl.data.files import load_data, load_source
 from nnctl.runs.rundir import RunDirectory
 from nnctl.train.session import Prepared, _now, begin_run, fit_into, prepare
+from nnctl.train.session_callbacks import failure_message
 
 
 @dataclass
@@ -61,9 +62,16 @@ def train_kfold(resolved: ResolvedConfig, runs_dir="runs", folds: int | None = N
     called after each fold.
     """
     folds = folds or resolved.config.data.validation.kfold
+    RunDirectory.check_new(runs_dir, resolved.config.name)  # before the data is read: fail fast
     prepared = prepared or prepare(resolved)
-    run = begin_run(resolved, runs_dir, prepared)
-    run.update_manifest(kfold=folds)
+    run = RunDirectory.create(runs_dir, resolved.config.name)
+    with run.lock():
+        begin_run(run, resolved, prepared)
+        run.update_manifest(kfold=folds)
+        return _train_folds(run, resolved, folds, progress_for, prepared, on_fold_end)
+
+
+def _train_folds(run, resolved, folds, progress_for, prepared, on_fold_end) -> KFoldResult:
     histories, status, error = [], "completed", None
     phases = {"load": prepared.seconds, "compile": 0.0, "train": 0.0, "validate": 0.0, "write": 0.0}
     compiled, source = 0, load_source(resolved)  # read once; each fold only splits and transforms it
@@ -75,9 +83,13 @@ def train_kfold(resolved: ResolvedConfig, runs_dir="runs", folds: int | None = N
         check_data(fold_resolved, model, splits)
         phases["load"] += time.perf_counter() - began
         folder = RunDirectory(run.path / f"fold_{fold + 1}")
-        folder.path.mkdir()
         progress = progress_for(fold, folds) if progress_for else None
-        outcome = fit_into(folder, fold_resolved, Prepared(splits, model, 0.0), progress)
+        try:
+            folder.path.mkdir()
+            outcome = fit_into(folder, fold_resolved, Prepared(splits, model, 0.0), progress)
+        except OSError as err:  # the fold's folder or callbacks could not be made: a failure during training
+            status, error = "failed", failure_message(err)
+            break
         histories.append(outcome.history)
         compiled += outcome.kernels_compiled
         for phase, seconds in (("compile", outcome.compile_seconds), ("validate", outcome.validate_seconds),
@@ -90,11 +102,14 @@ def train_kfold(resolved: ResolvedConfig, runs_dir="runs", folds: int | None = N
             status, error = outcome.status, outcome.error
             break
     summary = summarize(histories) if histories and all(h.get("loss") for h in histories) else {}
-    run.write_json("kfold.json", summary)
-    run.write_json("metrics.json", {"kfold": summary.get("final", {}), "best": summary.get("best", {})})
-    run.update_manifest(status=status, ended=_now(), folds_completed=len(histories) - (status != "completed"),
-                        error=error, kernels_compiled=compiled, compile_seconds=round(phases["compile"], 3),
-                        phases={k: round(v, 4) for k, v in phases.items()})
+    try:
+        run.write_json("kfold.json", summary)
+        run.write_json("metrics.json", {"kfold": summary.get("final", {}), "best": summary.get("best", {})})
+        run.update_manifest(status=status, ended=_now(), folds_completed=len(histories) - (status != "completed"),
+                            error=error, kernels_compiled=compiled, compile_seconds=round(phases["compile"], 3),
+                            phases={k: round(v, 4) for k, v in phases.items()})
+    except OSError as err:
+        status, error = "failed", "; ".join(part for part in (error, failure_message(err)) if part)
     return KFoldResult(run, status, histories, summary, error)
 
 

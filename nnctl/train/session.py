@@ -6,12 +6,9 @@ Nothing here prints: the progress reporter is a callback handed in by the caller
 from __future__ import annotations
 
 import os
-import signal
-import threading
+import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from nnctl.config.build import build_model, check_data, make_callback
@@ -20,7 +17,10 @@ from nnctl.config.yamlfile import ConfigError
 from nnctl.data.files import Splits, load_data
 from nnctl.nn.callbacks import Callback, Checkpointer, History, TerminateOnNaN
 from nnctl.nn.checkpoint import Snapshot, restore
-from nnctl.runs.rundir import RunDirectory, environment_versions, sha256_bytes, sha256_file
+from nnctl.runs.rundir import RunDirectory, describe_os_error, environment_versions, sha256_bytes, sha256_file
+from nnctl.train.session_callbacks import (EventLog, InterruptHandler, RewindOnStop, failure_message,
+                                           kept_checkpoint_note, nonfinite_message)
+from nnctl.train.session_callbacks import now as _now
 from nnctl.train.warmup import warm_up
 
 CHECKPOINT = "checkpoints/last.safetensors"  # the state `nnctl train --resume` continues from
@@ -70,64 +70,21 @@ def run_config_text(resolved: ResolvedConfig) -> str:
     return ResolvedConfig(config, resolved.doc, resolved.base_dir).to_yaml()
 
 
-class EventLog(Callback):
-    """Appends one JSON line per epoch to the run's events.jsonl (cheap: no fsync, one write)."""
-
-    def __init__(self, run: RunDirectory):
-        self.run = run
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.run.append_event({"epoch": epoch + 1, "time": _now(), **(logs or {})})
-
-
-class InterruptHandler(Callback):
-    """First Ctrl-C: stop after the current step and keep everything. A second one: stop at once."""
-
-    requested = False
-    needs_batch_logs = False
-
-    def on_train_begin(self, logs=None):
-        if self.requested:  # Ctrl-C came before fit had handed us the model
-            self.model.stop_training = True
-
-    def on_train_batch_end(self, batch, logs=None):
-        """Overridden only so that fit runs in short chunks and a stop request is seen within ~0.1 s."""
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        if self.model is not None:
-            self.model.stop_training = True
-
-    @contextmanager
-    def installed(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self  # signals reach only the main thread; CliRunner tests may run elsewhere
-            return
-        previous = signal.signal(signal.SIGINT, self._handle)
-        try:
-            yield self
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def begin_run(resolved: ResolvedConfig, runs_dir, prepared: Prepared) -> RunDirectory:
-    """A new run directory holding the resolved config, the manifest (status running) and preprocessing.json."""
+def begin_run(run: RunDirectory, resolved: ResolvedConfig, prepared: Prepared) -> None:
+    """Writes the resolved config, the manifest (status running) and preprocessing.json into the new `run`.
+    A failed write removes the folder again (nothing was trained) and raises the RunWriteError."""
     cfg, splits = resolved.config, prepared.splits
-    run = RunDirectory.create(Path(runs_dir), cfg.name)
-    config_text = run_config_text(resolved)
-    run.write_text("config.yaml", config_text)
-    run.update_manifest(status="running", name=cfg.name, seed=cfg.seed, device="cpu", started=_now(),
-                        input_shape=list(prepared.model.input_shape),
-                        versions=environment_versions(), config_sha256=sha256_bytes(config_text.encode()),
-                        data=[{"path": str(path.resolve()), "sha256": sha256_file(path)} for path in splits.files])
-    run.write_json("preprocessing.json", {"transforms": [t.state() for t in splits.transforms]})
-    return run
+    try:
+        config_text = run_config_text(resolved)
+        run.write_text("config.yaml", config_text)
+        run.update_manifest(status="running", name=cfg.name, seed=cfg.seed, device="cpu", started=_now(),
+                            input_shape=list(prepared.model.input_shape),
+                            versions=environment_versions(), config_sha256=sha256_bytes(config_text.encode()),
+                            data=[{"path": str(path.resolve()), "sha256": sha256_file(path)} for path in splits.files])
+        run.write_json("preprocessing.json", {"transforms": [t.state() for t in splits.transforms]})
+    except OSError as error:
+        shutil.rmtree(run.path, ignore_errors=True)  # half a run would be listed as one running forever
+        raise describe_os_error(error) from None
 
 
 @dataclass
@@ -143,40 +100,27 @@ class FitOutcome:
     first_step_time: float | None = None  # Unix time when training began (after compilation), for start-up figures
 
 
-class RewindOnStop(Callback):
-    """When training stops mid-epoch (Ctrl-C, a NaN loss), puts back the weights of the last finished epoch,
-    so the saved weights always match the saved history. Comes before the user's callbacks, so that
-    EarlyStopping's `restore_best_weights` still has the last word."""
-
-    def __init__(self, checkpointer: Checkpointer):
-        self.checkpointer = checkpointer
-
-    def on_train_end(self, logs=None):
-        if self.model.stopped_mid_epoch is not None and self.checkpointer.last is not None:
-            self.model.set_weights(self.checkpointer.last.weights())
-
-
-def nonfinite_message(found: dict) -> str:
-    done = found["epoch"] - 1
-    kept = f"the weights and checkpoint kept are those of epoch {done}" if done else "the weights kept are the initial ones"
-    return f"the loss became {found['loss']} at epoch {found['epoch']}, step {found['step']} of {found['steps']}; {kept}"
-
-
 def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared, progress=None,
              resume_from: Snapshot | None = None) -> FitOutcome:
     """Compiles, fits and writes weights, history and metrics into `folder`; Ctrl-C and errors end it cleanly.
 
     The state of the last finished epoch goes to `checkpoints/last.safetensors` (see `Checkpointer`);
-    `resume_from` continues from such a state instead of from the start.
+    `resume_from` continues from such a state instead of from the start. What is written at the end matches
+    that checkpoint: when it could not be written (a full disk), weights, history and events stop at the
+    epoch the file on disk holds.
     """
     cfg, splits, model = resolved.config, prepared.splits, prepared.model
     (x, y), validation = splits.train, splits.validation
-    history, interrupt = History(), InterruptHandler()
-    own = [make_callback(spec, folder.path) for spec in cfg.callbacks]
+    history, interrupt, events = History(), InterruptHandler(), EventLog(folder)
+    try:
+        own = [make_callback(spec, folder.path) for spec in cfg.callbacks]
+    except OSError as error:
+        raise describe_os_error(error) from None
     checkpointer = Checkpointer(folder.path / CHECKPOINT, history, own,
-                                interval=float(os.environ.get("NNCTL_CHECKPOINT_SECONDS", 2.0)))
+                                interval=float(os.environ.get("NNCTL_CHECKPOINT_SECONDS", 2.0)),
+                                on_disk=resume_from, after_write=events.write_through)
     guard = [] if any(getattr(cb, "stops_on_nonfinite", False) for cb in own) else [TerminateOnNaN()]
-    callbacks = ([history, RewindOnStop(checkpointer), *own, *guard, EventLog(folder), interrupt, checkpointer]
+    callbacks = ([history, RewindOnStop(checkpointer), *own, *guard, events, interrupt, checkpointer]
                  + ([progress] if progress is not None else []))
     initial_epoch = 0
     if resume_from is not None:
@@ -201,42 +145,81 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
     except KeyboardInterrupt:
         status = "interrupted"
     except Exception as err:  # recorded in the manifest; the caller reports it and exits with 1
-        status, error = "failed", f"{type(err).__name__}: {err}"
+        status, error = "failed", failure_message(err)
     finally:
         if progress is not None and hasattr(progress, "close"):
             progress.close()
     trained = time.perf_counter() - began
     writing = time.perf_counter()
-    checkpointer.flush()
-    # A fit that raised never reached on_train_end (and RewindOnStop): its weights may be mid-step.
-    weights = checkpointer.last.weights() if not returned and checkpointer.last is not None else model.get_weights()
-    folder.save_weights(weights, metadata={"format": "nnctl", "epochs": str(len(history.epoch))})
-    folder.write_json("history.json", history.history)
-    results = _final_metrics(history.history)
-    if status == "completed" and splits.test is not None:
-        results["test"] = {**model.evaluate(*splits.test, batch_size=cfg.batch_size), "samples": len(splits.test[1])}
-    folder.write_json("metrics.json", results)
-    return FitOutcome(status, error, history.history, warm.seconds if warm else 0.0, warm.compiled if warm else 0,
+    status, error, kept = _write_results(folder, resolved, prepared, history, checkpointer, returned, status, error)
+    return FitOutcome(status, error, kept, warm.seconds if warm else 0.0, warm.compiled if warm else 0,
                       trained, time.perf_counter() - writing, getattr(model, "validation_seconds", 0.0), first_step_time)
+
+
+def _write_results(folder, resolved, prepared, history, checkpointer, returned, status, error):
+    """Writes the last checkpoint, then weights, history and metrics that match it; a write that fails makes
+    the run `failed` with a message saying what is kept. Returns (status, error, the history kept)."""
+    cfg, splits, model = resolved.config, prepared.splits, prepared.model
+    write_error = None
+    try:
+        checkpointer.flush()
+    except OSError as err:
+        write_error = err
+    saved = checkpointer.written
+    if saved is None:
+        kept = {}
+    elif returned and saved is checkpointer.last:
+        kept = history.history  # the weights are the model's: rewound on a stop, or EarlyStopping's best
+    else:
+        # A fit that raised never reached on_train_end (and RewindOnStop): its weights may be mid-step, and
+        # its history may hold an epoch the checkpoint lacks. The checkpoint on disk is the truth.
+        kept = {key: list(values) for key, values in saved.state["history"].items()}
+    if saved is not None:
+        weights = model.get_weights() if kept is history.history else saved.weights()
+        try:
+            folder.save_weights(weights, metadata={"format": "nnctl", "epochs": str(len(kept.get("loss", [])))})
+            folder.write_json("history.json", kept)
+            results = _final_metrics(kept)
+            if status == "completed" and write_error is None and splits.test is not None:
+                results["test"] = {**model.evaluate(*splits.test, batch_size=cfg.batch_size),
+                                   "samples": len(splits.test[1])}
+            folder.write_json("metrics.json", results)
+        except OSError as err:
+            write_error = write_error or err
+    if write_error is not None:
+        status = "failed"
+        error = "; ".join(part for part in (error, failure_message(write_error),
+                                            kept_checkpoint_note(folder, saved)) if part)
+    return status, error, kept
 
 
 def train(resolved: ResolvedConfig, runs_dir="runs", progress: Callback | None = None,
           prepared: Prepared | None = None) -> TrainResult:
-    """Trains the config's model into a new run directory; returns how it ended (never raises mid-run)."""
+    """Trains the config's model into a new run directory; returns how it ended (never raises mid-run).
+    A run folder that cannot be made or written is a RunWriteError raised before training."""
+    RunDirectory.check_new(runs_dir, resolved.config.name)  # before the data is read: fail fast
     prepared = prepared or prepare(resolved)
-    run = begin_run(resolved, runs_dir, prepared)
-    return _finish(run, prepared, fit_into(run, resolved, prepared, progress))
+    run = RunDirectory.create(Path(runs_dir), resolved.config.name)
+    with run.lock():
+        begin_run(run, resolved, prepared)
+        return _finish(run, prepared, fit_into(run, resolved, prepared, progress))
 
 
 def _finish(run: RunDirectory, prepared: Prepared, outcome: FitOutcome) -> TrainResult:
     timings = {"load": prepared.seconds, "compile": outcome.compile_seconds,
                "train": outcome.train_seconds - outcome.validate_seconds, "validate": outcome.validate_seconds,
                "write": outcome.write_seconds}
-    run.update_manifest(status=outcome.status, ended=_now(), epochs_completed=len(outcome.history.get("loss", [])),
-                        error=outcome.error, kernels_compiled=outcome.kernels_compiled,
-                        compile_seconds=round(outcome.compile_seconds, 3),
-                        phases={k: round(v, 4) for k, v in timings.items()}, first_step_time=outcome.first_step_time)
-    return TrainResult(run, outcome.status, outcome.history, outcome.error, timings)
+    status, error = outcome.status, outcome.error
+    try:
+        run.update_manifest(status=status, ended=_now(), epochs_completed=len(outcome.history.get("loss", [])),
+                            error=error, kernels_compiled=outcome.kernels_compiled,
+                            compile_seconds=round(outcome.compile_seconds, 3),
+                            phases={k: round(v, 4) for k, v in timings.items()},
+                            first_step_time=outcome.first_step_time)
+    except OSError as err:  # a full disk: the manifest still says `running`, and the message says why
+        status, error = "failed", "; ".join(part for part in (error, f"the run could not be marked {status}: "
+                                                                     f"{failure_message(err)}") if part)
+    return TrainResult(run, status, outcome.history, error, timings)
 
 
 def prepare_resume(run_path, overrides=()) -> tuple[RunDirectory, ResolvedConfig, Snapshot]:
@@ -259,7 +242,8 @@ def prepare_resume(run_path, overrides=()) -> tuple[RunDirectory, ResolvedConfig
                                                   "(allowed: epochs)") for key in changed])
     snapshot = checkpoint.load(run.path / CHECKPOINT)
     done = snapshot.epochs_done
-    if done >= resolved.config.epochs:
+    # A run killed after its last epoch's checkpoint but before it was marked completed is finished by a resume.
+    if done > resolved.config.epochs or (done == resolved.config.epochs and manifest.get("status") == "completed"):
         raise ConfigError([resolved.issue(("epochs",), f"the run has already trained {done} epoch(s) of "
                                                        f"{resolved.config.epochs}: ask for more, e.g. "
                                                        f"--set epochs={done + max(1, done)}")])
@@ -276,16 +260,18 @@ def resume(run_path, overrides=(), progress: Callback | None = None) -> TrainRes
 
     Ends with the same weights and history values as one uninterrupted run with the same seed.
     """
-    run, resolved, snapshot = prepare_resume(run_path, overrides)
-    prepared = prepare(resolved)
-    config_text = run_config_text(resolved)
-    run.write_text("config.yaml", config_text)
-    resumes = run.manifest().get("resumed", [])
-    run.update_manifest(status="running", config_sha256=sha256_bytes(config_text.encode()), error=None,
-                        resumed=resumes + [{"time": _now(), "from_epoch": snapshot.epochs_done,
-                                            "to_epoch": resolved.config.epochs}])
-    run.append_event({"event": "resume", "time": _now(), "from_epoch": snapshot.epochs_done})
-    return _finish(run, prepared, fit_into(run, resolved, prepared, progress, resume_from=snapshot))
+    # The lock comes first: a run still being written is refused (naming its pid) before anything is read.
+    with RunDirectory.open(run_path).lock() as locked_run:
+        run, resolved, snapshot = prepare_resume(locked_run.path, overrides)
+        prepared = prepare(resolved)
+        config_text = run_config_text(resolved)
+        run.write_text("config.yaml", config_text)
+        resumes = run.manifest().get("resumed", [])
+        run.update_manifest(status="running", config_sha256=sha256_bytes(config_text.encode()), error=None,
+                            resumed=resumes + [{"time": _now(), "from_epoch": snapshot.epochs_done,
+                                                "to_epoch": resolved.config.epochs}])
+        run.append_event({"event": "resume", "time": _now(), "from_epoch": snapshot.epochs_done})
+        return _finish(run, prepared, fit_into(run, resolved, prepared, progress, resume_from=snapshot))
 
 
 def _final_metrics(history: dict) -> dict:

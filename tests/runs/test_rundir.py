@@ -1,5 +1,6 @@
 """RunDirectory: unique folders and `latest`, strict atomic JSON, torn event lines, safetensors weights, errors."""
 
+import errno
 import hashlib
 import json
 import os
@@ -190,3 +191,81 @@ def test_environment_versions_without_importing_numba():
     assert versions["numpy"] == np.__version__
     probe = "import sys, nnctl.runs; nnctl.runs.environment_versions(); print('numba' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+# --- file-system errors: one line naming the path and the cause, never a traceback ---------------------------
+
+def broken_runs_dirs(tmp_path):
+    """Each way a runs folder can refuse a new run, with the path and the words its message must hold."""
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    (tmp_path / "runs" / "mlp" / "latest").mkdir(parents=True)
+    (tmp_path / "runs" / "afile").write_text("x")
+    return [(tmp_path / "dangling", "mlp", "dangling: it is a broken symbolic link"),
+            (tmp_path / "loop", "mlp", "loop: Too many levels of symbolic links"),
+            (tmp_path / "runs", "afile", "runs/afile: it is a file, not a folder"),
+            (tmp_path / "runs", "mlp", "runs/mlp/latest is a real folder, not the link"),
+            (tmp_path / "runs", "n" * 300, "File name too long")]
+
+
+def test_every_broken_runs_folder_is_one_line_naming_the_path_before_anything_is_made(tmp_path):
+    from nnctl.runs.rundir import RunWriteError
+
+    for runs_dir, name, words in broken_runs_dirs(tmp_path):
+        before = sorted(tmp_path.rglob("*"))
+        for attempt in (RunDirectory.check_new, RunDirectory.create):
+            with pytest.raises(RunWriteError) as error:
+                attempt(runs_dir, name)
+            message = str(error.value)
+            assert words in message and "\n" not in message and len(message) < 330, message
+        assert sorted(tmp_path.rglob("*")) == before  # nothing was created
+
+
+def test_a_read_only_runs_folder_and_a_full_disk_are_one_line(tmp_path, monkeypatch):
+    from nnctl.runs.rundir import RunWriteError
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(os, "mkdir", read_only)
+    with pytest.raises(RunWriteError) as error:
+        RunDirectory.create(runs, "mlp")
+    assert str(error.value) == f"cannot create the folder {runs / 'mlp'}: Read-only file system"
+    monkeypatch.undo()
+
+    run = RunDirectory.create(runs, "mlp")
+    run.write_json("history.json", {"loss": [1.0]})
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: FullDisk(real_fdopen(fd, *a, **k)))
+    with pytest.raises(RunWriteError) as error:
+        run.write_json("history.json", {"loss": [1.0, 2.0]})
+    assert str(error.value) == f"cannot write {run.path / 'history.json'}: No space left on device"
+    assert isinstance(error.value, OSError) and error.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert run.read_json("history.json") == {"loss": [1.0]} and temp_files(run.path) == []
+
+
+def test_events_go_out_in_one_write(run, monkeypatch):
+    writes = []
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: writes.append(data) or real_write(fd, data))
+    run.append_events([{"epoch": 1}, {"epoch": 2}, {"epoch": 3}])
+    run.append_events([])
+    assert len(writes) == 1 and [e["epoch"] for e in run.read_events()] == [1, 2, 3]

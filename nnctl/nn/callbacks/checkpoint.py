@@ -16,34 +16,44 @@ from nnctl.runs.rundir import atomic_write_bytes, canonical_safetensors
 
 
 class Checkpointer(Callback):
-    """Keeps the training state of the last finished epoch, and writes it to `path` at most every `interval`
-    seconds and whenever training ends (normally, on Ctrl-C, on NaN, on an error: call `flush`).
+    """Keeps the training state of the last finished epoch, and writes it to `path`: always for the first
+    epoch a training finishes, then at most every `interval` seconds, and whenever training ends (normally,
+    on Ctrl-C, on NaN, on an error: call `flush`).
 
     Taking the state costs a copy of the weights and optimizer slots per epoch; writing costs a file and an
-    fsync, hence the interval: a run killed with SIGKILL loses at most `interval` seconds of epochs.
-    It must come after every callback whose state it saves, so their epoch-end updates are in.
+    fsync, hence the interval: a run killed with SIGKILL loses at most `interval` seconds of epochs, and one
+    killed after its first epoch always has a checkpoint. `after_write(snapshot)` runs once a state is on
+    disk (the event log, which must never claim an epoch the checkpoint lacks). `written` is the state the
+    file holds (`on_disk` at first, for a resumed run). It must come after every callback whose state it
+    saves, so their epoch-end updates are in.
     """
 
-    def __init__(self, path, history: History, callbacks=(), interval: float = 2.0):
+    def __init__(self, path, history: History, callbacks=(), interval: float = 2.0, on_disk: Snapshot | None = None,
+                 after_write=None):
         self.path, self.history, self.callbacks, self.interval = Path(path), history, list(callbacks), interval
+        self.after_write = after_write
         self.last: Snapshot | None = None
-        self._written: Snapshot | None = None
+        self.written: Snapshot | None = on_disk
         self._written_at = 0.0
+        self._first = True
 
     def on_train_begin(self, logs=None):
         self.last = capture(self.model, self.history, self.callbacks)
-        self._written_at = time.monotonic()
+        self._written_at, self._first = time.monotonic(), True
 
     def on_epoch_end(self, epoch, logs=None):
         self.last = capture(self.model, self.history, self.callbacks)
-        if time.monotonic() - self._written_at >= self.interval:
+        if self._first or time.monotonic() - self._written_at >= self.interval:
             self.flush()
 
     def flush(self) -> None:
-        """Writes the last state taken, unless it is already on disk."""
-        if self.last is not None and self.last is not self._written:
+        """Writes the last state taken, unless it is already on disk; a failed write (RunWriteError) leaves
+        the file and `written` as they were."""
+        if self.last is not None and self.last is not self.written:
             self.last.save(self.path)
-            self._written, self._written_at = self.last, time.monotonic()
+            self.written, self._written_at, self._first = self.last, time.monotonic(), False
+            if self.after_write is not None:
+                self.after_write(self.last)
 
 
 class ModelCheckpoint(Callback):

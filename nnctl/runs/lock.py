@@ -1,0 +1,110 @@
+"""The writer's lock on a run folder: one process at a time trains, resumes or evaluates into a run.
+
+An `fcntl.flock` on `RUN/.lock`, which holds the writer's pid and host for the message a second writer gets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from nnctl.errors import NnctlError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs there are not locked
+    fcntl = None
+
+LOCK = ".lock"
+
+# Locks this process holds, by real path: taking one again (evaluate inside a training run's own process,
+# CliRunner tests) nests instead of failing against ourselves, since flock conflicts between two open files.
+_held: dict[str, list] = {}
+_guard = threading.Lock()
+
+
+class RunLockedError(NnctlError):
+    """Another live process holds the run folder's lock; the message names its pid and host."""
+
+    def __init__(self, folder: Path, holder: dict):
+        self.folder, self.pid, self.host = folder, holder.get("pid"), holder.get("host")
+        who = f"process {self.pid}" if self.pid else "another process"
+        if self.host and self.host != socket.gethostname():
+            who += f" on {self.host}"
+        since = f" since {holder['since']}" if holder.get("since") else ""
+        super().__init__(f"{folder} is being written by {who}{since}: wait for it to end or stop it "
+                         f"(lock file {folder / LOCK})")
+
+
+def _holder(fd: int) -> dict:
+    """Who holds the lock, as the lock file says; {} when it is empty or damaged."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        found = json.loads(os.read(fd, 4096) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {key: str(found[key])[:100] for key in ("pid", "host", "since") if found.get(key) is not None}
+
+
+@contextmanager
+def locked(folder, describe_error):
+    """Holds the exclusive lock on `folder` for the block. RunLockedError when a live process holds it;
+    `describe_error(error, path)` makes the error raised when the lock file cannot be made (read-only folder).
+
+    The kernel drops a flock when its holder dies, even by SIGKILL, so a killed run never leaves a stale lock.
+    """
+    folder = Path(folder)
+    key = os.path.realpath(folder)
+    with _guard:
+        entry = _held.get(key)
+        if entry is not None:
+            entry[1] += 1
+    if entry is not None:
+        try:
+            yield
+        finally:
+            with _guard:
+                entry[1] -= 1
+        return
+    if fcntl is None:
+        yield
+        return
+    path = folder / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise describe_error(error, path) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(folder, _holder(fd)) from None
+        except OSError as error:  # a file system without locks (some network mounts)
+            raise describe_error(error, path) from None
+        record = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode() + b"\n", 0)
+        except OSError:
+            pass  # a full disk: the lock still holds, only the message a second writer gets is poorer
+        with _guard:
+            _held[key] = [fd, 1]
+        try:
+            yield
+        finally:
+            with _guard:
+                del _held[key]
+            try:
+                os.ftruncate(fd, 0)  # the holder is gone; closing the file releases the lock
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
