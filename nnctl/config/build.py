@@ -10,6 +10,7 @@ import inspect
 import re
 from pathlib import Path
 
+from nnctl.config.footprint import available_memory, describe, estimate
 from nnctl.config.resolve import ResolvedConfig, in_file_order
 from nnctl.config.yamlfile import ConfigError, ConfigIssue
 from nnctl.errors import NnctlError, ShapeError, UnknownNameError, did_you_mean, show
@@ -56,10 +57,11 @@ def _unknown_arguments(spec, registry) -> list[tuple[str, str]]:
     return out
 
 
-def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = True):
+def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = True, rows: int | None = None):
     """The compiled `Sequential` the config describes; a ConfigError lists every problem found.
 
-    `input_shape` (from the data) is used when the config does not give `model.input_shape`. With
+    `input_shape` (from the data) is used when the config does not give `model.input_shape`; `rows` (the
+    training rows) caps the batch the memory estimate assumes. With
     `callbacks`, the callbacks are checked too (evaluate and predict skip them: a run trained with
     `tensorboard` must still load where tensorboardX is not installed).
     """
@@ -128,9 +130,11 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
     if shape is None:
         raise ConfigError([resolved.issue(("model",), "the input shape is unknown: give `model.input_shape` "
                                                       "or data to read it from")])
+    offset = 1 if cfg.model.layers[0].type == "input" else 0
+    _check_memory(resolved, layers, shape, min(cfg.batch_size, rows or cfg.batch_size), optimizer, offset)
     model = Sequential(layers, input_shape=shape, seed=cfg.seed, name=cfg.name, device="cpu")
     try:
-        model.build()
+        model.build()  # allocates the weights: the memory check above comes first
     except ShapeError as err:
         index = getattr(err, "layer_index", None)
         index = index + (1 if cfg.model.layers[0].type == "input" else 0) if index is not None else None
@@ -149,6 +153,22 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
         raise ConfigError(issues)
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return model
+
+
+def _check_memory(resolved: ResolvedConfig, layers, shape, batch_rows: int, optimizer, offset: int) -> None:
+    """A model (or batch) too big for this machine is refused before any array is allocated."""
+    footprint = estimate(layers, shape, batch_rows, getattr(optimizer, "slot_count", 3))
+    available = available_memory()
+    if footprint is None or available is None or footprint.total_bytes <= available:
+        return
+    # Blame the batch size only when a smaller batch would fit; else the layer with the most weights or outputs.
+    where = ("batch_size",)
+    if footprint.state_bytes + footprint.row_bytes > available:
+        heavy = footprint.state_bytes >= footprint.row_bytes and footprint.biggest_layer is not None
+        index = (footprint.biggest_layer if heavy else footprint.widest_layer) + offset
+        spec = resolved.config.model.layers[index]
+        where = ("model", "layers", index) + (("units",) if getattr(spec, "units", None) else ())
+    raise ConfigError([resolved.issue(where, describe(footprint, available))])
 
 
 def _check_output(resolved: ResolvedConfig, model, loss_object) -> None:

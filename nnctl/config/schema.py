@@ -1,80 +1,18 @@
 """The config schema (pydantic v2): every section and layer/optimizer entry, with Keras names and defaults.
 
-Value types carry their own error text ("expected a positive integer, got 'sixteen'"); nothing is coerced.
+Value types (nnctl/config/values.py) carry their own error text and bounds; nothing is coerced.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, PlainValidator, Tag, WithJsonSchema, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic_core import PydanticCustomError
 
-from nnctl.errors import show
-
-
-def _value_type(expected: str, accept, json_schema: dict):
-    """An annotated type whose only check is `accept(value)`; the error says what was expected."""
-    def validate(value):
-        if not accept(value):
-            raise PydanticCustomError("expected", "expected {expected}, got {got}",
-                                      {"expected": expected, "got": _show(value)})
-        return float(value) if json_schema.get("type") == "number" else value
-    return Annotated[Any, PlainValidator(validate), WithJsonSchema(json_schema)]
-
-
-def _show(value) -> str:
-    if isinstance(value, (dict, list)):
-        return "a mapping" if isinstance(value, dict) else "a list"
-    if isinstance(value, bool):
-        return "true" if value else "false"  # as YAML spells it, not Python's True
-    return "nothing" if value is None else show(value)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-
-PositiveInt = _value_type("a positive integer", lambda v: _is_int(v) and v > 0,
-                          {"type": "integer", "exclusiveMinimum": 0})
-NonNegativeInt = _value_type("an integer ≥ 0", lambda v: _is_int(v) and v >= 0, {"type": "integer", "minimum": 0})
-Number = _value_type("a number", _is_number, {"type": "number"})
-PositiveNumber = _value_type("a positive number", lambda v: _is_number(v) and v > 0,
-                             {"type": "number", "exclusiveMinimum": 0})
-NonNegativeNumber = _value_type("a number ≥ 0", lambda v: _is_number(v) and v >= 0, {"type": "number", "minimum": 0})
-OpenFraction = _value_type("a number between 0 and 1 (exclusive)", lambda v: _is_number(v) and 0 < v < 1,
-                           {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1})
-Rate = _value_type("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1,
-                   {"type": "number", "minimum": 0, "exclusiveMaximum": 1})
-AtLeastTwo = _value_type("an integer ≥ 2", lambda v: _is_int(v) and v >= 2, {"type": "integer", "minimum": 2})
-Bool = _value_type("true or false", lambda v: isinstance(v, bool), {"type": "boolean"})
-Text = _value_type("a string", lambda v: isinstance(v, str) and v.strip() != "", {"type": "string", "minLength": 1})
-RunName = _value_type("a name of at most 100 letters, digits, '_', '-' and '.'",
-                      lambda v: isinstance(v, str) and len(v) <= 100 and bool(_SAFE_NAME.match(v)),
-                      {"type": "string", "pattern": _SAFE_NAME.pattern, "maxLength": 100})
-Shape = _value_type("a list of positive integers", lambda v: isinstance(v, list) and bool(v) and all(
-    _is_int(s) and s > 0 for s in v), {"type": "array", "items": {"type": "integer", "exclusiveMinimum": 0},
-                                       "minItems": 1})
-TargetShape = _value_type("a list of positive integers (one may be -1)", lambda v: isinstance(v, list) and bool(v)
-                          and all(_is_int(s) and (s > 0 or s == -1) for s in v) and v.count(-1) <= 1,
-                          {"type": "array", "items": {"type": "integer"}, "minItems": 1})
-ClassWeights = _value_type("a mapping of class ids (integers ≥ 0) to weights (numbers ≥ 0)", lambda v: isinstance(v, dict)
-                           and bool(v) and all(_is_int(k) and k >= 0 and _is_number(w) and w >= 0
-                                               for k, w in v.items()),
-                           {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
-                            "propertyNames": {"pattern": "^[0-9]+$"}})
-# A family member given by name or as {type: name, ...arguments}; the family's registry checks it later.
-NamedSpec = _value_type("a name or a mapping with `type`", lambda v: (isinstance(v, str) and v.strip() != "") or (
-    isinstance(v, dict) and isinstance(v.get("type"), str)), {"anyOf": [
-        {"type": "string"}, {"type": "object", "required": ["type"], "properties": {"type": {"type": "string"}}}]})
+from nnctl.config.values import (BatchSize, Bool, ClassWeights, Epochs, Folds, NamedSpec, NonNegativeInt,
+                                 NonNegativeNumber, Number, OpenFraction, PositiveInt, PositiveNumber, Rate,
+                                 RunName, Seed, Shape, TargetShape, Text, Width, bounded_int)
 
 
 class Section(BaseModel):
@@ -90,7 +28,7 @@ class ValidationConfig(Section):
 
     holdout: Optional[PositiveInt] = None
     split: Optional[OpenFraction] = None
-    kfold: Optional[AtLeastTwo] = None
+    kfold: Optional[Folds] = None
     path: Optional[Text] = Field(None, description="a separate validation file: .npz (x_val/y_val or x/y) or, "
                                                    "for a csv dataset, a .csv with the same columns")
 
@@ -112,13 +50,13 @@ class ImdbSpec(DatasetSpec):
     """Keras's imdb.load_data: reviews as word indexes, shifted by `index_from`, shuffled with `seed`."""
 
     type: Literal["imdb"] = "imdb"
-    num_words: Optional[PositiveInt] = None
+    num_words: Optional[Width] = None
     skip_top: NonNegativeInt = 0
-    maxlen: Optional[PositiveInt] = None
+    maxlen: Optional[Width] = None
     start_char: NonNegativeInt = 1
     oov_char: NonNegativeInt = 2
     index_from: NonNegativeInt = 3
-    seed: NonNegativeInt = 113
+    seed: Seed = 113
 
 
 class ReutersSpec(ImdbSpec):
@@ -137,7 +75,7 @@ class FashionMnistSpec(DatasetSpec):
 class BostonHousingSpec(DatasetSpec):
     type: Literal["boston_housing"] = "boston_housing"
     test_split: OpenFraction = 0.2
-    seed: NonNegativeInt = 113
+    seed: Seed = 113
 
 
 class SyntheticSpec(DatasetSpec):
@@ -145,14 +83,25 @@ class SyntheticSpec(DatasetSpec):
 
     type: Literal["synthetic"] = "synthetic"
     kind: Literal["classification", "regression", "text"] = "classification"
-    samples: PositiveInt = 1000
-    features: PositiveInt = 20
-    classes: PositiveInt = 2
-    width: PositiveInt = 1000
-    length: PositiveInt = 50
+    samples: bounded_int(1, 10**7) = 1000
+    features: bounded_int(1, 2**20) = 20
+    classes: bounded_int(1, 10_000) = 2
+    width: Width = 1000
+    length: bounded_int(1, 100_000) = 50
     noise: NonNegativeNumber = 0.1
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
     test_split: OpenFraction = 0.2
+
+    @model_validator(mode="after")
+    def _fits(self):
+        # Generated before any model check, so its size is bounded here: 10**8 values is 0.8 GB of float64.
+        values = self.samples * (self.length if self.kind == "text" else self.features)
+        if values > 10**8:
+            raise PydanticCustomError("too_large", "samples × {what} = {values} values is too large (allowed: at "
+                                                   "most 100,000,000)",
+                                      {"what": "length" if self.kind == "text" else "features",
+                                       "values": f"{values:,}"})
+        return self
 
 
 class NpzSpec(DatasetSpec):
@@ -198,12 +147,12 @@ class TransformSpec(Section):
 
 class MultiHotSpec(TransformSpec):
     type: Literal["multi_hot"] = "multi_hot"
-    width: Optional[PositiveInt] = Field(None, description="columns; defaults to the dataset's num_words")
+    width: Optional[Width] = Field(None, description="columns; defaults to the dataset's num_words")
 
 
 class PadSequencesSpec(TransformSpec):
     type: Literal["pad_sequences"] = "pad_sequences"
-    maxlen: PositiveInt
+    maxlen: bounded_int(1, 2**20)
     padding: Literal["pre", "post"] = "pre"
     truncating: Literal["pre", "post"] = "pre"
     value: NonNegativeInt = 0
@@ -211,7 +160,7 @@ class PadSequencesSpec(TransformSpec):
 
 class OneHotSpec(TransformSpec):
     type: Literal["one_hot"] = "one_hot"
-    classes: Optional[PositiveInt] = None
+    classes: Optional[bounded_int(1, 100_000)] = None  # one-hot rows are dense: n × classes floats
 
 
 class StandardizeSpec(TransformSpec):
@@ -251,7 +200,7 @@ class InputSpec(LayerSpec):
 
 class DenseSpec(LayerSpec):
     type: Literal["dense"] = "dense"
-    units: PositiveInt
+    units: Width
     activation: Optional[Text] = None
     use_bias: Bool = True
     kernel_initializer: NamedSpec = "glorot_uniform"
@@ -367,15 +316,15 @@ class Config(Section):
     """One experiment: data, model, loss, optimizer, metrics and how long to train."""
 
     name: RunName = Field(description="the run folder's name; defaults to the config file's name")
-    seed: NonNegativeInt = Field(description="drives initialization, shuffling, splits and dropout; "
+    seed: Seed = Field(description="drives initialization, shuffling, splits and dropout; "
                                              "a random one is drawn and recorded when omitted")
     data: DataConfig
     model: ModelConfig
     loss: NamedSpec = Field(description="e.g. binary_crossentropy, or {type: huber, delta: 1.0}")
     optimizer: _tagged(OPTIMIZER_SPECS) = Field(description="a name, or {type: rmsprop, learning_rate: 0.001}")
     metrics: list[NamedSpec] = Field(default_factory=list)
-    epochs: PositiveInt = 1
-    batch_size: PositiveInt = 32
+    epochs: Epochs = 1
+    batch_size: BatchSize = 32
     class_weight: Optional[ClassWeights] = Field(None, description="weights of the loss per class id, e.g. "
                                                                    "{0: 1.0, 1: 3.0}; classes not named weigh 1")
     callbacks: list[NamedSpec] = Field(default_factory=list)

@@ -79,7 +79,8 @@ def _train_folds(run, resolved, folds, progress_for, prepared, on_fold_end) -> K
         fold_resolved = _fold_config(resolved, fold)
         began = time.perf_counter()
         splits = load_data(resolved, fold=fold, folds=folds, source=source)
-        model = build_model(fold_resolved, input_shape=tuple(splits.train[0].shape[1:]))
+        model = build_model(fold_resolved, input_shape=tuple(splits.train[0].shape[1:]),
+                            rows=splits.train[0].shape[0])
         check_data(fold_resolved, model, splits)
         phases["load"] += time.perf_counter() - began
         folder = RunDirectory(run.path / f"fold_{fold + 1}")

@@ -51,7 +51,8 @@ def prepare(resolved: ResolvedConfig) -> Prepared:
         raise ConfigError([resolved.issue(("device",), "the CUDA backend is not available in this version of "
                                                        "nnctl (allowed: cpu, auto)")])
     splits = load_data(resolved)
-    model = build_model(resolved, input_shape=tuple(splits.train[0].shape[1:]))
+    model = build_model(resolved, input_shape=tuple(splits.train[0].shape[1:]),
+                        rows=splits.train[0].shape[0])
     check_data(resolved, model, splits)
     return Prepared(splits, model, time.perf_counter() - began)
 

@@ -1,0 +1,90 @@
+"""How much memory training a model takes, estimated from its layers' shapes before any array is allocated.
+
+`build_model` refuses a config whose estimate exceeds the memory this machine has available.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass
+
+BYTES = 4  # float32
+
+
+@dataclass
+class Footprint:
+    """Parameter count, the bytes of the training state, and the bytes of one batch's activations."""
+
+    params: int
+    state_bytes: int
+    activation_bytes: int
+    biggest_layer: int | None  # index of the layer holding the most parameters
+    widest_layer: int  # index of the layer with the largest output per row
+    row_bytes: int  # activation bytes of one row
+    batch_rows: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.state_bytes + self.activation_bytes
+
+
+def estimate(layers: list, input_shape: tuple, batch_rows: int, slot_count: int) -> Footprint | None:
+    """The footprint of training `layers` on `input_shape` samples in batches of `batch_rows` rows, or None
+    when the shapes do not fit together (building the model reports that).
+
+    State: weights, gradients and `slot_count` optimizer slots, plus the checkpoint's copy of weights and
+    slots and its serialized bytes. Activations: per layer, its output, its pre-activation and its gradient.
+    """
+    shape, params, per_row, sizes, widths = tuple(input_shape), 0, math.prod(input_shape), [], []
+    for layer in layers:
+        # A shallow clone declares its weights (shapes only: the parameter store allocates, later).
+        clone = copy.copy(layer)
+        clone.params = []
+        try:
+            clone.build(shape)
+        except Exception:  # noqa: BLE001 — any failure here is reported, located, by the real build
+            return None
+        sizes.append(sum(math.prod(p.shape) for p in clone.params))
+        shape = tuple(clone.output_shape)
+        widths.append(math.prod(shape))
+        per_row += 3 * widths[-1]
+        params += sizes[-1]
+    state = params * BYTES * (2 + slot_count + 2 * (1 + slot_count))
+    biggest = max(range(len(sizes)), key=sizes.__getitem__) if any(sizes) else None
+    widest = max(range(len(widths)), key=widths.__getitem__) if widths else 0
+    return Footprint(params, state, per_row * batch_rows * BYTES, biggest, widest, per_row * BYTES, batch_rows)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation now (Linux's MemAvailable), else the physical total."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def size_text(nbytes: float) -> str:
+    """1536 → "1.5 KB"; a huge count stays readable ("4.0e+09 TB")."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if nbytes < 1024:
+            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{int(nbytes)} B"
+        nbytes /= 1024
+    return f"{nbytes:.1f} TB" if nbytes < 1e6 else f"{nbytes:.1e} TB"
+
+
+def describe(footprint: Footprint, available: int) -> str:
+    """The refusal: what training would need, of which parts, and what this machine has."""
+    return (f"training this model needs about {size_text(footprint.total_bytes)} of memory ("
+            f"{footprint.params:,} parameters with their gradients, optimizer slots and checkpoint copies: "
+            f"{size_text(footprint.state_bytes)}; activations of a {footprint.batch_rows:,}-row batch: "
+            f"{size_text(footprint.activation_bytes)}), but this machine has {size_text(available)} available "
+            f"(allowed: a model and batch that fit)")
