@@ -1,115 +1,62 @@
-"""Reading Keras's pickled sequence files (imdb.npz, reuters.npz) without ever running their pickles' code,
-and the pickle-free cache (flat int32 tokens + int64 offsets) that later loads read instead.
+"""Reading Keras's pickled sequence files (imdb.npz, reuters.npz) without unpickling them, and the pickle-free
+cache (flat int32 tokens + int64 offsets) that later loads read instead.
 
-A file's hash cannot vouch for a pickle (local copies legitimately differ from Keras's bytes), so the unpickler
-itself is restricted: it can only rebuild NumPy arrays, and the result must be rows of plain integers.
+A file's hash cannot vouch for a pickle (local copies legitimately differ from Keras's bytes), and an allow-list
+of globals still let NumPy's `__setstate__` read past a crafted buffer, so object members are decoded by our own
+opcode interpreter (`object_pickle`), which rebuilds the rows itself and never calls anything the file names.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import pickle
 import secrets
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from nnctl.data.object_pickle import PickleRefused, decode_object_rows
 from nnctl.data.sequences import Sequences
 from nnctl.errors import NnctlError
-
-# `ndarray.__reduce__` names NumPy's array rebuilder; fetching it this way avoids importing the private
-# `numpy._core` (or the deprecated `numpy.core`) module.
-_RECONSTRUCT = np.empty(0).__reduce__()[0]
-
-# The only globals an object-array pickle refers to (checked with pickletools on imdb.npz and reuters.npz):
-# NumPy >= 2 writes `numpy._core.multiarray`, NumPy 1 `numpy.core.multiarray`. Rows are plain lists, built by
-# pickle opcodes with no global at all (`list` is allowed for writers that spell it out).
-_ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
-    ("builtins", "list"): list,
-    ("__builtin__", "list"): list,
-}
 
 CACHE_FORMAT = 1
 
 
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Refuses every global outside `_ALLOWED_GLOBALS`, before anything is called."""
-
-    def __init__(self, file, source: Path):
-        super().__init__(file, encoding="latin1")
-        self.source = source
-
-    def find_class(self, module, name):
-        found = _ALLOWED_GLOBALS.get((module, name))
-        if found is None:
-            raise NnctlError(f"{self.source}: refusing to unpickle {module}.{name}: "
-                             f"only NumPy arrays and plain lists/ints are allowed")
-        return found
-
-    def persistent_load(self, pid):
-        raise NnctlError(f"{self.source}: refusing a pickle with persistent ids: "
-                         f"only NumPy arrays and plain lists/ints are allowed")
-
-
-def _int_row(value) -> np.ndarray | None:
-    """`value` as a 1-D integer array when it is a list (or integer array) of ints; None otherwise."""
-    if isinstance(value, np.ndarray):
-        array = value
-    elif isinstance(value, list):
-        if not value:
-            return np.zeros(0, dtype=np.int64)
-        try:
-            array = np.array(value)
-        except (ValueError, TypeError, OverflowError):
-            return None
+def read_npy(raw, where: str) -> np.ndarray:
+    """The array in the `.npy` stream `raw` (`where` names it in errors): plain arrays without pickle, a 1-D
+    object array decoded by `object_pickle` into an object array of 1-D integer arrays."""
+    version = np.lib.format.read_magic(raw)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(raw)
+    elif version in ((2, 0), (3, 0)):
+        # 3.0 differs from 2.0 only in the header's text encoding (utf-8 vs latin-1), not its layout
+        shape, _, dtype = np.lib.format.read_array_header_2_0(raw)
     else:
-        return None
-    return array if array.ndim == 1 and array.dtype.kind in "iu" else None
-
-
-def _checked_rows(loaded, shape, source: Path, member: str) -> np.ndarray:
-    """The unpickled object array with each row as an integer array; NnctlError for anything else."""
-    if type(loaded) is not np.ndarray or loaded.dtype != object or loaded.shape != shape or loaded.ndim != 1:
-        raise NnctlError(f"{source}: member {member} is not a 1-D object array of sequences "
-                         f"(got {type(loaded).__name__})")
-    rows = np.empty(len(loaded), dtype=object)
-    for i, value in enumerate(loaded):
-        row = _int_row(value)
-        if row is None:
-            raise NnctlError(f"{source}: member {member} row {i} is not a list of integers "
-                             f"(got {type(value).__name__})")
+        raise NnctlError(f"{where} has an unsupported .npy version {version}")
+    if not dtype.hasobject:
+        raw.seek(0)
+        return np.lib.format.read_array(raw, allow_pickle=False)
+    if dtype != np.dtype(object) or len(shape) != 1:
+        raise NnctlError(f"{where} is not a 1-D object array of sequences (header: {dtype}, shape {shape})")
+    try:
+        found = decode_object_rows(raw.read(), shape[0])
+    except PickleRefused as err:
+        raise NnctlError(f"{where}: {err}") from None
+    rows = np.empty(len(found), dtype=object)
+    for i, row in enumerate(found):
         rows[i] = row
     return rows
 
 
 def _read_member(archive: zipfile.ZipFile, member: str, source: Path) -> np.ndarray:
     with archive.open(member) as raw:
-        version = np.lib.format.read_magic(raw)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(raw)
-        elif version in ((2, 0), (3, 0)):
-            # 3.0 differs from 2.0 only in the header's text encoding (utf-8 vs latin-1), not its layout
-            shape, _, dtype = np.lib.format.read_array_header_2_0(raw)
-        else:
-            raise NnctlError(f"{source}: member {member} has an unsupported .npy version {version}")
-        if not dtype.hasobject:
-            raw.seek(0)
-            return np.lib.format.read_array(raw, allow_pickle=False)
-        payload = io.BytesIO(raw.read())
-    loaded = _ArrayOnlyUnpickler(payload, source).load()
-    return _checked_rows(loaded, shape, source, member)
+        return read_npy(raw, f"{source}: member {member}")
 
 
 def load_npz_objects(path) -> dict[str, np.ndarray]:
-    """Every array of an `.npz`: plain members read without pickle, object members through the restricted
-    unpickler and checked to be rows of integers (returned as an object array of 1-D integer arrays)."""
+    """Every array of an `.npz`: plain members read without pickle, object members decoded by `object_pickle`
+    (returned as an object array of 1-D integer arrays)."""
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
@@ -119,8 +66,7 @@ def load_npz_objects(path) -> dict[str, np.ndarray]:
         raise
     except FileNotFoundError:
         raise NnctlError(f"no such file: {path}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, AttributeError,
-            TypeError, IndexError, KeyError, MemoryError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise NnctlError(f"cannot read {path}: {type(err).__name__}: {err}") from None
 
 

@@ -109,13 +109,13 @@ def test_other_globals_are_refused(tmp_path, target):
                                   [[2**70]]])
 def test_rows_that_are_not_lists_of_ints_are_refused(tmp_path, rows):
     path = write_npz(tmp_path / "x.npz", x=object_array(rows))
-    with pytest.raises(NnctlError, match="not a list of integers"):
+    with pytest.raises(NnctlError, match=r"x\.npz: member x\.npy: "):
         load_npz_objects(path)
 
 
 def test_a_pickle_that_is_not_an_object_array_is_refused(tmp_path):
     path = write_raw_npz(tmp_path / "x.npz", x=npy_bytes_with_pickle(pickle.dumps([[1, 2]])))
-    with pytest.raises(NnctlError, match="not a 1-D object array"):
+    with pytest.raises(NnctlError, match="x.npy: the pickle does not hold one object array"):
         load_npz_objects(path)
 
 
@@ -126,7 +126,7 @@ def test_unreadable_files_give_one_clear_error(tmp_path):
     with pytest.raises(NnctlError, match="no such file"):
         load_npz_objects(tmp_path / "missing.npz")
     truncated = write_raw_npz(tmp_path / "cut.npz", x=npy_bytes_with_pickle(pickle.dumps(object_array(ROWS))[:20]))
-    with pytest.raises(NnctlError, match="cannot read"):
+    with pytest.raises(NnctlError, match="cut.npz: member x.npy: .* runs past the end of the pickle"):
         load_npz_objects(truncated)
 
 
@@ -192,3 +192,29 @@ def test_an_unwritable_cache_folder_still_loads(tmp_path, source):
     (tmp_path / "not-a-folder").write_text("")
     data = load_sequence_npz(source, tmp_path / "not-a-folder" / "imdb.tokens.npz")
     assert data["x_train"].to_lists() == ROWS
+
+
+# --- the real files decode exactly as the pickle-based reader did (only with NNCTL_DATA_DIR set) ----------------
+
+# sha256 (first 16 hex digits) of Sequences.from_lists(rows).tokens / .offsets from the unpickler this decoder
+# replaced (nnctl before issue #14), on Keras's imdb.npz and reuters.npz
+OLD_READER_DIGESTS = {
+    ("imdb.npz", "x_train"): ("839f238f42e49ed3", "fde3f42562089595"),
+    ("imdb.npz", "x_test"): ("88455a6ba2a9e95f", "0aaf4ad93962212c"),
+    ("reuters.npz", "x"): ("b191a12937bb1213", "5662db7baf65b8b6"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("filename, member", list(OLD_READER_DIGESTS))
+def test_real_files_decode_as_before(filename, member):
+    import hashlib
+
+    folder = os.environ.get("NNCTL_DATA_DIR")
+    if not folder or not os.path.isfile(os.path.join(folder, filename)):
+        pytest.skip("set NNCTL_DATA_DIR to a folder with the Keras dataset files")
+    rows = load_npz_objects(os.path.join(folder, filename))[member]
+    assert all(row.dtype == np.int64 for row in rows)
+    sequences = Sequences.from_lists(rows)
+    digests = tuple(hashlib.sha256(a.tobytes()).hexdigest()[:16] for a in (sequences.tokens, sequences.offsets))
+    assert digests == OLD_READER_DIGESTS[(filename, member)]
