@@ -1,0 +1,38 @@
+"""SIGKILL a real `nnctl train` at seeded random moments: the run either holds no finished epoch or resumes to
+the bytes of an uninterrupted run, its log never runs ahead of its checkpoint, and no stale lock blocks it.
+
+A handful of kills here (one per phase); 30 under `slow`. See kill_harness.py for the contract and the driver.
+"""
+
+import random
+import sys
+
+import pytest
+
+from tests.train.kill_harness import environment, kill_and_check, kill_moment, run_reference
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return run_reference(tmp_path_factory.mktemp("reference"), environment())
+
+
+def kill_many(tmp_path, reference, phases, seed):
+    rng, env, broken = random.Random(seed), environment(), []
+    for index, phase in enumerate(phases):
+        phase, marker, delay = kill_moment(rng, reference, phase)
+        verdict = kill_and_check(tmp_path / f"kill-{index}", reference, marker, delay, env)
+        if not verdict.startswith("ok"):
+            broken.append(f"{phase} ({delay:.3f} s after {marker or 'start'}): {verdict}")
+    return broken
+
+
+def test_kills_during_startup_training_and_writing_leave_a_run_that_resumes_exactly(tmp_path, reference):
+    assert kill_many(tmp_path, reference, ["startup", "training", "training", "writing"], seed=14) == []
+
+
+@pytest.mark.slow
+def test_thirty_kills_at_random_moments_all_keep_the_contract(tmp_path, reference):
+    assert kill_many(tmp_path, reference, [None] * 30, seed=1414) == []
