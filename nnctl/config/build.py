@@ -13,7 +13,7 @@ from pathlib import Path
 from nnctl.config.footprint import available_memory, describe, estimate
 from nnctl.config.resolve import ResolvedConfig, in_file_order
 from nnctl.config.yamlfile import ConfigError, ConfigIssue
-from nnctl.errors import NnctlError, ShapeError, UnknownNameError, did_you_mean, show
+from nnctl.errors import ArgumentError, NnctlError, ShapeError, UnknownNameError, did_you_mean, show
 
 _BACKTICKED = re.compile(r"`(\w+)`")
 
@@ -188,24 +188,63 @@ def _plain(err: Exception) -> str:
     return str(err).rstrip(".")
 
 
-# The argument of each callback that names a file or folder: relative ones are taken inside the run folder.
+# The argument of each callback that names a file or folder: a relative path, taken inside the run folder.
 CALLBACK_FILES = {"csv_logger": "filename", "tensorboard": "log_dir", "model_checkpoint": "filepath"}
 
 
 def make_callback(spec, folder=None):
-    """The callback a config entry describes; its file or folder argument is placed inside `folder` when given.
+    """The callback a config entry describes; its file or folder argument must be a relative path that stays
+    inside the run folder and names none of the run's own files, and is placed inside `folder` when given
+    (the callback then also checks, when it writes, that symbolic links do not lead out).
 
     Example:
         make_callback({"type": "csv_logger"}, Path("runs/imdb/20261123-101500"))  # writes history.csv there
     """
     from nnctl.nn.callbacks import CALLBACKS
 
-    callback = CALLBACKS.get(dict(_spec_dict(spec)))
     key = CALLBACK_FILES.get(CALLBACKS.canonical(_spec_dict(spec)["type"]))
-    if key and folder is not None:
-        value = Path(str(getattr(callback, key))).expanduser()
-        setattr(callback, key, str(value if value.is_absolute() else Path(folder) / value))
+    given = _spec_dict(spec).get(key)
+    if key and isinstance(given, str):  # checked first: reported even where the callback's extra is missing
+        _check_path(key, given)
+    callback = CALLBACKS.get(dict(_spec_dict(spec)))
+    if key:
+        value = str(getattr(callback, key))
+        _check_path(key, value)
+        if folder is not None:
+            setattr(callback, key, str(Path(folder) / value))
+            callback.run_folder = Path(folder)
     return callback
+
+
+def _check_path(key: str, value: str) -> None:
+    from nnctl.nn.callbacks.paths import check_run_path
+
+    problem = check_run_path(value, "folder" if key == "log_dir" else "file")
+    if problem:
+        raise ArgumentError(f"`{key}` {problem}")
+
+
+def _check_templates(resolved: ResolvedConfig, available: list[str]) -> list[ConfigIssue]:
+    """A model_checkpoint `filepath` naming a field this run never logs would fail after the first epoch."""
+    from nnctl.nn.callbacks import CALLBACKS
+    from nnctl.nn.callbacks.paths import check_template
+
+    found = []
+    for index, spec in enumerate(resolved.config.callbacks):
+        given = _spec_dict(spec)
+        try:
+            kind = CALLBACKS.canonical(given["type"])
+        except NnctlError:
+            continue  # reported when building
+        if kind != "model_checkpoint" or not isinstance(given.get("filepath"), str):
+            continue
+        try:
+            problem = check_template(given["filepath"], available + ["lr", "epoch_time"])
+        except NnctlError as err:
+            problem = _plain(err)
+        if problem:
+            found.append(resolved.issue(("callbacks", index, "filepath"), problem))
+    return found
 
 
 def monitored_names(model, validation: bool) -> list[str]:
@@ -245,7 +284,8 @@ def check_data(resolved: ResolvedConfig, model, splits) -> None:
         if core not in seen:  # one line per problem, not one per split
             seen.add(core)
             issues.append(resolved.issue(where, core.format(split=split)))
-    issues += _check_monitors(resolved, monitored_names(model, splits.validation is not None))
+    available = monitored_names(model, splits.validation is not None)
+    issues += _check_monitors(resolved, available) + _check_templates(resolved, available)
     if issues:
         raise ConfigError(sorted(issues, key=in_file_order))
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import safetensors.numpy
 
-from nnctl.errors import ArgumentError
+from nnctl.errors import ArgumentError, show
 from nnctl.nn.callbacks.base import Callback, History, higher_is_better
+from nnctl.nn.callbacks.paths import confine, fill_template, template_fields
 from nnctl.nn.checkpoint import Snapshot, capture
 from nnctl.runs.rundir import atomic_write_bytes, canonical_safetensors
 
@@ -77,22 +78,24 @@ class ModelCheckpoint(Callback):
         if filepath is None:
             filepath = "checkpoints/best.safetensors" if save_best_only else "checkpoints/epoch_{epoch:03d}.safetensors"
         if not isinstance(filepath, (str, Path)) or not str(filepath):
-            raise ArgumentError(f"`filepath` must be a file name, got {filepath!r}.")
+            raise ArgumentError(f"`filepath` must be a file name, got {show(filepath)}.")
+        template_fields(str(filepath))  # only {epoch} and log names, with numeric formats: nothing else reachable
         if not isinstance(monitor, str) or not monitor:
-            raise ArgumentError(f"`monitor` must be a log name such as val_loss, got {monitor!r}.")
+            raise ArgumentError(f"`monitor` must be a log name such as val_loss, got {show(monitor)}.")
         if mode not in ("auto", "min", "max"):
-            raise ArgumentError(f"`mode` must be auto, min or max, got {mode!r}.")
+            raise ArgumentError(f"`mode` must be auto, min or max, got {show(mode)}.")
         if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
-            raise ArgumentError(f"`every_n_epochs` must be a positive integer, got {every_n_epochs!r}.")
+            raise ArgumentError(f"`every_n_epochs` must be a positive integer, got {show(every_n_epochs)}.")
         if initial_value_threshold is not None and (isinstance(initial_value_threshold, bool) or
                                                     not isinstance(initial_value_threshold, (int, float))):
-            raise ArgumentError(f"`initial_value_threshold` must be a number, got {initial_value_threshold!r}.")
+            raise ArgumentError(f"`initial_value_threshold` must be a number, got {show(initial_value_threshold)}.")
         self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
         self.save_best_only, self.mode, self.every_n_epochs = save_best_only, mode, every_n_epochs
         self.initial_value_threshold = initial_value_threshold
         self.maximize = mode == "max" or (mode == "auto" and higher_is_better(monitor))
         self.best = self._initial_best()
         self.saved: list[str] = []
+        self.run_folder = None  # set by the config's make_callback: every file written must resolve inside it
 
     def _initial_best(self) -> float:
         if self.initial_value_threshold is not None:
@@ -115,9 +118,9 @@ class ModelCheckpoint(Callback):
                 return
             self.best = float(current)
         try:
-            target = Path(self.filepath.format(epoch=epoch + 1, **logs))
-        except (KeyError, IndexError, ValueError) as error:
-            raise ArgumentError(f"model_checkpoint `filepath` {self.filepath!r} cannot be formatted with this "
+            target = confine(self.run_folder, fill_template(self.filepath, epoch + 1, logs))
+        except ValueError as error:
+            raise ArgumentError(f"model_checkpoint `filepath` {show(self.filepath)} cannot be formatted with this "
                                 f"epoch's logs ({error}); available: epoch, {', '.join(sorted(logs))}") from None
         weights = {name: np.ascontiguousarray(value) for name, value in self.model.get_weights().items()}
         metadata = {"format": "nnctl", "epoch": str(epoch + 1), "monitor": self.monitor,

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.errors import ArgumentError, NnctlError
+from nnctl.errors import ArgumentError, NnctlError, show
 from nnctl.nn.callbacks.base import Callback
+from nnctl.nn.callbacks.paths import confine
 from nnctl.nn.schedules import check_bool
 
 
@@ -28,16 +29,17 @@ class CSVLogger(Callback):
 
     def __init__(self, filename="history.csv", separator=",", append=False):
         if not isinstance(filename, (str, os.PathLike)) or not str(filename):
-            raise ArgumentError(f"`filename` must be a file name, got {filename!r}.")
+            raise ArgumentError(f"`filename` must be a file name, got {show(filename)}.")
         if not isinstance(separator, str) or len(separator) != 1:
-            raise ArgumentError(f"`separator` must be a single character, got {separator!r}.")
+            raise ArgumentError(f"`separator` must be a single character, got {show(separator)}.")
         self.filename, self.separator = str(filename), separator
         self.append = check_bool("append", append)
         self._file = self._writer = None
+        self.run_folder = None  # set by the config's make_callback: the file must resolve inside it
 
     def on_train_begin(self, logs=None):
         self.on_train_end()
-        path = Path(self.filename)
+        path = confine(self.run_folder, self.filename)
         resumed = not self._starting_fresh()
         append = self.append or resumed
         if resumed:
@@ -110,7 +112,7 @@ class TensorBoard(Callback):
 
     def __init__(self, log_dir="tensorboard"):
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
-            raise ArgumentError(f"`log_dir` must be a folder name, got {log_dir!r}.")
+            raise ArgumentError(f"`log_dir` must be a folder name, got {show(log_dir)}.")
         try:
             import tensorboardX
         except ImportError:
@@ -120,12 +122,14 @@ class TensorBoard(Callback):
         self.log_dir = str(log_dir)
         self._writers: dict = {}
         self._purge_step = None
+        self.run_folder = None  # set by the config's make_callback: the folders must resolve inside it
 
     def _writer(self, split: str):
         if split not in self._writers:
             # tensorboardX names files by the second: without a unique suffix, a writer opened in the same
             # second (a resumed run, the next fold) would overwrite the previous file.
-            self._writers[split] = self._summary_writer(os.path.join(self.log_dir, split),
+            folder = confine(self.run_folder, os.path.join(self.log_dir, split))
+            self._writers[split] = self._summary_writer(str(folder),
                                                         purge_step=self._purge_step,
                                                         filename_suffix=f".{os.getpid()}.{next(_WRITER_IDS)}")
         return self._writers[split]
