@@ -28,12 +28,12 @@ def runs(folder, as_json):
     from nnctl.runs.browse import RUN_COLUMNS, list_runs, run_row
 
     found = list_runs(folder)
-    if as_json:
-        click.echo(strict_json(found))
-        return
     for summary in found:  # one damaged run must not hide the others: a note each, and exit 0
         for problem in summary["problems"]:
             click.secho(f"note: {problem}", fg="yellow", err=True)
+    if as_json:
+        click.echo(strict_json(found))
+        return
     if not found:
         click.echo(f"no runs in {folder}")
         return
@@ -57,11 +57,11 @@ def compare(run_paths, as_json):
     if len(run_paths) < 2:
         raise click.UsageError("give two or more runs to compare")
     result = compare_runs(run_paths)
+    for problem in result["problems"]:
+        click.secho(f"note: {problem}", fg="yellow", err=True)
     if as_json:
         click.echo(strict_json(result))
         return
-    for problem in result["problems"]:
-        click.secho(f"note: {problem}", fg="yellow", err=True)
     _render([("metric", "left")] + [(label, "right") for label in result["labels"]],
             [[name] + [format_cell(cell) for cell in cells] for name, cells in result["rows"]])
     click.echo("config: identical" if not result["config"] else "config differences:")

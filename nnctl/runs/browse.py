@@ -65,10 +65,10 @@ def read_run(path, strict: bool = False, config: bool = True, metrics: bool = Tr
     def lenient(read, *args, default=None):
         try:
             return read(*args)
-        except RunFileError as error:
+        except NnctlError as error:  # RunFileError, or the config loader's located ConfigError
             if strict:
                 raise
-            problems.append(str(error))
+            problems.append(str(error).splitlines()[0])
             return {} if default is None else default
 
     manifest = lenient(records.read_manifest, folder)
@@ -90,28 +90,19 @@ def open_run(path, config: bool = True, metrics: bool = True) -> RunRecord:
 
 
 def _config_text(folder: Path) -> str:
-    """config.yaml's text, checked to be YAML the config loader accepts as a mapping (without its schema: an old
-    run's config still compares)."""
+    """config.yaml's text, once the config loader's YAML parser (safe, bounded) reads a mapping from it: not its
+    schema, so a run of an older nnctl still compares. Written before the manifest: a run without it is damaged."""
     from nnctl.config.yamlfile import ConfigError, parse_yaml
 
     path = folder / "config.yaml"
-    if not os.path.lexists(path):  # a run that died before writing it: nothing to compare, nothing damaged
-        return ""
     text = records.read_config_text(folder)
     try:
         data = parse_yaml(text, str(path)).data
     except ConfigError as error:
-        raise RunFileError(path, f"is not valid YAML ({_first_issue(error)})") from None
-    except RecursionError:
-        raise RunFileError(path, "nests too deeply") from None
+        raise RunFileError(path, f"is not a config: {str(error).splitlines()[0].removeprefix(str(path) + ':')}") from None
     if not isinstance(data, dict):
-        raise RunFileError(path, "does not hold a mapping of config keys")
+        raise RunFileError(path, "is not a config: it holds no mapping of keys")
     return text
-
-
-def _first_issue(error) -> str:
-    text = str(error.issues[0]) if getattr(error, "issues", None) else str(error)
-    return text if len(text) <= 150 else text[:150] + "…"
 
 
 def _clean(history: dict) -> dict:
@@ -258,7 +249,7 @@ def find_runs(root) -> list[Path]:
 
 def list_runs(root) -> list[dict]:
     """`summarize_run` of every run under `root`, the earliest start first."""
-    records = [read_run(path) for path in find_runs(root)]
+    records = [read_run(path, config=False) for path in find_runs(root)]  # a listing shows no config
     records.sort(key=lambda record: (started_at(record), str(record.path)))
     return [summarize_run(record) for record in records]
 

@@ -42,7 +42,7 @@ def read_bytes(path, limit: int | None = None) -> bytes:
         raise RunFileError(path, "is a symlink to nowhere" if path.is_symlink() else "file is missing") from None
     except OSError as error:
         raise RunFileError(path, _os_problem(error)) from None
-    with os.fdopen(fd, "rb") as handle:
+    try:  # checked on the descriptor before wrapping it: io refuses a folder's with its own error
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise RunFileError(path, "is a folder, not a file")
@@ -50,6 +50,10 @@ def read_bytes(path, limit: int | None = None) -> bytes:
             raise RunFileError(path, "is not a regular file (a FIFO, socket or device)")
         if limit is not None and info.st_size > limit:
             raise RunFileError(path, f"is {info.st_size:,} bytes, more than nnctl ever writes there ({limit:,})")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
         try:
             return handle.read()
         except OSError as error:
@@ -135,16 +139,22 @@ def _where(loc) -> str:
                    for i, part in enumerate(loc))
 
 
-def describe_validation(error: ValidationError) -> str:
-    """The first problems of a pydantic error as "`key.path` expected …, got …" (at most three)."""
+_EXPECTED = {"int_type": "an integer", "float_type": "a number", "string_type": "a string", "dict_type": "a mapping",
+             "list_type": "a list", "bool_type": "true or false", "finite_number": "a finite number",
+             "model_type": "a mapping", "model_attributes_type": "a mapping"}
+
+
+def describe_validation(error: ValidationError, shown: int = 2) -> str:
+    """The first problems of a pydantic error as "`key.path` should be …, got …" (at most `shown`)."""
     parts = []
-    for issue in error.errors()[:3]:
+    for issue in error.errors()[:shown]:
         key = f"`{_where(issue['loc'])}` " if issue["loc"] else ""
         if issue["type"] == "missing":
             parts.append(f"{key}is missing")
-        else:
-            message = issue["msg"].replace("Input should be", "should be")
-            parts.append(f"{key}{message[0].lower() + message[1:]}, got {_show(issue.get('input'))}")
+            continue
+        expected = _EXPECTED.get(issue["type"])
+        message = f"should be {expected}" if expected else issue["msg"].replace("Input should be", "should be")
+        parts.append(f"{key}{message[0].lower() + message[1:]}, got {_show(issue.get('input'))}")
     more = error.error_count() - len(parts)
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
@@ -335,6 +345,15 @@ def load_run_config(folder, overrides=()):
     path = Path(folder) / "config.yaml"
     read_bytes(path, MAX_JSON_BYTES)
     return load_config(path, overrides)
+
+
+def check_replaceable(folder, names) -> None:
+    """Refuses (RunFileError) when a folder stands where a run will write one of `names` (os.replace cannot put
+    a file there), so a resume fails before it trains rather than after."""
+    for name in names:
+        path = Path(folder) / name
+        if path.is_dir() and not path.is_symlink():
+            raise RunFileError(path, "is a folder, not a file: the run's own file cannot be written there")
 
 
 # ---- preprocessing.json --------------------------------------------------------------------------------------

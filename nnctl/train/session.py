@@ -16,7 +16,7 @@ from nnctl.config.resolve import ResolvedConfig
 from nnctl.config.yamlfile import ConfigError
 from nnctl.data.files import Splits, load_data
 from nnctl.nn.callbacks import Callback, Checkpointer, History, TerminateOnNaN
-from nnctl.nn.checkpoint import Snapshot, restore
+from nnctl.nn.checkpoint import Snapshot, restore, verify
 from nnctl.runs.rundir import RunDirectory, describe_os_error, environment_versions, sha256_bytes, sha256_file
 from nnctl.train.session_callbacks import (EventLog, InterruptHandler, RewindOnStop, failure_message,
                                            kept_checkpoint_note, nonfinite_message)
@@ -226,16 +226,17 @@ def _finish(run: RunDirectory, prepared: Prepared, outcome: FitOutcome) -> Train
 def prepare_resume(run_path, overrides=()) -> tuple[RunDirectory, ResolvedConfig, Snapshot]:
     """The run to continue, its config (only `epochs` may be overridden) and its last checkpoint; every
     reason it cannot be continued exactly is a ConfigError or NnctlError raised before anything is written."""
-    from nnctl.config import load_config
     from nnctl.errors import NnctlError
     from nnctl.nn import checkpoint
+    from nnctl.runs import records
 
     run = RunDirectory.open(run_path)
-    manifest = run.manifest()
+    manifest = records.read_manifest(run.path)  # every run file through the validating reader
     if (run.path / "kfold.json").exists() or manifest.get("kfold"):
         raise NnctlError(f"{run.path} is a K-fold run: resuming K-fold runs is not supported, train it again")
-    saved = load_config(run.path / "config.yaml")
-    resolved = load_config(run.path / "config.yaml", overrides)
+    saved = records.load_run_config(run.path)
+    resolved = records.load_run_config(run.path, overrides)
+    records.check_replaceable(run.path, ["weights.safetensors", "history.json", "metrics.json"])
     before, after = saved.config.model_dump(), resolved.config.model_dump()
     changed = sorted(key for key in set(before) | set(after) if key != "epochs" and before.get(key) != after.get(key))
     if changed:
@@ -265,6 +266,8 @@ def resume(run_path, overrides=(), progress: Callback | None = None) -> TrainRes
     with RunDirectory.open(run_path).lock() as locked_run:
         run, resolved, snapshot = prepare_resume(locked_run.path, overrides)
         prepared = prepare(resolved)
+        # The checkpoint against the model and fresh callbacks, before anything is written.
+        verify(snapshot, prepared.model, [make_callback(spec, run.path) for spec in resolved.config.callbacks])
         config_text = run_config_text(resolved)
         run.write_text("config.yaml", config_text)
         resumes = run.manifest().get("resumed", [])
