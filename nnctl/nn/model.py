@@ -308,13 +308,11 @@ class Sequential:
 
     def _nonfinite_weights(self, epoch) -> bool:
         """At an epoch's end: True (and `nonfinite` names the parameter) when a weight is NaN or infinite
-        though every loss was finite, as ReLU makes it. One float64 sum over the parameter buffer: finite
-        float32 values cannot add up to inf in float64, so the sum is non-finite exactly when a value is."""
-        if np.isfinite(self.store.values.sum(dtype=np.float64)):
+        though every loss was finite, as ReLU makes it. One pass over the parameter buffer (measured: 15 µs
+        for IMDB's 160k parameters, 51 µs for MNIST's 407k; a float64 sum, 65 and 168 µs)."""
+        if np.isfinite(self.store.values).all():
             return False
-        param = next((p for p in self.store.params if not np.isfinite(p.value).all()), None)
-        if param is None:  # float64 models only: huge finite values whose sum overflowed
-            return False
+        param = next(p for p in self.store.params if not np.isfinite(p.value).all())
         self.nonfinite = {"epoch": epoch + 1, "weights": param.name,
                           "value": str(float(param.value[~np.isfinite(param.value)].flat[0]))}
         self.stop_training = True
