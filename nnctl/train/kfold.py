@@ -87,7 +87,7 @@ def _train_folds(run, resolved, folds, progress_for, prepared, on_fold_end) -> K
         progress = progress_for(fold, folds) if progress_for else None
         try:
             folder.path.mkdir()
-            outcome = fit_into(folder, fold_resolved, Prepared(splits, model, 0.0), progress)
+            outcome = fit_into(folder, fold_resolved, Prepared(splits, model, 0.0), progress, resumable=False)
         except OSError as err:  # the fold's folder or callbacks could not be made: a failure during training
             status, error = "failed", failure_message(err)
             break

@@ -102,7 +102,7 @@ class FitOutcome:
 
 
 def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared, progress=None,
-             resume_from: Snapshot | None = None) -> FitOutcome:
+             resume_from: Snapshot | None = None, resumable: bool = True) -> FitOutcome:
     """Compiles, fits and writes weights, history and metrics into `folder`; Ctrl-C and errors end it cleanly.
 
     The state of the last finished epoch goes to `checkpoints/last.safetensors` (see `Checkpointer`);
@@ -152,12 +152,13 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
             progress.close()
     trained = time.perf_counter() - began
     writing = time.perf_counter()
-    status, error, kept = _write_results(folder, resolved, prepared, history, checkpointer, returned, status, error)
+    status, error, kept = _write_results(folder, resolved, prepared, history, checkpointer, returned, status, error,
+                                         resumable)
     return FitOutcome(status, error, kept, warm.seconds if warm else 0.0, warm.compiled if warm else 0,
                       trained, time.perf_counter() - writing, getattr(model, "validation_seconds", 0.0), first_step_time)
 
 
-def _write_results(folder, resolved, prepared, history, checkpointer, returned, status, error):
+def _write_results(folder, resolved, prepared, history, checkpointer, returned, status, error, resumable):
     """Writes the last checkpoint, then weights, history and metrics that match it; a write that fails makes
     the run `failed` with a message saying what is kept. Returns (status, error, the history kept)."""
     cfg, splits, model = resolved.config, prepared.splits, prepared.model
@@ -190,7 +191,7 @@ def _write_results(folder, resolved, prepared, history, checkpointer, returned, 
     if write_error is not None:
         status = "failed"
         error = "; ".join(part for part in (error, failure_message(write_error),
-                                            kept_checkpoint_note(folder, saved)) if part)
+                                            kept_checkpoint_note(folder, saved, resumable)) if part)
     return status, error, kept
 
 

@@ -101,9 +101,9 @@ def failure_message(error: BaseException) -> str:
     return str(error) if isinstance(error, NnctlError) else f"{type(error).__name__}: {error}"
 
 
-def kept_checkpoint_note(run: RunDirectory, saved) -> str:
-    """After a write failed: what is on disk to continue from."""
+def kept_checkpoint_note(run: RunDirectory, saved, resumable: bool = True) -> str:
+    """After a write failed: what is on disk to continue from (a K-fold fold cannot be resumed)."""
     if saved is None:
         return "no checkpoint was written, so nothing of this training is kept"
-    return (f"checkpoints/last.safetensors is whole and holds epoch {saved.epochs_done}: make room, then "
-            f"continue with nnctl train --resume {run.path}")
+    kept = f"checkpoints/last.safetensors is whole and holds epoch {saved.epochs_done}"
+    return f"{kept}: make room, then continue with nnctl train --resume {run.path}" if resumable else kept

@@ -256,3 +256,45 @@ def test_too_many_folds_from_the_option_names_the_option(tmp_path):
     result = invoke("kfold", config, "--folds", "200", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 2 and "--folds" in result.stderr
 
+
+
+# ---- the lock and file-system errors --------------------------------------------------------------------------
+def test_the_kfold_run_is_locked_while_its_folds_train(tmp_path, monkeypatch):
+    from nnctl.runs import lock
+
+    config = write_regression(tmp_path)
+    held = []
+    fit_into = kfold_module.fit_into
+
+    def watching_fit_into(folder, *args, **options):
+        held.append(sorted(lock._held))
+        return fit_into(folder, *args, **options)
+
+    monkeypatch.setattr(kfold_module, "fit_into", watching_fit_into)
+    result = train_kfold(load_config(config), runs_dir=tmp_path / "runs", folds=2)
+    assert held == [[str(result.run.path.resolve())]] * 2 and lock._held == {}
+
+
+def test_a_full_disk_in_a_fold_fails_the_kfold_run_in_one_line(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from nnctl.runs import rundir
+
+    config = write_regression(tmp_path)
+    real = rundir._replace_with
+
+    def full_in_fold_2(path, data):
+        if "fold_2" in str(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(rundir, "_replace_with", full_in_fold_2)
+    result = invoke("kfold", config, "--folds", "3", "--runs-dir", tmp_path / "runs", "-q")
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "fold_2/checkpoints/last.safetensors: No space left on device" in errors[0]
+    assert "no checkpoint was written" in errors[0] and "--resume" not in errors[0]
+    run = run_path(result.stdout)
+    manifest = read_json(run / "manifest.json")
+    assert manifest["status"] == "failed" and manifest["folds_completed"] == 1

@@ -240,11 +240,13 @@ class LearningRateScheduler(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stops training at the first step whose loss is NaN or infinite.
+    """Stops training at the first step whose loss is NaN or infinite, or at the end of an epoch whose
+    weights hold a NaN or infinity though its losses were finite (ReLU turns NaN into 0).
 
-    A marker: `fit` itself scans the step losses after each compiled chunk of steps when any callback has
-    `stops_on_nonfinite`, so the failing step is found exactly without per-batch hooks (which would cost
-    the fast path). The epoch in which it happens is not recorded in the history.
+    A marker: `fit` itself scans the step losses after each compiled chunk of steps, and the parameter
+    buffer once per epoch, when any callback has `stops_on_nonfinite`, so the failing step is found exactly
+    without per-batch hooks (which would cost the fast path). The epoch in which it happens is not recorded
+    in the history; `model.nonfinite` says what was found.
     """
 
     stops_on_nonfinite = True
