@@ -202,7 +202,166 @@ def test_evaluate_table_on_the_validation_split(trained):
     assert re.search(r"samples\s*│\s*48", result.stdout), result.stdout
 
 
+@pytest.fixture
+def run_copy(trained, tmp_path):
+    """A copy of the trained run (its `latest` link beside it), free to damage."""
+    import shutil
+
+    copy = tmp_path / "runs" / "tiny" / trained.run.name
+    shutil.copytree(trained.run, copy)
+    return copy
+
+
+def _read_only(monkeypatch):
+    """Every write into a run fails as on a read-only mount (tests run as root, where chmod does not stop one)."""
+    import errno
+
+    from nnctl.runs import rundir
+
+    def refuse(path, data):
+        raise rundir.describe_os_error(OSError(errno.EROFS, os.strerror(errno.EROFS)), path)
+
+    monkeypatch.setattr(rundir, "atomic_write_bytes", refuse)
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_evaluate_on_a_read_only_run_prints_the_figures_then_one_line(run_copy, monkeypatch, as_json):
+    before = (run_copy / "metrics.json").read_bytes()
+    _read_only(monkeypatch)
+    result = CliRunner().invoke(main, ["evaluate", str(run_copy)] + (["--json"] if as_json else []))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    if as_json:
+        assert set(json.loads(result.stdout)) == {"loss", "accuracy", "samples"}
+    else:
+        assert re.search(r"samples\s*│\s*60", result.stdout), result.stdout
+    assert result.stderr == (f"error: {run_copy / 'metrics.json'}: the results were not saved: cannot write "
+                             f"{run_copy / 'metrics.json'}: Read-only file system\n")
+    assert (run_copy / "metrics.json").read_bytes() == before
+
+
+def _setpriv():
+    import shutil
+
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv to run a process as another user")
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def test_evaluate_and_predict_on_a_read_only_run_as_another_user(tmp_path_factory, make_npz, tiny_config_text):
+    """A real read-only run folder: chmod a-w, read by a user that is not root (whom chmod does not stop)."""
+    import stat
+    import tempfile
+
+    become = _setpriv()
+    folder = Path(tempfile.mkdtemp(prefix="nnctl-ro-"))  # outside pytest's root-only temp folder
+    try:
+        make_npz(folder / "tiny.npz")
+        (folder / "tiny.yaml").write_text(tiny_config_text, encoding="utf-8")
+        run = run_path(train(folder / "tiny.yaml", folder / "runs", "--quiet").stdout)
+        with np.load(folder / "tiny.npz") as data:
+            np.save(folder / "x.npy", data["x_test"][:3])
+        (folder / "cache").mkdir()
+        for path in [folder, *folder.rglob("*")]:
+            mode = path.stat().st_mode | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+            if path.is_dir():
+                mode |= stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+            writable = path == folder / "cache"
+            path.chmod(mode | (0o777 if writable else 0) if writable else mode & ~0o222)
+        # Numba caches compiled kernels beside its sources, which that user may not write either.
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(folder / "cache"), "HOME": str(folder / "cache")}
+        evaluate = subprocess.run([*become, sys.executable, "-m", "nnctl", "evaluate", str(run), "--json"],
+                                  capture_output=True, text=True, timeout=120, env=env)
+        assert evaluate.returncode == 1, evaluate.stderr
+        assert set(json.loads(evaluate.stdout)) == {"loss", "accuracy", "samples"}
+        assert evaluate.stderr.startswith(f"error: {run / 'metrics.json'}: the results were not saved: ")
+        assert evaluate.stderr.endswith(": Permission denied\n") and len(evaluate.stderr.splitlines()) == 1
+        predict = subprocess.run([*become, sys.executable, "-m", "nnctl", "predict", str(run), "--input",
+                                  str(folder / "x.npy"), "--output", str(run / "out.csv")],
+                                 capture_output=True, text=True, timeout=120, env=env)
+        assert predict.returncode == 2 and "Traceback" not in predict.stderr
+        assert predict.stderr == f"error: {run / 'out.csv'}: cannot write (Permission denied)\n"
+    finally:
+        for path in [folder, *folder.rglob("*")]:
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+        import shutil
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_damaged_metrics_json_is_not_overwritten(run_copy):
+    (run_copy / "metrics.json").write_text("[1, 2", encoding="utf-8")
+    result = CliRunner().invoke(main, ["evaluate", str(run_copy), "--json"])
+    assert result.exit_code == 2 and json.loads(result.stdout)["samples"] == 60
+    assert result.stderr.startswith(f"error: {run_copy / 'metrics.json'}: is not valid JSON (line 1, column 6: ")
+    assert result.stderr.endswith("; the results were not saved over it\n")
+    assert (run_copy / "metrics.json").read_text() == "[1, 2"
+
+
+def _nan_weights(run):
+    tensors = safetensors.numpy.load((run / "weights.safetensors").read_bytes())
+    tensors["dense_1/bias"][0] = np.nan  # the output's: a hidden layer's NaN could vanish behind a ReLU
+    (run / "weights.safetensors").write_bytes(safetensors.numpy.save(tensors))
+
+
+def test_evaluate_json_on_nan_weights_is_strict_json_with_null(run_copy):
+    _nan_weights(run_copy)
+    result = CliRunner().invoke(main, ["evaluate", str(run_copy), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "NaN" not in result.stdout
+    scores = json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"{name} in --json output"))
+    assert scores["loss"] is None and scores["samples"] == 60
+    assert result.stderr == (f"note: {run_copy / 'weights.safetensors'}: `dense_1/bias` hold(s) non-finite "
+                             f"values (NaN or inf)\n")
+    assert json.loads((run_copy / "metrics.json").read_text())["test"]["loss"] is None
+
+
+def test_evaluate_text_on_nan_weights_says_why(run_copy):
+    _nan_weights(run_copy)
+    result = CliRunner().invoke(main, ["evaluate", str(run_copy)])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"loss\s*│\s*nan \(the weights hold non-finite values\)", result.stdout), result.stdout
+
+
+def test_runs_and_compare_json_are_strict_with_nan_in_a_history(run_copy):
+    history = json.loads((run_copy / "history.json").read_text())
+    history["val_loss"][-1] = float("nan")  # Python's json writes the non-standard NaN token
+    (run_copy / "history.json").write_text(json.dumps(history), encoding="utf-8")
+    for args in (["runs", str(run_copy.parent), "--json"], ["compare", str(run_copy), str(run_copy), "--json"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"{name} in {args[0]} --json output"))
+
+
 # ---- predict -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("output, message", [
+    ("nope/out.csv", "error: {out}: cannot write: the folder {parent} does not exist\n"),
+    ("folder.csv", "Error: Invalid value for '--output': File '{out}' is a directory.\n"),  # click's own check
+    ("out.txt", "error: cannot write outputs to 'out.txt': use a .npy, .csv or .jsonl file\n"),
+])
+def test_predict_output_that_cannot_be_written(trained, inputs, tmp_path, output, message):
+    (tmp_path / "folder.csv").mkdir()
+    out = tmp_path / output
+    result = CliRunner().invoke(main, ["predict", str(trained.run), "--input", str(inputs), "--output", str(out)])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert result.stderr.endswith(message.format(out=out, parent=out.parent)) and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_predict_output_on_a_read_only_file_system(trained, inputs, tmp_path, monkeypatch):
+    import errno
+
+    from nnctl.train import inference
+
+    def refuse(path, data):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(inference, "atomic_write_bytes", refuse)
+    out = tmp_path / "out.npy"
+    result = CliRunner().invoke(main, ["predict", str(trained.run), "--input", str(inputs), "--output", str(out)])
+    assert result.exit_code == 2 and result.stderr == f"error: {out}: cannot write (Read-only file system)\n"
+    assert not out.exists()
+
+
 def test_predict_outputs_agree_across_formats(trained, inputs, tmp_path):
     runner = CliRunner()
     for suffix in ("npy", "csv", "jsonl"):
