@@ -10,12 +10,15 @@ import functools
 import gzip
 import inspect
 import json
+import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from nnctl.data.fetch import KERAS_URL, cache_dir, find_local, locate
+from nnctl.data.npy_reader import check_fits
 from nnctl.data.safe_pickle import load_npz_objects, load_sequence_npz
 from nnctl.data.sequences import Sequences
 from nnctl.errors import ArgumentError, NnctlError, UnknownNameError, check_float_range
@@ -236,19 +239,22 @@ def load_mnist() -> BuiltinData:
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
-    """An idx file (gzip): magic 0x0000 0x08 ndim, `ndim` big-endian uint32 sizes, then uint8 data."""
+    """An idx file (gzip): magic 0x0000 0x08 ndim, `ndim` big-endian uint32 sizes, then uint8 data. Only as many
+    bytes as the sizes declare are inflated (a gzip bomb stops there), once they are known to fit in memory."""
     try:
         with gzip.open(path, "rb") as handle:
-            data = handle.read()
-    except (OSError, EOFError) as err:
+            head = handle.read(4 + 4 * ndim)
+            if len(head) < 4 + 4 * ndim or head[:3] != b"\x00\x00\x08" or head[3] != ndim:
+                raise NnctlError(f"{path} is not a {ndim}-dimensional uint8 idx file")
+            shape = tuple(int(d) for d in np.frombuffer(head, ">u4", count=ndim, offset=4))
+            check_fits(math.prod(shape), str(path))
+            data = handle.read(math.prod(shape) + 1)
+    except (OSError, EOFError, zlib.error) as err:
         raise NnctlError(f"cannot read {path}: {err}") from None
-    if len(data) < 4 + 4 * ndim or data[:3] != b"\x00\x00\x08" or data[3] != ndim:
-        raise NnctlError(f"{path} is not a {ndim}-dimensional uint8 idx file")
-    shape = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
-    values = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
-    if values.size != np.prod(shape):
-        raise NnctlError(f"{path}: header says {shape} but holds {values.size} values")
-    return values.reshape(shape).copy()
+    if len(data) != math.prod(shape):
+        held = "more" if len(data) > math.prod(shape) else len(data)
+        raise NnctlError(f"{path}: header says {shape} but holds {held} values")
+    return np.frombuffer(data, np.uint8).reshape(shape).copy()
 
 
 def load_fashion_mnist() -> BuiltinData:

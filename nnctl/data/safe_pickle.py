@@ -11,36 +11,25 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from nnctl.data.npy_reader import read_array_file, read_data, read_header
 from nnctl.data.object_pickle import PickleRefused, decode_object_rows
 from nnctl.data.sequences import Sequences
-from nnctl.errors import NnctlError
+from nnctl.errors import ArgumentError, NnctlError
 
 CACHE_FORMAT = 1
 
 
-def read_npy(raw, where: str) -> np.ndarray:
-    """The array in the `.npy` stream `raw` (`where` names it in errors): plain arrays without pickle, a 1-D
-    object array decoded by `object_pickle` into an object array of 1-D integer arrays."""
-    version = np.lib.format.read_magic(raw)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(raw)
-    elif version in ((2, 0), (3, 0)):
-        # 3.0 differs from 2.0 only in the header's text encoding (utf-8 vs latin-1), not its layout
-        shape, _, dtype = np.lib.format.read_array_header_2_0(raw)
-    else:
-        raise NnctlError(f"{where} has an unsupported .npy version {version}")
-    if not dtype.hasobject:
-        raw.seek(0)
-        return np.lib.format.read_array(raw, allow_pickle=False)
+def read_object_rows(raw, shape, dtype, data_size: int, where: str) -> np.ndarray:
+    """The 1-D object array pickled in the next `data_size` bytes of `raw`, decoded by `object_pickle` into an
+    object array of 1-D integer arrays."""
     if dtype != np.dtype(object) or len(shape) != 1:
         raise NnctlError(f"{where} is not a 1-D object array of sequences (header: {dtype}, shape {shape})")
     try:
-        found = decode_object_rows(raw.read(), shape[0])
+        found = decode_object_rows(raw.read(max(data_size, 0)), shape[0])
     except PickleRefused as err:
         raise NnctlError(f"{where}: {err}") from None
     rows = np.empty(len(found), dtype=object)
@@ -49,25 +38,20 @@ def read_npy(raw, where: str) -> np.ndarray:
     return rows
 
 
-def _read_member(archive: zipfile.ZipFile, member: str, source: Path) -> np.ndarray:
-    with archive.open(member) as raw:
-        return read_npy(raw, f"{source}: member {member}")
+def read_npy(raw, size: int, where: str) -> np.ndarray:
+    """The array in the `size`-byte `.npy` stream `raw`, as `load_npz_objects` reads each member."""
+    shape, fortran, dtype, nbytes = read_header(raw, where)
+    if dtype.hasobject:
+        return read_object_rows(raw, shape, dtype, size - raw.tell(), where)
+    if size - raw.tell() != nbytes:
+        raise NnctlError(f"{where}: its header declares {nbytes} bytes of data, it holds {size - raw.tell()}")
+    return read_data(raw, shape, fortran, dtype, nbytes, where)
 
 
 def load_npz_objects(path) -> dict[str, np.ndarray]:
-    """Every array of an `.npz`: plain members read without pickle, object members decoded by `object_pickle`
-    (returned as an object array of 1-D integer arrays)."""
-    path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return {member[:-len(".npy")]: _read_member(archive, member, path)
-                    for member in archive.namelist() if member.endswith(".npy")}
-    except NnctlError:
-        raise
-    except FileNotFoundError:
-        raise NnctlError(f"no such file: {path}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise NnctlError(f"cannot read {path}: {type(err).__name__}: {err}") from None
+    """Every array of an `.npz`, sizes checked before reading: plain members without pickle, object members
+    decoded by `object_pickle` (as object arrays of 1-D integer arrays)."""
+    return read_array_file(path, read_object=read_object_rows)
 
 
 def _source_stamp(source: Path) -> np.ndarray:
@@ -78,19 +62,22 @@ def _source_stamp(source: Path) -> np.ndarray:
 
 def _read_cache(cache: Path, stamp: np.ndarray) -> dict | None:
     try:
-        with np.load(cache, allow_pickle=False) as stored:
-            if "__source__" not in stored.files or not np.array_equal(stored["__source__"], stamp):
-                return None
-            arrays = {key: stored[key] for key in stored.files if key != "__source__"}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        stored = read_array_file(cache)
+    except NnctlError:
         return None  # unreadable or torn: rebuild it
+    if "__source__" not in stored or not np.array_equal(stored["__source__"], stamp):
+        return None
+    arrays = {key: value for key, value in stored.items() if key != "__source__"}
     out = {}
-    for key, array in arrays.items():
-        if key.endswith(".tokens"):
-            name = key[:-len(".tokens")]
-            out[name] = Sequences(array, arrays[f"{name}.offsets"])
-        elif not key.endswith(".offsets"):
-            out[key] = array
+    try:
+        for key, array in arrays.items():
+            if key.endswith(".tokens"):
+                name = key[:-len(".tokens")]
+                out[name] = Sequences(array, arrays[f"{name}.offsets"])
+            elif not key.endswith(".offsets"):
+                out[key] = array
+    except (KeyError, ValueError, TypeError):
+        return None  # a cache someone edited: rebuild it
     return out
 
 
@@ -127,8 +114,11 @@ def load_sequence_npz(source, cache=None) -> dict[str, Sequences | np.ndarray]:
         cached = _read_cache(Path(cache), stamp)
         if cached is not None:
             return cached
-    data = {key: Sequences.from_lists(array) if array.dtype == object else array
-            for key, array in load_npz_objects(source).items()}
+    try:
+        data = {key: Sequences.from_lists(array) if array.dtype == object else array
+                for key, array in load_npz_objects(source).items()}
+    except ArgumentError as err:  # tokens outside int32
+        raise NnctlError(f"{source}: {err}") from None
     if cache is not None:
         _write_cache(Path(cache), stamp, data)
     return data
