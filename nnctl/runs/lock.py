@@ -45,8 +45,37 @@ def _holder(fd: int) -> dict:
     """Who holds the lock, as the lock file says; {} when it is empty or damaged."""
     try:
         os.lseek(fd, 0, os.SEEK_SET)
-        found = json.loads(os.read(fd, 4096) or b"{}")
-    except (OSError, ValueError):
+        return _parse(os.read(fd, 4096))
+    except OSError:
+        return {}
+
+
+def current_writer(folder) -> dict | None:
+    """The live process writing `folder` ({"pid", "host", "since"}, as its lock file says), or None. Reads
+    only (no lock is taken, so a writer starting now is never refused because of us): a holder that died,
+    even by SIGKILL, names a pid that no longer exists. A holder on another host is taken to be alive."""
+    try:
+        with open(Path(folder) / LOCK, "rb") as handle:
+            holder = _parse(handle.read(4096))
+    except OSError:
+        return None
+    if not holder.get("pid"):
+        return None
+    if holder.get("host", socket.gethostname()) != socket.gethostname():
+        return holder
+    try:
+        os.kill(int(holder["pid"]), 0)
+    except PermissionError:  # alive, but another user's
+        return holder
+    except (OSError, ValueError, OverflowError):
+        return None
+    return holder
+
+
+def _parse(data: bytes) -> dict:
+    try:
+        found = json.loads(data or b"{}")
+    except ValueError:
         return {}
     if not isinstance(found, dict):
         return {}
@@ -78,7 +107,8 @@ def locked(folder, describe_error):
         return
     path = folder / LOCK
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        # O_NOFOLLOW: a `.lock` symlinked elsewhere must not make us truncate a file outside the run.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
     except OSError as error:
         raise describe_error(error, path) from None
     try:

@@ -23,7 +23,7 @@ import safetensors
 import safetensors.numpy
 
 from nnctl.errors import ArgumentError, NnctlError
-from nnctl.runs.lock import LOCK, RunLockedError, locked  # noqa: F401  (RunLockedError: part of this API)
+from nnctl.runs.lock import LOCK, RunLockedError, current_writer, locked  # noqa: F401  (RunLockedError: API)
 
 MANIFEST = "manifest.json"
 EVENTS = "events.jsonl"
@@ -245,6 +245,11 @@ class RunDirectory:
         with locked(self.path, lambda error, path: describe_os_error(error, path, "write the lock file")):
             yield self
 
+    def writer(self) -> dict | None:
+        """The live process writing this run now ({"pid", "host", "since"}), or None: tells a run that is
+        training from one whose process was killed (both say `running`)."""
+        return current_writer(self.path)
+
     def _target(self, filename) -> Path:
         target = self.path / filename
         if not target.parent.is_dir():
@@ -283,7 +288,9 @@ class RunDirectory:
         data = "".join(_dumps(event) + "\n" for event in events).encode("utf-8")
         target = self._target(EVENTS)
         try:
-            fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o666)
+            # O_NOFOLLOW: an events.jsonl symlinked elsewhere must not make us append outside the run.
+            flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(target, flags, 0o666)
             try:
                 # After a crash (then --resume) the file can end mid-line; start afresh so new events stay whole.
                 if os.fstat(fd).st_size:

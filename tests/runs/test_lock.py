@@ -39,16 +39,18 @@ def test_a_second_writer_is_refused_naming_the_pid_and_a_sigkilled_holder_leaves
             with run.lock():
                 pass
         assert isinstance(refused.value, NnctlError) and refused.value.pid == str(holder.pid)
+        assert run.writer()["pid"] == str(holder.pid)
         message = str(refused.value)
         assert f"process {holder.pid}" in message and str(run.path) in message and "\n" not in message
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     assert (run.path / LOCK).exists()  # the file stays; the kernel dropped the lock with its holder
+    assert run.writer() is None  # it names a pid that is gone
     with run.lock() as locked:
         assert locked is run
         assert f'"pid": {os.getpid()}' in (run.path / LOCK).read_text()
-    assert (run.path / LOCK).read_text() == ""  # released: no holder named any more
+    assert (run.path / LOCK).read_text() == "" and run.writer() is None  # released: no holder named any more
 
 
 def test_the_lock_nests_within_one_process_and_is_released_after_an_error(tmp_path):
@@ -78,3 +80,14 @@ def test_a_read_only_run_cannot_be_locked_and_says_so_in_one_line(tmp_path, monk
             pass
     assert str(error.value) == f"cannot write the lock file {run.path / LOCK}: Read-only file system"
     assert error.value.errno == errno.EROFS
+
+
+def test_a_lock_file_symlinked_outside_the_run_is_refused_and_left_alone(tmp_path):
+    run = RunDirectory.create(tmp_path / "runs", "mlp")
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+    os.symlink(outside, run.path / LOCK)
+    with pytest.raises(RunWriteError, match="cannot write the lock file .*: Too many levels of symbolic links"):
+        with run.lock():
+            pass
+    assert outside.read_text() == "keep me"

@@ -269,3 +269,14 @@ def test_events_go_out_in_one_write(run, monkeypatch):
     run.append_events([{"epoch": 1}, {"epoch": 2}, {"epoch": 3}])
     run.append_events([])
     assert len(writes) == 1 and [e["epoch"] for e in run.read_events()] == [1, 2, 3]
+
+
+def test_events_never_follow_a_symlink_out_of_the_run(run, tmp_path):
+    from nnctl.runs.rundir import RunWriteError
+
+    outside = tmp_path / "elsewhere.jsonl"
+    outside.write_text("")
+    os.symlink(outside, run.path / "events.jsonl")
+    with pytest.raises(RunWriteError, match="events.jsonl"):
+        run.append_event({"epoch": 1})
+    assert outside.read_text() == ""
