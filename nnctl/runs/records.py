@@ -149,8 +149,8 @@ def describe_validation(error: ValidationError, shown: int = 2) -> str:
     parts = []
     for issue in error.errors()[:shown]:
         key = f"`{_where(issue['loc'])}` " if issue["loc"] else ""
-        if issue["type"] == "missing":
-            parts.append(f"{key}is missing")
+        if issue["type"] in ("missing", "extra_forbidden"):
+            parts.append(f"{key}is missing" if issue["type"] == "missing" else f"{key}is not a key this file has")
             continue
         expected = _EXPECTED.get(issue["type"])
         message = f"should be {expected}" if expected else issue["msg"].replace("Input should be", "should be")
