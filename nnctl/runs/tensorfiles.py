@@ -4,7 +4,6 @@ the model they are for: every tensor present, of its shape and dtype, finite whe
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -89,8 +88,8 @@ class CheckpointState(Record):
 
     model_config = ConfigDict(allow_inf_nan=True)  # a history may hold the NaN loss that stopped the run
 
-    epochs_done: int = Field(ge=0)
-    iterations: int = Field(ge=0)
+    epochs_done: int = Field(ge=0, lt=2**63)
+    iterations: int = Field(ge=0, lt=2**63)  # the kernels count steps in int64
     learning_rate: float = Field(gt=0, allow_inf_nan=False)
     rng: dict
     history: dict[str, list[Optional[float]]]
