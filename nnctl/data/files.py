@@ -5,7 +5,6 @@ User files are read with `allow_pickle=False`: pickled object arrays are refused
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +12,11 @@ import numpy as np
 
 from nnctl.config.resolve import ResolvedConfig
 from nnctl.config.yamlfile import ConfigError
+from nnctl.data.array_checks import check_finite, check_rows, clip
+from nnctl.data.npy_reader import check_regular_file, read_array_file
 from nnctl.errors import NnctlError
+
+__all__ = ["Source", "Splits", "data_file", "load_data", "load_source", "read_array_file"]
 
 
 @dataclass
@@ -58,25 +61,6 @@ def data_file(resolved: ResolvedConfig) -> Path | None:
     return _resolve_path(resolved, data.dataset.path) if hasattr(data.dataset, "path") else None
 
 
-def read_array_file(path: Path) -> dict[str, np.ndarray]:
-    """Every array in a `.npy` (as "x") or `.npz` file; NnctlError for anything unreadable or pickled."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            return {"x": loaded}
-        with loaded:
-            return {key: loaded[key] for key in loaded.files}
-    except FileNotFoundError:
-        raise NnctlError(f"no such file: {path}") from None
-    except ValueError as err:
-        if "pickle" in str(err):
-            raise NnctlError(f"{path} holds pickled Python objects, which nnctl does not read from user files: "
-                             f"save plain numeric arrays") from None
-        raise NnctlError(f"cannot read {path}: {err}") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise NnctlError(f"cannot read {path}: {err}") from None
-
-
 def load_source(resolved: ResolvedConfig) -> Source:
     """The config's dataset as loaded (built-in, .npz or .csv); problems are located at the `data` keys."""
     data = resolved.config.data
@@ -105,10 +89,22 @@ def load_source(resolved: ResolvedConfig) -> Source:
 
 def _arrays_at(resolved, where, path: Path) -> dict[str, np.ndarray]:
     """The arrays of the file the config names at `where`; a missing or unreadable file is located there."""
-    if not path.is_file():
-        raise ConfigError([resolved.issue(where, f"no such file: {path}")])
     try:
         return read_array_file(path)
+    except NnctlError as err:
+        raise ConfigError([resolved.issue(where, str(err))]) from None
+
+
+def _checked(resolved, where, path: Path, pairs) -> None:
+    """Each (x name, x, y name, y) holds numbers, one row per sample in both, and only finite values."""
+    try:
+        for x_name, x, y_name, y in pairs:
+            check_rows(x, x_name, path.name)
+            check_rows(y, y_name, path.name)
+            if len(x) != len(y):
+                raise NnctlError(f"{path.name}: {x_name} has {len(x)} rows but {y_name} has {len(y)}")
+            check_finite(x, x_name, path.name)
+            check_finite(y, y_name, path.name)
     except NnctlError as err:
         raise ConfigError([resolved.issue(where, str(err))]) from None
 
@@ -120,17 +116,12 @@ def _load_npz(resolved, where, path: Path, x_key, y_key, x_test_key, y_test_key)
     missing = [key for key in (x_key, y_key) if key not in arrays]
     if missing:
         raise ConfigError([resolved.issue(where, f"{path.name} has no {' or '.join(missing)} array "
-                                                 f"(it has: {', '.join(sorted(arrays)) or 'nothing'})")])
+                                                 f"(it has: {clip(', '.join(sorted(arrays)) or 'nothing')})")])
     pairs = [(x_key, y_key)] + ([(x_test_key, y_test_key)] if x_test_key in arrays else [])
     for xk, yk in pairs:
-        x, y = arrays[xk], arrays.get(yk)
-        if y is None:
+        if yk not in arrays:
             raise ConfigError([resolved.issue(where, f"{path.name} has {xk} but no {yk}")])
-        if len(x) != len(y):
-            raise ConfigError([resolved.issue(where, f"{path.name}: {xk} has {len(x)} rows but {yk} has {len(y)}")])
-        if x.dtype.kind not in "biuf" or y.dtype.kind not in "biuf":
-            raise ConfigError([resolved.issue(where, f"{path.name}: {xk} and {yk} must be numeric, got {x.dtype} "
-                                                     f"and {y.dtype}")])
+    _checked(resolved, where, path, [(xk, arrays[xk], yk, arrays[yk]) for xk, yk in pairs])
     test = x_test_key in arrays
     return Source(arrays[x_key], arrays[y_key], arrays[x_test_key] if test else None,
                   arrays[y_test_key] if test else None, [path])
@@ -143,8 +134,11 @@ def _read_npy(resolved, key: str, text: str) -> tuple[np.ndarray, Path]:
     if len(arrays) != 1:
         raise ConfigError([resolved.issue(where, f"{path.name} holds several arrays: use `type: npz` for it")])
     array = next(iter(arrays.values()))
-    if array.dtype.kind not in "biuf":
-        raise ConfigError([resolved.issue(where, f"{path.name} must hold numbers, got {array.dtype}")])
+    try:
+        check_rows(array, "the array", path.name)
+        check_finite(array, "the array", path.name)
+    except NnctlError as err:
+        raise ConfigError([resolved.issue(where, str(err))]) from None
     return array, path
 
 
@@ -172,12 +166,10 @@ def _load_validation_file(resolved) -> tuple:
     arrays = _arrays_at(resolved, where, path)
     for x_key, y_key in (("x_val", "y_val"), ("x", "y"), ("x_train", "y_train")):
         if x_key in arrays and y_key in arrays:
-            if len(arrays[x_key]) != len(arrays[y_key]):
-                raise ConfigError([resolved.issue(where, f"{path.name}: {x_key} has {len(arrays[x_key])} rows but "
-                                                         f"{y_key} has {len(arrays[y_key])}")])
+            _checked(resolved, where, path, [(x_key, arrays[x_key], y_key, arrays[y_key])])
             return arrays[x_key], arrays[y_key], path
     raise ConfigError([resolved.issue(where, f"{path.name} needs arrays x_val and y_val (or x and y); it has: "
-                                             f"{', '.join(sorted(arrays)) or 'nothing'}")])
+                                             f"{clip(', '.join(sorted(arrays)) or 'nothing')}")])
 
 
 def _load_csv(resolved, spec) -> Source:
@@ -193,12 +185,27 @@ def _load_csv(resolved, spec) -> Source:
     return Source(x, y, x_test, y_test, files)
 
 
+def _csv_text(path: Path) -> str:
+    """The CSV's text; a file that is not UTF-8 is an error at the line and column of its first bad byte."""
+    data = path.read_bytes()
+    try:
+        # utf-8-sig: spreadsheet programs start "CSV UTF-8" files with a byte-order mark.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - data.rfind(b"\n", 0, err.start)
+        raise NnctlError(f"{path}:{line}: not UTF-8 text (byte 0x{data[err.start]:02x} at column {column}); save "
+                         f"the CSV as UTF-8") from None
+
+
 def _read_table(resolved, where, path: Path, spec):
-    if not path.is_file():
-        raise ConfigError([resolved.issue(where, f"no such file: {path}")])
-    # utf-8-sig: spreadsheet programs start "CSV UTF-8" files with a byte-order mark.
-    numbered = [(number, line) for number, line in
-                enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1) if line.strip()]
+    try:
+        check_regular_file(path)
+        text = _csv_text(path)
+    except (NnctlError, OSError) as err:
+        message = str(err) if isinstance(err, NnctlError) else f"cannot read {path}: {err.strerror or err}"
+        raise ConfigError([resolved.issue(where, message)]) from None
+    numbered = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if len(numbered) < 2:
         raise ConfigError([resolved.issue(where, f"{path.name} needs a header row and at least one data row")])
     header = [name.strip() for name in numbered[0][1].split(spec.delimiter)]
@@ -206,8 +213,9 @@ def _read_table(resolved, where, path: Path, spec):
     for name in [spec.target, *features]:
         if name not in header:
             key = "target" if name == spec.target else "features"
-            raise ConfigError([resolved.issue(("data", "dataset", key), f"{path.name} has no column '{name}' "
-                                                                        f"(columns: {', '.join(header)})")])
+            raise ConfigError([resolved.issue(("data", "dataset", key), f"{path.name} has no column "
+                                                                        f"'{clip(name, 60)}' (columns: "
+                                                                        f"{clip(', '.join(header))})")])
     wanted = [header.index(name) for name in features] + [header.index(spec.target)]
     rows = np.empty((len(numbered) - 1, len(wanted)), np.float64)
     for row, (number, line) in enumerate(numbered[1:]):
@@ -218,9 +226,24 @@ def _read_table(resolved, where, path: Path, spec):
         try:  # only the columns in use must be numbers: an id or name column may stay text
             rows[row] = [float(cells[column]) for column in wanted]
         except ValueError:
-            raise ConfigError([resolved.issue(where, f"{path}:{number}: expected numbers, got {line[:60]!r}")]) \
-                from None
+            column = next(c for c in wanted if not _is_number(cells[c]))
+            raise ConfigError([resolved.issue(where, f"{path}:{number}: column '{clip(header[column], 60)}' must "
+                                                     f"be a number, got {clip(cells[column], 60)!r}")]) from None
+    lines = [f"line {number}" for number, _ in numbered[1:]]
+    try:  # before the float32 cast: 1e300 is finite here but inf once converted, and is reported as such
+        check_finite(rows[:, :-1], "a feature", str(path), rows=lines, columns=features)
+        check_finite(rows[:, -1], "the target", str(path), rows=lines, columns=[spec.target])
+    except NnctlError as err:
+        raise ConfigError([resolved.issue(where, str(err))]) from None
     return rows[:, :-1].astype(np.float32), rows[:, -1].astype(np.float32)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def load_data(resolved: ResolvedConfig, fold: int | None = None, folds: int | None = None,

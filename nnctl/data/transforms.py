@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnctl.data.npy_reader import check_fits
 from nnctl.errors import NnctlError
 
 
@@ -79,17 +80,27 @@ class OneHot(Transform):
     fitted_keys = ("classes",)
 
     def fit(self, y):
-        y = np.asarray(y)
-        self.classes = int(self.options.get("classes") or int(y.max()) + 1)
+        labels = _labels(y)
+        self.classes = int(self.options.get("classes") or (int(labels.max()) + 1 if labels.size else 1))
 
     def apply(self, y):
-        labels = np.asarray(y).reshape(-1)
+        labels = _labels(y)
         if labels.size and (labels.min() < 0 or labels.max() >= self.classes or np.any(labels % 1)):
             raise NnctlError(f"one_hot: labels must be integers in [0, {self.classes - 1}], got values in "
                              f"[{labels.min()}, {labels.max()}]")
+        check_fits(len(labels) * self.classes * 4, f"one_hot of {len(labels)} labels into {self.classes} classes")
         out = np.zeros((len(labels), self.classes), np.float32)
         out[np.arange(len(labels)), labels.astype(np.int64)] = 1.0
         return out
+
+
+def _labels(y) -> np.ndarray:
+    """One label per row, flat: (n,) or (n, 1) targets; anything wider is refused (not silently unrolled)."""
+    y = np.asarray(y)
+    if y.ndim == 0 or (y.ndim > 1 and int(np.prod(y.shape[1:])) != 1):
+        raise NnctlError(f"one_hot needs one integer label per row, got targets of shape {list(y.shape)}"
+                         + (" (already one-hot?)" if y.ndim == 2 else ""))
+    return y.reshape(-1)
 
 
 class Standardize(Transform):
@@ -151,25 +162,42 @@ def build_transforms(specs: list[dict]) -> list[Transform]:
             for spec in specs]
 
 
+def _row_count(data) -> int:
+    shape = getattr(data, "shape", None)
+    if shape is None:
+        return len(data)
+    return int(shape[0]) if len(shape) else 1
+
+
+def _applied(transform: Transform, index: int, data, fit: bool):
+    """`transform` applied to `data` (fitted first when `fit`), which must keep one row per sample: a
+    transform that changed the row count would only fail later, in training, after a run folder exists."""
+    if fit:
+        transform.fit(data)
+    out = transform.apply(data)
+    before, after = _row_count(data), _row_count(out)
+    if before != after:
+        raise NnctlError(f"transforms[{index}] ({transform.type_name}) turned {before} rows into {after}")
+    return out
+
+
 def fit_apply(transforms: list[Transform], x, y):
     """Fits each transform on the training data in order, returning the transformed (x, y)."""
-    for transform in transforms:
+    for index, transform in enumerate(transforms):
         if transform.target == "x":
-            transform.fit(x)
-            x = transform.apply(x)
+            x = _applied(transform, index, x, fit=True)
         else:
-            transform.fit(y)
-            y = transform.apply(y)
+            y = _applied(transform, index, y, fit=True)
     return x, y
 
 
 def apply_all(transforms: list[Transform], x, y=None):
     """Reapplies fitted transforms (to y too, when given)."""
-    for transform in transforms:
+    for index, transform in enumerate(transforms):
         if transform.target == "x":
-            x = transform.apply(x)
+            x = _applied(transform, index, x, fit=False)
         elif y is not None:
-            y = transform.apply(y)
+            y = _applied(transform, index, y, fit=False)
     return x, y
 
 
