@@ -260,6 +260,12 @@ class DataConfig(Section):
         if (self.dataset is None) == (self.path is None):
             raise PydanticCustomError("choice", "give exactly one of `dataset` or `path`, got {got}",
                                       {"got": "both" if self.dataset is not None else "neither"})
+        texts = self.dataset is not None and (self.dataset.type in ("imdb", "reuters") or getattr(
+            self.dataset, "kind", None) == "text")
+        if texts and not any(t.type in ("multi_hot", "pad_sequences") for t in self.transforms):
+            # Word-index sequences of different lengths are no array a model can take.
+            raise PydanticCustomError("sequences", "the {name} dataset gives word-index sequences: add `multi_hot` "
+                                                   "or `pad_sequences` to `transforms`", {"name": self.dataset.type})
         return self
 
 

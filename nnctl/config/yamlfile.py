@@ -45,8 +45,9 @@ class ConfigIssue:
 
     def __str__(self):
         where = f"{format_path(self.path)}: " if self.path else ""
-        # A safety net: every message that quotes a user's value shortens it, and no issue spans two lines.
-        return f"{self.source}: {where}{clip(self.message, 360)}"
+        # A safety net: every message that quotes a user's value shortens it, no issue spans two lines, and
+        # path and message together stay under ~300 characters (a long "allowed:" list loses its middle).
+        return f"{self.source}: {where}{clip(self.message, max(120, 280 - len(where)))}"
 
 
 class ConfigError(NnctlError):
