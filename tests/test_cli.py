@@ -261,12 +261,11 @@ def test_evaluate_and_predict_on_a_read_only_run_as_another_user(tmp_path_factor
         with np.load(folder / "tiny.npz") as data:
             np.save(folder / "x.npy", data["x_test"][:3])
         (folder / "cache").mkdir()
-        for path in [folder, *folder.rglob("*")]:
+        for path in [folder, *folder.rglob("*")]:  # readable by all, writable by none (but the cache)
             mode = path.stat().st_mode | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
             if path.is_dir():
                 mode |= stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
-            writable = path == folder / "cache"
-            path.chmod(mode | (0o777 if writable else 0) if writable else mode & ~0o222)
+            path.chmod(0o777 if path == folder / "cache" else mode & ~0o222)
         # Numba caches compiled kernels beside its sources, which that user may not write either.
         env = {**os.environ, "NUMBA_CACHE_DIR": str(folder / "cache"), "HOME": str(folder / "cache")}
         evaluate = subprocess.run([*become, sys.executable, "-m", "nnctl", "evaluate", str(run), "--json"],
