@@ -247,6 +247,7 @@ def _setpriv():
     return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
+@pytest.mark.slow  # the other user compiles the kernels afresh (~10 s)
 def test_evaluate_and_predict_on_a_read_only_run_as_another_user(tmp_path_factory, make_npz, tiny_config_text):
     """A real read-only run folder: chmod a-w, read by a user that is not root (whom chmod does not stop)."""
     import stat
