@@ -23,6 +23,8 @@ import safetensors
 import safetensors.numpy
 
 from nnctl.errors import ArgumentError, NnctlError
+from nnctl.runs.filesystem import (RunWriteError, ancestors, check_folder, make_folders, why_unwritable,
+                                   describe_os_error, shown_path)
 from nnctl.runs.lock import LOCK, RunLockedError, current_writer, locked  # noqa: F401  (RunLockedError: API)
 
 MANIFEST = "manifest.json"
@@ -30,36 +32,6 @@ EVENTS = "events.jsonl"
 WEIGHTS = "weights.safetensors"
 LATEST = "latest"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
-
-
-class RunWriteError(NnctlError, OSError):
-    """A file or folder of a run could not be written (read-only, disk full, a name too long, ...).
-
-    An OSError too (same errno), so code that handles file-system errors keeps working; the message is one
-    line naming the path and the cause, e.g. `cannot write runs/x/1/manifest.json: No space left on device`.
-    """
-
-    def __init__(self, message: str, cause: OSError | None = None):
-        super().__init__(getattr(cause, "errno", None), getattr(cause, "strerror", None) or message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def shown_path(path) -> str:
-    """`path` as a message shows it: at most ~200 characters (a 300-character run name is cut in the middle)."""
-    text = str(path)
-    return text if len(text) <= 200 else f"{text[:140]}…{text[-59:]} ({len(text)} characters)"
-
-
-def describe_os_error(error: OSError, path=None, doing: str = "write") -> RunWriteError:
-    """One line for a failed file-system call: `cannot write PATH: Read-only file system`."""
-    if isinstance(error, RunWriteError):
-        return error
-    path = path if path is not None else error.filename
-    cause = error.strerror or str(error) or type(error).__name__
-    return RunWriteError(f"cannot {doing} {shown_path(path)}: {cause}", error)
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -175,7 +147,7 @@ class RunDirectory:
         """Make `runs_dir/name/<YYYYmmdd-HHMMSS>[-N]/` (never reusing a folder) and point `latest` at it.
         Anything in the way (see `check_new`) or a failed mkdir is a RunWriteError, before any folder is made."""
         parent = cls.check_new(runs_dir, name)
-        _make_folders(parent)
+        make_folders(parent)
         stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
         suffix = 0
         while True:
@@ -213,8 +185,9 @@ class RunDirectory:
         if len(name.encode()) > 255:  # most file systems hold names of up to 255 bytes
             raise RunWriteError(f"cannot create the run folder {shown_path(parent)}: File name too long "
                                 f"({len(name.encode())} bytes; a run `name` may have at most 255)")
-        for path in _ancestors(parent):
-            _check_folder(path)
+        existing = [path for path in ancestors(parent) if check_folder(path)]
+        if existing and not os.access(existing[-1], os.W_OK | os.X_OK):
+            raise RunWriteError(f"cannot create a run in {shown_path(existing[-1])}: {why_unwritable(existing[-1])}")
         latest = parent / LATEST
         if os.path.lexists(latest) and not os.path.islink(latest):
             kind = "folder" if latest.is_dir() else "file"
@@ -253,7 +226,7 @@ class RunDirectory:
     def _target(self, filename) -> Path:
         target = self.path / filename
         if not target.parent.is_dir():
-            _make_folders(target.parent)
+            make_folders(target.parent)
         return target
 
     def write_text(self, filename, text: str) -> Path:
@@ -349,36 +322,3 @@ class RunDirectory:
         self.write_json(MANIFEST, current)
         return current
 
-
-def _ancestors(path: Path) -> list[Path]:
-    """`path` and the folders above it that the path names, outermost first (`runs`, `runs/name`)."""
-    parts = [path]
-    while parts[-1].parent != parts[-1] and parts[-1].name:
-        parts.append(parts[-1].parent)
-    return parts[::-1]
-
-
-def _check_folder(path: Path) -> None:
-    """Nothing when `path` is a folder or absent; otherwise why no run folder can be made inside it."""
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise RunWriteError(f"cannot create a run in {shown_path(path)}: it is a broken symbolic link "
-                                f"(to {shown_path(os.readlink(path))}, which does not exist)") from None
-        return
-    except OSError as error:  # a symlink loop (ELOOP), a name too long, a folder we may not enter
-        raise describe_os_error(error, path, "create a run in") from None
-    if not path.is_dir():
-        raise RunWriteError(f"cannot create a run in {shown_path(path)}: it is a file, not a folder")
-
-
-def _make_folders(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        for part in _ancestors(path):
-            _check_folder(part)
-        raise RunWriteError(f"cannot create the folder {shown_path(path)}: something is in the way") from None
-    except OSError as error:
-        raise describe_os_error(error, path, "create the folder") from None

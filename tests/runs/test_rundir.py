@@ -280,3 +280,17 @@ def test_events_never_follow_a_symlink_out_of_the_run(run, tmp_path):
     with pytest.raises(RunWriteError, match="events.jsonl"):
         run.append_event({"epoch": 1})
     assert outside.read_text() == ""
+
+
+def test_a_runs_folder_we_may_not_write_is_refused_before_anything_is_made(tmp_path, monkeypatch):
+    from nnctl.runs.rundir import RunWriteError
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    # As root, chmod cannot make a folder unwritable: stand in for a read-only mount as an unprivileged user.
+    monkeypatch.setattr(os, "access", lambda path, mode: os.path.abspath(path) != str(runs))
+    with pytest.raises(RunWriteError) as error:
+        RunDirectory.check_new(runs, "mlp")
+    assert str(error.value) in (f"cannot create a run in {runs}: Permission denied",
+                                f"cannot create a run in {runs}: Read-only file system")
+    assert list(runs.iterdir()) == []
