@@ -85,7 +85,7 @@ def begin_run(run: RunDirectory, resolved: ResolvedConfig, prepared: Prepared) -
         run.write_json("preprocessing.json", {"transforms": [t.state() for t in splits.transforms]})
     except OSError as error:
         shutil.rmtree(run.path, ignore_errors=True)  # half a run would be listed as one running forever
-        raise describe_os_error(error) from None
+        raise describe_os_error(error, doing="read") from None  # a RunWriteError (a failed write) stays as it is
 
 
 @dataclass
@@ -128,7 +128,7 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
         restore(model, resume_from, history, own)
         initial_epoch = resume_from.epochs_done
     status, error, warm, began, returned = "completed", None, None, time.perf_counter(), False
-    first_step_time = None
+    first_step_time = failure = None
     try:
         with interrupt.installed():  # a Ctrl-C during compilation ends the run cleanly too
             warm = warm_up(model, x, y, cfg.batch_size, validation is not None)
@@ -146,21 +146,24 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
     except KeyboardInterrupt:
         status = "interrupted"
     except Exception as err:  # recorded in the manifest; the caller reports it and exits with 1
-        status, error = "failed", failure_message(err)
+        status, error, failure = "failed", failure_message(err), err
     finally:
         if progress is not None and hasattr(progress, "close"):
             progress.close()
     trained = time.perf_counter() - began
     writing = time.perf_counter()
+    write_failed = isinstance(failure, OSError)  # a checkpoint or log write during training
     status, error, kept = _write_results(folder, resolved, prepared, history, checkpointer, returned, status, error,
-                                         resumable)
+                                         write_failed, resumable)
     return FitOutcome(status, error, kept, warm.seconds if warm else 0.0, warm.compiled if warm else 0,
                       trained, time.perf_counter() - writing, getattr(model, "validation_seconds", 0.0), first_step_time)
 
 
-def _write_results(folder, resolved, prepared, history, checkpointer, returned, status, error, resumable):
-    """Writes the last checkpoint, then weights, history and metrics that match it; a write that fails makes
-    the run `failed` with a message saying what is kept. Returns (status, error, the history kept)."""
+def _write_results(folder, resolved, prepared, history, checkpointer, returned, status, error, write_failed,
+                   resumable):
+    """Writes the last checkpoint, then weights, history and metrics that match it; a write that fails (now,
+    or during training: `write_failed`) makes the run `failed` with a message saying what is kept.
+    Returns (status, error, the history kept)."""
     cfg, splits, model = resolved.config, prepared.splits, prepared.model
     write_error = None
     try:
@@ -188,10 +191,11 @@ def _write_results(folder, resolved, prepared, history, checkpointer, returned, 
             folder.write_json("metrics.json", results)
         except OSError as err:
             write_error = write_error or err
-    if write_error is not None:
+    if write_error is not None or write_failed:
+        again = failure_message(write_error) if write_error is not None else None
         status = "failed"
-        error = "; ".join(part for part in (error, failure_message(write_error),
-                                            kept_checkpoint_note(folder, saved, resumable)) if part)
+        error = "; ".join(dict.fromkeys(part for part in (error, again, kept_checkpoint_note(folder, saved, resumable))
+                                        if part))  # the same write failing twice is said once
     return status, error, kept
 
 

@@ -183,6 +183,7 @@ def test_a_full_disk_during_a_checkpoint_fails_the_run_and_keeps_the_last_checkp
     line = one_error_line(result)
     assert f"cannot write {run.path / CHECKPOINT}: No space left on device" in line
     assert "checkpoints/last.safetensors is whole and holds epoch 2" in line and "--resume" in line
+    assert line.count("No space left on device") == 1
     manifest = run.manifest()
     assert manifest["status"] == "failed" and manifest["epochs_completed"] == 2
     assert checkpoint.load(run.path / CHECKPOINT).epochs_done == 2
