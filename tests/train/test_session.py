@@ -239,3 +239,26 @@ def test_a_run_whose_weights_turn_nan_is_failed_with_the_weights_of_the_last_goo
     assert all(np.isfinite(w).all() for w in run.load_weights().values())
     assert checkpoint.load(run.path / CHECKPOINT).epochs_done == 0 and run.read_json("history.json") == {}
     assert json.loads((run.path / "metrics.json").read_text())["epochs"] == 0
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_real_write_limit_during_the_first_checkpoint_fails_the_run_in_one_line(tmp_path, tiny_config):
+    import resource
+
+    # Python ignores SIGXFSZ, so a file growing past RLIMIT_FSIZE fails with EFBIG like a full disk would.
+    text = tiny_config.read_text().replace("units: 8, activation: relu}", "units: 256, activation: relu}\n"
+                                           "    - {type: dense, units: 256, activation: relu}")
+    tiny_config.write_text(text)
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, resource.RLIM_INFINITY))
+
+    done = subprocess.run([sys.executable, "-m", "nnctl", "train", str(tiny_config), "--runs-dir", "runs", "-q"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, preexec_fn=limit_file_size)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "checkpoints/last.safetensors: File too large" in errors[0], done.stderr
+    assert "no checkpoint was written" in errors[0]
+    run = RunDirectory(tmp_path / run_path(done.stdout))
+    assert run.manifest()["status"] == "failed" and not (run.path / CHECKPOINT).exists()
+    assert run.read_events() == [] and not (run.path / "weights.safetensors").exists()
