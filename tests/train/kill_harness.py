@@ -149,8 +149,9 @@ def _event_epochs(run: Path) -> list[int]:
     return epochs
 
 
-def check_after_kill(runs: Path, reference: Reference, env: dict) -> str:
-    """"ok: ..." when the contract holds, otherwise what broke it."""
+def check_after_kill(runs: Path, reference: Reference, env: dict, kill_resume_at: float | None = None) -> str:
+    """"ok: ..." when the contract holds, otherwise what broke it. With `kill_resume_at`, the first resume is
+    itself SIGKILLed that many seconds after it starts, and the contract checked again before resuming."""
     found = [path for path in (runs / NAME).glob("2*") if path.is_dir()] if (runs / NAME).is_dir() else []
     if not found:
         return "ok: no run folder"
@@ -168,6 +169,11 @@ def check_after_kill(runs: Path, reference: Reference, env: dict) -> str:
     if claimed > done:
         return f"bad: events/history claim epoch {claimed}, the checkpoint holds {done}"
     manifest = json.loads((run / "manifest.json").read_text())
+    if manifest.get("status") != "completed" and kill_resume_at is not None:
+        process = subprocess.Popen(nnctl("train", "--resume", run, "-q"), cwd=runs.parent, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _watch(process, runs, None, kill_resume_at, kill=True)
+        return check_after_kill(runs, reference, env)
     if manifest.get("status") != "completed":
         resumed = subprocess.run(nnctl("train", "--resume", run, "-q"), cwd=runs.parent, env=env,
                                  capture_output=True, text=True, timeout=300)
@@ -181,14 +187,15 @@ def check_after_kill(runs: Path, reference: Reference, env: dict) -> str:
     return f"ok: resumed from epoch {done}" if manifest.get("status") != "completed" else "ok: had completed"
 
 
-def kill_and_check(folder: Path, reference: Reference, marker: str | None, delay: float, env: dict) -> str:
+def kill_and_check(folder: Path, reference: Reference, marker: str | None, delay: float, env: dict,
+                   kill_resume_at: float | None = None) -> str:
     """Starts a fresh `nnctl train` in `folder`, SIGKILLs it `delay` s after `marker` appears (after the start
-    when None), and checks the contract."""
+    when None), and checks the contract (killing the first resume too, with `kill_resume_at`)."""
     config = write_experiment(folder)
     process = subprocess.Popen(nnctl("train", config, "--runs-dir", folder / "runs", "-q"), cwd=folder, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _watch(process, folder / "runs", marker, delay, kill=True)
-    return check_after_kill(folder / "runs", reference, env)
+    return check_after_kill(folder / "runs", reference, env, kill_resume_at)
 
 
 def main(argv=None) -> int:

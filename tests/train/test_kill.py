@@ -1,7 +1,8 @@
 """SIGKILL a real `nnctl train` at seeded random moments: the run either holds no finished epoch or resumes to
 the bytes of an uninterrupted run, its log never runs ahead of its checkpoint, and no stale lock blocks it.
 
-A handful of kills here (one per phase); 30 under `slow`. See kill_harness.py for the contract and the driver.
+A handful of kills here (one per phase); under `slow`, 30 more and 10 where the resume is killed too.
+See kill_harness.py for the contract and the driver.
 """
 
 import random
@@ -36,3 +37,15 @@ def test_kills_during_startup_training_and_writing_leave_a_run_that_resumes_exac
 @pytest.mark.slow
 def test_thirty_kills_at_random_moments_all_keep_the_contract(tmp_path, reference):
     assert kill_many(tmp_path, reference, [None] * 30, seed=1414) == []
+
+
+@pytest.mark.slow
+def test_a_resume_killed_at_a_random_moment_can_itself_be_resumed(tmp_path, reference):
+    rng, env, broken = random.Random(2828), environment(), []
+    for index in range(10):
+        _, marker, delay = kill_moment(rng, reference, "training")
+        again = rng.uniform(0.05, reference.exit)
+        verdict = kill_and_check(tmp_path / f"kill-{index}", reference, marker, delay, env, kill_resume_at=again)
+        if not verdict.startswith("ok"):
+            broken.append(f"{delay:.3f} s after {marker}, then the resume {again:.3f} s after its start: {verdict}")
+    assert broken == []
