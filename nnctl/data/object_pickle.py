@@ -34,6 +34,7 @@ class _Interpreter:
         self.memo: list = []
         # a legitimate pickle makes one list per row (+ the outer one) and ~12 memo entries per array row
         self.list_budget = rows + 2
+        self.tuple_budget = 8 * (rows + 1) + 64  # an array row takes 7 tuples (args, shape, state, dtype's)
         self.memo_budget = 32 * (rows + 1) + 256
         self.built = False
 
@@ -254,7 +255,9 @@ class _Interpreter:
         data, push = self.data, self.stack.append
         if op == 0x2E:  # STOP
             return -1
-        if op == 0x80:  # PROTO
+        if op == 0x80:  # PROTO: once, first, as every pickler writes it
+            if pos != 1:
+                raise PickleRefused(f"a second PROTO at byte {pos - 1}")
             if not 2 <= data[pos] <= 5:
                 raise PickleRefused(f"pickle protocol {data[pos]} (NumPy writes 2 to 5)")
             return pos + 1
@@ -288,12 +291,11 @@ class _Interpreter:
                 raise PickleRefused("STACK_GLOBAL of something that is not a name")
             push(self.global_(module, name))
             return pos
-        if op == 0x29:  # EMPTY_TUPLE
-            push(())
-        elif op in (0x85, 0x86, 0x87):  # TUPLE1, TUPLE2, TUPLE3
-            push(tuple(self.pop(op - 0x84)))
-        elif op == 0x74:  # TUPLE
-            push(tuple(self.pop_mark()))
+        if op in (0x29, 0x85, 0x86, 0x87, 0x74):  # EMPTY_TUPLE, TUPLE1, TUPLE2, TUPLE3, TUPLE
+            self.tuple_budget -= 1
+            if self.tuple_budget < 0:  # (also keeps tuples from nesting millions deep)
+                raise PickleRefused(f"more tuples than {self.rows} rows could need")
+            push(tuple(self.pop_mark()) if op == 0x74 else tuple(self.pop(op - 0x84)) if op != 0x29 else ())
         elif op == 0x52:  # REDUCE
             self.reduce()
         elif op == 0x62:  # BUILD

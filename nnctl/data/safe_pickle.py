@@ -15,12 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.data.npy_reader import read_array_file, read_data, read_header
+from nnctl.data.npy_reader import read_array_file, read_data, read_header, size_text
 from nnctl.data.object_pickle import PickleRefused, decode_object_rows
 from nnctl.data.sequences import Sequences
 from nnctl.errors import ArgumentError, NnctlError
 
 CACHE_FORMAT = 1
+# Keras's largest pickled member (imdb.npz's x_train) is 14 MiB; the decoder's slowest opcodes run at ~4 MB/s,
+# so this bounds a crafted member to seconds
+MAX_PICKLE = 64 << 20
 
 
 def read_object_rows(raw, shape, dtype, data_size: int, where: str) -> np.ndarray:
@@ -28,6 +31,9 @@ def read_object_rows(raw, shape, dtype, data_size: int, where: str) -> np.ndarra
     object array of 1-D integer arrays."""
     if dtype != np.dtype(object) or len(shape) != 1:
         raise NnctlError(f"{where} is not a 1-D object array of sequences (header: {dtype}, shape {shape})")
+    if data_size > MAX_PICKLE:
+        raise NnctlError(f"{where} holds a {size_text(data_size)} pickle; nnctl decodes pickled sequence files "
+                         f"up to {size_text(MAX_PICKLE)} (Keras's largest is 14 MiB)")
     try:
         found = decode_object_rows(raw.read(max(data_size, 0)), shape[0])
     except PickleRefused as err:

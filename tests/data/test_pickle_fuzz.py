@@ -121,3 +121,26 @@ def test_lists_cannot_nest_below_rows():
     body = b"]q\x00]q\x01h\x00h\x01a]q\x02h\x01h\x02a"
     with pytest.raises(NnctlError, match="a row holds something other than integers"):
         decode_object_rows(b"\x80\x02" + body + b".", 3)
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"N" + b"\x85" * 1_000_000, "more tuples than 1 rows could need"),     # tuples nested a million deep
+    (b"\x80\x04" * 1000, "a second PROTO at byte 2"),
+], ids=["nested tuples", "repeated PROTO"])
+def test_cheap_opcodes_cannot_spin(body, message):
+    started = time.perf_counter()
+    with pytest.raises(NnctlError, match=message):
+        decode_object_rows(b"\x80\x04" + body + b".", 1)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_pickled_members_past_the_cap_are_refused_unread(tmp_path, monkeypatch):
+    from nnctl.data import safe_pickle
+
+    monkeypatch.setattr(safe_pickle, "MAX_PICKLE", 1000)
+    rows = np.empty(300, dtype=object)
+    rows[:] = [[i, i + 1] for i in range(300)]
+    np.savez(tmp_path / "big.npz", x=rows)
+    with pytest.raises(NnctlError, match=r"member x\.npy holds a [\d.]+ KiB pickle; nnctl decodes pickled sequence "
+                                         r"files up to 1000 bytes"):
+        load_npz_objects(tmp_path / "big.npz")
