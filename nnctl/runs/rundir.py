@@ -32,6 +32,7 @@ EVENTS = "events.jsonl"
 WEIGHTS = "weights.safetensors"
 LATEST = "latest"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+_TEMP_NAME = re.compile(r"\..+\.\d+\.[0-9a-f]{8}\.tmp")  # atomic_write_bytes's temp files
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -276,6 +277,14 @@ class RunDirectory:
                 os.close(fd)
         except OSError as error:
             raise describe_os_error(error, target) from None
+
+    def remove_stale_temp_files(self) -> int:
+        """Deletes the temp files a killed writer left (`.name.PID.XXXXXXXX.tmp`); call it holding the lock,
+        when no other process can be writing one. Returns how many there were."""
+        stale = [path for path in self.path.rglob(".*.tmp") if _TEMP_NAME.fullmatch(path.name) and path.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
 
     def read_events(self) -> list[dict]:
         """Every whole event in events.jsonl, in order; torn lines left by a killed process are skipped."""

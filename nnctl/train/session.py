@@ -274,6 +274,10 @@ def resume(run_path, overrides=(), progress: Callback | None = None) -> TrainRes
         # The checkpoint against the model and fresh callbacks, before anything is written.
         verify(snapshot, prepared.model, [make_callback(spec, run.path) for spec in resolved.config.callbacks])
         config_text = run_config_text(resolved)
+        try:
+            run.remove_stale_temp_files()  # a SIGKILL mid-write leaves one; we hold the lock, so none is live
+        except OSError as error:
+            raise describe_os_error(error, run.path, "clean up") from None
         run.write_text("config.yaml", config_text)
         resumes = run.manifest().get("resumed", [])
         run.update_manifest(status="running", config_sha256=sha256_bytes(config_text.encode()), error=None,

@@ -294,3 +294,15 @@ def test_a_runs_folder_we_may_not_write_is_refused_before_anything_is_made(tmp_p
     assert str(error.value) in (f"cannot create a run in {runs}: Permission denied",
                                 f"cannot create a run in {runs}: Read-only file system")
     assert list(runs.iterdir()) == []
+
+
+def test_stale_temp_files_of_a_killed_writer_are_removed_and_nothing_else(run):
+    run.write_json("history.json", {"loss": [1.0]})
+    stale = [run.path / ".history.json.4242.0badc0de.tmp", run.path / "checkpoints" / ".last.safetensors.17.deadbeef.tmp"]
+    kept = [run.path / ".notes.tmp", run.path / "mine.tmp", run.path / ".x.12.nothex00.tmp"]
+    (run.path / "checkpoints").mkdir()
+    for path in stale + kept:
+        path.write_bytes(b"half")
+    assert run.remove_stale_temp_files() == 2
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
+    assert run.read_json("history.json") == {"loss": [1.0]}

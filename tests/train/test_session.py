@@ -262,3 +262,11 @@ def test_a_real_write_limit_during_the_first_checkpoint_fails_the_run_in_one_lin
     run = RunDirectory(tmp_path / run_path(done.stdout))
     assert run.manifest()["status"] == "failed" and not (run.path / CHECKPOINT).exists()
     assert run.read_events() == [] and not (run.path / "weights.safetensors").exists()
+
+
+def test_a_resume_removes_the_temp_files_a_killed_writer_left(tmp_path, tiny_config):
+    run = run_path(train_cli(tiny_config, "--runs-dir", tmp_path / "runs", "-q", code=0).stdout)
+    torn = run / "checkpoints" / ".last.safetensors.99999.0123abcd.tmp"
+    torn.write_bytes(b"half a checkpoint")
+    train_cli("--resume", run, "--set", "epochs=4", "-q", code=0)
+    assert not torn.exists() and not list(run.rglob("*.tmp"))
