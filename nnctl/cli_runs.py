@@ -65,8 +65,8 @@ def compare(run_paths, as_json):
     _render([("metric", "left")] + [(label, "right") for label in result["labels"]],
             [[name] + [format_cell(cell) for cell in cells] for name, cells in result["rows"]])
     click.echo("config: identical" if not result["config"] else "config differences:")
-    for key, values in result["config"]:
-        click.echo(f"  {key}: {' → '.join(values)}")
+    for key, values in result["config"]:  # a long value (a data path) is cut, so each difference stays one line
+        click.echo(f"  {_cut(key)}: {' → '.join(_cut(value) for value in values)}")
 
 
 @main.command()
@@ -88,6 +88,10 @@ def plot(run_paths, metric, output):
     from nnctl.runs.plot import write_plot
 
     click.echo(f"plot: {write_plot(run_paths, metric, output)}")
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 21]}…{text[-20:]}"
 
 
 def _on_terminal() -> bool:

@@ -135,8 +135,11 @@ def _show(value) -> str:
 
 
 def _where(loc) -> str:
-    return "".join(f"[{part}]" if isinstance(part, int) else (f".{part}" if i else str(part))
-                   for i, part in enumerate(loc))
+    # A key is data too: a damaged file's 10,000-character key is cut like any other value.
+    parts = [part if isinstance(part, int) else (str(part) if len(str(part)) <= 40 else str(part)[:39] + "…")
+             for part in loc]
+    return "".join(f"[{part}]" if isinstance(part, int) else (f".{part}" if i else part)
+                   for i, part in enumerate(parts))
 
 
 _EXPECTED = {"int_type": "an integer", "float_type": "a number", "string_type": "a string", "dict_type": "a mapping",
@@ -145,16 +148,20 @@ _EXPECTED = {"int_type": "an integer", "float_type": "a number", "string_type": 
 
 
 def describe_validation(error: ValidationError, shown: int = 2) -> str:
-    """The first problems of a pydantic error as "`key.path` should be …, got …" (at most `shown`)."""
+    """The first problems of a pydantic error as "`key.path` should be …, got …": up to `shown` of them, as many
+    as fit in about 160 characters, so that the whole message stays one readable line."""
     parts = []
     for issue in error.errors()[:shown]:
         key = f"`{_where(issue['loc'])}` " if issue["loc"] else ""
         if issue["type"] in ("missing", "extra_forbidden"):
-            parts.append(f"{key}is missing" if issue["type"] == "missing" else f"{key}is not a key this file has")
-            continue
-        expected = _EXPECTED.get(issue["type"])
-        message = f"should be {expected}" if expected else issue["msg"].replace("Input should be", "should be")
-        parts.append(f"{key}{message[0].lower() + message[1:]}, got {_show(issue.get('input'))}")
+            part = f"{key}is missing" if issue["type"] == "missing" else f"{key}is not a key this file has"
+        else:
+            expected = _EXPECTED.get(issue["type"])
+            message = f"should be {expected}" if expected else issue["msg"].replace("Input should be", "should be")
+            part = f"{key}{message[0].lower() + message[1:]}, got {_show(issue.get('input'))}"
+        if parts and len("; ".join(parts + [part])) > 160:
+            break
+        parts.append(part)
     more = error.error_count() - len(parts)
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
 
@@ -188,7 +195,8 @@ class Closed(Record):
 
 
 Figure = Optional[float]  # null where a NaN was stored
-Figures = dict[str, Figure]
+Key = Annotated[str, Field(min_length=1, max_length=100)]  # a metric's name: short, shown in tables
+Figures = dict[Key, Figure]
 Status = Literal["running", "completed", "interrupted", "failed", "stopped"]
 
 
@@ -199,9 +207,9 @@ class DataFile(Record):
 
 class Manifest(Record):
     status: Status
-    name: str
-    started: Optional[str] = None
-    ended: Optional[str] = None
+    name: str = Field(min_length=1, max_length=255)
+    started: Optional[str] = Field(None, max_length=64)
+    ended: Optional[str] = Field(None, max_length=64)
     seed: Optional[int] = Field(None, ge=0)
     device: Optional[str] = None
     input_shape: Optional[Annotated[list[Annotated[int, Field(gt=0, le=MAX_SAMPLE_SIZE)]], Field(min_length=1)]] = None
@@ -243,23 +251,23 @@ class Metrics(Record):
     train: Optional[Figures] = None
     validation: Optional[Figures] = None
     test: Optional[Figures] = None
-    kfold: Optional[dict[str, MeanStd]] = None
-    best: Optional[dict[str, Best]] = None
+    kfold: Optional[dict[Key, MeanStd]] = None
+    best: Optional[dict[Key, Best]] = None
 
 
 class KFoldSummary(Closed):
     folds: Optional[int] = Field(None, ge=1)
     epochs: Optional[int] = Field(None, ge=0)
-    per_epoch: dict[str, Series] = Field(default_factory=dict)
-    final: dict[str, MeanStd] = Field(default_factory=dict)
-    best: dict[str, Best] = Field(default_factory=dict)
+    per_epoch: dict[Key, Series] = Field(default_factory=dict)
+    final: dict[Key, MeanStd] = Field(default_factory=dict)
+    best: dict[Key, Best] = Field(default_factory=dict)
 
 
 class Preprocessing(Closed):
     transforms: list[dict]
 
 
-HISTORY = TypeAdapter(dict[str, list[Figure]], config=ConfigDict(strict=True, allow_inf_nan=False))
+HISTORY = TypeAdapter(dict[Key, list[Figure]], config=ConfigDict(strict=True, allow_inf_nan=False))
 
 
 def _equal_lengths(history: dict, path, what: str = "") -> None:
