@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 
-from nnctl.config.yamlfile import ConfigError, ConfigIssue, Document, Source, format_path, parse_yaml
+from nnctl.config.yamlfile import (MAX_FILE_BYTES, ConfigError, ConfigIssue, Document, Source, format_path,
+                                   parse_yaml)
 from nnctl.errors import clip, show
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\.(\d+)(?=\.|\[|$)")
@@ -44,6 +45,9 @@ def apply_overrides(doc: Document, assignments: list) -> Document:
             if not sep:
                 raise ValueError("expected key.path=value, e.g. --set epochs=5")
             path = parse_key_path(key_text.strip())
+            if len(value_text) > MAX_FILE_BYTES:
+                raise ValueError(f"the value is {len(value_text):,} characters long (allowed: at most "
+                                 f"{MAX_FILE_BYTES:,})")
             value_doc = parse_yaml(value_text, label)
             _assign(doc, path, value_doc, label)
         except ValueError as err:

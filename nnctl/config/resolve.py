@@ -204,6 +204,8 @@ def _translate(err: ValidationError, doc: Document) -> list[ConfigIssue]:
             message = f"expected a list, got {_describe(value)}"
         elif kind == "too_short":
             message = "expected at least one entry"
+        elif kind == "too_long":
+            message = f"expected at most {error['ctx']['max_length']:,} entries, got {len(value):,}"
         elif kind in ("union_tag_not_found", "union_tag_invalid"):
             message = f"expected a mapping with `type`, got {_describe(value)}"
         else:

@@ -244,7 +244,7 @@ def _tag_of(value):
 
 class ModelConfig(Section):
     input_shape: Optional[Shape] = Field(None, description="per-sample input shape; read from the data if omitted")
-    layers: Annotated[list[_tagged(LAYER_SPECS)], Field(min_length=1)]
+    layers: Annotated[list[_tagged(LAYER_SPECS)], Field(min_length=1, max_length=1000)]
 
 
 class DataConfig(Section):

@@ -15,7 +15,7 @@ import yaml
 
 from nnctl.errors import NnctlError, clip, show
 
-MAX_FILE_BYTES = 1 << 20  # a config is a page of text; anything this big is a mistake (or an attack)
+MAX_FILE_BYTES = 256 << 10  # a config is a page of text; PyYAML reads ~150 KB/s, so this is ~2 s at most
 MAX_DEPTH = 100  # nesting levels; PyYAML's composer recurses once per level
 ALIAS_BUDGET = 10_000  # values that aliases may add in all: a "billion laughs" file is stopped at once
 MAX_INT_DIGITS = 100  # no size in a config needs more; Python refuses to parse past 4,300

@@ -99,6 +99,7 @@ def test_a_model_too_wide_for_even_one_row_blames_the_layer(tmp_path, monkeypatc
     ("data.dataset={type: synthetic, kind: text, samples: 10000000, length: 100000}",
      "data.dataset: samples × length = 1,000,000,000,000 values is too large (allowed: at most 100,000,000)"),
     ("name=" + "n" * 101, "name: expected a name of at most 100 letters"),
+    ("model.layers=[" + ", ".join(["dense"] * 1001) + "]", "model.layers: expected at most 1,000 entries, got 1,001"),
 ])
 def test_sizes_are_bounded_in_the_schema(tmp_path, override, words):
     with pytest.raises(ConfigError) as caught:

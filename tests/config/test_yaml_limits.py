@@ -118,7 +118,7 @@ def test_config_files_that_are_not_small_regular_utf8_files(tmp_path):
     assert message("/dev/zero") == "/dev/zero:1:1: this is a device, not a regular file (allowed: a YAML file)"
     huge = tmp_path / "huge.yaml"
     huge.write_bytes(b"#" * (2 << 20))
-    assert "huge.yaml:1:1: the config file is 2,097,152 bytes (allowed: at most 1,048,576)" in message(huge)
+    assert "huge.yaml:1:1: the config file is 2,097,152 bytes (allowed: at most 262,144)" in message(huge)
     latin = tmp_path / "latin.yaml"
     latin.write_bytes("name: x\n# caf\u00e9\n".encode("latin-1"))
     assert "latin.yaml:2:6: the config file is not UTF-8 text: byte 0xe9" in message(latin)
@@ -127,3 +127,9 @@ def test_config_files_that_are_not_small_regular_utf8_files(tmp_path):
     with pytest.raises(ConfigError, match=r"empty.yaml:1:1: the config file is empty"):
         load_config(empty)
     assert message(tmp_path / "missing.yaml").endswith("missing.yaml: no such config file")
+
+
+def test_an_override_value_is_capped_like_a_file():
+    doc = parse_yaml("epochs: 1\n", "c.yaml")
+    with pytest.raises(ConfigError, match=r"the value is 300,000 characters long \(allowed: at most 262,144\)"):
+        apply_overrides(doc, ["name=" + "x" * 300_000])
