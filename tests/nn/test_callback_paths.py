@@ -29,7 +29,7 @@ LOGS = ["loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_time"]
     ("metrics.json", "own file"), ("preprocessing.json", "own file"), ("kfold.json", "own file"),
     (".lock", "own file .lock"), ("checkpoints/last.safetensors", "resume checkpoint"),
     ("checkpoints//last.safetensors.tmp", "resume checkpoint"), ("checkpoints/last{epoch}", "resume checkpoint"),
-    ("", "must be a file name"), (".", "must name a file"), ("a\x00b", "relative path"), ("a\\..\\b", "relative"),
+    ("", "must be a file name"), (".", "must name a file"), ("checkpoints/", "must name a file"), ("a\x00b", "relative path"), ("a\\..\\b", "relative"),
 ])
 def test_paths_that_leave_the_run_folder_or_name_its_files_are_refused(value, words):
     problem = check_run_path(value)

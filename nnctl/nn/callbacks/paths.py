@@ -36,7 +36,7 @@ def check_run_path(value, kind: str = "file") -> str | None:
         return f"must be a path inside the run folder, got {show(value)} (allowed: relative paths)"
     if ".." in path.parts:
         return f"must stay inside the run folder, got {show(value)} which leaves it through '..'"
-    if kind == "file" and not path.parts:
+    if kind == "file" and (not path.parts or path.parts == ("checkpoints",)):
         return f"must name a file inside the run folder, got {show(value)}"
     protected = _protected(path)
     if protected:
