@@ -233,21 +233,35 @@ def _warm_up() -> None:
     _WARM.append(True)
 
 
-def check_in_child(path: str, timeout: float = 20.0, memory: int = 4 << 30) -> tuple[str, str, float]:
-    """Runs `nnctl check path` in a forked child under a memory limit and a timeout: (kind, detail, seconds),
-    with "timeout", "killed" (e.g. out of memory) and "crashed" (a signal) as extra kinds."""
+def _virtual_bytes() -> int:
+    """This process's address-space size now (the child's limit is set above it: a test suite that loaded
+    Numba and friends before may already hold gigabytes of reserved address space)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def check_in_child(path: str, timeout: float = 20.0, memory: int = 3 << 30) -> tuple[str, str, float]:
+    """Runs `nnctl check path` in a forked child allowed `memory` bytes more address space than this process
+    holds, and `timeout` seconds: (kind, detail, seconds), with "timeout", "killed" (e.g. out of memory) and
+    "crashed" (a signal) as extra kinds."""
     from click.testing import CliRunner
 
     import nnctl.cli
 
     _warm_up()
+    limit = _virtual_bytes() + memory
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    limit = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
     read_end, write_end = os.pipe()
     began = time.perf_counter()
     pid = os.fork()
     if pid == 0:  # the child: check, report one JSON line, and leave without running any cleanup
         try:
             os.close(read_end)
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             result = CliRunner().invoke(nnctl.cli.main, ["check", path])
             outcome = classify(path, result.exit_code, result.stderr, result.exception)
         except BaseException as error:  # noqa: BLE001 — the report must reach the parent whatever happened
