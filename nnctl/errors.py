@@ -43,20 +43,20 @@ def did_you_mean(name: str, allowed: list[str]) -> str | None:
 def check_positive_int(name: str, value) -> int:
     """`value` as an int > 0, or an ArgumentError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ArgumentError(f"`{name}` must be a positive integer, got {value!r}.")
+        raise ArgumentError(f"`{name}` must be a positive integer, got {show(value)}.")
     return value
 
 
 def check_float_range(name: str, value, low: float, high: float, *, low_open=False, high_open=False) -> float:
     """`value` as a float inside [low, high] (open ends on request), or an ArgumentError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ArgumentError(f"`{name}` must be a number, got {value!r}.")
+        raise ArgumentError(f"`{name}` must be a number, got {show(value)}.")
     value = float(value)
     too_low = value <= low if low_open else value < low
     too_high = value >= high if high_open else value > high
     if too_low or too_high:
         lb, hb = ("(" if low_open else "["), (")" if high_open else "]")
-        raise ArgumentError(f"`{name}` must be a float in {lb}{low}, {high}{hb}, got {value!r}.")
+        raise ArgumentError(f"`{name}` must be a float in {lb}{low}, {high}{hb}, got {show(value)}.")
     return value
 
 

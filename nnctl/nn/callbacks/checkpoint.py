@@ -74,7 +74,7 @@ class ModelCheckpoint(Callback):
     def __init__(self, filepath=None, monitor="val_loss", verbose=0, save_best_only=False, mode="auto",
                  every_n_epochs=1, initial_value_threshold=None):
         if not isinstance(save_best_only, bool):
-            raise ArgumentError(f"`save_best_only` must be true or false, got {save_best_only!r}.")
+            raise ArgumentError(f"`save_best_only` must be true or false, got {show(save_best_only)}.")
         if filepath is None:
             filepath = "checkpoints/best.safetensors" if save_best_only else "checkpoints/epoch_{epoch:03d}.safetensors"
         if not isinstance(filepath, (str, Path)) or not str(filepath):
