@@ -13,9 +13,10 @@ from array import array
 
 import numpy as np
 
+from nnctl.data.pickle_lists import ListRef, ListStore
 from nnctl.data.pickle_parts import (
     DTYPE, ENCODE, FALSE, FROMBUFFER, GLOBALS, INT_CODES, NDARRAY, RECONSTRUCT, TRUE, ArrayShell, DtypeShell, Name,
-    ObjectRows, PickledList, PickleRefused, dtype_from_state, integer_row, is_int, kind_of, latin1_bytes, row_array)
+    ObjectRows, PickleRefused, dtype_from_state, integer_row, is_int, kind_of, latin1_bytes)
 
 MAX_STACK = 1 << 16   # Python's pickler appends in batches of 1000 items; nothing legitimate nears this
 MAX_MARKS = 64        # a NumPy object array nests MARKs 4 deep
@@ -31,11 +32,15 @@ class _Interpreter:
         self.rows = rows
         self.stack: list = []
         self.marks: list[int] = []
-        self.memo: list = []
-        # a legitimate pickle makes one list per row (+ the outer one) and ~12 memo entries per array row
-        self.list_budget = rows + 2
-        self.tuple_budget = 8 * (rows + 1) + 64  # an array row takes 7 tuples (args, shape, state, dtype's)
-        self.memo_budget = 32 * (rows + 1) + 256
+        # the memo, as two parallel columns: a list's number (-1 for anything else), or the thing itself
+        self.memo_lists, self.memo_things = array("i"), []
+        # Budgets in payload bytes, so memory stays a small multiple of the payload: a legitimate pickle has one
+        # list per row (each >= 2 bytes: EMPTY_LIST, MEMOIZE), one memo entry per object it made (>= 2 bytes
+        # each), and per integer-array row (~70 bytes) 7 tuples, 3 strings, a dtype and an array shell.
+        size = len(payload)
+        self.lists = ListStore(max_lists=min(rows, size // 2) + 2, max_rows=rows)
+        self.memo_budget = size // 2 + 64
+        self.object_budget = size // 4 + 256
         self.built = False
 
     # --- reading --------------------------------------------------------------------------------------------
@@ -76,31 +81,34 @@ class _Interpreter:
     def put(self, index: int) -> None:
         if not self.stack:
             raise PickleRefused("a memo entry refers to an empty stack")
-        if index == len(self.memo):
+        top = self.stack[-1]
+        number, thing = (top.number, None) if type(top) is ListRef else (-1, top)
+        if index == len(self.memo_things):
             if index >= self.memo_budget:
-                raise PickleRefused(f"more than {self.memo_budget} memo entries for {self.rows} rows")
-            self.memo.append(self.stack[-1])
-        elif index < len(self.memo):
-            self.memo[index] = self.stack[-1]
+                raise PickleRefused(f"more than {self.memo_budget} memo entries in a {self.end}-byte pickle")
+            self.memo_lists.append(number)
+            self.memo_things.append(thing)
+        elif index < len(self.memo_things):
+            self.memo_lists[index], self.memo_things[index] = number, thing
         else:  # NumPy's pickler numbers memo entries in order; a gap only comes from a crafted file
-            raise PickleRefused(f"memo entry {index} skips past the {len(self.memo)} entries made")
+            raise PickleRefused(f"memo entry {index} skips past the {len(self.memo_things)} entries made")
 
     def get(self, index: int) -> None:
-        if index >= len(self.memo):
+        if index >= len(self.memo_things):
             raise PickleRefused(f"memo entry {index} does not exist")
-        self.stack.append(self.memo[index])
+        number = self.memo_lists[index]
+        self.stack.append(ListRef(number) if number >= 0 else self.memo_things[index])
 
-    # --- lists ------------------------------------------------------------------------------------------------
-    def new_list(self) -> PickledList:
-        self.list_budget -= 1
-        if self.list_budget < 0:
-            raise PickleRefused(f"more lists than the {self.rows} rows the header declares")
-        return PickledList()
+    def made(self, thing):
+        """`thing` (a tuple, string, dtype or array shell), counted against the object budget."""
+        self.object_budget -= 1
+        if self.object_budget < 0:
+            raise PickleRefused(f"more objects than a {self.end}-byte NumPy pickle makes")
+        return thing
 
     def append(self, items: list) -> None:
-        if not self.stack or type(self.stack[-1]) is not PickledList:
+        if not self.stack or type(self.stack[-1]) is not ListRef:
             raise PickleRefused("APPEND to something that is not a list")
-        target = self.stack[-1]
         if not items:
             return
         try:  # array('q') takes Python ints only (bools are pushed as Name markers) and checks the range
@@ -110,27 +118,9 @@ class _Interpreter:
         except OverflowError:
             raise PickleRefused("an integer does not fit in 64 bits") from None
         if ints is not None:
-            if target.rows is not None:
-                raise PickleRefused("a list mixes integers and rows")
-            if target.ints is None:
-                target.ints = ints
-            else:
-                target.ints.extend(ints)
-            return
-        if target.ints is not None or target.is_row:
-            raise PickleRefused("a row holds something other than integers")
-        for item in items:
-            if type(item) is PickledList:
-                if item.rows is not None or item is target:
-                    raise PickleRefused("rows nest deeper than an array of integer lists")
-                item.is_row = True
-            elif row_array(item) is None:
-                raise PickleRefused(f"a row is a {kind_of(item)}, not a list of integers")
-        if target.rows is None:
-            target.rows = []
-        if len(target.rows) + len(items) > self.rows:
-            raise PickleRefused(f"a list holds more rows than the {self.rows} the header declares")
-        target.rows.extend(items)
+            self.lists.append_ints(self.stack[-1].number, ints)
+        else:
+            self.lists.append_rows(self.stack[-1].number, items)
 
     # --- REDUCE and BUILD: the only calls NumPy's pickles make, as recognised patterns -------------------------
     def reduce(self) -> None:
@@ -140,11 +130,11 @@ class _Interpreter:
         # (type checks before every comparison: `==` on an ndarray the payload built would not be a bool)
         if func is RECONSTRUCT and len(args) == 3 and args[0] is NDARRAY and type(args[1]) is tuple \
                 and len(args[1]) == 1 and is_int(args[1][0], 0) and type(args[2]) in (bytes, str):
-            self.stack.append(ArrayShell())
+            self.stack.append(self.made(ArrayShell()))
         elif func is DTYPE and len(args) == 3 and type(args[0]) is str and type(args[1]) is Name:
             if args[0] not in INT_CODES and args[0] not in ("O8", "O4"):
                 raise PickleRefused(f"dtype {args[0][:20]!r} is neither object nor integer")
-            self.stack.append(DtypeShell(args[0]))
+            self.stack.append(self.made(DtypeShell(args[0])))
         elif func is ENCODE and len(args) == 2 and type(args[0]) is str and type(args[1]) is str \
                 and args[1] in ("latin1", "latin-1"):
             self.stack.append(latin1_bytes(args[0]))
@@ -179,20 +169,14 @@ class _Interpreter:
             raise PickleRefused("the object array is not 1-D")
         if shape[0] != self.rows:
             raise PickleRefused(f"the pickle declares {shape[0]} rows, the .npy header {self.rows}")
-        if type(data) is not PickledList or data.ints is not None or len(data.rows or ()) != shape[0]:
-            have = len(data.rows or ()) if type(data) is PickledList and data.ints is None else None
+        have = self.lists.row_count(data.number) if type(data) is ListRef else None
+        if have != shape[0]:
             raise PickleRefused(f"the object array declares {shape[0]} rows but holds "
                                 f"{'something else' if have is None else have}")
         if self.built:
             raise PickleRefused("a second object array in one pickle")
         self.built = True
-        # counted before anything is copied: rows shared through the memo must not multiply the payload
-        tokens = sum(len(row.ints or ()) if type(row) is PickledList else len(row.array if type(row) is ArrayShell else row)
-                     for row in data.rows or ())
-        if tokens > self.end:
-            raise PickleRefused(f"rows shared through the memo add up to {tokens} tokens, more than the pickle's "
-                                f"{self.end} bytes could hold")
-        return ObjectRows([row_array(row) for row in data.rows or ()])
+        return ObjectRows(data.number)  # its rows are read out after STOP, when no opcode can change them
 
     # --- the loop -------------------------------------------------------------------------------------------
     def run(self):
@@ -223,9 +207,9 @@ class _Interpreter:
             elif op == 0x61:  # APPEND
                 self.append(self.pop(1))
             elif op == 0x5D:  # EMPTY_LIST
-                push(self.new_list())
+                push(self.lists.new())
             elif op == 0x94:  # MEMOIZE
-                self.put(len(self.memo))
+                self.put(len(self.memo_things))
             elif op == 0x71:  # BINPUT
                 self.put(data[pos])
                 pos += 1
@@ -248,7 +232,11 @@ class _Interpreter:
                 raise PickleRefused(f"more than {MAX_STACK} items on the pickle stack")
         if len(stack) != 1 or type(stack[0]) is not ArrayShell or type(stack[0].array) is not ObjectRows:
             raise PickleRefused("the pickle does not hold one object array")
-        return stack[0].array.rows
+        number = stack[0].array.number
+        if self.lists.row_count(number) != self.rows:  # rows appended after the BUILD that counted them
+            raise PickleRefused(f"the object array declares {self.rows} rows but holds {self.lists.row_count(number)}")
+        self.data = self.memo_lists = self.memo_things = None  # done with: free them before the rows are copied
+        return self.lists.flatten(number, limit=self.end)
 
     def rare(self, op: int, pos: int) -> int:
         """Every other opcode NumPy's object-array pickles use; returns the next position (-1 after STOP)."""
@@ -278,7 +266,7 @@ class _Interpreter:
         if op in _STRINGS:
             width, fmt, kind = _STRINGS[op]
             raw, pos = self.sized(pos, width, fmt)
-            push(self.text(raw) if kind == "text" else raw.decode("latin-1") if kind == "latin1" else raw)
+            push(self.made(self.text(raw) if kind == "text" else raw.decode("latin-1") if kind == "latin1" else raw))
             return pos
         if op == 0x63:  # GLOBAL "module\nname\n"
             module, pos = self.line(pos)
@@ -292,10 +280,8 @@ class _Interpreter:
             push(self.global_(module, name))
             return pos
         if op in (0x29, 0x85, 0x86, 0x87, 0x74):  # EMPTY_TUPLE, TUPLE1, TUPLE2, TUPLE3, TUPLE
-            self.tuple_budget -= 1
-            if self.tuple_budget < 0:  # (also keeps tuples from nesting millions deep)
-                raise PickleRefused(f"more tuples than {self.rows} rows could need")
-            push(tuple(self.pop_mark()) if op == 0x74 else tuple(self.pop(op - 0x84)) if op != 0x29 else ())
+            # (the budget also keeps tuples from nesting millions deep)
+            push(self.made(tuple(self.pop_mark()) if op == 0x74 else tuple(self.pop(op - 0x84)) if op != 0x29 else ()))
         elif op == 0x52:  # REDUCE
             self.reduce()
         elif op == 0x62:  # BUILD
@@ -329,11 +315,15 @@ _STRINGS = {
 }
 
 
-def decode_object_rows(payload: bytes, rows: int) -> list[np.ndarray]:
-    """The rows of the 1-D object array of `rows` integer rows pickled in `payload`; PickleRefused otherwise.
+def decode_object_rows(payload: bytes, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, offsets) of the 1-D object array of `rows` integer rows pickled in `payload` (row r is
+    tokens[offsets[r]:offsets[r + 1]], both int64); PickleRefused for anything else.
 
-    Memory stays linear in `len(payload)` (every object costs an opcode byte, lists and memo entries are
-    budgeted by `rows`); rows shared through the memo may not add up to more tokens than the payload has bytes."""
+    Memory stays a small multiple of `len(payload)`: rows live flat in one buffer, and lists, memo entries and
+    other objects are budgeted by the payload's size; rows shared through the memo may not add up to more
+    tokens than the payload has bytes."""
+    if len(payload) >= 1 << 31:
+        raise PickleRefused(f"a pickle of {len(payload)} bytes (nnctl decodes them below 2 GiB)")
     if not 0 <= rows <= len(payload):
         raise PickleRefused(f"the header declares {rows} rows for {len(payload)} bytes of pickle")
     return _Interpreter(payload, rows).run()

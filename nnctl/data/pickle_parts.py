@@ -35,15 +35,6 @@ TRUE, FALSE = Name("True"), Name("False")
 INT_CODES = {f"{kind}{size}" for kind in "iu" for size in (1, 2, 4, 8)}
 
 
-class PickledList:
-    """A pickled list: either a row (integers only, in `ints`) or the array's list of rows (`rows`)."""
-
-    __slots__ = ("ints", "rows", "is_row")
-
-    def __init__(self):
-        self.ints, self.rows, self.is_row = None, None, False
-
-
 class DtypeShell:
     """`numpy.dtype(code, False, True)` awaiting its BUILD state (which carries the byte order)."""
 
@@ -63,24 +54,12 @@ class ArrayShell:
 
 
 class ObjectRows:
-    """The object array, as its validated rows (1-D integer arrays)."""
+    """The object array, once its state checked out: its rows are list `number` of the interpreter's lists."""
 
-    __slots__ = ("rows",)
+    __slots__ = ("number",)
 
-    def __init__(self, rows):
-        self.rows = rows
-
-
-def row_array(value):
-    """`value` as a finished 1-D integer row, or None when it is not one."""
-    if type(value) is ArrayShell:
-        value = value.array
-    if type(value) is np.ndarray:
-        return value
-    if type(value) is PickledList and value.rows is None:
-        # a copy: a view would pin the array('q'), and a later APPEND to the same row could not resize it
-        return np.zeros(0, np.int64) if value.ints is None else np.frombuffer(value.ints, np.int64).copy()
-    return None
+    def __init__(self, number: int):
+        self.number = number
 
 
 def kind_of(value) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from nnctl.data.npy_reader import read_array_file, read_data, read_header, size_text
 from nnctl.data.object_pickle import PickleRefused, decode_object_rows
 from nnctl.data.sequences import Sequences
-from nnctl.errors import ArgumentError, NnctlError
+from nnctl.errors import NnctlError
 
 CACHE_FORMAT = 1
 # Keras's largest pickled member (imdb.npz's x_train) is 14 MiB; the decoder's slowest opcodes run at ~4 MB/s,
@@ -26,22 +26,34 @@ CACHE_FORMAT = 1
 MAX_PICKLE = 64 << 20
 
 
-def read_object_rows(raw, shape, dtype, data_size: int, where: str) -> np.ndarray:
-    """The 1-D object array pickled in the next `data_size` bytes of `raw`, decoded by `object_pickle` into an
-    object array of 1-D integer arrays."""
+def _decoded(raw, shape, dtype, data_size: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, offsets) of the 1-D object array pickled in the next `data_size` bytes of `raw`."""
     if dtype != np.dtype(object) or len(shape) != 1:
         raise NnctlError(f"{where} is not a 1-D object array of sequences (header: {dtype}, shape {shape})")
     if data_size > MAX_PICKLE:
         raise NnctlError(f"{where} holds a {size_text(data_size)} pickle; nnctl decodes pickled sequence files "
                          f"up to {size_text(MAX_PICKLE)} (Keras's largest is 14 MiB)")
     try:
-        found = decode_object_rows(raw.read(max(data_size, 0)), shape[0])
+        return decode_object_rows(raw.read(max(data_size, 0)), shape[0])
     except PickleRefused as err:
         raise NnctlError(f"{where}: {err}") from None
-    rows = np.empty(len(found), dtype=object)
-    for i, row in enumerate(found):
-        rows[i] = row
+
+
+def read_object_rows(raw, shape, dtype, data_size: int, where: str) -> np.ndarray:
+    """The pickled object array as an object array of 1-D int64 rows (views into one flat array)."""
+    tokens, offsets = _decoded(raw, shape, dtype, data_size, where)
+    rows = np.empty(len(offsets) - 1, dtype=object)
+    for i in range(len(rows)):
+        rows[i] = tokens[offsets[i]:offsets[i + 1]]
     return rows
+
+
+def _read_sequences(raw, shape, dtype, data_size: int, where: str) -> Sequences:
+    """The pickled object array as `Sequences`, with no per-row object on the way."""
+    tokens, offsets = _decoded(raw, shape, dtype, data_size, where)
+    if len(tokens) and (tokens.min() < np.iinfo(np.int32).min or tokens.max() > np.iinfo(np.int32).max):
+        raise NnctlError(f"{where}: sequence tokens must fit in int32")
+    return Sequences(tokens.astype(np.int32), offsets)
 
 
 def read_npy(raw, size: int, where: str) -> np.ndarray:
@@ -58,6 +70,11 @@ def load_npz_objects(path) -> dict[str, np.ndarray]:
     """Every array of an `.npz`, sizes checked before reading: plain members without pickle, object members
     decoded by `object_pickle` (as object arrays of 1-D integer arrays)."""
     return read_array_file(path, read_object=read_object_rows)
+
+
+def load_npz_sequences(path) -> dict[str, Sequences | np.ndarray]:
+    """Like `load_npz_objects`, with object members as `Sequences`: flat from the decoder to the result."""
+    return read_array_file(path, read_object=_read_sequences)
 
 
 def _source_stamp(source: Path) -> np.ndarray:
@@ -120,11 +137,7 @@ def load_sequence_npz(source, cache=None) -> dict[str, Sequences | np.ndarray]:
         cached = _read_cache(Path(cache), stamp)
         if cached is not None:
             return cached
-    try:
-        data = {key: Sequences.from_lists(array) if array.dtype == object else array
-                for key, array in load_npz_objects(source).items()}
-    except ArgumentError as err:  # tokens outside int32
-        raise NnctlError(f"{source}: {err}") from None
+    data = load_npz_sequences(source)
     if cache is not None:
         _write_cache(Path(cache), stamp, data)
     return data

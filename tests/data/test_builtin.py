@@ -137,7 +137,7 @@ def test_second_load_reads_the_pickle_free_cache(data_dir, tmp_path, monkeypatch
     def unpickle(path):
         raise AssertionError("unpickled again")
 
-    monkeypatch.setattr(safe_pickle, "load_npz_objects", unpickle)
+    monkeypatch.setattr(safe_pickle, "load_npz_sequences", unpickle)
     again = load_imdb()
     assert again.x_train.to_lists() == first.x_train.to_lists()
     np.testing.assert_array_equal(again.y_test, first.y_test)

@@ -99,7 +99,7 @@ def test_memory_and_time_stay_linear_in_the_payload(body, rows):
         decode_object_rows(payload, rows)
     assert time.perf_counter() - started < 2.0
     peak = _peak_kib_of(lambda: decode_object_rows(payload, rows))  # (tracemalloc slows it several times)
-    assert peak < 80 * len(payload) // 1024 + 1024, (peak, len(payload))
+    assert peak < 32 * len(payload) // 1024 + 1024, (peak, len(payload))
 
 
 def test_a_row_shared_through_the_memo_cannot_multiply_the_payload():
@@ -112,7 +112,8 @@ def test_a_row_shared_through_the_memo_cannot_multiply_the_payload():
         decode_object_rows(payload, 5000)
     few = np.empty(3, dtype=object)
     few[:] = [row] * 3  # sharing that stays within the payload's size is a legitimate pickle
-    assert [r.tolist() for r in decode_object_rows(pickle.dumps(few, protocol=4), 3)] == [row] * 3
+    tokens, offsets = decode_object_rows(pickle.dumps(few, protocol=4), 3)
+    assert tokens.tolist() == row * 3 and offsets.tolist() == [0, 1000, 2000, 3000]
 
 
 def test_lists_cannot_nest_below_rows():
@@ -124,14 +125,14 @@ def test_lists_cannot_nest_below_rows():
 
 
 @pytest.mark.parametrize("body, message", [
-    (b"N" + b"\x85" * 1_000_000, "more tuples than 1 rows could need"),     # tuples nested a million deep
+    (b"N" + b"\x85" * 1_000_000, "more objects than a 1000004-byte NumPy pickle makes"),  # nested deep
     (b"\x80\x04" * 1000, "a second PROTO at byte 2"),
 ], ids=["nested tuples", "repeated PROTO"])
 def test_cheap_opcodes_cannot_spin(body, message):
     started = time.perf_counter()
     with pytest.raises(NnctlError, match=message):
         decode_object_rows(b"\x80\x04" + body + b".", 1)
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 1.0
 
 
 def test_pickled_members_past_the_cap_are_refused_unread(tmp_path, monkeypatch):
@@ -144,3 +145,14 @@ def test_pickled_members_past_the_cap_are_refused_unread(tmp_path, monkeypatch):
     with pytest.raises(NnctlError, match=r"member x\.npy holds a [\d.]+ KiB pickle; nnctl decodes pickled sequence "
                                          r"files up to 1000 bytes"):
         load_npz_objects(tmp_path / "big.npz")
+
+
+@pytest.mark.parametrize("rows", [[[]] * 20_000, [[7]] * 20_000, [list(range(300))] * 300],
+                         ids=["empty rows", "one-token rows", "long rows"])
+def test_legitimate_pickles_decode_in_a_small_multiple_of_their_size(rows):
+    array = np.empty(len(rows), dtype=object)
+    array[:] = [list(row) for row in rows]  # distinct lists, as Keras's files hold them
+    payload = pickle.dumps(array, protocol=4)
+    tokens, offsets = decode_object_rows(payload, len(rows))
+    assert offsets[-1] == sum(map(len, rows)) and len(offsets) == len(rows) + 1
+    assert _peak_kib_of(lambda: decode_object_rows(payload, len(rows))) < 20 * len(payload) // 1024 + 256

@@ -140,7 +140,7 @@ def source(tmp_path):
 def refuse_unpickling(monkeypatch):
     def fail(path):
         raise AssertionError("the source was unpickled again")
-    monkeypatch.setattr(safe_pickle, "load_npz_objects", fail)
+    monkeypatch.setattr(safe_pickle, "load_npz_sequences", fail)
 
 
 def test_cache_round_trip_skips_the_unpickler(tmp_path, source, monkeypatch):
