@@ -1,6 +1,7 @@
 """The config's data: a built-in dataset or a user `.npz`/`.csv`, its validation split, and its transforms.
 
-User files are read with `allow_pickle=False`: pickled object arrays are refused.
+User files go through `npy_reader` (sizes checked before reading, pickles refused) and `array_checks` (rows,
+numeric dtypes, finite values), so a file that lies is a located error at load time, in `check` as in `train`.
 """
 
 from __future__ import annotations
