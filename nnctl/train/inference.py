@@ -40,6 +40,9 @@ def load_run(path, weights=None) -> LoadedRun:
     """
     run = RunDirectory.open(path)
     manifest = records.read_manifest(run.path)
+    if manifest.get("kfold") and weights is None and not (run.path / "weights.safetensors").exists():
+        raise NnctlError(f"{run.path} is a K-fold run of {manifest['kfold']} models: name one with --weights "
+                         f"fold_1/weights.safetensors, or train the config without `kfold` for one model")
     resolved = records.load_run_config(run.path)
     shape = records.input_shape(manifest, run.path)
     if shape is None and not resolved.config.model.input_shape:
