@@ -171,10 +171,10 @@ def _kind(value) -> str:
         type(value), "a number")
 
 
-def validate(model, value, path, expected: str = "a JSON object (mapping)"):
+def validate(model, value, path):
     """`value` validated by `model` (a pydantic model or TypeAdapter); a RunFileError naming `path` otherwise."""
     if not isinstance(value, dict):
-        raise RunFileError(path, f"holds {_kind(value)}, expected {expected}")
+        raise RunFileError(path, f"holds {_kind(value)}, expected a JSON object (mapping)")
     try:
         return model.validate_python(value) if isinstance(model, TypeAdapter) else model.model_validate(value)
     except ValidationError as error:
@@ -191,6 +191,8 @@ class Record(BaseModel):
 
 
 class Closed(Record):
+    """A record whose keys are all known: an unknown one is damage."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -270,11 +272,11 @@ class Preprocessing(Closed):
 HISTORY = TypeAdapter(dict[Key, list[Figure]], config=ConfigDict(strict=True, allow_inf_nan=False))
 
 
-def _equal_lengths(history: dict, path, what: str = "") -> None:
+def _equal_lengths(history: dict, path) -> None:
     lengths = {key: len(values) for key, values in history.items()}
     if len(set(lengths.values())) > 1:
         (short, n), (long, m) = min(lengths.items(), key=lambda kv: kv[1]), max(lengths.items(), key=lambda kv: kv[1])
-        raise RunFileError(path, f"{what}`{short}` has {n} value(s) but `{long}` has {m}")
+        raise RunFileError(path, f"`{short}` has {n} value(s) but `{long}` has {m}")
 
 
 # ---- reading each file ---------------------------------------------------------------------------------------
