@@ -99,7 +99,8 @@ def _config_text(folder: Path) -> str:
     try:
         data = parse_yaml(text, str(path)).data
     except ConfigError as error:
-        raise RunFileError(path, f"is not a config: {str(error).splitlines()[0].removeprefix(str(path) + ':')}") from None
+        first = str(error).splitlines()[0].removeprefix(str(path) + ":")  # "3:5: invalid YAML: …"
+        raise RunFileError(path, f"is not a config: {first}") from None
     if not isinstance(data, dict):
         raise RunFileError(path, "is not a config: it holds no mapping of keys")
     return text

@@ -9,7 +9,8 @@ from typing import Optional
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from nnctl.runs.records import Closed, Record, RunFileError, _clip, _show, parse_json, read_bytes, validate
+from nnctl.runs.records import Closed, Record
+from nnctl.runs.untrusted import RunFileError, clip_text, parse_json, read_bytes, show_value, validate
 
 CHECKPOINT_FORMAT = "nnctl-checkpoint-1"
 _NAMES_SHOWN = 4
@@ -32,7 +33,7 @@ def read_tensors(path, kind: str = "safetensors file") -> tuple[dict[str, np.nda
 
 def _names(names) -> str:
     names = sorted(names)
-    shown = ", ".join(f"`{_clip(name)}`" for name in names[:_NAMES_SHOWN])
+    shown = ", ".join(f"`{clip_text(name)}`" for name in names[:_NAMES_SHOWN])
     return shown + (f" and {len(names) - _NAMES_SHOWN} more" if len(names) > _NAMES_SHOWN else "")
 
 
@@ -103,7 +104,7 @@ def read_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
     once the model is built."""
     tensors, metadata = read_tensors(path, "checkpoint")
     if metadata.get("format") != CHECKPOINT_FORMAT:
-        raise RunFileError(path, f"is not an nnctl checkpoint (format {_show(metadata.get('format'))}, expected "
+        raise RunFileError(path, f"is not an nnctl checkpoint (format {show_value(metadata.get('format'))}, expected "
                                  f"{CHECKPOINT_FORMAT!r})")
     if "state" not in metadata:
         raise RunFileError(path, "has no `state` in its metadata")
@@ -116,7 +117,7 @@ def read_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
                                  f"{done} epoch(s) done")
     uneven = [key for key, values in state["history"].items() if len(values) != done]
     if uneven:
-        raise RunFileError(path, f"metadata `state`: `history.{_clip(uneven[0])}` has "
+        raise RunFileError(path, f"metadata `state`: `history.{clip_text(uneven[0])}` has "
                                  f"{len(state['history'][uneven[0]])} value(s) for {done} epoch(s) done")
     try:
         np.random.default_rng(0).bit_generator.state = state["rng"]
@@ -138,7 +139,7 @@ def check_checkpoint(path, tensors: dict, model) -> None:
         name = key.split("/best_weights/", 1)[-1]
         if key.startswith("callbacks/") and "/best_weights/" in key and (
                 name not in shapes or tuple(value.shape) != shapes[name] or value.dtype != model.dtype):
-            raise RunFileError(path, f"`{_clip(key)}` does not fit the run's model")
+            raise RunFileError(path, f"`{clip_text(key)}` does not fit the run's model")
     known = ("weights/", "optimizer/", "callbacks/")
     stray = [key for key in tensors if not key.startswith(known)]
     if stray:

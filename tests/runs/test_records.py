@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from nnctl.runs import records
+from nnctl.runs import records, untrusted
 from nnctl.runs.records import RunFileError
 
 MANIFEST = {"status": "completed", "name": "tiny", "seed": 1, "started": "2024-05-13T07:30:05+00:00",
@@ -53,7 +53,7 @@ def test_what_stands_in_a_files_place(tmp_path, make, expected):
 
 
 def test_a_file_larger_than_any_record_is_refused_unread(tmp_path, monkeypatch):
-    monkeypatch.setattr(records, "MAX_JSON_BYTES", 100)
+    monkeypatch.setattr(untrusted, "MAX_JSON_BYTES", 100)
     write(tmp_path, "history.json", json.dumps({"loss": [0.5] * 50}))
     size = (tmp_path / "history.json").stat().st_size
     assert problem(records.read_history, tmp_path) == f"is {size:,} bytes, more than nnctl ever writes there (100)"
