@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import os
 import stat
+import tokenize
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -77,15 +79,22 @@ def check_fits(nbytes: int, where: str) -> None:
 def read_header(raw, where: str) -> tuple[tuple, bool, np.dtype, int]:
     """(shape, fortran_order, dtype, bytes of array data) from the `.npy` header at the start of `raw`."""
     try:
-        version = np.lib.format.read_magic(raw)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(raw)
-        elif version in ((2, 0), (3, 0)):  # 3.0 differs from 2.0 only in the header's text encoding
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(raw)
-        else:
-            raise NnctlError(f"{where} has an unsupported .npy version {version}")
-    except (ValueError, EOFError, OSError) as err:
-        raise NnctlError(f"{where} is not a readable .npy array: {str(err)[:200]}") from None
+        with warnings.catch_warnings():  # a garbled header's escapes make `ast` warn before it refuses them
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _parse_header(raw, where)
+    # NumPy parses the header dict with `ast`; a garbled one can also end in tokenize's or the parser's errors
+    except (ValueError, EOFError, OSError, SyntaxError, TypeError, RecursionError, tokenize.TokenError) as err:
+        raise NnctlError(f"{where} is not a readable .npy array: {type(err).__name__}: {str(err)[:200]}") from None
+
+
+def _parse_header(raw, where: str) -> tuple[tuple, bool, np.dtype, int]:
+    version = np.lib.format.read_magic(raw)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(raw)
+    elif version in ((2, 0), (3, 0)):  # 3.0 differs from 2.0 only in the header's text encoding
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(raw)
+    else:
+        raise NnctlError(f"{where} has an unsupported .npy version {version}")
     return shape, fortran, dtype, math.prod(shape) * dtype.itemsize
 
 

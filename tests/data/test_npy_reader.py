@@ -166,3 +166,58 @@ def test_pickled_members_are_refused_in_user_files(tmp_path):
     with pytest.raises(NnctlError, match=r"p\.npz: member x\.npy holds pickled Python objects"):
         read_array_file(tmp_path / "p.npz")
 
+
+
+def _file_mutants(seed: int, count: int):
+    """Byte flips, truncations and insertions of small .npz (stored, compressed, pickled) and .npy files."""
+    import random
+
+    rng = random.Random(seed)
+    bases = {}
+    for name, save in (("stored.npz", np.savez), ("deflated.npz", np.savez_compressed)):
+        out = io.BytesIO()
+        save(out, x=np.arange(60.0).reshape(6, 10), y=np.arange(6))
+        bases[name] = out.getvalue()
+    out = io.BytesIO()
+    np.save(out, np.arange(60, dtype=np.float32).reshape(6, 10))
+    bases["plain.npy"] = out.getvalue()
+    rows = np.empty(3, dtype=object)
+    rows[:] = [[1, 2], [3], []]
+    out = io.BytesIO()
+    np.savez(out, x=rows)
+    bases["pickled.npz"] = out.getvalue()
+    for _ in range(count):
+        name = rng.choice(sorted(bases))
+        data = bytearray(bases[name])
+        kind = rng.random()
+        if kind < 0.4:
+            for _ in range(rng.randint(1, 4)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        elif kind < 0.7:
+            data = data[:rng.randrange(len(data))]
+        else:
+            at = rng.randrange(len(data))
+            data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+        yield name, bytes(data)
+
+
+def _read_mutants(tmp_path, seed, count):
+    from nnctl.data.safe_pickle import load_npz_objects
+
+    for name, data in _file_mutants(seed, count):
+        path = tmp_path / name
+        path.write_bytes(data)
+        for read in (read_array_file, load_npz_objects):
+            try:
+                read(path)
+            except NnctlError:
+                pass
+
+
+def test_mutated_files_are_refused_or_read(tmp_path):
+    _read_mutants(tmp_path, seed=5, count=1500)  # anything but NnctlError fails the test
+
+
+@pytest.mark.slow
+def test_many_more_mutated_files(tmp_path):
+    _read_mutants(tmp_path, seed=6, count=30000)
