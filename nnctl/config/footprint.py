@@ -83,8 +83,8 @@ def size_text(nbytes: float) -> str:
 
 def describe(footprint: Footprint, available: int) -> str:
     """The refusal: what training would need, of which parts, and what this machine has."""
-    return (f"training this model needs about {size_text(footprint.total_bytes)} of memory ("
-            f"{footprint.params:,} parameters with their gradients, optimizer slots and checkpoint copies: "
-            f"{size_text(footprint.state_bytes)}; activations of a {footprint.batch_rows:,}-row batch: "
-            f"{size_text(footprint.activation_bytes)}), but this machine has {size_text(available)} available "
-            f"(allowed: a model and batch that fit)")
+    return (f"training this model needs about {size_text(footprint.total_bytes)} of memory: "
+            f"{footprint.params:,} parameters with gradients, optimizer slots and checkpoint copies take "
+            f"{size_text(footprint.state_bytes)}, a {footprint.batch_rows:,}-row batch's activations "
+            f"{size_text(footprint.activation_bytes)} (allowed: the {size_text(available)} this machine has "
+            f"available)")
