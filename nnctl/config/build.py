@@ -284,7 +284,10 @@ def check_data(resolved: ResolvedConfig, model, splits) -> None:
         if core not in seen:  # one line per problem, not one per split
             seen.add(core)
             issues.append(resolved.issue(where, core.format(split=split)))
-    available = monitored_names(model, splits.validation is not None)
+    # A K-fold config's folds each have validation data, though the whole data set (checked here) has none.
+    choice = resolved.config.data.validation
+    validated = splits.validation is not None or (choice is not None and choice.kfold is not None)
+    available = monitored_names(model, validated)
     issues += _check_monitors(resolved, available) + _check_templates(resolved, available)
     if issues:
         raise ConfigError(sorted(issues, key=in_file_order))

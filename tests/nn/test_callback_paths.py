@@ -161,3 +161,11 @@ def test_nnctl_check_accepts_good_templates(tmp_path):
                                                "'checkpoints/e{epoch:03d}-{val_loss:.3f}.safetensors'}"))
     result = CliRunner().invoke(main, ["check", str(path)])
     assert result.exit_code == 0, result.output
+
+
+def test_a_kfold_config_may_monitor_and_name_validation_figures(tmp_path):
+    path = tmp_path / "cb.yaml"
+    path.write_text(CONFIG.replace("validation: {split: 0.25}", "validation: {kfold: 3}").replace(
+        "CALLBACK", "{type: model_checkpoint, monitor: val_accuracy, filepath: 'e{epoch}-{val_loss:.2f}'}"))
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 0, result.output
