@@ -38,8 +38,9 @@ def _value_text(value) -> str:
 
 
 def check_finite(array: np.ndarray, name: str, source: str, rows=None, columns=None) -> None:
-    """NnctlError at the first NaN or ±inf of `array` (or a value float32 cannot hold): its row (`rows[i]` when given, e.g. CSV line numbers)
-    and column (`columns[j]` when given, e.g. CSV header names), and how many more there are."""
+    """NnctlError at the first NaN or ±inf of `array` (or a value float32 cannot hold): its row (`rows[i]`
+    when given, e.g. CSV line numbers) and column (`columns[j]` when given, e.g. CSV header names), and how
+    many more there are."""
     if array.dtype.kind != "f" or array.size == 0:
         return  # integers and bools cannot hold NaN or inf
     flat = array.reshape(len(array), -1)

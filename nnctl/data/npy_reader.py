@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnctl.data.array_checks import clip
 from nnctl.errors import NnctlError
 
 # A member this large that inflates more than MAX_RATIO times is a zip bomb, not data: deflate tops out near
@@ -45,6 +46,8 @@ def available_memory() -> int:
 
 
 def size_text(nbytes: int) -> str:
+    if nbytes >= 1 << 50:  # a header can declare sizes no float holds
+        return f"2^{int(nbytes).bit_length() - 1}+ bytes"
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if nbytes < 1024:
             return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
@@ -95,6 +98,10 @@ def _parse_header(raw, where: str) -> tuple[tuple, bool, np.dtype, int]:
         shape, fortran, dtype = np.lib.format.read_array_header_2_0(raw)
     else:
         raise NnctlError(f"{where} has an unsupported .npy version {version}")
+    if any(type(size) is not int or size < 0 for size in shape):
+        raise NnctlError(f"{where}: its .npy header declares an impossible shape {clip(shape, 100)}")
+    if dtype.itemsize == 0:  # NumPy would still allocate a byte per item, for data the file does not hold
+        raise NnctlError(f"{where}: its .npy header declares {clip(dtype, 60)}, whose items hold no bytes")
     return shape, fortran, dtype, math.prod(shape) * dtype.itemsize
 
 
@@ -132,8 +139,9 @@ def _member_arrays(archive: zipfile.ZipFile, path: Path, read_object) -> dict[st
                 out[info.filename[:-4]] = read_object(raw, shape, dtype, data_size, where)
                 continue
             if data_size != nbytes:  # np.save writes exactly the header and the data
-                raise NnctlError(f"{where}: its .npy header declares {shape} {dtype} ({size_text(nbytes)}) but "
-                                 f"the zip member holds {size_text(max(data_size, 0))} of data")
+                raise NnctlError(f"{where}: its .npy header declares {clip(shape, 100)} {clip(dtype, 60)} "
+                                 f"({size_text(nbytes)}) but the zip member holds {size_text(max(data_size, 0))} "
+                                 f"of data")
             out[info.filename[:-4]] = read_data(raw, shape, fortran, dtype, nbytes, where)
     return out
 
@@ -165,7 +173,7 @@ def read_array_file(path, read_object=refuse_objects) -> dict[str, np.ndarray]:
             if dtype.hasobject:
                 return {"x": read_object(handle, shape, dtype, info.st_size - handle.tell(), str(path))}
             if info.st_size - handle.tell() < nbytes:
-                raise NnctlError(f"{path} is truncated: its header declares {shape} {dtype} "
+                raise NnctlError(f"{path} is truncated: its header declares {clip(shape, 100)} {clip(dtype, 60)} "
                                  f"({size_text(nbytes)}), the file holds {size_text(info.st_size - handle.tell())}")
             check_fits(nbytes, str(path))
             return {"x": read_data(handle, shape, fortran, dtype, nbytes, str(path))}

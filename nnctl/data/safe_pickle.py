@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnctl.data.array_checks import clip
 from nnctl.data.npy_reader import read_array_file, read_data, read_header, size_text
 from nnctl.data.object_pickle import PickleRefused, decode_object_rows
 from nnctl.data.sequences import Sequences
@@ -29,7 +30,8 @@ MAX_PICKLE = 64 << 20
 def _decoded(raw, shape, dtype, data_size: int, where: str) -> tuple[np.ndarray, np.ndarray]:
     """(tokens, offsets) of the 1-D object array pickled in the next `data_size` bytes of `raw`."""
     if dtype != np.dtype(object) or len(shape) != 1:
-        raise NnctlError(f"{where} is not a 1-D object array of sequences (header: {dtype}, shape {shape})")
+        raise NnctlError(f"{where} is not a 1-D object array of sequences (header: {dtype}, shape "
+                         f"{clip(shape, 100)})")
     if data_size > MAX_PICKLE:
         raise NnctlError(f"{where} holds a {size_text(data_size)} pickle; nnctl decodes pickled sequence files "
                          f"up to {size_text(MAX_PICKLE)} (Keras's largest is 14 MiB)")

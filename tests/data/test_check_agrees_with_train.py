@@ -12,7 +12,8 @@ from nnctl.config.yamlfile import ConfigError
 from nnctl.data.files import load_data
 from tests.conftest import invoke
 
-SPECS = {"one_hot": "{type: one_hot, classes: 3}", "standardize": "standardize", "rescale": "{type: rescale, scale: 0.5}",
+SPECS = {"one_hot": "{type: one_hot, classes: 3}", "standardize": "standardize",
+         "rescale": "{type: rescale, scale: 0.5}",
          "flatten": "flatten", "reshape": "{type: reshape, shape: [2, 2]}", "multi_hot": "multi_hot",
          "pad_sequences": "{type: pad_sequences, maxlen: 3}"}
 CONFIG = """\
@@ -32,8 +33,9 @@ batch_size: 8
 
 def write_pair(folder, names) -> object:
     rng = np.random.default_rng(0)
-    np.savez(folder / "d.npz", x_train=rng.normal(size=(32, 4)).astype(np.float32), y_train=rng.integers(0, 3, 32),
-             x_test=rng.normal(size=(8, 4)).astype(np.float32), y_test=rng.integers(0, 3, 8))
+    np.savez(folder / "d.npz", x_train=rng.normal(size=(32, 4)).astype(np.float32),
+             y_train=rng.integers(0, 3, 32), x_test=rng.normal(size=(8, 4)).astype(np.float32),
+             y_test=rng.integers(0, 3, 8))
     one_hot = "one_hot" in names
     text = CONFIG.format(transforms=", ".join(SPECS[name] for name in names), units=3 if one_hot else 1,
                          activation="softmax" if one_hot else "linear",
