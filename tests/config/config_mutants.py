@@ -55,8 +55,21 @@ def tiny_base(path: Path) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)
 
 
+CALLBACKS = [{"type": "early_stopping", "monitor": "val_loss", "patience": 2},
+             {"type": "reduce_lr_on_plateau", "factor": 0.5, "patience": 1},
+             {"type": "csv_logger", "filename": "logs/history.csv"},
+             {"type": "model_checkpoint", "filepath": "checkpoints/e{epoch:03d}-{val_loss:.3f}.safetensors",
+              "monitor": "val_accuracy", "save_best_only": True}]
+
+
 def shipped_bases() -> dict[str, str]:
-    return {path.stem: tiny_base(path) for path in sorted(CONFIGS.glob("*.yaml"))}
+    """Every shipped config with tiny data, plus the smoke config with callbacks (none ships with any)."""
+    bases = {path.stem: tiny_base(path) for path in sorted(CONFIGS.glob("*.yaml"))}
+    if "smoke" in bases:
+        data = yaml.safe_load(bases["smoke"])
+        data["callbacks"] = json.loads(json.dumps(CALLBACKS))
+        bases["smoke_callbacks"] = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)
+    return bases
 
 
 # ---- mutations ---------------------------------------------------------------------------------------------
