@@ -170,7 +170,24 @@ def _splice(rng, payload):
     return payload[:at] + chunk + payload[at:]
 
 
-_MUTATIONS = [_flip, _insert, _delete, _splice, _huge_length, _inflated_count]
+def _reorder(rng, payload):
+    """Whole opcodes moved, repeated or dropped: structure out of order (rows interleaved, a BUILD twice, ...)."""
+    starts = [pos for _, _, pos in _ops(payload)]
+    if len(starts) < 3:
+        return payload
+    ops = [payload[a:b] for a, b in zip(starts, starts[1:] + [len(payload)])]
+    i, j = rng.randrange(len(ops)), rng.randrange(len(ops))
+    kind = rng.random()
+    if kind < 0.4:
+        ops[i], ops[j] = ops[j], ops[i]
+    elif kind < 0.8:
+        ops.insert(j, ops[i])
+    else:
+        del ops[i]
+    return b"".join(ops)
+
+
+_MUTATIONS = [_flip, _insert, _delete, _splice, _huge_length, _inflated_count, _reorder]
 
 
 def mutants(seed: int, count: int):

@@ -11,7 +11,8 @@ import pytest
 from pickle_mutants import base_pickles, classify, mutants, npy_member, overdeclared_pickles
 
 from nnctl.data.object_pickle import decode_object_rows
-from nnctl.data.safe_pickle import load_npz_objects, read_npy
+from nnctl.data.safe_pickle import load_npz_objects, load_npz_sequences, read_npy
+from nnctl.data.sequences import Sequences
 from nnctl.errors import NnctlError
 
 
@@ -66,10 +67,16 @@ def test_the_same_via_a_file(tmp_path):
     for label, rows, payload in mutants(7, 300):
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr("x.npy", npy_member(payload, rows))
-        try:
-            assert classify(load_npz_objects(path)) == "ok", label
-        except NnctlError as err:
-            assert str(err).startswith((f"{path}: member x.npy", f"cannot read {path}")), err
+        for read in (load_npz_objects, load_npz_sequences):
+            try:
+                loaded = read(path)
+            except NnctlError as err:
+                assert str(err).startswith((f"{path}: member x.npy", f"cannot read {path}")), err
+                continue
+            if read is load_npz_objects:
+                assert classify(loaded) == "ok", label
+            else:
+                assert isinstance(loaded["x"], Sequences) and len(loaded["x"]) == rows, label
 
 
 # --- bounds: what a crafted payload can cost --------------------------------------------------------------------
