@@ -14,7 +14,7 @@ import numpy as np
 from nnctl.config.resolve import ResolvedConfig
 from nnctl.config.yamlfile import ConfigError
 from nnctl.data.array_checks import check_finite, check_rows, clip
-from nnctl.data.npy_reader import check_regular_file, read_array_file
+from nnctl.data.npy_reader import check_fits, check_regular_file, read_array_file
 from nnctl.errors import NnctlError
 
 __all__ = ["Source", "Splits", "data_file", "load_data", "load_source", "read_array_file"]
@@ -201,7 +201,8 @@ def _csv_text(path: Path) -> str:
 
 def _read_table(resolved, where, path: Path, spec):
     try:
-        check_regular_file(path)
+        # the text, its lines and the parsed rows together take a few times the file's size
+        check_fits(4 * check_regular_file(path).st_size, str(path))
         text = _csv_text(path)
     except (NnctlError, OSError) as err:
         message = str(err) if isinstance(err, NnctlError) else f"cannot read {path}: {err.strerror or err}"

@@ -111,3 +111,12 @@ def test_csv_errors_never_echo_a_long_line(tmp_path):
     (tmp_path / "t.csv").write_text("a,y\n" + "1," + "x" * 100_000 + "\n", encoding="utf-8")
     message = config_error(tmp_path, "  dataset: {type: csv, path: t.csv, target: y}")
     assert "column 'y' must be a number, got 'xxx" in message and len(message) < 500
+
+
+def test_a_csv_too_big_for_memory_is_refused_before_reading(tmp_path, monkeypatch):
+    from nnctl.data import npy_reader
+
+    (tmp_path / "t.csv").write_text("a,y\n" + "1,0\n" * 1000, encoding="utf-8")
+    monkeypatch.setattr(npy_reader, "available_memory", lambda: 1000)
+    message = config_error(tmp_path, "  dataset: {type: csv, path: t.csv, target: y}")
+    assert "t.csv needs 15.6 KiB of memory to load, but only 1000 bytes is available" in message
