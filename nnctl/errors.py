@@ -64,7 +64,9 @@ SHOWN_CHARACTERS = 200  # the most of a user's value any message repeats
 
 
 def clip(text: str, limit: int = SHOWN_CHARACTERS) -> str:
-    """`text` with control characters escaped and, past `limit` characters, its middle cut out."""
+    """`text` (any value, as str) with control characters escaped and, past `limit` characters, its middle cut
+    out."""
+    text = str(text)
     text = "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text[:4 * limit + 8])
     if len(text) <= limit:
         return text

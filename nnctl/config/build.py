@@ -10,10 +10,11 @@ import inspect
 import re
 from pathlib import Path
 
-from nnctl.config.footprint import available_memory, describe, estimate
+from nnctl.config.footprint import describe, estimate
 from nnctl.config.resolve import ResolvedConfig, in_file_order
 from nnctl.config.yamlfile import ConfigError, ConfigIssue
 from nnctl.errors import ArgumentError, NnctlError, ShapeError, UnknownNameError, did_you_mean, show
+from nnctl.host import available_memory
 
 _BACKTICKED = re.compile(r"`(\w+)`")
 

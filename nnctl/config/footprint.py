@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from dataclasses import dataclass
+
+from nnctl.host import size_text
 
 BYTES = 4  # float32
 
@@ -55,30 +56,6 @@ def estimate(layers: list, input_shape: tuple, batch_rows: int, slot_count: int)
     biggest = max(range(len(sizes)), key=sizes.__getitem__) if any(sizes) else None
     widest = max(range(len(widths)), key=widths.__getitem__) if widths else 0
     return Footprint(params, state, per_row * batch_rows * BYTES, biggest, widest, per_row * BYTES, batch_rows)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation now (Linux's MemAvailable), else the physical total."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def size_text(nbytes: float) -> str:
-    """1536 → "1.5 KB"; a huge count stays readable ("4.0e+09 TB")."""
-    for unit in ("B", "KB", "MB", "GB"):
-        if nbytes < 1024:
-            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{int(nbytes)} B"
-        nbytes /= 1024
-    return f"{nbytes:.1f} TB" if nbytes < 1e6 else f"{nbytes:.1e} TB"
 
 
 def describe(footprint: Footprint, available: int) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from nnctl.errors import NnctlError, clip, show
+from nnctl.host import file_kind
 
 MAX_FILE_BYTES = 256 << 10  # a config is a page of text; PyYAML reads ~150 KB/s, so this is ~2 s at most
 MAX_DEPTH = 100  # nesting levels; PyYAML's composer recurses once per level
@@ -279,10 +280,7 @@ def read_config_text(path, label: str) -> str:
     except OSError as err:
         refuse(f"cannot read the config file: {err.strerror or err}")
     if not stat.S_ISREG(info.st_mode):
-        kind = ("a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode)
-                else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "a socket"
-                if stat.S_ISSOCK(info.st_mode) else "not a file")
-        refuse(f"this is {kind}, not a regular file (allowed: a YAML file)")
+        refuse(f"this is {file_kind(info.st_mode)}, not a regular file (allowed: a YAML file)")
     if info.st_size > MAX_FILE_BYTES or len(data) > MAX_FILE_BYTES:
         refuse(f"the config file is {max(info.st_size, len(data)):,} bytes (allowed: at most {MAX_FILE_BYTES:,})")
     try:

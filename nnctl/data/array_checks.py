@@ -7,16 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnctl.errors import NnctlError
+from nnctl.errors import NnctlError, clip
 
 _ROWS_PER_CHUNK = 1 << 16  # the finite scan's temporary mask stays small, whatever the array's size
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def clip(text, limit: int = 200) -> str:
-    """`text` cut to `limit` characters, so an error never echoes a long line of whatever file it read."""
-    text = str(text)
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} more characters)"
 
 
 def check_rows(array: np.ndarray, name: str, source: str) -> None:

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.data.fetch import KERAS_URL, cache_dir, find_local, locate
-from nnctl.data.npy_reader import check_fits
 from nnctl.data.safe_pickle import load_npz_objects, load_sequence_npz
 from nnctl.data.sequences import Sequences
 from nnctl.errors import ArgumentError, NnctlError, UnknownNameError, check_float_range
+from nnctl.host import check_fits
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ import numpy as np
 
 from nnctl.config.resolve import ResolvedConfig
 from nnctl.config.yamlfile import ConfigError
-from nnctl.data.array_checks import check_finite, check_rows, clip
-from nnctl.data.npy_reader import check_fits, check_regular_file, read_array_file
-from nnctl.errors import NnctlError
+from nnctl.data.array_checks import check_finite, check_rows
+from nnctl.data.npy_reader import read_array_file
+from nnctl.errors import NnctlError, clip
+from nnctl.host import check_fits, check_regular_file
 
 __all__ = ["Source", "Splits", "data_file", "load_data", "load_source", "read_array_file"]
 

@@ -8,8 +8,6 @@ cannot inflate past it), and a huge member that compresses like a zip bomb is re
 from __future__ import annotations
 
 import math
-import os
-import stat
 import tokenize
 import warnings
 import zipfile
@@ -18,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.data.array_checks import clip
-from nnctl.errors import NnctlError
+from nnctl.errors import NnctlError, clip
+from nnctl.host import check_fits, check_regular_file, size_text
 
 # A member this large that inflates more than MAX_RATIO times is a zip bomb, not data: deflate tops out near
 # 1030:1 on zeros, while real data sets (MNIST 5:1, IMDB 1.6:1, a one-hot label matrix ~50:1) stay far below.
@@ -28,55 +26,6 @@ MAX_RATIO = 200
 _CHUNK = 1 << 22
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _NPY_MAGIC = b"\x93NUMPY"
-
-
-def available_memory() -> int:
-    """Bytes a new allocation can take now: Linux's MemAvailable, else physical memory, else unlimited."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
-
-
-def size_text(nbytes: int) -> str:
-    if nbytes >= 1 << 50:  # a header can declare sizes no float holds
-        return f"2^{int(nbytes).bit_length() - 1}+ bytes"
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if nbytes < 1024:
-            return f"{nbytes:.0f} {unit}" if unit == "bytes" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    return f"{nbytes:.1f} TiB"
-
-
-def check_regular_file(path: Path) -> os.stat_result:
-    """`path`'s stat when it is a regular file (after symlinks); a located NnctlError before anything opens it
-    otherwise — a FIFO would block the open, a device could stream forever."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise NnctlError(f"no such file: {path}") from None
-    except OSError as err:
-        raise NnctlError(f"cannot read {path}: {err.strerror or err}") from None
-    if not stat.S_ISREG(info.st_mode):
-        kind = ("a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(info.st_mode)
-                else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
-                else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file")
-        raise NnctlError(f"{path} is {kind}, not a data file")
-    return info
-
-
-def check_fits(nbytes: int, where: str) -> None:
-    free = available_memory()
-    if nbytes > free:
-        raise NnctlError(f"{where} needs {size_text(nbytes)} of memory to load, but only {size_text(free)} is "
-                         f"available")
 
 
 def read_header(raw, where: str) -> tuple[tuple, bool, np.dtype, int]:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.data.array_checks import clip
-from nnctl.data.npy_reader import read_array_file, read_data, read_header, size_text
+from nnctl.data.npy_reader import read_array_file, read_data, read_header
 from nnctl.data.object_pickle import PickleRefused, decode_object_rows
 from nnctl.data.sequences import Sequences
-from nnctl.errors import NnctlError
+from nnctl.errors import NnctlError, clip
+from nnctl.host import size_text
 
 CACHE_FORMAT = 1
 # Keras's largest pickled member (imdb.npz's x_train) is 14 MiB; the decoder's slowest opcodes run at ~4 MB/s,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnctl.data.npy_reader import check_fits
 from nnctl.errors import NnctlError
+from nnctl.host import check_fits
 
 
 class Transform:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from nnctl.errors import NnctlError
+from nnctl.host import file_kind
 
 MAX_JSON_BYTES = 256 << 20  # far above any record nnctl writes; refuses a file that would only exhaust memory
 MAX_DEPTH = 64  # nnctl's records nest at most 5 deep; deeper input is damage, and would overflow recursive code
@@ -41,10 +42,8 @@ def read_bytes(path, limit: int | None = None) -> bytes:
         raise RunFileError(path, _os_problem(error)) from None
     try:  # checked on the descriptor before wrapping it: io refuses a folder's with its own error
         info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise RunFileError(path, "is a folder, not a file")
         if not stat.S_ISREG(info.st_mode):
-            raise RunFileError(path, "is not a regular file (a FIFO, socket or device)")
+            raise RunFileError(path, f"is {file_kind(info.st_mode)}, not a file")
         if limit is not None and info.st_size > limit:
             raise RunFileError(path, f"is {info.st_size:,} bytes, more than nnctl ever writes there ({limit:,})")
     except BaseException:

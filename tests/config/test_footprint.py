@@ -10,7 +10,8 @@ import nnctl.config.build as build
 import nnctl.nn.model
 from nnctl.config import ConfigError, load_config
 from nnctl.config.build import build_model
-from nnctl.config.footprint import available_memory, estimate, size_text
+from nnctl.config.footprint import estimate
+from nnctl.host import available_memory, size_text
 from nnctl.nn.layers import Dense, Dropout, Flatten
 
 CONFIG = """\
@@ -51,7 +52,7 @@ def test_estimate_counts_every_weight_and_activation():
     assert (footprint.biggest_layer, footprint.widest_layer) == (0, 0)
     assert estimate([Dense(4), Flatten()], (0, 3), 1, 1) is not None
     assert available_memory() > 0
-    assert size_text(1536) == "1.5 KB" and size_text(3 * 2**40) == "3.0 TB"
+    assert size_text(1536) == "1.5 KiB" and size_text(3 * 2**40) == "3.0 TiB" and size_text(2**70) == "2^70+ bytes"
 
 
 def test_a_model_that_cannot_fit_is_refused_before_any_weight_is_allocated(tmp_path, monkeypatch):
@@ -62,15 +63,15 @@ def test_a_model_that_cannot_fit_is_refused_before_any_weight_is_allocated(tmp_p
     monkeypatch.setattr(build, "available_memory", lambda: 64 << 30)  # the same figure on any machine
     line = refusal(tmp_path, ["model.layers[0].units=16000000"])
     assert line == ("--set model.layers[0].units=16000000: model.layers[0].units: training this model needs about "
-                    "782.1 GB of memory: 16,032,000,001 parameters with gradients, optimizer slots and checkpoint "
-                    "copies take 776.4 GB, a 32-row batch's activations 5.7 GB (allowed: the 64.0 GB this machine "
+                    "782.1 GiB of memory: 16,032,000,001 parameters with gradients, optimizer slots and checkpoint "
+                    "copies take 776.4 GiB, a 32-row batch's activations 5.7 GiB (allowed: the 64.0 GiB this machine "
                     "has available)")
 
 
 def test_the_batch_is_blamed_only_when_a_smaller_batch_would_fit(tmp_path, monkeypatch):
     monkeypatch.setattr(build, "available_memory", lambda: 200 * 2**20)
     line = refusal(tmp_path, text=CONFIG.replace("batch_size: 32", "batch_size: 100000"))
-    assert "big.yaml:13:13: batch_size: training this model needs about 459.0 MB of memory" in line
+    assert "big.yaml:13:13: batch_size: training this model needs about 459.0 MiB of memory" in line
     assert "a 100,000-row batch's activations" in line
     # The same batch over 100 training rows is a 100-row batch: it fits.
     build_model(load_config(write(tmp_path, CONFIG.replace("batch_size: 32", "batch_size: 100000"))), rows=100)

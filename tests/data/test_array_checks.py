@@ -4,7 +4,8 @@ float64 beyond float32) is reported at its row and column, with how many more th
 import numpy as np
 import pytest
 
-from nnctl.data.array_checks import check_finite, check_rows, clip
+from nnctl.data.array_checks import check_finite, check_rows
+from nnctl.errors import clip
 from nnctl.errors import NnctlError
 
 
@@ -67,4 +68,4 @@ def test_a_big_array_is_scanned_in_chunks_and_counted_whole():
 
 def test_clip_caps_echoed_text():
     assert clip("a" * 10) == "a" * 10
-    assert clip("a" * 1000) == "a" * 200 + "… (800 more characters)"
+    assert len(clip("a" * 1000)) == 200 and "…" in clip("a" * 1000) and clip((1, 2)) == "(1, 2)"

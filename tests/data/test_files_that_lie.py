@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 import pytest
+
+import nnctl.host
 from test_files import config_error, load
 
 GOOD_X = np.arange(40, dtype=np.float32).reshape(10, 4)
@@ -93,7 +95,7 @@ def test_a_fifo_or_a_directory_is_refused_at_once(tmp_path, data, name):
     assert time.perf_counter() - started < 2  # nothing opened the pipe (an open would block)
     os.unlink(tmp_path / name)
     (tmp_path / name).mkdir()
-    assert f"{tmp_path / name} is a directory, not a data file" in config_error(tmp_path, data)
+    assert f"{tmp_path / name} is a folder, not a data file" in config_error(tmp_path, data)
 
 
 def test_an_npz_symlinked_to_a_text_file_is_not_a_zip(tmp_path):
@@ -114,9 +116,8 @@ def test_csv_errors_never_echo_a_long_line(tmp_path):
 
 
 def test_a_csv_too_big_for_memory_is_refused_before_reading(tmp_path, monkeypatch):
-    from nnctl.data import npy_reader
 
     (tmp_path / "t.csv").write_text("a,y\n" + "1,0\n" * 1000, encoding="utf-8")
-    monkeypatch.setattr(npy_reader, "available_memory", lambda: 1000)
+    monkeypatch.setattr(nnctl.host, "available_memory", lambda: 1000)
     message = config_error(tmp_path, "  dataset: {type: csv, path: t.csv, target: y}")
     assert "t.csv needs 15.6 KiB of memory to load, but only 1000 bytes is available" in message

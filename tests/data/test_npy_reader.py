@@ -12,6 +12,8 @@ import zlib
 import numpy as np
 import pytest
 
+import nnctl.host
+
 from nnctl.data import npy_reader
 from nnctl.data.npy_reader import read_array_file
 from nnctl.errors import NnctlError
@@ -103,7 +105,7 @@ def test_a_truncated_npy_file_is_refused_before_allocating(tmp_path):
 def test_sizes_that_cannot_fit_in_memory_are_refused_saying_how_much(tmp_path, monkeypatch):
     np.savez(tmp_path / "d.npz", x_train=np.zeros((768, 512), np.float32), y_train=np.zeros(768))
     np.save(tmp_path / "d.npy", np.zeros((768, 512), np.float32))
-    monkeypatch.setattr(npy_reader, "available_memory", lambda: 1 << 20)
+    monkeypatch.setattr(nnctl.host, "available_memory", lambda: 1 << 20)
     with pytest.raises(NnctlError, match=r"d\.npz needs 1\.5 MiB of memory to load, but only 1\.0 MiB"):
         read_array_file(tmp_path / "d.npz")
     with pytest.raises(NnctlError, match=r"d\.npy needs 1\.5 MiB of memory to load, but only 1\.0 MiB"):
@@ -130,7 +132,7 @@ def test_files_that_are_not_regular_files_are_refused_at_once(tmp_path):
         read_array_file(fifo)
     assert time.perf_counter() - started < 1
     (tmp_path / "folder.npz").mkdir()
-    with pytest.raises(NnctlError, match=r"folder\.npz is a directory, not a data file"):
+    with pytest.raises(NnctlError, match=r"folder\.npz is a folder, not a data file"):
         read_array_file(tmp_path / "folder.npz")
     with pytest.raises(NnctlError, match=r"null is a device, not a data file"):
         read_array_file("/dev/null")
@@ -228,7 +230,7 @@ def test_many_more_mutated_files(tmp_path):
     ((10**12,), "|S0", r"declares \|S0, whose items hold no bytes"),
     ((-5,), "<f4", r"declares an impossible shape \(-5,\)"),
     ((True, 3), "<f4", r"declares an impossible shape \(True, 3\)"),
-    (tuple(range(1, 400)), "<f8", r"declares \(1, 2, 3, .*… \(\d+ more characters\) float64"),
+    (tuple(range(1, 400)), "<f8", r"declares \(1, 2, 3, [^…]*…[^…]* float64"),
 ])
 def test_impossible_headers_are_refused_before_allocating(tmp_path, shape, descr, message):
     (tmp_path / "h.npy").write_bytes(npy_header(shape, descr))

@@ -38,7 +38,7 @@ def test_a_good_manifest_reads_back_as_written(tmp_path):
     (lambda path: path.mkdir(), "is a folder, not a file"),
     (lambda path: os.symlink("nowhere", path), "is a symlink to nowhere"),
     (lambda path: os.symlink(path.name, path), "is a symlink loop"),
-    (lambda path: os.mkfifo(path), "is not a regular file (a FIFO, socket or device)"),
+    (lambda path: os.mkfifo(path), "is a FIFO (named pipe), not a file"),
     (lambda path: path.write_bytes(b""), "is empty"),
     (lambda path: path.write_bytes(b" \n"), "is empty"),
     (lambda path: path.write_bytes(b"\xff\xfe{}"), "is not UTF-8 text (byte 0)"),
