@@ -436,6 +436,26 @@ def test_predict_inputs_of_the_wrong_width(trained, tmp_path):
     assert result.stderr == "error: the model takes inputs of shape [10] per sample, the file has [7]\n"
 
 
+PREDICT_INPUTS_THAT_LIE = [  # (file name, how to make it in folder `d`, the message's end)
+    ("x.csv", lambda d: (d / "x.csv").write_bytes(b"1,2\n\xff\xfe,3\n"), "x.csv:2: not UTF-8 text"),
+    ("x.csv", lambda d: (d / "x.csv").write_text("a,b\n1,2\n1,nan\n"), "x.csv: x has NaN at line 3, column 'b'"),
+    ("x.npy", lambda d: np.save(d / "x.npy", np.array([[1.0, np.inf]])), "x.npy: x has +inf at row 0, column 1"),
+    ("x.npy", lambda d: np.save(d / "x.npy", np.float32(3)), "x.npy: x is a single value"),
+    ("x.npy", lambda d: np.save(d / "x.npy", np.zeros((0, 10), np.float32)), "x.npy: x has no rows"),
+    ("x.npy", lambda d: os.mkfifo(d / "x.npy"), "x.npy is a FIFO (named pipe), not an input file"),
+    ("x.txt", lambda d: os.mkfifo(d / "x.txt"), "x.txt is a FIFO (named pipe), not a text file"),
+    ("x.txt", lambda d: (d / "x.txt").write_bytes(b"good\n\xff\n"), "x.txt:2: not UTF-8 text"),
+]
+
+
+@pytest.mark.parametrize("name, make, message", PREDICT_INPUTS_THAT_LIE)
+def test_predict_inputs_that_lie_are_one_line(trained, tmp_path, name, make, message):
+    make(tmp_path)
+    result = CliRunner().invoke(main, ["predict", str(trained.run), "--input", str(tmp_path / name)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit) and len(result.stderr.splitlines()) == 1
+    assert message in result.stderr, result.stderr
+
 # ---- summary, help, version --------------------------------------------------------------------
 IMDB = """\
 name: imdb

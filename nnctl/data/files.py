@@ -187,8 +187,8 @@ def _load_csv(resolved, spec) -> Source:
     return Source(x, y, x_test, y_test, files)
 
 
-def _csv_text(path: Path) -> str:
-    """The CSV's text; a file that is not UTF-8 is an error at the line and column of its first bad byte."""
+def read_text_file(path: Path) -> str:
+    """A CSV's (or text file's) text; a file that is not UTF-8 is an error at the line and column of its first bad byte."""
     data = path.read_bytes()
     try:
         # utf-8-sig: spreadsheet programs start "CSV UTF-8" files with a byte-order mark.
@@ -204,7 +204,7 @@ def _read_table(resolved, where, path: Path, spec):
     try:
         # the text, its lines and the parsed rows together take a few times the file's size
         check_fits(4 * check_regular_file(path).st_size, str(path))
-        text = _csv_text(path)
+        text = read_text_file(path)
     except (NnctlError, OSError) as err:
         message = str(err) if isinstance(err, NnctlError) else f"cannot read {path}: {err.strerror or err}"
         raise ConfigError([resolved.issue(where, message)]) from None

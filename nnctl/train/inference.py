@@ -12,9 +12,11 @@ import numpy as np
 
 from nnctl.config.build import build_model, check_data
 from nnctl.config.resolve import ResolvedConfig
-from nnctl.data.files import load_data, read_array_file
+from nnctl.data.array_checks import check_finite, check_rows
+from nnctl.data.files import load_data, read_array_file, read_text_file
 from nnctl.data.transforms import apply_all, load_transforms
-from nnctl.errors import NnctlError
+from nnctl.errors import NnctlError, show
+from nnctl.host import check_fits, check_regular_file
 from nnctl.runs import records
 from nnctl.runs.rundir import RunDirectory, RunLockedError, atomic_write_bytes
 from nnctl.runs.tensorfiles import check_tensors, model_shapes, nonfinite_tensors, read_tensors
@@ -113,13 +115,20 @@ def read_inputs(path) -> np.ndarray:
     """Model inputs from `.npy`, `.npz` (key `x`, `x_test` or the only array) or `.csv` (numbers, optional header)."""
     path = Path(path)
     suffix = path.suffix.lower()
-    if not path.is_file():
-        raise NnctlError(f"no such input file: {path}")
-    if suffix == ".csv":
-        return _read_csv(path)
-    if suffix not in (".npy", ".npz"):
+    if suffix not in (".npy", ".npz", ".csv"):
         raise NnctlError(f"cannot read inputs from '{path.name}': use a .npy, .npz or .csv file")
-    arrays = read_array_file(path)
+    info = check_regular_file(path, "an input file")  # a FIFO would block, a device never end
+    if suffix == ".csv":
+        check_fits(4 * info.st_size, str(path))
+        x, rows, columns = _read_csv(path)
+    else:
+        x, rows, columns = _pick_inputs(path, read_array_file(path)), None, None
+    check_rows(x, "x", str(path))
+    check_finite(x, "x", str(path), rows=rows, columns=columns)
+    return x
+
+
+def _pick_inputs(path: Path, arrays: dict) -> np.ndarray:
     for key in ("x", "x_test", "inputs"):
         if key in arrays:
             return arrays[key]
@@ -128,23 +137,27 @@ def read_inputs(path) -> np.ndarray:
     raise NnctlError(f"{path.name} holds several arrays ({', '.join(sorted(arrays))}): name the inputs `x`")
 
 
-def _read_csv(path: Path) -> np.ndarray:
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = []
-    for number, line in enumerate(lines, start=1):
+def _read_csv(path: Path) -> tuple[np.ndarray, list[str], list[str] | None]:
+    """The numbers of a CSV, each row's "line N" and the header's column names (None without a header)."""
+    lines = [(number, line) for number, line in enumerate(read_text_file(path).splitlines(), start=1)
+             if line.strip()]
+    rows, where, header = [], [], None
+    for number, line in lines:
         cells = [cell.strip() for cell in line.split(",")]
         try:
             rows.append([float(cell) for cell in cells])
+            where.append(f"line {number}")
         except ValueError:
             if number == 1 and not rows:
-                continue  # a header
-            raise NnctlError(f"{path}:{number}: expected numbers separated by commas, got {line[:60]!r}") from None
+                header = cells
+                continue
+            raise NnctlError(f"{path}:{number}: expected numbers separated by commas, got {show(line, 60)}") from None
     widths = {len(row) for row in rows}
     if len(widths) > 1:
         raise NnctlError(f"{path}: rows have different numbers of values ({', '.join(map(str, sorted(widths)))})")
     if not rows:
         raise NnctlError(f"{path}: no rows of numbers")
-    return np.asarray(rows, dtype=np.float32)
+    return np.asarray(rows, dtype=np.float64), where, header if header and len(header) == len(rows[0]) else None
 
 
 def predict_inputs(loaded: LoadedRun, x: np.ndarray) -> np.ndarray:
@@ -231,12 +244,12 @@ def check_output_path(path) -> Path:
 
 def read_texts(path) -> list[str]:
     """The non-blank lines of a UTF-8 text file, one text each; an NnctlError naming the file otherwise."""
+    check_fits(4 * check_regular_file(path, "a text file").st_size, str(path))
     try:
-        with open(path, encoding="utf-8") as handle:
-            return [line.strip() for line in handle if line.strip()]
-    except (OSError, UnicodeDecodeError) as error:
-        cause = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else (error.strerror or str(error))
-        raise NnctlError(f"{path}: cannot read the texts ({cause})") from None
+        text = read_text_file(Path(path))
+    except OSError as error:
+        raise NnctlError(f"{path}: cannot read the texts ({error.strerror or error})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def write_outputs(path, outputs: np.ndarray) -> None:
