@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic_core import PydanticCustomError
 
-from nnctl.config.values import (BatchSize, Bool, ClassWeights, Epochs, Folds, NamedSpec, NonNegativeInt,
+from nnctl.config.values import (BatchSize, Bool, ClassWeights, Delimiter, Epochs, Folds, NamedSpec, NonNegativeInt,
                                  NonNegativeNumber, Number, OpenFraction, PositiveInt, PositiveNumber, Rate,
                                  RunName, Seed, Shape, TargetShape, Text, Width, bounded_int)
 
@@ -132,7 +132,7 @@ class CsvSpec(DatasetSpec):
     path: Text
     target: Text
     features: Optional[list[Text]] = None
-    delimiter: Text = ","
+    delimiter: Delimiter = ","
     test_path: Optional[Text] = None
 
 

@@ -81,6 +81,9 @@ Rate = _value_type("a number in [0, 1)", lambda v: _is_number(v) and 0 <= v < 1,
 Folds = bounded_int(2, 1000)
 Bool = _value_type("true or false", lambda v: isinstance(v, bool), {"type": "boolean"})
 Text = _value_type("a string", lambda v: isinstance(v, str) and v.strip() != "", {"type": "string", "minLength": 1})
+Delimiter = _value_type("one character other than a newline or a quote, e.g. ',' or a tab ('\\t')",
+                        lambda v: isinstance(v, str) and len(v) == 1 and v not in "\r\n\"",
+                        {"type": "string", "minLength": 1, "maxLength": 1})
 RunName = _value_type("a name of at most 100 letters, digits, '_', '-' and '.'",
                       lambda v: isinstance(v, str) and len(v) <= 100 and bool(_SAFE_NAME.match(v)),
                       {"type": "string", "pattern": _SAFE_NAME.pattern, "maxLength": 100})

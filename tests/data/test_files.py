@@ -123,6 +123,14 @@ def test_csv_target_and_default_features(tmp_path):
     assert splits.test is None and splits.files == [tmp_path / "t.csv"]
 
 
+def test_csv_with_tabs_and_a_delimiter_that_is_not_one_character(tmp_path):
+    write_csv(tmp_path / "t.csv", TABLE, delimiter="\t")
+    splits = load(tmp_path, '  dataset: {type: csv, path: t.csv, target: label, delimiter: "\\t"}')
+    np.testing.assert_array_equal(splits.train[1], np.asarray(TABLE, np.float32)[:, 2])
+    message = config_error(tmp_path, "  dataset: {type: csv, path: t.csv, target: label, delimiter: ';;'}")
+    assert "c.yaml:3:63: data.dataset.delimiter: expected one character other than a newline" in message
+
+
 def test_csv_features_subset_delimiter_and_test_file(tmp_path):
     write_csv(tmp_path / "t.csv", TABLE, delimiter=";")
     write_csv(tmp_path / "test.csv", TABLE[:2], delimiter=";")
