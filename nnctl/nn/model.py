@@ -17,6 +17,7 @@ from nnctl.engine.csr import CSRBatch, CSRMatrix, mostly_zero
 from nnctl.errors import ArgumentError, NnctlError, ShapeError, check_positive_int
 from nnctl.nn import fastpath
 from nnctl.nn.callbacks import Callback, CallbackList, History
+from nnctl.nn.callbacks.monitors import find_nonfinite
 from nnctl.nn.layers import LAYERS, Dense, Input, Layer
 from nnctl.nn.losses import LOSSES
 from nnctl.nn.metrics import resolve_metrics
@@ -291,22 +292,12 @@ class Sequential:
         return True
 
     def _nonfinite(self, cbs, epoch, step_losses, first, last) -> bool:
-        """With a TerminateOnNaN callback: True (and `nonfinite` set, training stopped) when a loss of steps
-        first..last-1 is NaN or infinite (checked after each runner call, so the step named is exact), or at
-        the epoch's end a weight is (ReLU can hide a NaN from the loss)."""
-        if not cbs.stops_on_nonfinite:
-            return False
-        bad = np.flatnonzero(~np.isfinite(step_losses[first:last]))
-        if bad.size:
-            step = first + int(bad[0])
-            self.nonfinite = {"epoch": epoch + 1, "step": step + 1, "steps": len(step_losses),
-                              "loss": float(step_losses[step])}
-        elif last == len(step_losses) and (found := self.store.first_nonfinite()) is not None:
-            self.nonfinite = {"epoch": epoch + 1, "weights": found[0], "value": found[1]}
-        else:
-            return False
-        self.stop_training = True
-        return True
+        """With a TerminateOnNaN callback: True (and `nonfinite` set, training stopped) when `find_nonfinite`
+        finds a NaN or infinity in steps first..last-1 (checked after each runner call, so the step is exact)."""
+        found = find_nonfinite(epoch, step_losses, first, last, self.store) if cbs.stops_on_nonfinite else None
+        if found is not None:
+            self.nonfinite, self.stop_training = found, True
+        return found is not None
 
     def _runner(self, batch_size, fast_path, sparse):
         if fast_path not in ("auto", True, False):

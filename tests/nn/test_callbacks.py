@@ -273,6 +273,23 @@ def test_terminate_on_nan_stops_a_diverging_run():
     assert all(math.isfinite(loss) for loss in history.get("loss", []))
 
 
+def test_find_nonfinite_names_the_step_or_at_the_epochs_end_the_weight():
+    from nnctl.nn.callbacks.monitors import find_nonfinite
+
+    model = tiny_model()
+    model._ready()
+    losses = np.array([0.5, np.nan, np.inf, 0.2])
+    assert find_nonfinite(2, losses, 0, 1, model.store) is None
+    found = find_nonfinite(2, losses, 0, 3, model.store)
+    assert (found["epoch"], found["step"], found["steps"]) == (3, 2, 4) and math.isnan(found["loss"])
+    finite = np.array([0.5, 0.4])
+    assert find_nonfinite(0, finite, 0, 2, model.store) is None
+    param = model.store.params[-1]
+    param.value.flat[-1] = -np.inf
+    assert find_nonfinite(0, finite, 0, 1, model.store) is None  # weights are checked at the epoch's end only
+    assert find_nonfinite(0, finite, 1, 2, model.store) == {"epoch": 1, "weights": param.name, "value": "-inf"}
+
+
 # ---- exact resume ------------------------------------------------------------------------------------
 
 def transferred(callback, factory):

@@ -255,3 +255,14 @@ class TerminateOnNaN(Callback):
         return {}
 
 
+def find_nonfinite(epoch: int, step_losses: np.ndarray, first: int, last: int, store) -> dict | None:
+    """What TerminateOnNaN stops for, or None: the first NaN or infinite loss of steps first..last-1
+    (`step_losses`: one per step of the epoch), or, once the epoch's last step is done, the first non-finite
+    weight of `store` (a ParameterStore)."""
+    bad = np.flatnonzero(~np.isfinite(step_losses[first:last]))
+    if bad.size:
+        step = first + int(bad[0])
+        return {"epoch": epoch + 1, "step": step + 1, "steps": len(step_losses), "loss": float(step_losses[step])}
+    if last == len(step_losses) and (found := store.first_nonfinite()) is not None:
+        return {"epoch": epoch + 1, "weights": found[0], "value": found[1]}
+    return None
