@@ -75,19 +75,23 @@ def compare(run_paths, as_json):
                                      "lr); default: the loss and the main metric side by side.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Image file (.png, .svg, .pdf); default RUN/plot.png for one run, ./plot.png for several.")
+@click.option("--smooth", type=float, default=0.0, metavar="FACTOR",
+              help="Draw each curve's exponential moving average (0.9 as in the book; 0: the raw values).")
+@click.option("--skip", type=int, default=0, metavar="N", help="Leave out the first N epochs (the book skips 10).")
 @user_errors
-def plot(run_paths, metric, output):
+def plot(run_paths, metric, output, smooth, skip):
     """Plot training vs validation curves per epoch (the book's figures); several runs are overlaid.
 
     \b
     Example:
       nnctl plot runs/imdb/latest
       nnctl plot runs/boston_kfold runs/boston --metric mae -o boston.png
+      nnctl plot runs/boston_kfold --metric val_mae --smooth 0.9 --skip 10
     A K-fold run is drawn as its mean ± std over folds. Needs matplotlib: pip install 'nnctl[plot]'.
     """
     from nnctl.runs.plot import write_plot
 
-    click.echo(f"plot: {write_plot(run_paths, metric, output)}")
+    click.echo(f"plot: {write_plot(run_paths, metric, output, smooth, skip)}")
 
 
 def _cut(text: str, limit: int = 80) -> str:

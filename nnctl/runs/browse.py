@@ -363,11 +363,19 @@ RUN_COLUMNS = [("name", "left"), ("started", "left"), ("status", "left"), ("epoc
                ("best validation", "left"), ("test", "left"), ("duration", "right")]
 
 
+def shown_test_metric(judged: str | None, test: dict) -> str:
+    """The test figure a row shows: that of the metric the run is judged by, else its first metric other than
+    the loss (accuracy, MAE, … also for a run without validation data), else the loss."""
+    judged = judged.removeprefix("val_") if judged else None
+    if judged in test and judged != "loss":
+        return judged
+    return next((key for key in test if key not in ("loss", "samples") and not key.startswith("val_")), "loss")
+
+
 def run_row(summary: dict) -> list[str]:
     """One `summarize_run` result as the text cells of RUN_COLUMNS."""
     best, test = summary["best"], summary["test"] or {}
-    metric = best["metric"].removeprefix("val_") if best else "loss"
-    shown = metric if metric in test else "loss"  # the test figure of the metric the run is judged by
+    shown = shown_test_metric(best["metric"] if best else None, test)
     return [summary["name"] + (f" ({summary['kfold']}-fold)" if summary["kfold"] else ""),
             format_started(summary["started"]), summary["status"], str(summary["epochs"]),
             f"{best['metric']} {format_cell(best)}" if best else "",

@@ -111,6 +111,23 @@ def test_runs_lists_every_run_once_oldest_first(tmp_path):
     assert "accuracy 0.8710" in lines[3]  # the test figure of the run's main metric
 
 
+NO_VALIDATION = {"loss": [30.0, 12.0, 9.0], "mae": [4.0, 2.9, 2.5], "lr": [0.001] * 3}
+
+
+@pytest.mark.parametrize("history, test, shown", [
+    (NO_VALIDATION, {"loss": 11.0, "mae": 2.4, "samples": 10}, "mae 2.4000"),  # no validation: still the MAE
+    (CLASSIFIER, {"loss": 0.41, "accuracy": 0.871, "samples": 60}, "accuracy 0.8710"),
+    ({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}, {"loss": 0.6, "samples": 5}, "loss 0.6000"),  # loss alone
+    ({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7]}, {"loss": 0.6, "acc": 0.7, "samples": 5}, "acc 0.7000"),
+])
+def test_runs_test_column_shows_the_main_metric(tmp_path, history, test, shown):
+    write_run(tmp_path / "runs", "r", history, test=test)
+    result = invoke("runs", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    row = re.split(r" {2,}", result.stdout.splitlines()[1])
+    assert shown in row
+
+
 def test_runs_json_for_scripts(tmp_path):
     run = write_run(tmp_path / "runs", "mlp", CLASSIFIER, test={"loss": 0.41, "accuracy": 0.871, "samples": 60})
     result = invoke("runs", tmp_path / "runs", "--json")

@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 from nnctl.runs.browse import read_run
-from nnctl.runs.plot import make_figure
+from nnctl.runs.plot import make_figure, smooth_curve
 from tests.conftest import invoke, run_path
+from tests.runs.test_browse import NO_VALIDATION, write_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
@@ -89,13 +90,47 @@ def test_several_runs_overlaid_with_a_kfold_band(trained, tmp_path, monkeypatch)
 
 
 @needs_matplotlib
-@pytest.mark.parametrize("metric", ["loss", "val_loss", "lr"])
-def test_one_metric(trained, metric):
+@pytest.mark.parametrize("metric, title", [("loss", "Training and validation loss"),
+                                           ("val_loss", "Training and validation loss"), ("lr", "Learning rate"),
+                                           ("val_acc", "Training and validation accuracy"),
+                                           ("acc", "Training and validation accuracy")])
+def test_one_metric(trained, metric, title):
     figure = make_figure([read_run(trained.second)], metric)
     [axes] = figure.axes
-    name = metric.removeprefix("val_")
-    assert axes.get_title() == f"Training and validation {name}"
-    assert len(axes.get_lines()) == (2 if name == "loss" else 1)  # lr has no validation curve
+    assert axes.get_title() == title
+    assert len(axes.get_lines()) == (1 if metric == "lr" else 2)  # lr has no validation curve
+
+
+@needs_matplotlib
+def test_a_run_without_validation_has_truthful_panels(tmp_path):
+    run = write_run(tmp_path / "runs", "boston_all", NO_VALIDATION, test={"loss": 11.0, "mae": 2.4})
+    loss, mae = make_figure([read_run(run.path)]).axes
+    assert loss.get_title() == "Training loss" and mae.get_title() == "Training mae"
+    assert legend_texts(loss.get_legend()) == ["Training loss"] and len(mae.get_lines()) == 1
+    assert make_figure([read_run(run.path)], "val_mae").axes[0].get_title() == "Training mae"
+
+
+def test_smooth_curve_is_the_books_moving_average():
+    assert smooth_curve([1.0, 2.0, None, 4.0], 0.5) == [1.0, 1.5, None, 2.75]
+    assert smooth_curve([3.0, 1.0], 0.0) == [3.0, 1.0]
+
+
+@needs_matplotlib
+def test_the_books_figure_3_10_smoothed_from_epoch_11(tmp_path):
+    values = [10.0 - 0.1 * epoch for epoch in range(30)]
+    history = {"loss": values, "mae": values, "val_loss": values, "val_mae": values}
+    run = write_run(tmp_path / "runs", "boston_cv", history)
+    [axes] = make_figure([read_run(run.path)], "val_mae", smooth=0.9, skip=10).axes
+    assert axes.get_title() == "Training and validation mae (smoothed 0.9, from epoch 11)"
+    training, validation = axes.get_lines()
+    assert list(validation.get_xdata()) == list(range(11, 31))
+    assert list(validation.get_ydata()) == pytest.approx(smooth_curve(values[10:], 0.9))
+    result = invoke("plot", run.path, "--metric", "val_mae", "--smooth", "0.9", "--skip", "10")
+    assert result.exit_code == 0, result.output
+    for args, message in ((["--smooth", "1"], "error: --smooth must be in [0, 1)"),
+                          (["--skip", "30"], "error: --skip 30 leaves nothing to plot: the longest run has 30")):
+        wrong = invoke("plot", run.path, *args)
+        assert wrong.exit_code == 2 and wrong.stderr.startswith(message), wrong.output
 
 
 @needs_matplotlib
