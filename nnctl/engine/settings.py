@@ -34,12 +34,15 @@ SMALL_GEMM_MACS = int(os.environ.get("NNCTL_SMALL_GEMM_MACS", 1 << 17))
 #   the user set it): a thread that finishes early sleeps instead of spinning on a core another process needs.
 #   Measured on MNIST's first layer: 1.6× faster idle, and as fast as one thread with a busy process on the
 #   other core (the default spinning policy made it 1.7-3× slower than one thread there).
-# - BLAS runs on one thread under `nnctl` (cli.py sets OPENBLAS_NUM_THREADS=1 unless the user set it):
+# - BLAS runs on BLAS_THREADS (1) threads inside fit/evaluate/predict, set through threadpoolctl and restored
+#   on the way out (nnctl/engine/threads.py), so a script's `Sequential.fit` runs as the CLI does:
 #   OpenBLAS's idle threads spin, so its second thread kept the other core busy exactly when a split kernel
 #   needed it (MNIST epoch 0.53 s → 0.45 s with one BLAS thread), and a busy process on the other core made
-#   2-thread BLAS 3.7× slower. Library users who import NumPy first choose for themselves.
+#   2-thread BLAS 3.7× slower. `nnctl` also sets OPENBLAS_NUM_THREADS=1 (unless the user set it) so that
+#   OpenBLAS never starts the threads. NNCTL_BLAS_THREADS=N chooses another count; 0 leaves BLAS alone.
 # Threads: NNCTL_THREADS, else NUMBA_NUM_THREADS, else the cores this process may run on.
 PARALLEL_MIN_MACS = int(os.environ.get("NNCTL_PARALLEL_MIN_MACS", 1 << 21))
+BLAS_THREADS = int(os.environ.get("NNCTL_BLAS_THREADS", "1").strip() or 1)
 
 # Numba imports scipy.linalg (0.2-0.3 s here) the first time it compiles or loads a kernel, only to back
 # np.dot and np.linalg inside jitted code, which no nnctl kernel uses. With NNCTL_NUMBA_SCIPY=0 the CPU

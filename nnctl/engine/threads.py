@@ -1,10 +1,16 @@
-"""How many threads one kernel call gets (the threading policy is in nnctl/engine/settings.py)."""
+"""How many threads one kernel call gets, and BLAS's thread count while a model runs.
+
+The threading policy itself is described in nnctl/engine/settings.py.
+"""
 
 from __future__ import annotations
+
+import functools
 
 from nnctl.engine import settings
 
 _applied: int | None = None
+_controller = None  # threadpoolctl's view of the loaded BLAS libraries, found once (a few ms)
 
 
 def parts(work: int) -> int:
@@ -26,3 +32,33 @@ def _apply(count: int) -> None:
 
         numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
         _applied = count
+
+
+def blas_limits():
+    """A context manager that runs BLAS on settings.BLAS_THREADS threads and gives the caller's own thread
+    counts back on exit (a no-op with NNCTL_BLAS_THREADS=0)."""
+    global _controller
+    if settings.BLAS_THREADS <= 0:
+        return _Nothing()
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=settings.BLAS_THREADS, user_api="blas")
+
+
+def blas_policy(method):
+    """Decorates a model's fit/evaluate/predict with `blas_limits` (nesting keeps the outermost caller's)."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with blas_limits():
+            return method(*args, **kwargs)
+    return wrapper
+
+
+class _Nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnctl.engine import settings
+from nnctl.engine import settings, threads
 from nnctl.engine.backend import get_backend
 from nnctl.engine.csr import CSRBatch, CSRMatrix, mostly_zero
 from nnctl.errors import ArgumentError, NnctlError, ShapeError, check_positive_int
@@ -208,6 +208,7 @@ class Sequential:
         return Dataset(x, target.astype(self.dtype, copy=False), labels, np.ascontiguousarray(weight), y)
 
     # ---- training -----------------------------------------------------------------------------
+    @threads.blas_policy  # BLAS on one thread, as under `nnctl` (engine/settings.py); the caller's after
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, callbacks=None,
             class_weight=None, sample_weight=None, initial_epoch=0, fast_path="auto") -> dict:
         """Trains; returns the Keras-style history dict plus `epoch_time` (s) and `lr` per epoch."""
@@ -381,10 +382,12 @@ class Sequential:
             results[metric.name] = fresh.result()
         return results
 
+    @threads.blas_policy
     def evaluate(self, x, y, batch_size=32, sample_weight=None) -> dict:
         """{"loss": ..., "<metric>": ...} over all of (x, y)."""
         return self._evaluate_dataset(self._dataset(x, y, sample_weight), check_positive_int("batch_size", batch_size))
 
+    @threads.blas_policy
     def predict(self, x, batch_size=32) -> np.ndarray:
         """The model's outputs (after the last activation), shape (n, *output_shape)."""
         x = self._inputs(x)

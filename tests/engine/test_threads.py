@@ -76,3 +76,60 @@ def test_the_command_line_runs_blas_on_one_thread_unless_told(preset, expected):
             "print(os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_WAIT_POLICY'])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == [expected, "passive"]
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+
+    return max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+
+
+def _fit(callbacks=(), epochs=2):
+    from nnctl.nn.layers import Dense
+    from nnctl.nn.model import Sequential
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(200, 64)).astype(F32), rng.integers(0, 4, 200)
+    model = Sequential([Dense(256, activation="relu"), Dense(4, activation="softmax")], input_shape=(64,), seed=5)
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    # 32 × 64 × 256 multiply-adds a step: above SMALL_GEMM_MACS, so the products go to BLAS.
+    history = model.fit(x, y, epochs=epochs, batch_size=32, callbacks=list(callbacks), fast_path=False)
+    return model, history, model.predict(x), model.evaluate(x, y)
+
+
+def test_fit_evaluate_predict_run_blas_on_one_thread_and_restore_the_callers_limits():
+    from threadpoolctl import threadpool_limits
+
+    from nnctl.nn.callbacks import Callback
+
+    seen = []
+
+    class Probe(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(_blas_threads())
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        caller = _blas_threads()
+        _fit([Probe()])
+        assert seen == [1, 1]
+        assert _blas_threads() == caller
+
+        class Boom(Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            _fit([Boom()])
+        assert _blas_threads() == caller  # restored when fit raises too
+
+
+def test_results_are_identical_with_and_without_the_blas_policy(monkeypatch):
+    from threadpoolctl import threadpool_limits
+
+    model, history, predicted, evaluated = _fit()
+    monkeypatch.setattr(settings, "BLAS_THREADS", 0)  # NNCTL_BLAS_THREADS=0: leave BLAS as the caller set it
+    with threadpool_limits(limits=2, user_api="blas"):
+        other, history2, predicted2, evaluated2 = _fit()
+    assert history == {**history2, "epoch_time": history["epoch_time"]}
+    assert predicted.tobytes() == predicted2.tobytes() and evaluated == evaluated2
+    assert model.store.values.tobytes() == other.store.values.tobytes()
