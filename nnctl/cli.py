@@ -317,11 +317,9 @@ def check(file, overrides):
     Example:
       nnctl check configs/imdb.yaml --set optimizer.learning_rate=0.01
     """
-    from nnctl.config import load_config
-    from nnctl.train.session import prepare
+    from nnctl.config.check import check_config
 
-    resolved = load_config(file, overrides)
-    prepared = prepare(resolved)
+    prepared = check_config(file, overrides)  # every problem at once: YAML, schema, names, data, shapes
     splits, model = prepared.splits, prepared.model
     parts = [f"{len(model.layers)} layers", f"{model.summary()['total_params']:,} parameters",
              f"{len(splits.train[1]):,} training rows"]

@@ -203,7 +203,9 @@ def parse_yaml(text: str, label: str) -> Document:
     issues: list[ConfigIssue] = []
     doc.data = _build(root, (), doc, issues) if root is not None else None
     if issues:
-        raise ConfigError(issues)
+        error = ConfigError(issues)
+        error.document = doc  # what could be read (a duplicate's first value): `nnctl check` goes on with it
+        raise error
     return doc
 
 
