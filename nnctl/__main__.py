@@ -1,5 +1,13 @@
-"""`python -m nnctl` runs the command line."""
+"""`python -m nnctl` runs the command line.
 
-from nnctl.cli import main
+A Ctrl-C while the command line itself is being imported exits 130 quietly too."""
+
+import sys
+
+try:
+    from nnctl.cli import main
+except KeyboardInterrupt:
+    sys.stderr.write("interrupted (Ctrl-C)\n")
+    sys.exit(130)
 
 main()

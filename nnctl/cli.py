@@ -5,7 +5,6 @@ Importing this module must stay cheap (`nnctl --help` ≤ 0.3 s): NumPy, Numba a
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -14,7 +13,7 @@ import click
 
 from nnctl import __version__
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+from nnctl.cli_errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NnctlGroup, _fail, user_errors  # noqa: F401
 
 # OpenBLAS's idle threads spin, which slows nnctl's own split kernels and everything under load
 # (nnctl/engine/settings.py, threading policy). So the command line runs BLAS on one thread unless the user
@@ -23,13 +22,6 @@ if "numpy" not in sys.modules:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # Numba's CPU target loads without scipy.linalg, which no kernel needs (engine/settings.py, NUMBA_SCIPY).
 os.environ.setdefault("NNCTL_NUMBA_SCIPY", "0")
-
-
-def _fail(lines, code: int = EXIT_USAGE):
-    """One red line per problem on stderr, then exit with `code` (no traceback)."""
-    for line in lines:
-        click.secho(line, fg="red", err=True)
-    sys.exit(code)
 
 
 def strict_json(obj, indent: int | None = 2) -> str:
@@ -47,28 +39,13 @@ def strict_json(obj, indent: int | None = 2) -> str:
     return json.dumps(clean(obj), indent=indent, allow_nan=False)
 
 
-def user_errors(command):
-    """Turns the library's user errors (bad config, bad input) into red lines and exit code 2."""
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from nnctl.config.yamlfile import ConfigError
-        from nnctl.errors import NnctlError
-        try:
-            return command(*args, **kwargs)
-        except ConfigError as err:
-            _fail([f"error: {issue}" for issue in err.issues])
-        except NnctlError as err:
-            _fail([f"error: {line}" for line in str(err).splitlines()])
-    return wrapper
-
-
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
                           help="Override a config value (repeatable); the value is read as YAML, e.g. "
                                "--set epochs=5 --set optimizer.learning_rate=1e-4.")
 config_file = click.argument("file", type=click.Path(dir_okay=False))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=NnctlGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="nnctl")
 def main():
     """Declarative deep-learning training from YAML files, on a Numba kernel engine.
