@@ -30,10 +30,17 @@ class UnknownNameError(NnctlError, ValueError):
         super().__init__(f"unknown {kind} {show(name)}{hint} (allowed: {', '.join(self.allowed)})")
 
 
+# Names people bring from other tools, too far from ours in spelling for difflib to find (`lr` is 2 letters).
+WELL_KNOWN_NAMES = {"lr": "learning_rate", "gpu": "cuda"}
+
+
 def did_you_mean(name: str, allowed: list[str]) -> str | None:
     """The closest allowed spelling of `name`, or None when nothing is close."""
     if not isinstance(name, str) or len(name) > 100:  # nothing that long is a misspelling of a short name
         return None
+    known = WELL_KNOWN_NAMES.get(name.lower())
+    if known in allowed:
+        return known
     matches = difflib.get_close_matches(name.lower(), [a.lower() for a in allowed], n=1, cutoff=0.6)
     if not matches:
         return None

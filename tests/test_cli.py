@@ -630,3 +630,12 @@ def test_a_cli_option_error_names_the_option(tmp_path, tiny_config):
     assert result.exit_code == 2
     assert "--device cuda: device: the CUDA backend is not available" in result.stderr
     assert "--set" not in result.stderr and not (tmp_path / "runs").exists()
+
+
+def test_help_lists_only_the_devices_that_work():
+    from nnctl.cli import DEVICES
+    from nnctl.engine.backend import _MODULES
+
+    assert DEVICES == [*_MODULES, "auto"]  # `cuda` appears once its backend module exists
+    result = CliRunner().invoke(main, ["train", "--help"])
+    assert "--device [cpu|auto]" in result.output and "cuda" not in result.output

@@ -5,6 +5,7 @@ Every problem becomes a located `ConfigIssue`; all of a stage's problems are rep
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,7 @@ def resolve_document(doc: Document, overrides: list[str], default_name: str, bas
     apply_overrides(doc, overrides)
     data = doc.data
     if "name" not in data:
-        data["name"] = default_name
+        data["name"] = run_name_from_file(default_name)
     if "seed" not in data:
         data["seed"] = secrets.randbelow(2**31)  # recorded in the resolved config, so the run can be repeated
     issues, unknown = _canonicalize_names(doc)
@@ -70,6 +71,18 @@ def resolve_document(doc: Document, overrides: list[str], default_name: str, bas
     if issues:
         raise ConfigError(sorted(issues, key=in_file_order))
     return ResolvedConfig(config, doc, base_dir)
+
+
+def run_name_from_file(stem: str) -> str:
+    """A valid run name from a config file's name: `no name` → `no_name`; a name with no ASCII letter or digit
+    (`日本`) → `run_` and its UTF-8 bytes in hex, so two such files still get two names."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_.-")
+    if not re.search(r"[A-Za-z0-9]", name):
+        return f"run_{stem.encode('utf-8', 'replace').hex()}"[:MAX_NAME]
+    return name[:MAX_NAME].rstrip("_.-")
+
+
+MAX_NAME = 100  # the schema's limit for `name`
 
 
 def in_file_order(issue: ConfigIssue):

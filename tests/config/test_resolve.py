@@ -27,6 +27,36 @@ def test_name_defaults_to_the_file_stem(minimal):
     assert load_config(minimal).config.name == "my-experiment"
 
 
+@pytest.mark.parametrize("file_name, name", [("no name.yaml", "no_name"), ("日本.yaml", "run_e697a5e69cac"),
+                                             ("日本 mnist.yaml", "mnist"), (".hidden-.yaml", "hidden"),
+                                             ("mnist.v2.yaml", "mnist.v2"), ("a" * 150 + ".yaml", "a" * 100)])
+def test_a_name_from_the_file_name_is_made_valid(tmp_path, file_name, name):
+    path = tmp_path / file_name
+    path.write_text(MINIMAL, encoding="utf-8")
+    assert load_config(path).config.name == name  # before: a ConfigError on `name` for the first four
+
+
+def test_two_unreadable_file_names_get_two_names(tmp_path):
+    names = set()
+    for stem in ("日本", "中国"):
+        (tmp_path / f"{stem}.yaml").write_text(MINIMAL, encoding="utf-8")
+        names.add(load_config(tmp_path / f"{stem}.yaml").config.name)
+    assert len(names) == 2
+
+
+@pytest.mark.parametrize("config, overrides, hint", [
+    ("optimizer: {type: rmsprop, lr: 0.01}\n", (), "optimizer.lr: unknown key 'lr' — did you mean 'learning_rate'?"),
+    ("", ("optimizer.lr=0.01",), "unknown key 'lr' — did you mean 'learning_rate'?"),
+    ("device: gpu\n", (), "device: expected one of cpu, cuda, auto, got 'gpu' — did you mean 'cuda'?"),
+    ("nb_epoch: 3\n", (), "unknown key 'nb_epoch' — did you mean 'epochs'?"),
+])
+def test_did_you_mean_for_names_from_other_tools(minimal, config, overrides, hint):
+    minimal.write_text(MINIMAL + config, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(minimal, overrides)
+    assert hint in str(caught.value)
+
+
 def test_a_random_seed_is_drawn_and_recorded(minimal):
     first, second = load_config(minimal), load_config(minimal)
     assert isinstance(first.config.seed, int) and 0 <= first.config.seed < 2**31
