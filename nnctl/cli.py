@@ -107,9 +107,12 @@ def train(file, overrides, resume_run, runs_dir, device, quiet, verbose):
         sys.stdout = open(os.devnull, "w")
     if result.status == "failed":
         click.secho(f"error: training failed: {result.error}", fg="red", err=True)
-    elif result.status == "interrupted":
+    elif result.status == "interrupted" and (result.run.path / "checkpoints" / "last.safetensors").is_file():
         click.secho(f"interrupted after {len(result.history.get('loss', []))} epoch(s); weights and history saved "
                     f"(continue with: nnctl train --resume {result.run.path})", fg="yellow", err=True)
+    elif result.status == "interrupted":
+        click.secho("interrupted before the first epoch finished: nothing was trained, so no weights were saved",
+                    fg="yellow", err=True)
     if verbose and not quiet:
         click.echo("time: " + " · ".join(f"{phase} {seconds:.2f} s" for phase, seconds in result.timings.items()))
     if not quiet and result.status == "completed":
@@ -198,6 +201,8 @@ def evaluate(run, split, as_json, weights):
     from nnctl.train.inference import NotSaved, evaluate_split, load_run, save_evaluation
 
     loaded = load_run(run, weights)
+    if loaded.note:  # a run that did not complete: say which epoch its weights are from
+        click.secho(f"note: {loaded.note}", fg="yellow", err=True)
     results = evaluate_split(loaded, split)
     if loaded.nonfinite:
         shown = ", ".join(f"`{name}`" for name in loaded.nonfinite[:3]) + (" …" if len(loaded.nonfinite) > 3 else "")
@@ -243,6 +248,8 @@ def predict(run, input_file, texts, output_file, weights):
     if output_file:
         check_output_path(output_file)
     loaded = load_run(run, weights)
+    if loaded.note:  # a run that did not complete: say which epoch its weights are from
+        click.secho(f"note: {loaded.note}", fg="yellow", err=True)
     if loaded.nonfinite:
         click.secho(f"note: {loaded.weights_path}: the weights hold non-finite values (NaN or inf): the outputs "
                     f"are NaN", fg="yellow", err=True)

@@ -46,7 +46,8 @@ class RunRecord:
 
     @property
     def status(self) -> str:
-        return str(self.manifest.get("status") or "unknown")
+        """completed | interrupted | failed, running while its writer lives, stopped once it is gone (killed)."""
+        return RunDirectory(self.path).state(self.manifest)
 
     @property
     def epochs(self) -> int:

@@ -134,6 +134,26 @@ def _dumps(obj, **options) -> str:
     return json.dumps(to_strict_json(obj), allow_nan=False, **options)
 
 
+def has_trained_weights(folder) -> bool:
+    """Whether the run (or one of its K-fold folds) holds the weights of at least one finished epoch: its
+    final weights or its checkpoint, which is first written at the end of epoch 1."""
+    folder = Path(folder)
+    places = [folder, *sorted(folder.glob("fold_*"))]
+    return any((place / WEIGHTS).is_file() or (place / "checkpoints" / "last.safetensors").is_file()
+               for place in places)
+
+
+def _newest_trained(parent: Path, latest: Path) -> Path:
+    # Folder names are start times (YYYYmmdd-HHMMSS[-N]): the newest run with weights, else the link's run.
+    stamps = [path for path in parent.iterdir() if path.is_dir() and not path.is_symlink()
+              and (path / MANIFEST).is_file() and path.name[:1].isdigit()]
+    stamps.sort(key=lambda path: (path.name[:15], int(path.name[16:] or 0) if path.name[16:].isdigit() else 0))
+    for path in reversed(stamps):
+        if has_trained_weights(path):
+            return path.resolve()
+    return latest
+
+
 @dataclass(frozen=True)
 class RunDirectory:
     """A run folder. JSON written here is strict: NaN and ±inf are stored as null (a diverged loss reads as None).
@@ -198,15 +218,18 @@ class RunDirectory:
 
     @classmethod
     def open(cls, path) -> RunDirectory:
-        """The run at `path`: a run folder, a `latest` link, or `runs/<name>` (meaning its latest run)."""
+        """The run at `path`: a run folder, or a `latest` link or `runs/<name>`, both meaning the newest run
+        that has trained weights (one stopped before its first epoch has none), else the newest run."""
         candidate = Path(path)
         if not candidate.exists():
             raise NnctlError(f"no such run: {path}")
-        if candidate.is_symlink():
+        if candidate.is_symlink() and candidate.name == LATEST:
+            candidate = _newest_trained(candidate.parent, candidate.resolve())
+        elif candidate.is_symlink():
             # Pin the run the link names now, so a run started later cannot swap files under this one.
             candidate = candidate.resolve()
         elif not (candidate / MANIFEST).is_file() and (candidate / LATEST).exists():
-            candidate = (candidate / LATEST).resolve()
+            candidate = _newest_trained(candidate, (candidate / LATEST).resolve())
         if not (candidate / MANIFEST).is_file():
             raise NnctlError(f"{path} is not a run directory (no {MANIFEST})")
         return cls(candidate)
@@ -223,6 +246,12 @@ class RunDirectory:
         """The live process writing this run now ({"pid", "host", "since"}), or None: tells a run that is
         training from one whose process was killed (both say `running`)."""
         return current_writer(self.path)
+
+    def state(self, manifest: dict) -> str:
+        """The run's state: the manifest's status (completed | interrupted | failed), except that a `running`
+        run whose writer is gone (killed, even by SIGKILL, or its machine lost) is `stopped`."""
+        status = str(manifest.get("status") or "unknown")
+        return "stopped" if status == "running" and self.writer() is None else status
 
     def _target(self, filename) -> Path:
         target = self.path / filename

@@ -5,6 +5,7 @@ Inputs are read from `.npy`, `.npz` or `.csv`; nothing is ever unpickled.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class LoadedRun:
     weights: str | None = None  # the weights file when not the run's final weights.safetensors
     weights_path: Path | None = None  # the file the weights were read from
     nonfinite: list = field(default_factory=list)  # the weights holding NaN or inf (a diverged run)
+    note: str | None = None  # for stderr: which epoch the weights of an unfinished run come from
 
 
 def load_run(path, weights=None) -> LoadedRun:
@@ -54,8 +56,10 @@ def load_run(path, weights=None) -> LoadedRun:
     source = run.path / "weights.safetensors"
     if weights is not None:
         source = Path(weights) if Path(weights).is_file() or Path(weights).is_absolute() else run.path / weights
+    else:
+        source = trained_weights_file(run.path, manifest)
     # A training checkpoint (checkpoints/last.safetensors) holds the weights under `weights/`.
-    tensors, _ = read_tensors(source)
+    tensors, _metadata = read_tensors(source)
     prefix = "weights/" if any(key.startswith("weights/") for key in tensors) else ""
     try:
         check_tensors(source, tensors, model_shapes(model), model.dtype, prefix=prefix, extra_ok=bool(prefix))
@@ -65,8 +69,42 @@ def load_run(path, weights=None) -> LoadedRun:
     weights_found = {name: tensors[prefix + name] for name in model_shapes(model)}
     model.set_weights(weights_found)
     transforms = load_transforms(records.read_preprocessing(run.path))
+    note = (weights_note(run.path, manifest, source, _metadata, resolved.config.epochs)
+            if weights is None else None)
     return LoadedRun(run, resolved, model, transforms, None if weights is None else str(weights), source,
-                     nonfinite_tensors(weights_found))
+                     nonfinite_tensors(weights_found), note)
+
+
+def trained_weights_file(folder: Path, manifest: dict) -> Path:
+    """The run's final weights, or (a run killed before writing them) its last checkpoint; an NnctlError when
+    no epoch finished, so untrained weights are never evaluated."""
+    final, checkpoint = folder / "weights.safetensors", folder / "checkpoints" / "last.safetensors"
+    # Only a run that never ended (killed) lacks its final weights: elsewhere a missing file is damage.
+    status = manifest.get("status")
+    if os.path.lexists(final) or (status != "running" and manifest.get("epochs_completed") != 0):
+        return final
+    if status == "running" and os.path.lexists(checkpoint):
+        return checkpoint
+    raise NnctlError(f"{folder} has no trained weights: the run ({RunDirectory(folder).state(manifest)}) "
+                     f"stopped before its first epoch finished; train it again")
+
+
+def weights_note(folder: Path, manifest: dict, source: Path, metadata: dict, planned: int) -> str | None:
+    """Which epoch the weights of a run that did not complete come from (None for a completed run)."""
+    import json
+
+    state = RunDirectory(folder).state(manifest)
+    if state == "completed":
+        return None
+    epochs = metadata.get("epochs")
+    if epochs is None:  # a checkpoint: its metadata `state` holds the epochs done
+        try:
+            epochs = json.loads(metadata.get("state", "{}")).get("epochs_done")
+        except (ValueError, AttributeError):
+            epochs = None
+    epoch = f"epoch {str(epochs)[:20]} of {planned}" if epochs is not None else "its last saved epoch"
+    where = "" if source.name == "weights.safetensors" else f" ({source.relative_to(folder)})"
+    return f"the run is {state}: these weights are those of {epoch}{where}"
 
 
 def evaluate_split(loaded: LoadedRun, split: str = "test") -> dict:

@@ -188,7 +188,7 @@ def test_half_written_runs_show_what_they_hold(tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines[1:]] == ["killed", "torn", "empty", "cv"]
-    assert lines[1].split()[3:8] == ["running", "2", "val_accuracy", "0.8000", "(epoch"]
+    assert lines[1].split()[3:8] == ["stopped", "2", "val_accuracy", "0.8000", "(epoch"]  # no writer alive
     assert lines[2].split()[3] == "unknown" and lines[3].split()[3] == "unknown"
     assert "(3-fold)" in lines[4] and "val_mae 2.6000 ± 0.0000 (epoch 2)" in lines[4]
     empty = next((runs / "empty").glob("2024*"))
