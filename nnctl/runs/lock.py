@@ -21,6 +21,8 @@ except ImportError:  # Windows: no flock; runs there are not locked
     fcntl = None
 
 LOCK = ".lock"
+HEARTBEAT_SECONDS = 30.0  # how often a holder rewrites its record's `heartbeat` time
+STALE_AFTER = 10 * HEARTBEAT_SECONDS  # a holder on another host silent this long is taken to be gone
 
 # Locks this process holds, by real path: taking one again (evaluate inside a training run's own process,
 # CliRunner tests) nests instead of failing against ourselves, since flock conflicts between two open files.
@@ -62,7 +64,9 @@ def current_writer(folder) -> dict | None:
     if not holder.get("pid"):
         return None
     if holder.get("host", socket.gethostname()) != socket.gethostname():
-        return holder
+        # No pid to test on another machine: its heartbeat says whether it still runs (a lost machine stops).
+        beat = _seconds_since(holder.get("heartbeat") or holder.get("since"))
+        return None if beat is not None and beat > STALE_AFTER else holder
     try:
         os.kill(int(holder["pid"]), 0)
     except PermissionError:  # alive, but another user's
@@ -72,6 +76,32 @@ def current_writer(folder) -> dict | None:
     return holder
 
 
+def _seconds_since(text) -> float | None:
+    try:
+        moment = datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return (datetime.now(timezone.utc) - moment).total_seconds()
+
+
+def _record() -> bytes:
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now, "heartbeat": now}).encode()
+
+
+def _beat(fd: int, since: str, stop: threading.Event) -> None:
+    # Only the heartbeat changes, and ISO times have one width: the record keeps its length, so one pwrite
+    # over it never leaves a reader half of an old one.
+    while not stop.wait(HEARTBEAT_SECONDS):
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "since": since,
+                  "heartbeat": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        try:
+            os.pwrite(fd, json.dumps(record).encode() + b"\n", 0)
+        except OSError:
+            pass
+
+
 def _parse(data: bytes) -> dict:
     try:
         found = json.loads(data or b"{}")
@@ -79,7 +109,7 @@ def _parse(data: bytes) -> dict:
         return {}
     if not isinstance(found, dict):
         return {}
-    return {key: str(found[key])[:100] for key in ("pid", "host", "since") if found.get(key) is not None}
+    return {key: str(found[key])[:100] for key in ("pid", "host", "since", "heartbeat") if found.get(key) is not None}
 
 
 @contextmanager
@@ -118,18 +148,23 @@ def locked(folder, describe_error):
             raise RunLockedError(folder, _holder(fd)) from None
         except OSError as error:  # a file system without locks (some network mounts)
             raise describe_error(error, path) from None
-        record = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        record = _record()
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(record).encode() + b"\n", 0)
+            os.pwrite(fd, record + b"\n", 0)
         except OSError:
             pass  # a full disk: the lock still holds, only the message a second writer gets is poorer
         with _guard:
             _held[key] = [fd, 1]
+        stop = threading.Event()
+        beating = threading.Thread(target=_beat, args=(fd, json.loads(record)["since"], stop), daemon=True,
+                                   name="nnctl-lock-heartbeat")
+        beating.start()
         try:
             yield
         finally:
+            stop.set()
+            beating.join()
             with _guard:
                 del _held[key]
             try:

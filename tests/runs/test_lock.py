@@ -91,3 +91,33 @@ def test_a_lock_file_symlinked_outside_the_run_is_refused_and_left_alone(tmp_pat
         with run.lock():
             pass
     assert outside.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("age, alive", [(5, True), (3600, False)])
+def test_a_holder_on_another_host_counts_as_alive_while_its_heartbeat_is_fresh(tmp_path, age, alive):
+    import json
+    from datetime import datetime, timedelta, timezone
+
+    run = RunDirectory.create(tmp_path / "runs", "mlp")
+    beat = (datetime.now(timezone.utc) - timedelta(seconds=age)).isoformat(timespec="seconds")
+    (run.path / LOCK).write_text(json.dumps({"pid": 1, "host": "elsewhere.example", "since": beat,
+                                             "heartbeat": beat}))
+    run.update_manifest(status="running", name="mlp")
+    assert (run.writer() is not None) is alive
+    assert run.state(run.manifest()) == ("running" if alive else "stopped")
+
+
+def test_a_holder_rewrites_its_heartbeat_while_it_holds_the_lock(tmp_path, monkeypatch):
+    import json
+
+    from nnctl.runs import lock
+
+    monkeypatch.setattr(lock, "HEARTBEAT_SECONDS", 0.05)
+    run = RunDirectory.create(tmp_path / "runs", "mlp")
+    with run.lock():
+        first = json.loads((run.path / LOCK).read_text())
+        time.sleep(1.2)
+        later = json.loads((run.path / LOCK).read_text())
+        assert later["pid"] == os.getpid() and later["since"] == first["since"]
+        assert later["heartbeat"] > first["heartbeat"]
+    assert (run.path / LOCK).read_text() == ""  # released: no holder is named
