@@ -27,6 +27,7 @@ from tests.conftest import run_path
 
 EPOCH_LINE = re.compile(r"^Epoch \d+/\d+ - ")
 NOTE_LINE = re.compile(r"^(loading compiled kernels|compiling kernels) … [\d.]+ s ")
+LOAD_LINE = re.compile(r"^loading data … [\d.]+ s$")  # the first phase, kept when it ends (not a terminal)
 
 
 def nnctl(*args, cwd=None, **options) -> subprocess.CompletedProcess:
@@ -66,6 +67,7 @@ def test_train_output_is_one_plain_line_per_epoch(trained):
     out = trained.result.stdout
     assert "\r" not in out and "\x1b" not in out
     lines = out.splitlines()
+    assert LOAD_LINE.match(lines.pop(0)), out
     assert NOTE_LINE.match(lines[0]), lines[0]
     assert all(EPOCH_LINE.match(line) for line in lines[1:4]), out
     assert [line.split(" - ")[0] for line in lines[1:4]] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
@@ -433,12 +435,13 @@ def test_predict_inputs_of_the_wrong_width(trained, tmp_path):
     result = CliRunner().invoke(main, ["predict", str(trained.run), "--input", str(tmp_path / "narrow.npy")])
     assert result.exit_code == 2
     assert "Traceback" not in result.output
-    assert result.stderr == "error: the model takes inputs of shape [10] per sample, the file has [7]\n"
+    assert result.stderr == (f"error: {tmp_path / 'narrow.npy'}: the model takes inputs of shape [10] per sample, "
+                             f"the file has [7]\n")
 
 
 PREDICT_INPUTS_THAT_LIE = [  # (file name, how to make it in folder `d`, the message's end)
     ("x.csv", lambda d: (d / "x.csv").write_bytes(b"1,2\n\xff\xfe,3\n"), "x.csv:2: not UTF-8 text"),
-    ("x.csv", lambda d: (d / "x.csv").write_text("a,b\n1,2\n1,nan\n"), "x.csv: x has NaN at line 3, column 'b'"),
+    ("x.csv", lambda d: (d / "x.csv").write_text("a,b\n1,2\n1,nan\n"), "x.csv:3: column 'b' is missing a value, got 'nan'"),
     ("x.npy", lambda d: np.save(d / "x.npy", np.array([[1.0, np.inf]])), "x.npy: x has +inf at row 0, column 1"),
     ("x.npy", lambda d: np.save(d / "x.npy", np.float32(3)), "x.npy: x is a single value"),
     ("x.npy", lambda d: np.save(d / "x.npy", np.zeros((0, 10), np.float32)), "x.npy: x has no rows"),
@@ -542,6 +545,7 @@ def test_train_evaluate_predict_as_processes(tmp_path, tiny_config, inputs):
     assert trained.stderr == ""
     lines = trained.stdout.splitlines()
     assert "\r" not in trained.stdout and "\x1b" not in trained.stdout
+    assert LOAD_LINE.match(lines.pop(0)), trained.stdout
     assert NOTE_LINE.match(lines[0]) and len(lines) == 6
     assert all(EPOCH_LINE.match(line) for line in lines[1:4]) and lines[4].startswith("test: ")
     run = tmp_path / run_path(trained.stdout)  # relative to the working folder: runs/tiny/<stamp>
@@ -639,3 +643,103 @@ def test_help_lists_only_the_devices_that_work():
     assert DEVICES == [*_MODULES, "auto"]  # `cuda` appears once its backend module exists
     result = CliRunner().invoke(main, ["train", "--help"])
     assert "--device [cpu|auto]" in result.output and "cuda" not in result.output
+
+
+# ---- predict on CSV files as people have them (issue 15) ---------------------------------------
+IRIS_CONFIG = """\
+name: iris
+seed: 1
+data:
+  dataset: {type: csv, path: iris.csv, target: species}
+  transforms: [standardize]
+model:
+  input_shape: [4]
+  layers: [{type: dense, units: 8, activation: relu}, {type: dense, units: 3, activation: softmax}]
+loss: sparse_categorical_crossentropy
+metrics: [accuracy]
+epochs: 2
+batch_size: 8
+"""
+
+
+@pytest.fixture(scope="module")
+def iris_run(tmp_path_factory):
+    """A run trained on an iris look-alike with the species as text."""
+    from tests.data import sklearn_like
+
+    folder = tmp_path_factory.mktemp("iris")
+    sklearn_like.iris(folder / "iris.csv")
+    (folder / "iris.yaml").write_text(IRIS_CONFIG, encoding="utf-8")
+    result = train(folder / "iris.yaml", folder / "runs")
+    lines = (folder / "iris.csv").read_text().splitlines()
+    return SimpleNamespace(folder=folder, run=run_path(result.stdout), header=lines[0].split(","),
+                           rows=[line.split(",") for line in lines[1:6]])
+
+
+def write_columns(path, header, rows, names):
+    """`rows` (with `header`) written with only the columns `names`, in that order (None: no header row)."""
+    picked = [[row[header.index(name)] for name in names] for row in rows]
+    path.write_text("\n".join(([",".join(names)] if names and header else []) + [",".join(r) for r in picked]) + "\n")
+    return path
+
+
+def predict_npy(run, source, out):
+    result = CliRunner().invoke(main, ["predict", str(run), "--input", str(source), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    return np.load(out)
+
+
+def test_predict_matches_csv_columns_by_header_name(iris_run, tmp_path):
+    header, rows = iris_run.header, iris_run.rows
+    features = header[:4]
+    same = predict_npy(iris_run.run, write_columns(tmp_path / "a.csv", header, rows, features), tmp_path / "a.npy")
+    shuffled = ["petal_width", "species", "sepal_length", "petal_length", "sepal_width"]  # target kept, dropped
+    moved = predict_npy(iris_run.run, write_columns(tmp_path / "b.csv", header, rows, shuffled), tmp_path / "b.npy")
+    np.testing.assert_array_equal(moved, same)
+    (tmp_path / "c.csv").write_text("\n".join(",".join(r[:4]) for r in rows) + "\n")  # no header: by position
+    np.testing.assert_array_equal(predict_npy(iris_run.run, tmp_path / "c.csv", tmp_path / "c.npy"), same)
+    (tmp_path / "d.csv").write_text("\n".join(",".join(r) for r in rows) + "\n")  # the training layout, no header
+    np.testing.assert_array_equal(predict_npy(iris_run.run, tmp_path / "d.csv", tmp_path / "d.npy"), same)
+
+
+@pytest.mark.parametrize("names, message", [
+    (["sepal_length", "sepal_width", "petal_length"], "missing column(s) 'petal_width'"),
+    (["sepal_length", "sepal_width", "petal_length", "petal_width", "colour"], "unknown column(s) 'colour'"),
+    (["sepal_length", "sepal_width", "petal_len", "petal_width"],
+     "missing column(s) 'petal_length'; unknown column(s) 'petal_len'"),
+])
+def test_predict_refuses_missing_or_unknown_csv_columns_by_name(iris_run, tmp_path, names, message):
+    rows = [row[:4] + ["1.0"] for row in iris_run.rows]
+    header = iris_run.header[:4] + ["colour"]
+    if "petal_len" in names:
+        header = [name if name != "petal_length" else "petal_len" for name in header]
+    source = write_columns(tmp_path / "x.csv", header, rows, names)
+    result = CliRunner().invoke(main, ["predict", str(iris_run.run), "--input", str(source)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (f"error: {source}: {message} (the model was trained on: 'sepal_length', "
+                             f"'sepal_width', 'petal_length', 'petal_width')\n")
+
+
+def test_predict_csv_without_a_header_of_another_width(iris_run, tmp_path):
+    (tmp_path / "x.csv").write_text("1,2,3\n4,5,6\n")
+    result = CliRunner().invoke(main, ["predict", str(iris_run.run), "--input", str(tmp_path / "x.csv")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: {tmp_path / 'x.csv'}: rows of 3 values without a header; the model "
+                                    f"takes 4 (or the training file's 5 columns)")
+
+
+def test_predict_prints_csv_classes_by_name(iris_run, tmp_path):
+    source = write_columns(tmp_path / "x.csv", iris_run.header, iris_run.rows, iris_run.header[:4])
+    result = CliRunner().invoke(main, ["predict", str(iris_run.run), "--input", str(source)])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"│\s*\d (setosa|versicolor|virginica)\s*│", result.stdout), result.stdout
+    saved = json.loads((iris_run.run / "preprocessing.json").read_text())
+    assert saved["csv"]["classes"] == ["setosa", "versicolor", "virginica"]
+    assert saved["csv"]["features"] == iris_run.header[:4]
+
+
+def test_predict_csv_errors_name_line_column_and_value(iris_run, tmp_path):
+    (tmp_path / "x.csv").write_text("sepal_length,sepal_width,petal_length,petal_width\n1,2,3,4\n1,2,oops,4\n")
+    result = CliRunner().invoke(main, ["predict", str(iris_run.run), "--input", str(tmp_path / "x.csv")])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {tmp_path / 'x.csv'}:3: column 'petal_length' must be a number, got 'oops'\n"

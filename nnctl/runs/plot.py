@@ -166,7 +166,7 @@ def write_plot(paths, metric: str | None = None, output=None, smooth: float = 0.
     image_format = target.suffix[1:].lower() or "png"
     supported = figure.canvas.get_supported_filetypes()
     if image_format not in supported:
-        raise NnctlError(f"cannot write a .{image_format} image (allowed: {', '.join(sorted(supported))})")
+        raise NnctlError(f"{target}: cannot write a .{image_format} image (allowed: {', '.join(sorted(supported))})")
     buffer = io.BytesIO()
     figure.savefig(buffer, format=image_format, dpi=100)
     try:

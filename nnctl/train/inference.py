@@ -198,7 +198,7 @@ def _read_csv(path: Path) -> tuple[np.ndarray, list[str], list[str] | None]:
     return np.asarray(rows, dtype=np.float64), where, header if header and len(header) == len(rows[0]) else None
 
 
-def predict_inputs(loaded: LoadedRun, x: np.ndarray) -> np.ndarray:
+def predict_inputs(loaded: LoadedRun, x: np.ndarray, source: str | None = None) -> np.ndarray:
     """The model's outputs for raw inputs `x`: the run's input transforms first (e.g. its standardization),
     then a flat CSV row is reshaped to the input shape when the sizes agree."""
     model = loaded.model
@@ -215,7 +215,8 @@ def predict_inputs(loaded: LoadedRun, x: np.ndarray) -> np.ndarray:
     if tuple(x.shape[1:]) != model.input_shape and int(np.prod(x.shape[1:])) == int(np.prod(model.input_shape)):
         x = x.reshape((len(x),) + model.input_shape)
     if tuple(x.shape[1:]) != model.input_shape:
-        raise NnctlError(f"the model takes inputs of shape {list(model.input_shape)} per sample, the file has "
+        raise NnctlError(f"{source + ': ' if source else ''}the model takes inputs of shape "
+                         f"{list(model.input_shape)} per sample, the file has "
                          f"{list(x.shape[1:])}")
     return model.predict(x, batch_size=loaded.resolved.config.batch_size)
 

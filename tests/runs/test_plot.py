@@ -139,7 +139,8 @@ def test_output_file_and_format(trained, tmp_path):
     assert result.exit_code == 0, result.output
     assert b"<svg" in (tmp_path / "cv.svg").read_bytes()[:500]
     wrong = invoke("plot", trained.kfold, "-o", tmp_path / "cv.docx")
-    assert wrong.exit_code == 2 and wrong.stderr.startswith("error: cannot write a .docx image (allowed: ")
+    assert wrong.exit_code == 2
+    assert wrong.stderr.startswith(f"error: {tmp_path / 'cv.docx'}: cannot write a .docx image (allowed: ")
 
 
 @needs_matplotlib
