@@ -176,6 +176,25 @@ def _model_at(path: tuple, data) -> type[BaseModel] | None:
     return _pick_model(annotation, node)
 
 
+NO_DEFAULT = object()
+
+
+def default_at(path: tuple, data) -> object:
+    """The schema's default for the key at `path` of the config `data` (a layer's by its `type`), as YAML holds
+    it; NO_DEFAULT for a required key or a path the schema does not know."""
+    if not path or not isinstance(path[-1], str):
+        return NO_DEFAULT
+    try:
+        cls = _model_at(tuple(path[:-1]), data)
+    except (KeyError, IndexError, TypeError):  # the path runs through a value of another shape
+        return NO_DEFAULT
+    field = cls.model_fields.get(path[-1]) if cls is not None else None
+    if field is None or field.is_required():
+        return NO_DEFAULT
+    default = field.get_default(call_default_factory=True)
+    return default.model_dump() if isinstance(default, BaseModel) else default
+
+
 def _pick_model(annotation, node):
     found, stack = [], [annotation]
     while stack:

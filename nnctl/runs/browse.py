@@ -281,14 +281,16 @@ def config_diff(config_texts: list[str | None]) -> list[tuple[str, list[str]]]:
     """(key path, one value per run) for every leaf on which the configs differ, as YAML would spell the values;
     "(absent)" where a config lacks the key, "?" for a run without a readable config.yaml."""
     from nnctl.config.yamlfile import ConfigError, parse_yaml
+    from nnctl.runs.absent_keys import without_absent_defaults
 
-    flats = []
+    flats, configs = [], []
     for text in config_texts:
         try:  # the config loader's parser: safe, with its budget against alias bombs and deep nesting
             loaded = parse_yaml(text, "config.yaml").data if text is not None else None
         except (ConfigError, RecursionError):
             loaded = None
         flats.append(flatten_config(loaded) if isinstance(loaded, dict) else None)
+        configs.append(loaded)
     present = [flat for flat in flats if flat is not None]
     keys = list(dict.fromkeys(key for flat in present for key in flat))
     rows = []
@@ -296,7 +298,7 @@ def config_diff(config_texts: list[str | None]) -> list[tuple[str, list[str]]]:
         values = ["?" if flat is None else _yaml_scalar(flat, key) for flat in flats]
         if len({value for value, flat in zip(values, flats) if flat is not None}) > 1:
             rows.append((key, values))
-    return rows
+    return without_absent_defaults(rows, configs)  # an older nnctl's config lacks a newer key's default
 
 
 def _yaml_scalar(flat: dict, key: str) -> str:
