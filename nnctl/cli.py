@@ -98,7 +98,8 @@ def train(file, overrides, resume_run, runs_dir, device, quiet, verbose):
     else:
         resolved = load_config(file, list(overrides) + device_option)
         RunDirectory.check_new(runs_dir, resolved.config.name)  # a runs folder that cannot take it: fail fast
-        prepared = prepare(resolved)  # every check before anything is written
+        with progress.phase("loading data"):  # on screen while it happens
+            prepared = prepare(resolved)  # every check before anything is written
         validation = resolved.config.data.validation
         if validation is not None and validation.kfold is not None:
             return _run_kfold(resolved, prepared, runs_dir, None, quiet)  # exits with the run's status
@@ -140,6 +141,7 @@ def kfold(file, overrides, folds, runs_dir, quiet):
     """
     from nnctl.config import load_config
     from nnctl.runs.rundir import RunDirectory
+    from nnctl.train.progress import make_progress
     from nnctl.train.session import prepare
 
     option = [(f"data.validation={{kfold: {folds}}}", f"--folds {folds}")] if folds else []
@@ -147,7 +149,9 @@ def kfold(file, overrides, folds, runs_dir, quiet):
     if resolved.config.data.validation is None or resolved.config.data.validation.kfold is None:
         raise click.UsageError("give --folds K or `data.validation: {kfold: K}` in the config")
     RunDirectory.check_new(runs_dir, resolved.config.name)
-    _run_kfold(resolved, prepare(resolved), runs_dir, None, quiet)
+    with make_progress(sys.stdout, "quiet" if quiet else "auto").phase("loading data"):
+        prepared = prepare(resolved)
+    _run_kfold(resolved, prepared, runs_dir, None, quiet)
 
 
 def _run_kfold(resolved, prepared, runs_dir, folds, quiet):
@@ -157,9 +161,10 @@ def _run_kfold(resolved, prepared, runs_dir, folds, quiet):
     live = sys.stdout.isatty() and not quiet
 
     def progress_for(fold, total):
-        if not quiet:
-            click.echo(f"fold {fold + 1}/{total}")
-        return make_progress(sys.stdout, "live" if live else "quiet")
+        # A live bar per fold, no kept epoch lines (on_fold_end keeps one line per fold); the first fold's
+        # compile line is kept, the others load the same kernels from the cache in no time.
+        return make_progress(sys.stdout, "live" if live else "quiet", label=f"fold {fold + 1}/{total}",
+                             keep=("phases",) if fold == 0 else ())
 
     def on_fold_end(fold, total, history):
         if not quiet and history.get("loss"):

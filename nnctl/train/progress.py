@@ -1,6 +1,7 @@
 """Training progress as callbacks: a live `rich` bar on a terminal, one plain line per epoch elsewhere.
 
-Owns the Keras-style kept epoch line (`Epoch 3/20 - 0.03s - loss: 0.2134 - ...`) and `make_progress`.
+Owns the Keras-style kept epoch line (`Epoch 3/20 - 3ms/step - loss: 0.2134 - ...`), the start-up phases
+(`loading data`, `compiling kernels`: a spinner while they run) and `make_progress`.
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ import math
 import numbers
 import sys
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.live import Live
 from rich.measure import Measurement
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
+from rich.spinner import Spinner
 from rich.table import Column
 from rich.text import Text
 
@@ -24,17 +29,70 @@ MODES = ("auto", "live", "plain", "quiet")
 # A few redraws a second look live; batch hooks can fire far more often than that early in an epoch.
 REFRESH_INTERVAL = 0.25
 HIDDEN_KEYS = ("epoch_time", "lr")
+KEPT = ("phases", "epochs")  # the kinds of kept lines; K-fold keeps no epoch lines (one line per fold instead)
 
 
-def make_progress(stream=None, mode: str = "auto") -> "ProgressReporter":
-    """The progress callback for `stream` (default stdout): live on a terminal, plain otherwise."""
+def make_progress(stream=None, mode: str = "auto", label: str | None = None,
+                  keep: tuple = KEPT) -> "ProgressReporter":
+    """The progress callback for `stream` (default stdout): live on a terminal, plain otherwise.
+    `label` (e.g. `fold 2/4`) prefixes the bar's epoch; `keep` says which kept lines are printed."""
     if mode not in MODES:
         raise ArgumentError(f"`mode` must be one of {', '.join(MODES)}, got {mode!r}.")
     stream = stream if stream is not None else sys.stdout
     if mode == "auto":
-        isatty = getattr(stream, "isatty", None)
-        mode = "live" if isatty is not None and isatty() else "plain"
-    return {"live": LiveProgress, "plain": PlainProgress, "quiet": QuietProgress}[mode](stream)
+        mode = "live" if is_terminal(stream) else "plain"
+    reporter = {"live": LiveProgress, "plain": PlainProgress, "quiet": QuietProgress}[mode](stream)
+    reporter.label, reporter.keep = label, tuple(keep)
+    return reporter
+
+
+def phase_of(progress, label: str):
+    """`progress.phase(label)`, for any progress callback: one without `phase` gets the kept line as a note."""
+    if hasattr(progress, "phase"):
+        return progress.phase(label)
+    return _noted_phase(progress, label)
+
+
+@contextmanager
+def _noted_phase(progress, label: str):
+    shown = Phase(label)
+    yield shown
+    if hasattr(progress, "note"):
+        progress.note(shown.line())
+
+
+def is_terminal(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:  # a closed stream
+        return False
+
+
+def format_step_time(seconds: float, steps: int) -> str:
+    """Keras's `3ms/step` (or `250us/step`): an epoch's time per step, for epochs shorter than a second."""
+    per_step = seconds / max(1, steps)
+    if per_step < 1e-3:
+        return f"{per_step * 1e6:.0f}us/step"
+    return f"{per_step * 1e3:.0f}ms/step"
+
+
+@dataclass
+class Phase:
+    """One start-up step (`loading data`, `compiling kernels`) while it runs; `finish(text)` sets the kept line."""
+
+    label: str
+    began: float = field(default_factory=time.perf_counter)
+    text: str | None = None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.began
+
+    def finish(self, text: str) -> None:
+        self.text = text
+
+    def line(self) -> str:
+        return self.text or f"{self.label} … {self.elapsed():.2f} s"
 
 
 def format_duration(seconds: float) -> str:
@@ -65,6 +123,9 @@ class ProgressReporter(Callback):
             model.fit(x, y, epochs=20, callbacks=[progress])
     """
 
+    label: str | None = None
+    keep: tuple = KEPT
+
     def __init__(self, stream=None):
         self.stream = stream if stream is not None else sys.stdout
         self._last_lr = None
@@ -73,7 +134,8 @@ class ProgressReporter(Callback):
         self._last_lr = None
 
     def on_epoch_end(self, epoch, logs=None):
-        self._emit(self.epoch_line(epoch, logs or {}))
+        if "epochs" in self.keep:
+            self._emit(self.epoch_line(epoch, logs or {}))
 
     def on_train_end(self, logs=None):
         self.close()
@@ -82,7 +144,10 @@ class ProgressReporter(Callback):
         """The kept line for 0-based `epoch`; remembers the learning rate to show only its changes."""
         parts = [self.epoch_label(epoch)]
         if "epoch_time" in logs:
-            parts.append(format_duration(float(logs["epoch_time"])))
+            seconds = float(logs["epoch_time"])
+            # Keras's `3ms/step` where the epoch's own time would read `0.00s`.
+            parts.append(format_duration(seconds) if seconds >= 1 or "steps" not in self.params
+                         else format_step_time(seconds, self.params["steps"]))
         figures = format_metrics(logs)
         if figures:
             parts.append(figures)
@@ -95,10 +160,34 @@ class ProgressReporter(Callback):
         return " - ".join(parts)
 
     def epoch_label(self, epoch: int) -> str:
-        return f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}"
+        label = f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}"
+        return f"{self.label} · {label}" if self.label else label
 
     def note(self, text: str) -> None:
         self._emit(str(text))
+
+    @contextmanager
+    def phase(self, label: str):
+        """Shows `label` while the block runs (live: a spinner and the elapsed time) and keeps one line when it
+        ends, `label … 1.23 s` or the text given to `phase.finish(text)`; nothing is kept when it raises.
+
+            with progress.phase("compiling kernels") as shown:
+                shown.finish(warm_up(...).describe())
+        """
+        shown = Phase(label)
+        self._phase_begin(shown)
+        try:
+            yield shown
+        except BaseException:
+            self._phase_end(shown, kept=False)
+            raise
+        self._phase_end(shown, kept="phases" in self.keep)
+
+    def _phase_begin(self, phase: Phase) -> None: ...
+
+    def _phase_end(self, phase: Phase, kept: bool) -> None:
+        if kept:
+            self.note(phase.line())
 
     def close(self) -> None: ...
 
@@ -140,6 +229,25 @@ class StepRateColumn(ProgressColumn):
         seconds = task.finished_time if task.finished else task.elapsed
         rate = f"{task.completed / seconds:.1f}" if seconds and task.completed else "?"
         return Text(f"{rate} steps/s", style="progress.data.speed", no_wrap=True)
+
+
+class LabelledTimeRemaining(TimeRemainingColumn):
+    """rich's time-remaining column, said to be one: `ETA 0:00:12`."""
+
+    def render(self, task) -> Text:
+        shown = super().render(task)
+        return Text(f"ETA {shown.plain}", style=shown.style, no_wrap=True)
+
+
+class PhaseSpinner:
+    """`⠋ compiling kernels … 2.4 s`, redrawn by rich's Live a few times a second while the phase runs."""
+
+    def __init__(self, phase: Phase):
+        self.phase, self.spinner = phase, Spinner("dots", style="progress.spinner")
+
+    def __rich_console__(self, console, options):
+        self.spinner.text = Text(f"{self.phase.label} … {self.phase.elapsed():.1f} s")
+        yield self.spinner
 
 
 class SqueezableText:
@@ -188,9 +296,9 @@ class LiveProgress(ProgressReporter):
         self._progress = ManualProgress(
             TextColumn("{task.description}", table_column=fixed), BarColumn(bar_width=30),
             MofNCompleteColumn(table_column=fixed), TimeElapsedColumn(table_column=fixed),
-            TimeRemainingColumn(table_column=fixed), StepRateColumn(table_column=fixed), MetricsColumn(),
+            LabelledTimeRemaining(table_column=fixed), StepRateColumn(table_column=fixed), MetricsColumn(),
             console=self.console, auto_refresh=False, transient=True)
-        self._task = None
+        self._task = self._spinner = None
         self._pending: list[str] = []
         self._done, self._running, self._refreshed_at = 0, {}, -math.inf
 
@@ -220,7 +328,23 @@ class LiveProgress(ProgressReporter):
         self._pending.append(str(text))
         self._print_pending()
 
+    def _phase_begin(self, phase: Phase) -> None:
+        self._print_pending()
+        # A background refresh: the phase is one long call (Numba compiling) with no hook to draw from.
+        self._spinner = Live(PhaseSpinner(phase), console=self.console, refresh_per_second=8, transient=True)
+        self._spinner.start()
+
+    def _phase_end(self, phase: Phase, kept: bool) -> None:
+        self._stop_spinner()
+        super()._phase_end(phase, kept)
+
+    def _stop_spinner(self) -> None:
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+
     def close(self) -> None:
+        self._stop_spinner()
         self._print_pending()
         # transient=True: stopping removes the bar, so a run stopped mid-epoch leaves only kept lines.
         if self._progress.live.is_started:

@@ -21,6 +21,7 @@ from nnctl.runs.rundir import RunDirectory, describe_os_error, environment_versi
 from nnctl.train.session_callbacks import (EventLog, InterruptHandler, RewindOnStop, failure_message,
                                            kept_checkpoint_note, nonfinite_message)
 from nnctl.train.session_callbacks import now as _now
+from nnctl.train.progress import phase_of
 from nnctl.train.warmup import warm_up
 
 CHECKPOINT = "checkpoints/last.safetensors"  # the state `nnctl train --resume` continues from
@@ -131,9 +132,9 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
     first_step_time = failure = None
     try:
         with interrupt.installed():  # a Ctrl-C during compilation ends the run cleanly too
-            warm = warm_up(model, x, y, cfg.batch_size, validation is not None)
-            if progress is not None and hasattr(progress, "note"):
-                progress.note(warm.describe())
+            with phase_of(progress, "compiling kernels") as shown:  # shown while it compiles (a spinner)
+                warm = warm_up(model, x, y, cfg.batch_size, validation is not None)
+                shown.finish(warm.describe())
             began, first_step_time = time.perf_counter(), time.time()
             if not interrupt.requested:
                 model.fit(x, y, epochs=cfg.epochs, batch_size=cfg.batch_size, validation_data=validation,
@@ -270,7 +271,8 @@ def resume(run_path, overrides=(), progress: Callback | None = None) -> TrainRes
     # The lock comes first: a run still being written is refused (naming its pid) before anything is read.
     with RunDirectory.open(run_path).lock() as locked_run:
         run, resolved, snapshot = prepare_resume(locked_run.path, overrides)
-        prepared = prepare(resolved)
+        with phase_of(progress, "loading data"):
+            prepared = prepare(resolved)
         # The checkpoint against the model and fresh callbacks, before anything is written.
         verify(snapshot, prepared.model, [make_callback(spec, run.path) for spec in resolved.config.callbacks])
         config_text = run_config_text(resolved)

@@ -1,7 +1,8 @@
-"""Progress callbacks: the kept epoch line, plain vs live output, refresh throttling, mode choice."""
+"""Progress callbacks: the kept epoch line, plain vs live output, refresh throttling, mode choice, start-up phases."""
 
 import io
 import re
+import time
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from nnctl.train.progress import (LiveProgress, PlainProgress, QuietProgress, fo
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 NUMBER = r"(-?\d+\.\d{4}|nan|-?inf)"
 EPOCH_LINE = re.compile(rf"^Epoch \d+/\d+ - \S+ - loss: {NUMBER}( - \w+: {NUMBER})*( - lr: \d\.\d{{4}}e[-+]\d+)?$")
-FIRST_LINE = "Epoch 1/3 - 0.03s - loss: 0.5000 - accuracy: 0.8000 - val_loss: 0.6000 - val_accuracy: 0.7500"
+FIRST_LINE = "Epoch 1/3 - 624us/step - loss: 0.5000 - accuracy: 0.8000 - val_loss: 0.6000 - val_accuracy: 0.7500"
 PARAMS = {"epochs": 3, "steps": 50, "samples": 400, "batch_size": 8, "initial_epoch": 0}
 
 
@@ -237,3 +238,76 @@ def test_plain_progress_survives_a_closed_pipe():
     progress.on_epoch_end(0, {"loss": 0.5, "epoch_time": 0.01, "lr": 0.001})
     progress.on_epoch_end(1, {"loss": 0.4, "epoch_time": 0.01, "lr": 0.001})  # no second attempt, no error
     assert progress.stream is None
+
+
+# ---- start-up phases, step times, K-fold bars ----------------------------------------------------------
+PHASE_LINE = re.compile(r"^loading data … \d+\.\d\d s$")
+
+
+@pytest.mark.parametrize("seconds, shown", [(0.0312, "624us/step"), (0.5, "10ms/step"), (0.95, "19ms/step"),
+                                            (1.0, "1.00s"), (12.34, "12.3s")])
+def test_epochs_shorter_than_a_second_show_the_time_per_step(seconds, shown):
+    reporter = make_progress(io.StringIO(), "plain")
+    reporter.set_params(PARAMS)  # 50 steps an epoch
+    assert reporter.epoch_line(0, {"loss": 0.5, "epoch_time": seconds}) == f"Epoch 1/3 - {shown} - loss: 0.5000"
+
+
+def test_plain_phase_prints_one_line_when_it_ends_and_none_when_it_fails():
+    out = io.StringIO()
+    reporter = make_progress(out, "plain")
+    with reporter.phase("loading data"):
+        assert out.getvalue() == ""  # off a terminal nothing is drawn while it runs
+    assert PHASE_LINE.match(out.getvalue().rstrip("\n")), out.getvalue()
+    with reporter.phase("compiling kernels") as shown:
+        shown.finish("compiling kernels … 3.1 s (cached for next time)")
+    with pytest.raises(KeyError), reporter.phase("loading data"):
+        raise KeyError("x")
+    assert out.getvalue().splitlines()[1:] == ["compiling kernels … 3.1 s (cached for next time)"]
+
+
+def test_live_phase_shows_a_spinner_and_the_elapsed_time_while_it_runs():
+    out = TtyStringIO()
+    reporter = make_progress(out)
+    with reporter.phase("compiling kernels") as shown:
+        time.sleep(0.45)  # rich redraws 8 times a second from its own thread
+        drawn = ANSI.sub("", out.getvalue())
+        shown.finish("compiling kernels … 0.4 s (cached for next time)")
+    assert re.search(r"[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] compiling kernels … 0\.[1-9] s", drawn), drawn
+    assert reporter._spinner is None  # the refresh thread is gone
+    assert screen(out.getvalue()) == ["compiling kernels … 0.4 s (cached for next time)"]
+
+
+def test_quiet_phase_prints_nothing():
+    out = io.StringIO()
+    with make_progress(out, "quiet").phase("loading data"):
+        pass
+    assert out.getvalue() == ""
+
+
+def test_phase_of_works_with_any_progress_callback():
+    class Notes(Callback):
+        def __init__(self):
+            self.lines = []
+
+        def note(self, text):
+            self.lines.append(text)
+
+    notes = Notes()
+    with progress.phase_of(notes, "loading data"):
+        pass
+    with progress.phase_of(None, "loading data"):  # no progress at all
+        pass
+    assert len(notes.lines) == 1 and PHASE_LINE.match(notes.lines[0])
+
+
+def test_live_bar_labels_the_eta_and_a_fold_keeps_no_epoch_lines(monkeypatch):
+    monkeypatch.setattr(progress, "REFRESH_INTERVAL", 0.0)
+    out = io.StringIO()
+    reporter = make_progress(out, "live", label="fold 2/4", keep=("phases",))
+    with reporter.phase("loading data"):
+        pass
+    drive(reporter)
+    raw = ANSI.sub("", out.getvalue())
+    assert "fold 2/4 · Epoch 3/3" in raw and "ETA " in raw  # the live bar
+    kept = screen(out.getvalue())
+    assert len(kept) == 1 and PHASE_LINE.match(kept[0]), kept  # no epoch lines: the CLI keeps one per fold
