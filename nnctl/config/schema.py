@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic_core import PydanticCustomError
 
-from nnctl.config.values import (BatchSize, Bool, ClassWeights, Delimiter, Epochs, Folds, NamedSpec, NonNegativeInt,
-                                 NonNegativeNumber, Number, OpenFraction, PositiveInt, PositiveNumber, Rate,
+from nnctl.config.values import (BatchSize, Bool, ClassWeights, Column, Delimiter, Epochs, Folds, NamedSpec,
+                                 NonNegativeInt, NonNegativeNumber, Number, OpenFraction, PositiveInt, PositiveNumber, Rate,
                                  RunName, Seed, Shape, TargetShape, Text, Width, bounded_int)
 
 
@@ -126,12 +126,14 @@ class NpySpec(DatasetSpec):
 
 
 class CsvSpec(DatasetSpec):
-    """A table with a header row: `target` names the label column, `features` the inputs (default: the rest)."""
+    """A table: `target` is the label column and `features` the inputs (default: the rest), each by header name
+    or 0-based index; without a header (`header: false`) the columns are named column0, column1, …"""
 
     type: Literal["csv"] = "csv"
     path: Text
-    target: Text
-    features: Optional[list[Text]] = None
+    target: Column
+    features: Optional[list[Column]] = None
+    header: Bool = True
     delimiter: Delimiter = ","
     test_path: Optional[Text] = None
 

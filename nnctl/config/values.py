@@ -84,6 +84,9 @@ Text = _value_type("a string", lambda v: isinstance(v, str) and v.strip() != "",
 Delimiter = _value_type("one character other than a newline or a quote, e.g. ',' or a tab ('\\t')",
                         lambda v: isinstance(v, str) and len(v) == 1 and v not in "\r\n\"",
                         {"type": "string", "minLength": 1, "maxLength": 1})
+Column = _value_type("a column name or a 0-based column index", lambda v: (isinstance(v, str) and v.strip() != "")
+                     or (_is_int(v) and 0 <= v <= MAX_WIDTH),
+                     {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer", "minimum": 0}]})
 RunName = _value_type("a name of at most 100 letters, digits, '_', '-' and '.'",
                       lambda v: isinstance(v, str) and len(v) <= 100 and bool(_SAFE_NAME.match(v)),
                       {"type": "string", "pattern": _SAFE_NAME.pattern, "maxLength": 100})

@@ -30,6 +30,7 @@ class Splits:
     test: tuple | None
     files: list[Path]
     transforms: list = field(default_factory=list)
+    csv: dict | None = None  # a CSV's columns and class names, for preprocessing.json (predict matches by name)
 
     def split(self, name: str) -> tuple:
         found = {"train": self.train, "validation": self.validation, "test": self.test}[name]
@@ -48,6 +49,7 @@ class Source:
     y_test: np.ndarray | None
     files: list[Path]
     num_words: int | None = None
+    csv: dict | None = None  # header, columns, features, target and text classes of a CSV dataset
 
 
 def _resolve_path(resolved: ResolvedConfig, text: str) -> Path:
@@ -158,13 +160,13 @@ def _load_npy(resolved, spec) -> Source:
     return Source(x, y, x_test, y_test, files)
 
 
-def _load_validation_file(resolved) -> tuple:
+def _load_validation_file(resolved, classes=None) -> tuple:
     """The `data.validation.path` file: a .csv read like the dataset, or a .npz with x_val/y_val (or x/y)."""
     where = ("data", "validation", "path")
     path = _resolve_path(resolved, resolved.config.data.validation.path)
     spec = resolved.config.data.dataset
     if spec is not None and spec.type == "csv":
-        return _read_table(resolved, where, path, spec) + (path,)
+        return _read_table(resolved, where, path, spec, classes)[:2] + (path,)
     arrays = _arrays_at(resolved, where, path)
     for x_key, y_key in (("x_val", "y_val"), ("x", "y"), ("x_train", "y_train")):
         if x_key in arrays and y_key in arrays:
@@ -177,14 +179,14 @@ def _load_validation_file(resolved) -> tuple:
 def _load_csv(resolved, spec) -> Source:
     where = ("data", "dataset")
     path = _resolve_path(resolved, spec.path)
-    x, y = _read_table(resolved, where + ("path",), path, spec)
+    x, y, record = _read_table(resolved, where + ("path",), path, spec)
     x_test = y_test = None
     files = [path]
     if spec.test_path:
         test_path = _resolve_path(resolved, spec.test_path)
-        x_test, y_test = _read_table(resolved, where + ("test_path",), test_path, spec)
+        x_test, y_test, _ = _read_table(resolved, where + ("test_path",), test_path, spec, record["classes"])
         files.append(test_path)
-    return Source(x, y, x_test, y_test, files)
+    return Source(x, y, x_test, y_test, files, csv=record)
 
 
 def read_text_file(path: Path) -> str:
@@ -200,7 +202,12 @@ def read_text_file(path: Path) -> str:
                          f"the CSV as UTF-8") from None
 
 
-def _read_table(resolved, where, path: Path, spec):
+def _read_table(resolved, where, path: Path, spec, classes=None):
+    """(x, y, columns record) of the CSV at `path`: features and target chosen by name or index, text labels
+    mapped to ids (the training file's `classes` for a test or validation file), missing cells NaN only when
+    the config imputes them."""
+    from nnctl.data import csv_table
+
     try:
         # the text, its lines and the parsed rows together take a few times the file's size
         check_fits(4 * check_regular_file(path).st_size, str(path))
@@ -208,45 +215,32 @@ def _read_table(resolved, where, path: Path, spec):
     except (NnctlError, OSError) as err:
         message = str(err) if isinstance(err, NnctlError) else f"cannot read {path}: {err.strerror or err}"
         raise ConfigError([resolved.issue(where, message)]) from None
-    numbered = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    if len(numbered) < 2:
-        raise ConfigError([resolved.issue(where, f"{path.name} needs a header row and at least one data row")])
-    header = [name.strip() for name in numbered[0][1].split(spec.delimiter)]
-    features = spec.features or [name for name in header if name != spec.target]
-    for name in [spec.target, *features]:
-        if name not in header:
-            key = "target" if name == spec.target else "features"
-            raise ConfigError([resolved.issue(("data", "dataset", key), f"{path.name} has no column "
-                                                                        f"'{clip(name, 60)}' (columns: "
-                                                                        f"{clip(', '.join(header))})")])
-    wanted = [header.index(name) for name in features] + [header.index(spec.target)]
-    rows = np.empty((len(numbered) - 1, len(wanted)), np.float64)
-    for row, (number, line) in enumerate(numbered[1:]):
-        cells = line.split(spec.delimiter)
-        if len(cells) != len(header):
-            raise ConfigError([resolved.issue(where, f"{path}:{number}: expected {len(header)} values, got "
-                                                     f"{len(cells)}")])
-        try:  # only the columns in use must be numbers: an id or name column may stay text
-            rows[row] = [float(cells[column]) for column in wanted]
-        except ValueError:
-            column = next(c for c in wanted if not _is_number(cells[c]))
-            raise ConfigError([resolved.issue(where, f"{path}:{number}: column '{clip(header[column], 60)}' must "
-                                                     f"be a number, got {clip(cells[column], 60)!r}")]) from None
-    lines = [f"line {number}" for number, _ in numbered[1:]]
-    try:  # before the float32 cast: 1e300 is finite here but inf once converted, and is reported as such
-        check_finite(rows[:, :-1], "a feature", str(path), rows=lines, columns=features)
-        check_finite(rows[:, -1], "the target", str(path), rows=lines, columns=[spec.target])
+    key = where
+    try:
+        # errors name the file by its name: the config's location points at the full path, and a long path
+        # would push the line, column and value out of the one-line message
+        table = csv_table.split_table(Path(path.name), text, spec.delimiter, spec.header)
+        key = ("data", "dataset", "target")
+        target = table.index(spec.target, "target")
+        key = ("data", "dataset", "features")
+        features = ([table.index(column, "feature") for column in spec.features] if spec.features
+                    else [i for i in range(len(table.names)) if i != target])
+        if target in features:  # training on the label itself would look like a perfect model
+            raise NnctlError(f"{path.name}: column '{clip(table.names[target], 60)}' is the target; it cannot "
+                             f"also be a feature")
+        key = where
+        table.check_widths()
+    except NnctlError as err:
+        raise ConfigError([resolved.issue(key, str(err))]) from None
+    imputed = any(t.type == "impute" for t in resolved.config.data.transforms)
+    try:  # only the columns in use must be numbers: an id or name column may stay text
+        x = csv_table.numbers(table, features, allow_missing=imputed)
+        y, classes = csv_table.labels(table, target, classes)
     except NnctlError as err:
         raise ConfigError([resolved.issue(where, str(err))]) from None
-    return rows[:, :-1].astype(np.float32), rows[:, -1].astype(np.float32)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    record = {"header": table.has_header, "columns": table.names, "features": [table.names[i] for i in features],
+              "target": table.names[target], "classes": classes}
+    return x.astype(np.float32), y.astype(np.float32), record
 
 
 def load_data(resolved: ResolvedConfig, fold: int | None = None, folds: int | None = None,
@@ -259,7 +253,7 @@ def load_data(resolved: ResolvedConfig, fold: int | None = None, folds: int | No
     files = list(source.files)
     choice = resolved.config.data.validation
     if choice is not None and choice.path is not None and fold is None:
-        x_val, y_val, val_path = _load_validation_file(resolved)
+        x_val, y_val, val_path = _load_validation_file(resolved, (source.csv or {}).get("classes"))
         (x, y), validation = (source.x, source.y), (x_val, y_val)
         files.append(val_path)
     else:
@@ -276,7 +270,7 @@ def load_data(resolved: ResolvedConfig, fold: int | None = None, folds: int | No
         test = apply_all(transforms, source.x_test, source.y_test) if source.x_test is not None else None
     except NnctlError as err:
         raise ConfigError([resolved.issue(("data", "transforms"), str(err))]) from None
-    return Splits((x, y), validation, test, files, transforms)
+    return Splits((x, y), validation, test, files, transforms, source.csv)
 
 
 def _rows(x, rows):

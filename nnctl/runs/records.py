@@ -102,8 +102,22 @@ class KFoldSummary(Closed):
     best: dict[Key, Best] = Field(default_factory=dict)
 
 
+ColumnName = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class CsvColumns(Closed):
+    """A CSV dataset's columns as trained: predict matches an input CSV's header against them."""
+
+    header: bool
+    columns: list[ColumnName] = Field(min_length=1)
+    features: list[ColumnName] = Field(min_length=1)
+    target: ColumnName
+    classes: Optional[list[Annotated[str, Field(max_length=100)]]] = Field(None, min_length=1)
+
+
 class Preprocessing(Closed):
     transforms: list[dict]
+    csv: Optional[CsvColumns] = None
 
 
 HISTORY = TypeAdapter(dict[Key, list[Figure]], config=ConfigDict(strict=True, allow_inf_nan=False))
@@ -218,6 +232,23 @@ def _finite_list(value, positive=False) -> bool:
 FITTED = {"width": ("a positive integer", _positive_int), "classes": ("a positive integer", _positive_int),
           "mean": ("a list of numbers", _finite_list),
           "std": ("a list of positive numbers", lambda v: _finite_list(v, positive=True))}
+
+
+def read_csv_columns(folder) -> dict | None:
+    """preprocessing.json's `csv` record (None for a run not trained on a CSV), checked: the features and the
+    target are among the columns, the classes distinct."""
+    path = Path(folder) / "preprocessing.json"
+    record = _checked(Preprocessing, path).get("csv")
+    if record is None:
+        return None
+    unknown = [name for name in [*record["features"], record["target"]] if name not in record["columns"]]
+    if unknown:
+        raise RunFileError(path, f"`csv` names a column that is not in `columns`: {show_value(unknown[0])}")
+    if len(set(record["columns"])) != len(record["columns"]):
+        raise RunFileError(path, "`csv.columns` names a column twice")
+    if record["classes"] is not None and len(set(record["classes"])) != len(record["classes"]):
+        raise RunFileError(path, "`csv.classes` names a class twice")
+    return record
 
 
 def read_preprocessing(folder) -> list[dict]:

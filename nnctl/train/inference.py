@@ -16,7 +16,7 @@ from nnctl.config.resolve import ResolvedConfig
 from nnctl.data.array_checks import check_finite, check_rows
 from nnctl.data.files import load_data, read_array_file, read_text_file
 from nnctl.data.transforms import apply_all, load_transforms
-from nnctl.errors import NnctlError, show
+from nnctl.errors import NnctlError, clip
 from nnctl.host import check_fits, check_regular_file
 from nnctl.runs import records
 from nnctl.runs.rundir import RunDirectory, RunLockedError, atomic_write_bytes
@@ -149,8 +149,17 @@ def evaluate_run(loaded: LoadedRun, split: str = "test") -> dict:
     return results
 
 
-def read_inputs(path) -> np.ndarray:
-    """Model inputs from `.npy`, `.npz` (key `x`, `x_test` or the only array) or `.csv` (numbers, optional header)."""
+@dataclass
+class CsvInputs:
+    """A CSV of inputs as read: its columns are matched to the run's (by header name) in `predict_inputs`."""
+
+    path: Path
+    text: str
+
+
+def read_inputs(path) -> np.ndarray | CsvInputs:
+    """Model inputs from `.npy`, `.npz` (key `x`, `x_test` or the only array) or `.csv` (a CsvInputs: numbers,
+    optional header, matched to the run's columns by `predict_inputs`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".npz", ".csv"):
@@ -158,11 +167,10 @@ def read_inputs(path) -> np.ndarray:
     info = check_regular_file(path, "an input file")  # a FIFO would block, a device never end
     if suffix == ".csv":
         check_fits(4 * info.st_size, str(path))
-        x, rows, columns = _read_csv(path)
-    else:
-        x, rows, columns = _pick_inputs(path, read_array_file(path)), None, None
+        return CsvInputs(path, read_text_file(path))
+    x = _pick_inputs(path, read_array_file(path))
     check_rows(x, "x", str(path))
-    check_finite(x, "x", str(path), rows=rows, columns=columns)
+    check_finite(x, "x", str(path))
     return x
 
 
@@ -175,33 +183,57 @@ def _pick_inputs(path: Path, arrays: dict) -> np.ndarray:
     raise NnctlError(f"{path.name} holds several arrays ({', '.join(sorted(arrays))}): name the inputs `x`")
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, list[str], list[str] | None]:
-    """The numbers of a CSV, each row's "line N" and the header's column names (None without a header)."""
-    lines = [(number, line) for number, line in enumerate(read_text_file(path).splitlines(), start=1)
-             if line.strip()]
-    rows, where, header = [], [], None
-    for number, line in lines:
-        cells = [cell.strip() for cell in line.split(",")]
-        try:
-            rows.append([float(cell) for cell in cells])
-            where.append(f"line {number}")
-        except ValueError:
-            if number == 1 and not rows:
-                header = cells
-                continue
-            raise NnctlError(f"{path}:{number}: expected numbers separated by commas, got {show(line, 60)}") from None
-    widths = {len(row) for row in rows}
-    if len(widths) > 1:
-        raise NnctlError(f"{path}: rows have different numbers of values ({', '.join(map(str, sorted(widths)))})")
-    if not rows:
-        raise NnctlError(f"{path}: no rows of numbers")
-    return np.asarray(rows, dtype=np.float64), where, header if header and len(header) == len(rows[0]) else None
+def _read_csv(loaded: LoadedRun, inputs: CsvInputs) -> np.ndarray:
+    """The CSV's feature columns in the order the model was trained on (float64; NaN for missing cells only
+    when the run imputes them). A header is matched by name to the training CSV's columns: the target and the
+    training file's unused columns are dropped; without a header, columns are taken by position."""
+    from nnctl.data.csv_table import numbers, split_table
+
+    record = records.read_csv_columns(loaded.run.path)
+    spec = _dataset_spec(loaded)
+    delimiter = spec.delimiter if record is not None and getattr(spec, "type", None) == "csv" else ","
+    known = {} if record is None else record
+    table = split_table(inputs.path, inputs.text, delimiter, header=None, names=known.get("columns", ()),
+                        labels=known.get("classes") or ())
+    columns = list(range(len(table.names))) if record is None else _match_columns(table, record)
+    table.check_widths()
+    imputed = any(t.type_name == "impute" for t in loaded.transforms)
+    return numbers(table, columns, allow_missing=imputed)
+
+
+def _quoted(names) -> str:
+    return clip(", ".join(f"'{clip(name, 40)}'" for name in names), 150)
+
+
+def _match_columns(table, record: dict) -> list[int]:
+    features, known, path = record["features"], record["columns"], table.path
+    trained = f"(the model was trained on: {_quoted(features)})"
+    if table.has_header and record["header"]:
+        missing = [name for name in features if name not in table.names]
+        extra = [name for name in table.names if name not in known]
+        if missing or extra:
+            problems = ([f"missing column(s) {_quoted(missing)}"] if missing else []) + (
+                [f"unknown column(s) {_quoted(extra)}"] if extra else [])
+            raise NnctlError(f"{path}: {'; '.join(problems)} {trained}")
+        return [table.names.index(name) for name in features]
+    if table.has_header:
+        raise NnctlError(f"{path}: the first row is a header, but the model was trained on a CSV without one "
+                         f"({len(features)} columns by position): remove the header row")
+    width = len(table.names)
+    if width == len(features):
+        return list(range(width))
+    if width == len(known):  # the training file's layout, target included
+        return [known.index(name) for name in features]
+    raise NnctlError(f"{path}: rows of {width} values without a header; the model takes {len(features)} "
+                     f"(or the training file's {len(known)} columns) {trained}")
 
 
 def predict_inputs(loaded: LoadedRun, x: np.ndarray, source: str | None = None) -> np.ndarray:
     """The model's outputs for raw inputs `x`: the run's input transforms first (e.g. its standardization),
     then a flat CSV row is reshaped to the input shape when the sizes agree."""
     model = loaded.model
+    if isinstance(x, CsvInputs):
+        x = _read_csv(loaded, x)
     try:
         x, _ = apply_all(loaded.transforms, x)
     except (ValueError, IndexError, TypeError) as error:  # e.g. standardize fitted on another number of columns
@@ -239,6 +271,9 @@ def encode_texts(loaded: LoadedRun, texts) -> object:
 
 
 def _class_names(loaded: LoadedRun):
+    record = records.read_csv_columns(loaded.run.path)
+    if record is not None and record["classes"]:
+        return record["classes"]  # a CSV's text labels, in the sorted order their ids were given
     spec = _dataset_spec(loaded)
     if spec is None or spec.type not in ("imdb", "reuters", "mnist", "fashion_mnist"):
         return None
@@ -254,7 +289,7 @@ def describe_outputs(loaded: LoadedRun, outputs: np.ndarray, texts=()) -> tuple[
     lead = (lambda i: [i, texts[i][:40]]) if texts else (lambda i: [i])
     head = ["#", "text"] if texts else ["#"]
     names = _class_names(loaded)
-    label = (lambda c: f"{c} {names[c]}") if names else (lambda c: str(c))
+    label = (lambda c: f"{c} {names[c]}" if c < len(names) else str(c)) if names else (lambda c: str(c))
     if loss == "binary_crossentropy" and flat.shape[1] == 1:
         return head + ["class", "probability"], [lead(i) + [label(int(p >= 0.5)), float(max(p, 1 - p))]
                                                  for i, p in enumerate(flat[:, 0])]

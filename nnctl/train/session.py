@@ -83,7 +83,8 @@ def begin_run(run: RunDirectory, resolved: ResolvedConfig, prepared: Prepared) -
                             input_shape=list(prepared.model.input_shape),
                             versions=environment_versions(), config_sha256=sha256_bytes(config_text.encode()),
                             data=[{"path": str(path.resolve()), "sha256": sha256_file(path)} for path in splits.files])
-        run.write_json("preprocessing.json", {"transforms": [t.state() for t in splits.transforms]})
+        run.write_json("preprocessing.json", {"transforms": [t.state() for t in splits.transforms],
+                                              **({"csv": splits.csv} if splits.csv else {})})
     except OSError as error:
         shutil.rmtree(run.path, ignore_errors=True)  # half a run would be listed as one running forever
         raise describe_os_error(error, doing="read") from None  # a RunWriteError (a failed write) stays as it is

@@ -51,10 +51,10 @@ def test_inf_in_the_validation_file_and_nan_in_an_npy(tmp_path):
 def test_nan_in_a_csv_names_the_line_and_column(tmp_path):
     (tmp_path / "t.csv").write_text("a,b,y\n1,2,0\n\n3,nan,1\n5,6,inf\n7,8,1\n", encoding="utf-8")
     message = config_error(tmp_path, "  dataset: {type: csv, path: t.csv, target: y}")
-    assert f"{tmp_path / 't.csv'}: a feature has NaN at line 4, column 'b'" in message
+    assert "t.csv:4: column 'b' is missing a value, got 'nan'; fill it in or add an `impute` transform" in message
     (tmp_path / "t.csv").write_text("a,b,y\n1,2,0\n5,6,-inf\n7,8,1e300\n", encoding="utf-8")
     message = config_error(tmp_path, "  dataset: {type: csv, path: t.csv, target: y}")
-    assert "the target has -inf at line 3, column 'y' (and 1 more non-finite values)" in message
+    assert "t.csv:3: column 'y' must be a finite number (at most ±3.4e38), got '-inf'" in message
 
 
 def test_a_csv_that_is_not_utf8_is_located(tmp_path):
@@ -110,9 +110,13 @@ def test_csv_errors_never_echo_a_long_line(tmp_path):
     (tmp_path / "t.csv").write_text(",".join(f"column{i}" for i in range(10_000)) + "\n1\n", encoding="utf-8")
     message = config_error(tmp_path, "  dataset: {type: csv, path: t.csv, target: y}")
     assert "t.csv has no column 'y' (columns: column0, column1" in message and len(message) < 500
+    (tmp_path / "t.csv").write_text("a,y\n" + "x" * 100_000 + ",1\n", encoding="utf-8")
+    message = config_error(tmp_path, "  dataset: {type: csv, path: t.csv, target: y}")
+    assert "t.csv:2: column 'a' must be a number, got 'xxx" in message and len(message) < 500
     (tmp_path / "t.csv").write_text("a,y\n" + "1," + "x" * 100_000 + "\n", encoding="utf-8")
     message = config_error(tmp_path, "  dataset: {type: csv, path: t.csv, target: y}")
-    assert "column 'y' must be a number, got 'xxx" in message and len(message) < 500
+    assert "t.csv:2: column 'y' (the target) holds a class name longer than 100 characters, got 'xxx" in message
+    assert len(message) < 500
 
 
 def test_a_csv_too_big_for_memory_is_refused_before_reading(tmp_path, monkeypatch):
