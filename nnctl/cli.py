@@ -106,11 +106,13 @@ def train(file, overrides, resume_run, runs_dir, device, quiet, verbose):
         result = train_config(resolved, runs_dir, progress, prepared)
     if getattr(progress, "stream", True) is None:  # stdout's reader is gone: send the rest nowhere
         sys.stdout = open(os.devnull, "w")
+    from nnctl.runs.display import display_path
+
     if result.status == "failed":
         click.secho(f"error: training failed: {result.error}", fg="red", err=True)
     elif result.status == "interrupted" and (result.run.path / "checkpoints" / "last.safetensors").is_file():
         click.secho(f"interrupted after {len(result.history.get('loss', []))} epoch(s); weights and history saved "
-                    f"(continue with: nnctl train --resume {result.run.path})", fg="yellow", err=True)
+                    f"(continue with: nnctl train --resume {display_path(result.run.path)})", fg="yellow", err=True)
     elif result.status == "interrupted":
         click.secho("interrupted before the first epoch finished: nothing was trained, so no weights were saved",
                     fg="yellow", err=True)
@@ -120,7 +122,7 @@ def train(file, overrides, resume_run, runs_dir, device, quiet, verbose):
         test = result.run.read_json("metrics.json").get("test")
         if test:
             click.echo("test: " + " - ".join(f"{k}: {v:.4f}" for k, v in test.items() if k != "samples"))
-    click.echo(f"run: {result.run.path}")
+    click.echo(f"run: {display_path(result.run.path)}")
     sys.exit({"completed": 0, "failed": EXIT_FAILED, "interrupted": EXIT_INTERRUPTED}[result.status])
 
 
@@ -172,6 +174,8 @@ def _run_kfold(resolved, prepared, runs_dir, folds, quiet):
             click.echo(f"fold {fold + 1}/{total} - {len(history['loss'])} epochs - "
                        + " - ".join(f"{k}: {v:.4f}" for k, v in last.items()))
 
+    from nnctl.runs.display import display_path
+
     result = train_kfold(resolved, runs_dir, folds, progress_for, prepared, on_fold_end)
     if result.status == "failed":
         click.secho(f"error: training failed: {result.error}", fg="red", err=True)
@@ -182,7 +186,7 @@ def _run_kfold(resolved, prepared, runs_dir, folds, quiet):
                 for key, stats in result.summary["final"].items()]
         _table([("metric", "left"), ("final mean ± std", "right"), ("best mean", "right")], rows,
                title=f"{result.summary['folds']}-fold cross-validation, {result.summary['epochs']} epochs")
-    click.echo(f"run: {result.run.path}")
+    click.echo(f"run: {display_path(result.run.path)}")
     sys.exit({"completed": 0, "failed": EXIT_FAILED, "interrupted": EXIT_INTERRUPTED}[result.status])
 
 

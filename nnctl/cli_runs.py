@@ -89,9 +89,10 @@ def plot(run_paths, metric, output, smooth, skip):
       nnctl plot runs/boston_kfold --metric val_mae --smooth 0.9 --skip 10
     A K-fold run is drawn as its mean ± std over folds. Needs matplotlib: pip install 'nnctl[plot]'.
     """
+    from nnctl.runs.display import display_path
     from nnctl.runs.plot import write_plot
 
-    click.echo(f"plot: {write_plot(run_paths, metric, output, smooth, skip)}")
+    click.echo(f"plot: {display_path(write_plot(run_paths, metric, output, smooth, skip))}")
 
 
 def _cut(text: str, limit: int = 80) -> str:

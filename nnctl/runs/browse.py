@@ -18,6 +18,7 @@ from pathlib import Path
 from nnctl.direction import higher_is_better
 from nnctl.errors import NnctlError
 from nnctl.runs import records
+from nnctl.runs.display import display_path
 from nnctl.runs.records import RunFileError
 from nnctl.runs.rundir import MANIFEST, RunDirectory
 
@@ -215,7 +216,7 @@ def summarize_run(record: RunRecord) -> dict:
     metric = main_metric(record.history)
     best = best_value(record, metric) if metric else None
     test = record.metrics.get("test")
-    return {"name": record.name, "path": str(record.path), "started": started_at(record).isoformat(),
+    return {"name": record.name, "path": display_path(record.path), "started": started_at(record).isoformat(),
             "status": record.status, "kfold": record.folds, "epochs": record.epochs,
             "best": {"metric": metric, "mode": "max" if higher_is_better(metric) else "min", **best} if best else None,
             "test": test if isinstance(test, dict) else None, "duration_s": duration_seconds(record),
@@ -322,9 +323,10 @@ def compare_runs(paths) -> dict:
         rows.append((f"test {key}", [{"value": test[key], "epoch": None, "std": None} if key in test else None
                                      for test in tests]))
     rows.append(("duration", [format_duration(duration_seconds(record)) for record in records]))
-    return {"labels": run_labels(records), "paths": [str(record.path) for record in records], "rows": rows,
+    return {"labels": run_labels(records), "paths": [display_path(record.path) for record in records], "rows": rows,
             "config": config_diff([record.config_text for record in records]),
-            "problems": [f"{record.path}: {problem}" for record in records for problem in record.problems]}
+            "problems": [f"{display_path(record.path)}: {problem}" for record in records
+                         for problem in record.problems]}
 
 
 # ---- text for tables -----------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nnctl.errors import NnctlError, UnknownNameError
 from nnctl.runs.browse import NOT_METRICS, RunRecord, main_metric, open_run, run_labels
+from nnctl.runs.display import display_path
 from nnctl.runs.rundir import atomic_write_bytes
 
 INSTALL_HINT = "plotting needs matplotlib: pip install 'nnctl[plot]'"
@@ -34,7 +35,8 @@ def panels(records: list[RunRecord], metric: str | None = None) -> list[str]:
     """The metrics to draw: `metric` alone, else the loss and the main metric (as the book shows loss and accuracy)."""
     available = available_metrics(records)
     if not available:
-        raise NnctlError("nothing to plot: no epoch has finished in " + ", ".join(str(r.path) for r in records))
+        raise NnctlError("nothing to plot: no epoch has finished in "
+                         + ", ".join(display_path(r.path) for r in records))
     if metric is not None:
         name = _spelled_as(metric.removeprefix("val_") if metric not in available else metric, available)
         if name is None:
@@ -133,10 +135,11 @@ def _view(smooth: float, skip: int) -> str:
 
 def _legend_label(label: str, part: str, name: str, record: RunRecord, runs: int, smooth: float = 0.0) -> str:
     text = f"{part.capitalize()} {name}" if runs == 1 else f"{label} {part}"
+    folds = record.folds_label if record.folds_done != record.folds else f"{record.folds} folds"  # "2 of 4 folds"
     if record.spread and not smooth:
-        text += f" (mean ± std, {record.folds} folds)"
+        text += f" (mean ± std, {folds})"
     elif record.spread:
-        text += f" (mean of {record.folds} folds)"
+        text += f" (mean of {folds})"
     return text
 
 
