@@ -149,7 +149,8 @@ def kfold(file, overrides, folds, runs_dir, quiet):
     option = [(f"data.validation={{kfold: {folds}}}", f"--folds {folds}")] if folds else []
     resolved = load_config(file, list(overrides) + option)
     if resolved.config.data.validation is None or resolved.config.data.validation.kfold is None:
-        raise click.UsageError("give --folds K or `data.validation: {kfold: K}` in the config")
+        # No fold count anywhere: the book's choice, K = 4 (`data.validation` becomes the folds).
+        resolved = load_config(file, list(overrides) + [("data.validation={kfold: 4}", "the default --folds 4")])
     RunDirectory.check_new(runs_dir, resolved.config.name)
     with make_progress(sys.stdout, "quiet" if quiet else "auto").phase("loading data"):
         prepared = prepare(resolved)
@@ -157,7 +158,7 @@ def kfold(file, overrides, folds, runs_dir, quiet):
 
 
 def _run_kfold(resolved, prepared, runs_dir, folds, quiet):
-    from nnctl.train.kfold import format_mean_std, train_kfold
+    from nnctl.train.kfold import format_mean_std, partial_note, summary_title, train_kfold
     from nnctl.train.progress import make_progress
 
     live = sys.stdout.isatty() and not quiet
@@ -179,13 +180,15 @@ def _run_kfold(resolved, prepared, runs_dir, folds, quiet):
     result = train_kfold(resolved, runs_dir, folds, progress_for, prepared, on_fold_end)
     if result.status == "failed":
         click.secho(f"error: training failed: {result.error}", fg="red", err=True)
-    if not quiet and result.summary:
+    if result.status != "completed":  # a partial K-fold never passes for the K-fold figure
+        click.secho(partial_note(result), fg="yellow", err=True)
+    if not quiet and result.summary.get("final"):
         best = result.summary["best"]
         rows = [[key, format_mean_std(stats), (f"{best[key]['mean']:.4f} (epoch {best[key]['epoch']})"
                                                if key in best else "")]
                 for key, stats in result.summary["final"].items()]
         _table([("metric", "left"), ("final mean ± std", "right"), ("best mean", "right")], rows,
-               title=f"{result.summary['folds']}-fold cross-validation, {result.summary['epochs']} epochs")
+               title=summary_title(result.summary))
     click.echo(f"run: {display_path(result.run.path)}")
     sys.exit({"completed": 0, "failed": EXIT_FAILED, "interrupted": EXIT_INTERRUPTED}[result.status])
 

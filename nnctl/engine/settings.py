@@ -42,7 +42,8 @@ SMALL_GEMM_MACS = int(os.environ.get("NNCTL_SMALL_GEMM_MACS", 1 << 17))
 #   OpenBLAS never starts the threads. NNCTL_BLAS_THREADS=N chooses another count; 0 leaves BLAS alone.
 # Threads: NNCTL_THREADS, else NUMBA_NUM_THREADS, else the cores this process may run on.
 PARALLEL_MIN_MACS = int(os.environ.get("NNCTL_PARALLEL_MIN_MACS", 1 << 21))
-BLAS_THREADS = int(os.environ.get("NNCTL_BLAS_THREADS", "1").strip() or 1)
+_BLAS = os.environ.get("NNCTL_BLAS_THREADS", "").strip()
+BLAS_THREADS = int(_BLAS) if _BLAS.isdigit() else 1  # anything but a count keeps the default
 
 # Numba imports scipy.linalg (0.2-0.3 s here) the first time it compiles or loads a kernel, only to back
 # np.dot and np.linalg inside jitted code, which no nnctl kernel uses. With NNCTL_NUMBA_SCIPY=0 the CPU

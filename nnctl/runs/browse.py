@@ -38,6 +38,7 @@ class RunRecord:
     metrics: dict
     config_text: str | None
     folds: int | None = None  # K for a K-fold run
+    folds_done: int | None = None  # the folds its figures are over: fewer than K for a partial K-fold run
     spread: dict = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -49,6 +50,11 @@ class RunRecord:
     def status(self) -> str:
         """completed | interrupted | failed, running while its writer lives, stopped once it is gone (killed)."""
         return RunDirectory(self.path).state(self.manifest)
+
+    @property
+    def folds_label(self) -> str:
+        """"4-fold", or "2 of 4 folds" for a K-fold run that stopped early ("" for other runs)."""
+        return folds_label(self.folds_done, self.folds) if self.folds else ""
 
     @property
     def epochs(self) -> int:
@@ -76,13 +82,13 @@ def read_run(path, strict: bool = False, config: bool = True, metrics: bool = Tr
     manifest = lenient(records.read_manifest, folder)
     metric_values = lenient(records.read_metrics, folder) if metrics else {}
     config_text = lenient(_config_text, folder, default="") or None if config else None
-    folds = manifest.get("kfold")
+    folds, done = manifest.get("kfold"), None
     if folds or os.path.lexists(folder / "kfold.json"):
-        history, spread = _kfold_history(folder, lenient)
+        history, spread, done = _kfold_history(folder, lenient)
         folds = folds if isinstance(folds, int) else len(_fold_folders(folder))
     else:
         history, spread = _history(folder, lenient), {}
-    return RunRecord(folder, manifest, history, metric_values, config_text, folds or None, spread, problems)
+    return RunRecord(folder, manifest, history, metric_values, config_text, folds or None, done, spread, problems)
 
 
 def open_run(path, config: bool = True, metrics: bool = True) -> RunRecord:
@@ -133,17 +139,18 @@ def _fold_folders(folder: Path) -> list[Path]:
     return sorted(folds, key=lambda path: int(path.name[5:]))
 
 
-def _kfold_history(folder: Path, lenient) -> tuple[dict, dict]:
-    per_epoch = lenient(records.read_kfold, folder).get("per_epoch") if os.path.lexists(folder / "kfold.json") else None
-    if per_epoch:
+def _kfold_history(folder: Path, lenient) -> tuple[dict, dict, int]:
+    summary = lenient(records.read_kfold, folder) if os.path.lexists(folder / "kfold.json") else {}
+    if summary.get("per_epoch"):  # the folds it summarizes, of `folds_planned`: fewer when the run stopped early
+        per_epoch = summary["per_epoch"]
         return (_clean({key: value["mean"] for key, value in per_epoch.items()}),
-                _clean({key: value["std"] for key, value in per_epoch.items()}))
+                _clean({key: value["std"] for key, value in per_epoch.items()}), summary.get("folds") or 0)
     # kfold.json comes last: until then, average the folds that have finished (those with a history.json).
     histories = [_clean(lenient(records.read_history, path)) for path in _fold_folders(folder)
                  if os.path.lexists(path / "history.json")]
     histories = [history for history in histories if history.get("loss")]
     if not histories:
-        return {}, {}
+        return {}, {}, 0
     epochs = min(len(history["loss"]) for history in histories)
     means, stds = {}, {}
     for key in histories[0]:
@@ -151,7 +158,13 @@ def _kfold_history(folder: Path, lenient) -> tuple[dict, dict]:
                     for history in histories] for epoch in range(epochs)]
         means[key] = [None if None in column else statistics.fmean(column) for column in columns]
         stds[key] = [None if None in column else statistics.pstdev(column) for column in columns]  # as np.std
-    return means, stds
+    return means, stds, len(histories)
+
+
+def folds_label(done: int | None, planned: int | None) -> str:
+    """"4-fold" for a complete K-fold run, "2 of 4 folds" for one that stopped early."""
+    partial = None not in (done, planned) and done != planned
+    return f"{done} of {planned} folds" if partial else f"{planned or done}-fold"
 
 
 # ---- the figures a run is judged by --------------------------------------------------------------------------
@@ -217,7 +230,8 @@ def summarize_run(record: RunRecord) -> dict:
     best = best_value(record, metric) if metric else None
     test = record.metrics.get("test")
     return {"name": record.name, "path": display_path(record.path), "started": started_at(record).isoformat(),
-            "status": record.status, "kfold": record.folds, "epochs": record.epochs,
+            "status": record.status, "kfold": record.folds, "folds_done": record.folds_done,
+            "folds_label": record.folds_label, "epochs": record.epochs,
             "best": {"metric": metric, "mode": "max" if higher_is_better(metric) else "min", **best} if best else None,
             "test": test if isinstance(test, dict) else None, "duration_s": duration_seconds(record),
             "problems": record.problems}
@@ -313,7 +327,7 @@ def compare_runs(paths) -> dict:
     "problems"}. A cell is None, a string, or {"value", "epoch", "std"}."""
     records = [open_run(path) for path in paths]  # strict: a damaged file of a named run is an error
     keys = list(dict.fromkeys(key for record in records for key in record.history if key not in NOT_METRICS))
-    rows = [("status", [record.status + (f" ({record.folds}-fold)" if record.folds else "") for record in records]),
+    rows = [("status", [record.status + (f" ({record.folds_label})" if record.folds else "") for record in records]),
             ("epochs", [str(record.epochs) for record in records])]
     for key in keys:
         rows.append((f"{key} final", [final_value(record, key) for record in records]))
@@ -381,7 +395,7 @@ def run_row(summary: dict) -> list[str]:
     """One `summarize_run` result as the text cells of RUN_COLUMNS."""
     best, test = summary["best"], summary["test"] or {}
     shown = shown_test_metric(best["metric"] if best else None, test)
-    return [summary["name"] + (f" ({summary['kfold']}-fold)" if summary["kfold"] else ""),
+    return [summary["name"] + (f" ({summary['folds_label']})" if summary["kfold"] else ""),
             format_started(summary["started"]), summary["status"], str(summary["epochs"]),
             f"{best['metric']} {format_cell(best)}" if best else "",
             f"{shown} {format_cell({'value': test[shown]})}" if isinstance(test.get(shown), (int, float)) else "",

@@ -135,10 +135,11 @@ def _view(smooth: float, skip: int) -> str:
 
 def _legend_label(label: str, part: str, name: str, record: RunRecord, runs: int, smooth: float = 0.0) -> str:
     text = f"{part.capitalize()} {name}" if runs == 1 else f"{label} {part}"
+    folds = record.folds_label if record.folds_done != record.folds else f"{record.folds} folds"  # "2 of 4 folds"
     if record.spread and not smooth:
-        text += f" (mean ± std, {record.folds} folds)"
+        text += f" (mean ± std, {folds})"
     elif record.spread:
-        text += f" (mean of {record.folds} folds)"
+        text += f" (mean of {folds})"
     return text
 
 

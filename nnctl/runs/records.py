@@ -92,10 +92,13 @@ class Metrics(Record):
     test: Optional[Figures] = None
     kfold: Optional[dict[Key, MeanStd]] = None
     best: Optional[dict[Key, Best]] = None
+    folds: Optional[int] = Field(None, ge=0)  # K-fold: the folds the figures are over, of `folds_planned`
+    folds_planned: Optional[int] = Field(None, ge=2)
 
 
 class KFoldSummary(Closed):
     folds: Optional[int] = Field(None, ge=1)
+    folds_planned: Optional[int] = Field(None, ge=2)  # K: fewer `folds` make a partial K-fold
     epochs: Optional[int] = Field(None, ge=0)
     per_epoch: dict[Key, Series] = Field(default_factory=dict)
     final: dict[Key, MeanStd] = Field(default_factory=dict)

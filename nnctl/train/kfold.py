@@ -16,6 +16,7 @@ from nnctl.config.build import build_model, check_data
 from nnctl.config.resolve import ResolvedConfig
 from nnctl.direction import higher_is_better
 from nnctl.data.files import load_data, load_source
+from nnctl.runs.browse import folds_label
 from nnctl.runs.rundir import RunDirectory
 from nnctl.train.session import Prepared, _now, begin_run, fit_into, prepare
 from nnctl.train.session_callbacks import failure_message
@@ -28,6 +29,7 @@ class KFoldResult:
     folds: list[dict]  # each fold's history
     summary: dict      # kfold.json: per-epoch mean and std of every history key, and the final figures
     error: str | None = None
+    stopped_in: int | None = None  # the fold (from 1) that did not complete
 
 
 def _fold_config(resolved: ResolvedConfig, fold: int) -> ResolvedConfig:
@@ -72,7 +74,7 @@ def train_kfold(resolved: ResolvedConfig, runs_dir="runs", folds: int | None = N
 
 
 def _train_folds(run, resolved, folds, progress_for, prepared, on_fold_end) -> KFoldResult:
-    histories, status, error = [], "completed", None
+    histories, status, error, stopped_in = [], "completed", None, None
     phases = {"load": prepared.seconds, "compile": 0.0, "train": 0.0, "validate": 0.0, "write": 0.0}
     compiled, source = 0, load_source(resolved)  # read once; each fold only splits and transforms it
     for fold in range(folds):
@@ -89,7 +91,7 @@ def _train_folds(run, resolved, folds, progress_for, prepared, on_fold_end) -> K
             folder.path.mkdir()
             outcome = fit_into(folder, fold_resolved, Prepared(splits, model, 0.0), progress, resumable=False)
         except OSError as err:  # the fold's folder or callbacks could not be made: a failure during training
-            status, error = "failed", failure_message(err)
+            status, error, stopped_in = "failed", failure_message(err), fold + 1
             break
         histories.append(outcome.history)
         compiled += outcome.kernels_compiled
@@ -100,18 +102,37 @@ def _train_folds(run, resolved, folds, progress_for, prepared, on_fold_end) -> K
         if on_fold_end is not None:
             on_fold_end(fold, folds, outcome.history)
         if outcome.status != "completed":
-            status, error = outcome.status, outcome.error
+            status, error, stopped_in = outcome.status, outcome.error, fold + 1
             break
-    summary = summarize(histories) if histories and all(h.get("loss") for h in histories) else {}
+    # Only whole folds are summarized: a fold stopped part-way would pass its early epochs off as the mean.
+    finished = histories[:stopped_in - 1] if stopped_in else histories
+    summary = summarize(finished) if finished and all(h.get("loss") for h in finished) else {}
+    summary["folds_planned"] = folds  # `folds` of `folds_planned`: a partial K-fold says so everywhere
     try:
         run.write_json("kfold.json", summary)
-        run.write_json("metrics.json", {"kfold": summary.get("final", {}), "best": summary.get("best", {})})
+        run.write_json("metrics.json", {"kfold": summary.get("final", {}), "best": summary.get("best", {}),
+                                        "folds": summary.get("folds", 0), "folds_planned": folds})
         run.update_manifest(status=status, ended=_now(), folds_completed=len(histories) - (status != "completed"),
                             error=error, kernels_compiled=compiled, compile_seconds=round(phases["compile"], 3),
                             phases={k: round(v, 4) for k, v in phases.items()})
     except OSError as err:
         status, error = "failed", "; ".join(part for part in (error, failure_message(err)) if part)
-    return KFoldResult(run, status, histories, summary, error)
+    return KFoldResult(run, status, histories, summary, error, stopped_in)
+
+
+def summary_title(summary: dict) -> str:
+    """"4-fold cross-validation, 80 epochs", or "partial cross-validation: 2 of 4 folds, 80 epochs"."""
+    done, planned = summary.get("folds"), summary.get("folds_planned")
+    label = folds_label(done, planned)
+    title = f"{label} cross-validation" if planned in (None, done) else f"partial cross-validation: {label}"
+    return f"{title}, {summary.get('epochs')} epochs"
+
+
+def partial_note(result: KFoldResult) -> str:
+    """What a K-fold run that stopped early holds: never the K-fold figure."""
+    done, planned = result.summary.get("folds", 0), result.summary.get("folds_planned")
+    held = f"the figures are of {folds_label(done, planned)} only" if done else "no fold finished: no K-fold figures"
+    return f"{result.status} in fold {result.stopped_in} of {planned}: {held}"
 
 
 def format_mean_std(stats: dict) -> str:

@@ -133,3 +133,13 @@ def test_results_are_identical_with_and_without_the_blas_policy(monkeypatch):
     assert history == {**history2, "epoch_time": history["epoch_time"]}
     assert predicted.tobytes() == predicted2.tobytes() and evaluated == evaluated2
     assert model.store.values.tobytes() == other.store.values.tobytes()
+
+
+@pytest.mark.parametrize("value, expected", [(None, 1), ("0", 0), ("3", 3), ("many", 1)])
+def test_blas_threads_read_the_environment(value, expected):
+    env = {k: v for k, v in os.environ.items() if k != "NNCTL_BLAS_THREADS"}
+    if value is not None:
+        env["NNCTL_BLAS_THREADS"] = value
+    code = "import nnctl.engine.settings as s; print(s.BLAS_THREADS)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [str(expected)]

@@ -134,7 +134,7 @@ def test_runs_json_for_scripts(tmp_path):
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.stdout)
     assert row == {"name": "mlp", "path": str(run.path.resolve()), "started": MONDAY.astimezone().isoformat(),
-                   "status": "completed", "kfold": None, "epochs": 4,
+                   "status": "completed", "kfold": None, "folds_done": None, "folds_label": "", "epochs": 4,
                    "best": {"metric": "val_accuracy", "mode": "max", "value": 0.88, "epoch": 3, "std": None},
                    "test": {"loss": 0.41, "accuracy": 0.871, "samples": 60}, "duration_s": 42.0, "problems": []}
 
@@ -190,7 +190,7 @@ def test_half_written_runs_show_what_they_hold(tmp_path):
     assert [line.split()[0] for line in lines[1:]] == ["killed", "torn", "empty", "cv"]
     assert lines[1].split()[3:8] == ["stopped", "2", "val_accuracy", "0.8000", "(epoch"]  # no writer alive
     assert lines[2].split()[3] == "unknown" and lines[3].split()[3] == "unknown"
-    assert "(3-fold)" in lines[4] and "val_mae 2.6000 ± 0.0000 (epoch 2)" in lines[4]
+    assert "cv (1 of 3 folds)" in lines[4] and "val_mae 2.6000 ± 0.0000 (epoch 2)" in lines[4]
     empty = next((runs / "empty").glob("2024*"))
     notes = result.stderr.splitlines()
     assert len(notes) == 2, notes

@@ -156,7 +156,8 @@ def test_best_is_the_epoch_of_the_lowest_mean_validation_error(folded):
         assert summary["best"][key]["epoch"] == best + 1
         assert summary["best"][key]["mean"] == pytest.approx(mean[best], rel=1e-12)
         assert summary["best"][key]["std"] == pytest.approx(std[best], rel=1e-12, abs=1e-15)
-    assert read_json(folded.run / "metrics.json") == {"kfold": summary["final"], "best": summary["best"]}
+    assert read_json(folded.run / "metrics.json") == {"kfold": summary["final"], "best": summary["best"],
+                                                      "folds": 3, "folds_planned": 3}
 
 
 def test_summarize_by_hand():
@@ -223,12 +224,13 @@ def test_train_on_a_kfold_config_runs_kfold(tmp_path):
     assert len(list((tmp_path / "runs" / "reg").glob("2*"))) == 1  # one run directory, not a K-fold plus a train
 
 
-def test_kfold_command_without_a_fold_count_is_a_usage_error(tmp_path):
+def test_kfold_command_without_a_fold_count_uses_the_books_four_folds(tmp_path):
     config = write_regression(tmp_path, validation="{split: 0.2}")
-    result = invoke("kfold", config, "--runs-dir", tmp_path / "runs")
-    assert result.exit_code == 2
-    assert "give --folds K or `data.validation: {kfold: K}` in the config" in result.stderr
-    assert not (tmp_path / "runs").exists()
+    result = invoke("kfold", config, "--runs-dir", tmp_path / "runs", "-q")
+    assert result.exit_code == 0, result.output + result.stderr
+    run = run_path(result.stdout)
+    assert read_json(run / "kfold.json")["folds"] == 4 and read_json(run / "manifest.json")["kfold"] == 4
+    assert [p.name for p in sorted(run.glob("fold_*"))] == ["fold_1", "fold_2", "fold_3", "fold_4"]
 
 
 def test_kfold_command_with_folds_on_a_split_config(tmp_path):
@@ -294,9 +296,49 @@ def test_a_full_disk_in_a_fold_fails_the_kfold_run_in_one_line(tmp_path, monkeyp
     monkeypatch.setattr(rundir, "_replace_with", full_in_fold_2)
     result = invoke("kfold", config, "--folds", "3", "--runs-dir", tmp_path / "runs", "-q")
     assert result.exit_code == 1, result.output
-    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
     assert len(errors) == 1 and "fold_2/checkpoints/last.safetensors: No space left on device" in errors[0]
+    assert "failed in fold 2 of 3: the figures are of 1 of 3 folds only" in result.stderr
     assert "no checkpoint was written" in errors[0] and "--resume" not in errors[0]
     run = run_path(result.stdout)
     manifest = read_json(run / "manifest.json")
     assert manifest["status"] == "failed" and manifest["folds_completed"] == 1
+
+
+def test_a_kfold_run_interrupted_in_fold_2_says_1_of_4_folds_everywhere(tmp_path, monkeypatch):
+    from nnctl.runs import browse, plot
+    from nnctl.train import session
+    from nnctl.train.session_callbacks import InterruptHandler
+
+    started = []
+
+    class CtrlCInFold2(InterruptHandler):
+        def on_train_begin(self, logs=None):
+            started.append(self)
+            super().on_train_begin(logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if len(started) == 2 and epoch == 1:
+                self._handle(None, None)  # Ctrl-C after fold 2's second epoch
+
+    monkeypatch.setattr(session, "InterruptHandler", CtrlCInFold2)
+    config = write_regression(tmp_path, validation="{kfold: 4}")
+    result = invoke("kfold", config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 130, result.output + result.stderr
+    assert "interrupted in fold 2 of 4: the figures are of 1 of 4 folds only" in result.stderr
+    assert "partial cross-validation: 1 of 4 folds, 3 epochs" in result.stdout
+    assert "4-fold" not in result.stdout
+    run = run_path(result.stdout)
+    summary = read_json(run / "kfold.json")
+    assert (summary["folds"], summary["folds_planned"]) == (1, 4)  # fold 2's first epochs are not a fold
+    metrics = read_json(run / "metrics.json")
+    assert (metrics["folds"], metrics["folds_planned"]) == (1, 4)
+    listed = invoke("runs", tmp_path / "runs", "--json")
+    row = json.loads(listed.stdout)[0]
+    assert (row["status"], row["folds_label"]) == ("interrupted", "1 of 4 folds")
+    table = invoke("runs", tmp_path / "runs")
+    assert "reg (1 of 4 folds)" in table.stdout and "4-fold" not in table.stdout
+    compared = browse.compare_runs([run])
+    assert dict(compared["rows"])["status"] == ["interrupted (1 of 4 folds)"]
+    record = browse.open_run(run)
+    assert plot._legend_label("reg", "validation", "mae", record, 1) == "Validation mae (mean ± std, 1 of 4 folds)"
