@@ -743,3 +743,47 @@ def test_predict_csv_errors_name_line_column_and_value(iris_run, tmp_path):
     result = CliRunner().invoke(main, ["predict", str(iris_run.run), "--input", str(tmp_path / "x.csv")])
     assert result.exit_code == 2
     assert result.stderr == f"error: {tmp_path / 'x.csv'}:3: column 'petal_length' must be a number, got 'oops'\n"
+
+
+DIABETES_CONFIG = """\
+name: diabetes
+seed: 1
+data:
+  dataset: {type: csv, path: diabetes.csv, target: target}
+  transforms: [{type: impute, strategy: median}, standardize]
+model:
+  input_shape: [10]
+  layers: [{type: dense, units: 4, activation: relu}, {type: dense, units: 1}]
+loss: mse
+metrics: [mae]
+epochs: 2
+batch_size: 8
+"""
+
+
+def test_predict_reapplies_the_imputation_fitted_on_train(tmp_path):
+    from tests.data import sklearn_like
+
+    path = sklearn_like.diabetes(tmp_path / "diabetes.csv")
+    lines = path.read_text().splitlines()
+    lines[3] = ",".join(["NA"] + lines[3].split(",")[1:])  # a missing age in the training rows
+    path.write_text("\n".join(lines) + "\n")
+    (tmp_path / "diabetes.yaml").write_text(DIABETES_CONFIG, encoding="utf-8")
+    run = run_path(train(tmp_path / "diabetes.yaml", tmp_path / "runs").stdout)
+    saved = json.loads((run / "preprocessing.json").read_text())["transforms"][0]
+    ages = [float(line.split(",")[0]) for line in lines[1:] if not line.startswith("NA")]
+    assert saved["type"] == "impute" and saved["values"][0] == pytest.approx(np.median(ages))
+    header, row = lines[0].split(","), lines[1].split(",")
+    (tmp_path / "a.csv").write_text(f"{','.join(header[:10])}\n{','.join(row[:10])}\nNA,{','.join(row[1:10])}\n")
+    (tmp_path / "b.csv").write_text(f"{','.join(header[:10])}\n{','.join(row[:10])}\n{saved['values'][0]!r},"
+                                    f"{','.join(row[1:10])}\n")
+    imputed = predict_npy(run, tmp_path / "a.csv", tmp_path / "a.npy")
+    np.testing.assert_allclose(imputed, predict_npy(run, tmp_path / "b.csv", tmp_path / "b.npy"), rtol=1e-6)
+
+
+def test_predict_refuses_missing_values_without_impute(iris_run, tmp_path):
+    (tmp_path / "x.csv").write_text("sepal_length,sepal_width,petal_length,petal_width\n1,2,3,4\n1,,3,4\n")
+    result = CliRunner().invoke(main, ["predict", str(iris_run.run), "--input", str(tmp_path / "x.csv")])
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {tmp_path / 'x.csv'}:3: column 'sepal_width' is missing a value, got ''; "
+                             f"fill it in or add an `impute` transform\n")

@@ -169,6 +169,20 @@ class StandardizeSpec(TransformSpec):
     type: Literal["standardize"] = "standardize"
 
 
+class ImputeSpec(TransformSpec):
+    """Missing values in a CSV's features, filled with the training split's column mean or median, or a constant."""
+
+    type: Literal["impute"] = "impute"
+    strategy: Literal["mean", "median", "constant"] = "mean"
+    fill_value: Optional[Number] = None
+
+    @model_validator(mode="after")
+    def _constant_has_a_value(self):
+        if (self.strategy == "constant") != (self.fill_value is not None):
+            raise PydanticCustomError("choice", "give `fill_value` with `strategy: constant`, and only then")
+        return self
+
+
 class RescaleSpec(TransformSpec):
     type: Literal["rescale"] = "rescale"
     scale: Number
@@ -185,7 +199,7 @@ class ReshapeTransformSpec(TransformSpec):
 
 
 TRANSFORM_SPECS = {spec.model_fields["type"].default: spec for spec in (
-    MultiHotSpec, PadSequencesSpec, OneHotSpec, StandardizeSpec, RescaleSpec, FlattenTransformSpec,
+    MultiHotSpec, PadSequencesSpec, OneHotSpec, StandardizeSpec, ImputeSpec, RescaleSpec, FlattenTransformSpec,
     ReshapeTransformSpec)}
 
 

@@ -119,6 +119,39 @@ class Standardize(Transform):
         return ((np.asarray(x, np.float64) - np.asarray(self.mean)) / np.asarray(self.std)).astype(np.float32)
 
 
+class Impute(Transform):
+    """Missing values (NaN) → each column's training mean or median, or `fill_value` (scikit-learn's
+    SimpleImputer); put it before the transforms that compute with the values."""
+
+    type_name = "impute"
+    fitted_keys = ("values",)
+
+    def fit(self, x):
+        x = _columns(x, self.type_name)
+        strategy = self.options.get("strategy", "mean")
+        if strategy == "constant":
+            self.values = [float(self.options["fill_value"])] * x.shape[1]
+            return
+        empty = np.flatnonzero(np.all(np.isnan(x), axis=0)) if len(x) else np.arange(x.shape[1])
+        if empty.size:
+            raise NnctlError(f"impute: column {int(empty[0])} has no values in the training split to take the "
+                             f"{strategy} of; use `strategy: constant` with a `fill_value`")
+        self.values = (np.nanmedian(x, axis=0) if strategy == "median" else np.nanmean(x, axis=0)).tolist()
+
+    def apply(self, x):
+        x = _columns(x, self.type_name)
+        if x.shape[1] != len(self.values):
+            raise NnctlError(f"impute: fitted on {len(self.values)} columns, got {x.shape[1]}")
+        return np.where(np.isnan(x), np.asarray(self.values), x).astype(np.float32)
+
+
+def _columns(x, name) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2:
+        raise NnctlError(f"{name} needs rows of columns (a table), got an array of shape {list(x.shape)}")
+    return x
+
+
 class Rescale(Transform):
     """x · scale + offset (e.g. scale 1/255 for pixels)."""
 
@@ -153,7 +186,8 @@ class Reshape(Transform):
                              f"{self.options['shape']}") from None
 
 
-TRANSFORMS = {cls.type_name: cls for cls in (MultiHot, PadSequences, OneHot, Standardize, Rescale, Flatten, Reshape)}
+TRANSFORMS = {cls.type_name: cls for cls in (MultiHot, PadSequences, OneHot, Standardize, Impute, Rescale, Flatten,
+                                              Reshape)}
 
 
 def build_transforms(specs: list[dict]) -> list[Transform]:
@@ -183,12 +217,27 @@ def _applied(transform: Transform, index: int, data, fit: bool):
 
 def fit_apply(transforms: list[Transform], x, y):
     """Fits each transform on the training data in order, returning the transformed (x, y)."""
+    imputing = any(isinstance(transform, Impute) for transform in transforms)  # else the data holds no NaN
     for index, transform in enumerate(transforms):
         if transform.target == "x":
+            if imputing:
+                _check_no_missing(x, index, transform)
             x = _applied(transform, index, x, fit=True)
         else:
             y = _applied(transform, index, y, fit=True)
+    if imputing:
+        _check_no_missing(x, len(transforms), None)
     return x, y
+
+
+def _check_no_missing(x, index: int, transform) -> None:
+    """Missing values (NaN, only read with an `impute` transform) must be imputed before any other transform
+    computes with them: a NaN mean would make every value NaN without a word."""
+    if isinstance(transform, Impute) or not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        return
+    if np.isnan(x).any():
+        where = f"transforms[{index}] ({transform.type_name})" if transform else "the model"
+        raise NnctlError(f"{where} would see missing values: put `impute` first in `transforms`")
 
 
 def apply_all(transforms: list[Transform], x, y=None):

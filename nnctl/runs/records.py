@@ -233,7 +233,7 @@ def _finite_list(value, positive=False) -> bool:
 
 # What `fit` learns, by key (nnctl/data/transforms.py's fitted_keys): what a loaded transform may hold.
 FITTED = {"width": ("a positive integer", _positive_int), "classes": ("a positive integer", _positive_int),
-          "mean": ("a list of numbers", _finite_list),
+          "mean": ("a list of numbers", _finite_list), "values": ("a list of numbers", _finite_list),
           "std": ("a list of positive numbers", lambda v: _finite_list(v, positive=True))}
 
 

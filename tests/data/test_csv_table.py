@@ -95,6 +95,12 @@ def test_a_missing_value_names_file_line_column_and_value(tmp_path, cell):
     assert f"t.csv:4: column 'b' is missing a value, got {cell!r}; fill it in or add an `impute` transform" in message
 
 
+def test_a_missing_target_is_an_error_even_when_imputing(tmp_path):
+    (tmp_path / "t.csv").write_text("a,y\n1,0\n2,NA\n", encoding="utf-8")
+    message = config_error(tmp_path, "target: y", "  transforms: [impute]\n")
+    assert "t.csv:3: column 'y' (the target) is missing a value, got 'NA'" in message
+
+
 def test_errors_keep_line_column_and_value_whatever_the_path_length(tmp_path):
     folder = tmp_path / ("deep" * 40)
     folder.mkdir()
@@ -112,3 +118,45 @@ def test_split_table_guesses_a_header_only_from_text(tmp_path):
     assert table.has_header and table.names == ["a", "b"] and table.lines == [2]
     with pytest.raises(NnctlError, match=r"x.csv:1: the header names column 'a' twice"):
         split_table(tmp_path / "x.csv", "a,a\n3,4\n")
+
+
+def test_impute_mean_median_constant_fitted_on_the_training_rows_only(tmp_path):
+    # rows 1-4 train, rows 5-6 validation (holdout is the first N rows: 2 here, so rows 1-2 validate)
+    (tmp_path / "t.csv").write_text("a,b,y\n100,NA,0\n,1,1\n1,2,0\nnan,4,1\n3,,0\n", encoding="utf-8")
+    for strategy, a_fill, b_fill in (("mean", 2.0, 3.0), ("median", 2.0, 3.0), ("constant", -1.0, -1.0)):
+        extra = ", fill_value: -1" if strategy == "constant" else ""
+        splits = load(tmp_path, "target: y", f"  transforms: [{{type: impute, strategy: {strategy}{extra}}}]\n"
+                                             f"  validation: {{holdout: 2}}\n")
+        # training rows 3-5: a = 1, nan, 3 and b = 2, 4, nan; the validation rows' 100 is not in the mean
+        np.testing.assert_allclose(splits.train[0], [[1, 2], [a_fill, 4], [3, b_fill]])
+        np.testing.assert_allclose(splits.validation[0], [[100, b_fill], [a_fill, 1]])
+        assert splits.transforms[0].state()["values"] == [a_fill, b_fill]
+    (tmp_path / "t.csv").write_text("a,b,y\n1,1,0\n2,8,1\n3,NA,0\n", encoding="utf-8")
+    splits = load(tmp_path, "target: y", "  transforms: [{type: impute, strategy: median}]\n")
+    np.testing.assert_allclose(splits.train[0][:, 1], [1, 8, 4.5])
+
+
+def test_impute_must_come_before_what_computes_with_the_values(tmp_path):
+    (tmp_path / "t.csv").write_text("a,y\n1,0\nNA,1\n", encoding="utf-8")
+    message = config_error(tmp_path, "target: y", "  transforms: [standardize, impute]\n")
+    assert "data.transforms: transforms[0] (standardize) would see missing values: put `impute` first" in message
+    (tmp_path / "t.csv").write_text("a,y\n1,0\nNA,1\n3,0\n", encoding="utf-8")
+    splits = load(tmp_path, "target: y", "  transforms: [impute, standardize]\n")
+    np.testing.assert_allclose(splits.train[0][:, 0], [-1.5 ** 0.5, 0, 1.5 ** 0.5], rtol=1e-6)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("{type: impute, strategy: constant}", "give `fill_value` with `strategy: constant`, and only then"),
+    ("{type: impute, fill_value: 0}", "give `fill_value` with `strategy: constant`, and only then"),
+    ("{type: impute, strategy: mode}", "strategy"),
+])
+def test_impute_options_are_checked(tmp_path, spec, message):
+    (tmp_path / "t.csv").write_text("a,y\n1,0\n2,1\n", encoding="utf-8")
+    assert message in config_error(tmp_path, "target: y", f"  transforms: [{spec}]\n")
+
+
+def test_impute_of_a_column_with_no_training_value(tmp_path):
+    (tmp_path / "t.csv").write_text("a,b,y\n1,NA,0\n2,,1\n", encoding="utf-8")
+    message = config_error(tmp_path, "target: y", "  transforms: [impute]\n")
+    assert "impute: column 1 has no values in the training split to take the mean of; use `strategy: constant`" \
+        in message

@@ -208,7 +208,18 @@ ROUND_TRIP = [
      lambda rng: rng.normal(size=(4, 3))),
     ({"type": "flatten"}, lambda rng: rng.normal(size=(5, 2, 3)), lambda rng: rng.normal(size=(4, 2, 3))),
     ({"type": "reshape", "shape": [2, 3]}, lambda rng: rng.normal(size=(5, 6)), lambda rng: rng.normal(size=(4, 6))),
+    ({"type": "impute"}, lambda rng: _holes(rng, (30, 4)), lambda rng: _holes(rng, (9, 4))),
+    ({"type": "impute", "strategy": "median"}, lambda rng: _holes(rng, (30, 4)), lambda rng: _holes(rng, (9, 4))),
+    ({"type": "impute", "strategy": "constant", "fill_value": -1.0}, lambda rng: _holes(rng, (5, 2)),
+     lambda rng: _holes(rng, (4, 2))),
 ]
+
+
+def _holes(rng, shape):
+    """Normal values with about a fifth missing (NaN), as a CSV read with an `impute` transform holds them."""
+    x = rng.normal(size=shape)
+    x[rng.random(shape) < 0.2] = np.nan
+    return x
 
 
 def test_the_round_trip_list_covers_every_transform():

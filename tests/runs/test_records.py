@@ -155,10 +155,10 @@ def test_preprocessing_states_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("transforms, expected", [
-    ([{"type": "sharpen"}], "`transforms[0]` names an unknown transform \"sharpen\" (allowed: flatten, multi_hot, "
-                            "one_hot, pad_sequences, rescale, reshape, standardize)"),
-    ([{"mean": [1]}], "`transforms[0]` names an unknown transform null (allowed: flatten, multi_hot, one_hot, "
-                      "pad_sequences, rescale, reshape, standardize)"),
+    ([{"type": "sharpen"}], "`transforms[0]` names an unknown transform \"sharpen\" (allowed: flatten, impute, "
+                            "multi_hot, one_hot, pad_sequences, rescale, reshape, standardize)"),
+    ([{"mean": [1]}], "`transforms[0]` names an unknown transform null (allowed: flatten, impute, multi_hot, "
+                      "one_hot, pad_sequences, rescale, reshape, standardize)"),
     ([{"type": "standardize", "mean": [0.0]}], "`transforms[0]` (standardize) lacks `std`, which its fit learned"),
     ([{"type": "standardize", "mean": [0.0], "std": [0.0]}], "`transforms[0]`.std should be a list of positive "
                                                             "numbers, got a list"),
@@ -198,3 +198,39 @@ def test_replaceable_outputs(tmp_path):
     records.check_replaceable(tmp_path, ["weights.safetensors"])
     assert problem(records.check_replaceable, tmp_path, ["history.json"]) == (
         "is a folder, not a file: the run's own file cannot be written there")
+
+
+# ---- preprocessing.json: a CSV's columns and an impute transform (issue 15) ----------------------------------
+CSV_RECORD = {"header": True, "columns": ["a", "b", "y"], "features": ["b", "a"], "target": "y",
+              "classes": ["cat", "dog"]}
+
+
+def test_csv_columns_and_impute_round_trip(tmp_path):
+    states = [{"type": "impute", "strategy": "constant", "fill_value": 0.0, "values": [0.0, 0.0]}]
+    write(tmp_path, "preprocessing.json", json.dumps({"transforms": states, "csv": CSV_RECORD}))
+    assert records.read_preprocessing(tmp_path) == states and records.read_csv_columns(tmp_path) == CSV_RECORD
+    write(tmp_path, "preprocessing.json", json.dumps({"transforms": []}))
+    assert records.read_csv_columns(tmp_path) is None
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"features": ["b", "z"]}, "`csv` names a column that is not in `columns`: \"z\""),
+    ({"columns": ["a", "b", "y", "a"]}, "`csv.columns` names a column twice"),
+    ({"classes": ["cat", "cat"]}, "`csv.classes` names a class twice"),
+    ({"classes": []}, "`csv.classes` should have at least 1 item"),
+    ({"header": "yes"}, "`csv.header` should be true or false, got \"yes\""),
+    ({"extra": 1}, "`csv.extra` is not a key this file has"),
+])
+def test_csv_columns_damage(tmp_path, change, expected):
+    write(tmp_path, "preprocessing.json", json.dumps({"transforms": [], "csv": {**CSV_RECORD, **change}}))
+    assert problem(records.read_csv_columns, tmp_path).startswith(expected.split(" should")[0])
+
+
+@pytest.mark.parametrize("state, expected", [
+    ({"type": "impute", "values": [1.0, None]}, "`transforms[0]`.values should be a list of numbers, got a list"),
+    ({"type": "impute"}, "`transforms[0]` (impute) lacks `values`, which its fit learned"),
+    ({"type": "impute", "strategy": "mode", "values": [1.0]}, "`transforms[0]` (impute): "),
+])
+def test_impute_state_damage(tmp_path, state, expected):
+    write(tmp_path, "preprocessing.json", json.dumps({"transforms": [state]}))
+    assert problem(records.read_preprocessing, tmp_path).startswith(expected)
