@@ -787,3 +787,42 @@ def test_predict_refuses_missing_values_without_impute(iris_run, tmp_path):
     assert result.exit_code == 2
     assert result.stderr == (f"error: {tmp_path / 'x.csv'}:3: column 'sepal_width' is missing a value, got ''; "
                              f"fill it in or add an `impute` transform\n")
+
+
+SKLEARN_LIKE_CONFIG = """\
+name: {name}
+seed: 3
+data:
+  dataset: {{type: csv, path: {name}.csv, target: {target}}}
+  transforms: [standardize]
+  validation: {{split: 0.25}}
+model:
+  layers: [{{type: dense, units: {units}, activation: {activation}}}]
+loss: {loss}
+epochs: 2
+batch_size: 8
+"""
+
+
+@pytest.mark.parametrize("name, target, units, activation, loss, shown", [
+    ("iris", "species", 3, "softmax", "sparse_categorical_crossentropy", r"\d (setosa|versicolor|virginica)"),
+    pytest.param("wine", "target", 3, "softmax", "sparse_categorical_crossentropy", r"\d class_\d",
+                 marks=pytest.mark.slow),  # CI loads all four in tests/data/test_csv_table.py, trains on iris
+    pytest.param("breast_cancer", "target", 1, "sigmoid", "binary_crossentropy", r"│\s*[01]\s*│",
+                 marks=pytest.mark.slow),
+    pytest.param("diabetes", "target", 1, "linear", "mse", r"│\s*-?\d+\.\d+", marks=pytest.mark.slow),
+])
+def test_scikit_learn_look_alikes_train_evaluate_and_predict(tmp_path, name, target, units, activation, loss, shown):
+    from tests.data import sklearn_like
+
+    getattr(sklearn_like, name)(tmp_path / f"{name}.csv")
+    (tmp_path / "c.yaml").write_text(SKLEARN_LIKE_CONFIG.format(name=name, target=target, units=units,
+                                                                activation=activation, loss=loss))
+    run = run_path(train(tmp_path / "c.yaml", tmp_path / "runs").stdout)
+    evaluated = CliRunner().invoke(main, ["evaluate", str(run), "--split", "validation"])
+    assert evaluated.exit_code == 0, evaluated.output
+    # the training file itself, target column included: it is dropped by name
+    predicted = CliRunner().invoke(main, ["predict", str(run), "--input", str(tmp_path / f"{name}.csv")])
+    assert predicted.exit_code == 0, predicted.output
+    assert len([line for line in predicted.stdout.splitlines() if re.match(r"^│\s*\d+\s*│", line)]) == 30
+    assert re.search(shown, predicted.stdout), predicted.stdout

@@ -160,3 +160,15 @@ def test_impute_of_a_column_with_no_training_value(tmp_path):
     message = config_error(tmp_path, "target: y", "  transforms: [impute]\n")
     assert "impute: column 1 has no values in the training split to take the mean of; use `strategy: constant`" \
         in message
+
+
+def test_a_validation_csv_uses_the_training_class_ids(tmp_path):
+    sklearn_like.iris(tmp_path / "t.csv")
+    lines = (tmp_path / "t.csv").read_text().splitlines()
+    (tmp_path / "val.csv").write_text("\n".join([lines[0]] + [l for l in lines if l.endswith("virginica")]))
+    splits = load(tmp_path, "target: species", "  validation: {path: val.csv}\n")
+    assert set(splits.validation[1]) == {2.0}
+    (tmp_path / "val.csv").write_text(lines[0] + "\n" + lines[1].rsplit(",", 1)[0] + ",Setosa\n")
+    message = config_error(tmp_path, "target: species", "  validation: {path: val.csv}\n")
+    assert "data.validation.path: val.csv:2: column 'species' holds a class the training file does not have, got " \
+           "'Setosa'" in message
