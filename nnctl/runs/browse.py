@@ -188,11 +188,12 @@ def best_value(record: RunRecord, key: str) -> dict | None:
 
 
 def final_value(record: RunRecord, key: str) -> dict | None:
-    """{"value", "epoch": None, "std"} of `key` at the last epoch, or None when the run has no such key."""
-    values = record.history.get(key, [])
-    if not values:
-        return None
-    return {"value": values[-1], "epoch": None, "std": _std_at(record, key, len(values) - 1)}
+    """{"value", "epoch", "std"} of `key` for the saved weights: the last epoch ("epoch": None), or the one
+    EarlyStopping restored (metrics.json's `restored_epoch`); None when the run has no such key."""
+    values, restored = record.history.get(key, []), record.metrics.get("restored_epoch")
+    restored = restored if isinstance(restored, int) and 0 < restored < len(values) else None
+    index = restored - 1 if restored else len(values) - 1
+    return {"value": values[index], "epoch": restored, "std": _std_at(record, key, index)} if values else None
 
 
 def _std_at(record: RunRecord, key: str, index: int):

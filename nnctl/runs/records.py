@@ -87,6 +87,7 @@ class Metrics(Record):
 
     __pydantic_extra__: dict[str, Figures]
     epochs: Optional[int] = Field(None, ge=0)
+    restored_epoch: Optional[int] = Field(None, ge=1)  # EarlyStopping put back this epoch's weights (its figures)
     train: Optional[Figures] = None
     validation: Optional[Figures] = None
     test: Optional[Figures] = None

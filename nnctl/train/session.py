@@ -119,6 +119,9 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
         own = [make_callback(spec, folder.path) for spec in cfg.callbacks]
     except OSError as error:
         raise describe_os_error(error) from None
+    for callback in own:  # EarlyStopping's Keras lines go through the progress display, not print
+        if hasattr(callback, "report") and progress is not None and hasattr(progress, "note"):
+            callback.report = progress.note
     checkpointer = Checkpointer(folder.path / CHECKPOINT, history, own,
                                 interval=float(os.environ.get("NNCTL_CHECKPOINT_SECONDS", 2.0)),
                                 on_disk=resume_from, after_write=events.write_through)
@@ -186,7 +189,10 @@ def _write_results(folder, resolved, prepared, history, checkpointer, returned, 
         try:
             folder.save_weights(weights, metadata={"format": "nnctl", "epochs": str(len(kept.get("loss", [])))})
             folder.write_json("history.json", kept)
-            results = _final_metrics(kept)
+            # EarlyStopping's restore_best_weights: the figures are those of the epoch whose weights are saved.
+            restored = next((cb.restored_epoch for cb in checkpointer.callbacks
+                             if getattr(cb, "restored_epoch", None)), None) if kept is history.history else None
+            results = _final_metrics(kept, restored)
             if status == "completed" and write_error is None and splits.test is not None:
                 results["test"] = {**model.evaluate(*splits.test, batch_size=cfg.batch_size),
                                    "samples": len(splits.test[1])}
@@ -290,11 +296,15 @@ def resume(run_path, overrides=(), progress: Callback | None = None) -> TrainRes
         return _finish(run, prepared, fit_into(run, resolved, prepared, progress, resume_from=snapshot))
 
 
-def _final_metrics(history: dict) -> dict:
-    """The last epoch's figures, split into train and validation like Keras's logs."""
-    last = {key: values[-1] for key, values in history.items() if values and key not in ("epoch_time", "lr")}
+def _final_metrics(history: dict, restored_epoch: int | None = None) -> dict:
+    """The figures of the saved weights' epoch (the last one, or `restored_epoch` from 1 when EarlyStopping put
+    back its best), split into train and validation like Keras's logs."""
+    index = restored_epoch - 1 if restored_epoch else -1
+    last = {key: values[index] for key, values in history.items() if values and key not in ("epoch_time", "lr")}
     out = {"epochs": len(history.get("loss", [])),
            "train": {k: v for k, v in last.items() if not k.startswith("val_")}}
+    if restored_epoch:
+        out["restored_epoch"] = restored_epoch
     validation = {k[4:]: v for k, v in last.items() if k.startswith("val_")}
     if validation:
         out["validation"] = validation

@@ -122,3 +122,32 @@ def test_an_ended_run_keeps_its_status_whoever_holds_no_lock(tmp_path, status):
     assert run.state(run.manifest()) == "stopped"
     with run.lock():
         assert run.state(run.manifest()) == "running"
+
+
+EARLY_STOPPING = """
+callbacks:
+  - {type: early_stopping, monitor: loss, mode: max, patience: 2, restore_best_weights: true}
+"""
+
+
+def test_restored_best_weights_are_announced_and_their_epochs_figures_are_reported(tmp_path, tiny_config):
+    # In max mode a falling training loss keeps epoch 1 best: patience runs out at epoch 3 of 6.
+    tiny_config.write_text(tiny_config.read_text().replace("epochs: 3", "epochs: 6") + EARLY_STOPPING)
+    result = invoke("train", tiny_config, "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output + result.stderr
+    run = run_path(result.stdout)
+    history = json.loads((run / "history.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    best = max(range(len(history["loss"])), key=lambda i: history["loss"][i]) + 1
+    assert len(history["loss"]) < 6 and metrics["restored_epoch"] == best
+    lines = result.stdout.splitlines()
+    stop_line = f"Epoch {len(history['loss'])}: early stopping"
+    restore_line = f"Restoring model weights from the end of the best epoch: {best}."
+    assert lines.index(restore_line) == lines.index(stop_line) + 1
+    assert metrics["train"]["loss"] == history["loss"][best - 1]
+    assert metrics["validation"]["loss"] == history["val_loss"][best - 1]
+    # The saved weights are that epoch's: evaluating them on the validation split gives its figure back.
+    evaluated = invoke("evaluate", run, "--split", "validation", "--json")
+    assert json.loads(evaluated.stdout)["loss"] == pytest.approx(history["val_loss"][best - 1], rel=1e-5)
+    cells = dict(browse.compare_runs([run])["rows"])["val_loss final"]
+    assert cells[0]["epoch"] == best and cells[0]["value"] == history["val_loss"][best - 1]

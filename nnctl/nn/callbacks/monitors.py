@@ -39,6 +39,9 @@ class EarlyStopping(Callback):
         self.restore_best_weights = check_bool("restore_best_weights", restore_best_weights)
         self.start_from_epoch = check_non_negative_int("start_from_epoch", start_from_epoch)
         self.maximize = mode == "max" or (mode == "auto" and higher_is_better(monitor))
+        # `report(line)` prints Keras's two lines (the trainer's progress callback sets it: `note`); without
+        # it they are printed when `verbose`. `restored_epoch` (from 1): whose weights the model ends with.
+        self.report, self.restored_epoch = None, None
         self._reset()
 
     def _reset(self):
@@ -51,6 +54,7 @@ class EarlyStopping(Callback):
         return value - self.min_delta > reference if self.maximize else value + self.min_delta < reference
 
     def on_train_begin(self, logs=None):
+        self.restored_epoch = None
         if self._starting_fresh():
             self._reset()
 
@@ -73,12 +77,18 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        if self.stopped_epoch > 0 and self.verbose:
-            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.stopped_epoch > 0:
+            self._say(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self.best_weights is not None:
-            if self.verbose:
-                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self._say(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
             self.model.set_weights(self.best_weights)
+            self.restored_epoch = self.best_epoch + 1
+
+    def _say(self, line: str) -> None:
+        if self.report is not None:
+            self.report(line)
+        elif self.verbose:
+            print(line)
 
     def get_state(self) -> dict:
         return {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best": self.best,
@@ -123,6 +133,9 @@ class ReduceLROnPlateau(Callback):
         self.cooldown = check_non_negative_int("cooldown", cooldown)
         self.min_lr = _non_negative("min_lr", min_lr)
         self.maximize = mode == "max" or (mode == "auto" and higher_is_better(monitor))
+        # `report(line)` prints Keras's two lines (the trainer's progress callback sets it: `note`); without
+        # it they are printed when `verbose`. `restored_epoch` (from 1): whose weights the model ends with.
+        self.report, self.restored_epoch = None, None
         self._reset()
 
     def _reset(self):
@@ -133,6 +146,7 @@ class ReduceLROnPlateau(Callback):
         return value > self.best + self.min_delta if self.maximize else value < self.best - self.min_delta
 
     def on_train_begin(self, logs=None):
+        self.restored_epoch = None
         if self._starting_fresh():
             self._reset()
 
