@@ -51,6 +51,11 @@ class NnctlGroup(click.Group):
             _interrupted()
 
     def invoke(self, ctx):
+        import signal
+        import threading
+
+        main_thread = threading.current_thread() is threading.main_thread()  # CliRunner tests may run elsewhere
+        previous = signal.signal(signal.SIGINT, _on_ctrl_c) if main_thread else None
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
@@ -66,6 +71,23 @@ class NnctlGroup(click.Group):
                 raise
             _fail([f"error: internal error, a bug in nnctl ({type(error).__name__}: {str(error)[:200]}); please "
                    f"report it with the command line (NNCTL_TRACEBACK=1 shows where)"], EXIT_FAILED)
+        finally:
+            if main_thread and previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+
+def _on_ctrl_c(signum, frame):
+    """Python's own Ctrl-C, except inside llvmlite (compiling kernels): there a ctypes callback would print
+    the KeyboardInterrupt's traceback and swallow it, so the interrupt is raised again 10 ms later."""
+    if frame is not None and "llvmlite" in frame.f_code.co_filename:
+        import _thread
+        import threading
+
+        again = threading.Timer(0.01, _thread.interrupt_main)
+        again.daemon = True
+        again.start()
+        return
+    raise KeyboardInterrupt
 
 
 def _interrupted():

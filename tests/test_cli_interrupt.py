@@ -1,0 +1,113 @@
+"""Ctrl-C (SIGINT) at seeded moments of real `nnctl` and `python -m nnctl` processes: exit 130 and one line.
+
+Never click's `Aborted!` and never a `KeyboardInterrupt` traceback, whatever the command was doing.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.conftest import TINY_CONFIG, write_npz
+
+# ~2 s of work: loading 20,000 rows, compiling (or loading) kernels, 150 short epochs, writing the run.
+LONG = TINY_CONFIG.replace("tiny.npz", "long.npz").replace("epochs: 3", "epochs: 150").replace(
+    "units: 8", "units: 64").replace("name: tiny", "name: long")
+ENTRY = {"python -m nnctl": [sys.executable, "-m", "nnctl"],
+         "nnctl": [str(Path(sys.executable).with_name("nnctl"))]}
+COMMANDS = {  # what each command is doing between the moments below: loading, compiling, training, writing
+    "train": ["train", "long.yaml", "--runs-dir", "runs"],
+    "kfold": ["kfold", "long.yaml", "--folds", "2", "--runs-dir", "runs"],
+    "check": ["check", "long.yaml"],
+    "evaluate": ["evaluate", "{run}", "--split", "train"],
+    "predict": ["predict", "{run}", "--input", "x.npy", "--output", "y.npy"],
+    "summary": ["summary", "long.yaml"],
+}
+
+
+def moments(count: int, seed: int, high: float):
+    """`count` seeded (entry, command, seconds after start) triples; seconds span import to the last write."""
+    rng = random.Random(seed)
+    return [(rng.choice(sorted(ENTRY)), rng.choice(sorted(COMMANDS)), round(rng.uniform(0.15, high), 3))
+            for _ in range(count)]
+
+
+CI = moments(6, seed=15, high=1.5)
+SLOW = moments(40, seed=1515, high=2.5)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """The long config and its data, one finished run of it (for evaluate and predict) and inputs for predict."""
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("interrupt")
+    write_npz(folder / "long.npz", rows=20000, features=10, test_rows=2000)
+    (folder / "long.yaml").write_text(LONG, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "nnctl", "train", "long.yaml", "--runs-dir", "trained", "-q"],
+                          cwd=folder, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    np.save(folder / "x.npy", np.random.default_rng(0).normal(size=(1_000_000, 10)).astype(np.float32))
+    return SimpleNamespace(path=folder, run=folder / done.stdout.splitlines()[-1][len("run: "):])
+
+
+def interrupt(folder, tmp_path, entry, command, seconds):
+    """Runs the command in a copy of `folder`, sends SIGINT `seconds` after start; (returncode, stdout, stderr,
+    whether it was still running when the signal went)."""
+    for name in ("long.yaml", "long.npz", "x.npy"):
+        os.link(folder.path / name, tmp_path / name)
+    shutil.copytree(folder.run, tmp_path / "run", symlinks=True)
+    args = [arg.replace("{run}", str(tmp_path / "run")) for arg in COMMANDS[command]]
+    process = subprocess.Popen(ENTRY[entry] + args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        time.sleep(seconds)
+        running = process.poll() is None
+        if running:
+            process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, out, err, running
+
+
+def check_interrupted(result):
+    code, out, err, running = result
+    assert "Traceback" not in out + err and "Aborted!" not in out + err, err
+    if not running or code == 0:  # it finished before the signal (or as it came): nothing to interrupt
+        return
+    if code == -signal.SIGINT:  # the signal came as Python was exiting (its handler gone): the work was done
+        assert err.strip() == "", err  # and a shell shows this as 130 too
+        return
+    assert code == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0], err
+
+
+@pytest.mark.parametrize("entry, command, seconds", CI)
+def test_ctrl_c_at_any_moment_exits_130_with_one_line(folder, tmp_path, entry, command, seconds):
+    check_interrupted(interrupt(folder, tmp_path, entry, command, seconds))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry, command, seconds", SLOW)
+def test_ctrl_c_at_more_moments(folder, tmp_path, entry, command, seconds):
+    check_interrupted(interrupt(folder, tmp_path, entry, command, seconds))
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY))
+def test_ctrl_c_while_predicting_is_one_line(folder, tmp_path, entry):
+    """A signal sure to land mid-command: predict on 1,000,000 rows reads, computes and writes for over 1 s."""
+    code, out, err, running = interrupt(folder, tmp_path, entry, "predict", 0.5)
+    assert running and code == 130, (code, err)
+    assert err == "interrupted (Ctrl-C)\n" and out == "", (out, err)
