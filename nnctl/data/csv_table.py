@@ -5,6 +5,7 @@ Every error names the file, the line and the column, and quotes the bad value (s
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,19 +72,32 @@ def split_table(path: Path, text: str, delimiter: str = ",", header: bool | None
     if not numbered:
         raise NnctlError(f"{path} needs a header row and at least one data row" if header else
                          f"{path}: the file has no rows")
-    first = [cell.strip() for cell in numbered[0][1].split(delimiter)]
+    # csv.reader for the quoting spreadsheets and pandas write ("a, b",1); one record per line, so a line
+    # number stays a line number
+    split = _split_lines(path, numbered, delimiter)
+    first = split[0]
     has_header = looks_like_header(first, names, labels) if header is None else header
     names = first if has_header else [f"column{i}" for i in range(len(first))]
     if has_header:
         doubled = sorted({name for name in names if names.count(name) > 1})
         if doubled:
             raise NnctlError(f"{path}:{numbered[0][0]}: the header names column '{clip(doubled[0], 60)}' twice")
-        numbered = numbered[1:]
+        numbered, split = numbered[1:], split[1:]
     if not numbered:
         raise NnctlError(f"{path} needs a header row and at least one data row" if has_header else
                          f"{path}: the file has no rows")
-    rows = [[cell.strip() for cell in line.split(delimiter)] for _, line in numbered]
-    return Table(path, names, has_header, rows, [number for number, _ in numbered])
+    return Table(path, names, has_header, split, [number for number, _ in numbered])
+
+
+def _split_lines(path: Path, numbered: list, delimiter: str) -> list[list[str]]:
+    reader = csv.reader([line for _, line in numbered], delimiter=delimiter)
+    rows = []
+    try:
+        for cells in reader:
+            rows.append([cell.strip() for cell in cells])
+    except csv.Error as error:  # a NUL byte, a field past csv's size limit
+        raise NnctlError(f"{path}:{numbered[reader.line_num - 1][0]}: not a CSV row ({clip(str(error), 80)})") from None
+    return rows
 
 
 def numbers(table: Table, columns: list[int], allow_missing: bool = False) -> np.ndarray:

@@ -13,8 +13,8 @@ from nnctl.data.files import load_data
 from nnctl.errors import NnctlError
 from tests.data import sklearn_like
 
-CONFIG = "data:\n  dataset: {{type: csv, path: t.csv, {options}}}\n{more}model:\n  layers: [{{type: dense, units: 1}}]\n" \
-         "loss: mse\n"
+CONFIG = ("data:\n  dataset: {{type: csv, path: t.csv, {options}}}\n{more}"
+          "model:\n  layers: [{{type: dense, units: 1}}]\nloss: mse\n")
 
 
 def load(folder, options: str, more: str = ""):
@@ -172,3 +172,19 @@ def test_a_validation_csv_uses_the_training_class_ids(tmp_path):
     message = config_error(tmp_path, "target: species", "  validation: {path: val.csv}\n")
     assert "data.validation.path: val.csv:2: column 'species' holds a class the training file does not have, got " \
            "'Setosa'" in message
+
+
+def test_quoted_cells_as_pandas_and_spreadsheets_write_them(tmp_path):
+    (tmp_path / "t.csv").write_text('"sepal length (cm)","width, in cm",species\n"5.1",3.5,"Iris setosa"\n'
+                                    '4.9,"3.0","Iris virginica"\n', encoding="utf-8")
+    splits = load(tmp_path, "target: species")
+    assert splits.csv["features"] == ["sepal length (cm)", "width, in cm"]
+    assert splits.csv["classes"] == ["Iris setosa", "Iris virginica"]
+    np.testing.assert_allclose(splits.train[0], [[5.1, 3.5], [4.9, 3.0]], rtol=1e-6)
+
+
+def test_rows_the_csv_reader_refuses_are_located(tmp_path):
+    (tmp_path / "t.csv").write_text(f"a,b,y\n1,2,0\n1,{'x' * 200_000},0\n", encoding="utf-8")
+    assert "t.csv:3: not a CSV row (field larger than field limit" in config_error(tmp_path, "target: y")
+    (tmp_path / "t.csv").write_text("a,b,y\n1,2,0\n1,\0,0\n", encoding="utf-8")  # csv refuses NUL before 3.11
+    assert "t.csv:3: " in config_error(tmp_path, "target: y")
