@@ -211,7 +211,11 @@ def evaluate(run, split, as_json, weights):
     full disk, another process writing the run), 2 a missing or damaged run file (named) or a bad argument.
     """
     from nnctl.train.inference import NotSaved, evaluate_split, load_run, save_evaluation
+    from nnctl.cli_kfold import evaluate_folds
+    from nnctl.train.kfold_evaluate import is_kfold_run
 
+    if weights is None and is_kfold_run(run):  # every fold's model, then mean ± std
+        return evaluate_folds(run, split, as_json)
     loaded = load_run(run, weights)
     if loaded.note:  # a run that did not complete: say which epoch its weights are from
         click.secho(f"note: {loaded.note}", fg="yellow", err=True)

@@ -334,14 +334,12 @@ def test_runs_and_compare_json_are_strict_with_nan_in_a_history(run_copy):
         json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"{name} in {args[0]} --json output"))
 
 
-def test_evaluate_a_kfold_run_names_a_fold(tiny_config, tmp_path):
+def test_evaluate_a_kfold_run_evaluates_every_fold_or_the_one_named(tiny_config, tmp_path):
     result = CliRunner().invoke(main, ["kfold", str(tiny_config), "--folds", "2", "--runs-dir", str(tmp_path),
                                        "--quiet"])
     run = run_path(result.stdout)
-    refused = CliRunner().invoke(main, ["evaluate", str(run)])
-    assert refused.exit_code == 2 and refused.stderr == (
-        f"error: {run} is a K-fold run of 2 models: name one with --weights fold_1/weights.safetensors, or train "
-        f"the config without `kfold` for one model\n")
+    both = CliRunner().invoke(main, ["evaluate", str(run), "--json"])
+    assert both.exit_code == 0 and json.loads(both.stdout)["folds"] == 2, both.output
     fold = CliRunner().invoke(main, ["evaluate", str(run), "--weights", "fold_2/weights.safetensors", "--json"])
     assert fold.exit_code == 0 and json.loads(fold.stdout)["samples"] == 60, fold.output
 

@@ -342,3 +342,35 @@ def test_a_kfold_run_interrupted_in_fold_2_says_1_of_4_folds_everywhere(tmp_path
     assert dict(compared["rows"])["status"] == ["interrupted (1 of 4 folds)"]
     record = browse.open_run(run)
     assert plot._legend_label("reg", "validation", "mae", record, 1) == "Validation mae (mean ± std, 1 of 4 folds)"
+    evaluated = invoke("evaluate", run, "--split", "validation", "--json")
+    assert evaluated.exit_code == 0 and json.loads(evaluated.stdout)["folds"] == 1, evaluated.output
+    assert "these figures are of 1 of 4 folds only" in evaluated.stderr
+
+
+def test_evaluate_on_a_kfold_run_evaluates_every_folds_model(folded, tmp_path):
+    from nnctl.data.files import load_data
+    from nnctl.runs.records import load_run_config
+    from nnctl.train.inference import load_run
+
+    import shutil
+
+    run = shutil.copytree(folded.run, tmp_path / "run")  # evaluate writes metrics.json: leave the fixture's alone
+    result = invoke("evaluate", run, "--split", "validation", "--json")
+    assert result.exit_code == 0, result.output + result.stderr
+    report = json.loads(result.stdout)
+    assert (report["folds"], report["folds_planned"]) == (3, 3) and len(report["per_fold"]) == 3
+    resolved = load_run_config(run)
+    for fold, figures in enumerate(report["per_fold"]):
+        # By hand: fold k's model on fold k's held-out part, transformed as that fold was trained.
+        model = load_run(run, f"fold_{fold + 1}/weights.safetensors").model
+        x, y = load_data(resolved, fold=fold, folds=3).validation
+        assert figures["loss"] == pytest.approx(model.evaluate(x, y, batch_size=8)["loss"], rel=1e-6)
+        # ... which is the fold's last validation figure of training.
+        assert figures["mae"] == pytest.approx(folded.histories[fold]["val_mae"][-1], rel=1e-4)
+    maes = [figures["mae"] for figures in report["per_fold"]]
+    assert report["mean"]["mae"] == pytest.approx(np.mean(maes)) and report["std"]["mae"] == pytest.approx(np.std(maes))
+    saved = read_json(run / "metrics.json")
+    assert saved["validation"]["mae"] == pytest.approx(np.mean(maes)) and saved["validation"]["samples"] == 120
+    assert saved["validation std"]["mae"] == pytest.approx(np.std(maes))
+    table = invoke("evaluate", run, "--split", "validation")
+    assert table.exit_code == 0 and "3-fold" in table.stdout and "±" in table.stdout

@@ -1,0 +1,41 @@
+"""`nnctl evaluate` on a K-fold run, rendered: each fold's figures, then mean ± std over the folds.
+
+Called by `evaluate` in nnctl/cli.py when the RUN is a K-fold run and no --weights names one fold's model.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+def evaluate_folds(run, split: str, as_json: bool) -> None:
+    from nnctl.cli import EXIT_FAILED, _fail, _table, strict_json
+    from nnctl.train.inference import NotSaved
+    from nnctl.train.kfold_evaluate import evaluate_kfold, save_kfold_evaluation
+
+    result = evaluate_kfold(run, split)
+    if result["folds"] != result["folds_planned"]:
+        click.secho(f"note: the run stopped early: these figures are of {result['label']} only", fg="yellow",
+                    err=True)
+    if as_json:
+        click.echo(strict_json({key: result[key] for key in ("folds", "folds_planned", "mean", "std", "per_fold")},
+                               indent=None))
+    else:
+        keys = list(result["mean"])
+        columns = [("metric", "left"), ("mean ± std", "right")]
+        columns += [(f"fold {index + 1}", "right") for index in range(result["folds"])]
+        rows = [[key, _mean_std(result["mean"][key], result["std"][key])]
+                + [_figure(fold[key]) for fold in result["per_fold"]] for key in keys]
+        _table(columns, rows, title=f"{split} split, {result['label']} (each fold's model on its own fold's data)")
+    try:
+        save_kfold_evaluation(result, split)
+    except NotSaved as error:
+        _fail([f"error: {error}"], EXIT_FAILED)
+
+
+def _figure(value) -> str:
+    return "nan" if value is None or value != value else f"{value:.4f}"
+
+
+def _mean_std(mean, std) -> str:
+    return "nan" if mean != mean else f"{mean:.4f} ± {std:.4f}"
