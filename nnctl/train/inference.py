@@ -228,9 +228,10 @@ def _match_columns(table, record: dict) -> list[int]:
                      f"(or the training file's {len(known)} columns) {trained}")
 
 
-def predict_inputs(loaded: LoadedRun, x: np.ndarray, source: str | None = None) -> np.ndarray:
-    """The model's outputs for raw inputs `x`: the run's input transforms first (e.g. its standardization),
-    then a flat CSV row is reshaped to the input shape when the sizes agree."""
+def predict_inputs(loaded: LoadedRun, x: np.ndarray | CsvInputs, source: str | None = None) -> np.ndarray:
+    """The model's outputs for raw inputs `x` (a CSV's columns matched to the run's first): the run's input
+    transforms (e.g. its imputation and standardization), then a flat row is reshaped to the input shape when
+    the sizes agree."""
     model = loaded.model
     if isinstance(x, CsvInputs):
         x = _read_csv(loaded, x)
