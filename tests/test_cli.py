@@ -824,3 +824,21 @@ def test_scikit_learn_look_alikes_train_evaluate_and_predict(tmp_path, name, tar
     assert predicted.exit_code == 0, predicted.output
     assert len([line for line in predicted.stdout.splitlines() if re.match(r"^│\s*\d+\s*│", line)]) == 30
     assert re.search(shown, predicted.stdout), predicted.stdout
+
+
+def test_predict_for_a_model_trained_without_a_header(tmp_path):
+    from tests.data import sklearn_like
+
+    sklearn_like.diabetes(tmp_path / "diabetes.csv", header=False)
+    (tmp_path / "c.yaml").write_text(DIABETES_CONFIG.replace("target: target}", "target: 10, header: false}"))
+    run = run_path(train(tmp_path / "c.yaml", tmp_path / "runs").stdout)
+    rows = [line.split(",") for line in (tmp_path / "diabetes.csv").read_text().splitlines()[:3]]
+    (tmp_path / "a.csv").write_text("\n".join(",".join(row[:10]) for row in rows) + "\n")
+    (tmp_path / "b.csv").write_text("\n".join(",".join(row) for row in rows) + "\n")  # the target left in
+    np.testing.assert_array_equal(predict_npy(run, tmp_path / "a.csv", tmp_path / "a.npy"),
+                                  predict_npy(run, tmp_path / "b.csv", tmp_path / "b.npy"))
+    (tmp_path / "c.csv").write_text(",".join(sklearn_like.DIABETES[:10]) + "\n" + ",".join(rows[0][:10]) + "\n")
+    result = CliRunner().invoke(main, ["predict", str(run), "--input", str(tmp_path / "c.csv")])
+    assert result.exit_code == 2
+    assert result.stderr == (f"error: {tmp_path / 'c.csv'}: the first row is a header, but the model was trained on "
+                             f"a CSV without one (10 columns by position): remove the header row\n")
