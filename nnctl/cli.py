@@ -271,7 +271,7 @@ def predict(run, input_file, texts, output_file, weights):
                     f"are NaN", fg="yellow", err=True)
     if input_file and input_file.lower().endswith(".txt"):
         texts = read_texts(input_file)
-    inputs = encode_texts(loaded, texts) if texts else read_inputs(input_file)
+    inputs = encode_texts(loaded, texts, input_file) if texts else read_inputs(input_file)
     outputs = predict_inputs(loaded, inputs, None if texts else input_file)
     if output_file:
         write_outputs(output_file, outputs)

@@ -527,6 +527,83 @@ def schema_onto_a_full_disk(d):
     return Call(["schema", ">", "/dev/full"], ["stdout"])
 
 
+# ---- more, under slow -----------------------------------------------------------------------------------------------
+@case(2, slow=True)
+def resume_a_run_with_a_torn_manifest(d):
+    (d.run / "manifest.json").write_text('{"status": "comp')
+    return Call(["train", "--resume", d.run], ["manifest.json"])
+
+
+@case(2, slow=True)
+def resume_a_missing_run(d):
+    return Call(["train", "--resume", d.tmp / "nope"], ["nope"])
+
+
+@case(2, slow=True)
+def resume_with_a_truncated_checkpoint(d):
+    (d.run / "checkpoints" / "last.safetensors").write_bytes(b"\x10\x00")
+    return Call(["train", "--resume", d.run, "--set", "epochs=5"], ["last.safetensors"])
+
+
+@case(2, slow=True)
+def evaluate_with_weights_in_a_link_loop(d):
+    (d.run / "weights.safetensors").unlink()
+    os.symlink("weights.safetensors", d.run / "weights.safetensors")
+    return Call(["evaluate", d.run], ["weights.safetensors"])
+
+
+@case(2, slow=True)
+def train_on_a_broken_link_as_data(d):
+    (d.tmp / "tiny.npz").unlink()
+    os.symlink("nowhere.npz", d.tmp / "tiny.npz")
+    return Call(["train", "tiny.yaml"], ["tiny.npz"])
+
+
+@case(2, slow=True)
+def predict_a_text_file_on_a_model_of_numbers(d):
+    (d.tmp / "x.txt").write_text("a fine film\n")
+    return Call(["predict", d.run, "--input", "x.txt"], ["x.txt"])
+
+
+@case(2, slow=True)
+def predict_npy_of_complex_numbers(d):
+    np.save(d.tmp / "x.npy", np.zeros((3, 10), np.complex64))
+    return Call(["predict", d.run, "--input", "x.npy"], ["x.npy"])
+
+
+@case(2, slow=True)
+def check_a_csv_with_a_missing_value(d):
+    text = good_csv().splitlines()
+    text[3] = "1.0,,3.0,4.0,1"
+    csv_config(d, "\n".join(text) + "\n")
+    return Call(["check", "tiny.yaml"], ["data.csv:4", "f1"])
+
+
+@case(2, slow=True)
+def datasets_show_an_index_out_of_range(d):
+    (d.tmp / "data").mkdir()
+    np.savez(d.tmp / "data" / "boston_housing.npz", x=np.zeros((11, 13)), y=np.arange(11.0))
+    return Call(["datasets", "show", "boston_housing", "--index", "99"], ["--index 99"],
+                env={"NNCTL_DATA_DIR": str(d.tmp / "data"), "NNCTL_DATASETS_CACHE": str(d.tmp / "cache")})
+
+
+@case(2, slow=True)
+def kfold_on_a_csv_of_one_row(d):
+    csv_config(d, "a,b,y\n1,2,0\n")
+    return Call(["kfold", "tiny.yaml", "--folds", "3"], ["data.validation.kfold"])
+
+
+@case(1, 2, slow=True)
+def kfold_with_a_full_disk(d):
+    return Call(["kfold", "tiny.yaml", "--folds", "2", "--runs-dir", "runs"], ["runs/tiny", "File too large"],
+                prefix=("prlimit", "--fsize=2048"))
+
+
+@case(1, 2, slow=True)
+def evaluate_onto_a_full_disk(d):
+    return Call(["evaluate", d.run], ["metrics.json"], prefix=("prlimit", "--fsize=64"))
+
+
 @pytest.mark.parametrize("make, codes", list(CASES.values()))
 def test_bad_input_is_one_located_line(d, make, codes):
     call = make(d)

@@ -258,14 +258,15 @@ def _dataset_spec(loaded: LoadedRun):
     return loaded.resolved.config.data.dataset
 
 
-def encode_texts(loaded: LoadedRun, texts) -> object:
+def encode_texts(loaded: LoadedRun, texts, source: str | None = None) -> object:
     """Texts → the word indexes the run's dataset uses (its word index, num_words and offsets, as in Keras)."""
     from nnctl.data.builtin import encode_text
     from nnctl.data.sequences import Sequences
 
     spec = _dataset_spec(loaded)
     if spec is None or spec.type not in ("imdb", "reuters"):
-        raise NnctlError("--text needs a model trained on the imdb or reuters dataset")
+        raise NnctlError(f"{source + ': texts need' if source else '--text needs'} a model trained on the imdb or "
+                         f"reuters dataset")
     return Sequences.from_lists([encode_text(text, spec.type, num_words=spec.num_words, index_from=spec.index_from,
                                              start_char=spec.start_char, oov_char=spec.oov_char,
                                              skip_top=spec.skip_top) for text in texts])
