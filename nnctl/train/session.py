@@ -255,6 +255,9 @@ def prepare_resume(run_path, overrides=()) -> tuple[RunDirectory, ResolvedConfig
     if changed:
         raise ConfigError([resolved.issue((key,), "cannot change when resuming: the run would not continue exactly "
                                                   "(allowed: epochs)") for key in changed])
+    if manifest.get("epochs_completed") == 0 and not os.path.lexists(run.path / CHECKPOINT):
+        raise NnctlError(f"{run.path} stopped before its first epoch finished: there is no checkpoint to continue "
+                         f"from; train the config again")
     snapshot = checkpoint.load(run.path / CHECKPOINT)
     done = snapshot.epochs_done
     # A run killed after its last epoch's checkpoint but before it was marked completed is finished by a resume.

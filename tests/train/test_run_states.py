@@ -45,6 +45,10 @@ def test_a_run_stopped_before_its_first_epoch_offers_no_resume_and_cannot_be_eva
         lines = [line for line in refused.stderr.splitlines() if line.strip()]
         assert refused.exit_code == 2 and len(lines) == 1, refused.output + refused.stderr
         assert "has no trained weights" in lines[0] and "interrupted" in lines[0] and str(run) in lines[0]
+    resumed = invoke("train", "--resume", run)
+    assert resumed.exit_code == 2 and resumed.stderr.strip() == (
+        f"error: {run} stopped before its first epoch finished: there is no checkpoint to continue from; train the "
+        f"config again")
 
 
 def test_runs_name_means_the_newest_run_with_weights(tmp_path, tiny_config, monkeypatch):
