@@ -194,6 +194,21 @@ class RunDirectory:
             raise describe_os_error(error, parent / LATEST, "point the link") from None
         return cls(parent / folder)
 
+    def release_latest(self) -> None:
+        """For a run that ended with no trained weights: points `latest` back at the newest run that has
+        some (when the link still names this run and there is one), so the link means what `open` does."""
+        link = self.path.parent / LATEST
+        try:
+            if not os.path.islink(link) or os.readlink(link) != self.path.name or has_trained_weights(self.path):
+                return
+            newest = _newest_trained(self.path.parent, self.path.resolve())
+            if newest.name != self.path.name:
+                temp_link = self.path.parent / f".{LATEST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+                os.symlink(newest.name, temp_link, target_is_directory=True)
+                os.replace(temp_link, link)
+        except OSError:
+            pass  # the link is a convenience: `open` finds the newest trained run without it
+
     @staticmethod
     def check_new(runs_dir, name: str) -> Path:
         """`runs_dir/name` after checking, without writing, that a run can be made there: a safe `name`, and no

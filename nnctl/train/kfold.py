@@ -117,6 +117,7 @@ def _train_folds(run, resolved, folds, progress_for, prepared, on_fold_end) -> K
                             phases={k: round(v, 4) for k, v in phases.items()})
     except OSError as err:
         status, error = "failed", "; ".join(part for part in (error, failure_message(err)) if part)
+    run.release_latest()  # no fold finished an epoch: `latest` goes back to the newest run with weights
     return KFoldResult(run, status, histories, summary, error, stopped_in)
 
 

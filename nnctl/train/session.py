@@ -233,6 +233,7 @@ def _finish(run: RunDirectory, prepared: Prepared, outcome: FitOutcome) -> Train
     except OSError as err:  # a full disk: the manifest still says `running`, and the message says why
         status, error = "failed", "; ".join(part for part in (error, f"the run could not be marked {status}: "
                                                                      f"{failure_message(err)}") if part)
+    run.release_latest()  # a run with no finished epoch does not stay `latest`
     return TrainResult(run, status, outcome.history, error, timings)
 
 
