@@ -141,8 +141,8 @@ def _fold_folders(folder: Path) -> list[Path]:
 
 def _kfold_history(folder: Path, lenient) -> tuple[dict, dict, int]:
     summary = lenient(records.read_kfold, folder) if os.path.lexists(folder / "kfold.json") else {}
-    if summary.get("per_epoch"):  # the folds it summarizes, of `folds_planned`: fewer when the run stopped early
-        per_epoch = summary["per_epoch"]
+    if summary.get("per_epoch") or "folds_planned" in summary:  # its whole folds, of `folds_planned`
+        per_epoch = summary.get("per_epoch") or {}
         return (_clean({key: value["mean"] for key, value in per_epoch.items()}),
                 _clean({key: value["std"] for key, value in per_epoch.items()}), summary.get("folds") or 0)
     # kfold.json comes last: until then, average the folds that have finished (those with a history.json).

@@ -176,7 +176,11 @@ def read_history(folder, name: str = "history.json") -> dict:
 def read_kfold(folder) -> dict:
     """kfold.json: per-epoch mean and std over folds ({} keys while no fold has finished)."""
     path = Path(folder) / "kfold.json"
-    return _checked(KFoldSummary, path)
+    summary = _checked(KFoldSummary, path)
+    given = [key for key in ("folds", "epochs", "final", "best") if summary.get(key)]
+    if given and not summary.get("per_epoch"):  # figures with nothing they were summarized from
+        raise RunFileError(path, f"`{given[0]}` is given but `per_epoch` is missing or empty")
+    return summary
 
 
 def read_events(folder) -> list[dict]:

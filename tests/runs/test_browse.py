@@ -290,3 +290,16 @@ def test_compare_of_clashing_names_labels_by_folder(tmp_path):
     found = compare_runs([first.path, second.path])
     assert found["labels"] == ["mlp/20240513-093005", "mlp/20240513-093005-1"] and found["config"] == []
     assert invoke("compare", first.path, second.path).stdout.splitlines()[-1] == "config: identical"
+
+
+def test_a_kfold_run_in_which_no_fold_finished_has_no_figures_and_says_so(tmp_path):
+    runs = tmp_path / "runs"
+    cv = RunDirectory.create(runs, "cv", now=MONDAY)
+    cv.update_manifest(status="interrupted", name="cv", kfold=4, folds_completed=0, started=iso(MONDAY))
+    RunDirectory(cv.path / "fold_1").write_json("history.json", REGRESSION)  # the stopped fold's first epochs
+    cv.write_json("kfold.json", {"folds_planned": 4})
+    [row] = json.loads(invoke("runs", runs, "--json").stdout)
+    assert (row["folds_label"], row["best"]) == ("0 of 4 folds", None)  # fold 1's part-epochs are no K-fold figure
+    cv.write_json("kfold.json", {"epochs": 3, "folds_planned": 4})  # figures without what they summarize: damage
+    listed = invoke("runs", runs)
+    assert "kfold.json: `epochs` is given but `per_epoch` is missing or empty" in listed.stderr
