@@ -54,6 +54,8 @@ class NnctlGroup(click.Group):
         import signal
         import threading
 
+        if sys.stdout is None:  # started with stdout closed (`nnctl runs >&-`): the output goes nowhere
+            sys.stdout = open(os.devnull, "w")
         main_thread = threading.current_thread() is threading.main_thread()  # CliRunner tests may run elsewhere
         previous = signal.signal(signal.SIGINT, _on_ctrl_c) if main_thread else None
         try:

@@ -605,6 +605,15 @@ def evaluate_onto_a_full_disk(d):
     return Call(["evaluate", d.run], ["metrics.json"], prefix=("prlimit", "--fsize=64"))
 
 
+@pytest.mark.parametrize("command", [["runs", "runs"], ["schema"], ["datasets"]])
+def test_a_closed_stdout_is_no_error(trained, command):
+    """`nnctl runs >&-`: Python starts with sys.stdout None; the output goes nowhere, quietly."""
+    done = subprocess.run([sys.executable, "-m", "nnctl", *command], cwd=trained.folder, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, timeout=60, close_fds=True,
+                          preexec_fn=lambda: os.close(1))
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
 @pytest.mark.parametrize("make, codes", list(CASES.values()))
 def test_bad_input_is_one_located_line(d, make, codes):
     call = make(d)
