@@ -1,17 +1,14 @@
 """Every command as a real process against bad inputs: one located line, exit 1 or 2, never a traceback.
 
-Also Ctrl-C (SIGINT) at seeded moments of `nnctl` and `python -m nnctl`: exit 130 with one line.
+Ctrl-C at seeded moments is tests/test_cli_interrupt.py. Before/after: run with PYTHONPATH=/work/base.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections import namedtuple
 from pathlib import Path
 from types import SimpleNamespace
@@ -69,12 +66,6 @@ def d(trained, tmp_path):
     write_npz(tmp_path / "tiny.npz")
     write_config(tmp_path)
     return SimpleNamespace(tmp=tmp_path, run=tmp_path / "run", trained=trained)
-
-
-def data_config(d, path: str, **lines) -> Path:
-    """The tiny config reading `path` (an .npz or .csv), with extra `data:` keys."""
-    extra = "".join(f"  {key}: {value}\n" for key, value in lines.items())
-    return write_config(d.tmp, TINY_CONFIG.replace("  path: tiny.npz\n", f"  path: {path}\n{extra}"))
 
 
 def csv_config(d, text: str) -> Path:
@@ -325,7 +316,8 @@ def evaluate_with_weights_that_are_a_folder(d):
 def evaluate_with_weights_of_another_shape(d):
     from safetensors.numpy import load_file, save_file
     weights = load_file(str(d.run / "weights.safetensors"))
-    weights = {name: np.zeros(value.shape[:-1] + (value.shape[-1] + 1,), value.dtype) for name, value in weights.items()}
+    weights = {name: np.zeros(value.shape[:-1] + (value.shape[-1] + 1,), value.dtype)
+               for name, value in weights.items()}
     save_file(weights, str(d.run / "weights.safetensors"))
     return Call(["evaluate", d.run], ["weights.safetensors"])
 
@@ -520,7 +512,8 @@ def datasets_show_a_corrupted_file(d):
 @case(0, 2)
 def datasets_with_a_cache_that_is_a_file(d):
     (d.tmp / "cache").write_text("")
-    return Call(["datasets"], [], env={"NNCTL_DATA_DIR": str(d.tmp / "none"), "NNCTL_DATASETS_CACHE": str(d.tmp / "cache")})
+    return Call(["datasets"], [],
+                env={"NNCTL_DATA_DIR": str(d.tmp / "none"), "NNCTL_DATASETS_CACHE": str(d.tmp / "cache")})
 
 
 @case(1, 2)
