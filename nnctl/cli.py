@@ -258,21 +258,26 @@ def predict(run, input_file, texts, output_file, weights):
     """
     from nnctl.train.inference import (check_output_path, describe_outputs, encode_texts, load_run, predict_inputs,
                                        read_inputs, read_texts, write_outputs)
+    from nnctl.cli_kfold import predict_folds
+    from nnctl.train.kfold_evaluate import is_kfold_run
 
     if bool(input_file) == bool(texts):
         raise click.UsageError("give either --input FILE or --text TEXT")
     if output_file:
         check_output_path(output_file)
-    loaded = load_run(run, weights)
-    if loaded.note:  # a run that did not complete: say which epoch its weights are from
-        click.secho(f"note: {loaded.note}", fg="yellow", err=True)
-    if loaded.nonfinite:
-        click.secho(f"note: {loaded.weights_path}: the weights hold non-finite values (NaN or inf): the outputs "
-                    f"are NaN", fg="yellow", err=True)
     if input_file and input_file.lower().endswith(".txt"):
         texts = read_texts(input_file)
-    inputs = encode_texts(loaded, texts, input_file) if texts else read_inputs(input_file)
-    outputs = predict_inputs(loaded, inputs, None if texts else input_file)
+    if weights is None and is_kfold_run(run):  # every finished fold's model, outputs averaged
+        loaded, outputs = predict_folds(run, input_file, texts)
+    else:
+        loaded = load_run(run, weights)
+        if loaded.note:  # a run that did not complete: say which epoch its weights are from
+            click.secho(f"note: {loaded.note}", fg="yellow", err=True)
+        if loaded.nonfinite:
+            click.secho(f"note: {loaded.weights_path}: the weights hold non-finite values (NaN or inf): the "
+                        f"outputs are NaN", fg="yellow", err=True)
+        inputs = encode_texts(loaded, texts, input_file) if texts else read_inputs(input_file)
+        outputs = predict_inputs(loaded, inputs, None if texts else input_file)
     if output_file:
         write_outputs(output_file, outputs)
         click.echo(f"wrote {len(outputs)} prediction(s) to {output_file}")

@@ -1,6 +1,6 @@
-"""`nnctl evaluate` on a K-fold run, rendered: each fold's figures, then mean ± std over the folds.
+"""`nnctl evaluate` and `nnctl predict` on a K-fold run: each fold's figures, mean ± std; the mean outputs.
 
-Called by `evaluate` in nnctl/cli.py when the RUN is a K-fold run and no --weights names one fold's model.
+Called by `evaluate` and `predict` in nnctl/cli.py when the RUN is a K-fold run and no --weights names one fold's model.
 """
 
 from __future__ import annotations
@@ -39,3 +39,20 @@ def _figure(value) -> str:
 
 def _mean_std(mean, std) -> str:
     return "nan" if mean != mean else f"{mean:.4f} ± {std:.4f}"
+
+
+def predict_folds(run, input_file, texts):
+    """(the first fold's LoadedRun, for describing the outputs; the mean of the finished folds' outputs)."""
+    from nnctl.train.inference import encode_texts, read_inputs
+    from nnctl.train.kfold_predict import load_folds, predict_folds as averaged
+
+    folds, label = load_folds(run)
+    names = "fold_1" if len(folds) == 1 else f"fold_1 … fold_{len(folds)}"
+    stopped = "" if label.endswith("fold models") else ": the run stopped early"
+    click.secho(f"note: averaged the outputs of {label} ({names}){stopped}", fg="yellow", err=True)
+    for loaded in folds:
+        if loaded.nonfinite:
+            click.secho(f"note: {loaded.weights_path}: the weights hold non-finite values (NaN or inf): the "
+                        f"outputs are NaN", fg="yellow", err=True)
+    inputs = encode_texts(folds[0], texts, input_file) if texts else read_inputs(input_file)
+    return folds[0], averaged(folds, inputs, None if texts else input_file)
