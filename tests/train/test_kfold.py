@@ -374,3 +374,68 @@ def test_evaluate_on_a_kfold_run_evaluates_every_folds_model(folded, tmp_path):
     assert saved["validation std"]["mae"] == pytest.approx(np.std(maes))
     table = invoke("evaluate", run, "--split", "validation")
     assert table.exit_code == 0 and "3-fold" in table.stdout and "±" in table.stdout
+
+
+# ---- predict on a K-fold run: the mean of the fold models' outputs ------------------------------------------
+def _predicted(run, inputs, out, *args):
+    result = invoke("predict", run, "--input", inputs, "--output", out, *args)
+    assert result.exit_code == 0, result.output + result.stderr
+    return np.load(out), result
+
+
+def test_predict_on_a_kfold_run_averages_the_fold_models_outputs(folded, tmp_path):
+    x = np.random.default_rng(5).normal(size=(7, 5)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    averaged, result = _predicted(folded.run, tmp_path / "x.npy", tmp_path / "mean.npy")
+    assert "note: averaged the outputs of 3 fold models (fold_1 … fold_3)" in result.stderr
+    alone = [_predicted(folded.run, tmp_path / "x.npy", tmp_path / f"{k}.npy",
+                        "--weights", f"fold_{k}/weights.safetensors")[0] for k in (1, 2, 3)]
+    assert averaged.shape == alone[0].shape == (7, 1)
+    np.testing.assert_allclose(averaged, np.mean(alone, axis=0), rtol=1e-6)
+    by_hand = [forward(safetensors.numpy.load_file(folded.run / f"fold_{k}" / "weights.safetensors"), x)
+               for k in (1, 2, 3)]  # no transforms in this config: the raw inputs go in
+    np.testing.assert_allclose(averaged[:, 0], np.mean(by_hand, axis=0), rtol=1e-4, atol=1e-5)
+    assert len({float(a[0, 0]) for a in alone}) == 3  # three different models, not one counted thrice
+    one = invoke("predict", folded.run, "--input", tmp_path / "x.npy", "--weights", "fold_2/weights.safetensors")
+    assert one.exit_code == 0 and "averaged" not in one.stderr
+    table = invoke("predict", folded.run, "--input", tmp_path / "x.npy")
+    assert table.exit_code == 0 and f"{averaged[0, 0]:.4f}" in table.stdout
+
+
+def test_predict_on_a_partial_kfold_run_averages_the_finished_folds(folded, tmp_path):
+    import shutil
+
+    run = shutil.copytree(folded.run, tmp_path / "run")
+    manifest = read_json(run / "manifest.json")
+    manifest.update(status="interrupted", folds_completed=2)
+    (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    np.save(tmp_path / "x.npy", folded.x[:4])
+    averaged, result = _predicted(run, tmp_path / "x.npy", tmp_path / "mean.npy")
+    assert "note: averaged the outputs of 2 of 3 folds (fold_1 … fold_2): the run stopped early" in result.stderr
+    alone = [_predicted(run, tmp_path / "x.npy", tmp_path / f"{k}.npy",
+                        "--weights", f"fold_{k}/weights.safetensors")[0] for k in (1, 2)]
+    np.testing.assert_allclose(averaged, np.mean(alone, axis=0), rtol=1e-6)
+    manifest.update(folds_completed=0)
+    (run / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    refused = invoke("predict", run, "--input", tmp_path / "x.npy")
+    assert refused.exit_code == 2 and "no fold finished: there is no model to predict with" in refused.stderr
+
+
+def test_predict_on_a_kfold_run_uses_each_folds_own_transforms(tmp_path):
+    config = write_regression(tmp_path, validation="{kfold: 3}\n  transforms: [standardize]")
+    trained = invoke("kfold", config, "--runs-dir", tmp_path / "runs", "-q")
+    assert trained.exit_code == 0, trained.output + trained.stderr
+    run = run_path(trained.stdout)
+    x = np.random.default_rng(6).normal(loc=2.0, scale=3.0, size=(5, 5)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    averaged, _ = _predicted(run, tmp_path / "x.npy", tmp_path / "mean.npy")
+    raw = np.load(tmp_path / "reg.npz")["x_train"]
+    by_hand, whole = [], (x - raw.mean(axis=0)) / raw.std(axis=0)
+    for fold in range(3):  # fold k's model on inputs standardized with fold k's training part's mean and std
+        part = np.delete(raw, np.s_[40 * fold:40 * (fold + 1)], axis=0)
+        scaled = (x - part.mean(axis=0)) / part.std(axis=0)
+        by_hand.append(forward(safetensors.numpy.load_file(run / f"fold_{fold + 1}" / "weights.safetensors"), scaled))
+    np.testing.assert_allclose(averaged[:, 0], np.mean(by_hand, axis=0), rtol=1e-3, atol=1e-4)
+    on_whole = [forward(safetensors.numpy.load_file(run / f"fold_{k}" / "weights.safetensors"), whole)
+                for k in (1, 2, 3)]
+    assert not np.allclose(averaged[:, 0], np.mean(on_whole, axis=0), rtol=1e-3)  # not the whole data's transforms
