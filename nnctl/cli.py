@@ -260,6 +260,7 @@ def predict(run, input_file, texts, output_file, weights):
                                        read_inputs, read_texts, write_outputs)
     from nnctl.cli_kfold import predict_folds
     from nnctl.train.kfold_evaluate import is_kfold_run
+    from nnctl.train.kfold_predict import fold_of
 
     if bool(input_file) == bool(texts):
         raise click.UsageError("give either --input FILE or --text TEXT")
@@ -267,8 +268,8 @@ def predict(run, input_file, texts, output_file, weights):
         check_output_path(output_file)
     if input_file and input_file.lower().endswith(".txt"):
         texts = read_texts(input_file)
-    if weights is None and is_kfold_run(run):  # every finished fold's model, outputs averaged
-        loaded, outputs = predict_folds(run, input_file, texts)
+    if (weights is None or fold_of(weights) is not None) and is_kfold_run(run):  # the folds' mean, or one fold
+        loaded, outputs = predict_folds(run, input_file, texts, weights)
     else:
         loaded = load_run(run, weights)
         if loaded.note:  # a run that did not complete: say which epoch its weights are from

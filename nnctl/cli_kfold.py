@@ -41,15 +41,17 @@ def _mean_std(mean, std) -> str:
     return "nan" if mean != mean else f"{mean:.4f} ± {std:.4f}"
 
 
-def predict_folds(run, input_file, texts):
-    """(the first fold's LoadedRun, for describing the outputs; the mean of the finished folds' outputs)."""
+def predict_folds(run, input_file, texts, weights=None):
+    """(the first fold's LoadedRun, for describing the outputs; the mean of the finished folds' outputs), or
+    with `weights` in one fold's folder, that fold's model alone (with that fold's transforms)."""
     from nnctl.train.inference import encode_texts, read_inputs
     from nnctl.train.kfold_predict import load_folds, predict_folds as averaged
 
-    folds, label = load_folds(run)
+    folds, label = load_folds(run, weights)
     names = "fold_1" if len(folds) == 1 else f"fold_1 … fold_{len(folds)}"
     stopped = "" if label.endswith("fold models") else ": the run stopped early"
-    click.secho(f"note: averaged the outputs of {label} ({names}){stopped}", fg="yellow", err=True)
+    if weights is None:
+        click.secho(f"note: averaged the outputs of {label} ({names}){stopped}", fg="yellow", err=True)
     for loaded in folds:
         if loaded.nonfinite:
             click.secho(f"note: {loaded.weights_path}: the weights hold non-finite values (NaN or inf): the "

@@ -439,3 +439,7 @@ def test_predict_on_a_kfold_run_uses_each_folds_own_transforms(tmp_path):
     on_whole = [forward(safetensors.numpy.load_file(run / f"fold_{k}" / "weights.safetensors"), whole)
                 for k in (1, 2, 3)]
     assert not np.allclose(averaged[:, 0], np.mean(on_whole, axis=0), rtol=1e-3)  # not the whole data's transforms
+    alone = [_predicted(run, tmp_path / "x.npy", tmp_path / f"{k}.npy", "--weights", f"fold_{k}/weights.safetensors")[0]
+             for k in (1, 2, 3)]  # one fold's model alone is given its own fold's transforms too
+    np.testing.assert_allclose(alone[1][:, 0], by_hand[1], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(averaged, np.mean(alone, axis=0), rtol=1e-6)
