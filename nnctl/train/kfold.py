@@ -90,6 +90,9 @@ def _train_folds(run, resolved, folds, progress_for, prepared, on_fold_end) -> K
         try:
             folder.path.mkdir()
             outcome = fit_into(folder, fold_resolved, Prepared(splits, model, 0.0), progress, resumable=False)
+            # The fold's own fitted transforms: predict reapplies them to new inputs without the training data.
+            if outcome.status == "completed":
+                folder.write_json("preprocessing.json", {"transforms": [t.state() for t in splits.transforms]})
         except OSError as err:  # the fold's folder or callbacks could not be made: a failure during training
             status, error, stopped_in = "failed", failure_message(err), fold + 1
             break

@@ -12,7 +12,7 @@ import numpy as np
 
 from nnctl.data.files import load_data, load_source
 from nnctl.data.transforms import load_transforms
-from nnctl.errors import NnctlError
+from nnctl.errors import NnctlError, clip
 from nnctl.runs import records
 from nnctl.runs.browse import folds_label
 from nnctl.runs.rundir import RunDirectory
@@ -52,8 +52,8 @@ def load_folds(path, weights=None) -> tuple[list[LoadedRun], str]:
             except (NnctlError, OSError) as error:
                 raise NnctlError(f"{run.path}: fold {fold + 1}'s transforms were fitted on its own training part "
                                  f"and must be fitted again from the training data, which cannot be read "
-                                 f"({str(error)[:150]}); restore the data, or predict with one fold's model "
-                                 f"(--weights fold_1/weights.safetensors)") from None
+                                 f"({clip(str(error), 160)}); restore the data, or train the config again "
+                                 f"(a new K-fold run keeps each fold's transforms)") from None
         folds.append(loaded)
     label = f"{done} fold models" if done == planned else folds_label(done, planned)
     return folds, label

@@ -443,3 +443,42 @@ def test_predict_on_a_kfold_run_uses_each_folds_own_transforms(tmp_path):
              for k in (1, 2, 3)]  # one fold's model alone is given its own fold's transforms too
     np.testing.assert_allclose(alone[1][:, 0], by_hand[1], rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(averaged, np.mean(alone, axis=0), rtol=1e-6)
+    # Each fold's fitted transforms are in its folder: predict needs no training data ...
+    (tmp_path / "reg.npz").rename(tmp_path / "moved.npz")
+    np.testing.assert_allclose(_predicted(run, tmp_path / "x.npy", tmp_path / "m2.npy")[0], averaged, rtol=1e-6)
+    # ... a run from before they were saved fits them again on the fold's training part, or says what to do.
+    for k in (1, 2, 3):
+        (run / f"fold_{k}" / "preprocessing.json").unlink()
+    refused = invoke("predict", run, "--input", tmp_path / "x.npy")
+    assert refused.exit_code == 2 and "fold 1's transforms were fitted on its own training part" in refused.stderr
+    assert "restore the data, or train the config again" in refused.stderr and "reg.npz" in refused.stderr
+    alone = invoke("predict", run, "--input", tmp_path / "x.npy", "--weights", "fold_2/weights.safetensors")
+    assert alone.exit_code == 2 and "fold 2's transforms were fitted" in alone.stderr  # not the whole data's
+    (tmp_path / "moved.npz").rename(tmp_path / "reg.npz")
+    np.testing.assert_allclose(_predicted(run, tmp_path / "x.npy", tmp_path / "m3.npy")[0], averaged, rtol=1e-6)
+
+
+def test_predict_text_on_a_kfold_text_model_averages_the_folds(keras_data_dir, tmp_path):
+    from tests.test_cli_data import TEXT_CONFIG, TEXTS
+
+    config = tmp_path / "text.yaml"
+    config.write_text(TEXT_CONFIG.replace("  transforms: [multi_hot]", "  transforms: [multi_hot]\n"
+                                          "  validation: {kfold: 2}"), encoding="utf-8")
+    trained = invoke("kfold", config, "--runs-dir", tmp_path / "runs", "-q")
+    assert trained.exit_code == 0, trained.output + trained.stderr
+    run = run_path(trained.stdout)
+    texts = [arg for text in TEXTS for arg in ("--text", text)]
+    result = invoke("predict", run, *texts, "--output", tmp_path / "mean.npy")
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "note: averaged the outputs of 2 fold models (fold_1 … fold_2)" in result.stderr
+    alone = []
+    for k in (1, 2):
+        one = invoke("predict", run, *texts, "--weights", f"fold_{k}/weights.safetensors", "--output",
+                     tmp_path / f"{k}.npy")
+        assert one.exit_code == 0, one.output + one.stderr
+        alone.append(np.load(tmp_path / f"{k}.npy"))
+    averaged = np.load(tmp_path / "mean.npy")
+    assert averaged.shape == (3, 1) and np.all((averaged > 0) & (averaged < 1))  # a mean of probabilities
+    np.testing.assert_allclose(averaged, np.mean(alone, axis=0), rtol=1e-6)
+    table = invoke("predict", run, *texts)
+    assert table.exit_code == 0 and ("positive" in table.stdout or "negative" in table.stdout), table.output
