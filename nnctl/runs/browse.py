@@ -6,7 +6,6 @@ named on the command line is read strictly. A K-fold run reads as one run: the p
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -18,6 +17,7 @@ from pathlib import Path
 from nnctl.direction import higher_is_better
 from nnctl.errors import NnctlError
 from nnctl.runs import records
+from nnctl.runs.config_diff import config_diff, flatten_config  # noqa: F401 (flatten_config: part of this API)
 from nnctl.runs.display import display_path
 from nnctl.runs.records import RunFileError
 from nnctl.runs.rundir import MANIFEST, RunDirectory
@@ -277,50 +277,6 @@ def run_labels(records: list[RunRecord]) -> list[str]:
     names = [record.name for record in records]
     labels = [f"{name}/{record.path.name}" if names.count(name) > 1 else name for name, record in zip(names, records)]
     return [f"{label} #{index + 1}" if labels.count(label) > 1 else label for index, label in enumerate(labels)]
-
-
-def flatten_config(value, prefix: str = "") -> dict:
-    """{"optimizer.learning_rate": 0.001, "model.layers[0].units": 16, ...}: one entry per leaf of a config."""
-    if isinstance(value, dict) and value:
-        items = [(f"{prefix}.{key}" if prefix else str(key), child) for key, child in value.items()]
-    elif isinstance(value, list) and value:
-        items = [(f"{prefix}[{index}]", child) for index, child in enumerate(value)]
-    else:
-        return {prefix: value}
-    flat: dict = {}
-    for path, child in items:
-        flat.update(flatten_config(child, path))
-    return flat
-
-
-def config_diff(config_texts: list[str | None]) -> list[tuple[str, list[str]]]:
-    """(key path, one value per run) for every leaf on which the configs differ, as YAML would spell the values;
-    "(absent)" where a config lacks the key, "?" for a run without a readable config.yaml."""
-    from nnctl.config.yamlfile import ConfigError, parse_yaml
-    from nnctl.runs.absent_keys import without_absent_defaults
-
-    flats, configs = [], []
-    for text in config_texts:
-        try:  # the config loader's parser: safe, with its budget against alias bombs and deep nesting
-            loaded = parse_yaml(text, "config.yaml").data if text is not None else None
-        except (ConfigError, RecursionError):
-            loaded = None
-        flats.append(flatten_config(loaded) if isinstance(loaded, dict) else None)
-        configs.append(loaded)
-    present = [flat for flat in flats if flat is not None]
-    keys = list(dict.fromkeys(key for flat in present for key in flat))
-    rows = []
-    for key in keys:
-        values = ["?" if flat is None else _yaml_scalar(flat, key) for flat in flats]
-        if len({value for value, flat in zip(values, flats) if flat is not None}) > 1:
-            rows.append((key, values))
-    return without_absent_defaults(rows, configs)  # an older nnctl's config lacks a newer key's default
-
-
-def _yaml_scalar(flat: dict, key: str) -> str:
-    if key not in flat:
-        return "(absent)"
-    return flat[key] if isinstance(flat[key], str) else json.dumps(flat[key])
 
 
 def compare_runs(paths) -> dict:

@@ -1,7 +1,9 @@
-"""`nnctl compare`'s config differences that are no difference: a key an older nnctl did not write yet, which
-every other run holds at its default (the run without it behaved the same)."""
+"""`nnctl compare`'s config differences: one row per leaf on which runs' configs differ, less the differences
+that are none (a key an older nnctl did not write yet, which every other run holds at its default)."""
 
 from __future__ import annotations
+
+import json
 
 
 def without_absent_defaults(rows: list, configs: list) -> list:
@@ -45,3 +47,46 @@ def leaf_paths(value, path: tuple = ()) -> dict:
         return found
     key = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path).lstrip(".")
     return {key: (path, value)}
+
+
+def flatten_config(value, prefix: str = "") -> dict:
+    """{"optimizer.learning_rate": 0.001, "model.layers[0].units": 16, ...}: one entry per leaf of a config."""
+    if isinstance(value, dict) and value:
+        items = [(f"{prefix}.{key}" if prefix else str(key), child) for key, child in value.items()]
+    elif isinstance(value, list) and value:
+        items = [(f"{prefix}[{index}]", child) for index, child in enumerate(value)]
+    else:
+        return {prefix: value}
+    flat: dict = {}
+    for path, child in items:
+        flat.update(flatten_config(child, path))
+    return flat
+
+
+def config_diff(config_texts: list[str | None]) -> list[tuple[str, list[str]]]:
+    """(key path, one value per run) for every leaf on which the configs differ, as YAML would spell the values;
+    "(absent)" where a config lacks the key, "?" for a run without a readable config.yaml."""
+    from nnctl.config.yamlfile import ConfigError, parse_yaml
+
+    flats, configs = [], []
+    for text in config_texts:
+        try:  # the config loader's parser: safe, with its budget against alias bombs and deep nesting
+            loaded = parse_yaml(text, "config.yaml").data if text is not None else None
+        except (ConfigError, RecursionError):
+            loaded = None
+        flats.append(flatten_config(loaded) if isinstance(loaded, dict) else None)
+        configs.append(loaded)
+    present = [flat for flat in flats if flat is not None]
+    keys = list(dict.fromkeys(key for flat in present for key in flat))
+    rows = []
+    for key in keys:
+        values = ["?" if flat is None else _yaml_scalar(flat, key) for flat in flats]
+        if len({value for value, flat in zip(values, flats) if flat is not None}) > 1:
+            rows.append((key, values))
+    return without_absent_defaults(rows, configs)  # an older nnctl's config lacks a newer key's default
+
+
+def _yaml_scalar(flat: dict, key: str) -> str:
+    if key not in flat:
+        return "(absent)"
+    return flat[key] if isinstance(flat[key], str) else json.dumps(flat[key])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from nnctl.runs.absent_keys import leaf_paths
+from nnctl.runs.config_diff import leaf_paths
 from nnctl.runs.browse import config_diff, flatten_config
 from tests.conftest import invoke
 from tests.runs.test_browse import CLASSIFIER, write_run
