@@ -1,13 +1,5 @@
-"""`python -m nnctl` runs the command line.
+"""`python -m nnctl` runs the command line (through the same Ctrl-C-guarded entry point as `nnctl`)."""
 
-A Ctrl-C while the command line itself is being imported exits 130 quietly too."""
-
-import sys
-
-try:
-    from nnctl.cli import main
-except KeyboardInterrupt:
-    sys.stderr.write("interrupted (Ctrl-C)\n")
-    sys.exit(130)
+from nnctl.entry import main
 
 main()
