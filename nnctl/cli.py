@@ -14,6 +14,7 @@ import click
 from nnctl import __version__
 
 from nnctl.cli_errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NnctlGroup, _fail, user_errors  # noqa: F401
+from nnctl.cli_render import strict_json, table
 
 # OpenBLAS's idle threads spin, which slows nnctl's own split kernels and everything under load
 # (nnctl/engine/settings.py, threading policy). So the command line runs BLAS on one thread unless the user
@@ -22,21 +23,6 @@ if "numpy" not in sys.modules:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 # Numba's CPU target loads without scipy.linalg, which no kernel needs (engine/settings.py, NUMBA_SCIPY).
 os.environ.setdefault("NNCTL_NUMBA_SCIPY", "0")
-
-
-def strict_json(obj, indent: int | None = 2) -> str:
-    """`obj` as strict JSON (RFC 8259, which has no NaN or Infinity): non-finite numbers become null."""
-    import math
-
-    def clean(value):
-        if isinstance(value, float):
-            return value if math.isfinite(value) else None
-        if isinstance(value, dict):
-            return {str(key): clean(item) for key, item in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(item) for item in value]
-        return clean(value.tolist()) if hasattr(value, "tolist") else value  # NumPy scalars and arrays
-    return json.dumps(clean(obj), indent=indent, allow_nan=False)
 
 
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
@@ -187,7 +173,7 @@ def _run_kfold(resolved, prepared, runs_dir, folds, quiet):
         rows = [[key, format_mean_std(stats), (f"{best[key]['mean']:.4f} (epoch {best[key]['epoch']})"
                                                if key in best else "")]
                 for key, stats in result.summary["final"].items()]
-        _table([("metric", "left"), ("final mean ± std", "right"), ("best mean", "right")], rows,
+        table([("metric", "left"), ("final mean ± std", "right"), ("best mean", "right")], rows,
                title=summary_title(result.summary))
     click.echo(f"run: {display_path(result.run.path)}")
     sys.exit({"completed": 0, "failed": EXIT_FAILED, "interrupted": EXIT_INTERRUPTED}[result.status])
@@ -228,7 +214,7 @@ def evaluate(run, split, as_json, weights):
     if as_json:
         click.echo(strict_json(results, indent=None))
     else:
-        _table([("metric", "left"), ("value", "right")],
+        table([("metric", "left"), ("value", "right")],
                [[key, (f"{value:.4f}" if value == value else nan_text) if isinstance(value, float) else str(value)]
                 for key, value in results.items()], title=f"{split} split")
     try:
@@ -285,7 +271,7 @@ def predict(run, input_file, texts, output_file, weights):
         return
     columns, rows = describe_outputs(loaded, outputs, texts)
     shown = rows[:50]
-    _table([(name, "left" if name in ("text", "class", "next classes") else "right") for name in columns],
+    table([(name, "left" if name in ("text", "class", "next classes") else "right") for name in columns],
            [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in shown])
     if len(rows) > len(shown):
         click.echo(f"… {len(rows) - len(shown)} more rows: use --output FILE to save them all")
@@ -311,7 +297,7 @@ def summary(file, overrides):
     info = build_model(resolved, input_shape=shape).summary()
     rows = [[f"{row['name']} ({row['type']})", str(row["output_shape"]).replace(",)", ")"), f"{row['params']:,}"]
             for row in info["rows"]]
-    _table([("Layer (type)", "left"), ("Output Shape", "left"), ("Param #", "right")], rows,
+    table([("Layer (type)", "left"), ("Output Shape", "left"), ("Param #", "right")], rows,
            title=f'Model: "{resolved.config.name}"')
     for label, key in (("Total", "total_params"), ("Trainable", "trainable_params"),
                        ("Non-trainable", "non_trainable_params")):
@@ -378,19 +364,6 @@ def schema():
     from nnctl.config.schema import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))
-
-
-def _table(columns, rows, title=None, width=None):
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, box=box.HEAVY_HEAD, title_justify="left")
-    for name, justify in columns:
-        table.add_column(name, justify=justify, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    Console(file=sys.stdout, width=width or max(80, min(120, sum(len(c[0]) for c in columns) + 60))).print(table)
 
 
 def _size(nbytes: int) -> str:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import click
 
-from nnctl.cli import _table, main, user_errors
+from nnctl.cli import main, user_errors
+from nnctl.cli_render import table
 
 
 @main.group(invoke_without_command=True)
@@ -31,7 +32,7 @@ def datasets(ctx):
                  else str(found[0].parent))
         rows.append([info.name, info.description, info.samples, info.task + (f", {info.classes}" if info.classes
                                                                             else ""), info.input, where])
-    _table([("name", "left"), ("description", "left"), ("train / test", "right"), ("task", "left"),
+    table([("name", "left"), ("description", "left"), ("train / test", "right"), ("task", "left"),
             ("inputs", "left"), ("cached", "left")], rows, width=160)
 
 

@@ -9,7 +9,8 @@ import click
 
 
 def evaluate_folds(run, split: str, as_json: bool) -> None:
-    from nnctl.cli import EXIT_FAILED, _fail, _table, strict_json
+    from nnctl.cli import EXIT_FAILED, _fail
+    from nnctl.cli_render import strict_json, table
     from nnctl.train.inference import NotSaved
     from nnctl.train.kfold_evaluate import evaluate_kfold, save_kfold_evaluation
 
@@ -26,7 +27,7 @@ def evaluate_folds(run, split: str, as_json: bool) -> None:
         columns += [(f"fold {index + 1}", "right") for index in range(result["folds"])]
         rows = [[key, _mean_std(result["mean"][key], result["std"][key])]
                 + [_figure(fold[key]) for fold in result["per_fold"]] for key in keys]
-        _table(columns, rows, title=f"{split} split, {result['label']} (each fold's model on its own fold's data)")
+        table(columns, rows, title=f"{split} split, {result['label']} (each fold's model on its own fold's data)")
     try:
         save_kfold_evaluation(result, split)
     except NotSaved as error:

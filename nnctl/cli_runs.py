@@ -9,7 +9,8 @@ import sys
 
 import click
 
-from nnctl.cli import _table, main, strict_json, user_errors
+from nnctl.cli import main, user_errors
+from nnctl.cli_render import strict_json, table
 
 
 @main.command()
@@ -109,7 +110,7 @@ def _render(columns, rows):
         import shutil
 
         from rich.markup import escape
-        _table(columns, [[escape(cell) for cell in row] for row in rows], width=shutil.get_terminal_size().columns)
+        table(columns, [[escape(cell) for cell in row] for row in rows], width=shutil.get_terminal_size().columns)
         return
     lines = [[name for name, _ in columns]] + rows
     widths = [max(len(cell) for cell in column) for column in zip(*lines)]
