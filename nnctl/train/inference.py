@@ -6,6 +6,7 @@ Inputs are read from `.npy`, `.npz` or `.csv`; nothing is ever unpickled.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,11 +109,25 @@ def weights_note(folder: Path, manifest: dict, source: Path, metadata: dict, pla
 
 
 def evaluate_split(loaded: LoadedRun, split: str = "test") -> dict:
-    """{"loss": ..., "<metric>": ..., "samples": n} on one split (NaN where the weights are not finite)."""
-    splits = load_data(loaded.resolved)
+    """{"loss": ..., "<metric>": ..., "samples": n} on one split (NaN where the weights are not finite). Fold k's
+    weights of a K-fold run are evaluated on fold k's split, transformed as that fold was trained."""
+    splits = load_data(loaded.resolved, **_fold_of(loaded))
     check_data(loaded.resolved, loaded.model, splits)
     x, y = splits.split(split)
     return {**loaded.model.evaluate(x, y, batch_size=loaded.resolved.config.batch_size), "samples": int(len(y))}
+
+
+def _fold_of(loaded: LoadedRun) -> dict:
+    """{"fold": k - 1, "folds": K} when the weights are those of fold k (`fold_k/…`) of a K-fold run, else {}."""
+    planned = records.read_manifest(loaded.run.path).get("kfold")
+    try:
+        first = loaded.weights_path.resolve().relative_to(loaded.run.path.resolve()).parts[0]
+    except (AttributeError, ValueError, IndexError, OSError):
+        return {}
+    match = re.fullmatch(r"fold_(\d+)", first)
+    if not planned or match is None or not 1 <= int(match.group(1)) <= int(planned):
+        return {}
+    return {"fold": int(match.group(1)) - 1, "folds": int(planned)}
 
 
 class NotSaved(NnctlError):

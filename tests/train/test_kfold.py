@@ -374,6 +374,11 @@ def test_evaluate_on_a_kfold_run_evaluates_every_folds_model(folded, tmp_path):
     assert saved["validation std"]["mae"] == pytest.approx(np.std(maes))
     table = invoke("evaluate", run, "--split", "validation")
     assert table.exit_code == 0 and "3-fold" in table.stdout and "±" in table.stdout
+    # One fold named with --weights: its own held-out part and transforms, the same figures as above.
+    second = invoke("evaluate", run, "--split", "validation", "--weights", "fold_2/weights.safetensors", "--json")
+    assert second.exit_code == 0, second.output + second.stderr
+    assert json.loads(second.stdout)["loss"] == pytest.approx(report["per_fold"][1]["loss"], rel=1e-6)
+    assert json.loads(second.stdout)["samples"] == report["per_fold"][1]["samples"]
 
 
 # ---- predict on a K-fold run: the mean of the fold models' outputs ------------------------------------------
