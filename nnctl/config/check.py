@@ -9,7 +9,8 @@ import copy
 from pathlib import Path
 
 from nnctl.config.resolve import in_file_order, resolve_document
-from nnctl.config.yamlfile import ConfigError, ConfigIssue, Document, Source, parse_yaml, read_config_text
+from nnctl.config.yamlfile import (ConfigError, ConfigIssue, Document, Source, parse_yaml, read_config_text,
+                                   value_at)
 from nnctl.errors import NnctlError
 
 
@@ -27,7 +28,7 @@ def check_config(path, overrides=()):
         if doc is None:
             raise
     # A refused tag leaves no value behind: the schema's "expected …" for it would only repeat the reader.
-    unreadable = [issue.path for issue in issues if issue.path and _value(doc.data, issue.path) is None]
+    unreadable = [issue.path for issue in issues if issue.path and value_at(doc.data, issue.path) is None]
     if doc.data is None and not overrides:
         issues.append(ConfigIssue(Source(label, 1, 1), (), "the config file is empty (expected a mapping of keys: "
                                                            "name, data, model, loss, ...)"))
@@ -62,21 +63,11 @@ def _resolve(doc: Document, overrides: list, path: Path, issues: list):
         return None
 
 
-def _value(data, path: tuple):
-    for part in path:
-        if isinstance(data, dict) and part in data or isinstance(data, list) and isinstance(part, int) \
-                and 0 <= part < len(data):
-            data = data[part]
-        else:
-            return None
-    return data
-
-
 def _remove(data, path: tuple) -> bool:
     """Deletes the mapping key at `path` (never a list entry: the entries after it would shift)."""
     if not path or not isinstance(path[-1], str):
         return False
-    data = _value(data, path[:-1])
+    data = value_at(data, path[:-1])
     if not isinstance(data, dict) or path[-1] not in data:
         return False
     del data[path[-1]]

@@ -84,6 +84,17 @@ class Document:
         return self.keys.get(tuple(path)) or self.source(path)
 
 
+def value_at(data, path: Path):
+    """The value at key path `path` in parsed YAML `data`, or None where the path leads nowhere."""
+    for part in path:
+        if isinstance(data, dict) and part in data or isinstance(data, list) and isinstance(part, int) \
+                and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
 def format_path(path: Path) -> str:
     """("model", "layers", 2, "units") → "model.layers[2].units"."""
     out = ""

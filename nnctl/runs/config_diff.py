@@ -10,6 +10,7 @@ def without_absent_defaults(rows: list, configs: list) -> list:
     """`rows` ((key, one value per run), "(absent)" where a config lacks the key) less the keys that every
     config holding them holds at the schema's default; `configs` are the runs' parsed configs (None: unreadable)."""
     from nnctl.config.resolve import NO_DEFAULT, default_at
+    from nnctl.config.yamlfile import value_at
 
     readable = [config for config in configs if isinstance(config, dict)]
     leaves = [leaf_paths(config) for config in readable]
@@ -20,21 +21,11 @@ def without_absent_defaults(rows: list, configs: list) -> list:
         defaults = [default_at(path, config) for config, (path, _) in given]
         parent = given[0][1][0][:-1] if given else None
         # Only a key missing from a mapping the run has: a layer only one run has is a difference in full.
-        if lacking and all(isinstance(_at(config, parent), dict) for config in lacking) and all(
+        if lacking and all(isinstance(value_at(config, parent), dict) for config in lacking) and all(
                 default is not NO_DEFAULT and default == value for default, (_, (_, value)) in zip(defaults, given)):
             continue
         kept.append((key, values))
     return kept
-
-
-def _at(config, path: tuple):
-    for step in path:
-        if isinstance(config, dict) and step in config or isinstance(config, list) and isinstance(step, int) \
-                and 0 <= step < len(config):
-            config = config[step]
-        else:
-            return None
-    return config
 
 
 def leaf_paths(value, path: tuple = ()) -> dict:
