@@ -23,6 +23,7 @@ import safetensors
 import safetensors.numpy
 
 from nnctl.errors import ArgumentError, NnctlError
+from nnctl.runs import untrusted
 from nnctl.runs.filesystem import (RunWriteError, ancestors, check_folder, make_folders, why_unwritable,
                                    describe_os_error, shown_path)
 from nnctl.runs.lock import LOCK, RunLockedError, current_writer, locked  # noqa: F401  (RunLockedError: API)
@@ -285,14 +286,9 @@ class RunDirectory:
         return self.write_text(filename, _dumps(obj, indent=2) + "\n")
 
     def read_json(self, filename):
-        """The parsed content of `filename`, or an NnctlError naming it when missing or not valid JSON."""
-        source = self.path / filename
-        try:
-            return json.loads(source.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise NnctlError(f"{source}: file is missing") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise NnctlError(f"{source}: not valid JSON ({error})") from None
+        """The parsed content of `filename` through the run-file reader's bounded parser (size, depth, a folder
+        or a link in its place): a RunFileError naming it when missing or damaged."""
+        return untrusted.read_json(self.path / filename)
 
     def append_event(self, event: dict) -> None:
         """Append one strict-JSON line to events.jsonl (see `append_events`)."""
@@ -365,8 +361,11 @@ class RunDirectory:
             raise NnctlError(f"{source}: not a valid safetensors file ({error})") from None
 
     def manifest(self) -> dict:
-        """The parsed manifest.json."""
-        return self.read_json(MANIFEST)
+        """The parsed manifest.json; a RunFileError when it is not a mapping (`update_manifest` merges into it)."""
+        found = self.read_json(MANIFEST)
+        if not isinstance(found, dict):
+            raise untrusted.RunFileError(self.path / MANIFEST, f"is {untrusted.show_value(found)}, not a mapping")
+        return found
 
     def update_manifest(self, **fields) -> dict:
         """Merge `fields` into manifest.json (created when absent), write it atomically and return it."""
