@@ -58,7 +58,7 @@ class Snapshot:
 def capture(model, history, callbacks=()) -> Snapshot:
     """The state of `model` (weights, optimizer, generator), `history` and `callbacks` right now."""
     opt = model.optimizer
-    tensors = {f"weights/{p.name}": p.value.copy() for p in model.store.params}
+    tensors = {f"weights/{p.name}": p.value.copy() for p in model.store.weights}
     tensors.update({f"optimizer/slot_{i}": slot.copy() for i, slot in enumerate(opt.slots)})
     states = []
     for index, callback in enumerate(callbacks):

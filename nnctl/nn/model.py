@@ -111,11 +111,11 @@ class Sequential:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ArgumentError(f"layer names must be unique, got {', '.join(duplicates)} more than once")
-        # The first layer with weights, and everything before it, never needs an input gradient.
+        # Layers before the first trainable weight never need an input gradient.
         seen_params = False
         for layer in self.layers:
             layer.needs_input_grad = seen_params
-            seen_params = seen_params or bool(layer.params)
+            seen_params = seen_params or any(p.trainable for p in layer.params)
         self.store = ParameterStore([p for layer in self.layers for p in layer.params], self.rng, self.dtype)
         self.output_shape = shape
         self.output_units = int(np.prod(shape))
@@ -158,13 +158,15 @@ class Sequential:
         rows = [{"name": layer.name, "type": type(layer).__name__, "output_shape": (None,) + layer.output_shape,
                  "params": layer.param_count()} for layer in self.layers]
         total = sum(r["params"] for r in rows)
-        return {"rows": rows, "total_params": total, "trainable_params": total, "non_trainable_params": 0}
+        trainable = sum(layer.trainable_count() for layer in self.layers)
+        return {"rows": rows, "total_params": total, "trainable_params": trainable,
+                "non_trainable_params": total - trainable}
 
     def get_weights(self) -> dict[str, np.ndarray]:
-        return {p.name: p.value.copy() for p in self.store.params}
+        return {p.name: p.value.copy() for p in self.store.weights}
 
     def set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        for p in self.store.params:
+        for p in self.store.weights:
             if p.name not in weights:
                 raise ShapeError(f"no weights given for '{p.name}'")
             value = np.asarray(weights[p.name], dtype=np.float32)
@@ -178,7 +180,7 @@ class Sequential:
         if not isinstance(x, (np.ndarray, CSRMatrix)):
             x = CSRMatrix.coerce(x) if hasattr(x, "indptr") else np.asarray(x)
         if isinstance(x, np.ndarray):
-            x = np.ascontiguousarray(x, dtype=self.dtype)
+            x = self._cast_inputs(x)
         self._ready(x)
         if tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(f"the model expects inputs of shape {self.input_shape} per sample, "
@@ -188,6 +190,19 @@ class Sequential:
                 and mostly_zero(x, settings.SPARSE_INPUT_DENSITY)):
             return CSRMatrix.from_dense(x)
         return x
+
+    def _cast_inputs(self, x: np.ndarray) -> np.ndarray:
+        """x in the first layer's input dtype: the model's float type, or int32 token ids for an Embedding
+        (refusing values that are not whole numbers in int32's range rather than truncating them)."""
+        wanted = self.layers[0].input_dtype if self.layers else None
+        if wanted is None:
+            return np.ascontiguousarray(x, dtype=self.dtype)
+        if x.dtype.kind == "f" and x.size and not (np.isfinite(x).all() and (x == np.round(x)).all()):
+            raise ShapeError(f"layer '{self.layers[0].name or self.layers[0].type_name}' takes integer ids, "
+                             f"the inputs hold fractions or non-finite values")
+        if x.dtype.kind in "fiu" and x.size and (x.min() < np.iinfo(wanted).min or x.max() > np.iinfo(wanted).max):
+            raise ShapeError(f"integer inputs must fit {np.dtype(wanted).name}, got values up to {x.max()}")
+        return np.ascontiguousarray(x, dtype=wanted)
 
     def _dataset(self, x, y, sample_weight=None, class_weight=None) -> Dataset:
         x = self._inputs(x)

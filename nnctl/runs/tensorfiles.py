@@ -62,7 +62,7 @@ def check_tensors(path, tensors: dict, expected: dict[str, tuple], dtype, *, pre
 
 def model_shapes(model) -> dict[str, tuple]:
     """{parameter name: shape} of a built model, in the weights files' naming."""
-    return {param.name: tuple(param.shape) for param in model.store.params}
+    return {param.name: tuple(param.shape) for param in model.store.weights}
 
 
 def nonfinite_tensors(tensors: dict) -> list[str]:

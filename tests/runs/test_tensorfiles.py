@@ -19,7 +19,7 @@ SHAPES = {"dense/kernel": (3, 2), "dense/bias": (2,)}
 def model_like(slot_size=8):
     """What the checks look at: parameters (name, shape), dtype and optimizer slots."""
     params = [SimpleNamespace(name=name, shape=shape) for name, shape in SHAPES.items()]
-    return SimpleNamespace(store=SimpleNamespace(params=params), dtype=np.float32,
+    return SimpleNamespace(store=SimpleNamespace(params=params, weights=params), dtype=np.float32,
                            optimizer=SimpleNamespace(slots=[np.zeros(slot_size, np.float32)]))
 
 

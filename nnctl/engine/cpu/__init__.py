@@ -18,6 +18,12 @@ from nnctl.engine.cpu.sparse import (
     csc_t_matmul, csc_t_matmul_split, csr_matmul, csr_matmul_split, csr_t_matmul, csr_transpose_rows,
 )
 
+# The N-d layer families keep their kernels in their own modules; each lists its exports in `KERNELS`.
+from nnctl.engine.cpu import conv, embedding, normalization, pooling  # noqa: E402
+
+FAMILIES = (conv, pooling, normalization, embedding)
+globals().update({name: getattr(family, name) for family in FAMILIES for name in family.KERNELS})
+
 
 def prepare() -> None:
     """Called once by get_backend("cpu"), before any kernel is compiled or loaded.
@@ -50,6 +56,7 @@ KERNELS = (
     "csr_matmul_split", "csc_t_matmul_split",
     "loss_forward_backward",
     "optimizer_step", "clip_gradients", "regularize", "sum_squares",
+    *(name for family in FAMILIES for name in family.KERNELS),
 )
 CODED_KERNELS = (*BIAS_ACT_FORWARD, *BIAS_ACT_BACKWARD, *LOSS_KERNELS, *OPTIMIZER_KERNELS)
 __all__ = [*KERNELS, "ACTIVATION_CODES", "LOSS_CODES", "OPTIMIZER_CODES", "KERNELS", "CODED_KERNELS",

@@ -1,11 +1,9 @@
-"""Layers: Input, Dense, Activation, Dropout, Flatten, Reshape — each a forward and a hand-written backward.
+"""Core layers: Input, Dense, Activation, Dropout, Flatten, Reshape — each a forward and a hand-written backward.
 
 Layers reach kernels only through `self.backend`; no layer imports Numba or a device module.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -13,83 +11,9 @@ from nnctl.engine.cpu.dense import ACTIVATION_CODES
 from nnctl.engine.csr import CSRBatch
 from nnctl.errors import ArgumentError, ShapeError, check_float_range, check_positive_int
 from nnctl.nn.activations import default_alpha, resolve_activation
-from nnctl.nn.initializers import INITIALIZERS
-from nnctl.nn.regularizers import REGULARIZERS
-from nnctl.registry import Registry
-
-
-@dataclass
-class Param:
-    """A trainable tensor. `value`/`grad` become views into the model's flat buffers once it is built."""
-
-    name: str
-    shape: tuple[int, ...]
-    initializer: object
-    regularizer: object = None
-    value: np.ndarray = field(default=None, repr=False)
-    grad: np.ndarray = field(default=None, repr=False)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-
-class Layer:
-    """Base of every layer. A subclass overrides:
-
-    - `__init__(..., name=None)`: validate and store hyperparameters (errors name the argument);
-    - `build(input_shape)`: declare weights with `self.add_weight(...)` (input_shape excludes the batch);
-    - `compute_output_shape(input_shape)`; `forward(x, training)`; `backward(dy) -> dx`, filling `p.grad`;
-    - `get_config()`: exactly the `__init__` arguments.
-
-    Example:
-        class Scale(Layer):
-            def build(self, input_shape): self.gain = self.add_weight("gain", input_shape[-1:], "ones")
-            def forward(self, x, training): self.x = x; return x * self.gain.value
-            def backward(self, dy): self.gain.grad[...] = (dy * self.x).sum(0); return dy * self.gain.value
-    """
-
-    type_name = "layer"
-
-    def __init__(self, name: str | None = None):
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ArgumentError(f"`name` must be a non-empty string, got {name!r}.")
-        self.name = name
-        self.params: list[Param] = []
-        self.backend = None
-        self.rng: np.random.Generator | None = None
-        self.needs_input_grad = True
-        self.input_shape: tuple[int, ...] | None = None
-        self.output_shape: tuple[int, ...] | None = None
-        self.dtype = np.float32  # float64 only for gradient checks
-
-    def add_weight(self, name, shape, initializer, regularizer=None) -> Param:
-        param = Param(f"{self.name}/{name}", tuple(int(s) for s in shape), INITIALIZERS.get(initializer),
-                      None if regularizer is None else REGULARIZERS.get(regularizer))
-        self.params.append(param)
-        return param
-
-    def build(self, input_shape: tuple[int, ...]) -> None:
-        self.input_shape = tuple(input_shape)
-        self.output_shape = self.compute_output_shape(self.input_shape)
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def forward(self, x, training: bool):
-        raise NotImplementedError
-
-    def backward(self, dy):
-        raise NotImplementedError
-
-    # Layers ending in an activation expose it so the loss can fuse with it (sigmoid+BCE, softmax+CCE).
-    output_activation: str | None = None
-
-    def get_config(self) -> dict:
-        return {"name": self.name}
-
-    def param_count(self) -> int:
-        return sum(p.size for p in self.params)
+from nnctl.nn.layers.arguments import (Bool, NamedSpec, Number, Optional, Rate, Shape, TargetShape, Text, Width,
+                                       check_bool, check_initializer, check_regularizer)
+from nnctl.nn.layers.base import Layer
 
 
 class Input(Layer):
@@ -97,8 +21,8 @@ class Input(Layer):
 
     type_name = "input"
 
-    def __init__(self, shape, name: str | None = None):
-        super().__init__(name)
+    def __init__(self, shape: Shape, **kwargs):
+        super().__init__(**kwargs)
         if isinstance(shape, int):
             shape = (shape,)
         if not isinstance(shape, (list, tuple)) or not shape:
@@ -106,7 +30,7 @@ class Input(Layer):
         self.shape = tuple(check_positive_int("shape", s) for s in shape)
 
     def get_config(self):
-        return {"shape": list(self.shape), "name": self.name}
+        return {"shape": list(self.shape), **self.base_config()}
 
 
 class _Activated(Layer):
@@ -133,36 +57,24 @@ class _Activated(Layer):
         self.backend.bias_act_backward(dy, self.z, self.y, code, self.alpha, dz, db)
         return dz
 
-    def _buffer(self, key, shape):
-        # Reuse per-shape scratch buffers: allocation would otherwise dominate small batches.
-        cache = self.__dict__.setdefault("_buffers", {})
-        buf = cache.get((key, shape))
-        if buf is None:
-            buf = cache[(key, shape)] = np.empty(shape, dtype=self.dtype)
-        return buf
-
 
 class Dense(_Activated):
     """y = act(x @ kernel + bias); kernel (inputs, units). Accepts dense arrays or a CSR batch."""
 
     type_name = "dense"
 
-    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
-                 name: str | None = None, alpha: float | None = None):
-        super().__init__(name)
+    def __init__(self, units: Width, activation: Optional[Text] = None, use_bias: Bool = True,
+                 kernel_initializer: NamedSpec = "glorot_uniform", bias_initializer: NamedSpec = "zeros",
+                 kernel_regularizer: Optional[NamedSpec] = None, bias_regularizer: Optional[NamedSpec] = None,
+                 alpha: Optional[Number] = None, **kwargs):
+        super().__init__(**kwargs)
         self.units = check_positive_int("units", units)
-        if not isinstance(use_bias, bool):
-            raise ArgumentError(f"`use_bias` must be true or false, got {use_bias!r}.")
-        self.use_bias = use_bias
+        self.use_bias = check_bool("use_bias", use_bias)
         self._set_activation(activation, alpha)
-        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
-        self.kernel_regularizer, self.bias_regularizer = kernel_regularizer, bias_regularizer
-        for arg in ("kernel_initializer", "bias_initializer"):
-            INITIALIZERS.get(getattr(self, arg))  # fail at construction, naming the bad value
-        for arg in ("kernel_regularizer", "bias_regularizer"):
-            if getattr(self, arg) is not None:
-                REGULARIZERS.get(getattr(self, arg))
+        self.kernel_initializer = check_initializer("kernel_initializer", kernel_initializer)
+        self.bias_initializer = check_initializer("bias_initializer", bias_initializer)
+        self.kernel_regularizer = check_regularizer("kernel_regularizer", kernel_regularizer)
+        self.bias_regularizer = check_regularizer("bias_regularizer", bias_regularizer)
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -211,7 +123,7 @@ class Dense(_Activated):
         return {"units": self.units, "activation": self.activation, "use_bias": self.use_bias,
                 "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer,
                 "kernel_regularizer": self.kernel_regularizer, "bias_regularizer": self.bias_regularizer,
-                "name": self.name, "alpha": self.alpha}
+                "alpha": self.alpha, **self.base_config()}
 
 
 class Activation(_Activated):
@@ -219,8 +131,8 @@ class Activation(_Activated):
 
     type_name = "activation"
 
-    def __init__(self, activation, name: str | None = None, alpha: float | None = None):
-        super().__init__(name)
+    def __init__(self, activation: Text, alpha: Optional[Number] = None, **kwargs):
+        super().__init__(**kwargs)
         self._set_activation(activation, alpha)
 
     def forward(self, x, training):
@@ -234,7 +146,7 @@ class Activation(_Activated):
         return self._deactivate(dy2, from_preactivation, self._buffer("db", (dy.shape[-1],))).reshape(dy.shape)
 
     def get_config(self):
-        return {"activation": self.activation, "name": self.name, "alpha": self.alpha}
+        return {"activation": self.activation, "alpha": self.alpha, **self.base_config()}
 
 
 class Dropout(Layer):
@@ -242,8 +154,8 @@ class Dropout(Layer):
 
     type_name = "dropout"
 
-    def __init__(self, rate, name: str | None = None):
-        super().__init__(name)
+    def __init__(self, rate: Rate, **kwargs):
+        super().__init__(**kwargs)
         self.rate = check_float_range("rate", rate, 0.0, 1.0, high_open=True)
 
     def forward(self, x, training):
@@ -266,7 +178,7 @@ class Dropout(Layer):
         return dx.reshape(dy.shape)
 
     def get_config(self):
-        return {"rate": self.rate, "name": self.name}
+        return {"rate": self.rate, **self.base_config()}
 
 
 class Flatten(Layer):
@@ -290,8 +202,8 @@ class Reshape(Layer):
 
     type_name = "reshape"
 
-    def __init__(self, target_shape, name: str | None = None):
-        super().__init__(name)
+    def __init__(self, target_shape: TargetShape, **kwargs):
+        super().__init__(**kwargs)
         if not isinstance(target_shape, (list, tuple)) or not target_shape:
             raise ArgumentError(f"`target_shape` must be a non-empty list of integers, got {target_shape!r}.")
         if sum(1 for s in target_shape if s == -1) > 1 or any(
@@ -316,13 +228,4 @@ class Reshape(Layer):
         return dy.reshape(self.in_shape)
 
     def get_config(self):
-        return {"target_shape": list(self.target_shape), "name": self.name}
-
-
-LAYERS = Registry(
-    "layer",
-    entries={"input": Input, "dense": Dense, "activation": Activation, "dropout": Dropout,
-             "flatten": Flatten, "reshape": Reshape},
-    aliases={"input_layer": "input", "fully_connected": "dense", "linear": "dense"},
-    base=Layer,
-)
+        return {"target_shape": list(self.target_shape), **self.base_config()}

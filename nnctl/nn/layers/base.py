@@ -1,0 +1,120 @@
+"""The layer contract: `Param` (a weight and its gradient) and `Layer`, the base every layer family derives from.
+
+A layer's annotated `__init__` is also its config schema (nnctl/config/schema.py derives it), so the
+annotations use the config's value types (nnctl/nn/layers/arguments.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnctl.errors import ArgumentError
+from nnctl.nn.initializers import INITIALIZERS
+from nnctl.nn.regularizers import REGULARIZERS
+
+
+@dataclass
+class Param:
+    """A weight. `value`/`grad` become views into the model's flat buffers once it is built.
+
+    `trainable=False` weights (BatchNormalization's moving statistics, every weight of a frozen layer) get no
+    optimizer slot and no update; the layer may still write them itself (moving averages).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    initializer: object
+    regularizer: object = None
+    trainable: bool = True
+    value: np.ndarray = field(default=None, repr=False)
+    grad: np.ndarray = field(default=None, repr=False)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+class Layer:
+    """Base of every layer. A subclass overrides:
+
+    - `__init__(self, <annotated hyperparameters>, **kwargs)`: validate and store them (errors name the
+      argument), then `super().__init__(**kwargs)` (which takes `name` and `trainable`). The annotations are
+      the config schema, so one class and one registry line in `layers/__init__.py` make a new layer;
+    - `build(input_shape)`: declare weights with `self.add_weight(...)` (input_shape excludes the batch);
+    - `compute_output_shape(input_shape)`; `forward(x, training)`; `backward(dy) -> dx`, filling `p.grad`
+      (skip dx when `self.needs_input_grad` is False);
+    - `get_config()`: exactly the `__init__` arguments.
+    A layer whose input is not the model's float type says so in `input_dtype` (Embedding: int32).
+
+    Example:
+        class Scale(Layer):
+            def build(self, input_shape):
+                super().build(input_shape)
+                self.gain = self.add_weight("gain", input_shape[-1:], "ones")
+            def forward(self, x, training): self.x = x; return x * self.gain.value
+            def backward(self, dy): self.gain.grad[...] = (dy * self.x).reshape(-1, dy.shape[-1]).sum(0); return dy * self.gain.value
+    """
+
+    type_name = "layer"
+    input_dtype = None  # None: the model's float dtype
+    # Layers ending in an activation expose it so the loss can fuse with it (sigmoid+BCE, softmax+CCE).
+    output_activation: str | None = None
+
+    def __init__(self, name: str | None = None, trainable: bool = True):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ArgumentError(f"`name` must be a non-empty string, got {name!r}.")
+        if not isinstance(trainable, bool):
+            raise ArgumentError(f"`trainable` must be true or false, got {trainable!r}.")
+        self.name = name
+        self.trainable = trainable
+        self.params: list[Param] = []
+        self.backend = None
+        self.rng: np.random.Generator | None = None
+        self.needs_input_grad = True
+        self.input_shape: tuple[int, ...] | None = None
+        self.output_shape: tuple[int, ...] | None = None
+        self.dtype = np.float32  # float64 only for gradient checks
+
+    def add_weight(self, name, shape, initializer, regularizer=None, trainable=True) -> Param:
+        param = Param(f"{self.name}/{name}", tuple(int(s) for s in shape), INITIALIZERS.get(initializer),
+                      None if regularizer is None else REGULARIZERS.get(regularizer),
+                      trainable=bool(trainable and self.trainable))
+        self.params.append(param)
+        return param
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.compute_output_shape(self.input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def forward(self, x, training: bool):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def base_config(self) -> dict:
+        """`name`, and `trainable` when it is not the default: the arguments every layer takes."""
+        return {"name": self.name, **({} if self.trainable else {"trainable": False})}
+
+    def get_config(self) -> dict:
+        return self.base_config()
+
+    def param_count(self) -> int:
+        return sum(p.size for p in self.params)
+
+    def trainable_count(self) -> int:
+        return sum(p.size for p in self.params if p.trainable)
+
+    def _buffer(self, key, shape, dtype=None):
+        """A scratch array reused across steps of the same shape: allocation would dominate small batches."""
+        cache = self.__dict__.setdefault("_buffers", {})
+        shape = tuple(shape)
+        buf = cache.get((key, shape))
+        if buf is None:
+            buf = cache[(key, shape)] = np.empty(shape, dtype=dtype or self.dtype)
+        return buf
