@@ -71,6 +71,7 @@ def train(file, overrides, resume_run, runs_dir, device, quiet, verbose):
     Exit codes: 0 done, 1 failed during training (e.g. a NaN loss), 2 bad config, 130 interrupted (Ctrl-C).
     """
     from nnctl.config import load_config
+    from nnctl.config.yamlfile import warning_line
     from nnctl.runs.rundir import RunDirectory
     from nnctl.train.progress import make_progress
     from nnctl.train.session import prepare, resume, train as train_config
@@ -86,6 +87,8 @@ def train(file, overrides, resume_run, runs_dir, device, quiet, verbose):
         RunDirectory.check_new(runs_dir, resolved.config.name)  # a runs folder that cannot take it: fail fast
         with progress.phase("loading data"):  # on screen while it happens
             prepared = prepare(resolved)  # every check before anything is written
+        for warning in getattr(prepared.model, "config_warnings", []):
+            click.secho(warning_line(warning), fg="yellow", err=True)
         validation = resolved.config.data.validation
         if validation is not None and validation.kfold is not None:
             return _run_kfold(resolved, prepared, runs_dir, None, quiet)  # exits with the run's status
@@ -128,6 +131,7 @@ def kfold(file, overrides, folds, runs_dir, quiet):
     Writes fold_1/ … fold_K/ and kfold.json (per-epoch mean and std) into one run directory.
     """
     from nnctl.config import load_config
+    from nnctl.config.yamlfile import warning_line
     from nnctl.runs.rundir import RunDirectory
     from nnctl.train.progress import make_progress
     from nnctl.train.session import prepare
@@ -316,9 +320,12 @@ def check(file, overrides):
       nnctl check configs/imdb.yaml --set optimizer.learning_rate=0.01
     """
     from nnctl.config.check import check_config
+    from nnctl.config.yamlfile import warning_line
 
     prepared = check_config(file, overrides)  # every problem at once: YAML, schema, names, data, shapes
     splits, model = prepared.splits, prepared.model
+    for warning in getattr(model, "config_warnings", []):
+        click.secho(warning_line(warning), fg="yellow", err=True)
     parts = [f"{len(model.layers)} layers", f"{model.summary()['total_params']:,} parameters",
              f"{len(splits.train[1]):,} training rows"]
     for name in ("validation", "test"):

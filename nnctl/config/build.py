@@ -142,6 +142,7 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
         raise ConfigError([resolved.issue(("model", "layers", index) if index is not None else ("model",),
                                           _plain(err))]) from None
     _check_output(resolved, model, loss)
+    model.config_warnings = output_warnings(resolved, model, loss)
     metrics = [attempt(("metrics", i), spec if isinstance(spec, dict) else {}, lambda spec=spec: resolve_metric(
         spec, loss.name, model.output_units)) for i, spec in enumerate(cfg.metrics)]
     names = [m.name for m in metrics if m is not None]
@@ -182,6 +183,19 @@ def _check_output(resolved: ResolvedConfig, model, loss_object) -> None:
     if loss == "binary_crossentropy" and head.output_activation == "softmax" and units == 1:
         raise ConfigError([resolved.issue(last + ("activation",), "a 1-unit softmax output is always 1.0: use "
                                           "`sigmoid` with binary_crossentropy")])
+
+
+def output_warnings(resolved: ResolvedConfig, model, loss_object) -> list[ConfigIssue]:
+    """Loss and output combinations that run but learn badly: located warnings for `check` and `train`."""
+    head = model.layers[-1]
+    last = ("model", "layers", len(resolved.config.model.layers) - 1)
+    if (loss_object.name == "binary_crossentropy" and not loss_object.from_logits
+            and getattr(head, "output_activation", None) in (None, "linear") and hasattr(head, "activation")):
+        # Keras clips probabilities to [1e-7, 1 - 1e-7]: a linear output that leaves [0, 1] gets no gradient.
+        return [resolved.issue(last + ("activation",), "binary_crossentropy expects probabilities but the last "
+                               "layer's output is linear: outputs outside [0, 1] are clipped and stop learning; use "
+                               "`activation: sigmoid`, or `loss: {type: binary_crossentropy, from_logits: true}`")]
+    return []
 
 
 def _plain(err: Exception) -> str:

@@ -5,9 +5,10 @@ Value types (nnctl/config/values.py) carry their own error text and bounds; noth
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Union
+import inspect
+from typing import Annotated, Any, Literal, Optional, Union, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
 from nnctl.config.values import (BatchSize, Bool, ClassWeights, Column, Delimiter, Epochs, Folds, NamedSpec,
@@ -205,47 +206,44 @@ TRANSFORM_SPECS = {spec.model_fields["type"].default: spec for spec in (
 
 # ---- layers --------------------------------------------------------------------------------------
 class LayerSpec(Section):
+    """What every layer entry takes; each layer's own keys come from its class (`layer_spec`)."""
+
     type: str
     name: Optional[RunName] = None
+    trainable: Bool = True
 
 
-class InputSpec(LayerSpec):
-    type: Literal["input"] = "input"
-    shape: Shape
+_BASE_ARGUMENTS = ("self", "name", "trainable")
 
 
-class DenseSpec(LayerSpec):
-    type: Literal["dense"] = "dense"
-    units: Width
-    activation: Optional[Text] = None
-    use_bias: Bool = True
-    kernel_initializer: NamedSpec = "glorot_uniform"
-    bias_initializer: NamedSpec = "zeros"
-    kernel_regularizer: Optional[NamedSpec] = None
-    bias_regularizer: Optional[NamedSpec] = None
+def layer_spec(type_name: str, cls: type) -> type[LayerSpec]:
+    """The config schema of one layer class, read from its annotated `__init__`: each argument becomes a key
+    with the annotation as its type and the default as its default (a default of None makes it optional), so
+    a new layer needs no spec class of its own."""
+    hints = get_type_hints(cls.__init__, include_extras=True)
+    fields: dict[str, Any] = {"type": (Literal[type_name], type_name)}
+    for parameter in inspect.signature(cls.__init__).parameters.values():
+        if parameter.name in _BASE_ARGUMENTS or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+            continue
+        annotation = hints.get(parameter.name, Any)
+        if parameter.default is parameter.empty:
+            fields[parameter.name] = (annotation, ...)
+        elif parameter.default is None:
+            fields[parameter.name] = (Optional[annotation], None)
+        else:
+            default = list(parameter.default) if isinstance(parameter.default, tuple) else parameter.default
+            fields[parameter.name] = (annotation, default)
+    doc = (cls.__doc__ or "").strip().split("\n\n")[0]
+    return create_model(f"{cls.__name__}Spec", __base__=LayerSpec, __doc__=doc or None, **fields)
 
 
-class ActivationSpec(LayerSpec):
-    type: Literal["activation"] = "activation"
-    activation: Text
+def _layer_specs() -> dict[str, type[LayerSpec]]:
+    from nnctl.nn.layers import LAYERS
+
+    return {name: layer_spec(name, cls) for name, cls in LAYERS.entries.items()}
 
 
-class DropoutSpec(LayerSpec):
-    type: Literal["dropout"] = "dropout"
-    rate: Rate
-
-
-class FlattenSpec(LayerSpec):
-    type: Literal["flatten"] = "flatten"
-
-
-class ReshapeSpec(LayerSpec):
-    type: Literal["reshape"] = "reshape"
-    target_shape: TargetShape
-
-
-LAYER_SPECS = {spec.model_fields["type"].default: spec
-               for spec in (InputSpec, DenseSpec, ActivationSpec, DropoutSpec, FlattenSpec, ReshapeSpec)}
+LAYER_SPECS = _layer_specs()
 
 
 def _tagged(specs: dict) -> Any:

@@ -51,6 +51,12 @@ class ConfigIssue:
         return f"{self.source}: {where}{clip(self.message, max(120, 280 - len(where)))}"
 
 
+def warning_line(issue: ConfigIssue) -> str:
+    """`file:line:col: warning: key: message` for a config that runs but probably not as meant."""
+    where = f"{format_path(issue.path)}: " if issue.path else ""
+    return f"{issue.source}: warning: {where}{clip(issue.message, 280)}"
+
+
 class ConfigError(NnctlError):
     """Every problem found in a config; the CLI prints one line per issue and exits with code 2."""
 

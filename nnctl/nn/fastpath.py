@@ -129,6 +129,8 @@ def eligible(model, batch_size: int, sparse: bool) -> bool:
     layers = model.layers
     if model.dtype != np.float32 or not layers or not all(isinstance(layer, Dense) for layer in layers):
         return False
+    if model.store.fixed:  # the compiled loop steps every weight: frozen layers run layer by layer
+        return False
     return all(len(layer.input_shape) == 1 and batch_size * layer.input_shape[0] * layer.units < settings.SMALL_GEMM_MACS
                for layer in layers[1:] + ([] if sparse else layers[:1]))
 
