@@ -1,0 +1,63 @@
+"""Plain-NumPy oracles for the conv kernels (nnctl/engine/cpu/conv.py): same names and arguments.
+
+Written for clarity, not speed: padding by np.pad and one slice per kernel tap.
+"""
+
+import numpy as np
+
+
+def _taps(geometry, height, width):
+    """Yields (ki, kj, rows, columns): the input positions tap (ki, kj) reads, in a zero-padded image."""
+    kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w = geometry
+    for ki in range(kh):
+        for kj in range(kw):
+            rows = np.arange(out_h) * sh + ki * dh
+            columns = np.arange(out_w) * sw + kj * dw
+            yield ki, kj, rows, columns
+
+
+def _padded(x, geometry):
+    kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w = geometry
+    bottom = max(0, (out_h - 1) * sh + (kh - 1) * dh + 1 - x.shape[1] - pad_top)
+    right = max(0, (out_w - 1) * sw + (kw - 1) * dw + 1 - x.shape[2] - pad_left)
+    return np.pad(x, ((0, 0), (pad_top, bottom), (pad_left, right), (0, 0)))
+
+
+def im2col(x, first, count, geometry, cols):
+    kh, kw = geometry[:2]
+    out_h, out_w = geometry[8:]
+    channels = x.shape[3]
+    padded = _padded(x[first:first + count], geometry)
+    patches = np.zeros((count, out_h, out_w, kh, kw, channels), x.dtype)
+    for ki, kj, rows, columns in _taps(geometry, *x.shape[1:3]):
+        patches[:, :, :, ki, kj, :] = padded[:, rows][:, :, columns]
+    cols[...] = patches.reshape(cols.shape)
+
+
+def col2im(cols, first, count, geometry, dx):
+    kh, kw = geometry[:2]
+    pad_top, pad_left, out_h, out_w = geometry[6:]
+    height, width, channels = dx.shape[1:]
+    padded = _padded(np.zeros((count, height, width, channels), np.float64), geometry)
+    patches = cols.reshape(count, out_h, out_w, kh, kw, channels)
+    for ki, kj, rows, columns in _taps(geometry, height, width):
+        np.add.at(padded, (slice(None), rows[:, None], columns[None, :]), patches[:, :, :, ki, kj, :])
+    dx[first:first + count] = padded[:, pad_top:pad_top + height, pad_left:pad_left + width]
+
+
+def conv_direct_forward(x, kernel, first, count, geometry, z):
+    kh, kw = geometry[:2]
+    cols = np.zeros((z.shape[0], kh * kw * x.shape[3]), np.float64)
+    im2col(x.astype(np.float64), first, count, geometry, cols)
+    z[...] = cols @ kernel
+
+
+def conv_direct_weight_grad(x, dz, first, count, geometry, dkernel):
+    kh, kw = geometry[:2]
+    cols = np.zeros((dz.shape[0], kh * kw * x.shape[3]), np.float64)
+    im2col(x.astype(np.float64), first, count, geometry, cols)
+    dkernel[...] = cols.T @ dz
+
+
+def sum_partials(partials, count, out):
+    out[...] = partials[:count].sum(axis=0)

@@ -1,0 +1,132 @@
+"""The conv kernels against their NumPy oracles (nnctl/engine/reference_conv.py), and the chunked plan
+(nnctl/engine/convolution.py) against a plain NumPy convolution, on 1 and 2 threads, with tiny chunks."""
+
+import numpy as np
+import pytest
+
+from nnctl.engine import convolution, reference_conv
+from nnctl.engine.backend import get_backend
+from nnctl.engine.convolution import ConvPlan, output_length
+
+BACKEND = get_backend("cpu")
+# (in (h, w, c), kernel, strides, dilation, paddings): 1-channel direct path, im2col path, odd sizes
+SHAPES = [
+    ((7, 6, 1), (3, 3), (1, 1), (1, 1), ("valid", "valid")),
+    ((7, 6, 3), (3, 2), (2, 1), (1, 1), ("same", "same")),
+    ((8, 9, 5), (2, 4), (1, 1), (2, 1), ("same", "same")),
+    ((1, 11, 4), (1, 3), (1, 1), (1, 3), ("valid", "causal")),
+    ((1, 10, 6), (1, 4), (1, 3), (1, 1), ("valid", "same")),
+    ((5, 5, 2), (5, 5), (1, 1), (1, 1), ("same", "valid")),
+]
+
+
+def _geometry(in_shape, kernel, strides, dilation, paddings):
+    lengths = [output_length(s, k, st, d, p) for s, k, st, d, p in zip(in_shape[:2], kernel, strides, dilation,
+                                                                        paddings)]
+    return tuple(int(v) for v in (*kernel, *strides, *dilation, lengths[0][1], lengths[1][1],
+                                  lengths[0][0], lengths[1][0]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_im2col_col2im_and_direct_kernels_match_the_oracle(shape, dtype):
+    rng = np.random.default_rng(0)
+    in_shape, kernel, filters = shape[0], shape[1], 3
+    geometry = _geometry(*shape)
+    x = rng.standard_normal((4,) + in_shape).astype(dtype)
+    depth, rows = kernel[0] * kernel[1] * in_shape[2], 2 * geometry[8] * geometry[9]
+    cols, want = np.full((rows, depth), 7, dtype), np.zeros((rows, depth), dtype)
+    BACKEND.im2col(x, 1, 2, geometry, cols)
+    reference_conv.im2col(x, 1, 2, geometry, want)
+    np.testing.assert_array_equal(cols, want)
+
+    dcols = rng.standard_normal((rows, depth)).astype(dtype)
+    dx, want_dx = np.full_like(x, 5), np.full_like(x, 5)
+    BACKEND.col2im(dcols, 1, 2, geometry, dx)
+    reference_conv.col2im(dcols, 1, 2, geometry, want_dx)
+    np.testing.assert_allclose(dx, want_dx, rtol=1e-5, atol=1e-5)
+    assert (dx[0] == 5).all() and (dx[3] == 5).all(), "col2im wrote outside its images"
+
+    w = rng.standard_normal((depth, filters)).astype(dtype)
+    z, want_z = np.zeros((rows, filters), dtype), np.zeros((rows, filters))
+    BACKEND.conv_direct_forward(x, w, 1, 2, geometry, z)
+    reference_conv.conv_direct_forward(x, w, 1, 2, geometry, want_z)
+    np.testing.assert_allclose(z, want_z, rtol=1e-5, atol=1e-5)
+
+    dz = rng.standard_normal((rows, filters)).astype(dtype)
+    dw, want_dw = np.full((depth, filters), 9, dtype), np.zeros((depth, filters))
+    BACKEND.conv_direct_weight_grad(x, dz, 1, 2, geometry, dw)
+    reference_conv.conv_direct_weight_grad(x, dz, 1, 2, geometry, want_dw)
+    np.testing.assert_allclose(dw, want_dw, rtol=1e-5, atol=1e-5)
+
+
+def test_sum_partials_adds_in_chunk_order():
+    partials = np.random.default_rng(1).standard_normal((5, 3, 4)).astype(np.float32)
+    out, want = np.zeros((3, 4), np.float32), np.zeros((3, 4), np.float32)
+    BACKEND.sum_partials(partials, 4, out)
+    reference_conv.sum_partials(partials, 4, want)
+    expected = ((partials[0] + partials[1]) + partials[2]) + partials[3]
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("padding, size, kernel, stride, dilation, expected", [
+    ("valid", 28, 3, 1, 1, (26, 0)), ("valid", 7, 3, 2, 1, (3, 0)), ("valid", 4, 3, 1, 2, (0, 0)),
+    ("same", 7, 3, 2, 1, (4, 1)), ("same", 6, 2, 1, 1, (6, 0)), ("same", 6, 4, 1, 1, (6, 1)),
+    ("same", 10, 3, 1, 3, (10, 3)), ("causal", 10, 3, 1, 2, (10, 4)), ("causal", 10, 3, 3, 1, (4, 2)),
+])
+def test_output_length_and_padding_follow_tensorflow(padding, size, kernel, stride, dilation, expected):
+    assert output_length(size, kernel, stride, dilation, padding) == expected
+
+
+def _numpy_conv(x, w, geometry):
+    """The whole batch through the oracle's im2col, in float64."""
+    rows = x.shape[0] * geometry[8] * geometry[9]
+    cols = np.zeros((rows, w.shape[0]))
+    reference_conv.im2col(x.astype(np.float64), 0, x.shape[0], geometry, cols)
+    return cols
+
+
+def _plan_run(shape, x, w, dz, monkeypatch, chunk_bytes, threads):
+    monkeypatch.setattr(convolution, "WORKSPACE_BYTES", chunk_bytes)
+    monkeypatch.setattr(convolution, "POOL_MIN_MACS", 0)
+    monkeypatch.setenv("NNCTL_THREADS", str(threads))
+    plan = ConvPlan(BACKEND, shape[0], *shape[1:4], shape[4], w.shape[1])
+    z = np.zeros((x.shape[0] * plan.positions, w.shape[1]), x.dtype)
+    plan.forward(x, w, z)
+    dw, dx = np.zeros_like(w), np.zeros_like(x)
+    plan.backward(x, dz, w, dw, dx)
+    return plan, z, dw, dx
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_plan_matches_numpy_across_chunk_boundaries(shape, monkeypatch):
+    rng = np.random.default_rng(2)
+    geometry = _geometry(*shape)
+    x = rng.standard_normal((7,) + shape[0]).astype(np.float32)
+    depth = shape[1][0] * shape[1][1] * shape[0][2]
+    w = rng.standard_normal((depth, 4)).astype(np.float32)
+    dz = rng.standard_normal((7 * geometry[8] * geometry[9], 4)).astype(np.float32)
+    cols = _numpy_conv(x, w, geometry)
+    want_dcols = dz.astype(np.float64) @ w.T
+    want_dx = np.zeros(x.shape)
+    reference_conv.col2im(want_dcols, 0, 7, geometry, want_dx)
+    for chunk_bytes in (1, 3 * geometry[8] * geometry[9] * depth * 4, 1 << 30):  # 1, 3 and all 7 images
+        plan, z, dw, dx = _plan_run(shape, x, w, dz, monkeypatch, chunk_bytes, 2)
+        assert len(plan.chunks(7)) == {1: 7, 1 << 30: 1}.get(chunk_bytes, 3)
+        np.testing.assert_allclose(z, cols @ w, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(dw, cols.T @ dz, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(dx, want_dx, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[2]])
+def test_bytes_do_not_depend_on_the_thread_count(shape, monkeypatch):
+    rng = np.random.default_rng(3)
+    geometry = _geometry(*shape)
+    x = rng.standard_normal((9,) + shape[0]).astype(np.float32)
+    w = rng.standard_normal((shape[1][0] * shape[1][1] * shape[0][2], 5)).astype(np.float32)
+    dz = rng.standard_normal((9 * geometry[8] * geometry[9], 5)).astype(np.float32)
+    runs = [_plan_run(shape, x, w, dz, monkeypatch, 1, threads)[1:] for threads in (1, 2, 1, 2)]
+    for other in runs[1:]:
+        for got, want in zip(other, runs[0]):
+            assert got.tobytes() == want.tobytes()
