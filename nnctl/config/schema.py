@@ -32,6 +32,8 @@ class ValidationConfig(Section):
     kfold: Optional[Folds] = None
     path: Optional[Text] = Field(None, description="a separate validation file: .npz (x_val/y_val or x/y) or, "
                                                    "for a csv dataset, a .csv with the same columns")
+    shuffle: Bool = Field(True, description="with `split`: false takes the LAST rows, as Keras's validation_split "
+                                            "does; true (the default) a seeded random sample")
 
     @model_validator(mode="after")
     def _exactly_one(self):
@@ -40,6 +42,9 @@ class ValidationConfig(Section):
             raise PydanticCustomError("choice", "give exactly one of `holdout`, `split`, `kfold` or `path`, "
                                                 "got {got}",
                                       {"got": " and ".join(chosen) or "neither"})
+        if self.shuffle is False and self.split is None:
+            raise PydanticCustomError("choice", "`shuffle` goes with `split` (false: the last rows, as Keras's "
+                                                "validation_split)")
         return self
 
 

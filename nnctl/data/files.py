@@ -293,9 +293,13 @@ def _split_validation(resolved: ResolvedConfig, x, y, fold: int | None = None, f
     elif choice.holdout is not None:
         size, key = choice.holdout, "holdout"
         rows = np.arange(n)  # the first N rows, as the book holds out IMDB's first 10,000 reviews
+    elif not choice.shuffle:
+        # Keras's validation_split: the last rows, before any shuffling (split_at = int(n * (1 - split))).
+        size, key = n - int(n * (1 - choice.split)), "split"
+        rows = np.roll(np.arange(n), size)
     else:
         size, key = int(round(n * choice.split)), "split"
-        # Shuffled: Keras's validation_split takes the *last* rows, a trap when files are sorted by class.
+        # Shuffled by default: Keras's last rows are a trap when files are sorted by class.
         rows = np.random.default_rng(resolved.config.seed).permutation(n)
     if not 0 < size < n:
         raise ConfigError([resolved.issue(("data", "validation", key), f"holds out {size} of the {n} training rows: "

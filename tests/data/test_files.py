@@ -235,6 +235,20 @@ def test_split_sizes_partition_and_other_seeds(tmp_path):
     assert held[1] != held[2]
 
 
+@pytest.mark.parametrize("rows, fraction", [(23, 0.3), (50, 0.2), (25000, 0.2), (7, 0.5)])
+def test_an_unshuffled_split_holds_out_the_last_rows_as_keras_validation_split(tmp_path, rows, fraction):
+    write_ids_npz(tmp_path / "d.npz", rows=rows)
+    splits = load(tmp_path, f"  path: d.npz\n  validation: {{split: {fraction}, shuffle: false}}", seed=5)
+    split_at = int(rows * (1 - fraction))  # keras: x[:split_at] trains, x[split_at:] validates
+    assert ids(splits.train) == list(range(split_at)) and ids(splits.validation) == list(range(split_at, rows))
+
+
+def test_shuffle_goes_only_with_split(tmp_path):
+    write_ids_npz(tmp_path / "d.npz", rows=20)
+    message = config_error(tmp_path, "  path: d.npz\n  validation: {holdout: 5, shuffle: false}")
+    assert "`shuffle` goes with `split`" in message
+
+
 @pytest.mark.parametrize("rows, folds", [(23, 4), (20, 4), (9, 3), (11, 2)])
 def test_kfold_folds_are_contiguous_parts_and_partition_the_data(tmp_path, rows, folds):
     x = write_ids_npz(tmp_path / "d.npz", rows=rows)
