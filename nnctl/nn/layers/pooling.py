@@ -1,0 +1,213 @@
+"""Pooling layers: Max/AveragePooling1D/2D and GlobalMax/AveragePooling1D/2D, channels-last as in Keras 3.
+
+One base class per family, parametrized by rank; a 1-D input runs through the 2-D kernels as a (n, 1, t, c) view.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnctl.errors import ShapeError
+from nnctl.nn.layers.arguments import (Bool, Literal, Optional, Padding, Sizes, check_bool, check_choice,
+                                       check_sizes)
+from nnctl.nn.layers.base import Layer
+
+_AXES = {1: "(steps, channels)", 2: "(height, width, channels)"}
+
+
+def pooled_size(size: int, pool: int, stride: int, padding: str) -> tuple[int, int]:
+    """(output length, padding before) along one axis, as TF/Keras: 'same' pads max((out−1)·stride + pool − in,
+    0) cells in total, the odd one after."""
+    if padding == "valid":
+        return (size - pool) // stride + 1 if size >= pool else 0, 0
+    out = (size + stride - 1) // stride
+    return out, max((out - 1) * stride + pool - size, 0) // 2
+
+
+class _Pooling(Layer):
+    """Max or average pooling over windows of `pool_size` cells moved by `strides` along each spatial axis."""
+
+    rank = 2
+    average = False
+
+    def _configure(self, pool_size, strides, padding, data_format):
+        self.pool_size = check_sizes("pool_size", pool_size, self.rank)
+        self.strides = self.pool_size if strides is None else check_sizes("strides", strides, self.rank)
+        self.padding = check_choice("padding", padding, ("valid", "same"))
+        self.data_format = check_choice("data_format", data_format, ("channels_last",))
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) != self.rank + 1:
+            raise ShapeError(f"{self.name or self.type_name} takes inputs of shape {_AXES[self.rank]}, "
+                             f"got {shape}")
+        spatial = [pooled_size(s, p, k, self.padding) for s, p, k in zip(shape[:-1], self.pool_size, self.strides)]
+        if any(out <= 0 for out, _ in spatial):
+            raise ShapeError(f"{self.name or self.type_name} with pool_size {self.pool_size} and padding "
+                             f"'{self.padding}' leaves no output for an input of shape {shape}")
+        return tuple(out for out, _ in spatial) + shape[-1:]
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        pads = [pooled_size(s, p, k, self.padding)[1]
+                for s, p, k in zip(input_shape[:-1], self.pool_size, self.strides)]
+        # The kernels see 4-D (n, h, w, c): a 1-D layer pools along w with a window one row high.
+        lead = (1,) * (2 - self.rank)
+        self.window = (*(lead + self.pool_size), *(lead + self.strides), *((0,) * len(lead) + tuple(pads)))
+        self.in4 = lead + tuple(input_shape)
+        self.out4 = lead + self.output_shape
+
+    def forward(self, x, training):
+        n = x.shape[0]
+        x4 = np.ascontiguousarray(x).reshape((n,) + self.in4)
+        y = self._buffer("y", (n,) + self.out4)
+        if self.average:
+            self.backend.average_pool2d_forward(x4, *self.window, y)
+        else:
+            self.argmax = self._buffer("argmax", y.shape, np.int32)
+            self.backend.max_pool2d_forward(x4, *self.window, y, self.argmax)
+        return y.reshape((n,) + self.output_shape)
+
+    def backward(self, dy):
+        if not self.needs_input_grad:
+            return None
+        n = dy.shape[0]
+        dx = self._buffer("dx", (n,) + self.in4)
+        dy = np.ascontiguousarray(dy)
+        if self.average:
+            self.backend.average_pool2d_backward(dy.reshape((n,) + self.out4), *self.window, dx)
+        else:
+            self.backend.max_pool_backward(dy.reshape(n, -1), self.argmax.reshape(n, -1), dx.reshape(n, -1))
+        return dx.reshape((n,) + self.input_shape)
+
+    def get_config(self):
+        return {"pool_size": list(self.pool_size), "strides": list(self.strides), "padding": self.padding,
+                "data_format": self.data_format, **self.base_config()}
+
+
+class MaxPooling1D(_Pooling):
+    """(n, steps, channels) → the maximum of each window of `pool_size` steps."""
+
+    type_name = "max_pooling1d"
+    rank = 1
+
+    def __init__(self, pool_size: Sizes = 2, strides: Optional[Sizes] = None, padding: Padding = "valid",
+                 data_format: Literal["channels_last"] = "channels_last", **kwargs):
+        super().__init__(**kwargs)
+        self._configure(pool_size, strides, padding, data_format)
+
+
+class AveragePooling1D(_Pooling):
+    """(n, steps, channels) → the mean of each window of `pool_size` steps (real steps only under 'same')."""
+
+    type_name = "average_pooling1d"
+    rank = 1
+    average = True
+
+    def __init__(self, pool_size: Sizes = 2, strides: Optional[Sizes] = None, padding: Padding = "valid",
+                 data_format: Literal["channels_last"] = "channels_last", **kwargs):
+        super().__init__(**kwargs)
+        self._configure(pool_size, strides, padding, data_format)
+
+
+class MaxPooling2D(_Pooling):
+    """(n, height, width, channels) → the maximum of each pool_size window."""
+
+    type_name = "max_pooling2d"
+
+    def __init__(self, pool_size: Sizes = (2, 2), strides: Optional[Sizes] = None, padding: Padding = "valid",
+                 data_format: Literal["channels_last"] = "channels_last", **kwargs):
+        super().__init__(**kwargs)
+        self._configure(pool_size, strides, padding, data_format)
+
+
+class AveragePooling2D(_Pooling):
+    """(n, height, width, channels) → the mean of each pool_size window (real cells only under 'same')."""
+
+    type_name = "average_pooling2d"
+    average = True
+
+    def __init__(self, pool_size: Sizes = (2, 2), strides: Optional[Sizes] = None, padding: Padding = "valid",
+                 data_format: Literal["channels_last"] = "channels_last", **kwargs):
+        super().__init__(**kwargs)
+        self._configure(pool_size, strides, padding, data_format)
+
+
+class _GlobalPooling(Layer):
+    """Max or mean over every spatial position: (n, ..., channels) → (n, channels), or (n, 1, ..., 1, channels)
+    with `keepdims`."""
+
+    rank = 2
+    average = False
+
+    def __init__(self, data_format: Literal["channels_last"] = "channels_last", keepdims: Bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.data_format = check_choice("data_format", data_format, ("channels_last",))
+        self.keepdims = check_bool("keepdims", keepdims)
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) != self.rank + 1:
+            raise ShapeError(f"{self.name or self.type_name} takes inputs of shape {_AXES[self.rank]}, "
+                             f"got {shape}")
+        return (1,) * self.rank + shape[-1:] if self.keepdims else shape[-1:]
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.in4 = (1,) * (2 - self.rank) + tuple(input_shape)
+        h, w = self.in4[:2]
+        self.window = (h, w, h, w, 0, 0)  # one window over the whole image
+
+    def forward(self, x, training):
+        n = x.shape[0]
+        x4 = np.ascontiguousarray(x).reshape((n,) + self.in4)
+        y = self._buffer("y", (n, 1, 1, self.in4[-1]))
+        if self.average:
+            self.backend.average_pool2d_forward(x4, *self.window, y)
+        else:
+            self.argmax = self._buffer("argmax", y.shape, np.int32)
+            self.backend.max_pool2d_forward(x4, *self.window, y, self.argmax)
+        return y.reshape((n,) + self.output_shape)
+
+    def backward(self, dy):
+        if not self.needs_input_grad:
+            return None
+        n = dy.shape[0]
+        dx = self._buffer("dx", (n,) + self.in4)
+        dy = np.ascontiguousarray(dy)
+        if self.average:
+            self.backend.average_pool2d_backward(dy.reshape(n, 1, 1, -1), *self.window, dx)
+        else:
+            self.backend.max_pool_backward(dy.reshape(n, -1), self.argmax.reshape(n, -1), dx.reshape(n, -1))
+        return dx.reshape((n,) + self.input_shape)
+
+    def get_config(self):
+        return {"data_format": self.data_format, "keepdims": self.keepdims, **self.base_config()}
+
+
+class GlobalMaxPooling1D(_GlobalPooling):
+    """(n, steps, channels) → the maximum over the steps, per channel."""
+
+    type_name = "global_max_pooling1d"
+    rank = 1
+
+
+class GlobalAveragePooling1D(_GlobalPooling):
+    """(n, steps, channels) → the mean over the steps, per channel."""
+
+    type_name = "global_average_pooling1d"
+    rank = 1
+    average = True
+
+
+class GlobalMaxPooling2D(_GlobalPooling):
+    """(n, height, width, channels) → the maximum over the image, per channel."""
+
+    type_name = "global_max_pooling2d"
+
+
+class GlobalAveragePooling2D(_GlobalPooling):
+    """(n, height, width, channels) → the mean over the image, per channel."""
+
+    type_name = "global_average_pooling2d"
+    average = True
