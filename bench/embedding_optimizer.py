@@ -1,0 +1,116 @@
+"""Is a row-sparse optimizer step worth it for an Embedding table? A measured prototype (issue #16), not wired in.
+
+    python bench/embedding_optimizer.py [--rounds 7]
+
+For SGD and RMSprop without momentum (and no weight decay or clipping), a row no id of the batch touched has
+g = 0, so the dense update leaves its weights exactly as they were and only multiplies its RMSprop slot by
+rho: fl(rho·v + (1−rho)·0·0) = fl(rho·v). `rmsprop_plain_rows` below updates the touched rows in full and only
+decays the others, which is byte-identical to the dense kernel (checked here step by step) while skipping the
+untouched rows' weight and gradient traffic and their sqrt and division. Timed against the dense kernel on the
+book's two tables, with the slots as real training leaves them (many decayed into float32 subnormals).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import numpy as np
+from numba import njit
+
+from nnctl.engine.settings import STRICT_KERNEL
+from nnctl.nn.model import Sequential
+from nnctl.nn.layers.core import Dense, Flatten
+from nnctl.nn.layers.embedding import Embedding
+
+
+@njit(**STRICT_KERNEL)
+def rmsprop_plain_rows(lr, rho, epsilon, marks, p, g, v):
+    """RMSprop (no momentum, not centered, no weight decay) of a (V, D) table: rows with marks[r] get the
+    full update, the others only v[r, :] *= rho (what the dense update computes for g = 0)."""
+    one_minus_rho = np.float32(1.0) - rho
+    for r in range(p.shape[0]):
+        if marks[r]:
+            for j in range(p.shape[1]):
+                v[r, j] = rho * v[r, j] + one_minus_rho * g[r, j] * g[r, j]
+                p[r, j] = p[r, j] - lr * g[r, j] / math.sqrt(v[r, j] + epsilon)
+        else:
+            for j in range(p.shape[1]):
+                v[r, j] = rho * v[r, j]
+
+
+def trained_model(vocab, width, steps, batch, samples, epochs, rng):
+    """A model after `epochs` of RMSprop on Zipf-distributed ids (text-like: a few ids common, most rare)."""
+    model = Sequential([Embedding(vocab, width), Flatten(), Dense(1, activation="sigmoid")],
+                       input_shape=(steps,), seed=0)
+    model.compile("rmsprop", "binary_crossentropy")
+    x = np.minimum(rng.zipf(1.3, (samples, steps)), vocab - 1)
+    model.fit(x, rng.integers(0, 2, len(x)), epochs=epochs, batch_size=batch)
+    return model, x
+
+
+def _median_us(function, rounds, calls, restore=lambda: None):
+    """Median [min, max] µs per call over `rounds` of `calls` calls, each round from the restored state (every
+    RMSprop call decays the slots further, so a long timing loop would drift into subnormals on its own)."""
+    times = []
+    for _ in range(rounds):
+        restore()
+        start = time.perf_counter()
+        for _ in range(calls):
+            function()
+        times.append((time.perf_counter() - start) / calls * 1e6)
+    return statistics.median(times), min(times), max(times)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    # imdb_embedding's table after 3 epochs of 625 steps (subnormal slots appear after ~700 idle steps);
+    # imdb_conv1d's after 40 steps (its own epochs take minutes here).
+    for vocab, width, steps, batch, samples, epochs in ((10000, 8, 20, 32, 20000, 3), (10000, 128, 500, 128, 5120, 1)):
+        model, x = trained_model(vocab, width, steps, batch, samples, epochs, rng)
+        layer, optimizer, store = model.layers[0], model.optimizer, model.store
+        table = store.slice_of(layer.embeddings)
+        model._gradients(model._dataset(x[:batch], np.zeros(batch)), np.arange(batch))
+        v = optimizer.slots[0][table]
+        subnormal = float(((v != 0) & (v < np.finfo(np.float32).tiny)).mean())
+        hp = optimizer.hyperparameters()
+        lr, rho, eps = np.float32(hp[0]), np.float32(hp[2]), np.float32(hp[4])
+        shape = layer.embeddings.shape
+        # Byte identity over 30 steps (the same gradient each step: enough to exercise both branches).
+        dense_p, dense_v = store.values[table].copy(), v.copy()
+        rows_p, rows_v = dense_p.reshape(shape).copy(), dense_v.reshape(shape).copy()
+        g = store.grads[table]
+        one = np.array([0, g.size], np.int64)
+        kernel = model.backend.optimizer_step
+        for _ in range(30):
+            kernel(optimizer.code, hp, 0, one, dense_p, g, dense_v, dense_v[:1].copy(), dense_v[:1].copy(), 0, 0.0)
+            rmsprop_plain_rows(lr, rho, eps, layer._marks, rows_p, g.reshape(shape), rows_v)
+        same = dense_p.tobytes() == rows_p.tobytes() and dense_v.tobytes() == rows_v.tobytes()
+        # Timing from the trained state, restored before each round.
+        p0, v0 = store.values[table].copy(), v.copy()
+        p1, v1, s2, s3 = p0.copy(), v0.copy(), v0[:1].copy(), v0[:1].copy()
+        p2, v2, g2 = p0.copy().reshape(shape), v0.copy().reshape(shape), g.reshape(shape)
+
+        def restore():
+            p1[...], v1[...], p2.reshape(-1)[...], v2.reshape(-1)[...] = p0, v0, p0, v0
+        calls = 50 if width == 8 else 5
+        dense = _median_us(lambda: kernel(optimizer.code, hp, 0, one, p1, g, v1, s2, s3, 0, 0.0), args.rounds, calls,
+                           restore)
+        rows = _median_us(lambda: rmsprop_plain_rows(lr, rho, eps, layer._marks, p2, g2, v2), args.rounds, calls,
+                          restore)
+        step = _median_us(lambda: model._gradients(model._dataset(x[:batch], np.zeros(batch)), np.arange(batch)),
+                          args.rounds, max(2, calls // 10))
+        print(f"Embedding({vocab}, {width}), batch ({batch}, {steps}): {layer._touched_count} rows touched; "
+              f"{subnormal:.3%} of the table's RMSprop slot subnormal; row-sparse bytes identical: {same}")
+        for name, (median, low, high) in (("dense RMSprop on the table", dense), ("row-sparse prototype", rows),
+                                          ("forward+backward of the model", step)):
+            print(f"  {name:30s} {median:9.1f} µs [{low:.1f}–{high:.1f}]")
+
+
+if __name__ == "__main__":
+    main()

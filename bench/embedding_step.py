@@ -1,0 +1,99 @@
+"""Embedding alone: one training step's forward + backward, nnctl's layer against torch.nn.Embedding, and the
+dense optimizer step on the table against the rest of the step (issue #16).
+
+    python bench/embedding_step.py [--rounds 7] [--torch-threads 1]
+
+Each round times many steps of each contender in turn (A B A B …); medians and ranges over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from nnctl.nn.model import Sequential
+from nnctl.nn.layers.embedding import Embedding
+
+CASES = [((10000, 8), (32, 20)), ((10000, 128), (128, 500))]
+
+
+def _per_step(step, seconds=0.3) -> float:
+    """Seconds per call of `step`, over about `seconds` of calls (after one warm-up call)."""
+    step()
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        calls += 1
+    return (time.perf_counter() - start) / calls
+
+
+def nnctl_step(vocab, width, batch, steps):
+    layer = Embedding(vocab, width)
+    model = Sequential([layer], input_shape=(steps,), seed=0)
+    model.compile("rmsprop", "mse")
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, vocab, (batch, steps)).astype(np.int32)
+    dy = rng.standard_normal((batch, steps, width)).astype(np.float32)
+    layer.needs_input_grad = False
+
+    def step():
+        layer.forward(ids, True)
+        layer.backward(dy)
+
+    def optimizer():
+        model.optimizer.apply(model.backend, model.store)
+    return step, optimizer
+
+
+def torch_step(vocab, width, batch, steps):
+    import torch
+
+    embedding = torch.nn.Embedding(vocab, width)
+    rng = np.random.default_rng(0)
+    ids = torch.tensor(rng.integers(1, vocab, (batch, steps)))
+    dy = torch.tensor(rng.standard_normal((batch, steps, width)).astype(np.float32))
+    rmsprop = torch.optim.RMSprop(embedding.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+
+    def step():
+        embedding.weight.grad = None  # as optimizer.zero_grad(): a fresh dense gradient each step
+        embedding(ids).backward(dy)
+
+    def optimizer():
+        rmsprop.step()
+    return step, optimizer
+
+
+def _summary(values) -> str:
+    values = [v * 1e6 for v in values]
+    return f"{statistics.median(values):8.1f} µs [{min(values):.1f}–{max(values):.1f}]"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--torch-threads", type=int, default=0, help="0: torch's default")
+    args = parser.parse_args()
+    import torch
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    print(f"torch {torch.__version__} on {torch.get_num_threads()} threads; medians [min–max] of {args.rounds} rounds")
+    for (vocab, width), (batch, steps) in CASES:
+        ours, theirs = nnctl_step(vocab, width, batch, steps), torch_step(vocab, width, batch, steps)
+        times = {key: [] for key in ("nnctl step", "torch step", "nnctl rmsprop", "torch rmsprop")}
+        for _ in range(args.rounds):
+            times["nnctl step"].append(_per_step(ours[0]))
+            times["torch step"].append(_per_step(theirs[0]))
+            times["nnctl rmsprop"].append(_per_step(ours[1]))
+            times["torch rmsprop"].append(_per_step(theirs[1]))
+        print(f"Embedding({vocab}, {width}) on ({batch}, {steps}):")
+        for key, values in times.items():
+            print(f"  {key:14s} {_summary(values)}")
+        print(f"  torch/nnctl step: {statistics.median(times['torch step']) / statistics.median(times['nnctl step']):.1f}×")
+
+
+if __name__ == "__main__":
+    main()
