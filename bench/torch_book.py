@@ -1,8 +1,9 @@
 """The PyTorch 2.13 CPU eager twin of a book config, trained on the very arrays nnctl's own loaders produce.
 
-    python bench/torch_book.py configs/imdb.yaml [--epochs N] [--threads N] [--sparse-input csr|dense]
+    python bench/torch_book.py configs/imdb.yaml [--epochs N] [--threads N] [--seed N] [--sparse-input csr|dense]
 
-Prints one line `NNCTL_BENCH_RESULT {json}`: seconds per epoch of each fit, total wall, final metrics.
+Prints one line `NNCTL_BENCH_RESULT {json}`: seconds per epoch of each fit, total wall, final, best validation
+and test metrics. The model comes from the config's layers (bench/torch_layers.py).
 """
 
 from __future__ import annotations
@@ -18,25 +19,21 @@ import numpy as np
 
 RESULT_MARKER = "NNCTL_BENCH_RESULT "
 
-# The book's heads, written the PyTorch way: the last activation is folded into the fused loss.
-HEADS = {  # nnctl loss -> (activation of the last layer, torch loss)
-    "binary_crossentropy": ("sigmoid", "BCEWithLogitsLoss"),
-    "sparse_categorical_crossentropy": ("softmax", "CrossEntropyLoss"),
-    "mse": (None, "MSELoss"),
-}
-
-
 def current_rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 class DenseRows:
-    """A float32 feature matrix; a batch is an index into it."""
+    """A float32 array of samples (channels first, as torch's layers take them) or int64 token ids; a batch is
+    an index into it."""
 
     def __init__(self, x: np.ndarray):
         import torch
-        self.x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+        from torch_layers import channels_first
+        dtype = np.int64 if np.issubdtype(x.dtype, np.integer) else np.float32
+        self.x = torch.from_numpy(np.ascontiguousarray(channels_first(x), dtype=dtype))
 
     def __len__(self):
         return self.x.shape[0]
@@ -79,32 +76,12 @@ def as_rows(x, form: str):
     return CSRRows(x, form) if hasattr(x, "indptr") else DenseRows(x)
 
 
-def build_model(resolved, width: int):
-    """nn.Sequential of Linear (+ReLU) layers: Glorot-uniform kernels and zero biases, as Keras's Dense."""
-    import torch
-
-    cfg = resolved.config
-    activation, loss_name = HEADS.get(cfg.loss if isinstance(cfg.loss, str) else "", (False, None))
-    modules, layers = [], cfg.model.layers
-    for index, spec in enumerate(layers):
-        last = index == len(layers) - 1
-        if spec.type != "dense" or spec.kernel_initializer != "glorot_uniform" or spec.bias_initializer != "zeros":
-            raise SystemExit(f"torch_book.py knows only the book's Dense stacks, not layer {index}: {spec}")
-        if spec.activation not in (("relu",) if not last else (activation,)):
-            raise SystemExit(f"torch_book.py has no twin for activation `{spec.activation}` of layer {index} "
-                             f"with loss `{cfg.loss}`")
-        linear = torch.nn.Linear(width, spec.units)
-        torch.nn.init.xavier_uniform_(linear.weight)
-        torch.nn.init.zeros_(linear.bias)
-        modules += [linear] if last else [linear, torch.nn.ReLU()]
-        width = spec.units
-    return torch.nn.Sequential(*modules), getattr(torch.nn, loss_name)()
-
-
 def target_tensor(y: np.ndarray, loss_name: str):
     import torch
     if loss_name == "sparse_categorical_crossentropy":
         return torch.from_numpy(y.astype(np.int64))
+    if loss_name == "categorical_crossentropy":  # one-hot rows: CrossEntropyLoss reads them as probabilities
+        return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
     return torch.from_numpy(y.astype(np.float32).reshape(-1, 1))
 
 
@@ -114,23 +91,44 @@ def metric_sum(name: str, out, target):
         return (out - target).abs().sum()
     if out.shape[1] == 1:  # sigmoid output: probability > 0.5 is logit > 0
         return ((out > 0).float() == target).sum()
+    if target.ndim == 2:  # one-hot rows
+        target = target.argmax(dim=1)
     return (out.argmax(dim=1) == target).sum()
 
 
-def fit(resolved, splits, epochs: int, form: str, seed: int) -> dict:
-    """One model trained as the config says; returns its per-epoch history (times in seconds)."""
+def evaluate(model, loss_fn, metric: str, rows, target, bs: int) -> tuple[float, float]:
+    """Mean loss and metric over `rows` in order, batch by batch, in no_grad (validation and test)."""
     import torch
+
+    model.eval()
+    m = len(rows)
+    loss_total, metric_total = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+    with torch.no_grad():
+        for lo in range(0, m, bs):
+            index = torch.arange(lo, min(m, lo + bs))
+            out, yb = model(rows.batch(index)), target[lo:lo + bs]
+            loss_total += loss_fn(out, yb) * len(index)
+            metric_total += metric_sum(metric, out, yb)
+    return loss_total.item() / m, metric_total.item() / m
+
+
+def fit(resolved, splits, epochs: int, form: str, seed: int) -> dict:
+    """One model trained as the config says; returns its per-epoch history (times in seconds) and, when the
+    data has a test split, `test` figures after the last epoch (outside the epoch times, as `nnctl train`)."""
+    import torch
+
+    from torch_layers import KerasRMSprop, build_model
 
     cfg = resolved.config
     torch.manual_seed(seed)
     (x, y), validation = splits.train, splits.validation
     train_rows, target = as_rows(x, form), target_tensor(y, cfg.loss)
-    model, loss_fn = build_model(resolved, x.shape[1])
+    specs = [spec.model_dump() for spec in cfg.model.layers]
+    model, loss_fn = build_model(specs, x.shape[1:], cfg.loss if isinstance(cfg.loss, str) else "")
     opt = cfg.optimizer
     if opt.type != "rmsprop" or opt.momentum or opt.centered:
         raise SystemExit(f"torch_book.py knows only plain RMSprop, not {opt}")
-    # Keras's RMSprop: rho → alpha, epsilon outside the square root (as torch's eps).
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=opt.learning_rate, alpha=opt.rho, eps=opt.epsilon)
+    optimizer = KerasRMSprop(model.parameters(), lr=opt.learning_rate, rho=opt.rho, epsilon=opt.epsilon)
     if validation is not None:
         val_rows, val_target = as_rows(validation[0], form), target_tensor(validation[1], cfg.loss)
     metric, n, bs = cfg.metrics[0], len(train_rows), cfg.batch_size
@@ -154,18 +152,13 @@ def fit(resolved, splits, epochs: int, form: str, seed: int) -> dict:
         history["loss"].append(loss_total.item() / n)
         history[metric].append(metric_total.item() / n)
         if validation is not None:
-            model.eval()
-            m = len(val_rows)
-            loss_total, metric_total = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
-            with torch.no_grad():
-                for lo in range(0, m, bs):
-                    rows = torch.arange(lo, min(m, lo + bs))
-                    out, yb = model(val_rows.batch(rows)), val_target[lo:lo + bs]
-                    loss_total += loss_fn(out, yb) * len(rows)
-                    metric_total += metric_sum(metric, out, yb)
-            history.setdefault("val_loss", []).append(loss_total.item() / m)
-            history.setdefault(f"val_{metric}", []).append(metric_total.item() / m)
+            val_loss, val_metric = evaluate(model, loss_fn, metric, val_rows, val_target, bs)
+            history.setdefault("val_loss", []).append(val_loss)
+            history.setdefault(f"val_{metric}", []).append(val_metric)
         history["epoch_time"].append(time.perf_counter() - began)
+    if splits.test is not None:
+        test_rows, test_target = as_rows(splits.test[0], form), target_tensor(splits.test[1], cfg.loss)
+        history["test"] = dict(zip(("loss", metric), evaluate(model, loss_fn, metric, test_rows, test_target, bs)))
     return history
 
 
@@ -178,12 +171,13 @@ def main(argv=None) -> None:
     parser.add_argument("--sparse-input", choices=["csr", "dense"], default="csr",
                         help="how a sparse (IMDB) batch reaches the first Linear: a torch.sparse_csr_tensor "
                              "(default, the faster) or a densified batch")
+    parser.add_argument("--seed", type=int, help="override the config's seed (its validation split follows it)")
     args = parser.parse_args(argv)
 
     from nnctl.config import load_config
     from nnctl.data.files import load_data
 
-    resolved = load_config(args.config)
+    resolved = load_config(args.config, [f"seed={args.seed}"] if args.seed is not None else [])
     cfg = resolved.config
     epochs = args.epochs or cfg.epochs
     folds = cfg.data.validation.kfold if cfg.data.validation is not None else None
@@ -200,9 +194,14 @@ def main(argv=None) -> None:
         rss_after_data = rss_after_data or current_rss_mb()
         histories.append(fit(resolved, splits, epochs, args.sparse_input, cfg.seed + k))
     metric = cfg.metrics[0]
-    final = {key: float(np.mean([h[key][-1] for h in histories])) for key in histories[0] if key != "epoch_time"}
+    series = [key for key in histories[0] if key not in ("epoch_time", "test")]
+    final = {key: float(np.mean([h[key][-1] for h in histories])) for key in series}
+    pick = min if metric == "mae" else max  # the best epoch's validation metric
+    best = {key: float(np.mean([pick(h[key]) for h in histories])) for key in series if key == f"val_{metric}"}
+    test = {key: float(np.mean([h["test"][key] for h in histories])) for key in histories[0].get("test", ())}
     result = {"framework": "torch", "config": os.path.basename(args.config), "epochs": epochs,
-              "epoch_s": [h["epoch_time"] for h in histories], "final": final, "metric": metric,
+              "epoch_s": [h["epoch_time"] for h in histories], "final": final, "best": best, "test": test,
+              "metric": metric, "seed": cfg.seed,
               "total_s": time.perf_counter() - started, "rss_after_data_mb": rss_after_data,
               "threads": torch.get_num_threads(), "sparse_input": args.sparse_input,
               "versions": {"torch": torch.__version__}}
