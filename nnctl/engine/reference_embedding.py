@@ -13,10 +13,6 @@ def embedding_gather(ids, table, out):
     return -1
 
 
-def embedding_gather_split(ids, table, out, parts):
-    return embedding_gather(ids, table, out)
-
-
 def embedding_scatter_add(ids, dy, grad, touched, count, mark):
     stale = touched[:count]
     grad[stale] = 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnctl.engine import threads
 from nnctl.errors import ShapeError, check_positive_int
 from nnctl.nn.layers.arguments import (Bool, NamedSpec, Optional, Width, check_bool, check_initializer,
                                        check_regularizer)
@@ -40,6 +39,7 @@ class Embedding(Layer):
         super().build(input_shape)
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
                                           self.embeddings_initializer, self.embeddings_regularizer)
+        self.embeddings.row_sparse = True  # the optimizer may step only the rows of `embeddings.rows`
         # The gradient's bookkeeping (see embedding_scatter_add): rows written last step, and their marks.
         self._touched = np.zeros(self.input_dim, np.int32)
         self._marks = np.zeros(self.input_dim, np.uint8)
@@ -55,11 +55,7 @@ class Embedding(Layer):
         ids = np.ascontiguousarray(x, dtype=np.int32)
         flat = ids.reshape(-1)
         out = self._buffer("y", (flat.shape[0], self.output_dim))
-        parts = threads.parts(out.size)
-        if parts == 1:
-            bad = self.backend.embedding_gather(flat, self.embeddings.value, out)
-        else:
-            bad = self.backend.embedding_gather_split(flat, self.embeddings.value, out, parts)
+        bad = self.backend.embedding_gather(flat, self.embeddings.value, out)
         if bad >= 0:
             raise ShapeError(f"layer '{self.name}' (Embedding) got token id {int(flat[bad])}, outside its "
                              f"vocabulary [0, {self.input_dim}): raise `input_dim` or cap the ids (num_words)")
@@ -77,6 +73,8 @@ class Embedding(Layer):
         dy2 = np.ascontiguousarray(dy).reshape(-1, self.output_dim)
         self._touched_count = self.backend.embedding_scatter_add(self.ids, dy2, grad, self._touched,
                                                                  self._touched_count, self._marks)
+        # With a regularizer every row has a gradient; otherwise only these rows do.
+        self.embeddings.rows = None if self._dense_dirty else self._touched[:self._touched_count]
         return None
 
     def get_config(self):
