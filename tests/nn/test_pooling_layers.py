@@ -4,10 +4,12 @@ PyTorch parity forward and backward (skipped without torch)."""
 import numpy as np
 import pytest
 
+from nnctl.config.schema import layer_spec
 from nnctl.engine import reference_pooling as reference
 from nnctl.engine.backend import get_backend
 from nnctl.errors import ArgumentError, ShapeError
 from nnctl.nn.layers import Dense, Flatten
+from nnctl.nn.model import Sequential
 from nnctl.nn.layers.pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D,
                                      GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D,
                                      MaxPooling2D, pooled_size)
@@ -43,7 +45,7 @@ def test_output_shapes_follow_keras(cls, padding):
                 layer = cls(pool_size=pool, strides=stride, padding=padding)
                 expected = tuple(_keras_length(s, pool, stride, padding) for s in sizes)
                 if min(expected) <= 0:
-                    with pytest.raises(ShapeError, match=rf"{cls.type_name}.*\({size}, "):
+                    with pytest.raises(ShapeError, match=rf"{cls.type_name} `.*\({size}, .*too small"):
                         layer.compute_output_shape(sizes + (3,))
                     continue
                 assert layer.compute_output_shape(sizes + (3,)) == expected + (3,)
@@ -85,6 +87,26 @@ def test_defaults_and_config_round_trip():
     config = GlobalMaxPooling1D(keepdims=True).get_config()
     assert config == {"data_format": "channels_last", "keepdims": True, "name": None}
     assert GlobalMaxPooling1D(**config).get_config() == config
+
+
+def test_too_small_input_in_a_model_names_the_layer():
+    with pytest.raises(ShapeError, match=r"max_pooling2d `max_pooling2d`.*\(1, 5, 3\).*pool_size \[2, 2\]"):
+        Sequential([MaxPooling2D()], input_shape=(1, 5, 3), seed=0).build()
+
+
+@pytest.mark.parametrize("cls", WINDOWED + GLOBAL)
+def test_derived_schema_has_keras_defaults(cls):
+    parsed = layer_spec(cls.type_name, cls).model_validate({"type": cls.type_name})
+    assert parsed.data_format == "channels_last"
+    if cls in GLOBAL:
+        assert parsed.keepdims is False
+        return
+    assert parsed.pool_size == ([2, 2] if cls.rank == 2 else 2) and parsed.strides is None
+    assert parsed.padding == "valid"
+    spec = layer_spec(cls.type_name, cls)
+    parsed = spec.model_validate({"type": cls.type_name, "pool_size": 3, "strides": [1] * cls.rank})
+    layer = cls(**parsed.model_dump(exclude={"type"}))
+    assert layer.pool_size == (3,) * cls.rank and layer.strides == (1,) * cls.rank
 
 
 @pytest.mark.parametrize("arguments, named", [

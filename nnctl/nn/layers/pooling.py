@@ -15,6 +15,10 @@ from nnctl.nn.layers.base import Layer
 _AXES = {1: "(steps, channels)", 2: "(height, width, channels)"}
 
 
+def _who(layer) -> str:
+    return f"{layer.type_name} `{layer.name or layer.type_name}`"
+
+
 def pooled_size(size: int, pool: int, stride: int, padding: str) -> tuple[int, int]:
     """(output length, padding before) along one axis, as TF/Keras: 'same' pads max((out−1)·stride + pool − in,
     0) cells in total, the odd one after."""
@@ -39,12 +43,12 @@ class _Pooling(Layer):
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
         if len(shape) != self.rank + 1:
-            raise ShapeError(f"{self.name or self.type_name} takes inputs of shape {_AXES[self.rank]}, "
-                             f"got {shape}")
+            raise ShapeError(f"{_who(self)} takes inputs of shape {_AXES[self.rank]}, got {shape}")
         spatial = [pooled_size(s, p, k, self.padding) for s, p, k in zip(shape[:-1], self.pool_size, self.strides)]
         if any(out <= 0 for out, _ in spatial):
-            raise ShapeError(f"{self.name or self.type_name} with pool_size {self.pool_size} and padding "
-                             f"'{self.padding}' leaves no output for an input of shape {shape}")
+            raise ShapeError(f"{_who(self)}: an input of shape {shape} is too small for pool_size "
+                             f"{list(self.pool_size)} with padding '{self.padding}' (the output would have shape "
+                             f"{tuple(out for out, _ in spatial) + shape[-1:]})")
         return tuple(out for out, _ in spatial) + shape[-1:]
 
     def build(self, input_shape):
@@ -148,8 +152,7 @@ class _GlobalPooling(Layer):
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
         if len(shape) != self.rank + 1:
-            raise ShapeError(f"{self.name or self.type_name} takes inputs of shape {_AXES[self.rank]}, "
-                             f"got {shape}")
+            raise ShapeError(f"{_who(self)} takes inputs of shape {_AXES[self.rank]}, got {shape}")
         return (1,) * self.rank + shape[-1:] if self.keepdims else shape[-1:]
 
     def build(self, input_shape):
