@@ -39,7 +39,10 @@ class Embedding(Layer):
         super().build(input_shape)
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
                                           self.embeddings_initializer, self.embeddings_regularizer)
-        self.embeddings.row_sparse = True  # the optimizer may step only the rows of `embeddings.rows`
+        # A step's gradient is non-zero in the rows it used only: `embeddings.rows` names them after each
+        # backward pass (None: any row), so the optimizer may update just those (Param.row_sparse).
+        self.embeddings.row_sparse = True
+        self.embeddings.rows = None
         # The gradient's bookkeeping (see embedding_scatter_add): rows written last step, and their marks.
         self._touched = np.zeros(self.input_dim, np.int32)
         self._marks = np.zeros(self.input_dim, np.uint8)
