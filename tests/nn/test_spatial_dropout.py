@@ -77,3 +77,28 @@ def test_the_same_seed_gives_the_same_bytes():
         weights.append(model.get_weights())
     for name in weights[0]:
         assert weights[0][name].tobytes() == weights[1][name].tobytes()
+
+
+def test_a_resumed_run_gives_the_bytes_of_an_uninterrupted_one():
+    from nnctl.nn import checkpoint
+    from nnctl.nn.callbacks import History
+    from nnctl.nn.layers.embedding import Embedding
+
+    ids, y = RNG.integers(0, 50, (80, 6)), RNG.integers(0, 2, 80)
+
+    def model():
+        m = Sequential([Embedding(50, 4), SpatialDropout1D(0.3), Flatten(), Dense(1, activation="sigmoid")],
+                       input_shape=(6,), seed=7)
+        m.compile("rmsprop", "binary_crossentropy")
+        return m
+    straight = model()
+    straight.fit(ids, y, epochs=4, batch_size=16)
+    first = model()
+    history = History()
+    first.fit(ids, y, epochs=2, batch_size=16, callbacks=[history])
+    snapshot = checkpoint.capture(first, history)
+    resumed = model()
+    checkpoint.restore(resumed, snapshot, History())
+    resumed.fit(ids, y, epochs=4, batch_size=16, initial_epoch=2)
+    for name, value in straight.get_weights().items():
+        assert resumed.get_weights()[name].tobytes() == value.tobytes()
