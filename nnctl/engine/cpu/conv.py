@@ -3,8 +3,10 @@
 Each kernel documents its loop and argument shapes; its NumPy oracle is in nnctl/engine/reference_conv.py.
 """
 
+import numpy as np
 from numba import njit
 
+from nnctl.engine.cpu.simd import LANES, gather_row, scatter_16, scatter_masked
 from nnctl.engine.settings import KERNEL
 
 # nogil: nnctl/engine/convolution.py runs the chunks of one call on a small thread pool.
@@ -18,6 +20,39 @@ CONV_KERNEL = {**KERNEL, "nogil": True}
 #   entries are ordered (ki, kj, c) like a Keras kernel (kh, kw, in, out) reshaped to (kh·kw·in, out).
 
 
+@njit(inline="always", **CONV_KERNEL)
+def _unfold(flat, height, width, channels, image, oy, ox, geometry, dst):
+    """dst[(ki·kw + kj)·c + ch] = x[image, iy, ix, ch] (0 outside the image): one column row. flat: x raveled.
+
+    A kernel row lying inside the image (no horizontal dilation) is one contiguous run of kw·c values: one
+    copy loop instead of a bounds check per tap (3× faster for MNIST's 1-channel first layer)."""
+    kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w = geometry
+    run = kw * channels
+    ix0 = ox * sw - pad_left
+    contiguous = dw == 1 and ix0 >= 0 and ix0 + kw <= width
+    for ki in range(kh):
+        iy = oy * sh - pad_top + ki * dh
+        base = ki * run
+        if iy < 0 or iy >= height:
+            for t in range(run):
+                dst[base + t] = 0.0
+        elif contiguous:
+            src = ((image * height + iy) * width + ix0) * channels
+            for t in range(run):
+                dst[base + t] = flat[src + t]
+        else:
+            for kj in range(kw):
+                ix = ix0 + kj * dw
+                at = base + kj * channels
+                if 0 <= ix < width:
+                    src = ((image * height + iy) * width + ix) * channels
+                    for ch in range(channels):
+                        dst[at + ch] = flat[src + ch]
+                else:
+                    for ch in range(channels):
+                        dst[at + ch] = 0.0
+
+
 @njit(**CONV_KERNEL)
 def im2col(x, first, count, geometry, cols):
     """Unfolds `count` images into patch rows. x: (n, h, w, c); cols: (count·out_h·out_w, kh·kw·c).
@@ -25,24 +60,14 @@ def im2col(x, first, count, geometry, cols):
         for b, oy, ox, ki, kj: iy = oy·sh − pad_top + ki·dh; ix = ox·sw − pad_left + kj·dw
             cols[row(b, oy, ox), (ki·kw + kj)·c : +c] = x[first + b, iy, ix, :]   (zeros outside the image)
     """
-    kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w = geometry
+    out_h, out_w = geometry[8], geometry[9]
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    flat = x.reshape(x.size)
     for b in range(count):
-        image = first + b
         for oy in range(out_h):
             for ox in range(out_w):
-                row = (b * out_h + oy) * out_w + ox
-                for ki in range(kh):
-                    iy = oy * sh - pad_top + ki * dh
-                    for kj in range(kw):
-                        ix = ox * sw - pad_left + kj * dw
-                        base = (ki * kw + kj) * channels
-                        if 0 <= iy < height and 0 <= ix < width:
-                            for c in range(channels):
-                                cols[row, base + c] = x[image, iy, ix, c]
-                        else:
-                            for c in range(channels):
-                                cols[row, base + c] = 0.0
+                _unfold(flat, height, width, channels, first + b, oy, ox, geometry,
+                        cols[(b * out_h + oy) * out_w + ox])
 
 
 @njit(**CONV_KERNEL)
@@ -79,68 +104,52 @@ def col2im(cols, first, count, geometry, dx):
 
 @njit(**CONV_KERNEL)
 def conv_direct_forward(x, kernel, first, count, geometry, z):
-    """Convolution without columns, for a tiny patch (1 channel × 3×3: a 9-deep GEMM would be all overhead).
-    x: (n, h, w, c); kernel: (kh·kw·c, filters); z: (count·out_h·out_w, filters), overwritten.
+    """Convolution without a column buffer, for a tiny patch (1 channel × 3×3: a 9-deep BLAS GEMM spends its
+    time in the columns and the call). x: (n, h, w, c); kernel: (kh·kw·c, filters); z: (count·out_h·out_w,
+    filters), overwritten.
 
-        for b, oy, ox: z[row, :] = Σ_{ki, kj, c inside the image} x[first + b, iy, ix, c] · kernel[(ki·kw + kj)·channels + c, :]
+        for b, oy, ox: patch = the column row of (first + b, oy, ox)
+                       z[row, :] = Σ_p patch[p] · kernel[p, :]      (simd.gather_row: vector blocks of filters)
     """
-    kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w = geometry
+    out_h, out_w = geometry[8], geometry[9]
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    filters = kernel.shape[1]
+    flat = x.reshape(x.size)
+    patch = np.empty(kernel.shape[0], x.dtype)
     for b in range(count):
-        image = first + b
         for oy in range(out_h):
             for ox in range(out_w):
-                row = (b * out_h + oy) * out_w + ox
-                for f in range(filters):
-                    z[row, f] = 0.0
-                for ki in range(kh):
-                    iy = oy * sh - pad_top + ki * dh
-                    if iy < 0 or iy >= height:
-                        continue
-                    for kj in range(kw):
-                        ix = ox * sw - pad_left + kj * dw
-                        if ix < 0 or ix >= width:
-                            continue
-                        base = (ki * kw + kj) * channels
-                        for c in range(channels):
-                            v = x[image, iy, ix, c]
-                            for f in range(filters):  # contiguous in f: vectorizes
-                                z[row, f] += v * kernel[base + c, f]
+                _unfold(flat, height, width, channels, first + b, oy, ox, geometry, patch)
+                gather_row(kernel, None, patch, 0, patch.shape[0], z, (b * out_h + oy) * out_w + ox)
 
 
 @njit(**CONV_KERNEL)
 def conv_direct_weight_grad(x, dz, first, count, geometry, dkernel):
-    """The kernel gradient of `count` images without columns (the tiny-patch twin of colsᵀ·dz).
-    x: (n, h, w, c); dz: (count·out_h·out_w, filters); dkernel: (kh·kw·c, filters), overwritten.
+    """The kernel gradient of `count` images for a tiny patch, without a column buffer: each output position's
+    patch scattered into the (L1-resident) gradient in vector blocks. x: (n, h, w, c); dz: (count·out_h·out_w,
+    filters); dkernel: (kh·kw·c, filters), overwritten.
 
         dkernel = 0
-        for b, oy, ox, ki, kj, c inside the image: dkernel[(ki·kw + kj)·channels + c, :] += x[first + b, iy, ix, c] · dz[row, :]
+        for b, oy, ox (in order): patch = the column row of (first + b, oy, ox)
+                                  for p: dkernel[p, :] += patch[p] · dz[row, :]     (simd.scatter_16)
     """
-    kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w = geometry
+    out_h, out_w = geometry[8], geometry[9]
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    filters = dz.shape[1]
-    for p in range(dkernel.shape[0]):
-        for f in range(filters):
-            dkernel[p, f] = 0.0
+    flat = x.reshape(x.size)
+    depth, filters = dkernel.shape
+    patch = np.empty(depth, x.dtype)
+    taps = np.arange(depth)
+    dkernel[:, :] = 0.0
     for b in range(count):
-        image = first + b
         for oy in range(out_h):
             for ox in range(out_w):
                 row = (b * out_h + oy) * out_w + ox
-                for ki in range(kh):
-                    iy = oy * sh - pad_top + ki * dh
-                    if iy < 0 or iy >= height:
-                        continue
-                    for kj in range(kw):
-                        ix = ox * sw - pad_left + kj * dw
-                        if ix < 0 or ix >= width:
-                            continue
-                        base = (ki * kw + kj) * channels
-                        for c in range(channels):
-                            v = x[image, iy, ix, c]
-                            for f in range(filters):
-                                dkernel[base + c, f] += v * dz[row, f]
+                _unfold(flat, height, width, channels, first + b, oy, ox, geometry, patch)
+                col = 0
+                while col + LANES <= filters:
+                    scatter_16(dz, row, col, taps, patch, 0, depth, dkernel, LANES)
+                    col += LANES
+                if col < filters:
+                    scatter_masked(dz, row, col, taps, patch, 0, depth, dkernel, filters - col)
 
 
 @njit(**CONV_KERNEL)
