@@ -233,3 +233,24 @@ def test_matches_pytorch_forward_and_backward(cls, config, shape):
     yt.backward(torch.tensor(dy).reshape(yt.shape))
     np.testing.assert_allclose(y, yt.detach().numpy().reshape(y.shape), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls, config", [(MaxPooling2D, {"pool_size": 3, "strides": 1, "padding": "valid"}),
+                                         (MaxPooling1D, {"pool_size": 4, "strides": 2, "padding": "valid"}),
+                                         (GlobalMaxPooling2D, {}), (GlobalMaxPooling1D, {})])
+def test_ties_go_to_the_first_maximum_as_in_pytorch(cls, config):
+    # Few distinct values (as after a ReLU): the gradient must land where PyTorch's does, on one cell.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    shape = (3, 6, 4) if cls.rank == 1 else (3, 6, 7, 4)
+    x = rng.integers(0, 3, shape).astype(np.float32)
+    layer = cls(**config)
+    y = _run(layer, x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = layer.backward(dy)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = _torch_pool(torch, cls, config, xt)
+    yt.backward(torch.tensor(dy).reshape(yt.shape))
+    np.testing.assert_array_equal(y, yt.detach().numpy().reshape(y.shape))
+    np.testing.assert_array_equal(dx, xt.grad.numpy())
+
