@@ -3,6 +3,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nnctl.engine import reference_pooling as reference
 from nnctl.engine.cpu import pooling
@@ -101,3 +103,32 @@ def test_kernels_take_float64():
     pooling.average_pool2d_forward(x, *window, y)
     reference.average_pool2d_forward(x, *window, y_ref)
     np.testing.assert_allclose(y, y_ref, rtol=1e-14)
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 7), w=st.integers(1, 7), c=st.integers(1, 5), ph=st.integers(1, 4), pw=st.integers(1, 4),
+       sh=st.integers(1, 3), sw=st.integers(1, 3), padding=st.sampled_from(["valid", "same"]),
+       seed=st.integers(0, 2**16))
+def test_random_geometries_match_oracle(h, w, c, ph, pw, sh, sw, padding, seed):
+    if padding == "valid" and (h < ph or w < pw):
+        return  # no output: the layer refuses this shape
+    rng = np.random.default_rng(seed)
+    x, window, out = _setup((2, h, w, c), (ph, pw), (sh, sw), padding, rng, ties=seed % 2 == 0)
+    y, argmax, y_ref, argmax_ref = (np.empty(out, np.float32), np.empty(out, np.int32),
+                                    np.empty(out, np.float32), np.empty(out, np.int32))
+    pooling.max_pool2d_forward(x, *window, y, argmax)
+    reference.max_pool2d_forward(x, *window, y_ref, argmax_ref)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    np.testing.assert_array_equal(y, y_ref)
+    pooling.average_pool2d_forward(x, *window, y)
+    reference.average_pool2d_forward(x, *window, y_ref)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-6, atol=1e-6)
+    dy = rng.standard_normal(out).astype(np.float32)
+    dx, dx_ref = np.empty(x.shape, np.float32), np.empty(x.shape, np.float32)
+    pooling.average_pool2d_backward(dy, *window, dx)
+    reference.average_pool2d_backward(dy, *window, dx_ref)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)
+    pooling.max_pool_backward(dy.reshape(2, -1), argmax.reshape(2, -1), dx.reshape(2, -1))
+    reference.max_pool_backward(dy.reshape(2, -1), argmax.reshape(2, -1), dx_ref.reshape(2, -1))
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-6, atol=1e-6)
+
