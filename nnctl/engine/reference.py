@@ -257,3 +257,24 @@ def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, sl
             slot1[s] = slot1[s] + g ** 2
             p -= lr * g / np.sqrt(slot1[s] + hp[2])
         params[s] = p
+
+
+def rmsprop_rows_step(hp, iteration, rows, last, params, grads, slot1):
+    rho = np.float64(np.float32(hp[2]))
+    for r in rows:
+        slot1[r] = slot1[r] * rho ** (iteration - 1 - last[r])  # the decays of the steps that skipped row r
+        slot1[r] = rho * slot1[r] + (1 - rho) * grads[r].astype(np.float64) ** 2
+        params[r] = params[r] - hp[0] * grads[r] / np.sqrt(slot1[r] + hp[4])
+        last[r] = iteration
+
+
+def sgd_rows_step(hp, iteration, rows, last, params, grads, slot1):
+    for r in rows:
+        params[r] = params[r] - hp[0] * grads[r]
+        last[r] = iteration
+
+
+def rows_flush(hp, iteration, last, slot1, decays):
+    if decays:
+        slot1 *= (np.float64(np.float32(hp[2])) ** (iteration - 1 - last))[:, None]
+    last[:] = iteration - 1

@@ -113,6 +113,7 @@ def restore(model, snapshot: Snapshot, history, callbacks=()) -> None:
     for i, slot in enumerate(opt.slots):
         slot[...] = snapshot.tensors[f"optimizer/slot_{i}"]
     opt.iterations = int(state["iterations"])
+    opt.reset_row_clocks()  # checkpoints are taken after a flush: every row's slot is current
     opt.learning_rate = float(state["learning_rate"])
     model.rng.bit_generator.state = state["rng"]  # in place: the layers share this generator
     history.history = {key: list(values) for key, values in state["history"].items()}

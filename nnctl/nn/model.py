@@ -249,7 +249,9 @@ class Sequential:
             cbs.on_epoch_begin(epoch)
             start = time.perf_counter()
             order = self.rng.permutation(n) if shuffle else np.arange(n)
-            if not self._run_epoch(runner, data, order, steps, outputs, step_losses, batch_sizes, cbs, epoch):
+            finished = self._run_epoch(runner, data, order, steps, outputs, step_losses, batch_sizes, cbs, epoch)
+            self.optimizer.flush(self.backend, self.store)  # row-sparse updates owe decays: settle them now
+            if not finished:
                 self.stopped_mid_epoch = epoch
                 break
             for metric in self.metrics:

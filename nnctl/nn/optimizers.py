@@ -54,6 +54,7 @@ class Optimizer:
                 self.clip_mode, self.clip = mode, _positive(name, clips[name])
         self.iterations = 0
         self.slots: list[np.ndarray] = []
+        self.reset_row_clocks()
 
     def _own_hyperparameters(self) -> list[float]:
         return []
@@ -81,12 +82,66 @@ class Optimizer:
         """
         self.slots = [aligned_full(size if i < self.slot_count else 1, 0.0) for i in range(3)]
         self.iterations = 0
+        self.reset_row_clocks()
 
     def apply(self, backend, store) -> None:
         """One update of every parameter in `store` (a ParameterStore) from its gradients."""
-        backend.optimizer_step(self.code, self.hyperparameters(), self.iterations, store.offsets, store.values,
-                               store.grads, *self.slots, self.clip_mode, self.clip)
+        hp = self.hyperparameters()
+        if not (store.row_params and self._rows_kernel()):
+            backend.optimizer_step(self.code, hp, self.iterations, store.offsets, store.values, store.grads,
+                                   *self.slots, self.clip_mode, self.clip)
+        else:
+            # Everything but the row-sparse tables (placed last) in one range, then each table by its rows.
+            dense = len(store.params) - len(store.row_params)
+            backend.optimizer_step(self.code, hp, self.iterations, store.offsets[:dense + 1], store.values,
+                                   store.grads, *self.slots, self.clip_mode, self.clip)
+            for index, param in enumerate(store.row_params, start=dense):
+                self._step_rows(backend, store, hp, index, param)
         self.iterations += 1
+
+    # ---- row-sparse tables ----------------------------------------------------------------------
+    def _rows_kernel(self) -> str | None:
+        """The by-rows kernel when this optimizer's dense step changes nothing but a decaying accumulator in
+        rows with a zero gradient (plain SGD, RMSprop without momentum), else None: a dense step."""
+        if self.weight_decay or self.clip_mode != CLIP_NONE:
+            return None
+        return {"rmsprop_plain": "rmsprop_rows_step", "sgd": "sgd_rows_step" if not getattr(
+            self, "momentum", 1.0) else None}.get(self.kernel)
+
+    def _step_rows(self, backend, store, hp, index, param) -> None:
+        span = slice(int(store.offsets[index]), int(store.offsets[index + 1]))
+        last = self._row_clocks.get(param.name)
+        if last is None:  # every row current as of the last step
+            last = self._row_clocks[param.name] = np.full(param.shape[0], self.iterations - 1, np.int64)
+        if param.rows is None:  # any row may have a gradient: bring all up to date, then one dense step
+            self._flush_one(backend, hp, last, self.slots[0][span].reshape(param.shape))
+            backend.optimizer_step(self.code, hp, self.iterations, store.offsets[index:index + 2], store.values,
+                                   store.grads, *self.slots, self.clip_mode, self.clip)
+            last[:] = self.iterations
+            return
+        table = lambda buffer: buffer[span].reshape(param.shape)  # noqa: E731
+        getattr(backend, self._rows_kernel())(hp, self.iterations, param.rows, last, table(store.values),
+                                              table(store.grads), table(self.slots[0]))
+
+    def _flush_one(self, backend, hp, last, slot) -> None:
+        backend.rows_flush(hp, self.iterations, last, slot, 1 if self.kernel == "rmsprop_plain" else 0)
+
+    def flush(self, backend, store) -> None:
+        """Applies every decay the by-rows updates still owe (at each epoch's end, before anything reads the
+        slots: checkpoints then hold what a dense update would, to float32 rounding)."""
+        if not self._row_clocks:
+            return
+        hp = self.hyperparameters()
+        dense = len(store.params) - len(store.row_params)
+        for index, param in enumerate(store.row_params, start=dense):
+            last = self._row_clocks.get(param.name)
+            if last is not None:
+                span = slice(int(store.offsets[index]), int(store.offsets[index + 1]))
+                self._flush_one(backend, hp, last, self.slots[0][span].reshape(param.shape))
+
+    def reset_row_clocks(self) -> None:
+        """Forget which rows are behind: after build, flush or a restored checkpoint every row is current."""
+        self._row_clocks: dict[str, np.ndarray] = {}
 
     def get_config(self) -> dict:
         return {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay,

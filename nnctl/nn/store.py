@@ -32,7 +32,10 @@ class ParameterStore:
 
     def __init__(self, params: list, rng: np.random.Generator, dtype=np.float32):
         self.weights = list(params)
-        self.params = [p for p in self.weights if p.trainable]
+        # Row-sparse tables go last, so the optimizer can step the rest as one range and these by rows.
+        trainable = [p for p in self.weights if p.trainable]
+        self.params = [p for p in trainable if not p.row_sparse] + [p for p in trainable if p.row_sparse]
+        self.row_params = [p for p in self.params if p.row_sparse]
         self.fixed = [p for p in self.weights if not p.trainable]
         self.offsets = self._place(self.params, "values", "grads", dtype)
         self.fixed_offsets = self._place(self.fixed, "fixed_values", "fixed_grads", dtype)

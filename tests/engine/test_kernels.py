@@ -1,6 +1,8 @@
 """Every CPU kernel against its NumPy oracle in nnctl.engine.reference, through one parametrized list."""
 
 import copy
+import importlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,6 +56,13 @@ def case_loss(rng, loss):
     labels = rng.integers(0, units, n).astype(np.int64)
     return (LOSS_CODES[loss], 0.7, pred, target, labels, rng.random(n).astype(F32) + 0.5,
             np.zeros((n, units), F32))
+
+
+def case_rows_step(rng):
+    """Rows 1 and 3 of a table, each last current 4 and 0 steps ago (row 0 is current, row 2 untouched)."""
+    hp = np.array([0.05, 0.0, 0.9, 0.0, 1e-7, 0.0, 0.0, 0.0])
+    return (hp, 6, np.array([3, 1], np.int32), np.array([5, 1, 2, 5], np.int64), _rand(rng, 4, 3),
+            _rand(rng, 4, 3), rng.random((4, 3)).astype(F32))
 
 
 def case_optimizer(rng, optimizer, clip_mode):
@@ -143,6 +152,10 @@ CASES = (
                        id=f"clip_gradients-{mode}") for mode in (CLIP_NONE, CLIP_NORM, CLIP_GLOBAL_NORM, CLIP_VALUE)],
         pytest.param("regularize", lambda rng: (_rand(rng, 10), _rand(rng, 10), 0.01, 0.02), (), id="regularize"),
         pytest.param("sum_squares", lambda rng: (_rand(rng, 50),), (), id="sum_squares"),
+        *[pytest.param(kernel, case_rows_step, (), id=kernel) for kernel in ("rmsprop_rows_step", "sgd_rows_step")],
+        pytest.param("rows_flush", lambda rng: (np.array([0.1, 0, 0.9, 0, 1e-7, 0, 0, 0]), 9,
+                                                np.array([8, -1, 3, 5], np.int64), rng.random((4, 3)).astype(F32), 1),
+                     (), id="rows_flush"),
     ]
 )
 
@@ -174,7 +187,21 @@ def test_each_code_calls_its_own_kernel(table, codes, suffix):
         assert table[code].py_func.__name__.removeprefix("bias_") == name + suffix
 
 
+LAYER_FAMILIES = ("conv", "pooling", "normalization", "embedding")  # kernels tested in test_<family>_kernels.py
+
+
 def test_every_exported_kernel_has_a_case_and_an_oracle():
+    families = {name for family in LAYER_FAMILIES for name in getattr(cpu, family).KERNELS}
     covered = {p.values[0] for p in CASES}
-    assert set(cpu.KERNELS) == covered
-    assert all(hasattr(reference, name) for name in cpu.KERNELS)
+    assert set(cpu.KERNELS) - families == covered
+    assert all(hasattr(reference, name) for name in covered)
+
+
+@pytest.mark.parametrize("family", LAYER_FAMILIES)
+def test_every_layer_family_kernel_has_an_oracle_and_a_test(family):
+    """Each family's kernels sit beside a NumPy oracle of the same name, and its own kernel test calls both."""
+    oracles = importlib.import_module(f"nnctl.engine.reference_{family}")
+    tests = (Path(__file__).parent / f"test_{family}_kernels.py").read_text(encoding="utf-8")
+    for name in getattr(cpu, family).KERNELS:
+        assert hasattr(oracles, name) or name.endswith("_split"), f"{family}: no oracle for {name}"
+        assert name.removesuffix("_split") in tests, f"{family}: {name} is not exercised by test_{family}_kernels.py"

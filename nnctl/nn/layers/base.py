@@ -30,6 +30,10 @@ class Param:
     trainable: bool = True
     value: np.ndarray = field(default=None, repr=False)
     grad: np.ndarray = field(default=None, repr=False)
+    # A table whose gradient is often non-zero in a few rows only (Embedding): the layer sets `rows` each step
+    # to the rows it wrote (None: any row), and the optimizer may update just those (nnctl/nn/optimizers.py).
+    row_sparse: bool = False
+    rows: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
