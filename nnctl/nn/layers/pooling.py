@@ -28,38 +28,19 @@ def pooled_size(size: int, pool: int, stride: int, padding: str) -> tuple[int, i
     return out, max((out - 1) * stride + pool - size, 0) // 2
 
 
-class _Pooling(Layer):
-    """Max or average pooling over windows of `pool_size` cells moved by `strides` along each spatial axis."""
+class _Pooled(Layer):
+    """Runs a pooling layer through the 2-D kernels; subclasses plan the window in `_plan(input_shape)`."""
 
     rank = 2
     average = False
 
-    def _configure(self, pool_size, strides, padding, data_format):
-        self.pool_size = check_sizes("pool_size", pool_size, self.rank)
-        self.strides = self.pool_size if strides is None else check_sizes("strides", strides, self.rank)
-        self.padding = check_choice("padding", padding, ("valid", "same"))
-        self.data_format = check_choice("data_format", data_format, ("channels_last",))
-
-    def compute_output_shape(self, input_shape):
-        shape = tuple(input_shape)
-        if len(shape) != self.rank + 1:
-            raise ShapeError(f"{_who(self)} takes inputs of shape {_AXES[self.rank]}, got {shape}")
-        spatial = [pooled_size(s, p, k, self.padding) for s, p, k in zip(shape[:-1], self.pool_size, self.strides)]
-        if any(out <= 0 for out, _ in spatial):
-            raise ShapeError(f"{_who(self)}: an input of shape {shape} is too small for pool_size "
-                             f"{list(self.pool_size)} with padding '{self.padding}' (the output would have shape "
-                             f"{tuple(out for out, _ in spatial) + shape[-1:]})")
-        return tuple(out for out, _ in spatial) + shape[-1:]
+    def _plan(self, input_shape):
+        """(kernel window (ph, pw, sh, sw, pt, pl), 4-D input shape, 4-D output shape), without the batch."""
+        raise NotImplementedError
 
     def build(self, input_shape):
         super().build(input_shape)
-        pads = [pooled_size(s, p, k, self.padding)[1]
-                for s, p, k in zip(input_shape[:-1], self.pool_size, self.strides)]
-        # The kernels see 4-D (n, h, w, c): a 1-D layer pools along w with a window one row high.
-        lead = (1,) * (2 - self.rank)
-        self.window = (*(lead + self.pool_size), *(lead + self.strides), *((0,) * len(lead) + tuple(pads)))
-        self.in4 = lead + tuple(input_shape)
-        self.out4 = lead + self.output_shape
+        self.window, self.in4, self.out4 = self._plan(tuple(input_shape))
 
     def forward(self, x, training):
         n = x.shape[0]
@@ -83,6 +64,38 @@ class _Pooling(Layer):
         else:
             self.backend.max_pool_backward(dy.reshape(n, -1), self.argmax.reshape(n, -1), dx.reshape(n, -1))
         return dx.reshape((n,) + self.input_shape)
+
+    def _check_rank(self, shape):
+        if len(shape) != self.rank + 1:
+            raise ShapeError(f"{_who(self)} takes inputs of shape {_AXES[self.rank]}, got {shape}")
+
+
+class _Pooling(_Pooled):
+    """Max or average pooling over windows of `pool_size` cells moved by `strides` along each spatial axis."""
+
+    def _configure(self, pool_size, strides, padding, data_format):
+        self.pool_size = check_sizes("pool_size", pool_size, self.rank)
+        self.strides = self.pool_size if strides is None else check_sizes("strides", strides, self.rank)
+        self.padding = check_choice("padding", padding, ("valid", "same"))
+        self.data_format = check_choice("data_format", data_format, ("channels_last",))
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        self._check_rank(shape)
+        spatial = [pooled_size(s, p, k, self.padding) for s, p, k in zip(shape[:-1], self.pool_size, self.strides)]
+        if any(out <= 0 for out, _ in spatial):
+            raise ShapeError(f"{_who(self)}: an input of shape {shape} is too small for pool_size "
+                             f"{list(self.pool_size)} with padding '{self.padding}' (the output would have shape "
+                             f"{tuple(out for out, _ in spatial) + shape[-1:]})")
+        return tuple(out for out, _ in spatial) + shape[-1:]
+
+    def _plan(self, input_shape):
+        pads = tuple(pooled_size(s, p, k, self.padding)[1]
+                     for s, p, k in zip(input_shape[:-1], self.pool_size, self.strides))
+        # A 1-D layer pools along w of a (n, 1, t, c) view, with a window one row high.
+        lead = (1,) * (2 - self.rank)
+        window = (*(lead + self.pool_size), *(lead + self.strides), *((0,) * len(lead) + pads))
+        return window, lead + input_shape, lead + self.output_shape
 
     def get_config(self):
         return {"pool_size": list(self.pool_size), "strides": list(self.strides), "padding": self.padding,
@@ -137,12 +150,9 @@ class AveragePooling2D(_Pooling):
         self._configure(pool_size, strides, padding, data_format)
 
 
-class _GlobalPooling(Layer):
+class _GlobalPooling(_Pooled):
     """Max or mean over every spatial position: (n, ..., channels) → (n, channels), or (n, 1, ..., 1, channels)
     with `keepdims`."""
-
-    rank = 2
-    average = False
 
     def __init__(self, data_format: Literal["channels_last"] = "channels_last", keepdims: Bool = False, **kwargs):
         super().__init__(**kwargs)
@@ -151,38 +161,13 @@ class _GlobalPooling(Layer):
 
     def compute_output_shape(self, input_shape):
         shape = tuple(input_shape)
-        if len(shape) != self.rank + 1:
-            raise ShapeError(f"{_who(self)} takes inputs of shape {_AXES[self.rank]}, got {shape}")
+        self._check_rank(shape)
         return (1,) * self.rank + shape[-1:] if self.keepdims else shape[-1:]
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.in4 = (1,) * (2 - self.rank) + tuple(input_shape)
-        h, w = self.in4[:2]
-        self.window = (h, w, h, w, 0, 0)  # one window over the whole image
-
-    def forward(self, x, training):
-        n = x.shape[0]
-        x4 = np.ascontiguousarray(x).reshape((n,) + self.in4)
-        y = self._buffer("y", (n, 1, 1, self.in4[-1]))
-        if self.average:
-            self.backend.average_pool2d_forward(x4, *self.window, y)
-        else:
-            self.argmax = self._buffer("argmax", y.shape, np.int32)
-            self.backend.max_pool2d_forward(x4, *self.window, y, self.argmax)
-        return y.reshape((n,) + self.output_shape)
-
-    def backward(self, dy):
-        if not self.needs_input_grad:
-            return None
-        n = dy.shape[0]
-        dx = self._buffer("dx", (n,) + self.in4)
-        dy = np.ascontiguousarray(dy)
-        if self.average:
-            self.backend.average_pool2d_backward(dy.reshape(n, 1, 1, -1), *self.window, dx)
-        else:
-            self.backend.max_pool_backward(dy.reshape(n, -1), self.argmax.reshape(n, -1), dx.reshape(n, -1))
-        return dx.reshape((n,) + self.input_shape)
+    def _plan(self, input_shape):
+        in4 = (1,) * (2 - self.rank) + input_shape
+        h, w = in4[:2]
+        return (h, w, h, w, 0, 0), in4, (1, 1, in4[-1])  # one window over the whole image
 
     def get_config(self):
         return {"data_format": self.data_format, "keepdims": self.keepdims, **self.base_config()}
