@@ -4,6 +4,8 @@ import copy
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nnctl.engine import reference_embedding as reference
 from nnctl.engine.cpu import embedding as cpu
@@ -94,3 +96,26 @@ def test_two_steps_leave_only_the_second_steps_rows():
     np.add.at(expected, second, dy2)
     np.testing.assert_array_equal(grad, expected)  # rows 4 and 17 (last step only) read zero again
     assert set(np.flatnonzero(marks)) == {0, 9, 22}
+
+
+@settings(max_examples=40, deadline=None)
+@given(vocab=st.integers(1, 40), width=st.integers(1, 20), steps=st.lists(st.integers(0, 60), min_size=1, max_size=4),
+       seed=st.integers(0, 2 ** 16))
+def test_scatter_add_over_several_steps_matches_the_oracle(vocab, width, steps, seed):
+    """Any vocabulary, width and batch sizes (empty batches too): after every step the kernel's gradient and
+    bookkeeping are the oracle's, and the gradient is exactly the step's own np.add.at."""
+    rng = np.random.default_rng(seed)
+    ours = [np.zeros((vocab, width), np.float32), np.zeros(vocab, np.int32), 0, np.zeros(vocab, np.uint8)]
+    oracle = copy.deepcopy(ours)
+    for n in steps:
+        ids = rng.integers(0, vocab, n).astype(np.int32)
+        dy = rng.standard_normal((n, width)).astype(np.float32)
+        ours[2] = cpu.embedding_scatter_add(ids, dy, ours[0], ours[1], ours[2], ours[3])
+        oracle[2] = reference.embedding_scatter_add(ids, dy, oracle[0], oracle[1], oracle[2], oracle[3])
+        assert ours[2] == oracle[2] == len(np.unique(ids))
+        np.testing.assert_array_equal(ours[0], oracle[0])
+        np.testing.assert_array_equal(ours[1][:ours[2]], oracle[1][:oracle[2]])
+        np.testing.assert_array_equal(ours[3], oracle[3])
+        alone = np.zeros_like(ours[0])
+        np.add.at(alone, ids, dy)
+        np.testing.assert_array_equal(ours[0], alone)
