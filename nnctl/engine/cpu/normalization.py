@@ -8,13 +8,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from nnctl.engine.settings import STRICT_KERNEL
+from nnctl.engine.settings import KERNEL, PARALLEL_KERNEL, STRICT_KERNEL
 
 # Every kernel sees a 2-D (rows, channels) view, channels innermost: the layer moves the normalized axes last.
 # Reductions over rows go through fixed chunks of rows (their size depends only on the channel count), each
-# summed in float64, then the chunks are added in order: the same bytes on any thread count. Strict IEEE
-# arithmetic (no reassociation, no FMA contraction), so the `_split` twins, which run the same helpers from
-# another compiled context, cannot round differently (see settings.STRICT_KERNEL).
+# summed in float64, then the chunks are added in order: the same bytes on any thread count. BatchNormalization
+# runs in strict IEEE arithmetic (no reassociation, no FMA contraction; its sums vectorize across channels
+# without it), so the `_split` twins, which run the same helpers from another compiled context, cannot round
+# differently (see settings.STRICT_KERNEL).
 CHUNK_ELEMENTS = 1 << 14
 STRICT_PARALLEL_KERNEL = {**STRICT_KERNEL, "parallel": True}
 
@@ -231,7 +232,10 @@ def batch_norm_inference_backward(dy, gamma, moving_variance, epsilon, dx):
             dx[r, c] = np.float64(dy[r, c]) * scale[c]
 
 
-@njit(**STRICT_KERNEL)
+# LayerNormalization reduces along each row, where strict arithmetic cannot vectorize (4× slower than
+# PyTorch): its kernels reassociate the row sums (settings.KERNEL). A row's bytes then depend on the compiled
+# loop, never on the thread count: the split twins run the same helpers over other rows (a test checks it).
+@njit(**KERNEL)
 def _row_moments(x, r, epsilon):
     """(mean, 1/sqrt(biased variance + ε)) of row r, two passes in float64 (the row stays in cache)."""
     width = x.shape[1]
@@ -246,16 +250,19 @@ def _row_moments(x, r, epsilon):
     return mean, 1.0 / math.sqrt(squares / width + epsilon)
 
 
-@njit(**STRICT_KERNEL)
+@njit(**KERNEL)
 def _layer_norm_rows(x, gamma, beta, epsilon, r0, r1, mean, inv_std, y):
+    row_scalars = np.empty(2, x.dtype)  # mean and 1/std in x's type, so the element-wise pass stays in it
     for r in range(r0, r1):
         m, s = _row_moments(x, r, epsilon)
         mean[r], inv_std[r] = m, s
+        row_scalars[0], row_scalars[1] = m, s
+        m_x, s_x = row_scalars[0], row_scalars[1]
         for j in range(x.shape[1]):
-            y[r, j] = (np.float64(x[r, j]) - m) * s * gamma[j] + beta[j]
+            y[r, j] = (x[r, j] - m_x) * s_x * gamma[j] + beta[j]
 
 
-@njit(**STRICT_KERNEL)
+@njit(**KERNEL)
 def layer_norm_forward(x, gamma, beta, epsilon, mean, inv_std, y):
     """LayerNormalization. x, y: (rows, width), one sample's normalized values per row; gamma, beta: (width,);
     mean, inv_std: (rows,) float64, written for the backward pass.
@@ -266,7 +273,7 @@ def layer_norm_forward(x, gamma, beta, epsilon, mean, inv_std, y):
     _layer_norm_rows(x, gamma, beta, epsilon, 0, x.shape[0], mean, inv_std, y)
 
 
-@njit(**STRICT_PARALLEL_KERNEL)
+@njit(**PARALLEL_KERNEL)
 def layer_norm_forward_split(x, gamma, beta, epsilon, mean, inv_std, y, parts):
     """layer_norm_forward with the rows cut into `parts` contiguous ranges, one per thread."""
     rows = x.shape[0]
@@ -274,11 +281,12 @@ def layer_norm_forward_split(x, gamma, beta, epsilon, mean, inv_std, y, parts):
         _layer_norm_rows(x, gamma, beta, epsilon, part * rows // parts, (part + 1) * rows // parts, mean, inv_std, y)
 
 
-@njit(**STRICT_KERNEL)
+@njit(**KERNEL)
 def _layer_norm_grad_chunks(dy, x, gamma, mean, inv_std, input_grad, first, last, partial, dx):
     """Chunks first..last-1 of rows: their dx rows and partial[k] = (Σ_r dy[r], Σ_r dy[r]·x̂[r]) in float64."""
     rows, width = x.shape
     step = chunk_rows(width)
+    row_scalars = np.empty(4, x.dtype)  # dx's per-row terms in x's type, so its pass stays in that type
     for k in range(first, last):
         sums, products = partial[k, 0], partial[k, 1]
         sums[:] = 0.0
@@ -294,10 +302,11 @@ def _layer_norm_grad_chunks(dy, x, gamma, mean, inv_std, input_grad, first, last
                 g_sum += g * gamma[j]
                 gx_sum += g * gamma[j] * xhat
             if input_grad:
-                g_mean, gx_mean = g_sum / width, gx_sum / width
+                row_scalars[0], row_scalars[1] = m, s
+                row_scalars[2], row_scalars[3] = g_sum / width, gx_sum / width
+                m_x, s_x, g_mean, gx_mean = row_scalars[0], row_scalars[1], row_scalars[2], row_scalars[3]
                 for j in range(width):
-                    xhat = (np.float64(x[r, j]) - m) * s
-                    dx[r, j] = s * (np.float64(dy[r, j]) * gamma[j] - g_mean - xhat * gx_mean)
+                    dx[r, j] = s_x * (dy[r, j] * gamma[j] - g_mean - (x[r, j] - m_x) * s_x * gx_mean)
 
 
 @njit(**STRICT_KERNEL)
@@ -308,7 +317,7 @@ def _finish_param_grads(partial, dgamma, dbeta):
         dbeta[j], dgamma[j] = totals[0, j], totals[1, j]
 
 
-@njit(**STRICT_KERNEL)
+@njit(**KERNEL)
 def layer_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx):
     """LayerNormalization's backward pass. dy, x, dx: (rows, width); gamma, dgamma, dbeta: (width,); mean,
     inv_std: (rows,) float64 from layer_norm_forward. With `input_grad` False dx is not written.
@@ -322,7 +331,7 @@ def layer_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, 
     _finish_param_grads(partial, dgamma, dbeta)
 
 
-@njit(**STRICT_PARALLEL_KERNEL)
+@njit(**PARALLEL_KERNEL)
 def layer_norm_backward_split(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx, parts):
     """layer_norm_backward with the chunks of rows cut into `parts` contiguous ranges, one per thread."""
     chunks = _chunk_count(x.shape[0], x.shape[1])
