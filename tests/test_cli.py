@@ -485,6 +485,28 @@ def test_summary_of_the_book_imdb_model_reads_no_data(tmp_path):
     assert " Non-trainable params: 0 (0.00 B)" in result.stdout.splitlines()
 
 
+@pytest.mark.parametrize("config, total, rows", [
+    # Keras's model.summary() for the book's listings 5.1, 6.1 (maxlen 20) and 6.4 (maxlen 500).
+    ("mnist_convnet", "93,322", [("conv2d (Conv2D)", "(None, 26, 26, 32)", "320"),
+                                 ("max_pooling2d_1 (MaxPooling2D)", "(None, 5, 5, 64)", "0"),
+                                 ("conv2d_2 (Conv2D)", "(None, 3, 3, 64)", "36,928")]),
+    ("imdb_embedding", "80,161", [("embedding (Embedding)", "(None, 20, 8)", "80,000"),
+                                  ("flatten (Flatten)", "(None, 160)", "0")]),
+    ("imdb_conv1d", "1,315,937", [("embedding (Embedding)", "(None, 500, 128)", "1,280,000"),
+                                  ("conv1d (Conv1D)", "(None, 494, 32)", "28,704"),
+                                  ("max_pooling1d (MaxPooling1D)", "(None, 98, 32)", "0"),
+                                  ("conv1d_1 (Conv1D)", "(None, 92, 32)", "7,200"),
+                                  ("global_max_pooling1d (GlobalMaxPooling1D)", "(None, 32)", "0")]),
+])
+def test_summary_of_the_book_nd_models_matches_keras(config, total, rows):
+    result = CliRunner().invoke(main, ["summary", str(Path(__file__).parent.parent / "configs" / f"{config}.yaml")])
+    assert result.exit_code == 0, result.output + result.stderr
+    table = [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.stdout.splitlines() if "│" in line]
+    for row in rows:
+        assert list(row) in table
+    assert f" Total params: {total} " in result.stdout and " Non-trainable params: 0 (0.00 B)" in result.stdout
+
+
 def test_summary_reads_the_input_shape_from_the_data(tiny_config):
     result = CliRunner().invoke(main, ["summary", str(tiny_config)])
     assert result.exit_code == 0, result.output
