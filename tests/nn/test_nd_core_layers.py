@@ -56,20 +56,28 @@ def test_predict_with_an_nd_dense_output():
     np.testing.assert_allclose(model.predict(x).reshape(expected.shape), expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.xfail(reason="a fused softmax + categorical cross-entropy on an N-d output passes head.z "
-                          "(n·t, units) with targets (n, t·units): NaN; Keras takes the loss per last-axis row "
-                          "and averages over (n, t)")
-def test_fused_crossentropy_on_a_sequence_output_is_per_step():
-    model = Sequential([Dense(4, activation="softmax")], input_shape=(5, 3), seed=0)
-    model.compile("sgd", "categorical_crossentropy")
+# Not run: the loss kernel reads past the (n, t·units) targets and weights, which could crash the test process.
+@pytest.mark.xfail(run=False, reason="a loss fused with the output activation on an N-d output passes head.z "
+                                     "(n·t, units) with targets (n, t·units) and n weights: NaN or garbage; Keras "
+                                     "takes the loss per last-axis row and averages over (n, t)")
+@pytest.mark.parametrize("activation, loss", [("softmax", "categorical_crossentropy"),
+                                              ("sigmoid", "binary_crossentropy")])
+def test_fused_loss_on_a_sequence_output_is_per_step(activation, loss):
+    model = Sequential([Dense(4, activation=activation)], input_shape=(5, 3), seed=0)
+    model.compile("sgd", loss)
     x = RNG.standard_normal((2, 5, 3)).astype(np.float32)
-    y = np.eye(4)[RNG.integers(0, 4, (2, 5))]
-    loss = model.compute_gradients(x, y)[0]
     weights = model.get_weights()
     z = x @ weights["dense/kernel"] + weights["dense/bias"]
-    p = np.exp(z - z.max(-1, keepdims=True))
-    p /= p.sum(-1, keepdims=True)
-    assert loss == pytest.approx(-(y * np.log(p)).sum(-1).mean(), rel=1e-5)
+    if activation == "softmax":
+        y = np.eye(4)[RNG.integers(0, 4, (2, 5))]
+        p = np.exp(z - z.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        expected = -(y * np.log(p)).sum(-1).mean()
+    else:
+        y = (RNG.random((2, 5, 4)) < 0.5).astype(np.float64)
+        p = 1 / (1 + np.exp(-z))
+        expected = -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()
+    assert model.compute_gradients(x, y)[0] == pytest.approx(expected, rel=1e-5)
 
 
 GRADIENT_CASES = {
