@@ -8,7 +8,7 @@ rho: fl(rho·v + (1−rho)·0·0) = fl(rho·v). `rmsprop_plain_rows` below updat
 decays the others, which is byte-identical to the dense kernel (checked here step by step) while skipping the
 untouched rows' weight and gradient traffic and their sqrt and division. Timed against the dense kernel (and,
 where the engine has it, the lazy by-rows kernel, which applies ρ^k at once: float32-close, not byte-equal) on
-the book's two tables, from the state a few epochs of training leave.
+the book's two tables, from the state some training leaves, beside the rest of that model's step.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from numba import njit
 
 from nnctl.engine.settings import STRICT_KERNEL
 from nnctl.nn.model import Sequential
-from nnctl.nn.layers.core import Dense, Flatten
-from nnctl.nn.layers.embedding import Embedding
+from nnctl.nn.optimizers import Adam
 
 
 @njit(**STRICT_KERNEL)
@@ -42,14 +41,27 @@ def rmsprop_plain_rows(lr, rho, epsilon, marks, p, g, v):
                 v[r, j] = rho * v[r, j]
 
 
-def trained_model(vocab, width, steps, batch, samples, epochs, rng):
-    """A model after `epochs` of RMSprop on Zipf-distributed ids (text-like: a few ids common, most rare)."""
-    model = Sequential([Embedding(vocab, width), Flatten(), Dense(1, activation="sigmoid")],
-                       input_shape=(steps,), seed=0)
+# The book's two models (configs/imdb_embedding.yaml, configs/imdb_conv1d.yaml), as layer specs.
+BOOK_MODELS = {
+    "imdb_embedding": ([{"type": "embedding", "input_dim": 10000, "output_dim": 8}, {"type": "flatten"},
+                        {"type": "dense", "units": 1, "activation": "sigmoid"}], 20, 32),
+    "imdb_conv1d": ([{"type": "embedding", "input_dim": 10000, "output_dim": 128},
+                     {"type": "conv1d", "filters": 32, "kernel_size": 7, "activation": "relu"},
+                     {"type": "max_pooling1d", "pool_size": 5},
+                     {"type": "conv1d", "filters": 32, "kernel_size": 7, "activation": "relu"},
+                     {"type": "global_max_pooling1d"}, {"type": "dense", "units": 1, "activation": "sigmoid"}],
+                    500, 128),
+}
+
+
+def trained_model(key, samples, epochs, rng):
+    """A book model after `epochs` of RMSprop on Zipf-distributed ids (text-like: a few ids common, most rare)."""
+    layers, steps, batch = BOOK_MODELS[key]
+    model = Sequential([dict(spec) for spec in layers], input_shape=(steps,), seed=0)
     model.compile("rmsprop", "binary_crossentropy")
-    x = np.minimum(rng.zipf(1.3, (samples, steps)), vocab - 1)
+    x = np.minimum(rng.zipf(1.3, (samples, steps)), 9999)
     model.fit(x, rng.integers(0, 2, len(x)), epochs=epochs, batch_size=batch)
-    return model, x
+    return model, x, batch
 
 
 def _median_us(function, rounds, calls, restore=lambda: None):
@@ -71,9 +83,9 @@ def main():
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     # imdb_embedding's table after 3 epochs of 625 steps (subnormal slots appear after ~700 idle steps);
-    # imdb_conv1d's after 40 steps (its own epochs take minutes here).
-    for vocab, width, steps, batch, samples, epochs in ((10000, 8, 20, 32, 20000, 3), (10000, 128, 500, 128, 5120, 1)):
-        model, x = trained_model(vocab, width, steps, batch, samples, epochs, rng)
+    # imdb_conv1d's after 10 steps (its own epochs take minutes here).
+    for key, samples, epochs in (("imdb_embedding", 20000, 3), ("imdb_conv1d", 1280, 1)):
+        model, x, batch = trained_model(key, samples, epochs, rng)
         layer, optimizer, store = model.layers[0], model.optimizer, model.store
         table = store.slice_of(layer.embeddings)
         model._gradients(model._dataset(x[:batch], np.zeros(batch)), np.arange(batch))
@@ -106,17 +118,23 @@ def main():
         def lazy():  # the lazy form nnctl's optimizer uses (ρ^k when a row is next used), where it exists
             model.backend.rmsprop_rows_step(hp, clock[0], rows_used, last, p3, g2, v3)
             clock[0] += 1
-        calls = 50 if width == 8 else 5
+        calls = 50 if shape[1] == 8 else 5
         dense = _median_us(lambda: kernel(optimizer.code, hp, 0, one, p1, g, v1, s2, s3, 0, 0.0), args.rounds, calls,
                            restore)
         rows = _median_us(lambda: rmsprop_plain_rows(lr, rho, eps, layer._marks, p2, g2, v2), args.rounds, calls,
                           restore)
-        timings = [("dense RMSprop on the table", dense), ("exact row-sparse prototype", rows)]
+        adam = Adam()
+        adam.build(g.size)
+        adam_hp = adam.hyperparameters()
+        dense_adam = _median_us(lambda: kernel(adam.code, adam_hp, 3, one, p1, g, *adam.slots, 0, 0.0), args.rounds,
+                                calls, restore)
+        timings = [("dense RMSprop on the table", dense), ("dense Adam on the table", dense_adam),
+                   ("exact row-sparse prototype", rows)]
         if hasattr(model.backend, "rmsprop_rows_step"):
             timings.append(("lazy rows (ρ^k, float32-close)", _median_us(lazy, args.rounds, calls, restore)))
         step = _median_us(lambda: model._gradients(model._dataset(x[:batch], np.zeros(batch)), np.arange(batch)),
-                          args.rounds, max(2, calls // 10))
-        print(f"Embedding({vocab}, {width}), batch ({batch}, {steps}): {layer._touched_count} rows touched; "
+                          args.rounds, max(1, calls // 10))
+        print(f"{key}: Embedding{shape}, batch {x[:batch].shape}: {layer._touched_count} rows touched; "
               f"{subnormal:.3%} of the table's RMSprop slot subnormal; row-sparse bytes identical: {same}")
         for name, (median, low, high) in timings + [("forward+backward of the model", step)]:
             print(f"  {name:31s} {median:9.1f} µs [{low:.1f}–{high:.1f}]")
