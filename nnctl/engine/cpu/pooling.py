@@ -10,8 +10,9 @@ from nnctl.engine.settings import KERNEL
 
 # Every kernel takes channels-last 4-D arrays (n, h, w, c) with the channel loop innermost (contiguous): 1-D
 # pooling passes a (n, 1, t, c) view and global pooling one window over the whole image, so four kernels serve
-# all eight layers. Single-threaded on purpose: pooling is memory-bound, and splitting a call over the two cores
-# gained at most 1.3× on a quiet machine (IMDB's MaxPooling1D(5)) but cost 2-3× with the other core busy.
+# all eight layers. Single-threaded on purpose: pooling is memory-bound; splitting a call over the two cores
+# gained 1.3× at best on a quiet machine (IMDB's MaxPooling1D(5); nothing on MNIST's) and cost 2.2-3.4× with
+# the other core busy.
 
 
 @njit(inline="always", **KERNEL)
