@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
-
 import numpy as np
 
 from nnctl.engine import settings, threads
@@ -20,23 +18,10 @@ from nnctl.nn.callbacks import Callback, CallbackList, History
 from nnctl.nn.callbacks.monitors import find_nonfinite
 from nnctl.nn.layers import LAYERS, Dense, Input, Layer
 from nnctl.nn.losses import LOSSES
+from nnctl.nn.inputs import Dataset, cast_inputs
 from nnctl.nn.metrics import resolve_metrics
 from nnctl.nn.optimizers import OPTIMIZERS
 from nnctl.nn.store import ParameterStore
-
-
-@dataclass
-class Dataset:
-    """Inputs and targets in the forms the kernels read (see `Loss.prepare_targets`)."""
-
-    x: np.ndarray | CSRMatrix
-    target: np.ndarray
-    labels: np.ndarray
-    weight: np.ndarray
-    y: np.ndarray  # as the user gave it, for metrics
-
-    def __len__(self):
-        return len(self.y)
 
 
 class Sequential:
@@ -180,7 +165,7 @@ class Sequential:
         if not isinstance(x, (np.ndarray, CSRMatrix)):
             x = CSRMatrix.coerce(x) if hasattr(x, "indptr") else np.asarray(x)
         if isinstance(x, np.ndarray):
-            x = self._cast_inputs(x)
+            x = cast_inputs(x, self.layers[0] if self.layers else None, self.dtype)
         self._ready(x)
         if tuple(x.shape[1:]) != self.input_shape:
             raise ShapeError(f"the model expects inputs of shape {self.input_shape} per sample, "
@@ -190,19 +175,6 @@ class Sequential:
                 and mostly_zero(x, settings.SPARSE_INPUT_DENSITY)):
             return CSRMatrix.from_dense(x)
         return x
-
-    def _cast_inputs(self, x: np.ndarray) -> np.ndarray:
-        """x in the first layer's input dtype: the model's float type, or int32 token ids for an Embedding
-        (refusing values that are not whole numbers in int32's range rather than truncating them)."""
-        wanted = self.layers[0].input_dtype if self.layers else None
-        if wanted is None:
-            return np.ascontiguousarray(x, dtype=self.dtype)
-        if x.dtype.kind == "f" and x.size and not (np.isfinite(x).all() and (x == np.round(x)).all()):
-            raise ShapeError(f"layer '{self.layers[0].name or self.layers[0].type_name}' takes integer ids, "
-                             f"the inputs hold fractions or non-finite values")
-        if x.dtype.kind in "fiu" and x.size and (x.min() < np.iinfo(wanted).min or x.max() > np.iinfo(wanted).max):
-            raise ShapeError(f"integer inputs must fit {np.dtype(wanted).name}, got values up to {x.max()}")
-        return np.ascontiguousarray(x, dtype=wanted)
 
     def _dataset(self, x, y, sample_weight=None, class_weight=None) -> Dataset:
         x = self._inputs(x)

@@ -48,3 +48,4 @@ def test_a_frozen_layer_still_receives_the_gradient_it_passes_on():
     x, y = _data(8)
     _, grads = model.compute_gradients(x, y)
     assert "dense_1/kernel" not in grads and np.abs(grads["dense/kernel"]).max() > 0
+

@@ -1,0 +1,42 @@
+"""What a model reads: inputs cast to the first layer's dtype, and a `Dataset` of inputs and prepared targets.
+
+Float layers take the model's float type; id-taking layers (Embedding) take int32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnctl.engine.csr import CSRMatrix
+from nnctl.errors import ShapeError
+
+
+@dataclass
+class Dataset:
+    """Inputs and targets in the forms the kernels read (see `Loss.prepare_targets`)."""
+
+    x: np.ndarray | CSRMatrix
+    target: np.ndarray
+    labels: np.ndarray
+    weight: np.ndarray
+    y: np.ndarray  # as the user gave it, for metrics
+
+    def __len__(self):
+        return len(self.y)
+
+
+def cast_inputs(x: np.ndarray, first_layer, float_dtype) -> np.ndarray:
+    """x as a contiguous array in `first_layer.input_dtype` (None: `float_dtype`); integer ids are refused,
+    rather than truncated, when they hold fractions or leave int32's range."""
+    wanted = getattr(first_layer, "input_dtype", None)
+    if wanted is None:
+        return np.ascontiguousarray(x, dtype=float_dtype)
+    name = first_layer.name or first_layer.type_name
+    if x.dtype.kind == "f" and x.size and not (np.isfinite(x).all() and (x == np.round(x)).all()):
+        raise ShapeError(f"layer '{name}' takes integer ids, the inputs hold fractions or non-finite values")
+    if x.dtype.kind in "fiu" and x.size and (x.min() < np.iinfo(wanted).min or x.max() > np.iinfo(wanted).max):
+        raise ShapeError(f"layer '{name}' takes {np.dtype(wanted).name} ids, the inputs hold values up to "
+                         f"{x.max()}")
+    return np.ascontiguousarray(x, dtype=wanted)
