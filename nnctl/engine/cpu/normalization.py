@@ -76,8 +76,8 @@ def _batch_moments(x, partial, shift, gamma, momentum, epsilon, moving_mean, mov
 
 @njit(**STRICT_KERNEL)
 def _affine(x, mean, scale, beta, r0, r1, y):
-    """y[r, c] = (x[r, c] − mean[c])·scale[c] + beta[c] for rows r0..r1-1, in x's type (float32 halves the
-    pass's time against float64)."""
+    """y[r, c] = (x[r, c] − mean[c])·scale[c] + beta[c] for rows r0..r1-1, in x's type (float32: ~15 % faster
+    than float64, and nothing cancels here)."""
     terms = np.empty((3, x.shape[1]), x.dtype)
     terms[0], terms[1], terms[2] = mean, scale, beta
     m, sc, b = terms[0], terms[1], terms[2]
@@ -133,13 +133,11 @@ def batch_norm_forward_split(x, gamma, beta, momentum, epsilon, moving_mean, mov
 
 @njit(**STRICT_KERNEL)
 def _batch_input_grad(dy, x, mean, a, c1, c2, r0, r1, dx):
-    """dx[r, c] = a[c]·dy[r, c] − c1[c] − (x[r, c] − mean[c])·c2[c] for rows r0..r1-1, in x's type."""
-    terms = np.empty((4, x.shape[1]), x.dtype)
-    terms[0], terms[1], terms[2], terms[3] = mean, a, c1, c2
-    m, a_x, c1_x, c2_x = terms[0], terms[1], terms[2], terms[3]
+    """dx[r, c] = a[c]·dy[r, c] − c1[c] − (x[r, c] − mean[c])·c2[c] for rows r0..r1-1, in float64: the terms
+    nearly cancel where dy is almost linear in x̂ (float32 lost 3 of its 7 digits there)."""
     for r in range(r0, r1):
         for c in range(x.shape[1]):
-            dx[r, c] = a_x[c] * dy[r, c] - c1_x[c] - (x[r, c] - m[c]) * c2_x[c]
+            dx[r, c] = a[c] * np.float64(dy[r, c]) - c1[c] - (np.float64(x[r, c]) - mean[c]) * c2[c]
 
 
 @njit(**STRICT_KERNEL)
