@@ -59,5 +59,36 @@ def conv_direct_weight_grad(x, dz, first, count, geometry, dkernel):
     dkernel[...] = cols.T @ dz
 
 
+def conv_taps_sum(y, count, height, width, geometry, z):
+    kh, kw = geometry[:2]
+    _, _, _, _, dh, dw, pad_top, pad_left, out_h, out_w = geometry
+    taps = y.reshape(count, height, width, kh * kw, z.shape[1])
+    total = np.zeros((count, out_h, out_w, z.shape[1]))
+    for ki in range(kh):
+        for kj in range(kw):
+            for oy in range(out_h):
+                for ox in range(out_w):
+                    iy, ix = oy - pad_top + ki * dh, ox - pad_left + kj * dw
+                    if 0 <= iy < height and 0 <= ix < width:
+                        total[:, oy, ox] += taps[:, iy, ix, ki * kw + kj]
+    z[...] = total.reshape(z.shape)
+
+
+def conv_taps_spread(dz, count, height, width, geometry, spread):
+    kh, kw = geometry[:2]
+    _, _, _, _, dh, dw, pad_top, pad_left, out_h, out_w = geometry
+    filters = dz.shape[1]
+    out = np.zeros((count, height, width, kh * kw, filters))
+    grads = dz.reshape(count, out_h, out_w, filters)
+    for ki in range(kh):
+        for kj in range(kw):
+            for oy in range(out_h):
+                for ox in range(out_w):
+                    iy, ix = oy - pad_top + ki * dh, ox - pad_left + kj * dw
+                    if 0 <= iy < height and 0 <= ix < width:
+                        out[:, iy, ix, ki * kw + kj] = grads[:, oy, ox]
+    spread[...] = out.reshape(spread.shape)
+
+
 def sum_partials(partials, count, out):
     out[...] = partials[:count].sum(axis=0)

@@ -60,6 +60,24 @@ def test_im2col_col2im_and_direct_kernels_match_the_oracle(shape, dtype):
     np.testing.assert_allclose(dw, want_dw, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [s for s in SHAPES if s[2] == (1, 1)])
+def test_tap_shift_kernels_match_the_oracle(shape):
+    rng = np.random.default_rng(5)
+    (height, width, _), kernel, filters = shape[0], shape[1], 3
+    geometry = _geometry(*shape)
+    taps, outputs = kernel[0] * kernel[1], 3 * geometry[8] * geometry[9]
+    y = rng.standard_normal((3 * height * width, taps * filters)).astype(np.float32)
+    z, want = np.full((outputs, filters), 4, np.float32), np.zeros((outputs, filters), np.float32)
+    BACKEND.conv_taps_sum(y, 3, height, width, geometry, z)
+    reference_conv.conv_taps_sum(y, 3, height, width, geometry, want)
+    np.testing.assert_allclose(z, want, rtol=1e-5, atol=1e-5)
+    dz = rng.standard_normal((outputs, filters)).astype(np.float32)
+    spread, want = np.full_like(y, 4), np.zeros_like(y)
+    BACKEND.conv_taps_spread(dz, 3, height, width, geometry, spread)
+    reference_conv.conv_taps_spread(dz, 3, height, width, geometry, want)
+    np.testing.assert_array_equal(spread, want)
+
+
 def test_sum_partials_adds_in_chunk_order():
     partials = np.random.default_rng(1).standard_normal((5, 3, 4)).astype(np.float32)
     out, want = np.zeros((3, 4), np.float32), np.zeros((3, 4), np.float32)
@@ -87,11 +105,11 @@ def _numpy_conv(x, w, geometry):
     return cols
 
 
-def _plan_run(shape, x, w, dz, monkeypatch, chunk_bytes, threads):
+def _plan_run(shape, x, w, dz, monkeypatch, chunk_bytes, threads, method=None):
     monkeypatch.setattr(convolution, "WORKSPACE_BYTES", chunk_bytes)
     monkeypatch.setattr(convolution, "POOL_MIN_MACS", 0)
     monkeypatch.setenv("NNCTL_THREADS", str(threads))
-    plan = ConvPlan(BACKEND, shape[0], *shape[1:4], shape[4], w.shape[1])
+    plan = ConvPlan(BACKEND, shape[0], *shape[1:4], shape[4], w.shape[1], method)
     z = np.zeros((x.shape[0] * plan.positions, w.shape[1]), x.dtype)
     plan.forward(x, w, z)
     dw, dx = np.zeros_like(w), np.zeros_like(x)
@@ -99,8 +117,12 @@ def _plan_run(shape, x, w, dz, monkeypatch, chunk_bytes, threads):
     return plan, z, dw, dx
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-def test_the_plan_matches_numpy_across_chunk_boundaries(shape, monkeypatch):
+METHODS = [(shape, method) for shape in SHAPES for method in ("direct", "columns", "taps")
+           if method != "taps" or shape[2] == (1, 1)]
+
+
+@pytest.mark.parametrize("shape, method", METHODS)
+def test_the_plan_matches_numpy_across_chunk_boundaries(shape, method, monkeypatch):
     rng = np.random.default_rng(2)
     geometry = _geometry(*shape)
     x = rng.standard_normal((7,) + shape[0]).astype(np.float32)
@@ -111,22 +133,26 @@ def test_the_plan_matches_numpy_across_chunk_boundaries(shape, monkeypatch):
     want_dcols = dz.astype(np.float64) @ w.T
     want_dx = np.zeros(x.shape)
     reference_conv.col2im(want_dcols, 0, 7, geometry, want_dx)
-    for chunk_bytes in (1, 3 * geometry[8] * geometry[9] * depth * 4, 1 << 30):  # 1, 3 and all 7 images
-        plan, z, dw, dx = _plan_run(shape, x, w, dz, monkeypatch, chunk_bytes, 2)
+    image_bytes = (shape[0][0] * shape[0][1] * shape[1][0] * shape[1][1] * 4 * 4 if method == "taps"
+                   else geometry[8] * geometry[9] * depth * 4)
+    monkeypatch.setattr(convolution, "MIN_CHUNK_MACS", 1 << 30)
+    for chunk_bytes in (1, 3 * image_bytes, 1 << 30):  # 1, 3 and all 7 images a chunk
+        plan, z, dw, dx = _plan_run(shape, x, w, dz, monkeypatch, chunk_bytes, 2, method)
+        assert plan.method == method
         assert len(plan.chunks(7)) == {1: 7, 1 << 30: 1}.get(chunk_bytes, 3)
         np.testing.assert_allclose(z, cols @ w, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(dw, cols.T @ dz, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(dx, want_dx, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("shape", [SHAPES[0], SHAPES[2]])
-def test_bytes_do_not_depend_on_the_thread_count(shape, monkeypatch):
+@pytest.mark.parametrize("shape, method", [(SHAPES[0], "direct"), (SHAPES[2], "columns"), (SHAPES[3], "taps")])
+def test_bytes_do_not_depend_on_the_thread_count(shape, method, monkeypatch):
     rng = np.random.default_rng(3)
     geometry = _geometry(*shape)
     x = rng.standard_normal((9,) + shape[0]).astype(np.float32)
     w = rng.standard_normal((shape[1][0] * shape[1][1] * shape[0][2], 5)).astype(np.float32)
     dz = rng.standard_normal((9 * geometry[8] * geometry[9], 5)).astype(np.float32)
-    runs = [_plan_run(shape, x, w, dz, monkeypatch, 1, threads)[1:] for threads in (1, 2, 1, 2)]
+    runs = [_plan_run(shape, x, w, dz, monkeypatch, 1, threads, method)[1:] for threads in (1, 2, 1, 2)]
     for other in runs[1:]:
         for got, want in zip(other, runs[0]):
             assert got.tobytes() == want.tobytes()

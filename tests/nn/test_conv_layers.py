@@ -108,7 +108,7 @@ def test_weight_bytes_do_not_depend_on_the_thread_count(monkeypatch):
     from nnctl.engine import convolution
 
     monkeypatch.setattr(convolution, "POOL_MIN_MACS", 0)
-    monkeypatch.setattr(convolution, "CHUNK_MACS", 20000)  # several chunks per batch
+    monkeypatch.setattr(convolution, "MIN_CHUNK_MACS", 1)  # several chunks per batch
     x = RNG.random((40, 10, 10, 1)).astype(np.float32)
     y = RNG.integers(0, 3, 40)
     results = []

@@ -152,6 +152,64 @@ def conv_direct_weight_grad(x, dz, first, count, geometry, dkernel):
                     scatter_masked(dz, row, col, taps, patch, 0, depth, dkernel, filters - col)
 
 
+# The tap-shift form (stride 1, more input channels than filters: IMDB's Conv1D(32, 7) on 128 features).
+# Instead of unfolding the input kh·kw times (im2col), one GEMM gives every input position's product with
+# every tap, y = x·[W_0 | W_1 | …] (h·w, taps·filters), and the output adds the taps' shifted columns; the
+# backward spreads dz into the same (h·w, taps·filters) layout, after which dx = spread·Wᵀ and
+# dW = xᵀ·spread are one GEMM each, with no col2im. Buffers are taps·filters wide instead of taps·channels.
+
+
+@njit(**CONV_KERNEL)
+def conv_taps_sum(y, count, height, width, geometry, z):
+    """z[b, oy, ox, :] = Σ_{ki, kj inside the image} y[b, iy, ix, (ki·kw + kj)·f : +f] with iy = oy − pad_top
+    + ki·dh, ix = ox − pad_left + kj·dw (stride 1). y: (count·h·w, taps·f); z: (count·out_h·out_w, f)."""
+    kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w = geometry
+    filters = z.shape[1]
+    for b in range(count):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                row = (b * out_h + oy) * out_w + ox
+                for f in range(filters):
+                    z[row, f] = 0.0
+                for ki in range(kh):
+                    iy = oy - pad_top + ki * dh
+                    if iy < 0 or iy >= height:
+                        continue
+                    for kj in range(kw):
+                        ix = ox - pad_left + kj * dw
+                        if ix < 0 or ix >= width:
+                            continue
+                        src = (b * height + iy) * width + ix
+                        col = (ki * kw + kj) * filters
+                        for f in range(filters):
+                            z[row, f] += y[src, col + f]
+
+
+@njit(**CONV_KERNEL)
+def conv_taps_spread(dz, count, height, width, geometry, spread):
+    """conv_taps_sum's adjoint: spread[b, iy, ix, (ki·kw + kj)·f + :] = dz[b, oy, ox, :] for oy = iy + pad_top
+    − ki·dh, ox = ix + pad_left − kj·dw inside the output, else 0. dz: (count·out_h·out_w, f);
+    spread: (count·h·w, taps·f), overwritten."""
+    kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w = geometry
+    filters = dz.shape[1]
+    for b in range(count):
+        for iy in range(height):
+            for ix in range(width):
+                dst = (b * height + iy) * width + ix
+                for ki in range(kh):
+                    oy = iy + pad_top - ki * dh
+                    for kj in range(kw):
+                        ox = ix + pad_left - kj * dw
+                        col = (ki * kw + kj) * filters
+                        if 0 <= oy < out_h and 0 <= ox < out_w:
+                            src = (b * out_h + oy) * out_w + ox
+                            for f in range(filters):
+                                spread[dst, col + f] = dz[src, f]
+                        else:
+                            for f in range(filters):
+                                spread[dst, col + f] = 0.0
+
+
 @njit(**CONV_KERNEL)
 def sum_partials(partials, count, out):
     """out = partials[0] + partials[1] + … + partials[count − 1], added in that order (the per-chunk kernel
@@ -166,4 +224,5 @@ def sum_partials(partials, count, out):
                 out[p, f] += partials[i, p, f]
 
 
-KERNELS = ("im2col", "col2im", "conv_direct_forward", "conv_direct_weight_grad", "sum_partials")
+KERNELS = ("im2col", "col2im", "conv_direct_forward", "conv_direct_weight_grad", "conv_taps_sum", "conv_taps_spread",
+           "sum_partials")
