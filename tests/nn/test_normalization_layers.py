@@ -242,6 +242,25 @@ def test_axis_errors_at_build_name_the_layer(layer, input_shape, message):
     assert "layer 1" in str(info.value)
 
 
+def test_weight_bytes_do_not_depend_on_the_thread_count(monkeypatch):
+    from nnctl.engine import settings, threads
+
+    monkeypatch.setattr(settings, "PARALLEL_MIN_MACS", 1)  # every call split when two threads are allowed
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((48, 8, 8, 64)) + 2).astype(np.float32)  # 1024 rows a batch: 4 chunks of 256
+    y = rng.integers(0, 3, 48)
+    results = []
+    for count in ("1", "2", "1", "2"):
+        monkeypatch.setenv("NNCTL_THREADS", count)
+        assert threads.parts(16 * 8 * 8 * 64) == int(count)  # "2" takes the split kernels
+        model = Sequential([BatchNormalization(), LayerNormalization(axis=[2, 3]), Flatten(),
+                            Dense(3, activation="softmax")], input_shape=(8, 8, 64), seed=5)
+        model.compile("rmsprop", "sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=2, batch_size=16)
+        results.append(b"".join(w.tobytes() for w in model.get_weights().values()))
+    assert len(set(results)) == 1
+
+
 # ---- PyTorch parity ----------------------------------------------------------------------------------
 
 def _torch_bn_parity(shape, torch_cls):
