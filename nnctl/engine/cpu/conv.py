@@ -102,54 +102,95 @@ def col2im(cols, first, count, geometry, dx):
                                 dx[image, iy, ix, c] += cols[row, base + c]
 
 
+@njit(inline="always", **CONV_KERNEL)
+def _span(out_len, stride, pad, dilation, tap, size):
+    """[lo, hi): the outputs o whose input o·stride − pad + tap·dilation lies in [0, size)."""
+    offset = tap * dilation - pad
+    lo = (-offset + stride - 1) // stride if offset < 0 else 0
+    hi = min(out_len, (size - 1 - offset) // stride + 1) if size - 1 - offset >= 0 else 0
+    return min(lo, hi), hi
+
+
+# The direct kernels work on one output row (b, oy) at a time: its out_w × filters block of z stays in L1,
+# and each (tap, channel) is one vector-block pass over the row's positions with that tap inside the image
+# (a strided view of x supplies the scales). Measured on MNIST's first layer (1 channel, 3×3, 32 filters),
+# one thread: forward 1.13 ms, kernel gradient 0.89 ms a batch of 64, against 1.43 / 1.38 ms for a patch-
+# per-position loop and 1.21 / 1.39 ms for im2col + BLAS.
+
+
 @njit(**CONV_KERNEL)
 def conv_direct_forward(x, kernel, first, count, geometry, z):
-    """Convolution without a column buffer, for a tiny patch (1 channel × 3×3: a 9-deep BLAS GEMM spends its
-    time in the columns and the call). x: (n, h, w, c); kernel: (kh·kw·c, filters); z: (count·out_h·out_w,
-    filters), overwritten.
+    """Convolution without a column buffer, for a tiny patch (a 9-deep BLAS GEMM spends its time on the
+    columns). x: (n, h, w, c); kernel: (kh·kw·c, filters); z: (count·out_h·out_w, filters), overwritten.
 
-        for b, oy, ox: patch = the column row of (first + b, oy, ox)
-                       z[row, :] = Σ_p patch[p] · kernel[p, :]      (simd.gather_row: vector blocks of filters)
+        for b, oy: z[row(b, oy, :), :] = 0
+            for ki, kj, ch, ox with the tap inside the image:                       (simd.scatter_16)
+                z[row(b, oy, ox), :] += x[first + b, iy, ix, ch] · kernel[(ki·kw + kj)·c + ch, :]
     """
-    out_h, out_w = geometry[8], geometry[9]
+    kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w = geometry
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    flat = x.reshape(x.size)
-    patch = np.empty(kernel.shape[0], x.dtype)
+    filters = kernel.shape[1]
+    positions = np.arange(out_w)
     for b in range(count):
+        image = first + b
         for oy in range(out_h):
-            for ox in range(out_w):
-                _unfold(flat, height, width, channels, first + b, oy, ox, geometry, patch)
-                gather_row(kernel, None, patch, 0, patch.shape[0], z, (b * out_h + oy) * out_w + ox)
+            row0 = (b * out_h + oy) * out_w
+            block = z[row0:row0 + out_w]
+            block[:, :] = 0.0
+            for ki in range(kh):
+                iy = oy * sh - pad_top + ki * dh
+                if iy < 0 or iy >= height:
+                    continue
+                for kj in range(kw):
+                    lo, hi = _span(out_w, sw, pad_left, dw, kj, width)
+                    if lo == hi:
+                        continue
+                    ix = lo * sw - pad_left + kj * dw
+                    for ch in range(channels):
+                        scales = x[image, iy, ix:ix + (hi - lo - 1) * sw + 1:sw, ch]
+                        tap = (ki * kw + kj) * channels + ch
+                        col = 0
+                        while col + LANES <= filters:
+                            scatter_16(kernel, tap, col, positions[lo:hi], scales, 0, hi - lo, block, LANES)
+                            col += LANES
+                        if col < filters:
+                            scatter_masked(kernel, tap, col, positions[lo:hi], scales, 0, hi - lo, block,
+                                           filters - col)
 
 
 @njit(**CONV_KERNEL)
 def conv_direct_weight_grad(x, dz, first, count, geometry, dkernel):
-    """The kernel gradient of `count` images for a tiny patch, without a column buffer: each output position's
-    patch scattered into the (L1-resident) gradient in vector blocks. x: (n, h, w, c); dz: (count·out_h·out_w,
-    filters); dkernel: (kh·kw·c, filters), overwritten.
+    """The kernel gradient of `count` images for a tiny patch, without a column buffer. x: (n, h, w, c);
+    dz: (count·out_h·out_w, filters); dkernel: (kh·kw·c, filters), overwritten.
 
         dkernel = 0
-        for b, oy, ox (in order): patch = the column row of (first + b, oy, ox)
-                                  for p: dkernel[p, :] += patch[p] · dz[row, :]     (simd.scatter_16)
+        for b, oy, ki, kj, ch (in this order):                                      (simd.gather_row)
+            dkernel[(ki·kw + kj)·c + ch, :] += Σ_{ox, tap inside} x[first + b, iy, ix, ch] · dz[row(b, oy, ox), :]
     """
-    out_h, out_w = geometry[8], geometry[9]
+    kh, kw, sh, sw, dh, dw, pad_top, pad_left, out_h, out_w = geometry
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-    flat = x.reshape(x.size)
-    depth, filters = dkernel.shape
-    patch = np.empty(depth, x.dtype)
-    taps = np.arange(depth)
+    filters = dkernel.shape[1]
+    row_sum = np.empty((1, filters), dz.dtype)
     dkernel[:, :] = 0.0
     for b in range(count):
+        image = first + b
         for oy in range(out_h):
-            for ox in range(out_w):
-                row = (b * out_h + oy) * out_w + ox
-                _unfold(flat, height, width, channels, first + b, oy, ox, geometry, patch)
-                col = 0
-                while col + LANES <= filters:
-                    scatter_16(dz, row, col, taps, patch, 0, depth, dkernel, LANES)
-                    col += LANES
-                if col < filters:
-                    scatter_masked(dz, row, col, taps, patch, 0, depth, dkernel, filters - col)
+            row0 = (b * out_h + oy) * out_w
+            for ki in range(kh):
+                iy = oy * sh - pad_top + ki * dh
+                if iy < 0 or iy >= height:
+                    continue
+                for kj in range(kw):
+                    lo, hi = _span(out_w, sw, pad_left, dw, kj, width)
+                    if lo == hi:
+                        continue
+                    ix = lo * sw - pad_left + kj * dw
+                    for ch in range(channels):
+                        scales = x[image, iy, ix:ix + (hi - lo - 1) * sw + 1:sw, ch]
+                        tap = (ki * kw + kj) * channels + ch
+                        gather_row(dz[row0 + lo:row0 + hi], None, scales, 0, hi - lo, row_sum, 0)
+                        for f in range(filters):
+                            dkernel[tap, f] += row_sum[0, f]
 
 
 # The tap-shift form (stride 1, more input channels than filters: IMDB's Conv1D(32, 7) on 128 features).
