@@ -59,6 +59,7 @@ def build_model(specs: list[dict], input_shape: tuple[int, ...], loss: str):
 
     for index, spec in enumerate(specs):
         kind, last = spec["type"], index == len(specs) - 1
+        _check_defaults(index, spec, {"trainable": True, "data_format": "channels_last"})
         act = None if spec.get("activation") == "linear" else spec.get("activation")
         if act not in ((activation,) if last else (None, "relu")):
             _unsupported(index, spec, f"activation `{act}` (loss `{loss}` takes `{activation}` last)")

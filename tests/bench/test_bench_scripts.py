@@ -171,3 +171,14 @@ def test_keras_rmsprop_puts_epsilon_inside_the_square_root():
         velocity = 0.9 * velocity + 0.1 * np.square(grad)
         expected = expected - 0.01 * np.array(grad) / np.sqrt(velocity + 1e-7)
     np.testing.assert_allclose(weight.detach().numpy(), expected, rtol=1e-12)
+
+
+def test_torch_twin_refuses_frozen_layers_and_channels_first_data():
+    pytest.importorskip("torch")
+    from torch_layers import build_model
+
+    with pytest.raises(SystemExit, match="layer 0 \\(dense\\).*`trainable: False`"):
+        build_model([{"type": "dense", "units": 1, "trainable": False}], (4,), "mse")
+    with pytest.raises(SystemExit, match="layer 0 \\(conv1d\\).*`data_format: channels_first`"):
+        build_model([{"type": "conv1d", "filters": 2, "kernel_size": 3, "data_format": "channels_first"},
+                     {"type": "flatten"}, {"type": "dense", "units": 1}], (8, 1), "mse")
