@@ -42,8 +42,12 @@ def test_a_step_leaves_no_trace_of_the_previous_ones_rows(regularizer):
     _, grads = used.compute_gradients(second, y)
     _, fresh = model().compute_gradients(second, y)
     np.testing.assert_array_equal(grads["embedding/embeddings"], fresh["embedding/embeddings"])
+    rows = used.layers[0].embeddings.rows  # what the optimizer may restrict its update to
     if regularizer is None:
         assert not grads["embedding/embeddings"][:15].any()
+        assert sorted(rows) == sorted(np.unique(second)) and len(rows) == len(set(rows))
+    else:  # the penalty's gradient reaches every row
+        assert rows is None
 
 
 def test_keras_parameter_counts_and_default_initializer():
