@@ -60,7 +60,7 @@ def _add_chunks(partial, out):
 
 
 @njit(**STRICT_KERNEL)
-def _batch_moments(x, partial, shift, gamma, momentum, epsilon, moving_mean, moving_variance, mean, inv_std):
+def _batch_moments(x, partial, shift, momentum, epsilon, moving_mean, moving_variance, mean, inv_std):
     """Batch mean and 1/sqrt(biased variance + ε) from the chunk sums of x − shift; moving statistics updated."""
     rows = x.shape[0]
     totals = np.empty((2, x.shape[1]))
@@ -109,7 +109,7 @@ def batch_norm_forward(x, gamma, beta, momentum, epsilon, moving_mean, moving_va
     partial = np.empty((chunks, 2, x.shape[1]))
     shift = _first_row(x)
     _shifted_sums(x, shift, 0, chunks, partial)
-    _batch_moments(x, partial, shift, gamma, momentum, epsilon, moving_mean, moving_variance, mean, inv_std)
+    _batch_moments(x, partial, shift, momentum, epsilon, moving_mean, moving_variance, mean, inv_std)
     _affine(x, mean, inv_std * gamma, beta, 0, x.shape[0], y)
 
 
@@ -124,7 +124,7 @@ def batch_norm_forward_split(x, gamma, beta, momentum, epsilon, moving_mean, mov
     shift = _first_row(x)
     for part in prange(parts):
         _shifted_sums(x, shift, part * chunks // parts, (part + 1) * chunks // parts, partial)
-    _batch_moments(x, partial, shift, gamma, momentum, epsilon, moving_mean, moving_variance, mean, inv_std)
+    _batch_moments(x, partial, shift, momentum, epsilon, moving_mean, moving_variance, mean, inv_std)
     scale = inv_std * gamma
     for part in prange(parts):
         _affine(x, mean, scale, beta, min(rows, part * chunks // parts * step),
