@@ -247,6 +247,33 @@ def test_axis_errors_at_build_name_the_layer(layer, input_shape, message):
     assert "layer 1" in str(info.value)
 
 
+def test_a_fit_resumed_from_a_checkpoint_gives_the_uninterrupted_bytes(tmp_path):
+    from nnctl.nn import checkpoint
+    from nnctl.nn.callbacks import History
+
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal((80, 4)) * 3 + 1).astype(np.float32)
+    y = x[:, :1] * x[:, 1:2]
+
+    def model():
+        m = Sequential([Dense(6, activation="relu"), BatchNormalization(), LayerNormalization(), Dense(1)],
+                       input_shape=(4,), seed=2)
+        m.compile("rmsprop", "mse")
+        return m
+
+    whole = model()
+    whole.fit(x, y, epochs=4, batch_size=16)
+    first, history = model(), History()
+    first.fit(x, y, epochs=2, batch_size=16, callbacks=[history])
+    saved = checkpoint.load(checkpoint.capture(first, history).save(tmp_path / "checkpoint.safetensors"))
+    resumed = model()
+    checkpoint.restore(resumed, saved, History())
+    resumed.fit(x, y, epochs=4, initial_epoch=2, batch_size=16)
+    assert not np.array_equal(resumed.get_weights()["batch_normalization/moving_mean"], np.zeros(6, np.float32))
+    for name, value in whole.get_weights().items():
+        assert resumed.get_weights()[name].tobytes() == value.tobytes(), name
+
+
 def test_weight_bytes_do_not_depend_on_the_thread_count(monkeypatch):
     from nnctl.engine import settings, threads
 
