@@ -43,7 +43,8 @@ CASES = [
       for d in (np.float32, np.float64)],
     *[pytest.param("embedding_scatter_add", lambda rng, d=d: _scatter(rng, d), id=f"scatter_add-{d.__name__}")
       for d in (np.float32, np.float64)],
-    pytest.param("scale_channels", lambda rng: _scale(rng, np.float32), id="scale_channels"),
+    *[pytest.param("scale_channels", lambda rng, d=d: _scale(rng, d), id=f"scale_channels-{d.__name__}")
+      for d in (np.float32, np.float64)],
 ]
 
 
