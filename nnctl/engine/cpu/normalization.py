@@ -78,12 +78,21 @@ def _batch_moments(x, partial, shift, momentum, epsilon, moving_mean, moving_var
 def _affine(x, mean, scale, beta, r0, r1, y):
     """y[r, c] = (x[r, c] − mean[c])·scale[c] + beta[c] for rows r0..r1-1, in x's type (float32: ~15 % faster
     than float64, and nothing cancels here)."""
-    terms = np.empty((3, x.shape[1]), x.dtype)
-    terms[0], terms[1], terms[2] = mean, scale, beta
-    m, sc, b = terms[0], terms[1], terms[2]
+    m, sc, b = np.empty(x.shape[1], x.dtype), np.empty(x.shape[1], x.dtype), np.empty(x.shape[1], x.dtype)
+    for c in range(x.shape[1]):  # element by element: array assignment took 1.6 s more to compile
+        m[c], sc[c], b[c] = mean[c], scale[c], beta[c]
     for r in range(r0, r1):
         for c in range(x.shape[1]):
             y[r, c] = (x[r, c] - m[c]) * sc[c] + b[c]
+
+
+@njit(**STRICT_KERNEL)
+def _scale(inv_std, gamma):
+    """inv_std·gamma, element by element (an array expression compiles NumPy's broadcasting: +1.5 s cold)."""
+    scale = np.empty(inv_std.shape[0])
+    for c in range(inv_std.shape[0]):
+        scale[c] = inv_std[c] * gamma[c]
+    return scale
 
 
 @njit(**STRICT_KERNEL)
@@ -110,7 +119,7 @@ def batch_norm_forward(x, gamma, beta, momentum, epsilon, moving_mean, moving_va
     shift = _first_row(x)
     _shifted_sums(x, shift, 0, chunks, partial)
     _batch_moments(x, partial, shift, momentum, epsilon, moving_mean, moving_variance, mean, inv_std)
-    _affine(x, mean, inv_std * gamma, beta, 0, x.shape[0], y)
+    _affine(x, mean, _scale(inv_std, gamma), beta, 0, x.shape[0], y)
 
 
 @njit(**STRICT_PARALLEL_KERNEL)
@@ -125,7 +134,7 @@ def batch_norm_forward_split(x, gamma, beta, momentum, epsilon, moving_mean, mov
     for part in prange(parts):
         _shifted_sums(x, shift, part * chunks // parts, (part + 1) * chunks // parts, partial)
     _batch_moments(x, partial, shift, momentum, epsilon, moving_mean, moving_variance, mean, inv_std)
-    scale = inv_std * gamma
+    scale = _scale(inv_std, gamma)
     for part in prange(parts):
         _affine(x, mean, scale, beta, min(rows, part * chunks // parts * step),
                 min(rows, (part + 1) * chunks // parts * step), y)
