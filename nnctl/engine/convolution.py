@@ -102,8 +102,10 @@ class ConvPlan:
         size = self.chunk_size(batch)
         return [(first, min(size, batch - first)) for first in range(0, batch, size)]
 
-    def forward(self, x, kernel2d, z):
-        """z = conv(x, kernel) without bias. x: (n, h, w, c); z: (n·positions, filters)."""
+    def forward(self, x, kernel2d, z, after=None):
+        """z = conv(x, kernel) without bias. x: (n, h, w, c); z: (n·positions, filters). `after(index, rows)`
+        runs on each chunk's rows of z as soon as they are done (the layer's bias + activation, while the rows
+        are still in cache, and on the pool with the rest of the chunk's work)."""
         backend, geometry, rows = self.backend, self.geometry, self.positions
         height, width, channels = self.in_shape
         wide = self._wide_kernel(kernel2d) if self.method == "taps" else None
@@ -120,11 +122,14 @@ class ConvPlan:
                 cols = self._workspace("cols", count * rows, self.depth, x.dtype)
                 backend.im2col(x, first, count, geometry, cols)
                 backend.gemm(cols, kernel2d, out)
+            if after is not None:
+                after(index, slice(first * rows, (first + count) * rows))
 
         self._run(run, x.shape[0])
 
-    def backward(self, x, dz, kernel2d, dkernel2d, dx=None):
-        """dkernel2d = Σ over chunks (in order) of the chunk's colsᵀ·dz; dx = col2im(dz·kernelᵀ) unless None."""
+    def backward(self, x, dz, kernel2d, dkernel2d, dx=None, before=None):
+        """dkernel2d = Σ over chunks (in order) of the chunk's colsᵀ·dz; dx = col2im(dz·kernelᵀ) unless None.
+        `before(index, rows)` first fills each chunk's rows of dz (the layer's activation backward)."""
         backend, geometry, rows = self.backend, self.geometry, self.positions
         height, width, channels = self.in_shape
         chunks = self.chunks(x.shape[0])
@@ -137,6 +142,8 @@ class ConvPlan:
                     .reshape(len(chunks), *shape))
 
         def run(index, first, count):
+            if before is not None:
+                before(index, slice(first * rows, (first + count) * rows))
             dz_chunk = dz[first * rows:(first + count) * rows]
             if taps:
                 spread = self._workspace("spread", count * height * width, shape[1], x.dtype)

@@ -1,13 +1,15 @@
 """Convolution layers: Conv1D and Conv2D, one `BaseConv(rank)` as in Keras 3 (channels-last).
 
-The math lives in nnctl/engine/convolution.py (im2col + GEMM per chunk); bias and activation are fused as in
-Dense, on the (batch·positions, filters) matrix, so the loss can fuse with the output activation.
+The math lives in nnctl/engine/convolution.py (GEMMs per chunk of images); bias and activation run on each
+chunk's rows of the (batch·positions, filters) matrix with Dense's fused kernels, and the loss can fuse with
+the output activation as it does with Dense.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from nnctl.engine.cpu.dense import ACTIVATION_CODES
 from nnctl.engine.convolution import ConvPlan, output_length
 from nnctl.errors import ArgumentError, ShapeError, check_positive_int
 from nnctl.nn.layers.arguments import (Bool, CausalPadding, Literal, NamedSpec, Number, Optional, Padding, Sizes,
@@ -101,17 +103,32 @@ class BaseConv(_Activated):
         x4 = np.ascontiguousarray(x).reshape((x.shape[0],) + plan.in_shape)
         self.x4 = x4
         z = self._buffer("z", (x.shape[0] * plan.positions, self.filters))
-        plan.forward(x4, self.kernel.value.reshape(plan.depth, self.filters), z)
-        return self._activate(z, self._bias_value()).reshape((x.shape[0],) + self.output_shape)
+        y = z if self.activation == "linear" else self._buffer("y", z.shape)
+        self.z, self.y = z, y  # as _Activated keeps them: the loss may read z as logits
+        bias, backend = self._bias_value(), self.backend
+
+        def activate(index, rows):
+            backend.bias_act_forward(z[rows], bias, self.act_code, self.alpha, y[rows])
+
+        plan.forward(x4, self.kernel.value.reshape(plan.depth, self.filters), z, activate)
+        return y.reshape((x.shape[0],) + self.output_shape)
 
     def backward(self, dy, from_preactivation=False):
-        plan, x4 = self.plan, self.x4
+        plan, x4, z, y, backend = self.plan, self.x4, self.z, self.y, self.backend
         dy2 = np.ascontiguousarray(dy).reshape(-1, self.filters)
-        db = self.bias.grad if self.bias is not None else self._buffer("db", (self.filters,))
-        dz = self._deactivate(dy2, from_preactivation, db)
+        dz = self._buffer("dz", dy2.shape)
+        code = ACTIVATION_CODES["linear"] if from_preactivation else self.act_code
+        chunks = len(plan.chunks(x4.shape[0]))
+        db_parts = self._buffer(("db", chunks), (chunks, 1, self.filters))  # summed in chunk order below
+
+        def deactivate(index, rows):
+            backend.bias_act_backward(dy2[rows], z[rows], y[rows], code, self.alpha, dz[rows], db_parts[index, 0])
+
         dkernel = self.kernel.grad.reshape(plan.depth, self.filters)
         dx = self._buffer("dx", x4.shape) if self.needs_input_grad else None
-        plan.backward(x4, dz, self.kernel.value.reshape(plan.depth, self.filters), dkernel, dx)
+        plan.backward(x4, dz, self.kernel.value.reshape(plan.depth, self.filters), dkernel, dx, deactivate)
+        db = self.bias.grad if self.bias is not None else self._buffer("db", (self.filters,))
+        backend.sum_partials(db_parts, chunks, db.reshape(1, self.filters))
         return None if dx is None else dx.reshape((x4.shape[0],) + tuple(self.input_shape))
 
     def get_config(self):
