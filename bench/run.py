@@ -2,7 +2,7 @@
 
     NNCTL_DATA_DIR=/path/to/datasets python bench/run.py [--rounds 5] [--configs imdb,mnist,...,imdb_conv1d]
         [--load [on|both]] [--torch-threads N] [--epochs-override N | imdb=N,...] [--torch-kfold-epochs N]
-        [--no-one-thread] [--skip-startup]
+        [--no-torch] [--no-one-thread] [--skip-startup]
 
 Every run is a fresh subprocess; its wall time and peak RSS (os.wait4's ru_maxrss) belong to that process alone.
 """
@@ -250,6 +250,7 @@ def main(argv=None) -> int:
                         help="epochs per fold of the torch K-fold twin (default 25; 0: the config's 500, "
                              "about 2.5 min a run)")
     parser.add_argument("--skip-startup", action="store_true", help="leave out the start-up measurements")
+    parser.add_argument("--no-torch", action="store_true", help="time nnctl's side only")
     parser.add_argument("--no-one-thread", action="store_true",
                         help="skip torch's 1-thread side of the configs with a 1-thread target")
     args = parser.parse_args(argv)
@@ -268,8 +269,8 @@ def main(argv=None) -> int:
         print(f"error: {missing}", file=sys.stderr)
         return 2
 
-    with_torch = importlib.util.find_spec("torch") is not None
-    if not with_torch:
+    with_torch = importlib.util.find_spec("torch") is not None and not args.no_torch
+    if not with_torch and not args.no_torch:
         print(f"PyTorch is not installed, so only nnctl runs. For the comparison install the extra:\n"
               f"    {BENCH_EXTRA_HINT}\n")
 
