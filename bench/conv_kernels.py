@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-# (key, rank, batch, input shape, filters, kernel, needs input gradient, images per epoch step count)
+# key: (rank, batch, input shape, filters, kernel size, needs the input gradient)
 SHAPES = {
     "mnist1": (2, 64, (28, 28, 1), 32, 3, False),
     "mnist2": (2, 64, (13, 13, 32), 64, 3, True),
@@ -65,10 +65,11 @@ def torch_step(rank, batch, in_shape, filters, kernel, input_grad):
 
 
 def timed(step, iterations):
-    start = time.perf_counter()
+    """(wall ms, process CPU ms) per call: CPU time near wall × threads means the threads had their cores."""
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(iterations):
         step()
-    return (time.perf_counter() - start) / iterations * 1e3
+    return ((time.perf_counter() - start) / iterations * 1e3, (time.process_time() - cpu) / iterations * 1e3)
 
 
 def main(argv=None):
@@ -84,7 +85,8 @@ def main(argv=None):
     except ImportError:
         torch = None
         print("torch is not installed: nnctl only", file=sys.stderr)
-    print(f"threads={args.threads} repeats={args.repeats}  ms per forward+backward (median [min-max])")
+    print(f"threads={args.threads} repeats={args.repeats}  ms per forward+backward: wall median [min-max] "
+          f"(process CPU ms, median)")
     for key in args.shapes.split(","):
         spec = SHAPES[key]
         steps = {"nnctl": nnctl_step(*spec)}
@@ -92,14 +94,18 @@ def main(argv=None):
             steps["torch"] = torch_step(*spec)
         for step in steps.values():  # warm-up: JIT compilation, allocator
             step(), step()
-        iterations = max(1, int(0.3 / max(1e-4, timed(steps["nnctl"], 1) / 1e3)))
+        iterations = max(1, int(0.3 / max(1e-4, timed(steps["nnctl"], 1)[0] / 1e3)))
         samples = {name: [] for name in steps}
+        cpu = {name: [] for name in steps}
         for _ in range(args.repeats):
             for name, step in steps.items():
-                samples[name].append(timed(step, iterations))
+                wall, used = timed(step, iterations)
+                samples[name].append(wall)
+                cpu[name].append(used)
         line = [f"{key:7s}"]
         for name, values in samples.items():
-            line.append(f"{name} {statistics.median(values):8.2f} [{min(values):.2f}-{max(values):.2f}]")
+            line.append(f"{name} {statistics.median(values):8.2f} [{min(values):.2f}-{max(values):.2f}] "
+                        f"(cpu {statistics.median(cpu[name]):.2f})")
         if torch is not None:
             line.append(f"torch/nnctl {statistics.median(samples['torch']) / statistics.median(samples['nnctl']):.2f}")
         print("  ".join(line), flush=True)

@@ -8,6 +8,7 @@ order, so the bytes are the same on 1 or 2 threads and under any load.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -30,7 +31,7 @@ TRAFFIC = 8
 POOL_MIN_MACS = 1 << 21
 
 _pool: ThreadPoolExecutor | None = None
-_pool_size = 0
+_pool_key = (0, 0)  # (threads, pid): a forked child (a Dask or K-fold worker process) has none of them
 _pool_lock = threading.Lock()
 
 
@@ -199,11 +200,13 @@ class ConvPlan:
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
-    """The process's conv thread pool, created on first use and resized if the thread count changes."""
-    global _pool, _pool_size
+    """The process's conv thread pool, created on first use, again when the thread count changes, and in a
+    forked child, where the parent's pool threads do not exist (its tasks would wait forever)."""
+    global _pool, _pool_key
+    key = (workers, os.getpid())
     with _pool_lock:
-        if _pool is None or _pool_size != workers:
-            if _pool is not None:
+        if _pool is None or _pool_key != key:
+            if _pool is not None and _pool_key[1] == key[1]:
                 _pool.shutdown(wait=True)
-            _pool, _pool_size = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nnctl-conv"), workers
+            _pool, _pool_key = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nnctl-conv"), key
         return _pool

@@ -156,3 +156,30 @@ def test_bytes_do_not_depend_on_the_thread_count(shape, method, monkeypatch):
     for other in runs[1:]:
         for got, want in zip(other, runs[0]):
             assert got.tobytes() == want.tobytes()
+
+
+def test_a_forked_child_gets_its_own_pool(monkeypatch):
+    import os
+
+    monkeypatch.setattr(convolution, "POOL_MIN_MACS", 0)
+    monkeypatch.setenv("NNCTL_THREADS", "2")
+    shape = SHAPES[2]
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((6,) + shape[0]).astype(np.float32)
+    w = rng.standard_normal((shape[1][0] * shape[1][1] * shape[0][2], 3)).astype(np.float32)
+    plan = ConvPlan(BACKEND, shape[0], *shape[1:4], shape[4], 3, "columns")
+    z = np.zeros((6 * plan.positions, 3), np.float32)
+    plan.forward(x, w, z)  # the parent's pool now exists
+    pid = os.fork()
+    if pid == 0:  # the child: the same call must finish (it hung on the parent's threads before)
+        import signal
+
+        signal.alarm(20)  # a hang fails the test instead of stalling the suite
+        try:
+            again = np.zeros_like(z)
+            plan.forward(x, w, again)
+            os._exit(0 if again.tobytes() == z.tobytes() else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
