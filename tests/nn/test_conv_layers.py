@@ -27,6 +27,19 @@ def test_keras_parameter_counts():
     assert model.layers[0].output_shape == (494, 32)
 
 
+def test_the_books_models_count_as_in_keras():
+    from nnctl.nn.layers.embedding import Embedding
+    from nnctl.nn.layers.pooling import GlobalMaxPooling1D, MaxPooling1D, MaxPooling2D
+
+    mnist = Sequential([Conv2D(32, 3, activation="relu"), MaxPooling2D(2), Conv2D(64, 3, activation="relu"),
+                        MaxPooling2D(2), Conv2D(64, 3, activation="relu"), Flatten(), Dense(64, activation="relu"),
+                        Dense(10, activation="softmax")], input_shape=(28, 28, 1), seed=0)
+    assert mnist.summary()["total_params"] == 93322
+    imdb = Sequential([Embedding(10000, 128), Conv1D(32, 7, activation="relu"), MaxPooling1D(5),
+                       Conv1D(32, 7, activation="relu"), GlobalMaxPooling1D(), Dense(1)], input_shape=(500,), seed=0)
+    assert imdb.summary()["total_params"] == 1315937
+
+
 @pytest.mark.parametrize("layer, in_shape, out_shape", [
     (Conv2D(4, 3), (28, 28, 1), (26, 26, 4)),
     (Conv2D(4, (3, 2), strides=2, padding="same"), (7, 6, 2), (4, 3, 4)),
