@@ -1,9 +1,10 @@
-"""Device-neutral convolution orchestration: geometry, chunk plan, bounded workspaces, and the chunk loop that
-calls `backend.im2col`/`col2im`/`gemm*` (forward, kernel gradient, input gradient).
+"""Device-neutral convolution orchestration: geometry, method, chunk plan, bounded workspaces, and the chunk
+loop that calls `backend.<conv kernel>` and `backend.gemm*` (forward, kernel gradient, input gradient).
 
-A batch is cut into chunks of a fixed number of images chosen from the shape alone, never from the thread
-count; chunks may run on a small thread pool, and the kernel gradient adds the chunks' partials in chunk
-order, so the bytes are the same on 1 or 2 threads and under any load.
+A batch is cut into chunks of a number of images chosen from the batch size and the shape, never from the
+thread count; chunks may run on a small thread pool, each writing only its own rows, images and partial, and
+the kernel gradient adds the chunks' partials in chunk order, so the bytes are the same on 1 or 2 threads and
+under any load, with no barrier but the end of the call.
 """
 
 from __future__ import annotations
@@ -50,8 +51,11 @@ def output_length(size: int, kernel: int, stride: int, dilation: int, padding: s
 
 
 class ConvPlan:
-    """One convolution's geometry on (n, h, w, c) inputs, its chunking and its reusable workspaces.
+    """One convolution's geometry on (n, h, w, c) inputs, its method, chunking and reusable workspaces.
 
+    Methods (chosen from the shape in `_method`): 'direct' (tiny patches: no buffer, vector loops),
+    'columns' (im2col + one GEMM per chunk; col2im for dx), 'taps' (stride 1, few filters: one GEMM against
+    the kernel's taps side by side, then a shifted sum; see nnctl/engine/cpu/conv.py).
     kernel2d is the Keras kernel (kh, kw, in, out) reshaped to (kh·kw·in, out); z and dz are
     (n·out_h·out_w, out) with rows ordered (image, oy, ox).
     """
@@ -168,7 +172,8 @@ class ConvPlan:
         if len(chunks) > 1:
             backend.sum_partials(partials, len(chunks), total)
         if taps:  # (in, taps·filters) back to the Keras layout (taps·in, filters)
-            dkernel2d.reshape(-1, channels, self.filters)[...] = total.reshape(channels, -1, self.filters).transpose(1, 0, 2)
+            keras = dkernel2d.reshape(-1, channels, self.filters)
+            keras[...] = total.reshape(channels, -1, self.filters).transpose(1, 0, 2)
 
     def _wide_kernel(self, kernel2d):
         """The kernel as [W_0 | W_1 | …]: (in, taps·filters), W_t the (in, filters) matrix of tap t."""
