@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from nnctl.nn.model import Sequential
 from nnctl.nn.layers.embedding import Embedding
+from nnctl.nn.model import Sequential
 
 CASES = [((10000, 8), (32, 20)), ((10000, 128), (128, 500))]
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from nnctl.errors import ArgumentError, ShapeError
-from nnctl.nn.model import Sequential
 from nnctl.nn.layers.core import Dense, Flatten
 from nnctl.nn.layers.embedding import Embedding
+from nnctl.nn.model import Sequential
 from tests.nn.test_gradients import check_model
 
 RNG = np.random.default_rng(11)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from nnctl.errors import ArgumentError, ShapeError
-from nnctl.nn.model import Sequential
 from nnctl.nn.layers.core import Dense, Flatten
 from nnctl.nn.layers.regularization import SpatialDropout1D, SpatialDropout2D
+from nnctl.nn.model import Sequential
 from tests.nn.test_gradients import numeric_gradients
 
 RNG = np.random.default_rng(5)
