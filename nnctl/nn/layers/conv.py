@@ -49,12 +49,9 @@ class BaseConv(_Activated):
         self.bias_regularizer = check_regularizer("bias_regularizer", bias_regularizer)
         self.plan = None
 
-    # Conv1D sees (length, channels) as (1, length, channels).
-    def _as_2d(self, shape):
-        return tuple(shape) if self.rank == 2 else (1,) + tuple(shape)
-
-    def _spatial_2d(self, sizes):
-        return tuple(sizes) if self.rank == 2 else (1,) + tuple(sizes)
+    def _as_2d(self, values):
+        """Conv1D's shapes and sizes with a leading height of 1: (length, channels) → (1, length, channels)."""
+        return tuple(values) if self.rank == 2 else (1,) + tuple(values)
 
     def _paddings_2d(self):
         return (self.padding,) * 2 if self.rank == 2 else ("valid", self.padding)
@@ -88,8 +85,8 @@ class BaseConv(_Activated):
 
     def _plan(self):
         if self.plan is None or self.plan.backend is not self.backend:
-            self.plan = ConvPlan(self.backend, self._as_2d(self.input_shape), self._spatial_2d(self.kernel_size),
-                                 self._spatial_2d(self.strides), self._spatial_2d(self.dilation_rate),
+            self.plan = ConvPlan(self.backend, self._as_2d(self.input_shape), self._as_2d(self.kernel_size),
+                                 self._as_2d(self.strides), self._as_2d(self.dilation_rate),
                                  self._paddings_2d(), self.filters)
         return self.plan
 
