@@ -61,6 +61,15 @@ def test_output_shapes_and_weight_layouts(layer, in_shape, out_shape):
     assert y.shape == (3, int(np.prod(out_shape)))
 
 
+def test_glorot_uniform_uses_keras_fans_for_conv_kernels():
+    # Keras: fan_in = kh·kw·in, fan_out = kh·kw·filters; limit sqrt(6 / (fan_in + fan_out)).
+    model = Sequential([Conv2D(32, 3)], input_shape=(28, 28, 1), seed=0)
+    model.build()
+    kernel = model.get_weights()["conv2d/kernel"]
+    limit = np.sqrt(6 / (9 * 1 + 9 * 32))
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.95 * limit
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda: Conv2D(0, 3), "`filters`"),
     (lambda: Conv2D(4, [3, 3, 3]), "`kernel_size`"),
