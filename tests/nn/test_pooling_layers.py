@@ -153,6 +153,23 @@ def test_gradients(layer, shape):
     check_model([Dense(3), layer, Flatten(), Dense(2)], shape, "mse", x, RNG.standard_normal((3, 2)))
 
 
+def test_training_through_pooling_is_byte_reproducible():
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((40, 9, 4)).astype(np.float32), rng.integers(0, 3, 40)
+
+    def train():
+        model = Sequential([Dense(6, activation="relu"), MaxPooling1D(3, strides=2, padding="same"),
+                            AveragePooling1D(2), GlobalMaxPooling1D(), Dense(3, activation="softmax")],
+                           input_shape=(9, 4), seed=2)
+        model.compile("rmsprop", "sparse_categorical_crossentropy")
+        history = model.fit(x, y, epochs=3, batch_size=8)
+        return history["loss"], model.get_weights()
+
+    (loss1, w1), (loss2, w2) = train(), train()
+    assert loss1 == loss2 and loss1[-1] < loss1[0]
+    assert all(w1[name].tobytes() == w2[name].tobytes() for name in w1)
+
+
 def test_first_layer_skips_the_input_gradient():
     layer = MaxPooling2D()
     x = RNG.standard_normal((2, 4, 4, 3)).astype(np.float32)
