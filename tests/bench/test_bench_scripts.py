@@ -182,3 +182,11 @@ def test_torch_twin_refuses_frozen_layers_and_channels_first_data():
     with pytest.raises(SystemExit, match="layer 0 \\(conv1d\\).*`data_format: channels_first`"):
         build_model([{"type": "conv1d", "filters": 2, "kernel_size": 3, "data_format": "channels_first"},
                      {"type": "flatten"}, {"type": "dense", "units": 1}], (8, 1), "mse")
+
+
+def test_torch_fidelity_reads_seed_ranges_and_summarises_with_the_range():
+    from torch_fidelity import parse_seeds, summary
+
+    assert parse_seeds("0-6") == list(range(7)) and parse_seeds("0,3,5") == [0, 3, 5]
+    assert summary("best val_accuracy", [0.75, 0.77, 0.76]) == \
+        "best val_accuracy: 0.7500, 0.7700, 0.7600 → mean 0.7600 [0.7500–0.7700]"
