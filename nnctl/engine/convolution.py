@@ -30,6 +30,8 @@ MIN_CHUNK_MACS = 4 << 20
 DIRECT_FORWARD_MAX_DEPTH = 9
 DIRECT_FORWARD_MIN_FILTERS = 16
 DIRECT_GRAD_MAX_DEPTH = 27
+# A training forward keeps the whole batch's columns for its backward (no second im2col) up to this size.
+KEPT_COLUMNS_BYTES = 16 << 20
 # How many multiply-adds one float written and read back through a workspace costs, for choosing a method.
 TRAFFIC = 8
 # A call with fewer multiply-adds than this runs on the caller's thread (a pool hand-off costs ~10-20 µs).
@@ -87,6 +89,7 @@ class ConvPlan:
             self.image_bytes = self.positions * self.depth * 4
             self.image_macs = self.positions * self.depth * filters
         self._workspaces: dict = {}
+        self._kept = (None, None)  # (x, its columns) from the last training forward
 
     def _method(self, in_positions, channels):
         """'direct' for a tiny patch; 'taps' (see nnctl/engine/cpu/conv.py) at stride 1 when its GEMM and
@@ -114,13 +117,18 @@ class ConvPlan:
         size = self.chunk_size(batch)
         return [(first, min(size, batch - first)) for first in range(0, batch, size)]
 
-    def forward(self, x, kernel2d, z, after=None):
+    def forward(self, x, kernel2d, z, after=None, keep=False):
         """z = conv(x, kernel) without bias. x: (n, h, w, c); z: (n·positions, filters). `after(index, rows)`
         runs on each chunk's rows of z as soon as they are done (the layer's bias + activation, while the rows
-        are still in cache, and on the pool with the rest of the chunk's work)."""
+        are still in cache, and on the pool with the rest of the chunk's work). `keep`: a training step, whose
+        backward may reuse the columns if the whole batch's fit in KEPT_COLUMNS_BYTES."""
         backend, geometry, rows = self.backend, self.geometry, self.positions
         height, width, channels = self.in_shape
         wide = self._wide_kernel(kernel2d) if self.method == "taps" else None
+        kept = None
+        if keep and self.method == "columns" and x.shape[0] * rows * self.depth * x.itemsize <= KEPT_COLUMNS_BYTES:
+            kept = self._workspace("kept", x.shape[0] * rows, self.depth, x.dtype)
+        self._kept = (x, kept)
 
         def run(index, first, count):
             out = z[first * rows:(first + count) * rows]
@@ -131,7 +139,8 @@ class ConvPlan:
                 backend.gemm(x[first:first + count].reshape(-1, channels), wide, y)
                 backend.conv_taps_sum(y, count, height, width, geometry, out)
             else:
-                cols = self._workspace("cols", count * rows, self.depth, x.dtype)
+                cols = (kept[first * rows:(first + count) * rows] if kept is not None else
+                        self._workspace("cols", count * rows, self.depth, x.dtype))
                 backend.im2col(x, first, count, geometry, cols)
                 backend.gemm(cols, kernel2d, out)
             if after is not None:
@@ -149,6 +158,8 @@ class ConvPlan:
         wide = self._wide_kernel(kernel2d) if taps else None
         shape = (channels, self.depth // channels * self.filters) if taps else (self.depth, self.filters)
         total = self._workspace("dwide", *shape, x.dtype) if taps else dkernel2d
+        kept = self._kept[1] if self._kept[0] is x else None
+        self._kept = (None, None)
         partials = (total[None] if len(chunks) == 1 else
                     self._workspace("partials", len(chunks), shape[0] * shape[1], x.dtype)
                     .reshape(len(chunks), *shape))
@@ -166,6 +177,8 @@ class ConvPlan:
                 return
             if self.direct_grad:
                 backend.conv_direct_weight_grad(x, dz_chunk, first, count, geometry, partials[index])
+            elif kept is not None:
+                backend.gemm_tn(kept[first * rows:(first + count) * rows], dz_chunk, partials[index])
             else:
                 cols = self._workspace("cols", count * rows, self.depth, x.dtype)
                 backend.im2col(x, first, count, geometry, cols)

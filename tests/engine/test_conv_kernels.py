@@ -105,13 +105,13 @@ def _numpy_conv(x, w, geometry):
     return cols
 
 
-def _plan_run(shape, x, w, dz, monkeypatch, chunk_bytes, threads, method=None):
+def _plan_run(shape, x, w, dz, monkeypatch, chunk_bytes, threads, method=None, keep=False):
     monkeypatch.setattr(convolution, "WORKSPACE_BYTES", chunk_bytes)
     monkeypatch.setattr(convolution, "POOL_MIN_MACS", 0)
     monkeypatch.setenv("NNCTL_THREADS", str(threads))
     plan = ConvPlan(BACKEND, shape[0], *shape[1:4], shape[4], w.shape[1], method)
     z = np.zeros((x.shape[0] * plan.positions, w.shape[1]), x.dtype)
-    plan.forward(x, w, z)
+    plan.forward(x, w, z, keep=keep)
     dw, dx = np.zeros_like(w), np.zeros_like(x)
     plan.backward(x, dz, w, dw, dx)
     return plan, z, dw, dx
@@ -121,8 +121,9 @@ METHODS = [(shape, method) for shape in SHAPES for method in ("direct", "columns
            if method != "taps" or shape[2] == (1, 1)]
 
 
+@pytest.mark.parametrize("keep", [False, True], ids=["columns-again", "columns-kept"])
 @pytest.mark.parametrize("shape, method", METHODS)
-def test_the_plan_matches_numpy_across_chunk_boundaries(shape, method, monkeypatch):
+def test_the_plan_matches_numpy_across_chunk_boundaries(shape, method, keep, monkeypatch):
     rng = np.random.default_rng(2)
     geometry = _geometry(*shape)
     x = rng.standard_normal((7,) + shape[0]).astype(np.float32)
@@ -137,7 +138,7 @@ def test_the_plan_matches_numpy_across_chunk_boundaries(shape, method, monkeypat
                    else geometry[8] * geometry[9] * depth * 4)
     monkeypatch.setattr(convolution, "MIN_CHUNK_MACS", 1 << 30)
     for chunk_bytes in (1, 3 * image_bytes, 1 << 30):  # 1, 3 and all 7 images a chunk
-        plan, z, dw, dx = _plan_run(shape, x, w, dz, monkeypatch, chunk_bytes, 2, method)
+        plan, z, dw, dx = _plan_run(shape, x, w, dz, monkeypatch, chunk_bytes, 2, method, keep)
         assert plan.method == method
         assert len(plan.chunks(7)) == {1: 7, 1 << 30: 1}.get(chunk_bytes, 3)
         np.testing.assert_allclose(z, cols @ w, rtol=1e-4, atol=1e-4)
@@ -152,7 +153,8 @@ def test_bytes_do_not_depend_on_the_thread_count(shape, method, monkeypatch):
     x = rng.standard_normal((9,) + shape[0]).astype(np.float32)
     w = rng.standard_normal((shape[1][0] * shape[1][1] * shape[0][2], 5)).astype(np.float32)
     dz = rng.standard_normal((9 * geometry[8] * geometry[9], 5)).astype(np.float32)
-    runs = [_plan_run(shape, x, w, dz, monkeypatch, 1, threads, method)[1:] for threads in (1, 2, 1, 2)]
+    runs = [_plan_run(shape, x, w, dz, monkeypatch, 1, threads, method, keep)[1:]
+            for threads, keep in ((1, False), (2, False), (1, True), (2, True))]
     for other in runs[1:]:
         for got, want in zip(other, runs[0]):
             assert got.tobytes() == want.tobytes()
@@ -183,3 +185,19 @@ def test_a_forked_child_gets_its_own_pool(monkeypatch):
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_kept_columns_serve_only_the_batch_they_came_from():
+    shape = SHAPES[2]
+    rng = np.random.default_rng(8)
+    x1, x2 = (rng.standard_normal((4,) + shape[0]).astype(np.float32) for _ in range(2))
+    w = rng.standard_normal((shape[1][0] * shape[1][1] * shape[0][2], 3)).astype(np.float32)
+    plan = ConvPlan(BACKEND, shape[0], *shape[1:4], shape[4], 3, "columns")
+    z = np.zeros((4 * plan.positions, 3), np.float32)
+    dz = rng.standard_normal(z.shape).astype(np.float32)
+    plan.forward(x1, w, z, keep=True)
+    plan.forward(x2, w, z)  # an inference call in between (validation) keeps nothing
+    dw, want = np.zeros_like(w), np.zeros_like(w)
+    plan.backward(x2, dz, w, dw)
+    ConvPlan(BACKEND, shape[0], *shape[1:4], shape[4], 3, "columns").backward(x2, dz, w, want)
+    assert dw.tobytes() == want.tobytes()

@@ -107,7 +107,7 @@ class BaseConv(_Activated):
         def activate(index, rows):
             backend.bias_act_forward(z[rows], bias, self.act_code, self.alpha, y[rows])
 
-        plan.forward(x4, self.kernel.value.reshape(plan.depth, self.filters), z, activate)
+        plan.forward(x4, self.kernel.value.reshape(plan.depth, self.filters), z, activate, keep=training)
         return y.reshape((x.shape[0],) + self.output_shape)
 
     def backward(self, dy, from_preactivation=False):
