@@ -8,8 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnctl.errors import ShapeError, check_positive_int
-from nnctl.nn.layers.arguments import (Bool, NamedSpec, Optional, Width, check_bool, check_initializer,
-                                       check_regularizer)
+from nnctl.nn.layers.arguments import Bool, NamedSpec, Optional, Width, check_bool, check_initializer, check_regularizer
 from nnctl.nn.layers.base import Layer
 
 
@@ -67,8 +66,9 @@ class Embedding(Layer):
         return out.reshape(ids.shape + (self.output_dim,))
 
     def backward(self, dy):
+        """Fills the table's gradient; returns None (no input gradient)."""
         if not self.embeddings.trainable:  # frozen: no gradient, and ids have none to pass on
-            return None
+            return
         grad = self.embeddings.grad
         if self._dense_dirty:
             grad[...] = 0
@@ -78,7 +78,6 @@ class Embedding(Layer):
                                                                  self._touched_count, self._marks)
         # With a regularizer every row has a gradient; otherwise only these rows do.
         self.embeddings.rows = None if self._dense_dirty else self._touched[:self._touched_count]
-        return None
 
     def get_config(self):
         return {"input_dim": self.input_dim, "output_dim": self.output_dim,
