@@ -23,9 +23,10 @@ class ShapeError(NnctlError, ValueError):
 class UnknownNameError(NnctlError, ValueError):
     """A registry lookup failed; carries the closest match and the allowed names."""
 
-    def __init__(self, kind: str, name: str, allowed: list[str]):
+    def __init__(self, kind: str, name: str, allowed: list[str], spellings: list[str] | None = None):
+        """`allowed` is listed; the suggestion may also be one of `spellings` (aliases)."""
         self.kind, self.name, self.allowed = kind, name, sorted(allowed)
-        self.suggestion = did_you_mean(name, allowed)
+        self.suggestion = did_you_mean(name, sorted(set(allowed) | set(spellings or ())))
         hint = f" — did you mean '{self.suggestion}'?" if self.suggestion else ""
         super().__init__(f"unknown {kind} {show(name)}{hint} (allowed: {', '.join(self.allowed)})")
 

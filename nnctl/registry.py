@@ -14,7 +14,7 @@ def normalize(name: str) -> str:
     """Keras accepts `BinaryCrossentropy`, `binary_crossentropy` and `binary-crossentropy` alike."""
     out = []
     for i, ch in enumerate(str(name).strip()):
-        if ch.isupper() and i and (out and out[-1] != "_"):
+        if ch.isupper() and i and (out and out[-1] != "_" and not out[-1].isdigit()):  # Conv2D → conv2d
             out.append("_")
         out.append("_" if ch in "- " else ch.lower())
     return "".join(out)
@@ -50,8 +50,8 @@ class Registry:
             # Compact spellings like "rmsprop"/"RMSProp" normalize differently; try without underscores.
             squashed = {k.replace("_", ""): k for k in self.names()}
             found = squashed.get(key.replace("_", ""))
-            if found is None:
-                raise UnknownNameError(self.kind, name, self.names())
+            if found is None:  # the list names each entry once; aliases can still be suggested
+                raise UnknownNameError(self.kind, name, sorted(self.entries), self.names())
             key = self.aliases.get(found, found)
         return key
 

@@ -144,7 +144,7 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
     _check_output(resolved, model, loss)
     model.config_warnings = output_warnings(resolved, model, loss)
     metrics = [attempt(("metrics", i), spec if isinstance(spec, dict) else {}, lambda spec=spec: resolve_metric(
-        spec, loss.name, model.output_units)) for i, spec in enumerate(cfg.metrics)]
+        spec, loss.name, model.units)) for i, spec in enumerate(cfg.metrics)]
     names = [m.name for m in metrics if m is not None]
     for index, metric in enumerate(metrics):
         if metric is not None and names.count(metric.name) > 1:
@@ -175,7 +175,7 @@ def _check_memory(resolved: ResolvedConfig, layers, shape, batch_rows: int, opti
 
 def _check_output(resolved: ResolvedConfig, model, loss_object) -> None:
     """Loss and output combinations that train without error but cannot learn anything."""
-    loss, units, head = loss_object.name, model.output_units, model.layers[-1]
+    loss, units, head = loss_object.name, model.units, model.layers[-1]
     last = ("model", "layers", len(resolved.config.model.layers) - 1)
     if loss in ("categorical_crossentropy", "sparse_categorical_crossentropy") and units == 1:
         raise ConfigError([resolved.issue(last + ("units",), f"{loss} needs one output unit per class, the last layer "
@@ -292,7 +292,7 @@ def check_data(resolved: ResolvedConfig, model, splits) -> None:
                                       f"(shape {list(y.shape[1:])} per sample): use categorical_crossentropy")
         else:
             try:
-                model.loss.prepare_targets(y, model.output_units)
+                model.prepare_targets(y)
                 continue
             except NnctlError as err:
                 where, core = last + ("units",), "y_{split}: " + _plain(err).replace("{", "{{").replace("}", "}}")

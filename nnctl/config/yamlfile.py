@@ -47,14 +47,14 @@ class ConfigIssue:
     def __str__(self):
         where = f"{format_path(self.path)}: " if self.path else ""
         # A safety net: every message that quotes a user's value shortens it, no issue spans two lines, and
-        # path and message together stay under ~300 characters (a long "allowed:" list loses its middle).
-        return f"{self.source}: {where}{clip(self.message, max(120, 280 - len(where)))}"
+        # path and message together stay under ~280 characters (a long "allowed:" list loses its middle).
+        return f"{self.source}: {where}{clip(self.message, max(120, 260 - len(where)))}"
 
 
 def warning_line(issue: ConfigIssue) -> str:
     """`file:line:col: warning: key: message` for a config that runs but probably not as meant."""
     where = f"{format_path(issue.path)}: " if issue.path else ""
-    return f"{issue.source}: warning: {where}{clip(issue.message, 280)}"
+    return f"{issue.source}: warning: {where}{clip(issue.message, max(120, 260 - len(where)))}"
 
 
 class ConfigError(NnctlError):

@@ -24,7 +24,7 @@ class Dataset:
     y: np.ndarray  # as the user gave it, for metrics
 
     def __len__(self):
-        return len(self.y)
+        return self.x.shape[0]  # samples (y has one row per output row: samples × steps)
 
 
 def cast_inputs(x: np.ndarray, first_layer, float_dtype) -> np.ndarray:

@@ -104,6 +104,9 @@ class Sequential:
         self.store = ParameterStore([p for layer in self.layers for p in layer.params], self.rng, self.dtype)
         self.output_shape = shape
         self.output_units = int(np.prod(shape))
+        # An N-d output (..., units) is `steps` rows of `units` for the loss and metrics (Keras averages a
+        # sequence output's loss over its steps too).
+        self.units, self.steps = int(shape[-1]), int(np.prod(shape[:-1]))
         self.built = True
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
@@ -120,9 +123,9 @@ class Sequential:
         self.build()
         head = self.layers[-1]
         self.loss_code, self.loss_fused = self.loss.plan(head.output_activation)
-        if head.output_activation == "softmax" and self.loss.name == "binary_crossentropy" and self.output_units == 1:
+        if head.output_activation == "softmax" and self.loss.name == "binary_crossentropy" and self.units == 1:
             raise ArgumentError("a 1-unit softmax output is always 1.0: use `sigmoid` with binary_crossentropy")
-        self.metrics = resolve_metrics(self._metric_specs, self.loss.name, self.output_units)
+        self.metrics = resolve_metrics(self._metric_specs, self.loss.name, self.units)
         self.optimizer.build(self.store.values.size)
 
     def _ready(self, x=None):
@@ -181,18 +184,39 @@ class Sequential:
         y = np.asarray(y)
         if len(y) != x.shape[0]:
             raise ShapeError(f"x has {x.shape[0]} samples but y has {len(y)}")
-        target, labels = self.loss.prepare_targets(y, self.output_units)
+        target, labels = self.prepare_targets(y)
         weight = np.ones(len(y), self.dtype)
         if sample_weight is not None:
             weight = np.asarray(sample_weight, self.dtype).reshape(-1)
             if len(weight) != len(y):
                 raise ShapeError(f"sample_weight has {len(weight)} entries for {len(y)} samples")
+        weight, y = np.repeat(weight, self.steps), self.target_rows(y)
         if class_weight:
             classes = labels if self.loss.sparse else (
                 np.argmax(target, axis=1) if target.shape[1] > 1 else np.round(target[:, 0]).astype(np.int64))
             weight = weight * np.array([float(class_weight.get(int(c), 1.0)) for c in range(int(classes.max()) + 1)],
                                        self.dtype)[classes]
         return Dataset(x, target.astype(self.dtype, copy=False), labels, np.ascontiguousarray(weight), y)
+
+    def target_rows(self, y: np.ndarray) -> np.ndarray:
+        """y with one row per output row: (n·steps, ...) for an N-d output, y itself otherwise."""
+        if self.steps == 1:
+            return y
+        lead = tuple(self.output_shape[:-1])
+        if tuple(y.shape[1:1 + len(lead)]) != lead:
+            raise ShapeError(f"the model's output has shape {self.output_shape} per sample, so its targets need "
+                             f"shape {lead + (self.units,)} (or {lead} of class ids), got {tuple(y.shape[1:])}")
+        return y.reshape((len(y) * self.steps,) + y.shape[1 + len(lead):])
+
+    def prepare_targets(self, y) -> tuple[np.ndarray, np.ndarray]:
+        """The loss's (targets, labels) for y, one row per output row (see `target_rows`)."""
+        return self.loss.prepare_targets(self.target_rows(np.asarray(y)), self.units)
+
+    def _rows(self, samples: np.ndarray) -> np.ndarray:
+        """The output rows of `samples`: themselves, or each sample's `steps` consecutive rows."""
+        if self.steps == 1:
+            return samples
+        return (samples[:, None] * self.steps + np.arange(self.steps)).reshape(-1)
 
     # ---- training -----------------------------------------------------------------------------
     @threads.blas_policy  # BLAS on one thread, as under `nnctl` (engine/settings.py); the caller's after
@@ -228,7 +252,7 @@ class Sequential:
                 break
             for metric in self.metrics:
                 metric.reset()
-                metric.update(data.y[order], outputs)
+                metric.update(data.y[self._rows(order)], outputs.reshape(-1, self.units))
             logs = {"loss": float(step_losses @ batch_sizes / n), **{m.name: m.result() for m in self.metrics}}
             if val is not None:
                 began = time.perf_counter()
@@ -272,7 +296,7 @@ class Sequential:
             if cbs.wants_batch_logs:
                 lo, hi = first * batch_size, min(n, last * batch_size)
                 for metric in shown:
-                    metric.update(data.y[order[lo:hi]], outputs[lo:hi])
+                    metric.update(data.y[self._rows(order[lo:hi])], outputs[lo:hi].reshape(-1, self.units))
                 done = batch_sizes[:last]
                 logs = {"loss": float(step_losses[:last] @ done / done.sum()), **{m.name: m.result() for m in shown}}
             cbs.on_train_batch_end(last - 1, logs)
@@ -312,12 +336,13 @@ class Sequential:
         x = data.x
         out = self._forward(CSRBatch(x, rows) if isinstance(x, CSRMatrix) else x[rows], True)
         out2 = out.reshape(len(rows), -1)
-        pred = head.z if self.loss_fused else out2
-        target = data.target if self.loss.sparse else data.target[rows]
-        labels = data.labels[rows] if self.loss.sparse else data.labels
+        pred = head.z if self.loss_fused else out.reshape(-1, self.units)
+        targets = self._rows(rows)
+        target = data.target if self.loss.sparse else data.target[targets]
+        labels = data.labels[targets] if self.loss.sparse else data.labels
         grad = np.empty_like(pred)
         loss = self.backend.loss_forward_backward(self.loss_code, self.loss.delta, pred, target, labels,
-                                                  data.weight[rows], grad)
+                                                  data.weight[targets], grad)
         dy = (head.backward(grad.reshape(out.shape), from_preactivation=True) if self.loss_fused
               else head.backward(grad.reshape(out.shape)))
         for layer in reversed(self.layers[:-1]):
@@ -355,19 +380,19 @@ class Sequential:
             rows = np.arange(b0, min(n, b0 + batch_size))
             out = self._forward(CSRBatch(x, rows) if isinstance(x, CSRMatrix) else x[rows], False)
             outputs[rows] = out.reshape(len(rows), -1)
-            logits[rows] = head.z if head.output_activation is not None else outputs[rows]
+            logits[rows] = head.z.reshape(len(rows), -1) if head.output_activation is not None else outputs[rows]
         return logits, outputs
 
     def _evaluate_dataset(self, data: Dataset, batch_size: int) -> dict:
         logits, outputs = self._predict_both(data.x, batch_size)
-        pred = logits if self.loss_fused else outputs
+        pred = (logits if self.loss_fused else outputs).reshape(-1, self.units)
         loss = self.backend.loss_forward_backward(self.loss_code, self.loss.delta, pred, data.target, data.labels,
                                                   data.weight, np.empty_like(pred))
         results = {"loss": float(loss + self.store.penalty())}
         for metric in self.metrics:
             fresh = copy.deepcopy(metric)
             fresh.reset()
-            fresh.update(data.y, outputs)
+            fresh.update(data.y, outputs.reshape(-1, self.units))
             results[metric.name] = fresh.result()
         return results
 

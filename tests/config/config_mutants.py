@@ -47,7 +47,10 @@ def tiny_base(path: Path) -> str:
     if name == "synthetic":
         spec["samples"] = min(spec.get("samples", 1000), 100)
     else:
-        section.update(json.loads(json.dumps(TINY_DATA[name])))
+        tiny = json.loads(json.dumps(TINY_DATA[name]))
+        if any(isinstance(t, dict) and t.get("type") == "pad_sequences" for t in section.get("transforms") or []):
+            tiny.pop("transforms", None)  # a sequence model keeps its padding (and Embedding its int ids)
+        section.update(tiny)
     validation = section.get("validation") or {}
     if "holdout" in validation:
         validation["holdout"] = 10

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from nnctl.engine.backend import get_backend
+from nnctl.errors import ShapeError
 from nnctl.nn.layers import Activation, Dense, Dropout, Flatten, Reshape
 from nnctl.nn.model import Sequential
 from tests.nn.test_gradients import check_model
@@ -44,9 +45,6 @@ def test_dense_acts_on_the_last_axis(input_shape):
     np.testing.assert_allclose(model.predict(x), expected.reshape(3, -1), rtol=1e-5, atol=1e-6)
 
 
-# Known gaps in nnctl/nn/model.py (the lead's file), reported with the fix; not strict, so fixing them is quiet.
-@pytest.mark.xfail(reason="Sequential._predict_both copies head.z (rows·t, units) into (rows, t·units) logits "
-                          "when the last layer is a Dense on an N-d input; fix: head.z.reshape(len(rows), -1)")
 def test_predict_with_an_nd_dense_output():
     model = Sequential([Dense(6)], input_shape=(4, 5), seed=0)
     model.compile("sgd", "mse")
@@ -56,10 +54,6 @@ def test_predict_with_an_nd_dense_output():
     np.testing.assert_allclose(model.predict(x).reshape(expected.shape), expected, rtol=1e-5, atol=1e-6)
 
 
-# Not run: the loss kernel reads past the (n, t·units) targets and weights, which could crash the test process.
-@pytest.mark.xfail(run=False, reason="a loss fused with the output activation on an N-d output passes head.z "
-                                     "(n·t, units) with targets (n, t·units) and n weights: NaN or garbage; Keras "
-                                     "takes the loss per last-axis row and averages over (n, t)")
 @pytest.mark.parametrize("activation, loss", [("softmax", "categorical_crossentropy"),
                                               ("sigmoid", "binary_crossentropy")])
 def test_fused_loss_on_a_sequence_output_is_per_step(activation, loss):
@@ -78,6 +72,27 @@ def test_fused_loss_on_a_sequence_output_is_per_step(activation, loss):
         p = 1 / (1 + np.exp(-z))
         expected = -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()
     assert model.compute_gradients(x, y)[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_sparse_labels_per_step_weights_and_metrics_on_a_sequence_output():
+    """(n, t) class ids for an (n, t, classes) output: the loss and accuracy are per step, averaged as in
+    Keras, and a sample weight weighs all of its steps."""
+    model = Sequential([Dense(3, activation="softmax")], input_shape=(4, 2), seed=1)
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = RNG.standard_normal((5, 4, 2)).astype(np.float32)
+    y = RNG.integers(0, 3, (5, 4))
+    p = model.predict(x).astype(np.float64)
+    nll = -np.log(np.take_along_axis(p, y[..., None], -1)[..., 0])
+    results = model.evaluate(x, y, batch_size=2)
+    assert results["loss"] == pytest.approx(nll.mean(), rel=1e-5)
+    assert results["accuracy"] == pytest.approx((p.argmax(-1) == y).mean())
+    weights = np.array([1.0, 0.0, 2.0, 1.0, 0.5])
+    weighted = model.evaluate(x, y, sample_weight=weights)["loss"]
+    assert weighted == pytest.approx((nll * weights[:, None]).mean(), rel=1e-5)
+    with pytest.raises(ShapeError, match=r"targets need shape \(4, 3\)"):
+        model.evaluate(x, y[:, :3])
+    history = model.fit(x, y, epochs=2, batch_size=2)
+    assert len(history["accuracy"]) == 2
 
 
 GRADIENT_CASES = {
