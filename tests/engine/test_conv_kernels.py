@@ -201,3 +201,22 @@ def test_kept_columns_serve_only_the_batch_they_came_from():
     plan.backward(x2, dz, w, dw)
     ConvPlan(BACKEND, shape[0], *shape[1:4], shape[4], 3, "columns").backward(x2, dz, w, want)
     assert dw.tobytes() == want.tobytes()
+
+
+def test_chunks_run_on_the_pool_only_when_threads_are_allowed(monkeypatch):
+    import threading
+
+    monkeypatch.setattr(convolution, "POOL_MIN_MACS", 0)
+    shape = SHAPES[2]
+    x = np.ones((6,) + shape[0], np.float32)
+    w = np.ones((shape[1][0] * shape[1][1] * shape[0][2], 3), np.float32)
+    names = []
+    plan = ConvPlan(BACKEND, shape[0], *shape[1:4], shape[4], 3, "columns")
+    z = np.zeros((6 * plan.positions, 3), np.float32)
+    for threads in ("1", "2"):
+        monkeypatch.setenv("NNCTL_THREADS", threads)
+        names.clear()
+        plan.forward(x, w, z, after=lambda index, rows: names.append(threading.current_thread().name))
+        assert len(names) == len(plan.chunks(6)) > 1
+        on_pool = {name.startswith("nnctl-conv") for name in names}
+        assert on_pool == ({False} if threads == "1" else {True})
