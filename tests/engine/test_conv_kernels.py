@@ -207,6 +207,7 @@ def test_chunks_run_on_the_pool_only_when_threads_are_allowed(monkeypatch):
     import threading
 
     monkeypatch.setattr(convolution, "POOL_MIN_MACS", 0)
+    monkeypatch.setattr(convolution, "MIN_CHUNK_MACS", 1)  # one image a chunk
     shape = SHAPES[2]
     x = np.ones((6,) + shape[0], np.float32)
     w = np.ones((shape[1][0] * shape[1][1] * shape[0][2], 3), np.float32)
