@@ -269,8 +269,9 @@ def main(argv=None) -> int:
         print(f"error: {missing}", file=sys.stderr)
         return 2
 
-    with_torch = importlib.util.find_spec("torch") is not None and not args.no_torch
-    if not with_torch and not args.no_torch:
+    installed = importlib.util.find_spec("torch") is not None
+    with_torch = installed and not args.no_torch
+    if not installed:
         print(f"PyTorch is not installed, so only nnctl runs. For the comparison install the extra:\n"
               f"    {BENCH_EXTRA_HINT}\n")
 
@@ -282,7 +283,7 @@ def main(argv=None) -> int:
             return args.torch_kfold_epochs
         return overrides.get(case.key, case.epochs)
 
-    print("\n".join(machine_description(with_torch)))
+    print("\n".join(machine_description(installed)) + ("\ntorch not run (--no-torch)" if args.no_torch else ""))
     source_state = nnctl_source_state()
     print(source_state)
     print(f"nnctl command: {' '.join(nnctl_launcher())}; torch threads: {args.torch_threads or 'torch default'}; "
