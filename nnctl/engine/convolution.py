@@ -9,6 +9,7 @@ under any load, with no barrier but the end of the call.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -205,17 +206,31 @@ class ConvPlan:
         return wide
 
     def _run(self, run, batch):
-        """Runs every chunk: on the pool when the call is big enough and threads are allowed, else in order
-        here. Either way each chunk writes only its own rows, images and partial."""
+        """Runs every chunk: in order here, or, when the call is big enough and threads are allowed, here and
+        on workers − 1 pool threads at once, each taking the next chunk not yet taken (a thread on a busy core
+        just takes fewer). Either way each chunk writes only its own rows, images and partial. One pool task
+        per thread and call, not one per chunk: a hand-off costs ~20 µs of CPU, and MNIST's convnet runs 48
+        chunks a step."""
         chunks = self.chunks(batch)
-        workers = settings.thread_count()
-        if workers == 1 or len(chunks) == 1 or batch * self.positions * self.depth * self.filters < POOL_MIN_MACS:
+        workers = min(settings.thread_count(), len(chunks))
+        if workers == 1 or batch * self.positions * self.depth * self.filters < POOL_MIN_MACS:
             for index, (first, count) in enumerate(chunks):
                 run(index, first, count)
             return
-        futures = [_executor(workers).submit(run, index, first, count) for index, (first, count) in enumerate(chunks)]
-        for future in futures:
-            future.result()  # re-raises a chunk's exception here
+        taken = itertools.count()  # next() on it is atomic under the GIL
+
+        def drain():
+            for index in iter(taken.__next__, None):
+                if index >= len(chunks):
+                    return
+                run(index, *chunks[index])
+
+        futures = [_executor(workers - 1).submit(drain) for _ in range(workers - 1)]
+        try:
+            drain()
+        finally:
+            for future in futures:
+                future.result()  # waits for the helpers' chunks; re-raises their exception here
 
     def _workspace(self, key, rows, width, dtype):
         """A (rows, width) scratch array for this thread, reused across calls (it grows to the largest chunk)."""
@@ -227,7 +242,8 @@ class ConvPlan:
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
-    """The process's conv thread pool, created on first use, again when the thread count changes, and in a
+    """The process's conv helper threads (the caller is the other one), created on first use, again when the
+    thread count changes, and in a
     forked child, where the parent's pool threads do not exist (its tasks would wait forever)."""
     global _pool, _pool_key
     key = (workers, os.getpid())

@@ -203,7 +203,7 @@ def test_kept_columns_serve_only_the_batch_they_came_from():
     assert dw.tobytes() == want.tobytes()
 
 
-def test_chunks_run_on_the_pool_only_when_threads_are_allowed(monkeypatch):
+def test_two_threads_work_on_one_call_at_once_and_one_thread_works_alone(monkeypatch):
     import threading
 
     monkeypatch.setattr(convolution, "POOL_MIN_MACS", 0)
@@ -211,13 +211,19 @@ def test_chunks_run_on_the_pool_only_when_threads_are_allowed(monkeypatch):
     shape = SHAPES[2]
     x = np.ones((6,) + shape[0], np.float32)
     w = np.ones((shape[1][0] * shape[1][1] * shape[0][2], 3), np.float32)
-    names = []
     plan = ConvPlan(BACKEND, shape[0], *shape[1:4], shape[4], 3, "columns")
     z = np.zeros((6 * plan.positions, 3), np.float32)
     for threads in ("1", "2"):
         monkeypatch.setenv("NNCTL_THREADS", threads)
-        names.clear()
-        plan.forward(x, w, z, after=lambda index, rows: names.append(threading.current_thread().name))
-        assert len(names) == len(plan.chunks(6)) > 1
-        on_pool = {name.startswith("nnctl-conv") for name in names}
-        assert on_pool == ({False} if threads == "1" else {True})
+        seen, other = [], threading.Event()
+
+        def after(index, rows):
+            seen.append(threading.get_ident())
+            if seen[0] != seen[-1]:
+                other.set()
+            if index == 0 and threads == "2":  # holds its thread until another one has done a chunk
+                assert other.wait(10), "no second thread took a chunk"
+
+        plan.forward(x, w, z, after=after)
+        assert len(seen) == len(plan.chunks(6)) == 6
+        assert len(set(seen)) == int(threads)
