@@ -245,7 +245,8 @@ def main(argv=None) -> int:
     parser.add_argument("--load", nargs="?", const="on", default="off", choices=["off", "on", "both"],
                         help="run the table with a busy process on one core (`--load both`: plain table too)")
     parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads (default: torch's own)")
-    parser.add_argument("--epochs-override", help="N, or KEY=N,… (both sides; default: each config's epochs)")
+    parser.add_argument("--epochs-override", help="N, or KEY=N,… (both sides; default: each config's epochs, 3 for "
+                             "mnist_convnet and imdb_conv1d)")
     parser.add_argument("--torch-kfold-epochs", type=int, default=25,
                         help="epochs per fold of the torch K-fold twin (default 25; 0: the config's 500, "
                              "about 2.5 min a run)")
