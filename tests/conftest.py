@@ -146,3 +146,16 @@ def run_path(stdout: str):
     last = stdout.splitlines()[-1]
     assert last.startswith("run: "), stdout
     return Path(last[len("run: "):])
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-long", action="store_true", help="also run tests marked `long` (many minutes each)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-long"):
+        return
+    skip = pytest.mark.skip(reason="a many-minute run: pass --run-long")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)

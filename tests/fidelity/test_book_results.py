@@ -44,11 +44,12 @@ def test_mean_over_seeds_reaches_the_book(config, metric, bound, tmp_path):
 
 # Issue #16's recipes. The bars sit under a faithful PyTorch port's means (bench/torch_book.py): MNIST convnet
 # test accuracy 0.9894 [0.9872–0.9907], IMDB Embedding best validation accuracy 0.758 [0.755–0.762], IMDB
-# Conv1D 0.844. The Conv1D recipe costs minutes a seed on two cores, so it runs three seeds, not seven.
+# Conv1D 0.844. The convnet recipes cost one to three minutes a seed on two cores: they are marked `long`
+# (python -m pytest --run-long -m long tests/fidelity), and the Conv1D one runs three seeds, not seven.
 BOOK_LAYERS = [
-    ("mnist_convnet.yaml", "test", 0.988, SEEDS),
+    pytest.param("mnist_convnet.yaml", "test", 0.988, SEEDS, marks=pytest.mark.long),
     ("imdb_embedding.yaml", "best_val", 0.750, SEEDS),
-    ("imdb_conv1d.yaml", "best_val", 0.83, SEEDS[:3]),
+    pytest.param("imdb_conv1d.yaml", "best_val", 0.83, SEEDS[:3], marks=pytest.mark.long),
 ]
 
 
