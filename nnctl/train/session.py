@@ -101,6 +101,7 @@ class FitOutcome:
     write_seconds: float
     validate_seconds: float = 0.0
     first_step_time: float | None = None  # Unix time when training began (after compilation), for start-up figures
+    test_seconds: float = 0.0  # evaluating the test split after training (part of the results, not of writing)
 
 
 def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared, progress=None,
@@ -160,8 +161,10 @@ def fit_into(folder: RunDirectory, resolved: ResolvedConfig, prepared: Prepared,
     write_failed = isinstance(failure, OSError)  # a checkpoint or log write during training
     status, error, kept = _write_results(folder, resolved, prepared, history, checkpointer, returned, status, error,
                                          write_failed, resumable)
+    tested = getattr(model, "test_seconds", 0.0)
     return FitOutcome(status, error, kept, warm.seconds if warm else 0.0, warm.compiled if warm else 0,
-                      trained, time.perf_counter() - writing, getattr(model, "validation_seconds", 0.0), first_step_time)
+                      trained, time.perf_counter() - writing - tested, getattr(model, "validation_seconds", 0.0),
+                      first_step_time, tested)
 
 
 def _write_results(folder, resolved, prepared, history, checkpointer, returned, status, error, write_failed,
@@ -194,8 +197,10 @@ def _write_results(folder, resolved, prepared, history, checkpointer, returned, 
                              if getattr(cb, "restored_epoch", None)), None) if kept is history.history else None
             results = _final_metrics(kept, restored)
             if status == "completed" and write_error is None and splits.test is not None:
+                began = time.perf_counter()
                 results["test"] = {**model.evaluate(*splits.test, batch_size=cfg.batch_size),
                                    "samples": len(splits.test[1])}
+                model.test_seconds = time.perf_counter() - began
             folder.write_json("metrics.json", results)
         except OSError as err:
             write_error = write_error or err
@@ -222,7 +227,7 @@ def train(resolved: ResolvedConfig, runs_dir="runs", progress: Callback | None =
 def _finish(run: RunDirectory, prepared: Prepared, outcome: FitOutcome) -> TrainResult:
     timings = {"load": prepared.seconds, "compile": outcome.compile_seconds,
                "train": outcome.train_seconds - outcome.validate_seconds, "validate": outcome.validate_seconds,
-               "write": outcome.write_seconds}
+               "test": outcome.test_seconds, "write": outcome.write_seconds}
     status, error = outcome.status, outcome.error
     try:
         run.update_manifest(status=status, ended=_now(), epochs_completed=len(outcome.history.get("loss", [])),
