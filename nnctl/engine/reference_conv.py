@@ -5,9 +5,6 @@ Written for clarity, not speed: padding by np.pad and one slice per kernel tap.
 
 import numpy as np
 
-from nnctl.engine.reference import bias_act_backward as conv_bias_act_backward  # noqa: F401 (GIL-free twins)
-from nnctl.engine.reference import bias_act_forward as conv_bias_act_forward  # noqa: F401
-
 
 def _taps(geometry, height, width):
     """Yields (ki, kj, rows, columns): the input positions tap (ki, kj) reads, in a zero-padded image."""

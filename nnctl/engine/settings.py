@@ -11,12 +11,14 @@ FASTMATH = {"reassoc", "contract", "nsz"}
 # Options for every @njit kernel. error_model="numpy": float division by zero gives inf/nan instead of a
 # Python exception; the exception check is a branch per division that stopped the optimizer loops from
 # vectorizing (11 µs → 1 µs for the Boston MLP's RMSprop step).
-KERNEL = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
+# nogil: a kernel lets other threads run Python meanwhile (the conv chunk threads call the bias + activation
+# kernels; holding the GIL serialized them: 40 % of MNIST's first conv layer).
+KERNEL = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy", "nogil": True}
 # For element-wise updates whose bytes must not depend on where the kernel is compiled: with `contract`
 # and `reassoc`, LLVM fused `p·keep + a·m − lr·g` differently when optimizer_step was inlined into the fast
 # path's epoch loop than when compiled alone, so the two paths (and two processes that happened to load
 # kernels in another order) disagreed in the last bit. Strict IEEE arithmetic still vectorizes these loops.
-STRICT_KERNEL = {"cache": True, "fastmath": False, "error_model": "numpy"}
+STRICT_KERNEL = {"cache": True, "fastmath": False, "error_model": "numpy", "nogil": True}
 # The few kernels that split one big call over threads (a `prange` over contiguous parts; see below).
 PARALLEL_KERNEL = {**KERNEL, "parallel": True}
 

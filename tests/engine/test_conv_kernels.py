@@ -7,7 +7,6 @@ import pytest
 from nnctl.engine import convolution, reference_conv
 from nnctl.engine.backend import get_backend
 from nnctl.engine.convolution import ConvPlan, output_length
-from nnctl.engine.cpu.dense import ACTIVATION_CODES
 
 BACKEND = get_backend("cpu")
 # (in (h, w, c), kernel, strides, dilation, paddings): 1-channel direct path, im2col path, odd sizes
@@ -77,30 +76,6 @@ def test_tap_shift_kernels_match_the_oracle(shape):
     BACKEND.conv_taps_spread(dz, 3, height, width, geometry, spread)
     reference_conv.conv_taps_spread(dz, 3, height, width, geometry, want)
     np.testing.assert_array_equal(spread, want)
-
-
-@pytest.mark.parametrize("activation", sorted(ACTIVATION_CODES))
-def test_gil_free_bias_activation_twins_match_the_oracle_and_dense(activation):
-    rng = np.random.default_rng(9)
-    code = ACTIVATION_CODES[activation]
-    z = (rng.standard_normal((7, 5)) * 2).astype(np.float32)
-    bias = rng.standard_normal(5).astype(np.float32)
-    z_twin, z_dense, z_oracle = z.copy(), z.copy(), z.copy()
-    y_twin, y_dense, y_oracle = (np.zeros_like(z) for _ in range(3))
-    BACKEND.conv_bias_act_forward(z_twin, bias, code, 0.3, y_twin)
-    BACKEND.bias_act_forward(z_dense, bias, code, 0.3, y_dense)
-    reference_conv.conv_bias_act_forward(z_oracle, bias, code, 0.3, y_oracle)
-    assert y_twin.tobytes() == y_dense.tobytes() and z_twin.tobytes() == z_dense.tobytes()
-    np.testing.assert_allclose(y_twin, y_oracle, rtol=1e-5, atol=1e-6)
-    dy = rng.standard_normal(z.shape).astype(np.float32)
-    dz_twin, dz_dense, dz_oracle = (np.zeros_like(z) for _ in range(3))
-    db_twin, db_dense, db_oracle = (np.zeros(5, np.float32) for _ in range(3))
-    BACKEND.conv_bias_act_backward(dy, z_twin, y_twin, code, 0.3, dz_twin, db_twin)
-    BACKEND.bias_act_backward(dy, z_dense, y_dense, code, 0.3, dz_dense, db_dense)
-    reference_conv.conv_bias_act_backward(dy, z_oracle, y_oracle, code, 0.3, dz_oracle, db_oracle)
-    assert dz_twin.tobytes() == dz_dense.tobytes() and db_twin.tobytes() == db_dense.tobytes()
-    np.testing.assert_allclose(dz_twin, dz_oracle, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(db_twin, db_oracle, rtol=1e-4, atol=1e-5)
 
 
 def test_sum_partials_adds_in_chunk_order():

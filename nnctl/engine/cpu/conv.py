@@ -6,7 +6,6 @@ Each kernel documents its loop and argument shapes; its NumPy oracle is in nnctl
 import numpy as np
 from numba import njit
 
-from nnctl.engine.cpu.conv_activation import conv_bias_act_backward, conv_bias_act_forward  # noqa: F401
 from nnctl.engine.cpu.simd import LANES, gather_row, scatter_16, scatter_masked
 from nnctl.engine.settings import KERNEL
 
@@ -267,4 +266,4 @@ def sum_partials(partials, count, out):
 
 
 KERNELS = ("im2col", "col2im", "conv_direct_forward", "conv_direct_weight_grad", "conv_taps_sum", "conv_taps_spread",
-           "sum_partials", "conv_bias_act_forward", "conv_bias_act_backward")
+           "sum_partials")

@@ -105,7 +105,7 @@ class BaseConv(_Activated):
         bias, backend = self._bias_value(), self.backend
 
         def activate(index, rows):
-            backend.conv_bias_act_forward(z[rows], bias, self.act_code, self.alpha, y[rows])
+            backend.bias_act_forward(z[rows], bias, self.act_code, self.alpha, y[rows])
 
         plan.forward(x4, self.kernel.value.reshape(plan.depth, self.filters), z, activate, keep=training)
         return y.reshape((x.shape[0],) + self.output_shape)
@@ -119,8 +119,7 @@ class BaseConv(_Activated):
         db_parts = self._buffer(("db", chunks), (chunks, 1, self.filters))  # summed in chunk order below
 
         def deactivate(index, rows):
-            backend.conv_bias_act_backward(dy2[rows], z[rows], y[rows], code, self.alpha, dz[rows],
-                                           db_parts[index, 0])
+            backend.bias_act_backward(dy2[rows], z[rows], y[rows], code, self.alpha, dz[rows], db_parts[index, 0])
 
         dkernel = self.kernel.grad.reshape(plan.depth, self.filters)
         dx = self._buffer("dx", x4.shape) if self.needs_input_grad else None
