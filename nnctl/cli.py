@@ -144,6 +144,8 @@ def kfold(file, overrides, folds, runs_dir, quiet):
     RunDirectory.check_new(runs_dir, resolved.config.name)
     with make_progress(sys.stdout, "quiet" if quiet else "auto").phase("loading data"):
         prepared = prepare(resolved)
+    for warning in getattr(prepared.model, "config_warnings", []):
+        click.secho(warning_line(warning), fg="yellow", err=True)
     _run_kfold(resolved, prepared, runs_dir, None, quiet)
 
 

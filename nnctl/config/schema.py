@@ -13,7 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from nnctl.config.values import (BatchSize, Bool, ClassWeights, Column, Delimiter, Epochs, Folds, NamedSpec,
                                  NonNegativeInt, NonNegativeNumber, Number, OpenFraction, PositiveInt, PositiveNumber, Rate,
-                                 RunName, Seed, Shape, TargetShape, Text, Width, bounded_int)
+                                 RunName, Seed, Shape, Text, Width, bounded_int)
 
 
 class Section(BaseModel):

@@ -13,8 +13,7 @@ from nnctl.engine.cpu.dense import ACTIVATION_CODES
 from nnctl.engine.convolution import ConvPlan, output_length
 from nnctl.errors import ArgumentError, ShapeError, check_positive_int
 from nnctl.nn.layers.arguments import (Bool, CausalPadding, Literal, NamedSpec, Number, Optional, Padding, Sizes,
-                                       Text, Width, check_bool, check_choice, check_initializer,
-                                       check_regularizer, check_sizes)
+                                       Text, Width, check_choice, check_sizes)
 from nnctl.nn.layers.core import _Activated
 
 
@@ -41,12 +40,9 @@ class BaseConv(_Activated):
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ArgumentError(f"`strides > 1` not supported in conjunction with `dilation_rate > 1`, got "
                                 f"strides={list(self.strides)} and dilation_rate={list(self.dilation_rate)}.")
-        self.use_bias = check_bool("use_bias", use_bias)
+        self._set_kernel_and_bias(use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                                  bias_regularizer)
         self._set_activation(activation, alpha)
-        self.kernel_initializer = check_initializer("kernel_initializer", kernel_initializer)
-        self.bias_initializer = check_initializer("bias_initializer", bias_initializer)
-        self.kernel_regularizer = check_regularizer("kernel_regularizer", kernel_regularizer)
-        self.bias_regularizer = check_regularizer("bias_regularizer", bias_regularizer)
         self.plan = None
 
     def _as_2d(self, values):

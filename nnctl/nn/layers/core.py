@@ -34,13 +34,22 @@ class Input(Layer):
 
 
 class _Activated(Layer):
-    """Shared by Dense and Activation: bias + activation through the fused kernels."""
+    """Shared by Dense, Activation and the convolutions: bias + activation through the fused kernels."""
 
     def _set_activation(self, activation, alpha):
         self.activation = resolve_activation(activation)
         self.alpha = default_alpha(self.activation) if alpha is None else float(alpha)
         self.act_code = ACTIVATION_CODES[self.activation]
         self.output_activation = self.activation
+
+    def _set_kernel_and_bias(self, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                             bias_regularizer):
+        """The arguments of a layer with a `kernel` and an optional `bias`, checked (errors name them)."""
+        self.use_bias = check_bool("use_bias", use_bias)
+        self.kernel_initializer = check_initializer("kernel_initializer", kernel_initializer)
+        self.bias_initializer = check_initializer("bias_initializer", bias_initializer)
+        self.kernel_regularizer = check_regularizer("kernel_regularizer", kernel_regularizer)
+        self.bias_regularizer = check_regularizer("bias_regularizer", bias_regularizer)
 
     def _activate(self, z, bias):
         """z (n, units) gets the bias added in place; returns act(z)."""
@@ -69,12 +78,9 @@ class Dense(_Activated):
                  alpha: Optional[Number] = None, **kwargs):
         super().__init__(**kwargs)
         self.units = check_positive_int("units", units)
-        self.use_bias = check_bool("use_bias", use_bias)
+        self._set_kernel_and_bias(use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                                  bias_regularizer)
         self._set_activation(activation, alpha)
-        self.kernel_initializer = check_initializer("kernel_initializer", kernel_initializer)
-        self.bias_initializer = check_initializer("bias_initializer", bias_initializer)
-        self.kernel_regularizer = check_regularizer("kernel_regularizer", kernel_regularizer)
-        self.bias_regularizer = check_regularizer("bias_regularizer", bias_regularizer)
 
     def build(self, input_shape):
         super().build(input_shape)
