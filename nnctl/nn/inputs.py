@@ -39,4 +39,10 @@ def cast_inputs(x: np.ndarray, first_layer, float_dtype) -> np.ndarray:
     if x.dtype.kind in "fiu" and x.size and (x.min() < np.iinfo(wanted).min or x.max() > np.iinfo(wanted).max):
         raise ShapeError(f"layer '{name}' takes {np.dtype(wanted).name} ids, the inputs hold values up to "
                          f"{x.max()}")
+    vocabulary = getattr(first_layer, "input_dim", None)
+    if vocabulary is not None and x.size and (x.min() < 0 or x.max() >= vocabulary):
+        # Found now, before any training (the layer checks each batch too): validation data included.
+        bad = x.max() if x.max() >= vocabulary else x.min()
+        raise ShapeError(f"layer '{name}' got token id {int(bad)}, outside its vocabulary [0, {vocabulary}): "
+                         f"raise `input_dim` or cap the ids (num_words)")
     return np.ascontiguousarray(x, dtype=wanted)

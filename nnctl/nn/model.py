@@ -359,6 +359,7 @@ class Sequential:
             step_losses[step], outputs[b0:b1] = self._gradients(data, order[b0:b1])
             self.optimizer.apply(self.backend, self.store)
 
+    @threads.blas_policy
     def compute_gradients(self, x, y, sample_weight=None) -> tuple[float, dict[str, np.ndarray]]:
         """The training loss on (x, y) as one batch and the gradient of every parameter (no update)."""
         data = self._dataset(x, y, sample_weight)
