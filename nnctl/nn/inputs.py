@@ -46,3 +46,22 @@ def cast_inputs(x: np.ndarray, first_layer, float_dtype) -> np.ndarray:
         raise ShapeError(f"layer '{name}' got token id {int(bad)}, outside its vocabulary [0, {vocabulary}): "
                          f"raise `input_dim` or cap the ids (num_words)")
     return np.ascontiguousarray(x, dtype=wanted)
+
+
+def target_rows(y: np.ndarray, output_shape: tuple) -> np.ndarray:
+    """y with one row per output row: (n·steps, ...) for an N-d output (steps, ..., units), y itself for a
+    flat one. Keras averages a sequence output's loss and metrics over its steps; so do these rows."""
+    lead = tuple(output_shape[:-1])
+    if not lead or int(np.prod(lead)) == 1:
+        return y
+    if tuple(y.shape[1:1 + len(lead)]) != lead:
+        raise ShapeError(f"the model's output has shape {tuple(output_shape)} per sample, so its targets need "
+                         f"shape {lead + (output_shape[-1],)} (or {lead} of class ids), got {tuple(y.shape[1:])}")
+    return y.reshape((len(y) * int(np.prod(lead)),) + y.shape[1 + len(lead):])
+
+
+def step_rows(steps: int, samples: np.ndarray) -> np.ndarray:
+    """The output rows of `samples`: themselves, or each sample's `steps` consecutive rows."""
+    if steps == 1:
+        return samples
+    return (samples[:, None] * steps + np.arange(steps)).reshape(-1)

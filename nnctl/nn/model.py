@@ -18,7 +18,7 @@ from nnctl.nn.callbacks import Callback, CallbackList, History
 from nnctl.nn.callbacks.monitors import find_nonfinite
 from nnctl.nn.layers import LAYERS, Dense, Input, Layer
 from nnctl.nn.losses import LOSSES
-from nnctl.nn.inputs import Dataset, cast_inputs
+from nnctl.nn.inputs import Dataset, cast_inputs, step_rows, target_rows
 from nnctl.nn.metrics import resolve_metrics
 from nnctl.nn.optimizers import OPTIMIZERS
 from nnctl.nn.store import ParameterStore
@@ -190,7 +190,7 @@ class Sequential:
             weight = np.asarray(sample_weight, self.dtype).reshape(-1)
             if len(weight) != len(y):
                 raise ShapeError(f"sample_weight has {len(weight)} entries for {len(y)} samples")
-        weight, y = np.repeat(weight, self.steps), self.target_rows(y)
+        weight, y = np.repeat(weight, self.steps), target_rows(y, self.output_shape)
         if class_weight:
             classes = labels if self.loss.sparse else (
                 np.argmax(target, axis=1) if target.shape[1] > 1 else np.round(target[:, 0]).astype(np.int64))
@@ -198,25 +198,9 @@ class Sequential:
                                        self.dtype)[classes]
         return Dataset(x, target.astype(self.dtype, copy=False), labels, np.ascontiguousarray(weight), y)
 
-    def target_rows(self, y: np.ndarray) -> np.ndarray:
-        """y with one row per output row: (n·steps, ...) for an N-d output, y itself otherwise."""
-        if self.steps == 1:
-            return y
-        lead = tuple(self.output_shape[:-1])
-        if tuple(y.shape[1:1 + len(lead)]) != lead:
-            raise ShapeError(f"the model's output has shape {self.output_shape} per sample, so its targets need "
-                             f"shape {lead + (self.units,)} (or {lead} of class ids), got {tuple(y.shape[1:])}")
-        return y.reshape((len(y) * self.steps,) + y.shape[1 + len(lead):])
-
     def prepare_targets(self, y) -> tuple[np.ndarray, np.ndarray]:
-        """The loss's (targets, labels) for y, one row per output row (see `target_rows`)."""
-        return self.loss.prepare_targets(self.target_rows(np.asarray(y)), self.units)
-
-    def _rows(self, samples: np.ndarray) -> np.ndarray:
-        """The output rows of `samples`: themselves, or each sample's `steps` consecutive rows."""
-        if self.steps == 1:
-            return samples
-        return (samples[:, None] * self.steps + np.arange(self.steps)).reshape(-1)
+        """The loss's (targets, labels) for y, one row per output row (see `inputs.target_rows`)."""
+        return self.loss.prepare_targets(target_rows(np.asarray(y), self.output_shape), self.units)
 
     # ---- training -----------------------------------------------------------------------------
     @threads.blas_policy  # BLAS on one thread, as under `nnctl` (engine/settings.py); the caller's after
@@ -252,7 +236,7 @@ class Sequential:
                 break
             for metric in self.metrics:
                 metric.reset()
-                metric.update(data.y[self._rows(order)], outputs.reshape(-1, self.units))
+                metric.update(data.y[step_rows(self.steps, order)], outputs.reshape(-1, self.units))
             logs = {"loss": float(step_losses @ batch_sizes / n), **{m.name: m.result() for m in self.metrics}}
             if val is not None:
                 began = time.perf_counter()
@@ -296,7 +280,7 @@ class Sequential:
             if cbs.wants_batch_logs:
                 lo, hi = first * batch_size, min(n, last * batch_size)
                 for metric in shown:
-                    metric.update(data.y[self._rows(order[lo:hi])], outputs[lo:hi].reshape(-1, self.units))
+                    metric.update(data.y[step_rows(self.steps, order[lo:hi])], outputs[lo:hi].reshape(-1, self.units))
                 done = batch_sizes[:last]
                 logs = {"loss": float(step_losses[:last] @ done / done.sum()), **{m.name: m.result() for m in shown}}
             cbs.on_train_batch_end(last - 1, logs)
@@ -337,7 +321,7 @@ class Sequential:
         out = self._forward(CSRBatch(x, rows) if isinstance(x, CSRMatrix) else x[rows], True)
         out2 = out.reshape(len(rows), -1)
         pred = head.z if self.loss_fused else out.reshape(-1, self.units)
-        targets = self._rows(rows)
+        targets = step_rows(self.steps, rows)
         target = data.target if self.loss.sparse else data.target[targets]
         labels = data.labels[targets] if self.loss.sparse else data.labels
         grad = np.empty_like(pred)
