@@ -36,15 +36,16 @@ def cast_inputs(x: np.ndarray, first_layer, float_dtype) -> np.ndarray:
     name = first_layer.name or first_layer.type_name
     if x.dtype.kind == "f" and x.size and not (np.isfinite(x).all() and (x == np.round(x)).all()):
         raise ShapeError(f"layer '{name}' takes integer ids, the inputs hold fractions or non-finite values")
-    if x.dtype.kind in "fiu" and x.size and (x.min() < np.iinfo(wanted).min or x.max() > np.iinfo(wanted).max):
-        raise ShapeError(f"layer '{name}' takes {np.dtype(wanted).name} ids, the inputs hold values up to "
-                         f"{x.max()}")
+    if not x.size or x.dtype.kind not in "fiu":
+        return np.ascontiguousarray(x, dtype=wanted)
+    low, high = x.min(), x.max()  # one pass each, shared by both checks
+    if low < np.iinfo(wanted).min or high > np.iinfo(wanted).max:
+        raise ShapeError(f"layer '{name}' takes {np.dtype(wanted).name} ids, the inputs hold values up to {high}")
     vocabulary = getattr(first_layer, "input_dim", None)
-    if vocabulary is not None and x.size and (x.min() < 0 or x.max() >= vocabulary):
+    if vocabulary is not None and (low < 0 or high >= vocabulary):
         # Found now, before any training (the layer checks each batch too): validation data included.
-        bad = x.max() if x.max() >= vocabulary else x.min()
-        raise ShapeError(f"layer '{name}' got token id {int(bad)}, outside its vocabulary [0, {vocabulary}): "
-                         f"raise `input_dim` or cap the ids (num_words)")
+        raise ShapeError(f"layer '{name}' got token id {int(high if high >= vocabulary else low)}, outside its "
+                         f"vocabulary [0, {vocabulary}): raise `input_dim` or cap the ids (num_words)")
     return np.ascontiguousarray(x, dtype=wanted)
 
 

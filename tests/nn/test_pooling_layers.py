@@ -241,6 +241,13 @@ def test_matches_pytorch_forward_and_backward(cls, config, shape):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(11)
     x = rng.standard_normal(shape).astype(np.float32)
+    y, dx, y_torch, dx_torch = _both_sides(torch, cls, config, x, rng)
+    np.testing.assert_allclose(y, y_torch, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dx, dx_torch, rtol=1e-6, atol=1e-6)
+
+
+def _both_sides(torch, cls, config, x, rng):
+    """(y, dx) of our layer and of PyTorch's pooling on the same x and the same random upstream gradient."""
     layer = cls(**config)
     y = _run(layer, x)
     dy = rng.standard_normal(y.shape).astype(np.float32)
@@ -248,8 +255,7 @@ def test_matches_pytorch_forward_and_backward(cls, config, shape):
     xt = torch.tensor(x, requires_grad=True)
     yt = _torch_pool(torch, cls, config, xt)
     yt.backward(torch.tensor(dy).reshape(yt.shape))
-    np.testing.assert_allclose(y, yt.detach().numpy().reshape(y.shape), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-6, atol=1e-6)
+    return y, dx, yt.detach().numpy().reshape(y.shape), xt.grad.numpy()
 
 
 @pytest.mark.parametrize("cls, config", [(MaxPooling2D, {"pool_size": 3, "strides": 1, "padding": "valid"}),
@@ -261,13 +267,7 @@ def test_ties_go_to_the_first_maximum_as_in_pytorch(cls, config):
     rng = np.random.default_rng(12)
     shape = (3, 6, 4) if cls.rank == 1 else (3, 6, 7, 4)
     x = rng.integers(0, 3, shape).astype(np.float32)
-    layer = cls(**config)
-    y = _run(layer, x)
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    dx = layer.backward(dy)
-    xt = torch.tensor(x, requires_grad=True)
-    yt = _torch_pool(torch, cls, config, xt)
-    yt.backward(torch.tensor(dy).reshape(yt.shape))
-    np.testing.assert_array_equal(y, yt.detach().numpy().reshape(y.shape))
-    np.testing.assert_array_equal(dx, xt.grad.numpy())
+    y, dx, y_torch, dx_torch = _both_sides(torch, cls, config, x, rng)
+    np.testing.assert_array_equal(y, y_torch)
+    np.testing.assert_array_equal(dx, dx_torch)
 
