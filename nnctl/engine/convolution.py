@@ -9,14 +9,11 @@ under any load, with no barrier but the end of the call.
 
 from __future__ import annotations
 
-import itertools
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from nnctl.engine import settings
+from nnctl.engine.chunks import run_chunks
 
 # A chunk's column buffer stays under this many bytes (it should sit in L2/L3 while its GEMM reads it) ...
 WORKSPACE_BYTES = 4 << 20
@@ -39,10 +36,6 @@ KEPT_COLUMNS_BYTES = 16 << 20
 TRAFFIC = 8
 # A call with fewer multiply-adds than this runs on the caller's thread (a pool hand-off costs ~10-20 µs).
 POOL_MIN_MACS = 1 << 21
-
-_pool: ThreadPoolExecutor | None = None
-_pool_key = (0, 0)  # (threads, pid): a forked child (a Dask or K-fold worker process) has none of them
-_pool_lock = threading.Lock()
 
 
 def output_length(size: int, kernel: int, stride: int, dilation: int, padding: str) -> tuple[int, int]:
@@ -206,31 +199,10 @@ class ConvPlan:
         return wide
 
     def _run(self, run, batch):
-        """Runs every chunk: in order here, or, when the call is big enough and threads are allowed, here and
-        on workers − 1 pool threads at once, each taking the next chunk not yet taken (a thread on a busy core
-        just takes fewer). Either way each chunk writes only its own rows, images and partial. One pool task
-        per thread and call, not one per chunk: a hand-off costs ~20 µs of CPU, and MNIST's convnet runs 48
-        chunks a step."""
-        chunks = self.chunks(batch)
-        workers = min(settings.thread_count(), len(chunks))
-        if workers == 1 or batch * self.positions * self.depth * self.filters < POOL_MIN_MACS:
-            for index, (first, count) in enumerate(chunks):
-                run(index, first, count)
-            return
-        taken = itertools.count()  # next() on it is atomic under the GIL
-
-        def drain():
-            for index in iter(taken.__next__, None):
-                if index >= len(chunks):
-                    return
-                run(index, *chunks[index])
-
-        futures = [_executor(workers - 1).submit(drain) for _ in range(workers - 1)]
-        try:
-            drain()
-        finally:
-            for future in futures:
-                future.result()  # waits for the helpers' chunks; re-raises their exception here
+        """Runs every chunk (nnctl/engine/chunks.py): on this thread alone for a small call (a pool hand-off
+        costs ~10-20 µs), else here and on the helper threads at once."""
+        big = batch * self.positions * self.depth * self.filters >= POOL_MIN_MACS
+        run_chunks(run, self.chunks(batch), parallel=big)
 
     def _workspace(self, key, rows, width, dtype):
         """A (rows, width) scratch array for this thread, reused across calls (it grows to the largest chunk)."""
@@ -241,15 +213,3 @@ class ConvPlan:
         return buf[:rows]
 
 
-def _executor(workers: int) -> ThreadPoolExecutor:
-    """The process's conv helper threads (the caller is the other one), created on first use, again when the
-    thread count changes, and in a
-    forked child, where the parent's pool threads do not exist (its tasks would wait forever)."""
-    global _pool, _pool_key
-    key = (workers, os.getpid())
-    with _pool_lock:
-        if _pool is None or _pool_key != key:
-            if _pool is not None and _pool_key[1] == key[1]:
-                _pool.shutdown(wait=True)
-            _pool, _pool_key = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nnctl-conv"), key
-        return _pool

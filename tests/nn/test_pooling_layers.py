@@ -170,6 +170,23 @@ def test_training_through_pooling_is_byte_reproducible():
     assert all(w1[name].tobytes() == w2[name].tobytes() for name in w1)
 
 
+@pytest.mark.parametrize("cls", WINDOWED + GLOBAL)
+def test_bytes_do_not_depend_on_the_thread_count(cls, monkeypatch):
+    """Chunks of images pooled on 1 or 2 threads (nnctl/engine/chunks.py) give the same bytes, ties and all."""
+    from nnctl.nn.layers import pooling
+
+    monkeypatch.setattr(pooling, "POOL_MIN_VALUES", 0)
+    rng = np.random.default_rng(11)
+    x = rng.integers(-3, 4, (13,) + ((19, 12, 5) if cls.rank == 2 else (19, 7))).astype(np.float32)  # many ties
+    dy = rng.standard_normal((13,) + cls().compute_output_shape(x.shape[1:])).astype(np.float32)
+    results = []
+    for threads in ("1", "2"):
+        monkeypatch.setenv("NNCTL_THREADS", threads)
+        y, dx = _run(cls(), x, dy)
+        results.append(y.tobytes() + dx.tobytes())
+    assert results[0] == results[1]
+
+
 def test_first_layer_skips_the_input_gradient():
     layer = MaxPooling2D()
     x = RNG.standard_normal((2, 4, 4, 3)).astype(np.float32)
