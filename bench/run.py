@@ -1,6 +1,7 @@
 """The book benchmark: each book config through the real `nnctl train`, then its PyTorch eager twin, A B A B ….
 
-    NNCTL_DATA_DIR=/path/to/datasets python bench/run.py [--rounds 5] [--configs imdb,mnist,...,imdb_conv1d]
+    NNCTL_DATA_DIR=/path/to/datasets python bench/run.py [--rounds 5]
+        [--configs imdb,mnist,...,imdb_conv1d,imdb_simple_rnn,imdb_lstm,imdb_bidirectional_lstm]
         [--load [on|both]] [--torch-threads N] [--epochs-override N | imdb=N,...] [--torch-kfold-epochs N]
         [--no-torch] [--no-one-thread] [--skip-startup]
 
@@ -30,6 +31,7 @@ from torch_book import RESULT_MARKER
 REPO = Path(__file__).resolve().parent.parent
 TORCH_BOOK = Path(__file__).resolve().parent / "torch_book.py"
 RSS_LIMIT_MB = 500  # "whole-process peak RSS ≤ 0.5 GB", read as 10^6-byte megabytes
+RECURRENT_RSS_LIMIT_MB = 600  # issue #17's "≤ 0.6 GB" for the recurrent configs
 
 
 CASES = {c.key: c for c in [
@@ -45,6 +47,13 @@ CASES = {c.key: c for c in [
              max_compile_s=10.0),
     BookCase("imdb_conv1d", REPO / "configs/imdb_conv1d.yaml", "imdb", 1.3, min_ratio_one_thread=2.5,
              max_load_growth=2.2, epochs=3, max_compile_s=10.0),
+    # Issue #17's recurrent layers: targets against torch on its default threads only, 3 epochs (2 steady).
+    BookCase("imdb_simple_rnn", REPO / "configs/imdb_simple_rnn.yaml", "imdb", 4.0,
+             rss_limit_mb=RECURRENT_RSS_LIMIT_MB, max_load_growth=2.2, epochs=3, max_compile_s=10.0),
+    BookCase("imdb_lstm", REPO / "configs/imdb_lstm.yaml", "imdb", 2.5, rss_limit_mb=RECURRENT_RSS_LIMIT_MB,
+             max_load_growth=2.2, epochs=3, max_compile_s=10.0),
+    BookCase("imdb_bidirectional_lstm", REPO / "configs/imdb_bidirectional_lstm.yaml", "imdb", 2.5,
+             rss_limit_mb=RECURRENT_RSS_LIMIT_MB, max_load_growth=2.2, epochs=3, max_compile_s=10.0),
 ]}
 
 
@@ -246,7 +255,7 @@ def main(argv=None) -> int:
                         help="run the table with a busy process on one core (`--load both`: plain table too)")
     parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads (default: torch's own)")
     parser.add_argument("--epochs-override", help="N, or KEY=N,… (both sides; default: each config's epochs, 3 for "
-                             "mnist_convnet and imdb_conv1d)")
+                             "mnist_convnet, imdb_conv1d and the three recurrent configs)")
     parser.add_argument("--torch-kfold-epochs", type=int, default=25,
                         help="epochs per fold of the torch K-fold twin (default 25; 0: the config's 500, "
                              "about 2.5 min a run)")

@@ -1,6 +1,7 @@
 """The PyTorch 2.13 CPU eager twin of a book config, trained on the very arrays nnctl's own loaders produce.
 
     python bench/torch_book.py configs/imdb.yaml [--epochs N] [--threads N] [--seed N] [--sparse-input csr|dense]
+        [--max-rows N]
 
 Prints one line `NNCTL_BENCH_RESULT {json}`: seconds per epoch of each fit, total wall, final, best validation
 and test metrics. The model comes from the config's layers (bench/torch_layers.py).
@@ -96,12 +97,13 @@ def metric_sum(name: str, out, target):
     return (out.argmax(dim=1) == target).sum()
 
 
-def evaluate(model, loss_fn, metric: str, rows, target, bs: int) -> tuple[float, float]:
-    """Mean loss and metric over `rows` in order, batch by batch, in no_grad (validation and test)."""
+def evaluate(model, loss_fn, metric: str, rows, target, bs: int, max_rows: int | None = None) -> tuple[float, float]:
+    """Mean loss and metric over `rows` (the first `max_rows` of them) in order, batch by batch, in no_grad
+    (validation and test)."""
     import torch
 
     model.eval()
-    m = len(rows)
+    m = min(len(rows), max_rows or len(rows))
     loss_total, metric_total = torch.zeros((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
     with torch.no_grad():
         for lo in range(0, m, bs):
@@ -112,9 +114,10 @@ def evaluate(model, loss_fn, metric: str, rows, target, bs: int) -> tuple[float,
     return loss_total.item() / m, metric_total.item() / m
 
 
-def fit(resolved, splits, epochs: int, form: str, seed: int) -> dict:
+def fit(resolved, splits, epochs: int, form: str, seed: int, max_rows: int | None = None) -> dict:
     """One model trained as the config says; returns its per-epoch history (times in seconds) and, when the
-    data has a test split, `test` figures after the last epoch (outside the epoch times, as `nnctl train`)."""
+    data has a test split, `test` figures after the last epoch (outside the epoch times, as `nnctl train`).
+    `max_rows`: a quick check on the first rows of each split only."""
     import torch
 
     from torch_layers import KerasRMSprop, build_model
@@ -131,7 +134,7 @@ def fit(resolved, splits, epochs: int, form: str, seed: int) -> dict:
     optimizer = KerasRMSprop(model.parameters(), lr=opt.learning_rate, rho=opt.rho, epsilon=opt.epsilon)
     if validation is not None:
         val_rows, val_target = as_rows(validation[0], form), target_tensor(validation[1], cfg.loss)
-    metric, n, bs = cfg.metrics[0], len(train_rows), cfg.batch_size
+    metric, n, bs = cfg.metrics[0], min(len(train_rows), max_rows or len(train_rows)), cfg.batch_size
     history = {"loss": [], metric: [], "epoch_time": []}
     for _ in range(epochs):
         began = time.perf_counter()
@@ -152,26 +155,31 @@ def fit(resolved, splits, epochs: int, form: str, seed: int) -> dict:
         history["loss"].append(loss_total.item() / n)
         history[metric].append(metric_total.item() / n)
         if validation is not None:
-            val_loss, val_metric = evaluate(model, loss_fn, metric, val_rows, val_target, bs)
+            val_loss, val_metric = evaluate(model, loss_fn, metric, val_rows, val_target, bs, max_rows)
             history.setdefault("val_loss", []).append(val_loss)
             history.setdefault(f"val_{metric}", []).append(val_metric)
         history["epoch_time"].append(time.perf_counter() - began)
     if splits.test is not None:
         test_rows, test_target = as_rows(splits.test[0], form), target_tensor(splits.test[1], cfg.loss)
-        history["test"] = dict(zip(("loss", metric), evaluate(model, loss_fn, metric, test_rows, test_target, bs)))
+        history["test"] = dict(zip(("loss", metric),
+                                   evaluate(model, loss_fn, metric, test_rows, test_target, bs, max_rows)))
     return history
 
 
 def main(argv=None) -> None:
     started = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("config", help="a book config: configs/imdb.yaml, mnist.yaml, boston.yaml, boston_kfold.yaml")
+    parser.add_argument("config", help="a book config: configs/imdb.yaml, mnist.yaml, boston.yaml, boston_kfold.yaml, "
+                                       "mnist_convnet.yaml, imdb_embedding.yaml, imdb_conv1d.yaml, "
+                                       "imdb_simple_rnn.yaml, imdb_lstm.yaml, imdb_bidirectional_lstm.yaml")
     parser.add_argument("--epochs", type=int, help="override the config's epochs")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
     parser.add_argument("--sparse-input", choices=["csr", "dense"], default="csr",
                         help="how a sparse (IMDB) batch reaches the first Linear: a torch.sparse_csr_tensor "
                              "(default, the faster) or a densified batch")
     parser.add_argument("--seed", type=int, help="override the config's seed (its validation split follows it)")
+    parser.add_argument("--max-rows", type=int, help="a quick check: train, validate and test on the first N rows of "
+                                                     "each split only (the figures are then not the config's)")
     args = parser.parse_args(argv)
 
     from nnctl.config import load_config
@@ -192,7 +200,7 @@ def main(argv=None) -> None:
     rss_after_data, histories = None, []
     for k, splits in enumerate(fold_splits()):
         rss_after_data = rss_after_data or current_rss_mb()
-        histories.append(fit(resolved, splits, epochs, args.sparse_input, cfg.seed + k))
+        histories.append(fit(resolved, splits, epochs, args.sparse_input, cfg.seed + k, args.max_rows))
     metric = cfg.metrics[0]
     series = [key for key in histories[0] if key not in ("epoch_time", "test")]
     final = {key: float(np.mean([h[key][-1] for h in histories])) for key in series}
@@ -203,7 +211,7 @@ def main(argv=None) -> None:
               "epoch_s": [h["epoch_time"] for h in histories], "final": final, "best": best, "test": test,
               "metric": metric, "seed": cfg.seed,
               "total_s": time.perf_counter() - started, "rss_after_data_mb": rss_after_data,
-              "threads": torch.get_num_threads(), "sparse_input": args.sparse_input,
+              "threads": torch.get_num_threads(), "sparse_input": args.sparse_input, "max_rows": args.max_rows,
               "versions": {"torch": torch.__version__}}
     print(RESULT_MARKER + json.dumps(result), flush=True)
 

@@ -1,7 +1,7 @@
 """The PyTorch twin's side of the fidelity check: a book config over seeds, best validation and test metric means.
 
     NNCTL_DATA_DIR=../shared/datasets python bench/torch_fidelity.py configs/imdb_embedding.yaml [--seeds 0-6]
-        [--threads N] [--epochs N]
+        [--threads N] [--epochs N] [--max-rows N]
 
 Each seed is a fresh `torch_book.py` process with `--seed`, so the config's split follows the seed as in
 tests/fidelity/test_book_results.py, which holds nnctl to the same recipes.
@@ -29,9 +29,10 @@ def parse_seeds(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
-def run_seed(config: str, seed: int, threads: int | None, epochs: int | None) -> dict:
+def run_seed(config: str, seed: int, threads: int | None, epochs: int | None, max_rows: int | None = None) -> dict:
     command = [sys.executable, str(TORCH_BOOK), config, "--seed", str(seed)]
     command += (["--threads", str(threads)] if threads else []) + (["--epochs", str(epochs)] if epochs else [])
+    command += ["--max-rows", str(max_rows)] if max_rows else []
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARKER)]
     if done.returncode != 0 or not lines:
@@ -50,10 +51,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0-6", help="a range `0-6` or a list `0,3,5` (default 0-6)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
     parser.add_argument("--epochs", type=int, help="override the config's epochs")
+    parser.add_argument("--max-rows", type=int, help="a smoke check: the first N rows of each split only")
     args = parser.parse_args(argv)
     results = []
     for seed in parse_seeds(args.seeds):
-        results.append(run_seed(args.config, seed, args.threads, args.epochs))
+        results.append(run_seed(args.config, seed, args.threads, args.epochs, args.max_rows))
         print(f"seed {seed}: best {results[-1]['best']}, test {results[-1]['test']}", flush=True)
     metric = results[0]["metric"]
     if results[0]["best"]:

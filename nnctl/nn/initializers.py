@@ -120,6 +120,43 @@ class VarianceScaling(Initializer):
         return {"scale": self.scale, "mode": self.mode, "distribution": self.distribution}
 
 
+class Orthogonal(Initializer):
+    """A (semi-)orthogonal matrix, as Keras's Orthogonal: the Q of a QR of a normal draw over the matrix
+    (rows = every axis but the last, made column-sign-stable by R's diagonal), times `gain`."""
+
+    def __init__(self, gain: float = 1.0):
+        self.gain = float(gain)
+
+    def __call__(self, shape, rng):
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ArgumentError(f"the orthogonal initializer needs a shape of 2 or more axes, got {shape}.")
+        rows, cols = int(np.prod(shape[:-1])), shape[-1]
+        q, r = np.linalg.qr(rng.standard_normal((max(rows, cols), min(rows, cols))))
+        q *= np.sign(np.diag(r))
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(shape).astype(np.float32)
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
+class Identity(Initializer):
+    """`gain` times the identity matrix (a rectangular one has ones on its leading diagonal), as Keras's."""
+
+    def __init__(self, gain: float = 1.0):
+        self.gain = float(gain)
+
+    def __call__(self, shape, rng):
+        if len(shape) != 2:
+            raise ArgumentError(f"the identity initializer needs a 2-D shape, got {tuple(shape)}.")
+        return (self.gain * np.eye(*shape)).astype(np.float32)
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
 def _preset(scale, mode, distribution):
     def make():
         return VarianceScaling(scale, mode, distribution)
@@ -141,6 +178,8 @@ INITIALIZERS = Registry(
         "zeros": Zeros,
         "ones": Ones,
         "constant": Constant,
+        "orthogonal": Orthogonal,
+        "identity": Identity,
     },
     aliases={"xavier_uniform": "glorot_uniform", "xavier_normal": "glorot_normal", "zero": "zeros",
              "one": "ones", "normal": "random_normal", "uniform": "random_uniform"},

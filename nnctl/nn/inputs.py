@@ -66,3 +66,12 @@ def step_rows(steps: int, samples: np.ndarray) -> np.ndarray:
     if steps == 1:
         return samples
     return (samples[:, None] * steps + np.arange(steps)).reshape(-1)
+
+
+def masked_weights(weight: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Per-row loss weights under an output mask ((samples, steps), False on padding), as Keras 3 applies
+    one: padded steps weigh 0 and real ones total/real, so the loss is the mean over the real steps."""
+    if mask is None:
+        return weight
+    keep = mask.reshape(-1).astype(weight.dtype)
+    return weight * keep * (keep.size / max(float(keep.sum()), 1e-7))

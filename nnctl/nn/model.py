@@ -18,7 +18,7 @@ from nnctl.nn.callbacks import Callback, CallbackList, History
 from nnctl.nn.callbacks.monitors import find_nonfinite
 from nnctl.nn.layers import LAYERS, Dense, Input, Layer
 from nnctl.nn.losses import LOSSES
-from nnctl.nn.inputs import Dataset, cast_inputs, step_rows, target_rows
+from nnctl.nn.inputs import Dataset, cast_inputs, masked_weights, step_rows, target_rows
 from nnctl.nn.metrics import resolve_metrics
 from nnctl.nn.optimizers import OPTIMIZERS
 from nnctl.nn.store import ParameterStore
@@ -309,9 +309,13 @@ class Sequential:
         return fastpath.FastPath(self, batch_size, sparse).train
 
     def _forward(self, xb, training):
-        out = xb
+        """The layers in order; each gets its input's Keras mask, and `output_mask` is the last one's."""
+        out, mask = xb, None
         for layer in self.layers:
+            layer.input_mask = mask
             out = layer.forward(out, training)
+            mask = layer.compute_mask(mask)
+        self.output_mask = mask if self.steps > 1 else None  # a per-step output: masks its loss
         return out
 
     def _gradients(self, data: Dataset, rows: np.ndarray):
@@ -326,7 +330,7 @@ class Sequential:
         labels = data.labels[targets] if self.loss.sparse else data.labels
         grad = np.empty_like(pred)
         loss = self.backend.loss_forward_backward(self.loss_code, self.loss.delta, pred, target, labels,
-                                                  data.weight[targets], grad)
+                                                  masked_weights(data.weight[targets], self.output_mask), grad)
         dy = (head.backward(grad.reshape(out.shape), from_preactivation=True) if self.loss_fused
               else head.backward(grad.reshape(out.shape)))
         for layer in reversed(self.layers[:-1]):
@@ -352,11 +356,13 @@ class Sequential:
 
     # ---- inference ----------------------------------------------------------------------------
     def _predict_both(self, x, batch_size):
-        """(logits, outputs) of the last layer for every row; logits equal outputs without an activation."""
+        """(logits, outputs) of the last layer for every row; logits equal outputs without an activation.
+        `self.predicted_mask` is the output's Keras mask over all rows (None without one)."""
         n = x.shape[0]
         logits = np.zeros((n, self.output_units), self.dtype)
         outputs = np.zeros_like(logits)
         sparse = isinstance(x, CSRMatrix)
+        self.predicted_mask = None
         if fastpath.eligible(self, batch_size, sparse):
             fastpath.FastPath(self, batch_size, sparse).predict(x, n, logits, outputs)
             return logits, outputs
@@ -365,6 +371,10 @@ class Sequential:
             rows = np.arange(b0, min(n, b0 + batch_size))
             out = self._forward(CSRBatch(x, rows) if isinstance(x, CSRMatrix) else x[rows], False)
             outputs[rows] = out.reshape(len(rows), -1)
+            if self.output_mask is not None:
+                if self.predicted_mask is None:
+                    self.predicted_mask = np.ones((n, self.steps), bool)
+                self.predicted_mask[rows] = self.output_mask.reshape(len(rows), -1)
             logits[rows] = head.z.reshape(len(rows), -1) if head.output_activation is not None else outputs[rows]
         return logits, outputs
 
@@ -372,7 +382,8 @@ class Sequential:
         logits, outputs = self._predict_both(data.x, batch_size)
         pred = (logits if self.loss_fused else outputs).reshape(-1, self.units)
         loss = self.backend.loss_forward_backward(self.loss_code, self.loss.delta, pred, data.target, data.labels,
-                                                  data.weight, np.empty_like(pred))
+                                                  masked_weights(data.weight, self.predicted_mask),
+                                                  np.empty_like(pred))
         results = {"loss": float(loss + self.store.penalty())}
         for metric in self.metrics:
             fresh = copy.deepcopy(metric)

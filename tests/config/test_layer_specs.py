@@ -41,7 +41,8 @@ def test_a_layer_built_from_its_validated_spec_reports_the_same_config(name):
                 if p.default is inspect.Parameter.empty and p.name != "self"
                 and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
     examples = {"units": 3, "filters": 2, "kernel_size": 3, "rate": 0.5, "activation": "relu", "shape": [4],
-                "target_shape": [2, 2], "input_dim": 10, "output_dim": 4}
+                "target_shape": [2, 2], "input_dim": 10, "output_dim": 4,
+                "layer": {"type": "lstm", "units": 3}}
     missing = set(required) - set(examples)
     assert not missing, f"add an example value for {missing}"
     layer = cls(**{key: examples[key] for key in required})

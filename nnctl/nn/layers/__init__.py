@@ -5,12 +5,14 @@ A new layer is one class in its family's module and one line in the table below.
 
 from nnctl.nn.layers.base import Layer, Param
 from nnctl.nn.layers.conv import Conv1D, Conv2D
-from nnctl.nn.layers.core import Activation, Dense, Dropout, Flatten, Input, Reshape
+from nnctl.nn.layers.core import Activation, Dense, Dropout, Flatten, Input, Masking, Reshape
 from nnctl.nn.layers.embedding import Embedding
 from nnctl.nn.layers.normalization import BatchNormalization, LayerNormalization
 from nnctl.nn.layers.pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
                                      GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
+from nnctl.nn.layers.recurrent import GRU, LSTM, SimpleRNN
 from nnctl.nn.layers.regularization import SpatialDropout1D, SpatialDropout2D
+from nnctl.nn.layers.wrappers import Bidirectional
 from nnctl.registry import Registry
 
 LAYERS = Registry(
@@ -26,6 +28,7 @@ LAYERS = Registry(
         "global_max_pooling1d": GlobalMaxPooling1D, "global_max_pooling2d": GlobalMaxPooling2D,
         "global_average_pooling1d": GlobalAveragePooling1D, "global_average_pooling2d": GlobalAveragePooling2D,
         "batch_normalization": BatchNormalization, "layer_normalization": LayerNormalization,
+        "masking": Masking, "simple_rnn": SimpleRNN, "lstm": LSTM, "gru": GRU, "bidirectional": Bidirectional,
     },
     # Keras's own aliases (keras.layers.Convolution2D, MaxPool2D, GlobalAvgPool1D, ...).
     aliases={"input_layer": "input", "fully_connected": "dense", "linear": "dense",
@@ -37,7 +40,10 @@ LAYERS = Registry(
     base=Layer,
 )
 
-__all__ = ["LAYERS", "Layer", "Param", "Input", "Dense", "Activation", "Dropout", "Flatten", "Reshape", "Embedding",
+# The layers Bidirectional can wrap.
+RECURRENT_TYPES = ("simple_rnn", "lstm", "gru")
+
+__all__ = ["LAYERS", "RECURRENT_TYPES", "Masking", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "Layer", "Param", "Input", "Dense", "Activation", "Dropout", "Flatten", "Reshape", "Embedding",
            "SpatialDropout1D", "SpatialDropout2D", "Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D",
            "AveragePooling1D", "AveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
            "GlobalAveragePooling1D", "GlobalAveragePooling2D", "BatchNormalization", "LayerNormalization"]

@@ -44,12 +44,42 @@ def _axis_type():
         {"type": "integer"}, {"type": "array", "items": {"type": "integer"}, "minItems": 1}]})]
 
 
+def _recurrent_spec_type():
+    """Bidirectional's `layer`: a recurrent layer's mapping, checked against that layer's own derived schema
+    (so `{type: lstm, unitz: 32}` is refused with the key named)."""
+    def validate(value):
+        from pydantic import ValidationError
+
+        from nnctl.config.schema import LAYER_SPECS
+        from nnctl.nn.layers import LAYERS, RECURRENT_TYPES
+
+        kind = value.get("type") if isinstance(value, dict) else None
+        try:
+            kind = LAYERS.canonical(kind) if isinstance(kind, str) else None
+        except ArgumentError:
+            kind = None
+        if kind not in RECURRENT_TYPES:
+            raise PydanticCustomError("expected", "expected a recurrent layer, a mapping with `type` one of {allowed}"
+                                      ", got {got}", {"allowed": ", ".join(RECURRENT_TYPES), "got": show(value)})
+        try:
+            LAYER_SPECS[kind].model_validate({**value, "type": kind})
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise PydanticCustomError("nested", "{kind} `{where}`: {message}",
+                                      {"kind": kind, "where": where, "message": first["msg"]}) from None
+        return value
+    return Annotated[Any, PlainValidator(validate), WithJsonSchema({
+        "type": "object", "required": ["type"], "description": "a recurrent layer: {type: lstm | gru | simple_rnn, ...}"})]
+
+
 Sizes = _sizes_type()  # kernel_size, strides, pool_size, dilation_rate: an int or one int per spatial axis
 Axis = _axis_type()
+RecurrentSpec = _recurrent_spec_type()
 Padding = Literal["valid", "same"]
 CausalPadding = Literal["valid", "same", "causal"]
 
-__all__ = ["Axis", "Bool", "CausalPadding", "NamedSpec", "Number", "Optional", "Padding", "PositiveNumber", "Rate",
+__all__ = ["Axis", "Bool", "RecurrentSpec", "CausalPadding", "NamedSpec", "Number", "Optional", "Padding", "PositiveNumber", "Rate",
            "Shape", "Sizes", "TargetShape", "Text", "Width", "check_bool", "check_choice", "check_initializer",
            "check_regularizer", "check_sizes", "Literal"]
 

@@ -63,6 +63,10 @@ class Layer:
 
     type_name = "layer"
     input_dtype = None  # None: the model's float dtype
+    # Keras masks: a (batch, steps) bool array marking a sequence's real steps (False: padding). The model sets
+    # `input_mask` before each forward call and asks `compute_mask` for the output's; a layer that supports
+    # masking passes it on unchanged, the others drop it (as Keras 3 does).
+    supports_masking = False
     # Layers ending in an activation expose it so the loss can fuse with it (sigmoid+BCE, softmax+CCE).
     output_activation: str | None = None
 
@@ -80,6 +84,7 @@ class Layer:
         self.input_shape: tuple[int, ...] | None = None
         self.output_shape: tuple[int, ...] | None = None
         self.dtype = np.float32  # float64 only for gradient checks
+        self.input_mask: np.ndarray | None = None
 
     def add_weight(self, name, shape, initializer, regularizer=None, trainable=True) -> Param:
         param = Param(f"{self.name}/{name}", tuple(int(s) for s in shape), INITIALIZERS.get(initializer),
@@ -97,6 +102,10 @@ class Layer:
 
     def forward(self, x, training: bool):
         raise NotImplementedError
+
+    def compute_mask(self, mask):
+        """The mask of this layer's output, given its input's (called after `forward`)."""
+        return mask if self.supports_masking else None
 
     def backward(self, dy):
         raise NotImplementedError

@@ -1,4 +1,4 @@
-"""Core layers: Input, Dense, Activation, Dropout, Flatten, Reshape — each a forward and a hand-written backward.
+"""Core layers: Input, Dense, Activation, Dropout, Flatten, Reshape, Masking; each a forward and a backward.
 
 Layers reach kernels only through `self.backend`; no layer imports Numba or a device module.
 """
@@ -71,6 +71,7 @@ class Dense(_Activated):
     """y = act(x @ kernel + bias); kernel (inputs, units). Accepts dense arrays or a CSR batch."""
 
     type_name = "dense"
+    supports_masking = True
 
     def __init__(self, units: Width, activation: Optional[Text] = None, use_bias: Bool = True,
                  kernel_initializer: NamedSpec = "glorot_uniform", bias_initializer: NamedSpec = "zeros",
@@ -136,6 +137,7 @@ class Activation(_Activated):
     """Applies an activation on the last axis (softmax: over the last axis)."""
 
     type_name = "activation"
+    supports_masking = True
 
     def __init__(self, activation: Text, alpha: Optional[Number] = None, **kwargs):
         super().__init__(**kwargs)
@@ -159,6 +161,7 @@ class Dropout(Layer):
     """Inverted dropout: zeroes a `rate` fraction in training and scales the rest by 1/(1−rate)."""
 
     type_name = "dropout"
+    supports_masking = True
 
     def __init__(self, rate: Rate, **kwargs):
         super().__init__(**kwargs)
@@ -235,3 +238,29 @@ class Reshape(Layer):
 
     def get_config(self):
         return {"target_shape": list(self.target_shape), **self.base_config()}
+
+
+class Masking(Layer):
+    """Marks as padding every step whose features all equal `mask_value`: such steps become zeros, and the
+    output's mask (False there) tells the layers that follow (recurrent layers skip them), as Keras's Masking."""
+
+    type_name = "masking"
+
+    def __init__(self, mask_value: Number = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(mask_value, bool) or not isinstance(mask_value, (int, float)):
+            raise ArgumentError(f"`mask_value` must be a number, got {mask_value!r}.")
+        self.mask_value = float(mask_value)
+
+    def forward(self, x, training):
+        self.keep = np.any(x != self.mask_value, axis=-1)
+        return x * self.keep[..., None].astype(x.dtype)
+
+    def compute_mask(self, mask):
+        return self.keep
+
+    def backward(self, dy):
+        return dy * self.keep[..., None].astype(dy.dtype)
+
+    def get_config(self):
+        return {"mask_value": self.mask_value, **self.base_config()}

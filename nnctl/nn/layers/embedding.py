@@ -16,9 +16,10 @@ class Embedding(Layer):
     """Maps each id in [0, input_dim) to a trainable row of `embeddings` (input_dim, output_dim), as Keras.
 
     Inputs are int32 ids (the model casts whole-number inputs for it); an id outside [0, input_dim) is an
-    error. With `mask_zero`, id 0 is padding: `self.mask` ((batch, ...) bool, False on padding) holds the
-    mask of the last forward pass for the layers that consume it (recurrent layers); the outputs themselves
-    are not masked, as in Keras. Ids are not differentiable: the layer returns no input gradient.
+    error. With `mask_zero`, id 0 is padding: `self.mask` ((batch, ...) bool, False on padding) holds the mask
+    of the last forward pass, which the model passes on (`compute_mask`) to the layers that use it (recurrent
+    layers, GlobalAveragePooling1D); the outputs themselves are not masked, as in Keras. Ids are not
+    differentiable: the layer returns no input gradient.
     """
 
     type_name = "embedding"
@@ -64,6 +65,9 @@ class Embedding(Layer):
         self.ids = flat
         self.mask = ids != 0 if self.mask_zero else None
         return out.reshape(ids.shape + (self.output_dim,))
+
+    def compute_mask(self, mask):
+        return self.mask
 
     def backward(self, dy):
         """Fills the table's gradient; returns None (no input gradient)."""

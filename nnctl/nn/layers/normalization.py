@@ -103,6 +103,7 @@ class BatchNormalization(_Normalization):
     inference mode and leaves its moving statistics alone, as in Keras 3."""
 
     type_name = "batch_normalization"
+    supports_masking = True
 
     def __init__(self, axis: Axis = -1, momentum: Rate = 0.99, epsilon: PositiveNumber = 0.001, center: Bool = True,
                  scale: Bool = True, beta_initializer: NamedSpec = "zeros", gamma_initializer: NamedSpec = "ones",
@@ -184,6 +185,7 @@ class LayerNormalization(_Normalization):
     y = gamma·x̂ + beta with gamma and beta shaped like the normalized axes (Keras 3)."""
 
     type_name = "layer_normalization"
+    supports_masking = True
 
     def __init__(self, axis: Axis = -1, epsilon: PositiveNumber = 0.001, center: Bool = True, scale: Bool = True,
                  beta_initializer: NamedSpec = "zeros", gamma_initializer: NamedSpec = "ones",

@@ -208,11 +208,29 @@ class GlobalMaxPooling1D(_GlobalPooling):
 
 
 class GlobalAveragePooling1D(_GlobalPooling):
-    """(n, steps, channels) → the mean over the steps, per channel."""
+    """(n, steps, channels) → the mean over the steps, per channel; with a mask (Embedding's mask_zero,
+    Masking), the mean over the real steps only, as in Keras (a sequence with none gives zeros)."""
 
     type_name = "global_average_pooling1d"
     rank = 1
     average = True
+
+    def forward(self, x, training):
+        self.step_share = None
+        if self.input_mask is None:
+            return super().forward(x, training)
+        mask = self.input_mask.reshape(x.shape[0], -1).astype(x.dtype)
+        self.step_share = mask / np.maximum(mask.sum(axis=1, keepdims=True), 1)  # each real step's share
+        y = np.einsum("nt,ntc->nc", self.step_share, x)
+        return y.reshape((x.shape[0],) + self.output_shape)
+
+    def backward(self, dy):
+        if self.step_share is None:
+            return super().backward(dy)
+        if not self.needs_input_grad:
+            return None
+        n = dy.shape[0]
+        return (self.step_share[:, :, None] * dy.reshape(n, 1, -1)).astype(dy.dtype, copy=False)
 
 
 class GlobalMaxPooling2D(_GlobalPooling):

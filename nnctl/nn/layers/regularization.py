@@ -19,6 +19,7 @@ class SpatialDropout(Layer):
     dropout of single values barely regularizes a convolution; dropping whole maps does."""
 
     rank = 0
+    supports_masking = True
 
     def __init__(self, rate: Rate, **kwargs):
         super().__init__(**kwargs)
