@@ -16,8 +16,8 @@ from nnctl.engine.chunks import even_chunks, run_chunks
 from nnctl.errors import ArgumentError, ShapeError, check_positive_int
 from nnctl.nn.activations import resolve_activation
 from nnctl.nn.initializers import INITIALIZERS, Initializer
-from nnctl.nn.layers.arguments import (Bool, Literal, NamedSpec, Number, Optional, Rate, RecurrentSpec, Text, Width,
-                                       check_bool, check_choice, check_initializer, check_regularizer)
+from nnctl.nn.layers.arguments import (Bool, Literal, NamedSpec, Optional, Rate, Text, Width, check_bool,
+                                       check_initializer, check_regularizer)
 from nnctl.nn.layers.base import Layer
 
 # A batch runs as this many chunks of sequences (two threads share them, a busy core takes fewer) ...
