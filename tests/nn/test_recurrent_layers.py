@@ -10,7 +10,7 @@ from nnctl.errors import ArgumentError, ShapeError
 from nnctl.nn.initializers import INITIALIZERS
 from nnctl.nn.layers import (GRU, LSTM, Bidirectional, Dense, Embedding, GlobalAveragePooling1D, Masking,
                              SimpleRNN)
-from nnctl.nn.layers import recurrent
+from nnctl.nn.layers import rnn
 from nnctl.nn.model import Sequential
 from tests.nn.test_gradients import check_model
 
@@ -235,7 +235,7 @@ def _train(cls, seed=3, **args):
 
 @pytest.mark.parametrize("cls", CELLS)
 def test_training_bytes_do_not_depend_on_the_thread_count(cls, monkeypatch):
-    monkeypatch.setattr(recurrent, "POOL_MIN_MACS", 0)
+    monkeypatch.setattr(rnn, "POOL_MIN_MACS", 0)
     results = []
     for threads in ("1", "2"):
         monkeypatch.setenv("NNCTL_THREADS", threads)
