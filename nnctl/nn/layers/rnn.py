@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnctl.engine.chunks import even_chunks, run_chunks
+from nnctl.engine.chunks import run_chunks
+from nnctl.engine.cpu.recurrent_blocks import GROUP
 from nnctl.errors import ArgumentError, ShapeError, check_float_range, check_positive_int
 from nnctl.nn.activations import resolve_activation
 from nnctl.nn.layers.arguments import check_bool, check_initializer, check_regularizer
 from nnctl.nn.layers.base import Layer
 
-# A batch runs as this many chunks of sequences (two threads share them, a busy core takes fewer) ...
-CHUNKS = 4
+# A batch runs as chunks of about 1/CHUNKS of its sequences, a multiple of the kernels' group of 4 (a group's
+# sequences share each load of the recurrent kernel), so that a chunk's arrays stay in cache between the
+# projection, the loop and the gradient GEMMs; two threads share the chunks (a busy core takes fewer) ...
+CHUNKS = 16
 # ... on the chunk pool when the step has at least this many multiply-adds (a hand-off costs ~20 µs).
 POOL_MIN_MACS = 1 << 21
 
@@ -154,7 +157,9 @@ class Recurrent(Layer):
         return buf
 
     def _chunks(self, n):
-        return even_chunks(n, CHUNKS)
+        size = -(-n // CHUNKS)
+        size += -size % GROUP
+        return [(first, min(size, n - first)) for first in range(0, n, size)]
 
     def _parallel(self, n):
         width = self.gates * self.units
