@@ -132,10 +132,9 @@ class GRU(Recurrent):
         return self._zeros("rbias", (3 * self.units,)) if self.bias is None else self.bias.value[1]
 
     def _bias_partial(self, rows, out):
-        dpre = self.dpre.reshape(-1, self.dpre.shape[-1])[rows]
-        out[0] = dpre.sum(axis=0)
+        self._column_sums(self.dpre.reshape(-1, self.dpre.shape[-1])[rows], out[0])
         out[1, :2 * self.units] = out[0, :2 * self.units]
-        out[1, 2 * self.units:] = self.drec.reshape(-1, self.units)[rows].sum(axis=0)
+        self._column_sums(self.drec.reshape(-1, self.units)[rows], out[1, 2 * self.units:])
 
     def _grad_buffers(self, n, steps):
         # The h̃ gate's recurrent part has its own gradient (r·e); z's and r's are dpre's.

@@ -243,7 +243,11 @@ class Recurrent(Layer):
         return (self.gates * self.units,)
 
     def _bias_partial(self, rows, out):
-        out[...] = self.dpre.reshape(-1, self.dpre.shape[-1])[rows].sum(axis=0)
+        self._column_sums(self.dpre.reshape(-1, self.dpre.shape[-1])[rows], out)
+
+    def _column_sums(self, rows2d, out):
+        """out = rows2d's column sums, row after row (sum_partials: 2× NumPy's axis-0 sum here)."""
+        self.backend.sum_partials(rows2d.reshape(len(rows2d), 1, -1), len(rows2d), out.reshape(1, -1))
 
     def _state_buffers(self, n, steps):
         """Allocates what the subclass's loops store for the backward pass (LSTM: cells and gates)."""
