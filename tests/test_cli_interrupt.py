@@ -86,8 +86,11 @@ def check_interrupted(result):
     assert "Traceback" not in out + err and "Aborted!" not in out + err, err
     if not running or code == 0:  # it finished before the signal (or as it came): nothing to interrupt
         return
-    if code == -signal.SIGINT:  # the signal came as Python was exiting (its handler gone): the work was done
-        assert err.strip() == "", err  # and a shell shows this as 130 too
+    if code == -signal.SIGINT:  # the signal came as Python was exiting (its handler gone); a shell shows 130 too
+        lines = [line for line in err.splitlines() if line.strip()]
+        # Nothing, or the one line of an interrupt that Python then reported by its own SIGINT exit (seen on
+        # a slow machine with `python -m nnctl kfold` interrupted 0.16 s after start).
+        assert not lines or (len(lines) == 1 and "interrupted" in lines[0]), err
         return
     assert code == 130, err
     lines = [line for line in err.splitlines() if line.strip()]
