@@ -217,8 +217,7 @@ class Sequential:
         outputs = np.zeros((n, self.output_units), self.dtype)
         step_losses = np.zeros(steps, np.float64)
         batch_sizes = np.minimum(batch_size, n - np.arange(steps) * batch_size).astype(np.float64)
-        self.stop_training = False
-        self.stopped_mid_epoch = None
+        self.stop_training, self.stopped_mid_epoch = False, None
         self.nonfinite = None  # {"epoch", "step", "steps", "loss"} when a TerminateOnNaN callback stopped the run
         self.validation_seconds = 0.0  # time spent validating, for the run's phase split
         self._chunk = 1  # steps per runner call when callbacks want batch hooks; adapts to ~0.1 s
@@ -242,8 +241,7 @@ class Sequential:
                 began = time.perf_counter()
                 logs.update({f"val_{k}": v for k, v in self._evaluate_dataset(val, batch_size).items()})
                 self.validation_seconds += time.perf_counter() - began
-            logs["epoch_time"] = time.perf_counter() - start
-            logs["lr"] = self.optimizer.learning_rate
+            logs.update(epoch_time=time.perf_counter() - start, lr=self.optimizer.learning_rate)
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
@@ -320,8 +318,7 @@ class Sequential:
 
     def _gradients(self, data: Dataset, rows: np.ndarray):
         """Forward and backward on data[rows]: fills the gradient buffer; returns (loss, outputs (m, units))."""
-        head = self.layers[-1]
-        x = data.x
+        head, x = self.layers[-1], data.x
         out = self._forward(CSRBatch(x, rows) if isinstance(x, CSRMatrix) else x[rows], True)
         out2 = out.reshape(len(rows), -1)
         pred = head.z if self.loss_fused else out.reshape(-1, self.units)
@@ -356,13 +353,12 @@ class Sequential:
 
     # ---- inference ----------------------------------------------------------------------------
     def _predict_both(self, x, batch_size):
-        """(logits, outputs) of the last layer for every row; logits equal outputs without an activation.
-        `self.predicted_mask` is the output's Keras mask over all rows (None without one)."""
+        """(logits, outputs) of the last layer for every row; `predicted_mask`: a per-step output's mask."""
         n = x.shape[0]
         logits = np.zeros((n, self.output_units), self.dtype)
         outputs = np.zeros_like(logits)
         sparse = isinstance(x, CSRMatrix)
-        self.predicted_mask = None
+        self.predicted_mask = np.ones((n, self.steps), bool) if self.steps > 1 else None  # all real: no mask
         if fastpath.eligible(self, batch_size, sparse):
             fastpath.FastPath(self, batch_size, sparse).predict(x, n, logits, outputs)
             return logits, outputs
@@ -372,8 +368,6 @@ class Sequential:
             out = self._forward(CSRBatch(x, rows) if isinstance(x, CSRMatrix) else x[rows], False)
             outputs[rows] = out.reshape(len(rows), -1)
             if self.output_mask is not None:
-                if self.predicted_mask is None:
-                    self.predicted_mask = np.ones((n, self.steps), bool)
                 self.predicted_mask[rows] = self.output_mask.reshape(len(rows), -1)
             logits[rows] = head.z.reshape(len(rows), -1) if head.output_activation is not None else outputs[rows]
         return logits, outputs
