@@ -135,8 +135,7 @@ class Sequential:
             if x is None:
                 raise ShapeError("the model's input shape is unknown")
             self.input_shape = tuple(x.shape[1:])
-            self._finish_compile()
-        elif not hasattr(self, "metrics"):
+        if not self.built or not hasattr(self, "metrics"):
             self._finish_compile()
 
     # ---- inspection ---------------------------------------------------------------------------
@@ -145,8 +144,7 @@ class Sequential:
         self.build()
         rows = [{"name": layer.name, "type": type(layer).__name__, "output_shape": (None,) + layer.output_shape,
                  "params": layer.param_count()} for layer in self.layers]
-        total = sum(r["params"] for r in rows)
-        trainable = sum(layer.trainable_count() for layer in self.layers)
+        total, trainable = sum(r["params"] for r in rows), sum(layer.trainable_count() for layer in self.layers)
         return {"rows": rows, "total_params": total, "trainable_params": trainable,
                 "non_trainable_params": total - trainable}
 
