@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import config_mutants  # noqa: E402  (a helper module beside this test, also run as a script)
 
-CI_CHUNKS, SLOW_CHUNKS, PER_CHUNK = 5, 50, 60  # 300 mutants in CI, 3,000 more under `slow`
+CI_CHUNKS, SLOW_CHUNKS, PER_CHUNK = 5, 50, 60  # 300 mutants in CI, 3,000 more under `--run-long`
 SECONDS = 10.0  # per mutant, generous for a loaded CI machine (here: ≤ 0.5 s typical, 5 s worst)
 
 
@@ -53,6 +53,7 @@ def test_config_mutants_keep_the_contract(tmp_path, seed):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("seed", range(CI_CHUNKS, CI_CHUNKS + SLOW_CHUNKS))
 def test_more_config_mutants_keep_the_contract(tmp_path, seed):
     assert run_chunk(tmp_path, seed) == []

@@ -80,5 +80,6 @@ def test_mutated_csv_files_are_read_or_refused_in_one_line(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_mutated_csv_files_many(tmp_path):
     run_cases(tmp_path, 5000, seed=1515)

@@ -221,6 +221,7 @@ def test_mutated_files_are_refused_or_read(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_many_more_mutated_files(tmp_path):
     _read_mutants(tmp_path, seed=6, count=30000)
 

@@ -56,6 +56,7 @@ def test_mutants_are_refused_or_valid():
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_many_more_mutants_are_refused_or_valid(seed):
     run_mutants(25000, seed=seed)

@@ -35,6 +35,7 @@ def test_kills_during_startup_training_and_writing_leave_a_run_that_resumes_exac
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_thirty_kills_at_random_moments_all_keep_the_contract(tmp_path, reference):
     assert kill_many(tmp_path, reference, [None] * 30, seed=1414) == []
 
