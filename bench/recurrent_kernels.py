@@ -4,11 +4,11 @@ one thread each, on the book's shapes (n=128 sequences of t=500 steps, u=32 unit
     python bench/recurrent_kernels.py [--repeats 7] [--batch 128] [--steps 500] [--units 32] [--cells lstm,gru]
 
 Columns, ms per batch (median [min-max] over the repeats, the frameworks alternating in each repeat):
-  fwd, bwd:   nnctl's forward kernel (it overwrites xw, so each run follows a fresh input projection, timed
-              apart and subtracted); its backward kernel plus what the layer adds to it for the recurrent
-              weights (recurrent_inputs and the dU GEMM, the GRU's recurrent-bias sum);
-  +proj:      fwd + bwd plus the input projection's GEMMs (xw = x·W + b, dW = xᵀ·dpre, db, dx = dpre·Wᵀ):
-              the whole layer's arithmetic, comparable with torch's;
+  fwd, bwd:   nnctl's forward kernel (the input projection x_s·W + b runs inside its time loop); its backward
+              kernel plus what the layer adds to it for the recurrent weights (recurrent_inputs and the dU
+              GEMM, the GRU's recurrent-bias sum);
+  +proj:      fwd + bwd plus the input side's backward GEMMs (dW = xᵀ·dpre, db, dx = dpre·Wᵀ): the whole
+              layer's arithmetic, comparable with torch's;
   torch:      torch's module forward + backward (input projection included; inputs, weights and h0 require
               grad; no mask, no dropout, CPU, float32).
 Run it on a quiet machine and say how loaded it was: these machines share their cores.
@@ -44,34 +44,32 @@ def nnctl_steps(cell, n, t, u, features):
     rbias = np.zeros(g * u, np.float32)
     h0 = np.zeros((n, u), np.float32)
     mask, rmask = np.ones((n, t), np.uint8), np.zeros((0, g * u), np.float32)
-    xw = np.empty((n, t, g * u), np.float32)  # xw, then the gates, then dpre (LSTM, GRU)
+    gates = np.empty((n, t, g * u), np.float32)  # the gates, then dpre (LSTM, GRU)
     hs, cs, hu = (np.empty((n, t, u), np.float32) for _ in range(3))
-    dpre = np.empty((n, t, g * u), np.float32) if cell == "simple_rnn" else xw
+    dpre = np.empty((n, t, g * u), np.float32) if cell == "simple_rnn" else gates
     drec = np.empty((n, t, u), np.float32)
     dhs = rng.standard_normal((n, t, u)).astype(np.float32)
     dh0, dc0, dc_last = np.empty_like(h0), np.empty_like(h0), np.zeros_like(h0)
     inputs = np.empty((n, t, u), np.float32)
     dU, dW, dx = np.empty_like(U), np.empty_like(W), np.empty_like(x)
 
-    def project():
-        np.matmul(x.reshape(n * t, features), W, out=xw.reshape(n * t, g * u))
-        xw.reshape(n * t, g * u)[...] += b
+    head = (x[None], W, b, U)
 
     def forward():
         if cell == "simple_rnn":
-            recurrent.simple_rnn_forward(xw, U, h0, mask, rmask, TANH, 0, n, hs)
+            recurrent.simple_rnn_forward(*head, h0, mask, rmask, TANH, 0, n, hs)
         elif cell == "lstm":
-            recurrent.lstm_forward(xw, U, h0, h0, mask, rmask, TANH, SIGMOID, 0, n, hs, cs)
+            recurrent.lstm_forward(*head, h0, h0, mask, rmask, TANH, SIGMOID, 0, n, gates, hs, cs)
         else:
-            recurrent.gru_forward(xw, U, rbias, h0, mask, rmask, TANH, SIGMOID, 0, n, hs, hu)
+            recurrent.gru_forward(*head, rbias, h0, mask, rmask, TANH, SIGMOID, 0, n, gates, hs, hu)
 
     def backward():
         if cell == "simple_rnn":
             recurrent.simple_rnn_backward(dhs, hs, UT, mask, rmask, TANH, 0, n, dpre, dh0)
         elif cell == "lstm":
-            recurrent.lstm_backward(dhs, dc_last, cs, h0, UT, mask, rmask, TANH, SIGMOID, 0, n, xw, dh0, dc0)
+            recurrent.lstm_backward(dhs, dc_last, cs, h0, UT, mask, rmask, TANH, SIGMOID, 0, n, gates, dh0, dc0)
         else:
-            recurrent.gru_backward(dhs, hs, hu, h0, UT, mask, rmask, TANH, SIGMOID, 0, n, xw, drec, dh0)
+            recurrent.gru_backward(dhs, hs, hu, h0, UT, mask, rmask, TANH, SIGMOID, 0, n, gates, drec, dh0)
         recurrent.recurrent_inputs(hs, h0, rmask, 0, n, inputs)
         inputs_t, d = inputs.reshape(n * t, u).T, dpre.reshape(n * t, g * u)
         if cell == "gru":  # z and r from dpre, h̃ from drec; and the recurrent bias's gradient
@@ -82,7 +80,6 @@ def nnctl_steps(cell, n, t, u, features):
             np.matmul(inputs_t, d, out=dU)
 
     def layer():
-        project()
         forward()
         backward()
         flat = dpre.reshape(n * t, g * u)
@@ -90,11 +87,7 @@ def nnctl_steps(cell, n, t, u, features):
         flat.sum(axis=0)
         np.matmul(flat, W.T, out=dx.reshape(n * t, features))
 
-    def forward_alone():  # the kernels overwrite xw: each forward starts from a fresh projection
-        project()
-        forward()
-
-    return forward_alone, backward, layer, project
+    return forward, backward, layer
 
 
 def torch_step(cell, n, t, u, features):
@@ -146,8 +139,8 @@ def main(argv=None):
           f"{'torch fwd+bwd':>24s} {'torch/nnctl+proj':>17s}")
     with threadpool_limits(limits=1):
         for cell in args.cells.split(","):
-            forward, backward, layer, project = nnctl_steps(cell, *shape)
-            steps = {"proj": project, "fwd": forward, "bwd": backward, "layer": layer}
+            forward, backward, layer = nnctl_steps(cell, *shape)
+            steps = {"fwd": forward, "bwd": backward, "layer": layer}
             if torch is not None:
                 steps["torch"] = torch_step(cell, *shape)
             for step in steps.values():  # warm-up: JIT compilation or cache loading, allocators
@@ -156,7 +149,6 @@ def main(argv=None):
             for _ in range(args.repeats):
                 for name, step in steps.items():
                     samples[name].append(timed(step))
-            samples["fwd"] = [f - p for f, p in zip(samples["fwd"], samples["proj"])]
             both = [f + b for f, b in zip(samples["fwd"], samples["bwd"])]
             line = f"{cell:10s} {summary(samples['fwd']):>22s} {summary(samples['bwd']):>22s} " \
                    f"{summary(both):>22s} {summary(samples['layer']):>22s}"

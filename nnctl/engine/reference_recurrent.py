@@ -64,8 +64,16 @@ def recurrent_inputs(hs, h0, rmask, first, count, out):
     out[rows] = np.concatenate([prev] * gates, axis=2) * masks
 
 
-def simple_rnn_forward(xw, U, h0, mask, rmask, act, first, count, hs):
+def _projection(x, W, bias):
+    """x_s·W + bias for every step, (n, t, g·u); gate k reads x[k] when x holds one input per gate."""
+    width = W.shape[1] // x.shape[0]  # the columns each input feeds: all, or its gate's
+    parts = [x[k].astype(np.float64) @ W[:, k * width:(k + 1) * width].astype(np.float64) for k in range(len(x))]
+    return np.concatenate(parts, axis=-1) + bias.astype(np.float64)
+
+
+def simple_rnn_forward(x, W, bias, U, h0, mask, rmask, act, first, count, hs):
     rows = np.arange(first, first + count)
+    xw = _projection(x, W, bias)
     h, U = h0[rows].astype(np.float64), U.astype(np.float64)
     for s in range(xw.shape[1]):
         new = ACTIVATIONS[act](xw[rows, s] + _product(h, U, rmask, rows))
@@ -86,8 +94,9 @@ def simple_rnn_backward(dhs, hs, UT, mask, rmask, act, first, count, dpre, dh0):
     dh0[rows] = dh
 
 
-def lstm_forward(xw, U, h0, c0, mask, rmask, act, ract, first, count, hs, cs):
+def lstm_forward(x, W, bias, U, h0, c0, mask, rmask, act, ract, first, count, gates, hs, cs):
     rows = np.arange(first, first + count)
+    xw = _projection(x, W, bias)
     h, c, U = h0[rows].astype(np.float64), c0[rows].astype(np.float64), U.astype(np.float64)
     for s in range(xw.shape[1]):
         zi, zf, zc, zo = _parts(xw[rows, s] + _product(h, U, rmask, rows), 4)
@@ -98,7 +107,7 @@ def lstm_forward(xw, U, h0, c0, mask, rmask, act, ract, first, count, hs, cs):
         real = mask[rows, s, None] != 0
         h, c = np.where(real, new_h, h), np.where(real, new_c, c)
         hs[rows, s], cs[rows, s] = h, c
-        xw[rows, s] = np.where(real, np.concatenate([i, f, candidate, o], axis=1), xw[rows, s])
+        gates[rows, s] = np.where(real, np.concatenate([i, f, candidate, o], axis=1), gates[rows, s])
 
 
 def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, gates, dh0, dc0):
@@ -122,8 +131,9 @@ def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count
     dh0[rows], dc0[rows] = dh, dc
 
 
-def gru_forward(xw, U, rbias, h0, mask, rmask, act, ract, first, count, hs, hu):
+def gru_forward(x, W, bias, U, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu):
     rows = np.arange(first, first + count)
+    xw = _projection(x, W, bias)
     h, U = h0[rows].astype(np.float64), U.astype(np.float64)
     for s in range(xw.shape[1]):
         x_z, x_r, x_h = _parts(xw[rows, s].astype(np.float64), 3)
@@ -134,7 +144,7 @@ def gru_forward(xw, U, rbias, h0, mask, rmask, act, ract, first, count, hs, hu):
         real = mask[rows, s, None] != 0
         h = np.where(real, new_h, h)
         hs[rows, s] = h
-        xw[rows, s] = np.where(real, np.concatenate([z, r, candidate], axis=1), xw[rows, s])
+        gates[rows, s] = np.where(real, np.concatenate([z, r, candidate], axis=1), gates[rows, s])
         hu[rows, s] = np.where(real, rec_h, hu[rows, s])
 
 

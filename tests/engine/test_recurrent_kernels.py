@@ -26,7 +26,11 @@ class Sequences:
         g = GATES[cell]
         rng = np.random.default_rng(seed)
         self.cell, self.shape, self.dtype = cell, shape, dtype
-        self.xw = rng.standard_normal((n, t, g * u)).astype(dtype)
+        # Inputs of 3 features: one array, or one per gate (the layer's dropped inputs with recurrent dropout).
+        groups = g if dropout and g > 1 else 1
+        self.x = rng.standard_normal((groups, n, t, 3)).astype(dtype)
+        self.W = (rng.standard_normal((3, g * u)) / np.sqrt(3)).astype(dtype)
+        self.bias = (0.3 * rng.standard_normal(g * u)).astype(dtype)
         self.U = (rng.standard_normal((u, g * u)) / np.sqrt(u)).astype(dtype)
         self.rbias = (0.3 * rng.standard_normal(g * u)).astype(dtype)
         self.h0 = (0.5 * rng.standard_normal((n, u))).astype(dtype)
@@ -43,20 +47,20 @@ class Sequences:
         self.dc_last = rng.standard_normal((n, u)).astype(dtype)
 
     def forward(self, module, act, ract, first=0, count=None, fill=0.0):
-        """{name: output} of the forward kernel; outputs start as `fill`, "gates" as a copy of xw (which the
-        LSTM and GRU kernels overwrite with their gates)."""
+        """{name: output} of the forward kernel; every output starts as `fill`."""
         n, t, u = self.shape
         count = self.shape[0] if count is None else count
         out = {name: np.full((n, t, u), fill, self.dtype) for name in ("hs", "cs", "hu")}
-        out["gates"] = self.xw.copy()
+        out["gates"] = np.full((n, t, GATES[self.cell] * u), fill, self.dtype)
+        head = (self.x, self.W, self.bias, self.U)
         if self.cell == "simple_rnn":
-            module.simple_rnn_forward(self.xw, self.U, self.h0, self.mask, self.rmask, act, first, count, out["hs"])
+            module.simple_rnn_forward(*head, self.h0, self.mask, self.rmask, act, first, count, out["hs"])
         elif self.cell == "lstm":
-            module.lstm_forward(out["gates"], self.U, self.h0, self.c0, self.mask, self.rmask, act, ract, first,
-                                count, out["hs"], out["cs"])
+            module.lstm_forward(*head, self.h0, self.c0, self.mask, self.rmask, act, ract, first, count,
+                                out["gates"], out["hs"], out["cs"])
         else:
-            module.gru_forward(out["gates"], self.U, self.rbias, self.h0, self.mask, self.rmask, act, ract, first,
-                               count, out["hs"], out["hu"])
+            module.gru_forward(*head, self.rbias, self.h0, self.mask, self.rmask, act, ract, first, count,
+                               out["gates"], out["hs"], out["hu"])
         return out
 
     def backward(self, module, act, ract, fwd, first=0, count=None, fill=0.0):
@@ -80,8 +84,8 @@ class Sequences:
         return out
 
 
-# What each cell's forward and backward write (gates and hu only at real steps: a masked step's row keeps xw,
-# or is left unwritten).
+# What each cell's forward and backward write (gates and hu only at real steps: a masked step's row is
+# unspecified).
 FORWARD_OUTPUTS = {"simple_rnn": ("hs",), "lstm": ("hs", "cs", "gates"), "gru": ("hs", "gates", "hu")}
 BACKWARD_OUTPUTS = {"simple_rnn": ("dpre", "dh0"), "lstm": ("dpre", "dh0", "dc0"), "gru": ("dpre", "drec", "dh0")}
 PER_STEP_ONLY_AT_REAL_STEPS = ("gates", "hu")
@@ -127,9 +131,7 @@ def test_kernels_write_only_their_samples(cell):
     for name in FORWARD_OUTPUTS[cell]:
         keep = real[1:5] if name in PER_STEP_ONLY_AT_REAL_STEPS else slice(None)
         np.testing.assert_array_equal(part[name][1:5][keep], whole[name][1:5][keep])
-        untouched = seqs.xw if name == "gates" else np.full_like(part[name], np.nan)
-        np.testing.assert_array_equal(part[name][[0, 5]], untouched[[0, 5]],
-                                      err_msg=f"{name}: rows outside [first, first + count) written")
+        assert np.isnan(part[name][[0, 5]]).all(), f"{name}: rows outside [first, first + count) written"
     whole_grads = seqs.backward(recurrent, act, ract, whole)
     part_grads = seqs.backward(recurrent, act, ract, whole, first=1, count=4, fill=np.nan)
     for name in BACKWARD_OUTPUTS[cell]:
@@ -179,9 +181,10 @@ def test_two_threads_on_two_halves_give_the_whole_batch_bytes():
     seqs = Sequences("lstm", (10, 6, 21), np.float32, masked=True, dropout=True, seed=8)
     act, ract = CODES["tanh"], CODES["sigmoid"]
     whole = seqs.forward(recurrent, act, ract)
-    gates, hs, cs = seqs.xw.copy(), np.zeros_like(whole["hs"]), np.zeros_like(whole["cs"])
+    gates, hs, cs = np.zeros_like(whole["gates"]), np.zeros_like(whole["hs"]), np.zeros_like(whole["cs"])
     parts = [threading.Thread(target=recurrent.lstm_forward, args=(
-        gates, seqs.U, seqs.h0, seqs.c0, seqs.mask, seqs.rmask, act, ract, first, count, hs, cs))
+        seqs.x, seqs.W, seqs.bias, seqs.U, seqs.h0, seqs.c0, seqs.mask, seqs.rmask, act, ract, first, count, gates,
+        hs, cs))
         for first, count in ((0, 4), (4, 6))]
     for thread in parts:
         thread.start()
@@ -229,12 +232,24 @@ def _weight_gradients(seqs, grads):
                           axis=1), d.sum(axis=0)
 
 
+def _input_gradients(seqs, dpre):
+    """{x, W, bias: gradient} from dpre, as the layer forms them (gate k's columns from x[k] when each gate
+    reads its own inputs)."""
+    groups, width = len(seqs.x), seqs.W.shape[1] // len(seqs.x)
+    dx, dW = np.zeros_like(seqs.x), np.zeros_like(seqs.W)
+    for k in range(groups):
+        block = slice(k * width, (k + 1) * width)
+        dx[k] = dpre[..., block] @ seqs.W[:, block].T
+        dW[:, block] = seqs.x[k].reshape(-1, seqs.x.shape[-1]).T @ dpre[..., block].reshape(-1, width)
+    return {"x": dx, "W": dW, "bias": dpre.sum(axis=(0, 1))}
+
+
 @pytest.mark.parametrize("masked, dropout", [(False, False), (True, True)], ids=["plain", "masked-rdropout"])
 @pytest.mark.parametrize("pair", ACTIVATION_PAIRS[::2], ids=lambda p: "-".join(p))
 @pytest.mark.parametrize("cell", list(GATES))
 def test_backward_matches_central_differences(cell, pair, masked, dropout):
-    """float64: loss = Σ w·hs (+ Σ v·c_last for the LSTM); the backward's dxw, dU, dh0 (dc0, d rbias)
-    against (loss(p + ε) − loss(p − ε)) / 2ε for every parameter entry."""
+    """float64: loss = Σ w·hs (+ Σ v·c_last for the LSTM); dx, dW, db (from the backward's dpre), dU, dh0
+    (dc0, d rbias) against (loss(p + ε) − loss(p − ε)) / 2ε for every parameter entry."""
     seqs = Sequences(cell, (5, 4, 5), np.float64, masked, dropout, seed=7)
     act, ract = CODES[pair[0]], CODES[pair[1]]
 
@@ -249,7 +264,7 @@ def test_backward_matches_central_differences(cell, pair, masked, dropout):
     seqs.hs = fwd["hs"]
     grads = seqs.backward(recurrent, act, ract, fwd)
     dU, drbias = _weight_gradients(seqs, grads)
-    checks = {"xw": grads["dpre"], "U": dU, "h0": grads["dh0"]}
+    checks = {**_input_gradients(seqs, grads["dpre"]), "U": dU, "h0": grads["dh0"]}
     if cell == "lstm":
         checks["c0"] = grads["dc0"]
     if cell == "gru":
@@ -346,27 +361,29 @@ def test_cells_match_torch(cell, units):
     out, _ = module(tx, (th0, tc0) if cell == "lstm" else th0)
     (out * torch.from_numpy(dout)).sum().backward()
 
-    # nnctl, as the layer runs it: the input projection as one GEMM into a buffer that the forward kernel
-    # turns into the gates and the backward kernel into dpre; then the weight gradients as GEMMs.
-    xw = (x.reshape(n * t, features) @ W + input_bias).reshape(n, t, g * units)
+    # nnctl, as the layer runs it: the forward kernel projects each step and writes the gates, which the
+    # backward kernel turns into dpre; then the weight gradients as GEMMs.
     mask, rmask = np.ones((n, t), np.uint8), np.zeros((0, g * units), np.float32)
     tanh, sigmoid = CODES["tanh"], CODES["sigmoid"]
     hs, cs, hu = (np.empty((n, t, units), np.float32) for _ in range(3))
     drec = np.empty((n, t, units), np.float32)
     dh0, dc0 = np.empty((n, units), np.float32), np.empty((n, units), np.float32)
     UT = np.ascontiguousarray(U.T)
+    gates = np.empty((n, t, g * units), np.float32)
+    head = (x[None], W, input_bias, U)
     if cell == "simple_rnn":
-        dpre = np.empty_like(xw)
-        recurrent.simple_rnn_forward(xw, U, h0, mask, rmask, tanh, 0, n, hs)
+        dpre = gates
+        recurrent.simple_rnn_forward(*head, h0, mask, rmask, tanh, 0, n, hs)
         recurrent.simple_rnn_backward(dout, hs, UT, mask, rmask, tanh, 0, n, dpre, dh0)
     elif cell == "lstm":
-        dpre = xw
-        recurrent.lstm_forward(xw, U, h0, c0, mask, rmask, tanh, sigmoid, 0, n, hs, cs)
-        recurrent.lstm_backward(dout, np.zeros_like(c0), cs, c0, UT, mask, rmask, tanh, sigmoid, 0, n, xw, dh0, dc0)
+        dpre = gates
+        recurrent.lstm_forward(*head, h0, c0, mask, rmask, tanh, sigmoid, 0, n, gates, hs, cs)
+        recurrent.lstm_backward(dout, np.zeros_like(c0), cs, c0, UT, mask, rmask, tanh, sigmoid, 0, n, gates, dh0,
+                                dc0)
     else:
-        dpre = xw
-        recurrent.gru_forward(xw, U, b[1], h0, mask, rmask, tanh, sigmoid, 0, n, hs, hu)
-        recurrent.gru_backward(dout, hs, hu, h0, UT, mask, rmask, tanh, sigmoid, 0, n, xw, drec, dh0)
+        dpre = gates
+        recurrent.gru_forward(*head, b[1], h0, mask, rmask, tanh, sigmoid, 0, n, gates, hs, hu)
+        recurrent.gru_backward(dout, hs, hu, h0, UT, mask, rmask, tanh, sigmoid, 0, n, gates, drec, dh0)
     inputs = np.empty_like(hs)
     recurrent.recurrent_inputs(hs, h0, rmask, 0, n, inputs)
     flat = dpre.reshape(n * t, g * units)

@@ -12,17 +12,20 @@ from nnctl.engine.cpu.fastmath import (  # noqa: F401
     RECURRENT_ACTIVATIONS, _ONE, _activate, _scale_by_derivative, _times_derivative, exp32, sigmoid32, tanh32,
 )
 from nnctl.engine.cpu.recurrent_blocks import (
-    GROUP, _any_real, _borrowed, _copy, _forward_products, _group_rows, _incoming, _keep_alive, _previous,
-    _state_gradients,
+    GROUP, _any_real, _bias_rows, _borrowed, _copy, _forward_products, _group_rows, _incoming, _input_products,
+    _keep_alive, _previous, _state_gradients,
 )
 from nnctl.engine.settings import KERNEL
 
 # Shared arguments (n samples, t steps, u units, g gates: 1 SimpleRNN, 4 LSTM, 3 GRU; float32, or float64 for
 # gradient checks):
-#   xw: (n, t, g·u), x_s·W + input bias for every step, gates in Keras's order (LSTM i, f, c, o; GRU z, r, h).
-#       The LSTM and GRU forward kernels overwrite it with the activated gates (unspecified at masked steps),
-#       and their backward kernels overwrite those with dpre: one buffer serves the three, two n·t·g·u arrays
-#       fewer to allocate and to stream through memory (64 MB for the book's LSTM batch);
+#   x: (1, n, t, f), the layer's inputs, or (g, n, t, f): gate k's own dropped inputs in x[k] (Keras 3 draws
+#       one input-dropout mask per gate when recurrent dropout is on); W: (f, g·u), the input kernel; bias:
+#       (g·u,), the input bias (zeros without one), gates in Keras's order (LSTM i, f, c, o; GRU z, r, h).
+#       The forward kernels project each step inside the time loop (x_s·W + bias, then + h·U), so no
+#       (n, t, g·u) projection is written by a GEMM and read back;
+#   gates: (n, t, g·u), LSTM and GRU: the forward writes the activated gates there (unspecified at masked
+#       steps), the backward overwrites them with dpre: one buffer serves both (32 MB for the book's LSTM batch);
 #   U: (u, g·u), the recurrent kernel; UT: (g·u, u), its transpose, contiguous (the backward's products);
 #   mask: (n, t) uint8, 0 = a masked step: the state(s) stay as they were (Keras: where(mask, new, old));
 #   rmask: (n, g·u), the recurrent-dropout multipliers, gate k's in columns k·u : (k+1)·u, or an array with no
@@ -37,8 +40,8 @@ from nnctl.engine.settings import KERNEL
 #   hs: (n, t, u), the state after each step (at a masked step, the state carried over);
 #   dhs: (n, t, u), the loss gradient w.r.t. hs, or (n, 1, u): w.r.t. the last state only (return_sequences
 #          off), which saves the layer a zero-filled (n, t, u) array and the kernel reading it.
-# dpre (n, t, g·u) = the loss gradient w.r.t. each step's pre-activations, which is also its gradient w.r.t. xw
-# (0 at masked steps). The backward kernels never sum over samples or steps: the layer forms
+# dpre (n, t, g·u) = the loss gradient w.r.t. each step's pre-activations, which is also its gradient w.r.t.
+# x_s·W + bias (0 at masked steps). The backward kernels never sum over samples or steps: the layer forms
 # dU[:, gate k] = Σ_{b,s} recurrent_inputs[b, s, gate k]ᵀ · dpre[b, s, gate k] (GRU: drec for the h̃ gate; one
 # GEMM per gate with recurrent dropout, one in all without), dW = xᵀ·dpre and db = Σ dpre with BLAS, in a fixed
 # order.
@@ -74,22 +77,26 @@ def recurrent_inputs(hs, h0, rmask, first, count, out):
 # when its runtime overlap checks between the views are few (a loop writing four gate rows ran scalar).
 
 @njit(**KERNEL)
-def simple_rnn_forward(xw, U, h0, mask, rmask, act, first, count, hs):
-    """SimpleRNN, forward in time. xw: (n, t, u); U: (u, u); h0: (n, u); hs: (n, t, u).
+def simple_rnn_forward(x, W, bias, U, h0, mask, rmask, act, first, count, hs):
+    """SimpleRNN, forward in time. x: (1, n, t, f); W: (f, u); bias: (u,); U: (u, u); h0: (n, u);
+    hs: (n, t, u).
 
-        for b, s:  h = act(xw[b, s] + (h ⊙ rmask[b])·U) where mask[b, s];  hs[b, s] = h
+        for b, s:  h = act(x[0, b, s]·W + bias + (h ⊙ rmask[b])·U) where mask[b, s];  hs[b, s] = h
     """
-    xw, U, h0, mask, rmask, hs = _borrowed(xw), _borrowed(U), _borrowed(h0), _borrowed(mask), _borrowed(rmask), \
-        _borrowed(hs)
-    owner = np.empty((GROUP, U.shape[0]), xw.dtype)
-    dropped_h = _borrowed(owner)
+    x, W, bias, U, h0, mask, rmask, hs = _borrowed(x), _borrowed(W), _borrowed(bias), _borrowed(U), _borrowed(h0), \
+        _borrowed(mask), _borrowed(rmask), _borrowed(hs)
+    owner = np.empty((2 * GROUP, U.shape[0]), hs.dtype)
+    scratch = _borrowed(owner)
+    dropped_h, bias_rows = scratch[:GROUP], scratch[GROUP:]
+    _bias_rows(bias, bias_rows)
     b0, end = first, first + count
     while b0 < end:
         rows = _group_rows(b0, end)
-        for s in range(xw.shape[1]):
+        for s in range(hs.shape[1]):
             if _any_real(mask, b0, rows, s):
-                _forward_products(rows, h0, hs, s, U, rmask, b0, dropped_h, 0, U.shape[1], xw[b0:b0 + rows, s],
-                                  hs[b0:b0 + rows, s], 0)
+                h_rows = hs[b0:b0 + rows, s]
+                _input_products(rows, x, W, bias_rows, b0, s, h_rows)
+                _forward_products(rows, h0, hs, s, U, rmask, b0, dropped_h, 0, U.shape[1], h_rows, h_rows, 0)
             for p in range(rows):
                 h = hs[b0 + p, s]
                 if mask[b0 + p, s]:
@@ -154,33 +161,37 @@ def _lstm_cell(act, ract, z, c_prev, c, h):
 
 
 @njit(**KERNEL)
-def lstm_forward(xw, U, h0, c0, mask, rmask, act, ract, first, count, hs, cs):
-    """LSTM, forward in time. xw: (n, t, 4u), overwritten with the activated gates i, f, c̃, o (the backward's
-    input; unspecified at masked steps); U: (u, 4u); h0, c0: (n, u); hs, cs: (n, t, u), the states and
-    carries after each step (cs[:, -1]: the final carry).
+def lstm_forward(x, W, bias, U, h0, c0, mask, rmask, act, ract, first, count, gates, hs, cs):
+    """LSTM, forward in time. x: (1 or 4, n, t, f); W: (f, 4u); bias: (4u,); U: (u, 4u); h0, c0: (n, u);
+    gates: (n, t, 4u), written with the activated gates i, f, c̃, o (the backward's input; unspecified at masked
+    steps); hs, cs: (n, t, u), the states and carries after each step (cs[:, -1]: the final carry).
 
         for b, s where mask[b, s]:
-            z = xw[b, s] + (h ⊙ rmask[b])·U      (per gate with recurrent dropout)
+            z = x_s·W + bias + (h ⊙ rmask[b])·U      (per gate with dropout)
             i, f, c̃, o = ract(z_i), ract(z_f), act(z_c), ract(z_o);  c = f·c + i·c̃;  h = o·act(c)
-            xw[b, s] = [i, f, c̃, o]
+            gates[b, s] = [i, f, c̃, o]
         hs[b, s], cs[b, s] = h, c
     """
-    xw, U, h0, c0, mask, rmask = _borrowed(xw), _borrowed(U), _borrowed(h0), _borrowed(c0), _borrowed(mask), \
-        _borrowed(rmask)
-    hs, cs = _borrowed(hs), _borrowed(cs)
-    owner = np.empty((GROUP, U.shape[0]), xw.dtype)
-    dropped_h = _borrowed(owner)
+    x, W, bias, U, h0, c0 = _borrowed(x), _borrowed(W), _borrowed(bias), _borrowed(U), _borrowed(h0), _borrowed(c0)
+    mask, rmask, gates, hs, cs = _borrowed(mask), _borrowed(rmask), _borrowed(gates), _borrowed(hs), _borrowed(cs)
+    units = U.shape[0]
+    owner = np.empty(GROUP * 5 * units, hs.dtype)
+    scratch = _borrowed(owner)
+    dropped_h = scratch[:GROUP * units].reshape((GROUP, units))
+    bias_rows = scratch[GROUP * units:].reshape((GROUP, 4 * units))
+    _bias_rows(bias, bias_rows)
     b0, end = first, first + count
     while b0 < end:
         rows = _group_rows(b0, end)
-        for s in range(xw.shape[1]):
+        for s in range(hs.shape[1]):
             if _any_real(mask, b0, rows, s):
-                z_rows = xw[b0:b0 + rows, s]
+                z_rows = gates[b0:b0 + rows, s]
+                _input_products(rows, x, W, bias_rows, b0, s, z_rows)
                 _forward_products(rows, h0, hs, s, U, rmask, b0, dropped_h, 0, U.shape[1], z_rows, z_rows, 0)
             for p in range(rows):
                 b = b0 + p
                 if mask[b, s]:
-                    _lstm_cell(act, ract, xw[b, s], _previous(c0, cs, b, s), cs[b, s], hs[b, s])
+                    _lstm_cell(act, ract, gates[b, s], _previous(c0, cs, b, s), cs[b, s], hs[b, s])
                 else:
                     _copy(_previous(h0, hs, b, s), hs[b, s])
                     _copy(_previous(c0, cs, b, s), cs[b, s])
@@ -263,8 +274,8 @@ def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count
 
 @njit(inline="always", **KERNEL)
 def _gru_cell(act, ract, z, rec_h, rbias, h_prev, h):
-    """One sample's step: z holds xw + (h ⊙ rmask)·U for the z and r gates and xw for h̃, rec_h the h̃ gate's
-    recurrent product; adds the recurrent bias, then z becomes the activated z, r, h̃ and
+    """One sample's step: z holds x·W + bias + (h ⊙ rmask)·U for the z and r gates and x·W + bias for h̃,
+    rec_h the h̃ gate's recurrent product; adds the recurrent bias, then z becomes the activated z, r, h̃ and
     h = z·h_prev + (1 − z)·h̃."""
     units = h.shape[0]
     gate_z, r, candidate = z[:units], z[units:2 * units], z[2 * units:]
@@ -283,36 +294,41 @@ def _gru_cell(act, ract, z, rec_h, rbias, h_prev, h):
 
 
 @njit(**KERNEL)
-def gru_forward(xw, U, rbias, h0, mask, rmask, act, ract, first, count, hs, hu):
-    """GRU (reset_after, Keras 3's default), forward in time. xw: (n, t, 3u), with the input bias, overwritten
-    with the activated gates z, r, h̃ (the backward's input; unspecified at masked steps); U: (u, 3u);
-    rbias: (3u,), the recurrent bias; h0: (n, u); hs: (n, t, u); hu: (n, t, u), the recurrent part of h̃'s
-    pre-activation (for the backward; unspecified at masked steps).
+def gru_forward(x, W, bias, U, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu):
+    """GRU (reset_after, Keras 3's default), forward in time. x: (1 or 3, n, t, f); W: (f, 3u); bias: (3u,),
+    the input bias; U: (u, 3u); rbias: (3u,), the recurrent bias; h0: (n, u); gates: (n, t, 3u), written with
+    the activated gates z, r, h̃ (the backward's input; unspecified at masked steps); hs: (n, t, u); hu:
+    (n, t, u), the recurrent part of h̃'s pre-activation (for the backward; unspecified at masked steps).
 
         for b, s where mask[b, s]:
-            rec = (h ⊙ rmask[b])·U + rbias      (per gate with recurrent dropout)
+            xw = x_s·W + bias;  rec = (h ⊙ rmask[b])·U + rbias      (per gate with dropout)
             z, r = ract(xw_z + rec_z), ract(xw_r + rec_r);  h̃ = act(xw_h + r·rec_h);  h = z·h + (1 − z)·h̃
-            xw[b, s] = [z, r, h̃];  hu[b, s] = rec_h
+            gates[b, s] = [z, r, h̃];  hu[b, s] = rec_h
         hs[b, s] = h
     """
-    xw, U, rbias, h0 = _borrowed(xw), _borrowed(U), _borrowed(rbias), _borrowed(h0)
-    mask, rmask, hs, hu = _borrowed(mask), _borrowed(rmask), _borrowed(hs), _borrowed(hu)
+    x, W, bias, U, rbias, h0 = _borrowed(x), _borrowed(W), _borrowed(bias), _borrowed(U), _borrowed(rbias), \
+        _borrowed(h0)
+    mask, rmask, gates, hs, hu = _borrowed(mask), _borrowed(rmask), _borrowed(gates), _borrowed(hs), _borrowed(hu)
     units = U.shape[0]
-    owner = np.empty((GROUP, units), xw.dtype)
-    dropped_h = _borrowed(owner)
+    owner = np.empty(GROUP * 4 * units, hs.dtype)
+    scratch = _borrowed(owner)
+    dropped_h = scratch[:GROUP * units].reshape((GROUP, units))
+    bias_rows = scratch[GROUP * units:].reshape((GROUP, 3 * units))
+    _bias_rows(bias, bias_rows)
     b0, end = first, first + count
     while b0 < end:
         rows = _group_rows(b0, end)
-        for s in range(xw.shape[1]):
+        for s in range(hs.shape[1]):
             if _any_real(mask, b0, rows, s):
-                z_rows = xw[b0:b0 + rows, s]
+                z_rows = gates[b0:b0 + rows, s]
+                _input_products(rows, x, W, bias_rows, b0, s, z_rows)
                 _forward_products(rows, h0, hs, s, U, rmask, b0, dropped_h, 0, 2 * units, z_rows, z_rows, 0)
                 _forward_products(rows, h0, hs, s, U, rmask, b0, dropped_h, 2 * units, units, None,
                                   hu[b0:b0 + rows, s], 0)
             for p in range(rows):
                 b = b0 + p
                 if mask[b, s]:
-                    _gru_cell(act, ract, xw[b, s], hu[b, s], rbias, _previous(h0, hs, b, s), hs[b, s])
+                    _gru_cell(act, ract, gates[b, s], hu[b, s], rbias, _previous(h0, hs, b, s), hs[b, s])
                 else:
                     _copy(_previous(h0, hs, b, s), hs[b, s])
         b0 += rows
@@ -321,9 +337,10 @@ def gru_forward(xw, U, rbias, h0, mask, rmask, act, ract, first, count, hs, hu):
 
 @njit(inline="always", **KERNEL)
 def _gru_cell_backward(act, ract, g, z, rec_h, h_prev, rec, drec_h, dh, e, scaled):
-    """One sample's step back: g, the gradient w.r.t. h; z, the activated gates, becomes the gradient w.r.t. xw;
-    writes rec (3u,), the gradient w.r.t. the recurrent pre-activation, into drec_h too (all of it, or its h̃ block
-    alone: the only one that differs from z's), and dh = g·z, the gradient reaching h_prev directly.
+    """One sample's step back: g, the gradient w.r.t. h; z, the activated gates, becomes the gradient w.r.t.
+    x·W + bias; writes rec (3u,), the gradient w.r.t. the recurrent pre-activation, into drec_h too (all of it,
+    or its h̃ block alone: the only one that differs from z's), and dh = g·z, the gradient reaching h_prev
+    directly.
     e: (u,) and scaled: (2u,) scratch."""
     units = g.shape[0]
     gate_z, r, candidate = z[:units], z[units:2 * units], z[2 * units:]

@@ -149,6 +149,27 @@ def _forward_products(rows, h0, hs, s, U, rmask, b0, dropped_h, col, width, init
 
 
 @njit(inline="always", **KERNEL)
+def _input_products(rows, x, W, bias_rows, b0, s, out):
+    """out[p] = bias + x_s·W for the group's rows, x_s = x[0, b0 + p, s], or gate k's columns from x[k, b0 + p, s]
+    when x holds one (dropped) input per gate. bias_rows: (GROUP, g·u), the bias in every row. The projection
+    runs inside the time loop, so its output row is written once, hot, instead of by a GEMM over the whole
+    (n·t, g·u) buffer that the loop then reads back."""
+    if x.shape[0] == 1:
+        _rows_product(rows, x[0, b0:b0 + rows, s], W, 0, W.shape[0], 0, W.shape[1], bias_rows, out, 0)
+        return
+    units = W.shape[1] // x.shape[0]
+    for k in range(x.shape[0]):
+        _rows_product(rows, x[k, b0:b0 + rows, s], W, 0, W.shape[0], k * units, units, bias_rows, out, k * units)
+
+
+@njit(inline="always", **KERNEL)
+def _bias_rows(bias, out):
+    """out[p] = bias for every row p."""
+    for p in range(out.shape[0]):
+        _copy(bias, out[p])
+
+
+@njit(inline="always", **KERNEL)
 def _state_gradients(rows, d, UT, rmask, b0, part, dh):
     """dh[p] += d[p]·Uᵀ for the group's rows; with recurrent dropout dh[p] += (d[p, gate k]·U[:, gate k]ᵀ) ⊙
     rmask[b0 + p, gate k] gate after gate. d: the rows' pre-activation gradients; part: (GROUP, u) scratch."""

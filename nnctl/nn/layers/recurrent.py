@@ -43,8 +43,8 @@ class SimpleRNN(Recurrent):
 
     def _loop_forward(self, first, count):
         act, _ = self._codes()
-        self.backend.simple_rnn_forward(self.xw, self.recurrent_kernel.value, self.h0, self.step_mask, self.rmask,
-                                        act, first, count, self.hs)
+        self.backend.simple_rnn_forward(self.x, self.kernel.value, self.in_bias, self.recurrent_kernel.value,
+                                        self.h0, self.step_mask, self.rmask, act, first, count, self.hs)
 
     def _loop_backward(self, first, count):
         act, _ = self._codes()
@@ -87,13 +87,14 @@ class LSTM(Recurrent):
 
     def _loop_forward(self, first, count):
         act, ract = self._codes()
-        self.backend.lstm_forward(self.xw, self.recurrent_kernel.value, self.h0, self.c0, self.step_mask,
-                                  self.rmask, act, ract, first, count, self.hs, self.cs)
+        self.backend.lstm_forward(self.x, self.kernel.value, self.in_bias, self.recurrent_kernel.value, self.h0,
+                                  self.c0, self.step_mask, self.rmask, act, ract, first, count, self.cell_gates,
+                                  self.hs, self.cs)
 
     def _loop_backward(self, first, count):
         act, ract = self._codes()
         self.backend.lstm_backward(self.dhs, self.dc_last, self.cs, self.c0, self.UT, self.step_mask, self.rmask,
-                                   act, ract, first, count, self.xw, self.dh0, self.dc0)
+                                   act, ract, first, count, self.cell_gates, self.dh0, self.dc0)
 
 
 class GRU(Recurrent):
@@ -153,10 +154,11 @@ class GRU(Recurrent):
 
     def _loop_forward(self, first, count):
         act, ract = self._codes()
-        self.backend.gru_forward(self.xw, self.recurrent_kernel.value, self._recurrent_bias(), self.h0,
-                                 self.step_mask, self.rmask, act, ract, first, count, self.hs, self.hu)
+        self.backend.gru_forward(self.x, self.kernel.value, self.in_bias, self.recurrent_kernel.value,
+                                 self._recurrent_bias(), self.h0, self.step_mask, self.rmask, act, ract, first,
+                                 count, self.cell_gates, self.hs, self.hu)
 
     def _loop_backward(self, first, count):
         act, ract = self._codes()
         self.backend.gru_backward(self.dhs, self.hs, self.hu, self.h0, self.UT, self.step_mask, self.rmask, act,
-                                  ract, first, count, self.xw, self.drec, self.dh0)
+                                  ract, first, count, self.cell_gates, self.drec, self.dh0)

@@ -1,10 +1,10 @@
 """The base of the recurrent layers (nnctl/nn/layers/recurrent.py): arguments, weights, masks, dropout masks,
 and the chunked forward and backward around the compiled time loops (nnctl/engine/cpu/recurrent.py).
 
-The input projection of every step is one GEMM over (samples × steps); the recurrence then runs for the whole
-sequence in one compiled call, forward and BPTT backward. A batch is cut into fixed chunks of sequences (from
-the batch size alone) that run on the chunk pool with no barrier per step: each chunk projects, recurs and
-back-propagates its own sequences, and its weight-gradient partials are added in chunk order, so the bytes
+The whole sequence runs in one compiled call per chunk of sequences, forward (each step's input projection
+x_s·W + bias and recurrence h·U inside the time loop) and BPTT backward. A batch is cut into fixed chunks of
+sequences (from the batch size alone) that run on the chunk pool with no barrier per step: each chunk recurs
+and back-propagates its own sequences, and its weight-gradient partials are added in chunk order, so the bytes
 never depend on the threads. go_backwards reverses the sequence (and its mask) before the loop, and returns
 the outputs in that reversed order, as Keras does.
 """
@@ -109,32 +109,21 @@ class Recurrent(Layer):
         self.rec_mask = self._draw(training, self.recurrent_dropout, (n, self.gates * self.units))
         groups = self.gates if self.rec_mask is not None and self.gates > 1 else 1
         self.in_mask = self._draw(training, self.dropout, (groups, n, features))
-        # The projection's inputs: one (n·t, features) matrix for every gate, or one per gate.
-        self.inputs = ([x.reshape(n * steps, features)] if self.in_mask is None else
-                       [(x * m[:, None, :]).reshape(n * steps, features) for m in self.in_mask])
+        # The projection's inputs: (1, n, t, features) for every gate, or one per gate (g, n, t, features).
+        self.x = x[None] if self.in_mask is None else x[None] * self.in_mask[:, :, None, :]
+        self.inputs = [part.reshape(n * steps, features) for part in self.x]  # the dW GEMMs' view
         self.step_mask, self.n, self.steps = mask, n, steps
         width, units = self.gates * self.units, self.units
-        self.xw = self._buffer("xw", (n, steps, width))
+        # LSTM and GRU: the forward's activated gates, which the backward overwrites with dpre.
+        self.cell_gates = self._buffer("gates", (n, steps, width)) if self.gates > 1 else None
         self.hs = self._buffer("hs", (n, steps, units))
         self.h0 = self._zeros("h0", (n, units))
         self.rmask = self.rec_mask if self.rec_mask is not None else np.empty((0, width), self.dtype)
+        bias = self._input_bias()
+        self.in_bias = self._zeros("no_bias", (width,)) if bias is None else bias
         self._state_buffers(n, steps)
-        kernel, bias = self.kernel.value, self._input_bias()
-        xw2 = self.xw.reshape(n * steps, width)
-
-        def run(index, first, count):
-            rows = slice(first * steps, (first + count) * steps)
-            if len(self.inputs) == 1:
-                self.backend.gemm(self.inputs[0][rows], kernel, xw2[rows])
-            else:
-                for k, inputs in enumerate(self.inputs):
-                    block = self._gate(k)
-                    xw2[rows, block] = inputs[rows] @ kernel[:, block]
-            if bias is not None:
-                xw2[rows] += bias
-            self._loop_forward(first, count)
-
-        run_chunks(run, self._chunks(n), parallel=self._parallel(n))
+        run_chunks(lambda index, first, count: self._loop_forward(first, count), self._chunks(n),
+                   parallel=self._parallel(n))
         return self._outputs()
 
     def _outputs(self):
@@ -179,7 +168,7 @@ class Recurrent(Layer):
         features = self.input_shape[-1]
         chunks = self._chunks(n)
         # LSTM and GRU overwrite their stored gates with dpre; SimpleRNN writes it apart.
-        self.dpre = self._buffer("dpre", (n, steps, width)) if self.gates == 1 else self.xw
+        self.dpre = self._buffer("dpre", (n, steps, width)) if self.gates == 1 else self.cell_gates
         self._grad_buffers(n, steps)
         per_gate = self.rmask.shape[0] > 0 and self.gates > 1
         self.hprev = self._buffer("hprev", (n, steps, width if per_gate else units))
