@@ -1,7 +1,8 @@
 """CPU kernels of the recurrent layers (SimpleRNN, LSTM, GRU): each time loop, forward and back, in one call.
 
 Each kernel documents its loop and argument shapes; its NumPy oracle is in nnctl/engine/reference_recurrent.py.
-The activations are in fastmath.py, the group products and loop helpers in recurrent_blocks.py.
+The activations are in fastmath.py, the group products and loop helpers in recurrent_blocks.py, each cell's
+per-sample arithmetic in recurrent_cells.py.
 """
 
 import numpy as np
@@ -9,7 +10,10 @@ from numba import njit
 
 # The activation codes and float32 activations (fastmath.py) are part of this module's interface too.
 from nnctl.engine.cpu.fastmath import (  # noqa: F401
-    RECURRENT_ACTIVATIONS, _ONE, _activate, _scale_by_derivative, _times_derivative, exp32, sigmoid32, tanh32,
+    RECURRENT_ACTIVATIONS, SIGMOID, TANH, _activate, _times_derivative, exp32, sigmoid32, tanh32,
+)
+from nnctl.engine.cpu.recurrent_cells import (
+    _gru_cell, _gru_cell_backward, _lstm_cell, _lstm_cell_backward, _lstm_cell_backward_default,
 )
 from nnctl.engine.cpu.recurrent_blocks import (
     GROUP, _any_real, _bias_rows, _borrowed, _copy, _forward_products, _group_rows, _incoming, _input_products,
@@ -143,23 +147,6 @@ def simple_rnn_backward(dhs, hs, UT, mask, rmask, act, first, count, dpre, dh0):
     _keep_alive(owner)
 
 
-@njit(inline="always", **KERNEL)
-def _lstm_cell(act, ract, z, c_prev, c, h):
-    """One sample's step from z = its gate pre-activations: z becomes the activated gates i, f, c̃, o;
-    c = f·c_prev + i·c̃; h = o·act(c)."""
-    units = c.shape[0]
-    _activate(ract, z[:2 * units])
-    _activate(act, z[2 * units:3 * units])
-    _activate(ract, z[3 * units:])
-    i, f, candidate, o = z[:units], z[units:2 * units], z[2 * units:3 * units], z[3 * units:]
-    for j in range(units):
-        c[j] = f[j] * c_prev[j] + i[j] * candidate[j]
-    _copy(c, h)
-    _activate(act, h)
-    for j in range(units):
-        h[j] *= o[j]
-
-
 @njit(**KERNEL)
 def lstm_forward(x, W, bias, U, h0, c0, mask, rmask, act, ract, first, count, gates, hs, cs):
     """LSTM, forward in time. x: (1 or 4, n, t, f); W: (f, 4u); bias: (4u,); U: (u, 4u); h0, c0: (n, u);
@@ -199,35 +186,6 @@ def lstm_forward(x, W, bias, U, h0, c0, mask, rmask, act, ract, first, count, ga
     _keep_alive(owner)
 
 
-@njit(inline="always", **KERNEL)
-def _lstm_cell_backward(act, ract, g, z, c, c_prev, dc, a, da, scaled):
-    """One sample's step back: g, the gradient w.r.t. h; dc, w.r.t. c (updated to c_prev's); z, the activated
-    gates, becomes the gate pre-activations' gradients. a, da: (u,) and scaled: (4u,) scratch."""
-    units = c.shape[0]
-    i, f, candidate, o = z[:units], z[units:2 * units], z[2 * units:3 * units], z[3 * units:]
-    s_i, s_f, s_c, s_o = scaled[:units], scaled[units:2 * units], scaled[2 * units:3 * units], scaled[3 * units:]
-    _copy(c, a)
-    _activate(act, a)
-    for j in range(units):
-        da[j] = g[j] * o[j]
-    _times_derivative(act, a, da)
-    for j in range(units):
-        dc[j] += da[j]
-    for j in range(units):
-        s_o[j] = g[j] * a[j]
-    for j in range(units):
-        s_i[j] = dc[j] * candidate[j]
-    for j in range(units):
-        s_f[j] = dc[j] * c_prev[j]
-    for j in range(units):
-        s_c[j] = dc[j] * i[j]
-    for j in range(units):
-        dc[j] *= f[j]
-    _scale_by_derivative(ract, z[:2 * units], scaled[:2 * units])
-    _scale_by_derivative(act, candidate, s_c)
-    _scale_by_derivative(ract, o, s_o)
-
-
 @njit(**KERNEL)
 def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, gates, dh0, dc0):
     """LSTM's BPTT. dhs: (n, t, u) or (n, 1, u); dc_last: (n, u), the loss gradient w.r.t. the final carry
@@ -249,6 +207,7 @@ def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count
     scratch = _borrowed(owner)
     part, rest = scratch[:GROUP * units].reshape((GROUP, units)), scratch[GROUP * units:]
     a, da, g, scaled = rest[:units], rest[units:2 * units], rest[2 * units:3 * units], rest[3 * units:]
+    default = act == TANH and ract == SIGMOID
     b0, end = first, first + count
     while b0 < end:
         rows = _group_rows(b0, end)
@@ -260,8 +219,11 @@ def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count
                 b = b0 + p
                 _incoming(dh[p], dhs, b, s, gates.shape[1], g)
                 if mask[b, s]:
-                    _lstm_cell_backward(act, ract, g, gates[b, s], cs[b, s], _previous(c0, cs, b, s), dc[p], a, da,
-                                        scaled)
+                    if default:
+                        _lstm_cell_backward_default(g, gates[b, s], cs[b, s], _previous(c0, cs, b, s), dc[p])
+                    else:
+                        _lstm_cell_backward(act, ract, g, gates[b, s], cs[b, s], _previous(c0, cs, b, s), dc[p], a,
+                                            da, scaled)
                     dh[p] = 0.0
                 else:
                     _copy(g, dh[p])
@@ -270,27 +232,6 @@ def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count
                 _state_gradients(rows, gates[b0:b0 + rows, s], UT, rmask, b0, part, dh)
         b0 += rows
     _keep_alive(owner)
-
-
-@njit(inline="always", **KERNEL)
-def _gru_cell(act, ract, z, rec_h, rbias, h_prev, h):
-    """One sample's step: z holds x·W + bias + (h ⊙ rmask)·U for the z and r gates and x·W + bias for h̃,
-    rec_h the h̃ gate's recurrent product; adds the recurrent bias, then z becomes the activated z, r, h̃ and
-    h = z·h_prev + (1 − z)·h̃."""
-    units = h.shape[0]
-    gate_z, r, candidate = z[:units], z[units:2 * units], z[2 * units:]
-    gates_zr, bias_zr = z[:2 * units], rbias[:2 * units]
-    for q in range(2 * units):
-        gates_zr[q] += bias_zr[q]
-    _activate(ract, gates_zr)
-    bias_h = rbias[2 * units:]
-    for j in range(units):
-        rec_h[j] += bias_h[j]
-    for j in range(units):
-        candidate[j] += r[j] * rec_h[j]
-    _activate(act, candidate)
-    for j in range(units):
-        h[j] = gate_z[j] * h_prev[j] + (_ONE - gate_z[j]) * candidate[j]
 
 
 @njit(**KERNEL)
@@ -333,33 +274,6 @@ def gru_forward(x, W, bias, U, rbias, h0, mask, rmask, act, ract, first, count, 
                     _copy(_previous(h0, hs, b, s), hs[b, s])
         b0 += rows
     _keep_alive(owner)
-
-
-@njit(inline="always", **KERNEL)
-def _gru_cell_backward(act, ract, g, z, rec_h, h_prev, rec, drec_h, dh, e, scaled):
-    """One sample's step back: g, the gradient w.r.t. h; z, the activated gates, becomes the gradient w.r.t.
-    x·W + bias; writes rec (3u,), the gradient w.r.t. the recurrent pre-activation, into drec_h too (all of it,
-    or its h̃ block alone: the only one that differs from z's), and dh = g·z, the gradient reaching h_prev
-    directly.
-    e: (u,) and scaled: (2u,) scratch."""
-    units = g.shape[0]
-    gate_z, r, candidate = z[:units], z[units:2 * units], z[2 * units:]
-    s_z, s_r, rec_part = scaled[:units], scaled[units:], rec[2 * units:]
-    for j in range(units):
-        s_z[j] = g[j] * (h_prev[j] - candidate[j])
-    for j in range(units):
-        e[j] = g[j] * (_ONE - gate_z[j])
-    for j in range(units):
-        dh[j] = g[j] * gate_z[j]
-    _times_derivative(act, candidate, e)
-    for j in range(units):
-        s_r[j] = e[j] * rec_h[j]
-    for j in range(units):
-        rec_part[j] = e[j] * r[j]
-    _copy(e, candidate)
-    _scale_by_derivative(ract, z[:2 * units], scaled)
-    _copy(z[:2 * units], rec[:2 * units])
-    _copy(rec[3 * units - drec_h.shape[0]:], drec_h)
 
 
 @njit(**KERNEL)

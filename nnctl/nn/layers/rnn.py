@@ -171,12 +171,17 @@ class Recurrent(Layer):
         self.dpre = self._buffer("dpre", (n, steps, width)) if self.gates == 1 else self.cell_gates
         self._grad_buffers(n, steps)
         per_gate = self.rmask.shape[0] > 0 and self.gates > 1
-        self.hprev = self._buffer("hprev", (n, steps, width if per_gate else units))
+        # One input and one state per step for every gate (no per-gate dropout; not the GRU, whose h̃ block has
+        # its own recurrent gradient): dW and dU come from one GEMM, [x | h_prev]ᵀ·dpre, one pass over dpre.
+        joint = len(self.inputs) == 1 and not per_gate and self.gates != 3
+        # The states each step's recurrent product read, after the step's inputs when joint.
+        self.hprev = self._buffer("hprev", (n, steps, (features if joint else 0) + (width if per_gate else units)))
+        hprev_states = self.hprev[:, :, features:] if joint else self.hprev
         self.dh0 = self._buffer("dh0", (n, units))
         dx = self._buffer("dx", (n, steps, features)) if self.needs_input_grad else None
         parts = len(chunks)
-        dkernel = self._buffer(("dW", parts), (parts, features, width))
-        drecurrent = self._buffer(("dU", parts), (parts, units, width))
+        dweights = self._buffer(("dWU", parts), (parts, features + units, width))
+        dkernel, drecurrent = dweights[:, :features], dweights[:, features:]
         dbias = self._buffer(("db", parts), (parts,) + self._bias_rows())
         kernel = self.kernel.value
         dpre2, hprev2 = self.dpre.reshape(n * steps, width), self.hprev.reshape(n * steps, -1)
@@ -187,9 +192,13 @@ class Recurrent(Layer):
         def run(index, first, count):
             rows = slice(first * steps, (first + count) * steps)
             self._loop_backward(first, count)
-            backend.recurrent_inputs(self.hs, self.h0, self.rmask, first, count, self.hprev)
+            backend.recurrent_inputs(self.hs, self.h0, self.rmask, first, count, hprev_states)
             if len(self.inputs) == 1:
-                backend.gemm_tn(self.inputs[0][rows], dpre2[rows], dkernel[index])
+                if joint:
+                    self.hprev[first:first + count, :, :features] = self.x[0, first:first + count]
+                    backend.gemm_tn(hprev2[rows], dpre2[rows], dweights[index])
+                else:
+                    backend.gemm_tn(self.inputs[0][rows], dpre2[rows], dkernel[index])
                 if dx2 is not None:
                     backend.gemm_nt(dpre2[rows], kernel, dx2[rows])
                     if self.in_mask is not None:
@@ -207,8 +216,6 @@ class Recurrent(Layer):
                 source, cols = self._recurrent_gradient(k, dpre2)  # each gate's state under its own mask
                 state = hprev2[rows, self._gate(k)] if per_gate else hprev2[rows]
                 drecurrent[index][:, self._gate(k)] = state.T @ source[rows, cols]
-            if not per_gate and self.gates != 3:
-                backend.gemm_tn(hprev2[rows], dpre2[rows], drecurrent[index])
             if self.bias is not None:
                 self._bias_partial(rows, dbias[index])
 
