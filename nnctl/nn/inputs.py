@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnctl.engine.csr import CSRMatrix
+from nnctl.engine import settings
+from nnctl.engine.csr import CSRMatrix, mostly_zero
 from nnctl.errors import ShapeError
 
 
@@ -75,3 +76,46 @@ def masked_weights(weight: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
         return weight
     keep = mask.reshape(-1).astype(weight.dtype)
     return weight * keep * (keep.size / max(float(keep.sum()), 1e-7))
+
+
+class ModelInputs:
+    """The models' data preparation: inputs checked and cast (or made CSR), targets and weights per output row."""
+
+    def _inputs(self, x):
+        """x as a contiguous array of the model's dtype or a CSRMatrix, checked against the input shape."""
+        if not isinstance(x, (np.ndarray, CSRMatrix)):
+            x = CSRMatrix.coerce(x) if hasattr(x, "indptr") else np.asarray(x)
+        if isinstance(x, np.ndarray):
+            x = cast_inputs(x, self.layers[0] if self.layers else None, self.dtype)
+        self._ready(x)
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ShapeError(f"the model expects inputs of shape {self.input_shape} per sample, "
+                             f"the data has {tuple(x.shape[1:])}")
+        # Mostly-zero input runs as CSR: the first Dense layer skips the zeros, the sums are otherwise the same.
+        if (isinstance(x, np.ndarray) and self.dtype == np.float32 and self._dense_reads_input()
+                and mostly_zero(x, settings.SPARSE_INPUT_DENSITY)):
+            return CSRMatrix.from_dense(x)
+        return x
+
+    def _dataset(self, x, y, sample_weight=None, class_weight=None) -> Dataset:
+        x = self._inputs(x)
+        y = np.asarray(y)
+        if len(y) != x.shape[0]:
+            raise ShapeError(f"x has {x.shape[0]} samples but y has {len(y)}")
+        target, labels = self.prepare_targets(y)
+        weight = np.ones(len(y), self.dtype)
+        if sample_weight is not None:
+            weight = np.asarray(sample_weight, self.dtype).reshape(-1)
+            if len(weight) != len(y):
+                raise ShapeError(f"sample_weight has {len(weight)} entries for {len(y)} samples")
+        weight, y = np.repeat(weight, self.steps), target_rows(y, self.output_shape)
+        if class_weight:
+            classes = labels if self.loss.sparse else (
+                np.argmax(target, axis=1) if target.shape[1] > 1 else np.round(target[:, 0]).astype(np.int64))
+            weight = weight * np.array([float(class_weight.get(int(c), 1.0)) for c in range(int(classes.max()) + 1)],
+                                       self.dtype)[classes]
+        return Dataset(x, target.astype(self.dtype, copy=False), labels, np.ascontiguousarray(weight), y)
+
+    def prepare_targets(self, y) -> tuple[np.ndarray, np.ndarray]:
+        """The loss's (targets, labels) for y, one row per output row (see `inputs.target_rows`)."""
+        return self.loss.prepare_targets(target_rows(np.asarray(y), self.output_shape), self.units)

@@ -9,22 +9,22 @@ import copy
 import time
 import numpy as np
 
-from nnctl.engine import settings, threads
+from nnctl.engine import threads
 from nnctl.engine.backend import get_backend
-from nnctl.engine.csr import CSRBatch, CSRMatrix, mostly_zero
+from nnctl.engine.csr import CSRBatch, CSRMatrix
 from nnctl.errors import ArgumentError, NnctlError, ShapeError, check_positive_int
 from nnctl.nn import fastpath
 from nnctl.nn.callbacks import Callback, CallbackList, History
 from nnctl.nn.callbacks.monitors import find_nonfinite
 from nnctl.nn.layers import LAYERS, Dense, Input, Layer
 from nnctl.nn.losses import LOSSES
-from nnctl.nn.inputs import Dataset, cast_inputs, masked_weights, step_rows, target_rows
+from nnctl.nn.inputs import Dataset, ModelInputs, masked_weights, step_rows
 from nnctl.nn.metrics import resolve_metrics
 from nnctl.nn.optimizers import OPTIMIZERS
 from nnctl.nn.store import ParameterStore
 
 
-class Sequential:
+class Sequential(ModelInputs):
     """A linear stack of layers, Keras style.
 
     Example:
@@ -81,26 +81,13 @@ class Sequential:
                 n = counts.get(layer.type_name, 0)
                 layer.name = layer.type_name if n == 0 else f"{layer.type_name}_{n}"
             counts[layer.type_name] = counts.get(layer.type_name, 0) + 1
-            try:
-                layer.build(shape)
-            except ShapeError as err:
-                source = (f"layer {index - 1} '{self.layers[index - 1].name}' "
-                          f"({type(self.layers[index - 1]).__name__})" if index else "the model input")
-                located = ShapeError(f"layer {index} '{layer.name}' ({type(layer).__name__}) cannot take the output "
-                                     f"of {source}, shape {shape}: {err}")
-                located.layer_index = index
-                raise located from None
+            shape = self._build_layer(index, layer, shape)
             layer.backend, layer.rng, layer.dtype = self.backend, self.rng, self.dtype
-            shape = layer.output_shape
         names = [layer.name for layer in self.layers]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ArgumentError(f"layer names must be unique, got {', '.join(duplicates)} more than once")
-        # Layers before the first trainable weight never need an input gradient.
-        seen_params = False
-        for layer in self.layers:
-            layer.needs_input_grad = seen_params
-            seen_params = seen_params or any(p.trainable for p in layer.params)
+        self._mark_input_grads()
         self.store = ParameterStore([p for layer in self.layers for p in layer.params], self.rng, self.dtype)
         self.output_shape = shape
         self.output_units = int(np.prod(shape))
@@ -108,6 +95,30 @@ class Sequential:
         # sequence output's loss over its steps too).
         self.units, self.steps = int(shape[-1]), int(np.prod(shape[:-1]))
         self.built = True
+
+    def _build_layer(self, index, layer, shape):
+        """Builds layer `index` on `shape`, the previous layer's output; returns its output shape."""
+        try:
+            layer.build(shape)
+        except ShapeError as err:
+            source = (f"layer {index - 1} '{self.layers[index - 1].name}' "
+                      f"({type(self.layers[index - 1]).__name__})" if index else "the model input")
+            located = ShapeError(f"layer {index} '{layer.name}' ({type(layer).__name__}) cannot take the output "
+                                 f"of {source}, shape {shape}: {err}")
+            located.layer_index = index
+            raise located from None
+        return layer.output_shape
+
+    def _dense_reads_input(self) -> bool:
+        """Whether a mostly-zero input may run as CSR: only a first Dense layer reads it."""
+        return isinstance(self.layers[0], Dense)
+
+    def _mark_input_grads(self):
+        """Layers before the first trainable weight never need an input gradient."""
+        seen_params = False
+        for layer in self.layers:
+            layer.needs_input_grad = seen_params
+            seen_params = seen_params or any(p.trainable for p in layer.params)
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
         if loss is None:
@@ -159,46 +170,6 @@ class Sequential:
             if value.shape != p.shape:
                 raise ShapeError(f"'{p.name}' has shape {p.shape}, the weights given have {value.shape}")
             p.value[...] = value
-
-    # ---- data ---------------------------------------------------------------------------------
-    def _inputs(self, x):
-        """x as a contiguous array of the model's dtype or a CSRMatrix, checked against the input shape."""
-        if not isinstance(x, (np.ndarray, CSRMatrix)):
-            x = CSRMatrix.coerce(x) if hasattr(x, "indptr") else np.asarray(x)
-        if isinstance(x, np.ndarray):
-            x = cast_inputs(x, self.layers[0] if self.layers else None, self.dtype)
-        self._ready(x)
-        if tuple(x.shape[1:]) != self.input_shape:
-            raise ShapeError(f"the model expects inputs of shape {self.input_shape} per sample, "
-                             f"the data has {tuple(x.shape[1:])}")
-        # Mostly-zero input runs as CSR: the first Dense layer skips the zeros, the sums are otherwise the same.
-        if (isinstance(x, np.ndarray) and self.dtype == np.float32 and isinstance(self.layers[0], Dense)
-                and mostly_zero(x, settings.SPARSE_INPUT_DENSITY)):
-            return CSRMatrix.from_dense(x)
-        return x
-
-    def _dataset(self, x, y, sample_weight=None, class_weight=None) -> Dataset:
-        x = self._inputs(x)
-        y = np.asarray(y)
-        if len(y) != x.shape[0]:
-            raise ShapeError(f"x has {x.shape[0]} samples but y has {len(y)}")
-        target, labels = self.prepare_targets(y)
-        weight = np.ones(len(y), self.dtype)
-        if sample_weight is not None:
-            weight = np.asarray(sample_weight, self.dtype).reshape(-1)
-            if len(weight) != len(y):
-                raise ShapeError(f"sample_weight has {len(weight)} entries for {len(y)} samples")
-        weight, y = np.repeat(weight, self.steps), target_rows(y, self.output_shape)
-        if class_weight:
-            classes = labels if self.loss.sparse else (
-                np.argmax(target, axis=1) if target.shape[1] > 1 else np.round(target[:, 0]).astype(np.int64))
-            weight = weight * np.array([float(class_weight.get(int(c), 1.0)) for c in range(int(classes.max()) + 1)],
-                                       self.dtype)[classes]
-        return Dataset(x, target.astype(self.dtype, copy=False), labels, np.ascontiguousarray(weight), y)
-
-    def prepare_targets(self, y) -> tuple[np.ndarray, np.ndarray]:
-        """The loss's (targets, labels) for y, one row per output row (see `inputs.target_rows`)."""
-        return self.loss.prepare_targets(target_rows(np.asarray(y), self.output_shape), self.units)
 
     # ---- training -----------------------------------------------------------------------------
     @threads.blas_policy  # BLAS on one thread, as under `nnctl` (engine/settings.py); the caller's after
@@ -328,11 +299,15 @@ class Sequential:
                                                   masked_weights(data.weight[targets], self.output_mask), grad)
         dy = (head.backward(grad.reshape(out.shape), from_preactivation=True) if self.loss_fused
               else head.backward(grad.reshape(out.shape)))
+        self._backward_below_head(dy)
+        return loss + self.store.regularize(self.backend), out2
+
+    def _backward_below_head(self, dy):
+        """Back-propagates the head's input gradient through the other layers."""
         for layer in reversed(self.layers[:-1]):
             if dy is None:
                 break
             dy = layer.backward(dy)
-        return loss + self.store.regularize(self.backend), out2
 
     def _layered_steps(self, data, order, first, last, outputs, step_losses):
         """The reference training loop: layer by layer, one Python iteration per step."""
