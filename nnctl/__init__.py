@@ -4,3 +4,14 @@
 """
 
 __version__ = "0.1.0"
+
+# The Python API a Keras user reaches for, loaded on first use (PEP 562) so the line above stays true.
+_API = {"Input": "nnctl.nn.functional", "Model": "nnctl.nn.functional", "Sequential": "nnctl.nn.model"}
+
+
+def __getattr__(name):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'nnctl' has no attribute {name!r}")

@@ -301,10 +301,11 @@ def summary(file, overrides):
     resolved = load_config(file, overrides)
     shape = None if resolved.config.model.input_shape else tuple(load_data(resolved).train[0].shape[1:])
     info = build_model(resolved, input_shape=shape).summary()
+    graph = all("connected_to" in row for row in info["rows"])  # a graph: Keras's "Connected to" column
     rows = [[f"{row['name']} ({row['type']})", str(row["output_shape"]).replace(",)", ")"), f"{row['params']:,}"]
-            for row in info["rows"]]
-    table([("Layer (type)", "left"), ("Output Shape", "left"), ("Param #", "right")], rows,
-           title=f'Model: "{resolved.config.name}"')
+            + ([", ".join(row["connected_to"])] if graph else []) for row in info["rows"]]
+    table([("Layer (type)", "left"), ("Output Shape", "left"), ("Param #", "right")]
+          + ([("Connected to", "left")] if graph else []), rows, title=f'Model: "{resolved.config.name}"')
     for label, key in (("Total", "total_params"), ("Trainable", "trainable_params"),
                        ("Non-trainable", "non_trainable_params")):
         click.echo(f" {label} params: {info[key]:,} ({_size(info[key] * 4)})")

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from nnctl.config.footprint import describe, estimate
+from nnctl.config.graph import graph_model, is_graph
 from nnctl.config.resolve import ResolvedConfig, in_file_order
 from nnctl.config.yamlfile import ConfigError, ConfigIssue
 from nnctl.errors import ArgumentError, NnctlError, ShapeError, UnknownNameError, did_you_mean, show
@@ -93,7 +94,8 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
 
     layers = []
     for index, layer_spec in enumerate(cfg.model.layers):
-        spec = {k: v for k, v in layer_spec.model_dump().items() if v is not None or k.endswith("regularizer")}
+        spec = {k: v for k, v in layer_spec.model_dump().items()
+                if (v is not None or k.endswith("regularizer")) and k != "inputs"}
         path = ("model", "layers", index)
         if spec["type"] == "input" and index > 0:
             issues.append(resolved.issue(path + ("type",), "an input layer can only be the first layer"))
@@ -121,8 +123,9 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
     if issues:
         raise ConfigError(sorted(issues, key=in_file_order))
 
-    shape = cfg.model.input_shape or input_shape
+    shape, input_name = cfg.model.input_shape or input_shape, None
     if isinstance(layers[0], Input):
+        input_name = layers[0].name
         if cfg.model.input_shape and tuple(cfg.model.input_shape) != layers[0].shape:
             raise ConfigError([resolved.issue(("model", "layers", 0, "shape"), f"the input layer's shape "
                                               f"{list(layers[0].shape)} disagrees with model.input_shape "
@@ -132,8 +135,10 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
         raise ConfigError([resolved.issue(("model",), "the input shape is unknown: give `model.input_shape` "
                                                       "or data to read it from")])
     offset = 1 if cfg.model.layers[0].type == "input" else 0
-    _check_memory(resolved, layers, shape, min(cfg.batch_size, rows or cfg.batch_size), optimizer, offset)
-    model = Sequential(layers, input_shape=shape, seed=cfg.seed, name=cfg.name, device="cpu")
+    graph = is_graph(cfg.model)
+    model = (graph_model(resolved, layers, shape, offset, input_name) if graph
+             else Sequential(layers, input_shape=shape, seed=cfg.seed, name=cfg.name, device="cpu"))
+    _check_memory(resolved, model, shape, min(cfg.batch_size, rows or cfg.batch_size), optimizer, offset)
     try:
         model.build()  # allocates the weights: the memory check above comes first
     except ShapeError as err:
@@ -157,9 +162,10 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
     return model
 
 
-def _check_memory(resolved: ResolvedConfig, layers, shape, batch_rows: int, optimizer, offset: int) -> None:
+def _check_memory(resolved: ResolvedConfig, model, shape, batch_rows: int, optimizer, offset: int) -> None:
     """A model (or batch) too big for this machine is refused before any array is allocated."""
-    footprint = estimate(layers, shape, batch_rows, getattr(optimizer, "slot_count", 3))
+    footprint = estimate(model.layers, shape, batch_rows, getattr(optimizer, "slot_count", 3),
+                         getattr(model, "sources", None))
     available = available_memory()
     if footprint is None or available is None or footprint.total_bytes <= available:
         return

@@ -31,15 +31,21 @@ class Footprint:
         return self.state_bytes + self.activation_bytes
 
 
-def estimate(layers: list, input_shape: tuple, batch_rows: int, slot_count: int) -> Footprint | None:
+def estimate(layers: list, input_shape: tuple, batch_rows: int, slot_count: int,
+             sources: list | None = None) -> Footprint | None:
     """The footprint of training `layers` on `input_shape` samples in batches of `batch_rows` rows, or None
     when the shapes do not fit together (building the model reports that).
 
     State: weights, gradients and `slot_count` optimizer slots, plus the checkpoint's copy of weights and
     slots and its serialized bytes. Activations: per layer, its output, its pre-activation and its gradient.
+    `sources`: a graph's (functional `Model.sources`) input nodes per layer, -1 the model input; else a stack.
     """
     shape, params, per_row, sizes, widths = tuple(input_shape), 0, math.prod(input_shape), [], []
-    for layer in layers:
+    shapes = []
+    for index, layer in enumerate(layers):
+        if sources is not None:
+            inputs = [tuple(input_shape) if j < 0 else shapes[j] for j in sources[index]]
+            shape = inputs if getattr(layer, "multi_input", False) else inputs[0]
         # A shallow clone declares its weights (shapes only: the parameter store allocates, later).
         clone = copy.copy(layer)
         clone.params = []
@@ -49,6 +55,7 @@ def estimate(layers: list, input_shape: tuple, batch_rows: int, slot_count: int)
             return None
         sizes.append(sum(math.prod(p.shape) for p in clone.params))
         shape = tuple(clone.output_shape)
+        shapes.append(shape)
         widths.append(math.prod(shape))
         per_row += 3 * widths[-1]
         params += sizes[-1]

@@ -216,6 +216,9 @@ class LayerSpec(Section):
     type: str
     name: Optional[RunName] = None
     trainable: Bool = True
+    # The layers (or the model input) this layer reads, by name: a graph (the functional API). Without it, a
+    # layer reads the layer above it.
+    inputs: Optional[Union[RunName, Annotated[list[RunName], Field(min_length=1, max_length=100)]]] = None
 
 
 _BASE_ARGUMENTS = ("self", "name", "trainable")
@@ -264,6 +267,8 @@ def _tag_of(value):
 class ModelConfig(Section):
     input_shape: Optional[Shape] = Field(None, description="per-sample input shape; read from the data if omitted")
     layers: Annotated[list[_tagged(LAYER_SPECS)], Field(min_length=1, max_length=1000)]
+    outputs: Optional[Annotated[list[RunName], Field(min_length=1, max_length=1)]] = Field(
+        None, description="the layer whose output is the model's (a graph); default: the last layer")
 
 
 class DataConfig(Section):

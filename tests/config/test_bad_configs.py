@@ -76,7 +76,7 @@ CASES = [
      edit("activation: relu}", "activation: relu, kernel_initializer: {type: random_normal, stdev: 0.1}}"),
      [(8, 91, ("model.layers[0].kernel_initializer.stdev: unknown key 'stdev'", "did you mean 'stddev'?"))]),
     ("layer-type-unknown", edit("type: dense, units: 8", "type: dense_layer, units: 8"),
-     [(8, 14, ("model.layers[0].type: unknown layer 'dense_layer'", "(allowed: activation, average_pooling1d, average_pooling2d,"))]),
+     [(8, 14, ("model.layers[0].type: unknown layer 'dense_layer'", "(allowed: activation, add, average, average_pooling1d, average_pooling2d,"))]),
     ("layer-type-misspelt", edit("type: dense, units: 8", "type: Dens, units: 8"),
      [(8, 14, "model.layers[0].type: unknown layer 'Dens' — did you mean 'dense'?")]),
     ("layer-bare-name-unknown", edit(FIRST, "    - dens"),

@@ -30,7 +30,7 @@ def test_every_argument_of_every_layer_is_an_annotated_key_with_its_default(name
             default = parameter.default
             assert field.default == (list(default) if isinstance(default, tuple) else default)
     assert {"type", "name", "trainable"} <= set(spec.model_fields)
-    assert set(spec.model_fields) == {"type", "name", "trainable"} | {p.name for p in parameters}
+    assert set(spec.model_fields) == {"type", "name", "trainable", "inputs"} | {p.name for p in parameters}
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS.entries))
@@ -42,7 +42,7 @@ def test_a_layer_built_from_its_validated_spec_reports_the_same_config(name):
                 and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
     examples = {"units": 3, "filters": 2, "kernel_size": 3, "rate": 0.5, "activation": "relu", "shape": [4],
                 "target_shape": [2, 2], "input_dim": 10, "output_dim": 4,
-                "layer": {"type": "lstm", "units": 3}}
+                "layer": {"type": "lstm", "units": 3}, "axes": 1}
     missing = set(required) - set(examples)
     assert not missing, f"add an example value for {missing}"
     layer = cls(**{key: examples[key] for key in required})

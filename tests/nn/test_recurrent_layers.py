@@ -111,7 +111,7 @@ def test_config_round_trips_through_the_derived_schema():
                   GRU(2, go_backwards=True), Bidirectional(LSTM(3), merge_mode="sum"), Masking(-1.0)):
         config = layer.get_config()
         spec = layer_spec(layer.type_name, type(layer)).model_validate({"type": layer.type_name, **config})
-        rebuilt = type(layer)(**{k: v for k, v in spec.model_dump().items() if k != "type"})
+        rebuilt = type(layer)(**{k: v for k, v in spec.model_dump().items() if k not in ("type", "inputs")})
         assert rebuilt.get_config() == config
 
 

@@ -7,6 +7,7 @@ from nnctl.nn.layers.base import Layer, Param
 from nnctl.nn.layers.conv import Conv1D, Conv2D
 from nnctl.nn.layers.core import Activation, Dense, Dropout, Flatten, Input, Masking, Reshape
 from nnctl.nn.layers.embedding import Embedding
+from nnctl.nn.layers.merge import Add, Average, Concatenate, Dot, Maximum, Minimum, Multiply, Subtract
 from nnctl.nn.layers.normalization import BatchNormalization, LayerNormalization
 from nnctl.nn.layers.pooling import (AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D,
                                      GlobalMaxPooling1D, GlobalMaxPooling2D, MaxPooling1D, MaxPooling2D)
@@ -29,6 +30,8 @@ LAYERS = Registry(
         "global_average_pooling1d": GlobalAveragePooling1D, "global_average_pooling2d": GlobalAveragePooling2D,
         "batch_normalization": BatchNormalization, "layer_normalization": LayerNormalization,
         "masking": Masking, "simple_rnn": SimpleRNN, "lstm": LSTM, "gru": GRU, "bidirectional": Bidirectional,
+        "add": Add, "subtract": Subtract, "multiply": Multiply, "average": Average, "maximum": Maximum,
+        "minimum": Minimum, "concatenate": Concatenate, "dot": Dot,
     },
     # Keras's own aliases (keras.layers.Convolution2D, MaxPool2D, GlobalAvgPool1D, ...).
     aliases={"input_layer": "input", "fully_connected": "dense", "linear": "dense",
@@ -43,7 +46,9 @@ LAYERS = Registry(
 # The layers Bidirectional can wrap.
 RECURRENT_TYPES = ("simple_rnn", "lstm", "gru")
 
-__all__ = ["LAYERS", "RECURRENT_TYPES", "Masking", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "Layer", "Param", "Input", "Dense", "Activation", "Dropout", "Flatten", "Reshape", "Embedding",
+__all__ = ["LAYERS", "RECURRENT_TYPES", "Masking", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "Layer", "Param",
+           "Input", "Dense", "Activation", "Dropout", "Flatten", "Reshape", "Embedding", "Add", "Subtract",
+           "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
            "SpatialDropout1D", "SpatialDropout2D", "Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D",
            "AveragePooling1D", "AveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
            "GlobalAveragePooling1D", "GlobalAveragePooling2D", "BatchNormalization", "LayerNormalization"]

@@ -86,6 +86,13 @@ class Layer:
         self.dtype = np.float32  # float64 only for gradient checks
         self.input_mask: np.ndarray | None = None
 
+    def __call__(self, inputs):
+        """Keras's functional API: this layer applied to symbolic tensors (nnctl.nn.functional) gives the
+        symbolic tensor of its output."""
+        from nnctl.nn.functional import call_layer
+
+        return call_layer(self, inputs)
+
     def add_weight(self, name, shape, initializer, regularizer=None, trainable=True) -> Param:
         param = Param(f"{self.name}/{name}", tuple(int(s) for s in shape), INITIALIZERS.get(initializer),
                       None if regularizer is None else REGULARIZERS.get(regularizer),

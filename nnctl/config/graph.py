@@ -1,0 +1,97 @@
+"""A config's graph: layers that name their `inputs` (and a `model.outputs`) become a functional `Model`.
+
+A layer without `inputs` reads the layer above it, so a plain stack is still a `Sequential`. Names are the
+layers' own or Keras's automatic ones (dense, dense_1, … in file order); the model input is called `input`
+(or the input layer's `name`). Every problem is a located `ConfigIssue`: an unknown or later name (a layer
+reads only layers above it, so a graph has no cycles), a wrong number of inputs, shapes that cannot merge,
+a layer whose output nothing reads.
+"""
+
+from __future__ import annotations
+
+from nnctl.config.resolve import ResolvedConfig, in_file_order
+from nnctl.config.yamlfile import ConfigError
+from nnctl.errors import NnctlError, show
+
+INPUT_NAME = "input"
+
+
+def is_graph(model_config) -> bool:
+    return model_config.outputs is not None or any(spec.inputs is not None for spec in model_config.layers)
+
+
+def auto_names(layers) -> None:
+    """Keras's automatic names (type, type_1, … counted in order), given now so `inputs` can name them; the
+    same rule as `Sequential.build`, which keeps them."""
+    counts: dict[str, int] = {}
+    for layer in layers:
+        if layer.name is None:
+            n = counts.get(layer.type_name, 0)
+            layer.name = layer.type_name if n == 0 else f"{layer.type_name}_{n}"
+        counts[layer.type_name] = counts.get(layer.type_name, 0) + 1
+
+
+def graph_model(resolved: ResolvedConfig, layers, shape, offset: int, input_name: str | None):
+    """The functional `Model` of `layers` (the config's layers from index `offset` on) reading one input of
+    `shape`; raises ConfigError listing every problem found."""
+    from nnctl.nn.functional import Input, Model, _nodes_between
+
+    cfg, issues = resolved.config, []
+    specs = cfg.model.layers[offset:]
+    auto_names(layers)
+    source = Input(shape, name=input_name or INPUT_NAME)
+    tensors, where = {source.name: source}, {}
+    previous = source
+    for index, (layer, spec) in enumerate(zip(layers, specs)):
+        path = ("model", "layers", index + offset)
+        if layer.name in tensors:
+            issues.append(resolved.issue(path + ("name",), f"the name '{layer.name}' is already taken by "
+                                         f"{'the model input' if layer.name == source.name else 'an earlier layer'}"))
+            continue
+        names = None if spec.inputs is None else [spec.inputs] if isinstance(spec.inputs, str) else spec.inputs
+        sources, known = [previous], True
+        if names is not None:
+            sources = []
+            for j, name in enumerate(names):
+                if name not in tensors:
+                    issues.append(resolved.issue(path + ("inputs",) + ((j,) if not isinstance(spec.inputs, str)
+                                                                       else ()), _unknown(name, layers, index,
+                                                                                          list(tensors))))
+                    known = False
+                sources.append(tensors.get(name))
+        previous = None
+        if not known or any(s is None for s in sources):  # reported already, here or above
+            continue
+        multi = getattr(layer, "multi_input", False)
+        if not multi and len(sources) > 1:
+            issues.append(resolved.issue(path + ("inputs",), f"{layer.type_name} '{layer.name}' takes one input, "
+                                         f"got {len(sources)}: merge them first (add, concatenate, …)"))
+            continue
+        try:
+            previous = layer(sources if multi else sources[0])
+        except NnctlError as err:
+            issues.append(resolved.issue(path + (("inputs",) if spec.inputs is not None else ()),
+                                         f"{layer.type_name} '{layer.name}': {err}"))
+            continue
+        tensors[layer.name], where[layer.name] = previous, path
+    if issues:
+        raise ConfigError(sorted(issues, key=in_file_order))
+    output_name = cfg.model.outputs[0] if cfg.model.outputs else layers[-1].name
+    if output_name not in where:
+        raise ConfigError([resolved.issue(("model", "outputs", 0), f"no layer is named {show(output_name, 80)}; "
+                                          f"the layers are: {', '.join(where)}")])
+    used = {id(node.layer) for node in _nodes_between(source, tensors[output_name])}
+    unused = [resolved.issue(where[layer.name], f"the output of {layer.type_name} '{layer.name}' is not used: no "
+                             f"layer reads it and it is not the model's output ({output_name})")
+              for layer in layers if id(layer) not in used]
+    if unused:
+        raise ConfigError(unused)
+    return Model(source, tensors[output_name], seed=cfg.seed, name=cfg.name, device="cpu")
+
+
+def _unknown(name, layers, index, known) -> str:
+    later = [layer.name for layer in layers[index:]]
+    if name in later:
+        return (f"'{name}' is this layer or one below it: a layer reads only the model input and the layers "
+                f"above it (so the graph has no cycles)")
+    return f"no layer or input above is named {show(name, 80)} (known: {', '.join(known)})"

@@ -1,0 +1,181 @@
+"""Keras's functional API: `Input`, layers called on symbolic tensors, and `Model(inputs, outputs)`, a directed
+acyclic graph of layer calls that compiles, trains, evaluates and predicts as `Sequential` does.
+
+    inputs = Input(shape=(32,))
+    x = Dense(64, activation="relu")(inputs)
+    y = Dense(64, activation="relu")(x)
+    outputs = Dense(1, activation="sigmoid")(Add()([x, y]))   # a residual connection
+    model = Model(inputs, outputs, seed=0)
+
+The graph runs its nodes in the order they were created (an input is always created before what reads it),
+forward, and in reverse backward; a node read by several others receives the sum of their gradients.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from nnctl.errors import ArgumentError, NnctlError, ShapeError
+from nnctl.nn.layers import Dense, Layer
+from nnctl.nn.layers import Input as InputLayer
+from nnctl.nn.model import Sequential
+
+_created = itertools.count()  # creation order: a topological order of every graph
+
+
+class KerasTensor:
+    """A symbolic tensor: the per-sample `shape` (no batch axis) of a model input, or of a layer's output given
+    the symbolic tensors it was called on."""
+
+    def __init__(self, shape, layer: Layer | None = None, inputs=(), name: str | None = None):
+        self.shape = tuple(shape)
+        self.layer, self.inputs, self.name = layer, tuple(inputs), name
+        self.order = next(_created)
+
+    def __repr__(self):
+        source = f"input '{self.name}'" if self.layer is None else f"{type(self.layer).__name__}"
+        return f"<KerasTensor shape=(None, {', '.join(map(str, self.shape))}) from {source}>"
+
+
+def Input(shape, name: str | None = None) -> KerasTensor:  # noqa: N802 (Keras's name)
+    """A model input of `shape` per sample (without the batch axis), as `keras.Input`."""
+    layer = InputLayer(shape, name=name)
+    return KerasTensor(layer.shape, name=name or "input_layer")
+
+
+def call_layer(layer: Layer, inputs) -> KerasTensor:
+    """`layer(inputs)` on symbolic tensors: checks the inputs, infers the output shape (shape errors are raised
+    here, at the call, as Keras does) and records the node."""
+    multi = getattr(layer, "multi_input", False)
+    tensors = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if not all(isinstance(t, KerasTensor) for t in tensors):
+        raise ArgumentError(f"{type(layer).__name__} was called on {type(inputs).__name__}: call layers on the "
+                            f"outputs of Input(...) or of other layers (a model's data goes to fit/predict)")
+    if not multi and len(tensors) != 1 or not multi and isinstance(inputs, (list, tuple)):
+        raise ArgumentError(f"{type(layer).__name__} takes one input, got a list of {len(tensors)}")
+    if multi and not isinstance(inputs, (list, tuple)):
+        raise ArgumentError(f"{type(layer).__name__} merges a list of inputs, got a single tensor")
+    if getattr(layer, "_called", False):
+        raise ArgumentError(f"layer '{layer.name or layer.type_name}' is already part of a graph: applying one "
+                            f"layer to several inputs (shared weights) is not supported yet; create a second layer")
+    shapes = [t.shape for t in tensors]
+    output_shape = layer.compute_output_shape(shapes if multi else shapes[0])
+    layer._called = True
+    return KerasTensor(output_shape, layer, tensors)
+
+
+class Model(Sequential):
+    """A graph of layer calls from one `Input` to one output tensor (Keras's functional `Model`); `compile`,
+    `fit`, `evaluate`, `predict`, `summary` and the weights work as in `Sequential`."""
+
+    def __init__(self, inputs, outputs, seed: int | None = None, name: str = "functional", device: str = "cpu",
+                 dtype: str = "float32"):
+        inputs, outputs = _single("inputs", inputs), _single("outputs", outputs)
+        if inputs.layer is not None:
+            raise ArgumentError("`inputs` must come from Input(...), not from a layer's output")
+        nodes = _nodes_between(inputs, outputs)
+        super().__init__(None, input_shape=inputs.shape, seed=seed, name=name, device=device, dtype=dtype)
+        self.layers = [node.layer for node in nodes]
+        self.graph_input, self.graph_output = inputs, outputs
+        # Each layer's input nodes as indices into self.layers (-1: the model input).
+        position = {id(node): index for index, node in enumerate(nodes)}
+        self.sources = [[position.get(id(t), -1) for t in node.inputs] for node in nodes]
+        self.consumers = [[j for j, src in enumerate(self.sources) if i in src] for i in range(len(nodes))]
+
+    def add(self, layer) -> None:
+        raise NnctlError("a functional Model's layers come from its graph: call layers on tensors instead")
+
+    def _build_layer(self, index, layer, shape):
+        """Builds layer `index` on the output shapes of the nodes it reads."""
+        shapes = [self.input_shape if j < 0 else self.layers[j].output_shape for j in self.sources[index]]
+        multi = getattr(layer, "multi_input", False)
+        try:
+            layer.build(shapes if multi else shapes[0])
+        except ShapeError as err:
+            located = ShapeError(f"layer {index} '{layer.name}' ({type(layer).__name__}) cannot take "
+                                 f"{self._describe_sources(index)}: {err}")
+            located.layer_index = index
+            raise located from None
+        return layer.output_shape
+
+    def _describe_sources(self, index):
+        parts = [f"the model input, shape {self.input_shape}" if j < 0 else
+                 f"the output of '{self.layers[j].name}', shape {self.layers[j].output_shape}"
+                 for j in self.sources[index]]
+        return " and ".join(parts)
+
+    def _mark_input_grads(self):
+        """A layer needs its input gradient when some layer upstream of it has trainable weights."""
+        upstream = []
+        for index, layer in enumerate(self.layers):
+            sources = [j for j in self.sources[index] if j >= 0]
+            layer.needs_input_grad = any(upstream[j] for j in sources)
+            upstream.append(layer.needs_input_grad or any(p.trainable for p in layer.params))
+
+    def _dense_reads_input(self) -> bool:
+        """CSR input only when every reader of the model input is a Dense layer reading nothing else."""
+        return all(isinstance(self.layers[i], Dense) and src == [-1] for i, src in enumerate(self.sources)
+                   if -1 in src)
+
+    def _forward(self, xb, training):
+        outputs, masks = [], []
+        for index, layer in enumerate(self.layers):
+            xs = [xb if j < 0 else outputs[j] for j in self.sources[index]]
+            ms = [None if j < 0 else masks[j] for j in self.sources[index]]
+            multi = getattr(layer, "multi_input", False)
+            layer.input_mask = ms if multi else ms[0]
+            outputs.append(layer.forward(xs if multi else xs[0], training))
+            masks.append(layer.compute_mask(layer.input_mask))
+        self.output_mask = masks[-1] if self.steps > 1 else None
+        return outputs[-1]
+
+    def _backward_below_head(self, dy):
+        """The head's input gradient(s) to the nodes it reads, then every node in reverse, each getting the sum
+        of its readers' gradients (added in a fixed order: reader by reader, in graph order)."""
+        grads: list = [None] * len(self.layers)
+        self._send(len(self.layers) - 1, dy, grads)
+        for index in range(len(self.layers) - 2, -1, -1):
+            if grads[index] is not None:
+                self._send(index, self.layers[index].backward(grads[index]), grads)
+
+    def _send(self, index, dx, grads):
+        multi = getattr(self.layers[index], "multi_input", False)
+        for j, part in zip(self.sources[index], dx if multi else [dx]):
+            if j >= 0 and part is not None:
+                grads[j] = part if grads[j] is None else grads[j] + part
+
+    def summary(self) -> dict:
+        """`Sequential.summary` with Keras's "Connected to" column for graphs."""
+        table = super().summary()
+        for row, sources in zip(table["rows"], self.sources):
+            row["connected_to"] = [self.graph_input.name if j < 0 else self.layers[j].name for j in sources]
+        return table
+
+
+def _single(what, value) -> KerasTensor:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if len(values) != 1 or not isinstance(values[0], KerasTensor):
+        raise ArgumentError(f"`{what}` takes one symbolic tensor (several inputs or outputs are not supported "
+                            f"yet), got {value!r}")
+    return values[0]
+
+
+def _nodes_between(inputs: KerasTensor, outputs: KerasTensor) -> list[KerasTensor]:
+    """The layer nodes `outputs` depends on, in creation order; every path must start at `inputs`."""
+    seen: dict[int, KerasTensor] = {}
+    stack = [outputs]
+    while stack:
+        tensor = stack.pop()
+        if id(tensor) in seen or tensor is inputs:
+            continue
+        if tensor.layer is None:
+            raise ArgumentError(f"the graph reads input '{tensor.name}', which is not the model's input "
+                                f"'{inputs.name}'")
+        seen[id(tensor)] = tensor
+        stack.extend(tensor.inputs)
+    if not seen:
+        raise ArgumentError("`outputs` is the model's input itself: the model has no layers")
+    return sorted(seen.values(), key=lambda t: t.order)
+
+
+__all__ = ["Input", "KerasTensor", "Model", "call_layer"]
