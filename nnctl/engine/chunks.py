@@ -52,6 +52,15 @@ def run_chunks(run, chunks, parallel: bool = True) -> None:
             future.result()  # waits for the helpers' chunks; re-raises their exception here
 
 
+def run_chunk_groups(groups, parallel: bool = True) -> None:
+    """run_chunks over several (run, chunks) pairs as one list of chunks, so that the threads move on to the next
+    call's chunks instead of waiting at the end of each (Bidirectional's two directions). Each run still gets
+    its own chunk indexes, 0, 1, …."""
+    table = [(run, index) for run, chunks in groups for index in range(len(chunks))]
+    flat = [chunk for _, chunks in groups for chunk in chunks]
+    run_chunks(lambda k, first, size: table[k][0](table[k][1], first, size), flat, parallel)
+
+
 def _executor(workers: int) -> ThreadPoolExecutor:
     """The process's helper threads (the caller is the other one), created on first use, again when the thread
     count changes, and in a forked child, where the parent's pool threads do not exist (its tasks would wait

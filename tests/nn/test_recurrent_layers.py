@@ -233,7 +233,12 @@ def _train(cls, seed=3, **args):
     return model, history
 
 
-@pytest.mark.parametrize("cls", CELLS)
+def _bidirectional(units, **args):
+    """Bidirectional(LSTM(units, **args)): its two directions share one chunk-pool call."""
+    return Bidirectional(LSTM(units, **args))
+
+
+@pytest.mark.parametrize("cls", CELLS + [_bidirectional])
 def test_training_bytes_do_not_depend_on_the_thread_count(cls, monkeypatch):
     monkeypatch.setattr(rnn, "POOL_MIN_MACS", 0)
     results = []

@@ -97,6 +97,13 @@ class Recurrent(Layer):
 
     # ---- forward ------------------------------------------------------------------------------
     def forward(self, x, training):
+        run, chunks = self.forward_work(x, training)
+        run_chunks(run, chunks, parallel=self._parallel(self.n))
+        return self._outputs()
+
+    def forward_work(self, x, training):
+        """Prepares the forward pass and returns its (run(index, first, count), chunks) for the chunk pool;
+        `_outputs()` gives the layer's output once they have run."""
         n, steps, features = x.shape
         x = np.ascontiguousarray(x, dtype=self.dtype)
         mask = self.input_mask
@@ -122,9 +129,7 @@ class Recurrent(Layer):
         bias = self._input_bias()
         self.in_bias = self._zeros("no_bias", (width,)) if bias is None else bias
         self._state_buffers(n, steps)
-        run_chunks(lambda index, first, count: self._loop_forward(first, count), self._chunks(n),
-                   parallel=self._parallel(n))
-        return self._outputs()
+        return (lambda index, first, count: self._loop_forward(first, count)), self._chunks(n)
 
     def _outputs(self):
         hs = self.hs
@@ -159,6 +164,13 @@ class Recurrent(Layer):
 
     # ---- backward -----------------------------------------------------------------------------
     def backward(self, dy):
+        run, chunks = self.backward_work(dy)
+        run_chunks(run, chunks, parallel=self._parallel(self.n))
+        return self.backward_finish()
+
+    def backward_work(self, dy):
+        """Prepares the backward pass and returns its (run(index, first, count), chunks) for the chunk pool;
+        `backward_finish()` adds the chunks' weight-gradient partials and gives the input gradient."""
         n, steps, units, width = self.n, self.steps, self.units, self.gates * self.units
         # The loss gradient w.r.t. every state, or (n, 1, u) w.r.t. the last one only.
         dhs = np.ascontiguousarray(dy, dtype=self.dtype).reshape(n, steps if self.return_sequences else 1, units)
@@ -219,7 +231,12 @@ class Recurrent(Layer):
             if self.bias is not None:
                 self._bias_partial(rows, dbias[index])
 
-        run_chunks(run, chunks, parallel=self._parallel(n))
+        self.partials = (parts, dkernel, drecurrent, dbias, dx)
+        return run, chunks
+
+    def backward_finish(self):
+        parts, dkernel, drecurrent, dbias, dx = self.partials
+        backend = self.backend
         backend.sum_partials(dkernel, parts, self.kernel.grad)
         backend.sum_partials(drecurrent, parts, self.recurrent_kernel.grad)
         if self.bias is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnctl.engine.chunks import run_chunk_groups
 from nnctl.errors import ArgumentError
 from nnctl.nn.layers.arguments import Literal, RecurrentSpec, check_choice
 from nnctl.nn.layers.base import Layer
@@ -68,8 +69,11 @@ class Bidirectional(Layer):
 
     def forward(self, x, training):
         self._share()
-        ahead = self.forward_layer.forward(x, training)
-        back = self.backward_layer.forward(x, training)
+        # Both directions' chunks in one chunk-pool call: no wait at the end of the first direction.
+        copies = (self.forward_layer, self.backward_layer)
+        works = [copy.forward_work(x, training) for copy in copies]
+        run_chunk_groups(works, parallel=self.forward_layer._parallel(len(x)))
+        ahead, back = (copy._outputs() for copy in copies)
         if self.return_sequences:
             back = back[:, ::-1]
         self.ahead, self.back = ahead, back
@@ -93,8 +97,10 @@ class Bidirectional(Layer):
             d_ahead, d_back = dy * self.back, dy * self.ahead
         if self.return_sequences:
             d_back = d_back[:, ::-1]
-        dx = self.forward_layer.backward(np.ascontiguousarray(d_ahead))
-        dx_back = self.backward_layer.backward(np.ascontiguousarray(d_back))
+        copies = (self.forward_layer, self.backward_layer)
+        works = [copy.backward_work(np.ascontiguousarray(d)) for copy, d in zip(copies, (d_ahead, d_back))]
+        run_chunk_groups(works, parallel=self.forward_layer._parallel(len(dy)))
+        dx, dx_back = (copy.backward_finish() for copy in copies)
         return None if dx is None else dx + dx_back
 
     def get_config(self):
