@@ -10,8 +10,10 @@ _API = {"Input": "nnctl.nn.functional", "Model": "nnctl.nn.functional", "Sequent
 
 
 def __getattr__(name):
-    if name in _API:
-        import importlib
+    import importlib
 
+    if name in _API:
         return getattr(importlib.import_module(_API[name]), name)
+    if name == "ops":  # `import nnctl; nnctl.ops.matmul(...)`
+        return importlib.import_module("nnctl.ops")
     raise AttributeError(f"module 'nnctl' has no attribute {name!r}")

@@ -13,6 +13,7 @@ forward, and in reverse backward; a node read by several others receives the sum
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 from nnctl.errors import ArgumentError, NnctlError, ShapeError
@@ -59,7 +60,13 @@ def call_layer(layer: Layer, inputs) -> KerasTensor:
         raise ArgumentError(f"layer '{layer.name or layer.type_name}' is already part of a graph: applying one "
                             f"layer to several inputs (shared weights) is not supported yet; create a second layer")
     shapes = [t.shape for t in tensors]
-    output_shape = layer.compute_output_shape(shapes if multi else shapes[0])
+    if layer._custom():  # its call needs its weights: build a throwaway copy (the model builds the layer)
+        probe = copy.copy(layer)
+        probe.params = []
+        probe.build(shapes if multi else shapes[0])
+        output_shape = probe.output_shape
+    else:
+        output_shape = layer.compute_output_shape(shapes if multi else shapes[0])
     layer._called = True
     return KerasTensor(output_shape, layer, tensors)
 

@@ -6,11 +6,13 @@ annotations use the config's value types (nnctl/nn/layers/arguments.py).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from nnctl.errors import ArgumentError
+from nnctl.nn.layers.custom import tape_backward, tape_forward, traced_output_shape
 from nnctl.nn.initializers import INITIALIZERS
 from nnctl.nn.regularizers import REGULARIZERS
 
@@ -93,7 +95,15 @@ class Layer:
 
         return call_layer(self, inputs)
 
-    def add_weight(self, name, shape, initializer, regularizer=None, trainable=True) -> Param:
+    def add_weight(self, name=None, shape=None, initializer="glorot_uniform", regularizer=None,
+                   trainable=True) -> Param:
+        """A weight of `shape` (Keras's keywords work too: `add_weight(shape=..., initializer=...)`; an
+        unnamed weight is `variable`, `variable_1`, … as in Keras 3)."""
+        if shape is None:
+            raise ArgumentError(f"add_weight needs a `shape`, e.g. add_weight(shape=(4, 8)), for '{name}'")
+        if name is None:
+            count = sum(p.name.rsplit("/", 1)[-1].startswith("variable") for p in self.params)
+            name = "variable" if count == 0 else f"variable_{count}"
         param = Param(f"{self.name}/{name}", tuple(int(s) for s in shape), INITIALIZERS.get(initializer),
                       None if regularizer is None else REGULARIZERS.get(regularizer),
                       trainable=bool(trainable and self.trainable))
@@ -102,20 +112,53 @@ class Layer:
 
     def build(self, input_shape: tuple[int, ...]) -> None:
         self.input_shape = tuple(input_shape)
-        self.output_shape = self.compute_output_shape(self.input_shape)
+        # A layer written with `call` and its own `build` knows its output shape once that has added the weights.
+        later = self._custom() and type(self).build is not Layer.build
+        self.output_shape = None if later else self.compute_output_shape(self.input_shape)
+
+    def __init_subclass__(cls, **kwargs):
+        """A layer written the Keras way may build without `super().build(input_shape)`: its `build` is wrapped
+        so the input and output shapes are set either way."""
+        super().__init_subclass__(**kwargs)
+        if "type_name" not in cls.__dict__:  # Keras names a layer after its class: SimpleDense → simple_dense
+            cls.type_name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", cls.__name__.lstrip("_")).lower()
+        if "build" in cls.__dict__ and cls.call is not Layer.call:
+            own = cls.__dict__["build"]
+
+            def build(self, input_shape, _own=own):
+                self.output_shape = None
+                _own(self, input_shape)
+                self.input_shape = tuple(input_shape)
+                if self.output_shape is None:
+                    self.output_shape = self.compute_output_shape(self.input_shape)
+
+            build.__doc__, cls.build = own.__doc__, build
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
+        return traced_output_shape(self, input_shape) if self._custom() else tuple(input_shape)
+
+    def _custom(self) -> bool:
+        """Whether this layer is written with `call` (and gets its backward from the ops tape)."""
+        return type(self).call is not Layer.call
+
+    def call(self, inputs):
+        """Keras's way to write a layer: `call` on `nnctl.ops` (nnctl/ops.py); the backward comes from the tape.
+        Built-in layers override `forward` and `backward` instead."""
+        raise NotImplementedError
 
     def forward(self, x, training: bool):
-        raise NotImplementedError
+        if not self._custom():
+            raise NotImplementedError
+        return tape_forward(self, x, training)
 
     def compute_mask(self, mask):
         """The mask of this layer's output, given its input's (called after `forward`)."""
         return mask if self.supports_masking else None
 
     def backward(self, dy):
-        raise NotImplementedError
+        if not self._custom():
+            raise NotImplementedError
+        return tape_backward(self, dy)
 
     def base_config(self) -> dict:
         """`name`, and `trainable` when it is not the default: the arguments every layer takes."""
