@@ -131,6 +131,8 @@ def eligible(model, batch_size: int, sparse: bool) -> bool:
         return False
     if model.store.fixed:  # the compiled loop steps every weight: frozen layers run layer by layer
         return False
+    if len(model.store.weights) != sum(len(layer.params) for layer in layers):
+        return False  # a shared layer, whose uses' gradients add up
     return all(len(layer.input_shape) == 1 and batch_size * layer.input_shape[0] * layer.units < settings.SMALL_GEMM_MACS
                for layer in layers[1:] + ([] if sparse else layers[:1]))
 

@@ -56,9 +56,9 @@ def call_layer(layer: Layer, inputs) -> KerasTensor:
         raise ArgumentError(f"{type(layer).__name__} takes one input, got a list of {len(tensors)}")
     if multi and not isinstance(inputs, (list, tuple)):
         raise ArgumentError(f"{type(layer).__name__} merges a list of inputs, got a single tensor")
-    if getattr(layer, "_called", False):
-        raise ArgumentError(f"layer '{layer.name or layer.type_name}' is already part of a graph: applying one "
-                            f"layer to several inputs (shared weights) is not supported yet; create a second layer")
+    if getattr(layer, "_called", False) and layer.type_name == "embedding":
+        raise ArgumentError(f"layer '{layer.name or layer.type_name}' is already part of a graph: sharing an "
+                            f"embedding (its sparse row updates) is not supported yet; create a second layer")
     shapes = [t.shape for t in tensors]
     if layer._custom():  # its call needs its weights: build a throwaway copy (the model builds the layer)
         probe = copy.copy(layer)
@@ -87,6 +87,10 @@ class Model(Sequential):
         # Each layer's input nodes as indices into self.layers (-1: the model input).
         position = {id(node): index for index, node in enumerate(nodes)}
         self.sources = [[position.get(id(t), -1) for t in node.inputs] for node in nodes]
+        # A layer called several times (shared weights) runs as itself at its first use and as a copy reading
+        # the same weights at the others: first_use[i] is the node whose layer node i's is.
+        first: dict[int, int] = {}
+        self.first_use = [first.setdefault(id(node.layer), index) for index, node in enumerate(nodes)]
         self.consumers = [[j for j, src in enumerate(self.sources) if i in src] for i in range(len(nodes))]
 
     def add(self, layer) -> None:
@@ -96,6 +100,8 @@ class Model(Sequential):
         """Builds layer `index` on the output shapes of the nodes it reads."""
         shapes = [self.input_shape if j < 0 else self.layers[j].output_shape for j in self.sources[index]]
         multi = getattr(layer, "multi_input", False)
+        if self.first_use[index] != index:
+            return self._share(index, layer, shapes if multi else shapes[0])
         try:
             layer.build(shapes if multi else shapes[0])
         except ShapeError as err:
@@ -104,6 +110,26 @@ class Model(Sequential):
             located.layer_index = index
             raise located from None
         return layer.output_shape
+
+    def _share(self, index, layer, shape):
+        """Node `index`'s copy of a layer already built at an earlier node: its own forward state, the same
+        weights (the same Param objects, whose gradients the backward adds up over the uses)."""
+        given = [tuple(s) for s in shape] if isinstance(shape, list) else tuple(shape)
+        if given != layer.input_shape:
+            located = ShapeError(f"layer {index} '{layer.name}' ({type(layer).__name__}) is shared: it was built for "
+                                 f"inputs of shape {layer.input_shape}, this use gives {self._describe_sources(index)}")
+            located.layer_index = index
+            raise located
+        keep = {id(p): p for p in layer.params}
+        keep.update({id(self.backend): self.backend, id(self.rng): self.rng})
+        use = copy.deepcopy(layer, keep)
+        use.shared_from = layer
+        use.backend, use.rng, use.dtype = self.backend, self.rng, self.dtype
+        self.layers[index] = use
+        return use.output_shape
+
+    def _owners(self) -> list:
+        return [layer for index, layer in enumerate(self.layers) if self.first_use[index] == index]
 
     def _describe_sources(self, index):
         parts = [f"the model input, shape {self.input_shape}" if j < 0 else
@@ -138,12 +164,22 @@ class Model(Sequential):
 
     def _backward_below_head(self, dy):
         """The head's input gradient(s) to the nodes it reads, then every node in reverse, each getting the sum
-        of its readers' gradients (added in a fixed order: reader by reader, in graph order)."""
+        of its readers' gradients (added in a fixed order: reader by reader, in graph order). A shared layer's
+        weight gradients add up over its uses, in the same reverse order."""
         grads: list = [None] * len(self.layers)
+        written = {id(p) for p in self.layers[-1].params}
         self._send(len(self.layers) - 1, dy, grads)
         for index in range(len(self.layers) - 2, -1, -1):
-            if grads[index] is not None:
-                self._send(index, self.layers[index].backward(grads[index]), grads)
+            if grads[index] is None:
+                continue
+            layer = self.layers[index]
+            again = [p for p in layer.params if p.trainable and id(p) in written]
+            earlier = [p.grad.copy() for p in again]
+            dx = layer.backward(grads[index])
+            for param, grad in zip(again, earlier):
+                param.grad += grad
+            written.update(id(p) for p in layer.params)
+            self._send(index, dx, grads)
 
     def _send(self, index, dx, grads):
         multi = getattr(self.layers[index], "multi_input", False)
@@ -152,10 +188,13 @@ class Model(Sequential):
                 grads[j] = part if grads[j] is None else grads[j] + part
 
     def summary(self) -> dict:
-        """`Sequential.summary` with Keras's "Connected to" column for graphs."""
+        """`Sequential.summary` with Keras's "Connected to" column for graphs (a shared layer: every use's)."""
         table = super().summary()
-        for row, sources in zip(table["rows"], self.sources):
-            row["connected_to"] = [self.graph_input.name if j < 0 else self.layers[j].name for j in sources]
+        owners = [index for index in range(len(self.layers)) if self.first_use[index] == index]
+        for row, owner in zip(table["rows"], owners):
+            row["connected_to"] = [self.graph_input.name if j < 0 else self.layers[j].name
+                                   for index, sources in enumerate(self.sources) if self.first_use[index] == owner
+                                   for j in sources]
         return table
 
 

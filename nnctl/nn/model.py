@@ -76,19 +76,24 @@ class Sequential(ModelInputs):
             raise ShapeError("the model has no layers")
         self.input_shape = shape
         counts: dict[str, int] = {}
+        seen: set[int] = set()
         for index, layer in enumerate(self.layers):
+            if id(layer) in seen:  # a graph's shared layer, used again (functional.Model builds a copy)
+                shape = self._build_layer(index, layer, shape)
+                continue
+            seen.add(id(layer))
             if layer.name is None:
                 n = counts.get(layer.type_name, 0)
                 layer.name = layer.type_name if n == 0 else f"{layer.type_name}_{n}"
             counts[layer.type_name] = counts.get(layer.type_name, 0) + 1
             shape = self._build_layer(index, layer, shape)
             layer.backend, layer.rng, layer.dtype = self.backend, self.rng, self.dtype
-        names = [layer.name for layer in self.layers]
+        names = [layer.name for layer in self._owners()]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ArgumentError(f"layer names must be unique, got {', '.join(duplicates)} more than once")
         self._mark_input_grads()
-        self.store = ParameterStore([p for layer in self.layers for p in layer.params], self.rng, self.dtype)
+        self.store = ParameterStore([p for layer in self._owners() for p in layer.params], self.rng, self.dtype)
         self.output_shape = shape
         self.output_units = int(np.prod(shape))
         # An N-d output (..., units) is `steps` rows of `units` for the loss and metrics (Keras averages a
@@ -108,6 +113,10 @@ class Sequential(ModelInputs):
             located.layer_index = index
             raise located from None
         return layer.output_shape
+
+    def _owners(self) -> list:
+        """The layers that own weights and names: every layer (a graph's shared layer once)."""
+        return self.layers
 
     def _dense_reads_input(self) -> bool:
         """Whether a mostly-zero input may run as CSR: only a first Dense layer reads it."""
@@ -154,8 +163,8 @@ class Sequential(ModelInputs):
         """Keras's summary as data: rows of (name, type, output shape, params) and the totals."""
         self.build()
         rows = [{"name": layer.name, "type": type(layer).__name__, "output_shape": (None,) + layer.output_shape,
-                 "params": layer.param_count()} for layer in self.layers]
-        total, trainable = sum(r["params"] for r in rows), sum(layer.trainable_count() for layer in self.layers)
+                 "params": layer.param_count()} for layer in self._owners()]
+        total, trainable = sum(r["params"] for r in rows), sum(layer.trainable_count() for layer in self._owners())
         return {"rows": rows, "total_params": total, "trainable_params": trainable,
                 "non_trainable_params": total - trainable}
 

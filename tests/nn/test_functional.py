@@ -7,7 +7,7 @@ import pytest
 import nnctl
 from nnctl.errors import ArgumentError, NnctlError, ShapeError
 from nnctl.nn.functional import Input, Model
-from nnctl.nn.layers import Add, Concatenate, Dense, Dropout, Multiply
+from nnctl.nn.layers import Add, Concatenate, Dense, Dropout, Embedding, Multiply
 from nnctl.nn.model import Sequential
 from tests.nn.test_gradients import numeric_gradients
 
@@ -121,10 +121,11 @@ def test_graph_mistakes_are_named():
         Add()(inputs)
     with pytest.raises(ShapeError, match=r"\(4,\).*\(3,\)"):
         Add()([Dense(4)(inputs), Dense(3)(inputs)])
-    shared = Dense(2)
-    shared(inputs)
-    with pytest.raises(ArgumentError, match="shared weights"):
-        shared(inputs)
+    words = Input((5,))
+    table = Embedding(10, 3)
+    table(words)
+    with pytest.raises(ArgumentError, match="sharing an embedding"):
+        table(words)
     other = Input((6,), name="other")
     with pytest.raises(ArgumentError, match="reads input 'other'"):
         Model(inputs, Add()([Dense(2)(inputs), Dense(2)(other)]))
@@ -136,3 +137,39 @@ def test_graph_mistakes_are_named():
         Model([inputs, other], Dense(1)(inputs))
     with pytest.raises(NnctlError, match="call layers on tensors"):
         Model(inputs, Dense(1)(inputs)).add(Dense(1))
+
+
+def _shared(dtype="float32", seed=3):
+    """One Dense applied to two branches and then to its own output: three uses of one kernel."""
+    inputs = Input((6,))
+    shared = Dense(6, activation="tanh", name="shared")
+    left, right = shared(inputs), shared(Dense(6, activation="tanh")(inputs))
+    twice = shared(Add()([left, right]))
+    return Model(inputs, Dense(1)(twice), seed=seed, dtype=dtype), shared
+
+
+def test_a_shared_layer_owns_its_weights_once_and_their_gradient_sums_its_uses():
+    model, shared = _shared("float64")
+    model.compile(optimizer="sgd", loss="mse")
+    assert [p.name for p in model.store.weights].count("shared/kernel") == 1
+    rows = {row["name"]: row for row in model.summary()["rows"]}
+    assert rows["shared"]["connected_to"] == ["input_layer", "dense_1", "add"]
+    assert rows["shared"]["params"] == 42 and model.summary()["total_params"] == 42 + 42 + 7
+    model.store.values += np.random.default_rng(2).normal(0, 0.1, model.store.values.size)
+    x, y = RNG.standard_normal((5, 6)), RNG.standard_normal((5, 1))
+    model.compute_gradients(x, y)
+    analytic = model.store.grads.copy()
+    np.testing.assert_allclose(analytic, numeric_gradients(model, x, y), rtol=1e-5, atol=1e-7)
+
+
+def test_a_shared_layer_trains_and_its_uses_must_agree_on_shapes():
+    model, _ = _shared()
+    model.compile("rmsprop", "mse")
+    target = (X[:, :1] * 0.5).astype(np.float32)
+    history = model.fit(X, target, epochs=5, batch_size=16)
+    assert history["loss"][-1] < history["loss"][0]
+    inputs = Input((6,))
+    shared = Dense(6)
+    wide = shared(Dense(4)(inputs))  # built for (4,) at its first use
+    with pytest.raises(ShapeError, match=r"shared: it was built for inputs of shape \(4,\)"):
+        Model(inputs, Add()([wide, shared(inputs)])).build()
