@@ -97,6 +97,9 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
         spec = {k: v for k, v in layer_spec.model_dump().items()
                 if (v is not None or k.endswith("regularizer")) and k != "inputs"}
         path = ("model", "layers", index)
+        if spec["type"] == "apply":  # a layer above, used again: config/graph.py wires it
+            layers.append(None)
+            continue
         if spec["type"] == "input" and index > 0:
             issues.append(resolved.issue(path + ("type",), "an input layer can only be the first layer"))
             continue

@@ -17,14 +17,15 @@ INPUT_NAME = "input"
 
 
 def is_graph(model_config) -> bool:
-    return model_config.outputs is not None or any(spec.inputs is not None for spec in model_config.layers)
+    return model_config.outputs is not None or any(spec.inputs is not None or spec.type == "apply"
+                                                   for spec in model_config.layers)
 
 
 def auto_names(layers) -> None:
     """Keras's automatic names (type, type_1, … counted in order), given now so `inputs` can name them; the
     same rule as `Sequential.build`, which keeps them."""
     counts: dict[str, int] = {}
-    for layer in layers:
+    for layer in filter(None, layers):  # None: a shared layer's next use
         if layer.name is None:
             n = counts.get(layer.type_name, 0)
             layer.name = layer.type_name if n == 0 else f"{layer.type_name}_{n}"
@@ -40,25 +41,35 @@ def graph_model(resolved: ResolvedConfig, layers, shape, offset: int, input_name
     specs = cfg.model.layers[offset:]
     auto_names(layers)
     source = Input(shape, name=input_name or INPUT_NAME)
-    tensors, where = {source.name: source}, {}
+    tensors, where, owners = {source.name: source}, {}, {}
     previous = source
     for index, (layer, spec) in enumerate(zip(layers, specs)):
         path = ("model", "layers", index + offset)
-        if layer.name in tensors:
-            issues.append(resolved.issue(path + ("name",), f"the name '{layer.name}' is already taken by "
-                                         f"{'the model input' if layer.name == source.name else 'an earlier layer'}"))
+        if layer is None:  # {apply: NAME}: the layer named NAME above, called again on this entry's inputs
+            layer = owners.get(spec.apply)
+            if layer is None:
+                issues.append(resolved.issue(path + ("apply",), f"no layer above is named {show(spec.apply, 80)} "
+                                             f"(layers: {', '.join(owners) or 'none'})"))
+                previous = None
+                continue
+        else:
+            owners[layer.name] = layer
+        name = spec.name if spec.type == "apply" else layer.name
+        if name is not None and name in tensors:
+            issues.append(resolved.issue(path + ("name",), f"the name '{name}' is already taken by "
+                                         f"{'the model input' if name == source.name else 'an earlier layer'}"))
             continue
         names = None if spec.inputs is None else [spec.inputs] if isinstance(spec.inputs, str) else spec.inputs
         sources, known = [previous], True
         if names is not None:
             sources = []
-            for j, name in enumerate(names):
-                if name not in tensors:
+            for j, wanted in enumerate(names):
+                if wanted not in tensors:
                     issues.append(resolved.issue(path + ("inputs",) + ((j,) if not isinstance(spec.inputs, str)
-                                                                       else ()), _unknown(name, layers, index,
-                                                                                          list(tensors))))
+                                                                       else ()), _unknown(wanted, specs, layers,
+                                                                                          index, list(tensors))))
                     known = False
-                sources.append(tensors.get(name))
+                sources.append(tensors.get(wanted))
         previous = None
         if not known or any(s is None for s in sources):  # reported already, here or above
             continue
@@ -73,24 +84,30 @@ def graph_model(resolved: ResolvedConfig, layers, shape, offset: int, input_name
             issues.append(resolved.issue(path + (("inputs",) if spec.inputs is not None else ()),
                                          f"{layer.type_name} '{layer.name}': {err}"))
             continue
-        tensors[layer.name], where[layer.name] = previous, path
+        if name is not None:
+            tensors[name] = previous
+        where[id(previous)] = (path, layer, name)
     if issues:
         raise ConfigError(sorted(issues, key=in_file_order))
-    output_name = cfg.model.outputs[0] if cfg.model.outputs else layers[-1].name
-    if output_name not in where:
-        raise ConfigError([resolved.issue(("model", "outputs", 0), f"no layer is named {show(output_name, 80)}; "
-                                          f"the layers are: {', '.join(where)}")])
-    used = {id(node.layer) for node in _nodes_between(source, tensors[output_name])}
-    unused = [resolved.issue(where[layer.name], f"the output of {layer.type_name} '{layer.name}' is not used: no "
-                             f"layer reads it and it is not the model's output ({output_name})")
-              for layer in layers if id(layer) not in used]
+    if cfg.model.outputs:
+        output_name = cfg.model.outputs[0]
+        if output_name not in tensors or output_name == source.name:
+            raise ConfigError([resolved.issue(("model", "outputs", 0), f"no layer is named {show(output_name, 80)}; "
+                                              f"the layers are: {', '.join(list(tensors)[1:])}")])
+        output = tensors[output_name]
+    else:
+        output, output_name = previous, "the last layer"
+    used = {id(node) for node in _nodes_between(source, output)}
+    unused = [resolved.issue(path, f"the output of {layer.type_name} '{name or layer.name}' is not used: no layer "
+                             f"reads it and it is not the model's output ({output_name})")
+              for key, (path, layer, name) in where.items() if key not in used]
     if unused:
-        raise ConfigError(unused)
-    return Model(source, tensors[output_name], seed=cfg.seed, name=cfg.name, device="cpu")
+        raise ConfigError(sorted(unused, key=in_file_order))
+    return Model(source, output, seed=cfg.seed, name=cfg.name, device="cpu")
 
 
-def _unknown(name, layers, index, known) -> str:
-    later = [layer.name for layer in layers[index:]]
+def _unknown(name, specs, layers, index, known) -> str:
+    later = [layer.name if layer is not None else spec.name for layer, spec in zip(layers[index:], specs[index:])]
     if name in later:
         return (f"'{name}' is this layer or one below it: a layer reads only the model input and the layers "
                 f"above it (so the graph has no cycles)")

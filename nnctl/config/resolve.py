@@ -121,6 +121,9 @@ def _canonicalize_names(doc: Document) -> tuple[list[ConfigIssue], list[tuple]]:
             doc.values[path + ("type",)] = doc.source(path)
         if not isinstance(entry, dict):
             continue  # the schema reports the wrong type
+        if registry is LAYERS and "apply" in entry and entry.get("type", "apply") == "apply":
+            entry["type"] = "apply"  # a shared layer's next use (config/graph.py)
+            continue
         if "type" not in entry:
             issues.append(ConfigIssue(doc.source(path), path, f"required key 'type' is missing (allowed: "
                                                               f"{', '.join(sorted(specs))})"))
@@ -146,13 +149,16 @@ def _at(data, path):
     return data
 
 
-_TAGS = set(LAYER_SPECS) | set(OPTIMIZER_SPECS) | set(DATASET_SPECS) | set(TRANSFORM_SPECS)
+_TAGS = set(LAYER_SPECS) | set(OPTIMIZER_SPECS) | set(DATASET_SPECS) | set(TRANSFORM_SPECS) | {"apply"}
 
 
 def _data_path(loc, data) -> tuple:
     """pydantic's error location minus its union-tag steps, i.e. the path into the YAML data."""
-    path, node = [], data
+    path, node, tagged = [], data, None
     for part in loc:
+        if isinstance(node, dict) and part in _TAGS and node.get("type") == part and tagged is not node:
+            tagged = node  # the union's tag (`{apply: …}` also has a key of that name, after it)
+            continue
         if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int):
             path.append(part)
             node = node[part] if not isinstance(node, list) or part < len(node) else None

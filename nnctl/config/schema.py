@@ -264,9 +264,19 @@ def _tag_of(value):
     return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
 
 
+class ApplySpec(Section):
+    """A layer above applied again (shared weights): `{apply: encoder, inputs: body}`; `name` names this use's
+    output for later `inputs`."""
+
+    type: Literal["apply"] = "apply"
+    apply: RunName
+    name: Optional[RunName] = None
+    inputs: Optional[Union[RunName, Annotated[list[RunName], Field(min_length=1, max_length=100)]]] = None
+
+
 class ModelConfig(Section):
     input_shape: Optional[Shape] = Field(None, description="per-sample input shape; read from the data if omitted")
-    layers: Annotated[list[_tagged(LAYER_SPECS)], Field(min_length=1, max_length=1000)]
+    layers: Annotated[list[_tagged({**LAYER_SPECS, "apply": ApplySpec})], Field(min_length=1, max_length=1000)]
     outputs: Optional[Annotated[list[RunName], Field(min_length=1, max_length=1)]] = Field(
         None, description="the layer whose output is the model's (a graph); default: the last layer")
 

@@ -119,3 +119,39 @@ def test_check_reports_a_graph_error_as_one_located_line(tmp_path):
     result = invoke("check", path)
     assert result.exit_code == 2
     assert f"{path}:9:" in result.output and "nowhere" in result.output and "Traceback" not in result.output
+
+
+SHARED = """\
+    - {name: encoder, type: dense, units: 6, activation: tanh}
+    - {type: dense, units: 10, inputs: input}
+    - {name: encoded_again, apply: encoder}
+    - {type: add, inputs: [encoder, encoded_again]}
+    - {type: dense, units: 1, activation: sigmoid}
+"""
+
+
+def test_apply_shares_a_layer_above_and_trains(tmp_path):
+    path = _config(tmp_path, SHARED)
+    model = build_model(load_config(path), input_shape=(10,))
+    assert model.first_use == [0, 1, 0, 3, 4] and model.sources == [[-1], [-1], [1], [0, 2], [3]]
+    assert [p.name for p in model.store.weights].count("encoder/kernel") == 1
+    runs = tmp_path / "runs"
+    result = invoke("train", path, "--runs-dir", runs)
+    assert result.exit_code == 0, result.output
+    evaluated = invoke("evaluate", next(runs.glob("graph*")))  # reads the saved config's `apply` back
+    assert evaluated.exit_code == 0, evaluated.output
+    summary = invoke("summary", path).output
+    assert "input, dense" in summary  # encoder's two uses in its "Connected to"
+
+
+@pytest.mark.parametrize("layers, path, message", [
+    ("    - {type: dense, units: 4}\n    - {apply: nothing}\n    - {type: dense, units: 1, activation: sigmoid}\n",
+     ("model", "layers", 1, "apply"), "no layer above is named 'nothing' (layers: dense)"),
+    ("    - {type: dense, units: 4}\n    - {apply: dense}\n    - {type: dense, units: 1, activation: sigmoid}\n",
+     ("model", "layers", 1), "shared: it was built for inputs of shape (10,)"),
+    ("    - {type: dense, units: 4}\n    - {apply: dense, inputs: input, units: 3}\n"
+     "    - {type: dense, units: 1, activation: sigmoid}\n", ("model", "layers", 1, "units"), "unknown key"),
+], ids=["unknown", "shape", "extra-key"])
+def test_apply_mistakes_are_located(tmp_path, layers, path, message):
+    errors = _errors(tmp_path, layers)
+    assert len(errors) == 1 and errors[0][0] == path and message in errors[0][1], errors
