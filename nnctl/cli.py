@@ -14,7 +14,7 @@ import click
 from nnctl import __version__
 
 from nnctl.cli_errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, NnctlGroup, _fail, user_errors  # noqa: F401
-from nnctl.cli_render import strict_json, table
+from nnctl.cli_render import strict_json, summary_table, table
 
 # OpenBLAS's idle threads spin, which slows nnctl's own split kernels and everything under load
 # (nnctl/engine/settings.py, threading policy). So the command line runs BLAS on one thread unless the user
@@ -300,15 +300,7 @@ def summary(file, overrides):
 
     resolved = load_config(file, overrides)
     shape = None if resolved.config.model.input_shape else tuple(load_data(resolved).train[0].shape[1:])
-    info = build_model(resolved, input_shape=shape).summary()
-    graph = all("connected_to" in row for row in info["rows"])  # a graph: Keras's "Connected to" column
-    rows = [[f"{row['name']} ({row['type']})", str(row["output_shape"]).replace(",)", ")"), f"{row['params']:,}"]
-            + ([", ".join(row["connected_to"])] if graph else []) for row in info["rows"]]
-    table([("Layer (type)", "left"), ("Output Shape", "left"), ("Param #", "right")]
-          + ([("Connected to", "left")] if graph else []), rows, title=f'Model: "{resolved.config.name}"')
-    for label, key in (("Total", "total_params"), ("Trainable", "trainable_params"),
-                       ("Non-trainable", "non_trainable_params")):
-        click.echo(f" {label} params: {info[key]:,} ({_size(info[key] * 4)})")
+    summary_table(build_model(resolved, input_shape=shape).summary(), resolved.config.name)
 
 
 @main.command()
@@ -374,13 +366,6 @@ def schema():
     from nnctl.config.schema import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))
-
-
-def _size(nbytes: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if nbytes < 1024 or unit == "GB":
-            return f"{nbytes:.2f} {unit}"
-        nbytes /= 1024
 
 
 from nnctl import cli_data, cli_runs  # noqa: E402,F401  (register datasets; runs, compare, plot)

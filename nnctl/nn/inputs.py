@@ -78,6 +78,25 @@ def masked_weights(weight: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return weight * keep * (keep.size / max(float(keep.sum()), 1e-7))
 
 
+def split_off(x, y, sample_weight, fraction):
+    """(x, y, sample_weight) for training and (x, y[, sample_weight]) for validation: Keras's
+    `validation_split`, the last `fraction` of the rows as given (before any shuffling)."""
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction < 1:
+        raise ShapeError(f"`validation_split` must be a fraction between 0 and 1, got {fraction!r}")
+    n = x.shape[0] if hasattr(x, "shape") else len(x)
+    keep = int(n * (1 - fraction))
+    if keep == 0 or keep == n:
+        raise ShapeError(f"`validation_split` {fraction} of {n} samples leaves no rows to train or to validate")
+    first, rest = np.arange(keep), np.arange(keep, n)
+
+    def rows(a, which):
+        return a.take(which) if isinstance(a, CSRMatrix) else np.asarray(a)[which]
+
+    weight = None if sample_weight is None else np.asarray(sample_weight)
+    validation = (rows(x, rest), rows(y, rest)) + (() if weight is None else (weight[rest],))
+    return rows(x, first), rows(y, first), None if weight is None else weight[first], validation
+
+
 class ModelInputs:
     """The models' data preparation: inputs checked and cast (or made CSR), targets and weights per output row."""
 

@@ -15,10 +15,11 @@ from nnctl.engine.csr import CSRBatch, CSRMatrix
 from nnctl.errors import ArgumentError, NnctlError, ShapeError, check_positive_int
 from nnctl.nn import fastpath
 from nnctl.nn.callbacks import Callback, CallbackList, History
+from nnctl.nn.callbacks.base import FitHistory
 from nnctl.nn.callbacks.monitors import find_nonfinite
 from nnctl.nn.layers import LAYERS, Dense, Input, Layer
 from nnctl.nn.losses import LOSSES
-from nnctl.nn.inputs import Dataset, ModelInputs, masked_weights, step_rows
+from nnctl.nn.inputs import Dataset, ModelInputs, masked_weights, split_off, step_rows
 from nnctl.nn.metrics import resolve_metrics
 from nnctl.nn.optimizers import OPTIMIZERS
 from nnctl.nn.store import ParameterStore
@@ -183,9 +184,14 @@ class Sequential(ModelInputs):
     # ---- training -----------------------------------------------------------------------------
     @threads.blas_policy  # BLAS on one thread, as under `nnctl` (engine/settings.py); the caller's after
     def fit(self, x, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, callbacks=None,
-            class_weight=None, sample_weight=None, initial_epoch=0, fast_path="auto") -> dict:
-        """Trains; returns the Keras-style history dict plus `epoch_time` (s) and `lr` per epoch."""
+            class_weight=None, sample_weight=None, initial_epoch=0, fast_path="auto",
+            validation_split=0.0) -> FitHistory:
+        """Trains; returns the Keras-style history (a dict, also with `.history` and `.epoch`) plus
+        `epoch_time` (s) and `lr` per epoch. `validation_split`: as Keras, the last fraction of (x, y), taken
+        before any shuffling, validates instead of training (ignored when `validation_data` is given)."""
         epochs, batch_size = check_positive_int("epochs", epochs), check_positive_int("batch_size", batch_size)
+        if validation_split and validation_data is None:
+            x, y, sample_weight, validation_data = split_off(x, y, sample_weight, validation_split)
         data = self._dataset(x, y, sample_weight, class_weight)
         val = self._dataset(*validation_data) if validation_data is not None else None
         runner = self._runner(batch_size, fast_path, isinstance(data.x, CSRMatrix))
@@ -224,7 +230,7 @@ class Sequential(ModelInputs):
             if self.stop_training:
                 break
         cbs.on_train_end()
-        return history.history
+        return FitHistory(history.history, history.epoch, history.params)
 
     def _run_epoch(self, runner, data, order, steps, outputs, step_losses, batch_sizes, cbs, epoch) -> bool:
         """Every step of one epoch; False when a batch callback set `stop_training` before the end, or when

@@ -125,6 +125,19 @@ class History(Callback):
             self.history.setdefault(key, []).append(value)
 
 
+class FitHistory(dict):
+    """What `fit` returns: the history dict itself ({"loss": [...], ...}, so dict access works) that is also
+    Keras's History object: `.history` (the same dict), `.epoch` (the epochs run, from 0), `.params`."""
+
+    def __init__(self, history: dict, epoch: list, params: dict):
+        super().__init__(history)
+        self.epoch, self.params = list(epoch), dict(params)
+
+    @property
+    def history(self) -> dict:
+        return self
+
+
 # ---- built-in callbacks ------------------------------------------------------------------------------
 
 def _check_monitor(monitor) -> str:
