@@ -6,7 +6,7 @@
 __version__ = "0.1.0"
 
 # The Python API a Keras user reaches for, loaded on first use (PEP 562) so the line above stays true.
-_API = {"Input": "nnctl.nn.functional", "Model": "nnctl.api", "Sequential": "nnctl.api"}
+_API = {"Input": "nnctl.nn.functional", "Model": "nnctl.api", "Sequential": "nnctl.api", "load_model": "nnctl.saving"}
 
 
 def __getattr__(name):

@@ -26,6 +26,13 @@ class _Face:
         with make_progress(mode=VERBOSE[verbose]) as progress:
             return super().fit(x, y, *args, callbacks=[*(callbacks or []), progress], **kwargs)
 
+    def save(self, path) -> None:
+        """Writes the model (architecture, compile arguments, weights) to one safetensors file: see
+        `nnctl.load_model`."""
+        from nnctl.saving import save_model
+
+        save_model(self, path)
+
     def summary(self, print_table: bool = True) -> dict:
         """Prints Keras's table (as `nnctl summary`); returns the same rows and totals as a dict."""
         info = super().summary()

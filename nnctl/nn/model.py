@@ -136,6 +136,7 @@ class Sequential(ModelInputs):
         self.optimizer = OPTIMIZERS.get(optimizer)
         self.loss = LOSSES.get(loss)
         self._metric_specs = list(metrics or [])
+        self.compile_config = {"optimizer": optimizer, "loss": loss, "metrics": self._metric_specs}  # for save
         self.compiled = True
         if self.input_shape is not None:
             self._finish_compile()
