@@ -51,4 +51,43 @@ class Model(_Face, functional.Model):
     __doc__ = functional.Model.__doc__
 
 
-__all__ = ["Model", "Sequential"]
+class TrainedRun:
+    """A finished run, ready to use (`nnctl.load_run`): its `model` (trained weights), its `config`, and the
+    preprocessing its training data got, which `predict` applies to raw inputs as `nnctl predict` does."""
+
+    def __init__(self, loaded):
+        self._loaded = loaded
+        self.model, self.config, self.path = loaded.model, loaded.resolved.config, loaded.run.path
+
+    def predict(self, x):
+        """Outputs for raw inputs: an array (or a CSR-like matrix) shaped like the run's data before its
+        transforms."""
+        from nnctl.train.inference import predict_inputs
+
+        return predict_inputs(self._loaded, x)
+
+    def predict_texts(self, texts):
+        """Outputs for raw texts, for a run trained on imdb or reuters (encoded with its word index)."""
+        from nnctl.train.inference import encode_texts, predict_inputs
+
+        return predict_inputs(self._loaded, encode_texts(self._loaded, list(texts)))
+
+    def evaluate(self, split: str = "test") -> dict:
+        """The model's loss and metrics on the run's own `split` (its data is read again)."""
+        from nnctl.train.inference import evaluate_split
+
+        return evaluate_split(self._loaded, split)
+
+    def __repr__(self):
+        return f"<TrainedRun {self.path}>"
+
+
+def load_run(path, weights=None) -> TrainedRun:
+    """The run at `path` (a run folder, `runs/<name>/latest`, …) with its trained weights, or `weights` (e.g.
+    `checkpoints/best.safetensors`); damage is one error naming the file, as on the command line."""
+    from nnctl.train.inference import load_run as load
+
+    return TrainedRun(load(path, weights))
+
+
+__all__ = ["Model", "Sequential", "TrainedRun", "load_run"]
