@@ -150,11 +150,11 @@ class Model(Sequential):
         return all(isinstance(self.layers[i], Dense) and src == [-1] for i, src in enumerate(self.sources)
                    if -1 in src)
 
-    def _forward(self, xb, training):
+    def _forward(self, xb, training, input_mask=None):
         outputs, masks = [], []
         for index, layer in enumerate(self.layers):
             xs = [xb if j < 0 else outputs[j] for j in self.sources[index]]
-            ms = [None if j < 0 else masks[j] for j in self.sources[index]]
+            ms = [input_mask if j < 0 else masks[j] for j in self.sources[index]]
             multi = getattr(layer, "multi_input", False)
             layer.input_mask = ms if multi else ms[0]
             outputs.append(layer.forward(xs if multi else xs[0], training))
@@ -168,6 +168,7 @@ class Model(Sequential):
         weight gradients add up over its uses, in the same reverse order."""
         grads: list = [None] * len(self.layers)
         written = {id(p) for p in self.layers[-1].params}
+        self._input_grad = None
         self._send(len(self.layers) - 1, dy, grads)
         for index in range(len(self.layers) - 2, -1, -1):
             if grads[index] is None:
@@ -180,11 +181,16 @@ class Model(Sequential):
                 param.grad += grad
             written.update(id(p) for p in layer.params)
             self._send(index, dx, grads)
+        return self._input_grad
 
     def _send(self, index, dx, grads):
         multi = getattr(self.layers[index], "multi_input", False)
         for j, part in zip(self.sources[index], dx if multi else [dx]):
-            if j >= 0 and part is not None:
+            if part is None:
+                continue
+            if j < 0:  # the model input's: for a model used as a layer
+                self._input_grad = part if self._input_grad is None else self._input_grad + part
+            else:
                 grads[j] = part if grads[j] is None else grads[j] + part
 
     def summary(self) -> dict:
@@ -196,6 +202,77 @@ class Model(Sequential):
                                    for index, sources in enumerate(self.sources) if self.first_use[index] == owner
                                    for j in sources]
         return table
+
+
+class _Values:
+    """An initializer that gives back saved values: a nested model's trained weights survive the outer
+    model's initialization (transfer learning)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, shape, rng):
+        return self.value
+
+
+class NestedModel(Layer):
+    """A model used as a layer (Keras: a model is a layer): its layers run inside the outer model, its weights
+    are the outer model's (named `<model>/<layer>/<weight>`, as Keras 3's paths), trained ones kept as they are;
+    `trainable=False` freezes them all."""
+
+    supports_masking = True
+
+    def __init__(self, model, trainable: bool = True):
+        super().__init__(name=model.name, trainable=trainable)
+        self.model = model
+        self.type_name = "functional" if isinstance(model, Model) else "sequential"
+
+    def compute_output_shape(self, input_shape):
+        inner = self.model
+        if inner.input_shape is not None and tuple(input_shape) != tuple(inner.input_shape):
+            raise ShapeError(f"model '{inner.name}' takes inputs of shape {tuple(inner.input_shape)}, got "
+                             f"{tuple(input_shape)}")
+        inner.build(input_shape)  # its weights come from its own seed (or its training) and are kept
+        return tuple(inner.output_shape)
+
+    def build(self, input_shape):
+        inner = self.model
+        self.output_shape = self.compute_output_shape(input_shape)
+        self.input_shape = tuple(input_shape)
+        self.params = list(inner.store.weights)
+        for param in self.params:
+            if not isinstance(param.initializer, _Values):
+                param.initializer = _Values(param.value.copy())
+            if not param.name.startswith(f"{self.name}/"):
+                param.name = f"{self.name}/{param.name}"
+            param.trainable = param.trainable and self.trainable
+
+    def forward(self, x, training):
+        inner = self.model
+        for layer in inner.layers:
+            layer.backend, layer.rng, layer.dtype = self.backend, self.rng, self.dtype
+            if self.needs_input_grad:
+                layer.needs_input_grad = True  # the outer model wants the gradient w.r.t. this input
+        out = inner._forward(x, training, self.input_mask)
+        self.output_mask_inner = inner.output_mask
+        return out
+
+    def compute_mask(self, mask):
+        return getattr(self, "output_mask_inner", None)
+
+    def backward(self, dy):
+        inner = self.model
+        return inner._backward_below_head(inner.layers[-1].backward(dy))
+
+    def get_config(self):
+        raise NnctlError(f"a model used as a layer ('{self.name}') cannot be saved yet")
+
+
+def call_model(model, inputs) -> KerasTensor:
+    """`model(inputs)` on symbolic tensors: the model as one layer of the graph being built."""
+    if getattr(model, "_as_layer", None) is None:  # `model.trainable = False` first freezes it, as in Keras
+        model._as_layer = NestedModel(model, trainable=getattr(model, "trainable", True))
+    return call_layer(model._as_layer, inputs)
 
 
 def _single(what, value) -> KerasTensor:

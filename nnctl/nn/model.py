@@ -54,6 +54,9 @@ class Sequential(ModelInputs):
 
     def add(self, layer) -> None:
         layer = LAYERS.get(layer) if isinstance(layer, (str, dict)) else layer
+        if isinstance(layer, Sequential):  # a model is a layer (Keras), e.g. a trained base under a new head
+            from nnctl.nn.functional import NestedModel
+            layer = NestedModel(layer, trainable=getattr(layer, "trainable", True))
         if not isinstance(layer, Layer):
             raise ArgumentError(f"`layers` takes Layer objects or layer specs, got {layer!r}.")
         if self.built:
@@ -97,8 +100,7 @@ class Sequential(ModelInputs):
         self.store = ParameterStore([p for layer in self._owners() for p in layer.params], self.rng, self.dtype)
         self.output_shape = shape
         self.output_units = int(np.prod(shape))
-        # An N-d output (..., units) is `steps` rows of `units` for the loss and metrics (Keras averages a
-        # sequence output's loss over its steps too).
+        # An N-d output (..., units): `steps` rows of `units` for the loss and metrics (as Keras averages).
         self.units, self.steps = int(shape[-1]), int(np.prod(shape[:-1]))
         self.built = True
 
@@ -133,8 +135,7 @@ class Sequential(ModelInputs):
     def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
         if loss is None:
             raise ArgumentError("`loss` is required, e.g. 'binary_crossentropy' or 'mse'.")
-        self.optimizer = OPTIMIZERS.get(optimizer)
-        self.loss = LOSSES.get(loss)
+        self.optimizer, self.loss = OPTIMIZERS.get(optimizer), LOSSES.get(loss)
         self._metric_specs = list(metrics or [])
         self.compile_config = {"optimizer": optimizer, "loss": loss, "metrics": self._metric_specs}  # for save
         self.compiled = True
@@ -291,9 +292,9 @@ class Sequential(ModelInputs):
             return self._layered_steps
         return fastpath.FastPath(self, batch_size, sparse).train
 
-    def _forward(self, xb, training):
+    def _forward(self, xb, training, input_mask=None):
         """The layers in order; each gets its input's Keras mask, and `output_mask` is the last one's."""
-        out, mask = xb, None
+        out, mask = xb, input_mask
         for layer in self.layers:
             layer.input_mask = mask
             out = layer.forward(out, training)
@@ -319,11 +320,19 @@ class Sequential(ModelInputs):
         return loss + self.store.regularize(self.backend), out2
 
     def _backward_below_head(self, dy):
-        """Back-propagates the head's input gradient through the other layers."""
+        """Back-propagates the head's input gradient through the other layers; returns the gradient w.r.t. the
+        model's input (None when the first layer computes none)."""
         for layer in reversed(self.layers[:-1]):
             if dy is None:
                 break
             dy = layer.backward(dy)
+        return dy
+
+    def __call__(self, inputs):
+        """A model called on symbolic tensors is a layer of the graph being built (Keras: a model is a layer)."""
+        from nnctl.nn.functional import call_model
+
+        return call_model(self, inputs)
 
     def _layered_steps(self, data, order, first, last, outputs, step_losses):
         """The reference training loop: layer by layer, one Python iteration per step."""

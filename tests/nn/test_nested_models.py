@@ -1,0 +1,60 @@
+"""Models used as layers (nnctl/nn/functional.py's NestedModel): a graph or a stack inside another, gradients
+through it by central differences, its trained weights kept, and `trainable = False` freezing it."""
+
+import numpy as np
+import pytest
+
+import nnctl
+from nnctl.errors import ShapeError
+from nnctl.nn.layers import Add, Dense
+from tests.nn.test_gradients import numeric_gradients
+
+RNG = np.random.default_rng(12)
+X = RNG.standard_normal((48, 6)).astype(np.float32)
+T = (X[:, :1] - X[:, 1:2]).astype(np.float32)
+
+
+def _encoder(seed=1, dtype="float32"):
+    inputs = nnctl.Input((6,))
+    hidden = Dense(5, activation="tanh")(inputs)
+    return nnctl.Model(inputs, Add()([hidden, Dense(5)(hidden)]), name="encoder", seed=seed, dtype=dtype)
+
+
+def test_gradients_flow_through_a_nested_graph_to_the_layers_before_it():
+    inputs = nnctl.Input((6,))
+    model = nnctl.Model(inputs, Dense(2)(_encoder(dtype="float64")(Dense(6, activation="tanh")(inputs))), seed=0,
+                        dtype="float64")
+    model.compile(optimizer="sgd", loss="mse")
+    assert [name for name in model.get_weights()][2:4] == ["encoder/dense/kernel", "encoder/dense/bias"]
+    model.store.values += np.random.default_rng(3).normal(0, 0.1, model.store.values.size)
+    x, y = RNG.standard_normal((5, 6)), RNG.standard_normal((5, 2))
+    model.compute_gradients(x, y)
+    analytic = model.store.grads.copy()
+    assert np.abs(analytic[:42]).max() > 1e-6  # the first Dense, before the nested model, gets a gradient
+    np.testing.assert_allclose(analytic, numeric_gradients(model, x, y), rtol=1e-5, atol=1e-7)
+
+
+def test_a_trained_base_keeps_its_weights_and_trainable_false_freezes_it():
+    base = nnctl.Sequential([Dense(8, activation="relu"), Dense(4, activation="relu")], input_shape=(6,), seed=2,
+                            name="base")
+    base.compile("rmsprop", "mse")
+    base.fit(X, np.repeat(T, 4, axis=1), epochs=3, verbose=0)
+    trained = {name: value.copy() for name, value in base.get_weights().items()}
+    base.trainable = False
+    model = nnctl.Sequential([base, Dense(1)], input_shape=(6,), seed=5)  # Keras: Sequential([base, head])
+    model.compile("rmsprop", "mse")
+    for name, value in trained.items():
+        np.testing.assert_array_equal(model.get_weights()[f"base/{name}"], value)
+    history = model.fit(X, T, epochs=3, verbose=0)
+    assert history["loss"][-1] < history["loss"][0]
+    for name, value in trained.items():
+        np.testing.assert_array_equal(model.get_weights()[f"base/{name}"], value)
+    info = model.summary(print_table=False)
+    assert info["non_trainable_params"] == 56 + 36 and info["trainable_params"] == 5
+    assert [row["name"] for row in info["rows"]] == ["base", "dense"]
+
+
+def test_a_nested_model_must_get_its_input_shape():
+    inputs = nnctl.Input((4,))
+    with pytest.raises(ShapeError, match=r"model 'encoder' takes inputs of shape \(6,\), got \(4,\)"):
+        _encoder()(inputs)
