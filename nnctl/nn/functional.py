@@ -91,7 +91,6 @@ class Model(Sequential):
         # the same weights at the others: first_use[i] is the node whose layer node i's is.
         first: dict[int, int] = {}
         self.first_use = [first.setdefault(id(node.layer), index) for index, node in enumerate(nodes)]
-        self.consumers = [[j for j, src in enumerate(self.sources) if i in src] for i in range(len(nodes))]
 
     def add(self, layer) -> None:
         raise NnctlError("a functional Model's layers come from its graph: call layers on tensors instead")
