@@ -41,7 +41,7 @@ def estimate(layers: list, input_shape: tuple, batch_rows: int, slot_count: int,
     `sources`: a graph's (functional `Model.sources`) input nodes per layer, -1 the model input; else a stack.
     """
     shape, params, per_row, sizes, widths = tuple(input_shape), 0, math.prod(input_shape), [], []
-    shapes = []
+    shapes, seen = [], set()
     for index, layer in enumerate(layers):
         if sources is not None:
             inputs = [tuple(input_shape) if j < 0 else shapes[j] for j in sources[index]]
@@ -53,7 +53,9 @@ def estimate(layers: list, input_shape: tuple, batch_rows: int, slot_count: int,
             clone.build(shape)
         except Exception:  # noqa: BLE001 — any failure here is reported, located, by the real build
             return None
-        sizes.append(sum(math.prod(p.shape) for p in clone.params))
+        owned = id(layer) not in seen  # a graph's shared layer owns its weights once
+        seen.add(id(layer))
+        sizes.append(sum(math.prod(p.shape) for p in clone.params) if owned else 0)
         shape = tuple(clone.output_shape)
         shapes.append(shape)
         widths.append(math.prod(shape))

@@ -149,7 +149,10 @@ def _shared(dtype="float32", seed=3):
 
 
 def test_a_shared_layer_owns_its_weights_once_and_their_gradient_sums_its_uses():
+    from nnctl.config.footprint import estimate
+
     model, shared = _shared("float64")
+    assert estimate(model.layers, (6,), 8, 3, model.sources).params == 42 + 42 + 7  # the memory check, too
     model.compile(optimizer="sgd", loss="mse")
     assert [p.name for p in model.store.weights].count("shared/kernel") == 1
     rows = {row["name"]: row for row in model.summary()["rows"]}
