@@ -41,7 +41,7 @@ def graph_model(resolved: ResolvedConfig, layers, shape, offset: int, input_name
     specs = cfg.model.layers[offset:]
     auto_names(layers)
     source = Input(shape, name=input_name or INPUT_NAME)
-    tensors, where, owners = {source.name: source}, {}, {}
+    tensors, where, owners, failed = {source.name: source}, {}, {}, set()
     previous = source
     for index, (layer, spec) in enumerate(zip(layers, specs)):
         path = ("model", "layers", index + offset)
@@ -64,13 +64,16 @@ def graph_model(resolved: ResolvedConfig, layers, shape, offset: int, input_name
         if names is not None:
             sources = []
             for j, wanted in enumerate(names):
-                if wanted not in tensors:
+                if wanted in failed:  # reported at that layer already
+                    known = False
+                elif wanted not in tensors:
                     issues.append(resolved.issue(path + ("inputs",) + ((j,) if not isinstance(spec.inputs, str)
                                                                        else ()), _unknown(wanted, specs, layers,
                                                                                           index, list(tensors))))
                     known = False
                 sources.append(tensors.get(wanted))
         previous = None
+        failed.add(name)  # until it is wired below
         if not known or any(s is None for s in sources):  # reported already, here or above
             continue
         multi = getattr(layer, "multi_input", False)
@@ -84,6 +87,7 @@ def graph_model(resolved: ResolvedConfig, layers, shape, offset: int, input_name
             issues.append(resolved.issue(path + (("inputs",) if spec.inputs is not None else ()),
                                          f"{layer.type_name} '{layer.name}': {err}"))
             continue
+        failed.discard(name)
         if name is not None:
             tensors[name] = previous
         where[id(previous)] = (path, layer, name)

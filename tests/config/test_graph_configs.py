@@ -155,3 +155,10 @@ def test_apply_shares_a_layer_above_and_trains(tmp_path):
 def test_apply_mistakes_are_located(tmp_path, layers, path, message):
     errors = _errors(tmp_path, layers)
     assert len(errors) == 1 and errors[0][0] == path and message in errors[0][1], errors
+
+
+def test_one_mistake_is_one_error_not_a_cascade(tmp_path):
+    errors = _errors(tmp_path, "    - {type: dense, units: 4}\n    - {type: add, inputs: [dense, nothing]}\n"
+                               "    - {type: dense, units: 1, activation: sigmoid, inputs: [input, add]}\n"
+                               "    - {type: dense, units: 1, activation: sigmoid}\n")
+    assert [path for path, _, _ in errors] == [("model", "layers", 1, "inputs", 1)]
