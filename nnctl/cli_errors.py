@@ -69,6 +69,8 @@ class NnctlGroup(click.Group):
         except MemoryError:
             _fail(["error: out of memory (try a smaller batch_size or model)"], EXIT_FAILED)
         except Exception as error:  # noqa: BLE001 (the promise is: never a traceback)
+            if _CTRL_C_SEEN:  # a library turned the KeyboardInterrupt into its own error (pydantic's SchemaError)
+                _interrupted()
             if os.environ.get("NNCTL_TRACEBACK"):
                 raise
             _fail([f"error: internal error, a bug in nnctl ({type(error).__name__}: {str(error)[:200]}); please "
@@ -78,9 +80,14 @@ class NnctlGroup(click.Group):
                 signal.signal(signal.SIGINT, previous)
 
 
+_CTRL_C_SEEN = False  # set by the handler: an error after a Ctrl-C is the Ctrl-C
+
+
 def _on_ctrl_c(signum, frame):
     """Python's own Ctrl-C, except inside llvmlite (compiling kernels): there a ctypes callback would print
     the KeyboardInterrupt's traceback and swallow it, so the interrupt is raised again 10 ms later."""
+    global _CTRL_C_SEEN
+    _CTRL_C_SEEN = True
     if frame is not None and "llvmlite" in frame.f_code.co_filename:
         import _thread
         import threading

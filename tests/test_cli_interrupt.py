@@ -114,3 +114,24 @@ def test_ctrl_c_while_predicting_is_one_line(folder, tmp_path, entry):
     code, out, err, running = interrupt(folder, tmp_path, entry, "predict", 0.5)
     assert running and code == 130, (code, err)
     assert err == "interrupted (Ctrl-C)\n" and out == "", (out, err)
+
+
+def test_an_error_a_library_made_of_a_ctrl_c_is_still_the_ctrl_c(monkeypatch, tmp_path):
+    """pydantic turns a KeyboardInterrupt raised while it builds a schema into its own SchemaError (seen with
+    Ctrl-C 0.6 s into `python -m nnctl predict`): after a Ctrl-C, an error is the Ctrl-C, not a bug."""
+    import nnctl.config.check
+    from nnctl import cli_errors
+    from tests.conftest import invoke
+
+    def interrupted_inside_a_library(*args, **kwargs):
+        monkeypatch.setattr(cli_errors, "_CTRL_C_SEEN", True)  # what the SIGINT handler records
+        raise RuntimeError("Error building 'model-fields' validator")
+
+    config = tmp_path / "any.yaml"
+    config.write_text(TINY_CONFIG)
+    monkeypatch.setattr(nnctl.config.check, "check_config", interrupted_inside_a_library)
+    result = invoke("check", config)
+    assert result.exit_code == 130 and result.stderr.strip() == "interrupted (Ctrl-C)", result.output
+    monkeypatch.setattr(cli_errors, "_CTRL_C_SEEN", False)
+    monkeypatch.setattr(nnctl.config.check, "check_config", lambda *a, **k: 1 / 0)
+    assert "internal error" in invoke("check", config).stderr  # without a Ctrl-C, still a bug
