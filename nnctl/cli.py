@@ -368,7 +368,7 @@ def schema():
     click.echo(json.dumps(json_schema(), indent=2))
 
 
-from nnctl import cli_data, cli_runs  # noqa: E402,F401  (register datasets; runs, compare, plot)
+from nnctl import cli_check_layer, cli_data, cli_runs  # noqa: E402,F401  (register check-layer; datasets; runs…)
 
 if __name__ == "__main__":
     main()
