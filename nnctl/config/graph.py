@@ -21,25 +21,15 @@ def is_graph(model_config) -> bool:
                                                    for spec in model_config.layers)
 
 
-def auto_names(layers) -> None:
-    """Keras's automatic names (type, type_1, … counted in order), given now so `inputs` can name them; the
-    same rule as `Sequential.build`, which keeps them."""
-    counts: dict[str, int] = {}
-    for layer in filter(None, layers):  # None: a shared layer's next use
-        if layer.name is None:
-            n = counts.get(layer.type_name, 0)
-            layer.name = layer.type_name if n == 0 else f"{layer.type_name}_{n}"
-        counts[layer.type_name] = counts.get(layer.type_name, 0) + 1
-
-
 def graph_model(resolved: ResolvedConfig, layers, shape, offset: int, input_name: str | None):
     """The functional `Model` of `layers` (the config's layers from index `offset` on) reading one input of
     `shape`; raises ConfigError listing every problem found."""
     from nnctl.nn.functional import Input, Model, _nodes_between
+    from nnctl.nn.layers.base import name_layers
 
     cfg, issues = resolved.config, []
     specs = cfg.model.layers[offset:]
-    auto_names(layers)
+    name_layers(layers)  # now, so that `inputs` can name unnamed layers (Sequential.build keeps them)
     source = Input(shape, name=input_name or INPUT_NAME)
     tensors, where, owners, failed = {source.name: source}, {}, {}, set()
     previous = source

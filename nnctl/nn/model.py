@@ -18,6 +18,7 @@ from nnctl.nn.callbacks import Callback, CallbackList, History
 from nnctl.nn.callbacks.base import FitHistory
 from nnctl.nn.callbacks.monitors import find_nonfinite
 from nnctl.nn.layers import LAYERS, Dense, Input, Layer
+from nnctl.nn.layers.base import name_layers
 from nnctl.nn.losses import LOSSES
 from nnctl.nn.inputs import Dataset, ModelInputs, masked_weights, split_off, step_rows
 from nnctl.nn.metrics import resolve_metrics
@@ -79,17 +80,13 @@ class Sequential(ModelInputs):
         if not self.layers:
             raise ShapeError("the model has no layers")
         self.input_shape = shape
-        counts: dict[str, int] = {}
+        name_layers(self.layers)
         seen: set[int] = set()
         for index, layer in enumerate(self.layers):
             if id(layer) in seen:  # a graph's shared layer, used again (functional.Model builds a copy)
                 shape = self._build_layer(index, layer, shape)
                 continue
             seen.add(id(layer))
-            if layer.name is None:
-                n = counts.get(layer.type_name, 0)
-                layer.name = layer.type_name if n == 0 else f"{layer.type_name}_{n}"
-            counts[layer.type_name] = counts.get(layer.type_name, 0) + 1
             shape = self._build_layer(index, layer, shape)
             layer.backend, layer.rng, layer.dtype = self.backend, self.rng, self.dtype
         names = [layer.name for layer in self._owners()]

@@ -181,3 +181,19 @@ class Layer:
         if buf is None:
             buf = cache[(key, shape)] = np.empty(shape, dtype=dtype or self.dtype)
         return buf
+
+
+def name_layers(layers) -> None:
+    """Keras's automatic names: a layer without a name becomes its type, then type_1, type_2, … counted over the
+    layers of that type in order, named or not (a layer listed twice, a graph's shared one, counts once; None
+    entries are skipped)."""
+    counts: dict[str, int] = {}
+    seen: set[int] = set()
+    for layer in layers:
+        if layer is None or id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if layer.name is None:
+            n = counts.get(layer.type_name, 0)
+            layer.name = layer.type_name if n == 0 else f"{layer.type_name}_{n}"
+        counts[layer.type_name] = counts.get(layer.type_name, 0) + 1
