@@ -40,6 +40,7 @@ class Tensor:
     def __init__(self, value, source=None):
         self.value = np.asarray(value)
         self.source = source  # the layer weight (Param) this leaf reads, if any
+        self.weak = None  # a Python number this tensor stands for: it keeps the other operand's dtype
 
     shape = property(lambda self: self.value.shape)
     dtype = property(lambda self: self.value.dtype)
@@ -135,7 +136,14 @@ def _tensor(x):
         if leaf is None or leaf.value is not x.value:
             leaf = x._leaf = Tensor(x.value, x)
         return leaf
-    return Tensor(_value(x))
+    tensor = Tensor(_value(x))
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        tensor.weak = x  # as NumPy treats a Python number: float32 * 2.0 stays float32
+    return tensor
+
+
+def _raw(tensor):
+    return tensor.value if tensor.weak is None else tensor.weak
 
 
 def _op(value, inputs, vjp) -> Tensor:
@@ -158,9 +166,10 @@ def _unbroadcast(g, shape):
 
 def _binary(a, b, value, da, db):
     a, b = _tensor(a), _tensor(b)
-    out = value(a.value, b.value)
-    return _op(out, (a, b), lambda g: (_unbroadcast(da(g, a.value, b.value, out), a.shape),
-                                       _unbroadcast(db(g, a.value, b.value, out), b.shape)))
+    av, bv = _raw(a), _raw(b)
+    out = value(av, bv)
+    return _op(out, (a, b), lambda g: (_unbroadcast(np.asarray(da(g, av, bv, out)), a.shape),
+                                       _unbroadcast(np.asarray(db(g, av, bv, out)), b.shape)))
 
 
 def _unary(x, value, dx):

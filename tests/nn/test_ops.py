@@ -134,3 +134,15 @@ def test_variables_update_in_place_and_nothing_is_recorded_without_a_tape():
     v.assign_add(ops.Tensor([1.0, 0.0]))
     np.testing.assert_array_equal(v.numpy(), [1.5, 1.5])
     assert (v * 2).numpy().tolist() == [3.0, 3.0] and v.dtype == np.float32
+
+
+def test_python_numbers_keep_a_float32_tensor_float32():
+    """As NumPy treats a Python number: float32 * 2.0 stays float32 (a layer's arithmetic must not upcast)."""
+    x = ops.Variable([1.0, -2.0])
+    with ops.GradientTape() as tape:
+        parts = [x * 2.0, x + 1, 2.0 - x, x ** 2, x / 3, ops.where(np.array([True, False]), x, 0.0)]
+        y = ops.sum(ops.concatenate(parts))
+    assert all(part.dtype == np.float32 for part in parts) and y.dtype == np.float32
+    grad = tape.gradient(y, x)
+    assert grad.dtype == np.float32
+    np.testing.assert_allclose(grad, [2 + 1 - 1 + 2 * 1 + 1 / 3 + 1, 2 + 1 - 1 + 2 * -2 + 1 / 3 + 0], rtol=1e-6)
