@@ -224,7 +224,7 @@ class NestedModel(Layer):
     def __init__(self, model, trainable: bool = True):
         super().__init__(name=model.name, trainable=trainable)
         self.model = model
-        self.type_name = "functional" if isinstance(model, Model) else "sequential"
+        self.type_name = type(self).__name__.lower()
 
     def compute_output_shape(self, input_shape):
         inner = self.model
@@ -267,10 +267,21 @@ class NestedModel(Layer):
         raise NnctlError(f"a model used as a layer ('{self.name}') cannot be saved yet")
 
 
+def as_layer(model) -> NestedModel:
+    """`model` as a layer, of class `Functional` or `Sequential` as Keras's summary names them; `model.trainable
+    = False` first freezes it, as in Keras."""
+    kind = _FUNCTIONAL if isinstance(model, Model) else _SEQUENTIAL
+    return kind(model, trainable=getattr(model, "trainable", True))
+
+
+_FUNCTIONAL = type("Functional", (NestedModel,), {"__doc__": NestedModel.__doc__})
+_SEQUENTIAL = type("Sequential", (NestedModel,), {"__doc__": NestedModel.__doc__})
+
+
 def call_model(model, inputs) -> KerasTensor:
     """`model(inputs)` on symbolic tensors: the model as one layer of the graph being built."""
-    if getattr(model, "_as_layer", None) is None:  # `model.trainable = False` first freezes it, as in Keras
-        model._as_layer = NestedModel(model, trainable=getattr(model, "trainable", True))
+    if getattr(model, "_as_layer", None) is None:
+        model._as_layer = as_layer(model)
     return call_layer(model._as_layer, inputs)
 
 

@@ -56,8 +56,8 @@ class Sequential(ModelInputs):
     def add(self, layer) -> None:
         layer = LAYERS.get(layer) if isinstance(layer, (str, dict)) else layer
         if isinstance(layer, Sequential):  # a model is a layer (Keras), e.g. a trained base under a new head
-            from nnctl.nn.functional import NestedModel
-            layer = NestedModel(layer, trainable=getattr(layer, "trainable", True))
+            from nnctl.nn.functional import as_layer
+            layer = as_layer(layer)
         if not isinstance(layer, Layer):
             raise ArgumentError(f"`layers` takes Layer objects or layer specs, got {layer!r}.")
         if self.built:

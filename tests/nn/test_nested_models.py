@@ -26,6 +26,7 @@ def test_gradients_flow_through_a_nested_graph_to_the_layers_before_it():
                         dtype="float64")
     model.compile(optimizer="sgd", loss="mse")
     assert [name for name in model.get_weights()][2:4] == ["encoder/dense/kernel", "encoder/dense/bias"]
+    assert model.summary(print_table=False)["rows"][1]["type"] == "Functional"  # as Keras's summary
     model.store.values += np.random.default_rng(3).normal(0, 0.1, model.store.values.size)
     x, y = RNG.standard_normal((5, 6)), RNG.standard_normal((5, 2))
     model.compute_gradients(x, y)
@@ -51,7 +52,7 @@ def test_a_trained_base_keeps_its_weights_and_trainable_false_freezes_it():
         np.testing.assert_array_equal(model.get_weights()[f"base/{name}"], value)
     info = model.summary(print_table=False)
     assert info["non_trainable_params"] == 56 + 36 and info["trainable_params"] == 5
-    assert [row["name"] for row in info["rows"]] == ["base", "dense"]
+    assert [(row["name"], row["type"]) for row in info["rows"]] == [("base", "Sequential"), ("dense", "Dense")]
 
 
 def test_a_nested_model_must_get_its_input_shape():
