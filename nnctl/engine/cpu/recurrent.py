@@ -16,7 +16,7 @@ from nnctl.engine.cpu.recurrent_cells import (
     _gru_cell, _gru_cell_backward, _lstm_cell, _lstm_cell_backward, _lstm_cell_backward_default,
 )
 from nnctl.engine.cpu.recurrent_blocks import (
-    GROUP, _any_real, _bias_rows, _borrowed, _copy, _forward_products, _group_rows, _incoming, _input_products,
+    GROUP, _any_real, _borrowed, _copy, _forward_products, _forward_scratch, _group_rows, _incoming, _input_products,
     _keep_alive, _previous, _state_gradients,
 )
 from nnctl.engine.settings import KERNEL
@@ -89,10 +89,7 @@ def simple_rnn_forward(x, W, bias, U, h0, mask, rmask, act, first, count, hs):
     """
     x, W, bias, U, h0, mask, rmask, hs = _borrowed(x), _borrowed(W), _borrowed(bias), _borrowed(U), _borrowed(h0), \
         _borrowed(mask), _borrowed(rmask), _borrowed(hs)
-    owner = np.empty((2 * GROUP, U.shape[0]), hs.dtype)
-    scratch = _borrowed(owner)
-    dropped_h, bias_rows = scratch[:GROUP], scratch[GROUP:]
-    _bias_rows(bias, bias_rows)
+    owner, dropped_h, bias_rows = _forward_scratch(bias, U.shape[0])
     b0, end = first, first + count
     while b0 < end:
         rows = _group_rows(b0, end)
@@ -161,12 +158,7 @@ def lstm_forward(x, W, bias, U, h0, c0, mask, rmask, act, ract, first, count, ga
     """
     x, W, bias, U, h0, c0 = _borrowed(x), _borrowed(W), _borrowed(bias), _borrowed(U), _borrowed(h0), _borrowed(c0)
     mask, rmask, gates, hs, cs = _borrowed(mask), _borrowed(rmask), _borrowed(gates), _borrowed(hs), _borrowed(cs)
-    units = U.shape[0]
-    owner = np.empty(GROUP * 5 * units, hs.dtype)
-    scratch = _borrowed(owner)
-    dropped_h = scratch[:GROUP * units].reshape((GROUP, units))
-    bias_rows = scratch[GROUP * units:].reshape((GROUP, 4 * units))
-    _bias_rows(bias, bias_rows)
+    owner, dropped_h, bias_rows = _forward_scratch(bias, U.shape[0])
     b0, end = first, first + count
     while b0 < end:
         rows = _group_rows(b0, end)
@@ -251,11 +243,7 @@ def gru_forward(x, W, bias, U, rbias, h0, mask, rmask, act, ract, first, count, 
         _borrowed(h0)
     mask, rmask, gates, hs, hu = _borrowed(mask), _borrowed(rmask), _borrowed(gates), _borrowed(hs), _borrowed(hu)
     units = U.shape[0]
-    owner = np.empty(GROUP * 4 * units, hs.dtype)
-    scratch = _borrowed(owner)
-    dropped_h = scratch[:GROUP * units].reshape((GROUP, units))
-    bias_rows = scratch[GROUP * units:].reshape((GROUP, 3 * units))
-    _bias_rows(bias, bias_rows)
+    owner, dropped_h, bias_rows = _forward_scratch(bias, units)
     b0, end = first, first + count
     while b0 < end:
         rows = _group_rows(b0, end)

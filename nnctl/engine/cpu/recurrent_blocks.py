@@ -2,6 +2,7 @@
 blocks like nnctl/engine/cpu/simd.py's), borrowed array views, and the small per-row helpers of the time loops.
 """
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -163,10 +164,17 @@ def _input_products(rows, x, W, bias_rows, b0, s, out):
 
 
 @njit(inline="always", **KERNEL)
-def _bias_rows(bias, out):
-    """out[p] = bias for every row p."""
-    for p in range(out.shape[0]):
-        _copy(bias, out[p])
+def _forward_scratch(bias, units):
+    """A forward kernel's scratch: (owner, dropped_h (GROUP, u), bias_rows (GROUP, g·u) holding the bias in every
+    row). The views are _borrowed: the kernel ends with _keep_alive(owner)."""
+    width = bias.shape[0]
+    owner = np.empty(GROUP * (units + width), bias.dtype)
+    scratch = _borrowed(owner)
+    dropped_h = scratch[:GROUP * units].reshape((GROUP, units))
+    bias_rows = scratch[GROUP * units:].reshape((GROUP, width))
+    for p in range(GROUP):
+        _copy(bias, bias_rows[p])
+    return owner, dropped_h, bias_rows
 
 
 @njit(inline="always", **KERNEL)
