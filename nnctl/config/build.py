@@ -12,6 +12,7 @@ from pathlib import Path
 
 from nnctl.config.footprint import describe, estimate
 from nnctl.config.graph import graph_model, is_graph
+from nnctl.config.outputs import by_output, compile_outputs, metric_entries
 from nnctl.config.resolve import ResolvedConfig, in_file_order
 from nnctl.config.yamlfile import ConfigError, ConfigIssue
 from nnctl.errors import ArgumentError, NnctlError, ShapeError, UnknownNameError, did_you_mean, show
@@ -73,6 +74,7 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
     from nnctl.nn.losses import LOSSES
     from nnctl.nn.metrics import METRICS, resolve_metric
     from nnctl.nn.model import Sequential
+    from nnctl.nn.multi import MultiModel
     from nnctl.nn.optimizers import OPTIMIZERS
     from nnctl.nn.regularizers import REGULARIZERS
     from nnctl.nn.schedules import SCHEDULES
@@ -107,12 +109,16 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
                   for key, value in spec.items() if key.endswith(("_initializer", "_regularizer"))]
         if all(nested):
             layers.append(attempt(path, spec, lambda spec=spec: LAYERS.get(dict(spec))))
-    # A bare name is located at `loss` itself, a mapping's parts at their keys.
-    loss_spec = cfg.loss if isinstance(cfg.loss, dict) else {}
-    loss = attempt(("loss",), loss_spec, lambda: LOSSES.get(cfg.loss)) if arguments_ok(
-        ("loss",), loss_spec, LOSSES) else None
-    for index, spec in enumerate(cfg.metrics):  # names now, so they are reported with the others
-        attempt(("metrics", index), spec if isinstance(spec, dict) else {},
+    # A bare name is located at `loss` itself, a mapping's parts at their keys; by output, at each output's.
+    given = cfg.loss if by_output(cfg.loss) else {None: cfg.loss}
+    losses = {}
+    for output, spec in given.items():
+        path, loss_spec = ("loss",) + ((output,) if output is not None else ()), spec if isinstance(spec, dict) else {}
+        losses[output] = attempt(path, loss_spec, lambda spec=spec: LOSSES.get(spec)) if arguments_ok(
+            path, loss_spec, LOSSES) else None
+    loss = losses if by_output(cfg.loss) else losses[None]
+    for path, spec in metric_entries(cfg.metrics):  # names now, so they are reported with the others
+        attempt(path, spec if isinstance(spec, dict) else {},
                 lambda spec=spec: METRICS.canonical(_spec_dict(spec)["type"]))
     optimizer_spec = cfg.optimizer.model_dump()
     optimizer = attempt(("optimizer",), optimizer_spec, lambda: OPTIMIZERS.get(
@@ -127,6 +133,8 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
         raise ConfigError(sorted(issues, key=in_file_order))
 
     shape, input_name = cfg.model.input_shape or input_shape, None
+    if cfg.model.inputs:
+        shape = tuple(next(iter(cfg.model.inputs.values())).shape)
     if isinstance(layers[0], Input):
         input_name = layers[0].name
         if cfg.model.input_shape and tuple(cfg.model.input_shape) != layers[0].shape:
@@ -149,6 +157,15 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
         index = index + (1 if cfg.model.layers[0].type == "input" else 0) if index is not None else None
         raise ConfigError([resolved.issue(("model", "layers", index) if index is not None else ("model",),
                                           _plain(err))]) from None
+    if isinstance(model, MultiModel):
+        compile_outputs(resolved, model, optimizer, loss)
+        model.config_warnings = []
+        return model
+    if by_output(cfg.loss) or by_output(cfg.metrics):
+        key = "loss" if by_output(cfg.loss) else "metrics"
+        raise ConfigError([resolved.issue((key,), f"`{key}` is given by output, but the model has one output: give "
+                                                  f"it directly, e.g. `{key}: " + ("mse`" if key == "loss" else
+                                                                                   "[accuracy]`"))])
     _check_output(resolved, model, loss)
     model.config_warnings = output_warnings(resolved, model, loss)
     metrics = [attempt(("metrics", i), spec if isinstance(spec, dict) else {}, lambda spec=spec: resolve_metric(
@@ -168,7 +185,7 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
 def _check_memory(resolved: ResolvedConfig, model, shape, batch_rows: int, optimizer, offset: int) -> None:
     """A model (or batch) too big for this machine is refused before any array is allocated."""
     footprint = estimate(model.layers, shape, batch_rows, getattr(optimizer, "slot_count", 3),
-                         getattr(model, "sources", None))
+                         getattr(model, "sources", None), getattr(model, "input_shapes", None))
     available = available_memory()
     if footprint is None or available is None or footprint.total_bytes <= available:
         return
@@ -273,7 +290,8 @@ def _check_templates(resolved: ResolvedConfig, available: list[str]) -> list[Con
 
 def monitored_names(model, validation: bool) -> list[str]:
     """The keys of an epoch's logs that callbacks can monitor."""
-    names = ["loss", *(metric.name for metric in model.metrics)]
+    names = ["loss", *(f"{head.name}_loss" for head in getattr(model, "heads", [])),
+             *(metric.name for metric in model.metrics)]
     return names + [f"val_{name}" for name in names] if validation else names
 
 
@@ -281,9 +299,14 @@ def check_data(resolved: ResolvedConfig, model, splits) -> None:
     """The data against the model: input shape, and targets against the loss and the output width."""
     import numpy as np
 
+    from nnctl.config.outputs import data_issues
+
     issues, seen = [], set()
     last = ("model", "layers", len(resolved.config.model.layers) - 1)
-    for split in ("train", "validation", "test"):
+    several = hasattr(model, "heads")
+    if several:
+        issues = data_issues(resolved, model, splits)
+    for split in ("train", "validation", "test") if not several else ():
         pair = getattr(splits, split)
         if pair is None:
             continue

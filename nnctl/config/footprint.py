@@ -32,19 +32,22 @@ class Footprint:
 
 
 def estimate(layers: list, input_shape: tuple, batch_rows: int, slot_count: int,
-             sources: list | None = None) -> Footprint | None:
+             sources: list | None = None, input_shapes: list | None = None) -> Footprint | None:
     """The footprint of training `layers` on `input_shape` samples in batches of `batch_rows` rows, or None
     when the shapes do not fit together (building the model reports that).
 
     State: weights, gradients and `slot_count` optimizer slots, plus the checkpoint's copy of weights and
     slots and its serialized bytes. Activations: per layer, its output, its pre-activation and its gradient.
-    `sources`: a graph's (functional `Model.sources`) input nodes per layer, -1 the model input; else a stack.
+    `sources`: a graph's (functional `Model.sources`) input nodes per layer, -1 - k its input k (of shape
+    `input_shapes[k]`, or `input_shape`); else a stack.
     """
-    shape, params, per_row, sizes, widths = tuple(input_shape), 0, math.prod(input_shape), [], []
+    input_shapes = [tuple(s) for s in input_shapes or [input_shape]]
+    shape, params, per_row = tuple(input_shape), 0, sum(math.prod(s) for s in input_shapes)
+    sizes, widths = [], []
     shapes, seen = [], set()
     for index, layer in enumerate(layers):
         if sources is not None:
-            inputs = [tuple(input_shape) if j < 0 else shapes[j] for j in sources[index]]
+            inputs = [input_shapes[-1 - j] if j < 0 else shapes[j] for j in sources[index]]
             shape = inputs if getattr(layer, "multi_input", False) else inputs[0]
         # A shallow clone declares its weights (shapes only: the parameter store allocates, later).
         clone = copy.copy(layer)

@@ -17,22 +17,24 @@ INPUT_NAME = "input"
 
 
 def is_graph(model_config) -> bool:
-    return model_config.outputs is not None or any(spec.inputs is not None or spec.type == "apply"
+    return model_config.outputs is not None or model_config.inputs is not None or any(spec.inputs is not None or spec.type == "apply"
                                                    for spec in model_config.layers)
 
 
 def graph_model(resolved: ResolvedConfig, layers, shape, offset: int, input_name: str | None):
     """The functional `Model` of `layers` (the config's layers from index `offset` on) reading one input of
-    `shape`; raises ConfigError listing every problem found."""
+    `shape`, or the named `model.inputs`; raises ConfigError listing every problem found."""
     from nnctl.nn.functional import Input, Model, _nodes_between
     from nnctl.nn.layers.base import name_layers
 
     cfg, issues = resolved.config, []
     specs = cfg.model.layers[offset:]
     name_layers(layers)  # now, so that `inputs` can name unnamed layers (Sequential.build keeps them)
-    source = Input(shape, name=input_name or INPUT_NAME)
-    tensors, where, owners, failed = {source.name: source}, {}, {}, set()
-    previous = source
+    named = cfg.model.inputs or {input_name or INPUT_NAME: {"shape": shape}}
+    model_inputs = [Input(tuple(getattr(spec, "shape", None) or spec["shape"]), name=name)
+                    for name, spec in named.items()]
+    tensors, where, owners, failed = {source.name: source for source in model_inputs}, {}, {}, set()
+    previous = model_inputs[0] if len(model_inputs) == 1 else None
     for index, (layer, spec) in enumerate(zip(layers, specs)):
         path = ("model", "layers", index + offset)
         if layer is None:  # {apply: NAME}: the layer named NAME above, called again on this entry's inputs
@@ -47,9 +49,13 @@ def graph_model(resolved: ResolvedConfig, layers, shape, offset: int, input_name
         name = spec.name if spec.type == "apply" else layer.name
         if name is not None and name in tensors:
             issues.append(resolved.issue(path + ("name",), f"the name '{name}' is already taken by "
-                                         f"{'the model input' if name == source.name else 'an earlier layer'}"))
+                                         f"{'the model input' if name in named else 'an earlier layer'}"))
             continue
         names = None if spec.inputs is None else [spec.inputs] if isinstance(spec.inputs, str) else spec.inputs
+        if names is None and previous is None and index == 0:
+            issues.append(resolved.issue(path, f"the model has several inputs ({', '.join(named)}): the first "
+                                               f"layer names the ones it reads in `inputs`"))
+            continue
         sources, known = [previous], True
         if names is not None:
             sources = []
@@ -84,20 +90,32 @@ def graph_model(resolved: ResolvedConfig, layers, shape, offset: int, input_name
     if issues:
         raise ConfigError(sorted(issues, key=in_file_order))
     if cfg.model.outputs:
-        output_name = cfg.model.outputs[0]
-        if output_name not in tensors or output_name == source.name:
-            raise ConfigError([resolved.issue(("model", "outputs", 0), f"no layer is named {show(output_name, 80)}; "
-                                              f"the layers are: {', '.join(list(tensors)[1:])}")])
-        output = tensors[output_name]
+        outputs, problems = [], []
+        for k, output_name in enumerate(cfg.model.outputs):
+            if output_name not in tensors or output_name in named:
+                problems.append(resolved.issue(("model", "outputs", k), f"no layer is named {show(output_name, 80)}; "
+                                               f"the layers are: {', '.join(n for n in tensors if n not in named)}"))
+            elif output_name in cfg.model.outputs[:k]:
+                problems.append(resolved.issue(("model", "outputs", k), f"'{output_name}' is listed twice"))
+            else:
+                outputs.append(tensors[output_name])
+        if problems:
+            raise ConfigError(problems)
+        output_name = ", ".join(cfg.model.outputs)
     else:
-        output, output_name = previous, "the last layer"
-    used = {id(node) for node in _nodes_between(source, output)}
+        outputs, output_name = [previous], "the last layer"
+    used = {id(node) for node in _nodes_between(model_inputs, outputs, check_inputs=False)}
     unused = [resolved.issue(path, f"the output of {layer.type_name} '{name or layer.name}' is not used: no layer "
                              f"reads it and it is not the model's output ({output_name})")
               for key, (path, layer, name) in where.items() if key not in used]
+    read = {id(t) for node in _nodes_between(model_inputs, outputs, check_inputs=False) for t in node.inputs}
+    unused += [resolved.issue(("model", "inputs", source.name), f"input '{source.name}' is not read by any layer "
+                              f"the outputs depend on") for source in model_inputs if id(source) not in read]
     if unused:
         raise ConfigError(sorted(unused, key=in_file_order))
-    return Model(source, output, seed=cfg.seed, name=cfg.name, device="cpu")
+    several = len(model_inputs) > 1 or len(outputs) > 1
+    return Model(model_inputs if several else model_inputs[0], outputs if several else outputs[0], seed=cfg.seed,
+                 name=cfg.name, device="cpu")
 
 
 def _unknown(name, specs, layers, index, known) -> str:

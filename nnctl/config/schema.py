@@ -88,7 +88,7 @@ class SyntheticSpec(DatasetSpec):
     """Generated data for smoke runs: Gaussian blobs, a noisy regression, or sparse word-index "text"."""
 
     type: Literal["synthetic"] = "synthetic"
-    kind: Literal["classification", "regression", "text"] = "classification"
+    kind: Literal["classification", "regression", "text", "tickets"] = "classification"
     samples: bounded_int(1, 10**7) = 1000
     features: bounded_int(1, 2**20) = 20
     classes: bounded_int(1, 10_000) = 2
@@ -101,24 +101,33 @@ class SyntheticSpec(DatasetSpec):
     @model_validator(mode="after")
     def _fits(self):
         # Generated before any model check, so its size is bounded here: 10**8 values is 0.8 GB of float64.
-        values = self.samples * (self.length if self.kind == "text" else self.features)
+        values = self.samples * (self.length if self.kind == "text" else 2 * self.width + self.features
+                                 if self.kind == "tickets" else self.features)
         if values > 10**8:
             raise PydanticCustomError("too_large", "samples × {what} = {values} values is too large (allowed: at "
                                                    "most 100,000,000)",
-                                      {"what": "length" if self.kind == "text" else "features",
+                                      {"what": "length" if self.kind == "text" else "(2 × width + features)"
+                                       if self.kind == "tickets" else "features",
                                        "values": f"{values:,}"})
         return self
 
 
+def _key_or_keys():
+    """An array's key, or (a model with several inputs or outputs) a mapping from their names to keys."""
+    return Annotated[Union[Annotated[Text, Tag("one")], Annotated[dict[RunName, Text], Tag("named")]],
+                     Discriminator(lambda v: "named" if isinstance(v, dict) else "one")]
+
+
 class NpzSpec(DatasetSpec):
-    """Arrays in a .npz file, by key."""
+    """Arrays in a .npz file, by key; for several inputs or outputs, `x`/`y` map their names to keys (by
+    default each name is its own key, and `<name>_test` its test array)."""
 
     type: Literal["npz"] = "npz"
     path: Text
-    x: Text = "x_train"
-    y: Text = "y_train"
-    x_test: Optional[Text] = "x_test"
-    y_test: Optional[Text] = "y_test"
+    x: _key_or_keys() = "x_train"
+    y: _key_or_keys() = "y_train"
+    x_test: Optional[_key_or_keys()] = "x_test"
+    y_test: Optional[_key_or_keys()] = "y_test"
 
 
 class NpySpec(DatasetSpec):
@@ -274,11 +283,39 @@ class ApplySpec(Section):
     inputs: Optional[Union[RunName, Annotated[list[RunName], Field(min_length=1, max_length=100)]]] = None
 
 
+class InputSpec(Section):
+    """One named model input (Keras's `Input(shape=…, name=…)`)."""
+
+    shape: Shape
+
+
 class ModelConfig(Section):
     input_shape: Optional[Shape] = Field(None, description="per-sample input shape; read from the data if omitted")
+    inputs: Optional[Annotated[dict[RunName, InputSpec], Field(min_length=1, max_length=100)]] = Field(
+        None, description="named model inputs, e.g. {title: {shape: [10000]}, tags: {shape: [100]}}; layers read "
+                          "them by name in `inputs`")
     layers: Annotated[list[_tagged({**LAYER_SPECS, "apply": ApplySpec})], Field(min_length=1, max_length=1000)]
-    outputs: Optional[Annotated[list[RunName], Field(min_length=1, max_length=1)]] = Field(
-        None, description="the layer whose output is the model's (a graph); default: the last layer")
+    outputs: Optional[Annotated[list[RunName], Field(min_length=1, max_length=100)]] = Field(
+        None, description="the layers whose outputs are the model's (a graph); default: the last layer")
+
+    @model_validator(mode="after")
+    def _one_input_form(self):
+        if self.inputs is not None and self.input_shape is not None:
+            raise PydanticCustomError("choice", "give `inputs` (named inputs) or `input_shape`, not both")
+        if self.inputs is not None and self.layers and self.layers[0].type == "input":
+            raise PydanticCustomError("choice", "with `model.inputs`, no `input` layer: name the inputs there")
+        return self
+
+
+def _by_output(single):
+    """`single`, or a mapping from output names to it (a model with several outputs); a mapping with `type`
+    is a single spec."""
+    return Annotated[Union[Annotated[single, Tag("one")], Annotated[dict[RunName, single], Tag("by_output")]],
+                     Discriminator(lambda v: "by_output" if isinstance(v, dict) and "type" not in v else "one")]
+
+
+_METRIC_LIST = Annotated[Union[Annotated[list[NamedSpec], Tag("list")], Annotated[NamedSpec, Tag("one")]],
+                         Discriminator(lambda v: "list" if isinstance(v, list) else "one")]
 
 
 class DataConfig(Section):
@@ -360,9 +397,15 @@ class Config(Section):
                                              "a random one is drawn and recorded when omitted")
     data: DataConfig
     model: ModelConfig
-    loss: NamedSpec = Field(description="e.g. binary_crossentropy, or {type: huber, delta: 1.0}")
+    loss: _by_output(NamedSpec) = Field(description="e.g. binary_crossentropy, or {type: huber, delta: 1.0}; "
+                                                    "several outputs: {priority: mse, department: ...}")
+    loss_weights: Optional[dict[RunName, NonNegativeNumber]] = Field(
+        None, description="several outputs: each output loss's weight in the total (default 1.0)")
     optimizer: _tagged(OPTIMIZER_SPECS) = Field(description="a name, or {type: rmsprop, learning_rate: 0.001}")
-    metrics: list[NamedSpec] = Field(default_factory=list)
+    metrics: Annotated[Union[Annotated[list[NamedSpec], Tag("list")],
+                             Annotated[dict[RunName, _METRIC_LIST], Tag("by_output")]],
+                       Discriminator(lambda v: "by_output" if isinstance(v, dict) else "list")] = Field(
+        default_factory=list, description="e.g. [accuracy]; several outputs: {department: [accuracy], ...}")
     epochs: Epochs = 1
     batch_size: BatchSize = 32
     class_weight: Optional[ClassWeights] = Field(None, description="weights of the loss per class id, e.g. "

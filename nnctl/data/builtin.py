@@ -315,8 +315,10 @@ def load_synthetic(kind="classification", samples=1000, features=20, classes=2, 
     - "regression": y = x·w + 0.3·sin(x₀) + `noise`·N(0, 1), x ~ N(0, 1).
     - "text": `Sequences` over `width` word indexes, about `length` long, whose class shows in a few marker
       words (a multi-hot MLP learns it); `noise` is the fraction of rows given a random label.
+    - "tickets": the book's support tickets (data/tickets.py): named inputs title, text_body (multi-hot over
+      `width` words) and tags (`features` of them), outputs priority and department (`classes` of them).
     """
-    kinds = ("classification", "regression", "text")
+    kinds = ("classification", "regression", "text", "tickets")
     if kind not in kinds:
         raise ArgumentError(f"`kind` must be one of {', '.join(kinds)}, got {kind!r}.")
     if kind != "regression" and (isinstance(classes, bool) or not isinstance(classes, int) or classes < 2):
@@ -326,6 +328,9 @@ def load_synthetic(kind="classification", samples=1000, features=20, classes=2, 
     rng = np.random.default_rng(seed)
     if kind == "text":
         x, y = _synthetic_text(rng, samples, classes, width, length, noise)
+    elif kind == "tickets":
+        from nnctl.data.tickets import tickets
+        x, y = tickets(rng, samples, width, features, classes, noise)
     elif kind == "classification":
         centres = rng.normal(size=(classes, features))
         y = rng.integers(0, classes, samples).astype(np.int64)
@@ -338,7 +343,8 @@ def load_synthetic(kind="classification", samples=1000, features=20, classes=2, 
     split = int(samples * (1 - test_split))
     options = dict(kind=kind, samples=samples, features=features, classes=classes, width=width, length=length,
                    noise=noise, seed=seed, test_split=test_split)
-    task = "regression" if kind == "regression" else "binary" if classes == 2 else "multiclass"
+    task = ("regression" if kind == "regression" else "several" if kind == "tickets" else "binary" if classes == 2
+            else "multiclass")
     return BuiltinData("synthetic", x[:split], y[:split], x[split:], y[split:], task,
                        None if kind == "regression" else classes, options)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from nnctl.config.yamlfile import ConfigError
 from nnctl.data.array_checks import check_finite, check_rows
 from nnctl.data.npy_reader import read_array_file
 from nnctl.errors import NnctlError, clip
+from nnctl.named import NamedArrays
 from nnctl.host import check_fits, check_regular_file
 
 __all__ = ["Source", "Splits", "data_file", "load_data", "load_source", "read_array_file"]
@@ -86,9 +88,13 @@ def load_source(resolved: ResolvedConfig) -> Source:
         loaded = load_builtin(spec.type, **options)
     except NnctlError as err:
         raise ConfigError([resolved.issue(where, str(err))]) from None
-    return Source(loaded.x_train, np.asarray(loaded.y_train), loaded.x_test,
-                  None if loaded.y_test is None else np.asarray(loaded.y_test),
+    return Source(loaded.x_train, _targets(loaded.y_train), loaded.x_test,
+                  None if loaded.y_test is None else _targets(loaded.y_test),
                   list(getattr(loaded, "files", []) or []), options.get("num_words"))
+
+
+def _targets(y):
+    return y if isinstance(y, NamedArrays) else np.asarray(y)
 
 
 def _arrays_at(resolved, where, path: Path) -> dict[str, np.ndarray]:
@@ -114,9 +120,18 @@ def _checked(resolved, where, path: Path, pairs) -> None:
 
 
 def _load_npz(resolved, where, path: Path, x_key, y_key, x_test_key, y_test_key) -> Source:
+    from nnctl.data.named_files import load_named, wants_named
+
     if path.suffix.lower() != ".npz":
         raise ConfigError([resolved.issue(where, f"expected a .npz file, got '{path.name}'")])
     arrays = _arrays_at(resolved, where, path)
+    keys = SimpleNamespace(x=x_key, y=y_key, x_test=x_test_key, y_test=y_test_key)
+    if wants_named(resolved, keys):  # several inputs or outputs: an array per name
+        x, y, x_test, y_test = load_named(resolved, where, path, arrays, keys)
+        for part in (x, y) + ((x_test, y_test) if x_test is not None else ()):
+            items = part.items() if isinstance(part, NamedArrays) else [("x", part)]
+            _checked(resolved, where, path, [(name, value, name, value) for name, value in items])
+        return Source(x, y, x_test, y_test, [path])
     missing = [key for key in (x_key, y_key) if key not in arrays]
     if missing:
         raise ConfigError([resolved.issue(where, f"{path.name} has no {' or '.join(missing)} array "
@@ -263,6 +278,12 @@ def load_data(resolved: ResolvedConfig, fold: int | None = None, folds: int | No
         if spec["type"] == "multi_hot" and spec.get("width") is None and source.num_words:
             spec["width"] = source.num_words
     transforms = build_transforms(specs)
+    for part, named in (("x", x), ("y", y)):
+        if isinstance(named, NamedArrays) and any(t.target == part for t in transforms):
+            raise ConfigError([resolved.issue(("data", "transforms"), f"the data has several named "
+                                              f"{'inputs' if part == 'x' else 'targets'} ({', '.join(named.names())}):"
+                                              f" transforms work on one array (per-name transforms are not supported "
+                                              f"yet); prepare the arrays beforehand")])
     try:
         x, y = fit_apply(transforms, x, y)
         if validation is not None:

@@ -75,6 +75,13 @@ class Model(Sequential):
     """A graph of layer calls from one `Input` to one output tensor (Keras's functional `Model`); `compile`,
     `fit`, `evaluate`, `predict`, `summary` and the weights work as in `Sequential`."""
 
+    def __new__(cls, inputs=None, outputs=None, *args, **kwargs):
+        several = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in (inputs, outputs))
+        if cls is Model and several:  # several inputs or outputs: nn/multi.py
+            from nnctl.nn.multi import MultiModel
+            return super().__new__(MultiModel)
+        return super().__new__(cls)
+
     def __init__(self, inputs, outputs, seed: int | None = None, name: str = "functional", device: str = "cpu",
                  dtype: str = "float32"):
         inputs, outputs = _single("inputs", inputs), _single("outputs", outputs)
@@ -97,7 +104,7 @@ class Model(Sequential):
 
     def _build_layer(self, index, layer, shape):
         """Builds layer `index` on the output shapes of the nodes it reads."""
-        shapes = [self.input_shape if j < 0 else self.layers[j].output_shape for j in self.sources[index]]
+        shapes = [self._source_shape(j) for j in self.sources[index]]
         multi = getattr(layer, "multi_input", False)
         if self.first_use[index] != index:
             return self._share(index, layer, shapes if multi else shapes[0])
@@ -130,10 +137,16 @@ class Model(Sequential):
     def _owners(self) -> list:
         return [layer for index, layer in enumerate(self.layers) if self.first_use[index] == index]
 
+    def _source_shape(self, j):
+        """The shape node `j` gives (j < 0: a model input)."""
+        return self.input_shape if j < 0 else self.layers[j].output_shape
+
+    def _source_name(self, j):
+        return self.graph_input.name if j < 0 else self.layers[j].name
+
     def _describe_sources(self, index):
-        parts = [f"the model input, shape {self.input_shape}" if j < 0 else
-                 f"the output of '{self.layers[j].name}', shape {self.layers[j].output_shape}"
-                 for j in self.sources[index]]
+        parts = [(f"input '{self._source_name(j)}'" if j < 0 else f"the output of '{self.layers[j].name}'")
+                 + f", shape {self._source_shape(j)}" for j in self.sources[index]]
         return " and ".join(parts)
 
     def _mark_input_grads(self):
@@ -197,7 +210,7 @@ class Model(Sequential):
         table = super().summary()
         owners = [index for index in range(len(self.layers)) if self.first_use[index] == index]
         for row, owner in zip(table["rows"], owners):
-            row["connected_to"] = [self.graph_input.name if j < 0 else self.layers[j].name
+            row["connected_to"] = [self._source_name(j)
                                    for index, sources in enumerate(self.sources) if self.first_use[index] == owner
                                    for j in sources]
         return table
@@ -293,21 +306,36 @@ def _single(what, value) -> KerasTensor:
     return values[0]
 
 
-def _nodes_between(inputs: KerasTensor, outputs: KerasTensor) -> list[KerasTensor]:
-    """The layer nodes `outputs` depends on, in creation order; every path must start at `inputs`."""
+def _nodes_between(inputs, outputs, check_inputs: bool = True) -> list[KerasTensor]:
+    """The layer nodes `outputs` (a tensor or a list) depend on, in creation order; every path must start at
+    one of `inputs` (a tensor or a list)."""
+    inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    for output in outputs:
+        if any(output is source for source in inputs):
+            raise ArgumentError(f"output {output!r} is a model input itself: the model has no layers there "
+                                f"(outputs come from layers)")
     seen: dict[int, KerasTensor] = {}
-    stack = [outputs]
+    reached: set[int] = set()
+    stack = list(outputs)
     while stack:
         tensor = stack.pop()
-        if id(tensor) in seen or tensor is inputs:
+        if any(tensor is source for source in inputs):
+            reached.add(id(tensor))
+            continue
+        if id(tensor) in seen:
             continue
         if tensor.layer is None:
-            raise ArgumentError(f"the graph reads input '{tensor.name}', which is not the model's input "
-                                f"'{inputs.name}'")
+            raise ArgumentError(f"the graph reads input '{tensor.name}', which is not among the model's inputs "
+                                f"({', '.join(repr(t.name) for t in inputs)})")
         seen[id(tensor)] = tensor
         stack.extend(tensor.inputs)
     if not seen:
         raise ArgumentError("`outputs` is the model's input itself: the model has no layers")
+    unused = [t.name for t in inputs if id(t) not in reached and check_inputs]
+    if unused:
+        raise ArgumentError(f"no output depends on input {', '.join(repr(name) for name in unused)}: remove it "
+                            f"from `inputs` or use it")
     return sorted(seen.values(), key=lambda t: t.order)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from nnctl.engine import settings
 from nnctl.engine.csr import CSRMatrix, mostly_zero
 from nnctl.errors import ShapeError
+from nnctl.named import NamedArrays
 
 
 @dataclass
@@ -90,11 +91,13 @@ def split_off(x, y, sample_weight, fraction):
     first, rest = np.arange(keep), np.arange(keep, n)
 
     def rows(a, which):
-        return a.take(which) if isinstance(a, CSRMatrix) else np.asarray(a)[which]
+        if isinstance(a, dict):  # a multi-output model's sample weights, by output name
+            a = NamedArrays(a, "sample weights")
+        return a.take(which) if isinstance(a, (CSRMatrix, NamedArrays)) else np.asarray(a)[which]
 
-    weight = None if sample_weight is None else np.asarray(sample_weight)
-    validation = (rows(x, rest), rows(y, rest)) + (() if weight is None else (weight[rest],))
-    return rows(x, first), rows(y, first), None if weight is None else weight[first], validation
+    weight = sample_weight
+    validation = (rows(x, rest), rows(y, rest)) + (() if weight is None else (rows(weight, rest),))
+    return rows(x, first), rows(y, first), None if weight is None else rows(weight, first), validation
 
 
 class ModelInputs:

@@ -218,8 +218,8 @@ class Sequential(ModelInputs):
                 break
             for metric in self.metrics:
                 metric.reset()
-                metric.update(data.y[step_rows(self.steps, order)], outputs.reshape(-1, self.units))
-            logs = {"loss": float(step_losses @ batch_sizes / n), **{m.name: m.result() for m in self.metrics}}
+            self._update_metrics(self.metrics, data, order, outputs)
+            logs = {**self._loss_logs(step_losses, batch_sizes), **{m.name: m.result() for m in self.metrics}}
             if val is not None:
                 began = time.perf_counter()
                 logs.update({f"val_{k}": v for k, v in self._evaluate_dataset(val, batch_size).items()})
@@ -260,15 +260,23 @@ class Sequential(ModelInputs):
             logs = None
             if cbs.wants_batch_logs:
                 lo, hi = first * batch_size, min(n, last * batch_size)
-                for metric in shown:
-                    metric.update(data.y[step_rows(self.steps, order[lo:hi])], outputs[lo:hi].reshape(-1, self.units))
-                done = batch_sizes[:last]
-                logs = {"loss": float(step_losses[:last] @ done / done.sum()), **{m.name: m.result() for m in shown}}
+                self._update_metrics(shown, data, order[lo:hi], outputs[lo:hi])
+                logs = {**self._loss_logs(step_losses[:last], batch_sizes[:last]),
+                        **{m.name: m.result() for m in shown}}
             cbs.on_train_batch_end(last - 1, logs)
             first = last
             if self.stop_training and first < steps:
                 return False
         return True
+
+    def _loss_logs(self, step_losses, sizes) -> dict:
+        """The epoch's (or its first steps') mean loss, from each step's loss and batch size."""
+        return {"loss": float(step_losses @ sizes / sizes.sum())}
+
+    def _update_metrics(self, metrics, data, samples, outputs) -> None:
+        """Adds rows `samples` of the targets and their `outputs` rows (samples, output values) to `metrics`."""
+        for metric in metrics:
+            metric.update(data.y[step_rows(self.steps, samples)], outputs.reshape(-1, self.units))
 
     def _nonfinite(self, cbs, epoch, step_losses, first, last) -> bool:
         """With a TerminateOnNaN callback: True (and `nonfinite` set, training stopped) when `find_nonfinite`

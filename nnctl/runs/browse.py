@@ -169,9 +169,12 @@ def folds_label(done: int | None, planned: int | None) -> str:
 
 # ---- the figures a run is judged by --------------------------------------------------------------------------
 def main_metric(history: dict) -> str | None:
-    """The validation key a run is judged by: its first validation metric other than the loss, else `val_loss`;
-    None when the run has no validation data."""
+    """The validation key a run is judged by: its first validation metric other than the loss, else `val_loss`
+    (also for a model with several outputs, whose `val_<output>_loss` keys show it: no one output's metric judges
+    it); None when the run has no validation data."""
     validation = [key for key in history if key.startswith("val_")]
+    if any(key.endswith("_loss") and key != "val_loss" for key in validation):
+        return "val_loss"
     metrics = [key for key in validation if key != "val_loss"]
     return metrics[0] if metrics else ("val_loss" if validation else None)
 
@@ -345,7 +348,8 @@ def shown_test_metric(judged: str | None, test: dict) -> str:
     judged = judged.removeprefix("val_") if judged else None
     if judged in test and judged != "loss":
         return judged
-    return next((key for key in test if key not in ("loss", "samples") and not key.startswith("val_")), "loss")
+    return next((key for key in test if key not in ("loss", "samples") and not key.startswith("val_")
+                 and not key.endswith("_loss")), "loss")
 
 
 def run_row(summary: dict) -> list[str]:

@@ -42,9 +42,20 @@ def panels(records: list[RunRecord], metric: str | None = None) -> list[str]:
         if name is None:
             raise UnknownNameError("metric", metric, available)
         return [name]
+    outputs = _output_metrics(records[0].history)
+    if outputs:  # several outputs: the total loss and each output's first metric (else its loss)
+        return ["loss"] + outputs
     mains = [_main_name(record.history) for record in records]
     extra = [name for name in mains if name and name != "loss"]
     return ["loss"] + extra[:1] if "loss" in available else extra[:1]
+
+
+def _output_metrics(history: dict) -> list[str]:
+    """A several-output run's panels besides the loss: per output (its `<output>_loss` key), its first metric."""
+    keys = [key for key in history if not key.startswith("val_") and key not in NOT_METRICS]
+    outputs = [key.removesuffix("_loss") for key in keys if key.endswith("_loss") and key != "loss"]
+    return [next((key for key in keys if key.startswith(f"{name}_") and key != f"{name}_loss"), f"{name}_loss")
+            for name in outputs]
 
 
 def _main_name(history: dict) -> str | None:

@@ -324,8 +324,8 @@ def check_output_path(path) -> Path:
     """`path` as a Path when outputs can go there (a known suffix, an existing folder, not itself a folder);
     an NnctlError naming it otherwise. Called before predicting, so a typo costs no computation."""
     path = Path(path)
-    if path.suffix.lower() not in (".npy", ".csv", ".jsonl"):
-        raise NnctlError(f"cannot write outputs to '{path.name}': use a .npy, .csv or .jsonl file")
+    if path.suffix.lower() not in (".npy", ".npz", ".csv", ".jsonl"):
+        raise NnctlError(f"cannot write outputs to '{path.name}': use a .npy, .npz, .csv or .jsonl file")
     if path.is_dir():
         raise NnctlError(f"{path}: is a folder; name a file to write the outputs to")
     if not path.parent.is_dir():
@@ -352,9 +352,9 @@ def write_outputs(path, outputs: np.ndarray) -> None:
     path = check_output_path(path)
     suffix = path.suffix.lower()
     flat = outputs.reshape(len(outputs), -1)
-    if suffix == ".npy":
+    if suffix in (".npy", ".npz"):  # a .npz holds the array as `output`
         buffer = io.BytesIO()
-        np.save(buffer, outputs)
+        np.save(buffer, outputs) if suffix == ".npy" else np.savez(buffer, output=outputs)
         data = buffer.getvalue()
     elif suffix == ".csv":
         buffer = io.StringIO()
