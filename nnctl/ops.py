@@ -66,6 +66,10 @@ class Tensor:
     __pow__ = lambda self, other: power(self, other)  # noqa: E731
     __neg__ = lambda self: negative(self)  # noqa: E731
     __getitem__ = lambda self, key: _slice(self, key)  # noqa: E731
+    __gt__ = lambda self, other: greater(self, other)  # noqa: E731
+    __ge__ = lambda self, other: greater_equal(self, other)  # noqa: E731
+    __lt__ = lambda self, other: less(self, other)  # noqa: E731
+    __le__ = lambda self, other: less_equal(self, other)  # noqa: E731
 
 
 class Variable(Tensor):
@@ -271,6 +275,15 @@ def stop_gradient(x):
     return Tensor(_value(x))
 
 
+def _compare(numpy_op):
+    """A comparison: a boolean Tensor, not differentiated (as in Keras)."""
+    return lambda a, b: Tensor(numpy_op(_value(a), _value(b)))
+
+
+greater, greater_equal, less, less_equal, equal, not_equal = map(_compare, (
+    np.greater, np.greater_equal, np.less, np.less_equal, np.equal, np.not_equal))
+
+
 def cast(x, dtype):
     x = _tensor(x)
     return _op(x.value.astype(dtype), (x,), lambda g: (g.astype(x.dtype),))
@@ -384,6 +397,6 @@ def convert_to_numpy(x) -> np.ndarray:
 
 
 __all__ = ["GradientTape", "Tensor", "Variable", "abs", "add", "cast", "clip", "concatenate", "convert_to_numpy",
-           "divide", "exp", "expand_dims", "log", "matmul", "max", "maximum", "mean", "minimum", "multiply",
-           "negative", "power", "relu", "reshape", "sigmoid", "softmax", "sqrt", "square", "squeeze",
+           "divide", "equal", "exp", "expand_dims", "greater", "greater_equal", "less", "less_equal", "log",
+           "matmul", "max", "maximum", "mean", "minimum", "multiply", "negative", "not_equal", "power", "relu", "reshape", "sigmoid", "softmax", "sqrt", "square", "squeeze",
            "stop_gradient", "subtract", "sum", "take", "tanh", "transpose", "where"]

@@ -14,7 +14,7 @@ def normalize(name: str) -> str:
     """Keras accepts `BinaryCrossentropy`, `binary_crossentropy` and `binary-crossentropy` alike."""
     out = []
     for i, ch in enumerate(str(name).strip()):
-        if ch.isupper() and i and (out and out[-1] != "_" and not out[-1].isdigit()):  # Conv2D → conv2d
+        if ch.isupper() and i and (out and out[-1] not in "_.:" and not out[-1].isdigit()):  # Conv2D → conv2d
             out.append("_")
         out.append("_" if ch in "- " else ch.lower())
     return "".join(out)

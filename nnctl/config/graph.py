@@ -17,8 +17,8 @@ INPUT_NAME = "input"
 
 
 def is_graph(model_config) -> bool:
-    return model_config.outputs is not None or model_config.inputs is not None or any(spec.inputs is not None or spec.type == "apply"
-                                                   for spec in model_config.layers)
+    named = model_config.outputs is not None or model_config.inputs is not None
+    return named or any(spec.inputs is not None or spec.type == "apply" for spec in model_config.layers)
 
 
 def graph_model(resolved: ResolvedConfig, layers, shape, offset: int, input_name: str | None):

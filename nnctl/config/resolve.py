@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_args
 
@@ -29,6 +29,7 @@ class ResolvedConfig:
     config: Config
     doc: Document
     base_dir: Path
+    plugins: list = field(default_factory=list)  # nnctl.plugins.Plugin: what the config's plugins loaded
 
     def issue(self, path, message: str) -> ConfigIssue:
         return ConfigIssue(self.doc.source(path), tuple(path), message)
@@ -62,7 +63,14 @@ def resolve_document(doc: Document, overrides: list[str], default_name: str, bas
         data["name"] = run_name_from_file(default_name)
     if "seed" not in data:
         data["seed"] = secrets.randbelow(2**31)  # recorded in the resolved config, so the run can be repeated
-    issues, unknown = _canonicalize_names(doc)
+    from nnctl.config.plugin_names import load_plugins
+
+    plugin_issues, plugins = load_plugins(doc, base_dir)
+    issues, unknown = _canonicalize_names(doc, {name for plugin in plugins for name in plugin.names})
+    failed = tuple(f"{plugin.failed}." for plugin in plugins if plugin.failed)  # said once, at `plugins`
+    issues = plugin_issues + [issue for issue in issues if not (failed and "type" in issue.path[-1:] and str(
+        _at(data, issue.path)).startswith(failed))]
+    plugins = [plugin for plugin in plugins if not plugin.failed]
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
@@ -70,7 +78,7 @@ def resolve_document(doc: Document, overrides: list[str], default_name: str, bas
         issues += [issue for issue in _translate(err, doc) if not any(issue.path[:len(p)] == p for p in unknown)]
     if issues:
         raise ConfigError(sorted(issues, key=in_file_order))
-    return ResolvedConfig(config, doc, base_dir)
+    return ResolvedConfig(config, doc, base_dir, plugins)
 
 
 def run_name_from_file(stem: str) -> str:
@@ -90,13 +98,15 @@ def in_file_order(issue: ConfigIssue):
     return (issue.source.line is None, issue.source.line or 0, issue.source.column or 0)
 
 
-def _canonicalize_names(doc: Document) -> tuple[list[ConfigIssue], list[tuple]]:
+def _canonicalize_names(doc: Document, plugged: set = frozenset()) -> tuple[list[ConfigIssue], list[tuple]]:
     """Rewrites each `{type: ...}` entry's type to its canonical name (aliases, any case) so the schema can
     dispatch on it; a bare name becomes `{type: name}`. Unknown names get a did-you-mean.
 
-    Returns the issues and the paths of the entries they make unusable.
+    Returns the issues and the paths of the entries they make unusable. `plugged`: the layer types this
+    config's plugins registered (another config's plugin types are unknown here).
     """
     from nnctl.nn.layers import LAYERS
+    from nnctl.plugins import LAYER_TYPES
     from nnctl.nn.optimizers import OPTIMIZERS
 
     data, issues, unusable = doc.data, [], []
@@ -135,6 +145,13 @@ def _canonicalize_names(doc: Document) -> tuple[list[ConfigIssue], list[tuple]]:
             issues.append(ConfigIssue(doc.source(type_path), type_path, str(err)))
             unusable.append(path)
             continue
+        if canonical in LAYER_TYPES and registry is LAYERS:
+            if canonical not in plugged:
+                issues.append(ConfigIssue(doc.source(type_path), type_path, f"layer '{canonical}' comes from a plugin "
+                                                                            f"this config does not list in `plugins`"))
+                unusable.append(path)
+            entry["type"] = canonical
+            continue
         if canonical not in specs:
             issues.append(ConfigIssue(doc.source(type_path), type_path,
                                       f"{registry.kind} '{canonical}' cannot be used in a config file yet"))
@@ -149,7 +166,7 @@ def _at(data, path):
     return data
 
 
-_TAGS = set(LAYER_SPECS) | set(OPTIMIZER_SPECS) | set(DATASET_SPECS) | set(TRANSFORM_SPECS) | {"apply"}
+_TAGS = set(LAYER_SPECS) | set(OPTIMIZER_SPECS) | set(DATASET_SPECS) | set(TRANSFORM_SPECS) | {"apply", "plugin"}
 
 
 def _data_path(loc, data) -> tuple:

@@ -270,7 +270,27 @@ def _tagged(specs: dict) -> Any:
 
 
 def _tag_of(value):
-    return value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    from nnctl.plugins import LAYER_TYPES
+
+    tag = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "plugin" if tag in LAYER_TYPES else tag
+
+
+class PluginLayerSpec(LayerSpec):
+    """A layer from a plugin (nnctl/plugins.py): its keys are checked against its class's `__init__`, as a
+    built-in layer's are."""
+
+    model_config = ConfigDict(extra="allow", strict=True, validate_default=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _by_class(cls, value, handler):
+        from nnctl.plugins import LAYER_TYPES
+
+        if not isinstance(value, dict) or value.get("type") not in LAYER_TYPES:
+            return handler(value)
+        checked = layer_spec(value["type"], LAYER_TYPES[value["type"]]).model_validate(value)
+        return cls.model_construct(**checked.model_dump())
 
 
 class ApplySpec(Section):
@@ -294,7 +314,8 @@ class ModelConfig(Section):
     inputs: Optional[Annotated[dict[RunName, InputSpec], Field(min_length=1, max_length=100)]] = Field(
         None, description="named model inputs, e.g. {title: {shape: [10000]}, tags: {shape: [100]}}; layers read "
                           "them by name in `inputs`")
-    layers: Annotated[list[_tagged({**LAYER_SPECS, "apply": ApplySpec})], Field(min_length=1, max_length=1000)]
+    layers: Annotated[list[_tagged({**LAYER_SPECS, "apply": ApplySpec, "plugin": PluginLayerSpec})],
+                      Field(min_length=1, max_length=1000)]
     outputs: Optional[Annotated[list[RunName], Field(min_length=1, max_length=100)]] = Field(
         None, description="the layers whose outputs are the model's (a graph); default: the last layer")
 
@@ -412,6 +433,9 @@ class Config(Section):
                                                                    "{0: 1.0, 1: 3.0}; classes not named weigh 1")
     callbacks: list[NamedSpec] = Field(default_factory=list)
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    plugins: Annotated[list[Text], Field(max_length=100)] = Field(
+        default_factory=list, description="Python files of custom layers, losses and metrics, relative to the "
+                                          "config (types `<file stem>.<Class>`)")
 
 
 def json_schema() -> dict:

@@ -129,6 +129,8 @@ def eligible(model, batch_size: int, sparse: bool) -> bool:
     layers = model.layers
     if model.dtype != np.float32 or not layers or not all(isinstance(layer, Dense) for layer in layers):
         return False
+    if getattr(model.loss, "custom", False):  # a user's loss runs on the ops tape
+        return False
     if model.store.fixed:  # the compiled loop steps every weight: frozen layers run layer by layer
         return False
     if len(model.store.weights) != sum(len(layer.params) for layer in layers):

@@ -6,6 +6,8 @@ cheaper) or must work on the outputs, and turns user targets into the arrays the
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from nnctl.engine.cpu.losses import LOSS_CODES
@@ -19,6 +21,10 @@ _NO_TARGET = np.zeros((1, 1), dtype=np.float32)
 class Loss:
     """Override `codes` (kernel code when fused with the output activation, and otherwise) and, for
     integer targets, `sparse = True`. `from_logits=True` means the model outputs raw logits.
+
+    A user's loss (a plugin) overrides `call(y_true, y_pred)` instead, written with `nnctl.ops` and returning
+    one value per sample (or per sample and unit: averaged per sample); its gradient comes from the ops tape.
+    The batch's loss is Keras's: the mean over samples of sample weight × value.
     """
 
     name = "loss"
@@ -35,8 +41,45 @@ class Loss:
         self.from_logits = from_logits
         self.delta = 1.0
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "call" in cls.__dict__ and "name" not in cls.__dict__:  # FocalLoss → focal_loss, as Keras names it
+            cls.name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", cls.__name__).lower()
+
+    @property
+    def custom(self) -> bool:
+        """Whether this loss is written with `call` (on nnctl.ops) rather than a kernel code."""
+        return type(self).call is not Loss.call
+
+    def call(self, y_true, y_pred):
+        """A user's loss: per-sample values from nnctl.ops tensors (see the class docstring)."""
+        raise NotImplementedError
+
+    def compute(self, backend, code: int, pred, target, labels, weights, grad) -> float:
+        """The weighted mean loss over `pred`'s rows; fills `grad` with its gradient w.r.t. `pred`."""
+        if not self.custom:
+            return backend.loss_forward_backward(code, self.delta, pred, target, labels, weights, grad)
+        from nnctl import ops
+
+        rows = len(pred)
+        with ops.GradientTape() as tape:
+            outputs = ops.Tensor(pred)
+            values = self.call(ops.Tensor(target.astype(pred.dtype, copy=False)), outputs)
+            if not isinstance(values, ops.Tensor):
+                values = ops.Tensor(values)
+        per = np.asarray(values.value, np.float64)
+        if per.ndim == 0 or per.shape[0] != rows:
+            raise ShapeError(f"loss '{self.name}'.call must return one value per sample ({rows}), got shape "
+                             f"{per.shape}")
+        width = int(np.prod(per.shape[1:]))
+        scale = (weights.astype(np.float64) / (rows * width)).reshape((rows,) + (1,) * (per.ndim - 1))
+        grad[...] = tape.gradient(values, outputs, output_gradient=np.broadcast_to(scale, per.shape))
+        return float(np.sum(per * scale))
+
     def plan(self, output_activation: str | None) -> tuple[int, bool]:
         """(kernel code, fused): fused means the kernel reads pre-activations and returns ∂/∂logits."""
+        if self.custom:
+            return -1, False
         if self.logits_code is not None:
             if self.from_logits and output_activation in ("linear", None):
                 return LOSS_CODES[self.logits_code], True

@@ -317,8 +317,8 @@ class Sequential(ModelInputs):
         target = data.target if self.loss.sparse else data.target[targets]
         labels = data.labels[targets] if self.loss.sparse else data.labels
         grad = np.empty_like(pred)
-        loss = self.backend.loss_forward_backward(self.loss_code, self.loss.delta, pred, target, labels,
-                                                  masked_weights(data.weight[targets], self.output_mask), grad)
+        loss = self.loss.compute(self.backend, self.loss_code, pred, target, labels,
+                                 masked_weights(data.weight[targets], self.output_mask), grad)
         dy = (head.backward(grad.reshape(out.shape), from_preactivation=True) if self.loss_fused
               else head.backward(grad.reshape(out.shape)))
         self._backward_below_head(dy)
@@ -378,9 +378,9 @@ class Sequential(ModelInputs):
     def _evaluate_dataset(self, data: Dataset, batch_size: int) -> dict:
         logits, outputs = self._predict_both(data.x, batch_size)
         pred = (logits if self.loss_fused else outputs).reshape(-1, self.units)
-        loss = self.backend.loss_forward_backward(self.loss_code, self.loss.delta, pred, data.target, data.labels,
-                                                  masked_weights(data.weight, self.predicted_mask),
-                                                  np.empty_like(pred))
+        loss = self.loss.compute(self.backend, self.loss_code, pred, data.target, data.labels,
+                                 masked_weights(data.weight, self.predicted_mask),
+                                 np.empty_like(pred))
         results = {"loss": float(loss + self.store.penalty())}
         for metric in self.metrics:
             fresh = copy.deepcopy(metric)

@@ -271,8 +271,8 @@ class MultiModel(Model):
             target = part.target if head.loss.sparse else part.target[targets]
             labels = part.labels[targets] if head.loss.sparse else part.labels
             grad = np.empty_like(pred)
-            loss = self.backend.loss_forward_backward(head.code, head.loss.delta, pred, target, labels,
-                                                      masked_weights(part.weight[targets], mask), grad)
+            loss = head.loss.compute(self.backend, head.code, pred, target, labels,
+                                     masked_weights(part.weight[targets], mask), grad)
             if head.weight != 1.0:
                 grad *= self.dtype.type(head.weight)
             self._head_losses.append(head.weight * float(loss))
@@ -345,8 +345,8 @@ class MultiModel(Model):
         losses = {}
         for head, part, mask in zip(self.heads, data.parts, self.predicted_masks):
             pred = np.ascontiguousarray((logits if head.fused else outputs)[:, head.columns]).reshape(-1, head.units)
-            loss = self.backend.loss_forward_backward(head.code, head.loss.delta, pred, part.target, part.labels,
-                                                      masked_weights(part.weight, mask), np.empty_like(pred))
+            loss = head.loss.compute(self.backend, head.code, pred, part.target, part.labels,
+                                     masked_weights(part.weight, mask), np.empty_like(pred))
             losses[f"{head.name}_loss"] = head.weight * float(loss)
         results = {"loss": float(sum(losses.values()) + self.store.penalty()), **losses}
         fresh = [copy.deepcopy(metric) for metric in self.metrics]

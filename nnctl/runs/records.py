@@ -44,6 +44,15 @@ class DataFile(Record):
     sha256: str
 
 
+class PluginRecord(Closed):
+    """A plugin the run loaded: a file and its sha256, or a module and its package's version."""
+
+    path: Optional[str] = Field(None, max_length=4096)
+    sha256: Optional[str] = Field(None, pattern=r"^[0-9a-f]{64}$")
+    module: Optional[str] = Field(None, max_length=255)
+    version: Optional[str] = Field(None, max_length=255)
+
+
 class Manifest(Record):
     status: Status
     name: str = Field(min_length=1, max_length=255)
@@ -64,6 +73,7 @@ class Manifest(Record):
     phases: Optional[Figures] = None
     first_step_time: Optional[float] = None
     resumed: list[dict] = Field(default_factory=list)
+    plugins: list[PluginRecord] = Field(default_factory=list)
 
 
 class MeanStd(Closed):
@@ -211,9 +221,14 @@ def load_run_config(folder, overrides=()):
     readable regular file stands there."""
     from nnctl.config import load_config
 
+    from nnctl.plugins import expecting
+
     path = Path(folder) / "config.yaml"
     read_bytes(path, MAX_JSON_BYTES)
-    return load_config(path, overrides)
+    manifest = Path(folder) / "manifest.json"
+    plugins = read_manifest(folder).get("plugins") if os.path.lexists(manifest) else None
+    with expecting(plugins):  # a plugin file that changed since is refused before its code runs
+        return load_config(path, overrides)
 
 
 def check_replaceable(folder, names) -> None:

@@ -69,6 +69,7 @@ def run_config_text(resolved: ResolvedConfig) -> str:
         if getattr(holder, key, None):
             path = Path(getattr(holder, key)).expanduser()
             setattr(holder, key, str(path if path.is_absolute() else (resolved.base_dir / path).resolve()))
+    config.plugins = [str((resolved.base_dir / Path(text).expanduser()).resolve()) for text in config.plugins]
     return ResolvedConfig(config, resolved.doc, resolved.base_dir).to_yaml()
 
 
@@ -82,7 +83,8 @@ def begin_run(run: RunDirectory, resolved: ResolvedConfig, prepared: Prepared) -
         run.update_manifest(status="running", name=cfg.name, seed=cfg.seed, device="cpu", started=_now(),
                             input_shape=list(prepared.model.input_shape),
                             versions=environment_versions(), config_sha256=sha256_bytes(config_text.encode()),
-                            data=[{"path": str(path.resolve()), "sha256": sha256_file(path)} for path in splits.files])
+                            data=[{"path": str(path.resolve()), "sha256": sha256_file(path)} for path in splits.files],
+                            plugins=[plugin.record() for plugin in resolved.plugins])
         run.write_json("preprocessing.json", {"transforms": [t.state() for t in splits.transforms],
                                               **({"csv": splits.csv} if splits.csv else {})})
     except OSError as error:

@@ -78,7 +78,8 @@ def resolve_metric(spec, loss: str, output_units: int) -> Metric:
             suggestion = did_you_mean(key, allowed)
             hint = f" — did you mean `{suggestion}`?" if suggestion else ""
             raise ArgumentError(f"metric '{type_name}' has no argument `{key}`{hint} (allowed: {', '.join(allowed)})")
-    kwargs.setdefault("name", type_name.strip())
+    if "." not in type_name and ":" not in type_name:  # a plugin's metric keeps its own name (Keras's)
+        kwargs.setdefault("name", type_name.strip())
     return metric_class(**kwargs)
 
 
