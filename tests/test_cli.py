@@ -348,7 +348,7 @@ def test_evaluate_a_kfold_run_evaluates_every_fold_or_the_one_named(tiny_config,
 @pytest.mark.parametrize("output, message", [
     ("nope/out.csv", "error: {out}: cannot write: the folder {parent} does not exist\n"),
     ("folder.csv", "Error: Invalid value for '--output': File '{out}' is a directory.\n"),  # click's own check
-    ("out.txt", "error: cannot write outputs to 'out.txt': use a .npy, .csv or .jsonl file\n"),
+    ("out.txt", "error: cannot write outputs to 'out.txt': use a .npy, .npz, .csv or .jsonl file\n"),
 ])
 def test_predict_output_that_cannot_be_written(trained, inputs, tmp_path, output, message):
     (tmp_path / "folder.csv").mkdir()
