@@ -1,16 +1,14 @@
 """`nnctl.ops`: the operations a custom layer's `call` is written with (Keras 3's `keras.ops` names), and the
 reverse-mode tape that gives such a layer its backward pass.
 
-Each op computes its value with NumPy and, while a tape records, notes a hand-written vector-Jacobian
-product (VJP); `Tape.gradient` runs them in reverse. Built-in layers keep their fused, hand-written backward;
-this is for the layers users write:
+Each op computes its value with NumPy and, while a tape records, notes a hand-written vector-Jacobian product
+(VJP); `Tape.gradient` runs them in reverse. Built-in layers keep their fused backward; this is for users':
 
     class SimpleDense(Layer):
         def __init__(self, units, activation=None, **kwargs):
             super().__init__(**kwargs)
             self.units, self.activation = units, activation
         def build(self, input_shape):
-            super().build(input_shape)
             self.W = self.add_weight(shape=(input_shape[-1], self.units), initializer="random_normal")
             self.b = self.add_weight(shape=(self.units,), initializer="zeros")
         def call(self, inputs):
@@ -275,8 +273,7 @@ def stop_gradient(x):
     return Tensor(_value(x))
 
 
-def _compare(numpy_op):
-    """A comparison: a boolean Tensor, not differentiated (as in Keras)."""
+def _compare(numpy_op):  # a boolean Tensor, not differentiated (as in Keras)
     return lambda a, b: Tensor(numpy_op(_value(a), _value(b)))
 
 
@@ -397,6 +394,7 @@ def convert_to_numpy(x) -> np.ndarray:
 
 
 __all__ = ["GradientTape", "Tensor", "Variable", "abs", "add", "cast", "clip", "concatenate", "convert_to_numpy",
-           "divide", "equal", "exp", "expand_dims", "greater", "greater_equal", "less", "less_equal", "log",
-           "matmul", "max", "maximum", "mean", "minimum", "multiply", "negative", "not_equal", "power", "relu", "reshape", "sigmoid", "softmax", "sqrt", "square", "squeeze",
-           "stop_gradient", "subtract", "sum", "take", "tanh", "transpose", "where"]
+           "divide", "equal", "exp", "expand_dims", "greater", "greater_equal", "less", "less_equal", "log", "matmul",
+           "max", "maximum", "mean", "minimum", "multiply", "negative", "not_equal", "power", "relu", "reshape",
+           "sigmoid", "softmax", "sqrt", "square", "squeeze", "stop_gradient", "subtract", "sum", "take", "tanh",
+           "transpose", "where"]

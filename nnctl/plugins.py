@@ -155,7 +155,10 @@ def load_module_type(text: str) -> Plugin:
         module = importlib.import_module(module_name)
     except Exception as err:  # noqa: BLE001 — ImportError, or the module's own failure
         raise NnctlError(f"cannot import module '{module_name}' for '{text}': {type(err).__name__}: {err}") from None
-    cls = getattr(module, class_name, None)
+    # The saved config holds the canonical (normalized) spelling: match the class by it too.
+    wanted = normalize(f"{module_name}:{class_name}")
+    cls = getattr(module, class_name, None) or next(
+        (value for attr, value in vars(module).items() if normalize(f"{module_name}:{attr}") == wanted), None)
     if cls is None:
         raise NnctlError(f"module '{module_name}' has no class '{class_name}'")
     key = _register(text, cls)

@@ -142,7 +142,9 @@ def _canonicalize_names(doc: Document, plugged: set = frozenset()) -> tuple[list
         try:
             canonical = registry.canonical(entry["type"])
         except NnctlError as err:  # unknown, or not a string
-            issues.append(ConfigIssue(doc.source(type_path), type_path, str(err)))
+            hint = (f"; `{entry['type'].split('.')[0]}.…` names a plugin file: list it in `plugins`"
+                    if registry is LAYERS and "." in str(entry["type"]) and "did you mean" not in str(err) else "")
+            issues.append(ConfigIssue(doc.source(type_path), type_path, str(err) + hint))
             unusable.append(path)
             continue
         if canonical in LAYER_TYPES and registry is LAYERS:

@@ -14,7 +14,7 @@ from nnctl.engine.backend import get_backend
 from nnctl.engine.csr import CSRBatch, CSRMatrix
 from nnctl.errors import ArgumentError, NnctlError, ShapeError, check_positive_int
 from nnctl.nn import fastpath
-from nnctl.nn.callbacks import Callback, CallbackList, History
+from nnctl.nn.callbacks import CallbackList, History
 from nnctl.nn.callbacks.base import FitHistory
 from nnctl.nn.callbacks.monitors import find_nonfinite
 from nnctl.nn.layers import LAYERS, Dense, Input, Layer
@@ -152,9 +152,7 @@ class Sequential(ModelInputs):
         if not self.compiled:
             raise NnctlError("compile the model before training or evaluating it")
         if not self.built:
-            if x is None:
-                raise ShapeError("the model's input shape is unknown")
-            self.input_shape = tuple(x.shape[1:])
+            self.input_shape = tuple(x.shape[1:])  # (x is given whenever the model is not built yet)
         if not self.built or not hasattr(self, "metrics"):
             self._finish_compile()
 
@@ -400,6 +398,3 @@ class Sequential(ModelInputs):
         x = self._inputs(x)
         _, outputs = self._predict_both(x, check_positive_int("batch_size", batch_size))
         return outputs.reshape((x.shape[0],) + self.output_shape)
-
-
-__all__ = ["Sequential", "Callback", "Dataset"]
