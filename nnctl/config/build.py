@@ -12,6 +12,7 @@ from pathlib import Path
 
 from nnctl.config.footprint import describe, estimate
 from nnctl.config.graph import graph_model, is_graph
+from nnctl.config.nested import nested_layer
 from nnctl.config.outputs import by_output, compile_outputs, metric_entries
 from nnctl.config.resolve import ResolvedConfig, in_file_order
 from nnctl.config.yamlfile import ConfigError, ConfigIssue
@@ -60,13 +61,15 @@ def _unknown_arguments(spec, registry) -> list[tuple[str, str]]:
     return out
 
 
-def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = True, rows: int | None = None):
+def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = True, rows: int | None = None,
+                pretrained: bool = True):
     """The compiled `Sequential` the config describes; a ConfigError lists every problem found.
 
     `input_shape` (from the data) is used when the config does not give `model.input_shape`; `rows` (the
     training rows) caps the batch the memory estimate assumes. With
     `callbacks`, the callbacks are checked too (evaluate and predict skip them: a run trained with
-    `tensorboard` must still load where tensorboardX is not installed).
+    `tensorboard` must still load where tensorboardX is not installed). `pretrained=False`: a `model` layer's
+    trained run is not read (a run's own weights replace them; config/nested.py).
     """
     from nnctl.nn.callbacks import CALLBACKS
     from nnctl.nn.initializers import INITIALIZERS
@@ -101,6 +104,12 @@ def build_model(resolved: ResolvedConfig, input_shape=None, callbacks: bool = Tr
         path = ("model", "layers", index)
         if spec["type"] == "apply":  # a layer above, used again: config/graph.py wires it
             layers.append(None)
+            continue
+        if spec["type"] == "model":  # another config's model as a layer
+            first = index == (1 if cfg.model.layers[0].type == "input" else 0)
+            hint = (cfg.model.input_shape or input_shape) if first else None
+            layers.append(attempt(path, spec, lambda spec=spec, hint=hint: nested_layer(resolved, spec, hint,
+                                                                                       pretrained)))
             continue
         if spec["type"] == "input" and index > 0:
             issues.append(resolved.issue(path + ("type",), "an input layer can only be the first layer"))
@@ -215,7 +224,7 @@ def output_warnings(resolved: ResolvedConfig, model, loss_object) -> list[Config
     """Loss and output combinations that run but learn badly: located warnings for `check` and `train`."""
     head = model.layers[-1]
     last = ("model", "layers", len(resolved.config.model.layers) - 1)
-    if (loss_object.name == "binary_crossentropy" and not loss_object.from_logits
+    if (loss_object.name == "binary_crossentropy" and not loss_object.from_logits and not head._custom()
             and getattr(head, "output_activation", None) in (None, "linear") and hasattr(head, "activation")):
         # Keras clips probabilities to [1e-7, 1 - 1e-7]: a linear output that leaves [0, 1] gets no gradient.
         return [resolved.issue(last + ("activation",), "binary_crossentropy expects probabilities but the last "

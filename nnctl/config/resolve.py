@@ -134,6 +134,8 @@ def _canonicalize_names(doc: Document, plugged: set = frozenset()) -> tuple[list
         if registry is LAYERS and "apply" in entry and entry.get("type", "apply") == "apply":
             entry["type"] = "apply"  # a shared layer's next use (config/graph.py)
             continue
+        if registry is LAYERS and entry.get("type") == "model":  # another config's model (config/nested.py)
+            continue
         if "type" not in entry:
             issues.append(ConfigIssue(doc.source(path), path, f"required key 'type' is missing (allowed: "
                                                               f"{', '.join(sorted(specs))})"))
@@ -143,7 +145,8 @@ def _canonicalize_names(doc: Document, plugged: set = frozenset()) -> tuple[list
             canonical = registry.canonical(entry["type"])
         except NnctlError as err:  # unknown, or not a string
             hint = (f"; `{entry['type'].split('.')[0]}.…` names a plugin file: list it in `plugins`"
-                    if registry is LAYERS and "." in str(entry["type"]) and "did you mean" not in str(err) else "")
+                    if registry is LAYERS and isinstance(entry["type"], str) and "." in entry["type"]
+                    and "did you mean" not in str(err) else "")
             issues.append(ConfigIssue(doc.source(type_path), type_path, str(err) + hint))
             unusable.append(path)
             continue
@@ -168,7 +171,8 @@ def _at(data, path):
     return data
 
 
-_TAGS = set(LAYER_SPECS) | set(OPTIMIZER_SPECS) | set(DATASET_SPECS) | set(TRANSFORM_SPECS) | {"apply", "plugin"}
+_TAGS = (set(LAYER_SPECS) | set(OPTIMIZER_SPECS) | set(DATASET_SPECS) | set(TRANSFORM_SPECS)
+         | {"apply", "model", "plugin"})
 
 
 def _data_path(loc, data) -> tuple:

@@ -273,7 +273,7 @@ def _tag_of(value):
     from nnctl.plugins import LAYER_TYPES
 
     tag = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return "plugin" if tag in LAYER_TYPES else tag
+    return "plugin" if isinstance(tag, str) and tag in LAYER_TYPES else tag
 
 
 class PluginLayerSpec(LayerSpec):
@@ -287,7 +287,7 @@ class PluginLayerSpec(LayerSpec):
     def _by_class(cls, value, handler):
         from nnctl.plugins import LAYER_TYPES
 
-        if not isinstance(value, dict) or value.get("type") not in LAYER_TYPES:
+        if not isinstance(value, dict) or not isinstance(value.get("type"), str) or value["type"] not in LAYER_TYPES:
             return handler(value)
         checked = layer_spec(value["type"], LAYER_TYPES[value["type"]]).model_validate(value)
         return cls.model_construct(**checked.model_dump())
@@ -303,6 +303,23 @@ class ApplySpec(Section):
     inputs: Optional[Union[RunName, Annotated[list[RunName], Field(min_length=1, max_length=100)]]] = None
 
 
+class ModelLayerSpec(LayerSpec):
+    """Another config's model used as one layer (Keras: a model is a layer): `config` builds it, `weights` (a
+    run folder or its weights file) starts it from a trained run — transfer learning; `trainable: false`
+    freezes it."""
+
+    type: Literal["model"] = "model"
+    config: Optional[Text] = Field(None, description="the config file whose model this layer is")
+    weights: Optional[Text] = Field(None, description="a run (folder or weights file) whose trained weights it "
+                                                      "starts from; without `config`, that run's model")
+
+    @model_validator(mode="after")
+    def _a_source(self):
+        if self.config is None and self.weights is None:
+            raise PydanticCustomError("choice", "give `config` (a config file), `weights` (a trained run), or both")
+        return self
+
+
 class InputSpec(Section):
     """One named model input (Keras's `Input(shape=…, name=…)`)."""
 
@@ -314,7 +331,8 @@ class ModelConfig(Section):
     inputs: Optional[Annotated[dict[RunName, InputSpec], Field(min_length=1, max_length=100)]] = Field(
         None, description="named model inputs, e.g. {title: {shape: [10000]}, tags: {shape: [100]}}; layers read "
                           "them by name in `inputs`")
-    layers: Annotated[list[_tagged({**LAYER_SPECS, "apply": ApplySpec, "plugin": PluginLayerSpec})],
+    layers: Annotated[list[_tagged({**LAYER_SPECS, "apply": ApplySpec, "model": ModelLayerSpec,
+                                    "plugin": PluginLayerSpec})],
                       Field(min_length=1, max_length=1000)]
     outputs: Optional[Annotated[list[RunName], Field(min_length=1, max_length=100)]] = Field(
         None, description="the layers whose outputs are the model's (a graph); default: the last layer")

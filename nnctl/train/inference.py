@@ -53,7 +53,7 @@ def load_run(path, weights=None) -> LoadedRun:
     if shape is None and not resolved.config.model.input_shape:
         raise records.RunFileError(run.path / "manifest.json", "`input_shape` is missing (and config.yaml gives no "
                                                                "`model.input_shape`)")
-    model = build_model(resolved, input_shape=shape, callbacks=False)
+    model = build_model(resolved, input_shape=shape, callbacks=False, pretrained=False)
     source = run.path / "weights.safetensors"
     if weights is not None:
         source = Path(weights) if Path(weights).is_file() or Path(weights).is_absolute() else run.path / weights

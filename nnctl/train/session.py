@@ -70,6 +70,10 @@ def run_config_text(resolved: ResolvedConfig) -> str:
             path = Path(getattr(holder, key)).expanduser()
             setattr(holder, key, str(path if path.is_absolute() else (resolved.base_dir / path).resolve()))
     config.plugins = [str((resolved.base_dir / Path(text).expanduser()).resolve()) for text in config.plugins]
+    for layer in config.model.layers:  # a nested model's config and trained run (config/nested.py)
+        for key in ("config", "weights") if layer.type == "model" else ():
+            if getattr(layer, key):
+                setattr(layer, key, str((resolved.base_dir / Path(getattr(layer, key)).expanduser()).resolve()))
     return ResolvedConfig(config, resolved.doc, resolved.base_dir).to_yaml()
 
 
