@@ -56,9 +56,6 @@ def call_layer(layer: Layer, inputs) -> KerasTensor:
         raise ArgumentError(f"{type(layer).__name__} takes one input, got a list of {len(tensors)}")
     if multi and not isinstance(inputs, (list, tuple)):
         raise ArgumentError(f"{type(layer).__name__} merges a list of inputs, got a single tensor")
-    if getattr(layer, "_called", False) and layer.type_name == "embedding":
-        raise ArgumentError(f"layer '{layer.name or layer.type_name}' is already part of a graph: sharing an "
-                            f"embedding (its sparse row updates) is not supported yet; create a second layer")
     shapes = [t.shape for t in tensors]
     if layer._custom():  # its call needs its weights: build a throwaway copy (the model builds the layer)
         probe = copy.copy(layer)
@@ -121,18 +118,37 @@ class Model(Sequential):
         """Node `index`'s copy of a layer already built at an earlier node: its own forward state, the same
         weights (the same Param objects, whose gradients the backward adds up over the uses)."""
         given = [tuple(s) for s in shape] if isinstance(shape, list) else tuple(shape)
-        if given != layer.input_shape:
-            located = ShapeError(f"layer {index} '{layer.name}' ({type(layer).__name__}) is shared: it was built for "
-                                 f"inputs of shape {layer.input_shape}, this use gives {self._describe_sources(index)}")
-            located.layer_index = index
-            raise located
         keep = {id(p): p for p in layer.params}
         keep.update({id(self.backend): self.backend, id(self.rng): self.rng})
         use = copy.deepcopy(layer, keep)
+        if given != layer.input_shape:  # e.g. a shared embedding on sequences of another length (as Keras)
+            self._rebuild_shared(index, layer, use, given)
         use.shared_from = layer
         use.backend, use.rng, use.dtype = self.backend, self.rng, self.dtype
         self.layers[index] = use
         return use.output_shape
+
+    def _rebuild_shared(self, index, layer, use, given):
+        """Builds `use` for inputs of shape `given`, then points it at `layer`'s weights: allowed when the weights
+        it would build have the same shapes (and are the layer's own attributes)."""
+        use.params = []
+        try:
+            use.build(given)
+            fresh = use.params
+            direct = all(any(value is p for value in vars(use).values()) for p in fresh)
+            if not direct or [p.shape for p in fresh] != [p.shape for p in layer.params]:
+                raise ShapeError("its weights were built for other inputs")
+        except ShapeError as err:
+            located = ShapeError(f"layer {index} '{layer.name}' ({type(layer).__name__}) is shared: it was built for "
+                                 f"inputs of shape {layer.input_shape}, this use gives {self._describe_sources(index)}"
+                                 f" ({err})")
+            located.layer_index = index
+            raise located from None
+        swap = {id(new): old for new, old in zip(fresh, layer.params)}
+        for key, value in list(vars(use).items()):
+            if id(value) in swap:
+                setattr(use, key, swap[id(value)])
+        use.params = list(layer.params)
 
     def _owners(self) -> list:
         return [layer for index, layer in enumerate(self.layers) if self.first_use[index] == index]
@@ -186,7 +202,9 @@ class Model(Sequential):
             if grads[index] is None:
                 continue
             layer = self.layers[index]
-            again = [p for p in layer.params if p.trainable and id(p) in written]
+            again = [p for p in layer.params if p.trainable and id(p) in written and not p.row_sparse]
+            # A shared embedding's later use adds its rows into the table's gradient itself.
+            layer.accumulating = any(p.row_sparse and id(p) in written for p in layer.params)
             earlier = [p.grad.copy() for p in again]
             dx = layer.backward(grads[index])
             for param, grad in zip(again, earlier):

@@ -292,7 +292,8 @@ class MultiModel(Model):
             if grads[index] is None and index not in fused:
                 continue
             layer = self.layers[index]
-            again = [p for p in layer.params if p.trainable and id(p) in written]
+            again = [p for p in layer.params if p.trainable and id(p) in written and not p.row_sparse]
+            layer.accumulating = any(p.row_sparse and id(p) in written for p in layer.params)  # (a shared table)
             earlier = [p.grad.copy() for p in again]
             dx = (layer.backward(fused[index], from_preactivation=True) if index in fused
                   else layer.backward(grads[index]))

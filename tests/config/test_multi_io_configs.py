@@ -161,3 +161,38 @@ def test_mistakes_in_named_data_are_located(tmp_path, monkeypatch):
     np.savez(one_input, x_train=np.zeros((10, 3)), y_train=np.zeros(10))
     found = _issues(_write(tmp_path, data=head.format("plain.npz")))
     assert "must map the model's inputs" in found[0][1] or "has no" in found[0][1]
+
+
+def test_a_shared_embedding_from_yaml_reads_two_inputs_of_other_lengths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    title, body = rng.integers(1, 50, (160, 6)), rng.integers(1, 50, (160, 9))
+    label = ((title < 10).any(axis=1) | (body < 5).any(axis=1)).astype(np.float32)
+    np.savez(tmp_path / "words.npz", title=title, body=body, label=label)
+    config = tmp_path / "shared.yaml"
+    config.write_text("""\
+name: shared
+seed: 5
+data: {path: words.npz, validation: {split: 0.25}}
+model:
+  inputs: {title: {shape: [6]}, body: {shape: [9]}}
+  layers:
+    - {name: words, type: embedding, input_dim: 50, output_dim: 8, inputs: title}
+    - {name: title_vector, type: global_average_pooling1d}
+    - {name: body_words, apply: words, inputs: body}
+    - {name: body_vector, type: global_average_pooling1d}
+    - {type: concatenate, inputs: [title_vector, body_vector]}
+    - {name: label, type: dense, units: 1, activation: sigmoid}
+loss: binary_crossentropy
+metrics: [accuracy]
+optimizer: {type: adam, learning_rate: 0.01}
+epochs: 8
+batch_size: 16
+""")
+    result = invoke("train", config)
+    assert result.exit_code == 0, result.output
+    run = run_path(result.output)
+    history = json.loads((run / "history.json").read_text())
+    assert history["loss"][-1] < history["loss"][0]
+    from safetensors.numpy import load_file
+    assert sorted(load_file(run / "weights.safetensors")) == ["label/bias", "label/kernel", "words/embeddings"]

@@ -121,11 +121,6 @@ def test_graph_mistakes_are_named():
         Add()(inputs)
     with pytest.raises(ShapeError, match=r"\(4,\).*\(3,\)"):
         Add()([Dense(4)(inputs), Dense(3)(inputs)])
-    words = Input((5,))
-    table = Embedding(10, 3)
-    table(words)
-    with pytest.raises(ArgumentError, match="sharing an embedding"):
-        table(words)
     other = Input((6,), name="other")
     with pytest.raises(ArgumentError, match="reads input 'other'"):
         Model(inputs, Add()([Dense(2)(inputs), Dense(2)(other)]))

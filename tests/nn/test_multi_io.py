@@ -174,3 +174,35 @@ def test_one_loss_applies_to_every_output_and_predict_gives_a_list():
     assert priority.shape == (N, 1) and department.shape == (N, 4)
     assert set(model.evaluate(x, y)) == {"loss", "priority_loss", "department_loss", "priority_mae",
                                          "department_mse"}
+
+
+@pytest.mark.parametrize("regularized", [False, True])
+def test_a_shared_embedding_sums_its_uses_over_sequences_of_other_lengths(regularized):
+    Embedding, Pool = LAYERS.lookup("embedding"), LAYERS.lookup("global_average_pooling1d")
+    title, body = Input((5,), name="title"), Input((4,), name="body")
+    table = Embedding(12, 3, embeddings_regularizer={"type": "l2", "l2": 0.01} if regularized else None)
+    merged = Add()([Pool()(table(title)), Pool()(table(body))])
+    model = Model([title, body], Dense(1, activation="sigmoid")(merged), seed=0, dtype="float64")
+    model.compile("sgd", "binary_crossentropy")
+    assert [row["name"] for row in model.summary()["rows"]].count("embedding") == 1
+    rng = np.random.default_rng(0)
+    x = {"title": rng.integers(0, 12, (8, 5)), "body": rng.integers(0, 12, (8, 4))}
+    y = rng.integers(0, 2, (8, 1)).astype(float)
+    model.compute_gradients({"title": rng.integers(0, 12, (8, 5)), "body": x["body"]}, y)  # a step before
+    _, grads = model.compute_gradients(x, y)
+    weights, key = model.get_weights(), "embedding/embeddings"
+    numeric = np.zeros_like(weights[key])
+    for index in np.ndindex(numeric.shape):
+        losses = []
+        for sign in (1, -1):
+            moved = {name: value.copy() for name, value in weights.items()}
+            moved[key][index] += sign * 1e-3
+            model.set_weights(moved)
+            losses.append(model.compute_gradients(x, y)[0])
+        numeric[index] = (losses[0] - losses[1]) / 2e-3
+    model.set_weights(weights)
+    assert np.abs(grads[key]).max() > 1e-3
+    np.testing.assert_allclose(grads[key], numeric, rtol=1e-4, atol=1e-6)
+    unused = sorted(set(range(12)) - set(x["title"].ravel()) - set(x["body"].ravel()))
+    if unused and not regularized:
+        assert not grads[key][unused].any()  # rows neither use read get no gradient (the last step's are cleared)

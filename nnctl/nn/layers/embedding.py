@@ -5,11 +5,25 @@ Its gradient is written into only the rows a step used, so a large vocabulary co
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from nnctl.errors import ShapeError, check_positive_int
 from nnctl.nn.layers.arguments import Bool, NamedSpec, Optional, Width, check_bool, check_initializer, check_regularizer
 from nnctl.nn.layers.base import Layer
+
+
+@dataclass
+class _Scatter:
+    """A table's gradient bookkeeping: `touched[:count]`, the rows the last step wrote (first-use order), marked
+    in `marks`; `dense_dirty`: the whole gradient must be cleared first (the first step, and each step after a
+    regularizer wrote every row)."""
+
+    touched: np.ndarray
+    marks: np.ndarray
+    count: int = 0
+    dense_dirty: bool = True
 
 
 class Embedding(Layer):
@@ -43,13 +57,9 @@ class Embedding(Layer):
         # backward pass (None: any row), so the optimizer may update just those (Param.row_sparse).
         self.embeddings.row_sparse = True
         self.embeddings.rows = None
-        # The gradient's bookkeeping (see embedding_scatter_add): rows written last step, and their marks.
-        self._touched = np.zeros(self.input_dim, np.int32)
-        self._marks = np.zeros(self.input_dim, np.uint8)
-        self._touched_count = 0
-        # The whole gradient is cleared before the first step, and before every step after a regularizer
-        # has added into every row; otherwise only the touched rows are.
-        self._dense_dirty = True
+        # The gradient's bookkeeping (see embedding_scatter_add), kept on the weight so that every use of a
+        # shared table (a graph's shared layer) writes one gradient: rows written last step, and their marks.
+        self.embeddings.scatter = _Scatter(np.zeros(self.input_dim, np.int32), np.zeros(self.input_dim, np.uint8))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape) + (self.output_dim,)
@@ -73,15 +83,19 @@ class Embedding(Layer):
         """Fills the table's gradient; returns None (no input gradient)."""
         if not self.embeddings.trainable:  # frozen: no gradient, and ids have none to pass on
             return
-        grad = self.embeddings.grad
-        if self._dense_dirty:
-            grad[...] = 0
-            self._dense_dirty = self.embeddings.regularizer is not None
+        grad, state = self.embeddings.grad, self.embeddings.scatter
         dy2 = np.ascontiguousarray(dy).reshape(-1, self.output_dim)
-        self._touched_count = self.backend.embedding_scatter_add(self.ids, dy2, grad, self._touched,
-                                                                 self._touched_count, self._marks)
+        if getattr(self, "accumulating", False):  # a shared table's later use in this backward pass: add to it
+            state.count += self.backend.embedding_scatter_add(self.ids, dy2, grad, state.touched[state.count:], 0,
+                                                              state.marks)
+        else:
+            if state.dense_dirty:
+                grad[...] = 0
+                state.dense_dirty = self.embeddings.regularizer is not None
+            state.count = self.backend.embedding_scatter_add(self.ids, dy2, grad, state.touched, state.count,
+                                                             state.marks)
         # With a regularizer every row has a gradient; otherwise only these rows do.
-        self.embeddings.rows = None if self._dense_dirty else self._touched[:self._touched_count]
+        self.embeddings.rows = None if state.dense_dirty else state.touched[:state.count]
 
     def get_config(self):
         return {"input_dim": self.input_dim, "output_dim": self.output_dim,
