@@ -6,8 +6,10 @@ the table. The engine's own classes never print (DESIGN.md: progress is a callba
 from __future__ import annotations
 
 from nnctl.errors import ArgumentError
+from nnctl.named import named
 from nnctl.nn import functional
 from nnctl.nn import model as _model
+from nnctl.nn.multi import MultiModel
 
 # Keras's verbose values → nnctl's progress modes (nnctl/train/progress.py): "auto" and 1, a live bar on a
 # terminal (one line per epoch elsewhere); 2, one line per epoch; 0, nothing.
@@ -50,6 +52,17 @@ class Sequential(_Face, _model.Sequential):
 class Model(_Face, functional.Model):
     __doc__ = functional.Model.__doc__
 
+    @classmethod
+    def _several_class(cls):
+        return _SeveralModel
+
+
+class _SeveralModel(Model, MultiModel):
+    """`nnctl.Model` with several inputs or outputs (nnctl/nn/multi.py)."""
+
+
+_SeveralModel.__name__ = _SeveralModel.__qualname__ = "Model"
+
 
 class TrainedRun:
     """A finished run, ready to use (`nnctl.load_run`): its `model` (trained weights), its `config`, and the
@@ -61,9 +74,12 @@ class TrainedRun:
 
     def predict(self, x):
         """Outputs for raw inputs: an array (or a CSR-like matrix) shaped like the run's data before its
-        transforms."""
+        transforms; for a model with several inputs, a dict by input name (or a list), giving a list of outputs."""
         from nnctl.train.inference import predict_inputs
+        from nnctl.train.inference_named import predict_named, several
 
+        if several(self.model):
+            return predict_named(self._loaded, named(x, self.model.input_names, "the inputs"))
         return predict_inputs(self._loaded, x)
 
     def predict_texts(self, texts):

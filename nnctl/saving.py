@@ -36,6 +36,10 @@ def save_model(model, path) -> None:
         spec["graph"] = {"input": model.graph_input.name,
                          "nodes": [{"layer": index[id(model.layers[first])], "sources": sources}
                                    for first, sources in zip(model.first_use, model.sources)]}
+        if hasattr(model, "heads"):  # several inputs (source -1 - k is input k) or outputs (by node)
+            spec["graph"]["inputs"] = [{"name": name, "shape": list(shape)}
+                                       for name, shape in zip(model.input_names, model.input_shapes)]
+            spec["graph"]["outputs"] = list(model.output_nodes)
     config = getattr(model, "compile_config", None)
     if config is not None:
         spec["compile"] = config
@@ -68,13 +72,18 @@ def load_model(path, custom_objects: dict | None = None, compile: bool = True): 
         if spec["class"] == "Sequential":
             model = api.Sequential(layers, input_shape=spec["input_shape"], **options)
         else:
-            source = Input(spec["input_shape"], name=spec["graph"]["input"])
+            graph = spec["graph"]
+            sources = [Input(entry["shape"], name=entry["name"]) for entry in graph.get("inputs", [])] or [
+                Input(spec["input_shape"], name=graph["input"])]
             outputs = []
-            for node in spec["graph"]["nodes"]:
+            for node in graph["nodes"]:
                 layer = layers[node["layer"]]
-                inputs = [source if j < 0 else outputs[j] for j in node["sources"]]
+                inputs = [sources[-1 - j] if j < 0 else outputs[j] for j in node["sources"]]
                 outputs.append(layer(inputs if getattr(layer, "multi_input", False) else inputs[0]))
-            model = api.Model(source, outputs[-1], **options)
+            if "outputs" in graph:
+                model = api.Model(sources, [outputs[j] for j in graph["outputs"]], **options)
+            else:
+                model = api.Model(sources[0], outputs[-1], **options)
     except NnctlError:
         raise
     except (KeyError, TypeError, IndexError, ValueError) as err:

@@ -74,10 +74,13 @@ class Model(Sequential):
 
     def __new__(cls, inputs=None, outputs=None, *args, **kwargs):
         several = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in (inputs, outputs))
-        if cls is Model and several:  # several inputs or outputs: nn/multi.py
-            from nnctl.nn.multi import MultiModel
-            return super().__new__(MultiModel)
-        return super().__new__(cls)
+        return super().__new__(cls._several_class() if several else cls)
+
+    @classmethod
+    def _several_class(cls):
+        """The class of a model with several inputs or outputs (nn/multi.py), a subclass of `cls`."""
+        from nnctl.nn.multi import MultiModel
+        return cls if issubclass(cls, MultiModel) else MultiModel
 
     def __init__(self, inputs, outputs, seed: int | None = None, name: str = "functional", device: str = "cpu",
                  dtype: str = "float32"):

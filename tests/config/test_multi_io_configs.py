@@ -82,6 +82,9 @@ def test_the_ticket_config_trains_and_every_command_reads_the_run(tmp_path, monk
     assert evaluated.exit_code == 0 and "department_accuracy" in evaluated.output
     data = load_synthetic(kind="tickets", samples=30, width=300, features=12, classes=4)
     np.savez(tmp_path / "new.npz", **data.x_test.arrays)
+    import nnctl
+    priority, department = nnctl.load_run(run).predict(data.x_test.arrays)
+    assert priority.shape == (6, 1) and department.shape == (6, 4)
     shown = invoke("predict", run, "--input", tmp_path / "new.npz")
     assert shown.exit_code == 0 and "department class" in shown.output and "priority" in shown.output
     assert invoke("predict", run, "--input", tmp_path / "new.npz", "--output", tmp_path / "p.npz").exit_code == 0

@@ -206,3 +206,25 @@ def test_a_shared_embedding_sums_its_uses_over_sequences_of_other_lengths(regula
     unused = sorted(set(range(12)) - set(x["title"].ravel()) - set(x["body"].ravel()))
     if unused and not regularized:
         assert not grads[key][unused].any()  # rows neither use read get no gradient (the last step's are cleared)
+
+
+def test_the_python_face_saves_loads_and_reopens_a_several_output_model(tmp_path):
+    import nnctl
+
+    title, tags = nnctl.Input((7,), name="title"), nnctl.Input((3,), name="tags")
+    features = Dense(8, activation="relu")(Concatenate()([title, tags]))
+    model = nnctl.Model([title, tags], [Dense(1, activation="sigmoid", name="priority")(features),
+                                        Dense(4, activation="softmax", name="department")(features)], seed=0)
+    assert isinstance(model, nnctl.Model) and isinstance(model, MultiModel)
+    model.compile("rmsprop", {"priority": "mse", "department": "categorical_crossentropy"},
+                  metrics={"department": ["accuracy"]}, loss_weights={"department": 0.5})
+    x, y = _data()
+    history = model.fit(x, y, epochs=2, verbose=0)
+    assert history.history["department_accuracy"] == history["department_accuracy"]
+    assert model.summary(print_table=False)["rows"][0]["connected_to"] == ["title", "tags"]
+    model.save(tmp_path / "m.safetensors")
+    back = nnctl.load_model(tmp_path / "m.safetensors")
+    assert back.input_names == ["title", "tags"] and back.output_names == ["priority", "department"]
+    for mine, theirs in zip(model.predict(x), back.predict(x)):
+        np.testing.assert_array_equal(mine, theirs)
+    assert back.evaluate(x, y) == model.evaluate(x, y)  # compiled again with the same loss weights
