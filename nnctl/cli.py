@@ -288,18 +288,19 @@ def predict(run, input_file, texts, output_file, weights):
 
 def _predict_named(loaded, input_file, texts, output_file):
     """`predict` for a model with several inputs or outputs (train/inference_named.py)."""
-    from nnctl.train.inference_named import describe_named, predict_named, read_named_inputs, write_named_outputs
+    from nnctl.train.inference_named import (class_names, describe_named, predict_named, read_named_inputs,
+                                             write_named_outputs)
 
     if texts:
         raise click.UsageError("--text needs a model with one text input: this one takes "
                                + ", ".join(loaded.model.input_names))
-    outputs = predict_named(loaded, read_named_inputs(input_file, loaded.model))
+    outputs = predict_named(loaded, read_named_inputs(input_file, loaded.model, loaded.run))
     if output_file:
         written = write_named_outputs(output_file, outputs, loaded.model.output_names)
         click.echo(f"wrote {len(outputs[0])} prediction(s) of {len(outputs)} outputs to "
                    + ", ".join(str(path) for path in written))
         return
-    columns, rows = describe_named(loaded.model, outputs)
+    columns, rows = describe_named(loaded.model, outputs, class_names(loaded.run))
     table([(name, "left" if name.endswith("class") else "right") for name in columns],
           [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in rows[:50]])
     if len(rows) > 50:

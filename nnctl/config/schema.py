@@ -142,12 +142,18 @@ class NpySpec(DatasetSpec):
 
 class CsvSpec(DatasetSpec):
     """A table: `target` is the label column and `features` the inputs (default: the rest), each by header name
-    or 0-based index; without a header (`header: false`) the columns are named column0, column1, …"""
+    or 0-based index; without a header (`header: false`) the columns are named column0, column1, …. For a
+    model with several inputs or outputs, `features` maps input names to column lists and `target` output
+    names to columns (column groups)."""
 
     type: Literal["csv"] = "csv"
     path: Text
-    target: Column
-    features: Optional[list[Column]] = None
+    target: Annotated[Union[Annotated[Column, Tag("one")], Annotated[dict[RunName, Column], Tag("named")]],
+                      Discriminator(lambda v: "named" if isinstance(v, dict) else "one")]
+    features: Optional[Annotated[Union[Annotated[list[Column], Tag("one")],
+                                       Annotated[dict[RunName, Annotated[list[Column], Field(min_length=1)]],
+                                                 Tag("named")]],
+                                 Discriminator(lambda v: "named" if isinstance(v, dict) else "one")]] = None
     header: Bool = True
     delimiter: Delimiter = ","
     test_path: Optional[Text] = None

@@ -15,6 +15,7 @@ import numpy as np
 from nnctl.config.resolve import ResolvedConfig
 from nnctl.config.yamlfile import ConfigError
 from nnctl.data.array_checks import check_finite, check_rows
+from nnctl.data.csv_groups import grouped, read_groups
 from nnctl.data.npy_reader import read_array_file
 from nnctl.errors import NnctlError, clip
 from nnctl.named import NamedArrays
@@ -231,10 +232,14 @@ def _read_table(resolved, where, path: Path, spec, classes=None):
         message = str(err) if isinstance(err, NnctlError) else f"cannot read {path}: {err.strerror or err}"
         raise ConfigError([resolved.issue(where, message)]) from None
     key = where
+    imputed = any(t.type == "impute" for t in resolved.config.data.transforms)
     try:
         # errors name the file by its name: the config's location points at the full path, and a long path
         # would push the line, column and value out of the one-line message
         table = csv_table.split_table(Path(path.name), text, spec.delimiter, spec.header)
+        if grouped(spec):  # several inputs or outputs: column groups by name (data/csv_groups.py)
+            return read_groups(table, spec, classes, imputed, lambda part, message: ConfigError(
+                [resolved.issue(("data", "dataset") + part if part else where, message)]))
         key = ("data", "dataset", "target")
         target = table.index(spec.target, "target")
         key = ("data", "dataset", "features")
@@ -245,9 +250,10 @@ def _read_table(resolved, where, path: Path, spec, classes=None):
                              f"also be a feature")
         key = where
         table.check_widths()
+    except ConfigError:
+        raise
     except NnctlError as err:
         raise ConfigError([resolved.issue(key, str(err))]) from None
-    imputed = any(t.type == "impute" for t in resolved.config.data.transforms)
     try:  # only the columns in use must be numbers: an id or name column may stay text
         x = csv_table.numbers(table, features, allow_missing=imputed)
         y, classes = csv_table.labels(table, target, classes)

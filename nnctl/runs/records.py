@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from nnctl.runs.untrusted import (  # noqa: F401  (RunFileError and read_json are part of this module's API)
     MAX_JSON_BYTES, RunFileError, clip_text, describe_validation, parse_json, read_bytes, read_json, read_text,
@@ -119,14 +119,21 @@ class KFoldSummary(Closed):
 ColumnName = Annotated[str, Field(min_length=1, max_length=1000)]
 
 
+def _or_by_name(item):
+    """`item`, or a mapping from input/output names to it; the union's tags are left out of error paths."""
+    return Annotated[Union[Annotated[item, Tag("[one]")], Annotated[dict[ColumnName, item], Tag("[by name]")]],
+                     Discriminator(lambda v: "[by name]" if isinstance(v, dict) else "[one]")]
+
+
 class CsvColumns(Closed):
     """A CSV dataset's columns as trained: predict matches an input CSV's header against them."""
 
     header: bool
     columns: list[ColumnName] = Field(min_length=1)
-    features: list[ColumnName] = Field(min_length=1)
-    target: ColumnName
-    classes: Optional[list[Annotated[str, Field(max_length=100)]]] = Field(None, min_length=1)
+    # By input and output name for a model with several (data/csv_groups.py).
+    features: _or_by_name(Annotated[list[ColumnName], Field(min_length=1)])
+    target: _or_by_name(ColumnName)
+    classes: _or_by_name(Optional[Annotated[list[Annotated[str, Field(max_length=100)]], Field(min_length=1)]]) = None
 
 
 class Preprocessing(Closed):
@@ -264,13 +271,17 @@ def read_csv_columns(folder) -> dict | None:
     record = _checked(Preprocessing, path).get("csv")
     if record is None:
         return None
-    unknown = [name for name in [*record["features"], record["target"]] if name not in record["columns"]]
+    features, target = record["features"], record["target"]
+    named = [*(sum(features.values(), []) if isinstance(features, dict) else features),
+             *(target.values() if isinstance(target, dict) else [target])]
+    unknown = [name for name in named if name not in record["columns"]]
     if unknown:
         raise RunFileError(path, f"`csv` names a column that is not in `columns`: {show_value(unknown[0])}")
     if len(set(record["columns"])) != len(record["columns"]):
         raise RunFileError(path, "`csv.columns` names a column twice")
-    if record["classes"] is not None and len(set(record["classes"])) != len(record["classes"]):
-        raise RunFileError(path, "`csv.classes` names a class twice")
+    for classes in record["classes"].values() if isinstance(record["classes"], dict) else [record["classes"]]:
+        if classes is not None and len(set(classes)) != len(classes):
+            raise RunFileError(path, "`csv.classes` names a class twice")
     return record
 
 

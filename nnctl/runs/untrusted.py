@@ -133,7 +133,7 @@ def show_value(value) -> str:
 def _where(loc) -> str:
     # A key is data too: a damaged file's 10,000-character key is cut like any other value.
     parts = [part if isinstance(part, int) else (str(part) if len(str(part)) <= 40 else str(part)[:39] + "…")
-             for part in loc]
+             for part in loc if part not in ("[one]", "[by name]")]  # a union's tags (records._or_by_name)
     return "".join(f"[{part}]" if isinstance(part, int) else (f".{part}" if i else part)
                    for i, part in enumerate(parts))
 

@@ -21,13 +21,16 @@ def several(model) -> bool:
     return hasattr(model, "heads")
 
 
-def read_named_inputs(path, model) -> NamedArrays:
+def read_named_inputs(path, model, run=None) -> NamedArrays:
     """The `.npz` at `path` as the model's named inputs: an array per input name (other arrays are refused, so
-    a misspelt name is not silently skipped)."""
+    a misspelt name is not silently skipped); or, for a `run` trained on a CSV, a `.csv` with its columns."""
     path = Path(path)
+    if path.suffix.lower() == ".csv" and run is not None:
+        return _read_groups(path, model, run)
     if path.suffix.lower() != ".npz":
         raise NnctlError(f"cannot read inputs from '{path.name}': this model takes several inputs "
-                         f"({', '.join(model.input_names)}): give a .npz with one array per input name")
+                         f"({', '.join(model.input_names)}): give a .npz with one array per input name, or a "
+                         f".csv with the training CSV's columns")
     check_regular_file(path, "an input file")
     arrays = read_array_file(path)
     missing = [name for name in model.input_names if name not in arrays]
@@ -43,6 +46,36 @@ def read_named_inputs(path, model) -> NamedArrays:
         return NamedArrays({name: arrays[name] for name in model.input_names}, f"the arrays of {path.name}")
     except NnctlError as err:
         raise NnctlError(f"{path}: {err}") from None
+
+
+def _read_groups(path: Path, model, run) -> NamedArrays:
+    """A CSV of inputs for a run trained on CSV column groups: each input's columns, by header name (or, without
+    a header, at the training file's positions)."""
+    from nnctl.data.csv_table import numbers, split_table
+    from nnctl.data.files import read_text_file
+    from nnctl.host import check_fits
+    from nnctl.runs import records
+
+    record = records.read_csv_columns(run.path)
+    if record is None:
+        raise NnctlError(f"{path}: this run was not trained on a CSV: give a .npz with one array per input name")
+    check_fits(4 * check_regular_file(path, "an input file").st_size, str(path))
+    classes = record["classes"]
+    known = [c for group in (classes.values() if isinstance(classes, dict) else [classes]) for c in group or []]
+    table = split_table(Path(path.name), read_text_file(path), ",", header=None, names=record["columns"],
+                        labels=known)
+    features = record["features"] if isinstance(record["features"], dict) else {model.input_names[0]:
+                                                                                 record["features"]}
+    names = table.names if table.has_header else record["columns"]
+    if not table.has_header and len(table.names) != len(record["columns"]):
+        raise NnctlError(f"{path}: rows of {len(table.names)} values without a header; the training file had "
+                         f"{len(record['columns'])} columns: give a header or the same layout")
+    missing = [column for group in features.values() for column in group if column not in names]
+    if missing:
+        raise NnctlError(f"{path}: missing column(s) {', '.join(map(repr, missing))} (the model's inputs read "
+                         f"{'; '.join(f'{k}: {len(v)} columns' for k, v in features.items())})")
+    table.check_widths()
+    return NamedArrays({name: numbers(table, [names.index(c) for c in group]) for name, group in features.items()})
 
 
 def predict_named(loaded, inputs: NamedArrays) -> list[np.ndarray]:
@@ -91,19 +124,32 @@ def write_named_outputs(path, outputs: list[np.ndarray], names: list[str]) -> li
     return [path]
 
 
-def describe_named(model, outputs: list[np.ndarray]) -> tuple[list[str], list[list]]:
-    """(column names, rows) for the table: per output, its class and probability (a classifier) or its values."""
+def class_names(run) -> dict:
+    """Each output's class names, for a run trained on a CSV with text labels ({} otherwise)."""
+    from nnctl.runs import records
+
+    record = records.read_csv_columns(run.path) or {}
+    return {k: v for k, v in record.get("classes").items() if v} if isinstance(record.get("classes"), dict) else {}
+
+
+def describe_named(model, outputs: list[np.ndarray], names: dict | None = None) -> tuple[list[str], list[list]]:
+    """(column names, rows) for the table: per output, its class (named, when `names` has the output's class
+    names) and probability (a classifier), or its values."""
     columns, parts = ["#"], []
     for head, values in zip(model.heads, outputs):
+        known = (names or {}).get(head.name)
+
+        def label(c, known=known):
+            return f"{c} {known[c]}" if known and c < len(known) else c
         flat = values.reshape(len(values), -1)
         loss = head.loss.name
         if loss == "binary_crossentropy" and flat.shape[1] == 1:
             columns += [f"{head.name} class", f"{head.name} probability"]
-            parts.append([[int(p >= 0.5), float(max(p, 1 - p))] for p in flat[:, 0]])
+            parts.append([[label(int(p >= 0.5)), float(max(p, 1 - p))] for p in flat[:, 0]])
         elif loss in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
             best = flat.argmax(axis=1)
             columns += [f"{head.name} class", f"{head.name} probability"]
-            parts.append([[int(c), float(flat[i, c])] for i, c in enumerate(best)])
+            parts.append([[label(int(c)), float(flat[i, c])] for i, c in enumerate(best)])
         else:
             columns += [head.name] if flat.shape[1] == 1 else [f"{head.name}_{j}" for j in range(flat.shape[1])]
             parts.append([list(map(float, row)) for row in flat])

@@ -199,3 +199,78 @@ batch_size: 16
     assert history["loss"][-1] < history["loss"][0]
     from safetensors.numpy import load_file
     assert sorted(load_file(run / "weights.safetensors")) == ["label/bias", "label/kernel", "words/embeddings"]
+
+
+GROUPS = """\
+name: groups
+seed: 1
+data:
+  dataset:
+    type: csv
+    path: groups.csv
+    test_path: test.csv
+    features: {a: [a0, a1, a2], b: [b0, b1]}
+    target: {score: score, kind: kind}
+  validation: {split: 0.2}
+model:
+  inputs: {a: {shape: [3]}, b: {shape: [2]}}
+  layers:
+    - {type: concatenate, inputs: [a, b]}
+    - {type: dense, units: 16, activation: relu}
+    - {name: score, type: dense, units: 1}
+    - {name: kind, type: dense, units: 1, activation: sigmoid, inputs: dense}
+  outputs: [score, kind]
+loss: {score: mse, kind: binary_crossentropy}
+metrics: {score: [mae], kind: [accuracy]}
+optimizer: {type: adam, learning_rate: 0.01}
+epochs: 6
+batch_size: 16
+"""
+
+
+def _groups_csv(path, rows, seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(rows, 3)), rng.normal(size=(rows, 2))
+    lines = ["id,a0,a1,a2,b0,b1,score,kind"] + [
+        f"r{i},{a[i, 0]:.5f},{a[i, 1]:.5f},{a[i, 2]:.5f},{b[i, 0]:.5f},{b[i, 1]:.5f},{a[i, 0] + b[i, 1]:.5f},"
+        f"{'big' if a[i, 1] > 0 else 'small'}" for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return a, b
+
+
+def test_csv_column_groups_feed_inputs_and_outputs_by_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _groups_csv(tmp_path / "groups.csv", 300, 0)
+    a, b = _groups_csv(tmp_path / "test.csv", 40, 1)
+    (tmp_path / "groups.yaml").write_text(GROUPS)
+    prepared = prepare(load_config(tmp_path / "groups.yaml"))
+    x, y = prepared.splits.train
+    assert x.names() == ["a", "b"] and x["b"].shape == (240, 2) and set(np.unique(y["kind"])) == {0.0, 1.0}
+    result = invoke("train", tmp_path / "groups.yaml")
+    assert result.exit_code == 0, result.output
+    run = run_path(result.output)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["kind_accuracy"] > 0.8 and metrics["test"]["samples"] == 40
+    # predict reads a CSV's columns by header name, in any order, extra columns ignored
+    header = "kind,b1,b0,a2,a1,a0,id"
+    rows = [f"big,{b[i, 1]},{b[i, 0]},{a[i, 2]},{a[i, 1]},{a[i, 0]},x" for i in range(3)]
+    (tmp_path / "new.csv").write_text("\n".join([header] + rows) + "\n")
+    shown = invoke("predict", run, "--input", tmp_path / "new.csv")
+    assert shown.exit_code == 0, shown.output
+    assert " big " in shown.output or " small " in shown.output  # class names from the training file
+    (tmp_path / "short.csv").write_text("a0,a1,a2,b0\n1,2,3,4\n")
+    missing = invoke("predict", run, "--input", tmp_path / "short.csv")
+    assert missing.exit_code == 2 and "missing column(s) 'b1'" in missing.output
+
+
+def test_csv_group_mistakes_are_located(tmp_path):
+    _groups_csv(tmp_path / "groups.csv", 50, 0)
+    _groups_csv(tmp_path / "test.csv", 10, 1)
+    path = tmp_path / "groups.yaml"
+    path.write_text(GROUPS.replace("b: [b0, b1]", "b: [b0, b9]"))
+    found = _issues(path)
+    assert found[0][0] == ("data", "dataset", "features", "b") and "b9" in found[0][1]
+    path.write_text(GROUPS.replace("b: [b0, b1]", "b: [b0, score]"))
+    assert "'score' is a target; it cannot also be a feature" in _issues(path)[0][1]
+    path.write_text(GROUPS.replace("kind: kind}", "kind: kinds}"))
+    assert _issues(path)[0][0] == ("data", "dataset", "target", "kind")

@@ -7,7 +7,7 @@ import pytest
 import nnctl
 from nnctl.errors import ArgumentError, NnctlError, ShapeError
 from nnctl.nn.functional import Input, Model
-from nnctl.nn.layers import Add, Concatenate, Dense, Dropout, Embedding, Multiply
+from nnctl.nn.layers import Add, Concatenate, Dense, Dropout, Multiply
 from nnctl.nn.model import Sequential
 from tests.nn.test_gradients import numeric_gradients
 
