@@ -136,6 +136,17 @@ def load_file(path) -> Plugin:
     return found
 
 
+def register_alias(text: str, plugin: Plugin) -> str:
+    """Registers the class `module:Class` names (found in the loaded plugin file) under that text too."""
+    class_name = text.partition(":")[2]
+    for name in plugin.names:
+        for _base, registry in _families():
+            cls = registry.entries.get(name)
+            if cls is not None and normalize(cls.__name__) == normalize(class_name):
+                return _register(text, cls)
+    raise NnctlError(f"{plugin.source} has no layer, loss or metric class '{class_name}'")
+
+
 def _line_of(err: Exception, filename: str) -> int | None:
     if isinstance(err, SyntaxError) and err.filename == filename:
         return err.lineno

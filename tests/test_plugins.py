@@ -166,3 +166,16 @@ def test_plugin_mistakes_are_located(tmp_path):
     assert "comes from a plugin this config does not list" in found[0][1]
     path.write_text(_config(tmp_path).read_text().replace("[./my_layers.py]", "[./missing.py]"))
     assert "no such plugin file" in _issues(path)[0][1]
+
+
+def test_a_module_class_type_finds_the_file_beside_the_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _config(tmp_path, layer1='"my_layers:SimpleDense", units: 8, activation: relu',
+                   layer2='"my_layers:SimpleDense", units: 1, activation: sigmoid')
+    path.write_text(path.read_text().replace("plugins: [./my_layers.py]\n", ""))
+    result = invoke("train", path)
+    assert result.exit_code == 0, result.output
+    run = run_path(result.output)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert [entry["path"] for entry in manifest["plugins"]] == [str((tmp_path / "my_layers.py").resolve())]
+    assert invoke("evaluate", run).exit_code == 0  # the saved config lists the file it found

@@ -60,7 +60,7 @@ def load_plugins(doc: Document, base_dir: Path) -> tuple[list[ConfigIssue], list
     for path, name, family in _typed_entries(data):
         try:
             if ":" in name:
-                loaded.append(registry.load_module_type(name))
+                loaded.append(_module_type(registry, name, base_dir, loaded))
             elif family == "layer" and "." not in name and not _known(LAYERS, name):
                 found = registry.load_entry_point(name)
                 if found is not None:
@@ -68,6 +68,23 @@ def load_plugins(doc: Document, base_dir: Path) -> tuple[list[ConfigIssue], list
         except NnctlError as err:
             issues.append(ConfigIssue(doc.source(path), path, str(err)))
     return issues, loaded
+
+
+def _module_type(registry, name: str, base_dir: Path, loaded: list):
+    """`module:Class` from a plugin file of that stem the config loaded, an importable module, or the file
+    `<module path>.py` beside the config; registered under `name` as well."""
+    module = name.partition(":")[0]
+    plugin = next((p for p in loaded if p.sha256 and Path(p.source).stem == module), None)
+    if plugin is None:
+        beside = base_dir / (module.replace(".", "/") + ".py")
+        try:
+            return registry.load_module_type(name)
+        except NnctlError:
+            if not beside.is_file():
+                raise
+        plugin = registry.load_file(beside)
+    plugin.names.append(registry.register_alias(name, plugin))
+    return plugin
 
 
 def _known(registry, name: str) -> bool:

@@ -69,7 +69,10 @@ def run_config_text(resolved: ResolvedConfig) -> str:
         if getattr(holder, key, None):
             path = Path(getattr(holder, key)).expanduser()
             setattr(holder, key, str(path if path.is_absolute() else (resolved.base_dir / path).resolve()))
-    config.plugins = [str((resolved.base_dir / Path(text).expanduser()).resolve()) for text in config.plugins]
+    # Every plugin file the config loaded (listed, or found beside it for a `module:Class` type), absolute.
+    config.plugins = list(dict.fromkeys([str((resolved.base_dir / Path(text).expanduser()).resolve())
+                                         for text in config.plugins]
+                                        + [plugin.source for plugin in resolved.plugins if plugin.sha256]))
     for layer in config.model.layers:  # a nested model's config and trained run (config/nested.py)
         for key in ("config", "weights") if layer.type == "model" else ():
             if getattr(layer, key):
@@ -88,12 +91,16 @@ def begin_run(run: RunDirectory, resolved: ResolvedConfig, prepared: Prepared) -
                             input_shape=list(prepared.model.input_shape),
                             versions=environment_versions(), config_sha256=sha256_bytes(config_text.encode()),
                             data=[{"path": str(path.resolve()), "sha256": sha256_file(path)} for path in splits.files],
-                            plugins=[plugin.record() for plugin in resolved.plugins])
+                            plugins=_unique([plugin.record() for plugin in resolved.plugins]))
         run.write_json("preprocessing.json", {"transforms": [t.state() for t in splits.transforms],
                                               **({"csv": splits.csv} if splits.csv else {})})
     except OSError as error:
         shutil.rmtree(run.path, ignore_errors=True)  # half a run would be listed as one running forever
         raise describe_os_error(error, doing="read") from None  # a RunWriteError (a failed write) stays as it is
+
+
+def _unique(records: list[dict]) -> list[dict]:
+    return [dict(items) for items in dict.fromkeys(tuple(record.items()) for record in records)]
 
 
 @dataclass
