@@ -253,6 +253,7 @@ def predict(run, input_file, texts, output_file, weights):
     from nnctl.cli_kfold import predict_folds
     from nnctl.train.kfold_evaluate import is_kfold_run
     from nnctl.train.kfold_predict import fold_of
+    from nnctl.cli_named import predict_named as _predict_named, show_named as _show_named
     from nnctl.train.inference_named import several
 
     if bool(input_file) == bool(texts):
@@ -271,9 +272,11 @@ def predict(run, input_file, texts, output_file, weights):
             click.secho(f"note: {loaded.weights_path}: the weights hold non-finite values (NaN or inf): the "
                         f"outputs are NaN", fg="yellow", err=True)
         if several(loaded.model):
-            return _predict_named(loaded, input_file, texts, output_file)
+            return _show_named(loaded, _predict_named(loaded, input_file, texts), output_file)
         inputs = encode_texts(loaded, texts, input_file) if texts else read_inputs(input_file)
         outputs = predict_inputs(loaded, inputs, None if texts else input_file)
+    if several(loaded.model):  # a K-fold run's mean outputs
+        return _show_named(loaded, outputs, output_file)
     if output_file:
         write_outputs(output_file, outputs)
         click.echo(f"wrote {len(outputs)} prediction(s) to {output_file}")
@@ -284,27 +287,6 @@ def predict(run, input_file, texts, output_file, weights):
            [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in shown])
     if len(rows) > len(shown):
         click.echo(f"… {len(rows) - len(shown)} more rows: use --output FILE to save them all")
-
-
-def _predict_named(loaded, input_file, texts, output_file):
-    """`predict` for a model with several inputs or outputs (train/inference_named.py)."""
-    from nnctl.train.inference_named import (class_names, describe_named, predict_named, read_named_inputs,
-                                             write_named_outputs)
-
-    if texts:
-        raise click.UsageError("--text needs a model with one text input: this one takes "
-                               + ", ".join(loaded.model.input_names))
-    outputs = predict_named(loaded, read_named_inputs(input_file, loaded.model, loaded.run))
-    if output_file:
-        written = write_named_outputs(output_file, outputs, loaded.model.output_names)
-        click.echo(f"wrote {len(outputs[0])} prediction(s) of {len(outputs)} outputs to "
-                   + ", ".join(str(path) for path in written))
-        return
-    columns, rows = describe_named(loaded.model, outputs, class_names(loaded.run))
-    table([(name, "left" if name.endswith("class") else "right") for name in columns],
-          [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in rows[:50]])
-    if len(rows) > 50:
-        click.echo(f"… {len(rows) - 50} more rows: use --output FILE to save them all")
 
 
 @main.command()

@@ -45,7 +45,10 @@ def _mean_std(mean, std) -> str:
 def predict_folds(run, input_file, texts, weights=None):
     """(the first fold's LoadedRun, for describing the outputs; the mean of the finished folds' outputs), or
     with `weights` in one fold's folder, that fold's model alone (with that fold's transforms)."""
+    import numpy as np
+
     from nnctl.train.inference import encode_texts, read_inputs
+    from nnctl.train.inference_named import predict_named, read_named_inputs, several
     from nnctl.train.kfold_predict import load_folds, predict_folds as averaged
 
     folds, label = load_folds(run, weights)
@@ -57,5 +60,11 @@ def predict_folds(run, input_file, texts, weights=None):
         if loaded.nonfinite:
             click.secho(f"note: {loaded.weights_path}: the weights hold non-finite values (NaN or inf): the "
                         f"outputs are NaN", fg="yellow", err=True)
+    if several(folds[0].model):  # several inputs or outputs: each output's mean over the folds
+        if texts:
+            raise click.UsageError("--text needs a model with one text input")
+        inputs = read_named_inputs(input_file, folds[0].model, folds[0].run)
+        per_fold = [predict_named(loaded, inputs) for loaded in folds]
+        return folds[0], [np.mean(np.stack(parts), axis=0).astype(parts[0].dtype) for parts in zip(*per_fold)]
     inputs = encode_texts(folds[0], texts, input_file) if texts else read_inputs(input_file)
     return folds[0], averaged(folds, inputs, None if texts else input_file)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnctl.engine import threads
-from nnctl.errors import ArgumentError, ShapeError, check_positive_int
+from nnctl.errors import ArgumentError, NnctlError, ShapeError, check_positive_int
 from nnctl.named import NamedArrays, named
 from nnctl.nn.functional import Model, _nodes_between
 from nnctl.nn.inputs import Dataset, cast_inputs, masked_weights, step_rows, target_rows
@@ -177,7 +177,6 @@ class MultiModel(Model):
 
     def _ready(self, x=None):
         if not self.compiled:
-            from nnctl.errors import NnctlError
             raise NnctlError("compile the model before training or evaluating it")
         if self.heads[0].loss is None:
             self._finish_compile()

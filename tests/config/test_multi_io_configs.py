@@ -274,3 +274,28 @@ def test_csv_group_mistakes_are_located(tmp_path):
     assert "'score' is a target; it cannot also be a feature" in _issues(path)[0][1]
     path.write_text(GROUPS.replace("kind: kind}", "kind: kinds}"))
     assert _issues(path)[0][0] == ("data", "dataset", "target", "kind")
+
+
+def test_kfold_with_several_outputs_trains_evaluates_and_averages_predictions(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, data=SYNTHETIC.replace("validation: {split: 0.2}", "validation: {kfold: 2}"),
+                  compile_=COMPILE.replace("epochs: 3", "epochs: 1"))
+    result = invoke("train", path)
+    assert result.exit_code == 0, result.output
+    run = run_path(result.output)
+    evaluated = invoke("evaluate", run)
+    assert evaluated.exit_code == 0 and "department_accuracy" in evaluated.output
+    data = load_synthetic(kind="tickets", samples=20, width=300, features=12, classes=4)
+    np.savez(tmp_path / "new.npz", **data.x_test.arrays)
+    assert invoke("predict", run, "--input", tmp_path / "new.npz", "--output", tmp_path / "p.npz").exit_code == 0
+    with np.load(tmp_path / "p.npz") as saved:
+        folds = [nnctl_load(run / f"fold_{k}") for k in (1, 2)]
+        for name, index in (("priority", 0), ("department", 1)):
+            mean = np.mean([fold.predict(data.x_test.arrays)[index] for fold in folds], axis=0)
+            np.testing.assert_allclose(saved[name], mean, rtol=1e-6)
+
+
+def nnctl_load(folder):
+    import nnctl
+
+    return nnctl.load_run(folder.parent, weights=folder / "weights.safetensors")
