@@ -13,7 +13,7 @@ from pathlib import Path
 from nnctl.config.footprint import describe, estimate
 from nnctl.config.graph import graph_model, is_graph
 from nnctl.config.nested import nested_layer
-from nnctl.config.outputs import by_output, compile_outputs, metric_entries
+from nnctl.config.outputs import by_output, compile_outputs, data_issues, metric_entries
 from nnctl.config.resolve import ResolvedConfig, in_file_order
 from nnctl.config.yamlfile import ConfigError, ConfigIssue
 from nnctl.errors import ArgumentError, NnctlError, ShapeError, UnknownNameError, did_you_mean, show
@@ -307,8 +307,6 @@ def monitored_names(model, validation: bool) -> list[str]:
 def check_data(resolved: ResolvedConfig, model, splits) -> None:
     """The data against the model: input shape, and targets against the loss and the output width."""
     import numpy as np
-
-    from nnctl.config.outputs import data_issues
 
     issues, seen = [], set()
     last = ("model", "layers", len(resolved.config.model.layers) - 1)
