@@ -55,12 +55,29 @@ CASES = {
     "take-flat": (lambda a: ops.take(a, np.array([1, 1, 5])), [_rand(3, 4)]),
     "slicing": (lambda a: a[1:, ::2] * a[0, 1], [_rand(3, 4)]),
     "stop-gradient": (lambda a, b: a * ops.stop_gradient(b), [_rand(3, 4), _rand(3, 4)]),
+    # nnctl/ops/more.py
+    "dot": (ops.dot, [_rand(3, 4), _rand(4, 2)]),
+    "min": (lambda a: ops.min(a, axis=1), [_rand(3, 4)]),
+    "var": (lambda a: ops.var(a, axis=0), [_rand(3, 4)]),
+    "std": (lambda a: ops.std(a, axis=-1, keepdims=True) * a, [_rand(3, 4)]),
+    "prod": (lambda a: ops.prod(a, axis=1), [_rand(3, 4, low=0.5, high=2.0)]),
+    "log1p": (ops.log1p, [_rand(3, 4, low=-0.5, high=3.0)]),
+    "expm1": (ops.expm1, [_rand(3, 4)]),
+    "softplus": (ops.softplus, [_rand(3, 4, low=-30, high=30)]),
+    "leaky-relu": (lambda a: ops.leaky_relu(a, 0.1), [_rand(3, 4)]),
+    "elu": (ops.elu, [_rand(3, 4)]),
+    "log-softmax": (lambda a: ops.log_softmax(a, axis=-1), [_rand(3, 4)]),
+    "norm": (lambda a: ops.norm(a, axis=1), [_rand(3, 4)]),
 }
 NUMPY = {
     "add-broadcast": lambda a, b: a + b, "multiply": np.multiply, "exp": np.exp, "tanh": np.tanh,
     "sigmoid": lambda a: 1 / (1 + np.exp(-a)), "matmul-batched": np.matmul, "max": lambda a: a.max(axis=0),
     "softmax": lambda a: np.exp(a) / np.exp(a).sum(axis=-1, keepdims=True), "take-flat": lambda a: a.ravel()[[1, 1, 5]],
     "mean-axes": lambda a: a.mean(axis=(0, 2)), "clip": lambda a: np.clip(a, -0.5, 0.7),
+    "min": lambda a: a.min(axis=1), "var": lambda a: a.var(axis=0), "prod": lambda a: a.prod(axis=1),
+    "log1p": np.log1p, "softplus": lambda a: np.log1p(np.exp(a)), "elu": lambda a: np.where(a > 0, a, np.expm1(a)),
+    "log-softmax": lambda a: a - np.log(np.exp(a).sum(axis=-1, keepdims=True)),
+    "norm": lambda a: np.sqrt((a * a).sum(axis=1)), "leaky-relu": lambda a: np.where(a > 0, a, 0.1 * a),
 }
 
 
@@ -134,6 +151,17 @@ def test_variables_update_in_place_and_nothing_is_recorded_without_a_tape():
     v.assign_add(ops.Tensor([1.0, 0.0]))
     np.testing.assert_array_equal(v.numpy(), [1.5, 1.5])
     assert (v * 2).numpy().tolist() == [3.0, 3.0] and v.dtype == np.float32
+
+
+def test_values_only_ops_are_not_differentiated():
+    x = ops.Variable([[-1.5, 2.0, 0.0]], "float64")
+    with ops.GradientTape() as tape:
+        y = ops.sum(x * ops.sign(x)) + ops.sum(ops.ones_like(x)) * 0
+    np.testing.assert_array_equal(tape.gradient(y, x), [[-1.0, 1.0, 0.0]])  # sign is a constant here
+    assert ops.argmax(x).value.tolist() == [1] and ops.argmin(x, axis=1).value.tolist() == [0]
+    assert ops.shape(x) == (1, 3) and ops.zeros_like(x).value.sum() == 0
+    assert ops.convert_to_tensor([1, 2], dtype="float32").dtype == np.float32
+    assert (x > 0).value.tolist() == [[False, True, False]] and ops.equal(x, 0.0).value.tolist() == [[0, 0, 1]]
 
 
 def test_python_numbers_keep_a_float32_tensor_float32():
