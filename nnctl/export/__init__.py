@@ -1,0 +1,1 @@
+"""Exports of a trained run: ONNX (onnx.py)."""
