@@ -67,6 +67,16 @@ CASES = {
     "same-padding-odd-totals": ([L("conv2d", filters=2, kernel_size=2, padding="same"),
                                  L("average_pooling2d", pool_size=2, padding="same"),
                                  L("max_pooling2d", pool_size=2, strides=1, padding="same"), L("flatten")], (5, 5, 2)),
+    "simple-rnn-sequences": ([L("simple_rnn", units=4, return_sequences=True),
+                              L("simple_rnn", units=3, activation="relu", go_backwards=True)], (6, 3)),
+    "lstm-backwards-sequences": ([L("lstm", units=4, go_backwards=True, return_sequences=True),
+                                  L("lstm", units=3, use_bias=False)], (5, 3)),
+    "gru": ([L("gru", units=4, return_sequences=True), L("gru", units=3, go_backwards=True)], (5, 2)),
+    "bidirectional-merges": ([L("bidirectional", layer={"type": "lstm", "units": 3, "return_sequences": True}),
+                              L("bidirectional", layer={"type": "gru", "units": 2, "return_sequences": True},
+                                merge_mode="sum"),
+                              L("bidirectional", layer={"type": "simple_rnn", "units": 2}, merge_mode="mul")],
+                             (5, 3)),
     "spatial-dropout-bn-axis": ([L("spatial_dropout1d", rate=0.3), L("batch_normalization", axis=1),
                                  L("flatten")], (5, 3)),
 }
@@ -132,10 +142,15 @@ def test_what_cannot_be_exported_is_named():
     model.compile("sgd", "mse")
     with pytest.raises(NotExportable, match="'doubler' .*custom layer"):
         build_onnx(model)
-    recurrent = Sequential([L("lstm", units=2)], input_shape=(4, 3), seed=0)
-    recurrent.compile("sgd", "mse")
-    with pytest.raises(NotExportable, match="LSTM.* has no ONNX export yet"):
-        build_onnx(recurrent)
+    masked = Sequential([L("embedding", input_dim=5, output_dim=2, mask_zero=True), L("lstm", units=2)],
+                        input_shape=(4,), seed=0)
+    masked.compile("sgd", "mse")
+    with pytest.raises(NotExportable, match="mask_zero"):
+        build_onnx(masked)
+    odd = Sequential([L("simple_rnn", units=2, activation="linear")], input_shape=(4, 3), seed=0)
+    odd.compile("sgd", "mse")
+    with pytest.raises(NotExportable, match="activation 'linear'"):
+        build_onnx(odd)
 
 
 def test_the_command_exports_checks_and_writes_the_preprocessing_beside(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ import numpy as np
 
 from nnctl.errors import NnctlError
 from nnctl.export.onnx_layers import CONVERTERS, NotExportable, merge
+from nnctl.export.onnx_recurrent import RECURRENT
 
 OPSET = 17
 ARITHMETIC = ("impute", "standardize", "rescale", "flatten", "reshape")
@@ -46,15 +47,16 @@ class Graph:
         array = np.asarray(array)
         if array.dtype == np.float64:
             array = array.astype(np.float32)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.initializers.append(numpy_helper.from_array(array.copy(order="C"), name))  # (0-d stays 0-d)
         return name
 
-    def op(self, op_type: str, inputs: list, **attrs) -> str:
+    def op(self, op_type: str, inputs: list, outputs: int = 1, **attrs):
+        """The node's output name (a list of `outputs` names when it has several)."""
         from onnx import helper
 
-        out = self.fresh(op_type.lower())
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
-        return out
+        names = [self.fresh(op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), names, **attrs))
+        return names[0] if outputs == 1 else names
 
 
 def split_transforms(transforms) -> tuple[list, list]:
@@ -94,10 +96,10 @@ def _layer(g, layer, inputs: list) -> str:
                             f"ONNX export")
     if getattr(layer, "multi_input", False):
         return merge(g, layer, inputs)
-    convert = CONVERTERS.get(layer.type_name)
+    convert = CONVERTERS.get(layer.type_name) or RECURRENT.get(layer.type_name)
     if convert is None:
         raise NotExportable(f"layer '{layer.name}' ({type(layer).__name__}) has no ONNX export yet "
-                            f"(exported: {', '.join(sorted(CONVERTERS))} and the merge layers)")
+                            f"(exported: {', '.join(sorted({**CONVERTERS, **RECURRENT}))} and the merge layers)")
     return convert(g, layer, inputs[0])
 
 
