@@ -374,7 +374,7 @@ def schema():
     click.echo(json.dumps(json_schema(), indent=2))
 
 
-from nnctl import cli_check_layer, cli_data, cli_export, cli_runs  # noqa: E402,F401  (register check-layer; datasets; export; runs…)
+from nnctl import cli_check_layer, cli_data, cli_export, cli_runs, cli_sweep  # noqa: E402,F401  (registers commands)
 
 if __name__ == "__main__":
     main()
