@@ -46,6 +46,9 @@ def sweep(file, workers, cluster, storage, runs_dir):
                                        f"'{found.spec.metric}' is not logged by the base config's runs"
                                        + (f" — did you mean '{close}'?" if close else "")
                                        + f" (allowed: {', '.join(names)})")])
+    if choice is not None and choice.kfold is not None:
+        raise ConfigError([ConfigIssue(found.doc.source(("base",)), ("base",), "K-fold trials are not supported yet: "
+                                       "give the trials a `data.validation: {split: …}` in the space")])
     folder = RunDirectory.create(Path(runs_dir), found.name).path
     (folder / "sweep.yaml").write_text(Path(file).read_text())
     click.echo(f"sweep {found.name}: {found.spec.trials} trials of {found.base_path.name}, {found.spec.sampler} "

@@ -244,7 +244,8 @@ def summarize_run(record: RunRecord) -> dict:
 # ---- finding and comparing runs -------------------------------------------------------------------------------
 def _is_run(folder: Path) -> bool:
     # A stamp-named folder counts even without a manifest: a run that died before writing one.
-    return (folder / MANIFEST).is_file() or bool(_STAMP.fullmatch(folder.name))
+    # A sweep's folder (nnctl/sweep: it holds sweep.yaml) is named like a run but holds runs (its trials).
+    return (folder / MANIFEST).is_file() or bool(_STAMP.fullmatch(folder.name)) and not (folder / "sweep.yaml").exists()
 
 
 def find_runs(root) -> list[Path]:

@@ -113,7 +113,7 @@ def run_sweep(sweep, folder: Path, workers: int | None = None, cluster: str | No
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    spec, began = sweep.spec, time.perf_counter()
+    spec, began, folder = sweep.spec, time.perf_counter(), Path(folder).resolve()  # (workers may run elsewhere)
     maximize = higher_is_better(spec.metric)
     slim = copy.copy(sweep)
     slim.base, slim.doc = None, None
@@ -125,8 +125,13 @@ def run_sweep(sweep, folder: Path, workers: int | None = None, cluster: str | No
         local = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
                              dashboard_address=None, silence_logs=40)
         client = Client(local)
-    client.run(_quiet)  # DaskStorage says it is experimental in every process that unpickles it
     try:
+        try:
+            client.wait_for_workers(1, timeout=60)
+        except TimeoutError:
+            raise NnctlError(f"the Dask cluster {cluster} has no worker after 60 s: start some with "
+                             f"`dask worker {cluster}`") from None
+        client.run(_quiet)  # DaskStorage says it is experimental in every process that unpickles it
         dask_storage = DaskStorage(inner, client=client)
         study = optuna.create_study(study_name=STUDY, storage=dask_storage, load_if_exists=True,
                                     direction="maximize" if maximize else "minimize",
@@ -138,7 +143,7 @@ def run_sweep(sweep, folder: Path, workers: int | None = None, cluster: str | No
             worker, error = next(iter(problems.items()))
             raise NnctlError(f"{len(problems)} worker(s) cannot run the sweep's trials, e.g. {worker}: {error} "
                              f"(each worker needs nnctl installed and the data reachable at the same paths)")
-        slots = len(client.scheduler_info()["workers"]) if cluster else (workers or default_workers())
+        slots = max(1, len(client.scheduler_info()["workers"])) if cluster else (workers or default_workers())
         result = SweepResult(folder)
         pending, queue = {}, as_completed()
         left = spec.trials - sum(1 for t in study.trials if t.state.is_finished())
