@@ -137,3 +137,33 @@ def test_a_real_scheduler_with_worker_processes_runs_the_trials(tmp_path, monkey
             if process is not None:
                 process.terminate()
                 process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_an_interrupted_sweep_resumes_to_its_trial_count(tmp_path):
+    import signal
+
+    sweep = _files(tmp_path, SWEEP.replace("trials: 5", "trials: 12") + "    epochs: 30\n")
+    nnctl = str(Path(sys.executable).with_name("nnctl"))
+    process = subprocess.Popen([nnctl, "sweep", str(sweep), "--workers", "1", "--runs-dir", str(tmp_path / "s")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    lines = []
+    for line in process.stdout:  # stop it once two trials have finished
+        lines.append(line)
+        if sum(entry.startswith("trial ") for entry in lines) == 2:
+            process.send_signal(signal.SIGINT)
+            break
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "continue with: nnctl sweep --resume" in err
+    folder = Path(re.search(r"into (\S+)", lines[0]).group(1))
+    stopped = json.loads((folder / "sweep.json").read_text())
+    assert stopped["interrupted"] and 2 <= len(stopped["trials"]) < 12
+    resumed = invoke("sweep", "--resume", folder, "--workers", 1)
+    assert resumed.exit_code == 0, resumed.output
+    summary = json.loads((folder / "sweep.json").read_text())
+    finished = [t for t in summary["trials"] if t["state"] in ("complete", "pruned")]
+    assert len(summary["trials"]) == 12 and not summary["interrupted"]
+    assert len(finished) >= 12 - 2  # at most the trials running at the interrupt failed
+    shown = invoke("sweep", "show", folder)
+    assert shown.exit_code == 0 and "best marked *" in shown.output

@@ -92,14 +92,17 @@ def values_of(sweep, params: dict) -> dict:
 @dataclass
 class SweepResult:
     folder: Path
-    trials: list = field(default_factory=list)
+    trials: list = field(default_factory=list)  # this invocation's, with the workers' pids
+    all_trials: list = field(default_factory=list)  # every trial of the study (a resumed sweep's earlier ones)
     best: dict | None = None
     seconds: float = 0.0
+    interrupted: bool = False
 
 
 def run_sweep(sweep, folder: Path, workers: int | None = None, cluster: str | None = None,
-              storage: str | None = None, report=print) -> SweepResult:
-    """Runs the sweep's trials into `folder` (made by the caller); `report(line)` gets one line per trial."""
+              storage: str | None = None, report=print, resume: bool = False) -> SweepResult:
+    """Runs the sweep's trials into `folder` (made by the caller); `report(line)` gets one line per trial.
+    `resume`: the study in `folder` continues (its trials left running by a killed sweep are marked failed)."""
     require_extra()
     import optuna
     from distributed import Client, LocalCluster, as_completed
@@ -132,6 +135,8 @@ def run_sweep(sweep, folder: Path, workers: int | None = None, cluster: str | No
             raise NnctlError(f"the Dask cluster {cluster} has no worker after 60 s: start some with "
                              f"`dask worker {cluster}`") from None
         client.run(_quiet)  # DaskStorage says it is experimental in every process that unpickles it
+        if resume:
+            _fail_running(inner, folder)
         dask_storage = DaskStorage(inner, client=client)
         study = optuna.create_study(study_name=STUDY, storage=dask_storage, load_if_exists=True,
                                     direction="maximize" if maximize else "minimize",
@@ -162,23 +167,40 @@ def run_sweep(sweep, folder: Path, workers: int | None = None, cluster: str | No
         for _ in range(min(left, slots)):
             submit()
         left -= min(left, slots)
-        for future in queue:
-            trial, values = pending.pop(future.key)
-            outcome = future.result()
-            _tell(study, trial, outcome)
-            outcome["params"] = values
-            result.trials.append(outcome)
-            report(trial_line(outcome, study, spec.metric))
-            if left > 0:
-                submit()
-                left -= 1
+        try:
+            for future in queue:
+                trial, values = pending.pop(future.key)
+                outcome = future.result()
+                _tell(study, trial, outcome)
+                outcome["params"] = values
+                result.trials.append(outcome)
+                report(trial_line(outcome, study, spec.metric))
+                if left > 0:
+                    submit()
+                    left -= 1
+        except KeyboardInterrupt:
+            # The running trials are marked failed (their run folders say `running` until a resume); the study
+            # keeps every finished trial, and `nnctl sweep --resume` asks for the rest.
+            for trial, _values in pending.values():
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            result.interrupted = True
         result.seconds = time.perf_counter() - began
-        result.best = _best(study, result.trials)
+        result.all_trials = _all_trials(study, sweep, folder, result.trials)
+        result.best = _best(study, result.all_trials)
         return result
     finally:
         client.close()
         if local is not None:
             local.close()
+
+
+def _fail_running(storage, folder):
+    """A killed sweep leaves trials RUNNING in its study: they are failed now, so the study can go on."""
+    import optuna
+
+    study = optuna.load_study(study_name=STUDY, storage=storage)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
 
 
 def _tell(study, trial, outcome):
@@ -197,9 +219,25 @@ def _best(study, trials):
         best = study.best_trial
     except ValueError:
         return None
-    found = next((t for t in trials if t["number"] == best.number), None)
-    return {"number": best.number, "value": best.value, "params": found["params"] if found else best.params,
-            "run": found["run"] if found else None}
+    found = next(t for t in trials if t["number"] == best.number)
+    return {"number": best.number, "value": best.value, "params": found["params"], "run": found["run"]}
+
+
+def _all_trials(study, sweep, folder, fresh: list) -> list:
+    """Every finished or stopped trial of the study, as sweep.json lists them (this run's carry their worker)."""
+    import optuna
+
+    mine = {t["number"]: t for t in fresh}
+    states = {optuna.trial.TrialState.COMPLETE: "complete", optuna.trial.TrialState.PRUNED: "pruned"}
+    found = []
+    for trial in study.trials:
+        if trial.number in mine:
+            found.append(mine[trial.number])
+            continue
+        params = values_of(sweep, trial.params) if set(trial.params) == {p.key for p in sweep.searched} else {}
+        found.append({"number": trial.number, "state": states.get(trial.state, "failed"), "value": trial.value,
+                      "params": params, "run": str(folder / f"trial_{trial.number:03d}"), "error": None})
+    return found
 
 
 def write_summary(sweep, result: SweepResult) -> None:
@@ -208,7 +246,7 @@ def write_summary(sweep, result: SweepResult) -> None:
 
     summary = {"name": sweep.name, "metric": sweep.spec.metric, "seed": sweep.seed,
                "seconds": round(result.seconds, 3), "best": result.best,
-               "trials": sorted(result.trials, key=lambda t: t["number"])}
+               "interrupted": result.interrupted, "trials": sorted(result.all_trials, key=lambda t: t["number"])}
     atomic_write_bytes(result.folder / "sweep.json", json.dumps(summary, indent=2, default=str).encode())
     if result.best is not None:  # the best trial's config, its seed included: `nnctl train best.yaml` repeats it
         from nnctl.train.session import run_config_text

@@ -25,8 +25,12 @@ class Reporter(Callback):
         value = (logs or {}).get(self.metric)
         if self.trial is None or value is None or not math.isfinite(value):
             return
-        self.trial.report(float(value), step=epoch)
-        if self.trial.should_prune():
+        try:
+            self.trial.report(float(value), step=epoch)
+            prune = self.trial.should_prune()
+        except Exception:  # noqa: BLE001 — e.g. the sweep was stopped and failed this trial: stop quietly
+            prune, self.trial = True, None
+        if prune:
             self.pruned = True
             self.model.stop_training = True
 
