@@ -92,7 +92,11 @@ def plot(run_paths, metric, output, smooth, skip):
     """
     from nnctl.runs.display import display_path
     from nnctl.runs.plot import write_plot
+    from nnctl.sweep.plots import is_sweep, write_sweep_plot
 
+    if len(run_paths) == 1 and is_sweep(run_paths[0]):  # a sweep: its optimization history and importances
+        click.echo("plot: " + ", ".join(display_path(p) for p in write_sweep_plot(run_paths[0], output)))
+        return
     click.echo(f"plot: {display_path(write_plot(run_paths, metric, output, smooth, skip))}")
 
 

@@ -75,6 +75,10 @@ def test_two_local_workers_finish_every_trial_into_run_folders(tmp_path, monkeyp
     listed = invoke("runs", folder)
     assert listed.exit_code == 0 and listed.output.count("completed") == 5  # each trial is an ordinary run
     assert invoke("evaluate", folder / "trial_000").exit_code == 0
+    pytest.importorskip("matplotlib")
+    plotted = invoke("plot", folder)
+    assert plotted.exit_code == 0, plotted.output
+    assert (folder / "plot.png").stat().st_size > 1000 and (folder / "plot_importances.png").stat().st_size > 1000
     retrained = invoke("train", folder / "best.yaml", "--runs-dir", tmp_path / "runs")
     assert retrained.exit_code == 0, retrained.output
     history = json.loads(next((tmp_path / "runs").glob("*/2*/history.json")).read_text())
