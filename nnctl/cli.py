@@ -121,8 +121,11 @@ def train(file, overrides, resume_run, runs_dir, device, quiet, verbose):
 @click.option("--folds", "-k", type=click.IntRange(min=2), help="Number of folds (default: data.validation.kfold).")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final `run:` line.")
+@click.option("--workers", type=click.IntRange(1, 256), help="Train the folds at once on this many local Dask "
+                                                             "worker processes (needs nnctl[sweep]).")
+@click.option("--cluster", metavar="ADDRESS", help="Train the folds on an existing Dask scheduler's workers.")
 @user_errors
-def kfold(file, overrides, folds, runs_dir, quiet):
+def kfold(file, overrides, folds, runs_dir, quiet, workers, cluster):
     """K-fold cross-validation: train K models and report the mean ± std of every metric per epoch.
 
     \b
@@ -146,10 +149,15 @@ def kfold(file, overrides, folds, runs_dir, quiet):
         prepared = prepare(resolved)
     for warning in getattr(prepared.model, "config_warnings", []):
         click.secho(warning_line(warning), fg="yellow", err=True)
+    if workers or cluster:  # the same bytes per fold as one after another (tested)
+        from nnctl.sweep.cluster import dask_client
+
+        with dask_client(workers, cluster) as client:
+            return _run_kfold(resolved, prepared, runs_dir, None, quiet, client)
     _run_kfold(resolved, prepared, runs_dir, None, quiet)
 
 
-def _run_kfold(resolved, prepared, runs_dir, folds, quiet):
+def _run_kfold(resolved, prepared, runs_dir, folds, quiet, client=None):
     from nnctl.train.kfold import format_mean_std, partial_note, summary_title, train_kfold
     from nnctl.train.progress import make_progress
 
@@ -169,7 +177,7 @@ def _run_kfold(resolved, prepared, runs_dir, folds, quiet):
 
     from nnctl.runs.display import display_path
 
-    result = train_kfold(resolved, runs_dir, folds, progress_for, prepared, on_fold_end)
+    result = train_kfold(resolved, runs_dir, folds, progress_for, prepared, on_fold_end, client)
     if result.status == "failed":
         click.secho(f"error: training failed: {result.error}", fg="red", err=True)
     if result.status != "completed":  # a partial K-fold never passes for the K-fold figure

@@ -171,3 +171,19 @@ def test_an_interrupted_sweep_resumes_to_its_trial_count(tmp_path):
     assert len(finished) >= 12 - 2  # at most the trials running at the interrupt failed
     shown = invoke("sweep", "show", folder)
     assert shown.exit_code == 0 and "best marked *" in shown.output
+
+
+def test_kfold_on_workers_gives_each_fold_the_same_bytes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base.yaml").write_text(BASE.replace("validation: {split: 0.25}", "validation: {kfold: 3}"))
+    sequential = invoke("kfold", tmp_path / "base.yaml", "--runs-dir", tmp_path / "one")
+    parallel = invoke("kfold", tmp_path / "base.yaml", "--runs-dir", tmp_path / "many", "--workers", 2)
+    for result in (sequential, parallel):
+        assert result.exit_code == 0, result.output
+    one, many = (next((tmp_path / root).glob("tiny/2*")) for root in ("one", "many"))
+    for fold in (1, 2, 3):
+        assert (one / f"fold_{fold}/weights.safetensors").read_bytes() == \
+            (many / f"fold_{fold}/weights.safetensors").read_bytes()
+    summaries = [json.loads((folder / "kfold.json").read_text())["final"] for folder in (one, many)]
+    assert summaries[0] == summaries[1]
+    assert parallel.output.count("fold ") >= 3  # one line per fold, as they finish in order

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnctl.errors import NnctlError
+from nnctl.sweep.cluster import dask_client, worker_count
 
 STUDY = "nnctl"
 
@@ -31,12 +31,6 @@ def require_extra():
     except ImportError as err:
         raise NnctlError(f"`nnctl sweep` needs the sweep extra ({err.name} is missing): pip install "
                          f"'nnctl[sweep]'") from None
-
-
-def default_workers() -> int:
-    """As many single-threaded workers as cores, leaving the engine's own threads no oversubscription."""
-    return max(1, min(os.cpu_count() or 1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                      else os.cpu_count() or 1))
 
 
 def _quiet():
@@ -105,7 +99,7 @@ def run_sweep(sweep, folder: Path, workers: int | None = None, cluster: str | No
     `resume`: the study in `folder` continues (its trials left running by a killed sweep are marked failed)."""
     require_extra()
     import optuna
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     from optuna_integration import DaskStorage
@@ -121,19 +115,7 @@ def run_sweep(sweep, folder: Path, workers: int | None = None, cluster: str | No
     slim = copy.copy(sweep)
     slim.base, slim.doc = None, None
     inner = storage or JournalStorage(JournalFileBackend(str(folder / "study.journal")))
-    local = None
-    if cluster:
-        client = Client(cluster, timeout="20s")
-    else:
-        local = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-                             dashboard_address=None, silence_logs=40)
-        client = Client(local)
-    try:
-        try:
-            client.wait_for_workers(1, timeout=60)
-        except TimeoutError:
-            raise NnctlError(f"the Dask cluster {cluster} has no worker after 60 s: start some with "
-                             f"`dask worker {cluster}`") from None
+    with dask_client(workers, cluster) as client:
         client.run(_quiet)  # DaskStorage says it is experimental in every process that unpickles it
         if resume:
             _fail_running(inner, folder)
@@ -148,7 +130,7 @@ def run_sweep(sweep, folder: Path, workers: int | None = None, cluster: str | No
             worker, error = next(iter(problems.items()))
             raise NnctlError(f"{len(problems)} worker(s) cannot run the sweep's trials, e.g. {worker}: {error} "
                              f"(each worker needs nnctl installed and the data reachable at the same paths)")
-        slots = max(1, len(client.scheduler_info()["workers"])) if cluster else (workers or default_workers())
+        slots = worker_count(client)
         result = SweepResult(folder)
         pending, queue = {}, as_completed()
         left = spec.trials - sum(1 for t in study.trials if t.state.is_finished())
@@ -188,10 +170,6 @@ def run_sweep(sweep, folder: Path, workers: int | None = None, cluster: str | No
         result.all_trials = _all_trials(study, sweep, folder, result.trials)
         result.best = _best(study, result.all_trials)
         return result
-    finally:
-        client.close()
-        if local is not None:
-            local.close()
 
 
 def _fail_running(storage, folder):

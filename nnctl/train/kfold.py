@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -57,11 +58,11 @@ def summarize(histories: list[dict]) -> dict:
 
 
 def train_kfold(resolved: ResolvedConfig, runs_dir="runs", folds: int | None = None, progress_for=None,
-                prepared: Prepared | None = None, on_fold_end=None) -> KFoldResult:
+                prepared: Prepared | None = None, on_fold_end=None, client=None) -> KFoldResult:
     """Trains `folds` models (default: `data.validation.kfold`) into fold_1/ … fold_K/ of one run directory.
 
     `progress_for(fold, folds)` gives each fold's progress callback; `on_fold_end(fold, folds, history)` is
-    called after each fold.
+    called after each fold. With a Dask `client`, the folds train at once on its workers.
     """
     folds = folds or resolved.config.data.validation.kfold
     RunDirectory.check_new(runs_dir, resolved.config.name)  # before the data is read: fail fast
@@ -70,42 +71,71 @@ def train_kfold(resolved: ResolvedConfig, runs_dir="runs", folds: int | None = N
     with run.lock():
         begin_run(run, resolved, prepared)
         run.update_manifest(kfold=folds)
-        return _train_folds(run, resolved, folds, progress_for, prepared, on_fold_end)
+        return _train_folds(run, resolved, folds, progress_for, prepared, on_fold_end, client)
 
 
-def _train_folds(run, resolved, folds, progress_for, prepared, on_fold_end) -> KFoldResult:
+def train_fold(resolved, fold: int, folds: int, run_path, source=None, progress=None) -> dict:
+    """Trains fold `fold` (from 0) into `run_path/fold_<fold + 1>`; what the run's bookkeeping needs of it.
+    Runs where it is called: in the K-fold driver, or on a Dask worker (`nnctl kfold --workers`), with the
+    same bytes either way (the fold's seed and data split do not depend on where it runs)."""
+    fold_resolved = _fold_config(resolved, fold)
+    began = time.perf_counter()
+    splits = load_data(resolved, fold=fold, folds=folds, source=source or load_source(resolved))
+    model = build_model(fold_resolved, input_shape=tuple(splits.train[0].shape[1:]), rows=splits.train[0].shape[0])
+    check_data(fold_resolved, model, splits)
+    done = {"fold": fold, "load": time.perf_counter() - began, "history": None}
+    folder = RunDirectory(Path(run_path) / f"fold_{fold + 1}")
+    try:
+        folder.path.mkdir()
+        outcome = fit_into(folder, fold_resolved, Prepared(splits, model, 0.0), progress, resumable=False)
+        # The fold's own fitted transforms: predict reapplies them to new inputs without the training data.
+        if outcome.status == "completed":
+            folder.write_json("preprocessing.json", {"transforms": [t.state() for t in splits.transforms]})
+    except OSError as err:  # the fold's folder or callbacks could not be made: a failure during training
+        return {**done, "status": "failed", "error": failure_message(err)}
+    return {**done, "history": outcome.history, "status": outcome.status, "error": outcome.error,
+            "compiled": outcome.kernels_compiled, "compile": outcome.compile_seconds,
+            "validate": outcome.validate_seconds, "train": outcome.train_seconds - outcome.validate_seconds,
+            "write": outcome.write_seconds}
+
+
+def _fold_results(run, resolved, folds, progress_for, on_fold_end, client):
+    """Each fold's `train_fold` result in fold order: one after another, or all at once on a Dask `client`."""
+    if client is not None:
+        futures = [client.submit(train_fold, resolved, fold, folds, str(run.path), pure=False)
+                   for fold in range(folds)]
+        for future in futures:
+            result = future.result()
+            if on_fold_end is not None and result["history"] is not None:
+                on_fold_end(result["fold"], folds, result["history"])
+            yield result
+        return
+    source = load_source(resolved)  # read once; each fold only splits and transforms it
+    for fold in range(folds):
+        result = train_fold(resolved, fold, folds, run.path, source, progress_for(fold, folds) if progress_for
+                            else None)
+        if on_fold_end is not None and result["history"] is not None:
+            on_fold_end(fold, folds, result["history"])
+        yield result
+        if result["status"] != "completed":
+            return
+
+
+def _train_folds(run, resolved, folds, progress_for, prepared, on_fold_end, client=None) -> KFoldResult:
     histories, status, error, stopped_in = [], "completed", None, None
     phases = {"load": prepared.seconds, "compile": 0.0, "train": 0.0, "validate": 0.0, "write": 0.0}
-    compiled, source = 0, load_source(resolved)  # read once; each fold only splits and transforms it
-    for fold in range(folds):
-        fold_resolved = _fold_config(resolved, fold)
-        began = time.perf_counter()
-        splits = load_data(resolved, fold=fold, folds=folds, source=source)
-        model = build_model(fold_resolved, input_shape=tuple(splits.train[0].shape[1:]),
-                            rows=splits.train[0].shape[0])
-        check_data(fold_resolved, model, splits)
-        phases["load"] += time.perf_counter() - began
-        folder = RunDirectory(run.path / f"fold_{fold + 1}")
-        progress = progress_for(fold, folds) if progress_for else None
-        try:
-            folder.path.mkdir()
-            outcome = fit_into(folder, fold_resolved, Prepared(splits, model, 0.0), progress, resumable=False)
-            # The fold's own fitted transforms: predict reapplies them to new inputs without the training data.
-            if outcome.status == "completed":
-                folder.write_json("preprocessing.json", {"transforms": [t.state() for t in splits.transforms]})
-        except OSError as err:  # the fold's folder or callbacks could not be made: a failure during training
-            status, error, stopped_in = "failed", failure_message(err), fold + 1
+    compiled = 0
+    for result in _fold_results(run, resolved, folds, progress_for, on_fold_end, client):
+        phases["load"] += result["load"]
+        if result["history"] is None:
+            status, error, stopped_in = "failed", result["error"], result["fold"] + 1
             break
-        histories.append(outcome.history)
-        compiled += outcome.kernels_compiled
-        for phase, seconds in (("compile", outcome.compile_seconds), ("validate", outcome.validate_seconds),
-                               ("train", outcome.train_seconds - outcome.validate_seconds),
-                               ("write", outcome.write_seconds)):
-            phases[phase] += seconds
-        if on_fold_end is not None:
-            on_fold_end(fold, folds, outcome.history)
-        if outcome.status != "completed":
-            status, error, stopped_in = outcome.status, outcome.error, fold + 1
+        histories.append(result["history"])
+        compiled += result["compiled"]
+        for phase in ("compile", "validate", "train", "write"):
+            phases[phase] += result[phase]
+        if result["status"] != "completed":
+            status, error, stopped_in = result["status"], result["error"], result["fold"] + 1
             break
     # Only whole folds are summarized: a fold stopped part-way would pass its early epochs off as the mean.
     finished = histories[:stopped_in - 1] if stopped_in else histories
