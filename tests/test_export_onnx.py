@@ -142,6 +142,14 @@ def test_what_cannot_be_exported_is_named():
     model.compile("sgd", "mse")
     with pytest.raises(NotExportable, match="'doubler' .*custom layer"):
         build_onnx(model)
+
+    class ExportedDoubler(Doubler):
+        def export_onnx(self, graph, x):  # a plugin may provide its own export
+            return graph.op("Mul", [x, graph.const(np.float32(2.0))])
+
+    provided = Sequential([ExportedDoubler(), L("dense", units=1)], input_shape=(3,), seed=0)
+    provided.compile("sgd", "mse")
+    _close(provided, RNG.normal(size=(4, 3)).astype(np.float32))
     masked = Sequential([L("embedding", input_dim=5, output_dim=2, mask_zero=True), L("lstm", units=2)],
                         input_shape=(4,), seed=0)
     masked.compile("sgd", "mse")

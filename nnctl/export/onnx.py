@@ -91,9 +91,11 @@ def _layer(g, layer, inputs: list) -> str:
 
     if isinstance(layer, NestedModel):
         return _walk(g, layer.model, inputs)[0]
+    if hasattr(layer, "export_onnx"):  # a plugin's own export: export_onnx(graph, x) → its output's name
+        return layer.export_onnx(g, inputs if getattr(layer, "multi_input", False) else inputs[0])
     if layer._custom():
         raise NotExportable(f"layer '{layer.name}' ({type(layer).__name__}) is a custom layer: its `call` has no "
-                            f"ONNX export")
+                            f"ONNX export (give the class an `export_onnx(graph, x)` method to provide one)")
     if getattr(layer, "multi_input", False):
         return merge(g, layer, inputs)
     convert = CONVERTERS.get(layer.type_name) or RECURRENT.get(layer.type_name)
