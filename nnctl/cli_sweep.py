@@ -70,10 +70,8 @@ def _checked(path):
     found = load_sweep(path)
     prepared = prepare(found.base)  # the data is here, and the metric is one the runs log
     choice = found.base.config.data.validation
-    if choice is not None and choice.kfold is not None:
-        raise ConfigError([ConfigIssue(found.doc.source(("base",)), ("base",), "K-fold trials are not supported yet: "
-                                       "give the trials a `data.validation: {split: …}` in the space")])
-    names = monitored_names(prepared.model, prepared.splits.validation is not None)
+    names = monitored_names(prepared.model, prepared.splits.validation is not None or (
+        choice is not None and choice.kfold is not None))
     if found.spec.metric not in names:
         close = did_you_mean(found.spec.metric, names)
         raise ConfigError([ConfigIssue(found.doc.source(("sweep", "metric")), ("sweep", "metric"),

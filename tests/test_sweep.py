@@ -191,3 +191,16 @@ def test_kfold_on_workers_gives_each_fold_the_same_bytes(tmp_path, monkeypatch):
     summaries = [json.loads((folder / "kfold.json").read_text())["final"] for folder in (one, many)]
     assert summaries[0] == summaries[1]
     assert parallel.output.count("fold ") >= 3  # one line per fold, as they finish in order
+
+
+def test_kfold_trials_are_scored_by_their_folds_mean_curve(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sweep = _files(tmp_path, SWEEP.replace("trials: 5", "trials: 2") + "    validation: {kfold: 2}\n")
+    result = invoke("sweep", sweep, "--workers", 2, "--runs-dir", tmp_path / "sweeps")
+    assert result.exit_code == 0, result.output
+    summary, folder = _summary(result.output)
+    for trial in summary["trials"]:
+        run = Path(trial["run"])
+        assert (run / "fold_1" / "weights.safetensors").is_file() and (run / "fold_2").is_dir()
+        kfold = json.loads((run / "kfold.json").read_text())
+        assert trial["value"] == pytest.approx(min(kfold["per_epoch"]["val_mae"]["mean"]))

@@ -66,6 +66,9 @@ def run_trial(job: dict) -> dict:
         prepared = prepare(resolved)
         folder.mkdir(parents=True, exist_ok=False)
         run = RunDirectory(folder)
+        choice = resolved.config.data.validation
+        if choice is not None and choice.kfold is not None:  # scored by the folds' mean curve; not pruned
+            return {**out, **_kfold_trial(run, resolved, prepared, job)}
         reporter = Reporter(_study_trial(job), job["metric"])
         with run.lock():
             begin_run(run, resolved, prepared)
@@ -79,6 +82,21 @@ def run_trial(job: dict) -> dict:
     except Exception as err:  # noqa: BLE001 — reported as this trial's failure; the sweep goes on
         out["error"] = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
     return out
+
+
+def _kfold_trial(run, resolved, prepared, job) -> dict:
+    """A K-fold trial: its folds in the trial's folder, as Dask tasks of their own; its figure is the best epoch
+    of the folds' mean curve (a figure no fold can report alone, so K-fold trials are not pruned)."""
+    from distributed import worker_client
+
+    from nnctl.train.kfold import train_kfold_into
+
+    with worker_client() as client:  # the folds are tasks too: the cluster's free workers take them
+        result = train_kfold_into(run, resolved, prepared, client=client)
+    mean = result.summary.get("per_epoch", {}).get(job["metric"], {}).get("mean", [])
+    return {"state": "complete" if result.status == "completed" else "failed", "error": result.error,
+            "value": best_value({job["metric"]: mean}, job["metric"], job["maximize"]),
+            "epochs": result.summary.get("epochs", 0)}
 
 
 def check_worker(job: dict) -> str | None:

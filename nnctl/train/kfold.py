@@ -64,10 +64,16 @@ def train_kfold(resolved: ResolvedConfig, runs_dir="runs", folds: int | None = N
     `progress_for(fold, folds)` gives each fold's progress callback; `on_fold_end(fold, folds, history)` is
     called after each fold. With a Dask `client`, the folds train at once on its workers.
     """
-    folds = folds or resolved.config.data.validation.kfold
     RunDirectory.check_new(runs_dir, resolved.config.name)  # before the data is read: fail fast
     prepared = prepared or prepare(resolved)
-    run = RunDirectory.create(runs_dir, resolved.config.name)
+    return train_kfold_into(RunDirectory.create(runs_dir, resolved.config.name), resolved, prepared, folds,
+                            progress_for, on_fold_end, client)
+
+
+def train_kfold_into(run: RunDirectory, resolved: ResolvedConfig, prepared: Prepared, folds: int | None = None,
+                     progress_for=None, on_fold_end=None, client=None) -> KFoldResult:
+    """`train_kfold` into the run folder `run`, already made (a sweep's trial folder, for one)."""
+    folds = folds or resolved.config.data.validation.kfold
     with run.lock():
         begin_run(run, resolved, prepared)
         run.update_manifest(kfold=folds)
