@@ -108,6 +108,17 @@ def test_embedding_merges_and_several_outputs():
         np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("shapes, axes, normalize", [(((5,), (5,)), 1, True), (((3, 4), (4,)), [2, 1], False),
+                                                     (((3, 4), (5, 4)), [2, 2], True), (((3, 4), (3, 2)), 1, False)])
+def test_dot_in_every_rank_and_axis(shapes, axes, normalize):
+    a, b = Input(shapes[0], name="a"), Input(shapes[1], name="b")
+    model = Model([a, b], L("dot", axes=axes, normalize=normalize)([a, b]), seed=0)
+    model.compile("sgd", "mse")
+    x = {"a": RNG.normal(size=(6,) + shapes[0]).astype(np.float32),
+         "b": RNG.normal(size=(6,) + shapes[1]).astype(np.float32)}
+    np.testing.assert_allclose(_run_onnx(model, x)[0], model.predict(x)[0], rtol=1e-4, atol=1e-6)
+
+
 def test_a_nested_model_is_inlined():
     inner = Sequential([L("dense", units=4, activation="relu")], input_shape=(3,), seed=0, name="base")
     outer = Sequential([inner, L("dense", units=1)], input_shape=(3,), seed=1)

@@ -144,8 +144,34 @@ def identity(g, layer, x):
     return x
 
 
+def _l2_normalize(g, x, axis):
+    """x / sqrt(max(Σx², ε)) along `axis` (Keras's l2_normalize, ε as the layer's)."""
+    from nnctl.nn.layers.merge import L2_EPSILON
+
+    squares = g.op("ReduceSum", [g.op("Mul", [x, x]), g.const(np.array([axis], np.int64))], keepdims=1)
+    return g.op("Div", [x, g.op("Sqrt", [g.op("Max", [squares, g.const(np.float32(L2_EPSILON))])])])
+
+
+def dot(g, layer, xs):
+    """Keras's batch dot on inputs of rank 2 or 3: the dot axes moved to where MatMul sums."""
+    (first, second), (a, b) = xs, layer.resolved_axes
+    ranks = [len(shape) + 1 for shape in layer.input_shape]
+    if layer.normalize:
+        first, second = _l2_normalize(g, first, a), _l2_normalize(g, second, b)
+    rows = g.op("Transpose", [first], perm=[i for i in range(ranks[0]) if i != a] + [a])
+    cols = g.op("Transpose", [second], perm=[0, b] + [i for i in range(1, ranks[1]) if i != b])
+    if ranks[0] == 2:
+        rows = g.op("Unsqueeze", [rows, g.const(np.array([1], np.int64))])
+    if ranks[1] == 2:
+        cols = g.op("Unsqueeze", [cols, g.const(np.array([2], np.int64))])
+    return g.op("Reshape", [g.op("MatMul", [rows, cols]), g.const(np.array([0] + list(layer.output_shape),
+                                                                            np.int64))])
+
+
 def merge(g, layer, xs):
     kind = layer.type_name
+    if kind == "dot":
+        return dot(g, layer, xs)
     if kind == "concatenate":
         rank = len(layer.output_shape) + 1
         return g.op("Concat", xs, axis=layer.axis % rank if layer.axis < 0 else layer.axis)
