@@ -43,9 +43,10 @@ def sweep(file, shown, resume_folder, workers, cluster, storage, runs_dir):
     if resume_folder:
         folder = Path(resume_folder).resolve()
         found = _checked(folder / "sweep.yaml")
+        storage = storage or recorded_storage(folder)
     else:
         found = _checked(file)
-        folder = _new_folder(found, runs_dir)
+        folder = _new_folder(found, runs_dir, storage)
     click.echo(f"sweep {found.name}: {found.spec.trials} trials of {found.base_path.name}, {found.spec.sampler} "
                f"sampler, {found.spec.pruner} pruner, {'continued in' if resume_folder else 'into'} {folder}")
     result = run_sweep(found, folder, workers, cluster, storage, report=click.echo, resume=bool(resume_folder))
@@ -81,15 +82,38 @@ def _checked(path):
     return found
 
 
-def _new_folder(found, runs_dir) -> Path:
-    """`<runs-dir>/<name>/<stamp>/` with a copy of the sweep file whose `base` is absolute (for --resume)."""
+def _new_folder(found, runs_dir, storage) -> Path:
+    """`<runs-dir>/<name>/<stamp>/` with a copy of the sweep file whose `base` is absolute and `study.json`
+    naming the study's storage (for --resume and plot; a URL's password is not written)."""
+    import json
+    from urllib.parse import urlsplit
+
     from nnctl.runs.rundir import RunDirectory, atomic_write_bytes
 
     folder = RunDirectory.create(Path(runs_dir), found.name).path.resolve()
     data = dict(found.doc.data)
     data["base"] = str(found.base_path)
     atomic_write_bytes(folder / "sweep.yaml", yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode())
+    parts = urlsplit(storage) if storage else None
+    secret = bool(parts and parts.password)
+    shown = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl() if secret else storage
+    atomic_write_bytes(folder / "study.json", json.dumps({"storage": shown or "journal", "masked": secret}).encode())
     return folder
+
+
+def recorded_storage(folder: Path) -> str | None:
+    """The storage URL a sweep folder's study.json names (None: the journal file); a masked one must be given."""
+    import json
+
+    from nnctl.errors import NnctlError
+
+    try:
+        record = json.loads((folder / "study.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("masked"):
+        raise NnctlError(f"{folder}: the study is in {record['storage']}: give --storage with its password")
+    return None if record.get("storage") in (None, "journal") else record["storage"]
 
 
 def _show(folder):

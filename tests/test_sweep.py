@@ -204,3 +204,19 @@ def test_kfold_trials_are_scored_by_their_folds_mean_curve(tmp_path, monkeypatch
         assert (run / "fold_1" / "weights.safetensors").is_file() and (run / "fold_2").is_dir()
         kfold = json.loads((run / "kfold.json").read_text())
         assert trial["value"] == pytest.approx(min(kfold["per_epoch"]["val_mae"]["mean"]))
+
+
+def test_an_rdb_storage_url_holds_the_study_and_is_remembered(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sweep = _files(tmp_path, SWEEP.replace("trials: 5", "trials: 2"))
+    database = tmp_path / "study.db"
+    result = invoke("sweep", sweep, "--workers", 1, "--storage", f"sqlite:///{database}", "--runs-dir", tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    summary, folder = _summary(result.output)
+    assert database.stat().st_size > 0 and not (folder / "study.journal").exists()
+    assert json.loads((folder / "study.json").read_text()) == {"storage": f"sqlite:///{database}", "masked": False}
+    more = (folder / "sweep.yaml").read_text().replace("trials: 2", "trials: 3")
+    (folder / "sweep.yaml").write_text(more)
+    resumed = invoke("sweep", "--resume", folder, "--workers", 1)  # the recorded storage, one more trial
+    assert resumed.exit_code == 0, resumed.output
+    assert len(json.loads((folder / "sweep.json").read_text())["trials"]) == 3

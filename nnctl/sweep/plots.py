@@ -10,7 +10,7 @@ from nnctl.errors import NnctlError
 
 
 def is_sweep(path) -> bool:
-    return (Path(path) / "sweep.yaml").is_file() and (Path(path) / "study.journal").is_file()
+    return (Path(path) / "sweep.yaml").is_file()
 
 
 def write_sweep_plot(folder, output=None) -> list[Path]:
@@ -30,9 +30,11 @@ def write_sweep_plot(folder, output=None) -> list[Path]:
     from optuna.storages.journal import JournalFileBackend
     from optuna.visualization import matplotlib as views
 
+    from nnctl.cli_sweep import recorded_storage
+
     folder = Path(folder).resolve()
-    study = optuna.load_study(study_name=STUDY,
-                              storage=JournalStorage(JournalFileBackend(str(folder / "study.journal"))))
+    storage = recorded_storage(folder) or JournalStorage(JournalFileBackend(str(folder / "study.journal")))
+    study = optuna.load_study(study_name=STUDY, storage=storage)
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not finished:
         raise NnctlError(f"{folder}: no trial of the sweep has completed: nothing to plot")
