@@ -26,8 +26,12 @@ def dask_client(workers: int | None = None, cluster: str | None = None):
         if cluster:
             client = Client(cluster, timeout="20s")
         else:
-            local = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-                                 dashboard_address=None, silence_logs=40)
+            count = workers or default_workers()
+            # Each worker's engine gets its share of the cores: no oversubscription (and the bytes are the same
+            # for any thread count).
+            share = str(max(1, default_workers() // count))
+            local = LocalCluster(n_workers=count, threads_per_worker=1, processes=True, dashboard_address=None,
+                                 silence_logs=40, env={"NNCTL_THREADS": share, "OPENBLAS_NUM_THREADS": "1"})
             client = Client(local)
     except OSError as err:
         raise NnctlError(f"cannot reach the Dask scheduler {cluster}: {err}") from None
