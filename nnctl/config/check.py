@@ -82,8 +82,9 @@ def _prepare(resolved, issues: list):
     from nnctl.train.session import Prepared
 
     if resolved.config.device == "cuda":
-        issues.append(resolved.issue(("device",), "the CUDA backend is not available in this version of nnctl "
-                                                  "(allowed: cpu, auto)"))
+        from nnctl.engine.settings import CUDA_NOT_YET
+
+        issues.append(resolved.issue(("device",), CUDA_NOT_YET))
     splits = _collect(lambda: load_data(resolved), resolved, ("data",), issues)
     input_shape = tuple(splits.train[0].shape[1:]) if splits is not None else None
     model = None

@@ -49,8 +49,9 @@ def prepare(resolved: ResolvedConfig) -> Prepared:
     """The data and the compiled model, after every check that needs no training; a ConfigError otherwise."""
     began = time.perf_counter()
     if resolved.config.device == "cuda":
-        raise ConfigError([resolved.issue(("device",), "the CUDA backend is not available in this version of "
-                                                       "nnctl (allowed: cpu, auto)")])
+        from nnctl.engine.settings import CUDA_NOT_YET
+
+        raise ConfigError([resolved.issue(("device",), CUDA_NOT_YET)])
     splits = load_data(resolved)
     model = build_model(resolved, input_shape=tuple(splits.train[0].shape[1:]),
                         rows=splits.train[0].shape[0])

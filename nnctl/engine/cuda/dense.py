@@ -1,0 +1,228 @@
+"""CUDA twins of nnctl/engine/cpu/dense.py: bias + activation forward and backward, the small GEMMs, row
+gathers, element-wise products and dropout — same names, same arguments, device arrays (or, under
+NUMBA_ENABLE_CUDASIM=1, NumPy arrays the simulator runs on).
+
+Reductions keep one fixed order (a column sum is one thread walking its rows), so the bytes do not depend on
+the launch geometry. The activation is a code read inside one kernel (a GPU kernel compiles once per
+signature; branching on a code costs nothing next to a launch).
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import cuda
+
+from nnctl.engine.cpu.dense import ACTIVATION_CODES
+
+LINEAR, RELU, SIGMOID, TANH, SOFTMAX, ELU, LEAKY_RELU, SOFTPLUS, GELU = (
+    ACTIVATION_CODES[name] for name in ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "leaky_relu",
+                                        "softplus", "gelu"))
+_THREADS = 128  # threads per block for 1-D launches
+_TILE = 16  # 16 × 16 blocks for 2-D launches
+
+
+@cuda.jit(device=True)
+def _act(code, v, alpha):
+    if code == RELU:
+        return v if v > 0 else 0.0
+    if code == SIGMOID:
+        return 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
+    if code == TANH:
+        return math.tanh(v)
+    if code == ELU:
+        return v if v > 0 else alpha * math.expm1(v)
+    if code == LEAKY_RELU:
+        return v if v > 0 else alpha * v
+    if code == SOFTPLUS:
+        return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+    if code == GELU:
+        return 0.5 * v * (1.0 + math.erf(v * 0.7071067811865476))
+    return v
+
+
+@cuda.jit(device=True)
+def _grad(code, dy, z, y, alpha):
+    if code == RELU:
+        return dy if z > 0 else 0.0
+    if code == SIGMOID:
+        return dy * y * (1.0 - y)
+    if code == TANH:
+        return dy * (1.0 - y * y)
+    if code == ELU:
+        return dy if z > 0 else dy * (y + alpha)
+    if code == LEAKY_RELU:
+        return dy if z > 0 else dy * alpha
+    if code == SOFTPLUS:
+        return dy / (1.0 + math.exp(-z))
+    if code == GELU:
+        cdf = 0.5 * (1.0 + math.erf(z * 0.7071067811865476))
+        return dy * (cdf + z * 0.3989422804014327 * math.exp(-0.5 * z * z))
+    return dy
+
+
+@cuda.jit
+def _bias_act_forward(z, bias, code, alpha, y):
+    i, j = cuda.grid(2)
+    if i < z.shape[0] and j < z.shape[1]:
+        v = z[i, j] + bias[j]
+        z[i, j] = v
+        y[i, j] = _act(code, v, alpha)
+
+
+@cuda.jit
+def _bias_softmax_forward(z, bias, y):
+    """One thread per row: shifted by the row's maximum, as the CPU kernel."""
+    i = cuda.grid(1)
+    if i < z.shape[0]:
+        units = z.shape[1]
+        for j in range(units):
+            z[i, j] += bias[j]
+        top = z[i, 0]
+        for j in range(1, units):
+            top = max(top, z[i, j])
+        total = 0.0
+        for j in range(units):
+            e = math.exp(z[i, j] - top)
+            y[i, j] = e
+            total += e
+        inv = 1.0 / total
+        for j in range(units):
+            y[i, j] *= inv
+
+
+@cuda.jit
+def _act_backward(dy, z, y, code, alpha, dz):
+    i, j = cuda.grid(2)
+    if i < dy.shape[0] and j < dy.shape[1]:
+        dz[i, j] = _grad(code, dy[i, j], z[i, j], y[i, j], alpha)
+
+
+@cuda.jit
+def _softmax_backward(dy, y, dz):
+    i = cuda.grid(1)
+    if i < dy.shape[0]:
+        inner = 0.0
+        for j in range(dy.shape[1]):
+            inner += dy[i, j] * y[i, j]
+        for j in range(dy.shape[1]):
+            dz[i, j] = y[i, j] * (dy[i, j] - inner)
+
+
+@cuda.jit
+def _column_sums(dz, db):
+    """db[j] = Σ_i dz[i, j], one thread per column walking the rows in order (fixed order: same bytes)."""
+    j = cuda.grid(1)
+    if j < dz.shape[1]:
+        total = 0.0
+        for i in range(dz.shape[0]):
+            total += dz[i, j]
+        db[j] = total
+
+
+def _grid2(rows, cols):
+    return ((rows + _TILE - 1) // _TILE, (cols + _TILE - 1) // _TILE), (_TILE, _TILE)
+
+
+def _grid1(count):
+    return (count + _THREADS - 1) // _THREADS, _THREADS
+
+
+def bias_act_forward(z, bias, act, alpha, y):
+    """z += bias; y = act(z) for an activation code. z, y: (n, units) (y may be z for linear); bias: (units,)."""
+    if act == SOFTMAX:
+        blocks, threads = _grid1(z.shape[0])
+        _bias_softmax_forward[blocks, threads](z, bias, y)
+        return
+    blocks, threads = _grid2(*z.shape)
+    _bias_act_forward[blocks, threads](z, bias, act, alpha, y)
+
+
+def bias_act_backward(dy, z, y, act, alpha, dz, db):
+    """dz = dy · act'(z) (dz may be dy); db = column sums of dz."""
+    if act == SOFTMAX:
+        blocks, threads = _grid1(dy.shape[0])
+        _softmax_backward[blocks, threads](dy, y, dz)
+    else:
+        blocks, threads = _grid2(*dy.shape)
+        _act_backward[blocks, threads](dy, z, y, act, alpha, dz)
+    blocks, threads = _grid1(dz.shape[1])
+    _column_sums[blocks, threads](dz, db)
+
+
+@cuda.jit
+def _matmul(a, b, out, ta, tb):
+    """out = op(a) @ op(b), op a transpose when ta/tb: one thread per output element, k in order."""
+    i, j = cuda.grid(2)
+    if i < out.shape[0] and j < out.shape[1]:
+        depth = a.shape[0] if ta else a.shape[1]
+        total = 0.0
+        for k in range(depth):
+            left = a[k, i] if ta else a[i, k]
+            right = b[j, k] if tb else b[k, j]
+            total += left * right
+        out[i, j] = total
+
+
+def matmul(a, b, out):
+    """out = a @ b for shapes too small to pay for a cuBLAS call. a: (m, k), b: (k, n)."""
+    blocks, threads = _grid2(*out.shape)
+    _matmul[blocks, threads](a, b, out, False, False)
+
+
+def matmul_tn(a, b, out):
+    """out = aᵀ @ b. a: (m, k), b: (m, n)."""
+    blocks, threads = _grid2(*out.shape)
+    _matmul[blocks, threads](a, b, out, True, False)
+
+
+def matmul_nt(a, b, out):
+    """out = a @ bᵀ. a: (m, n), b: (k, n)."""
+    blocks, threads = _grid2(*out.shape)
+    _matmul[blocks, threads](a, b, out, False, True)
+
+
+@cuda.jit
+def _take_rows(x, rows, out):
+    i, j = cuda.grid(2)
+    if i < out.shape[0] and j < out.shape[1]:
+        out[i, j] = x[rows[i], j]
+
+
+def take_rows(x, rows, out):
+    """out[i, :] = x[rows[i], :]."""
+    blocks, threads = _grid2(*out.shape)
+    _take_rows[blocks, threads](x, rows, out)
+
+
+@cuda.jit
+def _multiply(a, b, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = a[i] * b[i]
+
+
+def multiply(a, b, out):
+    """out = a · b element-wise (dropout's backward: dx = dy · mask). All arrays 1-D, same size."""
+    blocks, threads = _grid1(out.shape[0])
+    _multiply[blocks, threads](a, b, out)
+
+
+@cuda.jit
+def _dropout(x, uniform, rate, scale, y, mask):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        keep = uniform[i] >= rate
+        mask[i] = scale if keep else 0.0
+        y[i] = x[i] * mask[i]
+
+
+def dropout_forward(x, uniform, rate, y, mask):
+    """Inverted dropout with the run generator's uniforms: mask = (u ≥ rate) / (1 − rate); y = x · mask.
+    All arrays 1-D, same size."""
+    blocks, threads = _grid1(x.shape[0])
+    _dropout[blocks, threads](x, uniform, rate, 1.0 / (1.0 - rate), y, mask)
+
+
+KERNELS = ("bias_act_forward", "bias_act_backward", "matmul", "matmul_tn", "matmul_nt", "take_rows", "multiply",
+           "dropout_forward")

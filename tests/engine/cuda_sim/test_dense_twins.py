@@ -1,0 +1,80 @@
+"""The CUDA dense kernels (nnctl/engine/cuda/) under Numba's CUDA simulator, against the NumPy oracles the CPU
+kernels answer to (nnctl.engine.reference). Run by tests/engine/test_cuda_sim.py in a process started with
+NUMBA_ENABLE_CUDASIM=1; collected in the main run, they skip (the simulator must be chosen at Numba's start)."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+    pytest.skip("the CUDA simulator tests run in their own process (tests/engine/test_cuda_sim.py)",
+                allow_module_level=True)
+
+from nnctl.engine import cpu, cuda, reference  # noqa: E402
+from nnctl.engine.cpu.dense import ACTIVATION_CODES  # noqa: E402
+
+RNG = np.random.default_rng(4)
+FAMILIES = ("conv", "pooling", "normalization", "embedding", "optim_rows", "recurrent")
+
+
+def _f32(*shape, low=-2.0, high=2.0):
+    return RNG.uniform(low, high, shape).astype(np.float32)
+
+
+def _cases():
+    cases = []
+    for name, code in ACTIVATION_CODES.items():
+        z, bias = _f32(5, 7), _f32(7)
+        cases.append((f"bias_act_forward-{name}", "bias_act_forward", [z, bias, code, 0.3, np.zeros_like(z)]))
+        y = np.zeros_like(z)
+        reference.bias_act_forward(z.copy(), bias, code, 0.3, y)
+        cases.append((f"bias_act_backward-{name}", "bias_act_backward",
+                      [_f32(5, 7), z + bias, y.astype(np.float32), code, 0.3, np.zeros((5, 7), np.float32),
+                       np.zeros(7, np.float32)]))
+    cases += [
+        ("matmul", "matmul", [_f32(6, 4), _f32(4, 3), np.zeros((6, 3), np.float32)]),
+        ("matmul_tn", "matmul_tn", [_f32(4, 6), _f32(4, 3), np.zeros((6, 3), np.float32)]),
+        ("matmul_nt", "matmul_nt", [_f32(6, 4), _f32(3, 4), np.zeros((6, 3), np.float32)]),
+        ("take_rows", "take_rows", [_f32(9, 4), np.array([3, 0, 8, 3], np.int64), np.zeros((4, 4), np.float32)]),
+        ("multiply", "multiply", [_f32(20), _f32(20), np.zeros(20, np.float32)]),
+        ("dropout_forward", "dropout_forward", [_f32(30), _f32(30, low=0, high=1), 0.4, np.zeros(30, np.float32),
+                                                np.zeros(30, np.float32)]),
+    ]
+    return cases
+
+
+CASES = _cases()
+
+
+@pytest.mark.parametrize("name, kernel, args", CASES, ids=[case[0] for case in CASES])
+def test_each_cuda_kernel_matches_its_oracle(name, kernel, args):
+    ours, oracle = copy.deepcopy(args), copy.deepcopy(args)
+    getattr(cuda, kernel)(*ours)
+    getattr(reference, kernel)(*oracle)
+    for mine, theirs in zip(ours, oracle):
+        if isinstance(mine, np.ndarray):
+            np.testing.assert_allclose(mine, theirs, rtol=2e-5, atol=2e-6, err_msg=name)
+
+
+def test_the_cuda_kernels_match_the_cpu_kernels_bytes_for_the_exact_ones():
+    """Where both compute the same float32 operations in the same order, the bytes agree."""
+    for kernel in ("take_rows", "multiply", "dropout_forward"):
+        args = next(case[2] for case in CASES if case[1] == kernel)
+        ours, theirs = copy.deepcopy(args), copy.deepcopy(args)
+        getattr(cuda, kernel)(*ours)
+        getattr(cpu, kernel)(*theirs)
+        for mine, other in zip(ours, theirs):
+            if isinstance(mine, np.ndarray):
+                assert mine.tobytes() == other.tobytes(), kernel
+
+
+def test_every_cpu_kernel_has_a_twin_or_is_named_pending():
+    pending = set(cuda.PENDING) | {name for family in FAMILIES for name in getattr(cpu, family).KERNELS}
+    missing = [name for name in cpu.KERNELS if name not in cuda.KERNELS and name not in pending]
+    assert not missing, f"CPU kernels with no CUDA twin and not listed as pending: {missing}"
+    assert not set(cuda.KERNELS) & set(cuda.PENDING)
+    assert all(callable(getattr(cuda, name)) for name in cuda.KERNELS)
