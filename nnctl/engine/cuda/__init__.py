@@ -1,7 +1,7 @@
 """CUDA kernels (numba-cuda), the twins of nnctl/engine/cpu/'s by name and argument order (DESIGN.md, Engine).
 
 Imported only when a CUDA backend is asked for; `import nnctl` and every CPU command never load it. This is
-the first part of issue #20: the dense family's kernels, checked under NUMBA_ENABLE_CUDASIM=1 against the
+the first part of issue #20: the dense family's kernels and the losses, checked under NUMBA_ENABLE_CUDASIM=1 against the
 same NumPy oracles as the CPU kernels. `PENDING` names the CPU kernels without a twin yet, so a new CPU
 kernel without one fails a test.
 """
@@ -9,12 +9,14 @@ kernel without one fails a test.
 from nnctl.engine.cuda.dense import (bias_act_backward, bias_act_forward, dropout_forward, matmul, matmul_nt,
                                      matmul_tn, multiply, take_rows)
 from nnctl.engine.cuda.dense import KERNELS as _DENSE
+from nnctl.engine.cuda.losses import KERNELS as _LOSSES
+from nnctl.engine.cuda.losses import loss_forward_backward
 
-KERNELS = (*_DENSE,)
+KERNELS = (*_DENSE, *_LOSSES)
 PENDING = (
     "csr_matmul", "csr_t_matmul", "csr_transpose_rows", "csc_t_matmul", "csr_matmul_split", "csc_t_matmul_split",
-    "loss_forward_backward", "optimizer_step", "clip_gradients", "regularize", "sum_squares",
+    "optimizer_step", "clip_gradients", "regularize", "sum_squares",
 )  # and every N-d family's kernels (conv, pooling, normalization, embedding, optim_rows, recurrent)
 
 __all__ = ["KERNELS", "PENDING", "bias_act_backward", "bias_act_forward", "dropout_forward", "matmul", "matmul_nt",
-           "matmul_tn", "multiply", "take_rows"]
+           "matmul_tn", "multiply", "take_rows", "loss_forward_backward"]

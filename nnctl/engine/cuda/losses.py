@@ -1,0 +1,158 @@
+"""CUDA twin of nnctl/engine/cpu/losses.py: `loss_forward_backward(code, delta, pred, target, labels, weight,
+grad)` — one thread per sample writes its weighted loss and its gradient row, then one thread sums the
+samples in order (Keras's sum_over_batch_size; the same order as the CPU's, so no atomics and no drift).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from nnctl.engine.cpu.losses import (BCE_LOGITS, BCE_PROBS, CCE_LOGITS, CCE_PROBS, COSINE, EPSILON, HUBER, KLD,
+                                     LOG_COSH, MAE, MSE, SPARSE_CCE_LOGITS, SPARSE_CCE_PROBS)
+
+_THREADS = 128
+
+
+@cuda.jit(device=True)
+def _log_sigmoid(v):
+    return min(v, 0.0) - math.log1p(math.exp(-abs(v)))
+
+
+@cuda.jit(device=True)
+def _log_normalizer(pred, i):
+    top = pred[i, 0]
+    for j in range(1, pred.shape[1]):
+        top = max(top, pred[i, j])
+    norm = 0.0
+    for j in range(pred.shape[1]):
+        norm += math.exp(pred[i, j] - top)
+    return top + math.log(norm)
+
+
+@cuda.jit(device=True)
+def _renormalized_cce(i, scale, pred, target, labels, sparse, grad):
+    units = pred.shape[1]
+    mass = 0.0
+    for j in range(units):
+        mass += pred[i, j]
+    sample = 0.0
+    inner = 0.0
+    for j in range(units):
+        q = pred[i, j] / mass
+        t = (1.0 if j == labels[i] else 0.0) if sparse else target[i, j]
+        qc = min(max(q, EPSILON), 1.0 - EPSILON)
+        sample -= t * math.log(qc)
+        dq = 0.0 if (q < EPSILON or q > 1.0 - EPSILON) else -t / qc
+        grad[i, j] = dq
+        inner += dq * q
+    for j in range(units):
+        grad[i, j] = scale * (grad[i, j] - inner) / mass
+    return sample
+
+
+@cuda.jit(device=True)
+def _sample(code, i, scale, delta, pred, target, labels, grad):
+    """Sample i's loss ℓᵢ; writes grad[i] = scale · ∂ℓᵢ/∂pred[i] (the CPU kernels' formulas, loss by loss)."""
+    units = pred.shape[1]
+    sample = 0.0
+    if code == CCE_LOGITS or code == SPARSE_CCE_LOGITS:
+        log_norm = _log_normalizer(pred, i)
+        if code == SPARSE_CCE_LOGITS:
+            label = labels[i]
+            for j in range(units):
+                grad[i, j] = scale * math.exp(pred[i, j] - log_norm)
+            grad[i, label] -= scale
+            return log_norm - pred[i, label]
+        mass = 0.0
+        for j in range(units):
+            sample -= target[i, j] * (pred[i, j] - log_norm)
+            mass += target[i, j]
+        for j in range(units):
+            grad[i, j] = scale * (math.exp(pred[i, j] - log_norm) * mass - target[i, j])
+        return sample
+    if code == CCE_PROBS or code == SPARSE_CCE_PROBS:
+        return _renormalized_cce(i, scale, pred, target, labels, code == SPARSE_CCE_PROBS, grad)
+    if code == COSINE:
+        tt = 0.0
+        pp = 0.0
+        tp = 0.0
+        for j in range(units):
+            tt += target[i, j] * target[i, j]
+            pp += pred[i, j] * pred[i, j]
+            tp += target[i, j] * pred[i, j]
+        tn = math.sqrt(max(tt, 1e-12))
+        pn = math.sqrt(max(pp, 1e-12))
+        cos = tp / (tn * pn)
+        for j in range(units):
+            radial = 0.0 if pp < 1e-12 else cos * pred[i, j] / pn
+            grad[i, j] = -scale * (target[i, j] / tn - radial) / pn
+        return -cos
+    for j in range(units):  # the element-wise losses
+        z = pred[i, j]
+        t = target[i, j]
+        e = z - t
+        if code == BCE_LOGITS:
+            sample -= t * _log_sigmoid(z) + (1.0 - t) * _log_sigmoid(-z)
+            p = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+            grad[i, j] = scale * (p - t) / units
+        elif code == BCE_PROBS:
+            p = min(max(z, EPSILON), 1.0 - EPSILON)
+            sample -= t * math.log(p) + (1.0 - t) * math.log(1.0 - p)
+            clipped = z < EPSILON or z > 1.0 - EPSILON
+            grad[i, j] = 0.0 if clipped else scale * (-t / p + (1.0 - t) / (1.0 - p)) / units
+        elif code == MSE:
+            sample += e * e
+            grad[i, j] = scale * 2.0 * e / units
+        elif code == MAE:
+            sample += abs(e)
+            grad[i, j] = scale * (1.0 if e > 0 else (-1.0 if e < 0 else 0.0)) / units
+        elif code == HUBER:
+            if abs(e) <= delta:
+                sample += 0.5 * e * e
+                grad[i, j] = scale * e / units
+            else:
+                sample += delta * abs(e) - 0.5 * delta * delta
+                grad[i, j] = scale * delta * (1.0 if e > 0 else -1.0) / units
+        elif code == KLD:
+            tc = min(max(t, EPSILON), 1.0)
+            pc = min(max(z, EPSILON), 1.0)
+            sample += tc * math.log(tc / pc)
+            clipped = z < EPSILON or z > 1.0
+            grad[i, j] = 0.0 if clipped else -scale * tc / pc
+        elif code == LOG_COSH:
+            sample += abs(e) + math.log1p(math.exp(-2.0 * abs(e))) - 0.6931471805599453
+            grad[i, j] = scale * math.tanh(e) / units
+    return sample if code == KLD else sample / units
+
+
+@cuda.jit
+def _samples(code, delta, pred, target, labels, weight, grad, losses):
+    i = cuda.grid(1)
+    n = pred.shape[0]
+    if i < n:
+        losses[i] = weight[i] * _sample(code, i, weight[i] / n, delta, pred, target, labels, grad)
+
+
+@cuda.jit
+def _sum_in_order(losses, total):
+    if cuda.grid(1) == 0:
+        acc = 0.0
+        for i in range(losses.shape[0]):
+            acc += losses[i]
+        total[0] = acc / losses.shape[0]
+
+
+def loss_forward_backward(code, delta, pred, target, labels, weight, grad):
+    """The batch loss Σᵢ wᵢ·ℓᵢ / n, writing grad = ∂loss/∂pred, for a loss code (as the CPU kernel)."""
+    n = pred.shape[0]
+    losses, total = cuda.device_array(n, np.float64), cuda.device_array(1, np.float64)
+    _samples[(n + _THREADS - 1) // _THREADS, _THREADS](code, float(delta), pred, target, labels, weight, grad,
+                                                          losses)
+    _sum_in_order[1, 1](losses, total)
+    return float(total.copy_to_host()[0]) if hasattr(total, "copy_to_host") else float(total[0])
+
+
+KERNELS = ("loss_forward_backward",)
