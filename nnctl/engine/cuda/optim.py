@@ -1,0 +1,178 @@
+"""CUDA twins of nnctl/engine/cpu/optim.py: `sum_squares`, `regularize`, `clip_gradients`, `optimizer_step`
+over the flat parameter buffers, same arguments as the CPU kernels.
+
+Every update is element-wise (one thread an element, float32 as Keras's); sums are taken over fixed chunks of
+`_CHUNK` elements, then the partials in order by one thread, so they do not depend on the launch geometry.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from nnctl.engine.cpu.optim import (ADAGRAD, ADAM, CLIP_GLOBAL_NORM, CLIP_NONE, CLIP_NORM, CLIP_VALUE, LR, RMSPROP,
+                                    RMSPROP_PLAIN, SGD, WEIGHT_DECAY)
+
+_THREADS, _CHUNK = 128, 4096
+
+
+def _grid(count):
+    return max(1, (count + _THREADS - 1) // _THREADS), _THREADS
+
+
+@cuda.jit
+def _chunk_squares(x, start, stop, partials):
+    c = cuda.grid(1)
+    first = start + c * _CHUNK
+    if first < stop:
+        total = 0.0
+        for i in range(first, min(stop, first + _CHUNK)):
+            total += np.float64(x[i]) * x[i]
+        partials[c] = total
+
+
+@cuda.jit
+def _sum_partials(partials, count, out, slot):
+    if cuda.grid(1) == 0:
+        total = 0.0
+        for c in range(count):
+            total += partials[c]
+        out[slot] = total
+
+
+def _squares(x, start, stop, out, slot):
+    chunks = max(1, (stop - start + _CHUNK - 1) // _CHUNK)
+    partials = cuda.device_array(chunks, np.float64)
+    _chunk_squares[_grid(chunks)](x, start, stop, partials)
+    _sum_partials[1, 1](partials, chunks, out, slot)
+
+
+def _host(array):
+    return array.copy_to_host() if hasattr(array, "copy_to_host") else np.asarray(array)
+
+
+def sum_squares(x):
+    """Σ x² in float64. x: 1-D."""
+    out = cuda.device_array(1, np.float64)
+    _squares(x, 0, x.shape[0], out, 0)
+    return float(_host(out)[0])
+
+
+@cuda.jit
+def _regularize(w, g, l1, l2, partials):
+    c = cuda.grid(1)
+    first = c * _CHUNK
+    if first < w.shape[0]:
+        penalty = 0.0
+        for i in range(first, min(w.shape[0], first + _CHUNK)):
+            v = w[i]
+            sign = 1.0 if v > 0 else (-1.0 if v < 0 else 0.0)
+            penalty += l1 * abs(v) + l2 * v * v
+            g[i] += l1 * sign + 2.0 * l2 * v
+        partials[c] = penalty
+
+
+def regularize(w, g, l1, l2):
+    """g += l1·sign(w) + 2·l2·w; returns the penalty l1·Σ|w| + l2·Σw² (w, g: 1-D, same size)."""
+    chunks = max(1, (w.shape[0] + _CHUNK - 1) // _CHUNK)
+    partials, out = cuda.device_array(chunks, np.float64), cuda.device_array(1, np.float64)
+    _regularize[_grid(chunks)](w, g, float(l1), float(l2), partials)
+    _sum_partials[1, 1](partials, chunks, out, 0)
+    return float(_host(out)[0])
+
+
+@cuda.jit(device=True)
+def _tensor_of(offsets, i):
+    low, high = 0, offsets.shape[0] - 2
+    while low < high:  # the last tensor whose start is ≤ i
+        middle = (low + high + 1) // 2
+        if offsets[middle] <= i:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+@cuda.jit
+def _scale_clip(grads, offsets, scales, limit):
+    i = cuda.grid(1)
+    if i < grads.shape[0]:
+        scale = np.float32(scales[_tensor_of(offsets, i)])
+        grads[i] = min(max(grads[i] * scale, -limit), limit)
+
+
+def clip_gradients(offsets, grads, clip_mode, clip):
+    """Clips grads in place: each tensor's norm (CLIP_NORM), their global norm (CLIP_GLOBAL_NORM) to ≤ clip,
+    or each element to [−clip, clip] (CLIP_VALUE), as the CPU kernel."""
+    if clip_mode == CLIP_NONE:
+        return
+    host_offsets = _host(offsets)
+    tensors = host_offsets.shape[0] - 1
+    scales = np.ones(tensors, np.float64)
+    if clip_mode in (CLIP_NORM, CLIP_GLOBAL_NORM):
+        sums = cuda.device_array(tensors, np.float64)
+        for t in range(tensors):
+            _squares(grads, int(host_offsets[t]), int(host_offsets[t + 1]), sums, t)
+        sums = _host(sums)
+        norms = np.sqrt(sums) if clip_mode == CLIP_NORM else np.full(tensors, math.sqrt(sums.sum()))
+        scales = np.where(norms > clip, clip / np.where(norms > 0, norms, 1.0), 1.0)
+    limit = np.float32(clip) if clip_mode == CLIP_VALUE else np.float32(np.inf)
+    _scale_clip[_grid(grads.shape[0])](grads, offsets, cuda.to_device(scales), limit)
+
+
+@cuda.jit
+def _update(code, lr, keep, alpha, a, b, c, d, params, grads, s1, s2, s3):
+    i = cuda.grid(1)
+    if i >= params.shape[0]:
+        return
+    g = grads[i]
+    one = np.float32(1.0)
+    if code == SGD:
+        if a == 0.0:
+            params[i] = params[i] * keep - lr * g
+        else:
+            m = a * s1[i] - lr * g
+            s1[i] = m
+            params[i] = params[i] * keep + (a * m - lr * g if b != 0.0 else m)
+    elif code == RMSPROP or code == RMSPROP_PLAIN:
+        s1[i] = a * s1[i] + (one - a) * g * g
+        denominator = s1[i] + c
+        if code == RMSPROP and d != 0.0:
+            s2[i] = a * s2[i] + (one - a) * g
+            denominator -= s2[i] * s2[i]
+        increment = lr * g / math.sqrt(denominator)
+        if code == RMSPROP and b > 0.0:
+            s3[i] = b * s3[i] + increment
+            increment = s3[i]
+        params[i] = params[i] * keep - increment
+    elif code == ADAM:
+        s1[i] += (g - s1[i]) * (one - a)
+        s2[i] += (g * g - s2[i]) * (one - b)
+        v = s2[i]
+        if d != 0.0:
+            s3[i] = max(s3[i], s2[i])
+            v = s3[i]
+        params[i] = params[i] * keep - alpha * s1[i] / (math.sqrt(v) + c)
+    elif code == ADAGRAD:
+        s1[i] += g * g
+        params[i] = params[i] * keep - lr * g / math.sqrt(s1[i] + a)
+
+
+def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
+    """One update of every parameter for an optimizer code, the gradients clipped first as asked."""
+    if clip_mode != CLIP_NONE:
+        clip_gradients(offsets, grads, clip_mode, clip)
+    hp = _host(hp)
+    f32 = np.float32
+    lr, keep = f32(hp[LR]), f32(1.0 - hp[LR] * hp[WEIGHT_DECAY])
+    alpha = lr
+    if code == ADAM:  # Keras folds both bias corrections into the step size
+        step = iteration + 1
+        alpha = f32(hp[LR] * math.sqrt(1.0 - hp[3] ** step) / (1.0 - hp[2] ** step))
+    _update[_grid(params.shape[0])](code, lr, keep, alpha, f32(hp[2]), f32(hp[3]), f32(hp[4]), f32(hp[5]),
+                                    params, grads, slot1, slot2, slot3)
+
+
+KERNELS = ("sum_squares", "regularize", "clip_gradients", "optimizer_step")
