@@ -1,0 +1,85 @@
+"""CUDA twins of nnctl/engine/cpu/embedding.py: the row gather, the touched-rows scatter-add, and
+SpatialDropout's channel scaling — same arguments and results as the CPU kernels.
+
+The scatter-add keeps the CPU's bookkeeping (touched rows in first-use order, marks) and its order of
+additions: one thread walks the ids (the bookkeeping is sequential by nature), then one thread per
+(touched row, unit) could follow; at nnctl's batch sizes the walk is short. The gather checks every id.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+_TILE = 16
+
+
+@cuda.jit
+def _gather(ids, table, out, bad):
+    i, j = cuda.grid(2)
+    if i < ids.shape[0] and j < out.shape[1]:
+        r = ids[i]
+        if r < 0 or r >= table.shape[0]:
+            if j == 0:
+                cuda.atomic.min(bad, 0, i)  # the first bad position, whatever the thread order
+        else:
+            out[i, j] = table[r, j]
+
+
+def embedding_gather(ids, table, out):
+    """out[i, :] = table[ids[i], :]; returns -1, or the position of the first id outside [0, V)."""
+    bad = cuda.to_device(np.array([ids.shape[0]], np.int64))
+    grid = ((ids.shape[0] + _TILE - 1) // _TILE, (out.shape[1] + _TILE - 1) // _TILE)
+    _gather[grid, (_TILE, _TILE)](ids, table, out, bad)
+    first = int((bad.copy_to_host() if hasattr(bad, "copy_to_host") else bad)[0])
+    return -1 if first == ids.shape[0] else first
+
+
+@cuda.jit
+def _scatter_add(ids, dy, grad, touched, count, mark, out):
+    if cuda.grid(1) != 0:
+        return
+    width = grad.shape[1]
+    for k in range(count):
+        r = touched[k]
+        mark[r] = 0
+        for j in range(width):
+            grad[r, j] = 0.0
+    count = 0
+    for i in range(ids.shape[0]):
+        r = ids[i]
+        if mark[r] == 0:
+            mark[r] = 1
+            touched[count] = r
+            count += 1
+            for j in range(width):
+                grad[r, j] = dy[i, j]
+        else:
+            for j in range(width):
+                grad[r, j] += dy[i, j]
+    out[0] = count
+
+
+def embedding_scatter_add(ids, dy, grad, touched, count, mark):
+    """The table's gradient for one step, touching only the rows the step used; returns the new count
+    (the CPU kernel's contract: the last step's rows cleared, each row's first addend stored)."""
+    out = cuda.device_array(1, np.int64)
+    _scatter_add[1, 1](ids, dy, grad, touched, count, mark, out)
+    return int((out.copy_to_host() if hasattr(out, "copy_to_host") else out)[0])
+
+
+@cuda.jit
+def _scale(x, scale, y):
+    b, s, c = cuda.grid(3)
+    if b < x.shape[0] and s < x.shape[1] and c < x.shape[2]:
+        y[b, s, c] = x[b, s, c] * scale[b, c]
+
+
+def scale_channels(x, scale, y):
+    """y[b, s, c] = x[b, s, c] · scale[b, c]. x, y: (batch, steps, channels); scale: (batch, channels)."""
+    threads = (4, 8, 8)
+    grid = tuple((size + t - 1) // t for size, t in zip(x.shape, threads))
+    _scale[grid, threads](x, scale, y)
+
+
+KERNELS = ("embedding_gather", "embedding_scatter_add", "scale_channels")
