@@ -38,3 +38,24 @@ def test_gather_scatter_and_channel_scaling():
     _run("embedding_scatter_add", [ids, dy, grad, touched, 2, mark], oracle=cpu)
     x, scale = RNG.standard_normal((2, 5, 3)).astype(np.float32), RNG.random((2, 3)).astype(np.float32)
     _run("scale_channels", [x, scale, np.zeros_like(x)])
+
+
+@pytest.mark.parametrize("kernel", ["rmsprop_rows_step", "sgd_rows_step"])
+def test_row_sparse_optimizer_steps_and_the_flush(kernel):
+    from nnctl.engine import reference as dense_reference
+
+    hp = np.array([0.01, 0.0, 0.9, 0.0, 1e-7, 0.0, 0.0, 0.0])
+    params, grads = RNG.standard_normal((8, 3)).astype(np.float32), RNG.standard_normal((8, 3)).astype(np.float32)
+    slot1 = np.abs(RNG.standard_normal((8, 3))).astype(np.float32)
+    last = np.array([-1, 2, 0, 4, 3, -1, 1, 4], np.int64)
+    args = [hp, 5, np.array([1, 6, 3], np.int32), last, params, grads, slot1]
+    mine, theirs = copy.deepcopy(args), copy.deepcopy(args)
+    getattr(cuda, kernel)(*mine)
+    getattr(dense_reference, kernel)(*theirs)
+    for a, b in zip(mine[3:], theirs[3:]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7, err_msg=kernel)
+    flushed, expected = copy.deepcopy(mine), copy.deepcopy(theirs)
+    cuda.rows_flush(hp, 7, flushed[3], flushed[6], 1)
+    dense_reference.rows_flush(hp, 7, expected[3], expected[6], 1)
+    np.testing.assert_allclose(flushed[6], expected[6], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(flushed[3], expected[3])
