@@ -1,0 +1,204 @@
+"""CUDA twins of nnctl/engine/cpu/normalization.py: BatchNormalization (training and inference, forward and
+backward) and LayerNormalization, on (rows, channels) views — same names and arguments as the CPU kernels.
+
+Statistics are float64, one thread per channel (batch norm) or per row (layer norm) walking its values in
+order, two passes (mean, then squared deviations); element-wise work is one thread an element. The `_split`
+forms take the CPU's `parts` and compute the same in one launch.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import cuda
+
+_TILE = 16
+
+
+def _grid2(rows, cols):
+    return ((rows + _TILE - 1) // _TILE, (cols + _TILE - 1) // _TILE), (_TILE, _TILE)
+
+
+def _grid1(count):
+    return (count + 127) // 128, 128
+
+
+@cuda.jit
+def _channel_moments(x, momentum, epsilon, moving_mean, moving_variance, mean, inv_std):
+    c = cuda.grid(1)
+    if c < x.shape[1]:
+        rows = x.shape[0]
+        total = 0.0
+        for r in range(rows):
+            total += x[r, c]
+        m = total / rows
+        squares = 0.0
+        for r in range(rows):
+            d = x[r, c] - m
+            squares += d * d
+        variance = squares / rows  # biased, as Keras
+        mean[c] = m
+        inv_std[c] = 1.0 / math.sqrt(variance + epsilon)
+        moving_mean[c] = moving_mean[c] * momentum + m * (1.0 - momentum)
+        moving_variance[c] = moving_variance[c] * momentum + variance * (1.0 - momentum)
+
+
+@cuda.jit
+def _affine_channels(x, mean, inv_std, gamma, beta, y):
+    r, c = cuda.grid(2)
+    if r < x.shape[0] and c < x.shape[1]:
+        y[r, c] = (x[r, c] - mean[c]) * inv_std[c] * gamma[c] + beta[c]
+
+
+def batch_norm_forward(x, gamma, beta, momentum, epsilon, moving_mean, moving_variance, mean, inv_std, y):
+    """Training mode: the batch's mean and (biased) variance per channel, y = x̂·γ + β, moving averages."""
+    _channel_moments[_grid1(x.shape[1])](x, float(momentum), float(epsilon), moving_mean, moving_variance, mean,
+                                         inv_std)
+    _affine_channels[_grid2(*x.shape)](x, mean, inv_std, gamma, beta, y)
+
+
+def batch_norm_forward_split(x, gamma, beta, momentum, epsilon, moving_mean, moving_variance, mean, inv_std, y,
+                             parts):
+    batch_norm_forward(x, gamma, beta, momentum, epsilon, moving_mean, moving_variance, mean, inv_std, y)
+
+
+@cuda.jit
+def _channel_grads(dy, x, mean, inv_std, dgamma, dbeta, sum_dy, sum_dy_xhat):
+    c = cuda.grid(1)
+    if c < x.shape[1]:
+        total = 0.0
+        weighted = 0.0
+        for r in range(x.shape[0]):
+            g = dy[r, c]
+            total += g
+            weighted += g * (x[r, c] - mean[c]) * inv_std[c]
+        dbeta[c] = total
+        dgamma[c] = weighted
+        sum_dy[c] = total
+        sum_dy_xhat[c] = weighted
+
+
+@cuda.jit
+def _batch_input_grad(dy, x, gamma, mean, inv_std, sum_dy, sum_dy_xhat, dx):
+    r, c = cuda.grid(2)
+    if r < x.shape[0] and c < x.shape[1]:
+        rows = x.shape[0]
+        xhat = (x[r, c] - mean[c]) * inv_std[c]
+        dx[r, c] = gamma[c] * inv_std[c] * (dy[r, c] - sum_dy[c] / rows - xhat * sum_dy_xhat[c] / rows)
+
+
+def batch_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx):
+    """dγ, dβ, and (when `input_grad`) dx through the batch statistics."""
+    channels = x.shape[1]
+    sums = cuda.device_array((2, channels), "float64")
+    _channel_grads[_grid1(channels)](dy, x, mean, inv_std, dgamma, dbeta, sums[0], sums[1])
+    if input_grad:
+        _batch_input_grad[_grid2(*x.shape)](dy, x, gamma, mean, inv_std, sums[0], sums[1], dx)
+
+
+def batch_norm_backward_split(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx, parts):
+    batch_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx)
+
+
+@cuda.jit
+def _inference(x, gamma, beta, moving_mean, moving_variance, epsilon, y):
+    r, c = cuda.grid(2)
+    if r < x.shape[0] and c < x.shape[1]:
+        y[r, c] = (x[r, c] - moving_mean[c]) / math.sqrt(moving_variance[c] + epsilon) * gamma[c] + beta[c]
+
+
+def batch_norm_inference(x, gamma, beta, moving_mean, moving_variance, epsilon, y):
+    """Inference mode: y = (x − moving mean) / √(moving variance + ε)·γ + β."""
+    _inference[_grid2(*x.shape)](x, gamma, beta, moving_mean, moving_variance, float(epsilon), y)
+
+
+@cuda.jit
+def _inference_backward(dy, gamma, moving_variance, epsilon, dx):
+    r, c = cuda.grid(2)
+    if r < dy.shape[0] and c < dy.shape[1]:
+        dx[r, c] = dy[r, c] * gamma[c] / math.sqrt(moving_variance[c] + epsilon)
+
+
+def batch_norm_inference_backward(dy, gamma, moving_variance, epsilon, dx):
+    _inference_backward[_grid2(*dy.shape)](dy, gamma, moving_variance, float(epsilon), dx)
+
+
+@cuda.jit
+def _row_moments(x, epsilon, mean, inv_std):
+    r = cuda.grid(1)
+    if r < x.shape[0]:
+        width = x.shape[1]
+        total = 0.0
+        for c in range(width):
+            total += x[r, c]
+        m = total / width
+        squares = 0.0
+        for c in range(width):
+            d = x[r, c] - m
+            squares += d * d
+        mean[r] = m
+        inv_std[r] = 1.0 / math.sqrt(squares / width + epsilon)
+
+
+@cuda.jit
+def _affine_rows(x, mean, inv_std, gamma, beta, y):
+    r, c = cuda.grid(2)
+    if r < x.shape[0] and c < x.shape[1]:
+        y[r, c] = (x[r, c] - mean[r]) * inv_std[r] * gamma[c] + beta[c]
+
+
+def layer_norm_forward(x, gamma, beta, epsilon, mean, inv_std, y):
+    """Each row normalized by its own mean and variance, then y = x̂·γ + β."""
+    _row_moments[_grid1(x.shape[0])](x, float(epsilon), mean, inv_std)
+    _affine_rows[_grid2(*x.shape)](x, mean, inv_std, gamma, beta, y)
+
+
+def layer_norm_forward_split(x, gamma, beta, epsilon, mean, inv_std, y, parts):
+    layer_norm_forward(x, gamma, beta, epsilon, mean, inv_std, y)
+
+
+@cuda.jit
+def _layer_param_grads(dy, x, mean, inv_std, dgamma, dbeta):
+    c = cuda.grid(1)
+    if c < x.shape[1]:
+        total = 0.0
+        weighted = 0.0
+        for r in range(x.shape[0]):
+            total += dy[r, c]
+            weighted += dy[r, c] * (x[r, c] - mean[r]) * inv_std[r]
+        dbeta[c] = total
+        dgamma[c] = weighted
+
+
+@cuda.jit
+def _layer_input_grad(dy, x, gamma, mean, inv_std, dx):
+    r = cuda.grid(1)
+    if r < x.shape[0]:
+        width = x.shape[1]
+        mean_g = 0.0
+        mean_gx = 0.0
+        for c in range(width):
+            g = dy[r, c] * gamma[c]
+            mean_g += g
+            mean_gx += g * (x[r, c] - mean[r]) * inv_std[r]
+        mean_g /= width
+        mean_gx /= width
+        for c in range(width):
+            xhat = (x[r, c] - mean[r]) * inv_std[r]
+            dx[r, c] = inv_std[r] * (dy[r, c] * gamma[c] - mean_g - xhat * mean_gx)
+
+
+def layer_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx):
+    """dγ, dβ, and (when `input_grad`) dx through each row's statistics."""
+    _layer_param_grads[_grid1(x.shape[1])](dy, x, mean, inv_std, dgamma, dbeta)
+    if input_grad:
+        _layer_input_grad[_grid1(x.shape[0])](dy, x, gamma, mean, inv_std, dx)
+
+
+def layer_norm_backward_split(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx, parts):
+    layer_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx)
+
+
+KERNELS = ("batch_norm_forward", "batch_norm_forward_split", "batch_norm_backward", "batch_norm_backward_split",
+           "batch_norm_inference", "batch_norm_inference_backward", "layer_norm_forward", "layer_norm_forward_split",
+           "layer_norm_backward", "layer_norm_backward_split")
