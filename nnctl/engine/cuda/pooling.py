@@ -1,0 +1,124 @@
+"""CUDA twins of nnctl/engine/cpu/pooling.py: max and average pooling on (n, h, w, c) tensors, forward and
+backward, same arguments as the CPU kernels (a 1-D input runs as (n, 1, t, c), as there).
+
+Forward: one thread an output element, its window walked in row-major order (the first maximum wins; a NaN
+wins and stays). Backward: one thread an input element gathering from the outputs whose windows hold it, in
+output order — a gather instead of the CPU's scatter, so no two threads write one cell and the sum's order is
+fixed.
+"""
+
+from __future__ import annotations
+
+from numba import cuda
+
+
+@cuda.jit(device=True)
+def _low(o, stride, pad):
+    return max(o * stride - pad, 0)
+
+
+@cuda.jit(device=True)
+def _high(o, stride, pad, pool, size):
+    return min(o * stride - pad + pool, size)
+
+
+def _launch(total):
+    return (total + 127) // 128, 128
+
+
+@cuda.jit
+def _max_forward(x, ph, pw, sh, sw, pt, pl, y, argmax):
+    k = cuda.grid(1)
+    n, oh, ow, c = y.shape
+    if k < n * oh * ow * c:
+        ch = k % c
+        j = (k // c) % ow
+        i = (k // (c * ow)) % oh
+        b = k // (c * ow * oh)
+        h, w = x.shape[1], x.shape[2]
+        h0, h1 = _low(i, sh, pt), _high(i, sh, pt, ph, h)
+        w0, w1 = _low(j, sw, pl), _high(j, sw, pl, pw, w)
+        best = x[b, h0, w0, ch]
+        where = (h0 * w + w0) * c + ch
+        for ih in range(h0, h1):
+            for iw in range(w0, w1):
+                v = x[b, ih, iw, ch]
+                if best != best:
+                    break
+                if v > best or v != v:
+                    best = v
+                    where = (ih * w + iw) * c + ch
+        y[b, i, j, ch] = best
+        argmax[b, i, j, ch] = where
+
+
+def max_pool2d_forward(x, ph, pw, sh, sw, pt, pl, y, argmax):
+    """y = the window maxima; argmax = the flat index into x[b] of each one's first cell."""
+    _max_forward[_launch(y.size)](x, ph, pw, sh, sw, pt, pl, y, argmax)
+
+
+@cuda.jit
+def _max_backward(dy, argmax, dx):
+    """One thread per sample: the CPU's order of additions (overlapping windows add up in output order)."""
+    b = cuda.grid(1)
+    if b < dy.shape[0]:
+        for k in range(dx.shape[1]):
+            dx[b, k] = 0.0
+        for k in range(dy.shape[1]):
+            dx[b, argmax[b, k]] += dy[b, k]
+
+
+def max_pool_backward(dy, argmax, dx):
+    """dx[b, argmax[b, k]] += dy[b, k]; dy, argmax: (n, m); dx: (n, size), overwritten."""
+    _max_backward[_launch(dy.shape[0])](dy, argmax, dx)
+
+
+@cuda.jit
+def _average_forward(x, ph, pw, sh, sw, pt, pl, y):
+    k = cuda.grid(1)
+    n, oh, ow, c = y.shape
+    if k < n * oh * ow * c:
+        ch = k % c
+        j = (k // c) % ow
+        i = (k // (c * ow)) % oh
+        b = k // (c * ow * oh)
+        h0, h1 = _low(i, sh, pt), _high(i, sh, pt, ph, x.shape[1])
+        w0, w1 = _low(j, sw, pl), _high(j, sw, pl, pw, x.shape[2])
+        total = 0.0
+        for ih in range(h0, h1):
+            for iw in range(w0, w1):
+                total += x[b, ih, iw, ch]
+        y[b, i, j, ch] = total / ((h1 - h0) * (w1 - w0))
+
+
+def average_pool2d_forward(x, ph, pw, sh, sw, pt, pl, y):
+    """y = the mean of each window's real cells (padded cells are not counted, as TF's 'same')."""
+    _average_forward[_launch(y.size)](x, ph, pw, sh, sw, pt, pl, y)
+
+
+@cuda.jit
+def _average_backward(dy, ph, pw, sh, sw, pt, pl, dx):
+    k = cuda.grid(1)
+    n, h, w, c = dx.shape
+    if k < n * h * w * c:
+        ch = k % c
+        iw = (k // c) % w
+        ih = (k // (c * w)) % h
+        b = k // (c * w * h)
+        total = 0.0
+        for i in range(dy.shape[1]):  # the outputs whose window holds (ih, iw), in output order
+            h0, h1 = _low(i, sh, pt), _high(i, sh, pt, ph, h)
+            if h0 <= ih < h1:
+                for j in range(dy.shape[2]):
+                    w0, w1 = _low(j, sw, pl), _high(j, sw, pl, pw, w)
+                    if w0 <= iw < w1:
+                        total += dy[b, i, j, ch] / ((h1 - h0) * (w1 - w0))
+        dx[b, ih, iw, ch] = total
+
+
+def average_pool2d_backward(dy, ph, pw, sh, sw, pt, pl, dx):
+    """dx = each output gradient spread evenly over its window's real cells (overwritten)."""
+    _average_backward[_launch(dx.size)](dy, ph, pw, sh, sw, pt, pl, dx)
+
+
+KERNELS = ("max_pool2d_forward", "max_pool_backward", "average_pool2d_forward", "average_pool2d_backward")
