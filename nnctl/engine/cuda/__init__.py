@@ -2,10 +2,9 @@
 
 Imported only when a CUDA backend is asked for; `import nnctl` and every CPU command never load it. Issue #20
 so far: the dense family's kernels, the sparse input's, the losses, the optimizers (dense and row-sparse), the
-embedding, normalization, pooling and convolution
-families, each checked under NUMBA_ENABLE_CUDASIM=1 against the same NumPy oracles
-as the CPU kernels. `PENDING_FAMILIES` names the CPU kernel families without twins yet, so a new CPU kernel
-without one fails a test.
+embedding, normalization, pooling and convolution families, each checked under NUMBA_ENABLE_CUDASIM=1 against
+the same NumPy oracles as the CPU kernels. `PENDING_FAMILIES` names the CPU kernel families without twins
+yet, so a new CPU kernel without one fails a test.
 """
 
 from nnctl.engine.cuda import conv, dense, embedding, losses, normalization, optim, optim_rows, pooling, sparse
