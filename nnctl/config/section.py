@@ -6,6 +6,8 @@ from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag
 
+from nnctl.plugins import LAYER_TYPES  # the layer types plugins registered (a dict filled at run time)
+
 
 class Section(BaseModel):
     """Every mapping in a config: unknown keys are errors and values are never coerced."""
@@ -20,7 +22,5 @@ def _tagged(specs: dict) -> Any:
 
 
 def _tag_of(value):
-    from nnctl.plugins import LAYER_TYPES
-
     tag = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
     return "plugin" if isinstance(tag, str) and tag in LAYER_TYPES else tag
