@@ -83,20 +83,23 @@ class NnctlGroup(click.Group):
 _CTRL_C_SEEN = False  # set by the handler: an error after a Ctrl-C is the Ctrl-C
 
 
-# Code a library calls back into and whose exceptions it swallows with a printed traceback ("Exception
-# ignored in …"): llvmlite's ctypes callbacks while kernels compile, the config schema's discriminator
-# functions, which pydantic-core calls, and importlib's module-lock weakref callback.
-_CALLBACK_FILES = ("llvmlite", "nnctl/config/section.py", "nnctl/config/schema.py", "nnctl/config/schema_data.py",
-                   "nnctl/runs/records.py", "<frozen importlib._bootstrap>")
+def _in_library_callback(frame) -> bool:
+    """Whether `frame` is code a library calls back into and whose exceptions it swallows with a printed
+    traceback ("Exception ignored in …"): llvmlite's ctypes callbacks while kernels compile, importlib's
+    module-lock weakref callback, and the config schema's discriminator functions, which pydantic-core calls."""
+    name, file = frame.f_code.co_name, frame.f_code.co_filename.replace("\\", "/")
+    schema = "nnctl/config/" in file or file.endswith("nnctl/runs/records.py")
+    return ("llvmlite" in file or (file.startswith("<frozen importlib") and name == "cb")
+            or (name in ("_tag_of", "<lambda>") and schema))
 
 
 def _on_ctrl_c(signum, frame):
-    """Python's own Ctrl-C, except inside a library's callback (see _CALLBACK_FILES): there the
+    """Python's own Ctrl-C, except inside a library's callback (`_in_library_callback`): there the
     KeyboardInterrupt's traceback would be printed and the interrupt swallowed, so it is raised again 10 ms
     later."""
     global _CTRL_C_SEEN
     _CTRL_C_SEEN = True
-    if frame is not None and any(part in frame.f_code.co_filename.replace("\\", "/") for part in _CALLBACK_FILES):
+    if frame is not None and _in_library_callback(frame):
         import _thread
         import threading
 
