@@ -87,7 +87,7 @@ def _in_library_callback(frame) -> bool:
     """Whether `frame` is code a library calls back into and whose exceptions it swallows with a printed
     traceback ("Exception ignored in …"): llvmlite's ctypes callbacks while kernels compile, importlib's
     module-lock weakref callback, and the config schema's discriminator functions, which pydantic-core calls."""
-    name, file = frame.f_code.co_name, frame.f_code.co_filename.replace("\\", "/")
+    name, file = getattr(frame.f_code, "co_name", ""), frame.f_code.co_filename.replace("\\", "/")
     schema = "nnctl/config/" in file or file.endswith("nnctl/runs/records.py")
     return ("llvmlite" in file or (file.startswith("<frozen importlib") and name == "cb")
             or (name in ("_tag_of", "<lambda>") and schema))
