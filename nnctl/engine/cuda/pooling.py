@@ -22,6 +22,13 @@ def _high(o, stride, pad, pool, size):
     return min(o * stride - pad + pool, size)
 
 
+@cuda.jit(device=True)
+def _position(k, shape):
+    """(b, row, column, channel) of flat index k into a C-ordered (n, h, w, c) tensor."""
+    c, w, h = shape[3], shape[2], shape[1]
+    return k // (c * w * h), (k // (c * w)) % h, (k // c) % w, k % c
+
+
 def _launch(total):
     return (total + 127) // 128, 128
 
@@ -29,13 +36,9 @@ def _launch(total):
 @cuda.jit
 def _max_forward(x, ph, pw, sh, sw, pt, pl, y, argmax):
     k = cuda.grid(1)
-    n, oh, ow, c = y.shape
-    if k < n * oh * ow * c:
-        ch = k % c
-        j = (k // c) % ow
-        i = (k // (c * ow)) % oh
-        b = k // (c * ow * oh)
-        h, w = x.shape[1], x.shape[2]
+    if k < y.size:
+        b, i, j, ch = _position(k, y.shape)
+        h, w, c = x.shape[1], x.shape[2], x.shape[3]
         h0, h1 = _low(i, sh, pt), _high(i, sh, pt, ph, h)
         w0, w1 = _low(j, sw, pl), _high(j, sw, pl, pw, w)
         best = x[b, h0, w0, ch]
@@ -76,12 +79,8 @@ def max_pool_backward(dy, argmax, dx):
 @cuda.jit
 def _average_forward(x, ph, pw, sh, sw, pt, pl, y):
     k = cuda.grid(1)
-    n, oh, ow, c = y.shape
-    if k < n * oh * ow * c:
-        ch = k % c
-        j = (k // c) % ow
-        i = (k // (c * ow)) % oh
-        b = k // (c * ow * oh)
+    if k < y.size:
+        b, i, j, ch = _position(k, y.shape)
         h0, h1 = _low(i, sh, pt), _high(i, sh, pt, ph, x.shape[1])
         w0, w1 = _low(j, sw, pl), _high(j, sw, pl, pw, x.shape[2])
         total = 0.0
@@ -99,12 +98,9 @@ def average_pool2d_forward(x, ph, pw, sh, sw, pt, pl, y):
 @cuda.jit
 def _average_backward(dy, ph, pw, sh, sw, pt, pl, dx):
     k = cuda.grid(1)
-    n, h, w, c = dx.shape
-    if k < n * h * w * c:
-        ch = k % c
-        iw = (k // c) % w
-        ih = (k // (c * w)) % h
-        b = k // (c * w * h)
+    h, w = dx.shape[1], dx.shape[2]
+    if k < dx.size:
+        b, ih, iw, ch = _position(k, dx.shape)
         total = 0.0
         for i in range(dy.shape[1]):  # the outputs whose window holds (ih, iw), in output order
             h0, h1 = _low(i, sh, pt), _high(i, sh, pt, ph, h)
