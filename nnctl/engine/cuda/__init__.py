@@ -1,18 +1,20 @@
 """CUDA kernels (numba-cuda), the twins of nnctl/engine/cpu/'s by name and argument order (DESIGN.md, Engine).
 
-Imported only when a CUDA backend is asked for; `import nnctl` and every CPU command never load it. Issue #20
-so far: the dense family's kernels, the sparse input's, the losses, the optimizers (dense and row-sparse), the
-embedding, normalization, pooling and convolution families, each checked under NUMBA_ENABLE_CUDASIM=1 against
-the same NumPy oracles as the CPU kernels. `PENDING_FAMILIES` names the CPU kernel families without twins
-yet, so a new CPU kernel without one fails a test.
+Imported only when a CUDA backend is asked for; `import nnctl` and every CPU command never load it. Every CPU
+kernel family has its twin here (dense, sparse input, losses, optimizers dense and row-sparse, embedding,
+normalization, pooling, convolution, recurrent), each checked under NUMBA_ENABLE_CUDASIM=1 against the same
+NumPy oracles as the CPU kernels and compiled for sm_90 with `cuda.compile_ptx` where the cu12 wheels are
+installed (tests/engine/test_cuda_sim.py). `PENDING` and `PENDING_FAMILIES` name CPU kernels without a twin
+(none now), so a new CPU kernel without one fails a test.
 """
 
-from nnctl.engine.cuda import conv, dense, embedding, losses, normalization, optim, optim_rows, pooling, sparse
+from nnctl.engine.cuda import (conv, dense, embedding, losses, normalization, optim, optim_rows, pooling, recurrent,
+                               sparse)
 
-MODULES = (dense, losses, optim, sparse, embedding, optim_rows, normalization, pooling, conv)
+MODULES = (dense, losses, optim, sparse, embedding, optim_rows, normalization, pooling, conv, recurrent)
 KERNELS = tuple(name for module in MODULES for name in module.KERNELS)
 globals().update({name: getattr(module, name) for module in MODULES for name in module.KERNELS})
-PENDING = ()  # flat CPU kernels without a twin (none now); and the N-d families not ported yet:
-PENDING_FAMILIES = ("recurrent",)
+PENDING = ()
+PENDING_FAMILIES = ()
 
 __all__ = [*KERNELS, "KERNELS", "MODULES", "PENDING", "PENDING_FAMILIES"]

@@ -1,0 +1,321 @@
+"""CUDA twins of nnctl/engine/cpu/recurrent.py: SimpleRNN, LSTM and GRU, forward and backward through time, and
+the recurrent GEMM's inputs — same names, arguments and shapes as the CPU kernels (their comment block there is
+this module's too).
+
+The input projection x_s·W + bias of every step is one launch over samples × steps × gate columns, written
+into the buffer the time loop then reads (`gates`; SimpleRNN's `hs`); the time loop is one launch per step,
+one thread per (sample, unit) computing every gate of its unit, so each step's h·U is read from the previous
+launch's finished states. The backward fuses step s's cell with step s + 1's state gradient (Σ_k d_k·U_kᵀ ⊙
+m_k, which needs every unit's d of step s + 1): one launch per step plus a last one for step 0's, carrying the
+running dh (and the LSTM's dc) in the `dh0` (`dc0`) outputs. Sums run over the units in order, in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import cuda
+
+from nnctl.engine.cpu.fastmath import HARD_SIGMOID, RELU, SIGMOID, TANH
+
+_TILE = 16
+
+
+def _grid2(rows, cols):
+    return ((rows + _TILE - 1) // _TILE, (cols + _TILE - 1) // _TILE), (_TILE, _TILE)
+
+
+@cuda.jit(device=True)
+def _activate(code, v):
+    if code == RELU:
+        return v if v > 0 else 0.0
+    if code == SIGMOID:
+        return 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
+    if code == TANH:
+        return math.tanh(v)
+    if code == HARD_SIGMOID:
+        return min(max(v + 3.0, 0.0), 6.0) / 6.0
+    return v
+
+
+@cuda.jit(device=True)
+def _derivative(code, y):
+    """The activation's derivative as a function of its output y."""
+    if code == RELU:
+        return 1.0 if y > 0 else 0.0
+    if code == SIGMOID:
+        return y * (1.0 - y)
+    if code == TANH:
+        return 1.0 - y * y
+    if code == HARD_SIGMOID:
+        return 1.0 / 6.0 if 0 < y < 1 else 0.0
+    return 1.0
+
+
+@cuda.jit(device=True)
+def _dropped(rmask, b, col):
+    """The recurrent-dropout multiplier of h's entry feeding gate column `col` (1 without dropout)."""
+    return rmask[b, col] if rmask.shape[0] > 0 else 1.0
+
+
+@cuda.jit(device=True)
+def _previous(h0, hs, b, s, m):
+    return h0[b, m] if s == 0 else hs[b, s - 1, m]
+
+
+@cuda.jit(device=True)
+def _recurrent_product(h0, hs, U, rmask, b, s, col):
+    """Σ_m (h_{s−1} ⊙ m_k)[m] · U[m, col], gate k being col's."""
+    units = U.shape[0]
+    k0 = col - col % units
+    total = 0.0
+    for m in range(units):
+        total += _previous(h0, hs, b, s, m) * _dropped(rmask, b, k0 + m) * U[m, col]
+    return total
+
+
+@cuda.jit(device=True)
+def _gate_gradient(d, col, b, s, UT, gate, rmask, j):
+    """(d_k·U_kᵀ)[j] ⊙ m_k[j] for gate k = `gate`, d_k in d[b, s, col : col + units]."""
+    units = UT.shape[1]
+    total = 0.0
+    for m in range(units):
+        total += d[b, s, col + m] * UT[gate * units + m, j]
+    return total * _dropped(rmask, b, gate * units + j)
+
+
+@cuda.jit(device=True)
+def _incoming(dhs, b, s, steps, j):
+    """The loss gradient w.r.t. hs[b, s, j]; dhs (n, 1, u) holds the last step's alone."""
+    if dhs.shape[1] == steps:
+        return dhs[b, s, j]
+    return dhs[b, 0, j] if s == steps - 1 else 0.0
+
+
+@cuda.jit
+def _project(x, W, bias, first, count, out):
+    """out[b, s, col] = x[k, b, s]·W[:, col] + bias[col], k = col's gate when x holds one input per gate."""
+    row, col = cuda.grid(2)
+    steps = out.shape[1]
+    if row < count * steps and col < out.shape[2]:
+        b, s = first + row // steps, row % steps
+        k = col // (W.shape[1] // x.shape[0])
+        total = 0.0
+        for f in range(W.shape[0]):
+            total += x[k, b, s, f] * W[f, col]
+        out[b, s, col] = total + bias[col]
+
+
+def _projection(x, W, bias, first, count, out):
+    blocks, threads = _grid2(count * out.shape[1], out.shape[2])
+    _project[blocks, threads](x, W, bias, first, count, out)
+
+
+@cuda.jit
+def _recurrent_inputs(hs, h0, rmask, first, count, out):
+    row, col = cuda.grid(2)
+    steps, units = hs.shape[1], hs.shape[2]
+    if row < count * steps and col < out.shape[2]:
+        b, s = first + row // steps, row % steps
+        out[b, s, col] = _previous(h0, hs, b, s, col % units) * _dropped(rmask, b, col)
+
+
+def recurrent_inputs(hs, h0, rmask, first, count, out):
+    """out[b, s, gate k] = h_{s−1} ⊙ m_k: the left operand of dU's GEMM (one gate block without dropout)."""
+    blocks, threads = _grid2(count * hs.shape[1], out.shape[2])
+    _recurrent_inputs[blocks, threads](hs, h0, rmask, first, count, out)
+
+
+@cuda.jit
+def _simple_rnn_step(hs, h0, U, mask, rmask, act, first, count, s):
+    i, j = cuda.grid(2)
+    if i < count and j < hs.shape[2]:
+        b = first + i
+        if mask[b, s] != 0:
+            hs[b, s, j] = _activate(act, hs[b, s, j] + _recurrent_product(h0, hs, U, rmask, b, s, j))
+        else:
+            hs[b, s, j] = _previous(h0, hs, b, s, j)
+
+
+def simple_rnn_forward(x, W, bias, U, h0, mask, rmask, act, first, count, hs):
+    """hs[b, s] = act(x_s·W + bias + (h_{s−1} ⊙ m)·U) at real steps, h_{s−1} at masked ones."""
+    _projection(x, W, bias, first, count, hs)
+    blocks, threads = _grid2(count, hs.shape[2])
+    for s in range(hs.shape[1]):
+        _simple_rnn_step[blocks, threads](hs, h0, U, mask, rmask, act, first, count, s)
+
+
+@cuda.jit
+def _simple_rnn_back_step(dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0):
+    i, j = cuda.grid(2)
+    steps = hs.shape[1]
+    if i < count and j < hs.shape[2]:
+        b = first + i
+        dh = 0.0
+        if s + 1 < steps:
+            dh = _gate_gradient(dpre, 0, b, s + 1, UT, 0, rmask, j) if mask[b, s + 1] != 0 else dh0[b, j]
+        if s < 0:  # the last launch: step 0's state gradient alone
+            dh0[b, j] = dh
+            return
+        g = dh + _incoming(dhs, b, s, steps, j)
+        dpre[b, s, j] = g * _derivative(act, hs[b, s, j]) if mask[b, s] != 0 else 0.0
+        dh0[b, j] = g
+
+
+def simple_rnn_backward(dhs, hs, UT, mask, rmask, act, first, count, dpre, dh0):
+    """dpre = the gradient w.r.t. each step's pre-activation; dh0 = w.r.t. the initial state."""
+    blocks, threads = _grid2(count, hs.shape[2])
+    for s in range(hs.shape[1] - 1, -2, -1):
+        _simple_rnn_back_step[blocks, threads](dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0)
+
+
+@cuda.jit
+def _lstm_step(h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs):
+    i, j = cuda.grid(2)
+    units = hs.shape[2]
+    if i < count and j < units:
+        b = first + i
+        c_prev = c0[b, j] if s == 0 else cs[b, s - 1, j]
+        if mask[b, s] == 0:
+            hs[b, s, j], cs[b, s, j] = _previous(h0, hs, b, s, j), c_prev
+            return
+        z_i = gates[b, s, j] + _recurrent_product(h0, hs, U, rmask, b, s, j)
+        z_f = gates[b, s, units + j] + _recurrent_product(h0, hs, U, rmask, b, s, units + j)
+        z_c = gates[b, s, 2 * units + j] + _recurrent_product(h0, hs, U, rmask, b, s, 2 * units + j)
+        z_o = gates[b, s, 3 * units + j] + _recurrent_product(h0, hs, U, rmask, b, s, 3 * units + j)
+        gi, gf, gc, go = _activate(ract, z_i), _activate(ract, z_f), _activate(act, z_c), _activate(ract, z_o)
+        c = gf * c_prev + gi * gc
+        hs[b, s, j], cs[b, s, j] = go * _activate(act, c), c
+        gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j], gates[b, s, 3 * units + j] = (
+            gi, gf, gc, go)
+
+
+def lstm_forward(x, W, bias, U, h0, c0, mask, rmask, act, ract, first, count, gates, hs, cs):
+    """The LSTM's states and activated gates (i, f, c̃, o) at every step."""
+    _projection(x, W, bias, first, count, gates)
+    blocks, threads = _grid2(count, hs.shape[2])
+    for s in range(hs.shape[1]):
+        _lstm_step[blocks, threads](h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs)
+
+
+@cuda.jit
+def _lstm_back_step(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates, dh0, dc0):
+    i, j = cuda.grid(2)
+    steps, units = gates.shape[1], UT.shape[1]
+    if i < count and j < units:
+        b = first + i
+        dh = 0.0
+        if s + 1 < steps:
+            if mask[b, s + 1] != 0:
+                for k in range(4):
+                    dh += _gate_gradient(gates, k * units, b, s + 1, UT, k, rmask, j)
+            else:
+                dh = dh0[b, j]
+        if s < 0:
+            dh0[b, j] = dh
+            return
+        g = dh + _incoming(dhs, b, s, steps, j)
+        dc = dc_last[b, j] if s == steps - 1 else dc0[b, j]
+        dh0[b, j] = g
+        if mask[b, s] == 0:
+            for k in range(4):
+                gates[b, s, k * units + j] = 0.0
+            dc0[b, j] = dc
+            return
+        gi, gf = gates[b, s, j], gates[b, s, units + j]
+        gc, go = gates[b, s, 2 * units + j], gates[b, s, 3 * units + j]
+        c_prev = c0[b, j] if s == 0 else cs[b, s - 1, j]
+        a = _activate(act, cs[b, s, j])
+        dc_here = dc + g * go * _derivative(act, a)
+        gates[b, s, j] = dc_here * gc * _derivative(ract, gi)
+        gates[b, s, units + j] = dc_here * c_prev * _derivative(ract, gf)
+        gates[b, s, 2 * units + j] = dc_here * gi * _derivative(act, gc)
+        gates[b, s, 3 * units + j] = g * a * _derivative(ract, go)
+        dc0[b, j] = dc_here * gf
+
+
+def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, gates, dh0, dc0):
+    """Overwrites gates with dpre; dh0, dc0 = the gradients w.r.t. the initial states."""
+    blocks, threads = _grid2(count, UT.shape[1])
+    for s in range(gates.shape[1] - 1, -2, -1):
+        _lstm_back_step[blocks, threads](dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates,
+                                         dh0, dc0)
+
+
+@cuda.jit
+def _gru_step(U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu):
+    i, j = cuda.grid(2)
+    units = hs.shape[2]
+    if i < count and j < units:
+        b = first + i
+        h_prev = _previous(h0, hs, b, s, j)
+        if mask[b, s] == 0:
+            hs[b, s, j] = h_prev
+            return
+        rec_z = _recurrent_product(h0, hs, U, rmask, b, s, j) + rbias[j]
+        rec_r = _recurrent_product(h0, hs, U, rmask, b, s, units + j) + rbias[units + j]
+        rec_h = _recurrent_product(h0, hs, U, rmask, b, s, 2 * units + j) + rbias[2 * units + j]
+        z = _activate(ract, gates[b, s, j] + rec_z)
+        r = _activate(ract, gates[b, s, units + j] + rec_r)
+        candidate = _activate(act, gates[b, s, 2 * units + j] + r * rec_h)
+        hs[b, s, j] = z * h_prev + (1.0 - z) * candidate  # the undropped h_tm1, as Keras 3's GRUCell.call
+        gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j] = z, r, candidate
+        hu[b, s, j] = rec_h
+
+
+def gru_forward(x, W, bias, U, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu):
+    """The GRU's states, activated gates (z, r, h̃) and recurrent h̃ products (hu) at every step."""
+    _projection(x, W, bias, first, count, gates)
+    blocks, threads = _grid2(count, hs.shape[2])
+    for s in range(hs.shape[1]):
+        _gru_step[blocks, threads](U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
+
+
+@cuda.jit
+def _gru_back_step(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec, dh0):
+    i, j = cuda.grid(2)
+    steps, units = gates.shape[1], UT.shape[1]
+    if i < count and j < units:
+        b = first + i
+        dh = 0.0
+        if s + 1 < steps:
+            dh = dh0[b, j]  # step s + 1 left g·z there (g at a masked step)
+            if mask[b, s + 1] != 0:  # d_rec = (dz, dr, e·r): the first two in gates, e·r in drec's last block
+                dh += _gate_gradient(gates, 0, b, s + 1, UT, 0, rmask, j)
+                dh += _gate_gradient(gates, units, b, s + 1, UT, 1, rmask, j)
+                dh += _gate_gradient(drec, drec.shape[2] - units, b, s + 1, UT, 2, rmask, j)
+        if s < 0:
+            dh0[b, j] = dh
+            return
+        g = dh + _incoming(dhs, b, s, steps, j)
+        full = drec.shape[2] == 3 * units
+        if mask[b, s] == 0:
+            for k in range(3):
+                gates[b, s, k * units + j] = 0.0
+                if full or k == 2:
+                    drec[b, s, drec.shape[2] - (3 - k) * units + j] = 0.0
+            dh0[b, j] = g
+            return
+        z, r, candidate = gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j]
+        h_prev = _previous(h0, hs, b, s, j)
+        e = g * (1.0 - z) * _derivative(act, candidate)
+        dz = g * (h_prev - candidate) * _derivative(ract, z)
+        dr = e * hu[b, s, j] * _derivative(ract, r)
+        gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j] = dz, dr, e
+        if full:
+            drec[b, s, j], drec[b, s, units + j] = dz, dr
+        drec[b, s, drec.shape[2] - units + j] = e * r
+        dh0[b, j] = g * z
+
+
+def gru_backward(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, gates, drec, dh0):
+    """Overwrites gates with dpre; drec = the recurrent products' gradients (all gates, or h̃'s block);
+    dh0 = the gradient w.r.t. the initial state."""
+    blocks, threads = _grid2(count, UT.shape[1])
+    for s in range(gates.shape[1] - 1, -2, -1):
+        _gru_back_step[blocks, threads](dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec,
+                                        dh0)
+
+
+KERNELS = ("recurrent_inputs", "simple_rnn_forward", "simple_rnn_backward", "lstm_forward", "lstm_backward",
+           "gru_forward", "gru_backward")
