@@ -1,18 +1,60 @@
-"""Runs the CUDA kernel tests (tests/engine/cuda_sim/) under Numba's CUDA simulator, in a process of their own:
-the simulator is chosen when Numba starts, which in this process has long happened."""
+"""Runs the CUDA kernel tests (tests/engine/cuda_sim/) under Numba's CUDA simulator, in a process of their own
+(the simulator is chosen when Numba starts, which in this process has long happened), recording every launch's
+argument types; then compiles each recorded launch for sm_90 with `cuda.compile_ptx`
+(tests/engine/cuda_compile.py) where numba-cuda and the cu12 NVVM wheel are installed (the `dev` extra has
+them), which types the kernels for real as the simulator does not."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
-def test_the_cuda_kernels_pass_under_the_simulator():
-    folder = Path(__file__).parent / "cuda_sim"
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(folder)],
-                            capture_output=True, text=True, env=env, cwd=Path(__file__).parents[2], timeout=600)
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="module")
+def launches(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cuda") / "launches.json"
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "NNCTL_CUDA_LAUNCHES": str(path)}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             str(Path(__file__).parent / "cuda_sim")],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    return result, path
+
+
+def test_the_cuda_kernels_pass_under_the_simulator(launches):
+    result, path = launches
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]
+    record = json.loads(path.read_text())
+    launched = {(module, name) for module, name, _ in record["launches"]}
+    assert record["kernels"] and not [kernel for kernel in record["kernels"] if tuple(kernel) not in launched], \
+        "every CUDA kernel is launched by a simulator test"
+
+
+def _compiler_installed() -> bool:
+    if importlib.util.find_spec("numba_cuda") is None:
+        return False
+    try:
+        importlib.metadata.version("nvidia-cuda-nvcc-cu12")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _compiler_installed(), reason="numba-cuda[cu12] is not installed (pip install 'nnctl[cuda]')")
+def test_every_launch_compiles_for_sm_90(launches):
+    result, path = launches
+    assert path.exists(), result.stdout[-3000:]
+    compiled = subprocess.run([sys.executable, str(Path(__file__).parent / "cuda_compile.py"), str(path)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=600,
+                              env={key: value for key, value in os.environ.items() if key != "NUMBA_ENABLE_CUDASIM"})
+    assert compiled.returncode == 0, compiled.stdout[-4000:] + compiled.stderr[-2000:]
+    assert "compiled" in compiled.stdout
