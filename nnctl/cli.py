@@ -43,9 +43,10 @@ def main():
     """
 
 
-# The devices that work: nnctl.engine.backend's backends (cpu only, until the CUDA one exists) and auto. Not
-# imported from there: `nnctl --help` must not load NumPy; tests/test_cli.py keeps the two lists in step.
-DEVICES = ["cpu", "auto"]
+# The devices (nnctl.nn.cudapath.DEVICES and auto). Not imported from there: `nnctl --help` must not load
+# NumPy; tests/test_cli.py keeps the two lists in step. `cuda` on a machine that cannot run it is a located
+# config error saying why.
+DEVICES = ["cpu", "cuda", "auto"]
 
 
 @main.command()
@@ -55,8 +56,7 @@ DEVICES = ["cpu", "auto"]
               help="Continue RUN from its last checkpoint, in place (raise its epochs with --set epochs=N).")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False),
               help="Where run directories go: DIR/<name>/<YYYYmmdd-HHMMSS>/.")
-@click.option("--device", type=click.Choice(DEVICES + ["cuda"]), metavar=f"[{'|'.join(DEVICES)}]",
-              help="Overrides the config's `device`.")  # cuda is refused by the config, with the reason
+@click.option("--device", type=click.Choice(DEVICES), help="Overrides the config's `device`.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final `run:` line.")
 @click.option("--verbose", "-v", is_flag=True, help="Also print where the time went (load, compile, train, "
                                                     "validate, write).")

@@ -81,10 +81,9 @@ def _prepare(resolved, issues: list):
     from nnctl.data.files import load_data
     from nnctl.train.session import Prepared
 
-    if resolved.config.device == "cuda":
-        from nnctl.engine.settings import CUDA_NOT_YET
+    from nnctl.config.device import check_gpu, place
 
-        issues.append(resolved.issue(("device",), CUDA_NOT_YET))
+    issues.extend(check_gpu(resolved))
     splits = _collect(lambda: load_data(resolved), resolved, ("data",), issues)
     input_shape = tuple(splits.train[0].shape[1:]) if splits is not None else None
     model = None
@@ -94,6 +93,8 @@ def _prepare(resolved, issues: list):
                          ("model",), issues)
     if splits is not None and model is not None:
         _collect(lambda: check_data(resolved, model, splits), resolved, ("data",), issues)
+    if model is not None and not any(issue.path == ("device",) for issue in issues):
+        _collect(lambda: place(resolved, model), resolved, ("device",), issues)
     return Prepared(splits, model, 0.0) if splits is not None and model is not None else None
 
 

@@ -68,7 +68,3 @@ def thread_count() -> int:
             return max(1, int(os.environ[var]))
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
-
-# `device: cuda` until the CUDA twin (nnctl/engine/cuda/) runs whole models: what the config error says.
-CUDA_NOT_YET = ("the CUDA backend is not available in this version of nnctl: its first kernels exist (checked "
-                "under Numba's CUDA simulator) but models do not run on it yet (allowed: cpu, auto)")

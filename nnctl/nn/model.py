@@ -13,7 +13,7 @@ from nnctl.engine import threads
 from nnctl.engine.backend import get_backend
 from nnctl.engine.csr import CSRBatch, CSRMatrix
 from nnctl.errors import ArgumentError, NnctlError, ShapeError, check_positive_int
-from nnctl.nn import fastpath
+from nnctl.nn import cudapath, fastpath
 from nnctl.nn.callbacks import CallbackList, History
 from nnctl.nn.callbacks.base import FitHistory
 from nnctl.nn.callbacks.monitors import find_nonfinite
@@ -44,12 +44,10 @@ class Sequential(ModelInputs):
         self.dtype = np.dtype(dtype)
         self.layers: list[Layer] = []
         self.input_shape = None if input_shape is None else tuple(input_shape)
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-        self.backend = get_backend(device)
-        self.built = False
-        self.compiled = False
-        self.stop_training = False
+        self.seed, self.rng = seed, np.random.default_rng(seed)
+        self.device = cudapath.check_device(device)  # "cuda": the host work stays on the CPU backend
+        self.backend = get_backend("cpu" if device == "cuda" else device)
+        self.built = self.compiled = self.stop_training = False
         for layer in layers or []:
             self.add(layer)
 
@@ -287,6 +285,8 @@ class Sequential(ModelInputs):
     def _runner(self, batch_size, fast_path, sparse):
         if fast_path not in ("auto", True, False):
             raise ArgumentError(f"`fast_path` must be auto, true or false, got {fast_path!r}.")
+        if self.device == "cuda":
+            return cudapath.path(self, batch_size, sparse).train
         can = fastpath.eligible(self, batch_size, sparse)
         if fast_path is True and not can:
             raise ArgumentError("`fast_path` needs a plain stack of small Dense layers")
@@ -360,8 +360,8 @@ class Sequential(ModelInputs):
         outputs = np.zeros_like(logits)
         sparse = isinstance(x, CSRMatrix)
         self.predicted_mask = np.ones((n, self.steps), bool) if self.steps > 1 else None  # all real: no mask
-        if fastpath.eligible(self, batch_size, sparse):
-            fastpath.FastPath(self, batch_size, sparse).predict(x, n, logits, outputs)
+        if self.device == "cuda" or fastpath.eligible(self, batch_size, sparse):
+            cudapath.fast_path(self, batch_size, sparse).predict(x, n, logits, outputs)
             return logits, outputs
         head = self.layers[-1]
         for b0 in range(0, n, batch_size):

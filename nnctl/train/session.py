@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnctl.config.build import build_model, check_data, make_callback
+from nnctl.config.device import check_gpu, place
 from nnctl.config.resolve import ResolvedConfig
 from nnctl.config.yamlfile import ConfigError
 from nnctl.data.files import Splits, load_data
@@ -48,14 +49,14 @@ class Prepared:
 def prepare(resolved: ResolvedConfig) -> Prepared:
     """The data and the compiled model, after every check that needs no training; a ConfigError otherwise."""
     began = time.perf_counter()
-    if resolved.config.device == "cuda":
-        from nnctl.engine.settings import CUDA_NOT_YET
-
-        raise ConfigError([resolved.issue(("device",), CUDA_NOT_YET)])
+    gpu_issues = check_gpu(resolved)
+    if gpu_issues:
+        raise ConfigError(gpu_issues)
     splits = load_data(resolved)
     model = build_model(resolved, input_shape=tuple(splits.train[0].shape[1:]),
                         rows=splits.train[0].shape[0])
     check_data(resolved, model, splits)
+    place(resolved, model)
     return Prepared(splits, model, time.perf_counter() - began)
 
 
@@ -88,8 +89,8 @@ def begin_run(run: RunDirectory, resolved: ResolvedConfig, prepared: Prepared) -
     try:
         config_text = run_config_text(resolved)
         run.write_text("config.yaml", config_text)
-        run.update_manifest(status="running", name=cfg.name, seed=cfg.seed, device="cpu", started=_now(),
-                            input_shape=list(prepared.model.input_shape),
+        run.update_manifest(status="running", name=cfg.name, seed=cfg.seed, device=prepared.model.device,
+                            started=_now(), input_shape=list(prepared.model.input_shape),
                             versions=environment_versions(), config_sha256=sha256_bytes(config_text.encode()),
                             data=[{"path": str(path.resolve()), "sha256": sha256_file(path)} for path in splits.files],
                             plugins=_unique([plugin.record() for plugin in resolved.plugins]))

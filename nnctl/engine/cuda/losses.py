@@ -137,21 +137,26 @@ def _samples(code, delta, pred, target, labels, weight, grad, losses):
 
 
 @cuda.jit
-def _sum_in_order(losses, total):
+def _sum_in_order(losses, out, slot):
     if cuda.grid(1) == 0:
         acc = 0.0
         for i in range(losses.shape[0]):
             acc += losses[i]
-        total[0] = acc / losses.shape[0]
+        out[slot] = acc / losses.shape[0]
 
 
-def loss_forward_backward(code, delta, pred, target, labels, weight, grad):
-    """The batch loss Σᵢ wᵢ·ℓᵢ / n, writing grad = ∂loss/∂pred, for a loss code (as the CPU kernel)."""
+def loss_forward_backward(code, delta, pred, target, labels, weight, grad, out=None, slot=0):
+    """The batch loss Σᵢ wᵢ·ℓᵢ / n, writing grad = ∂loss/∂pred, for a loss code (as the CPU kernel). With `out`
+    (a float64 device array) the loss goes to out[slot] instead of the host: no synchronization per step."""
     n = pred.shape[0]
-    losses, total = cuda.device_array(n, np.float64), cuda.device_array(1, np.float64)
+    losses = cuda.device_array(n, np.float64)
     _samples[(n + _THREADS - 1) // _THREADS, _THREADS](code, float(delta), pred, target, labels, weight, grad,
                                                           losses)
-    _sum_in_order[1, 1](losses, total)
+    if out is not None:
+        _sum_in_order[1, 1](losses, out, slot)
+        return None
+    total = cuda.device_array(1, np.float64)
+    _sum_in_order[1, 1](losses, total, 0)
     return float(total.copy_to_host()[0]) if hasattr(total, "copy_to_host") else float(total[0])
 
 

@@ -34,19 +34,20 @@ def _chunk_squares(x, start, stop, partials):
 
 
 @cuda.jit
-def _sum_partials(partials, count, out, slot):
+def _sum_partials(partials, count, out, slot, add):
+    """out[slot] = Σ partials in order (added to out[slot] when `add`)."""
     if cuda.grid(1) == 0:
         total = 0.0
         for c in range(count):
             total += partials[c]
-        out[slot] = total
+        out[slot] = out[slot] + total if add else total
 
 
 def _squares(x, start, stop, out, slot):
     chunks = max(1, (stop - start + _CHUNK - 1) // _CHUNK)
     partials = cuda.device_array(chunks, np.float64)
     _chunk_squares[_grid(chunks)](x, start, stop, partials)
-    _sum_partials[1, 1](partials, chunks, out, slot)
+    _sum_partials[1, 1](partials, chunks, out, slot, False)
 
 
 def _host(array):
@@ -74,13 +75,18 @@ def _regularize(w, g, l1, l2, partials):
         partials[c] = penalty
 
 
-def regularize(w, g, l1, l2):
-    """g += l1·sign(w) + 2·l2·w; returns the penalty l1·Σ|w| + l2·Σw² (w, g: 1-D, same size)."""
+def regularize(w, g, l1, l2, out=None, slot=0):
+    """g += l1·sign(w) + 2·l2·w; returns the penalty l1·Σ|w| + l2·Σw² (w, g: 1-D, same size). With `out` (a
+    float64 device array) the penalty is added to out[slot] instead: no synchronization per step."""
     chunks = max(1, (w.shape[0] + _CHUNK - 1) // _CHUNK)
-    partials, out = cuda.device_array(chunks, np.float64), cuda.device_array(1, np.float64)
+    partials = cuda.device_array(chunks, np.float64)
     _regularize[_grid(chunks)](w, g, float(l1), float(l2), partials)
-    _sum_partials[1, 1](partials, chunks, out, 0)
-    return float(_host(out)[0])
+    if out is not None:
+        _sum_partials[1, 1](partials, chunks, out, slot, True)
+        return None
+    total = cuda.device_array(1, np.float64)
+    _sum_partials[1, 1](partials, chunks, total, 0, False)
+    return float(_host(total)[0])
 
 
 @cuda.jit(device=True)

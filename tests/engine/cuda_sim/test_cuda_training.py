@@ -1,0 +1,121 @@
+"""`device: cuda` end to end under the CUDA simulator: Dense stacks trained on the CUDA path agree with the same
+seed on the CPU (history, weights, predictions) over dense and CSR inputs, losses fused with their output
+activation or not, each optimizer family, a regularizer and clipping; batch callbacks see the same run; a model
+the CUDA path does not run yet is refused by name; and through the command line, a GPU run's manifest says
+cuda and the run evaluates on the CPU. Run by tests/engine/test_cuda_sim.py."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+    pytest.skip("the CUDA simulator tests run in their own process (tests/engine/test_cuda_sim.py)",
+                allow_module_level=True)
+
+from click.testing import CliRunner  # noqa: E402
+
+from nnctl.cli import main  # noqa: E402
+from nnctl.errors import ArgumentError  # noqa: E402
+from nnctl.nn.callbacks import Callback  # noqa: E402
+from nnctl.nn.layers import Dense, Dropout  # noqa: E402
+from nnctl.nn.model import Sequential  # noqa: E402
+
+RNG = np.random.default_rng(11)
+X = RNG.standard_normal((36, 6)).astype(np.float32)
+X_SPARSE = (RNG.random((36, 40)) < 0.1).astype(np.float32)  # 10 % non-zero: the model reads it as CSR
+CASES = {
+    "dense-mse-rmsprop-l2": (X, lambda x: x[:, :2] @ np.ones((2, 1), np.float32),
+                             [Dense(5, activation="tanh", kernel_regularizer={"type": "l2", "l2": 0.01}),
+                              Dense(1)], "rmsprop", "mse"),
+    "csr-bce-adam": (X_SPARSE, lambda x: (x[:, :20].sum(1, keepdims=True) > 2).astype(np.float32),
+                     [Dense(4, activation="relu"), Dense(1, activation="sigmoid")], "adam", "binary_crossentropy"),
+    "softmax-sparse-cce-sgd-clipnorm": (X, lambda x: np.argmax(x[:, :3], 1),
+                                        [Dense(7, activation="relu"), Dense(3, activation="softmax")],
+                                        {"type": "sgd", "learning_rate": 0.1, "momentum": 0.9, "clipnorm": 0.5},
+                                        "sparse_categorical_crossentropy"),
+    "unfused-huber-adagrad": (X, lambda x: x[:, :1] * 2, [Dense(3, activation="elu"), Dense(1, activation="tanh")],
+                              "adagrad", "huber"),
+}
+
+
+def _train(case, device, callbacks=()):
+    x, target, layers, optimizer, loss = CASES[case]
+    fresh = [type(layer).from_config(layer.get_config()) if hasattr(type(layer), "from_config")
+             else type(layer)(**layer.get_config()) for layer in layers]
+    model = Sequential(fresh, input_shape=x.shape[1:], seed=3, device=device)
+    model.compile(optimizer=optimizer, loss=loss)
+    y = target(x)
+    history = model.fit(x, y, epochs=2, batch_size=8, validation_data=(x[:10], y[:10]), callbacks=list(callbacks))
+    return history, model.get_weights(), model.predict(x[:7])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_cuda_run_agrees_with_the_cpu_run(case):
+    cpu, gpu = _train(case, "cpu"), _train(case, "cuda")
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(gpu[0][key], cpu[0][key], rtol=2e-5, err_msg=key)
+    for name in cpu[1]:
+        np.testing.assert_allclose(gpu[1][name], cpu[1][name], rtol=1e-4, atol=2e-6, err_msg=name)
+    np.testing.assert_allclose(gpu[2], cpu[2], rtol=1e-4, atol=2e-6)
+
+
+class _EveryBatch(Callback):
+    def __init__(self):
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def test_batch_callbacks_chunk_the_epoch_and_see_the_same_run():
+    counter = _EveryBatch()
+    whole, chunked = _train("csr-bce-adam", "cuda"), _train("csr-bce-adam", "cuda", [counter])
+    assert counter.batches >= 2
+    np.testing.assert_array_equal(whole[0]["loss"], chunked[0]["loss"])
+    for name in whole[1]:
+        np.testing.assert_array_equal(whole[1][name], chunked[1][name])
+
+
+def test_a_layer_not_on_the_cuda_path_is_named():
+    model = Sequential([Dense(4, activation="relu"), Dropout(0.5), Dense(1)], input_shape=(6,), seed=0,
+                       device="cuda")
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ArgumentError, match=r"device cuda: layer 1 \(dropout\) is not on the CUDA backend yet"):
+        model.fit(X, X[:, :1], epochs=1, batch_size=8)
+
+
+CONFIG = """\
+name: gpu
+seed: 4
+data:
+  dataset: {type: synthetic, kind: regression, samples: 48, features: 5}
+model:
+  layers:
+    - {type: dense, units: 6, activation: relu}
+    - {type: dense, units: 1}
+loss: mse
+optimizer: rmsprop
+epochs: 2
+batch_size: 16
+device: DEVICE
+"""
+
+
+def test_the_command_line_trains_on_cuda_and_the_run_evaluates_on_the_cpu(tmp_path):
+    runs = {}
+    for device in ("cuda", "cpu"):
+        config = tmp_path / f"{device}.yaml"
+        config.write_text(CONFIG.replace("DEVICE", device))
+        result = CliRunner().invoke(main, ["train", str(config), "--runs-dir", str(tmp_path / device), "-q"])
+        assert result.exit_code == 0, result.output
+        runs[device] = next((tmp_path / device / "gpu").glob("2*"))
+    manifest = json.loads((runs["cuda"] / "manifest.json").read_text())
+    assert manifest["device"] == "cuda"
+    histories = [json.loads((runs[d] / "history.json").read_text()) for d in ("cuda", "cpu")]
+    np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=2e-5)
+    result = CliRunner().invoke(main, ["evaluate", str(runs["cuda"])])
+    assert result.exit_code == 0 and "loss" in result.output, result.output
