@@ -278,3 +278,16 @@ def rows_flush(hp, iteration, last, slot1, decays):
     if decays:
         slot1 *= (np.float64(np.float32(hp[2])) ** (iteration - 1 - last))[:, None]
     last[:] = iteration - 1
+
+
+def counter_uniform(key: int, counter: int, size: int) -> np.ndarray:
+    """The CUDA dropout's uniforms (nnctl/engine/cuda/dropout.py) in NumPy: SplitMix64's finalizer of
+    key ⊕ counter·M + (i + 1)·φ for i < size, its top 24 bits over 2²⁴ (float32)."""
+    mask64 = (1 << 64) - 1
+    state = np.uint64((key ^ (counter * 0xD1342543DE82EF95)) & mask64)
+    with np.errstate(over="ignore"):
+        z = state + (np.arange(size, dtype=np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(40)).astype(np.float32) / np.float32(16777216.0)

@@ -5,8 +5,10 @@ A runner call (an epoch, or a chunk of steps when callbacks want batches) upload
 slots, runs its steps with the weights, slots, gradients, activations, targets and the dataset (copied once per
 dataset) on the device, and brings back only the steps' losses, the outputs the metrics read, and the updated
 weights and slots — so checkpoints, callbacks and `weights.safetensors` see the same host buffers as on the CPU,
-and a GPU run evaluates, predicts and resumes on the CPU and the reverse. Dropout's counter-based generator,
-the other layer families and several outputs are not on this path yet (`unsupported` says which).
+and a GPU run evaluates, predicts and resumes on the CPU and the reverse. Dropout between Dense layers draws
+its masks from a counter-based generator keyed by the run's seed, the draw numbered by the optimizer step
+(nnctl/engine/cuda/dropout.py). The other layer families and several outputs are not on this path yet
+(`unsupported` says which).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from nnctl.engine.cpu.dense import LINEAR
 from nnctl.engine.csr import CSRMatrix
 from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
-from nnctl.nn.layers import Dense
+from nnctl.nn.layers import Dense, Dropout
 
 DEVICES = ("cpu", "cuda")
 
@@ -58,9 +60,14 @@ def unsupported(model) -> str | None:
     if type(model).__name__ != "Sequential":
         return "a functional (graph) model is not on the CUDA backend yet: it runs stacks of Dense layers so far"
     for index, layer in enumerate(model.layers):
+        if isinstance(layer, Dropout):
+            if index == 0 or index == len(model.layers) - 1 or not isinstance(model.layers[index - 1], Dense):
+                return (f"layer {index} (dropout) is on the CUDA backend only between two Dense layers (after one, "
+                        f"before another)")
+            continue
         if not isinstance(layer, Dense):
             return (f"layer {index} ({layer.type_name}) is not on the CUDA backend yet: it runs stacks of Dense "
-                    f"layers so far")
+                    f"layers (with Dropout between them) so far")
         if len(layer.input_shape) != 1:
             return f"layer {index} (dense) reads a {len(layer.input_shape) + 1}-D input; the CUDA backend takes 2-D"
     if getattr(model, "output_names", None) and len(model.output_names) > 1:
@@ -76,8 +83,18 @@ def unsupported(model) -> str | None:
     return None
 
 
+def _dropout_key(model, index: int) -> int:
+    """The key of the Dropout layer at `index`: from the run's seed (a seeded run drops the same units on every
+    run, and on resuming), else drawn from the model's generator."""
+    seed = model.seed if model.seed is not None else int(model.rng.integers(1 << 62))
+    return (seed * 0x9E3779B97F4A7C15 + (index + 1) * 0xBF58476D1CE4E5B9) % (1 << 64)
+
+
 class _Layer:
     """One Dense layer's geometry and its weights' places in the flat buffers."""
+
+    dropout = 0.0  # the rate of a Dropout layer after this one
+    key = 0  # its counter-based generator's key
 
     def __init__(self, layer, store):
         self.din, self.units, self.act, self.alpha = layer.input_shape[0], layer.units, layer.act_code, layer.alpha
@@ -103,7 +120,12 @@ class CudaPath:
         self.cuda, self.k, self.blas = cuda, kernels, blas
         self.model, self.batch_size, self.sparse = model, batch_size, sparse
         store, opt = model.store, model.optimizer
-        self.layers = [_Layer(layer, store) for layer in model.layers]
+        self.layers = []
+        for index, layer in enumerate(model.layers):
+            if isinstance(layer, Dropout):  # after a Dense layer (`unsupported`): that layer's output is dropped
+                self.layers[-1].dropout, self.layers[-1].key = layer.rate, _dropout_key(model, index)
+            else:
+                self.layers.append(_Layer(layer, store))
         widest = max(layer.units for layer in self.layers)
         widest_in = max([widest] + [layer.din for layer in self.layers[1:]])
         empty = cuda.device_array
@@ -115,6 +137,9 @@ class CudaPath:
         self.zbuf = [empty(batch_size * layer.units, np.float32) for layer in self.layers]
         self.ybuf = [empty(batch_size * layer.units, np.float32) for layer in self.layers]
         self.gbuf = [empty(batch_size * widest_in, np.float32) for _ in range(2)]
+        # A dropped layer's output and mask (the next layer reads the output).
+        self.dropped = [empty(batch_size * layer.units if layer.dropout else 1, np.float32) for layer in self.layers]
+        self.masks = [empty(batch_size * layer.units if layer.dropout else 1, np.float32) for layer in self.layers]
         out_units = self.layers[-1].units
         self.tbuf = empty((batch_size, out_units), np.float32)
         self.lbuf, self.wbuf = empty((batch_size, 1), np.int64), empty((batch_size, 1), np.float32)
@@ -154,12 +179,18 @@ class CudaPath:
     def _weights(self, layer, buf):
         return buf[layer.w[0]:layer.w[1]].reshape(layer.din, layer.units)
 
-    def _forward(self, data, rows) -> None:
+    def _input(self, index, m, training):
+        """Layer `index`'s input for a batch of m rows: the previous layer's output, dropped when training."""
+        previous = self.layers[index - 1]
+        source = self.dropped[index - 1] if training and previous.dropout else self.ybuf[index - 1]
+        return self._matrix(source, m, previous.units)
+
+    def _forward(self, data, rows, training=False) -> None:
         k, m = self.k, rows.shape[0]
         for index, layer in enumerate(self.layers):
             w, z = self._weights(layer, self.values), self._matrix(self.zbuf[index], m, layer.units)
             if index > 0:
-                self.blas.gemm(self._matrix(self.ybuf[index - 1], m, layer.din), w, z)
+                self.blas.gemm(self._input(index, m, training), w, z)
             elif self.sparse:
                 k.csr_matmul(data["indptr"], data["indices"], data["values"], rows, w, z)
             else:
@@ -168,10 +199,14 @@ class CudaPath:
                 self.blas.gemm(xb, w, z)
             bias = self.zero_bias[:layer.units] if layer.b is None else self.values[layer.b[0]:layer.b[1]]
             k.bias_act_forward(z, bias, layer.act, layer.alpha, self._matrix(self.ybuf[index], m, layer.units))
+            if training and layer.dropout:  # draw number = the optimizer step: a resumed run draws the same
+                size = m * layer.units
+                k.dropout_counter_forward(self.ybuf[index][:size], layer.key, self.model.optimizer.iterations,
+                                          layer.dropout, self.dropped[index][:size], self.masks[index][:size])
 
     def _step(self, data, rows, step, losses) -> None:
         model, k, m = self.model, self.k, rows.shape[0]
-        self._forward(data, rows)
+        self._forward(data, rows, training=True)
         last, head = len(self.layers) - 1, self.layers[-1]
         z_out, y_out = self._matrix(self.zbuf[last], m, head.units), self._matrix(self.ybuf[last], m, head.units)
         if not model.loss.sparse:
@@ -198,8 +233,11 @@ class CudaPath:
                 else:
                     self.blas.gemm_tn(self._matrix(self.xbuf, m, layer.din), dz, dw)
             else:
-                self.blas.gemm_tn(self._matrix(self.ybuf[index - 1], m, layer.din), dz, dw)
+                self.blas.gemm_tn(self._input(index, m, True), dz, dw)
                 self.blas.gemm_nt(dz, self._weights(layer, self.values), self._matrix(self.gbuf[current], m, layer.din))
+                if self.layers[index - 1].dropout:  # through the mask, to the undropped output
+                    size = m * layer.din
+                    k.multiply(self.gbuf[current][:size], self.masks[index - 1][:size], self.gbuf[current][:size])
         for layer in self.layers:  # the penalties in parameter order, added to the step's loss
             for (start, stop), l1, l2 in layer.penalties:
                 k.regularize(self.values[start:stop], self.grads[start:stop], l1, l2, losses, step)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-
-def _launch(total):
-    return max(1, (total + 127) // 128), 128
+from nnctl.engine.cuda.launch import grid1, grid2
 
 
 @cuda.jit
@@ -37,7 +35,7 @@ def im2col(x, first, count, geometry, cols):
     """cols[(b·out_h + oy)·out_w + ox, (ki·kw + kj)·C + c] = the input cell that tap reads (0 in the padding)."""
     kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w = geometry
     depth = kh * kw * x.shape[3]
-    _im2col[_launch(count * out_h * out_w * depth)](x, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w,
+    _im2col[grid1(count * out_h * out_w * depth)](x, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w,
                                                     cols)
 
 
@@ -69,7 +67,7 @@ def col2im(cols, first, count, geometry, dx):
     """dx[first:first + count] = the column gradients added back onto the cells they read (overwritten)."""
     kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w = geometry
     size = count * dx.shape[1] * dx.shape[2] * dx.shape[3]
-    _col2im[_launch(size)](cols, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, dx)
+    _col2im[grid1(size)](cols, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, dx)
 
 
 @cuda.jit
@@ -94,8 +92,7 @@ def _direct_forward(x, kernel, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out
 def conv_direct_forward(x, kernel, first, count, geometry, z):
     """z = im2col(x) @ kernel without the columns. kernel: (kh·kw·C, F); z: (count·out_h·out_w, F)."""
     kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w = geometry
-    grid = ((z.shape[0] + 15) // 16, (z.shape[1] + 15) // 16)
-    _direct_forward[grid, (16, 16)](x, kernel, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, z)
+    _direct_forward[grid2(z.shape[0], z.shape[1])](x, kernel, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, z)
 
 
 @cuda.jit
@@ -120,8 +117,8 @@ def _direct_weight_grad(x, dz, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out
 def conv_direct_weight_grad(x, dz, first, count, geometry, dkernel):
     """dkernel = im2col(x)ᵀ @ dz without the columns (overwritten)."""
     kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w = geometry
-    grid = ((dkernel.shape[0] + 15) // 16, (dkernel.shape[1] + 15) // 16)
-    _direct_weight_grad[grid, (16, 16)](x, dz, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, dkernel)
+    _direct_weight_grad[grid2(dkernel.shape[0], dkernel.shape[1])](x, dz, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h,
+                                                                   out_w, dkernel)
 
 
 @cuda.jit
@@ -145,8 +142,7 @@ def _taps_sum(y, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w, z):
 def conv_taps_sum(y, count, height, width, geometry, z):
     """z[(b, oy, ox), f] = Σ over the taps of the shifted per-tap products y[(b, iy, ix), tap·F + f] (stride 1)."""
     kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w = geometry
-    grid = ((z.shape[0] + 15) // 16, (z.shape[1] + 15) // 16)
-    _taps_sum[grid, (16, 16)](y, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w, z)
+    _taps_sum[grid2(z.shape[0], z.shape[1])](y, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w, z)
 
 
 @cuda.jit
@@ -168,8 +164,8 @@ def _taps_spread(dz, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w, spread
 def conv_taps_spread(dz, count, height, width, geometry, spread):
     """spread[(b, iy, ix), tap·F + f] = the output gradient that tap's shift sends there (0 where none)."""
     kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w = geometry
-    grid = ((spread.shape[0] + 15) // 16, (spread.shape[1] + 15) // 16)
-    _taps_spread[grid, (16, 16)](dz, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w, spread)
+    _taps_spread[grid2(spread.shape[0], spread.shape[1])](dz, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w,
+                                                          spread)
 
 
 @cuda.jit
@@ -184,8 +180,7 @@ def _sum_partials(partials, count, out):
 
 def sum_partials(partials, count, out):
     """out = partials[0] + … + partials[count − 1], added in that order."""
-    grid = ((out.shape[0] + 15) // 16, (out.shape[1] + 15) // 16)
-    _sum_partials[grid, (16, 16)](partials, count, out)
+    _sum_partials[grid2(out.shape[0], out.shape[1])](partials, count, out)
 
 
 KERNELS = ("im2col", "col2im", "conv_direct_forward", "conv_direct_weight_grad", "conv_taps_sum", "conv_taps_spread",

@@ -14,12 +14,11 @@ import math
 from numba import cuda
 
 from nnctl.engine.cpu.dense import ACTIVATION_CODES
+from nnctl.engine.cuda.launch import grid1, grid2
 
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX, ELU, LEAKY_RELU, SOFTPLUS, GELU = (
     ACTIVATION_CODES[name] for name in ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "leaky_relu",
                                         "softplus", "gelu"))
-_THREADS = 128  # threads per block for 1-D launches
-_TILE = 16  # 16 × 16 blocks for 2-D launches
 
 
 @cuda.jit(device=True)
@@ -120,33 +119,25 @@ def _column_sums(dz, db):
         db[j] = total
 
 
-def _grid2(rows, cols):
-    return ((rows + _TILE - 1) // _TILE, (cols + _TILE - 1) // _TILE), (_TILE, _TILE)
-
-
-def _grid1(count):
-    return (count + _THREADS - 1) // _THREADS, _THREADS
-
-
 def bias_act_forward(z, bias, act, alpha, y):
     """z += bias; y = act(z) for an activation code. z, y: (n, units) (y may be z for linear); bias: (units,)."""
     if act == SOFTMAX:
-        blocks, threads = _grid1(z.shape[0])
+        blocks, threads = grid1(z.shape[0])
         _bias_softmax_forward[blocks, threads](z, bias, y)
         return
-    blocks, threads = _grid2(*z.shape)
+    blocks, threads = grid2(*z.shape)
     _bias_act_forward[blocks, threads](z, bias, act, alpha, y)
 
 
 def bias_act_backward(dy, z, y, act, alpha, dz, db):
     """dz = dy · act'(z) (dz may be dy); db = column sums of dz."""
     if act == SOFTMAX:
-        blocks, threads = _grid1(dy.shape[0])
+        blocks, threads = grid1(dy.shape[0])
         _softmax_backward[blocks, threads](dy, y, dz)
     else:
-        blocks, threads = _grid2(*dy.shape)
+        blocks, threads = grid2(*dy.shape)
         _act_backward[blocks, threads](dy, z, y, act, alpha, dz)
-    blocks, threads = _grid1(dz.shape[1])
+    blocks, threads = grid1(dz.shape[1])
     _column_sums[blocks, threads](dz, db)
 
 
@@ -166,19 +157,19 @@ def _matmul(a, b, out, ta, tb):
 
 def matmul(a, b, out):
     """out = a @ b for shapes too small to pay for a cuBLAS call. a: (m, k), b: (k, n)."""
-    blocks, threads = _grid2(*out.shape)
+    blocks, threads = grid2(*out.shape)
     _matmul[blocks, threads](a, b, out, False, False)
 
 
 def matmul_tn(a, b, out):
     """out = aᵀ @ b. a: (m, k), b: (m, n)."""
-    blocks, threads = _grid2(*out.shape)
+    blocks, threads = grid2(*out.shape)
     _matmul[blocks, threads](a, b, out, True, False)
 
 
 def matmul_nt(a, b, out):
     """out = a @ bᵀ. a: (m, n), b: (k, n)."""
-    blocks, threads = _grid2(*out.shape)
+    blocks, threads = grid2(*out.shape)
     _matmul[blocks, threads](a, b, out, False, True)
 
 
@@ -191,7 +182,7 @@ def _take_rows(x, rows, out):
 
 def take_rows(x, rows, out):
     """out[i, :] = x[rows[i], :]."""
-    blocks, threads = _grid2(*out.shape)
+    blocks, threads = grid2(*out.shape)
     _take_rows[blocks, threads](x, rows, out)
 
 
@@ -204,7 +195,7 @@ def _multiply(a, b, out):
 
 def multiply(a, b, out):
     """out = a · b element-wise (dropout's backward: dx = dy · mask). All arrays 1-D, same size."""
-    blocks, threads = _grid1(out.shape[0])
+    blocks, threads = grid1(out.shape[0])
     _multiply[blocks, threads](a, b, out)
 
 
@@ -220,7 +211,7 @@ def _dropout(x, uniform, rate, scale, y, mask):
 def dropout_forward(x, uniform, rate, y, mask):
     """Inverted dropout with the run generator's uniforms: mask = (u ≥ rate) / (1 − rate); y = x · mask.
     All arrays 1-D, same size."""
-    blocks, threads = _grid1(x.shape[0])
+    blocks, threads = grid1(x.shape[0])
     _dropout[blocks, threads](x, uniform, rate, 1.0 / (1.0 - rate), y, mask)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-_TILE = 16
+from nnctl.engine.cuda.launch import grid2
 
 
 @cuda.jit
@@ -29,8 +29,7 @@ def _gather(ids, table, out, bad):
 def embedding_gather(ids, table, out):
     """out[i, :] = table[ids[i], :]; returns -1, or the position of the first id outside [0, V)."""
     bad = cuda.to_device(np.array([ids.shape[0]], np.int64))
-    grid = ((ids.shape[0] + _TILE - 1) // _TILE, (out.shape[1] + _TILE - 1) // _TILE)
-    _gather[grid, (_TILE, _TILE)](ids, table, out, bad)
+    _gather[grid2(ids.shape[0], out.shape[1])](ids, table, out, bad)
     first = int((bad.copy_to_host() if hasattr(bad, "copy_to_host") else bad)[0])
     return -1 if first == ids.shape[0] else first
 

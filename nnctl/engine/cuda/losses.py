@@ -12,8 +12,7 @@ from numba import cuda
 
 from nnctl.engine.cpu.losses import (BCE_LOGITS, BCE_PROBS, CCE_LOGITS, CCE_PROBS, COSINE, EPSILON, HUBER, KLD,
                                      LOG_COSH, MAE, MSE, SPARSE_CCE_LOGITS, SPARSE_CCE_PROBS)
-
-_THREADS = 128
+from nnctl.engine.cuda.launch import grid1
 
 
 @cuda.jit(device=True)
@@ -150,7 +149,7 @@ def loss_forward_backward(code, delta, pred, target, labels, weight, grad, out=N
     (a float64 device array) the loss goes to out[slot] instead of the host: no synchronization per step."""
     n = pred.shape[0]
     losses = cuda.device_array(n, np.float64)
-    _samples[(n + _THREADS - 1) // _THREADS, _THREADS](code, float(delta), pred, target, labels, weight, grad,
+    _samples[grid1(n)](code, float(delta), pred, target, labels, weight, grad,
                                                           losses)
     if out is not None:
         _sum_in_order[1, 1](losses, out, slot)

@@ -12,15 +12,7 @@ import math
 
 from numba import cuda
 
-_TILE = 16
-
-
-def _grid2(rows, cols):
-    return ((rows + _TILE - 1) // _TILE, (cols + _TILE - 1) // _TILE), (_TILE, _TILE)
-
-
-def _grid1(count):
-    return (count + 127) // 128, 128
+from nnctl.engine.cuda.launch import grid1, grid2
 
 
 @cuda.jit
@@ -52,9 +44,9 @@ def _affine_channels(x, mean, inv_std, gamma, beta, y):
 
 def batch_norm_forward(x, gamma, beta, momentum, epsilon, moving_mean, moving_variance, mean, inv_std, y):
     """Training mode: the batch's mean and (biased) variance per channel, y = x̂·γ + β, moving averages."""
-    _channel_moments[_grid1(x.shape[1])](x, float(momentum), float(epsilon), moving_mean, moving_variance, mean,
+    _channel_moments[grid1(x.shape[1])](x, float(momentum), float(epsilon), moving_mean, moving_variance, mean,
                                          inv_std)
-    _affine_channels[_grid2(*x.shape)](x, mean, inv_std, gamma, beta, y)
+    _affine_channels[grid2(*x.shape)](x, mean, inv_std, gamma, beta, y)
 
 
 def batch_norm_forward_split(x, gamma, beta, momentum, epsilon, moving_mean, moving_variance, mean, inv_std, y,
@@ -91,9 +83,9 @@ def batch_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, 
     """dγ, dβ, and (when `input_grad`) dx through the batch statistics."""
     channels = x.shape[1]
     sums = cuda.device_array((2, channels), "float64")
-    _channel_grads[_grid1(channels)](dy, x, mean, inv_std, dgamma, dbeta, sums[0], sums[1])
+    _channel_grads[grid1(channels)](dy, x, mean, inv_std, dgamma, dbeta, sums[0], sums[1])
     if input_grad:
-        _batch_input_grad[_grid2(*x.shape)](dy, x, gamma, mean, inv_std, sums[0], sums[1], dx)
+        _batch_input_grad[grid2(*x.shape)](dy, x, gamma, mean, inv_std, sums[0], sums[1], dx)
 
 
 def batch_norm_backward_split(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx, parts):
@@ -109,7 +101,7 @@ def _inference(x, gamma, beta, moving_mean, moving_variance, epsilon, y):
 
 def batch_norm_inference(x, gamma, beta, moving_mean, moving_variance, epsilon, y):
     """Inference mode: y = (x − moving mean) / √(moving variance + ε)·γ + β."""
-    _inference[_grid2(*x.shape)](x, gamma, beta, moving_mean, moving_variance, float(epsilon), y)
+    _inference[grid2(*x.shape)](x, gamma, beta, moving_mean, moving_variance, float(epsilon), y)
 
 
 @cuda.jit
@@ -120,7 +112,7 @@ def _inference_backward(dy, gamma, moving_variance, epsilon, dx):
 
 
 def batch_norm_inference_backward(dy, gamma, moving_variance, epsilon, dx):
-    _inference_backward[_grid2(*dy.shape)](dy, gamma, moving_variance, float(epsilon), dx)
+    _inference_backward[grid2(*dy.shape)](dy, gamma, moving_variance, float(epsilon), dx)
 
 
 @cuda.jit
@@ -149,8 +141,8 @@ def _affine_rows(x, mean, inv_std, gamma, beta, y):
 
 def layer_norm_forward(x, gamma, beta, epsilon, mean, inv_std, y):
     """Each row normalized by its own mean and variance, then y = x̂·γ + β."""
-    _row_moments[_grid1(x.shape[0])](x, float(epsilon), mean, inv_std)
-    _affine_rows[_grid2(*x.shape)](x, mean, inv_std, gamma, beta, y)
+    _row_moments[grid1(x.shape[0])](x, float(epsilon), mean, inv_std)
+    _affine_rows[grid2(*x.shape)](x, mean, inv_std, gamma, beta, y)
 
 
 def layer_norm_forward_split(x, gamma, beta, epsilon, mean, inv_std, y, parts):
@@ -190,9 +182,9 @@ def _layer_input_grad(dy, x, gamma, mean, inv_std, dx):
 
 def layer_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx):
     """dγ, dβ, and (when `input_grad`) dx through each row's statistics."""
-    _layer_param_grads[_grid1(x.shape[1])](dy, x, mean, inv_std, dgamma, dbeta)
+    _layer_param_grads[grid1(x.shape[1])](dy, x, mean, inv_std, dgamma, dbeta)
     if input_grad:
-        _layer_input_grad[_grid1(x.shape[0])](dy, x, gamma, mean, inv_std, dx)
+        _layer_input_grad[grid1(x.shape[0])](dy, x, gamma, mean, inv_std, dx)
 
 
 def layer_norm_backward_split(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx, parts):

@@ -14,12 +14,9 @@ from numba import cuda
 
 from nnctl.engine.cpu.optim import (ADAGRAD, ADAM, CLIP_GLOBAL_NORM, CLIP_NONE, CLIP_NORM, CLIP_VALUE, LR, RMSPROP,
                                     RMSPROP_PLAIN, SGD, WEIGHT_DECAY)
+from nnctl.engine.cuda.launch import grid1
 
-_THREADS, _CHUNK = 128, 4096
-
-
-def _grid(count):
-    return max(1, (count + _THREADS - 1) // _THREADS), _THREADS
+_CHUNK = 4096
 
 
 @cuda.jit
@@ -46,7 +43,7 @@ def _sum_partials(partials, count, out, slot, add):
 def _squares(x, start, stop, out, slot):
     chunks = max(1, (stop - start + _CHUNK - 1) // _CHUNK)
     partials = cuda.device_array(chunks, np.float64)
-    _chunk_squares[_grid(chunks)](x, start, stop, partials)
+    _chunk_squares[grid1(chunks)](x, start, stop, partials)
     _sum_partials[1, 1](partials, chunks, out, slot, False)
 
 
@@ -80,7 +77,7 @@ def regularize(w, g, l1, l2, out=None, slot=0):
     float64 device array) the penalty is added to out[slot] instead: no synchronization per step."""
     chunks = max(1, (w.shape[0] + _CHUNK - 1) // _CHUNK)
     partials = cuda.device_array(chunks, np.float64)
-    _regularize[_grid(chunks)](w, g, float(l1), float(l2), partials)
+    _regularize[grid1(chunks)](w, g, float(l1), float(l2), partials)
     if out is not None:
         _sum_partials[1, 1](partials, chunks, out, slot, True)
         return None
@@ -125,7 +122,7 @@ def clip_gradients(offsets, grads, clip_mode, clip):
         norms = np.sqrt(sums) if clip_mode == CLIP_NORM else np.full(tensors, math.sqrt(sums.sum()))
         scales = np.where(norms > clip, clip / np.where(norms > 0, norms, 1.0), 1.0)
     limit = np.float32(clip) if clip_mode == CLIP_VALUE else np.float32(np.inf)
-    _scale_clip[_grid(grads.shape[0])](grads, offsets, cuda.to_device(scales), limit)
+    _scale_clip[grid1(grads.shape[0])](grads, offsets, cuda.to_device(scales), limit)
 
 
 @cuda.jit
@@ -177,7 +174,7 @@ def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, sl
     if code == ADAM:  # Keras folds both bias corrections into the step size
         step = iteration + 1
         alpha = f32(hp[LR] * math.sqrt(1.0 - hp[3] ** step) / (1.0 - hp[2] ** step))
-    _update[_grid(params.shape[0])](code, lr, keep, alpha, f32(hp[2]), f32(hp[3]), f32(hp[4]), f32(hp[5]),
+    _update[grid1(params.shape[0])](code, lr, keep, alpha, f32(hp[2]), f32(hp[3]), f32(hp[4]), f32(hp[5]),
                                     params, grads, slot1, slot2, slot3)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from numba import cuda
 
+from nnctl.engine.cuda.launch import grid1
+
 
 @cuda.jit(device=True)
 def _low(o, stride, pad):
@@ -27,10 +29,6 @@ def _position(k, shape):
     """(b, row, column, channel) of flat index k into a C-ordered (n, h, w, c) tensor."""
     c, w, h = shape[3], shape[2], shape[1]
     return k // (c * w * h), (k // (c * w)) % h, (k // c) % w, k % c
-
-
-def _launch(total):
-    return (total + 127) // 128, 128
 
 
 @cuda.jit
@@ -57,7 +55,7 @@ def _max_forward(x, ph, pw, sh, sw, pt, pl, y, argmax):
 
 def max_pool2d_forward(x, ph, pw, sh, sw, pt, pl, y, argmax):
     """y = the window maxima; argmax = the flat index into x[b] of each one's first cell."""
-    _max_forward[_launch(y.size)](x, ph, pw, sh, sw, pt, pl, y, argmax)
+    _max_forward[grid1(y.size)](x, ph, pw, sh, sw, pt, pl, y, argmax)
 
 
 @cuda.jit
@@ -73,7 +71,7 @@ def _max_backward(dy, argmax, dx):
 
 def max_pool_backward(dy, argmax, dx):
     """dx[b, argmax[b, k]] += dy[b, k]; dy, argmax: (n, m); dx: (n, size), overwritten."""
-    _max_backward[_launch(dy.shape[0])](dy, argmax, dx)
+    _max_backward[grid1(dy.shape[0])](dy, argmax, dx)
 
 
 @cuda.jit
@@ -92,7 +90,7 @@ def _average_forward(x, ph, pw, sh, sw, pt, pl, y):
 
 def average_pool2d_forward(x, ph, pw, sh, sw, pt, pl, y):
     """y = the mean of each window's real cells (padded cells are not counted, as TF's 'same')."""
-    _average_forward[_launch(y.size)](x, ph, pw, sh, sw, pt, pl, y)
+    _average_forward[grid1(y.size)](x, ph, pw, sh, sw, pt, pl, y)
 
 
 @cuda.jit
@@ -114,7 +112,7 @@ def _average_backward(dy, ph, pw, sh, sw, pt, pl, dx):
 
 def average_pool2d_backward(dy, ph, pw, sh, sw, pt, pl, dx):
     """dx = each output gradient spread evenly over its window's real cells (overwritten)."""
-    _average_backward[_launch(dx.size)](dy, ph, pw, sh, sw, pt, pl, dx)
+    _average_backward[grid1(dx.size)](dy, ph, pw, sh, sw, pt, pl, dx)
 
 
 KERNELS = ("max_pool2d_forward", "max_pool_backward", "average_pool2d_forward", "average_pool2d_backward")

@@ -17,12 +17,7 @@ import math
 from numba import cuda
 
 from nnctl.engine.cpu.fastmath import HARD_SIGMOID, RELU, SIGMOID, TANH
-
-_TILE = 16
-
-
-def _grid2(rows, cols):
-    return ((rows + _TILE - 1) // _TILE, (cols + _TILE - 1) // _TILE), (_TILE, _TILE)
+from nnctl.engine.cuda.launch import grid2
 
 
 @cuda.jit(device=True)
@@ -107,7 +102,7 @@ def _project(x, W, bias, first, count, out):
 
 
 def _projection(x, W, bias, first, count, out):
-    blocks, threads = _grid2(count * out.shape[1], out.shape[2])
+    blocks, threads = grid2(count * out.shape[1], out.shape[2])
     _project[blocks, threads](x, W, bias, first, count, out)
 
 
@@ -122,7 +117,7 @@ def _recurrent_inputs(hs, h0, rmask, first, count, out):
 
 def recurrent_inputs(hs, h0, rmask, first, count, out):
     """out[b, s, gate k] = h_{s−1} ⊙ m_k: the left operand of dU's GEMM (one gate block without dropout)."""
-    blocks, threads = _grid2(count * hs.shape[1], out.shape[2])
+    blocks, threads = grid2(count * hs.shape[1], out.shape[2])
     _recurrent_inputs[blocks, threads](hs, h0, rmask, first, count, out)
 
 
@@ -140,7 +135,7 @@ def _simple_rnn_step(hs, h0, U, mask, rmask, act, first, count, s):
 def simple_rnn_forward(x, W, bias, U, h0, mask, rmask, act, first, count, hs):
     """hs[b, s] = act(x_s·W + bias + (h_{s−1} ⊙ m)·U) at real steps, h_{s−1} at masked ones."""
     _projection(x, W, bias, first, count, hs)
-    blocks, threads = _grid2(count, hs.shape[2])
+    blocks, threads = grid2(count, hs.shape[2])
     for s in range(hs.shape[1]):
         _simple_rnn_step[blocks, threads](hs, h0, U, mask, rmask, act, first, count, s)
 
@@ -164,7 +159,7 @@ def _simple_rnn_back_step(dhs, hs, UT, mask, rmask, act, first, count, s, dpre, 
 
 def simple_rnn_backward(dhs, hs, UT, mask, rmask, act, first, count, dpre, dh0):
     """dpre = the gradient w.r.t. each step's pre-activation; dh0 = w.r.t. the initial state."""
-    blocks, threads = _grid2(count, hs.shape[2])
+    blocks, threads = grid2(count, hs.shape[2])
     for s in range(hs.shape[1] - 1, -2, -1):
         _simple_rnn_back_step[blocks, threads](dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0)
 
@@ -193,7 +188,7 @@ def _lstm_step(h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs
 def lstm_forward(x, W, bias, U, h0, c0, mask, rmask, act, ract, first, count, gates, hs, cs):
     """The LSTM's states and activated gates (i, f, c̃, o) at every step."""
     _projection(x, W, bias, first, count, gates)
-    blocks, threads = _grid2(count, hs.shape[2])
+    blocks, threads = grid2(count, hs.shape[2])
     for s in range(hs.shape[1]):
         _lstm_step[blocks, threads](h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs)
 
@@ -236,7 +231,7 @@ def _lstm_back_step(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, cou
 
 def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, gates, dh0, dc0):
     """Overwrites gates with dpre; dh0, dc0 = the gradients w.r.t. the initial states."""
-    blocks, threads = _grid2(count, UT.shape[1])
+    blocks, threads = grid2(count, UT.shape[1])
     for s in range(gates.shape[1] - 1, -2, -1):
         _lstm_back_step[blocks, threads](dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates,
                                          dh0, dc0)
@@ -266,7 +261,7 @@ def _gru_step(U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, 
 def gru_forward(x, W, bias, U, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu):
     """The GRU's states, activated gates (z, r, h̃) and recurrent h̃ products (hu) at every step."""
     _projection(x, W, bias, first, count, gates)
-    blocks, threads = _grid2(count, hs.shape[2])
+    blocks, threads = grid2(count, hs.shape[2])
     for s in range(hs.shape[1]):
         _gru_step[blocks, threads](U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
 
@@ -311,7 +306,7 @@ def _gru_back_step(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s,
 def gru_backward(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, gates, drec, dh0):
     """Overwrites gates with dpre; drec = the recurrent products' gradients (all gates, or h̃'s block);
     dh0 = the gradient w.r.t. the initial state."""
-    blocks, threads = _grid2(count, UT.shape[1])
+    blocks, threads = grid2(count, UT.shape[1])
     for s in range(gates.shape[1] - 1, -2, -1):
         _gru_back_step[blocks, threads](dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec,
                                         dh0)

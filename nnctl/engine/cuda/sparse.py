@@ -10,11 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-_TILE = 16
-
-
-def _grid2(rows, cols):
-    return ((rows + _TILE - 1) // _TILE, (cols + _TILE - 1) // _TILE), (_TILE, _TILE)
+from nnctl.engine.cuda.launch import grid1, grid2
 
 
 @cuda.jit
@@ -30,7 +26,7 @@ def _csr_matmul(indptr, indices, values, rows, w, out):
 
 def csr_matmul(indptr, indices, values, rows, w, out):
     """out = X[rows] @ w, X in CSR form. w: (d, units), out: (m, units)."""
-    _csr_matmul[_grid2(*out.shape)](indptr, indices, values, rows, w, out)
+    _csr_matmul[grid2(*out.shape)](indptr, indices, values, rows, w, out)
 
 
 def csr_matmul_split(indptr, indices, values, rows, w, out, parts):
@@ -53,7 +49,7 @@ def _csr_t_matmul(indptr, indices, values, rows, dy, dw):
 def csr_t_matmul(indptr, indices, values, rows, dy, dw):
     """dw = X[rows]ᵀ @ dy (overwritten). dy: (m, units), dw: (d, units)."""
     units = dw.shape[1]
-    _csr_t_matmul[(units + 127) // 128, 128](indptr, indices, values, rows, dy, dw)
+    _csr_t_matmul[grid1(units)](indptr, indices, values, rows, dy, dw)
 
 
 @cuda.jit
@@ -105,7 +101,7 @@ def _csc_t_matmul(colptr, brow, bval, dy, dw, c0, c1):
 def csc_t_matmul(colptr, brow, bval, dy, dw, c0, c1):
     """Rows c0..c1-1 of dw = X[rows]ᵀ @ dy from the batch in CSC form."""
     if c1 > c0:
-        _csc_t_matmul[_grid2(c1 - c0, dw.shape[1])](colptr, brow, bval, dy, dw, c0, c1)
+        _csc_t_matmul[grid2(c1 - c0, dw.shape[1])](colptr, brow, bval, dy, dw, c0, c1)
 
 
 def csc_t_matmul_split(colptr, brow, bval, dy, dw, bounds):

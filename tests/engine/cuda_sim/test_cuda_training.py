@@ -81,10 +81,16 @@ def test_batch_callbacks_chunk_the_epoch_and_see_the_same_run():
 
 
 def test_a_layer_not_on_the_cuda_path_is_named():
-    model = Sequential([Dense(4, activation="relu"), Dropout(0.5), Dense(1)], input_shape=(6,), seed=0,
+    from nnctl.nn.layers import Flatten
+
+    model = Sequential([Dense(4, activation="relu"), Dense(1), Dropout(0.5)], input_shape=(6,), seed=0,
                        device="cuda")
     model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ArgumentError, match=r"device cuda: layer 1 \(dropout\) is not on the CUDA backend yet"):
+    with pytest.raises(ArgumentError, match=r"device cuda: layer 2 \(dropout\) is on the CUDA backend only between"):
+        model.fit(X, X[:, :1], epochs=1, batch_size=8)
+    model = Sequential([Flatten(), Dense(1)], input_shape=(6,), seed=0, device="cuda")
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ArgumentError, match=r"device cuda: layer 0 \(flatten\) is not on the CUDA backend yet"):
         model.fit(X, X[:, :1], epochs=1, batch_size=8)
 
 
@@ -119,3 +125,44 @@ def test_the_command_line_trains_on_cuda_and_the_run_evaluates_on_the_cpu(tmp_pa
     np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=2e-5)
     result = CliRunner().invoke(main, ["evaluate", str(runs["cuda"])])
     assert result.exit_code == 0 and "loss" in result.output, result.output
+
+
+def test_the_counter_based_dropout_kernel_matches_its_oracle():
+    from nnctl.engine import cuda, reference
+
+    x = RNG.standard_normal(300).astype(np.float32)
+    y, mask = np.zeros_like(x), np.zeros_like(x)
+    cuda.dropout_counter_forward(x, 12345, 7, 0.25, y, mask)
+    want_mask = (reference.counter_uniform(12345, 7, 300) >= np.float32(0.25)) / np.float32(0.75)
+    np.testing.assert_array_equal(mask, want_mask.astype(np.float32))
+    np.testing.assert_array_equal(y, x * want_mask.astype(np.float32))
+
+
+class _CounterUniforms:
+    """Stands in for a CPU Dropout layer's generator: the GPU's counter-based uniforms for the current step."""
+
+    def __init__(self, model, key):
+        self.model, self.key = model, key
+
+    def random(self, size, dtype=np.float32):
+        from nnctl.engine import reference
+
+        return reference.counter_uniform(self.key, self.model.optimizer.iterations, size)
+
+
+def test_dropout_on_the_cuda_path_trains_as_the_cpu_does_with_the_same_masks():
+    from nnctl.nn.cudapath import _dropout_key
+
+    y = X[:, :1] - X[:, 1:2]
+    runs = {}
+    for device in ("cpu", "cuda"):
+        model = Sequential([Dense(6, activation="relu"), Dropout(0.5), Dense(1)], input_shape=(6,), seed=5,
+                           device=device)
+        model.compile(optimizer="adam", loss="mse")
+        if device == "cpu":
+            model.layers[1].rng = _CounterUniforms(model, _dropout_key(model, 1))
+        history = model.fit(X, y, epochs=2, batch_size=8)
+        runs[device] = history["loss"], model.get_weights()
+    np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=2e-5)
+    for name in runs["cpu"][1]:
+        np.testing.assert_allclose(runs["cuda"][1][name], runs["cpu"][1][name], rtol=1e-4, atol=2e-6, err_msg=name)

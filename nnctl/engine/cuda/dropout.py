@@ -1,0 +1,46 @@
+"""Dropout's masks on the GPU from a counter-based generator: element i of the draw numbered `counter` under
+`key` is SplitMix64's finalizer of key ⊕ counter·M + (i + 1)·φ, its top 24 bits a uniform in [0, 1). Nothing
+is stored between draws, every element is independent of the launch geometry, and a run that resumes at step
+`counter` draws what it would have drawn had it never stopped. The NumPy oracle is
+`nnctl.engine.reference.counter_uniform`; the CPU draws its masks from the run's generator instead, so a GPU run
+with dropout is reproducible on a GPU, not equal to the CPU's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from nnctl.engine.cuda.launch import grid1
+
+_GOLDEN, _M1, _M2, _M3 = (np.uint64(v) for v in (0x9E3779B97F4A7C15, 0xD1342543DE82EF95, 0xBF58476D1CE4E5B9,
+                                                  0x94D049BB133111EB))
+_S27, _S30, _S31, _S40, _ONE = (np.uint64(v) for v in (27, 30, 31, 40, 1))
+
+
+def draw_state(key: int, counter: int) -> np.uint64:
+    """The 64-bit state of draw `counter` under `key` (host side; both taken modulo 2⁶⁴)."""
+    return np.uint64((key ^ (counter * int(_M1))) % (1 << 64))
+
+
+@cuda.jit
+def _dropout_counter(x, state, rate, scale, y, mask):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        z = state + (np.uint64(i) + _ONE) * _GOLDEN
+        z = (z ^ (z >> _S30)) * _M2
+        z = (z ^ (z >> _S27)) * _M3
+        z = z ^ (z >> _S31)
+        uniform = np.float32(z >> _S40) * np.float32(1.0 / 16777216.0)
+        mask[i] = scale if uniform >= rate else np.float32(0.0)
+        y[i] = x[i] * mask[i]
+
+
+def dropout_counter_forward(x, key, counter, rate, y, mask):
+    """Inverted dropout with the counter-based uniforms: mask = (u ≥ rate) / (1 − rate); y = x · mask. x, y,
+    mask: 1-D, same size."""
+    _dropout_counter[grid1(x.shape[0])](x, draw_state(key, counter), np.float32(rate),
+                                              np.float32(1.0 / (1.0 - rate)), y, mask)
+
+
+KERNELS = ("dropout_counter_forward",)
