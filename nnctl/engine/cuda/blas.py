@@ -9,14 +9,12 @@ its transpose, so out = op(a)·op(b) is computed as outᵀ = op(b)ᵀ·op(a)ᵀ 
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from nnctl.engine import settings
 from nnctl.engine.cuda import dense
+from nnctl.engine.cuda.launch import SIMULATED
 
-SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 _N, _T = 0, 1  # cublasOperation_t: CUBLAS_OP_N, CUBLAS_OP_T
 _STATE: dict = {}
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from numba import cuda
 
-from nnctl.engine.cuda.launch import grid1, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _im2col(x, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, cols):
     k = cuda.grid(1)
     channels = x.shape[3]
@@ -39,7 +39,7 @@ def im2col(x, first, count, geometry, cols):
                                                     cols)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _col2im(cols, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, dx):
     k = cuda.grid(1)
     height, width, channels = dx.shape[1], dx.shape[2], dx.shape[3]
@@ -70,7 +70,7 @@ def col2im(cols, first, count, geometry, dx):
     _col2im[grid1(size)](cols, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, dx)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _direct_forward(x, kernel, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, z):
     row, f = cuda.grid(2)
     if row < z.shape[0] and f < z.shape[1]:
@@ -95,7 +95,7 @@ def conv_direct_forward(x, kernel, first, count, geometry, z):
     _direct_forward[grid2(z.shape[0], z.shape[1])](x, kernel, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, z)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _direct_weight_grad(x, dz, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, dkernel):
     entry, f = cuda.grid(2)
     channels = x.shape[3]
@@ -121,7 +121,7 @@ def conv_direct_weight_grad(x, dz, first, count, geometry, dkernel):
                                                                    out_w, dkernel)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _taps_sum(y, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w, z):
     row, f = cuda.grid(2)
     filters = z.shape[1]
@@ -145,7 +145,7 @@ def conv_taps_sum(y, count, height, width, geometry, z):
     _taps_sum[grid2(z.shape[0], z.shape[1])](y, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w, z)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _taps_spread(dz, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w, spread):
     row, entry = cuda.grid(2)
     filters = dz.shape[1]
@@ -168,7 +168,7 @@ def conv_taps_spread(dz, count, height, width, geometry, spread):
                                                           spread)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _sum_partials(partials, count, out):
     p, f = cuda.grid(2)
     if p < out.shape[0] and f < out.shape[1]:

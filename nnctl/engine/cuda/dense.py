@@ -14,7 +14,7 @@ import math
 from numba import cuda
 
 from nnctl.engine.cpu.dense import ACTIVATION_CODES
-from nnctl.engine.cuda.launch import grid1, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
 
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX, ELU, LEAKY_RELU, SOFTPLUS, GELU = (
     ACTIVATION_CODES[name] for name in ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "leaky_relu",
@@ -60,7 +60,7 @@ def _grad(code, dy, z, y, alpha):
     return dy
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _bias_act_forward(z, bias, code, alpha, y):
     i, j = cuda.grid(2)
     if i < z.shape[0] and j < z.shape[1]:
@@ -69,7 +69,7 @@ def _bias_act_forward(z, bias, code, alpha, y):
         y[i, j] = _act(code, v, alpha)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _bias_softmax_forward(z, bias, y):
     """One thread per row: shifted by the row's maximum, as the CPU kernel."""
     i = cuda.grid(1)
@@ -90,14 +90,14 @@ def _bias_softmax_forward(z, bias, y):
             y[i, j] *= inv
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _act_backward(dy, z, y, code, alpha, dz):
     i, j = cuda.grid(2)
     if i < dy.shape[0] and j < dy.shape[1]:
         dz[i, j] = _grad(code, dy[i, j], z[i, j], y[i, j], alpha)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _softmax_backward(dy, y, dz):
     i = cuda.grid(1)
     if i < dy.shape[0]:
@@ -108,7 +108,7 @@ def _softmax_backward(dy, y, dz):
             dz[i, j] = y[i, j] * (dy[i, j] - inner)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _column_sums(dz, db):
     """db[j] = Σ_i dz[i, j], one thread per column walking the rows in order (fixed order: same bytes)."""
     j = cuda.grid(1)
@@ -141,7 +141,7 @@ def bias_act_backward(dy, z, y, act, alpha, dz, db):
     _column_sums[blocks, threads](dz, db)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _matmul(a, b, out, ta, tb):
     """out = op(a) @ op(b), op a transpose when ta/tb: one thread per output element, k in order."""
     i, j = cuda.grid(2)
@@ -173,7 +173,7 @@ def matmul_nt(a, b, out):
     _matmul[blocks, threads](a, b, out, False, True)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _take_rows(x, rows, out):
     i, j = cuda.grid(2)
     if i < out.shape[0] and j < out.shape[1]:
@@ -186,7 +186,7 @@ def take_rows(x, rows, out):
     _take_rows[blocks, threads](x, rows, out)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _multiply(a, b, out):
     i = cuda.grid(1)
     if i < out.shape[0]:
@@ -199,7 +199,7 @@ def multiply(a, b, out):
     _multiply[blocks, threads](a, b, out)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _dropout(x, uniform, rate, scale, y, mask):
     i = cuda.grid(1)
     if i < x.shape[0]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import grid1
+from nnctl.engine.cuda.launch import KERNEL, grid1
 
 _GOLDEN, _M1, _M2, _M3 = (np.uint64(v) for v in (0x9E3779B97F4A7C15, 0xD1342543DE82EF95, 0xBF58476D1CE4E5B9,
                                                   0x94D049BB133111EB))
@@ -23,7 +23,7 @@ def draw_state(key: int, counter: int) -> np.uint64:
     return np.uint64((key ^ (counter * int(_M1))) % (1 << 64))
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _dropout_counter(x, state, rate, scale, y, mask):
     i = cuda.grid(1)
     if i < x.shape[0]:

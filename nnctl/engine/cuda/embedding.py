@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import grid2
+from nnctl.engine.cuda.launch import KERNEL, grid2
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _gather(ids, table, out, bad):
     i, j = cuda.grid(2)
     if i < ids.shape[0] and j < out.shape[1]:
@@ -34,7 +34,7 @@ def embedding_gather(ids, table, out):
     return -1 if first == ids.shape[0] else first
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _scatter_add(ids, dy, grad, touched, count, mark, out):
     if cuda.grid(1) != 0:
         return
@@ -67,7 +67,7 @@ def embedding_scatter_add(ids, dy, grad, touched, count, mark):
     return int((out.copy_to_host() if hasattr(out, "copy_to_host") else out)[0])
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _scale(x, scale, y):
     b, s, c = cuda.grid(3)
     if b < x.shape[0] and s < x.shape[1] and c < x.shape[2]:

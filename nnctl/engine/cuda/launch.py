@@ -1,12 +1,18 @@
 """Launch geometry shared by the CUDA kernels: `grid1(count)` and `grid2(rows, cols)` give (blocks, threads) for
 one thread an element. Every kernel checks its thread's index against its array's bounds and reduces in a
 fixed order, so no result depends on these sizes; under NUMBA_ENABLE_CUDASIM=1, which runs each GPU thread as an
-OS thread, blocks are smaller so that the simulator tests start fewer threads."""
+OS thread, blocks are smaller so that the simulator tests start fewer threads. `scratch` hands out reused
+device temporaries."""
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
+
+# Options of every kernel: its machine code is cached beside Numba's other caches, so a later run skips the
+# compile (a first GPU run compiles them during the "compiling kernels" warm-up).
+KERNEL = {"cache": True}
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 THREADS = 32 if SIMULATED else 128  # threads per block for 1-D launches
 TILE = 4 if SIMULATED else 16  # TILE × TILE blocks for 2-D launches
@@ -18,3 +24,20 @@ def grid1(count: int):
 
 def grid2(rows: int, cols: int):
     return (max(1, (rows + TILE - 1) // TILE), max(1, (cols + TILE - 1) // TILE)), (TILE, TILE)
+
+
+_SCRATCH: dict = {}
+
+
+def scratch(key: str, size: int, dtype=np.float64):
+    """A device array of `size` elements, reused from call to call (grows, never shrinks), for a kernel's
+    temporaries: a step allocated several before (the losses, a sum's partials), each a cudaMalloc. Reuse is
+    safe because every launch goes to the default stream in order: a later call's writes queue behind the
+    earlier call's reads."""
+    dtype = np.dtype(dtype)
+    buffer = _SCRATCH.get((key, dtype))
+    if buffer is None or buffer.shape[0] < size:
+        from numba import cuda
+
+        buffer = _SCRATCH[(key, dtype)] = cuda.device_array(max(size, 1), dtype)
+    return buffer[:size]

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import cuda
 
 from nnctl.engine.cpu.losses import (BCE_LOGITS, BCE_PROBS, CCE_LOGITS, CCE_PROBS, COSINE, EPSILON, HUBER, KLD,
                                      LOG_COSH, MAE, MSE, SPARSE_CCE_LOGITS, SPARSE_CCE_PROBS)
-from nnctl.engine.cuda.launch import grid1
+from nnctl.engine.cuda.launch import KERNEL, grid1, scratch
 
 
 @cuda.jit(device=True)
@@ -127,7 +126,7 @@ def _sample(code, i, scale, delta, pred, target, labels, grad):
     return sample if code == KLD else sample / units
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _samples(code, delta, pred, target, labels, weight, grad, losses):
     i = cuda.grid(1)
     n = pred.shape[0]
@@ -135,7 +134,7 @@ def _samples(code, delta, pred, target, labels, weight, grad, losses):
         losses[i] = weight[i] * _sample(code, i, weight[i] / n, delta, pred, target, labels, grad)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _sum_in_order(losses, out, slot):
     if cuda.grid(1) == 0:
         acc = 0.0
@@ -148,13 +147,13 @@ def loss_forward_backward(code, delta, pred, target, labels, weight, grad, out=N
     """The batch loss Σᵢ wᵢ·ℓᵢ / n, writing grad = ∂loss/∂pred, for a loss code (as the CPU kernel). With `out`
     (a float64 device array) the loss goes to out[slot] instead of the host: no synchronization per step."""
     n = pred.shape[0]
-    losses = cuda.device_array(n, np.float64)
+    losses = scratch("losses", n)
     _samples[grid1(n)](code, float(delta), pred, target, labels, weight, grad,
                                                           losses)
     if out is not None:
         _sum_in_order[1, 1](losses, out, slot)
         return None
-    total = cuda.device_array(1, np.float64)
+    total = scratch("loss", 1)
     _sum_in_order[1, 1](losses, total, 0)
     return float(total.copy_to_host()[0]) if hasattr(total, "copy_to_host") else float(total[0])
 

@@ -12,10 +12,10 @@ import math
 
 from numba import cuda
 
-from nnctl.engine.cuda.launch import grid1, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _channel_moments(x, momentum, epsilon, moving_mean, moving_variance, mean, inv_std):
     c = cuda.grid(1)
     if c < x.shape[1]:
@@ -35,7 +35,7 @@ def _channel_moments(x, momentum, epsilon, moving_mean, moving_variance, mean, i
         moving_variance[c] = moving_variance[c] * momentum + variance * (1.0 - momentum)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _affine_channels(x, mean, inv_std, gamma, beta, y):
     r, c = cuda.grid(2)
     if r < x.shape[0] and c < x.shape[1]:
@@ -54,7 +54,7 @@ def batch_norm_forward_split(x, gamma, beta, momentum, epsilon, moving_mean, mov
     batch_norm_forward(x, gamma, beta, momentum, epsilon, moving_mean, moving_variance, mean, inv_std, y)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _channel_grads(dy, x, mean, inv_std, dgamma, dbeta, sum_dy, sum_dy_xhat):
     c = cuda.grid(1)
     if c < x.shape[1]:
@@ -70,7 +70,7 @@ def _channel_grads(dy, x, mean, inv_std, dgamma, dbeta, sum_dy, sum_dy_xhat):
         sum_dy_xhat[c] = weighted
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _batch_input_grad(dy, x, gamma, mean, inv_std, sum_dy, sum_dy_xhat, dx):
     r, c = cuda.grid(2)
     if r < x.shape[0] and c < x.shape[1]:
@@ -92,7 +92,7 @@ def batch_norm_backward_split(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_
     batch_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _inference(x, gamma, beta, moving_mean, moving_variance, epsilon, y):
     r, c = cuda.grid(2)
     if r < x.shape[0] and c < x.shape[1]:
@@ -104,7 +104,7 @@ def batch_norm_inference(x, gamma, beta, moving_mean, moving_variance, epsilon, 
     _inference[grid2(*x.shape)](x, gamma, beta, moving_mean, moving_variance, float(epsilon), y)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _inference_backward(dy, gamma, moving_variance, epsilon, dx):
     r, c = cuda.grid(2)
     if r < dy.shape[0] and c < dy.shape[1]:
@@ -115,7 +115,7 @@ def batch_norm_inference_backward(dy, gamma, moving_variance, epsilon, dx):
     _inference_backward[grid2(*dy.shape)](dy, gamma, moving_variance, float(epsilon), dx)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _row_moments(x, epsilon, mean, inv_std):
     r = cuda.grid(1)
     if r < x.shape[0]:
@@ -132,7 +132,7 @@ def _row_moments(x, epsilon, mean, inv_std):
         inv_std[r] = 1.0 / math.sqrt(squares / width + epsilon)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _affine_rows(x, mean, inv_std, gamma, beta, y):
     r, c = cuda.grid(2)
     if r < x.shape[0] and c < x.shape[1]:
@@ -149,7 +149,7 @@ def layer_norm_forward_split(x, gamma, beta, epsilon, mean, inv_std, y, parts):
     layer_norm_forward(x, gamma, beta, epsilon, mean, inv_std, y)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _layer_param_grads(dy, x, mean, inv_std, dgamma, dbeta):
     c = cuda.grid(1)
     if c < x.shape[1]:
@@ -162,7 +162,7 @@ def _layer_param_grads(dy, x, mean, inv_std, dgamma, dbeta):
         dgamma[c] = weighted
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _layer_input_grad(dy, x, gamma, mean, inv_std, dx):
     r = cuda.grid(1)
     if r < x.shape[0]:

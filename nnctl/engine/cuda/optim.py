@@ -14,12 +14,12 @@ from numba import cuda
 
 from nnctl.engine.cpu.optim import (ADAGRAD, ADAM, CLIP_GLOBAL_NORM, CLIP_NONE, CLIP_NORM, CLIP_VALUE, LR, RMSPROP,
                                     RMSPROP_PLAIN, SGD, WEIGHT_DECAY)
-from nnctl.engine.cuda.launch import grid1
+from nnctl.engine.cuda.launch import KERNEL, grid1, scratch
 
 _CHUNK = 4096
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _chunk_squares(x, start, stop, partials):
     c = cuda.grid(1)
     first = start + c * _CHUNK
@@ -30,7 +30,7 @@ def _chunk_squares(x, start, stop, partials):
         partials[c] = total
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _sum_partials(partials, count, out, slot, add):
     """out[slot] = Σ partials in order (added to out[slot] when `add`)."""
     if cuda.grid(1) == 0:
@@ -42,7 +42,7 @@ def _sum_partials(partials, count, out, slot, add):
 
 def _squares(x, start, stop, out, slot):
     chunks = max(1, (stop - start + _CHUNK - 1) // _CHUNK)
-    partials = cuda.device_array(chunks, np.float64)
+    partials = scratch("square partials", chunks)
     _chunk_squares[grid1(chunks)](x, start, stop, partials)
     _sum_partials[1, 1](partials, chunks, out, slot, False)
 
@@ -53,12 +53,12 @@ def _host(array):
 
 def sum_squares(x):
     """Σ x² in float64. x: 1-D."""
-    out = cuda.device_array(1, np.float64)
+    out = scratch("sum of squares", 1)
     _squares(x, 0, x.shape[0], out, 0)
     return float(_host(out)[0])
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _regularize(w, g, l1, l2, partials):
     c = cuda.grid(1)
     first = c * _CHUNK
@@ -76,12 +76,12 @@ def regularize(w, g, l1, l2, out=None, slot=0):
     """g += l1·sign(w) + 2·l2·w; returns the penalty l1·Σ|w| + l2·Σw² (w, g: 1-D, same size). With `out` (a
     float64 device array) the penalty is added to out[slot] instead: no synchronization per step."""
     chunks = max(1, (w.shape[0] + _CHUNK - 1) // _CHUNK)
-    partials = cuda.device_array(chunks, np.float64)
+    partials = scratch("penalty partials", chunks)
     _regularize[grid1(chunks)](w, g, float(l1), float(l2), partials)
     if out is not None:
         _sum_partials[1, 1](partials, chunks, out, slot, True)
         return None
-    total = cuda.device_array(1, np.float64)
+    total = scratch("penalty", 1)
     _sum_partials[1, 1](partials, chunks, total, 0, False)
     return float(_host(total)[0])
 
@@ -98,7 +98,7 @@ def _tensor_of(offsets, i):
     return low
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _scale_clip(grads, offsets, scales, limit):
     i = cuda.grid(1)
     if i < grads.shape[0]:
@@ -115,7 +115,7 @@ def clip_gradients(offsets, grads, clip_mode, clip):
     tensors = host_offsets.shape[0] - 1
     scales = np.ones(tensors, np.float64)
     if clip_mode in (CLIP_NORM, CLIP_GLOBAL_NORM):
-        sums = cuda.device_array(tensors, np.float64)
+        sums = scratch("tensor squares", tensors)
         for t in range(tensors):
             _squares(grads, int(host_offsets[t]), int(host_offsets[t + 1]), sums, t)
         sums = _host(sums)
@@ -125,7 +125,7 @@ def clip_gradients(offsets, grads, clip_mode, clip):
     _scale_clip[grid1(grads.shape[0])](grads, offsets, cuda.to_device(scales), limit)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _update(code, lr, keep, alpha, a, b, c, d, params, grads, s1, s2, s3):
     i = cuda.grid(1)
     if i >= params.shape[0]:

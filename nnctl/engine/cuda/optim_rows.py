@@ -10,10 +10,10 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cpu.optim import LR
-from nnctl.engine.cuda.launch import grid1, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _rmsprop_rows(lr, rho, rho64, epsilon, iteration, rows, last, params, grads, slot1):
     j, i = cuda.grid(2)
     if j < rows.shape[0] and i < params.shape[1]:
@@ -26,7 +26,7 @@ def _rmsprop_rows(lr, rho, rho64, epsilon, iteration, rows, last, params, grads,
         params[r, i] = params[r, i] * np.float32(1.0) - lr * g / math.sqrt(slot1[r, i] + epsilon)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _sgd_rows(lr, rows, params, grads):
     j, i = cuda.grid(2)
     if j < rows.shape[0] and i < params.shape[1]:
@@ -34,7 +34,7 @@ def _sgd_rows(lr, rows, params, grads):
         params[r, i] = params[r, i] * np.float32(1.0) - lr * grads[r, i]
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _mark(rows, last, iteration):
     j = cuda.grid(1)
     if j < rows.shape[0]:
@@ -61,7 +61,7 @@ def sgd_rows_step(hp, iteration, rows, last, params, grads, slot1):
     _mark[grid1(rows.shape[0])](rows, last, iteration)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _flush(rho64, iteration, last, slot1, decays):
     r, i = cuda.grid(2)
     if r < slot1.shape[0] and i < slot1.shape[1] and decays != 0:
@@ -70,7 +70,7 @@ def _flush(rho64, iteration, last, slot1, decays):
             slot1[r, i] *= np.float32(rho64 ** missed)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _settle(last, iteration):
     r = cuda.grid(1)
     if r < last.shape[0]:

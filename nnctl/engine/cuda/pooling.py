@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from nnctl.engine.cuda.launch import grid1
+from nnctl.engine.cuda.launch import KERNEL, grid1
 
 
 @cuda.jit(device=True)
@@ -31,7 +31,7 @@ def _position(k, shape):
     return k // (c * w * h), (k // (c * w)) % h, (k // c) % w, k % c
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _max_forward(x, ph, pw, sh, sw, pt, pl, y, argmax):
     k = cuda.grid(1)
     if k < y.size:
@@ -58,7 +58,7 @@ def max_pool2d_forward(x, ph, pw, sh, sw, pt, pl, y, argmax):
     _max_forward[grid1(y.size)](x, ph, pw, sh, sw, pt, pl, y, argmax)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _max_backward(dy, argmax, dx):
     """One thread per sample: the CPU's order of additions (overlapping windows add up in output order)."""
     b = cuda.grid(1)
@@ -74,7 +74,7 @@ def max_pool_backward(dy, argmax, dx):
     _max_backward[grid1(dy.shape[0])](dy, argmax, dx)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _average_forward(x, ph, pw, sh, sw, pt, pl, y):
     k = cuda.grid(1)
     if k < y.size:
@@ -93,7 +93,7 @@ def average_pool2d_forward(x, ph, pw, sh, sw, pt, pl, y):
     _average_forward[grid1(y.size)](x, ph, pw, sh, sw, pt, pl, y)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _average_backward(dy, ph, pw, sh, sw, pt, pl, dx):
     k = cuda.grid(1)
     h, w = dx.shape[1], dx.shape[2]

@@ -17,7 +17,7 @@ import math
 from numba import cuda
 
 from nnctl.engine.cpu.fastmath import HARD_SIGMOID, RELU, SIGMOID, TANH
-from nnctl.engine.cuda.launch import grid2
+from nnctl.engine.cuda.launch import KERNEL, grid2
 
 
 @cuda.jit(device=True)
@@ -87,7 +87,7 @@ def _incoming(dhs, b, s, steps, j):
     return dhs[b, 0, j] if s == steps - 1 else 0.0
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _project(x, W, bias, first, count, out):
     """out[b, s, col] = x[k, b, s]·W[:, col] + bias[col], k = col's gate when x holds one input per gate."""
     row, col = cuda.grid(2)
@@ -106,7 +106,7 @@ def _projection(x, W, bias, first, count, out):
     _project[blocks, threads](x, W, bias, first, count, out)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _recurrent_inputs(hs, h0, rmask, first, count, out):
     row, col = cuda.grid(2)
     steps, units = hs.shape[1], hs.shape[2]
@@ -121,7 +121,7 @@ def recurrent_inputs(hs, h0, rmask, first, count, out):
     _recurrent_inputs[blocks, threads](hs, h0, rmask, first, count, out)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _simple_rnn_step(hs, h0, U, mask, rmask, act, first, count, s):
     i, j = cuda.grid(2)
     if i < count and j < hs.shape[2]:
@@ -140,7 +140,7 @@ def simple_rnn_forward(x, W, bias, U, h0, mask, rmask, act, first, count, hs):
         _simple_rnn_step[blocks, threads](hs, h0, U, mask, rmask, act, first, count, s)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _simple_rnn_back_step(dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0):
     i, j = cuda.grid(2)
     steps = hs.shape[1]
@@ -164,7 +164,7 @@ def simple_rnn_backward(dhs, hs, UT, mask, rmask, act, first, count, dpre, dh0):
         _simple_rnn_back_step[blocks, threads](dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _lstm_step(h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs):
     i, j = cuda.grid(2)
     units = hs.shape[2]
@@ -193,7 +193,7 @@ def lstm_forward(x, W, bias, U, h0, c0, mask, rmask, act, ract, first, count, ga
         _lstm_step[blocks, threads](h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _lstm_back_step(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates, dh0, dc0):
     i, j = cuda.grid(2)
     steps, units = gates.shape[1], UT.shape[1]
@@ -237,7 +237,7 @@ def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count
                                          dh0, dc0)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _gru_step(U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu):
     i, j = cuda.grid(2)
     units = hs.shape[2]
@@ -266,7 +266,7 @@ def gru_forward(x, W, bias, U, rbias, h0, mask, rmask, act, ract, first, count, 
         _gru_step[blocks, threads](U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _gru_back_step(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec, dh0):
     i, j = cuda.grid(2)
     steps, units = gates.shape[1], UT.shape[1]

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import grid1, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _csr_matmul(indptr, indices, values, rows, w, out):
     b, j = cuda.grid(2)
     if b < out.shape[0] and j < out.shape[1]:
@@ -33,7 +33,7 @@ def csr_matmul_split(indptr, indices, values, rows, w, out, parts):
     csr_matmul(indptr, indices, values, rows, w, out)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _csr_t_matmul(indptr, indices, values, rows, dy, dw):
     """One thread per unit j: zero column j of dw, then add each non-zero's product in batch order."""
     j = cuda.grid(1)
@@ -52,7 +52,7 @@ def csr_t_matmul(indptr, indices, values, rows, dy, dw):
     _csr_t_matmul[grid1(units)](indptr, indices, values, rows, dy, dw)
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _transpose_rows(indptr, indices, values, rows, colptr, brow, bval, count):
     """The CPU's stable counting sort, as one thread (the batch's CSC form)."""
     if cuda.grid(1) != 0:
@@ -87,7 +87,7 @@ def csr_transpose_rows(indptr, indices, values, rows, colptr, brow, bval):
     return int(count.copy_to_host()[0]) if hasattr(count, "copy_to_host") else int(count[0])
 
 
-@cuda.jit
+@cuda.jit(**KERNEL)
 def _csc_t_matmul(colptr, brow, bval, dy, dw, c0, c1):
     c, j = cuda.grid(2)
     c += c0

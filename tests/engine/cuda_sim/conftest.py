@@ -7,10 +7,20 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import numpy as np
+import pytest
 
 _PATH = os.environ.get("NNCTL_CUDA_LAUNCHES")
+# These tests run in a process of their own under the simulator (tests/engine/test_cuda_sim.py starts it: the
+# simulator is chosen when Numba starts), or on a real GPU with NNCTL_CUDA_TESTS=gpu (bench/gpu_check.sh).
+_RUN = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or os.environ.get("NNCTL_CUDA_TESTS") == "gpu"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Elsewhere (the main test run) the files here are not collected at all."""
+    return True if not _RUN and collection_path.name.startswith("test_") else None
 
 
 def pytest_configure(config):
@@ -48,3 +58,34 @@ if _PATH and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
                          if isinstance(value, _sim.FakeCUDAKernel) and not value._device)
         with open(_PATH, "w") as out:
             json.dump({"kernels": kernels, "launches": sorted(_LAUNCHES)}, out)
+
+
+@pytest.fixture
+def strict_device_arrays(monkeypatch):
+    """Simulator device arrays as strict as a GPU's: no NumPy conversion or host arithmetic (the simulator's
+    arrays allow both, so a runner that touched its device data on the host would pass here and fail on a GPU).
+    A no-op on a real GPU."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        return
+    from numba.cuda.simulator.cudadrv import devicearray
+
+    fake = devicearray.FakeCUDAArray
+    permitted = {"dtype", "size", "ndim", "strides", "itemsize", "nbytes", "flags", "__cuda_array_interface__"}
+    forward = fake.__getattr__
+
+    def from_simulator() -> bool:  # the simulator's own copies and checks use the wrapped array freely
+        return sys._getframe(2).f_globals.get("__name__", "").startswith(("numba.cuda", "numpy"))
+
+    def strict_getattr(self, name):
+        if name not in permitted and not from_simulator():
+            raise AssertionError(f"host access to a device array: .{name}")
+        return forward(self, name)
+
+    def refuse(self, *args):
+        raise AssertionError("host arithmetic on a device array")
+
+    monkeypatch.setattr(fake, "__getattr__", strict_getattr)
+    for name in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__add__", "__sub__", "__mul__",
+                 "__floordiv__", "__truediv__", "__mod__", "__pow__", "__neg__", "__abs__", "__iter__"):
+        if hasattr(fake, name):
+            monkeypatch.setattr(fake, name, refuse)

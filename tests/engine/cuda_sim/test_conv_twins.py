@@ -3,17 +3,11 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    pytest.skip("the CUDA simulator tests run in their own process (tests/engine/test_cuda_sim.py)",
-                allow_module_level=True)
-
-from nnctl.engine import cuda, reference_conv  # noqa: E402
-from tests.engine.test_conv_kernels import SHAPES, _geometry  # noqa: E402
+from nnctl.engine import cuda, reference_conv
+from tests.engine.test_conv_kernels import SHAPES, _geometry
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -7,46 +7,54 @@ cuda and the run evaluates on the CPU. Run by tests/engine/test_cuda_sim.py."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    pytest.skip("the CUDA simulator tests run in their own process (tests/engine/test_cuda_sim.py)",
-                allow_module_level=True)
+from click.testing import CliRunner
 
-from click.testing import CliRunner  # noqa: E402
-
-from nnctl.cli import main  # noqa: E402
-from nnctl.errors import ArgumentError  # noqa: E402
-from nnctl.nn.callbacks import Callback  # noqa: E402
-from nnctl.nn.layers import Dense, Dropout  # noqa: E402
-from nnctl.nn.model import Sequential  # noqa: E402
+from nnctl.cli import main
+from nnctl.errors import ArgumentError
+from nnctl.nn.callbacks import Callback
+from nnctl.nn.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, Dense, Dropout, Flatten,
+                               GlobalAveragePooling2D, GlobalMaxPooling1D, MaxPooling2D)
+from nnctl.nn.model import Sequential
 
 RNG = np.random.default_rng(11)
 X = RNG.standard_normal((36, 6)).astype(np.float32)
 X_SPARSE = (RNG.random((36, 40)) < 0.1).astype(np.float32)  # 10 % non-zero: the model reads it as CSR
-CASES = {
+IMAGES = RNG.standard_normal((20, 6, 7, 2)).astype(np.float32)
+SEQUENCES = RNG.standard_normal((20, 8, 3)).astype(np.float32)
+CASES = {  # name: (x, target of x, layers, optimizer, loss)
     "dense-mse-rmsprop-l2": (X, lambda x: x[:, :2] @ np.ones((2, 1), np.float32),
-                             [Dense(5, activation="tanh", kernel_regularizer={"type": "l2", "l2": 0.01}),
-                              Dense(1)], "rmsprop", "mse"),
+                             lambda: [Dense(5, activation="tanh", kernel_regularizer={"type": "l2", "l2": 0.01}),
+                                      Dense(1)], "rmsprop", "mse"),
     "csr-bce-adam": (X_SPARSE, lambda x: (x[:, :20].sum(1, keepdims=True) > 2).astype(np.float32),
-                     [Dense(4, activation="relu"), Dense(1, activation="sigmoid")], "adam", "binary_crossentropy"),
+                     lambda: [Dense(4, activation="relu"), Dense(1, activation="sigmoid")], "adam",
+                     "binary_crossentropy"),
     "softmax-sparse-cce-sgd-clipnorm": (X, lambda x: np.argmax(x[:, :3], 1),
-                                        [Dense(7, activation="relu"), Dense(3, activation="softmax")],
+                                        lambda: [Dense(7, activation="relu"), Dense(3, activation="softmax")],
                                         {"type": "sgd", "learning_rate": 0.1, "momentum": 0.9, "clipnorm": 0.5},
                                         "sparse_categorical_crossentropy"),
-    "unfused-huber-adagrad": (X, lambda x: x[:, :1] * 2, [Dense(3, activation="elu"), Dense(1, activation="tanh")],
-                              "adagrad", "huber"),
+    "unfused-huber-adagrad": (X, lambda x: x[:, :1] * 2,
+                              lambda: [Dense(3, activation="elu"), Dense(1, activation="tanh")], "adagrad", "huber"),
+    "convnet-maxpool-softmax": (IMAGES, lambda x: np.argmax(x[:, 0, :3, 0], 1),
+                                lambda: [Conv2D(4, 3, activation="relu"), MaxPooling2D(2), Flatten(),
+                                         Dense(3, activation="softmax")], "rmsprop", "sparse_categorical_crossentropy"),
+    "conv-strided-same-averages": (IMAGES, lambda x: x[:, :2, :2, 0].reshape(-1, 4).mean(1, keepdims=True),
+                                   lambda: [Conv2D(3, (2, 3), strides=2, padding="same", activation="tanh"),
+                                            AveragePooling2D(2, padding="same"), Conv2D(2, 1, use_bias=False),
+                                            GlobalAveragePooling2D(), Dense(1)], "adam", "mse"),
+    "conv1d-pools-bce": (SEQUENCES, lambda x: (x[:, :, 0].sum(1, keepdims=True) > 0).astype(np.float32),
+                         lambda: [Conv1D(4, 3, padding="causal", activation="relu"), AveragePooling1D(2),
+                                  Conv1D(3, 2, dilation_rate=2), GlobalMaxPooling1D(),
+                                  Dense(1, activation="sigmoid")], "adam", "binary_crossentropy"),
 }
 
 
 def _train(case, device, callbacks=()):
     x, target, layers, optimizer, loss = CASES[case]
-    fresh = [type(layer).from_config(layer.get_config()) if hasattr(type(layer), "from_config")
-             else type(layer)(**layer.get_config()) for layer in layers]
-    model = Sequential(fresh, input_shape=x.shape[1:], seed=3, device=device)
+    model = Sequential(layers(), input_shape=x.shape[1:], seed=3, device=device)
     model.compile(optimizer=optimizer, loss=loss)
     y = target(x)
     history = model.fit(x, y, epochs=2, batch_size=8, validation_data=(x[:10], y[:10]), callbacks=list(callbacks))
@@ -54,7 +62,7 @@ def _train(case, device, callbacks=()):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_cuda_run_agrees_with_the_cpu_run(case):
+def test_a_cuda_run_agrees_with_the_cpu_run(case, strict_device_arrays):
     cpu, gpu = _train(case, "cpu"), _train(case, "cuda")
     for key in ("loss", "val_loss"):
         np.testing.assert_allclose(gpu[0][key], cpu[0][key], rtol=2e-5, err_msg=key)
@@ -81,17 +89,17 @@ def test_batch_callbacks_chunk_the_epoch_and_see_the_same_run():
 
 
 def test_a_layer_not_on_the_cuda_path_is_named():
-    from nnctl.nn.layers import Flatten
+    from nnctl.nn.layers import Embedding, Flatten
 
     model = Sequential([Dense(4, activation="relu"), Dense(1), Dropout(0.5)], input_shape=(6,), seed=0,
                        device="cuda")
     model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ArgumentError, match=r"device cuda: layer 2 \(dropout\) is on the CUDA backend only between"):
+    with pytest.raises(ArgumentError, match=r"device cuda: the last layer must be a Dense layer"):
         model.fit(X, X[:, :1], epochs=1, batch_size=8)
-    model = Sequential([Flatten(), Dense(1)], input_shape=(6,), seed=0, device="cuda")
+    model = Sequential([Embedding(10, 3), Flatten(), Dense(1)], input_shape=(6,), seed=0, device="cuda")
     model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ArgumentError, match=r"device cuda: layer 0 \(flatten\) is not on the CUDA backend yet"):
-        model.fit(X, X[:, :1], epochs=1, batch_size=8)
+    with pytest.raises(ArgumentError, match=r"device cuda: layer 0 \(embedding\) is not on the CUDA backend yet"):
+        model.fit(np.zeros((8, 6), np.int32), X[:8, :1], epochs=1, batch_size=8)
 
 
 CONFIG = """\
@@ -150,8 +158,8 @@ class _CounterUniforms:
         return reference.counter_uniform(self.key, self.model.optimizer.iterations, size)
 
 
-def test_dropout_on_the_cuda_path_trains_as_the_cpu_does_with_the_same_masks():
-    from nnctl.nn.cudapath import _dropout_key
+def test_dropout_on_the_cuda_path_trains_as_the_cpu_does_with_the_same_masks(strict_device_arrays):
+    from nnctl.nn.cudaops import dropout_key
 
     y = X[:, :1] - X[:, 1:2]
     runs = {}
@@ -160,7 +168,7 @@ def test_dropout_on_the_cuda_path_trains_as_the_cpu_does_with_the_same_masks():
                            device=device)
         model.compile(optimizer="adam", loss="mse")
         if device == "cpu":
-            model.layers[1].rng = _CounterUniforms(model, _dropout_key(model, 1))
+            model.layers[1].rng = _CounterUniforms(model, dropout_key(model, 1))
         history = model.fit(X, y, epochs=2, batch_size=8)
         runs[device] = history["loss"], model.get_weights()
     np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=2e-5)

@@ -1,21 +1,17 @@
 """The CUDA dense kernels (nnctl/engine/cuda/) under Numba's CUDA simulator, against the NumPy oracles the CPU
 kernels answer to (nnctl.engine.reference). Run by tests/engine/test_cuda_sim.py in a process started with
-NUMBA_ENABLE_CUDASIM=1; collected in the main run, they skip (the simulator must be chosen at Numba's start)."""
+NUMBA_ENABLE_CUDASIM=1 (the main run does not collect this folder: conftest.py), or on a real GPU with
+NNCTL_CUDA_TESTS=gpu (bench/gpu_check.sh)."""
 
 from __future__ import annotations
 
 import copy
-import os
 
 import numpy as np
 import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    pytest.skip("the CUDA simulator tests run in their own process (tests/engine/test_cuda_sim.py)",
-                allow_module_level=True)
-
-from nnctl.engine import cpu, cuda, reference  # noqa: E402
-from nnctl.engine.cpu.dense import ACTIVATION_CODES  # noqa: E402
+from nnctl.engine import cpu, cuda, reference
+from nnctl.engine.cpu.dense import ACTIVATION_CODES
 
 RNG = np.random.default_rng(4)
 

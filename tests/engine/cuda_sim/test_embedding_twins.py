@@ -4,16 +4,11 @@ kernels' bookkeeping (run by tests/engine/test_cuda_sim.py with NUMBA_ENABLE_CUD
 from __future__ import annotations
 
 import copy
-import os
 
 import numpy as np
 import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    pytest.skip("the CUDA simulator tests run in their own process (tests/engine/test_cuda_sim.py)",
-                allow_module_level=True)
-
-from nnctl.engine import cpu, cuda, reference_embedding as reference  # noqa: E402
+from nnctl.engine import cpu, cuda, reference_embedding as reference
 
 RNG = np.random.default_rng(10)
 

@@ -4,16 +4,10 @@ place of cuBLAS (the simulator has no device pointers). Run by tests/engine/test
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    pytest.skip("the CUDA simulator tests run in their own process (tests/engine/test_cuda_sim.py)",
-                allow_module_level=True)
-
-from nnctl.engine.cuda import blas  # noqa: E402
+from nnctl.engine.cuda import blas
 
 RNG = np.random.default_rng(8)
 SHAPES = [(5, 3, 4), (1, 7, 2), (6, 1, 9)]  # (m, k, n)
@@ -47,3 +41,14 @@ def test_each_gemm_matches_numpy(kind, shape, route, monkeypatch):
     a, b, out, expected = _operands(kind, *shape)
     getattr(blas, kind)(a, b, out)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(blas.SIMULATED, reason="cuBLAS itself needs a real GPU (NNCTL_CUDA_TESTS=gpu)")
+@pytest.mark.parametrize("kind", ["gemm", "gemm_tn", "gemm_nt"])
+def test_cublas_on_device_arrays(kind):
+    from numba import cuda
+
+    a, b, out, expected = _operands(kind, 70, 90, 110)  # 693,000 multiply-adds: above the Numba kernels' range
+    d_out = cuda.to_device(out)
+    getattr(blas, kind)(cuda.to_device(a), cuda.to_device(b), d_out)
+    np.testing.assert_allclose(d_out.copy_to_host(), expected, rtol=1e-4, atol=1e-4)

@@ -3,17 +3,11 @@ gradient against the CPU kernel's (run by tests/engine/test_cuda_sim.py with NUM
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    pytest.skip("the CUDA simulator tests run in their own process (tests/engine/test_cuda_sim.py)",
-                allow_module_level=True)
-
-from nnctl.engine import cpu, cuda, reference  # noqa: E402
-from nnctl.engine.cpu.losses import LOSS_CODES  # noqa: E402
+from nnctl.engine import cpu, cuda, reference
+from nnctl.engine.cpu.losses import LOSS_CODES
 
 RNG = np.random.default_rng(6)
 

@@ -3,18 +3,12 @@ cases (2-D to 4-D inputs, the last axis and another; float32; run by tests/engin
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    pytest.skip("the CUDA simulator tests run in their own process (tests/engine/test_cuda_sim.py)",
-                allow_module_level=True)
-
-from nnctl.engine import cuda  # noqa: E402
-from nnctl.engine import reference_normalization as reference  # noqa: E402
-from tests.engine.test_normalization_kernels import CASES, SHAPES, SPLIT, _run  # noqa: E402
+from nnctl.engine import cuda
+from nnctl.engine import reference_normalization as reference
+from tests.engine.test_normalization_kernels import CASES, SHAPES, SPLIT, _run
 
 
 @pytest.mark.parametrize("shape, axis", SHAPES[:3], ids=[f"{len(s)}d-axis{a}" for s, a in SHAPES[:3]])

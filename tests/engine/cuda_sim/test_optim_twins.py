@@ -4,17 +4,12 @@
 from __future__ import annotations
 
 import copy
-import os
 
 import numpy as np
 import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    pytest.skip("the CUDA simulator tests run in their own process (tests/engine/test_cuda_sim.py)",
-                allow_module_level=True)
-
-from nnctl.engine import cpu, cuda, reference  # noqa: E402
-from nnctl.engine.cpu.optim import CLIP_GLOBAL_NORM, CLIP_NONE, CLIP_NORM, CLIP_VALUE, OPTIMIZER_CODES  # noqa: E402
+from nnctl.engine import cpu, cuda, reference
+from nnctl.engine.cpu.optim import CLIP_GLOBAL_NORM, CLIP_NONE, CLIP_NORM, CLIP_VALUE, OPTIMIZER_CODES
 
 RNG = np.random.default_rng(8)
 HP = {"sgd": [0.1, 0.01, 0.9, 1.0], "rmsprop": [0.01, 0.0, 0.9, 0.5, 1e-7, 1.0],

@@ -3,18 +3,12 @@ geometries (odd sizes, same/valid, strides ≠ pool, ties, windows wider than th
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    pytest.skip("the CUDA simulator tests run in their own process (tests/engine/test_cuda_sim.py)",
-                allow_module_level=True)
-
-from nnctl.engine import cuda  # noqa: E402
-from nnctl.engine import reference_pooling as reference  # noqa: E402
-from tests.engine.test_pooling_kernels import GEOMETRIES, IDS, _setup  # noqa: E402
+from nnctl.engine import cuda
+from nnctl.engine import reference_pooling as reference
+from tests.engine.test_pooling_kernels import GEOMETRIES, IDS, _setup
 
 
 @pytest.mark.parametrize("shape, pool, strides, padding", GEOMETRIES, ids=IDS)

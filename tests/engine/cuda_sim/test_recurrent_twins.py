@@ -5,19 +5,13 @@ simulator runs each GPU thread as an OS thread. Run by tests/engine/test_cuda_si
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    pytest.skip("the CUDA simulator tests run in their own process (tests/engine/test_cuda_sim.py)",
-                allow_module_level=True)
-
-from nnctl.engine import cuda  # noqa: E402
-from nnctl.engine import reference_recurrent as reference  # noqa: E402
-from nnctl.engine.cpu.recurrent import RECURRENT_ACTIVATIONS as CODES  # noqa: E402
-from tests.engine.test_recurrent_kernels import (  # noqa: E402
+from nnctl.engine import cuda
+from nnctl.engine import reference_recurrent as reference
+from nnctl.engine.cpu.recurrent import RECURRENT_ACTIVATIONS as CODES
+from tests.engine.test_recurrent_kernels import (
     ACTIVATION_PAIRS, BACKWARD_OUTPUTS, FORWARD_OUTPUTS, GATES, PER_STEP_ONLY_AT_REAL_STEPS, Sequences,
 )
 

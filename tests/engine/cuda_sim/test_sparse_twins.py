@@ -4,16 +4,10 @@ tests/engine/test_cuda_sim.py with NUMBA_ENABLE_CUDASIM=1)."""
 from __future__ import annotations
 
 import copy
-import os
 
 import numpy as np
-import pytest
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    pytest.skip("the CUDA simulator tests run in their own process (tests/engine/test_cuda_sim.py)",
-                allow_module_level=True)
-
-from nnctl.engine import cuda, reference  # noqa: E402
+from nnctl.engine import cuda, reference
 
 RNG = np.random.default_rng(9)
 

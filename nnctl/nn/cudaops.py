@@ -1,0 +1,254 @@
+"""The layers the CUDA path runs (nn/cudapath.py), each a forward and a backward on device arrays through the CUDA
+twins of the kernels the CPU layers call: Dense (dense or CSR input), Dropout, Flatten, Conv1D/Conv2D (im2col +
+cuBLAS over the whole batch, the columns kept for the backward), and the max/average pooling layers and their
+global forms. Each op reads its geometry and its weights' places in the flat buffers from the layer itself, so
+the weights, their names and layouts are the CPU's.
+
+Buffers are flat device arrays sized for the full batch; a shorter last batch uses their first rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nnctl.engine.convolution import ConvPlan
+from nnctl.engine.cpu.dense import LINEAR
+from nnctl.nn.layers import Dense, Dropout, Flatten
+from nnctl.nn.layers.conv import BaseConv
+from nnctl.nn.layers.pooling import _Pooled
+
+
+def _size(shape) -> int:
+    return int(math.prod(shape))
+
+
+class SparseBatch:
+    """A batch of CSR rows on the device: what the first Dense layer reads instead of a dense array."""
+
+    def __init__(self, data, rows):
+        self.indptr, self.indices, self.values, self.rows = data["indptr"], data["indices"], data["values"], rows
+
+
+class Op:
+    """One layer on the device. `ctx` is the CudaPath: kernels (`k`), GEMMs (`blas`), `values`/`grads` (the flat
+    weight buffers), `batch_size`, `empty(size, dtype)`."""
+
+    penalties: list = []
+
+    def __init__(self, ctx, layer, index):
+        self.ctx, self.layer, self.index = ctx, layer, index
+        self.in_shape, self.out_shape = tuple(layer.input_shape), tuple(layer.output_shape)
+
+    def buffer(self, shape_per_sample, dtype=np.float32):
+        return self.ctx.empty(self.ctx.batch_size * _size(shape_per_sample), dtype)
+
+    @staticmethod
+    def view(buffer, shape):
+        return buffer[:_size(shape)].reshape(shape)
+
+    def weight(self, param, buffer):
+        """The device view of `param` in `buffer` (values or grads)."""
+        span = self.ctx.model.store.slice_of(param)
+        return buffer[span.start:span.stop].reshape(param.shape)
+
+    def penalties_of(self, *params):
+        store = self.ctx.model.store
+        return [(store.slice_of(p), p.regularizer.l1, p.regularizer.l2)
+                for p in params if p is not None and p.regularizer is not None]
+
+
+class _Activated(Op):
+    """Dense and the convolutions: rows of `units` pre-activations z and activations y."""
+
+    def setup(self, rows_per_sample, units):
+        layer = self.layer
+        self.rows_per_sample, self.units = rows_per_sample, units
+        self.act, self.alpha = layer.act_code, layer.alpha
+        self.z, self.y, self.dz = (self.buffer((rows_per_sample, units)) for _ in range(3))
+        self.zero_bias = self.ctx.zeros(units)
+        self.penalties = self.penalties_of(layer.kernel, layer.bias)
+
+    def bias(self):
+        return self.zero_bias if self.layer.bias is None else self.weight(self.layer.bias, self.ctx.values)
+
+    def activate(self, m):
+        z, y = self.view(self.z, (m * self.rows_per_sample, self.units)), self.view(self.y, (m * self.rows_per_sample,
+                                                                                             self.units))
+        self.ctx.k.bias_act_forward(z, self.bias(), self.act, self.alpha, y)
+
+    def deactivate(self, dy, m, fused):
+        rows = m * self.rows_per_sample
+        dz = self.view(self.dz, (rows, self.units))
+        db = self.zero_grad if self.layer.bias is None else self.weight(self.layer.bias, self.ctx.grads)
+        self.ctx.k.bias_act_backward(dy.reshape(rows, self.units), self.view(self.z, (rows, self.units)),
+                                     self.view(self.y, (rows, self.units)), LINEAR if fused else self.act,
+                                     self.alpha, dz, db)
+        return dz
+
+    def logits(self, m):
+        return self.view(self.z, (m * self.rows_per_sample, self.units))
+
+    def outputs(self, m):
+        return self.view(self.y, (m * self.rows_per_sample, self.units))
+
+
+class DenseOp(_Activated):
+    def __init__(self, ctx, layer, index):
+        super().__init__(ctx, layer, index)
+        self.din = self.in_shape[0]
+        self.setup(1, layer.units)
+        self.zero_grad = ctx.empty(layer.units, np.float32)
+        self.dx = self.buffer((self.din,)) if index > 0 else None
+
+    def forward(self, x, m, training):
+        k, w = self.ctx.k, self.weight(self.layer.kernel, self.ctx.values)
+        z = self.view(self.z, (m, self.units))
+        if isinstance(x, SparseBatch):
+            k.csr_matmul(x.indptr, x.indices, x.values, x.rows, w, z)
+        else:
+            x = x.reshape(m, self.din)
+            self.ctx.blas.gemm(x, w, z)
+        self.x = x
+        self.activate(m)
+        return self.outputs(m)
+
+    def backward(self, dy, m, fused=False):
+        dz = self.deactivate(dy, m, fused)
+        dw, x = self.weight(self.layer.kernel, self.ctx.grads), self.x
+        if isinstance(x, SparseBatch):
+            self.ctx.k.csr_t_matmul(x.indptr, x.indices, x.values, x.rows, dz, dw)
+        else:
+            self.ctx.blas.gemm_tn(x, dz, dw)
+        if self.dx is None:
+            return None
+        dx = self.view(self.dx, (m, self.din))
+        self.ctx.blas.gemm_nt(dz, self.weight(self.layer.kernel, self.ctx.values), dx)
+        return dx
+
+
+class ConvOp(_Activated):
+    """Conv1D and Conv2D as im2col + one GEMM over the whole batch (Conv1D as a one-row image)."""
+
+    def __init__(self, ctx, layer, index):
+        super().__init__(ctx, layer, index)
+        self.plan = plan = ConvPlan(None, layer._as_2d(layer.input_shape), layer._as_2d(layer.kernel_size),
+                                    layer._as_2d(layer.strides), layer._as_2d(layer.dilation_rate),
+                                    layer._paddings_2d(), layer.filters, method="columns")
+        self.setup(plan.positions, layer.filters)
+        self.zero_grad = ctx.empty(layer.filters, np.float32)
+        self.cols = self.buffer((plan.positions, plan.depth))
+        self.dcols = self.buffer((plan.positions, plan.depth)) if index > 0 else None
+        self.dx = self.buffer(plan.in_shape) if index > 0 else None
+
+    def forward(self, x, m, training):
+        plan, k = self.plan, self.ctx.k
+        cols = self.view(self.cols, (m * plan.positions, plan.depth))
+        k.im2col(x.reshape((m,) + plan.in_shape), 0, m, plan.geometry, cols)
+        self.ctx.blas.gemm(cols, self.weight(self.layer.kernel, self.ctx.values).reshape(plan.depth, self.units),
+                           self.view(self.z, (m * plan.positions, self.units)))
+        self.activate(m)
+        return self.outputs(m).reshape((m,) + self.out_shape)
+
+    def backward(self, dy, m, fused=False):
+        plan = self.plan
+        dz = self.deactivate(dy, m, fused)
+        cols = self.view(self.cols, (m * plan.positions, plan.depth))
+        self.ctx.blas.gemm_tn(cols, dz, self.weight(self.layer.kernel, self.ctx.grads).reshape(plan.depth,
+                                                                                               self.units))
+        if self.dx is None:
+            return None
+        dcols = self.view(self.dcols, (m * plan.positions, plan.depth))
+        self.ctx.blas.gemm_nt(dz, self.weight(self.layer.kernel, self.ctx.values).reshape(plan.depth, self.units),
+                              dcols)
+        dx = self.view(self.dx, (m,) + plan.in_shape)
+        self.ctx.k.col2im(dcols, 0, m, plan.geometry, dx)
+        return dx.reshape((m,) + self.in_shape)
+
+
+class PoolOp(Op):
+    """Max and average pooling, 1-D and 2-D, and their global forms: the layer's window over (n, h, w, c)."""
+
+    def __init__(self, ctx, layer, index):
+        super().__init__(ctx, layer, index)
+        self.window, self.in4, self.out4 = layer.window, layer.in4, layer.out4
+        self.y = self.buffer(self.out4)
+        self.argmax = None if layer.average else self.buffer(self.out4, np.int32)
+        self.dx = self.buffer(self.in4) if index > 0 else None
+
+    def forward(self, x, m, training):
+        x4, y = x.reshape((m,) + self.in4), self.view(self.y, (m,) + self.out4)
+        if self.layer.average:
+            self.ctx.k.average_pool2d_forward(x4, *self.window, y)
+        else:
+            self.ctx.k.max_pool2d_forward(x4, *self.window, y, self.view(self.argmax, (m,) + self.out4))
+        return y.reshape((m,) + self.out_shape)
+
+    def backward(self, dy, m, fused=False):
+        if self.dx is None:
+            return None
+        dx = self.view(self.dx, (m,) + self.in4)
+        if self.layer.average:
+            self.ctx.k.average_pool2d_backward(dy.reshape((m,) + self.out4), *self.window, dx)
+        else:
+            self.ctx.k.max_pool_backward(dy.reshape(m, _size(self.out4)),
+                                         self.view(self.argmax, (m, _size(self.out4))), dx.reshape(m, _size(self.in4)))
+        return dx.reshape((m,) + self.in_shape)
+
+
+class FlattenOp(Op):
+    def forward(self, x, m, training):
+        return x.reshape((m,) + self.out_shape)
+
+    def backward(self, dy, m, fused=False):
+        return dy.reshape((m,) + self.in_shape)
+
+
+class DropoutOp(Op):
+    """Masks from the counter-based generator (nnctl/engine/cuda/dropout.py): key from the run's seed and the
+    layer's index, the draw numbered by the optimizer step."""
+
+    def __init__(self, ctx, layer, index):
+        super().__init__(ctx, layer, index)
+        self.rate, self.key = layer.rate, dropout_key(ctx.model, index)
+        self.y, self.mask, self.dx = (self.buffer(self.in_shape) for _ in range(3))
+        self.active = False
+
+    def forward(self, x, m, training):
+        self.active = training and self.rate > 0
+        if not self.active:
+            return x
+        size = m * _size(self.in_shape)
+        self.ctx.k.dropout_counter_forward(x.reshape(size), self.key, self.ctx.model.optimizer.iterations, self.rate,
+                                           self.y[:size], self.mask[:size])
+        return self.y[:size].reshape((m,) + self.out_shape)
+
+    def backward(self, dy, m, fused=False):
+        if not self.active:
+            return dy
+        size = m * _size(self.in_shape)
+        self.ctx.k.multiply(dy.reshape(size), self.mask[:size], self.dx[:size])
+        return self.dx[:size].reshape((m,) + self.in_shape)
+
+
+def dropout_key(model, index: int) -> int:
+    """The key of the Dropout layer at `index`: from the run's seed (a seeded run drops the same units on every
+    run, and on resuming), else drawn from the model's generator."""
+    seed = model.seed if model.seed is not None else int(model.rng.integers(1 << 62))
+    return (seed * 0x9E3779B97F4A7C15 + (index + 1) * 0xBF58476D1CE4E5B9) % (1 << 64)
+
+
+def op_for(layer):
+    """The op class that runs `layer` on the device, or None when none does yet."""
+    if isinstance(layer, Dense):
+        return DenseOp if len(layer.input_shape) == 1 else None
+    if isinstance(layer, BaseConv):
+        return ConvOp
+    if isinstance(layer, _Pooled) and type(layer).forward is _Pooled.forward:  # not a masked global average
+        return PoolOp
+    if isinstance(layer, Flatten):
+        return FlattenOp
+    if isinstance(layer, Dropout):
+        return DropoutOp
+    return None
