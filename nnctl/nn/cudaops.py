@@ -1,8 +1,8 @@
 """The layers the CUDA path runs (nn/cudapath.py), each a forward and a backward on device arrays through the CUDA
-twins of the kernels the CPU layers call: Dense (dense or CSR input), Dropout, Flatten, Conv1D/Conv2D (im2col +
-cuBLAS over the whole batch, the columns kept for the backward), and the max/average pooling layers and their
-global forms. Each op reads its geometry and its weights' places in the flat buffers from the layer itself, so
-the weights, their names and layouts are the CPU's.
+twins of the kernels the CPU layers call: Embedding (first), Dense (dense or CSR input), Dropout, Flatten,
+Conv1D/Conv2D (im2col + cuBLAS over the whole batch, the columns kept for the backward), and the max/average
+pooling layers and their global forms. Each op reads its geometry and its weights' places in the flat buffers
+from the layer itself, so the weights, their names and layouts are the CPU's.
 
 Buffers are flat device arrays sized for the full batch; a shorter last batch uses their first rows.
 """
@@ -15,7 +15,7 @@ import numpy as np
 
 from nnctl.engine.convolution import ConvPlan
 from nnctl.engine.cpu.dense import LINEAR
-from nnctl.nn.layers import Dense, Dropout, Flatten
+from nnctl.nn.layers import Dense, Dropout, Embedding, Flatten
 from nnctl.nn.layers.conv import BaseConv
 from nnctl.nn.layers.pooling import _Pooled
 
@@ -74,9 +74,7 @@ class _Activated(Op):
         return self.zero_bias if self.layer.bias is None else self.weight(self.layer.bias, self.ctx.values)
 
     def activate(self, m):
-        z, y = self.view(self.z, (m * self.rows_per_sample, self.units)), self.view(self.y, (m * self.rows_per_sample,
-                                                                                             self.units))
-        self.ctx.k.bias_act_forward(z, self.bias(), self.act, self.alpha, y)
+        self.ctx.k.bias_act_forward(self.logits(m), self.bias(), self.act, self.alpha, self.outputs(m))
 
     def deactivate(self, dy, m, fused):
         rows = m * self.rows_per_sample
@@ -197,6 +195,43 @@ class PoolOp(Op):
         return dx.reshape((m,) + self.in_shape)
 
 
+class EmbeddingOp(Op):
+    """The first layer of a text model: int32 ids → rows of the table. The ids are checked once per dataset
+    (`check_ids`), not per step; the gradient touches only the rows a step used (the CPU's scatter, its count
+    kept on the device), and the optimizer then steps the whole table as a dense weight, which the CPU's
+    by-rows update equals to float32 rounding (nnctl/engine/cpu/optim_rows.py)."""
+
+    def __init__(self, ctx, layer, index):
+        super().__init__(ctx, layer, index)
+        self.steps, self.width = _size(self.in_shape), layer.output_dim
+        self.y = self.buffer((self.steps, self.width))
+        self.touched = ctx.empty(layer.input_dim, np.int32)
+        self.marks = ctx.cuda.to_device(np.zeros(layer.input_dim, np.uint8))
+        self.counter = ctx.cuda.to_device(np.zeros(1, np.int64))
+
+    def check_ids(self, x) -> None:
+        """A ShapeError naming the first id outside [0, input_dim), as the CPU layer's."""
+        from nnctl.errors import ShapeError
+
+        flat = np.asarray(x).reshape(-1)
+        bad = np.flatnonzero((flat < 0) | (flat >= self.layer.input_dim))
+        if bad.size:
+            raise ShapeError(f"layer '{self.layer.name}' (Embedding) got token id {int(flat[bad[0]])}, outside its "
+                             f"vocabulary [0, {self.layer.input_dim}): raise `input_dim` or cap the ids (num_words)")
+
+    def forward(self, x, m, training):
+        self.ids = x.reshape(m * self.steps)
+        out = self.view(self.y, (m * self.steps, self.width))
+        self.ctx.k.embedding_gather(self.ids, self.weight(self.layer.embeddings, self.ctx.values), out, check=False)
+        return out.reshape((m,) + self.out_shape)
+
+    def backward(self, dy, m, fused=False):
+        self.ctx.k.embedding_scatter_add(self.ids, dy.reshape(m * self.steps, self.width),
+                                         self.weight(self.layer.embeddings, self.ctx.grads), self.touched, 0,
+                                         self.marks, counter=self.counter)
+        return None
+
+
 class FlattenOp(Op):
     def forward(self, x, m, training):
         return x.reshape((m,) + self.out_shape)
@@ -241,6 +276,8 @@ def dropout_key(model, index: int) -> int:
 
 def op_for(layer):
     """The op class that runs `layer` on the device, or None when none does yet."""
+    if isinstance(layer, Embedding):
+        return EmbeddingOp if not layer.mask_zero and layer.embeddings_regularizer is None else None
     if isinstance(layer, Dense):
         return DenseOp if len(layer.input_shape) == 1 else None
     if isinstance(layer, BaseConv):

@@ -19,7 +19,7 @@ import numpy as np
 from nnctl.engine.csr import CSRMatrix
 from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
-from nnctl.nn.cudaops import DenseOp, SparseBatch, op_for
+from nnctl.nn.cudaops import DenseOp, EmbeddingOp, SparseBatch, op_for
 
 DEVICES = ("cpu", "cuda")
 
@@ -61,12 +61,15 @@ def unsupported(model) -> str | None:
         return "a functional (graph) model is not on the CUDA backend yet"
     for index, layer in enumerate(model.layers):
         if op_for(layer) is None:
-            return (f"layer {index} ({layer.type_name}) is not on the CUDA backend yet (it runs Dense, Dropout, "
-                    f"Flatten, Conv1D/Conv2D and pooling layers so far)")
+            return (f"layer {index} ({layer.type_name}) is not on the CUDA backend yet (it runs Embedding without "
+                    f"mask_zero or a regularizer, Dense, Dropout, Flatten, Conv1D/Conv2D and pooling layers so far)")
     if op_for(model.layers[-1]) is not DenseOp:
         return "the last layer must be a Dense layer on the CUDA backend"
     if type(model.layers[0]).__name__ == "Dropout":
         return "a Dropout before the first layer with weights is not on the CUDA backend yet"
+    for index, layer in enumerate(model.layers):
+        if op_for(layer) is EmbeddingOp and index > 0:
+            return f"layer {index} (embedding) must be the first layer on the CUDA backend"
     if model.dtype != np.float32:
         return "the CUDA backend trains in float32"
     if getattr(model.loss, "custom", False):
@@ -91,12 +94,14 @@ class CudaPath:
         self.cuda, self.k, self.blas = cuda, kernels, blas
         self.model, self.batch_size, self.sparse = model, batch_size, sparse
         store, opt = model.store, model.optimizer
-        self.values, self.grads = self.empty(store.values.shape[0]), self.empty(store.grads.shape[0])
+        self.values = self.empty(store.values.shape[0])
+        self.grads = cuda.to_device(np.zeros(store.grads.shape[0], np.float32))  # a table's unused rows stay 0
         self.offsets = cuda.to_device(store.offsets)
         self.slots = [self.empty(slot.shape[0]) for slot in opt.slots] if opt is not None else []
         self.ops = [op_for(layer)(self, layer, index) for index, layer in enumerate(model.layers)]
         self.features = int(np.prod(model.input_shape))
-        self.xbuf = self.empty(1 if sparse else batch_size * self.features)
+        self.ids = isinstance(self.ops[0], EmbeddingOp)
+        self.xbuf = self.empty(1 if sparse else batch_size * self.features, np.int32 if self.ids else np.float32)
         out_units = self.ops[-1].units
         self.grad = self.empty(batch_size * out_units)
         self.tbuf = self.empty((batch_size, out_units))
@@ -128,9 +133,11 @@ class CudaPath:
             if seen is host:
                 return copies
         to = self.cuda.to_device
+        if self.ids:
+            self.ops[0].check_ids(x)
         copies = ({"indptr": to(x.indptr), "indices": to(x.indices), "values": to(x.values)}
                   if isinstance(x, CSRMatrix) else
-                  {"x": to(np.ascontiguousarray(x, np.float32).reshape(x.shape[0], -1))})
+                  {"x": to(np.ascontiguousarray(x, np.int32 if self.ids else np.float32).reshape(x.shape[0], -1))})
         if target is not None:
             copies.update(target=to(target), labels=to(np.ascontiguousarray(labels, np.int64).reshape(-1, 1)),
                           weight=to(np.ascontiguousarray(weight, np.float32).reshape(-1, 1)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid2, scratch
 
 
 @cuda.jit(**KERNEL)
@@ -26,20 +26,25 @@ def _gather(ids, table, out, bad):
             out[i, j] = table[r, j]
 
 
-def embedding_gather(ids, table, out):
-    """out[i, :] = table[ids[i], :]; returns -1, or the position of the first id outside [0, V)."""
-    bad = cuda.to_device(np.array([ids.shape[0]], np.int64))
+def embedding_gather(ids, table, out, check=True):
+    """out[i, :] = table[ids[i], :]; returns -1, or the position of the first id outside [0, V). With
+    check=False (ids already checked, as the CUDA path does once per dataset) nothing comes back to the host:
+    an id out of range leaves its row as it was and None is returned."""
+    bad = cuda.to_device(np.array([ids.shape[0]], np.int64)) if check else scratch("gather bad", 1, np.int64)
     _gather[grid2(ids.shape[0], out.shape[1])](ids, table, out, bad)
+    if not check:
+        return None
     first = int((bad.copy_to_host() if hasattr(bad, "copy_to_host") else bad)[0])
     return -1 if first == ids.shape[0] else first
 
 
 @cuda.jit(**KERNEL)
-def _scatter_add(ids, dy, grad, touched, count, mark, out):
+def _scatter_add(ids, dy, grad, touched, counter, mark):
+    """counter[0]: the rows touched[:count] the last step wrote (cleared first); the new count goes back there."""
     if cuda.grid(1) != 0:
         return
     width = grad.shape[1]
-    for k in range(count):
+    for k in range(counter[0]):
         r = touched[k]
         mark[r] = 0
         for j in range(width):
@@ -56,15 +61,20 @@ def _scatter_add(ids, dy, grad, touched, count, mark, out):
         else:
             for j in range(width):
                 grad[r, j] += dy[i, j]
-    out[0] = count
+    counter[0] = count
 
 
-def embedding_scatter_add(ids, dy, grad, touched, count, mark):
+def embedding_scatter_add(ids, dy, grad, touched, count, mark, counter=None):
     """The table's gradient for one step, touching only the rows the step used; returns the new count
-    (the CPU kernel's contract: the last step's rows cleared, each row's first addend stored)."""
-    out = cuda.device_array(1, np.int64)
-    _scatter_add[1, 1](ids, dy, grad, touched, count, mark, out)
-    return int((out.copy_to_host() if hasattr(out, "copy_to_host") else out)[0])
+    (the CPU kernel's contract: the last step's rows cleared, each row's first addend stored). With `counter`
+    (a device int64 array of one, holding the count; `count` is then ignored) the count stays on the device
+    and None is returned: no synchronization per step."""
+    if counter is not None:
+        _scatter_add[1, 1](ids, dy, grad, touched, counter, mark)
+        return None
+    counter = cuda.to_device(np.array([count], np.int64))
+    _scatter_add[1, 1](ids, dy, grad, touched, counter, mark)
+    return int((counter.copy_to_host() if hasattr(counter, "copy_to_host") else counter)[0])
 
 
 @cuda.jit(**KERNEL)

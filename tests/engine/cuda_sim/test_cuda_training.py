@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from nnctl.cli import main
 from nnctl.errors import ArgumentError
 from nnctl.nn.callbacks import Callback
-from nnctl.nn.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, Dense, Dropout, Flatten,
-                               GlobalAveragePooling2D, GlobalMaxPooling1D, MaxPooling2D)
+from nnctl.nn.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, Dense, Dropout, Embedding, Flatten,
+                               GlobalAveragePooling2D, GlobalMaxPooling1D, LSTM, MaxPooling1D, MaxPooling2D)
 from nnctl.nn.model import Sequential
 
 RNG = np.random.default_rng(11)
@@ -25,6 +25,7 @@ X = RNG.standard_normal((36, 6)).astype(np.float32)
 X_SPARSE = (RNG.random((36, 40)) < 0.1).astype(np.float32)  # 10 % non-zero: the model reads it as CSR
 IMAGES = RNG.standard_normal((20, 6, 7, 2)).astype(np.float32)
 SEQUENCES = RNG.standard_normal((20, 8, 3)).astype(np.float32)
+IDS = RNG.integers(0, 12, (24, 6)).astype(np.int32)
 CASES = {  # name: (x, target of x, layers, optimizer, loss)
     "dense-mse-rmsprop-l2": (X, lambda x: x[:, :2] @ np.ones((2, 1), np.float32),
                              lambda: [Dense(5, activation="tanh", kernel_regularizer={"type": "l2", "l2": 0.01}),
@@ -49,6 +50,12 @@ CASES = {  # name: (x, target of x, layers, optimizer, loss)
                          lambda: [Conv1D(4, 3, padding="causal", activation="relu"), AveragePooling1D(2),
                                   Conv1D(3, 2, dilation_rate=2), GlobalMaxPooling1D(),
                                   Dense(1, activation="sigmoid")], "adam", "binary_crossentropy"),
+    "embedding-flatten-bce-rmsprop": (IDS, lambda x: (x[:, :3] < 5).sum(1, keepdims=True) >= 2,
+                                      lambda: [Embedding(12, 3), Flatten(), Dense(1, activation="sigmoid")],
+                                      "rmsprop", "binary_crossentropy"),
+    "embedding-conv1d-sgd": (IDS, lambda x: (x == 3).sum(1, keepdims=True).astype(np.float32),
+                             lambda: [Embedding(12, 4), Conv1D(3, 2, activation="relu"), MaxPooling1D(2),
+                                      GlobalMaxPooling1D(), Dense(1)], "sgd", "mse"),
 }
 
 
@@ -89,16 +96,14 @@ def test_batch_callbacks_chunk_the_epoch_and_see_the_same_run():
 
 
 def test_a_layer_not_on_the_cuda_path_is_named():
-    from nnctl.nn.layers import Embedding, Flatten
-
     model = Sequential([Dense(4, activation="relu"), Dense(1), Dropout(0.5)], input_shape=(6,), seed=0,
                        device="cuda")
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ArgumentError, match=r"device cuda: the last layer must be a Dense layer"):
         model.fit(X, X[:, :1], epochs=1, batch_size=8)
-    model = Sequential([Embedding(10, 3), Flatten(), Dense(1)], input_shape=(6,), seed=0, device="cuda")
+    model = Sequential([Embedding(10, 3), LSTM(2), Dense(1)], input_shape=(6,), seed=0, device="cuda")
     model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ArgumentError, match=r"device cuda: layer 0 \(embedding\) is not on the CUDA backend yet"):
+    with pytest.raises(ArgumentError, match=r"device cuda: layer 1 \(lstm\) is not on the CUDA backend yet"):
         model.fit(np.zeros((8, 6), np.int32), X[:8, :1], epochs=1, batch_size=8)
 
 
