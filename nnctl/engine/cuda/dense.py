@@ -215,5 +215,17 @@ def dropout_forward(x, uniform, rate, y, mask):
     _dropout[blocks, threads](x, uniform, rate, 1.0 / (1.0 - rate), y, mask)
 
 
+@cuda.jit(**KERNEL)
+def _transpose(a, out):
+    i, j = cuda.grid(2)
+    if i < out.shape[0] and j < out.shape[1]:
+        out[i, j] = a[j, i]
+
+
+def transpose(a, out):
+    """out = aᵀ, contiguous (the recurrent backward's Uᵀ; the GPU's own, the CPU transposes with NumPy)."""
+    _transpose[grid2(*out.shape)](a, out)
+
+
 KERNELS = ("bias_act_forward", "bias_act_backward", "matmul", "matmul_tn", "matmul_nt", "take_rows", "multiply",
-           "dropout_forward")
+           "dropout_forward", "transpose")

@@ -17,7 +17,8 @@ from nnctl.cli import main
 from nnctl.errors import ArgumentError
 from nnctl.nn.callbacks import Callback
 from nnctl.nn.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, Dense, Dropout, Embedding, Flatten,
-                               GlobalAveragePooling2D, GlobalMaxPooling1D, LSTM, MaxPooling1D, MaxPooling2D)
+                               GlobalAveragePooling2D, GlobalMaxPooling1D, GRU, LSTM, MaxPooling1D, MaxPooling2D,
+                               SimpleRNN)
 from nnctl.nn.model import Sequential
 
 RNG = np.random.default_rng(11)
@@ -56,6 +57,13 @@ CASES = {  # name: (x, target of x, layers, optimizer, loss)
     "embedding-conv1d-sgd": (IDS, lambda x: (x == 3).sum(1, keepdims=True).astype(np.float32),
                              lambda: [Embedding(12, 4), Conv1D(3, 2, activation="relu"), MaxPooling1D(2),
                                       GlobalMaxPooling1D(), Dense(1)], "sgd", "mse"),
+    "embedding-lstm-bce-adam": (IDS, lambda x: (x[:, -2:] < 6).all(1, keepdims=True).astype(np.float32),
+                                lambda: [Embedding(12, 3), LSTM(4), Dense(1, activation="sigmoid")], "adam",
+                                "binary_crossentropy"),
+    "lstm-sequences-then-simple-rnn": (SEQUENCES, lambda x: x[:, -1, :1] - x[:, 0, 1:2],
+                                       lambda: [LSTM(3, return_sequences=True, activation="relu"),
+                                                SimpleRNN(4, return_sequences=True), Flatten(), Dense(1)],
+                                       "rmsprop", "mse"),
 }
 
 
@@ -101,9 +109,9 @@ def test_a_layer_not_on_the_cuda_path_is_named():
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ArgumentError, match=r"device cuda: the last layer must be a Dense layer"):
         model.fit(X, X[:, :1], epochs=1, batch_size=8)
-    model = Sequential([Embedding(10, 3), LSTM(2), Dense(1)], input_shape=(6,), seed=0, device="cuda")
+    model = Sequential([Embedding(10, 3), GRU(2), Dense(1)], input_shape=(6,), seed=0, device="cuda")
     model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ArgumentError, match=r"device cuda: layer 1 \(lstm\) is not on the CUDA backend yet"):
+    with pytest.raises(ArgumentError, match=r"device cuda: layer 1 \(gru\) is not on the CUDA backend yet"):
         model.fit(np.zeros((8, 6), np.int32), X[:8, :1], epochs=1, batch_size=8)
 
 
