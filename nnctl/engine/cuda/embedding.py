@@ -2,8 +2,9 @@
 SpatialDropout's channel scaling — same arguments and results as the CPU kernels.
 
 The scatter-add keeps the CPU's bookkeeping (touched rows in first-use order, marks) and its order of
-additions: one thread walks the ids (the bookkeeping is sequential by nature), then one thread per
-(touched row, unit) could follow; at nnctl's batch sizes the walk is short. The gather checks every id.
+additions: one thread walks the ids, integers only (the bookkeeping is sequential by nature), listing each
+touched row's positions in order; then one thread a (touched row, unit) sums its rows of dy in that order, so
+the bytes are the CPU's. The gather checks every id.
 """
 
 from __future__ import annotations
@@ -39,41 +40,71 @@ def embedding_gather(ids, table, out, check=True):
 
 
 @cuda.jit(**KERNEL)
-def _scatter_add(ids, dy, grad, touched, counter, mark):
-    """counter[0]: the rows touched[:count] the last step wrote (cleared first); the new count goes back there."""
+def _clear_rows(grad, touched, counter):
+    """grad's rows the last step wrote (touched[:counter[0]]) back to 0."""
+    k, j = cuda.grid(2)
+    if k < counter[0] and j < grad.shape[1]:
+        grad[touched[k], j] = 0.0
+
+
+@cuda.jit(**KERNEL)
+def _segments(ids, touched, counter, mark, slot_of_row, slot, starts, cursor, positions):
+    """One thread, integers only: the CPU's bookkeeping (the last step's marks cleared, this step's rows in
+    first-use order in touched, marked) and, per touched row k, its positions in the batch in order:
+    positions[starts[k]:starts[k + 1]]. The sums then run one thread a (row, unit)."""
     if cuda.grid(1) != 0:
         return
-    width = grad.shape[1]
     for k in range(counter[0]):
-        r = touched[k]
-        mark[r] = 0
-        for j in range(width):
-            grad[r, j] = 0.0
+        mark[touched[k]] = 0
     count = 0
     for i in range(ids.shape[0]):
         r = ids[i]
         if mark[r] == 0:
             mark[r] = 1
+            slot_of_row[r] = count
             touched[count] = r
+            starts[count + 1] = 0
             count += 1
-            for j in range(width):
-                grad[r, j] = dy[i, j]
-        else:
-            for j in range(width):
-                grad[r, j] += dy[i, j]
+        slot[i] = slot_of_row[r]
+        starts[slot[i] + 1] += 1
+    starts[0] = 0
+    for k in range(count):
+        starts[k + 1] += starts[k]
+        cursor[k] = starts[k]
+    for i in range(ids.shape[0]):
+        positions[cursor[slot[i]]] = i
+        cursor[slot[i]] += 1
     counter[0] = count
+
+
+@cuda.jit(**KERNEL)
+def _segment_sums(dy, grad, touched, counter, starts, positions):
+    """grad[touched[k], j] = dy[p₀, j] + dy[p₁, j] + … over row k's positions in order: the CPU's additions."""
+    k, j = cuda.grid(2)
+    if k < counter[0] and j < grad.shape[1]:
+        first, stop = starts[k], starts[k + 1]
+        total = dy[positions[first], j]
+        for p in range(first + 1, stop):
+            total += dy[positions[p], j]
+        grad[touched[k], j] = total
 
 
 def embedding_scatter_add(ids, dy, grad, touched, count, mark, counter=None):
     """The table's gradient for one step, touching only the rows the step used; returns the new count
-    (the CPU kernel's contract: the last step's rows cleared, each row's first addend stored). With `counter`
-    (a device int64 array of one, holding the count; `count` is then ignored) the count stays on the device
-    and None is returned: no synchronization per step."""
-    if counter is not None:
-        _scatter_add[1, 1](ids, dy, grad, touched, counter, mark)
+    (the CPU kernel's contract and bytes: the last step's rows cleared, each row's addends summed in position
+    order from its first). With `counter` (a device int64 array of one, holding the count; `count` is then
+    ignored) the count stays on the device and None is returned: no synchronization per step."""
+    given = counter is not None
+    if not given:
+        counter = cuda.to_device(np.array([count], np.int64))
+    n, rows = ids.shape[0], min(grad.shape[0], ids.shape[0])
+    _clear_rows[grid2(grad.shape[0], grad.shape[1])](grad, touched, counter)
+    starts, positions = scratch("slot starts", n + 1, np.int32), scratch("slot positions", n, np.int32)
+    _segments[1, 1](ids, touched, counter, mark, scratch("row slots", grad.shape[0], np.int32),
+                    scratch("id slots", n, np.int32), starts, scratch("slot cursors", n, np.int32), positions)
+    _segment_sums[grid2(rows, grad.shape[1])](dy, grad, touched, counter, starts, positions)
+    if given:
         return None
-    counter = cuda.to_device(np.array([count], np.int64))
-    _scatter_add[1, 1](ids, dy, grad, touched, counter, mark)
     return int((counter.copy_to_host() if hasattr(counter, "copy_to_host") else counter)[0])
 
 

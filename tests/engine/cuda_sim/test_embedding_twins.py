@@ -54,3 +54,20 @@ def test_row_sparse_optimizer_steps_and_the_flush(kernel):
     dense_reference.rows_flush(hp, 7, expected[3], expected[6], 1)
     np.testing.assert_allclose(flushed[6], expected[6], rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(flushed[3], expected[3])
+
+
+def test_the_scatter_add_gives_the_cpu_bytes_step_after_step():
+    """Two steps in a row (the second clears the first's rows), repeated ids, the count kept on the device."""
+    vocab, width = 10, 3
+    state = {name: (np.zeros((vocab, width), np.float32), np.zeros(vocab, np.int32), np.zeros(vocab, np.uint8))
+             for name in ("cpu", "cuda")}
+    counts, counter = {"cpu": 0}, np.zeros(1, np.int64)
+    for step in range(2):
+        ids = RNG.integers(0, vocab - 2 * step, 40).astype(np.int32)
+        dy = RNG.standard_normal((40, width)).astype(np.float32)
+        counts["cpu"] = cpu.embedding_scatter_add(ids, dy, *state["cpu"][:2], counts["cpu"], state["cpu"][2])
+        assert cuda.embedding_scatter_add(ids, dy, *state["cuda"][:2], 0, state["cuda"][2], counter=counter) is None
+        assert counter[0] == counts["cpu"]
+        for got, want in zip(state["cuda"], state["cpu"]):
+            np.testing.assert_array_equal(got[:counts["cpu"]] if got.ndim == 1 and got.dtype == np.int32 else got,
+                                          want[:counts["cpu"]] if want.ndim == 1 and want.dtype == np.int32 else want)
