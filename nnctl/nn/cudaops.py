@@ -1,7 +1,7 @@
 """The layers the CUDA path runs (nn/cudapath.py), each a forward and a backward on device arrays through the CUDA
 twins of the kernels the CPU layers call: Embedding (first), Dense (dense or CSR input), Dropout, Flatten,
 Conv1D/Conv2D (im2col + cuBLAS over the whole batch, the columns kept for the backward), the max/average
-pooling layers and their global forms, and SimpleRNN/LSTM (no masks or dropout yet). Each op reads its
+pooling layers and their global forms, and SimpleRNN/LSTM/GRU (no masks or dropout yet). Each op reads its
 geometry and its weights' places in the flat buffers
 from the layer itself, so the weights, their names and layouts are the CPU's.
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from nnctl.engine.convolution import ConvPlan
 from nnctl.engine.cpu.dense import LINEAR
-from nnctl.nn.layers import LSTM, Dense, Dropout, Embedding, Flatten, SimpleRNN
+from nnctl.nn.layers import GRU, LSTM, Dense, Dropout, Embedding, Flatten, SimpleRNN
 from nnctl.nn.layers.conv import BaseConv
 from nnctl.nn.layers.pooling import _Pooled
 
@@ -234,20 +234,23 @@ class EmbeddingOp(Op):
 
 
 class RecurrentOp(Op):
-    """SimpleRNN and LSTM without masks or dropout, forward in time: the CUDA recurrent twins (the input
+    """SimpleRNN, LSTM and GRU without masks or dropout, forward in time: the CUDA recurrent twins (the input
     projection in one launch, one launch a step), then the weight gradients as GEMMs over samples × steps,
-    the bias gradient as in-order column sums, as the CPU layer forms them."""
+    the bias gradient as in-order column sums, as the CPU layer forms them. The GRU's h̃ block has a recurrent
+    gradient of its own (r·e, in `drec`): copied over dpre's h̃ block once dW, dx and the input bias's gradient
+    are taken, so that dU and the recurrent bias's gradient are one GEMM and one column sum."""
 
     def __init__(self, ctx, layer, index):
         super().__init__(ctx, layer, index)
         self.steps, self.features = self.in_shape
         self.units, self.width = layer.units, layer.gates * layer.units
-        self.lstm = layer.gates == 4
+        self.lstm, self.gru = layer.gates == 4, layer.gates == 3
         self.act, self.ract = layer._codes()
         step = (self.steps, self.units)
         self.hs, self.hprev = self.buffer(step), self.buffer(step)
         self.gates = self.buffer((self.steps, self.width))  # LSTM: activated gates, then dpre; SimpleRNN: dpre
         self.cs = self.buffer(step) if self.lstm else None
+        self.hu, self.drec = (self.buffer(step), self.buffer(step)) if self.gru else (None, None)
         self.zeros_state = ctx.zeros(ctx.batch_size * self.units)  # h0, c0 and the last carry's gradient
         self.dh0, self.dc0 = self.buffer((self.units,)), self.buffer((self.units,))
         self.mask = ctx.cuda.to_device(np.ones((ctx.batch_size, self.steps), np.uint8))
@@ -269,7 +272,12 @@ class RecurrentOp(Op):
         bias = self.no_bias if layer.bias is None else self.weight(layer.bias, values)
         W, U = self.weight(layer.kernel, values), self.weight(layer.recurrent_kernel, values)
         hs = self.view(self.hs, (m, self.steps, self.units))
-        if self.lstm:
+        if self.gru:  # bias (2, 3u): the input row, then the recurrent one
+            k.gru_forward(x4, W, bias if layer.bias is None else bias[0], U, bias if layer.bias is None else bias[1],
+                          self._state(m), self.mask[:m], self.rmask, self.act, self.ract, 0, m,
+                          self.view(self.gates, (m, self.steps, self.width)), hs,
+                          self.view(self.hu, (m, self.steps, self.units)))
+        elif self.lstm:
             k.lstm_forward(x4, W, bias, U, self._state(m), self._state(m), self.mask[:m], self.rmask, self.act,
                            self.ract, 0, m, self.view(self.gates, (m, self.steps, self.width)), hs,
                            self.view(self.cs, (m, self.steps, self.units)))
@@ -287,7 +295,11 @@ class RecurrentOp(Op):
         dhs = dy.reshape(m, T if layer.return_sequences else 1, u)
         k.transpose(self.weight(layer.recurrent_kernel, self.ctx.values), self.UT)
         hs, dpre = self.view(self.hs, (m, T, u)), self.view(self.gates, (m, T, w))
-        if self.lstm:
+        if self.gru:
+            k.gru_backward(dhs, hs, self.view(self.hu, (m, T, u)), self._state(m), self.UT, self.mask[:m],
+                           self.rmask, self.act, self.ract, 0, m, dpre, self.view(self.drec, (m, T, u)),
+                           self.view(self.dh0, (m, u)))
+        elif self.lstm:
             k.lstm_backward(dhs, self._state(m), self.view(self.cs, (m, T, u)), self._state(m), self.UT,
                             self.mask[:m], self.rmask, self.act, self.ract, 0, m, dpre,
                             self.view(self.dh0, (m, u)), self.view(self.dc0, (m, u)))
@@ -296,16 +308,22 @@ class RecurrentOp(Op):
                                   self.view(self.dh0, (m, u)))
         hprev = self.view(self.hprev, (m, T, u))
         k.recurrent_inputs(hs, self._state(m), self.rmask, 0, m, hprev)
-        dpre2 = dpre.reshape(m * T, w)
-        blas.gemm_tn(self.x.reshape(m * T, self.features), dpre2, self.weight(layer.kernel, self.ctx.grads))
-        blas.gemm_tn(hprev.reshape(m * T, u), dpre2, self.weight(layer.recurrent_kernel, self.ctx.grads))
-        if layer.bias is not None:  # column sums in row order, as the CPU's
-            k.sum_partials(dpre2.reshape(m * T, 1, w), m * T, self.weight(layer.bias, self.ctx.grads).reshape(1, w))
-        if self.dx is None:
-            return None
-        dx = self.view(self.dx, (m * T, self.features))
-        blas.gemm_nt(dpre2, self.weight(layer.kernel, self.ctx.values), dx)
-        return dx.reshape((m,) + self.in_shape)
+        dpre2, grads = dpre.reshape(m * T, w), self.ctx.grads
+        db = None if layer.bias is None else self.weight(layer.bias, grads).reshape(-1, w)  # (1, w); GRU (2, w)
+        blas.gemm_tn(self.x.reshape(m * T, self.features), dpre2, self.weight(layer.kernel, grads))
+        if db is not None:  # column sums in row order, as the CPU's
+            k.sum_partials(dpre2.reshape(m * T, 1, w), m * T, db[0:1])
+        dx = None
+        if self.dx is not None:
+            dx = self.view(self.dx, (m * T, self.features))
+            blas.gemm_nt(dpre2, self.weight(layer.kernel, self.ctx.values), dx)
+            dx = dx.reshape((m,) + self.in_shape)
+        if self.gru:  # the h̃ block's recurrent gradient replaces e: dU and the recurrent bias row read (dz, dr, r·e)
+            k.copy_columns(self.view(self.drec, (m * T, u)), dpre2, 2 * u)
+            if db is not None:
+                k.sum_partials(dpre2.reshape(m * T, 1, w), m * T, db[1:2])
+        blas.gemm_tn(hprev.reshape(m * T, u), dpre2, self.weight(layer.recurrent_kernel, grads))
+        return dx
 
 
 class FlattenOp(Op):
@@ -360,7 +378,7 @@ def op_for(layer):
         return ConvOp
     if isinstance(layer, _Pooled) and type(layer).forward is _Pooled.forward:  # not a masked global average
         return PoolOp
-    if isinstance(layer, (SimpleRNN, LSTM)):
+    if isinstance(layer, (SimpleRNN, LSTM, GRU)):
         plain = not (layer.dropout or layer.recurrent_dropout or layer.go_backwards or layer.zero_output_for_mask)
         return RecurrentOp if plain else None
     if isinstance(layer, Flatten):

@@ -227,5 +227,17 @@ def transpose(a, out):
     _transpose[grid2(*out.shape)](a, out)
 
 
+@cuda.jit(**KERNEL)
+def _copy_columns(src, dst, col0):
+    i, j = cuda.grid(2)
+    if i < src.shape[0] and j < src.shape[1]:
+        dst[i, col0 + j] = src[i, j]
+
+
+def copy_columns(src, dst, col0):
+    """dst[:, col0:col0 + src.shape[1]] = src (the GRU backward's h̃ block; the GPU's own)."""
+    _copy_columns[grid2(*src.shape)](src, dst, col0)
+
+
 KERNELS = ("bias_act_forward", "bias_act_backward", "matmul", "matmul_tn", "matmul_nt", "take_rows", "multiply",
-           "dropout_forward", "transpose")
+           "dropout_forward", "transpose", "copy_columns")

@@ -64,6 +64,9 @@ CASES = {  # name: (x, target of x, layers, optimizer, loss)
                                        lambda: [LSTM(3, return_sequences=True, activation="relu"),
                                                 SimpleRNN(4, return_sequences=True), Flatten(), Dense(1)],
                                        "rmsprop", "mse"),
+    "gru-sequences-bias-and-not": (SEQUENCES, lambda x: x[:, -1, :1] * x[:, -2, 1:2],
+                                   lambda: [GRU(3, return_sequences=True), GRU(2, use_bias=False), Dense(1)],
+                                   "adam", "mse"),
 }
 
 
@@ -109,7 +112,8 @@ def test_a_layer_not_on_the_cuda_path_is_named():
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ArgumentError, match=r"device cuda: the last layer must be a Dense layer"):
         model.fit(X, X[:, :1], epochs=1, batch_size=8)
-    model = Sequential([Embedding(10, 3), GRU(2), Dense(1)], input_shape=(6,), seed=0, device="cuda")
+    model = Sequential([Embedding(10, 3), GRU(2, go_backwards=True), Dense(1)], input_shape=(6,), seed=0,
+                       device="cuda")
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ArgumentError, match=r"device cuda: layer 1 \(gru\) is not on the CUDA backend yet"):
         model.fit(np.zeros((8, 6), np.int32), X[:8, :1], epochs=1, batch_size=8)
