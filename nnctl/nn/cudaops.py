@@ -1,9 +1,9 @@
 """The layers the CUDA path runs (nn/cudapath.py), each a forward and a backward on device arrays through the CUDA
 twins of the kernels the CPU layers call: Embedding (first), Dense (dense or CSR input), Dropout, Flatten,
 Conv1D/Conv2D (im2col + cuBLAS over the whole batch, the columns kept for the backward), the max/average
-pooling layers and their global forms, and SimpleRNN/LSTM/GRU (no masks or dropout yet). Each op reads its
-geometry and its weights' places in the flat buffers
-from the layer itself, so the weights, their names and layouts are the CPU's.
+pooling layers and their global forms, and (nn/cudaops_recurrent.py) SimpleRNN/LSTM/GRU and Bidirectional
+(concat) without masks or dropout. Each op reads its geometry and its weights' places in the flat buffers from
+the layer itself, so the weights, their names and layouts are the CPU's.
 
 Buffers are flat device arrays sized for the full batch; a shorter last batch uses their first rows.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from nnctl.engine.convolution import ConvPlan
 from nnctl.engine.cpu.dense import LINEAR
-from nnctl.nn.layers import GRU, LSTM, Dense, Dropout, Embedding, Flatten, SimpleRNN
+from nnctl.nn.layers import GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, Flatten, SimpleRNN
 from nnctl.nn.layers.conv import BaseConv
 from nnctl.nn.layers.pooling import _Pooled
 
@@ -233,99 +233,6 @@ class EmbeddingOp(Op):
         return None
 
 
-class RecurrentOp(Op):
-    """SimpleRNN, LSTM and GRU without masks or dropout, forward in time: the CUDA recurrent twins (the input
-    projection in one launch, one launch a step), then the weight gradients as GEMMs over samples × steps,
-    the bias gradient as in-order column sums, as the CPU layer forms them. The GRU's h̃ block has a recurrent
-    gradient of its own (r·e, in `drec`): copied over dpre's h̃ block once dW, dx and the input bias's gradient
-    are taken, so that dU and the recurrent bias's gradient are one GEMM and one column sum."""
-
-    def __init__(self, ctx, layer, index):
-        super().__init__(ctx, layer, index)
-        self.steps, self.features = self.in_shape
-        self.units, self.width = layer.units, layer.gates * layer.units
-        self.lstm, self.gru = layer.gates == 4, layer.gates == 3
-        self.act, self.ract = layer._codes()
-        step = (self.steps, self.units)
-        self.hs, self.hprev = self.buffer(step), self.buffer(step)
-        self.gates = self.buffer((self.steps, self.width))  # LSTM: activated gates, then dpre; SimpleRNN: dpre
-        self.cs = self.buffer(step) if self.lstm else None
-        self.hu, self.drec = (self.buffer(step), self.buffer(step)) if self.gru else (None, None)
-        self.zeros_state = ctx.zeros(ctx.batch_size * self.units)  # h0, c0 and the last carry's gradient
-        self.dh0, self.dc0 = self.buffer((self.units,)), self.buffer((self.units,))
-        self.mask = ctx.cuda.to_device(np.ones((ctx.batch_size, self.steps), np.uint8))
-        self.rmask = ctx.empty((0, self.width), np.float32)
-        self.no_bias = ctx.zeros(self.width)
-        self.UT = ctx.empty((self.width, self.units), np.float32)
-        self.last = self.buffer((self.units,))
-        self.last_rows = ctx.cuda.to_device(np.arange(1, ctx.batch_size + 1, dtype=np.int64) * self.steps - 1)
-        self.dx = self.buffer(self.in_shape) if index > 0 else None
-        self.penalties = self.penalties_of(layer.kernel, layer.recurrent_kernel, layer.bias)
-
-    def _state(self, m):
-        return self.zeros_state[:m * self.units].reshape(m, self.units)
-
-    def forward(self, x, m, training):
-        layer, values, k = self.layer, self.ctx.values, self.ctx.k
-        self.x = x.reshape(m, self.steps, self.features)
-        x4 = self.x.reshape(1, m, self.steps, self.features)
-        bias = self.no_bias if layer.bias is None else self.weight(layer.bias, values)
-        W, U = self.weight(layer.kernel, values), self.weight(layer.recurrent_kernel, values)
-        hs = self.view(self.hs, (m, self.steps, self.units))
-        if self.gru:  # bias (2, 3u): the input row, then the recurrent one
-            k.gru_forward(x4, W, bias if layer.bias is None else bias[0], U, bias if layer.bias is None else bias[1],
-                          self._state(m), self.mask[:m], self.rmask, self.act, self.ract, 0, m,
-                          self.view(self.gates, (m, self.steps, self.width)), hs,
-                          self.view(self.hu, (m, self.steps, self.units)))
-        elif self.lstm:
-            k.lstm_forward(x4, W, bias, U, self._state(m), self._state(m), self.mask[:m], self.rmask, self.act,
-                           self.ract, 0, m, self.view(self.gates, (m, self.steps, self.width)), hs,
-                           self.view(self.cs, (m, self.steps, self.units)))
-        else:
-            k.simple_rnn_forward(x4, W, bias, U, self._state(m), self.mask[:m], self.rmask, self.act, 0, m, hs)
-        if layer.return_sequences:
-            return hs
-        last = self.view(self.last, (m, self.units))
-        k.take_rows(hs.reshape(m * self.steps, self.units), self.last_rows[:m], last)
-        return last
-
-    def backward(self, dy, m, fused=False):
-        layer, k, blas = self.layer, self.ctx.k, self.ctx.blas
-        T, u, w = self.steps, self.units, self.width
-        dhs = dy.reshape(m, T if layer.return_sequences else 1, u)
-        k.transpose(self.weight(layer.recurrent_kernel, self.ctx.values), self.UT)
-        hs, dpre = self.view(self.hs, (m, T, u)), self.view(self.gates, (m, T, w))
-        if self.gru:
-            k.gru_backward(dhs, hs, self.view(self.hu, (m, T, u)), self._state(m), self.UT, self.mask[:m],
-                           self.rmask, self.act, self.ract, 0, m, dpre, self.view(self.drec, (m, T, u)),
-                           self.view(self.dh0, (m, u)))
-        elif self.lstm:
-            k.lstm_backward(dhs, self._state(m), self.view(self.cs, (m, T, u)), self._state(m), self.UT,
-                            self.mask[:m], self.rmask, self.act, self.ract, 0, m, dpre,
-                            self.view(self.dh0, (m, u)), self.view(self.dc0, (m, u)))
-        else:
-            k.simple_rnn_backward(dhs, hs, self.UT, self.mask[:m], self.rmask, self.act, 0, m, dpre,
-                                  self.view(self.dh0, (m, u)))
-        hprev = self.view(self.hprev, (m, T, u))
-        k.recurrent_inputs(hs, self._state(m), self.rmask, 0, m, hprev)
-        dpre2, grads = dpre.reshape(m * T, w), self.ctx.grads
-        db = None if layer.bias is None else self.weight(layer.bias, grads).reshape(-1, w)  # (1, w); GRU (2, w)
-        blas.gemm_tn(self.x.reshape(m * T, self.features), dpre2, self.weight(layer.kernel, grads))
-        if db is not None:  # column sums in row order, as the CPU's
-            k.sum_partials(dpre2.reshape(m * T, 1, w), m * T, db[0:1])
-        dx = None
-        if self.dx is not None:
-            dx = self.view(self.dx, (m * T, self.features))
-            blas.gemm_nt(dpre2, self.weight(layer.kernel, self.ctx.values), dx)
-            dx = dx.reshape((m,) + self.in_shape)
-        if self.gru:  # the h̃ block's recurrent gradient replaces e: dU and the recurrent bias row read (dz, dr, r·e)
-            k.copy_columns(self.view(self.drec, (m * T, u)), dpre2, 2 * u)
-            if db is not None:
-                k.sum_partials(dpre2.reshape(m * T, 1, w), m * T, db[1:2])
-        blas.gemm_tn(hprev.reshape(m * T, u), dpre2, self.weight(layer.recurrent_kernel, grads))
-        return dx
-
-
 class FlattenOp(Op):
     def forward(self, x, m, training):
         return x.reshape((m,) + self.out_shape)
@@ -370,6 +277,8 @@ def dropout_key(model, index: int) -> int:
 
 def op_for(layer):
     """The op class that runs `layer` on the device, or None when none does yet."""
+    from nnctl.nn.cudaops_recurrent import BidirectionalOp, RecurrentOp
+
     if isinstance(layer, Embedding):
         return EmbeddingOp if not layer.mask_zero and layer.embeddings_regularizer is None else None
     if isinstance(layer, Dense):
@@ -381,6 +290,10 @@ def op_for(layer):
     if isinstance(layer, (SimpleRNN, LSTM, GRU)):
         plain = not (layer.dropout or layer.recurrent_dropout or layer.go_backwards or layer.zero_output_for_mask)
         return RecurrentOp if plain else None
+    if isinstance(layer, Bidirectional):
+        inner = layer.forward_layer
+        plain = not (inner.dropout or inner.recurrent_dropout)
+        return BidirectionalOp if plain and layer.merge_mode == "concat" else None
     if isinstance(layer, Flatten):
         return FlattenOp
     if isinstance(layer, Dropout):

@@ -1,5 +1,5 @@
 """`device: cuda`: a Sequential model's steps on the GPU, layer by layer through nn/cudaops.py's device ops
-(Embedding, Dense, Dropout, Flatten, Conv1D/Conv2D, pooling, SimpleRNN/LSTM), which call the CUDA twins of the very kernels the CPU runs
+(Embedding, Dense, Dropout, Flatten, Conv1D/Conv2D, pooling, SimpleRNN/LSTM/GRU, Bidirectional), which call the CUDA twins of the very kernels the CPU runs
 (nnctl/engine/cuda/) and cuBLAS for the GEMMs.
 
 A runner call (an epoch, or a chunk of steps when callbacks want batches) uploads the weights and optimizer
@@ -62,8 +62,8 @@ def unsupported(model) -> str | None:
     for index, layer in enumerate(model.layers):
         if op_for(layer) is None:
             return (f"layer {index} ({layer.type_name}) is not on the CUDA backend yet (it runs Embedding without "
-                    f"mask_zero or a regularizer, Dense, Dropout, Flatten, Conv1D/Conv2D, pooling, and SimpleRNN/LSTM "
-                    f"without masks, dropout or go_backwards so far)")
+                    f"mask_zero or a regularizer, Dense, Dropout, Flatten, Conv1D/Conv2D, pooling, and SimpleRNN, "
+                    f"LSTM, GRU and Bidirectional (concat) without masks, dropout or go_backwards so far)")
     if op_for(model.layers[-1]) is not DenseOp:
         return "the last layer must be a Dense layer on the CUDA backend"
     if type(model.layers[0]).__name__ == "Dropout":

@@ -239,5 +239,43 @@ def copy_columns(src, dst, col0):
     _copy_columns[grid2(*src.shape)](src, dst, col0)
 
 
+@cuda.jit(**KERNEL)
+def _take_columns(src, col0, out):
+    i, j = cuda.grid(2)
+    if i < out.shape[0] and j < out.shape[1]:
+        out[i, j] = src[i, col0 + j]
+
+
+def take_columns(src, col0, out):
+    """out = src[:, col0:col0 + out.shape[1]], contiguous (Bidirectional's halves of a gradient; the GPU's own)."""
+    _take_columns[grid2(*out.shape)](src, col0, out)
+
+
+@cuda.jit(**KERNEL)
+def _reverse_steps(x, out):
+    row, j = cuda.grid(2)
+    steps = x.shape[1]
+    if row < x.shape[0] * steps and j < x.shape[2]:
+        b, t = row // steps, row % steps
+        out[b, t, j] = x[b, steps - 1 - t, j]
+
+
+def reverse_steps(x, out):
+    """out[:, t] = x[:, T − 1 − t] for (n, T, f) arrays (a backward-in-time recurrent layer; the GPU's own)."""
+    _reverse_steps[grid2(x.shape[0] * x.shape[1], x.shape[2])](x, out)
+
+
+@cuda.jit(**KERNEL)
+def _add(a, b, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = a[i] + b[i]
+
+
+def add(a, b, out):
+    """out = a + b element-wise, 1-D (Bidirectional's two input gradients; the GPU's own)."""
+    _add[grid1(out.shape[0])](a, b, out)
+
+
 KERNELS = ("bias_act_forward", "bias_act_backward", "matmul", "matmul_tn", "matmul_nt", "take_rows", "multiply",
-           "dropout_forward", "transpose", "copy_columns")
+           "dropout_forward", "transpose", "copy_columns", "take_columns", "reverse_steps", "add")

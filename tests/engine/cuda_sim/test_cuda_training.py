@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from nnctl.cli import main
 from nnctl.errors import ArgumentError
 from nnctl.nn.callbacks import Callback
-from nnctl.nn.layers import (AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, Dense, Dropout, Embedding, Flatten,
-                               GlobalAveragePooling2D, GlobalMaxPooling1D, GRU, LSTM, MaxPooling1D, MaxPooling2D,
-                               SimpleRNN)
+from nnctl.nn.layers import (AveragePooling1D, AveragePooling2D, Bidirectional, Conv1D, Conv2D, Dense, Dropout,
+                               Embedding, Flatten, GlobalAveragePooling2D, GlobalMaxPooling1D, GRU, LSTM, MaxPooling1D,
+                               MaxPooling2D, SimpleRNN)
 from nnctl.nn.model import Sequential
 
 RNG = np.random.default_rng(11)
@@ -67,6 +67,10 @@ CASES = {  # name: (x, target of x, layers, optimizer, loss)
     "gru-sequences-bias-and-not": (SEQUENCES, lambda x: x[:, -1, :1] * x[:, -2, 1:2],
                                    lambda: [GRU(3, return_sequences=True), GRU(2, use_bias=False), Dense(1)],
                                    "adam", "mse"),
+    "bidirectional-lstm-and-gru": (IDS, lambda x: (x[:, :1] < x[:, -1:]).astype(np.float32),
+                                   lambda: [Embedding(12, 3), Bidirectional(GRU(2, return_sequences=True)),
+                                            Bidirectional(LSTM(2)), Dense(1, activation="sigmoid")],
+                                   "rmsprop", "binary_crossentropy"),
 }
 
 
