@@ -1,6 +1,6 @@
 """`device: cuda`: a Sequential model's steps on the GPU, layer by layer through nn/cudaops.py's device ops
-(Embedding, Dense, Dropout, Flatten, Conv1D/Conv2D, pooling, SimpleRNN/LSTM/GRU, Bidirectional), which call the CUDA twins of the very kernels the CPU runs
-(nnctl/engine/cuda/) and cuBLAS for the GEMMs.
+(Embedding, Dense, Dropout, Flatten, Conv1D/Conv2D, pooling, SimpleRNN/LSTM/GRU, Bidirectional), which call
+the CUDA twins of the very kernels the CPU runs (nnctl/engine/cuda/) and cuBLAS for the GEMMs.
 
 A runner call (an epoch, or a chunk of steps when callbacks want batches) uploads the weights and optimizer
 slots, runs its steps with the weights, slots, gradients, activations, targets and the dataset (copied once per
