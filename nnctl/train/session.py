@@ -258,8 +258,9 @@ def _finish(run: RunDirectory, prepared: Prepared, outcome: FitOutcome) -> Train
 
 
 def prepare_resume(run_path, overrides=()) -> tuple[RunDirectory, ResolvedConfig, Snapshot]:
-    """The run to continue, its config (only `epochs` may be overridden) and its last checkpoint; every
-    reason it cannot be continued exactly is a ConfigError or NnctlError raised before anything is written."""
+    """The run to continue, its config (only `epochs` and `device` may be overridden) and its last checkpoint;
+    every reason it cannot be continued exactly is a ConfigError or NnctlError raised before anything is written.
+    (Another device continues the run to float tolerance, not to the byte: the kernels round differently.)"""
     from nnctl.errors import NnctlError
     from nnctl.nn import checkpoint
     from nnctl.runs import records
@@ -272,10 +273,11 @@ def prepare_resume(run_path, overrides=()) -> tuple[RunDirectory, ResolvedConfig
     resolved = records.load_run_config(run.path, overrides)
     records.check_replaceable(run.path, ["weights.safetensors", "history.json", "metrics.json"])
     before, after = saved.config.model_dump(), resolved.config.model_dump()
-    changed = sorted(key for key in set(before) | set(after) if key != "epochs" and before.get(key) != after.get(key))
+    changed = sorted(key for key in set(before) | set(after)
+                     if key not in ("epochs", "device") and before.get(key) != after.get(key))
     if changed:
         raise ConfigError([resolved.issue((key,), "cannot change when resuming: the run would not continue exactly "
-                                                  "(allowed: epochs)") for key in changed])
+                                                  "(allowed: epochs, device)") for key in changed])
     if manifest.get("epochs_completed") == 0 and not os.path.lexists(run.path / CHECKPOINT):
         raise NnctlError(f"{run.path} stopped before its first epoch finished: there is no checkpoint to continue "
                          f"from; train the config again")
@@ -314,8 +316,9 @@ def resume(run_path, overrides=(), progress: Callback | None = None) -> TrainRes
         run.write_text("config.yaml", config_text)
         resumes = run.manifest().get("resumed", [])
         run.update_manifest(status="running", config_sha256=sha256_bytes(config_text.encode()), error=None,
+                            device=prepared.model.device,
                             resumed=resumes + [{"time": _now(), "from_epoch": snapshot.epochs_done,
-                                                "to_epoch": resolved.config.epochs}])
+                                                "to_epoch": resolved.config.epochs, "device": prepared.model.device}])
         run.append_event({"event": "resume", "time": _now(), "from_epoch": snapshot.epochs_done})
         return _finish(run, prepared, fit_into(run, resolved, prepared, progress, resume_from=snapshot))
 

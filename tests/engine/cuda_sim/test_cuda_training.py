@@ -195,3 +195,27 @@ def test_dropout_on_the_cuda_path_trains_as_the_cpu_does_with_the_same_masks(str
     np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=2e-5)
     for name in runs["cpu"][1]:
         np.testing.assert_allclose(runs["cuda"][1][name], runs["cpu"][1][name], rtol=1e-4, atol=2e-6, err_msg=name)
+
+
+def test_a_cuda_run_resumed_gives_the_bytes_of_one_never_stopped_and_resumes_on_the_cpu(tmp_path):
+    config = tmp_path / "gpu.yaml"
+    dropped = "    - {type: dense, units: 6, activation: relu}\n    - {type: dropout, rate: 0.25}\n"
+    config.write_text(CONFIG.replace("DEVICE", "cuda").replace("epochs: 2", "epochs: 3")
+                      .replace("    - {type: dense, units: 6, activation: relu}\n", dropped))
+
+    def train(*args):
+        result = CliRunner().invoke(main, ["train", *map(str, args), "-q"])
+        assert result.exit_code == 0, result.output
+        return result
+
+    train(config, "--runs-dir", tmp_path / "whole")
+    whole = next((tmp_path / "whole" / "gpu").glob("2*"))
+    train(config, "--runs-dir", tmp_path / "part", "--set", "epochs=2")
+    part = next((tmp_path / "part" / "gpu").glob("2*"))
+    train("--resume", part, "--set", "epochs=3")  # on the GPU again: the dropout draws continue at step 6
+    assert (part / "weights.safetensors").read_bytes() == (whole / "weights.safetensors").read_bytes()
+    train(config, "--runs-dir", tmp_path / "cpu", "--set", "epochs=2")
+    on_cpu = next((tmp_path / "cpu" / "gpu").glob("2*"))
+    train("--resume", on_cpu, "--set", "epochs=3", "--device", "cpu")  # a GPU run continues on the CPU
+    assert json.loads((on_cpu / "manifest.json").read_text())["status"] == "completed"
+    assert len(json.loads((on_cpu / "history.json").read_text())["loss"]) == 3
