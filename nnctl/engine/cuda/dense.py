@@ -22,11 +22,17 @@ LINEAR, RELU, SIGMOID, TANH, SOFTMAX, ELU, LEAKY_RELU, SOFTPLUS, GELU = (
 
 
 @cuda.jit(device=True)
+def sigmoid(v):
+    """1 / (1 + e^−v) without overflow for either sign (shared with the recurrent kernels)."""
+    return 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
+
+
+@cuda.jit(device=True)
 def _act(code, v, alpha):
     if code == RELU:
         return v if v > 0 else 0.0
     if code == SIGMOID:
-        return 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
+        return sigmoid(v)
     if code == TANH:
         return math.tanh(v)
     if code == ELU:

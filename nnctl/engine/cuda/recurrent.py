@@ -17,6 +17,7 @@ import math
 from numba import cuda
 
 from nnctl.engine.cpu.fastmath import HARD_SIGMOID, RELU, SIGMOID, TANH
+from nnctl.engine.cuda.dense import sigmoid
 from nnctl.engine.cuda.launch import KERNEL, grid2
 
 
@@ -25,7 +26,7 @@ def _activate(code, v):
     if code == RELU:
         return v if v > 0 else 0.0
     if code == SIGMOID:
-        return 1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v))
+        return sigmoid(v)
     if code == TANH:
         return math.tanh(v)
     if code == HARD_SIGMOID:
