@@ -16,7 +16,8 @@ import numpy as np
 
 from nnctl.engine.convolution import ConvPlan
 from nnctl.engine.cpu.dense import LINEAR
-from nnctl.nn.layers import GRU, LSTM, Bidirectional, Dense, Dropout, Embedding, Flatten, SimpleRNN
+from nnctl.nn.layers import (GRU, LSTM, BatchNormalization, Bidirectional, Dense, Dropout, Embedding, Flatten,
+                              LayerNormalization, SimpleRNN)
 from nnctl.nn.layers.conv import BaseConv
 from nnctl.nn.layers.pooling import _Pooled
 
@@ -50,14 +51,23 @@ class Op:
         return buffer[:_size(shape)].reshape(shape)
 
     def weight(self, param, buffer):
-        """The device view of `param` in `buffer` (values or grads)."""
-        span = self.ctx.model.store.slice_of(param)
+        """The device view of `param` in `buffer` (ctx.values or ctx.grads): a trainable weight's place there;
+        a non-trainable one's (moving statistics, a frozen layer's weights) in ctx.fixed / ctx.fixed_grads,
+        which no optimizer steps."""
+        store = self.ctx.model.store
+        if param.trainable:
+            span = store.slice_of(param)
+        else:
+            index = store.fixed.index(param)
+            span = slice(int(store.fixed_offsets[index]), int(store.fixed_offsets[index + 1]))
+            buffer = self.ctx.fixed if buffer is self.ctx.values else self.ctx.fixed_grads
         return buffer[span.start:span.stop].reshape(param.shape)
 
     def penalties_of(self, *params):
+        """(span, l1, l2) of each trainable regularized weight (the CPU's store regularizes those only)."""
         store = self.ctx.model.store
         return [(store.slice_of(p), p.regularizer.l1, p.regularizer.l2)
-                for p in params if p is not None and p.regularizer is not None]
+                for p in params if p is not None and p.regularizer is not None and p.trainable]
 
 
 class _Activated(Op):
@@ -233,6 +243,67 @@ class EmbeddingOp(Op):
         return None
 
 
+class NormalizationOp(Op):
+    """BatchNormalization and LayerNormalization over the last axis (axes): the rows (n·…, width) view, the
+    CUDA twins of the CPU kernels; batch statistics in training (the moving ones updated in ctx.fixed), the
+    moving ones in inference and for a frozen layer, as Keras 3."""
+
+    def __init__(self, ctx, layer, index):
+        super().__init__(ctx, layer, index)
+        self.batch = type(layer).__name__ == "BatchNormalization"
+        self.width = layer.channels if self.batch else layer.width
+        self.rows_per_sample = _size(self.in_shape) // self.width
+        self.y, self.dx = self.buffer(self.in_shape), self.buffer(self.in_shape)
+        stats = self.width if self.batch else ctx.batch_size * self.rows_per_sample
+        self.mean, self.inv_std = ctx.empty(stats, np.float64), ctx.empty(stats, np.float64)
+        self.ones = ctx.cuda.to_device(np.ones(self.width, np.float32))
+        self.zeros, self.scratch = ctx.zeros(self.width), [ctx.empty(self.width, np.float32) for _ in range(2)]
+        self.penalties = self.penalties_of(layer.gamma, layer.beta)
+
+    def _gamma_beta(self, buffer):
+        layer = self.layer
+        gamma = self.weight(layer.gamma, buffer).reshape(self.width) if layer.gamma is not None else None
+        beta = self.weight(layer.beta, buffer).reshape(self.width) if layer.beta is not None else None
+        return gamma, beta
+
+    def forward(self, x, m, training):
+        k, layer, rows = self.ctx.k, self.layer, m * self.rows_per_sample
+        self.x2 = x.reshape(rows, self.width)
+        y2 = self.view(self.y, (rows, self.width))
+        gamma, beta = self._gamma_beta(self.ctx.values)
+        gamma, beta = self.ones if gamma is None else gamma, self.zeros if beta is None else beta
+        self.batch_mode = not self.batch or bool(training and layer.trainable)
+        stats = self.width if self.batch else rows
+        mean, inv_std = self.mean[:stats], self.inv_std[:stats]
+        if not self.batch:
+            k.layer_norm_forward(self.x2, gamma, beta, layer.epsilon, mean, inv_std, y2)
+        elif self.batch_mode:
+            k.batch_norm_forward(self.x2, gamma, beta, layer.momentum, layer.epsilon,
+                                 self.weight(layer.moving_mean, self.ctx.values),
+                                 self.weight(layer.moving_variance, self.ctx.values), mean, inv_std, y2)
+        else:
+            k.batch_norm_inference(self.x2, gamma, beta, self.weight(layer.moving_mean, self.ctx.values),
+                                   self.weight(layer.moving_variance, self.ctx.values), layer.epsilon, y2)
+        return y2.reshape((m,) + self.out_shape)
+
+    def backward(self, dy, m, fused=False):
+        k, layer, rows = self.ctx.k, self.layer, m * self.rows_per_sample
+        dy2, dx2 = dy.reshape(rows, self.width), self.view(self.dx, (rows, self.width))
+        gamma, _ = self._gamma_beta(self.ctx.values)
+        gamma = self.ones if gamma is None else gamma
+        need_dx = self.index > 0
+        if not self.batch_mode:  # a frozen BatchNormalization: constants all through
+            k.batch_norm_inference_backward(dy2, gamma, self.weight(layer.moving_variance, self.ctx.values),
+                                            layer.epsilon, dx2)
+            return dx2.reshape((m,) + self.in_shape) if need_dx else None
+        dgamma, dbeta = self._gamma_beta(self.ctx.grads)
+        dgamma, dbeta = self.scratch[0] if dgamma is None else dgamma, self.scratch[1] if dbeta is None else dbeta
+        stats = self.width if self.batch else rows
+        run = k.batch_norm_backward if self.batch else k.layer_norm_backward
+        run(dy2, self.x2, gamma, self.mean[:stats], self.inv_std[:stats], dgamma, dbeta, need_dx, dx2)
+        return dx2.reshape((m,) + self.in_shape) if need_dx else None
+
+
 class FlattenOp(Op):
     def forward(self, x, m, training):
         return x.reshape((m,) + self.out_shape)
@@ -294,6 +365,8 @@ def op_for(layer):
         inner = layer.forward_layer
         plain = not (inner.dropout or inner.recurrent_dropout)
         return BidirectionalOp if plain and layer.merge_mode == "concat" else None
+    if isinstance(layer, (BatchNormalization, LayerNormalization)):
+        return NormalizationOp if not layer.view.moves else None  # the normalized axes last: a free reshape
     if isinstance(layer, Flatten):
         return FlattenOp
     if isinstance(layer, Dropout):

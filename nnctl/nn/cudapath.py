@@ -1,6 +1,6 @@
 """`device: cuda`: a Sequential model's steps on the GPU, layer by layer through nn/cudaops.py's device ops
-(Embedding, Dense, Dropout, Flatten, Conv1D/Conv2D, pooling, SimpleRNN/LSTM/GRU, Bidirectional), which call
-the CUDA twins of the very kernels the CPU runs (nnctl/engine/cuda/) and cuBLAS for the GEMMs.
+(Embedding, Dense, Dropout, Flatten, Conv1D/Conv2D, pooling, normalization, SimpleRNN/LSTM/GRU, Bidirectional),
+which call the CUDA twins of the very kernels the CPU runs (nnctl/engine/cuda/) and cuBLAS for the GEMMs.
 
 A runner call (an epoch, or a chunk of steps when callbacks want batches) uploads the weights and optimizer
 slots, runs its steps with the weights, slots, gradients, activations, targets and the dataset (copied once per
@@ -62,8 +62,9 @@ def unsupported(model) -> str | None:
     for index, layer in enumerate(model.layers):
         if op_for(layer) is None:
             return (f"layer {index} ({layer.type_name}) is not on the CUDA backend yet (it runs Embedding without "
-                    f"mask_zero or a regularizer, Dense, Dropout, Flatten, Conv1D/Conv2D, pooling, and SimpleRNN, "
-                    f"LSTM, GRU and Bidirectional (concat) without masks, dropout or go_backwards so far)")
+                    f"mask_zero or a regularizer, Dense, Dropout, Flatten, Conv1D/Conv2D, pooling, Batch/Layer"
+                    f"Normalization over the last axes, and SimpleRNN, LSTM, GRU and Bidirectional (concat) without "
+                    f"masks, dropout or go_backwards so far)")
     if op_for(model.layers[-1]) is not DenseOp:
         return "the last layer must be a Dense layer on the CUDA backend"
     if type(model.layers[0]).__name__ == "Dropout":
@@ -75,8 +76,6 @@ def unsupported(model) -> str | None:
         return "the CUDA backend trains in float32"
     if getattr(model.loss, "custom", False):
         return "a custom loss runs on the ops tape, which is not on the CUDA backend yet"
-    if model.store.fixed:
-        return "frozen weights (trainable: false) are not on the CUDA backend yet"
     if len(model.store.weights) != sum(len(layer.params) for layer in model.layers):
         return "a shared layer is not on the CUDA backend yet"
     return None
@@ -98,6 +97,9 @@ class CudaPath:
         self.values = self.empty(store.values.shape[0])
         self.grads = cuda.to_device(np.zeros(store.grads.shape[0], np.float32))  # a table's unused rows stay 0
         self.offsets = cuda.to_device(store.offsets)
+        # The weights no optimizer steps (moving statistics, frozen layers), and their unused gradients.
+        self.fixed, self.fixed_grads = self.empty(max(1, store.fixed_values.shape[0])), self.empty(
+            max(1, store.fixed_grads.shape[0]))
         self.slots = [self.empty(slot.shape[0]) for slot in opt.slots] if opt is not None else []
         self.ops = [op_for(layer)(self, layer, index) for index, layer in enumerate(model.layers)]
         self.features = int(np.prod(model.input_shape))
@@ -117,14 +119,21 @@ class CudaPath:
 
     # ---- host ↔ device -------------------------------------------------------------------------
     def _upload_state(self) -> None:
-        store, opt = self.model.store, self.model.optimizer
-        self.values.copy_to_device(store.values)
-        for device, host in zip(self.slots, opt.slots):
+        self._upload_weights()
+        for device, host in zip(self.slots, self.model.optimizer.slots):
             device.copy_to_device(host)
+
+    def _upload_weights(self) -> None:
+        store = self.model.store
+        self.values.copy_to_device(store.values)
+        if store.fixed_values.shape[0]:
+            self.fixed.copy_to_device(store.fixed_values)
 
     def _download_state(self) -> None:
         store, opt = self.model.store, self.model.optimizer
         self.values.copy_to_host(store.values)
+        if store.fixed_values.shape[0]:
+            self.fixed.copy_to_host(store.fixed_values)
         for device, host in zip(self.slots, opt.slots):
             device.copy_to_host(host)
 
@@ -199,7 +208,7 @@ class CudaPath:
 
     def predict(self, x, count, logits, outputs) -> None:
         device = self._on_device(x, x)
-        self.values.copy_to_device(self.model.store.values)
+        self._upload_weights()
         head = self.ops[-1]
         d_logits, d_outputs = (self.empty((max(1, count), head.units)) for _ in range(2))
         d_rows = self.cuda.to_device(np.arange(count, dtype=np.int64))

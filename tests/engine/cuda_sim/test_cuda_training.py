@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from nnctl.cli import main
 from nnctl.errors import ArgumentError
 from nnctl.nn.callbacks import Callback
-from nnctl.nn.layers import (AveragePooling1D, AveragePooling2D, Bidirectional, Conv1D, Conv2D, Dense, Dropout,
-                               Embedding, Flatten, GlobalAveragePooling2D, GlobalMaxPooling1D, GRU, LSTM, MaxPooling1D,
-                               MaxPooling2D, SimpleRNN)
+from nnctl.nn.layers import (AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional, Conv1D, Conv2D,
+                               Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D, GlobalMaxPooling1D, GRU,
+                               LayerNormalization, LSTM, MaxPooling1D, MaxPooling2D, SimpleRNN)
 from nnctl.nn.model import Sequential
 
 RNG = np.random.default_rng(11)
@@ -71,6 +71,12 @@ CASES = {  # name: (x, target of x, layers, optimizer, loss)
                                    lambda: [Embedding(12, 3), Bidirectional(GRU(2, return_sequences=True)),
                                             Bidirectional(LSTM(2)), Dense(1, activation="sigmoid")],
                                    "rmsprop", "binary_crossentropy"),
+    "conv-batchnorm-frozen-dense-layernorm": (IMAGES, lambda x: np.argmax(x[:, 1, :2, 1], 1),
+                                              lambda: [Conv2D(3, 3, use_bias=False), BatchNormalization(momentum=0.5),
+                                                       MaxPooling2D(2), Flatten(), Dense(5, activation="relu"),
+                                                       LayerNormalization(center=False), Dense(4, trainable=False),
+                                                       Dense(2, activation="softmax")],
+                                              "adam", "sparse_categorical_crossentropy"),
 }
 
 
