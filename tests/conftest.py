@@ -159,3 +159,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "long" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_collection_finish(session):
+    """Starts the CUDA simulator run in the background when its test will run (tests/engine/cuda_background.py)."""
+    if any(item.nodeid.startswith("tests/engine/test_cuda_sim.py") for item in session.items):
+        from tests.engine import cuda_background
+
+        cuda_background.start()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from tests.engine import cuda_background
+
+    cuda_background.stop()

@@ -20,20 +20,18 @@ ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")
-def launches(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cuda") / "launches.json"
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "NNCTL_CUDA_LAUNCHES": str(path)}
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             str(Path(__file__).parent / "cuda_sim")],
-                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
-    return result, path
+def launches():
+    """(exit code, output, launches file) of the simulator run, started in the background after collection."""
+    from tests.engine import cuda_background
+
+    return cuda_background.result()
 
 
 def test_the_cuda_kernels_pass_under_the_simulator(launches):
-    result, path = launches
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout
-    skips = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
+    code, output, path = launches
+    assert code == 0, output[-5000:]
+    assert " passed" in output
+    skips = [line for line in output.splitlines() if line.startswith("SKIPPED")]
     assert all("needs a real GPU" in line for line in skips), skips  # only the tests of cuBLAS itself
     record = json.loads(path.read_text())
     launched = {(module, name) for module, name, _ in record["launches"]}
@@ -53,8 +51,8 @@ def _compiler_installed() -> bool:
 
 @pytest.mark.skipif(not _compiler_installed(), reason="numba-cuda[cu12] is not installed (pip install 'nnctl[cuda]')")
 def test_every_launch_compiles_for_sm_90(launches):
-    result, path = launches
-    assert path.exists(), result.stdout[-3000:]
+    code, output, path = launches
+    assert path.exists(), output[-3000:]
     compiled = subprocess.run([sys.executable, str(Path(__file__).parent / "cuda_compile.py"), str(path)],
                               capture_output=True, text=True, cwd=ROOT, timeout=600,
                               env={key: value for key, value in os.environ.items() if key != "NUMBA_ENABLE_CUDASIM"})
