@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.config.build import build_model, check_data
+from nnctl.config.device import place
 from nnctl.config.resolve import ResolvedConfig
 from nnctl.direction import higher_is_better
 from nnctl.data.files import load_data, load_source
@@ -89,6 +90,7 @@ def train_fold(resolved, fold: int, folds: int, run_path, source=None, progress=
     splits = load_data(resolved, fold=fold, folds=folds, source=source or load_source(resolved))
     model = build_model(fold_resolved, input_shape=tuple(splits.train[0].shape[1:]), rows=splits.train[0].shape[0])
     check_data(fold_resolved, model, splits)
+    place(fold_resolved, model)  # each fold on the device the run trains on
     done = {"fold": fold, "load": time.perf_counter() - began, "history": None}
     folder = RunDirectory(Path(run_path) / f"fold_{fold + 1}")
     try:

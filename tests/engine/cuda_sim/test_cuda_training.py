@@ -225,3 +225,17 @@ def test_a_cuda_run_resumed_gives_the_bytes_of_one_never_stopped_and_resumes_on_
     train("--resume", on_cpu, "--set", "epochs=3", "--device", "cpu")  # a GPU run continues on the CPU
     assert json.loads((on_cpu / "manifest.json").read_text())["status"] == "completed"
     assert len(json.loads((on_cpu / "history.json").read_text())["loss"]) == 3
+
+
+def test_k_fold_folds_train_on_the_device_the_run_asks_for(tmp_path, monkeypatch):
+    from nnctl.nn.cudapath import CudaPath
+
+    calls = []
+    train = CudaPath.train
+    monkeypatch.setattr(CudaPath, "train", lambda self, *args: calls.append(1) or train(self, *args))
+    config = tmp_path / "gpu.yaml"
+    config.write_text(CONFIG.replace("DEVICE", "cuda").replace("epochs: 2", "epochs: 1")
+                      .replace("  dataset:", "  validation: {kfold: 2}\n  dataset:"))
+    result = CliRunner().invoke(main, ["train", str(config), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(calls) >= 2  # an epoch of each fold (and the warm-up's) on the CUDA path
