@@ -21,7 +21,11 @@ def start() -> None:
         return
     folder = Path(tempfile.mkdtemp(prefix="nnctl-cuda-sim-"))
     path, log = folder / "launches.json", folder / "pytest.log"
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "NNCTL_CUDA_LAUNCHES": str(path)}
+    # Its own Numba cache: two processes compiling into one cache at once left kernels compiled in another
+    # order side by side, and the CPU normalization kernels' split and whole forms then differed in the last bit
+    # (the thread-count tests failed once so; see the closing note of session 12).
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "NNCTL_CUDA_LAUNCHES": str(path),
+           "NUMBA_CACHE_DIR": str(folder / "numba")}
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                     str(Path(__file__).parent / "cuda_sim")], stdout=out, stderr=subprocess.STDOUT,
