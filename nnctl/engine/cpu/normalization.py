@@ -8,14 +8,16 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from nnctl.engine.settings import KERNEL, PARALLEL_KERNEL, STRICT_KERNEL
+from nnctl.engine.settings import STRICT_KERNEL
 
 # Every kernel sees a 2-D (rows, channels) view, channels innermost: the layer moves the normalized axes last.
 # Reductions over rows go through fixed chunks of rows (their size depends only on the channel count), each
-# summed in float64, then the chunks are added in order: the same bytes on any thread count. BatchNormalization
-# runs in strict IEEE arithmetic (no reassociation, no FMA contraction; its sums vectorize across channels
-# without it), so the `_split` twins, which run the same helpers from another compiled context, cannot round
-# differently (see settings.STRICT_KERNEL).
+# summed in float64, then the chunks are added in order: the same bytes on any thread count. Both layers run in
+# strict IEEE arithmetic (no reassociation, no FMA contraction; the sums vectorize across channels without it),
+# so the `_split` twins, which run the same helpers from another compiled context, cannot round differently (see
+# settings.STRICT_KERNEL). LayerNormalization ran with reassociation until session 12, when its whole and split
+# backward gave other bytes in one CI run (two processes were filling one kernel cache at once) and once in a
+# fresh process of their own; it did not recur, but reassociation leaves the order of a sum to the compiler.
 CHUNK_ELEMENTS = 1 << 14
 STRICT_PARALLEL_KERNEL = {**STRICT_KERNEL, "parallel": True}
 
@@ -249,7 +251,7 @@ def batch_norm_inference_backward(dy, gamma, moving_variance, epsilon, dx):
 # LayerNormalization reduces along each row, where strict arithmetic cannot vectorize (4× slower than
 # PyTorch): its kernels reassociate the row sums (settings.KERNEL). A row's bytes then depend on the compiled
 # loop, never on the thread count: the split twins run the same helpers over other rows (a test checks it).
-@njit(**KERNEL)
+@njit(**STRICT_KERNEL)
 def _row_moments(x, r, epsilon):
     """(mean, 1/sqrt(biased variance + ε)) of row r, two passes in float64 (the row stays in cache)."""
     width = x.shape[1]
@@ -264,7 +266,7 @@ def _row_moments(x, r, epsilon):
     return mean, 1.0 / math.sqrt(squares / width + epsilon)
 
 
-@njit(**KERNEL)
+@njit(**STRICT_KERNEL)
 def _layer_norm_rows(x, gamma, beta, epsilon, r0, r1, mean, inv_std, y):
     row_scalars = np.empty(2, x.dtype)  # mean and 1/std in x's type, so the element-wise pass stays in it
     for r in range(r0, r1):
@@ -276,7 +278,7 @@ def _layer_norm_rows(x, gamma, beta, epsilon, r0, r1, mean, inv_std, y):
             y[r, j] = (x[r, j] - m_x) * s_x * gamma[j] + beta[j]
 
 
-@njit(**KERNEL)
+@njit(**STRICT_KERNEL)
 def layer_norm_forward(x, gamma, beta, epsilon, mean, inv_std, y):
     """LayerNormalization. x, y: (rows, width), one sample's normalized values per row; gamma, beta: (width,);
     mean, inv_std: (rows,) float64, written for the backward pass.
@@ -287,7 +289,7 @@ def layer_norm_forward(x, gamma, beta, epsilon, mean, inv_std, y):
     _layer_norm_rows(x, gamma, beta, epsilon, 0, x.shape[0], mean, inv_std, y)
 
 
-@njit(**PARALLEL_KERNEL)
+@njit(**STRICT_PARALLEL_KERNEL)
 def layer_norm_forward_split(x, gamma, beta, epsilon, mean, inv_std, y, parts):
     """layer_norm_forward with the rows cut into `parts` contiguous ranges, one per thread."""
     rows = x.shape[0]
@@ -295,7 +297,7 @@ def layer_norm_forward_split(x, gamma, beta, epsilon, mean, inv_std, y, parts):
         _layer_norm_rows(x, gamma, beta, epsilon, part * rows // parts, (part + 1) * rows // parts, mean, inv_std, y)
 
 
-@njit(**KERNEL)
+@njit(**STRICT_KERNEL)
 def _layer_norm_grad_chunks(dy, x, gamma, mean, inv_std, input_grad, first, last, partial, dx):
     """Chunks first..last-1 of rows: their dx rows and partial[k] = (Σ_r dy[r], Σ_r dy[r]·x̂[r]) in float64."""
     rows, width = x.shape
@@ -331,7 +333,7 @@ def _finish_param_grads(partial, dgamma, dbeta):
         dbeta[j], dgamma[j] = totals[0, j], totals[1, j]
 
 
-@njit(**KERNEL)
+@njit(**STRICT_KERNEL)
 def layer_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx):
     """LayerNormalization's backward pass. dy, x, dx: (rows, width); gamma, dgamma, dbeta: (width,); mean,
     inv_std: (rows,) float64 from layer_norm_forward. With `input_grad` False dx is not written.
@@ -345,7 +347,7 @@ def layer_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, 
     _finish_param_grads(partial, dgamma, dbeta)
 
 
-@njit(**PARALLEL_KERNEL)
+@njit(**STRICT_PARALLEL_KERNEL)
 def layer_norm_backward_split(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx, parts):
     """layer_norm_backward with the chunks of rows cut into `parts` contiguous ranges, one per thread."""
     chunks = _chunk_count(x.shape[0], x.shape[1])
