@@ -153,6 +153,11 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
+    # The CUDA simulator run's checks go last: its process (tests/engine/cuda_background.py) starts in the
+    # background once most of the suite has run, so it loads the CPU kernels the suite compiled instead of
+    # compiling them again beside it, and overlaps the last tests on the other core.
+    cuda = [item for item in items if item.nodeid.startswith(CUDA_SIM_TESTS)]
+    items[:] = [item for item in items if not item.nodeid.startswith(CUDA_SIM_TESTS)] + cuda
     if config.getoption("--run-long"):
         return
     skip = pytest.mark.skip(reason="a many-minute run: pass --run-long")
@@ -161,12 +166,26 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def pytest_collection_finish(session):
-    """Starts the CUDA simulator run in the background when its test will run (tests/engine/cuda_background.py)."""
-    if any(item.nodeid.startswith("tests/engine/test_cuda_sim.py") for item in session.items):
-        from tests.engine import cuda_background
+CUDA_SIM_TESTS = "tests/engine/test_cuda_sim.py"
+_PROGRESS = {"started": 0, "start_at": None}
 
-        cuda_background.start()
+
+def pytest_collection_finish(session):
+    """When the CUDA simulator checks will run: start their process at 60 % of the tests (or at once for a short
+    selection), so it overlaps the rest."""
+    if any(item.nodeid.startswith(CUDA_SIM_TESTS) for item in session.items):
+        _PROGRESS["start_at"] = int(0.6 * len(session.items)) if len(session.items) > 200 else 0
+
+
+def pytest_runtest_logstart(nodeid, location):
+    at = _PROGRESS["start_at"]
+    if at is not None:
+        _PROGRESS["started"] += 1
+        if _PROGRESS["started"] > at:
+            from tests.engine import cuda_background
+
+            cuda_background.start()
+            _PROGRESS["start_at"] = None
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -54,14 +54,18 @@ class Op:
         """The device view of `param` in `buffer` (ctx.values or ctx.grads): a trainable weight's place there;
         a non-trainable one's (moving statistics, a frozen layer's weights) in ctx.fixed / ctx.fixed_grads,
         which no optimizer steps."""
-        store = self.ctx.model.store
-        if param.trainable:
-            span = store.slice_of(param)
-        else:
-            index = store.fixed.index(param)
-            span = slice(int(store.fixed_offsets[index]), int(store.fixed_offsets[index + 1]))
-            buffer = self.ctx.fixed if buffer is self.ctx.values else self.ctx.fixed_grads
-        return buffer[span.start:span.stop].reshape(param.shape)
+        key = (id(param), id(buffer))
+        view = self.ctx.views.get(key)  # made once: a device-array view costs microseconds of Python per step
+        if view is None:
+            store = self.ctx.model.store
+            if param.trainable:
+                span = store.slice_of(param)
+            else:
+                index = store.fixed.index(param)
+                span = slice(int(store.fixed_offsets[index]), int(store.fixed_offsets[index + 1]))
+                buffer = self.ctx.fixed if buffer is self.ctx.values else self.ctx.fixed_grads
+            view = self.ctx.views[key] = buffer[span.start:span.stop].reshape(param.shape)
+        return view
 
     def penalties_of(self, *params):
         """(span, l1, l2) of each trainable regularized weight (the CPU's store regularizes those only)."""

@@ -101,6 +101,7 @@ class CudaPath:
         self.fixed, self.fixed_grads = self.empty(max(1, store.fixed_values.shape[0])), self.empty(
             max(1, store.fixed_grads.shape[0]))
         self.slots = [self.empty(slot.shape[0]) for slot in opt.slots] if opt is not None else []
+        self.views: dict = {}  # the ops' weight views, by (weight, buffer)
         self.ops = [op_for(layer)(self, layer, index) for index, layer in enumerate(model.layers)]
         self.features = int(np.prod(model.input_shape))
         self.ids = isinstance(self.ops[0], EmbeddingOp)

@@ -1,7 +1,8 @@
 """The CUDA simulator run (tests/engine/cuda_sim/, in a process of its own: the simulator is chosen when Numba
-starts) started in the background as soon as the session's collection is done, when tests/engine/test_cuda_sim.py
-is among the tests to run: it then overlaps the rest of the suite on the machine's other core instead of adding
-its ~1.5 minutes at the end. `result()` waits for it; the session's end stops it if nobody did."""
+starts), started in the background by tests/conftest.py once most of the suite has run (it then loads the CPU
+kernels the suite compiled into the shared kernel cache rather than compiling them again) when
+tests/engine/test_cuda_sim.py is among the tests to run, which go last: it overlaps the last tests on the
+machine's other core instead of adding its ~1.5 minutes. `result()` waits for it; the session's end stops it."""
 
 from __future__ import annotations
 
@@ -21,11 +22,7 @@ def start() -> None:
         return
     folder = Path(tempfile.mkdtemp(prefix="nnctl-cuda-sim-"))
     path, log = folder / "launches.json", folder / "pytest.log"
-    # Its own Numba cache: two processes compiling into one cache at once left kernels compiled in another
-    # order side by side, and the CPU normalization kernels' split and whole forms then differed in the last bit
-    # (the thread-count tests failed once so; see the closing note of session 12).
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "NNCTL_CUDA_LAUNCHES": str(path),
-           "NUMBA_CACHE_DIR": str(folder / "numba")}
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "NNCTL_CUDA_LAUNCHES": str(path)}
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                     str(Path(__file__).parent / "cuda_sim")], stdout=out, stderr=subprocess.STDOUT,
