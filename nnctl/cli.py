@@ -340,6 +340,8 @@ def check(file, overrides):
     for name in ("validation", "test"):
         if getattr(splits, name) is not None:
             parts.append(f"{len(getattr(splits, name)[1]):,} {name} rows")
+    if model.device == "cuda":  # `device: cuda`, or `auto` where the GPU path runs this model
+        parts.append("trains on cuda")
     click.echo(f"{file}: ok ({', '.join(parts)})")
 
 

@@ -160,6 +160,11 @@ def test_the_command_line_trains_on_cuda_and_the_run_evaluates_on_the_cpu(tmp_pa
     np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=2e-5)
     result = CliRunner().invoke(main, ["evaluate", str(runs["cuda"])])
     assert result.exit_code == 0 and "loss" in result.output, result.output
+    for device, says in (("cuda", True), ("auto", True), ("cpu", False)):  # the simulator stands in for a GPU
+        config = tmp_path / f"check-{device}.yaml"
+        config.write_text(CONFIG.replace("DEVICE", device))
+        result = CliRunner().invoke(main, ["check", str(config)])
+        assert result.exit_code == 0 and ("trains on cuda)" in result.output) == says, result.output
 
 
 def test_the_counter_based_dropout_kernel_matches_its_oracle():
