@@ -85,7 +85,7 @@ def _train(case, device, callbacks=()):
     model = Sequential(layers(), input_shape=x.shape[1:], seed=3, device=device)
     model.compile(optimizer=optimizer, loss=loss)
     y = target(x)
-    history = model.fit(x, y, epochs=2, batch_size=8, validation_data=(x[:10], y[:10]), callbacks=list(callbacks))
+    history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:10], y[:10]), callbacks=list(callbacks))
     return history, model.get_weights(), model.predict(x[:7])
 
 
