@@ -19,7 +19,7 @@ import numpy as np
 from nnctl.engine.csr import CSRMatrix
 from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
-from nnctl.nn.cudaops import DenseOp, EmbeddingOp, SparseBatch, op_for
+from nnctl.nn.cudaops import DenseOp, DropoutOp, EmbeddingOp, SparseBatch, op_for
 
 DEVICES = ("cpu", "cuda")
 
@@ -60,18 +60,18 @@ def unsupported(model) -> str | None:
     if type(model).__name__ != "Sequential":
         return "a functional (graph) model is not on the CUDA backend yet"
     for index, layer in enumerate(model.layers):
-        if op_for(layer) is None:
+        op = op_for(layer)
+        if op is None:
             return (f"layer {index} ({layer.type_name}) is not on the CUDA backend yet (it runs Embedding without "
                     f"mask_zero or a regularizer, Dense, Dropout, Flatten, Conv1D/Conv2D, pooling, Batch/Layer"
                     f"Normalization over the last axes, and SimpleRNN, LSTM, GRU and Bidirectional (concat) without "
                     f"masks, dropout or go_backwards so far)")
-    if op_for(model.layers[-1]) is not DenseOp:
-        return "the last layer must be a Dense layer on the CUDA backend"
-    if type(model.layers[0]).__name__ == "Dropout":
-        return "a Dropout before the first layer with weights is not on the CUDA backend yet"
-    for index, layer in enumerate(model.layers):
-        if op_for(layer) is EmbeddingOp and index > 0:
+        if op is EmbeddingOp and index > 0:
             return f"layer {index} (embedding) must be the first layer on the CUDA backend"
+        if op is DropoutOp and index == 0:
+            return "a Dropout before the first layer with weights is not on the CUDA backend yet"
+    if op is not DenseOp:
+        return "the last layer must be a Dense layer on the CUDA backend"
     if model.dtype != np.float32:
         return "the CUDA backend trains in float32"
     if getattr(model.loss, "custom", False):
@@ -95,11 +95,11 @@ class CudaPath:
         self.model, self.batch_size, self.sparse = model, batch_size, sparse
         store, opt = model.store, model.optimizer
         self.values = self.empty(store.values.shape[0])
-        self.grads = cuda.to_device(np.zeros(store.grads.shape[0], np.float32))  # a table's unused rows stay 0
+        self.grads = self.zeros(store.grads.shape[0])  # an embedding table's unused rows stay 0
         self.offsets = cuda.to_device(store.offsets)
         # The weights no optimizer steps (moving statistics, frozen layers), and their unused gradients.
-        self.fixed, self.fixed_grads = self.empty(max(1, store.fixed_values.shape[0])), self.empty(
-            max(1, store.fixed_grads.shape[0]))
+        self.fixed = self.empty(max(1, store.fixed_values.shape[0]))
+        self.fixed_grads = self.empty(max(1, store.fixed_grads.shape[0]))
         self.slots = [self.empty(slot.shape[0]) for slot in opt.slots] if opt is not None else []
         self.views: dict = {}  # the ops' weight views, by (weight, buffer)
         self.ops = [op_for(layer)(self, layer, index) for index, layer in enumerate(model.layers)]
