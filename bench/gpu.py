@@ -1,66 +1,96 @@
-"""nnctl `device="cuda"` against PyTorch CUDA eager on the book's MLPs (issue #20): same models, data shapes,
-init and batch sizes as engine_bench.py's W2 (MNIST 784-512-10, RMSprop, batch 128) and W3 (Boston 13-64-64-1,
-MSE, batch 16), epochs alternated nnctl, torch, nnctl, … in one process after one warm-up epoch each, steady
-epoch medians with ranges. Synthetic data (the Keras files do not travel to a device machine).
+"""nnctl `device="cuda"` against PyTorch CUDA eager on issue #20's four workloads: the MNIST MLP (784-512-10,
+RMSprop, batch 128) and the Boston MLP (13-64-64-1, MSE, batch 16) as engine_bench.py's W2 and W3, and the layers
+of configs/mnist_convnet.yaml (batch 64) and configs/imdb_lstm.yaml (batch 128, 20,000 training rows as its 0.2
+validation split leaves), their PyTorch twins built by torch_layers.py from the same layer lists (Keras's
+initializers, Keras's RMSprop). Epochs alternate nnctl, torch, nnctl, … in one process after one warm-up epoch
+each; steady epoch medians with ranges. Synthetic data of the real shapes (the Keras files do not travel to a
+device machine); the figures are speed, not accuracy.
 
-    python bench/gpu.py [--epochs 5] [--workloads w2,w3b16] [--json OUT.json]
+    python bench/gpu.py [--epochs 5] [--workloads mlp,boston,convnet,lstm] [--json OUT.json]
+    python bench/gpu.py --device cpu --rows 256 --epochs 1   # a dry run of the script's plumbing, no GPU
 
 Needs a CUDA GPU, nnctl's `cuda` extra and torch with CUDA; prints the table and writes it as JSON.
+Targets (#20): mlp, boston and lstm at least as fast as PyTorch (torch/nnctl ≥ 1), convnet within 1.5× (≥ 0.67).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
 
-WORKLOADS = {  # key: (rows, features, hidden layers, outputs, batch, loss)
-    "w2": (60_000, 784, (512,), 10, 128, "sparse_categorical_crossentropy"),
-    "w3b16": (404, 13, (64, 64), 1, 16, "mse"),
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # torch_layers.py beside this file
+HERE = os.path.dirname(os.path.abspath(__file__))
+MLP = [{"type": "dense", "units": 512, "activation": "relu"}, {"type": "dense", "units": 10, "activation": "softmax"}]
+BOSTON = [{"type": "dense", "units": 64, "activation": "relu"}, {"type": "dense", "units": 64, "activation": "relu"},
+          {"type": "dense", "units": 1}]
+WORKLOADS = {  # key: (layers or the config giving them, input shape, rows, loss, batch, target floor)
+    "mlp": (MLP, (784,), 60_000, "sparse_categorical_crossentropy", 128, 1.0),
+    "boston": (BOSTON, (13,), 404, "mse", 16, 1.0),
+    "convnet": ("mnist_convnet.yaml", (28, 28, 1), 60_000, "categorical_crossentropy", 64, 1 / 1.5),
+    "lstm": ("imdb_lstm.yaml", (500,), 20_000, "binary_crossentropy", 128, 1.0),
 }
 
 
-def _data(key):
-    rows, features, _, outputs, _, _ = WORKLOADS[key]
+def layer_specs(key) -> list[dict]:
+    import yaml
+
+    layers = WORKLOADS[key][0]
+    if isinstance(layers, list):
+        return layers
+    with open(os.path.join(HERE, "..", "configs", layers), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["model"]["layers"]
+
+
+def synthetic(key, rows=None):
+    """x and y of the workload's shapes: pixels in [0, 1), token ids below the embedding's input_dim, targets
+    as the loss reads them."""
+    _, shape, all_rows, loss, _, _ = WORKLOADS[key]
+    rows = min(rows or all_rows, all_rows)
     rng = np.random.default_rng(0)
-    x = rng.random((rows, features), dtype=np.float32)
-    y = rng.integers(0, outputs, rows) if outputs > 1 else rng.standard_normal((rows, 1)).astype(np.float32)
+    if key == "lstm":
+        x = rng.integers(1, 10_000, (rows, *shape), dtype=np.int32)
+    else:
+        x = rng.random((rows, *shape), dtype=np.float32)
+    if loss == "mse":
+        y = rng.standard_normal((rows, 1)).astype(np.float32)
+    elif loss == "binary_crossentropy":
+        y = rng.integers(0, 2, (rows, 1)).astype(np.float32)
+    else:
+        y = rng.integers(0, 10, rows)
+        y = np.eye(10, dtype=np.float32)[y] if loss == "categorical_crossentropy" else y
     return x, y
 
 
-def _nnctl(key, x, y):
-    from nnctl.nn.layers import Dense
+def nnctl_epoch(key, x, y, where="cuda"):
+    from nnctl.nn.layers import LAYERS
     from nnctl.nn.model import Sequential
 
-    _, features, hidden, outputs, batch, loss = WORKLOADS[key]
-    layers = [Dense(units, activation="relu") for units in hidden]
-    layers.append(Dense(outputs, activation="softmax" if outputs > 1 else None))
-    model = Sequential(layers, input_shape=(features,), seed=0, device="cuda")
+    _, shape, _, loss, batch, _ = WORKLOADS[key]
+    model = Sequential([LAYERS.get(dict(spec)) for spec in layer_specs(key)], input_shape=shape, seed=0,
+                       device=where)
     model.compile(optimizer={"type": "rmsprop", "learning_rate": 0.001}, loss=loss)
-    return model, lambda: model.fit(x, y, epochs=1, batch_size=batch, shuffle=True)
+    return lambda: model.fit(x, y, epochs=1, batch_size=batch, shuffle=True)
 
 
-def _torch(key, x, y, weights):
+def torch_epoch(key, x, y, where="cuda"):
     import torch
 
-    _, features, hidden, outputs, batch, loss = WORKLOADS[key]
-    device = torch.device("cuda")
-    sizes = [features, *hidden, outputs]
-    modules = []
-    for i in range(len(sizes) - 1):
-        linear = torch.nn.Linear(sizes[i], sizes[i + 1])
-        with torch.no_grad():  # nnctl's Glorot-initialized weights, transposed to torch's (out, in)
-            linear.weight.copy_(torch.from_numpy(weights[f"dense{'_' + str(i) if i else ''}/kernel"].T.copy()))
-            linear.bias.zero_()
-        modules += [linear, torch.nn.ReLU()] if i < len(sizes) - 2 else [linear]
-    net = torch.nn.Sequential(*modules).to(device)
-    optimizer = torch.optim.RMSprop(net.parameters(), lr=0.001, alpha=0.9, eps=1e-7)
-    criterion = torch.nn.CrossEntropyLoss() if outputs > 1 else torch.nn.MSELoss()
-    xs = torch.from_numpy(x).to(device)
-    ys = torch.from_numpy(y if outputs == 1 else y.astype(np.int64)).to(device)
+    from torch_layers import KerasRMSprop, build_model, channels_first
+
+    _, shape, _, loss, batch, _ = WORKLOADS[key]
+    device = torch.device(where)
+    torch.manual_seed(0)
+    net, criterion = build_model(layer_specs(key), shape, loss)
+    net, criterion = net.to(device), criterion.to(device)
+    optimizer = KerasRMSprop(net.parameters(), lr=0.001, rho=0.9, epsilon=1e-7)
+    xs = torch.from_numpy(channels_first(x) if x.dtype == np.float32 else x.astype(np.int64)).to(device)
+    ys = torch.from_numpy(y).to(device)
 
     def epoch():
         order = torch.randperm(xs.shape[0], device=device)
@@ -82,26 +112,32 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--json")
+    parser.add_argument("--rows", type=int, help="train on the first ROWS rows only (a dry run)")
+    parser.add_argument("--device", default="cuda", help="both sides' device: cpu for a dry run without a GPU")
     args = parser.parse_args()
     results = {}
     for key in args.workloads.split(","):
-        x, y = _data(key)
-        model, ours = _nnctl(key, x, y)
-        theirs = _torch(key, x, y, model.get_weights())
+        x, y = synthetic(key, args.rows)
+        runs = {"nnctl": nnctl_epoch(key, x, y, args.device), "torch": torch_epoch(key, x, y, args.device)}
         times = {"nnctl": [], "torch": []}
         for epoch in range(args.epochs + 1):
-            for name, run in (("nnctl", ours), ("torch", theirs)):
+            for name, run in runs.items():
                 began = time.perf_counter()
                 run()
-                if epoch:  # the first epoch compiles (nnctl's kernels, torch's cuBLAS plans): left out
+                if epoch:  # the first epoch compiles (nnctl's kernels, torch's cuDNN/cuBLAS plans): left out
                     times[name].append(1000 * (time.perf_counter() - began))
-        results[key] = {name: {"median_ms": statistics.median(values), "min_ms": min(values),
-                               "max_ms": max(values)} for name, values in times.items()}
-        row = results[key]
+        row = results[key] = {name: {"median_ms": statistics.median(values), "min_ms": min(values),
+                                     "max_ms": max(values)} for name, values in times.items()}
+        ratio = row["torch"]["median_ms"] / row["nnctl"]["median_ms"]
+        floor = WORKLOADS[key][-1]
+        verdict = "met" if ratio >= floor else "NOT met"
+        if args.device != "cuda":
+            verdict = f"a dry run on {args.device}: not the target's figures"
+        row.update(ratio=ratio, target=floor, met=ratio >= floor if args.device == "cuda" else None)
         print(f"{key}: nnctl {row['nnctl']['median_ms']:.1f} ms [{row['nnctl']['min_ms']:.1f}–"
               f"{row['nnctl']['max_ms']:.1f}], torch {row['torch']['median_ms']:.1f} ms "
-              f"[{row['torch']['min_ms']:.1f}–{row['torch']['max_ms']:.1f}], torch/nnctl "
-              f"{row['torch']['median_ms'] / row['nnctl']['median_ms']:.2f}×", flush=True)
+              f"[{row['torch']['min_ms']:.1f}–{row['torch']['max_ms']:.1f}], torch/nnctl {ratio:.2f}× "
+              f"(target ≥ {floor:.2f}: {verdict})", flush=True)
     if args.json:
         with open(args.json, "w") as out:
             json.dump(results, out, indent=2)
