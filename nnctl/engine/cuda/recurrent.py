@@ -3,11 +3,16 @@ the recurrent GEMM's inputs — same names, arguments and shapes as the CPU kern
 this module's too).
 
 The input projection x_s·W + bias of every step is one launch over samples × steps × gate columns, written
-into the buffer the time loop then reads (`gates`; SimpleRNN's `hs`); the time loop is one launch per step,
-one thread per (sample, unit) computing every gate of its unit, so each step's h·U is read from the previous
-launch's finished states. The backward fuses step s's cell with step s + 1's state gradient (Σ_k d_k·U_kᵀ ⊙
-m_k, which needs every unit's d of step s + 1): one launch per step plus a last one for step 0's, carrying the
-running dh (and the LSTM's dc) in the `dh0` (`dc0`) outputs. Sums run over the units in order, in float64.
+into the buffer the time loop then reads (`gates`; SimpleRNN's `hs`). The time loop runs one thread per
+(sample, unit), computing every gate of its unit. A step needs the previous step's state of its own sample
+only, so the whole loop is **one launch** (`_*_sequence`): a block holds every unit of a few samples and
+walks the steps, a `syncthreads` between them making each step's states visible to the next (Python launches
+cost tens of microseconds each: 500 steps a batch would dominate an epoch). Where a sample's units do not fit
+one block (units > 1024), or with `WHOLE_SEQUENCE = False`, the loop is one launch per step (`_*_step`) over
+the same cell functions, so both forms give the same bytes. The backward fuses step s's cell with step s + 1's
+state gradient (Σ_k d_k·U_kᵀ ⊙ m_k, which needs every unit's d of step s + 1), one step of the walk per step
+plus a last one for step 0's, carrying the running dh (and the LSTM's dc) in the `dh0` (`dc0`) outputs. Sums
+run over the units in order.
 """
 
 from __future__ import annotations
@@ -18,7 +23,29 @@ from numba import cuda
 
 from nnctl.engine.cpu.fastmath import HARD_SIGMOID, RELU, SIGMOID, TANH
 from nnctl.engine.cuda.dense import sigmoid
-from nnctl.engine.cuda.launch import KERNEL, grid2
+from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid2
+
+WHOLE_SEQUENCE = True  # one launch per time loop where a sample's units fit one block (tests turn it off)
+MAX_BLOCK = 1024  # CUDA's threads per block
+# Threads a block aims at: few samples a block spread the batch over many multiprocessors (each block walks its
+# samples' steps alone); the simulator runs each thread as an OS thread.
+SEQUENCE_BLOCK = 8 if SIMULATED else 64
+
+
+def _geometry(count: int, units: int):
+    """(one launch for the whole loop?, blocks, threads). Whole-loop blocks are (units, samples) threads:
+    a warp runs along the units, so a step's state writes and U's columns are read and written in a row."""
+    if WHOLE_SEQUENCE and units <= MAX_BLOCK:
+        per = max(1, min(count, SEQUENCE_BLOCK // units))
+        return True, ((count + per - 1) // per,), (units, per)
+    blocks, threads = grid2(count, units)
+    return False, blocks, threads
+
+
+@cuda.jit(device=True)
+def _sequence_thread():
+    """(sample within the part, unit) of a whole-loop thread."""
+    return cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y, cuda.threadIdx.x
 
 
 @cuda.jit(device=True)
@@ -122,9 +149,8 @@ def recurrent_inputs(hs, h0, rmask, first, count, out):
     _recurrent_inputs[blocks, threads](hs, h0, rmask, first, count, out)
 
 
-@cuda.jit(**KERNEL)
-def _simple_rnn_step(hs, h0, U, mask, rmask, act, first, count, s):
-    i, j = cuda.grid(2)
+@cuda.jit(device=True)
+def _simple_rnn_cell(i, j, hs, h0, U, mask, rmask, act, first, count, s):
     if i < count and j < hs.shape[2]:
         b = first + i
         if mask[b, s] != 0:
@@ -133,17 +159,33 @@ def _simple_rnn_step(hs, h0, U, mask, rmask, act, first, count, s):
             hs[b, s, j] = _previous(h0, hs, b, s, j)
 
 
+@cuda.jit(**KERNEL)
+def _simple_rnn_step(hs, h0, U, mask, rmask, act, first, count, s):
+    i, j = cuda.grid(2)
+    _simple_rnn_cell(i, j, hs, h0, U, mask, rmask, act, first, count, s)
+
+
+@cuda.jit(**KERNEL)
+def _simple_rnn_sequence(hs, h0, U, mask, rmask, act, first, count):
+    i, j = _sequence_thread()
+    for s in range(hs.shape[1]):
+        _simple_rnn_cell(i, j, hs, h0, U, mask, rmask, act, first, count, s)
+        cuda.syncthreads()
+
+
 def simple_rnn_forward(x, W, bias, U, h0, mask, rmask, act, first, count, hs):
     """hs[b, s] = act(x_s·W + bias + (h_{s−1} ⊙ m)·U) at real steps, h_{s−1} at masked ones."""
     _projection(x, W, bias, first, count, hs)
-    blocks, threads = grid2(count, hs.shape[2])
+    whole, blocks, threads = _geometry(count, hs.shape[2])
+    if whole:
+        _simple_rnn_sequence[blocks, threads](hs, h0, U, mask, rmask, act, first, count)
+        return
     for s in range(hs.shape[1]):
         _simple_rnn_step[blocks, threads](hs, h0, U, mask, rmask, act, first, count, s)
 
 
-@cuda.jit(**KERNEL)
-def _simple_rnn_back_step(dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0):
-    i, j = cuda.grid(2)
+@cuda.jit(device=True)
+def _simple_rnn_back_cell(i, j, dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0):
     steps = hs.shape[1]
     if i < count and j < hs.shape[2]:
         b = first + i
@@ -158,16 +200,32 @@ def _simple_rnn_back_step(dhs, hs, UT, mask, rmask, act, first, count, s, dpre, 
         dh0[b, j] = g
 
 
+@cuda.jit(**KERNEL)
+def _simple_rnn_back_step(dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0):
+    i, j = cuda.grid(2)
+    _simple_rnn_back_cell(i, j, dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0)
+
+
+@cuda.jit(**KERNEL)
+def _simple_rnn_back_sequence(dhs, hs, UT, mask, rmask, act, first, count, dpre, dh0):
+    i, j = _sequence_thread()
+    for s in range(hs.shape[1] - 1, -2, -1):
+        _simple_rnn_back_cell(i, j, dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0)
+        cuda.syncthreads()
+
+
 def simple_rnn_backward(dhs, hs, UT, mask, rmask, act, first, count, dpre, dh0):
     """dpre = the gradient w.r.t. each step's pre-activation; dh0 = w.r.t. the initial state."""
-    blocks, threads = grid2(count, hs.shape[2])
+    whole, blocks, threads = _geometry(count, hs.shape[2])
+    if whole:
+        _simple_rnn_back_sequence[blocks, threads](dhs, hs, UT, mask, rmask, act, first, count, dpre, dh0)
+        return
     for s in range(hs.shape[1] - 1, -2, -1):
         _simple_rnn_back_step[blocks, threads](dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0)
 
 
-@cuda.jit(**KERNEL)
-def _lstm_step(h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs):
-    i, j = cuda.grid(2)
+@cuda.jit(device=True)
+def _lstm_cell(i, j, h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs):
     units = hs.shape[2]
     if i < count and j < units:
         b = first + i
@@ -186,17 +244,33 @@ def _lstm_step(h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs
             gi, gf, gc, go)
 
 
+@cuda.jit(**KERNEL)
+def _lstm_step(h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs):
+    i, j = cuda.grid(2)
+    _lstm_cell(i, j, h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs)
+
+
+@cuda.jit(**KERNEL)
+def _lstm_sequence(h0, c0, U, mask, rmask, act, ract, first, count, gates, hs, cs):
+    i, j = _sequence_thread()
+    for s in range(hs.shape[1]):
+        _lstm_cell(i, j, h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs)
+        cuda.syncthreads()
+
+
 def lstm_forward(x, W, bias, U, h0, c0, mask, rmask, act, ract, first, count, gates, hs, cs):
     """The LSTM's states and activated gates (i, f, c̃, o) at every step."""
     _projection(x, W, bias, first, count, gates)
-    blocks, threads = grid2(count, hs.shape[2])
+    whole, blocks, threads = _geometry(count, hs.shape[2])
+    if whole:
+        _lstm_sequence[blocks, threads](h0, c0, U, mask, rmask, act, ract, first, count, gates, hs, cs)
+        return
     for s in range(hs.shape[1]):
         _lstm_step[blocks, threads](h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs)
 
 
-@cuda.jit(**KERNEL)
-def _lstm_back_step(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates, dh0, dc0):
-    i, j = cuda.grid(2)
+@cuda.jit(device=True)
+def _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates, dh0, dc0):
     steps, units = gates.shape[1], UT.shape[1]
     if i < count and j < units:
         b = first + i
@@ -230,17 +304,34 @@ def _lstm_back_step(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, cou
         dc0[b, j] = dc_here * gf
 
 
+@cuda.jit(**KERNEL)
+def _lstm_back_step(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates, dh0, dc0):
+    i, j = cuda.grid(2)
+    _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates, dh0, dc0)
+
+
+@cuda.jit(**KERNEL)
+def _lstm_back_sequence(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, gates, dh0, dc0):
+    i, j = _sequence_thread()
+    for s in range(gates.shape[1] - 1, -2, -1):
+        _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates, dh0, dc0)
+        cuda.syncthreads()
+
+
 def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, gates, dh0, dc0):
     """Overwrites gates with dpre; dh0, dc0 = the gradients w.r.t. the initial states."""
-    blocks, threads = grid2(count, UT.shape[1])
+    whole, blocks, threads = _geometry(count, UT.shape[1])
+    if whole:
+        _lstm_back_sequence[blocks, threads](dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, gates,
+                                             dh0, dc0)
+        return
     for s in range(gates.shape[1] - 1, -2, -1):
         _lstm_back_step[blocks, threads](dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates,
                                          dh0, dc0)
 
 
-@cuda.jit(**KERNEL)
-def _gru_step(U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu):
-    i, j = cuda.grid(2)
+@cuda.jit(device=True)
+def _gru_cell(i, j, U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu):
     units = hs.shape[2]
     if i < count and j < units:
         b = first + i
@@ -259,17 +350,33 @@ def _gru_step(U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, 
         hu[b, s, j] = rec_h
 
 
+@cuda.jit(**KERNEL)
+def _gru_step(U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu):
+    i, j = cuda.grid(2)
+    _gru_cell(i, j, U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
+
+
+@cuda.jit(**KERNEL)
+def _gru_sequence(U, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu):
+    i, j = _sequence_thread()
+    for s in range(hs.shape[1]):
+        _gru_cell(i, j, U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
+        cuda.syncthreads()
+
+
 def gru_forward(x, W, bias, U, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu):
     """The GRU's states, activated gates (z, r, h̃) and recurrent h̃ products (hu) at every step."""
     _projection(x, W, bias, first, count, gates)
-    blocks, threads = grid2(count, hs.shape[2])
+    whole, blocks, threads = _geometry(count, hs.shape[2])
+    if whole:
+        _gru_sequence[blocks, threads](U, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu)
+        return
     for s in range(hs.shape[1]):
         _gru_step[blocks, threads](U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
 
 
-@cuda.jit(**KERNEL)
-def _gru_back_step(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec, dh0):
-    i, j = cuda.grid(2)
+@cuda.jit(device=True)
+def _gru_back_cell(i, j, dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec, dh0):
     steps, units = gates.shape[1], UT.shape[1]
     if i < count and j < units:
         b = first + i
@@ -304,10 +411,28 @@ def _gru_back_step(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s,
         dh0[b, j] = g * z
 
 
+@cuda.jit(**KERNEL)
+def _gru_back_step(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec, dh0):
+    i, j = cuda.grid(2)
+    _gru_back_cell(i, j, dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec, dh0)
+
+
+@cuda.jit(**KERNEL)
+def _gru_back_sequence(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, gates, drec, dh0):
+    i, j = _sequence_thread()
+    for s in range(gates.shape[1] - 1, -2, -1):
+        _gru_back_cell(i, j, dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec, dh0)
+        cuda.syncthreads()
+
+
 def gru_backward(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, gates, drec, dh0):
     """Overwrites gates with dpre; drec = the recurrent products' gradients (all gates, or h̃'s block);
     dh0 = the gradient w.r.t. the initial state."""
-    blocks, threads = grid2(count, UT.shape[1])
+    whole, blocks, threads = _geometry(count, UT.shape[1])
+    if whole:
+        _gru_back_sequence[blocks, threads](dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, gates, drec,
+                                            dh0)
+        return
     for s in range(gates.shape[1] - 1, -2, -1):
         _gru_back_step[blocks, threads](dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec,
                                         dh0)

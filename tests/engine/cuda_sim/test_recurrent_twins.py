@@ -1,7 +1,8 @@
 """The CUDA recurrent kernels under Numba's CUDA simulator, against the NumPy oracles, on the CPU tests' inputs
 (tests/engine/test_recurrent_kernels.py's Sequences): each cell with masks and recurrent dropout, the three
-activation pairs, a part of the batch (first, count) and a last-state-only gradient. Small shapes: the
-simulator runs each GPU thread as an OS thread. Run by tests/engine/test_cuda_sim.py."""
+activation pairs, a part of the batch (first, count) and a last-state-only gradient — each in both forms of the
+time loop (one launch for the whole loop, one launch per step). Small shapes: the simulator runs each GPU thread
+as an OS thread. Run by tests/engine/test_cuda_sim.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from nnctl.engine import cuda
+from nnctl.engine.cuda import recurrent as loops
 from nnctl.engine import reference_recurrent as reference
 from nnctl.engine.cpu.recurrent import RECURRENT_ACTIVATIONS as CODES
 from tests.engine.test_recurrent_kernels import (
@@ -18,6 +20,12 @@ from tests.engine.test_recurrent_kernels import (
 SHAPE = (4, 4, 5)  # (n, t, u)
 
 
+@pytest.fixture(params=[True, False], ids=["whole-loop", "per-step"])
+def loop_form(request, monkeypatch):
+    monkeypatch.setattr(loops, "WHOLE_SEQUENCE", request.param)
+    return request.param
+
+
 def _close(got, want, message):
     scale = max(1.0, float(np.abs(want).max(initial=0)))
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * scale, err_msg=message)
@@ -25,7 +33,7 @@ def _close(got, want, message):
 
 @pytest.mark.parametrize("masked, dropout", [(False, False), (True, True)], ids=["plain", "masked-rdropout"])
 @pytest.mark.parametrize("cell", list(GATES))
-def test_each_cell_matches_the_oracle_forward_and_backward(cell, masked, dropout):
+def test_each_cell_matches_the_oracle_forward_and_backward(cell, masked, dropout, loop_form):
     for pair in ACTIVATION_PAIRS:
         act, ract = CODES[pair[0]], CODES[pair[1]]
         seqs = Sequences(cell, SHAPE, np.float32, masked, dropout)
@@ -43,7 +51,7 @@ def test_each_cell_matches_the_oracle_forward_and_backward(cell, masked, dropout
 
 
 @pytest.mark.parametrize("cell", list(GATES))
-def test_a_gradient_of_the_last_state_only(cell):
+def test_a_gradient_of_the_last_state_only(cell, loop_form):
     act, ract = CODES["tanh"], CODES["sigmoid"]
     seqs = Sequences(cell, SHAPE, np.float32, True, False, seed=3)
     seqs.dhs = np.ascontiguousarray(seqs.dhs[:, -1:])
@@ -64,7 +72,7 @@ def test_recurrent_inputs_with_and_without_dropout():
         _close(got, want, f"width {width}")
 
 
-def test_the_gru_gradient_of_every_recurrent_product():
+def test_the_gru_gradient_of_every_recurrent_product(loop_form):
     """With recurrent dropout the layer takes drec for all three gates (one dU GEMM per gate)."""
     act, ract = CODES["tanh"], CODES["sigmoid"]
     seqs = Sequences("gru", SHAPE, np.float32, True, True, seed=5)
@@ -79,3 +87,23 @@ def test_the_gru_gradient_of_every_recurrent_product():
         outputs.append((gates, drec, dh0))
     for got, want, name in zip(*outputs, ("dpre", "drec", "dh0")):
         _close(got, want, name)
+
+
+@pytest.mark.parametrize("cell", list(GATES))
+def test_blocks_of_several_samples_give_the_per_step_bytes(cell, monkeypatch):
+    """Whole-loop blocks of three samples (the second block half idle: its idle threads still reach every
+    barrier) against the per-step launches: the same cells, so the same bytes."""
+    act, ract = CODES["tanh"], CODES["sigmoid"]
+    seqs = Sequences(cell, SHAPE, np.float32, True, True, seed=7)
+    full = seqs.forward(reference, act, ract)
+    results = []
+    for whole in (True, False):
+        monkeypatch.setattr(loops, "WHOLE_SEQUENCE", whole)
+        monkeypatch.setattr(loops, "SEQUENCE_BLOCK", 3 * SHAPE[2])
+        assert loops._geometry(SHAPE[0], SHAPE[2])[0] is whole
+        results.append((seqs.forward(cuda, act, ract), seqs.backward(cuda, act, ract, full)))
+    for (fwd, bwd), (fwd_step, bwd_step) in [results]:
+        for name in FORWARD_OUTPUTS[cell]:
+            np.testing.assert_array_equal(fwd[name], fwd_step[name], err_msg=name)
+        for name in BACKWARD_OUTPUTS[cell]:
+            np.testing.assert_array_equal(bwd[name], bwd_step[name], err_msg=name)
