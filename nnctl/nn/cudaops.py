@@ -1,9 +1,9 @@
 """The layers the CUDA path runs (nn/cudapath.py), each a forward and a backward on device arrays through the CUDA
-twins of the kernels the CPU layers call: Embedding (first), Dense (dense or CSR input), Dropout, Flatten,
-Conv1D/Conv2D (im2col + cuBLAS over the whole batch, the columns kept for the backward), the max/average
-pooling layers and their global forms, and (nn/cudaops_recurrent.py) SimpleRNN/LSTM/GRU and Bidirectional
-(concat) without masks or dropout. Each op reads its geometry and its weights' places in the flat buffers from
-the layer itself, so the weights, their names and layouts are the CPU's.
+twins of the kernels the CPU layers call: Embedding (first), Dense (dense or CSR input), Activation, Dropout,
+SpatialDropout1D/2D, Flatten, Reshape, Conv1D/Conv2D (im2col + cuBLAS over the whole batch, the columns kept for
+the backward), the max/average pooling layers and their global forms, and (nn/cudaops_recurrent.py)
+SimpleRNN/LSTM/GRU and Bidirectional (concat) without masks or dropout. Each op reads its geometry and its
+weights' places in the flat buffers from the layer itself, so the weights, their names and layouts are the CPU's.
 
 Buffers are flat device arrays sized for the full batch; a shorter last batch uses their first rows.
 """
@@ -16,10 +16,11 @@ import numpy as np
 
 from nnctl.engine.convolution import ConvPlan
 from nnctl.engine.cpu.dense import LINEAR
-from nnctl.nn.layers import (GRU, LSTM, BatchNormalization, Bidirectional, Dense, Dropout, Embedding, Flatten,
-                              LayerNormalization, SimpleRNN)
+from nnctl.nn.layers import (GRU, LSTM, Activation, BatchNormalization, Bidirectional, Dense, Dropout, Embedding,
+                              Flatten, LayerNormalization, Reshape, SimpleRNN)
 from nnctl.nn.layers.conv import BaseConv
 from nnctl.nn.layers.pooling import _Pooled
+from nnctl.nn.layers.regularization import SpatialDropout
 
 
 def _size(shape) -> int:
@@ -83,10 +84,11 @@ class _Activated(Op):
         self.act, self.alpha = layer.act_code, layer.alpha
         self.z, self.y, self.dz = (self.buffer((rows_per_sample, units)) for _ in range(3))
         self.zero_bias = self.ctx.zeros(units)
-        self.penalties = self.penalties_of(layer.kernel, layer.bias)
+        self.bias_param = getattr(layer, "bias", None)  # an Activation layer has none
+        self.penalties = self.penalties_of(getattr(layer, "kernel", None), self.bias_param)
 
     def bias(self):
-        return self.zero_bias if self.layer.bias is None else self.weight(self.layer.bias, self.ctx.values)
+        return self.zero_bias if self.bias_param is None else self.weight(self.bias_param, self.ctx.values)
 
     def activate(self, m):
         self.ctx.k.bias_act_forward(self.logits(m), self.bias(), self.act, self.alpha, self.outputs(m))
@@ -94,7 +96,7 @@ class _Activated(Op):
     def deactivate(self, dy, m, fused):
         rows = m * self.rows_per_sample
         dz = self.view(self.dz, (rows, self.units))
-        db = self.zero_grad if self.layer.bias is None else self.weight(self.layer.bias, self.ctx.grads)
+        db = self.zero_grad if self.bias_param is None else self.weight(self.bias_param, self.ctx.grads)
         self.ctx.k.bias_act_backward(dy.reshape(rows, self.units), self.view(self.z, (rows, self.units)),
                                      self.view(self.y, (rows, self.units)), LINEAR if fused else self.act,
                                      self.alpha, dz, db)
@@ -139,6 +141,24 @@ class DenseOp(_Activated):
         dx = self.view(self.dx, (m, self.din))
         self.ctx.blas.gemm_nt(dz, self.weight(self.layer.kernel, self.ctx.values), dx)
         return dx
+
+
+class ActivationOp(_Activated):
+    """The Activation layer: the bias-and-activation kernels with a zero bias over the last axis (softmax: over
+    the last axis), its input copied into z for the backward."""
+
+    def __init__(self, ctx, layer, index):
+        super().__init__(ctx, layer, index)
+        self.setup(_size(self.in_shape[:-1]), self.in_shape[-1])
+        self.zero_grad = ctx.empty(self.units, np.float32)
+
+    def forward(self, x, m, training):
+        self.ctx.k.copy_columns(x.reshape(m * self.rows_per_sample, self.units), self.logits(m), 0)
+        self.activate(m)
+        return self.outputs(m).reshape((m,) + self.out_shape)
+
+    def backward(self, dy, m, fused=False):
+        return self.deactivate(dy, m, fused).reshape((m,) + self.in_shape)
 
 
 class ConvOp(_Activated):
@@ -309,6 +329,8 @@ class NormalizationOp(Op):
 
 
 class FlattenOp(Op):
+    """Flatten and Reshape: a new view of the same rows."""
+
     def forward(self, x, m, training):
         return x.reshape((m,) + self.out_shape)
 
@@ -343,6 +365,36 @@ class DropoutOp(Op):
         return self.dx[:size].reshape((m,) + self.in_shape)
 
 
+class SpatialDropoutOp(DropoutOp):
+    """SpatialDropout1D/2D: one draw per (sample, channel) from the counter-based generator, that channel's
+    multiplier applied at every step or pixel."""
+
+    def __init__(self, ctx, layer, index):
+        super().__init__(ctx, layer, index)
+        self.channels = self.in_shape[-1]
+        self.ones = ctx.cuda.to_device(np.ones(ctx.batch_size * self.channels, np.float32))
+        self.scale, self.drawn = (ctx.empty(ctx.batch_size * self.channels, np.float32) for _ in range(2))
+
+    def forward(self, x, m, training):
+        self.active = training and self.rate > 0
+        if not self.active:
+            return x
+        k, size, c = self.ctx.k, m * self.channels, self.channels
+        k.dropout_counter_forward(self.ones[:size], self.key, self.ctx.model.optimizer.iterations, self.rate,
+                                  self.drawn[:size], self.scale[:size])
+        y = self.view(self.y, (m, _size(self.in_shape) // c, c))
+        k.scale_channels(x.reshape(y.shape), self.scale[:size].reshape(m, c), y)
+        return y.reshape((m,) + self.out_shape)
+
+    def backward(self, dy, m, fused=False):
+        if not self.active:
+            return dy
+        c = self.channels
+        dx = self.view(self.dx, (m, _size(self.in_shape) // c, c))
+        self.ctx.k.scale_channels(dy.reshape(dx.shape), self.scale[:m * c].reshape(m, c), dx)
+        return dx.reshape((m,) + self.in_shape)
+
+
 def dropout_key(model, index: int) -> int:
     """The key of the Dropout layer at `index`: from the run's seed (a seeded run drops the same units on every
     run, and on resuming), else drawn from the model's generator."""
@@ -363,7 +415,7 @@ def op_for(layer):
     if isinstance(layer, _Pooled) and type(layer).forward is _Pooled.forward:  # not a masked global average
         return PoolOp
     if isinstance(layer, (SimpleRNN, LSTM, GRU)):
-        plain = not (layer.dropout or layer.recurrent_dropout or layer.go_backwards or layer.zero_output_for_mask)
+        plain = not (layer.dropout or layer.recurrent_dropout or layer.zero_output_for_mask)
         return RecurrentOp if plain else None
     if isinstance(layer, Bidirectional):
         inner = layer.forward_layer
@@ -371,8 +423,12 @@ def op_for(layer):
         return BidirectionalOp if plain and layer.merge_mode == "concat" else None
     if isinstance(layer, (BatchNormalization, LayerNormalization)):
         return NormalizationOp if not layer.view.moves else None  # the normalized axes last: a free reshape
-    if isinstance(layer, Flatten):
+    if isinstance(layer, (Flatten, Reshape)):
         return FlattenOp
     if isinstance(layer, Dropout):
         return DropoutOp
+    if isinstance(layer, SpatialDropout):
+        return SpatialDropoutOp
+    if isinstance(layer, Activation):
+        return ActivationOp
     return None

@@ -9,22 +9,23 @@ from nnctl.nn.cudaops import Op, _size
 
 
 class RecurrentOp(Op):
-    """SimpleRNN, LSTM and GRU without masks or dropout, forward in time: the CUDA recurrent twins (the input
-    projection in one launch, one launch a step), then the weight gradients as GEMMs over samples × steps,
+    """SimpleRNN, LSTM and GRU without masks or dropout (go_backwards too): the CUDA recurrent twins (the input
+    projection in one launch, the time loop in one), then the weight gradients as GEMMs over samples × steps,
     the bias gradient as in-order column sums, as the CPU layer forms them. The GRU's h̃ block has a recurrent
     gradient of its own (r·e, in `drec`): copied over dpre's h̃ block once dW, dx and the input bias's gradient
     are taken, so that dU and the recurrent bias's gradient are one GEMM and one column sum."""
 
-    def __init__(self, ctx, layer, index, reverse=False):
+    def __init__(self, ctx, layer, index, restore_order=False):
         super().__init__(ctx, layer, index)
         self.steps, self.features = self.in_shape
         self.units, self.width = layer.units, layer.gates * layer.units
-        # Backward in time (Bidirectional's backward copy): the inputs reversed first, its output sequence and
-        # input gradient flipped back into time order, as the CPU layer's go_backwards.
-        self.reverse = reverse
-        self.xrev = self.buffer(self.in_shape) if reverse else None
-        self.hrev = self.buffer((self.steps, self.units)) if reverse and layer.return_sequences else None
-        self.dxrev = self.buffer(self.in_shape) if reverse and index > 0 else None
+        # go_backwards: the inputs reversed first and the input gradient flipped back into time order, as the CPU
+        # layer's; its output sequence stays in the reversed order (Keras's), but for Bidirectional's backward
+        # copy (`restore_order`), whose outputs go back into time order beside the forward copy's.
+        self.reverse, self.restore = layer.go_backwards, restore_order and layer.return_sequences
+        self.xrev = self.buffer(self.in_shape) if self.reverse else None
+        self.hrev = self.buffer((self.steps, self.units)) if self.restore else None
+        self.dxrev = self.buffer(self.in_shape) if self.reverse and index > 0 else None
         self.lstm, self.gru = layer.gates == 4, layer.gates == 3
         self.act, self.ract = layer._codes()
         step = (self.steps, self.units)
@@ -67,7 +68,7 @@ class RecurrentOp(Op):
                            self.view(self.cs, (m, self.steps, self.units)))
         else:
             k.simple_rnn_forward(x4, W, bias, U, self._state(m), self.mask[:m], self.rmask, self.act, 0, m, hs)
-        if layer.return_sequences and self.reverse:
+        if self.restore:
             k.reverse_steps(hs, back := self.view(self.hrev, (m, self.steps, self.units)))
             return back
         if layer.return_sequences:
@@ -80,7 +81,7 @@ class RecurrentOp(Op):
         layer, k, blas = self.layer, self.ctx.k, self.ctx.blas
         T, u, w = self.steps, self.units, self.width
         dhs = dy.reshape(m, T if layer.return_sequences else 1, u)
-        if layer.return_sequences and self.reverse:  # into the order the loops ran (hrev is free again)
+        if self.restore:  # into the order the loops ran (hrev is free again)
             k.reverse_steps(dhs, flipped := self.view(self.hrev, (m, T, u)))
             dhs = flipped
         k.transpose(self.weight(layer.recurrent_kernel, self.ctx.values), self.UT)
@@ -126,7 +127,7 @@ class BidirectionalOp(Op):
     def __init__(self, ctx, layer, index):
         super().__init__(ctx, layer, index)
         self.ahead = RecurrentOp(ctx, layer.forward_layer, index)
-        self.back = RecurrentOp(ctx, layer.backward_layer, index, reverse=True)
+        self.back = RecurrentOp(ctx, layer.backward_layer, index, restore_order=True)
         self.units = layer.forward_layer.units
         self.rows_per_sample = self.in_shape[0] if layer.return_sequences else 1
         self.y = self.buffer((self.rows_per_sample, 2 * self.units))

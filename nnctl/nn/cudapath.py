@@ -1,5 +1,6 @@
 """`device: cuda`: a Sequential model's steps on the GPU, layer by layer through nn/cudaops.py's device ops
-(Embedding, Dense, Dropout, Flatten, Conv1D/Conv2D, pooling, normalization, SimpleRNN/LSTM/GRU, Bidirectional),
+(Embedding, Dense, Activation, Dropout, SpatialDropout, Flatten, Reshape, Conv1D/Conv2D, pooling, normalization,
+SimpleRNN/LSTM/GRU with go_backwards, Bidirectional),
 which call the CUDA twins of the very kernels the CPU runs (nnctl/engine/cuda/) and cuBLAS for the GEMMs.
 
 A runner call (an epoch, or a chunk of steps when callbacks want batches) uploads the weights and optimizer
@@ -19,7 +20,7 @@ import numpy as np
 from nnctl.engine.csr import CSRMatrix
 from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
-from nnctl.nn.cudaops import DenseOp, DropoutOp, EmbeddingOp, SparseBatch, op_for
+from nnctl.nn.cudaops import ActivationOp, DenseOp, DropoutOp, EmbeddingOp, SparseBatch, op_for
 
 DEVICES = ("cpu", "cuda")
 
@@ -63,15 +64,15 @@ def unsupported(model) -> str | None:
         op = op_for(layer)
         if op is None:
             return (f"layer {index} ({layer.type_name}) is not on the CUDA backend yet (it runs Embedding without "
-                    f"mask_zero or a regularizer, Dense, Dropout, Flatten, Conv1D/Conv2D, pooling, Batch/Layer"
-                    f"Normalization over the last axes, and SimpleRNN, LSTM, GRU and Bidirectional (concat) without "
-                    f"masks, dropout or go_backwards so far)")
+                    f"mask_zero or a regularizer, Dense, Activation, Dropout, SpatialDropout1D/2D, Flatten, Reshape, "
+                    f"Conv1D/Conv2D, pooling, Batch/LayerNormalization over the last axes, and SimpleRNN, LSTM, GRU "
+                    f"and Bidirectional (concat) without masks or dropout so far)")
         if op is EmbeddingOp and index > 0:
             return f"layer {index} (embedding) must be the first layer on the CUDA backend"
-        if op is DropoutOp and index == 0:
+        if issubclass(op, DropoutOp) and index == 0:
             return "a Dropout before the first layer with weights is not on the CUDA backend yet"
-    if op is not DenseOp:
-        return "the last layer must be a Dense layer on the CUDA backend"
+    if not (op is DenseOp or (op is ActivationOp and len(layer.input_shape) == 1)):
+        return "the last layer must be a Dense or an Activation of rows on the CUDA backend"
     if model.dtype != np.float32:
         return "the CUDA backend trains in float32"
     if getattr(model.loss, "custom", False):

@@ -16,9 +16,10 @@ from click.testing import CliRunner
 from nnctl.cli import main
 from nnctl.errors import ArgumentError
 from nnctl.nn.callbacks import Callback
-from nnctl.nn.layers import (AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional, Conv1D, Conv2D,
-                               Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D, GlobalMaxPooling1D, GRU,
-                               LayerNormalization, LSTM, MaxPooling1D, MaxPooling2D, SimpleRNN)
+from nnctl.nn.layers import (Activation, AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional,
+                               Conv1D, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D,
+                               GlobalMaxPooling1D, GRU, LayerNormalization, LSTM, MaxPooling1D, MaxPooling2D, Reshape,
+                               SimpleRNN, SpatialDropout1D, SpatialDropout2D)
 from nnctl.nn.model import Sequential
 
 RNG = np.random.default_rng(11)
@@ -77,6 +78,12 @@ CASES = {  # name: (x, target of x, layers, optimizer, loss)
                                                        LayerNormalization(center=False), Dense(4, trainable=False),
                                                        Dense(2, activation="softmax")],
                                               "adam", "sparse_categorical_crossentropy"),
+    "reshape-backwards-loops-activation-head": (IMAGES, lambda x: np.argmax(x[:, 0, :3, 1], 1),
+                                                lambda: [Reshape((14, 6)), GRU(3, go_backwards=True,
+                                                                               return_sequences=True),
+                                                         Activation("relu"), LSTM(2, go_backwards=True), Dense(3),
+                                                         Activation("softmax")],
+                                                "adam", "sparse_categorical_crossentropy"),
 }
 
 
@@ -120,9 +127,9 @@ def test_a_layer_not_on_the_cuda_path_is_named():
     model = Sequential([Dense(4, activation="relu"), Dense(1), Dropout(0.5)], input_shape=(6,), seed=0,
                        device="cuda")
     model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ArgumentError, match=r"device cuda: the last layer must be a Dense layer"):
+    with pytest.raises(ArgumentError, match=r"device cuda: the last layer must be a Dense or an Activation of rows"):
         model.fit(X, X[:, :1], epochs=1, batch_size=8)
-    model = Sequential([Embedding(10, 3), GRU(2, go_backwards=True), Dense(1)], input_shape=(6,), seed=0,
+    model = Sequential([Embedding(10, 3), GRU(2, recurrent_dropout=0.2), Dense(1)], input_shape=(6,), seed=0,
                        device="cuda")
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ArgumentError, match=r"device cuda: layer 1 \(gru\) is not on the CUDA backend yet"):
@@ -187,21 +194,30 @@ class _CounterUniforms:
     def random(self, size, dtype=np.float32):
         from nnctl.engine import reference
 
-        return reference.counter_uniform(self.key, self.model.optimizer.iterations, size)
+        shape = (size,) if isinstance(size, int) else tuple(size)
+        return reference.counter_uniform(self.key, self.model.optimizer.iterations, int(np.prod(shape))).reshape(shape)
 
 
-def test_dropout_on_the_cuda_path_trains_as_the_cpu_does_with_the_same_masks(strict_device_arrays):
+DROPPED = {  # name: (x, y, layers), the dropout layer second; SpatialDropout draws one number per (sample, channel)
+    "dropout": (X, X[:, :1] - X[:, 1:2], lambda: [Dense(6, activation="relu"), Dropout(0.5), Dense(1)]),
+    "spatial-1d": (SEQUENCES, SEQUENCES[:, 0, :1], lambda: [Conv1D(4, 2, activation="relu"), SpatialDropout1D(0.5),
+                                                           GlobalMaxPooling1D(), Dense(1)]),
+    "spatial-2d": (IMAGES, IMAGES[:, 0, 0, :1], lambda: [Conv2D(3, 2), SpatialDropout2D(0.4), Flatten(), Dense(1)]),
+}
+
+
+@pytest.mark.parametrize("case", list(DROPPED))
+def test_dropout_on_the_cuda_path_trains_as_the_cpu_does_with_the_same_masks(case, strict_device_arrays):
     from nnctl.nn.cudaops import dropout_key
 
-    y = X[:, :1] - X[:, 1:2]
+    x, y, layers = DROPPED[case]
     runs = {}
     for device in ("cpu", "cuda"):
-        model = Sequential([Dense(6, activation="relu"), Dropout(0.5), Dense(1)], input_shape=(6,), seed=5,
-                           device=device)
+        model = Sequential(layers(), input_shape=x.shape[1:], seed=5, device=device)
         model.compile(optimizer="adam", loss="mse")
         if device == "cpu":
             model.layers[1].rng = _CounterUniforms(model, dropout_key(model, 1))
-        history = model.fit(X, y, epochs=2, batch_size=8)
+        history = model.fit(x, y, epochs=2, batch_size=8)
         runs[device] = history["loss"], model.get_weights()
     np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=2e-5)
     for name in runs["cpu"][1]:
