@@ -338,72 +338,9 @@ class FlattenOp(Op):
         return dy.reshape((m,) + self.in_shape)
 
 
-class DropoutOp(Op):
-    """Masks from the counter-based generator (nnctl/engine/cuda/dropout.py): key from the run's seed and the
-    layer's index, the draw numbered by the optimizer step."""
-
-    def __init__(self, ctx, layer, index):
-        super().__init__(ctx, layer, index)
-        self.rate, self.key = layer.rate, dropout_key(ctx.model, index)
-        self.y, self.mask, self.dx = (self.buffer(self.in_shape) for _ in range(3))
-        self.active = False
-
-    def forward(self, x, m, training):
-        self.active = training and self.rate > 0
-        if not self.active:
-            return x
-        size = m * _size(self.in_shape)
-        self.ctx.k.dropout_counter_forward(x.reshape(size), self.key, self.ctx.model.optimizer.iterations, self.rate,
-                                           self.y[:size], self.mask[:size])
-        return self.y[:size].reshape((m,) + self.out_shape)
-
-    def backward(self, dy, m, fused=False):
-        if not self.active:
-            return dy
-        size = m * _size(self.in_shape)
-        self.ctx.k.multiply(dy.reshape(size), self.mask[:size], self.dx[:size])
-        return self.dx[:size].reshape((m,) + self.in_shape)
-
-
-class SpatialDropoutOp(DropoutOp):
-    """SpatialDropout1D/2D: one draw per (sample, channel) from the counter-based generator, that channel's
-    multiplier applied at every step or pixel."""
-
-    def __init__(self, ctx, layer, index):
-        super().__init__(ctx, layer, index)
-        self.channels = self.in_shape[-1]
-        self.ones = ctx.cuda.to_device(np.ones(ctx.batch_size * self.channels, np.float32))
-        self.scale, self.drawn = (ctx.empty(ctx.batch_size * self.channels, np.float32) for _ in range(2))
-
-    def forward(self, x, m, training):
-        self.active = training and self.rate > 0
-        if not self.active:
-            return x
-        k, size, c = self.ctx.k, m * self.channels, self.channels
-        k.dropout_counter_forward(self.ones[:size], self.key, self.ctx.model.optimizer.iterations, self.rate,
-                                  self.drawn[:size], self.scale[:size])
-        y = self.view(self.y, (m, _size(self.in_shape) // c, c))
-        k.scale_channels(x.reshape(y.shape), self.scale[:size].reshape(m, c), y)
-        return y.reshape((m,) + self.out_shape)
-
-    def backward(self, dy, m, fused=False):
-        if not self.active:
-            return dy
-        c = self.channels
-        dx = self.view(self.dx, (m, _size(self.in_shape) // c, c))
-        self.ctx.k.scale_channels(dy.reshape(dx.shape), self.scale[:m * c].reshape(m, c), dx)
-        return dx.reshape((m,) + self.in_shape)
-
-
-def dropout_key(model, index: int) -> int:
-    """The key of the Dropout layer at `index`: from the run's seed (a seeded run drops the same units on every
-    run, and on resuming), else drawn from the model's generator."""
-    seed = model.seed if model.seed is not None else int(model.rng.integers(1 << 62))
-    return (seed * 0x9E3779B97F4A7C15 + (index + 1) * 0xBF58476D1CE4E5B9) % (1 << 64)
-
-
 def op_for(layer):
     """The op class that runs `layer` on the device, or None when none does yet."""
+    from nnctl.nn.cudaops_dropout import DropoutOp, SpatialDropoutOp
     from nnctl.nn.cudaops_recurrent import BidirectionalOp, RecurrentOp
 
     if isinstance(layer, Embedding):

@@ -20,7 +20,8 @@ import numpy as np
 from nnctl.engine.csr import CSRMatrix
 from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
-from nnctl.nn.cudaops import ActivationOp, DenseOp, DropoutOp, EmbeddingOp, SparseBatch, op_for
+from nnctl.nn.cudaops import ActivationOp, DenseOp, EmbeddingOp, SparseBatch, op_for
+from nnctl.nn.cudaops_dropout import DropoutOp
 
 DEVICES = ("cpu", "cuda")
 

@@ -208,7 +208,7 @@ DROPPED = {  # name: (x, y, layers), the dropout layer second; SpatialDropout dr
 
 @pytest.mark.parametrize("case", list(DROPPED))
 def test_dropout_on_the_cuda_path_trains_as_the_cpu_does_with_the_same_masks(case, strict_device_arrays):
-    from nnctl.nn.cudaops import dropout_key
+    from nnctl.nn.cudaops_dropout import dropout_key
 
     x, y, layers = DROPPED[case]
     runs = {}
