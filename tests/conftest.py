@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -152,10 +154,39 @@ def pytest_addoption(parser):
     parser.addoption("--run-long", action="store_true", help="also run tests marked `long` (many minutes each)")
 
 
+def _xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _xdist_controller(config) -> bool:
+    return not _xdist_worker(config) and bool(getattr(config.option, "numprocesses", None))
+
+
+def _selects_cuda_sim(config) -> bool:
+    """Whether the command line's paths hold tests/engine/test_cuda_sim.py (no -k: it could deselect it)."""
+    if config.option.keyword:
+        return False
+    target = (Path(config.rootpath) / CUDA_SIM_TESTS).resolve()
+    for arg in config.args or config.getini("testpaths"):
+        path = (Path(config.invocation_params.dir) / arg.split("::")[0]).resolve()
+        if path == target or path in target.parents:
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist starts its workers: they inherit where the run is
+def pytest_sessionstart(session):
+    if _xdist_controller(session.config) and _selects_cuda_sim(session.config):
+        from tests.engine import cuda_background
+
+        cuda_background.start(share=True)
+
+
 def pytest_collection_modifyitems(config, items):
     # The CUDA simulator run's checks go last: its process (tests/engine/cuda_background.py) starts in the
     # background once most of the suite has run, so it loads the CPU kernels the suite compiled instead of
-    # compiling them again beside it, and overlaps the last tests on the other core.
+    # compiling them again beside it, and overlaps the last tests on the other core. Under pytest-xdist (the
+    # README's command) the controller starts it with the session instead (pytest_sessionstart).
     cuda = [item for item in items if item.nodeid.startswith(CUDA_SIM_TESTS)]
     items[:] = [item for item in items if not item.nodeid.startswith(CUDA_SIM_TESTS)] + cuda
     if config.getoption("--run-long"):
@@ -173,7 +204,7 @@ _PROGRESS = {"started": 0, "start_at": None}
 def pytest_collection_finish(session):
     """When the CUDA simulator checks will run: start their process at 60 % of the tests (or at once for a short
     selection), so it overlaps the rest."""
-    if any(item.nodeid.startswith(CUDA_SIM_TESTS) for item in session.items):
+    if not _xdist_worker(session.config) and any(item.nodeid.startswith(CUDA_SIM_TESTS) for item in session.items):
         _PROGRESS["start_at"] = int(0.6 * len(session.items)) if len(session.items) > 200 else 0
 
 

@@ -39,10 +39,16 @@ class Op:
     weight buffers), `batch_size`, `empty(size, dtype)`."""
 
     penalties: list = []
+    in_mask = None  # the Keras mask of the input: an (m, steps) uint8 device array, or None
 
     def __init__(self, ctx, layer, index):
         self.ctx, self.layer, self.index = ctx, layer, index
         self.in_shape, self.out_shape = tuple(layer.input_shape), tuple(layer.output_shape)
+
+    def out_mask(self, mask):
+        """The output's mask given the input's (after `forward`): passed on by the layers that support masking,
+        dropped by the others, as the CPU layer's `compute_mask`."""
+        return mask if self.layer.supports_masking else None
 
     def buffer(self, shape_per_sample, dtype=np.float32):
         return self.ctx.empty(self.ctx.batch_size * _size(shape_per_sample), dtype)
@@ -231,10 +237,11 @@ class PoolOp(Op):
 
 
 class EmbeddingOp(Op):
-    """The first layer of a text model: int32 ids → rows of the table. The ids are checked once per dataset
-    (`check_ids`), not per step; the gradient touches only the rows a step used (the CPU's scatter, its count
-    kept on the device), and the optimizer then steps the whole table as a dense weight, which the CPU's
-    by-rows update equals to float32 rounding (nnctl/engine/cpu/optim_rows.py)."""
+    """The first layer of a text model: int32 ids → rows of the table; with mask_zero, the mask of the ids that
+    are not 0 for the layers after it. The ids are checked once per dataset (`check_ids`), not per step; the
+    gradient touches only the rows a step used (the CPU's scatter, its count kept on the device), and the
+    optimizer then steps the whole table as a dense weight, which the CPU's by-rows update equals to float32
+    rounding (nnctl/engine/cpu/optim_rows.py)."""
 
     def __init__(self, ctx, layer, index):
         super().__init__(ctx, layer, index)
@@ -243,6 +250,7 @@ class EmbeddingOp(Op):
         self.touched = ctx.empty(layer.input_dim, np.int32)
         self.marks = ctx.cuda.to_device(np.zeros(layer.input_dim, np.uint8))
         self.counter = ctx.cuda.to_device(np.zeros(1, np.int64))
+        self.mask = self.buffer((self.steps,), np.uint8) if layer.mask_zero else None
 
     def check_ids(self, x) -> None:
         """A ShapeError naming the first id outside [0, input_dim), as the CPU layer's."""
@@ -258,7 +266,12 @@ class EmbeddingOp(Op):
         self.ids = x.reshape(m * self.steps)
         out = self.view(self.y, (m * self.steps, self.width))
         self.ctx.k.embedding_gather(self.ids, self.weight(self.layer.embeddings, self.ctx.values), out, check=False)
+        if self.mask is not None:
+            self.ctx.k.id_mask(self.ids, self.mask[:m * self.steps])
         return out.reshape((m,) + self.out_shape)
+
+    def out_mask(self, mask):
+        return None if self.mask is None else self.mask[:self.ids.shape[0]].reshape((-1,) + self.in_shape)
 
     def backward(self, dy, m, fused=False):
         self.ctx.k.embedding_scatter_add(self.ids, dy.reshape(m * self.steps, self.width),
@@ -344,7 +357,7 @@ def op_for(layer):
     from nnctl.nn.cudaops_recurrent import BidirectionalOp, RecurrentOp
 
     if isinstance(layer, Embedding):
-        return EmbeddingOp if not layer.mask_zero and layer.embeddings_regularizer is None else None
+        return EmbeddingOp if layer.embeddings_regularizer is None else None
     if isinstance(layer, Dense):
         return DenseOp if len(layer.input_shape) == 1 else None
     if isinstance(layer, BaseConv):
@@ -352,7 +365,7 @@ def op_for(layer):
     if isinstance(layer, _Pooled) and type(layer).forward is _Pooled.forward:  # not a masked global average
         return PoolOp
     if isinstance(layer, (SimpleRNN, LSTM, GRU)):
-        plain = not (layer.dropout or layer.recurrent_dropout or layer.zero_output_for_mask)
+        plain = not (layer.dropout or layer.recurrent_dropout)
         return RecurrentOp if plain else None
     if isinstance(layer, Bidirectional):
         inner = layer.forward_layer

@@ -9,7 +9,7 @@ from nnctl.nn.cudaops import Op, _size
 
 
 class RecurrentOp(Op):
-    """SimpleRNN, LSTM and GRU without masks or dropout (go_backwards too): the CUDA recurrent twins (the input
+    """SimpleRNN, LSTM and GRU with masks and go_backwards, without dropout: the CUDA recurrent twins (the input
     projection in one launch, the time loop in one), then the weight gradients as GEMMs over samples × steps,
     the bias gradient as in-order column sums, as the CPU layer forms them. The GRU's h̃ block has a recurrent
     gradient of its own (r·e, in `drec`): copied over dpre's h̃ block once dW, dx and the input bias's gradient
@@ -35,7 +35,12 @@ class RecurrentOp(Op):
         self.hu, self.drec = (self.buffer(step), self.buffer(step)) if self.gru else (None, None)
         self.zeros_state = ctx.zeros(ctx.batch_size * self.units)  # h0, c0 and the last carry's gradient
         self.dh0, self.dc0 = self.buffer((self.units,)), self.buffer((self.units,))
-        self.mask = ctx.cuda.to_device(np.ones((ctx.batch_size, self.steps), np.uint8))
+        self.mask = ctx.cuda.to_device(np.ones((ctx.batch_size, self.steps), np.uint8))  # no mask: every step real
+        # With a mask: go_backwards reverses it with the inputs; Bidirectional's copies give zeros at its padded
+        # steps (zero_output_for_mask, their sequences only), and take their gradient there as zero.
+        self.maskrev = self.buffer((self.steps,), np.uint8) if self.reverse else None
+        self.zeroing = layer.zero_output_for_mask and layer.return_sequences
+        self.hz = self.buffer(step) if self.zeroing else None
         self.rmask = ctx.empty((0, self.width), np.float32)
         self.no_bias = ctx.zeros(self.width)
         self.UT = ctx.empty((self.width, self.units), np.float32)
@@ -47,32 +52,43 @@ class RecurrentOp(Op):
     def _state(self, m):
         return self.zeros_state[:m * self.units].reshape(m, self.units)
 
+    def out_mask(self, mask):
+        return mask if self.layer.return_sequences else None
+
     def forward(self, x, m, training):
         layer, values, k = self.layer, self.ctx.values, self.ctx.k
         self.x = x.reshape(m, self.steps, self.features)
+        self.masked = self.in_mask is not None
+        mask = self.in_mask.reshape(m, self.steps) if self.masked else self.mask[:m]
         if self.reverse:
             k.reverse_steps(self.x, xrev := self.view(self.xrev, (m, self.steps, self.features)))
             self.x = xrev
+            if self.masked:
+                k.reverse_steps(mask.reshape(m, self.steps, 1), flipped := self.view(self.maskrev, (m, self.steps, 1)))
+                mask = flipped.reshape(m, self.steps)
+        self.loop_mask = mask
         x4 = self.x.reshape(1, m, self.steps, self.features)
         bias = self.no_bias if layer.bias is None else self.weight(layer.bias, values)
         W, U = self.weight(layer.kernel, values), self.weight(layer.recurrent_kernel, values)
         hs = self.view(self.hs, (m, self.steps, self.units))
         if self.gru:  # bias (2, 3u): the input row, then the recurrent one
             k.gru_forward(x4, W, bias if layer.bias is None else bias[0], U, bias if layer.bias is None else bias[1],
-                          self._state(m), self.mask[:m], self.rmask, self.act, self.ract, 0, m,
+                          self._state(m), mask, self.rmask, self.act, self.ract, 0, m,
                           self.view(self.gates, (m, self.steps, self.width)), hs,
                           self.view(self.hu, (m, self.steps, self.units)))
         elif self.lstm:
-            k.lstm_forward(x4, W, bias, U, self._state(m), self._state(m), self.mask[:m], self.rmask, self.act,
+            k.lstm_forward(x4, W, bias, U, self._state(m), self._state(m), mask, self.rmask, self.act,
                            self.ract, 0, m, self.view(self.gates, (m, self.steps, self.width)), hs,
                            self.view(self.cs, (m, self.steps, self.units)))
         else:
-            k.simple_rnn_forward(x4, W, bias, U, self._state(m), self.mask[:m], self.rmask, self.act, 0, m, hs)
-        if self.restore:
-            k.reverse_steps(hs, back := self.view(self.hrev, (m, self.steps, self.units)))
-            return back
+            k.simple_rnn_forward(x4, W, bias, U, self._state(m), mask, self.rmask, self.act, 0, m, hs)
         if layer.return_sequences:
-            return hs
+            out = hs
+            if self.zeroing and self.masked:
+                k.mask_steps(hs, mask, out := self.view(self.hz, (m, self.steps, self.units)))
+            if self.restore:
+                k.reverse_steps(out, out := self.view(self.hrev, (m, self.steps, self.units)))
+            return out
         last = self.view(self.last, (m, self.units))
         k.take_rows(hs.reshape(m * self.steps, self.units), self.last_rows[:m], last)
         return last
@@ -84,18 +100,22 @@ class RecurrentOp(Op):
         if self.restore:  # into the order the loops ran (hrev is free again)
             k.reverse_steps(dhs, flipped := self.view(self.hrev, (m, T, u)))
             dhs = flipped
+        mask = self.loop_mask
+        if self.zeroing and self.masked:  # (hz is free again too)
+            k.mask_steps(dhs, mask, zeroed := self.view(self.hz, (m, T, u)))
+            dhs = zeroed
         k.transpose(self.weight(layer.recurrent_kernel, self.ctx.values), self.UT)
         hs, dpre = self.view(self.hs, (m, T, u)), self.view(self.gates, (m, T, w))
         if self.gru:
-            k.gru_backward(dhs, hs, self.view(self.hu, (m, T, u)), self._state(m), self.UT, self.mask[:m],
+            k.gru_backward(dhs, hs, self.view(self.hu, (m, T, u)), self._state(m), self.UT, mask,
                            self.rmask, self.act, self.ract, 0, m, dpre, self.view(self.drec, (m, T, u)),
                            self.view(self.dh0, (m, u)))
         elif self.lstm:
             k.lstm_backward(dhs, self._state(m), self.view(self.cs, (m, T, u)), self._state(m), self.UT,
-                            self.mask[:m], self.rmask, self.act, self.ract, 0, m, dpre,
+                            mask, self.rmask, self.act, self.ract, 0, m, dpre,
                             self.view(self.dh0, (m, u)), self.view(self.dc0, (m, u)))
         else:
-            k.simple_rnn_backward(dhs, hs, self.UT, self.mask[:m], self.rmask, self.act, 0, m, dpre,
+            k.simple_rnn_backward(dhs, hs, self.UT, mask, self.rmask, self.act, 0, m, dpre,
                                   self.view(self.dh0, (m, u)))
         hprev = self.view(self.hprev, (m, T, u))
         k.recurrent_inputs(hs, self._state(m), self.rmask, 0, m, hprev)
@@ -135,10 +155,14 @@ class BidirectionalOp(Op):
         self.dx = self.buffer(self.in_shape) if index > 0 else None
         self.penalties = self.ahead.penalties + self.back.penalties
 
+    def out_mask(self, mask):
+        return mask if self.layer.return_sequences else None
+
     def forward(self, x, m, training):
         rows, u = m * self.rows_per_sample, self.units
         y = self.view(self.y, (rows, 2 * u))
         for op, col0 in ((self.ahead, 0), (self.back, u)):
+            op.in_mask = self.in_mask
             self.ctx.k.copy_columns(op.forward(x, m, training).reshape(rows, u), y, col0)
         return y.reshape((m,) + self.out_shape)
 

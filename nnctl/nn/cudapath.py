@@ -166,8 +166,11 @@ class CudaPath:
             x = self.xbuf[:m * self.features].reshape(m, self.features)
             self.k.take_rows(data["x"], rows, x)
             x = x.reshape((m,) + tuple(self.model.input_shape))
+        mask = None  # Keras masks from Embedding's mask_zero, passed on as the CPU's layers pass them
         for op in self.ops:
+            op.in_mask = mask
             x = op.forward(x, m, training)
+            mask = op.out_mask(mask)
 
     def _step(self, data, rows, step, losses) -> None:
         model, k, m = self.model, self.k, rows.shape[0]

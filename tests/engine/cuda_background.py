@@ -1,52 +1,69 @@
 """The CUDA simulator run (tests/engine/cuda_sim/, in a process of its own: the simulator is chosen when Numba
-starts), started in the background by tests/conftest.py once most of the suite has run (it then loads the CPU
-kernels the suite compiled into the shared kernel cache rather than compiling them again) when
-tests/engine/test_cuda_sim.py is among the tests to run, which go last: it overlaps the last tests on the
-machine's other core instead of adding its ~1.5 minutes. `result()` waits for it; the session's end stops it."""
+starts), in the background while the rest of the suite runs, when tests/engine/test_cuda_sim.py is among the tests
+to run. In one process (`-n 0`), tests/conftest.py starts it once most of the suite has run (it then loads the
+CPU kernels the suite compiled into the shared kernel cache rather than compiling them again) and its checks go
+last. Under pytest-xdist (the README's command), the controller, which runs no test, starts it when the session
+starts, before its workers, which find it through NNCTL_CUDA_SIM_RUN: it shares the cores with them instead of
+running alone at the end. `result()` waits for it; the session's end stops it."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
+SHARED = "NNCTL_CUDA_SIM_RUN"  # the run's folder, for xdist's workers
 _RUN: dict = {}
+# Runs the simulator's pytest and writes its exit code into a file, which another process can wait for.
+_WRAPPER = ("import os, subprocess, sys; code = subprocess.call(sys.argv[2:]); "
+            "open(sys.argv[1] + '.part', 'w').write(str(code)); os.replace(sys.argv[1] + '.part', sys.argv[1])")
 
 
-def start() -> None:
-    if _RUN:
+def _files(folder: Path) -> tuple[Path, Path, Path]:
+    return folder / "launches.json", folder / "pytest.log", folder / "exit-code"
+
+
+def start(share: bool = False) -> None:
+    """Starts the run (once). `share`: tell processes started after this one (xdist's workers) where it is."""
+    if _RUN or os.environ.get(SHARED):
         return
     folder = Path(tempfile.mkdtemp(prefix="nnctl-cuda-sim-"))
-    path, log = folder / "launches.json", folder / "pytest.log"
+    path, log, code = _files(folder)
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "NNCTL_CUDA_LAUNCHES": str(path)}
     with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                    str(Path(__file__).parent / "cuda_sim")], stdout=out, stderr=subprocess.STDOUT,
-                                   env=env, cwd=ROOT, start_new_session=True)  # no test's signal reaches it
-    _RUN.update(process=process, path=path, log=log)
+        process = subprocess.Popen([sys.executable, "-c", _WRAPPER, str(code), sys.executable, "-m", "pytest", "-q",
+                                    "-p", "no:cacheprovider", "-n", "0", str(Path(__file__).parent / "cuda_sim")],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                   start_new_session=True)  # no test's signal reaches it
+    _RUN.update(process=process, folder=folder)
+    if share:
+        os.environ[SHARED] = str(folder)
 
 
 def result(timeout: float = 900) -> tuple[int, str, Path]:
     """(exit code, output, the launches file) of the simulator run, started now if it was not yet."""
     start()
-    process = _RUN["process"]
-    try:
-        code = process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        code = process.wait()
-    return code, _RUN["log"].read_text(), _RUN["path"]
+    folder = Path(os.environ[SHARED]) if SHARED in os.environ and not _RUN else _RUN["folder"]
+    path, log, code = _files(folder)
+    deadline = time.monotonic() + timeout
+    while not code.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if not code.exists():
+        return -1, log.read_text() + f"\n(no result after {timeout:.0f} s)", path
+    return int(code.read_text()), log.read_text(), path
 
 
 def stop() -> None:
-    """Ends the run if it is still going and removes its folder."""
+    """Ends this process's run if it is still going and removes its folder."""
     process = _RUN.get("process")
     if process is not None and process.poll() is None:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     if _RUN:
-        shutil.rmtree(_RUN["path"].parent, ignore_errors=True)
+        shutil.rmtree(_RUN["folder"], ignore_errors=True)

@@ -283,5 +283,20 @@ def add(a, b, out):
     _add[grid1(out.shape[0])](a, b, out)
 
 
+@cuda.jit(**KERNEL)
+def _mask_steps(x, mask, out):
+    row, j = cuda.grid(2)
+    steps = x.shape[1]
+    if row < x.shape[0] * steps and j < x.shape[2]:
+        b, t = row // steps, row % steps
+        out[b, t, j] = x[b, t, j] * mask[b, t]
+
+
+def mask_steps(x, mask, out):
+    """out[b, t] = x[b, t] · mask[b, t] for (n, T, f) arrays and an (n, T) uint8 mask: a masked recurrent layer's
+    zeros at padded steps, as the CPU layer's `hs * step_mask` (the GPU's own)."""
+    _mask_steps[grid2(x.shape[0] * x.shape[1], x.shape[2])](x, mask, out)
+
+
 KERNELS = ("bias_act_forward", "bias_act_backward", "matmul", "matmul_tn", "matmul_nt", "take_rows", "multiply",
-           "dropout_forward", "transpose", "copy_columns", "take_columns", "reverse_steps", "add")
+           "dropout_forward", "transpose", "copy_columns", "take_columns", "reverse_steps", "add", "mask_steps")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid2, scratch
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, scratch
 
 
 @cuda.jit(**KERNEL)
@@ -122,4 +122,16 @@ def scale_channels(x, scale, y):
     _scale[grid, threads](x, scale, y)
 
 
-KERNELS = ("embedding_gather", "embedding_scatter_add", "scale_channels")
+@cuda.jit(**KERNEL)
+def _id_mask(ids, mask):
+    i = cuda.grid(1)
+    if i < ids.shape[0]:
+        mask[i] = 1 if ids[i] != 0 else 0
+
+
+def id_mask(ids, mask):
+    """mask = (ids ≠ 0) as uint8, both 1-D: Embedding's mask_zero (the GPU's own)."""
+    _id_mask[grid1(ids.shape[0])](ids, mask)
+
+
+KERNELS = ("embedding_gather", "embedding_scatter_add", "scale_channels", "id_mask")

@@ -28,6 +28,8 @@ X_SPARSE = (RNG.random((36, 40)) < 0.1).astype(np.float32)  # 10 % non-zero: the
 IMAGES = RNG.standard_normal((20, 6, 7, 2)).astype(np.float32)
 SEQUENCES = RNG.standard_normal((20, 8, 3)).astype(np.float32)
 IDS = RNG.integers(0, 12, (24, 6)).astype(np.int32)
+# Padded on the left as pad_sequences pads (id 0: a masked step), 0 to 4 steps of padding, and a few 0s inside.
+IDS_PADDED = np.where(np.arange(6) < RNG.integers(0, 5, (24, 1)), 0, IDS)
 CASES = {  # name: (x, target of x, layers, optimizer, loss)
     "dense-mse-rmsprop-l2": (X, lambda x: x[:, :2] @ np.ones((2, 1), np.float32),
                              lambda: [Dense(5, activation="tanh", kernel_regularizer={"type": "l2", "l2": 0.01}),
@@ -78,6 +80,15 @@ CASES = {  # name: (x, target of x, layers, optimizer, loss)
                                                        LayerNormalization(center=False), Dense(4, trainable=False),
                                                        Dense(2, activation="softmax")],
                                               "adam", "sparse_categorical_crossentropy"),
+    "masked-bidirectional-and-backwards-lstm": (IDS_PADDED, lambda x: (x[:, :1] < x[:, -1:]).astype(np.float32),
+                                                lambda: [Embedding(12, 3, mask_zero=True),
+                                                         Bidirectional(GRU(2, return_sequences=True)),
+                                                         LSTM(3, go_backwards=True), Dense(1, activation="sigmoid")],
+                                                "rmsprop", "binary_crossentropy"),
+    "masked-through-activation-simple-rnns": (IDS_PADDED, lambda x: (x > 6).sum(1, keepdims=True).astype(np.float32),
+                                              lambda: [Embedding(12, 4, mask_zero=True), Activation("tanh"),
+                                                       SimpleRNN(3, return_sequences=True), SimpleRNN(2), Dense(1)],
+                                              "adam", "mse"),
     "reshape-backwards-loops-activation-head": (IMAGES, lambda x: np.argmax(x[:, 0, :3, 1], 1),
                                                 lambda: [Reshape((14, 6)), GRU(3, go_backwards=True,
                                                                                return_sequences=True),

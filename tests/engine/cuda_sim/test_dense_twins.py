@@ -73,3 +73,30 @@ def test_every_cpu_kernel_has_a_twin_or_is_named_pending():
     assert not missing, f"CPU kernels with no CUDA twin and not listed as pending: {missing}"
     assert not set(cuda.KERNELS) & set(cuda.PENDING)
     assert all(callable(getattr(cuda, name)) for name in cuda.KERNELS)
+
+
+def test_the_gpus_own_kernels_against_numpy():
+    """The kernels without a CPU twin (the GPU path's reshuffles and Keras masks), each against its NumPy form."""
+    x, u = _f32(3, 5, 4), RNG.integers(0, 2, (3, 5)).astype(np.uint8)
+    out = np.zeros_like(x)
+    cuda.reverse_steps(x, out)
+    np.testing.assert_array_equal(out, x[:, ::-1])
+    flipped = np.zeros((3, 5, 1), np.uint8)
+    cuda.reverse_steps(u.reshape(3, 5, 1), flipped)
+    np.testing.assert_array_equal(flipped[:, :, 0], u[:, ::-1])
+    cuda.mask_steps(x, u, out)
+    np.testing.assert_array_equal(out, x * u[:, :, None])
+    a, b, total = _f32(11), _f32(11), np.zeros(11, np.float32)
+    cuda.add(a, b, total)
+    np.testing.assert_array_equal(total, a + b)
+    wide, part = _f32(6, 7), np.zeros((6, 3), np.float32)
+    cuda.take_columns(wide, 2, part)
+    np.testing.assert_array_equal(part, wide[:, 2:5])
+    cuda.copy_columns(_f32(6, 3) * 0 + part * 2, wide, 4)
+    np.testing.assert_array_equal(wide[:, 4:7], part * 2)
+    square = np.zeros((7, 6), np.float32)
+    cuda.transpose(wide, square)
+    np.testing.assert_array_equal(square, wide.T)
+    ids, mask = np.array([0, 3, 0, 9, 1], np.int32), np.full(5, 7, np.uint8)
+    cuda.id_mask(ids, mask)
+    np.testing.assert_array_equal(mask, [0, 1, 0, 1, 1])
