@@ -24,6 +24,31 @@ from nnctl.nn.cudaops import ActivationOp, DenseOp, EmbeddingOp, SparseBatch, op
 from nnctl.nn.cudaops_dropout import DropoutOp
 
 DEVICES = ("cpu", "cuda")
+# A dataset larger than this share of the GPU's free memory stays on the host and is streamed a batch at a time
+# (`Staging`); STREAM_BYTES, when set, is a fixed budget instead (tests).
+STREAM_SHARE = 0.5
+STREAM_BYTES: int | None = None
+
+
+class Staging:
+    """A dataset streamed to the device: each step gathers its batch's rows on the host into page-locked (pinned)
+    buffers and copies them into device buffers of one batch, which the step then reads. The copies go to the
+    default stream, behind the previous step's kernels, so reusing the buffers is safe; they are not overlapped
+    with the computation yet."""
+
+    def __init__(self, cuda, batch_size: int, arrays: dict):
+        self.host = arrays
+        self.pinned = {name: cuda.pinned_array((batch_size,) + a.shape[1:], a.dtype) for name, a in arrays.items()}
+        self.device = {name: cuda.device_array((batch_size,) + a.shape[1:], a.dtype) for name, a in arrays.items()}
+
+    def load(self, rows) -> dict:
+        """{name: the device rows of this batch}, `rows` being host row numbers."""
+        m, out = rows.shape[0], {}
+        for name, array in self.host.items():
+            np.take(array, rows, axis=0, out=self.pinned[name][:m])
+            self.device[name][:m].copy_to_device(self.pinned[name][:m])
+            out[name] = self.device[name][:m]
+        return out
 
 
 def check_device(device: str) -> str:
@@ -141,27 +166,49 @@ class CudaPath:
             device.copy_to_host(host)
 
     def _on_device(self, host, x, target=None, labels=None, weight=None) -> dict:
-        """The device copies of one dataset (or inference input), made once and kept while it is in use."""
+        """The device copies of one dataset (or inference input), made once and kept while it is in use; or,
+        when it does not fit in the GPU's memory, its `Staging` (CSR data is always copied: it is compact)."""
         for seen, copies in self._data:
             if seen is host:
                 return copies
         to = self.cuda.to_device
         if self.ids:
             self.ops[0].check_ids(x)
-        copies = ({"indptr": to(x.indptr), "indices": to(x.indices), "values": to(x.values)}
-                  if isinstance(x, CSRMatrix) else
-                  {"x": to(np.ascontiguousarray(x, np.int32 if self.ids else np.float32).reshape(x.shape[0], -1))})
-        if target is not None:
-            copies.update(target=to(target), labels=to(np.ascontiguousarray(labels, np.int64).reshape(-1, 1)),
-                          weight=to(np.ascontiguousarray(weight, np.float32).reshape(-1, 1)))
+        arrays = {} if isinstance(x, CSRMatrix) else {
+            "x": np.ascontiguousarray(x, np.int32 if self.ids else np.float32).reshape(x.shape[0], -1)}
+        if target is not None:  # the loss reads the targets or the labels (the other is a placeholder)
+            if self.model.loss.sparse:
+                arrays["labels"] = np.ascontiguousarray(labels, np.int64).reshape(-1, 1)
+            else:
+                arrays["target"] = np.ascontiguousarray(target)
+            arrays["weight"] = np.ascontiguousarray(weight, np.float32).reshape(-1, 1)
+        if isinstance(x, CSRMatrix):
+            copies = {"indptr": to(x.indptr), "indices": to(x.indices), "values": to(x.values)}
+        elif not self._fits(sum(array.nbytes for array in arrays.values())):
+            copies = {"staging": Staging(self.cuda, self.batch_size, arrays)}
+            arrays = {}
+        else:
+            copies = {}
+        copies.update({name: to(array) for name, array in arrays.items()})
         self._data = [*self._data[-1:], (host, copies)]
         return copies
 
+    def _fits(self, nbytes: int) -> bool:
+        if STREAM_BYTES is not None:
+            return nbytes <= STREAM_BYTES
+        free, _ = self.cuda.current_context().get_memory_info()
+        return nbytes <= STREAM_SHARE * free
+
     # ---- one step --------------------------------------------------------------------------------
-    def _forward(self, data, rows, training=False) -> None:
+    def _forward(self, data, rows, training=False, host_rows=None) -> None:
+        """The batch of `rows` (device row numbers; `host_rows`, the same on the host, for a streamed dataset)
+        through the ops; a streamed batch's device rows are kept in `self.batch` for the loss."""
         m = rows.shape[0]
         if self.sparse:
             x = SparseBatch(data, rows)
+        elif "staging" in data:
+            self.batch = data["staging"].load(host_rows)
+            x = self.batch["x"].reshape((m,) + tuple(self.model.input_shape))
         else:
             x = self.xbuf[:m * self.features].reshape(m, self.features)
             self.k.take_rows(data["x"], rows, x)
@@ -172,19 +219,23 @@ class CudaPath:
             x = op.forward(x, m, training)
             mask = op.out_mask(mask)
 
-    def _step(self, data, rows, step, losses) -> None:
+    def _step(self, data, rows, step, losses, host_rows) -> None:
         model, k, m = self.model, self.k, rows.shape[0]
-        self._forward(data, rows, training=True)
+        self._forward(data, rows, training=True, host_rows=host_rows)
         head = self.ops[-1]
-        if not model.loss.sparse:
-            k.take_rows(data["target"], rows, self.tbuf[:m])
+        target, labels, weight = self.tbuf[:m], self.lbuf[:m], self.wbuf[:m]
+        if "staging" in data:
+            target, labels = self.batch.get("target", target), self.batch.get("labels", labels)
+            weight = self.batch["weight"]
         else:
-            k.take_rows(data["labels"], rows, self.lbuf[:m])
-        k.take_rows(data["weight"], rows, self.wbuf[:m])
+            if not model.loss.sparse:
+                k.take_rows(data["target"], rows, target)
+            else:
+                k.take_rows(data["labels"], rows, labels)
+            k.take_rows(data["weight"], rows, weight)
         dy = self.grad[:m * head.units].reshape(m, head.units)
         k.loss_forward_backward(model.loss_code, model.loss.delta, head.logits(m) if model.loss_fused else
-                                head.outputs(m), self.tbuf[:m], self.lbuf[:m].reshape(m), self.wbuf[:m].reshape(m),
-                                dy, losses, step)
+                                head.outputs(m), target, labels.reshape(m), weight.reshape(m), dy, losses, step)
         for index in range(len(self.ops) - 1, -1, -1):
             dy = self.ops[index].backward(dy, m, fused=index == len(self.ops) - 1 and model.loss_fused)
         for op in self.ops:  # the penalties in parameter order, added to the step's loss
@@ -206,7 +257,7 @@ class CudaPath:
         losses = self.empty(step_losses.shape[0], np.float64)
         for step in range(first, last):
             b0, b1 = step * bs, min(n, (step + 1) * bs)
-            self._step(device, d_order[b0:b1], step, losses)
+            self._step(device, d_order[b0:b1], step, losses, order[b0:b1])
             d_outputs[b0 - lo:b1 - lo].copy_to_device(self.ops[-1].outputs(b1 - b0))
         self._download_state()
         outputs[lo:hi] = d_outputs.copy_to_host()[:hi - lo]
@@ -220,7 +271,7 @@ class CudaPath:
         d_rows = self.cuda.to_device(np.arange(count, dtype=np.int64))
         for b0 in range(0, count, self.batch_size):
             b1 = min(count, b0 + self.batch_size)
-            self._forward(device, d_rows[b0:b1])
+            self._forward(device, d_rows[b0:b1], host_rows=np.arange(b0, b1))
             d_logits[b0:b1].copy_to_device(head.logits(b1 - b0))
             d_outputs[b0:b1].copy_to_device(head.outputs(b1 - b0))
         logits[:count], outputs[:count] = d_logits.copy_to_host()[:count], d_outputs.copy_to_host()[:count]

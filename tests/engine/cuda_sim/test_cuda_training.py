@@ -117,6 +117,29 @@ def test_a_cuda_run_agrees_with_the_cpu_run(case, strict_device_arrays):
     np.testing.assert_allclose(gpu[2], cpu[2], rtol=1e-4, atol=2e-6)
 
 
+@pytest.mark.parametrize("case", ["dense-mse-rmsprop-l2", "masked-through-activation-simple-rnns",
+                                  "softmax-sparse-cce-sgd-clipnorm"])
+def test_a_dataset_too_big_for_the_gpu_is_streamed_to_the_same_bytes(case, monkeypatch, strict_device_arrays):
+    """With no room on the device (STREAM_BYTES = 0) the datasets stay on the host, each batch gathered into pinned
+    buffers and copied: the run is the one that copied its dataset once, byte for byte."""
+    from nnctl.nn import cudapath
+
+    whole = _train(case, "cuda")
+    monkeypatch.setattr(cudapath, "STREAM_BYTES", 0)
+    x, target, layers, optimizer, loss = CASES[case]
+    model = Sequential(layers(), input_shape=x.shape[1:], seed=3, device="cuda")
+    model.compile(optimizer=optimizer, loss=loss)
+    y = target(x)
+    history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:10], y[:10]))
+    streamed = history, model.get_weights(), model.predict(x[:7])
+    assert all("staging" in copies for path in model._cuda_paths.values() for _, copies in path._data)
+    for key in ("loss", "val_loss"):
+        np.testing.assert_array_equal(streamed[0][key], whole[0][key], err_msg=key)
+    for name in whole[1]:
+        np.testing.assert_array_equal(streamed[1][name], whole[1][name], err_msg=name)
+    np.testing.assert_array_equal(streamed[2], whole[2])
+
+
 class _EveryBatch(Callback):
     def __init__(self):
         self.batches = 0
