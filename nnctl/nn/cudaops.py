@@ -2,7 +2,7 @@
 twins of the kernels the CPU layers call: Embedding (first), Dense (dense or CSR input), Activation, Dropout,
 SpatialDropout1D/2D, Flatten, Reshape, Conv1D/Conv2D (im2col + cuBLAS over the whole batch, the columns kept for
 the backward), the max/average pooling layers and their global forms, and (nn/cudaops_recurrent.py)
-SimpleRNN/LSTM/GRU and Bidirectional (concat) without masks or dropout. Each op reads its geometry and its
+SimpleRNN/LSTM/GRU and Bidirectional (concat) with masks and dropout. Each op reads its geometry and its
 weights' places in the flat buffers from the layer itself, so the weights, their names and layouts are the CPU's.
 
 Buffers are flat device arrays sized for the full batch; a shorter last batch uses their first rows.
@@ -365,12 +365,9 @@ def op_for(layer):
     if isinstance(layer, _Pooled) and type(layer).forward is _Pooled.forward:  # not a masked global average
         return PoolOp
     if isinstance(layer, (SimpleRNN, LSTM, GRU)):
-        plain = not (layer.dropout or layer.recurrent_dropout)
-        return RecurrentOp if plain else None
+        return RecurrentOp
     if isinstance(layer, Bidirectional):
-        inner = layer.forward_layer
-        plain = not (inner.dropout or inner.recurrent_dropout)
-        return BidirectionalOp if plain and layer.merge_mode == "concat" else None
+        return BidirectionalOp if layer.merge_mode == "concat" else None
     if isinstance(layer, (BatchNormalization, LayerNormalization)):
         return NormalizationOp if not layer.view.moves else None  # the normalized axes last: a free reshape
     if isinstance(layer, (Flatten, Reshape)):

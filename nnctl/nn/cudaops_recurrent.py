@@ -6,14 +6,24 @@ from __future__ import annotations
 import numpy as np
 
 from nnctl.nn.cudaops import Op, _size
+from nnctl.nn.cudaops_dropout import dropout_key
+
+
+def _subkey(key: int, part: int) -> int:
+    """One of a layer's dropout keys: its recurrent and input masks, for each copy of a Bidirectional."""
+    return (key ^ ((part + 1) * 0x94D049BB133111EB)) % (1 << 64)
 
 
 class RecurrentOp(Op):
-    """SimpleRNN, LSTM and GRU with masks and go_backwards, without dropout: the CUDA recurrent twins (the input
-    projection in one launch, the time loop in one), then the weight gradients as GEMMs over samples × steps,
+    """SimpleRNN, LSTM and GRU with masks, go_backwards, dropout and recurrent dropout: the CUDA recurrent twins (the
+    input projection in one launch, the time loop in one), then the weight gradients as GEMMs over samples × steps,
     the bias gradient as in-order column sums, as the CPU layer forms them. The GRU's h̃ block has a recurrent
     gradient of its own (r·e, in `drec`): copied over dpre's h̃ block once dW, dx and the input bias's gradient
-    are taken, so that dU and the recurrent bias's gradient are one GEMM and one column sum."""
+    are taken, so that dU and the recurrent bias's gradient are one GEMM and one column sum.
+
+    Dropout draws Keras's masks once a sequence from the counter-based generator (nnctl/engine/cuda/dropout.py):
+    the inputs' (samples × features), and the recurrent state's, one per gate (samples × gates·units); with both,
+    each gate reads the inputs under its own mask, so dW, dx and dU are a GEMM per gate."""
 
     def __init__(self, ctx, layer, index, restore_order=False):
         super().__init__(ctx, layer, index)
@@ -29,7 +39,24 @@ class RecurrentOp(Op):
         self.lstm, self.gru = layer.gates == 4, layer.gates == 3
         self.act, self.ract = layer._codes()
         step = (self.steps, self.units)
-        self.hs, self.hprev = self.buffer(step), self.buffer(step)
+        self.rate_in, self.rate_rec = layer.dropout, layer.recurrent_dropout
+        # Recurrent dropout masks each gate's state apart (the states of dU's GEMM: one block a gate); with input
+        # dropout too, each gate's inputs apart (`groups` dropped copies of x).
+        self.per_gate = bool(self.rate_rec) and layer.gates > 1
+        self.groups = layer.gates if self.per_gate and self.rate_in else 1
+        bs, f, u, w = ctx.batch_size, self.features, self.units, self.width
+        self.hs, self.hprev = self.buffer(step), self.buffer((self.steps, w if self.rate_rec else u))
+        if self.rate_in or self.rate_rec:
+            key = dropout_key(ctx.model, index)
+            self.keys = [_subkey(key, 2 * int(restore_order)), _subkey(key, 2 * int(restore_order) + 1)]
+            self.ones = ctx.cuda.to_device(np.ones(bs * max(w, self.groups * f), np.float32))
+        self.rdrawn = ctx.empty(bs * w) if self.rate_rec else None
+        self.idrawn = ctx.empty(self.groups * bs * f) if self.rate_in else None
+        self.xd = ctx.empty(self.groups * bs * self.steps * f) if self.rate_in else None
+        if self.per_gate:  # a gate's block of dpre, of the states, of W, of a weight gradient; a gate's dx
+            self.block, self.state_k = ctx.empty(bs * self.steps * u), ctx.empty(bs * self.steps * u)
+            self.Wk, self.dWk = ctx.empty(f * u), ctx.empty(max(f, u) * u)
+            self.dxk = self.buffer(self.in_shape) if index > 0 and self.groups > 1 else None
         self.gates = self.buffer((self.steps, self.width))  # LSTM: activated gates, then dpre; SimpleRNN: dpre
         self.cs = self.buffer(step) if self.lstm else None
         self.hu, self.drec = (self.buffer(step), self.buffer(step)) if self.gru else (None, None)
@@ -41,7 +68,7 @@ class RecurrentOp(Op):
         self.maskrev = self.buffer((self.steps,), np.uint8) if self.reverse else None
         self.zeroing = layer.zero_output_for_mask and layer.return_sequences
         self.hz = self.buffer(step) if self.zeroing else None
-        self.rmask = ctx.empty((0, self.width), np.float32)
+        self.no_rmask = ctx.empty((0, self.width), np.float32)
         self.no_bias = ctx.zeros(self.width)
         self.UT = ctx.empty((self.width, self.units), np.float32)
         self.last = self.buffer((self.units,))
@@ -67,7 +94,8 @@ class RecurrentOp(Op):
                 k.reverse_steps(mask.reshape(m, self.steps, 1), flipped := self.view(self.maskrev, (m, self.steps, 1)))
                 mask = flipped.reshape(m, self.steps)
         self.loop_mask = mask
-        x4 = self.x.reshape(1, m, self.steps, self.features)
+        x4, self.rmask = self._dropout(m, training)
+        self.x4 = x4
         bias = self.no_bias if layer.bias is None else self.weight(layer.bias, values)
         W, U = self.weight(layer.kernel, values), self.weight(layer.recurrent_kernel, values)
         hs = self.view(self.hs, (m, self.steps, self.units))
@@ -93,6 +121,29 @@ class RecurrentOp(Op):
         k.take_rows(hs.reshape(m * self.steps, self.units), self.last_rows[:m], last)
         return last
 
+    def _dropout(self, m, training):
+        """The projection's inputs (groups, m, T, f) and the recurrent mask for this batch: x and no mask
+        outside training or without dropout."""
+        k, T, f, w = self.ctx.k, self.steps, self.features, self.width
+        self.dropping = training and bool(self.rate_in or self.rate_rec)
+        x4, rmask = self.x.reshape(1, m, T, f), self.no_rmask
+        if not self.dropping:
+            return x4, rmask
+        step = self.ctx.model.optimizer.iterations
+        if self.rate_rec:
+            drawn = self.rdrawn[:m * w]
+            k.dropout_counter_forward(self.ones[:m * w], self.keys[0], step, self.rate_rec, drawn, drawn)
+            rmask = drawn.reshape(m, w)
+        if self.rate_in:
+            g = self.groups
+            drawn = self.idrawn[:g * m * f]
+            k.dropout_counter_forward(self.ones[:g * m * f], self.keys[1], step, self.rate_in, drawn, drawn)
+            self.drop_in = drawn.reshape(g, m, f)
+            x4 = self.xd[:g * m * T * f].reshape(g, m, T, f)
+            for gate in range(g):
+                k.scale_channels(self.x, self.drop_in[gate], x4[gate])
+        return x4, rmask
+
     def backward(self, dy, m, fused=False):
         layer, k, blas = self.layer, self.ctx.k, self.ctx.blas
         T, u, w = self.steps, self.units, self.width
@@ -117,18 +168,15 @@ class RecurrentOp(Op):
         else:
             k.simple_rnn_backward(dhs, hs, self.UT, mask, self.rmask, self.act, 0, m, dpre,
                                   self.view(self.dh0, (m, u)))
-        hprev = self.view(self.hprev, (m, T, u))
+        per_gate = self.per_gate and self.dropping
+        hprev = self.view(self.hprev, (m, T, w if self.rmask.shape[0] else u))
         k.recurrent_inputs(hs, self._state(m), self.rmask, 0, m, hprev)
         dpre2, grads = dpre.reshape(m * T, w), self.ctx.grads
         db = None if layer.bias is None else self.weight(layer.bias, grads).reshape(-1, w)  # (1, w); GRU (2, w)
-        blas.gemm_tn(self.x.reshape(m * T, self.features), dpre2, self.weight(layer.kernel, grads))
+        dx = self._input_gradients(dpre2, m)
         if db is not None:  # column sums in row order, as the CPU's
             k.sum_partials(dpre2.reshape(m * T, 1, w), m * T, db[0:1])
-        dx = None
-        if self.dx is not None:
-            dx = self.view(self.dx, (m * T, self.features))
-            blas.gemm_nt(dpre2, self.weight(layer.kernel, self.ctx.values), dx)
-            dx = dx.reshape((m,) + self.in_shape)
+        if dx is not None:
             if self.reverse:
                 k.reverse_steps(dx, flipped := self.view(self.dxrev, (m,) + self.in_shape))
                 dx = flipped
@@ -136,8 +184,53 @@ class RecurrentOp(Op):
             k.copy_columns(self.view(self.drec, (m * T, u)), dpre2, 2 * u)
             if db is not None:
                 k.sum_partials(dpre2.reshape(m * T, 1, w), m * T, db[1:2])
-        blas.gemm_tn(hprev.reshape(m * T, u), dpre2, self.weight(layer.recurrent_kernel, grads))
+        dU = self.weight(layer.recurrent_kernel, grads)
+        if not per_gate:
+            blas.gemm_tn(hprev.reshape(m * T, u), dpre2, dU)
+            return dx
+        states, block, state, dUk = hprev.reshape(m * T, w), self._block(m), self._block(m, "state_k"), self._dWk(u)
+        for gate in range(layer.gates):  # each gate's states under its own mask
+            k.take_columns(dpre2, gate * u, block)
+            k.take_columns(states, gate * u, state)
+            blas.gemm_tn(state, block, dUk)
+            k.copy_columns(dUk, dU, gate * u)
         return dx
+
+    def _block(self, m, name="block"):
+        return getattr(self, name)[:m * self.steps * self.units].reshape(m * self.steps, self.units)
+
+    def _dWk(self, rows):
+        return self.dWk[:rows * self.units].reshape(rows, self.units)
+
+    def _input_gradients(self, dpre2, m):
+        """dW (into the gradients) and dx (m, T, f) in the loops' order, or None for the first layer: one GEMM each,
+        or one a gate when each gate read its own dropped inputs; dx through the input masks."""
+        layer, k, blas, x4 = self.layer, self.ctx.k, self.ctx.blas, self.x4
+        T, f, u = self.steps, self.features, self.units
+        dW, W = self.weight(layer.kernel, self.ctx.grads), self.weight(layer.kernel, self.ctx.values)
+        dx = None if self.dx is None else self.view(self.dx, (m * T, f))
+        masked = self.dropping and bool(self.rate_in)
+        if x4.shape[0] == 1:
+            blas.gemm_tn(x4[0].reshape(m * T, f), dpre2, dW)
+            if dx is None:
+                return None
+            blas.gemm_nt(dpre2, W, dx)
+            if masked:
+                k.scale_channels(dx.reshape(m, T, f), self.drop_in[0], dx.reshape(m, T, f))
+            return dx.reshape((m,) + self.in_shape)
+        block, dWk, Wk = self._block(m), self._dWk(f), self.Wk.reshape(f, u)
+        for gate in range(x4.shape[0]):
+            k.take_columns(dpre2, gate * u, block)
+            blas.gemm_tn(x4[gate].reshape(m * T, f), block, dWk)
+            k.copy_columns(dWk, dW, gate * u)
+            if dx is not None:  # Σ over the gates, in gate order, of (dpre_k · W_kᵀ) ⊙ the gate's input mask
+                k.take_columns(W, gate * u, Wk)
+                part = dx if gate == 0 else self.view(self.dxk, (m * T, f))
+                blas.gemm_nt(block, Wk, part)
+                k.scale_channels(part.reshape(m, T, f), self.drop_in[gate], part.reshape(m, T, f))
+                if gate:
+                    k.add(dx.reshape(m * T * f), part.reshape(m * T * f), dx.reshape(m * T * f))
+        return None if dx is None else dx.reshape((m,) + self.in_shape)
 
 
 class BidirectionalOp(Op):

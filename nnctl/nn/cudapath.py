@@ -90,9 +90,9 @@ def unsupported(model) -> str | None:
         op = op_for(layer)
         if op is None:
             return (f"layer {index} ({layer.type_name}) is not on the CUDA backend yet (it runs Embedding without "
-                    f"mask_zero or a regularizer, Dense, Activation, Dropout, SpatialDropout1D/2D, Flatten, Reshape, "
-                    f"Conv1D/Conv2D, pooling, Batch/LayerNormalization over the last axes, and SimpleRNN, LSTM, GRU "
-                    f"and Bidirectional (concat) without masks or dropout so far)")
+                    f"a regularizer, Dense, Activation, Dropout, SpatialDropout1D/2D, Flatten, Reshape, "
+                    f"Conv1D/Conv2D, pooling (GlobalAveragePooling1D not yet), Batch/LayerNormalization over the "
+                    f"last axes, SimpleRNN, LSTM, GRU and Bidirectional (concat) so far)")
         if op is EmbeddingOp and index > 0:
             return f"layer {index} (embedding) must be the first layer on the CUDA backend"
         if issubclass(op, DropoutOp) and index == 0:

@@ -163,10 +163,10 @@ def test_a_layer_not_on_the_cuda_path_is_named():
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ArgumentError, match=r"device cuda: the last layer must be a Dense or an Activation of rows"):
         model.fit(X, X[:, :1], epochs=1, batch_size=8)
-    model = Sequential([Embedding(10, 3), GRU(2, recurrent_dropout=0.2), Dense(1)], input_shape=(6,), seed=0,
+    model = Sequential([Embedding(10, 3), Bidirectional(GRU(2), merge_mode="sum"), Dense(1)], input_shape=(6,), seed=0,
                        device="cuda")
     model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ArgumentError, match=r"device cuda: layer 1 \(gru\) is not on the CUDA backend yet"):
+    with pytest.raises(ArgumentError, match=r"device cuda: layer 1 \(bidirectional\) is not on the CUDA backend yet"):
         model.fit(np.zeros((8, 6), np.int32), X[:8, :1], epochs=1, batch_size=8)
 
 
@@ -220,16 +220,19 @@ def test_the_counter_based_dropout_kernel_matches_its_oracle():
 
 
 class _CounterUniforms:
-    """Stands in for a CPU Dropout layer's generator: the GPU's counter-based uniforms for the current step."""
+    """Stands in for a CPU Dropout layer's generator: the GPU's counter-based uniforms for the current step, the
+    draws of a step under `keys` in turn (a recurrent layer draws its recurrent mask, then its input mask)."""
 
-    def __init__(self, model, key):
-        self.model, self.key = model, key
+    def __init__(self, model, *keys):
+        self.model, self.keys, self.calls = model, keys, 0
 
     def random(self, size, dtype=np.float32):
         from nnctl.engine import reference
 
+        key = self.keys[self.calls % len(self.keys)]
+        self.calls += 1
         shape = (size,) if isinstance(size, int) else tuple(size)
-        return reference.counter_uniform(self.key, self.model.optimizer.iterations, int(np.prod(shape))).reshape(shape)
+        return reference.counter_uniform(key, self.model.optimizer.iterations, int(np.prod(shape))).reshape(shape)
 
 
 DROPPED = {  # name: (x, y, layers), the dropout layer second; SpatialDropout draws one number per (sample, channel)
@@ -237,20 +240,48 @@ DROPPED = {  # name: (x, y, layers), the dropout layer second; SpatialDropout dr
     "spatial-1d": (SEQUENCES, SEQUENCES[:, 0, :1], lambda: [Conv1D(4, 2, activation="relu"), SpatialDropout1D(0.5),
                                                            GlobalMaxPooling1D(), Dense(1)]),
     "spatial-2d": (IMAGES, IMAGES[:, 0, 0, :1], lambda: [Conv2D(3, 2), SpatialDropout2D(0.4), Flatten(), Dense(1)]),
+    # The recurrent layers draw their recurrent mask, then their input mask (recurrent_dropout and dropout):
+    "lstm-both": (SEQUENCES, SEQUENCES[:, -1, :1], lambda: [Conv1D(3, 1), LSTM(4, dropout=0.3, recurrent_dropout=0.4),
+                                                           Dense(1)]),
+    "gru-recurrent": (SEQUENCES, SEQUENCES[:, -1, :1], lambda: [Conv1D(3, 1), GRU(3, recurrent_dropout=0.5,
+                                                                                  return_sequences=True), Flatten(),
+                                                               Dense(1)]),
+    "simple-rnn-both-backwards": (SEQUENCES, SEQUENCES[:, 0, :1],
+                                  lambda: [Conv1D(3, 1), SimpleRNN(3, dropout=0.5, recurrent_dropout=0.3,
+                                                                   go_backwards=True), Dense(1)]),
+    "bidirectional-lstm-both": (SEQUENCES, SEQUENCES[:, -1, :1],
+                                lambda: [Conv1D(3, 1), Bidirectional(LSTM(2, dropout=0.3, recurrent_dropout=0.3)),
+                                         Dense(1)]),
+    "gru-inputs": (SEQUENCES, SEQUENCES[:, -1, :1], lambda: [Conv1D(3, 1), GRU(3, dropout=0.4), Dense(1)]),
 }
+
+
+def _feed_gpu_uniforms(model, index):
+    """Gives the CPU layer at `index` (each copy of a Bidirectional) the counter keys the GPU's op draws with, in
+    the CPU layer's order of draws."""
+    from nnctl.nn.cudaops_dropout import dropout_key
+    from nnctl.nn.cudaops_recurrent import _subkey
+
+    layer, key = model.layers[index], dropout_key(model, index)
+    copies = [layer.forward_layer, layer.backward_layer] if hasattr(layer, "forward_layer") else [layer]
+    if not hasattr(copies[0], "recurrent_dropout"):
+        layer.rng = _CounterUniforms(model, key)
+        return
+    # Bidirectional's copies draw from the wrapper's generator, the forward copy first.
+    layer.rng = _CounterUniforms(model, *(_subkey(key, part) for copy, inner in enumerate(copies)
+                                          for part, rate in ((2 * copy, inner.recurrent_dropout),
+                                                             (2 * copy + 1, inner.dropout)) if rate))
 
 
 @pytest.mark.parametrize("case", list(DROPPED))
 def test_dropout_on_the_cuda_path_trains_as_the_cpu_does_with_the_same_masks(case, strict_device_arrays):
-    from nnctl.nn.cudaops_dropout import dropout_key
-
     x, y, layers = DROPPED[case]
     runs = {}
     for device in ("cpu", "cuda"):
         model = Sequential(layers(), input_shape=x.shape[1:], seed=5, device=device)
         model.compile(optimizer="adam", loss="mse")
         if device == "cpu":
-            model.layers[1].rng = _CounterUniforms(model, dropout_key(model, 1))
+            _feed_gpu_uniforms(model, 1)
         history = model.fit(x, y, epochs=2, batch_size=8)
         runs[device] = history["loss"], model.get_weights()
     np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=2e-5)
