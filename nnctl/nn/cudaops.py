@@ -2,7 +2,7 @@
 twins of the kernels the CPU layers call: Embedding (first), Dense (dense or CSR input), Activation, Dropout,
 SpatialDropout1D/2D, Flatten, Reshape, Conv1D/Conv2D (im2col + cuBLAS over the whole batch, the columns kept for
 the backward), the max/average pooling layers and their global forms, and (nn/cudaops_recurrent.py)
-SimpleRNN/LSTM/GRU and Bidirectional (concat) with masks and dropout. Each op reads its geometry and its
+SimpleRNN/LSTM/GRU and Bidirectional (every merge mode) with masks and dropout. Each op reads its geometry and its
 weights' places in the flat buffers from the layer itself, so the weights, their names and layouts are the CPU's.
 
 Buffers are flat device arrays sized for the full batch; a shorter last batch uses their first rows.
@@ -367,7 +367,7 @@ def op_for(layer):
     if isinstance(layer, (SimpleRNN, LSTM, GRU)):
         return RecurrentOp
     if isinstance(layer, Bidirectional):
-        return BidirectionalOp if layer.merge_mode == "concat" else None
+        return BidirectionalOp
     if isinstance(layer, (BatchNormalization, LayerNormalization)):
         return NormalizationOp if not layer.view.moves else None  # the normalized axes last: a free reshape
     if isinstance(layer, (Flatten, Reshape)):

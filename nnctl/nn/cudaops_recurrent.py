@@ -234,17 +234,21 @@ class RecurrentOp(Op):
 
 
 class BidirectionalOp(Op):
-    """Bidirectional with merge_mode concat: its forward copy and its backward copy (reversed in time), their
-    outputs side by side; the gradient's halves go back to each, their input gradients added."""
+    """Bidirectional: its forward copy and its backward copy (reversed in time), merged as the layer's merge_mode
+    says (concat: side by side; sum, ave, mul: element-wise, as the CPU layer computes them); the gradient goes
+    back to each copy, their input gradients added."""
 
     def __init__(self, ctx, layer, index):
         super().__init__(ctx, layer, index)
         self.ahead = RecurrentOp(ctx, layer.forward_layer, index)
         self.back = RecurrentOp(ctx, layer.backward_layer, index, restore_order=True)
-        self.units = layer.forward_layer.units
+        self.units, self.mode = layer.forward_layer.units, layer.merge_mode
         self.rows_per_sample = self.in_shape[0] if layer.return_sequences else 1
-        self.y = self.buffer((self.rows_per_sample, 2 * self.units))
+        width = 2 * self.units if self.mode == "concat" else self.units
+        self.y = self.buffer((self.rows_per_sample, width))
         self.halves = [self.buffer((self.rows_per_sample, self.units)) for _ in range(2)]
+        self.half = (ctx.cuda.to_device(np.full(ctx.batch_size * self.rows_per_sample * self.units, 0.5, np.float32))
+                     if self.mode == "ave" else None)
         self.dx = self.buffer(self.in_shape) if index > 0 else None
         self.penalties = self.ahead.penalties + self.back.penalties
 
@@ -252,20 +256,40 @@ class BidirectionalOp(Op):
         return mask if self.layer.return_sequences else None
 
     def forward(self, x, m, training):
-        rows, u = m * self.rows_per_sample, self.units
-        y = self.view(self.y, (rows, 2 * u))
-        for op, col0 in ((self.ahead, 0), (self.back, u)):
+        rows, u, k = m * self.rows_per_sample, self.units, self.ctx.k
+        outputs = []
+        for op in (self.ahead, self.back):
             op.in_mask = self.in_mask
-            self.ctx.k.copy_columns(op.forward(x, m, training).reshape(rows, u), y, col0)
+            outputs.append(op.forward(x, m, training).reshape(rows * u))
+        y = self.y[:rows * (2 * u if self.mode == "concat" else u)]
+        if self.mode == "concat":
+            for part, col0 in zip(outputs, (0, u)):
+                k.copy_columns(part.reshape(rows, u), y.reshape(rows, 2 * u), col0)
+        elif self.mode == "mul":
+            k.multiply(outputs[0], outputs[1], y)
+        else:
+            k.add(outputs[0], outputs[1], y)
+            if self.mode == "ave":  # (ahead + back) · 0.5, as the CPU's
+                k.multiply(y, self.half[:rows * u], y)
+        self.outputs = outputs  # mul's gradient reads them (before either copy's backward reuses its buffers)
         return y.reshape((m,) + self.out_shape)
 
     def backward(self, dy, m, fused=False):
         rows, u, k = m * self.rows_per_sample, self.units, self.ctx.k
-        dy2, grads = dy.reshape(rows, 2 * u), []
-        for op, half, col0 in ((self.ahead, self.halves[0], 0), (self.back, self.halves[1], u)):
-            part = self.view(half, (rows, u))
-            k.take_columns(dy2, col0, part)
-            grads.append(op.backward(part.reshape((m,) + op.out_shape), m))
+        halves = [half[:rows * u] for half in self.halves]
+        flat = dy.reshape(-1)
+        if self.mode == "concat":
+            for half, col0 in zip(halves, (0, u)):
+                k.take_columns(dy.reshape(rows, 2 * u), col0, half.reshape(rows, u))
+        elif self.mode == "mul":  # d_ahead = dy · back, d_back = dy · ahead
+            k.multiply(flat, self.outputs[1], halves[0])
+            k.multiply(flat, self.outputs[0], halves[1])
+        elif self.mode == "ave":
+            k.multiply(flat, self.half[:rows * u], halves[0])
+            halves[1] = halves[0]
+        else:
+            halves = [flat, flat]
+        grads = [op.backward(half.reshape((m,) + op.out_shape), m) for op, half in zip((self.ahead, self.back), halves)]
         if self.dx is None:
             return None
         size = m * _size(self.in_shape)

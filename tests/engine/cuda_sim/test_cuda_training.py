@@ -18,8 +18,8 @@ from nnctl.errors import ArgumentError
 from nnctl.nn.callbacks import Callback
 from nnctl.nn.layers import (Activation, AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional,
                                Conv1D, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D,
-                               GlobalMaxPooling1D, GRU, LayerNormalization, LSTM, MaxPooling1D, MaxPooling2D, Reshape,
-                               SimpleRNN, SpatialDropout1D, SpatialDropout2D)
+                               GlobalMaxPooling1D, GRU, LayerNormalization, LSTM, Masking, MaxPooling1D, MaxPooling2D,
+                               Reshape, SimpleRNN, SpatialDropout1D, SpatialDropout2D)
 from nnctl.nn.model import Sequential
 
 RNG = np.random.default_rng(11)
@@ -89,6 +89,15 @@ CASES = {  # name: (x, target of x, layers, optimizer, loss)
                                               lambda: [Embedding(12, 4, mask_zero=True), Activation("tanh"),
                                                        SimpleRNN(3, return_sequences=True), SimpleRNN(2), Dense(1)],
                                               "adam", "mse"),
+    "bidirectional-merge-modes": (SEQUENCES, lambda x: x[:, -1, :1] - x[:, 0, 1:2],
+                                  lambda: [Bidirectional(GRU(2, return_sequences=True), merge_mode="mul"),
+                                           Bidirectional(LSTM(2, return_sequences=True), merge_mode="ave"),
+                                           Bidirectional(SimpleRNN(2), merge_mode="sum"), Dense(1)], "adam", "mse"),
+    "masked-bidirectional-sum-and-mul": (IDS_PADDED, lambda x: (x[:, -1:] > 5).astype(np.float32),
+                                         lambda: [Embedding(12, 3, mask_zero=True),
+                                                  Bidirectional(GRU(2, return_sequences=True), merge_mode="sum"),
+                                                  Bidirectional(LSTM(2), merge_mode="mul"),
+                                                  Dense(1, activation="sigmoid")], "rmsprop", "binary_crossentropy"),
     "reshape-backwards-loops-activation-head": (IMAGES, lambda x: np.argmax(x[:, 0, :3, 1], 1),
                                                 lambda: [Reshape((14, 6)), GRU(3, go_backwards=True,
                                                                                return_sequences=True),
@@ -163,11 +172,10 @@ def test_a_layer_not_on_the_cuda_path_is_named():
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ArgumentError, match=r"device cuda: the last layer must be a Dense or an Activation of rows"):
         model.fit(X, X[:, :1], epochs=1, batch_size=8)
-    model = Sequential([Embedding(10, 3), Bidirectional(GRU(2), merge_mode="sum"), Dense(1)], input_shape=(6,), seed=0,
-                       device="cuda")
+    model = Sequential([Masking(), LSTM(2), Dense(1)], input_shape=(8, 3), seed=0, device="cuda")
     model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ArgumentError, match=r"device cuda: layer 1 \(bidirectional\) is not on the CUDA backend yet"):
-        model.fit(np.zeros((8, 6), np.int32), X[:8, :1], epochs=1, batch_size=8)
+    with pytest.raises(ArgumentError, match=r"device cuda: layer 0 \(masking\) is not on the CUDA backend yet"):
+        model.fit(SEQUENCES[:8], X[:8, :1], epochs=1, batch_size=8)
 
 
 CONFIG = """\
