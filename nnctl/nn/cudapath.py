@@ -91,7 +91,7 @@ def unsupported(model) -> str | None:
         if op is None:
             return (f"layer {index} ({layer.type_name}) is not on the CUDA backend yet (it runs Embedding without "
                     f"a regularizer, Dense, Activation, Dropout, SpatialDropout1D/2D, Flatten, Reshape, "
-                    f"Conv1D/Conv2D, pooling (GlobalAveragePooling1D not yet), Batch/LayerNormalization over the "
+                    f"Conv1D/Conv2D, pooling, Masking, Batch/LayerNormalization over the "
                     f"last axes, SimpleRNN, LSTM, GRU and Bidirectional so far)")
         if op is EmbeddingOp and index > 0:
             return f"layer {index} (embedding) must be the first layer on the CUDA backend"

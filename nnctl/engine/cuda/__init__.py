@@ -6,13 +6,15 @@ normalization, pooling, convolution, recurrent), each checked under NUMBA_ENABLE
 NumPy oracles as the CPU kernels and compiled for sm_90 with `cuda.compile_ptx` where the cu12 wheels are
 installed (tests/engine/test_cuda_sim.py). `PENDING` and `PENDING_FAMILIES` name CPU kernels without a twin
 (none now), so a new CPU kernel without one fails a test. `dropout_counter_forward` is the GPU's own (its masks
-come from a counter-based generator, nnctl/engine/cuda/dropout.py).
+come from a counter-based generator, nnctl/engine/cuda/dropout.py), and so are the Keras-mask kernels of masks.py
+and a few reshuffles in dense.py.
 """
 
-from nnctl.engine.cuda import (conv, dense, dropout, embedding, losses, normalization, optim, optim_rows, pooling,
-                               recurrent, sparse)
+from nnctl.engine.cuda import (conv, dense, dropout, embedding, losses, masks, normalization, optim, optim_rows,
+                               pooling, recurrent, sparse)
 
-MODULES = (dense, dropout, losses, optim, sparse, embedding, optim_rows, normalization, pooling, conv, recurrent)
+MODULES = (dense, dropout, losses, optim, sparse, embedding, optim_rows, normalization, pooling, conv, recurrent,
+           masks)
 KERNELS = tuple(name for module in MODULES for name in module.KERNELS)
 globals().update({name: getattr(module, name) for module in MODULES for name in module.KERNELS})
 PENDING = ()

@@ -17,7 +17,8 @@ from nnctl.cli import main
 from nnctl.errors import ArgumentError
 from nnctl.nn.callbacks import Callback
 from nnctl.nn.layers import (Activation, AveragePooling1D, AveragePooling2D, BatchNormalization, Bidirectional,
-                               Conv1D, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling2D,
+                               Conv1D, Conv2D, Dense, Dropout, Embedding, Flatten, GlobalAveragePooling1D,
+                               GlobalAveragePooling2D,
                                GlobalMaxPooling1D, GRU, LayerNormalization, LSTM, Masking, MaxPooling1D, MaxPooling2D,
                                Reshape, SimpleRNN, SpatialDropout1D, SpatialDropout2D)
 from nnctl.nn.model import Sequential
@@ -28,6 +29,8 @@ X_SPARSE = (RNG.random((36, 40)) < 0.1).astype(np.float32)  # 10 % non-zero: the
 IMAGES = RNG.standard_normal((20, 6, 7, 2)).astype(np.float32)
 SEQUENCES = RNG.standard_normal((20, 8, 3)).astype(np.float32)
 IDS = RNG.integers(0, 12, (24, 6)).astype(np.int32)
+# Sequences whose first 0 to 3 steps are all zeros: Masking masks them.
+SEQUENCES_PADDED = np.where((np.arange(8) < RNG.integers(0, 4, (20, 1)))[:, :, None], 0, SEQUENCES).astype(np.float32)
 # Padded on the left as pad_sequences pads (id 0: a masked step), 0 to 4 steps of padding, and a few 0s inside.
 IDS_PADDED = np.where(np.arange(6) < RNG.integers(0, 5, (24, 1)), 0, IDS)
 CASES = {  # name: (x, target of x, layers, optimizer, loss)
@@ -98,6 +101,15 @@ CASES = {  # name: (x, target of x, layers, optimizer, loss)
                                                   Bidirectional(GRU(2, return_sequences=True), merge_mode="sum"),
                                                   Bidirectional(LSTM(2), merge_mode="mul"),
                                                   Dense(1, activation="sigmoid")], "rmsprop", "binary_crossentropy"),
+    "masking-lstm-masked-mean": (SEQUENCES_PADDED, lambda x: x[:, -1, :1] + x[:, -2, 1:2],
+                                 lambda: [Masking(), LSTM(3, return_sequences=True), GlobalAveragePooling1D(),
+                                          Dense(1)], "adam", "mse"),
+    "embedding-masked-mean-bce": (IDS_PADDED, lambda x: ((x > 0) & (x < 5)).sum(1, keepdims=True) >= 2,
+                                  lambda: [Embedding(12, 4, mask_zero=True), GlobalAveragePooling1D(),
+                                           Dense(1, activation="sigmoid")], "rmsprop", "binary_crossentropy"),
+    "conv1d-mean-unmasked": (SEQUENCES, lambda x: x[:, :, 2].mean(1, keepdims=True),
+                             lambda: [Conv1D(3, 2, activation="relu"), GlobalAveragePooling1D(), Dense(1)], "sgd",
+                             "mse"),
     "reshape-backwards-loops-activation-head": (IMAGES, lambda x: np.argmax(x[:, 0, :3, 1], 1),
                                                 lambda: [Reshape((14, 6)), GRU(3, go_backwards=True,
                                                                                return_sequences=True),
@@ -172,10 +184,11 @@ def test_a_layer_not_on_the_cuda_path_is_named():
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ArgumentError, match=r"device cuda: the last layer must be a Dense or an Activation of rows"):
         model.fit(X, X[:, :1], epochs=1, batch_size=8)
-    model = Sequential([Masking(), LSTM(2), Dense(1)], input_shape=(8, 3), seed=0, device="cuda")
+    model = Sequential([Embedding(10, 3, embeddings_regularizer="l2"), LSTM(2), Dense(1)], input_shape=(6,), seed=0,
+                       device="cuda")
     model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ArgumentError, match=r"device cuda: layer 0 \(masking\) is not on the CUDA backend yet"):
-        model.fit(SEQUENCES[:8], X[:8, :1], epochs=1, batch_size=8)
+    with pytest.raises(ArgumentError, match=r"device cuda: layer 0 \(embedding\) is not on the CUDA backend yet"):
+        model.fit(np.zeros((8, 6), np.int32), X[:8, :1], epochs=1, batch_size=8)
 
 
 CONFIG = """\

@@ -100,3 +100,23 @@ def test_the_gpus_own_kernels_against_numpy():
     ids, mask = np.array([0, 3, 0, 9, 1], np.int32), np.full(5, 7, np.uint8)
     cuda.id_mask(ids, mask)
     np.testing.assert_array_equal(mask, [0, 1, 0, 1, 1])
+
+
+def test_the_mask_kernels_against_numpy():
+    x = _f32(3, 5, 2)
+    x[0, :2], x[2, 4] = 0.0, 0.0
+    keep, y = np.zeros((3, 5), np.uint8), np.zeros_like(x)
+    cuda.mask_values(x, 0.0, keep, y)
+    np.testing.assert_array_equal(keep, np.any(x != 0, axis=-1))
+    np.testing.assert_array_equal(y, x * keep[:, :, None])
+    keep[1] = 0  # a sequence with no real step: zeros, as Keras's
+    share = np.zeros((3, 5), np.float32)
+    cuda.step_shares(keep, share)
+    want = keep.astype(np.float32) / np.maximum(keep.sum(1, keepdims=True), 1).astype(np.float32)
+    np.testing.assert_array_equal(share, want)
+    mean = np.zeros((3, 2), np.float32)
+    cuda.masked_mean(share, x, mean)
+    np.testing.assert_allclose(mean, np.einsum("nt,ntc->nc", want, x), rtol=1e-6, atol=1e-7)
+    dy, dx = _f32(3, 2), np.zeros_like(x)
+    cuda.spread_steps(share, dy, dx)
+    np.testing.assert_array_equal(dx, want[:, :, None] * dy[:, None, :])
