@@ -40,10 +40,13 @@ class Op:
 
     penalties: list = []
     in_mask = None  # the Keras mask of the input: an (m, steps) uint8 device array, or None
+    multi = False  # a merge: forward takes a list of inputs, backward gives a list of gradients
 
     def __init__(self, ctx, layer, index):
         self.ctx, self.layer, self.index = ctx, layer, index
-        self.in_shape, self.out_shape = tuple(layer.input_shape), tuple(layer.output_shape)
+        self.in_shape = tuple(layer.input_shape) if not self.multi else None
+        self.out_shape = tuple(layer.output_shape)
+        self.needs_dx = ctx.needs_dx(index)  # reads another layer's output (not only the model's input)
 
     def out_mask(self, mask):
         """The output's mask given the input's (after `forward`): passed on by the layers that support masking,
@@ -121,7 +124,7 @@ class DenseOp(_Activated):
         self.din = self.in_shape[0]
         self.setup(1, layer.units)
         self.zero_grad = ctx.empty(layer.units, np.float32)
-        self.dx = self.buffer((self.din,)) if index > 0 else None
+        self.dx = self.buffer((self.din,)) if self.needs_dx else None
 
     def forward(self, x, m, training):
         k, w = self.ctx.k, self.weight(self.layer.kernel, self.ctx.values)
@@ -178,8 +181,8 @@ class ConvOp(_Activated):
         self.setup(plan.positions, layer.filters)
         self.zero_grad = ctx.empty(layer.filters, np.float32)
         self.cols = self.buffer((plan.positions, plan.depth))
-        self.dcols = self.buffer((plan.positions, plan.depth)) if index > 0 else None
-        self.dx = self.buffer(plan.in_shape) if index > 0 else None
+        self.dcols = self.buffer((plan.positions, plan.depth)) if self.needs_dx else None
+        self.dx = self.buffer(plan.in_shape) if self.needs_dx else None
 
     def forward(self, x, m, training):
         plan, k = self.plan, self.ctx.k
@@ -214,7 +217,7 @@ class PoolOp(Op):
         self.window, self.in4, self.out4 = layer.window, layer.in4, layer.out4
         self.y = self.buffer(self.out4)
         self.argmax = None if layer.average else self.buffer(self.out4, np.int32)
-        self.dx = self.buffer(self.in4) if index > 0 else None
+        self.dx = self.buffer(self.in4) if self.needs_dx else None
 
     def forward(self, x, m, training):
         x4, y = x.reshape((m,) + self.in4), self.view(self.y, (m,) + self.out4)
@@ -259,7 +262,7 @@ class MaskedMeanOp(Op):
     def backward(self, dy, m, fused=False):
         if not self.masked:
             return self.pool.backward(dy, m, fused)
-        if self.index == 0:
+        if not self.needs_dx:
             return None
         dx = self.view(self.dx, (m, self.steps, self.channels))
         self.ctx.k.spread_steps(self.view(self.share, (m, self.steps)), dy.reshape(m, self.channels), dx)
@@ -285,7 +288,7 @@ class MaskingOp(Op):
         return self.mask.reshape((-1,) + self.in_shape[:-1])
 
     def backward(self, dy, m, fused=False):
-        if self.index == 0:
+        if not self.needs_dx:
             return None
         shape = (m, self.steps, self.in_shape[-1])
         self.ctx.k.mask_steps(dy.reshape(shape), self.view(self.keep, (m, self.steps)), dx := self.view(self.dx, shape))
@@ -384,7 +387,7 @@ class NormalizationOp(Op):
         dy2, dx2 = dy.reshape(rows, self.width), self.view(self.dx, (rows, self.width))
         gamma, _ = self._gamma_beta(self.ctx.values)
         gamma = self.ones if gamma is None else gamma
-        need_dx = self.index > 0
+        need_dx = self.needs_dx
         if not self.batch_mode:  # a frozen BatchNormalization: constants all through
             k.batch_norm_inference_backward(dy2, gamma, self.weight(layer.moving_variance, self.ctx.values),
                                             layer.epsilon, dx2)
@@ -405,6 +408,9 @@ class FlattenOp(Op):
 
     def backward(self, dy, m, fused=False):
         return dy.reshape((m,) + self.in_shape)
+
+
+MERGES = ("Add", "Subtract", "Multiply", "Average", "Concatenate")
 
 
 def op_for(layer):
@@ -438,4 +444,8 @@ def op_for(layer):
         return SpatialDropoutOp
     if isinstance(layer, Activation):
         return ActivationOp
+    if type(layer).__name__ in MERGES:
+        from nnctl.nn.cudaops_merge import MergeOp
+
+        return MergeOp
     return None

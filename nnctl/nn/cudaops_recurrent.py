@@ -35,7 +35,7 @@ class RecurrentOp(Op):
         self.reverse, self.restore = layer.go_backwards, restore_order and layer.return_sequences
         self.xrev = self.buffer(self.in_shape) if self.reverse else None
         self.hrev = self.buffer((self.steps, self.units)) if self.restore else None
-        self.dxrev = self.buffer(self.in_shape) if self.reverse and index > 0 else None
+        self.dxrev = self.buffer(self.in_shape) if self.reverse and self.needs_dx else None
         self.lstm, self.gru = layer.gates == 4, layer.gates == 3
         self.act, self.ract = layer._codes()
         step = (self.steps, self.units)
@@ -56,7 +56,7 @@ class RecurrentOp(Op):
         if self.per_gate:  # a gate's block of dpre, of the states, of W, of a weight gradient; a gate's dx
             self.block, self.state_k = ctx.empty(bs * self.steps * u), ctx.empty(bs * self.steps * u)
             self.Wk, self.dWk = ctx.empty(f * u), ctx.empty(max(f, u) * u)
-            self.dxk = self.buffer(self.in_shape) if index > 0 and self.groups > 1 else None
+            self.dxk = self.buffer(self.in_shape) if self.needs_dx and self.groups > 1 else None
         self.gates = self.buffer((self.steps, self.width))  # LSTM: activated gates, then dpre; SimpleRNN: dpre
         self.cs = self.buffer(step) if self.lstm else None
         self.hu, self.drec = (self.buffer(step), self.buffer(step)) if self.gru else (None, None)
@@ -73,7 +73,7 @@ class RecurrentOp(Op):
         self.UT = ctx.empty((self.width, self.units), np.float32)
         self.last = self.buffer((self.units,))
         self.last_rows = ctx.cuda.to_device(np.arange(1, ctx.batch_size + 1, dtype=np.int64) * self.steps - 1)
-        self.dx = self.buffer(self.in_shape) if index > 0 else None
+        self.dx = self.buffer(self.in_shape) if self.needs_dx else None
         self.penalties = self.penalties_of(layer.kernel, layer.recurrent_kernel, layer.bias)
 
     def _state(self, m):
@@ -249,7 +249,7 @@ class BidirectionalOp(Op):
         self.halves = [self.buffer((self.rows_per_sample, self.units)) for _ in range(2)]
         self.half = (ctx.cuda.to_device(np.full(ctx.batch_size * self.rows_per_sample * self.units, 0.5, np.float32))
                      if self.mode == "ave" else None)
-        self.dx = self.buffer(self.in_shape) if index > 0 else None
+        self.dx = self.buffer(self.in_shape) if self.needs_dx else None
         self.penalties = self.ahead.penalties + self.back.penalties
 
     def out_mask(self, mask):

@@ -82,28 +82,47 @@ def fast_path(model, batch_size: int, sparse: bool):
     return path(model, batch_size, sparse) if model.device == "cuda" else FastPath(model, batch_size, sparse)
 
 
+def sources_of(model) -> list[list[int]]:
+    """The nodes each layer reads (-1: the model input): a graph's, or the chain of a Sequential model."""
+    if hasattr(model, "sources"):
+        return [list(sources) for sources in model.sources]
+    return [[i - 1] for i in range(len(model.layers))]
+
+
 def unsupported(model) -> str | None:
     """Why `model` cannot train on the CUDA path (None when it can)."""
-    if type(model).__name__ != "Sequential":
-        return "a functional (graph) model is not on the CUDA backend yet"
+    from nnctl.nn.multi import MultiModel
+
+    if isinstance(model, MultiModel):
+        return "a model with several inputs or outputs is not on the CUDA backend yet"
+    sources, masked = sources_of(model), []
     for index, layer in enumerate(model.layers):
         op = op_for(layer)
         if op is None:
             return (f"layer {index} ({layer.type_name}) is not on the CUDA backend yet (it runs Embedding without "
-                    f"a regularizer, Dense, Activation, Dropout, SpatialDropout1D/2D, Flatten, Reshape, "
-                    f"Conv1D/Conv2D, pooling, Masking, Batch/LayerNormalization over the "
-                    f"last axes, SimpleRNN, LSTM, GRU and Bidirectional so far)")
-        if op is EmbeddingOp and index > 0:
-            return f"layer {index} (embedding) must be the first layer on the CUDA backend"
-        if issubclass(op, DropoutOp) and index == 0:
+                    f"a regularizer, Dense, Activation, Dropout, SpatialDropout1D/2D, Flatten, Reshape, Masking, "
+                    f"Conv1D/Conv2D, pooling, Batch/LayerNormalization over the last axes, SimpleRNN, LSTM, GRU, "
+                    f"Bidirectional, and the Add, Subtract, Multiply, Average and Concatenate merges so far)")
+        reads_input = sources[index] == [-1]
+        if op is EmbeddingOp and not reads_input:
+            return f"layer {index} (embedding) must read the model's input on the CUDA backend"
+        if issubclass(op, DropoutOp) and reads_input:
             return "a Dropout before the first layer with weights is not on the CUDA backend yet"
+        # Which outputs carry a Keras mask (as the CPU layers' compute_mask pass them on).
+        given = any(masked[j] for j in sources[index] if j >= 0)
+        if op.multi and given:
+            return f"layer {index} ({layer.type_name}) merges masked inputs, which the CUDA backend does not yet"
+        makes = getattr(layer, "mask_zero", False) or type(layer).__name__ == "Masking"
+        passes = layer.supports_masking and getattr(layer, "return_sequences", True)
+        masked.append(makes or (given and passes))
     if not (op is DenseOp or (op is ActivationOp and len(layer.input_shape) == 1)):
         return "the last layer must be a Dense or an Activation of rows on the CUDA backend"
     if model.dtype != np.float32:
         return "the CUDA backend trains in float32"
     if getattr(model.loss, "custom", False):
         return "a custom loss runs on the ops tape, which is not on the CUDA backend yet"
-    if len(model.store.weights) != sum(len(layer.params) for layer in model.layers):
+    if len(model.store.weights) != sum(len(layer.params) for layer in model.layers) or any(
+            first != index for index, first in enumerate(getattr(model, "first_use", []))):
         return "a shared layer is not on the CUDA backend yet"
     return None
 
@@ -129,7 +148,12 @@ class CudaPath:
         self.fixed_grads = self.empty(max(1, store.fixed_grads.shape[0]))
         self.slots = [self.empty(slot.shape[0]) for slot in opt.slots] if opt is not None else []
         self.views: dict = {}  # the ops' weight views, by (weight, buffer)
+        self.sources = sources_of(model)
         self.ops = [op_for(layer)(self, layer, index) for index, layer in enumerate(model.layers)]
+        # A node read by several others sums their gradients into a buffer of its own.
+        readers = [sum(i in sources for sources in self.sources) for i in range(len(self.ops))]
+        self.sums = [self.empty(batch_size * int(np.prod(op.out_shape))) if count > 1 else None
+                     for op, count in zip(self.ops, readers)]
         self.features = int(np.prod(model.input_shape))
         self.ids = isinstance(self.ops[0], EmbeddingOp)
         self.xbuf = self.empty(1 if sparse else batch_size * self.features, np.int32 if self.ids else np.float32)
@@ -138,6 +162,10 @@ class CudaPath:
         self.tbuf = self.empty((batch_size, out_units))
         self.lbuf, self.wbuf = self.empty((batch_size, 1), np.int64), self.empty((batch_size, 1))
         self._data: list = []  # [(host Dataset or input, its device copies)], the last two seen
+
+    def needs_dx(self, index: int) -> bool:
+        """Whether node `index` reads another layer's output (the model's input takes no gradient)."""
+        return any(j >= 0 for j in self.sources[index])
 
     def empty(self, shape, dtype=np.float32):
         return self.cuda.device_array(shape, dtype)
@@ -213,11 +241,15 @@ class CudaPath:
             x = self.xbuf[:m * self.features].reshape(m, self.features)
             self.k.take_rows(data["x"], rows, x)
             x = x.reshape((m,) + tuple(self.model.input_shape))
-        mask = None  # Keras masks from Embedding's mask_zero, passed on as the CPU's layers pass them
-        for op in self.ops:
-            op.in_mask = mask
-            x = op.forward(x, m, training)
-            mask = op.out_mask(mask)
+        # The nodes in graph order, each on its sources' outputs; Keras masks (Embedding's mask_zero, Masking)
+        # passed on as the CPU's layers pass them.
+        outputs, masks = [], []
+        for op, sources in zip(self.ops, self.sources):
+            xs = [x if j < 0 else outputs[j] for j in sources]
+            ms = [None if j < 0 else masks[j] for j in sources]
+            op.in_mask = ms if op.multi else ms[0]
+            outputs.append(op.forward(xs if op.multi else xs[0], m, training))
+            masks.append(op.out_mask(op.in_mask))
 
     def _step(self, data, rows, step, losses, host_rows) -> None:
         model, k, m = self.model, self.k, rows.shape[0]
@@ -236,8 +268,7 @@ class CudaPath:
         dy = self.grad[:m * head.units].reshape(m, head.units)
         k.loss_forward_backward(model.loss_code, model.loss.delta, head.logits(m) if model.loss_fused else
                                 head.outputs(m), target, labels.reshape(m), weight.reshape(m), dy, losses, step)
-        for index in range(len(self.ops) - 1, -1, -1):
-            dy = self.ops[index].backward(dy, m, fused=index == len(self.ops) - 1 and model.loss_fused)
+        self._backward(dy, m)
         for op in self.ops:  # the penalties in parameter order, added to the step's loss
             for span, l1, l2 in op.penalties:
                 k.regularize(self.values[span], self.grads[span], l1, l2, losses, step)
@@ -245,6 +276,27 @@ class CudaPath:
         k.optimizer_step(opt.code, opt.hyperparameters(), opt.iterations, self.offsets, self.values, self.grads,
                          *self.slots, opt.clip_mode, opt.clip)
         opt.iterations += 1
+
+    def _backward(self, dy, m) -> None:
+        """Every node in reverse graph order, each on the sum of its readers' gradients (added reader by reader
+        in that order, as the CPU's graph adds them)."""
+        last = len(self.ops) - 1
+        grads: list = [None] * len(self.ops)
+        grads[last] = dy
+        for index in range(last, -1, -1):
+            if grads[index] is None:
+                continue
+            op = self.ops[index]
+            dx = op.backward(grads[index], m, fused=index == last and self.model.loss_fused)
+            for j, part in zip(self.sources[index], dx if op.multi else [dx]):
+                if part is None or j < 0:
+                    continue
+                if grads[j] is None:
+                    grads[j] = part
+                else:
+                    total = self.sums[j][:part.size]
+                    self.k.add(grads[j].reshape(-1), part.reshape(-1), total)
+                    grads[j] = total.reshape(part.shape)
 
     # ---- the fast path's entry points ------------------------------------------------------------
     def train(self, data, order, first, last, outputs, step_losses) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import cuda
 
 from nnctl.engine.cpu.dense import ACTIVATION_CODES
@@ -284,6 +285,30 @@ def add(a, b, out):
 
 
 @cuda.jit(**KERNEL)
+def _subtract(a, b, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = a[i] - b[i]
+
+
+def subtract(a, b, out):
+    """out = a − b element-wise, 1-D (the Subtract merge; the GPU's own)."""
+    _subtract[grid1(out.shape[0])](a, b, out)
+
+
+@cuda.jit(**KERNEL)
+def _divide(a, divisor, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = a[i] / divisor
+
+
+def divide(a, divisor, out):
+    """out = a / divisor, 1-D (the Average merge's mean and gradient, a negation by −1; the GPU's own)."""
+    _divide[grid1(out.shape[0])](a, np.float32(divisor), out)
+
+
+@cuda.jit(**KERNEL)
 def _mask_steps(x, mask, out):
     row, j = cuda.grid(2)
     steps = x.shape[1]
@@ -299,4 +324,5 @@ def mask_steps(x, mask, out):
 
 
 KERNELS = ("bias_act_forward", "bias_act_backward", "matmul", "matmul_tn", "matmul_nt", "take_rows", "multiply",
-           "dropout_forward", "transpose", "copy_columns", "take_columns", "reverse_steps", "add", "mask_steps")
+           "dropout_forward", "transpose", "copy_columns", "take_columns", "reverse_steps", "add", "mask_steps",
+           "subtract", "divide")

@@ -161,6 +161,64 @@ def test_a_dataset_too_big_for_the_gpu_is_streamed_to_the_same_bytes(case, monke
     np.testing.assert_array_equal(streamed[2], whole[2])
 
 
+def _residual():
+    from nnctl.nn.functional import Input
+    from nnctl.nn.layers import Add
+
+    inputs = Input((6, 7, 2))
+    a = Conv2D(3, 3, padding="same", activation="relu")(inputs)
+    b = Conv2D(3, 3, padding="same")(a)
+    x = Flatten()(Activation("relu")(Add()([a, b])))
+    return inputs, Dense(3, activation="softmax")(x)
+
+
+def _merges():
+    """A node read by three others (their gradients summed), three Dense layers on the input, every merge."""
+    from nnctl.nn.functional import Input
+    from nnctl.nn.layers import Average, Concatenate, Multiply, Subtract
+
+    inputs = Input((6,))
+    a, b, c = Dense(4, activation="tanh")(inputs), Dense(4)(inputs), Dense(4, activation="relu")(inputs)
+    mean = Average()([Subtract()([a, b]), Multiply()([a, b, c]), c])
+    return inputs, Dense(1)(Concatenate()([mean, a]))
+
+
+def _sequences_joined():
+    from nnctl.nn.functional import Input
+    from nnctl.nn.layers import Concatenate
+
+    inputs = Input((8, 3))
+    steps = Concatenate(axis=1)([Conv1D(2, 1)(inputs), LSTM(2, return_sequences=True)(inputs)])
+    return inputs, Dense(1)(Flatten()(steps))
+
+
+GRAPHS = {  # name: (x, target of x, the graph's (inputs, outputs), optimizer, loss)
+    "residual-add": (IMAGES, lambda x: np.argmax(x[:, 0, :3, 0], 1), _residual, "rmsprop",
+                     "sparse_categorical_crossentropy"),
+    "every-merge": (X, lambda x: x[:, :1] * x[:, 1:2], _merges, "adam", "mse"),
+    "sequences-concatenated-in-time": (SEQUENCES, lambda x: x[:, -1, :1], _sequences_joined, "adam", "mse"),
+}
+
+
+@pytest.mark.parametrize("case", list(GRAPHS))
+def test_a_graph_on_the_cuda_path_agrees_with_the_cpu(case, strict_device_arrays):
+    from nnctl.nn.functional import Model
+
+    x, target, graph, optimizer, loss = GRAPHS[case]
+    y, runs = target(x), []
+    for device in ("cpu", "cuda"):
+        model = Model(*graph(), seed=3, device=device)
+        model.compile(optimizer=optimizer, loss=loss)
+        history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:10], y[:10]))
+        runs.append((history, model.get_weights(), model.predict(x[:7])))
+    (cpu, cpu_weights, cpu_out), (gpu, gpu_weights, gpu_out) = runs
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(gpu[key], cpu[key], rtol=2e-5, err_msg=key)
+    for name in cpu_weights:
+        np.testing.assert_allclose(gpu_weights[name], cpu_weights[name], rtol=1e-4, atol=2e-6, err_msg=name)
+    np.testing.assert_allclose(gpu_out, cpu_out, rtol=1e-4, atol=2e-6)
+
+
 class _EveryBatch(Callback):
     def __init__(self):
         self.batches = 0
