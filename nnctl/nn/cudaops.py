@@ -410,7 +410,7 @@ class FlattenOp(Op):
         return dy.reshape((m,) + self.in_shape)
 
 
-MERGES = ("Add", "Subtract", "Multiply", "Average", "Concatenate")
+MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")
 
 
 def op_for(layer):

@@ -1,8 +1,10 @@
-"""The merge layers on the CUDA path (see nn/cudaops.py), for graphs: Add, Subtract, Multiply, Average and
-Concatenate, each a forward over a list of inputs and a backward giving one gradient per input, as the CPU
+"""The merge layers on the CUDA path (see nn/cudaops.py), for graphs: Add, Subtract, Multiply, Average, Maximum,
+Minimum and Concatenate, each a forward over a list of inputs and a backward giving one gradient per input, as the CPU
 layers (nnctl/nn/layers/merge.py) compute them and in their order of operations."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from nnctl.nn.cudaops import Op, _size
 
@@ -21,6 +23,9 @@ class MergeOp(Op):
         if self.kind == "multiply":  # running products of the inputs before each one and after each one
             self.before = self.buffer(self.out_shape)
             self.afters = [self.buffer(self.out_shape) for _ in range(self.count - 2)]
+        if self.kind in ("maximum", "minimum"):  # which input gave each output value
+            self.winner = self.buffer(self.out_shape, np.int32)
+            self.no_winner = ctx.cuda.to_device(np.zeros(ctx.batch_size * self.size, np.int32))
 
     def out_mask(self, masks):
         return None  # masked inputs are refused (cudapath.unsupported)
@@ -33,6 +38,12 @@ class MergeOp(Op):
             return self._concatenate(xs, m)
         if self.kind == "subtract":
             k.subtract(flat[0], flat[1], y)
+        elif self.kind in ("maximum", "minimum"):
+            k.copy_columns(xs[0].reshape(m, self.size), y.reshape(m, self.size), 0)
+            winner = self.winner[:n]
+            winner.copy_to_device(self.no_winner[:n])  # input 0 until another beats it
+            for i, x in enumerate(flat[1:], 1):
+                k.extremum_update(y, winner, x, i, self.kind == "maximum")
         elif self.kind == "multiply":
             self.xs = flat
             k.multiply(flat[0], flat[1], y)
@@ -60,6 +71,9 @@ class MergeOp(Op):
         if self.kind == "average":
             for grad in grads:
                 k.divide(flat, self.count, grad)
+        elif self.kind in ("maximum", "minimum"):
+            for i, grad in enumerate(grads):
+                k.winner_gradient(flat, self.winner[:n], i, grad)
         else:  # multiply: dy · the product of the other inputs, from running products before and after each one
             xs, after = self.xs, [None] * self.count
             for i in range(self.count - 1, 0, -1):

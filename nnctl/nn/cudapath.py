@@ -102,7 +102,7 @@ def unsupported(model) -> str | None:
             return (f"layer {index} ({layer.type_name}) is not on the CUDA backend yet (it runs Embedding without "
                     f"a regularizer, Dense, Activation, Dropout, SpatialDropout1D/2D, Flatten, Reshape, Masking, "
                     f"Conv1D/Conv2D, pooling, Batch/LayerNormalization over the last axes, SimpleRNN, LSTM, GRU, "
-                    f"Bidirectional, and the Add, Subtract, Multiply, Average and Concatenate merges so far)")
+                    f"Bidirectional, and every merge but Dot so far)")
         reads_input = sources[index] == [-1]
         if op is EmbeddingOp and not reads_input:
             return f"layer {index} (embedding) must read the model's input on the CUDA backend"

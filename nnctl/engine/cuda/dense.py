@@ -309,6 +309,32 @@ def divide(a, divisor, out):
 
 
 @cuda.jit(**KERNEL)
+def _extremum_update(y, winner, x, index, largest):
+    i = cuda.grid(1)
+    if i < y.shape[0]:
+        if (x[i] > y[i]) if largest else (x[i] < y[i]):
+            y[i], winner[i] = x[i], index
+
+
+def extremum_update(y, winner, x, index, largest):
+    """Where x beats y (strictly: on a tie the earlier input keeps it), y = x and winner = index; 1-D (the
+    Maximum and Minimum merges, one input at a time; the GPU's own)."""
+    _extremum_update[grid1(y.shape[0])](y, winner, x, np.int32(index), bool(largest))
+
+
+@cuda.jit(**KERNEL)
+def _winner_gradient(dy, winner, index, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = dy[i] if winner[i] == index else 0.0
+
+
+def winner_gradient(dy, winner, index, out):
+    """out = dy where input `index` gave the output, else 0; 1-D (Maximum/Minimum's gradients; the GPU's own)."""
+    _winner_gradient[grid1(out.shape[0])](dy, winner, np.int32(index), out)
+
+
+@cuda.jit(**KERNEL)
 def _mask_steps(x, mask, out):
     row, j = cuda.grid(2)
     steps = x.shape[1]
@@ -325,4 +351,4 @@ def mask_steps(x, mask, out):
 
 KERNELS = ("bias_act_forward", "bias_act_backward", "matmul", "matmul_tn", "matmul_nt", "take_rows", "multiply",
            "dropout_forward", "transpose", "copy_columns", "take_columns", "reverse_steps", "add", "mask_steps",
-           "subtract", "divide")
+           "subtract", "divide", "extremum_update", "winner_gradient")

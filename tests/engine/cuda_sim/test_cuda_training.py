@@ -175,12 +175,13 @@ def _residual():
 def _merges():
     """A node read by three others (their gradients summed), three Dense layers on the input, every merge."""
     from nnctl.nn.functional import Input
-    from nnctl.nn.layers import Average, Concatenate, Multiply, Subtract
+    from nnctl.nn.layers import Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 
     inputs = Input((6,))
     a, b, c = Dense(4, activation="tanh")(inputs), Dense(4)(inputs), Dense(4, activation="relu")(inputs)
     mean = Average()([Subtract()([a, b]), Multiply()([a, b, c]), c])
-    return inputs, Dense(1)(Concatenate()([mean, a]))
+    extremes = Maximum()([Minimum()([a, c]), b, Dense(4, activation="relu")(c)])  # c: relu zeros tie often
+    return inputs, Dense(1)(Concatenate()([mean, a, extremes]))
 
 
 def _sequences_joined():

@@ -93,6 +93,15 @@ def test_the_gpus_own_kernels_against_numpy():
     np.testing.assert_array_equal(total, a - b)
     cuda.divide(a, 3, total)
     np.testing.assert_array_equal(total, a / np.float32(3))
+    stacked = np.stack([a, np.where(np.arange(11) % 3 == 0, a, b), b])  # ties: the earlier input keeps its place
+    for largest, pick in ((True, np.argmax), (False, np.argmin)):
+        best, winner, grad = stacked[0].copy(), np.zeros(11, np.int32), np.zeros(11, np.float32)
+        for i in (1, 2):
+            cuda.extremum_update(best, winner, stacked[i], i, largest)
+        np.testing.assert_array_equal(winner, pick(stacked, axis=0))
+        np.testing.assert_array_equal(best, stacked[winner, np.arange(11)])
+        cuda.winner_gradient(total, winner, 1, grad)
+        np.testing.assert_array_equal(grad, np.where(winner == 1, total, 0))
     wide, part = _f32(6, 7), np.zeros((6, 3), np.float32)
     cuda.take_columns(wide, 2, part)
     np.testing.assert_array_equal(part, wide[:, 2:5])
