@@ -29,9 +29,9 @@ def only_issue(text: str):
 
 
 def test_billion_laughs_is_refused_in_milliseconds_at_the_alias():
-    began = time.perf_counter()
+    began = time.process_time()  # CPU time: a busy machine (parallel tests) does not stretch it
     issue = only_issue(bomb(9))
-    assert time.perf_counter() - began < 0.5
+    assert time.process_time() - began < 0.5
     assert (issue.source.line, issue.source.column) == (5, 47)  # the alias that crosses the budget
     assert f"aliases expand to more than {ALIAS_BUDGET:,} values" in issue.message
 

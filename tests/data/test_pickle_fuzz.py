@@ -102,10 +102,10 @@ def _peak_kib_of(function) -> int:
 ], ids=["memo", "ints", "stack", "marks"])
 def test_memory_and_time_stay_linear_in_the_payload(body, rows):
     payload = b"\x80\x04" + body + b"."
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a busy machine (parallel tests) does not stretch it
     with pytest.raises(NnctlError):
         decode_object_rows(payload, rows)
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < 2.0
     peak = _peak_kib_of(lambda: decode_object_rows(payload, rows))  # (tracemalloc slows it several times)
     assert peak < 32 * len(payload) // 1024 + 1024, (peak, len(payload))
 
@@ -137,10 +137,10 @@ def test_lists_cannot_nest_below_rows():
     (b"\x80\x04" * 1000, "a second PROTO at byte 2"),
 ], ids=["nested tuples", "repeated PROTO"])
 def test_cheap_opcodes_cannot_spin(body, message):
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: a busy machine (parallel tests) does not stretch it
     with pytest.raises(NnctlError, match=message):
         decode_object_rows(b"\x80\x04" + body + b".", 1)
-    assert time.perf_counter() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 def test_pickled_members_past_the_cap_are_refused_unread(tmp_path, monkeypatch):
