@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -174,12 +175,24 @@ def _selects_cuda_sim(config) -> bool:
     return False
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist starts its workers: they inherit where the run is
+@pytest.hookimpl(tryfirst=True)  # before xdist starts its workers: they inherit where the run will be
 def pytest_sessionstart(session):
     if _xdist_controller(session.config) and _selects_cuda_sim(session.config):
         from tests.engine import cuda_background
 
-        cuda_background.start(share=True)
+        cuda_background.reserve()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """xdist's controller: start the simulator run once half the tests have started (at once for a short
+    selection), as `pytest_collection_finish` does in one process."""
+    from tests.engine import cuda_background
+
+    reserved = cuda_background.SHARED in os.environ  # by pytest_sessionstart (no -k deselecting it)
+    if reserved and _PROGRESS["start_at"] is None and not _PROGRESS["started"] and any(
+            i.startswith(CUDA_SIM_TESTS) for i in ids):
+        _PROGRESS["start_at"] = len(ids) // 2 if len(ids) > 200 else 0
 
 
 def pytest_collection_modifyitems(config, items):

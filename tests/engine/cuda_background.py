@@ -2,9 +2,10 @@
 starts), in the background while the rest of the suite runs, when tests/engine/test_cuda_sim.py is among the tests
 to run. In one process (`-n 0`), tests/conftest.py starts it once most of the suite has run (it then loads the
 CPU kernels the suite compiled into the shared kernel cache rather than compiling them again) and its checks go
-last. Under pytest-xdist (the README's command), the controller, which runs no test, starts it when the session
-starts, before its workers, which find it through NNCTL_CUDA_SIM_RUN: it shares the cores with them instead of
-running alone at the end. `result()` waits for it; the session's end stops it."""
+last. Under pytest-xdist (the README's command), the controller, which runs no test, reserves the run's folder
+before it starts its workers (they find it through NNCTL_CUDA_SIM_RUN) and starts the run once half the tests
+have started, when the workers have compiled most CPU kernels into the shared cache: it shares the cores with
+them instead of running alone at the end. `result()` waits for it; the session's end stops it."""
 
 from __future__ import annotations
 
@@ -29,11 +30,19 @@ def _files(folder: Path) -> tuple[Path, Path, Path]:
     return folder / "launches.json", folder / "pytest.log", folder / "exit-code"
 
 
-def start(share: bool = False) -> None:
-    """Starts the run (once). `share`: tell processes started after this one (xdist's workers) where it is."""
-    if _RUN or os.environ.get(SHARED):
+def reserve() -> None:
+    """The run's folder, made now and named in NNCTL_CUDA_SIM_RUN for the processes started after this one
+    (xdist's workers), which wait for the run this process starts later."""
+    if "folder" not in _RUN:
+        _RUN["folder"] = Path(tempfile.mkdtemp(prefix="nnctl-cuda-sim-"))
+        os.environ[SHARED] = str(_RUN["folder"])
+
+
+def start() -> None:
+    """Starts the run (once), unless another process (xdist's controller) runs it."""
+    if "process" in _RUN or (os.environ.get(SHARED) and "folder" not in _RUN):
         return
-    folder = Path(tempfile.mkdtemp(prefix="nnctl-cuda-sim-"))
+    folder = _RUN.get("folder") or Path(tempfile.mkdtemp(prefix="nnctl-cuda-sim-"))
     path, log, code = _files(folder)
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "NNCTL_CUDA_LAUNCHES": str(path)}
     with open(log, "w") as out:
@@ -42,14 +51,12 @@ def start(share: bool = False) -> None:
                                    stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
                                    start_new_session=True)  # no test's signal reaches it
     _RUN.update(process=process, folder=folder)
-    if share:
-        os.environ[SHARED] = str(folder)
 
 
 def result(timeout: float = 900) -> tuple[int, str, Path]:
     """(exit code, output, the launches file) of the simulator run, started now if it was not yet."""
     start()
-    folder = Path(os.environ[SHARED]) if SHARED in os.environ and not _RUN else _RUN["folder"]
+    folder = _RUN["folder"] if "folder" in _RUN else Path(os.environ[SHARED])
     path, log, code = _files(folder)
     deadline = time.monotonic() + timeout
     while not code.exists() and time.monotonic() < deadline:

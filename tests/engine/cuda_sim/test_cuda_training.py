@@ -23,16 +23,17 @@ from nnctl.nn.layers import (Activation, AveragePooling1D, AveragePooling2D, Bat
                                Reshape, SimpleRNN, SpatialDropout1D, SpatialDropout2D)
 from nnctl.nn.model import Sequential
 
+# Small: the simulator runs each GPU thread as an OS thread (a batch of 8, two or three steps an epoch).
 RNG = np.random.default_rng(11)
-X = RNG.standard_normal((36, 6)).astype(np.float32)
-X_SPARSE = (RNG.random((36, 40)) < 0.1).astype(np.float32)  # 10 % non-zero: the model reads it as CSR
-IMAGES = RNG.standard_normal((20, 6, 7, 2)).astype(np.float32)
-SEQUENCES = RNG.standard_normal((20, 8, 3)).astype(np.float32)
-IDS = RNG.integers(0, 12, (24, 6)).astype(np.int32)
+X = RNG.standard_normal((24, 6)).astype(np.float32)
+X_SPARSE = (RNG.random((24, 40)) < 0.1).astype(np.float32)  # 10 % non-zero: the model reads it as CSR
+IMAGES = RNG.standard_normal((14, 6, 7, 2)).astype(np.float32)
+SEQUENCES = RNG.standard_normal((14, 6, 3)).astype(np.float32)
+IDS = RNG.integers(0, 12, (16, 6)).astype(np.int32)
 # Sequences whose first 0 to 3 steps are all zeros: Masking masks them.
-SEQUENCES_PADDED = np.where((np.arange(8) < RNG.integers(0, 4, (20, 1)))[:, :, None], 0, SEQUENCES).astype(np.float32)
+SEQUENCES_PADDED = np.where((np.arange(6) < RNG.integers(0, 4, (14, 1)))[:, :, None], 0, SEQUENCES).astype(np.float32)
 # Padded on the left as pad_sequences pads (id 0: a masked step), 0 to 4 steps of padding, and a few 0s inside.
-IDS_PADDED = np.where(np.arange(6) < RNG.integers(0, 5, (24, 1)), 0, IDS)
+IDS_PADDED = np.where(np.arange(6) < RNG.integers(0, 5, (16, 1)), 0, IDS)
 CASES = {  # name: (x, target of x, layers, optimizer, loss)
     "dense-mse-rmsprop-l2": (X, lambda x: x[:, :2] @ np.ones((2, 1), np.float32),
                              lambda: [Dense(5, activation="tanh", kernel_regularizer={"type": "l2", "l2": 0.01}),
@@ -124,7 +125,7 @@ def _train(case, device, callbacks=()):
     model = Sequential(layers(), input_shape=x.shape[1:], seed=3, device=device)
     model.compile(optimizer=optimizer, loss=loss)
     y = target(x)
-    history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:10], y[:10]), callbacks=list(callbacks))
+    history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:6], y[:6]), callbacks=list(callbacks))
     return history, model.get_weights(), model.predict(x[:7])
 
 
@@ -151,7 +152,7 @@ def test_a_dataset_too_big_for_the_gpu_is_streamed_to_the_same_bytes(case, monke
     model = Sequential(layers(), input_shape=x.shape[1:], seed=3, device="cuda")
     model.compile(optimizer=optimizer, loss=loss)
     y = target(x)
-    history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:10], y[:10]))
+    history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:6], y[:6]))
     streamed = history, model.get_weights(), model.predict(x[:7])
     assert all("staging" in copies for path in model._cuda_paths.values() for _, copies in path._data)
     for key in ("loss", "val_loss"):
@@ -188,7 +189,7 @@ def _sequences_joined():
     from nnctl.nn.functional import Input
     from nnctl.nn.layers import Concatenate
 
-    inputs = Input((8, 3))
+    inputs = Input((6, 3))
     steps = Concatenate(axis=1)([Conv1D(2, 1)(inputs), LSTM(2, return_sequences=True)(inputs)])
     return inputs, Dense(1)(Flatten()(steps))
 
@@ -210,7 +211,7 @@ def test_a_graph_on_the_cuda_path_agrees_with_the_cpu(case, strict_device_arrays
     for device in ("cpu", "cuda"):
         model = Model(*graph(), seed=3, device=device)
         model.compile(optimizer=optimizer, loss=loss)
-        history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:10], y[:10]))
+        history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:6], y[:6]))
         runs.append((history, model.get_weights(), model.predict(x[:7])))
     (cpu, cpu_weights, cpu_out), (gpu, gpu_weights, gpu_out) = runs
     for key in ("loss", "val_loss"):
