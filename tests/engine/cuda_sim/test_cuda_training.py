@@ -7,6 +7,7 @@ cuda and the run evaluates on the CPU. Run by tests/engine/test_cuda_sim.py."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -287,6 +288,32 @@ def test_the_command_line_trains_on_cuda_and_the_run_evaluates_on_the_cpu(tmp_pa
         config.write_text(CONFIG.replace("DEVICE", device))
         result = CliRunner().invoke(main, ["check", str(config)])
         assert result.exit_code == 0 and ("trains on cuda)" in result.output) == says, result.output
+
+
+GRAPH_CONFIG = CONFIG.replace("""    - {type: dense, units: 6, activation: relu}
+    - {type: dense, units: 1}
+""", """    - {name: a, type: dense, units: 6, activation: relu}
+    - {name: b, type: dense, units: 6}
+    - {type: add, inputs: [a, b]}
+    - {type: dense, units: 1}
+""")
+
+
+def test_a_graph_config_trains_on_cuda_from_the_command_line_and_a_two_output_one_is_refused_located(tmp_path):
+    config = tmp_path / "graph.yaml"
+    config.write_text(GRAPH_CONFIG.replace("DEVICE", "cuda"))
+    result = CliRunner().invoke(main, ["check", str(config)])
+    assert result.exit_code == 0 and "trains on cuda)" in result.output, result.output
+    result = CliRunner().invoke(main, ["train", str(config), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 0, result.output
+    run = next((tmp_path / "runs" / "gpu").glob("2*"))
+    assert json.loads((run / "manifest.json").read_text())["device"] == "cuda"
+    tickets = (Path(__file__).parents[3] / "configs" / "tickets.yaml").read_text()
+    config.write_text(tickets + "\ndevice: cuda\n")
+    result = CliRunner().invoke(main, ["check", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "device: cannot run on cuda: a model with several inputs or outputs is not on the CUDA backend yet" in (
+        result.output)
 
 
 def test_the_counter_based_dropout_kernel_matches_its_oracle():
