@@ -1,5 +1,6 @@
 """The recurrent layers on the CUDA path (see nn/cudaops.py): SimpleRNN, LSTM and GRU through the CUDA
-recurrent twins, and Bidirectional (merge_mode concat) as two of them, the second reversed in time."""
+recurrent twins (masks, go_backwards, dropout and recurrent dropout), and Bidirectional as two of them, the second
+reversed in time, merged by any merge mode."""
 
 from __future__ import annotations
 
@@ -203,8 +204,8 @@ class RecurrentOp(Op):
         return self.dWk[:rows * self.units].reshape(rows, self.units)
 
     def _input_gradients(self, dpre2, m):
-        """dW (into the gradients) and dx (m, T, f) in the loops' order, or None for the first layer: one GEMM each,
-        or one a gate when each gate read its own dropped inputs; dx through the input masks."""
+        """dW (into the gradients) and dx (m, T, f) in the loops' order, or None when the layer reads the model
+        input: one GEMM each, or one a gate when each gate read its own dropped inputs; dx through the input masks."""
         layer, k, blas, x4 = self.layer, self.ctx.k, self.ctx.blas, self.x4
         T, f, u = self.steps, self.features, self.units
         dW, W = self.weight(layer.kernel, self.ctx.grads), self.weight(layer.kernel, self.ctx.values)

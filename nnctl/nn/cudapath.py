@@ -1,7 +1,8 @@
-"""`device: cuda`: a Sequential model's steps on the GPU, layer by layer through nn/cudaops.py's device ops
-(Embedding, Dense, Activation, Dropout, SpatialDropout, Flatten, Reshape, Conv1D/Conv2D, pooling, normalization,
-SimpleRNN/LSTM/GRU with go_backwards, Bidirectional),
-which call the CUDA twins of the very kernels the CPU runs (nnctl/engine/cuda/) and cuBLAS for the GEMMs.
+"""`device: cuda`: the steps of a Sequential model or a graph of one input and one output on the GPU, node by node
+in graph order through nn/cudaops*.py's device ops (Embedding, Dense, Activation, the dropouts, Flatten, Reshape,
+Masking, Conv1D/Conv2D, pooling, normalization, SimpleRNN/LSTM/GRU, Bidirectional, the merges), which call the
+CUDA twins of the very kernels the CPU runs (nnctl/engine/cuda/) and cuBLAS for the GEMMs. Keras masks pass from
+op to op as the CPU layers pass them.
 
 A runner call (an epoch, or a chunk of steps when callbacks want batches) uploads the weights and optimizer
 slots, runs its steps with the weights, slots, gradients, activations, targets and the dataset (copied once per
@@ -9,8 +10,8 @@ dataset) on the device, and brings back only the steps' losses, the outputs the 
 weights and slots — so checkpoints, callbacks and `weights.safetensors` see the same host buffers as on the CPU,
 and a GPU run evaluates, predicts and resumes on the CPU and the reverse. Dropout draws its masks from a
 counter-based generator keyed by the run's seed, the draw numbered by the optimizer step
-(nnctl/engine/cuda/dropout.py). The other layer families, graphs and several outputs are not on this path yet
-(`unsupported` says which).
+(nnctl/engine/cuda/dropout.py). A dataset too big for the GPU's memory is streamed (`Staging`). What is not on
+this path yet (several inputs or outputs, shared layers, …) is refused by name (`unsupported`).
 """
 
 from __future__ import annotations
@@ -155,7 +156,8 @@ class CudaPath:
         self.sums = [self.empty(batch_size * int(np.prod(op.out_shape))) if count > 1 else None
                      for op, count in zip(self.ops, readers)]
         self.features = int(np.prod(model.input_shape))
-        self.ids = isinstance(self.ops[0], EmbeddingOp)
+        self.embedding = next((op for op in self.ops if isinstance(op, EmbeddingOp)), None)
+        self.ids = self.embedding is not None  # the model input is token ids
         self.xbuf = self.empty(1 if sparse else batch_size * self.features, np.int32 if self.ids else np.float32)
         out_units = self.ops[-1].units
         self.grad = self.empty(batch_size * out_units)
@@ -201,7 +203,7 @@ class CudaPath:
                 return copies
         to = self.cuda.to_device
         if self.ids:
-            self.ops[0].check_ids(x)
+            self.embedding.check_ids(x)
         arrays = {} if isinstance(x, CSRMatrix) else {
             "x": np.ascontiguousarray(x, np.int32 if self.ids else np.float32).reshape(x.shape[0], -1)}
         if target is not None:  # the loss reads the targets or the labels (the other is a placeholder)

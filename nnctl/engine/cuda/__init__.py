@@ -11,10 +11,10 @@ and a few reshuffles in dense.py.
 """
 
 from nnctl.engine.cuda import (conv, dense, dropout, embedding, losses, masks, normalization, optim, optim_rows,
-                               pooling, recurrent, sparse)
+                               pooling, recurrent, recurrent_gru, sparse)
 
 MODULES = (dense, dropout, losses, optim, sparse, embedding, optim_rows, normalization, pooling, conv, recurrent,
-           masks)
+           recurrent_gru, masks)
 KERNELS = tuple(name for module in MODULES for name in module.KERNELS)
 globals().update({name: getattr(module, name) for module in MODULES for name in module.KERNELS})
 PENDING = ()
