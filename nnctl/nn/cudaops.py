@@ -119,24 +119,26 @@ class _Activated(Op):
 
 
 class DenseOp(_Activated):
+    """Dense on rows, or on the last axis of N-d inputs (each step or pixel a row), dense or CSR input."""
+
     def __init__(self, ctx, layer, index):
         super().__init__(ctx, layer, index)
-        self.din = self.in_shape[0]
-        self.setup(1, layer.units)
+        self.din = self.in_shape[-1]
+        self.setup(_size(self.in_shape[:-1]), layer.units)
         self.zero_grad = ctx.empty(layer.units, np.float32)
-        self.dx = self.buffer((self.din,)) if self.needs_dx else None
+        self.dx = self.buffer(self.in_shape) if self.needs_dx else None
 
     def forward(self, x, m, training):
         k, w = self.ctx.k, self.weight(self.layer.kernel, self.ctx.values)
-        z = self.view(self.z, (m, self.units))
+        z = self.logits(m)
         if isinstance(x, SparseBatch):
             k.csr_matmul(x.indptr, x.indices, x.values, x.rows, w, z)
         else:
-            x = x.reshape(m, self.din)
+            x = x.reshape(m * self.rows_per_sample, self.din)
             self.ctx.blas.gemm(x, w, z)
         self.x = x
         self.activate(m)
-        return self.outputs(m)
+        return self.outputs(m).reshape((m,) + self.out_shape)
 
     def backward(self, dy, m, fused=False):
         dz = self.deactivate(dy, m, fused)
@@ -147,9 +149,9 @@ class DenseOp(_Activated):
             self.ctx.blas.gemm_tn(x, dz, dw)
         if self.dx is None:
             return None
-        dx = self.view(self.dx, (m, self.din))
+        dx = self.view(self.dx, (m * self.rows_per_sample, self.din))
         self.ctx.blas.gemm_nt(dz, self.weight(self.layer.kernel, self.ctx.values), dx)
-        return dx
+        return dx.reshape((m,) + self.in_shape)
 
 
 class ActivationOp(_Activated):
@@ -365,7 +367,7 @@ def op_for(layer):
     if isinstance(layer, Embedding):
         return EmbeddingOp if layer.embeddings_regularizer is None else None
     if isinstance(layer, Dense):
-        return DenseOp if len(layer.input_shape) == 1 else None
+        return DenseOp
     if isinstance(layer, BaseConv):
         return ConvOp
     if isinstance(layer, GlobalAveragePooling1D):

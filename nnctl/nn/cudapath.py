@@ -116,8 +116,8 @@ def unsupported(model) -> str | None:
         makes = getattr(layer, "mask_zero", False) or type(layer).__name__ == "Masking"
         passes = layer.supports_masking and getattr(layer, "return_sequences", True)
         masked.append(makes or (given and passes))
-    if not (op is DenseOp or (op is ActivationOp and len(layer.input_shape) == 1)):
-        return "the last layer must be a Dense or an Activation of rows on the CUDA backend"
+    if not (op in (DenseOp, ActivationOp) and len(layer.input_shape) == 1):
+        return "the last layer must be a Dense or an Activation of rows (not per-step outputs) on the CUDA backend"
     if model.dtype != np.float32:
         return "the CUDA backend trains in float32"
     if getattr(model.loss, "custom", False):

@@ -112,6 +112,10 @@ CASES = {  # name: (x, target of x, layers, optimizer, loss)
     "conv1d-mean-unmasked": (SEQUENCES, lambda x: x[:, :, 2].mean(1, keepdims=True),
                              lambda: [Conv1D(3, 2, activation="relu"), GlobalAveragePooling1D(), Dense(1)], "sgd",
                              "mse"),
+    "dense-on-steps-masked": (IDS_PADDED, lambda x: (x[:, -1:] > 4).astype(np.float32),
+                              lambda: [Embedding(12, 3, mask_zero=True), Dense(4, activation="relu"),
+                                       Dense(3, activation="softmax"), LSTM(2), Dense(1, activation="sigmoid")],
+                              "adam", "binary_crossentropy"),
     "reshape-backwards-loops-activation-head": (IMAGES, lambda x: np.argmax(x[:, 0, :3, 1], 1),
                                                 lambda: [Reshape((14, 6)), GRU(3, go_backwards=True,
                                                                                return_sequences=True),
@@ -245,6 +249,10 @@ def test_a_layer_not_on_the_cuda_path_is_named():
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ArgumentError, match=r"device cuda: the last layer must be a Dense or an Activation of rows"):
         model.fit(X, X[:, :1], epochs=1, batch_size=8)
+    model = Sequential([LSTM(2, return_sequences=True), Dense(1)], input_shape=(6, 3), seed=0, device="cuda")
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ArgumentError, match=r"an Activation of rows \(not per-step outputs\)"):
+        model.fit(SEQUENCES[:8], SEQUENCES[:8, :, :1], epochs=1, batch_size=8)
     model = Sequential([Embedding(10, 3, embeddings_regularizer="l2"), LSTM(2), Dense(1)], input_shape=(6,), seed=0,
                        device="cuda")
     model.compile(optimizer="sgd", loss="mse")
