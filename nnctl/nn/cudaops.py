@@ -11,6 +11,7 @@ Buffers are flat device arrays sized for the full batch; a shorter last batch us
 from __future__ import annotations
 
 import math
+from importlib import import_module
 
 import numpy as np
 
@@ -395,7 +396,5 @@ def op_for(layer):
     if isinstance(layer, Activation):
         return ActivationOp
     if type(layer).__name__ in MERGES:
-        from nnctl.nn.cudaops_merge import MergeOp
-
-        return MergeOp
+        return import_module("nnctl.nn.cudaops_merge").MergeOp
     return None
