@@ -36,6 +36,16 @@ class DropoutOp(Op):
         return self.dx[:size].reshape((m,) + self.in_shape)
 
 
+def draw_multipliers(ctx, key: int, rate: float, out) -> None:
+    """out (1-D) = dropout multipliers of the current step under `key`: 0 or 1/(1 − rate), as the masks of
+    Dropout's kernel (the counter-based uniforms drawn over ones: the products are the multipliers)."""
+    size = out.shape[0]
+    ones = getattr(ctx, "dropout_ones", None)  # one buffer of ones for every dropout op of the model
+    if ones is None or ones.shape[0] < size:
+        ones = ctx.dropout_ones = ctx.cuda.to_device(np.ones(size, np.float32))
+    ctx.k.dropout_counter_forward(ones[:size], key, ctx.model.optimizer.iterations, rate, out, out)
+
+
 class SpatialDropoutOp(DropoutOp):
     """SpatialDropout1D/2D: one draw per (sample, channel) from the counter-based generator, that channel's
     multiplier applied at every step or pixel."""
@@ -43,16 +53,14 @@ class SpatialDropoutOp(DropoutOp):
     def __init__(self, ctx, layer, index):
         super().__init__(ctx, layer, index)
         self.channels = self.in_shape[-1]
-        self.ones = ctx.cuda.to_device(np.ones(ctx.batch_size * self.channels, np.float32))
-        self.scale, self.drawn = (ctx.empty(ctx.batch_size * self.channels, np.float32) for _ in range(2))
+        self.scale = ctx.empty(ctx.batch_size * self.channels, np.float32)
 
     def forward(self, x, m, training):
         self.active = training and self.rate > 0
         if not self.active:
             return x
         k, size, c = self.ctx.k, m * self.channels, self.channels
-        k.dropout_counter_forward(self.ones[:size], self.key, self.ctx.model.optimizer.iterations, self.rate,
-                                  self.drawn[:size], self.scale[:size])
+        draw_multipliers(self.ctx, self.key, self.rate, self.scale[:size])
         y = self.view(self.y, (m, _size(self.in_shape) // c, c))
         k.scale_channels(x.reshape(y.shape), self.scale[:size].reshape(m, c), y)
         return y.reshape((m,) + self.out_shape)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnctl.nn.cudaops import Op, _size
-from nnctl.nn.cudaops_dropout import dropout_key
+from nnctl.nn.cudaops_dropout import draw_multipliers, dropout_key
 
 
 def _subkey(key: int, part: int) -> int:
@@ -50,7 +50,6 @@ class RecurrentOp(Op):
         if self.rate_in or self.rate_rec:
             key = dropout_key(ctx.model, index)
             self.keys = [_subkey(key, 2 * int(restore_order)), _subkey(key, 2 * int(restore_order) + 1)]
-            self.ones = ctx.cuda.to_device(np.ones(bs * max(w, self.groups * f), np.float32))
         self.rdrawn = ctx.empty(bs * w) if self.rate_rec else None
         self.idrawn = ctx.empty(self.groups * bs * f) if self.rate_in else None
         self.xd = ctx.empty(self.groups * bs * self.steps * f) if self.rate_in else None
@@ -130,15 +129,14 @@ class RecurrentOp(Op):
         x4, rmask = self.x.reshape(1, m, T, f), self.no_rmask
         if not self.dropping:
             return x4, rmask
-        step = self.ctx.model.optimizer.iterations
         if self.rate_rec:
             drawn = self.rdrawn[:m * w]
-            k.dropout_counter_forward(self.ones[:m * w], self.keys[0], step, self.rate_rec, drawn, drawn)
+            draw_multipliers(self.ctx, self.keys[0], self.rate_rec, drawn)
             rmask = drawn.reshape(m, w)
         if self.rate_in:
             g = self.groups
             drawn = self.idrawn[:g * m * f]
-            k.dropout_counter_forward(self.ones[:g * m * f], self.keys[1], step, self.rate_in, drawn, drawn)
+            draw_multipliers(self.ctx, self.keys[1], self.rate_in, drawn)
             self.drop_in = drawn.reshape(g, m, f)
             x4 = self.xd[:g * m * T * f].reshape(g, m, T, f)
             for gate in range(g):
