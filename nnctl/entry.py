@@ -9,5 +9,6 @@ def main():
         from nnctl.cli import main as command_line
     except KeyboardInterrupt:
         sys.stderr.write("interrupted (Ctrl-C)\n")
+        exec("")  # noqa: S102 (forgets a caught Ctrl-C, as nnctl.cli_errors.forget_caught_interrupts says)
         sys.exit(130)
     return command_line()
