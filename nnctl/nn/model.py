@@ -17,7 +17,7 @@ from nnctl.nn import cudapath, fastpath
 from nnctl.nn.callbacks import CallbackList, History
 from nnctl.nn.callbacks.base import FitHistory
 from nnctl.nn.callbacks.monitors import find_nonfinite
-from nnctl.nn.layers import LAYERS, Dense, Input, Layer
+from nnctl.nn.layers import LAYERS, Dense, Input, Layer, conv_pool
 from nnctl.nn.layers.base import name_layers
 from nnctl.nn.losses import LOSSES
 from nnctl.nn.inputs import Dataset, ModelInputs, masked_weights, split_off, step_rows
@@ -121,11 +121,13 @@ class Sequential(ModelInputs):
         return isinstance(self.layers[0], Dense)
 
     def _mark_input_grads(self):
-        """Layers before the first trainable weight never need an input gradient."""
+        """Layers before the first trainable weight never need an input gradient; in this chain a conv layer
+        and the max pooling after it may run fused (nnctl/nn/layers/conv_pool.py; a graph overrides this)."""
         seen_params = False
         for layer in self.layers:
             layer.needs_input_grad = seen_params
             seen_params = seen_params or any(p.trainable for p in layer.params)
+        conv_pool.pair(self.layers)
 
     def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
         if loss is None:
@@ -229,11 +231,9 @@ class Sequential(ModelInputs):
 
     def _run_epoch(self, runner, data, order, steps, outputs, step_losses, batch_sizes, cbs, epoch) -> bool:
         """Every step of one epoch; False when a batch callback set `stop_training` before the end, or when
-        a non-finite loss stopped it (see `_nonfinite`).
-
-        Without batch callbacks the whole epoch is one runner call. With them, steps run in chunks of
-        about 0.1 s, and the running metrics shown to callbacks come from throwaway copies, so the
-        epoch's recorded metrics do not depend on how the epoch was chunked (or on timing).
+        a non-finite loss stopped it (see `_nonfinite`). Without batch callbacks the whole epoch is one runner
+        call. With them, steps run in chunks of about 0.1 s, and the running metrics shown to callbacks come
+        from throwaway copies, so the epoch's recorded metrics do not depend on how the epoch was chunked.
         """
         if not cbs.wants_batches:
             runner(data, order, 0, steps, outputs, step_losses)

@@ -14,6 +14,7 @@ from nnctl.engine.convolution import ConvPlan, output_length
 from nnctl.errors import ArgumentError, ShapeError, check_positive_int
 from nnctl.nn.layers.arguments import (Bool, CausalPadding, Literal, NamedSpec, Number, Optional, Padding, Sizes,
                                        Text, Width, check_choice, check_sizes)
+from nnctl.nn.layers import conv_pool
 from nnctl.nn.layers.core import _Activated
 
 
@@ -44,6 +45,8 @@ class BaseConv(_Activated):
                                   bias_regularizer)
         self._set_activation(activation, alpha)
         self.plan = None
+        self.pool_after = None  # the max pooling this layer runs fused with (nnctl/nn/layers/conv_pool.py)
+        self.fused = False
 
     def _as_2d(self, values):
         """Conv1D's shapes and sizes with a leading height of 1: (length, channels) → (1, length, channels)."""
@@ -95,6 +98,9 @@ class BaseConv(_Activated):
         plan = self._plan()
         x4 = np.ascontiguousarray(x).reshape((x.shape[0],) + plan.in_shape)
         self.x4 = x4
+        self.fused = conv_pool.fuses(self, plan)
+        if self.fused:
+            return conv_pool.forward(self, x4)
         z = self._buffer("z", (x.shape[0] * plan.positions, self.filters))
         y = z if self.activation == "linear" else self._buffer("y", z.shape)
         self.z, self.y = z, y  # as _Activated keeps them: the loss may read z as logits
@@ -107,6 +113,8 @@ class BaseConv(_Activated):
         return y.reshape((x.shape[0],) + self.output_shape)
 
     def backward(self, dy, from_preactivation=False):
+        if self.fused:
+            return conv_pool.backward(self, dy)
         plan, x4, z, y, backend = self.plan, self.x4, self.z, self.y, self.backend
         dy2 = np.ascontiguousarray(dy).reshape(-1, self.filters)
         dz = self._buffer("dz", dy2.shape)
