@@ -51,7 +51,7 @@ def max_pool2d_forward(x, ph, pw, sh, sw, pt, pl, y, argmax):
                         for ch in range(c):
                             v, best = xi[ch], yo[ch]
                             # A NaN wins and stays, so that a diverging model shows it.
-                            yo[ch] = v if (v > best) | (v != v) | (best != best) else best
+                            yo[ch] = v if ((v > best) | (v != v)) & (best == best) else best
                 for ih in range(h1 - 1, h0 - 1, -1):
                     for iw in range(w1 - 1, w0 - 1, -1):
                         xi = x[b, ih, iw]
