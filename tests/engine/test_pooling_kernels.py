@@ -93,16 +93,17 @@ def test_max_pool_ignores_padding_and_propagates_nan():
     assert np.isnan(y[0, 0, 0, 1]) and argmax[0, 0, 0, 1] == 3
 
 
+@pytest.mark.parametrize("strides", [2, 1], ids=["2x2 path", "general path"])
 @pytest.mark.parametrize("cells", [[0], [1], [2], [3], [0, 3], [1, 2]])
-def test_a_nan_anywhere_in_the_window_wins_and_stays(cells):
+def test_a_nan_anywhere_in_the_window_wins_and_stays(cells, strides):
     """The first NaN wins (NumPy's argmax), wherever it sits: a NaN in the window's first cell was once replaced
     by the next larger value, with argmax still pointing at the NaN."""
     x = np.array([[0.5, 1.0], [2.0, -1.0]], np.float32).reshape(1, 2, 2, 1).repeat(3, axis=3)
     x[0].reshape(4, 3)[cells, 1] = np.nan
     y, argmax = np.empty((1, 1, 1, 3), np.float32), np.empty((1, 1, 1, 3), np.int32)
-    pooling.max_pool2d_forward(x, 2, 2, 2, 2, 0, 0, y, argmax)
+    pooling.max_pool2d_forward(x, 2, 2, strides, strides, 0, 0, y, argmax)
     y_ref, argmax_ref = np.empty_like(y), np.empty_like(argmax)
-    reference.max_pool2d_forward(x, 2, 2, 2, 2, 0, 0, y_ref, argmax_ref)
+    reference.max_pool2d_forward(x, 2, 2, strides, strides, 0, 0, y_ref, argmax_ref)
     assert np.isnan(y[0, 0, 0, 1]) and argmax[0, 0, 0, 1] == cells[0] * 3 + 1
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(argmax, argmax_ref)
