@@ -30,7 +30,13 @@ CASES = {
     "needs dx": (lambda: image_stack(first=[Dense(1, activation="tanh")]), (10, 9, 2)),
     "conv1d": (lambda: [Conv1D(16, 5, padding="causal", activation="relu"), MaxPooling1D(3), Flatten(), Dense(3)],
                (17, 1)),
+    # plans that keep z: pooled chunk by chunk through the plan's hooks
+    "columns plan": (lambda: [Conv2D(16, 3, activation="relu"), MaxPooling2D(2), Flatten(), Dense(3)], (10, 9, 3)),
+    "taps plan": (lambda: [Conv1D(8, 5, activation="relu"), MaxPooling1D(2), Flatten(), Dense(3)], (17, 24)),
+    "columns, needs dx": (lambda: image_stack(first=[Conv2D(16, 3, activation="relu"), MaxPooling2D(2),
+                                                     Conv2D(8, 2, activation="relu")]), (14, 14, 1)),
 }
+METHODS = {"columns plan": "columns", "taps plan": "taps", "columns, needs dx": "direct"}
 
 
 def build(case, fused=True, dtype="float32", seed=5):
@@ -57,6 +63,7 @@ def test_fused_pair_matches_the_two_layers(case):
     loss_a, grads_a = apart.compute_gradients(x, y)
     conv = next(layer for layer in fused.layers if hasattr(layer, "pool_after") and layer.pool_after)
     assert conv.fused and not any(getattr(layer, "fused", False) for layer in apart.layers)
+    assert conv.plan.method == METHODS.get(case, "direct")
     np.testing.assert_array_equal(fused.predict(x), apart.predict(x))  # the same numbers, pooled in place
     assert loss_f == pytest.approx(loss_a, rel=1e-6)
     for name in grads_a:
@@ -66,7 +73,8 @@ def test_fused_pair_matches_the_two_layers(case):
     np.testing.assert_allclose(fused.store.values, apart.store.values, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("case", ["relu", "overlapping windows", "needs dx", "conv1d"])
+@pytest.mark.parametrize("case", ["relu", "overlapping windows", "needs dx", "conv1d", "taps plan",
+                                  "columns, needs dx"])
 def test_central_differences_through_the_fused_pair(case):
     model = build(case, dtype="float64", seed=3)
     x, y = (a.astype(np.float64) for a in data(case, n=4))
@@ -80,18 +88,21 @@ def test_central_differences_through_the_fused_pair(case):
 
 
 def test_fused_training_gives_the_same_bytes_on_one_or_two_threads(monkeypatch):
-    # MNIST's size, batch 64: 6 chunks of 11 images, run on the chunk pool (the 'needs dx' stack, so dx too)
+    # MNIST's size, batch 64, on the chunk pool: a direct pair (6 chunks of 11 images), then a columns pair;
+    # a Dense per pixel first, so both give dx too
     x = RNG.standard_normal((128, 28, 28, 2)).astype(np.float32)
     y = RNG.standard_normal((128, 3)).astype(np.float32)
     runs = []
     for threads in (1, 2):
         monkeypatch.setattr(settings, "thread_count", lambda threads=threads: threads)
-        model = Sequential(image_stack(first=[Dense(1, activation="tanh")]), input_shape=(28, 28, 2), seed=5)
+        layers = image_stack(first=[Dense(1, activation="tanh"), Conv2D(16, 3, activation="relu"), MaxPooling2D(2)])
+        model = Sequential(layers, input_shape=(28, 28, 2), seed=5)
         model.compile(optimizer="rmsprop", loss="mse")
         model.fit(x, y, epochs=2, batch_size=64)
         runs.append(model.store.values.copy())
-    conv = model.layers[1]
-    assert conv.fused and len(conv.plan.chunks(64)) > 2
+    direct, columns = model.layers[1], model.layers[3]
+    assert direct.fused and direct.plan.method == "direct" and len(direct.plan.chunks(64)) > 2
+    assert columns.fused and columns.plan.method == "columns" and len(columns.plan.chunks(64)) > 2
     np.testing.assert_array_equal(runs[0], runs[1])
 
 
@@ -99,8 +110,7 @@ def test_fused_training_gives_the_same_bytes_on_one_or_two_threads(monkeypatch):
     [Conv2D(16, 3, activation="gelu"), MaxPooling2D(2)],            # max(gelu(z)) is not gelu(max(z))
     [Conv2D(16, 3, activation="relu"), AveragePooling2D(2)],
     [Conv2D(16, 3, activation="relu"), Activation("relu"), MaxPooling2D(2)],
-    [Conv2D(4, 3, activation="relu"), MaxPooling2D(2)],             # too few filters: im2col + BLAS, not direct
-], ids=["gelu", "average", "layer between", "columns plan"])
+], ids=["gelu", "average", "layer between"])
 def test_pairs_that_do_not_fuse(layers):
     model = Sequential([*layers, Flatten(), Dense(2)], input_shape=(10, 9, 1), seed=0)
     model.compile(optimizer="sgd", loss="mse")

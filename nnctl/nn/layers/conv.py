@@ -100,7 +100,7 @@ class BaseConv(_Activated):
         self.x4 = x4
         self.fused = conv_pool.fuses(self, plan)
         if self.fused:
-            return conv_pool.forward(self, x4)
+            return conv_pool.forward(self, x4, training)
         z = self._buffer("z", (x.shape[0] * plan.positions, self.filters))
         y = z if self.activation == "linear" else self._buffer("y", z.shape)
         self.z, self.y = z, y  # as _Activated keeps them: the loss may read z as logits

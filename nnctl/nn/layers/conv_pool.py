@@ -1,20 +1,21 @@
-"""A shallow convolution with ReLU (or no activation) and the max pooling right after it, run as one step on the
-CPU: each image's convolution is pooled while it sits in the cache, and the full-size output is never stored.
+"""A conv layer with ReLU (or no activation) and the max pooling right after it, run as one step on the CPU:
+the conv output is pooled as each chunk of images is done, and pooled *before* the activation. For ReLU and
+linear, max(act(z)) = act(max(z)) with the same winner wherever the gradient is not zero (ReLU's ties are at 0,
+where its gradient is 0), so the activation and its backward run on the pooled quarter, and neither the
+full-size activation nor the pooling's full-size input gradient is ever stored.
 
-In the book's convnets the first Conv2D writes its biggest array (64 × 26 × 26 × 32 floats, 5.5 MB for MNIST)
-three times and reads it four: pre-activation, activation, the pooling's read, then the backward's unpooled
-gradient, z and y again. Fused, one image at a time goes through the direct convolution into a per-thread
-scratch (its 86 KB stay in L2), gets its bias, and is max-pooled *before* the activation: for ReLU and linear,
-max(act(z)) = act(max(z)) with the same winner wherever the gradient is not zero (ReLU's ties are at 0, where
-its gradient is 0), so the activation and its backward run on the pooled quarter only. The backward unpools
-each image's pooled gradient into the scratch and takes that image's kernel gradient from it.
+A shallow 'direct' plan (a patch of at most convolution.DIRECT_FORWARD_MAX_DEPTH values: MNIST's first Conv2D,
+whose output is its biggest array, 64 × 26 × 26 × 32 floats) goes further: each image is convolved into a
+per-thread scratch that stays in L2, gets its bias and is pooled there, and the backward unpools each image into
+that scratch and takes its kernel gradient from it; the full-size output is never stored at all. Other plans
+keep their z and run the bias + pooling on each chunk's rows as the chunk finishes, and the unpooling before
+each chunk's backward (the `after`/`before` hooks of nnctl/engine/convolution.py).
 
-Only Sequential models pair layers (`pair`), and only a 'direct' plan (a patch of at most
-convolution.DIRECT_FORWARD_MAX_DEPTH values, where the arrays are large and the arithmetic is small) fuses; the
-other plans run the two layers as usual. The kernel gradient is summed image by image within a chunk, then
-chunk by chunk in order: the same bytes on any number of threads. Against the unfused layers the outputs and
-the kernel's gradient terms are the same numbers (the sums run in another order); a window holding a NaN
-pre-activation passes no gradient (ReLU turns a NaN into 0, and the unfused pooling never sees it).
+Only neighbours in a Sequential model pair (`pair`; a graph runs them apart). The kernel gradient is summed
+image by image within a chunk, then chunk by chunk in order: the same bytes on any number of threads. Against
+the unfused layers the outputs are the same numbers and the gradients agree to rounding (the sums run in another
+order); a window holding a NaN pre-activation passes no gradient (ReLU turns a NaN into 0, and the unfused
+pooling never sees it).
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ def pair(layers) -> None:
 
 
 def fuses(conv, plan) -> bool:
-    return conv.pool_after is not None and plan.method == "direct"
+    return conv.pool_after is not None
 
 
-def forward(conv, x4):
+def forward(conv, x4, training):
     """The pooled output of conv → pool for x4 (n, h, w, c); keeps what the backward needs on `conv`."""
     plan, pool, backend = conv.plan, conv.pool_after, conv.backend
     n, filters, geometry = x4.shape[0], conv.filters, plan.geometry
@@ -52,6 +53,9 @@ def forward(conv, x4):
     argmax = conv._buffer("pooled_argmax", zp.shape, np.int32)
     zero_bias = conv.__dict__.setdefault("_pooled_zero_bias", np.zeros(filters, conv.dtype))
     image = (1,) + pool.in4
+    conv.pooled = (zp, yp, argmax)
+    if plan.method != "direct":
+        return _forward_whole(conv, x4, kernel2d, bias, zero_bias, training)
 
     def run(index, first, count):
         z = plan._workspace("pooled_z", plan.positions, filters, x4.dtype)
@@ -65,10 +69,32 @@ def forward(conv, x4):
                                      yp[images].reshape(-1, filters))
 
     plan._run(run, n)
-    conv.pooled = (zp, yp, argmax)
+    return _handed_to(pool, yp, n)
+
+
+def _handed_to(pool, yp, n):
+    """The pooled output, marked as already pooled for `pool` (which passes it on)."""
     out = yp.reshape((n,) + pool.output_shape)
     pool.prepooled = out
     return out
+
+
+def _forward_whole(conv, x4, kernel2d, bias, zero_bias, training):
+    """forward() for the plans that keep z: bias and pooling on each chunk's rows as soon as they are done."""
+    plan, pool, backend = conv.plan, conv.pool_after, conv.backend
+    (zp, yp, argmax), n, filters = conv.pooled, x4.shape[0], conv.filters
+    z = conv._buffer("z", (n * plan.positions, filters))
+
+    def pool_chunk(index, rows):
+        images = slice(rows.start // plan.positions, rows.stop // plan.positions)
+        backend.bias_act_forward(z[rows], bias, LINEAR, 0.0, z[rows])
+        backend.max_pool2d_forward(z[rows].reshape((-1,) + pool.in4), *pool.window, zp[images], argmax[images])
+        if yp is not zp:
+            backend.bias_act_forward(zp[images].reshape(-1, filters), zero_bias, conv.act_code, conv.alpha,
+                                     yp[images].reshape(-1, filters))
+
+    plan.forward(x4, kernel2d, z, pool_chunk, keep=training)
+    return _handed_to(pool, yp, n)
 
 
 def backward(conv, dy):
@@ -83,13 +109,33 @@ def backward(conv, dy):
     kernel2d = conv.kernel.value.reshape(plan.depth, filters)
     chunks = plan.chunks(n)
     db_parts = conv._buffer(("pooled_db", len(chunks)), (len(chunks), 1, filters))
-    dw_parts = conv._buffer(("pooled_dw", len(chunks)), (len(chunks), plan.depth, filters))
     dx = conv._buffer("dx", x4.shape) if conv.needs_input_grad else None
+    db = conv.bias.grad if conv.bias is not None else conv._buffer("db", (filters,))
+    dkernel = conv.kernel.grad.reshape(plan.depth, filters)
 
-    def run(index, first, count):
+    def unpool(index, first, count):
+        """The chunk's pooled gradient through the activation, and the chunk's part of db."""
         rows = slice(first * cells, (first + count) * cells)
         backend.bias_act_backward(dyp[rows], zp2[rows], yp2[rows], conv.act_code, conv.alpha, dzp[rows],
                                   db_parts[index, 0])
+
+    if plan.method != "direct":
+        dz = conv._buffer("dz", (n * plan.positions, filters))
+
+        def before(index, rows):
+            first, count = rows.start // plan.positions, (rows.stop - rows.start) // plan.positions
+            unpool(index, first, count)
+            backend.max_pool_backward(dzp[first * cells:(first + count) * cells].reshape(count, -1),
+                                      argmax2[first:first + count], dz[rows].reshape(count, -1))
+
+        plan.backward(x4, dz, kernel2d, dkernel, dx, before)
+        backend.sum_partials(db_parts, len(chunks), db.reshape(1, filters))
+        return None if dx is None else dx.reshape((n,) + tuple(conv.input_shape))
+
+    dw_parts = conv._buffer(("pooled_dw", len(chunks)), (len(chunks), plan.depth, filters))
+
+    def run(index, first, count):
+        unpool(index, first, count)
         dz = plan._workspace("pooled_dz", plan.positions, filters, x4.dtype)
         one = plan._workspace("pooled_dw", plan.depth, filters, x4.dtype)
         for i in range(first, first + count):
@@ -104,7 +150,6 @@ def backward(conv, dy):
                 backend.col2im(columns, i, 1, geometry, dx)
 
     plan._run(run, n)
-    backend.sum_partials(dw_parts, len(chunks), conv.kernel.grad.reshape(plan.depth, filters))
-    db = conv.bias.grad if conv.bias is not None else conv._buffer("db", (filters,))
+    backend.sum_partials(dw_parts, len(chunks), dkernel)
     backend.sum_partials(db_parts, len(chunks), db.reshape(1, filters))
     return None if dx is None else dx.reshape((n,) + tuple(conv.input_shape))
