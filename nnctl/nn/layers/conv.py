@@ -98,7 +98,7 @@ class BaseConv(_Activated):
         plan = self._plan()
         x4 = np.ascontiguousarray(x).reshape((x.shape[0],) + plan.in_shape)
         self.x4 = x4
-        self.fused = conv_pool.fuses(self, plan)
+        self.fused = self.pool_after is not None
         if self.fused:
             return conv_pool.forward(self, x4, training)
         z = self._buffer("z", (x.shape[0] * plan.positions, self.filters))

@@ -39,10 +39,6 @@ def pair(layers) -> None:
             conv.pool_after = pool if fits and conv.activation in FUSABLE and layers.count(conv) == 1 else None
 
 
-def fuses(conv, plan) -> bool:
-    return conv.pool_after is not None
-
-
 def forward(conv, x4, training):
     """The pooled output of conv → pool for x4 (n, h, w, c); keeps what the backward needs on `conv`."""
     plan, pool, backend = conv.plan, conv.pool_after, conv.backend
