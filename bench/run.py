@@ -2,7 +2,7 @@
 
     NNCTL_DATA_DIR=/path/to/datasets python bench/run.py [--rounds 5]
         [--configs imdb,mnist,...,imdb_conv1d,imdb_simple_rnn,imdb_lstm,imdb_bidirectional_lstm]
-        [--load [on|both]] [--torch-threads N] [--epochs-override N | imdb=N,...] [--torch-kfold-epochs N]
+        [--load [on|both]] [--torch-threads N] [--torch-flush-denormal] [--epochs-override N | imdb=N,...] [--torch-kfold-epochs N]
         [--no-torch] [--no-one-thread] [--skip-startup]
 
 Every run is a fresh subprocess; its wall time and peak RSS (os.wait4's ru_maxrss) belong to that process alone.
@@ -115,9 +115,13 @@ def run_nnctl(case: BookCase, epochs: int | None, runs_dir: str, env: dict | Non
             "peak_rss_mb": done.peak_rss_mb, "stdout": done.stdout}
 
 
+TORCH_OPTIONS: list[str] = []  # --torch-flush-denormal adds torch_book.py's --flush-denormal
+
+
 def run_torch(case: BookCase, epochs: int | None, threads: int | None) -> dict:
     command = [sys.executable, str(TORCH_BOOK), str(case.config)]
     command += (["--epochs", str(epochs)] if epochs else []) + (["--threads", str(threads)] if threads else [])
+    command += TORCH_OPTIONS
     done = run_child(command)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_MARKER)]
     if done.returncode != 0 or not lines:
@@ -254,6 +258,9 @@ def main(argv=None) -> int:
     parser.add_argument("--load", nargs="?", const="on", default="off", choices=["off", "on", "both"],
                         help="run the table with a busy process on one core (`--load both`: plain table too)")
     parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads (default: torch's own)")
+    parser.add_argument("--torch-flush-denormal", action="store_true",
+                        help="the twins run with torch.set_flush_denormal(True), as nnctl flushes denormals "
+                             "(default: torch's own IEEE denormals)")
     parser.add_argument("--epochs-override", help="N, or KEY=N,… (both sides; default: each config's epochs, 3 for "
                              "mnist_convnet, imdb_conv1d and the three recurrent configs)")
     parser.add_argument("--torch-kfold-epochs", type=int, default=25,
@@ -296,6 +303,8 @@ def main(argv=None) -> int:
     print("\n".join(machine_description(installed)) + ("\ntorch not run (--no-torch)" if args.no_torch else ""))
     source_state = nnctl_source_state()
     print(source_state)
+    TORCH_OPTIONS[:] = ["--flush-denormal"] if args.torch_flush_denormal else []
+    print(f"torch denormals: {'flushed (set_flush_denormal)' if args.torch_flush_denormal else 'torch default (kept)'}")
     print(f"nnctl command: {' '.join(nnctl_launcher())}; torch threads: {args.torch_threads or 'torch default'}; "
           f"rounds {args.rounds}; load average at start {os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="nnctl-bench-warm-") as warm_dir:

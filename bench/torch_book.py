@@ -1,6 +1,6 @@
 """The PyTorch 2.13 CPU eager twin of a book config, trained on the very arrays nnctl's own loaders produce.
 
-    python bench/torch_book.py configs/imdb.yaml [--epochs N] [--threads N] [--seed N] [--sparse-input csr|dense]
+    python bench/torch_book.py configs/imdb.yaml [--epochs N] [--threads N] [--flush-denormal] [--seed N] [--sparse-input csr|dense]
         [--max-rows N]
 
 Prints one line `NNCTL_BENCH_RESULT {json}`: seconds per epoch of each fit, total wall, final, best validation
@@ -174,6 +174,8 @@ def main(argv=None) -> None:
                                        "imdb_simple_rnn.yaml, imdb_lstm.yaml, imdb_bidirectional_lstm.yaml")
     parser.add_argument("--epochs", type=int, help="override the config's epochs")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own)")
+    parser.add_argument("--flush-denormal", action="store_true",
+                        help="torch.set_flush_denormal(True) (default: torch's own, IEEE denormals)")
     parser.add_argument("--sparse-input", choices=["csr", "dense"], default="csr",
                         help="how a sparse (IMDB) batch reaches the first Linear: a torch.sparse_csr_tensor "
                              "(default, the faster) or a densified batch")
@@ -197,6 +199,8 @@ def main(argv=None) -> None:
     torch.sparse.check_sparse_tensor_invariants.disable()  # the default, said out loud (silences a warning)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.flush_denormal:
+        torch.set_flush_denormal(True)
     rss_after_data, histories = None, []
     for k, splits in enumerate(fold_splits()):
         rss_after_data = rss_after_data or current_rss_mb()

@@ -15,7 +15,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from nnctl.engine import settings
+from nnctl.engine import denormals, settings
 
 _pool: ThreadPoolExecutor | None = None
 _pool_key = (0, 0)  # (threads, pid): a forked child (a Dask or K-fold worker process) has none of them
@@ -37,14 +37,17 @@ def run_chunks(run, chunks, parallel: bool = True) -> None:
             run(index, first, size)
         return
     taken = itertools.count()  # next() on it is atomic under the GIL
+    bits = denormals.flush_bits()  # the helpers compute under this thread's denormal mode
 
-    def drain():
+    def drain(helper=False):
+        if helper:
+            denormals.adopt(bits)
         for index in iter(taken.__next__, None):
             if index >= len(chunks):
                 return
             run(index, *chunks[index])
 
-    futures = [_executor(workers - 1).submit(drain) for _ in range(workers - 1)]
+    futures = [_executor(workers - 1).submit(drain, True) for _ in range(workers - 1)]
     try:
         drain()
     finally:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 
-from nnctl.engine import settings
+from nnctl.engine import denormals, settings
 
 _applied: int | None = None
 _controller = None  # threadpoolctl's view of the loaded BLAS libraries, found once (a few ms)
@@ -48,10 +48,11 @@ def blas_limits():
 
 
 def blas_policy(method):
-    """Decorates a model's fit/evaluate/predict with `blas_limits` (nesting keeps the outermost caller's)."""
+    """Decorates a model's fit/evaluate/predict with `blas_limits` and with denormals flushed to zero
+    (nnctl/engine/denormals.py); nesting keeps the outermost caller's settings to restore."""
     @functools.wraps(method)
     def wrapper(*args, **kwargs):
-        with blas_limits():
+        with blas_limits(), denormals.flushed():
             return method(*args, **kwargs)
     return wrapper
 

@@ -8,6 +8,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from nnctl.engine.denormals import flush_bits, swap_flush_bits
 from nnctl.engine.settings import STRICT_KERNEL
 
 # Every kernel sees a 2-D (rows, channels) view, channels innermost: the layer moves the normalized axes last.
@@ -132,14 +133,18 @@ def batch_norm_forward_split(x, gamma, beta, momentum, epsilon, moving_mean, mov
     chunks = _chunk_count(rows, channels)
     step = chunk_rows(channels)
     partial = np.empty((chunks, 2, channels))
-    shift = _first_row(x)
+    shift, bits = _first_row(x), flush_bits()
     for part in prange(parts):
+        old = swap_flush_bits(bits)  # each thread computes under the caller's denormal mode (denormals.py)
         _shifted_sums(x, shift, part * chunks // parts, (part + 1) * chunks // parts, partial)
+        swap_flush_bits(old)
     _batch_moments(x, partial, shift, momentum, epsilon, moving_mean, moving_variance, mean, inv_std)
     scale = _scale(inv_std, gamma)
     for part in prange(parts):
+        old = swap_flush_bits(bits)
         _affine(x, mean, scale, beta, min(rows, part * chunks // parts * step),
                 min(rows, (part + 1) * chunks // parts * step), y)
+        swap_flush_bits(old)
 
 
 @njit(**STRICT_KERNEL)
@@ -208,14 +213,18 @@ def batch_norm_backward_split(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_
     rows, channels = x.shape
     chunks = _chunk_count(rows, channels)
     step = chunk_rows(channels)
-    partial = np.empty((chunks, 2, channels))
+    partial, bits = np.empty((chunks, 2, channels)), flush_bits()
     for part in prange(parts):
+        old = swap_flush_bits(bits)
         _dy_x_sums(dy, x, mean, part * chunks // parts, (part + 1) * chunks // parts, partial)
+        swap_flush_bits(old)
     a, c1, c2 = _batch_grad_terms(partial, rows, gamma, inv_std, dgamma, dbeta)
     if input_grad:
         for part in prange(parts):
+            old = swap_flush_bits(bits)
             _batch_input_grad(dy, x, mean, a, c1, c2, min(rows, part * chunks // parts * step),
                               min(rows, (part + 1) * chunks // parts * step), dx)
+            swap_flush_bits(old)
 
 
 @njit(**STRICT_KERNEL)
@@ -292,9 +301,11 @@ def layer_norm_forward(x, gamma, beta, epsilon, mean, inv_std, y):
 @njit(**STRICT_PARALLEL_KERNEL)
 def layer_norm_forward_split(x, gamma, beta, epsilon, mean, inv_std, y, parts):
     """layer_norm_forward with the rows cut into `parts` contiguous ranges, one per thread."""
-    rows = x.shape[0]
+    rows, bits = x.shape[0], flush_bits()
     for part in prange(parts):
+        old = swap_flush_bits(bits)
         _layer_norm_rows(x, gamma, beta, epsilon, part * rows // parts, (part + 1) * rows // parts, mean, inv_std, y)
+        swap_flush_bits(old)
 
 
 @njit(**STRICT_KERNEL)
@@ -351,10 +362,12 @@ def layer_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, 
 def layer_norm_backward_split(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx, parts):
     """layer_norm_backward with the chunks of rows cut into `parts` contiguous ranges, one per thread."""
     chunks = _chunk_count(x.shape[0], x.shape[1])
-    partial = np.empty((chunks, 2, x.shape[1]))
+    partial, bits = np.empty((chunks, 2, x.shape[1])), flush_bits()
     for part in prange(parts):
+        old = swap_flush_bits(bits)
         _layer_norm_grad_chunks(dy, x, gamma, mean, inv_std, input_grad, part * chunks // parts,
                                 (part + 1) * chunks // parts, partial, dx)
+        swap_flush_bits(old)
     _finish_param_grads(partial, dgamma, dbeta)
 
 

@@ -15,6 +15,7 @@ from nnctl.engine.cpu.simd import (
     scatter_16,
     scatter_masked,
 )
+from nnctl.engine.denormals import flush_bits, swap_flush_bits
 from nnctl.engine.settings import KERNEL, PARALLEL_KERNEL
 
 
@@ -98,14 +99,19 @@ def csc_t_matmul(colptr, brow, bval, dy, dw, c0, c1):
 @njit(**PARALLEL_KERNEL)
 def csr_matmul_split(indptr, indices, values, rows, w, out, parts):
     """csr_matmul with the batch rows cut into `parts` contiguous ranges, one per thread."""
-    m = rows.shape[0]
+    m, bits = rows.shape[0], flush_bits()
     for part in prange(parts):
+        old = swap_flush_bits(bits)  # each thread computes under the caller's denormal mode (denormals.py)
         lo, hi = part * m // parts, (part + 1) * m // parts
         csr_matmul(indptr, indices, values, rows[lo:hi], w, out[lo:hi])
+        swap_flush_bits(old)
 
 
 @njit(**PARALLEL_KERNEL)
 def csc_t_matmul_split(colptr, brow, bval, dy, dw, bounds):
     """csc_t_matmul over the column ranges bounds[i]..bounds[i+1]-1, one per thread."""
+    bits = flush_bits()
     for part in prange(bounds.shape[0] - 1):
+        old = swap_flush_bits(bits)
         csc_t_matmul(colptr, brow, bval, dy, dw, bounds[part], bounds[part + 1])
+        swap_flush_bits(old)
