@@ -5,6 +5,8 @@ Written for clarity, not speed: padding by np.pad and one slice per kernel tap.
 
 import numpy as np
 
+from nnctl.engine.reference_pooling import max_pool2d_forward, max_pool_backward
+
 
 def _taps(geometry, height, width):
     """Yields (ki, kj, rows, columns): the input positions tap (ki, kj) reads, in a zero-padded image."""
@@ -92,3 +94,19 @@ def conv_taps_spread(dz, count, height, width, geometry, spread):
 
 def sum_partials(partials, count, out):
     out[...] = partials[:count].sum(axis=0)
+
+
+def conv_direct_pool_forward(x, kernel, bias, first, count, geometry, window, z, pooled, argmax):
+    out_h, out_w = geometry[8:]
+    for b in range(first, first + count):
+        conv_direct_forward(x, kernel, b, 1, geometry, z)
+        z += bias
+        max_pool2d_forward(z.reshape(1, out_h, out_w, -1), *window, pooled[b:b + 1], argmax[b:b + 1])
+
+
+def conv_direct_pool_weight_grad(x, dpooled, argmax, first, count, geometry, dz, one, dkernel):
+    dkernel[...] = 0
+    for b in range(first, first + count):
+        max_pool_backward(dpooled[b:b + 1], argmax[b:b + 1], dz.reshape(1, -1))
+        conv_direct_weight_grad(x, dz, b, 1, geometry, one)
+        dkernel += one

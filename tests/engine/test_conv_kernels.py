@@ -60,6 +60,60 @@ def test_im2col_col2im_and_direct_kernels_match_the_oracle(shape, dtype):
     np.testing.assert_allclose(dw, want_dw, rtol=1e-5, atol=1e-5)
 
 
+# (conv shape from SHAPES, pooling (size, strides, padding)): 2×2/2 (the fast path), overlapping 3×3/2 'same',
+# and a 1-D window of 2 at stride 1
+POOLED = [(SHAPES[0], ((2, 2), (2, 2), "valid")), (SHAPES[1], ((3, 3), (2, 2), "same")),
+          (SHAPES[4], ((1, 2), (1, 1), "valid"))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape, window", POOLED)
+def test_direct_conv_pool_kernels_match_the_oracle_and_the_kernels_they_fuse(shape, window, dtype):
+    """conv_direct_pool_*: the oracle's numbers, and the same bytes as conv_direct_* + bias + max pooling called
+    image by image (the layer's other path), on images 1 and 2 of 4 only."""
+    rng = np.random.default_rng(1)
+    in_shape, filters = shape[0], 5
+    geometry = _geometry(*shape)
+    out_h, out_w = geometry[8:]
+    (ph, pw), (sh, sw), padding = window
+    (pooled_h, pt), (pooled_w, pl) = output_length(out_h, ph, sh, 1, padding), output_length(out_w, pw, sw, 1, padding)
+    window = (ph, pw, sh, sw, pt, pl)
+    pooled_shape = (4, pooled_h, pooled_w, filters)
+    x = rng.standard_normal((4,) + in_shape).astype(dtype)
+    depth = shape[1][0] * shape[1][1] * in_shape[2]
+    w, bias = rng.standard_normal((depth, filters)).astype(dtype), rng.standard_normal(filters).astype(dtype)
+    z = np.empty((out_h * out_w, filters), dtype)
+    pooled, argmax = np.full(pooled_shape, 7, dtype), np.full(pooled_shape, -1, np.int32)
+    BACKEND.conv_direct_pool_forward(x, w, bias, 1, 2, geometry, window, z, pooled, argmax)
+    want, want_arg = np.full(pooled_shape, 7, dtype), np.full(pooled_shape, -1, np.int32)
+    reference_conv.conv_direct_pool_forward(x, w, bias, 1, 2, geometry, window, z.astype(np.float64), want,
+                                            want_arg)
+    np.testing.assert_allclose(pooled, want, rtol=1e-5, atol=1e-5)
+    assert (argmax == want_arg).all() and (pooled[[0, 3]] == 7).all()
+    apart, apart_arg = np.full_like(pooled, 7), np.full_like(argmax, -1)
+    for b in (1, 2):
+        BACKEND.conv_direct_forward(x, w, b, 1, geometry, z)
+        BACKEND.bias_act_forward(z, bias, 0, 0.0, z)
+        BACKEND.max_pool2d_forward(z.reshape(1, out_h, out_w, filters), *window, apart[b:b + 1], apart_arg[b:b + 1])
+    assert pooled.tobytes() == apart.tobytes() and argmax.tobytes() == apart_arg.tobytes()
+
+    dpooled = rng.standard_normal(pooled.shape).astype(dtype).reshape(4, -1)
+    flat_arg = argmax.reshape(4, -1)
+    dz, one = np.empty_like(z), np.empty((depth, filters), dtype)
+    dw = np.full((depth, filters), 9, dtype)
+    BACKEND.conv_direct_pool_weight_grad(x, dpooled, flat_arg, 1, 2, geometry, dz, one, dw)
+    want_dw = np.zeros((depth, filters))
+    reference_conv.conv_direct_pool_weight_grad(x, dpooled, flat_arg, 1, 2, geometry, dz.astype(np.float64),
+                                                one.astype(np.float64), want_dw)
+    np.testing.assert_allclose(dw, want_dw, rtol=1e-5, atol=1e-5)
+    apart_dw, part = np.empty_like(dw), np.empty_like(dw)
+    for b in (1, 2):
+        BACKEND.max_pool_backward(dpooled[b:b + 1], flat_arg[b:b + 1], dz.reshape(1, -1))
+        BACKEND.conv_direct_weight_grad(x, dz, b, 1, geometry, apart_dw if b == 1 else part)
+    apart_dw += part
+    assert dw.tobytes() == apart_dw.tobytes()
+
+
 @pytest.mark.parametrize("shape", [s for s in SHAPES if s[2] == (1, 1)])
 def test_tap_shift_kernels_match_the_oracle(shape):
     rng = np.random.default_rng(5)

@@ -6,6 +6,7 @@ Each kernel documents its loop and argument shapes; its NumPy oracle is in nnctl
 import numpy as np
 from numba import njit
 
+from nnctl.engine.cpu.pooling import max_pool2d_forward, max_pool_backward
 from nnctl.engine.cpu.simd import LANES, gather_row, scatter_16, scatter_masked
 from nnctl.engine.settings import KERNEL
 
@@ -265,5 +266,48 @@ def sum_partials(partials, count, out):
                 out[p, f] += partials[i, p, f]
 
 
+# A direct conv fused with the max pooling after it (nnctl/nn/layers/conv_pool.py): a chunk's images in one call,
+# each convolved into (and its gradient unpooled into) a one-image scratch that stays in L2. One call per
+# image of each step was ~10 µs of dispatch holding the GIL against ~25 µs of arithmetic: on two threads the
+# pair ran slower than on one.
+
+@njit(**CONV_KERNEL)
+def conv_direct_pool_forward(x, kernel, bias, first, count, geometry, window, z, pooled, argmax):
+    """The pooled pre-activations of images [first, first + count). kernel: (kh·kw·c, filters); bias:
+    (filters,); window: max pooling's (ph, pw, sh, sw, pt, pl); z: (out_h·out_w, filters) scratch;
+    pooled, argmax (int32): (n, ph_out, pw_out, filters).
+
+        for b: z = conv_direct_forward(x[b]) + bias;  pooled[b], argmax[b] = max_pool2d_forward(z)
+    """
+    out_h, out_w, filters = geometry[8], geometry[9], kernel.shape[1]
+    ph, pw, sh, sw, pt, pl = window
+    image = z.reshape((1, out_h, out_w, filters))
+    for b in range(first, first + count):
+        conv_direct_forward(x, kernel, b, 1, geometry, z)
+        for r in range(z.shape[0]):
+            for f in range(filters):
+                z[r, f] += bias[f]
+        max_pool2d_forward(image, ph, pw, sh, sw, pt, pl, pooled[b:b + 1], argmax[b:b + 1])
+
+
+@njit(**CONV_KERNEL)
+def conv_direct_pool_weight_grad(x, dpooled, argmax, first, count, geometry, dz, one, dkernel):
+    """The kernel gradient of images [first, first + count) from their pooled pre-activations' gradient.
+    dpooled, argmax (int32): (n, pooled cells · filters); dz: (out_h·out_w, filters) and one: (kh·kw·c,
+    filters) scratch; dkernel: (kh·kw·c, filters), overwritten.
+
+        for b: dz = max_pool_backward(dpooled[b]);  dkernel (+)= conv_direct_weight_grad(x[b], dz)
+        (the first image's written, each next one's computed into `one` and added, in image order)
+    """
+    flat = dz.reshape((1, dz.size))
+    for b in range(first, first + count):
+        max_pool_backward(dpooled[b:b + 1], argmax[b:b + 1], flat)
+        conv_direct_weight_grad(x, dz, b, 1, geometry, dkernel if b == first else one)
+        if b > first:
+            for p in range(dkernel.shape[0]):
+                for f in range(dkernel.shape[1]):
+                    dkernel[p, f] += one[p, f]
+
+
 KERNELS = ("im2col", "col2im", "conv_direct_forward", "conv_direct_weight_grad", "conv_taps_sum", "conv_taps_spread",
-           "sum_partials")
+           "sum_partials", "conv_direct_pool_forward", "conv_direct_pool_weight_grad")

@@ -4,8 +4,9 @@ Imported only when a CUDA backend is asked for; `import nnctl` and every CPU com
 kernel family has its twin here (dense, sparse input, losses, optimizers dense and row-sparse, embedding,
 normalization, pooling, convolution, recurrent), each checked under NUMBA_ENABLE_CUDASIM=1 against the same
 NumPy oracles as the CPU kernels and compiled for sm_90 with `cuda.compile_ptx` where the cu12 wheels are
-installed (tests/engine/test_cuda_sim.py). `PENDING` and `PENDING_FAMILIES` name CPU kernels without a twin
-(none now), so a new CPU kernel without one fails a test. `dropout_counter_forward` is the GPU's own (its masks
+installed (tests/engine/test_cuda_sim.py). `PENDING` and `PENDING_FAMILIES` name CPU kernels without a twin,
+so a new CPU kernel without one fails a test: only the CPU's conv + max pooling fusion (nnctl/nn/layers/
+conv_pool.py), which the GPU path does not run (nnctl/nn/cudapath.py runs the two layers apart). `dropout_counter_forward` is the GPU's own (its masks
 come from a counter-based generator, nnctl/engine/cuda/dropout.py), and so are the Keras-mask kernels of masks.py
 and a few reshuffles in dense.py.
 """
@@ -17,7 +18,7 @@ MODULES = (dense, dropout, losses, optim, sparse, embedding, optim_rows, normali
            recurrent_gru, masks)
 KERNELS = tuple(name for module in MODULES for name in module.KERNELS)
 globals().update({name: getattr(module, name) for module in MODULES for name in module.KERNELS})
-PENDING = ()
+PENDING = ("conv_direct_pool_forward", "conv_direct_pool_weight_grad")
 PENDING_FAMILIES = ()
 
 __all__ = [*KERNELS, "KERNELS", "MODULES", "PENDING", "PENDING_FAMILIES"]

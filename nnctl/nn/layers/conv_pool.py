@@ -48,17 +48,14 @@ def forward(conv, x4, training):
     yp = zp if conv.activation == "linear" else conv._buffer("pooled_y", zp.shape)
     argmax = conv._buffer("pooled_argmax", zp.shape, np.int32)
     zero_bias = conv.__dict__.setdefault("_pooled_zero_bias", np.zeros(filters, conv.dtype))
-    image = (1,) + pool.in4
     conv.pooled = (zp, yp, argmax)
     if plan.method != "direct":
         return _forward_whole(conv, x4, kernel2d, bias, zero_bias, training)
 
     def run(index, first, count):
         z = plan._workspace("pooled_z", plan.positions, filters, x4.dtype)
-        for i in range(first, first + count):
-            backend.conv_direct_forward(x4, kernel2d, i, 1, geometry, z)
-            backend.bias_act_forward(z, bias, LINEAR, 0.0, z)
-            backend.max_pool2d_forward(z.reshape(image), *pool.window, zp[i:i + 1], argmax[i:i + 1])
+        backend.conv_direct_pool_forward(x4, kernel2d, bias, first, count, geometry, tuple(pool.window), z, zp,
+                                         argmax)
         if yp is not zp:
             images = slice(first, first + count)
             backend.bias_act_forward(zp[images].reshape(-1, filters), zero_bias, conv.act_code, conv.alpha,
@@ -134,6 +131,10 @@ def backward(conv, dy):
         unpool(index, first, count)
         dz = plan._workspace("pooled_dz", plan.positions, filters, x4.dtype)
         one = plan._workspace("pooled_dw", plan.depth, filters, x4.dtype)
+        if dx is None:  # the usual first layer: one call for the chunk
+            backend.conv_direct_pool_weight_grad(x4, dzp.reshape(n, -1), argmax2, first, count, geometry, dz, one,
+                                                 dw_parts[index])
+            return
         for i in range(first, first + count):
             backend.max_pool_backward(dzp[i * cells:(i + 1) * cells].reshape(1, -1), argmax2[i:i + 1],
                                       dz.reshape(1, -1))
