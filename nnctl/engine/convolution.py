@@ -62,11 +62,15 @@ class ConvPlan:
     (n·out_h·out_w, out) with rows ordered (image, oy, ox).
     """
 
-    def __init__(self, backend, in_shape, kernel_size, strides, dilation, padding, filters, method=None):
+    def __init__(self, backend, in_shape, kernel_size, strides, dilation, padding, filters, method=None, crop=None):
+        """`crop` (rows, columns): compute only the outputs before these (a fused pooling reads no others)."""
         height, width, channels = in_shape
         (kh, kw), (sh, sw), (dh, dw) = kernel_size, strides, dilation
         out_h, pad_top = output_length(height, kh, sh, dh, padding[0])
         out_w, pad_left = output_length(width, kw, sw, dw, padding[1])
+        self.crop = crop
+        if crop is not None:
+            out_h, out_w = min(out_h, crop[0]), min(out_w, crop[1])
         self.backend = backend
         self.in_shape = (height, width, channels)
         self.out_shape = (out_h, out_w)

@@ -83,10 +83,11 @@ class BaseConv(_Activated):
         self.plan = None  # made on the first call, when the backend is known
 
     def _plan(self):
-        if self.plan is None or self.plan.backend is not self.backend:
+        crop = conv_pool.read_by(self.pool_after, self._as_2d(self.output_shape[:-1]))
+        if self.plan is None or self.plan.backend is not self.backend or self.plan.crop != crop:
             self.plan = ConvPlan(self.backend, self._as_2d(self.input_shape), self._as_2d(self.kernel_size),
                                  self._as_2d(self.strides), self._as_2d(self.dilation_rate),
-                                 self._paddings_2d(), self.filters)
+                                 self._paddings_2d(), self.filters, crop=crop)
         return self.plan
 
     def _bias_value(self):

@@ -39,6 +39,18 @@ def pair(layers) -> None:
             conv.pool_after = pool if fits and conv.activation in FUSABLE and layers.count(conv) == 1 else None
 
 
+def read_by(pool, out_shape):
+    """(rows, columns) of a conv output of `out_shape` (2-D) that the fused max pooling `pool` reads (its last
+    window's end, when that falls short: MNIST's second Conv2D gives 11 × 11, its 2×2 pooling reads 10 × 10, so
+    the conv computes 17 % fewer outputs), or None: no fused pooling, or it reads them all."""
+    if pool is None:
+        return None
+    ph, pw, sh, sw, pt, pl = pool.window
+    rows = min(out_shape[0], (pool.out4[0] - 1) * sh - pt + ph)
+    columns = min(out_shape[1], (pool.out4[1] - 1) * sw - pl + pw)
+    return None if (rows, columns) == tuple(out_shape) else (rows, columns)
+
+
 def forward(conv, x4, training):
     """The pooled output of conv → pool for x4 (n, h, w, c); keeps what the backward needs on `conv`."""
     plan, pool, backend = conv.plan, conv.pool_after, conv.backend
@@ -81,7 +93,8 @@ def _forward_whole(conv, x4, kernel2d, bias, zero_bias, training):
     def pool_chunk(index, rows):
         images = slice(rows.start // plan.positions, rows.stop // plan.positions)
         backend.bias_act_forward(z[rows], bias, LINEAR, 0.0, z[rows])
-        backend.max_pool2d_forward(z[rows].reshape((-1,) + pool.in4), *pool.window, zp[images], argmax[images])
+        backend.max_pool2d_forward(z[rows].reshape((-1,) + plan.out_shape + (filters,)), *pool.window, zp[images],
+                                   argmax[images])
         if yp is not zp:
             backend.bias_act_forward(zp[images].reshape(-1, filters), zero_bias, conv.act_code, conv.alpha,
                                      yp[images].reshape(-1, filters))
