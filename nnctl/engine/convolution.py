@@ -195,6 +195,37 @@ class ConvPlan:
             keras = dkernel2d.reshape(-1, channels, self.filters)
             keras[...] = total.reshape(channels, -1, self.filters).transpose(1, 0, 2)
 
+    def pooled_backward(self, x, dpooled, argmax, kernel2d, dkernel2d, dx=None, before=None):
+        """backward() for a 'columns' conv whose max pooling ran fused (nnctl/nn/layers/conv_pool.py): only each
+        window's winner has a gradient, so the kernel gradient and the column rows' gradient are sums over the
+        pooled cells (nnctl/engine/cpu/conv.py), with no unpooled gradient in between. dpooled, argmax:
+        (n, pooled cells · filters); `before(index, first, count)` first fills the chunk's rows of dpooled."""
+        backend, geometry, rows = self.backend, self.geometry, self.positions
+        chunks = self.chunks(x.shape[0])
+        kept = self._kept[1] if self._kept[0] is x else None
+        self._kept = (None, None)
+        partials = (dkernel2d[None] if len(chunks) == 1 else
+                    self._workspace("partials", len(chunks), self.depth * self.filters, x.dtype)
+                    .reshape(len(chunks), self.depth, self.filters))
+        kernel_t = np.ascontiguousarray(kernel2d.T) if dx is not None else None
+
+        def run(index, first, count):
+            before(index, first, count)
+            if kept is not None:
+                cols = kept[first * rows:(first + count) * rows]
+            else:
+                cols = self._workspace("cols", count * rows, self.depth, x.dtype)
+                backend.im2col(x, first, count, geometry, cols)
+            backend.conv_pooled_weight_grad(cols, dpooled, argmax, first, count, rows, partials[index])
+            if dx is not None:
+                dcols = self._workspace("dcols", count * rows, self.depth, x.dtype)
+                backend.conv_pooled_columns_grad(dpooled, argmax, kernel_t, first, count, rows, dcols)
+                backend.col2im(dcols, first, count, geometry, dx)
+
+        self._run(run, x.shape[0])
+        if len(chunks) > 1:
+            backend.sum_partials(partials, len(chunks), dkernel2d)
+
     def _wide_kernel(self, kernel2d):
         """The kernel as [W_0 | W_1 | …]: (in, taps·filters), W_t the (in, filters) matrix of tap t."""
         channels = self.in_shape[2]

@@ -110,3 +110,19 @@ def conv_direct_pool_weight_grad(x, dpooled, argmax, first, count, geometry, dz,
         max_pool_backward(dpooled[b:b + 1], argmax[b:b + 1], dz.reshape(1, -1))
         conv_direct_weight_grad(x, dz, b, 1, geometry, one)
         dkernel += one
+
+
+def _unpooled(dpooled, argmax, first, count, positions, filters):
+    """The chunk's gradient w.r.t. the conv output: each pooled cell's gradient at its window's winner."""
+    dz = np.zeros((count, positions * filters))
+    for b in range(count):
+        np.add.at(dz[b], argmax[first + b], dpooled[first + b])
+    return dz.reshape(count * positions, filters)
+
+
+def conv_pooled_weight_grad(cols, dpooled, argmax, first, count, positions, dkernel):
+    dkernel[...] = cols.astype(np.float64).T @ _unpooled(dpooled, argmax, first, count, positions, dkernel.shape[1])
+
+
+def conv_pooled_columns_grad(dpooled, argmax, kernel_t, first, count, positions, dcols):
+    dcols[...] = _unpooled(dpooled, argmax, first, count, positions, kernel_t.shape[0]) @ kernel_t

@@ -114,6 +114,37 @@ def test_direct_conv_pool_kernels_match_the_oracle_and_the_kernels_they_fuse(sha
     assert dw.tobytes() == apart_dw.tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("window, filters, depth", [((2, 2, 2, 2, 0, 0), 5, 12), ((3, 3, 2, 2, 0, 0), 5, 12),
+                                                    ((2, 2, 2, 2, 0, 0), 64, 288)],
+                         ids=["2x2", "overlapping 3x3", "MNIST's widths"])
+def test_pooled_gradient_kernels_match_the_oracle(window, filters, depth, dtype):
+    """conv_pooled_weight_grad / _columns_grad (the columns plan fused with its pooling): the kernel and column
+    gradients of images 1 and 2 of 4 from the pooled gradient (a third of it zero, as behind a ReLU) and the
+    pooling's winners (an overlapping window can make a cell win twice)."""
+    rng = np.random.default_rng(2)
+    out_h, out_w = 7, 6
+    ph, pw, sh, sw, pt, pl = window
+    pooled_shape = (4, (out_h - ph) // sh + 1, (out_w - pw) // sw + 1, filters)
+    z = rng.standard_normal((4, out_h, out_w, filters))
+    pooled, argmax = np.empty(pooled_shape), np.empty(pooled_shape, np.int32)
+    BACKEND.max_pool2d_forward(z, *window, pooled, argmax)
+    dpooled = (rng.standard_normal(pooled_shape) * (rng.random(pooled_shape) > 0.33)).astype(dtype).reshape(4, -1)
+    argmax = argmax.reshape(4, -1)
+    positions = out_h * out_w
+    cols = rng.standard_normal((2 * positions, depth)).astype(dtype)
+    dkernel, want = np.full((depth, filters), 9, dtype), np.zeros((depth, filters))
+    BACKEND.conv_pooled_weight_grad(cols, dpooled, argmax, 1, 2, positions, dkernel)
+    reference_conv.conv_pooled_weight_grad(cols, dpooled, argmax, 1, 2, positions, want)
+    np.testing.assert_allclose(dkernel, want, rtol=1e-5, atol=1e-5)
+    kernel_t = rng.standard_normal((filters, depth)).astype(dtype)
+    dcols, want = np.full((2 * positions, depth), 9, dtype), np.zeros((2 * positions, depth))
+    BACKEND.conv_pooled_columns_grad(dpooled, argmax, kernel_t, 1, 2, positions, dcols)
+    reference_conv.conv_pooled_columns_grad(dpooled, argmax, kernel_t, 1, 2, positions, want)
+    np.testing.assert_allclose(dcols, want, rtol=1e-5, atol=1e-5)
+    assert (dcols == 0).all(axis=1).any(), "every row had a winner: the rows without one are untested"
+
+
 @pytest.mark.parametrize("shape", [s for s in SHAPES if s[2] == (1, 1)])
 def test_tap_shift_kernels_match_the_oracle(shape):
     rng = np.random.default_rng(5)

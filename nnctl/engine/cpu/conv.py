@@ -309,5 +309,68 @@ def conv_direct_pool_weight_grad(x, dpooled, argmax, first, count, geometry, dz,
                     dkernel[p, f] += one[p, f]
 
 
+# A columns-plan conv fused with the max pooling after it: only each window's winner has a gradient, so the
+# backward's two GEMMs over the unpooled gradient (a quarter of it non-zero for 2×2 windows, less behind a ReLU)
+# become register-blocked sums over the pooled cells (simd.gather_row), with no unpooled gradient written.
+# dpooled and argmax are (n, pooled cells · filters); argmax holds flat indices (position · filters + filter)
+# into an image's conv output.
+
+@njit(**CONV_KERNEL)
+def conv_pooled_weight_grad(cols, dpooled, argmax, first, count, positions, dkernel):
+    """The kernel gradient of images [first, first + count) from their column rows and pooled gradient.
+    cols: (count·positions, depth), the chunk's column rows; dkernel: (depth, filters), overwritten.
+
+        dkernel[:, f] = Σ_{b, cell (in this order), g = dpooled[b, cell·F + f] ≠ 0} g · cols[b·positions + winner]
+    """
+    depth, filters = dkernel.shape
+    cells = dpooled.shape[1] // filters
+    rows, scales = np.empty(count * cells, np.int64), np.empty(count * cells, dkernel.dtype)
+    transposed = np.empty((filters, depth), dkernel.dtype)
+    for f in range(filters):
+        m = 0
+        for b in range(count):
+            grads, wins = dpooled[first + b], argmax[first + b]
+            for c in range(cells):
+                g = grads[c * filters + f]
+                if g != 0:
+                    rows[m], scales[m] = b * positions + wins[c * filters + f] // filters, g
+                    m += 1
+        gather_row(cols, rows, scales, 0, m, transposed, f)
+    for p in range(depth):
+        for f in range(filters):
+            dkernel[p, f] = transposed[f, p]
+
+
+@njit(**CONV_KERNEL)
+def conv_pooled_columns_grad(dpooled, argmax, kernel_t, first, count, positions, dcols):
+    """The column rows' gradient of images [first, first + count) (col2im makes it dx). kernel_t: (filters,
+    depth), the kernel transposed; dcols: (count·positions, depth), overwritten.
+
+        dcols[b·positions + pos] = Σ_{cell, f (in this order) won at pos, g = dpooled[b, cell·F + f] ≠ 0} g · kernel_t[f]
+    """
+    filters = kernel_t.shape[0]
+    size = dpooled.shape[1]
+    starts = np.empty(positions + 1, np.int64)
+    fill = np.empty(positions, np.int64)
+    which, scales = np.empty(size, np.int64), np.empty(size, dcols.dtype)
+    for b in range(count):
+        grads, wins = dpooled[first + b], argmax[first + b]
+        starts[:] = 0
+        for k in range(size):  # a counting sort of the image's non-zero cells by winning position
+            if grads[k] != 0:
+                starts[wins[k] // filters + 1] += 1
+        for pos in range(positions):
+            starts[pos + 1] += starts[pos]
+            fill[pos] = starts[pos]
+        for k in range(size):
+            if grads[k] != 0:
+                pos = wins[k] // filters
+                which[fill[pos]], scales[fill[pos]] = k % filters, grads[k]
+                fill[pos] += 1
+        for pos in range(positions):
+            gather_row(kernel_t, which, scales, starts[pos], starts[pos + 1], dcols, b * positions + pos)
+
+
 KERNELS = ("im2col", "col2im", "conv_direct_forward", "conv_direct_weight_grad", "conv_taps_sum", "conv_taps_spread",
-           "sum_partials", "conv_direct_pool_forward", "conv_direct_pool_weight_grad")
+           "sum_partials", "conv_direct_pool_forward", "conv_direct_pool_weight_grad", "conv_pooled_weight_grad",
+           "conv_pooled_columns_grad")

@@ -18,7 +18,8 @@ MODULES = (dense, dropout, losses, optim, sparse, embedding, optim_rows, normali
            recurrent_gru, masks)
 KERNELS = tuple(name for module in MODULES for name in module.KERNELS)
 globals().update({name: getattr(module, name) for module in MODULES for name in module.KERNELS})
-PENDING = ("conv_direct_pool_forward", "conv_direct_pool_weight_grad")
+PENDING = ("conv_direct_pool_forward", "conv_direct_pool_weight_grad", "conv_pooled_weight_grad",
+           "conv_pooled_columns_grad")
 PENDING_FAMILIES = ()
 
 __all__ = [*KERNELS, "KERNELS", "MODULES", "PENDING", "PENDING_FAMILIES"]

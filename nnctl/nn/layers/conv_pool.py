@@ -125,6 +125,10 @@ def backward(conv, dy):
         backend.bias_act_backward(dyp[rows], zp2[rows], yp2[rows], conv.act_code, conv.alpha, dzp[rows],
                                   db_parts[index, 0])
 
+    if plan.method == "columns":  # the GEMMs over the unpooled gradient become sums over the pooled cells
+        plan.pooled_backward(x4, dzp.reshape(n, -1), argmax2, kernel2d, dkernel, dx, unpool)
+        backend.sum_partials(db_parts, len(chunks), db.reshape(1, filters))
+        return None if dx is None else dx.reshape((n,) + tuple(conv.input_shape))
     if plan.method != "direct":
         dz = conv._buffer("dz", (n * plan.positions, filters))
 
