@@ -346,7 +346,7 @@ def conv_pooled_columns_grad(dpooled, argmax, kernel_t, first, count, positions,
     """The column rows' gradient of images [first, first + count) (col2im makes it dx). kernel_t: (filters,
     depth), the kernel transposed; dcols: (count·positions, depth), overwritten.
 
-        dcols[b·positions + pos] = Σ_{cell, f (in this order) won at pos, g = dpooled[b, cell·F + f] ≠ 0} g · kernel_t[f]
+        dcols[b·positions + pos] = Σ_{cell, f (in order) winning at pos, g = dpooled[b, cell·F + f] ≠ 0} g · kernel_t[f]
     """
     filters = kernel_t.shape[0]
     size = dpooled.shape[1]
