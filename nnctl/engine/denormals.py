@@ -48,7 +48,8 @@ def _swap_flush_bits(typingctx, bits):
         slot = cgutils.alloca_once(builder, i32)
         _csr_call(builder, "llvm.x86.sse.stmxcsr", slot)
         old = builder.load(slot)
-        want = builder.trunc(args[0], i32) if args[0].type.width > 32 else builder.zext(args[0], i32)
+        width = args[0].type.width
+        want = args[0] if width == 32 else builder.trunc(args[0], i32) if width > 32 else builder.zext(args[0], i32)
         mask = ir.Constant(i32, FLUSH)
         new = builder.or_(builder.and_(old, ir.Constant(i32, ~FLUSH & 0xFFFFFFFF)), builder.and_(want, mask))
         builder.store(new, slot)

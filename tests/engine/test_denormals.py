@@ -41,6 +41,16 @@ def test_flushed_turns_ftz_and_daz_on_and_gives_the_callers_bits_back():
     assert _flags() == (False, False)
 
 
+def test_swap_takes_any_integer_width():
+    """The intrinsic narrows or widens its argument to the register's 32 bits (an int32 needs neither)."""
+    assert denormals.swap_flush_bits(np.int32(denormals.FLUSH)) == 0
+    assert denormals.swap_flush_bits(np.uint16(0)) == denormals.FLUSH
+    assert denormals.swap_flush_bits(np.uint16(denormals.FLUSH)) == 0
+    assert _flags() == (True, True)
+    assert denormals.swap_flush_bits(np.int64(0)) == denormals.FLUSH
+    assert _flags() == (False, False)
+
+
 def test_swap_keeps_the_control_registers_other_bits():
     before = np.geterr()
     old = denormals.swap_flush_bits(denormals.FLUSH)
