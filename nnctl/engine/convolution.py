@@ -158,11 +158,7 @@ class ConvPlan:
         wide = self._wide_kernel(kernel2d) if taps else None
         shape = (channels, self.depth // channels * self.filters) if taps else (self.depth, self.filters)
         total = self._workspace("dwide", *shape, x.dtype) if taps else dkernel2d
-        kept = self._kept[1] if self._kept[0] is x else None
-        self._kept = (None, None)
-        partials = (total[None] if len(chunks) == 1 else
-                    self._workspace("partials", len(chunks), shape[0] * shape[1], x.dtype)
-                    .reshape(len(chunks), *shape))
+        kept, partials = self._take_kept(x), self._partials(len(chunks), total)
 
         def run(index, first, count):
             if before is not None:
@@ -202,11 +198,7 @@ class ConvPlan:
         (n, pooled cells · filters); `before(index, first, count)` first fills the chunk's rows of dpooled."""
         backend, geometry, rows = self.backend, self.geometry, self.positions
         chunks = self.chunks(x.shape[0])
-        kept = self._kept[1] if self._kept[0] is x else None
-        self._kept = (None, None)
-        partials = (dkernel2d[None] if len(chunks) == 1 else
-                    self._workspace("partials", len(chunks), self.depth * self.filters, x.dtype)
-                    .reshape(len(chunks), self.depth, self.filters))
+        kept, partials = self._take_kept(x), self._partials(len(chunks), dkernel2d)
         kernel_t = np.ascontiguousarray(kernel2d.T) if dx is not None else None
 
         def run(index, first, count):
@@ -225,6 +217,19 @@ class ConvPlan:
         self._run(run, x.shape[0])
         if len(chunks) > 1:
             backend.sum_partials(partials, len(chunks), dkernel2d)
+
+    def _take_kept(self, x):
+        """The columns the training forward kept for x (None if it kept none, or for another batch); once."""
+        kept = self._kept[1] if self._kept[0] is x else None
+        self._kept = (None, None)
+        return kept
+
+    def _partials(self, count, total):
+        """Where each of `count` chunks writes its kernel-gradient partial (shaped like `total`): `total` itself
+        when there is one chunk."""
+        if count == 1:
+            return total[None]
+        return self._workspace("partials", count, total.size, total.dtype).reshape(count, *total.shape)
 
     def _wide_kernel(self, kernel2d):
         """The kernel as [W_0 | W_1 | …]: (in, taps·filters), W_t the (in, filters) matrix of tap t."""

@@ -148,20 +148,16 @@ def backward(conv, dy):
         unpool(index, first, count)
         dz = plan._workspace("pooled_dz", plan.positions, filters, x4.dtype)
         one = plan._workspace("pooled_dw", plan.depth, filters, x4.dtype)
-        if dx is None:  # the usual first layer: one call for the chunk
-            backend.conv_direct_pool_weight_grad(x4, dzp.reshape(n, -1), argmax2, first, count, geometry, dz, one,
-                                                 dw_parts[index])
+        backend.conv_direct_pool_weight_grad(x4, dzp.reshape(n, -1), argmax2, first, count, geometry, dz, one,
+                                             dw_parts[index])
+        if dx is None:  # the usual first layer
             return
-        for i in range(first, first + count):
+        columns = plan._workspace("pooled_dcols", plan.positions, plan.depth, x4.dtype)
+        for i in range(first, first + count):  # each image unpooled again into the scratch, then its dx
             backend.max_pool_backward(dzp[i * cells:(i + 1) * cells].reshape(1, -1), argmax2[i:i + 1],
                                       dz.reshape(1, -1))
-            backend.conv_direct_weight_grad(x4, dz, i, 1, geometry, dw_parts[index] if i == first else one)
-            if i > first:
-                np.add(dw_parts[index], one, out=dw_parts[index])
-            if dx is not None:
-                columns = plan._workspace("pooled_dcols", plan.positions, plan.depth, x4.dtype)
-                backend.gemm_nt(dz, kernel2d, columns)
-                backend.col2im(columns, i, 1, geometry, dx)
+            backend.gemm_nt(dz, kernel2d, columns)
+            backend.col2im(columns, i, 1, geometry, dx)
 
     plan._run(run, n)
     backend.sum_partials(dw_parts, len(chunks), dkernel)
