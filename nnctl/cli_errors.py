@@ -60,6 +60,7 @@ class NnctlGroup(click.Group):
             sys.stdout = open(os.devnull, "w")
         main_thread = threading.current_thread() is threading.main_thread()  # CliRunner tests may run elsewhere
         previous = signal.signal(signal.SIGINT, _on_ctrl_c) if main_thread else None
+        previous_hook, sys.unraisablehook = sys.unraisablehook, functools.partial(_unraisable, sys.unraisablehook)
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
@@ -78,6 +79,7 @@ class NnctlGroup(click.Group):
             _fail([f"error: internal error, a bug in nnctl ({type(error).__name__}: {str(error)[:200]}); please "
                    f"report it with the command line (NNCTL_TRACEBACK=1 shows where)"], EXIT_FAILED)
         finally:
+            sys.unraisablehook = previous_hook
             if main_thread and previous is not None:
                 signal.signal(signal.SIGINT, previous)
 
@@ -102,14 +104,28 @@ def _on_ctrl_c(signum, frame):
     global _CTRL_C_SEEN
     _CTRL_C_SEEN = True
     if frame is not None and _in_library_callback(frame):
-        import _thread
-        import threading
-
-        again = threading.Timer(0.01, _thread.interrupt_main)
-        again.daemon = True
-        again.start()
+        _again_soon()
         return
     raise KeyboardInterrupt
+
+
+def _again_soon():
+    import _thread
+    import threading
+
+    again = threading.Timer(0.01, _thread.interrupt_main)
+    again.daemon = True
+    again.start()
+
+
+def _unraisable(previous, unraisable):
+    """`sys.unraisablehook` while a command runs: a Ctrl-C that landed in a callback not named by
+    `_in_library_callback` (a weakref callback run by the garbage collector, such as Numba's type cache's) would
+    be printed as "Exception ignored in …" and lost; it is raised again 10 ms later instead."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) or unraisable.exc_type is KeyboardInterrupt:
+        _again_soon()
+        return
+    previous(unraisable)
 
 
 def forget_caught_interrupts():
