@@ -1,4 +1,4 @@
-"""`nnctl.cli_errors`: the Ctrl-C handler of the command line defers an interrupt that lands inside a library callback."""
+"""`nnctl.cli_errors`: the Ctrl-C handler defers an interrupt that lands inside a library callback."""
 
 from __future__ import annotations
 
