@@ -48,6 +48,10 @@ class Backend:
         else:
             np.matmul(a, b.T, out=out)
 
+    def gemm_batched(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        """out[e] = a[e] @ b[e] for every e. a: (k, m, p), b: (k, p, n)."""
+        np.matmul(a, b, out=out)
+
     # CSR input through the first Dense layer; calls big enough to pay for it are split over threads.
     def csr_forward(self, x, w: np.ndarray, out: np.ndarray) -> None:
         """out = x @ w for a CSRBatch x; a big batch is cut into row ranges, one per thread."""

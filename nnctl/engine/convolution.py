@@ -218,6 +218,27 @@ class ConvPlan:
         if len(chunks) > 1:
             backend.sum_partials(partials, len(chunks), dkernel2d)
 
+    def winograd_pool_forward(self, x, kernel, bias, pooled, argmax):
+        """The 2×2-max-pooled conv(x) + bias of a 3×3 stride-1 plan whose outputs the pooling windows tile
+        exactly, by Winograd F(2×2, 3×3) (nnctl/engine/cpu/winograd.py): per chunk, the input tiles'
+        transform, one batched GEMM over the 16 tile cells, then the output transform with bias and pooling.
+        kernel: (3, 3, in, filters); pooled, argmax: (n, out_h / 2, out_w / 2, filters). Keeps no columns."""
+        backend, channels, filters = self.backend, self.in_shape[2], self.filters
+        tiles_h, tiles_w = pooled.shape[1], pooled.shape[2]
+        tiles = tiles_h * tiles_w
+        u = self._workspace("winograd_u", 16 * channels, filters, x.dtype).reshape(16, channels, filters)
+        backend.winograd_kernel(kernel, u)
+        self._kept = (None, None)  # the backward makes its columns chunk by chunk (measured: faster than kept)
+
+        def run(index, first, count):
+            v = self._workspace("winograd_v", 16 * count * tiles, channels, x.dtype).reshape(16, -1, channels)
+            m = self._workspace("winograd_m", 16 * count * tiles, filters, x.dtype).reshape(16, -1, filters)
+            backend.winograd_input(x, first, count, self.geometry, tiles_h, tiles_w, v)
+            backend.gemm_batched(v, u, m)
+            backend.winograd_output_pool(m, bias, first, count, self.out_shape[1], pooled, argmax)
+
+        self._run(run, x.shape[0])
+
     def _take_kept(self, x):
         """The columns the training forward kept for x (None if it kept none, or for another batch); once."""
         kept = self._kept[1] if self._kept[0] is x else None

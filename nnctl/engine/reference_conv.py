@@ -126,3 +126,4 @@ def conv_pooled_weight_grad(cols, dpooled, argmax, first, count, positions, dker
 
 def conv_pooled_columns_grad(dpooled, argmax, kernel_t, first, count, positions, dcols):
     dcols[...] = _unpooled(dpooled, argmax, first, count, positions, kernel_t.shape[0]) @ kernel_t
+

@@ -187,7 +187,8 @@ def test_each_code_calls_its_own_kernel(table, codes, suffix):
         assert table[code].py_func.__name__.removeprefix("bias_") == name + suffix
 
 
-LAYER_FAMILIES = ("conv", "pooling", "normalization", "embedding", "recurrent")  # kernels tested in test_<family>_kernels.py
+# kernels tested in test_<family>_kernels.py
+LAYER_FAMILIES = ("conv", "pooling", "normalization", "embedding", "recurrent", "winograd")
 
 
 def test_every_exported_kernel_has_a_case_and_an_oracle():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from nnctl.engine import settings
+from nnctl.nn.layers import conv_pool
 from nnctl.nn.layers import (Activation, AveragePooling2D, Conv1D, Conv2D, Dense, Flatten, MaxPooling1D,
                              MaxPooling2D)
 from nnctl.nn.model import Sequential
@@ -30,15 +31,30 @@ CASES = {
     "needs dx": (lambda: image_stack(first=[Dense(1, activation="tanh")]), (10, 9, 2)),
     "conv1d": (lambda: [Conv1D(16, 5, padding="causal", activation="relu"), MaxPooling1D(3), Flatten(), Dense(3)],
                (17, 1)),
-    # plans that keep z: pooled chunk by chunk through the plan's hooks
+    # a 3×3 columns plan under 2×2 pooling: Winograd F(2×2, 3×3) forward (nnctl/engine/cpu/winograd.py) ...
     "columns plan": (lambda: [Conv2D(16, 3, activation="relu"), MaxPooling2D(2), Flatten(), Dense(3)], (10, 9, 3)),
+    "columns plan, 'same'": (lambda: [Conv2D(16, 3, padding="same", activation="relu"), MaxPooling2D(2), Flatten(),
+                                      Dense(3)], (10, 8, 3)),
+    # ... or im2col + GEMM with NNCTL_WINOGRAD=0; plans that keep z: pooled chunk by chunk through the plan's hooks
+    "columns plan, im2col": (lambda: [Conv2D(16, 3, activation="relu"), MaxPooling2D(2), Flatten(), Dense(3)],
+                             (10, 9, 3)),
     "taps plan": (lambda: [Conv1D(8, 5, activation="relu"), MaxPooling1D(2), Flatten(), Dense(3)], (17, 24)),
     "columns, needs dx": (lambda: image_stack(first=[Conv2D(16, 3, activation="relu"), MaxPooling2D(2),
                                                      Conv2D(8, 2, activation="relu")]), (14, 14, 1)),
 }
-METHODS = {"columns plan": "columns", "taps plan": "taps", "columns, needs dx": "direct"}
+METHODS = {"columns plan": "columns", "columns plan, 'same'": "columns", "columns plan, im2col": "columns",
+           "taps plan": "taps", "columns, needs dx": "direct"}
 # The pooling reads every conv output here; elsewhere the conv computes only the rows and columns it reads
-UNCROPPED = {"odd, pool same", "columns, needs dx"}
+UNCROPPED = {"odd, pool same", "columns, needs dx", "columns plan, 'same'"}
+# A pair that runs by Winograd (the tested one, or in "columns, needs dx" the model's third conv) rounds otherwise
+# than the direct sums: close, not equal
+WINOGRAD = {"columns plan", "columns plan, 'same'", "columns, needs dx"}
+
+
+@pytest.fixture(autouse=True)
+def im2col_case(request, monkeypatch):
+    if "im2col" in request.node.name:
+        monkeypatch.setattr(settings, "WINOGRAD", False)
 
 
 def build(case, fused=True, dtype="float32", seed=5):
@@ -67,7 +83,12 @@ def test_fused_pair_matches_the_two_layers(case):
     assert conv.fused and not any(getattr(layer, "fused", False) for layer in apart.layers)
     assert conv.plan.method == METHODS.get(case, "direct")
     assert (conv.plan.crop is None) == (case in UNCROPPED)
-    np.testing.assert_array_equal(fused.predict(x), apart.predict(x))  # the same numbers, pooled in place
+    assert any(conv_pool.winograd_fits(layer) for layer in fused.layers if getattr(layer, "fused", False)) == (
+        case in WINOGRAD)
+    if case in WINOGRAD:
+        np.testing.assert_allclose(fused.predict(x), apart.predict(x), rtol=1e-5, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(fused.predict(x), apart.predict(x))  # the same numbers, pooled in place
     assert loss_f == pytest.approx(loss_a, rel=1e-6)
     for name in grads_a:
         np.testing.assert_allclose(grads_f[name], grads_a[name], rtol=2e-5, atol=1e-6, err_msg=name)
@@ -77,7 +98,7 @@ def test_fused_pair_matches_the_two_layers(case):
 
 
 @pytest.mark.parametrize("case", ["relu", "overlapping windows", "needs dx", "conv1d", "taps plan",
-                                  "columns, needs dx"])
+                                  "columns, needs dx", "columns plan", "columns plan, 'same'"])
 def test_central_differences_through_the_fused_pair(case):
     model = build(case, dtype="float64", seed=3)
     x, y = (a.astype(np.float64) for a in data(case, n=4))
@@ -106,6 +127,7 @@ def test_fused_training_gives_the_same_bytes_on_one_or_two_threads(monkeypatch):
     direct, columns = model.layers[1], model.layers[3]
     assert direct.fused and direct.plan.method == "direct" and len(direct.plan.chunks(64)) > 2
     assert columns.fused and columns.plan.method == "columns" and len(columns.plan.chunks(64)) > 2
+    assert conv_pool.winograd_fits(columns)
     np.testing.assert_array_equal(runs[0], runs[1])
 
 

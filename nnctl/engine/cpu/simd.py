@@ -205,19 +205,24 @@ gather_in_order_masked = _gather(1, 1, masked=True)
 def gather_row(src, rows, scales, start, end, out, b):
     """out[b, :] = Σ scales[k] · src[rows[k], :] for k in start..end-1 (src[k] with rows=None). src, out: C 2-D;
     rows, scales: 1-D (scales may be strided: a column of a matrix)."""
-    units = src.shape[1]
-    col = 0
-    while col + 128 <= units:
+    gather_cols(src, rows, scales, start, end, out, b, 0, src.shape[1])
+
+
+@njit(inline="always", **KERNEL)
+def gather_cols(src, rows, scales, start, end, out, b, col, stop):
+    """gather_row over columns [col, stop) only (a slab of src small enough to stay in L1 while many rows
+    of out are summed from it)."""
+    while col + 128 <= stop:
         gather_128(src, rows, scales, start, end, out, b, col, LANES)
         col += 128
-    if col + 64 <= units:
+    if col + 64 <= stop:
         gather_64(src, rows, scales, start, end, out, b, col, LANES)
         col += 64
-    while col + LANES <= units:
+    while col + LANES <= stop:
         gather_16(src, rows, scales, start, end, out, b, col, LANES)
         col += LANES
-    if col < units:
-        gather_masked(src, rows, scales, start, end, out, b, col, units - col)
+    if col < stop:
+        gather_masked(src, rows, scales, start, end, out, b, col, stop - col)
 
 
 @njit(**KERNEL)

@@ -6,7 +6,7 @@ normalization, pooling, convolution, recurrent), each checked under NUMBA_ENABLE
 NumPy oracles as the CPU kernels and compiled for sm_90 with `cuda.compile_ptx` where the cu12 wheels are
 installed (tests/engine/test_cuda_sim.py). `PENDING` and `PENDING_FAMILIES` name CPU kernels without a twin,
 so a new CPU kernel without one fails a test: only the CPU's conv + max pooling fusion (nnctl/nn/layers/
-conv_pool.py), which the GPU path does not run (nnctl/nn/cudapath.py runs the two layers apart). `dropout_counter_forward` is the GPU's own (its masks
+conv_pool.py, with its Winograd kernels), which the GPU path does not run (nnctl/nn/cudapath.py runs the two layers apart). `dropout_counter_forward` is the GPU's own (its masks
 come from a counter-based generator, nnctl/engine/cuda/dropout.py), and so are the Keras-mask kernels of masks.py
 and a few reshuffles in dense.py.
 """
@@ -20,6 +20,6 @@ KERNELS = tuple(name for module in MODULES for name in module.KERNELS)
 globals().update({name: getattr(module, name) for module in MODULES for name in module.KERNELS})
 PENDING = ("conv_direct_pool_forward", "conv_direct_pool_weight_grad", "conv_pooled_weight_grad",
            "conv_pooled_columns_grad")
-PENDING_FAMILIES = ()
+PENDING_FAMILIES = ("winograd",)
 
 __all__ = [*KERNELS, "KERNELS", "MODULES", "PENDING", "PENDING_FAMILIES"]

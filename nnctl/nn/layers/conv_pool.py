@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnctl.engine import settings
 from nnctl.engine.cpu.dense import ACTIVATION_CODES
 
 FUSABLE = ("relu", "linear")
@@ -51,6 +52,16 @@ def read_by(pool, out_shape):
     return None if (rows, columns) == tuple(out_shape) else (rows, columns)
 
 
+def winograd_fits(conv) -> bool:
+    """Whether conv → pool runs by Winograd F(2×2, 3×3) (nnctl/engine/cpu/winograd.py): a 'columns' plan with
+    a 3×3 kernel at stride 1 and no dilation, and a 2×2 pooling at stride 2 whose windows tile the (cropped)
+    output exactly; on a backend that has the kernels, unless NNCTL_WINOGRAD=0."""
+    plan, pool = conv.plan, conv.pool_after
+    return (settings.WINOGRAD and hasattr(conv.backend, "winograd_input") and plan.method == "columns"
+            and plan.geometry[:6] == (3, 3, 1, 1, 1, 1) and tuple(pool.window) == (2, 2, 2, 2, 0, 0)
+            and plan.out_shape == (2 * pool.out4[0], 2 * pool.out4[1]))
+
+
 def forward(conv, x4, training):
     """The pooled output of conv → pool for x4 (n, h, w, c); keeps what the backward needs on `conv`."""
     plan, pool, backend = conv.plan, conv.pool_after, conv.backend
@@ -61,6 +72,12 @@ def forward(conv, x4, training):
     argmax = conv._buffer("pooled_argmax", zp.shape, np.int32)
     zero_bias = conv.__dict__.setdefault("_pooled_zero_bias", np.zeros(filters, conv.dtype))
     conv.pooled = (zp, yp, argmax)
+    if winograd_fits(conv):
+        plan.winograd_pool_forward(x4, conv.kernel.value, bias, zp, argmax)
+        if yp is not zp:
+            backend.bias_act_forward(zp.reshape(-1, filters), zero_bias, conv.act_code, conv.alpha,
+                                     yp.reshape(-1, filters))
+        return _handed_to(pool, yp, n)
     if plan.method != "direct":
         return _forward_whole(conv, x4, kernel2d, bias, zero_bias, training)
 

@@ -1,0 +1,34 @@
+"""Plain-NumPy oracles for the Winograd kernels (nnctl/engine/cpu/winograd.py): same names and arguments, each
+stage as one einsum over the transform matrices."""
+
+import numpy as np
+
+from nnctl.engine.reference_pooling import max_pool2d_forward
+
+_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+_BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
+_AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+
+
+def winograd_kernel(kernel, u):
+    u[...] = np.einsum("ai,ijcf,bj->abcf", _G, kernel.astype(np.float64), _G).reshape(u.shape)
+
+
+def winograd_input(x, first, count, geometry, tiles_h, tiles_w, v):
+    pad_top, pad_left = geometry[6], geometry[7]
+    height, width = x.shape[1:3]
+    bottom, right = max(0, 2 * tiles_h + 2 - pad_top - height), max(0, 2 * tiles_w + 2 - pad_left - width)
+    padded = np.pad(x[first:first + count].astype(np.float64),
+                    ((0, 0), (pad_top, bottom), (pad_left, right), (0, 0)))
+    tiles = np.stack([np.stack([padded[:, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] for tx in range(tiles_w)], 1)
+                      for ty in range(tiles_h)], 1)  # (count, tiles_h, tiles_w, 4, 4, c)
+    v[...] = np.einsum("ai,nyxijc,bj->abnyxc", _BT, tiles, _BT).reshape(v.shape)
+
+
+def winograd_output_pool(m, bias, first, count, out_w, pooled, argmax):
+    tiles_h, tiles_w, filters = pooled.shape[1:]
+    cells = m.astype(np.float64).reshape(4, 4, count, tiles_h, tiles_w, filters)
+    y = np.einsum("ai,ijnyxf,bj->nyaxbf", _AT, cells, _AT).reshape(count, 2 * tiles_h, 2 * tiles_w, filters)
+    z = np.full((count, 2 * tiles_h, out_w, filters), -np.inf)
+    z[:, :, :2 * tiles_w] = y + bias
+    max_pool2d_forward(z, 2, 2, 2, 2, 0, 0, pooled[first:first + count], argmax[first:first + count])

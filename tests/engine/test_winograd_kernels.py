@@ -1,0 +1,113 @@
+"""Winograd F(2×2, 3×3) with 2×2 max pooling (nnctl/engine/cpu/winograd.py): each stage against its NumPy
+oracle (nnctl/engine/reference_winograd.py), and the whole chunked plan against a plain convolution + bias + pooling,
+in float64 (exact up to rounding) and float32 (a few ulp), the same bytes on 1 or 2 threads and any chunking."""
+
+import numpy as np
+import pytest
+
+from nnctl.engine import convolution, reference_conv, reference_pooling, reference_winograd
+from nnctl.engine.backend import get_backend
+from nnctl.engine.convolution import ConvPlan
+
+BACKEND = get_backend("cpu")
+# (input (h, w, c), filters, padding, crop): MNIST's second conv (11 × 11 cropped to 10 × 10), 'same' padding
+# (the tiles read zeros past every edge), an odd output cropped on both axes, a row of tiles
+CASES = [((13, 13, 32), 64, "valid", (10, 10)), ((10, 8, 3), 5, "same", None), ((9, 11, 4), 17, "valid", (6, 8)),
+         ((4, 12, 2), 3, "same", None)]
+
+
+def _plan(in_shape, filters, padding, crop):
+    return ConvPlan(BACKEND, in_shape, (3, 3), (1, 1), (1, 1), (padding, padding), filters, crop=crop)
+
+
+def _operands(case, dtype, n=5, seed=0):
+    rng = np.random.default_rng(seed)
+    in_shape, filters = case[0], case[1]
+    x = rng.standard_normal((n,) + in_shape).astype(dtype)
+    kernel = rng.standard_normal((3, 3, in_shape[2], filters)).astype(dtype)
+    return x, kernel, rng.standard_normal(filters).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_each_stage_matches_its_oracle(case, dtype):
+    plan = _plan(*case)
+    x, kernel, bias = _operands(case, dtype)
+    channels, filters = case[0][2], case[1]
+    tiles_h, tiles_w = plan.out_shape[0] // 2, plan.out_shape[1] // 2
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+
+    u, want = np.full((16, channels, filters), 7, dtype), np.zeros((16, channels, filters))
+    BACKEND.winograd_kernel(kernel, u)
+    reference_winograd.winograd_kernel(kernel, want)
+    np.testing.assert_allclose(u, want, **tol)
+
+    tiles = 2 * tiles_h * tiles_w  # images 1 and 2 of 5
+    v, want = np.full((16, tiles, channels), 7, dtype), np.zeros((16, tiles, channels))
+    BACKEND.winograd_input(x, 1, 2, plan.geometry, tiles_h, tiles_w, v)
+    reference_winograd.winograd_input(x, 1, 2, plan.geometry, tiles_h, tiles_w, want)
+    np.testing.assert_allclose(v, want, **tol)
+
+    m = np.random.default_rng(1).standard_normal((16, tiles, filters)).astype(dtype)
+    shape = (5, tiles_h, tiles_w, filters)
+    pooled, argmax = np.full(shape, 7, dtype), np.full(shape, -1, np.int32)
+    want, want_arg = np.full(shape, 7.0), np.full(shape, -1, np.int32)
+    BACKEND.winograd_output_pool(m, bias, 1, 2, plan.out_shape[1], pooled, argmax)
+    reference_winograd.winograd_output_pool(m, bias, 1, 2, plan.out_shape[1], want, want_arg)
+    np.testing.assert_allclose(pooled, want, **tol)
+    np.testing.assert_array_equal(argmax, want_arg)
+    assert (pooled[[0, 3, 4]] == 7).all() and (argmax[[0, 3, 4]] == -1).all(), "wrote outside images 1 and 2"
+
+
+def _plain(plan, x, kernel, bias):
+    """conv + bias through the oracle's im2col (float64), pooled by the pooling oracle."""
+    n, filters = x.shape[0], kernel.shape[-1]
+    cols = np.zeros((n * plan.positions, plan.depth))
+    reference_conv.im2col(x.astype(np.float64), 0, n, plan.geometry, cols)
+    z = (cols @ kernel.reshape(plan.depth, filters).astype(np.float64) + bias).reshape(n, *plan.out_shape, filters)
+    shape = (n, plan.out_shape[0] // 2, plan.out_shape[1] // 2, filters)
+    pooled, argmax = np.zeros(shape), np.zeros(shape, np.int32)
+    reference_pooling.max_pool2d_forward(z, 2, 2, 2, 2, 0, 0, pooled, argmax)
+    return pooled, argmax
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_the_plan_pools_the_convolution_in_chunks_on_one_or_two_threads(case, dtype, monkeypatch):
+    x, kernel, bias = _operands(case, dtype, n=9, seed=3)
+    want, want_arg = _plain(_plan(*case), x, kernel, bias)
+    monkeypatch.setattr(convolution, "POOL_MIN_MACS", 0)
+    runs = []
+    for threads, chunk_bytes in ((1, convolution.WORKSPACE_BYTES), (2, 1), (2, convolution.WORKSPACE_BYTES)):
+        monkeypatch.setattr(convolution, "WORKSPACE_BYTES", chunk_bytes)  # 1: a chunk per image
+        monkeypatch.setenv("NNCTL_THREADS", str(threads))
+        plan = _plan(*case)
+        pooled, argmax = np.full(want.shape, 7, dtype), np.full(want.shape, -1, np.int32)
+        plan.winograd_pool_forward(x, kernel, bias, pooled, argmax)
+        runs.append((pooled, argmax))
+    pooled, argmax = runs[0]
+    tol = {"rtol": 2e-5, "atol": 2e-5} if dtype == np.float32 else {"rtol": 1e-11, "atol": 1e-11}
+    np.testing.assert_allclose(pooled, want, **tol)
+    np.testing.assert_array_equal(argmax, want_arg)  # random data: no two window cells within rounding
+    for other, other_arg in runs[1:]:
+        assert other.tobytes() == pooled.tobytes() and other_arg.tobytes() == argmax.tobytes()
+
+
+def test_ties_and_nans_pick_the_cell_the_pooling_kernel_picks():
+    """A constant image makes every window a four-way tie (the first cell wins). A NaN input: a tile's output
+    row (column) combines only the three input rows (columns) the direct sum reads, so the same outputs turn NaN,
+    and the NaN wins its window at the same cell as in the pooling kernel."""
+    case = ((10, 10, 2), 3, "valid", None)
+    plan = _plan(*case)
+    x = np.ones((2, 10, 10, 2), np.float32)
+    x[1, 7, 8, 1] = np.nan  # read by outputs rows 5-7, columns 6-7 (the last two tiles of column 3)
+    kernel = np.full((3, 3, 2, 3), 0.25, np.float32)  # 0.25 · 18 = 4.5 everywhere: exact in both forms
+    bias = np.zeros(3, np.float32)
+    pooled, argmax = np.zeros((2, 4, 4, 3), np.float32), np.zeros((2, 4, 4, 3), np.int32)
+    plan.winograd_pool_forward(x, kernel, bias, pooled, argmax)
+    want, want_arg = _plain(plan, x, kernel, bias)
+    first_cells = (np.arange(4)[:, None, None] * 2 * 8 + np.arange(4)[None, :, None] * 2) * 3 + np.arange(3)
+    np.testing.assert_array_equal(argmax[0], first_cells)
+    np.testing.assert_array_equal(argmax, want_arg)
+    np.testing.assert_array_equal(pooled, want)  # NaN where it is NaN
+    assert (pooled[0] == 4.5).all() and np.isnan(pooled[1, 2:, 3]).all() and np.isnan(pooled).sum() == 6
