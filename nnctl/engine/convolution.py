@@ -34,6 +34,10 @@ DIRECT_GRAD_MAX_DEPTH = 27
 KEPT_COLUMNS_BYTES = 16 << 20
 # How many multiply-adds one float written and read back through a workspace costs, for choosing a method.
 TRAFFIC = 8
+# Winograd F(2×2, 3×3)'s kernel transform G g Gᵀ as one matrix over the 9 taps: (G ⊗ G)[4i + j, 3a + b] =
+# G[i, a]·G[j, b] (nnctl/engine/cpu/winograd.py). Its entries (0, ¼, ½, 1) are exact in any float type.
+_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
+KRON_G = np.kron(_G, _G)
 # A call with fewer multiply-adds than this runs on the caller's thread (a pool hand-off costs ~10-20 µs).
 POOL_MIN_MACS = 1 << 21
 
@@ -226,8 +230,9 @@ class ConvPlan:
         backend, channels, filters = self.backend, self.in_shape[2], self.filters
         tiles_h, tiles_w = pooled.shape[1], pooled.shape[2]
         tiles = tiles_h * tiles_w
-        u = self._workspace("winograd_u", 16 * channels, filters, x.dtype).reshape(16, channels, filters)
-        backend.winograd_kernel(kernel, u)
+        u = self._workspace("winograd_u", 16, channels * filters, x.dtype)
+        backend.gemm(KRON_G.astype(x.dtype), kernel.reshape(9, -1), u)  # u[4i + j] = (G g Gᵀ)[i, j]
+        u = u.reshape(16, channels, filters)
         self._kept = (None, None)  # the backward makes its columns chunk by chunk (measured: faster than kept)
 
         def run(index, first, count):

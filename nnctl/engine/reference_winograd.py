@@ -5,13 +5,8 @@ import numpy as np
 
 from nnctl.engine.reference_pooling import max_pool2d_forward
 
-_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 _BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 _AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
-
-
-def winograd_kernel(kernel, u):
-    u[...] = np.einsum("ai,ijcf,bj->abcf", _G, kernel.astype(np.float64), _G).reshape(u.shape)
 
 
 def winograd_input(x, first, count, geometry, tiles_h, tiles_w, v):

@@ -6,7 +6,8 @@ filter) pair instead of 36 (Lavin & Gray, "Fast Algorithms for Convolutional Neu
     Y = Aᵀ [ Σ_c (G g_cf Gᵀ) ⊙ (Bᵀ d_c B) ] A      (d_c a 4×4 tile of channel c, g_cf the 3×3 kernel)
 
 so the convolution becomes 16 GEMMs over the tiles, M_e = V_e · U_e with V_e (tiles, in) and U_e (in, filters)
-for the 16 tile cells e, which the layer runs as one batched BLAS call a chunk of images. The output transform
+for the 16 tile cells e, which the layer runs as one batched BLAS call a chunk of images. The kernel's transform
+is one small GEMM too, U = (G ⊗ G) · g over the 9 taps (nnctl/engine/convolution.py, KRON_G). The output transform
 adds the bias and takes each window's maximum and its first winner at once, so the full-size conv output is
 never stored. MNIST's second Conv2D (13×13×32 → 64, pooled 5×5): 2.25× fewer multiply-adds in the GEMMs and no
 column buffer; 2.9 → 1.5 ms a batch of 64 on one thread here. The rounding differs from the direct sum (a few
@@ -25,29 +26,6 @@ from numba import njit
 
 from nnctl.engine.cpu.pooling import _wins
 from nnctl.engine.settings import KERNEL
-
-
-@njit(**KERNEL)
-def winograd_kernel(kernel, u):
-    """u[e] = (G g Gᵀ)[i, j] for every (channel, filter). kernel: (3, 3, in, filters), Keras's layout;
-    u: (16, in, filters), overwritten."""
-    channels, filters = kernel.shape[2], kernel.shape[3]
-    t = np.empty((4, 3, filters), u.dtype)
-    for c in range(channels):
-        for j in range(3):  # G g: along the kernel's rows
-            for f in range(filters):
-                g0, g1, g2 = kernel[0, j, c, f], kernel[1, j, c, f], kernel[2, j, c, f]
-                t[0, j, f] = g0
-                t[1, j, f] = 0.5 * (g0 + g1 + g2)
-                t[2, j, f] = 0.5 * (g0 - g1 + g2)
-                t[3, j, f] = g2
-        for i in range(4):  # (G g) Gᵀ: along its columns
-            for f in range(filters):
-                g0, g1, g2 = t[i, 0, f], t[i, 1, f], t[i, 2, f]
-                u[4 * i, c, f] = g0
-                u[4 * i + 1, c, f] = 0.5 * (g0 + g1 + g2)
-                u[4 * i + 2, c, f] = 0.5 * (g0 - g1 + g2)
-                u[4 * i + 3, c, f] = g2
 
 
 @njit(**KERNEL)
@@ -120,4 +98,4 @@ def winograd_output_pool(m, bias, first, count, out_w, pooled, argmax):
                     yo[f], ao[f] = best, at
 
 
-KERNELS = ("winograd_kernel", "winograd_input", "winograd_output_pool")
+KERNELS = ("winograd_input", "winograd_output_pool")
