@@ -35,7 +35,7 @@ KEPT_COLUMNS_BYTES = 16 << 20
 # How many multiply-adds one float written and read back through a workspace costs, for choosing a method.
 TRAFFIC = 8
 # Winograd F(2×2, 3×3)'s kernel transform G g Gᵀ as one matrix over the 9 taps: (G ⊗ G)[4i + j, 3a + b] =
-# G[i, a]·G[j, b] (nnctl/engine/cpu/winograd.py). Its entries (0, ¼, ½, 1) are exact in any float type.
+# G[i, a]·G[j, b] (nnctl/engine/cpu/conv3x3.py). Its entries (0, ¼, ½, 1) are exact in any float type.
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
 KRON_G = np.kron(_G, _G)
 # A call with fewer multiply-adds than this runs on the caller's thread (a pool hand-off costs ~10-20 µs).
@@ -224,7 +224,7 @@ class ConvPlan:
 
     def winograd_pool_forward(self, x, kernel, bias, pooled, argmax):
         """The 2×2-max-pooled conv(x) + bias of a 3×3 stride-1 plan whose outputs the pooling windows tile
-        exactly, by Winograd F(2×2, 3×3) (nnctl/engine/cpu/winograd.py): per chunk, the input tiles'
+        exactly, by Winograd F(2×2, 3×3) (nnctl/engine/cpu/conv3x3.py): per chunk, the input tiles'
         transform, one batched GEMM over the 16 tile cells, then the output transform with bias and pooling.
         kernel: (3, 3, in, filters); pooled, argmax: (n, out_h / 2, out_w / 2, filters). Keeps no columns."""
         backend, channels, filters = self.backend, self.in_shape[2], self.filters

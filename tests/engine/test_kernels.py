@@ -188,7 +188,7 @@ def test_each_code_calls_its_own_kernel(table, codes, suffix):
 
 
 # kernels tested in test_<family>_kernels.py
-LAYER_FAMILIES = ("conv", "pooling", "normalization", "embedding", "recurrent", "winograd")
+LAYER_FAMILIES = ("conv", "pooling", "normalization", "embedding", "recurrent", "conv3x3")
 
 
 def test_every_exported_kernel_has_a_case_and_an_oracle():

@@ -31,7 +31,7 @@ CASES = {
     "needs dx": (lambda: image_stack(first=[Dense(1, activation="tanh")]), (10, 9, 2)),
     "conv1d": (lambda: [Conv1D(16, 5, padding="causal", activation="relu"), MaxPooling1D(3), Flatten(), Dense(3)],
                (17, 1)),
-    # a 3×3 columns plan under 2×2 pooling: Winograd F(2×2, 3×3) forward (nnctl/engine/cpu/winograd.py) ...
+    # a 3×3 columns plan under 2×2 pooling: Winograd F(2×2, 3×3) forward (nnctl/engine/cpu/conv3x3.py) ...
     "columns plan": (lambda: [Conv2D(16, 3, activation="relu"), MaxPooling2D(2), Flatten(), Dense(3)], (10, 9, 3)),
     "columns plan, 'same'": (lambda: [Conv2D(16, 3, padding="same", activation="relu"), MaxPooling2D(2), Flatten(),
                                       Dense(3)], (10, 8, 3)),
@@ -49,6 +49,11 @@ UNCROPPED = {"odd, pool same", "columns, needs dx", "columns plan, 'same'"}
 # A pair that runs by Winograd (the tested one, or in "columns, needs dx" the model's third conv) rounds otherwise
 # than the direct sums: close, not equal
 WINOGRAD = {"columns plan", "columns plan, 'same'", "columns, needs dx"}
+
+
+# One-channel pairs whose 2×2 windows tile the output: conv3x3_pool_forward/_weight_grad (the same sums in the same
+# order as the general direct kernels: equal bytes)
+ONE_CHANNEL = {"relu", "linear", "needs dx", "columns, needs dx"}
 
 
 @pytest.fixture(autouse=True)
@@ -83,6 +88,7 @@ def test_fused_pair_matches_the_two_layers(case):
     assert conv.fused and not any(getattr(layer, "fused", False) for layer in apart.layers)
     assert conv.plan.method == METHODS.get(case, "direct")
     assert (conv.plan.crop is None) == (case in UNCROPPED)
+    assert conv_pool.one_channel_3x3(conv) == (case in ONE_CHANNEL)
     assert any(conv_pool.winograd_fits(layer) for layer in fused.layers if getattr(layer, "fused", False)) == (
         case in WINOGRAD)
     if case in WINOGRAD:

@@ -19,9 +19,9 @@ from nnctl.engine.cpu.sparse import (
 )
 
 # The N-d layer families keep their kernels in their own modules; each lists its exports in `KERNELS`.
-from nnctl.engine.cpu import conv, embedding, normalization, optim_rows, pooling, recurrent, winograd  # noqa: E402
+from nnctl.engine.cpu import conv, embedding, normalization, optim_rows, pooling, recurrent, conv3x3  # noqa: E402
 
-FAMILIES = (conv, pooling, normalization, embedding, optim_rows, recurrent, winograd)
+FAMILIES = (conv, pooling, normalization, embedding, optim_rows, recurrent, conv3x3)
 globals().update({name: getattr(family, name) for family in FAMILIES for name in family.KERNELS})
 
 

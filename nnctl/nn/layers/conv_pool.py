@@ -52,14 +52,26 @@ def read_by(pool, out_shape):
     return None if (rows, columns) == tuple(out_shape) else (rows, columns)
 
 
-def winograd_fits(conv) -> bool:
-    """Whether conv → pool runs by Winograd F(2×2, 3×3) (nnctl/engine/cpu/winograd.py): a 'columns' plan with
-    a 3×3 kernel at stride 1 and no dilation, and a 2×2 pooling at stride 2 whose windows tile the (cropped)
-    output exactly; on a backend that has the kernels, unless NNCTL_WINOGRAD=0."""
+def _windows_tile(conv) -> bool:
+    """A 3×3 kernel at stride 1 without dilation, and a 2×2 pooling at stride 2 whose windows tile the (cropped)
+    output exactly: the kernels of nnctl/engine/cpu/conv3x3.py compute each window's four outputs together."""
     plan, pool = conv.plan, conv.pool_after
-    return (settings.WINOGRAD and hasattr(conv.backend, "winograd_input") and plan.method == "columns"
-            and plan.geometry[:6] == (3, 3, 1, 1, 1, 1) and tuple(pool.window) == (2, 2, 2, 2, 0, 0)
+    return (plan.geometry[:6] == (3, 3, 1, 1, 1, 1) and tuple(pool.window) == (2, 2, 2, 2, 0, 0)
             and plan.out_shape == (2 * pool.out4[0], 2 * pool.out4[1]))
+
+
+def winograd_fits(conv) -> bool:
+    """Whether conv → pool runs by Winograd F(2×2, 3×3): a 'columns' plan whose windows tile (above), on a
+    backend that has the kernels, unless NNCTL_WINOGRAD=0."""
+    return (settings.WINOGRAD and hasattr(conv.backend, "winograd_input") and conv.plan.method == "columns"
+            and _windows_tile(conv))
+
+
+def one_channel_3x3(conv) -> bool:
+    """Whether conv → pool runs on conv3x3_pool_forward/_weight_grad: a one-channel 'direct' plan whose windows
+    tile (above), on a backend that has the kernels."""
+    return (hasattr(conv.backend, "conv3x3_pool_forward") and conv.plan.method == "direct"
+            and conv.plan.in_shape[2] == 1 and _windows_tile(conv))
 
 
 def forward(conv, x4, training):
@@ -81,10 +93,15 @@ def forward(conv, x4, training):
     if plan.method != "direct":
         return _forward_whole(conv, x4, kernel2d, bias, zero_bias, training)
 
+    windows = one_channel_3x3(conv)
+
     def run(index, first, count):
-        z = plan._workspace("pooled_z", plan.positions, filters, x4.dtype)
-        backend.conv_direct_pool_forward(x4, kernel2d, bias, first, count, geometry, tuple(pool.window), z, zp,
-                                         argmax)
+        if windows:
+            backend.conv3x3_pool_forward(x4, kernel2d, bias, first, count, geometry, zp, argmax)
+        else:
+            z = plan._workspace("pooled_z", plan.positions, filters, x4.dtype)
+            backend.conv_direct_pool_forward(x4, kernel2d, bias, first, count, geometry, tuple(pool.window), z,
+                                             zp, argmax)
         if yp is not zp:
             images = slice(first, first + count)
             backend.bias_act_forward(zp[images].reshape(-1, filters), zero_bias, conv.act_code, conv.alpha,
@@ -161,12 +178,18 @@ def backward(conv, dy):
 
     dw_parts = conv._buffer(("pooled_dw", len(chunks)), (len(chunks), plan.depth, filters))
 
+    windows = one_channel_3x3(conv)
+
     def run(index, first, count):
         unpool(index, first, count)
         dz = plan._workspace("pooled_dz", plan.positions, filters, x4.dtype)
-        one = plan._workspace("pooled_dw", plan.depth, filters, x4.dtype)
-        backend.conv_direct_pool_weight_grad(x4, dzp.reshape(n, -1), argmax2, first, count, geometry, dz, one,
+        if windows:
+            backend.conv3x3_pool_weight_grad(x4, dzp.reshape(n, -1), argmax2, first, count, geometry,
                                              dw_parts[index])
+        else:
+            one = plan._workspace("pooled_dw", plan.depth, filters, x4.dtype)
+            backend.conv_direct_pool_weight_grad(x4, dzp.reshape(n, -1), argmax2, first, count, geometry, dz, one,
+                                                 dw_parts[index])
         if dx is None:  # the usual first layer
             return
         columns = plan._workspace("pooled_dcols", plan.positions, plan.depth, x4.dtype)

@@ -1,8 +1,9 @@
-"""Plain-NumPy oracles for the Winograd kernels (nnctl/engine/cpu/winograd.py): same names and arguments, each
-stage as one einsum over the transform matrices."""
+"""Plain-NumPy oracles for the kernels of nnctl/engine/cpu/conv3x3.py: same names and arguments; each Winograd
+stage as one einsum over its transform matrices, the one-channel kernels through reference_conv's."""
 
 import numpy as np
 
+from nnctl.engine.reference_conv import conv_direct_pool_forward, conv_direct_pool_weight_grad
 from nnctl.engine.reference_pooling import max_pool2d_forward
 
 _BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
@@ -27,3 +28,13 @@ def winograd_output_pool(m, bias, first, count, out_w, pooled, argmax):
     z = np.full((count, 2 * tiles_h, out_w, filters), -np.inf)
     z[:, :, :2 * tiles_w] = y + bias
     max_pool2d_forward(z, 2, 2, 2, 2, 0, 0, pooled[first:first + count], argmax[first:first + count])
+
+
+def conv3x3_pool_forward(x, kernel, bias, first, count, geometry, pooled, argmax):
+    z = np.zeros((geometry[8] * geometry[9], kernel.shape[1]))
+    conv_direct_pool_forward(x, kernel, bias, first, count, geometry, (2, 2, 2, 2, 0, 0), z, pooled, argmax)
+
+
+def conv3x3_pool_weight_grad(x, dpooled, argmax, first, count, geometry, dkernel):
+    dz, one = np.zeros((geometry[8] * geometry[9], dkernel.shape[1])), np.zeros(dkernel.shape)
+    conv_direct_pool_weight_grad(x, dpooled, argmax, first, count, geometry, dz, one, dkernel)

@@ -1,11 +1,12 @@
-"""Winograd F(2×2, 3×3) with 2×2 max pooling (nnctl/engine/cpu/winograd.py): each stage against its NumPy
-oracle (nnctl/engine/reference_winograd.py), and the whole chunked plan against a plain convolution + bias + pooling,
-in float64 (exact up to rounding) and float32 (a few ulp), the same bytes on 1 or 2 threads and any chunking."""
+"""A 3×3 conv under 2×2 max pooling (nnctl/engine/cpu/conv3x3.py). Winograd F(2×2, 3×3): each stage against its
+NumPy oracle (nnctl/engine/reference_conv3x3.py), and the whole chunked plan against a plain convolution + bias +
+pooling, in float64 (exact up to rounding) and float32 (a few ulp), the same bytes on 1 or 2 threads and any
+chunking. The one-channel kernels: against their oracles, and the same bytes as the general direct kernels."""
 
 import numpy as np
 import pytest
 
-from nnctl.engine import convolution, reference_conv, reference_pooling, reference_winograd
+from nnctl.engine import convolution, reference_conv, reference_pooling, reference_conv3x3
 from nnctl.engine.backend import get_backend
 from nnctl.engine.convolution import ConvPlan
 
@@ -50,7 +51,7 @@ def test_each_stage_matches_its_oracle(case, dtype):
     tiles = 2 * tiles_h * tiles_w  # images 1 and 2 of 5
     v, want = np.full((16, tiles, channels), 7, dtype), np.zeros((16, tiles, channels))
     BACKEND.winograd_input(x, 1, 2, plan.geometry, tiles_h, tiles_w, v)
-    reference_winograd.winograd_input(x, 1, 2, plan.geometry, tiles_h, tiles_w, want)
+    reference_conv3x3.winograd_input(x, 1, 2, plan.geometry, tiles_h, tiles_w, want)
     np.testing.assert_allclose(v, want, **tol)
 
     m = np.random.default_rng(1).standard_normal((16, tiles, filters)).astype(dtype)
@@ -58,7 +59,7 @@ def test_each_stage_matches_its_oracle(case, dtype):
     pooled, argmax = np.full(shape, 7, dtype), np.full(shape, -1, np.int32)
     want, want_arg = np.full(shape, 7.0), np.full(shape, -1, np.int32)
     BACKEND.winograd_output_pool(m, bias, 1, 2, plan.out_shape[1], pooled, argmax)
-    reference_winograd.winograd_output_pool(m, bias, 1, 2, plan.out_shape[1], want, want_arg)
+    reference_conv3x3.winograd_output_pool(m, bias, 1, 2, plan.out_shape[1], want, want_arg)
     np.testing.assert_allclose(pooled, want, **tol)
     np.testing.assert_array_equal(argmax, want_arg)
     assert (pooled[[0, 3, 4]] == 7).all() and (argmax[[0, 3, 4]] == -1).all(), "wrote outside images 1 and 2"
@@ -116,3 +117,38 @@ def test_ties_and_nans_pick_the_cell_the_pooling_kernel_picks():
     np.testing.assert_array_equal(argmax, want_arg)
     np.testing.assert_array_equal(pooled, want)  # NaN where it is NaN
     assert (pooled[0] == 4.5).all() and np.isnan(pooled[1, 2:, 3]).all() and np.isnan(pooled).sum() == 6
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("in_shape, padding", [((28, 28, 1), "valid"), ((9, 12, 1), "same"), ((7, 9, 1), "valid")],
+                         ids=["MNIST", "same", "odd, cropped"])
+def test_one_channel_kernels_match_the_oracle_and_the_general_direct_kernels(in_shape, padding, dtype):
+    rng = np.random.default_rng(6)
+    plan = ConvPlan(BACKEND, in_shape, (3, 3), (1, 1), (1, 1), (padding, padding), 32,
+                    crop=tuple(2 * (v // 2) for v in _plan(in_shape, 32, padding, None).out_shape))
+    assert plan.method == "direct"
+    out_h, out_w = plan.out_shape
+    x = rng.random((4,) + in_shape).astype(dtype)
+    kernel, bias = rng.standard_normal((9, 32)).astype(dtype), rng.standard_normal(32).astype(dtype)
+    shape = (4, out_h // 2, out_w // 2, 32)
+    pooled, argmax = np.full(shape, 7, dtype), np.full(shape, -1, np.int32)
+    BACKEND.conv3x3_pool_forward(x, kernel, bias, 1, 2, plan.geometry, pooled, argmax)
+    want, want_arg = np.full(shape, 7.0), np.full(shape, -1, np.int32)
+    reference_conv3x3.conv3x3_pool_forward(x, kernel, bias, 1, 2, plan.geometry, want, want_arg)
+    np.testing.assert_allclose(pooled, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(argmax, want_arg)
+    assert (pooled[[0, 3]] == 7).all() and (argmax[[0, 3]] == -1).all(), "wrote outside images 1 and 2"
+    general, general_arg = np.full_like(pooled, 7), np.full_like(argmax, -1)
+    z = np.empty((plan.positions, 32), dtype)
+    BACKEND.conv_direct_pool_forward(x, kernel, bias, 1, 2, plan.geometry, (2, 2, 2, 2, 0, 0), z, general,
+                                     general_arg)
+    np.testing.assert_allclose(pooled, general, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(argmax, general_arg)
+
+    dpooled = (rng.standard_normal(shape) * (rng.random(shape) > 0.4)).astype(dtype).reshape(4, -1)
+    argmax = argmax.reshape(4, -1)
+    argmax[0], argmax[3] = argmax[1], argmax[2]  # images 0 and 3 are not read
+    dkernel, want = np.full((9, 32), 9, dtype), np.zeros((9, 32))
+    BACKEND.conv3x3_pool_weight_grad(x, dpooled, argmax, 1, 2, plan.geometry, dkernel)
+    reference_conv3x3.conv3x3_pool_weight_grad(x, dpooled, argmax, 1, 2, plan.geometry, want)
+    np.testing.assert_allclose(dkernel, want, rtol=1e-5, atol=1e-5)
