@@ -38,6 +38,7 @@ TRAFFIC = 8
 # G[i, a]·G[j, b] (nnctl/engine/cpu/conv3x3.py). Its entries (0, ¼, ½, 1) are exact in any float type.
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
 KRON_G = np.kron(_G, _G)
+KRON_G_T = np.ascontiguousarray(KRON_G.T)
 # A call with fewer multiply-adds than this runs on the caller's thread (a pool hand-off costs ~10-20 µs).
 POOL_MIN_MACS = 1 << 21
 
@@ -94,6 +95,7 @@ class ConvPlan:
             self.image_macs = self.positions * self.depth * filters
         self._workspaces: dict = {}
         self._kept = (None, None)  # (x, its columns) from the last training forward
+        self._winograd = (None, None, None)  # (x, U, {chunk: V}) from the last Winograd forward
 
     def _method(self, in_positions, channels):
         """'direct' for a tiny patch; 'taps' (see nnctl/engine/cpu/conv.py) at stride 1 when its GEMM and
@@ -222,27 +224,78 @@ class ConvPlan:
         if len(chunks) > 1:
             backend.sum_partials(partials, len(chunks), dkernel2d)
 
-    def winograd_pool_forward(self, x, kernel, bias, pooled, argmax):
+    def winograd_pool_forward(self, x, kernel, bias, pooled, argmax, keep=False):
         """The 2×2-max-pooled conv(x) + bias of a 3×3 stride-1 plan whose outputs the pooling windows tile
         exactly, by Winograd F(2×2, 3×3) (nnctl/engine/cpu/conv3x3.py): per chunk, the input tiles'
         transform, one batched GEMM over the 16 tile cells, then the output transform with bias and pooling.
-        kernel: (3, 3, in, filters); pooled, argmax: (n, out_h / 2, out_w / 2, filters). Keeps no columns."""
+        kernel: (3, 3, in, filters); pooled, argmax: (n, out_h / 2, out_w / 2, filters). `keep`: a training
+        step, whose backward reuses the transformed kernel and tiles (16·in floats a window)."""
         backend, channels, filters = self.backend, self.in_shape[2], self.filters
         tiles_h, tiles_w = pooled.shape[1], pooled.shape[2]
         tiles = tiles_h * tiles_w
-        u = self._workspace("winograd_u", 16, channels * filters, x.dtype)
-        backend.gemm(KRON_G.astype(x.dtype), kernel.reshape(9, -1), u)  # u[4i + j] = (G g Gᵀ)[i, j]
-        u = u.reshape(16, channels, filters)
-        self._kept = (None, None)  # the backward makes its columns chunk by chunk (measured: faster than kept)
+        u = self._winograd_kernel(kernel, x.dtype)
+        kept_v = self._winograd[2] if keep else None
+        if keep and kept_v is None:
+            kept_v = {}
+        self._winograd = (x if keep else None, u, kept_v)
 
         def run(index, first, count):
-            v = self._workspace("winograd_v", 16 * count * tiles, channels, x.dtype).reshape(16, -1, channels)
+            if kept_v is not None:  # a chunk's own buffer: its backward may run on another thread
+                v = kept_v.get(index)
+                if v is None or v.shape[1] != count * tiles:
+                    v = kept_v[index] = np.empty((16, count * tiles, channels), x.dtype)
+            else:
+                v = self._workspace("winograd_v", 16 * count * tiles, channels, x.dtype).reshape(16, -1, channels)
             m = self._workspace("winograd_m", 16 * count * tiles, filters, x.dtype).reshape(16, -1, filters)
             backend.winograd_input(x, first, count, self.geometry, tiles_h, tiles_w, v)
             backend.gemm_batched(v, u, m)
             backend.winograd_output_pool(m, bias, first, count, self.out_shape[1], pooled, argmax)
 
         self._run(run, x.shape[0])
+
+    def winograd_pool_backward(self, x, dpooled, argmax, kernel, dkernel, dx=None, before=None):
+        """backward() for winograd_pool_forward, in the Winograd domain: per chunk, the tiles' product gradient
+        dM from each window's winner (nnctl/engine/cpu/conv3x3.py), the kernel's dU = Vᵀ·dM (summed over the
+        chunks in order, then brought back to the 3×3 taps by (G ⊗ G)ᵀ) and the input's dV = dM·Uᵀ folded back
+        onto the image tiles. V and U come from the training forward (recomputed if it kept none). dpooled,
+        argmax: (n, windows · filters); `before(index, first, count)` first fills the chunk's rows of dpooled."""
+        backend, geometry, channels, filters = self.backend, self.geometry, self.in_shape[2], self.filters
+        chunks, (tiles_h, tiles_w) = self.chunks(x.shape[0]), (self.out_shape[0] // 2, self.out_shape[1] // 2)
+        tiles = tiles_h * tiles_w
+        kept_x, u, kept_v = self._winograd
+        self._winograd = (None, None, kept_v)
+        if kept_x is not x:
+            u, kept_v = self._winograd_kernel(kernel, x.dtype), None
+        du = self._workspace("winograd_du", 16, channels * filters, x.dtype)
+        partials = self._partials(len(chunks), du)
+        u_t = np.ascontiguousarray(u.transpose(0, 2, 1)) if dx is not None else None  # 1.6× faster GEMM than a view
+
+        def run(index, first, count):
+            before(index, first, count)
+            dm = self._workspace("winograd_dm", 16 * count * tiles, filters, x.dtype).reshape(16, -1, filters)
+            backend.winograd_output_grad(dpooled, argmax, first, count, self.out_shape[1], tiles_h, tiles_w, dm)
+            if kept_v is not None:
+                v = kept_v[index]
+            else:
+                v = self._workspace("winograd_v", 16 * count * tiles, channels, x.dtype).reshape(16, -1, channels)
+                backend.winograd_input(x, first, count, geometry, tiles_h, tiles_w, v)
+            backend.gemm_batched(v.transpose(0, 2, 1), dm, partials[index].reshape(16, channels, filters))
+            if dx is not None:
+                dv = self._workspace("winograd_dv", 16 * count * tiles, channels, x.dtype).reshape(16, -1, channels)
+                backend.gemm_batched(dm, u_t, dv)
+                backend.winograd_input_grad(dv, first, count, geometry, tiles_h, tiles_w, dx)
+
+        self._run(run, x.shape[0])
+        if len(chunks) > 1:
+            backend.sum_partials(partials, len(chunks), du)
+        backend.gemm(KRON_G_T.astype(x.dtype), du, dkernel.reshape(9, -1))  # dg = (G ⊗ G)ᵀ · dU over the taps
+
+    def _winograd_kernel(self, kernel, dtype):
+        """U = (G ⊗ G)·g: u[4i + j] = (G g Gᵀ)[i, j] for every (in, filter); (16, in, filters)."""
+        channels, filters = self.in_shape[2], self.filters
+        u = self._workspace("winograd_u", 16, channels * filters, dtype)
+        self.backend.gemm(KRON_G.astype(dtype), kernel.reshape(9, -1), u)
+        return u.reshape(16, channels, filters)
 
     def _take_kept(self, x):
         """The columns the training forward kept for x (None if it kept none, or for another batch); once."""

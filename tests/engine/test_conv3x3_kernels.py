@@ -65,6 +65,39 @@ def test_each_stage_matches_its_oracle(case, dtype):
     assert (pooled[[0, 3, 4]] == 7).all() and (argmax[[0, 3, 4]] == -1).all(), "wrote outside images 1 and 2"
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_each_backward_stage_matches_its_oracle_and_is_the_forward_stages_adjoint(case, dtype):
+    plan = _plan(*case)
+    x, _, _ = _operands(case, dtype)
+    rng = np.random.default_rng(7)
+    channels, filters, (out_h, out_w) = case[0][2], case[1], plan.out_shape
+    tiles_h, tiles_w = out_h // 2, out_w // 2
+    tiles = 2 * tiles_h * tiles_w  # images 1 and 2 of 5
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+
+    z = rng.standard_normal((5, out_h, out_w, filters))
+    pooled, argmax = np.empty((5, tiles_h, tiles_w, filters)), np.empty((5, tiles_h, tiles_w, filters), np.int32)
+    BACKEND.max_pool2d_forward(z, 2, 2, 2, 2, 0, 0, pooled, argmax)
+    dpooled = (rng.standard_normal(pooled.shape) * (rng.random(pooled.shape) > 0.3)).astype(dtype).reshape(5, -1)
+    argmax = argmax.reshape(5, -1)
+    dm, want = np.full((16, tiles, filters), 7, dtype), np.zeros((16, tiles, filters))
+    BACKEND.winograd_output_grad(dpooled, argmax, 1, 2, out_w, tiles_h, tiles_w, dm)
+    reference_conv3x3.winograd_output_grad(dpooled, argmax, 1, 2, out_w, tiles_h, tiles_w, want)
+    np.testing.assert_allclose(dm, want, **tol)
+
+    dv = rng.standard_normal((16, tiles, channels)).astype(dtype)
+    dx, want = np.full_like(x, 7), np.full(x.shape, 7.0)
+    BACKEND.winograd_input_grad(dv, 1, 2, plan.geometry, tiles_h, tiles_w, dx)
+    reference_conv3x3.winograd_input_grad(dv, 1, 2, plan.geometry, tiles_h, tiles_w, want)
+    np.testing.assert_allclose(dx, want, **tol)
+    assert (dx[[0, 3, 4]] == 7).all(), "wrote outside images 1 and 2"
+    v = np.zeros((16, tiles, channels), dtype)  # ⟨winograd_input(x), dv⟩ = ⟨x, winograd_input_grad(dv)⟩
+    BACKEND.winograd_input(x, 1, 2, plan.geometry, tiles_h, tiles_w, v)
+    assert np.vdot(v.astype(np.float64), dv) == pytest.approx(np.vdot(x[1:3].astype(np.float64), dx[1:3]),
+                                                              rel=1e-4 if dtype == np.float32 else 1e-10)
+
+
 def _plain(plan, x, kernel, bias):
     """conv + bias through the oracle's im2col (float64), pooled by the pooling oracle."""
     n, filters = x.shape[0], kernel.shape[-1]
@@ -152,3 +185,46 @@ def test_one_channel_kernels_match_the_oracle_and_the_general_direct_kernels(in_
     BACKEND.conv3x3_pool_weight_grad(x, dpooled, argmax, 1, 2, plan.geometry, dkernel)
     reference_conv3x3.conv3x3_pool_weight_grad(x, dpooled, argmax, 1, 2, plan.geometry, want)
     np.testing.assert_allclose(dkernel, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_the_plan_backward_gives_the_kernel_and_input_gradients(case, dtype, monkeypatch):
+    """winograd_pool_backward against the oracle's im2col sums over the unpooled gradient, with the tiles the
+    training forward kept or recomputed, chunk by chunk on 1 or 2 threads."""
+    x, kernel, bias = _operands(case, dtype, n=9, seed=8)
+    plan = _plan(*case)
+    n, filters = x.shape[0], case[1]
+    want_pooled, argmax = _plain(plan, x, kernel, bias)
+    rng = np.random.default_rng(9)
+    dpooled = (rng.standard_normal(want_pooled.shape) * (rng.random(want_pooled.shape) > 0.3)).astype(dtype)
+    dpooled, argmax = dpooled.reshape(n, -1), argmax.reshape(n, -1)
+    dz = np.zeros((n, plan.positions * filters))
+    reference_pooling.max_pool_backward(dpooled.astype(np.float64), argmax, dz)
+    dz = dz.reshape(-1, filters)
+    cols = np.zeros((n * plan.positions, plan.depth))
+    reference_conv.im2col(x.astype(np.float64), 0, n, plan.geometry, cols)
+    want_dkernel = cols.T @ dz
+    want_dx = np.zeros(x.shape)
+    reference_conv.col2im(dz @ kernel.reshape(plan.depth, filters).astype(np.float64).T, 0, n, plan.geometry,
+                          want_dx)
+    monkeypatch.setattr(convolution, "POOL_MIN_MACS", 0)
+    runs = []
+    for threads, chunk_bytes, keep in ((1, convolution.WORKSPACE_BYTES, True), (2, 1, True),
+                                       (2, convolution.WORKSPACE_BYTES, False)):
+        monkeypatch.setattr(convolution, "WORKSPACE_BYTES", chunk_bytes)
+        monkeypatch.setenv("NNCTL_THREADS", str(threads))
+        plan = _plan(*case)
+        pooled, forward_argmax = np.empty(want_pooled.shape, dtype), np.empty(want_pooled.shape, np.int32)
+        plan.winograd_pool_forward(x, kernel, bias, pooled, forward_argmax, keep=keep)
+        dkernel, dx = np.full((plan.depth, filters), 9, dtype), np.full_like(x, 9)
+        plan.winograd_pool_backward(x, dpooled, forward_argmax.reshape(n, -1), kernel, dkernel, dx,
+                                    lambda index, first, count: None)
+        runs.append((dkernel, dx))
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-10}
+    np.testing.assert_allclose(runs[0][0], want_dkernel, **tol)
+    np.testing.assert_allclose(runs[0][1], want_dx, **tol)
+    np.testing.assert_allclose(runs[1][0], runs[0][0], **tol)  # a chunk an image: other sums, other bytes
+    np.testing.assert_allclose(runs[1][1], runs[0][1], **tol)
+    for got, want in zip(runs[2], runs[0]):  # the same chunks on 1 or 2 threads, the tiles kept or not
+        assert got.tobytes() == want.tobytes()

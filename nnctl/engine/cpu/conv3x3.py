@@ -108,6 +108,72 @@ def winograd_output_pool(m, bias, first, count, out_w, pooled, argmax):
                     yo[f], ao[f] = best, at
 
 
+@njit(**KERNEL)
+def winograd_output_grad(dpooled, argmax, first, count, out_w, tiles_h, tiles_w, dm):
+    """The tiles' products' gradient from the pooled outputs' (winograd_output_pool's adjoint): only each
+    window's winner (a, c) has a gradient g, and dm[4·i + j, t, f] = A[i, a]·A[j, c]·g (A = (Aᵀ)ᵀ, entries 0
+    and ±1). dpooled, argmax (int32): (n, tiles · filters); dm: (16, count·tiles, filters), overwritten."""
+    filters = dm.shape[2]
+    for b in range(count):
+        for ty in range(tiles_h):
+            for tx in range(tiles_w):
+                t = (b * tiles_h + ty) * tiles_w + tx
+                cell = (ty * tiles_w + tx) * filters
+                base = (2 * ty * out_w + 2 * tx) * filters
+                grads, wins = dpooled[first + b, cell:cell + filters], argmax[first + b, cell:cell + filters]
+                for f in range(filters):
+                    g = grads[f]
+                    offset = wins[f] - base - f
+                    right = (offset == filters) | (offset == (out_w + 1) * filters)
+                    down = offset >= out_w * filters
+                    # A's column a: (1, 1, 1, 0) for a = 0, (0, 1, −1, −1) for a = 1
+                    r0, r1, r2, r3 = (0.0, g, -g, -g) if down else (g, g, g, 0.0)
+                    c1, c2 = 1.0, (-1.0 if right else 1.0)
+                    c0, c3 = (0.0, -1.0) if right else (1.0, 0.0)
+                    dm[0, t, f], dm[1, t, f], dm[2, t, f], dm[3, t, f] = r0 * c0, r0 * c1, r0 * c2, r0 * c3
+                    dm[4, t, f], dm[5, t, f], dm[6, t, f], dm[7, t, f] = r1 * c0, r1 * c1, r1 * c2, r1 * c3
+                    dm[8, t, f], dm[9, t, f], dm[10, t, f], dm[11, t, f] = r2 * c0, r2 * c1, r2 * c2, r2 * c3
+                    dm[12, t, f], dm[13, t, f], dm[14, t, f], dm[15, t, f] = r3 * c0, r3 * c1, r3 * c2, r3 * c3
+
+
+@njit(**KERNEL)
+def winograd_input_grad(dv, first, count, geometry, tiles_h, tiles_w, dx):
+    """dx of images [first, first + count) from the tiles' transformed gradient (winograd_input's adjoint):
+    each tile adds B dV Bᵀ onto its 4×4 input patch, in tile order (cells outside the image dropped).
+    dv: (16, count·tiles, in); dx: (n, h, w, in), those images overwritten."""
+    height, width, channels = dx.shape[1], dx.shape[2], dx.shape[3]
+    pad_top, pad_left = geometry[6], geometry[7]
+    d = np.empty((16, channels), dv.dtype)
+    for b in range(count):
+        dx[first + b] = 0.0
+        for ty in range(tiles_h):
+            for tx in range(tiles_w):
+                t = (b * tiles_h + ty) * tiles_w + tx
+                for i in range(4):  # dV B... Bᵀ's columns: (1, 0, 0, 0), (0, 1, −1, 1), (−1, 1, 1, 0), (0, 0, 0, −1)
+                    for c in range(channels):
+                        v0, v1, v2, v3 = dv[4 * i, t, c], dv[4 * i + 1, t, c], dv[4 * i + 2, t, c], dv[4 * i + 3, t, c]
+                        d[4 * i, c] = v0
+                        d[4 * i + 1, c] = v1 - v2 + v3
+                        d[4 * i + 2, c] = v1 + v2 - v0
+                        d[4 * i + 3, c] = -v3
+                for j in range(4):  # ... then B (dV Bᵀ)... along the rows the same
+                    for c in range(channels):
+                        v0, v1, v2, v3 = d[j, c], d[4 + j, c], d[8 + j, c], d[12 + j, c]
+                        d[j, c] = v0
+                        d[4 + j, c] = v1 - v2 + v3
+                        d[8 + j, c] = v1 + v2 - v0
+                        d[12 + j, c] = -v3
+                for i in range(4):
+                    iy = 2 * ty - pad_top + i
+                    if iy < 0 or iy >= height:
+                        continue
+                    for j in range(4):
+                        ix = 2 * tx - pad_left + j
+                        if 0 <= ix < width:
+                            for c in range(channels):
+                                dx[first + b, iy, ix, c] += d[4 * i + j, c]
+
+
 @njit(inline="always", **KERNEL)
 def _tile(x, image, ty, tx, pad_top, pad_left, p):
     """p[4·i + j] = x[image, 2·ty − pad_top + i, 2·tx − pad_left + j, 0] (0 outside the image)."""
@@ -199,7 +265,10 @@ def conv3x3_pool_weight_grad(x, dpooled, argmax, first, count, geometry, dkernel
                     total[6, f] += g * q6
                     total[7, f] += g * q7
                     total[8, f] += g * q8
-    dkernel[:, :] = total
+    for tap in range(9):  # (a loop: an array assignment compiles its shape-mismatch message, 2 s here)
+        for f in range(filters):
+            dkernel[tap, f] = total[tap, f]
 
 
-KERNELS = ("winograd_input", "winograd_output_pool", "conv3x3_pool_forward", "conv3x3_pool_weight_grad")
+KERNELS = ("winograd_input", "winograd_output_pool", "winograd_output_grad", "winograd_input_grad",
+           "conv3x3_pool_forward", "conv3x3_pool_weight_grad")

@@ -84,8 +84,9 @@ def forward(conv, x4, training):
     argmax = conv._buffer("pooled_argmax", zp.shape, np.int32)
     zero_bias = conv.__dict__.setdefault("_pooled_zero_bias", np.zeros(filters, conv.dtype))
     conv.pooled = (zp, yp, argmax)
-    if winograd_fits(conv):
-        plan.winograd_pool_forward(x4, conv.kernel.value, bias, zp, argmax)
+    conv.winograd = winograd_fits(conv)  # the backward follows the forward's way
+    if conv.winograd:
+        plan.winograd_pool_forward(x4, conv.kernel.value, bias, zp, argmax, keep=training)
         if yp is not zp:
             backend.bias_act_forward(zp.reshape(-1, filters), zero_bias, conv.act_code, conv.alpha,
                                      yp.reshape(-1, filters))
@@ -159,6 +160,10 @@ def backward(conv, dy):
         backend.bias_act_backward(dyp[rows], zp2[rows], yp2[rows], conv.act_code, conv.alpha, dzp[rows],
                                   db_parts[index, 0])
 
+    if conv.winograd:
+        plan.winograd_pool_backward(x4, dzp.reshape(n, -1), argmax2, conv.kernel.value, dkernel, dx, unpool)
+        backend.sum_partials(db_parts, len(chunks), db.reshape(1, filters))
+        return None if dx is None else dx.reshape((n,) + tuple(conv.input_shape))
     if plan.method == "columns":  # the GEMMs over the unpooled gradient become sums over the pooled cells
         plan.pooled_backward(x4, dzp.reshape(n, -1), argmax2, kernel2d, dkernel, dx, unpool)
         backend.sum_partials(db_parts, len(chunks), db.reshape(1, filters))
