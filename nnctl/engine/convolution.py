@@ -95,7 +95,8 @@ class ConvPlan:
             self.image_macs = self.positions * self.depth * filters
         self._workspaces: dict = {}
         self._kept = (None, None)  # (x, its columns) from the last training forward
-        self._winograd = (None, None, None)  # (x, U, {chunk: V}) from the last Winograd forward
+        self._winograd = (None, None)  # (x, U) of the last Winograd forward that kept its tiles, V by chunk:
+        self._winograd_v: dict = {}
 
     def _method(self, in_positions, channels):
         """'direct' for a tiny patch; 'taps' (see nnctl/engine/cpu/conv.py) at stride 1 when its GEMM and
@@ -234,10 +235,8 @@ class ConvPlan:
         tiles_h, tiles_w = pooled.shape[1], pooled.shape[2]
         tiles = tiles_h * tiles_w
         u = self._winograd_kernel(kernel, x.dtype)
-        kept_v = self._winograd[2] if keep else None
-        if keep and kept_v is None:
-            kept_v = {}
-        self._winograd = (x if keep else None, u, kept_v)
+        kept_v = self._winograd_v if keep else None
+        self._winograd = (x if keep else None, u)
 
         def run(index, first, count):
             if kept_v is not None:  # a chunk's own buffer: its backward may run on another thread
@@ -262,8 +261,8 @@ class ConvPlan:
         backend, geometry, channels, filters = self.backend, self.geometry, self.in_shape[2], self.filters
         chunks, (tiles_h, tiles_w) = self.chunks(x.shape[0]), (self.out_shape[0] // 2, self.out_shape[1] // 2)
         tiles = tiles_h * tiles_w
-        kept_x, u, kept_v = self._winograd
-        self._winograd = (None, None, kept_v)
+        kept_x, u = self._winograd
+        self._winograd, kept_v = (None, None), self._winograd_v
         if kept_x is not x:
             u, kept_v = self._winograd_kernel(kernel, x.dtype), None
         du = self._workspace("winograd_du", 16, channels * filters, x.dtype)
