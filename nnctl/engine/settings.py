@@ -53,8 +53,8 @@ BLAS_THREADS = int(_BLAS) if _BLAS.isdigit() else 1  # anything but a count keep
 # user did, so a library user's own jitted np.dot keeps working.
 NUMBA_SCIPY = os.environ.get("NNCTL_NUMBA_SCIPY", "1") != "0"
 
-# A 3×3 stride-1 conv followed by 2×2 max pooling runs by Winograd F(2×2, 3×3) on the CPU (nnctl/engine/cpu/
-# winograd.py); NNCTL_WINOGRAD=0 runs it by im2col + GEMM (the rounding differs by a few ulp).
+# A 3×3 stride-1 conv (many input channels) under 2×2 max pooling runs by Winograd F(2×2, 3×3) on the CPU
+# (nnctl/engine/cpu/conv3x3.py); NNCTL_WINOGRAD=0 runs it by im2col + GEMM (the rounding differs by a few ulp).
 WINOGRAD = os.environ.get("NNCTL_WINOGRAD", "1") != "0"
 
 # Dense input whose fraction of non-zeros is at most this runs as CSR through the first Dense layer (MNIST's

@@ -46,7 +46,7 @@ class BaseConv(_Activated):
         self._set_activation(activation, alpha)
         self.plan = None
         self.pool_after = None  # the max pooling this layer runs fused with (nnctl/nn/layers/conv_pool.py)
-        self.fused = False
+        self.fused = self.winograd = False  # winograd: the fused pair's last forward ran by Winograd
 
     def _as_2d(self, values):
         """Conv1D's shapes and sizes with a leading height of 1: (length, channels) → (1, length, channels)."""

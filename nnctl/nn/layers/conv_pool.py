@@ -11,10 +11,14 @@ that scratch and takes its kernel gradient from it; the full-size output is neve
 keep their z and run the bias + pooling on each chunk's rows as the chunk finishes, and the unpooling before
 each chunk's backward (the `after`/`before` hooks of nnctl/engine/convolution.py).
 
+A 3×3 stride-1 conv whose 2×2 pooling windows tile its output goes further still (nnctl/engine/cpu/conv3x3.py):
+each window's four outputs are computed together, by Winograd F(2×2, 3×3) with many input channels (forward and
+backward in the Winograd domain, `winograd_fits`) or in registers with one (`one_channel_3x3`).
+
 Only neighbours in a Sequential model pair (`pair`; a graph runs them apart). The kernel gradient is summed
 image by image within a chunk, then chunk by chunk in order: the same bytes on any number of threads. Against
-the unfused layers the outputs are the same numbers and the gradients agree to rounding (the sums run in another
-order); a window holding a NaN pre-activation passes no gradient (ReLU turns a NaN into 0, and the unfused
+the unfused layers the outputs are the same numbers (Winograd's within a few ulp) and the gradients agree to
+rounding (the sums run in another order); a window holding a NaN pre-activation passes no gradient (ReLU turns a NaN into 0, and the unfused
 pooling never sees it).
 """
 
