@@ -287,13 +287,13 @@ class ConvPlan:
         self._run(run, x.shape[0])
         if len(chunks) > 1:
             backend.sum_partials(partials, len(chunks), du)
-        backend.gemm(KRON_G_T.astype(x.dtype), du, dkernel.reshape(9, -1))  # dg = (G ⊗ G)ᵀ · dU over the taps
+        backend.gemm(KRON_G_T.astype(x.dtype, copy=False), du, dkernel.reshape(9, -1))  # dg = (G ⊗ G)ᵀ · dU over the taps
 
     def _winograd_kernel(self, kernel, dtype):
         """U = (G ⊗ G)·g: u[4i + j] = (G g Gᵀ)[i, j] for every (in, filter); (16, in, filters)."""
         channels, filters = self.in_shape[2], self.filters
         u = self._workspace("winograd_u", 16, channels * filters, dtype)
-        self.backend.gemm(KRON_G.astype(dtype), kernel.reshape(9, -1), u)
+        self.backend.gemm(KRON_G.astype(dtype, copy=False), kernel.reshape(9, -1), u)
         return u.reshape(16, channels, filters)
 
     def _take_kept(self, x):
