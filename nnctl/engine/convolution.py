@@ -287,7 +287,7 @@ class ConvPlan:
         self._run(run, x.shape[0])
         if len(chunks) > 1:
             backend.sum_partials(partials, len(chunks), du)
-        backend.gemm(KRON_G_T.astype(x.dtype, copy=False), du, dkernel.reshape(9, -1))  # dg = (G ⊗ G)ᵀ · dU over the taps
+        backend.gemm(KRON_G_T.astype(x.dtype, copy=False), du, dkernel.reshape(9, -1))  # (G ⊗ G)ᵀ·dU: the taps
 
     def _winograd_kernel(self, kernel, dtype):
         """U = (G ⊗ G)·g: u[4i + j] = (G g Gᵀ)[i, j] for every (in, filter); (16, in, filters)."""

@@ -18,8 +18,8 @@ backward in the Winograd domain, `winograd_fits`) or in registers with one (`one
 Only neighbours in a Sequential model pair (`pair`; a graph runs them apart). The kernel gradient is summed
 image by image within a chunk, then chunk by chunk in order: the same bytes on any number of threads. Against
 the unfused layers the outputs are the same numbers (Winograd's within a few ulp) and the gradients agree to
-rounding (the sums run in another order); a window holding a NaN pre-activation passes no gradient (ReLU turns a NaN into 0, and the unfused
-pooling never sees it).
+rounding (the sums run in another order); a window holding a NaN pre-activation passes no gradient (ReLU turns a
+NaN into 0, and the unfused pooling never sees it).
 """
 
 from __future__ import annotations
