@@ -29,6 +29,18 @@ epochs: 4
 batch_size: 16
 """
 
+# Both 3×3 conv + 2×2 pooling pairs of nnctl/engine/cpu/conv3x3.py: one channel in registers, then Winograd
+# (16 channels, 'same', its 3 × 3 output cropped to the 2 × 2 its pooling reads)
+CONVNET = IMAGES.replace("""    - {type: conv2d, filters: 4, kernel_size: 3, padding: same, activation: relu}
+    - {type: batch_normalization}
+    - {type: spatial_dropout2d, rate: 0.25}
+    - {type: max_pooling2d, pool_size: 2}
+""", """    - {type: conv2d, filters: 16, kernel_size: 3, activation: relu}
+    - {type: max_pooling2d, pool_size: 2}
+    - {type: conv2d, filters: 8, kernel_size: 3, padding: same, activation: relu}
+    - {type: max_pooling2d, pool_size: 2}
+""")
+
 TEXT = """\
 name: nd
 seed: 12
@@ -66,7 +78,8 @@ def _train(*args):
     return result
 
 
-@pytest.mark.parametrize("text", [IMAGES, TEXT], ids=["convnet-batchnorm-spatialdropout", "embedding-conv1d-layernorm"])
+@pytest.mark.parametrize("text", [IMAGES, CONVNET, TEXT], ids=["convnet-batchnorm-spatialdropout",
+                                                            "conv3x3-pooled-pairs", "embedding-conv1d-layernorm"])
 def test_a_resumed_nd_run_equals_an_uninterrupted_one(tmp_path, text):
     _write_data(tmp_path)
     config = tmp_path / "nd.yaml"
