@@ -34,7 +34,7 @@ column), and tile (ty, tx) covers outputs (2·ty, 2·tx) to (2·ty + 1, 2·tx + 
 import numpy as np
 from numba import njit
 
-from nnctl.engine.cpu.pooling import _wins
+from nnctl.engine.cpu.pooling import first_max4
 from nnctl.engine.settings import KERNEL
 
 
@@ -97,15 +97,17 @@ def winograd_output_pool(m, bias, first, count, out_w, pooled, argmax):
                     b1 = m[5, t, f] - m[9, t, f] - m[13, t, f]
                     b2 = m[6, t, f] - m[10, t, f] - m[14, t, f]
                     b3 = m[7, t, f] - m[11, t, f] - m[15, t, f]
-                    bias_f = bias[f]
-                    best, at = a0 + a1 + a2 + bias_f, base + f  # (… ) A: columns 0 + 1 + 2 and 1 − 2 − 3
-                    v = a1 - a2 - a3 + bias_f
-                    best, at = (v, base + filters + f) if _wins(v, best) else (best, at)
-                    v = b0 + b1 + b2 + bias_f
-                    best, at = (v, base + out_w * filters + f) if _wins(v, best) else (best, at)
-                    v = b1 - b2 - b3 + bias_f
-                    best, at = (v, base + (out_w + 1) * filters + f) if _wins(v, best) else (best, at)
-                    yo[f], ao[f] = best, at
+                    bias_f = bias[f]  # (… ) A: columns 0 + 1 + 2 and 1 − 2 − 3
+                    yo[f], ao[f] = first_max4(a0 + a1 + a2 + bias_f, a1 - a2 - a3 + bias_f, b0 + b1 + b2 + bias_f,
+                                              b1 - b2 - b3 + bias_f, base + f, filters, out_w * filters)
+
+
+@njit(inline="always", **KERNEL)
+def _corner(winner, base, filters, out_w):
+    """(below, right): which cell of its 2×2 window the flat index `winner` is (base: the window's first cell's
+    index for filter 0; winner − base − f is 0, filters, out_w·filters or (out_w + 1)·filters)."""
+    offset, row = winner - base, out_w * filters
+    return offset >= row, (offset == filters) | (offset == row + filters)
 
 
 @njit(**KERNEL)
@@ -123,9 +125,7 @@ def winograd_output_grad(dpooled, argmax, first, count, out_w, tiles_h, tiles_w,
                 grads, wins = dpooled[first + b, cell:cell + filters], argmax[first + b, cell:cell + filters]
                 for f in range(filters):
                     g = grads[f]
-                    offset = wins[f] - base - f
-                    right = (offset == filters) | (offset == (out_w + 1) * filters)
-                    down = offset >= out_w * filters
+                    down, right = _corner(wins[f] - f, base, filters, out_w)
                     # A's column a: (1, 1, 1, 0) for a = 0, (0, 1, −1, −1) for a = 1
                     r0, r1, r2, r3 = (0.0, g, -g, -g) if down else (g, g, g, 0.0)
                     c1, c2 = 1.0, (-1.0 if right else 1.0)
@@ -208,19 +208,13 @@ def conv3x3_pool_forward(x, kernel, bias, first, count, geometry, pooled, argmax
                     k0, k1, k2 = kernel[0, f], kernel[1, f], kernel[2, f]
                     k3, k4, k5 = kernel[3, f], kernel[4, f], kernel[5, f]
                     k6, k7, k8 = kernel[6, f], kernel[7, f], kernel[8, f]
+                    y00 = p0 * k0 + p1 * k1 + p2 * k2 + p4 * k3 + p5 * k4 + p6 * k5 + p8 * k6 + p9 * k7 + p10 * k8
+                    y01 = p1 * k0 + p2 * k1 + p3 * k2 + p5 * k3 + p6 * k4 + p7 * k5 + p9 * k6 + p10 * k7 + p11 * k8
+                    y10 = p4 * k0 + p5 * k1 + p6 * k2 + p8 * k3 + p9 * k4 + p10 * k5 + p12 * k6 + p13 * k7 + p14 * k8
+                    y11 = p5 * k0 + p6 * k1 + p7 * k2 + p9 * k3 + p10 * k4 + p11 * k5 + p13 * k6 + p14 * k7 + p15 * k8
                     bias_f = bias[f]
-                    best = p0 * k0 + p1 * k1 + p2 * k2 + p4 * k3 + p5 * k4 + p6 * k5 + p8 * k6 + p9 * k7 + p10 * k8
-                    best, at = best + bias_f, base + f
-                    v = p1 * k0 + p2 * k1 + p3 * k2 + p5 * k3 + p6 * k4 + p7 * k5 + p9 * k6 + p10 * k7 + p11 * k8
-                    v += bias_f
-                    best, at = (v, base + filters + f) if _wins(v, best) else (best, at)
-                    v = p4 * k0 + p5 * k1 + p6 * k2 + p8 * k3 + p9 * k4 + p10 * k5 + p12 * k6 + p13 * k7 + p14 * k8
-                    v += bias_f
-                    best, at = (v, base + out_w * filters + f) if _wins(v, best) else (best, at)
-                    v = p5 * k0 + p6 * k1 + p7 * k2 + p9 * k3 + p10 * k4 + p11 * k5 + p13 * k6 + p14 * k7 + p15 * k8
-                    v += bias_f
-                    best, at = (v, base + (out_w + 1) * filters + f) if _wins(v, best) else (best, at)
-                    yo[f], ao[f] = best, at
+                    yo[f], ao[f] = first_max4(y00 + bias_f, y01 + bias_f, y10 + bias_f, y11 + bias_f, base + f,
+                                              filters, out_w * filters)
 
 
 @njit(**KERNEL)
@@ -246,9 +240,8 @@ def conv3x3_pool_weight_grad(x, dpooled, argmax, first, count, geometry, dkernel
                 grads, wins = dpooled[b, cell:cell + filters], argmax[b, cell:cell + filters]
                 for f in range(filters):
                     g = grads[f]
-                    offset = wins[f] - base - f  # 0, filters, out_w·filters or (out_w + 1)·filters
-                    right = (offset == filters) | (offset == (out_w + 1) * filters)
-                    if offset >= out_w * filters:  # the winner's patch: rows 1-3 of the tile …
+                    down, right = _corner(wins[f] - f, base, filters, out_w)
+                    if down:  # the winner's patch: rows 1-3 of the tile …
                         q0, q1, q2 = (p5, p6, p7) if right else (p4, p5, p6)
                         q3, q4, q5 = (p9, p10, p11) if right else (p8, p9, p10)
                         q6, q7, q8 = (p13, p14, p15) if right else (p12, p13, p14)

@@ -28,6 +28,18 @@ def _wins(v, best):
 
 
 @njit(inline="always", **KERNEL)
+def first_max4(v0, v1, v2, v3, at, step, row):
+    """(maximum, its flat index) of a 2×2 window's cells v0 v1 / v2 v3 taken in row-major order, the first one
+    winning ties and a NaN winning and staying (`_wins`); v0 is at flat index `at`, the next column + step, the
+    next row + row."""
+    best, where = v0, at
+    best, where = (v1, at + step) if _wins(v1, best) else (best, where)
+    best, where = (v2, at + row) if _wins(v2, best) else (best, where)
+    best, where = (v3, at + row + step) if _wins(v3, best) else (best, where)
+    return best, where
+
+
+@njit(inline="always", **KERNEL)
 def _max_pool_2x2(x, y, argmax):
     """max_pool2d_forward for 2×2 windows at stride 2, every window inside the image (Keras's default pooling):
     the four cells in row-major order kept in registers, one vector pass over the channels (3.6× faster on
@@ -41,17 +53,7 @@ def _max_pool_2x2(x, y, argmax):
                 yo, ao = yi[j], ai[j]
                 base = (2 * i * w + 2 * j) * c
                 for ch in range(c):
-                    best, at = x0[ch], base + ch
-                    v = x1[ch]
-                    take = _wins(v, best)
-                    best, at = (v, base + c + ch) if take else (best, at)
-                    v = x2[ch]
-                    take = _wins(v, best)
-                    best, at = (v, base + w * c + ch) if take else (best, at)
-                    v = x3[ch]
-                    take = _wins(v, best)
-                    best, at = (v, base + (w + 1) * c + ch) if take else (best, at)
-                    yo[ch], ao[ch] = best, at
+                    yo[ch], ao[ch] = first_max4(x0[ch], x1[ch], x2[ch], x3[ch], base + ch, c, w * c)
 
 
 @njit(**KERNEL)
