@@ -21,7 +21,8 @@ import numpy as np
 from nnctl.engine.csr import CSRMatrix
 from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
-from nnctl.nn.cudaops import ActivationOp, DenseOp, EmbeddingOp, SparseBatch, op_for
+from nnctl.nn.cudaheads import heads_of, input_shapes, reads_ids
+from nnctl.nn.cudaops import EmbeddingOp, SparseBatch, op_for
 from nnctl.nn.cudaops_dropout import DropoutOp
 
 DEVICES = ("cpu", "cuda")
@@ -92,36 +93,31 @@ def sources_of(model) -> list[list[int]]:
 
 def unsupported(model) -> str | None:
     """Why `model` cannot train on the CUDA path (None when it can)."""
-    from nnctl.nn.multi import MultiModel
+    from nnctl.nn.cudaops import _Activated
 
-    if isinstance(model, MultiModel):
-        return "a model with several inputs or outputs is not on the CUDA backend yet"
-    sources, masked = sources_of(model), []
+    sources = sources_of(model)
     for index, layer in enumerate(model.layers):
         op = op_for(layer)
         if op is None:
             return (f"layer {index} ({layer.type_name}) is not on the CUDA backend yet (it runs Embedding without "
                     f"a regularizer, Dense, Activation, Dropout, SpatialDropout1D/2D, Flatten, Reshape, Masking, "
                     f"Conv1D/Conv2D, pooling, Batch/LayerNormalization over the last axes, SimpleRNN, LSTM, GRU, "
-                    f"Bidirectional, and every merge but Dot so far)")
-        reads_input = sources[index] == [-1]
+                    f"Bidirectional, and every merge)")
+        reads_input = all(j < 0 for j in sources[index])
         if op is EmbeddingOp and not reads_input:
             return f"layer {index} (embedding) must read the model's input on the CUDA backend"
         if issubclass(op, DropoutOp) and reads_input:
             return "a Dropout before the first layer with weights is not on the CUDA backend yet"
-        # Which outputs carry a Keras mask (as the CPU layers' compute_mask pass them on).
-        given = any(masked[j] for j in sources[index] if j >= 0)
-        if op.multi and given:
-            return f"layer {index} ({layer.type_name}) merges masked inputs, which the CUDA backend does not yet"
-        makes = getattr(layer, "mask_zero", False) or type(layer).__name__ == "Masking"
-        passes = layer.supports_masking and getattr(layer, "return_sequences", True)
-        masked.append(makes or (given and passes))
-    if not (op in (DenseOp, ActivationOp) and len(layer.input_shape) == 1):
-        return "the last layer must be a Dense or an Activation of rows (not per-step outputs) on the CUDA backend"
     if model.dtype != np.float32:
         return "the CUDA backend trains in float32"
-    if getattr(model.loss, "custom", False):
+    heads = getattr(model, "heads", None) or [model]
+    if any(getattr(getattr(head, "loss", None), "custom", False) for head in heads):
         return "a custom loss runs on the ops tape, which is not on the CUDA backend yet"
+    fused = ([head.node for head in model.heads if head.fused] if hasattr(model, "heads") else
+             [len(model.layers) - 1] if getattr(model, "loss_fused", False) else [])
+    for node in fused:  # a loss fused with its activation reads the pre-activations of a Dense-like layer
+        if not issubclass(op_for(model.layers[node]), _Activated):
+            return f"layer {node} ({model.layers[node].type_name}) has no logits on the GPU for its loss to read"
     if len(model.store.weights) != sum(len(layer.params) for layer in model.layers) or any(
             first != index for index, first in enumerate(getattr(model, "first_use", []))):
         return "a shared layer is not on the CUDA backend yet"
@@ -151,18 +147,18 @@ class CudaPath:
         self.views: dict = {}  # the ops' weight views, by (weight, buffer)
         self.sources = sources_of(model)
         self.ops = [op_for(layer)(self, layer, index) for index, layer in enumerate(model.layers)]
-        # A node read by several others sums their gradients into a buffer of its own.
-        readers = [sum(i in sources for sources in self.sources) for i in range(len(self.ops))]
+        self.heads = heads_of(self, model)
+        self.fused = {head.node for head in self.heads if head.fused}
+        # A node read by several others (or read and an output) sums its gradients into a buffer of its own.
+        readers = [sum(sources.count(i) for sources in self.sources) + any(h.node == i for h in self.heads)
+                   for i in range(len(self.ops))]
         self.sums = [self.empty(batch_size * int(np.prod(op.out_shape))) if count > 1 else None
                      for op, count in zip(self.ops, readers)]
-        self.features = int(np.prod(model.input_shape))
-        self.embedding = next((op for op in self.ops if isinstance(op, EmbeddingOp)), None)
-        self.ids = self.embedding is not None  # the model input is token ids
-        self.xbuf = self.empty(1 if sparse else batch_size * self.features, np.int32 if self.ids else np.float32)
-        out_units = self.ops[-1].units
-        self.grad = self.empty(batch_size * out_units)
-        self.tbuf = self.empty((batch_size, out_units))
-        self.lbuf, self.wbuf = self.empty((batch_size, 1), np.int64), self.empty((batch_size, 1))
+        self.shapes = input_shapes(model)
+        self.features = [int(np.prod(shape)) for shape in self.shapes]
+        self.ids = [reads_ids(model, self.sources, k) for k in range(len(self.shapes))]
+        self.xbufs = [self.empty(1 if sparse else batch_size * f, np.int32 if ids else np.float32)
+                      for f, ids in zip(self.features, self.ids)]
         self._data: list = []  # [(host Dataset or input, its device copies)], the last two seen
 
     def needs_dx(self, index: int) -> bool:
@@ -195,30 +191,28 @@ class CudaPath:
         for device, host in zip(self.slots, opt.slots):
             device.copy_to_host(host)
 
-    def _on_device(self, host, x, target=None, labels=None, weight=None) -> dict:
+    def _on_device(self, host, xs: list, parts=None) -> dict:
         """The device copies of one dataset (or inference input), made once and kept while it is in use; or,
-        when it does not fit in the GPU's memory, its `Staging` (CSR data is always copied: it is compact)."""
+        when it does not fit in the GPU's memory, its `Staging` (CSR data is always copied: it is compact).
+        `xs`: the inputs in order; `parts`: each head's (targets, labels, weights), None for inference."""
         for seen, copies in self._data:
             if seen is host:
                 return copies
-        to = self.cuda.to_device
-        if self.ids:
-            self.embedding.check_ids(x)
-        arrays = {} if isinstance(x, CSRMatrix) else {
-            "x": np.ascontiguousarray(x, np.int32 if self.ids else np.float32).reshape(x.shape[0], -1)}
-        if target is not None:  # the loss reads the targets or the labels (the other is a placeholder)
-            if self.model.loss.sparse:
-                arrays["labels"] = np.ascontiguousarray(labels, np.int64).reshape(-1, 1)
-            else:
-                arrays["target"] = np.ascontiguousarray(target)
-            arrays["weight"] = np.ascontiguousarray(weight, np.float32).reshape(-1, 1)
-        if isinstance(x, CSRMatrix):
-            copies = {"indptr": to(x.indptr), "indices": to(x.indices), "values": to(x.values)}
+        to, n, arrays = self.cuda.to_device, len(xs[0]), {}
+        for op in self.ops:
+            if isinstance(op, EmbeddingOp):
+                op.check_ids(xs[-1 - self.sources[op.index][0]])
+        for k, (x, ids) in enumerate(zip(xs, self.ids)):
+            if not isinstance(x, CSRMatrix):
+                arrays[f"x{k}"] = np.ascontiguousarray(x, np.int32 if ids else np.float32).reshape(n, -1)
+        for index, (head, part) in enumerate(zip(self.heads, parts or [])):
+            arrays.update(head.arrays(index, *part, n))
+        copies = {}
+        if isinstance(xs[0], CSRMatrix):
+            copies = {"indptr": to(xs[0].indptr), "indices": to(xs[0].indices), "values": to(xs[0].values)}
         elif not self._fits(sum(array.nbytes for array in arrays.values())):
             copies = {"staging": Staging(self.cuda, self.batch_size, arrays)}
             arrays = {}
-        else:
-            copies = {}
         copies.update({name: to(array) for name, array in arrays.items()})
         self._data = [*self._data[-1:], (host, copies)]
         return copies
@@ -232,64 +226,59 @@ class CudaPath:
     # ---- one step --------------------------------------------------------------------------------
     def _forward(self, data, rows, training=False, host_rows=None) -> None:
         """The batch of `rows` (device row numbers; `host_rows`, the same on the host, for a streamed dataset)
-        through the ops; a streamed batch's device rows are kept in `self.batch` for the loss."""
-        m = rows.shape[0]
-        if self.sparse:
-            x = SparseBatch(data, rows)
-        elif "staging" in data:
+        through the ops, keeping each node's output and mask; a streamed batch's device rows are kept in
+        `self.batch` for the losses."""
+        m, xs = rows.shape[0], []
+        if "staging" in data:
             self.batch = data["staging"].load(host_rows)
-            x = self.batch["x"].reshape((m,) + tuple(self.model.input_shape))
-        else:
-            x = self.xbuf[:m * self.features].reshape(m, self.features)
-            self.k.take_rows(data["x"], rows, x)
-            x = x.reshape((m,) + tuple(self.model.input_shape))
-        # The nodes in graph order, each on its sources' outputs; Keras masks (Embedding's mask_zero, Masking)
-        # passed on as the CPU's layers pass them.
+        for k, (shape, features) in enumerate(zip(self.shapes, self.features)):
+            if self.sparse:
+                xs.append(SparseBatch(data, rows))
+                continue
+            if "staging" in data:
+                x = self.batch[f"x{k}"]
+            else:
+                x = self.xbufs[k][:m * features].reshape(m, features)
+                self.k.take_rows(data[f"x{k}"], rows, x)
+            xs.append(x.reshape((m,) + shape))
+        # The nodes in graph order, each on its sources' outputs (input k is source -1 - k); Keras masks
+        # (Embedding's mask_zero, Masking) passed on as the CPU's layers pass them.
         outputs, masks = [], []
         for op, sources in zip(self.ops, self.sources):
-            xs = [x if j < 0 else outputs[j] for j in sources]
+            ins = [xs[-1 - j] if j < 0 else outputs[j] for j in sources]
             ms = [None if j < 0 else masks[j] for j in sources]
             op.in_mask = ms if op.multi else ms[0]
-            outputs.append(op.forward(xs if op.multi else xs[0], m, training))
+            outputs.append(op.forward(ins if op.multi else ins[0], m, training))
             masks.append(op.out_mask(op.in_mask))
+        self.node_outputs, self.node_masks = outputs, masks
 
     def _step(self, data, rows, step, losses, host_rows) -> None:
-        model, k, m = self.model, self.k, rows.shape[0]
+        """One training step; its loss goes to losses[step] (one head) or, with several, each head's weighted
+        loss to head_losses[head, step] and the penalties to penalties[step]."""
+        k = self.k
         self._forward(data, rows, training=True, host_rows=host_rows)
-        head = self.ops[-1]
-        target, labels, weight = self.tbuf[:m], self.lbuf[:m], self.wbuf[:m]
-        if "staging" in data:
-            target, labels = self.batch.get("target", target), self.batch.get("labels", labels)
-            weight = self.batch["weight"]
-        else:
-            if not model.loss.sparse:
-                k.take_rows(data["target"], rows, target)
-            else:
-                k.take_rows(data["labels"], rows, labels)
-            k.take_rows(data["weight"], rows, weight)
-        dy = self.grad[:m * head.units].reshape(m, head.units)
-        k.loss_forward_backward(model.loss_code, model.loss.delta, head.logits(m) if model.loss_fused else
-                                head.outputs(m), target, labels.reshape(m), weight.reshape(m), dy, losses, step)
-        self._backward(dy, m)
+        several = len(self.heads) > 1
+        seeds = {head.node: head.loss_step(self, data, rows, index, self.head_losses[index] if several else losses,
+                                           step) for index, head in enumerate(self.heads)}
+        self._backward(seeds, rows.shape[0])
         for op in self.ops:  # the penalties in parameter order, added to the step's loss
             for span, l1, l2 in op.penalties:
-                k.regularize(self.values[span], self.grads[span], l1, l2, losses, step)
-        opt = model.optimizer
+                k.regularize(self.values[span], self.grads[span], l1, l2, self.penalties if several else losses,
+                             step)
+        opt = self.model.optimizer
         k.optimizer_step(opt.code, opt.hyperparameters(), opt.iterations, self.offsets, self.values, self.grads,
                          *self.slots, opt.clip_mode, opt.clip)
         opt.iterations += 1
 
-    def _backward(self, dy, m) -> None:
-        """Every node in reverse graph order, each on the sum of its readers' gradients (added reader by reader
-        in that order, as the CPU's graph adds them)."""
-        last = len(self.ops) - 1
-        grads: list = [None] * len(self.ops)
-        grads[last] = dy
-        for index in range(last, -1, -1):
+    def _backward(self, seeds: dict, m) -> None:
+        """Every node in reverse graph order, each on the sum of its loss gradient (an output's, in `seeds`) and
+        its readers' gradients, added reader by reader in that order, as the CPU's graph adds them."""
+        grads: list = [seeds.get(index) for index in range(len(self.ops))]
+        for index in range(len(self.ops) - 1, -1, -1):
             if grads[index] is None:
                 continue
             op = self.ops[index]
-            dx = op.backward(grads[index], m, fused=index == last and self.model.loss_fused)
+            dx = op.backward(grads[index], m, fused=index in self.fused)
             for j, part in zip(self.sources[index], dx if op.multi else [dx]):
                 if part is None or j < 0:
                     continue
@@ -302,30 +291,71 @@ class CudaPath:
 
     # ---- the fast path's entry points ------------------------------------------------------------
     def train(self, data, order, first, last, outputs, step_losses) -> None:
-        n, bs, units = order.shape[0], self.batch_size, self.ops[-1].units
-        device = self._on_device(data, data.x, data.target, data.labels, data.weight)
+        n, bs, heads = order.shape[0], self.batch_size, self.heads
+        device = self._on_device(data, *_host_arrays(data))
         self._upload_state()
         d_order = self.cuda.to_device(np.ascontiguousarray(order, np.int64))
         lo, hi = first * bs, min(n, last * bs)
-        d_outputs = self.empty((max(1, hi - lo), units))
+        d_outputs = [self.empty((max(1, hi - lo), head.width)) for head in heads]
         losses = self.empty(step_losses.shape[0], np.float64)
+        if len(heads) > 1:
+            self.head_losses = self.empty((len(heads), step_losses.shape[0]), np.float64)
+            self.penalties = self.cuda.to_device(np.zeros(step_losses.shape[0]))
         for step in range(first, last):
             b0, b1 = step * bs, min(n, (step + 1) * bs)
             self._step(device, d_order[b0:b1], step, losses, order[b0:b1])
-            d_outputs[b0 - lo:b1 - lo].copy_to_device(self.ops[-1].outputs(b1 - b0))
+            for head, d_out in zip(heads, d_outputs):
+                d_out[b0 - lo:b1 - lo].copy_to_device(head.output(self, b1 - b0))
         self._download_state()
-        outputs[lo:hi] = d_outputs.copy_to_host()[:hi - lo]
-        step_losses[first:last] = losses.copy_to_host()[first:last]
+        for head, d_out in zip(heads, d_outputs):
+            outputs[lo:hi, head.columns] = d_out.copy_to_host()[:hi - lo]
+        if len(heads) == 1:
+            step_losses[first:last] = losses.copy_to_host()[first:last]
+            return
+        # As the CPU adds them (nn/multi.py): each head's weighted loss in head order, then the penalties.
+        per_head, penalties = self.head_losses.copy_to_host(), self.penalties.copy_to_host()
+        record = self.model.head_losses_buffer(step_losses.shape[0])
+        for step in range(first, last):
+            total = 0.0
+            for index, head in enumerate(heads):
+                record[step, index] = head.weight * float(per_head[index, step])
+                total += record[step, index]
+            step_losses[step] = total + penalties[step]
 
-    def predict(self, x, count, logits, outputs) -> None:
-        device = self._on_device(x, x)
+    def predict(self, x, count, logits, outputs) -> list:
+        """Fills `logits` and `outputs` (packed rows) for `count` rows of `x`; returns each head's Keras mask
+        rows (count, steps) for a per-step output that carries one, else None."""
+        device = self._on_device(x, _host_arrays(x)[0])
         self._upload_weights()
-        head = self.ops[-1]
-        d_logits, d_outputs = (self.empty((max(1, count), head.units)) for _ in range(2))
+        heads = self.heads
+        d_logits = [self.empty((max(1, count), head.width)) for head in heads]
+        d_outputs = [self.empty((max(1, count), head.width)) for head in heads]
+        d_masks = [None] * len(heads)
         d_rows = self.cuda.to_device(np.arange(count, dtype=np.int64))
         for b0 in range(0, count, self.batch_size):
             b1 = min(count, b0 + self.batch_size)
             self._forward(device, d_rows[b0:b1], host_rows=np.arange(b0, b1))
-            d_logits[b0:b1].copy_to_device(head.logits(b1 - b0))
-            d_outputs[b0:b1].copy_to_device(head.outputs(b1 - b0))
-        logits[:count], outputs[:count] = d_logits.copy_to_host()[:count], d_outputs.copy_to_host()[:count]
+            for index, head in enumerate(heads):
+                d_logits[index][b0:b1].copy_to_device(head.logits(self, b1 - b0))
+                d_outputs[index][b0:b1].copy_to_device(head.output(self, b1 - b0))
+                mask = self.node_masks[head.node] if head.steps > 1 else None
+                if mask is not None:
+                    if d_masks[index] is None:
+                        d_masks[index] = self.empty((max(1, count), head.steps), np.uint8)
+                    d_masks[index][b0:b1].copy_to_device(mask.reshape(b1 - b0, head.steps))
+        for head, d_logit, d_output in zip(heads, d_logits, d_outputs):
+            logits[:count, head.columns] = d_logit.copy_to_host()[:count]
+            outputs[:count, head.columns] = d_output.copy_to_host()[:count]
+        return [None if d is None else d.copy_to_host()[:count].astype(bool) for d in d_masks]
+
+
+def _host_arrays(data) -> tuple:
+    """(the inputs in order, each head's (targets, labels, weights)) of a Dataset or a MultiDataset; for an
+    inference input (an array or NamedArrays), (the inputs, None)."""
+    from nnctl.named import NamedArrays
+
+    if hasattr(data, "parts"):
+        return data.x.values(), [(p.target, p.labels, p.weight) for p in data.parts]
+    if hasattr(data, "target"):
+        return [data.x], [(data.target, data.labels, data.weight)]
+    return (data.values() if isinstance(data, NamedArrays) else [data]), None

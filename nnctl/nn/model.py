@@ -355,13 +355,12 @@ class Sequential(ModelInputs):
     # ---- inference ----------------------------------------------------------------------------
     def _predict_both(self, x, batch_size):
         """(logits, outputs) of the last layer for every row; `predicted_mask`: a per-step output's mask."""
-        n = x.shape[0]
-        logits = np.zeros((n, self.output_units), self.dtype)
-        outputs = np.zeros_like(logits)
-        sparse = isinstance(x, CSRMatrix)
+        n, sparse = x.shape[0], isinstance(x, CSRMatrix)
+        logits, outputs = np.zeros((n, self.output_units), self.dtype), np.zeros((n, self.output_units), self.dtype)
         self.predicted_mask = np.ones((n, self.steps), bool) if self.steps > 1 else None  # all real: no mask
         if self.device == "cuda" or fastpath.eligible(self, batch_size, sparse):
-            cudapath.fast_path(self, batch_size, sparse).predict(x, n, logits, outputs)
+            masks = cudapath.fast_path(self, batch_size, sparse).predict(x, n, logits, outputs)  # (the GPU's)
+            self.predicted_mask = masks[0] if masks and masks[0] is not None else self.predicted_mask
             return logits, outputs
         head = self.layers[-1]
         for b0 in range(0, n, batch_size):

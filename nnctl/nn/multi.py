@@ -19,42 +19,21 @@ list of arrays, one per output.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from nnctl.engine import threads
 from nnctl.errors import ArgumentError, NnctlError, ShapeError, check_positive_int
 from nnctl.named import NamedArrays, named
+from nnctl.nn import cudapath
 from nnctl.nn.functional import Model, _nodes_between
 from nnctl.nn.inputs import Dataset, cast_inputs, masked_weights, step_rows, target_rows
 from nnctl.nn.losses import LOSSES
 from nnctl.nn.metrics import resolve_metrics
 from nnctl.nn.model import Sequential
 from nnctl.nn.optimizers import OPTIMIZERS
-
-
-@dataclass
-class Head:
-    """One model output: its node, shape, columns in the packed output rows, loss and metrics."""
-
-    name: str
-    node: int
-    shape: tuple
-    columns: slice
-    loss: object = None
-    weight: float = 1.0
-    code: int = 0
-    fused: bool = False
-    metrics: list = field(default_factory=list)
-
-    @property
-    def units(self) -> int:
-        return int(self.shape[-1])
-
-    @property
-    def steps(self) -> int:
-        return int(np.prod(self.shape[:-1]))
+from nnctl.nn.outputs import Head, per_output
 
 
 @dataclass
@@ -129,8 +108,16 @@ class MultiModel(Model):
     def _runner(self, batch_size, fast_path, sparse):
         if fast_path is True:
             raise ArgumentError("`fast_path` needs a plain stack of small Dense layers")
+        if self.device == "cuda":
+            return cudapath.path(self, batch_size, False).train
         self.batch_size = batch_size
         return self._layered_steps
+
+    def head_losses_buffer(self, steps: int) -> np.ndarray:
+        """(steps, outputs): each step's weighted loss of each output, for the logs' `<output>_loss`."""
+        if self.head_step_losses is None or len(self.head_step_losses) != steps:
+            self.head_step_losses = np.zeros((steps, len(self.heads)))
+        return self.head_step_losses
 
     # ---- compile ------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None) -> None:
@@ -147,9 +134,9 @@ class MultiModel(Model):
     def _finish_compile(self):
         self.build()
         names = self.output_names
-        losses = _per_output(self._loss_specs, names, "loss", single_applies=True)
-        weights = _per_output(self._weight_specs, names, "loss_weights", single_applies=False, default=1.0)
-        metric_lists = _per_output(self._metric_specs, names, "metrics", single_applies=False, default=None)
+        losses = per_output(self._loss_specs, names, "loss", single_applies=True)
+        weights = per_output(self._weight_specs, names, "loss_weights", single_applies=False, default=1.0)
+        metric_lists = per_output(self._metric_specs, names, "metrics", single_applies=False, default=None)
         self.metrics = []
         for index, head in enumerate(self.heads):
             layer = self.layers[head.node]
@@ -303,12 +290,11 @@ class MultiModel(Model):
 
     def _layered_steps(self, data, order, first, last, outputs, step_losses):
         n, bs = len(data), self.batch_size
-        if self.head_step_losses is None or len(self.head_step_losses) != len(step_losses):
-            self.head_step_losses = np.zeros((len(step_losses), len(self.heads)))
+        record = self.head_losses_buffer(len(step_losses))
         for step in range(first, last):
             b0, b1 = step * bs, min(n, (step + 1) * bs)
             step_losses[step], outputs[b0:b1] = self._gradients(data, order[b0:b1])
-            self.head_step_losses[step] = self._head_losses
+            record[step] = self._head_losses
             self.optimizer.apply(self.backend, self.store)
 
     def _loss_logs(self, step_losses, sizes) -> dict:
@@ -328,6 +314,10 @@ class MultiModel(Model):
         logits = np.zeros((n, self.output_units), self.dtype)
         outputs = np.zeros_like(logits)
         self.predicted_masks = [np.ones((n, h.steps), bool) if h.steps > 1 else None for h in self.heads]
+        if self.device == "cuda":
+            masks = cudapath.path(self, batch_size, False).predict(x, n, logits, outputs)
+            self.predicted_masks = [a if a is not None else b for a, b in zip(masks, self.predicted_masks)]
+            return logits, outputs
         for b0 in range(0, n, batch_size):
             rows = np.arange(b0, min(n, b0 + batch_size))
             outs = self._forward(x.take(rows), False)
@@ -366,31 +356,3 @@ class MultiModel(Model):
         table = super().summary()
         table["inputs"], table["outputs"] = list(self.input_names), list(self.output_names)
         return table
-
-
-def _per_output(spec, names: list[str], what: str, single_applies: bool, default=None) -> dict:
-    """`spec` as {output name: value}: a dict by name, a list in output order, or (when `single_applies`) one
-    value for every output, as Keras's compile reads loss, loss_weights and metrics."""
-    if spec is None:
-        if default is None and what == "loss":
-            raise ArgumentError("`loss` is required")
-        return {name: default for name in names}
-    if isinstance(spec, dict) and "type" not in spec:
-        unknown = [str(key) for key in spec if key not in names]
-        if unknown:
-            raise ArgumentError(f"`{what}` names {', '.join(repr(u) for u in unknown)}, which is not an output "
-                                f"(the outputs: {', '.join(names)})")
-        if what == "loss":
-            missing = [name for name in names if name not in spec]
-            if missing:
-                raise ArgumentError(f"`loss` gives no loss for output {', '.join(repr(m) for m in missing)}")
-        return {name: spec.get(name, default) for name in names}
-    if isinstance(spec, (list, tuple)) and not (what == "metrics" and len(names) == 1):
-        if len(spec) != len(names):
-            raise ArgumentError(f"`{what}` as a list needs one entry per output ({len(names)}: {', '.join(names)}), "
-                                f"got {len(spec)}; or give a dict by output name")
-        return dict(zip(names, spec))
-    if single_applies or len(names) == 1:
-        return {name: spec for name in names}
-    raise ArgumentError(f"`{what}` for a model with several outputs is a dict by output name or a list in "
-                        f"output order ({', '.join(names)})")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+import numba
+import numpy as np
 from numba import cuda
 
 from nnctl.engine.cpu.losses import (BCE_LOGITS, BCE_PROBS, CCE_LOGITS, CCE_PROBS, COSINE, EPSILON, HUBER, KLD,
@@ -158,4 +160,42 @@ def loss_forward_backward(code, delta, pred, target, labels, weight, grad, out=N
     return float(total.copy_to_host()[0]) if hasattr(total, "copy_to_host") else float(total[0])
 
 
-KERNELS = ("loss_forward_backward",)
+@cuda.jit(**KERNEL)
+def _count_kept(mask, count):
+    if cuda.grid(1) == 0:
+        kept = 0
+        for i in range(mask.shape[0]):
+            kept += mask[i]
+        count[0] = kept
+
+
+@cuda.jit(**KERNEL)
+def _masked_weights(weight, mask, count, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        share = numba.float32(mask.shape[0] / max(numba.float64(count[0]), 1e-7))
+        out[i] = numba.float32(weight[i] * numba.float32(mask[i])) * share
+
+
+def masked_loss_weights(weight, mask, out):
+    """out = weight · mask · (size / kept): a per-step output's loss weights under its Keras mask (1-D, one entry
+    a step; padded steps weigh 0, the real ones the mean over them), as nn/inputs.py's `masked_weights`."""
+    count = scratch("kept steps", 1, np.int64)
+    _count_kept[1, 1](mask, count)
+    _masked_weights[grid1(out.shape[0])](weight, mask, count, out)
+
+
+@cuda.jit(**KERNEL)
+def _scale(x, factor, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        out[i] = x[i] * factor
+
+
+def scale_values(x, factor, out):
+    """out = x · factor in float32 (1-D): an output's loss gradient times its loss weight."""
+    _scale[grid1(out.shape[0])](x, np.float32(factor), out)
+
+
+# With the GPU's own two (no CPU twin): the loss weighting of per-step and several outputs (nn/cudaheads.py).
+KERNELS = ("loss_forward_backward", "masked_loss_weights", "scale_values")

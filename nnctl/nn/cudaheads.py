@@ -1,0 +1,96 @@
+"""The model's outputs and inputs on the CUDA path (nn/cudapath.py): each output ("head") with its loss, its loss
+weight, its targets' device buffers and its place in the packed output rows; each input with its kind (token ids
+or values). A Sequential model or a graph has one head (its last layer); a model with several inputs or outputs
+(nn/multi.py) one per output, each a node of the graph read from wherever it sits. A per-step output (a Dense on
+sequences, a recurrent layer returning sequences) is `steps` loss rows a sample, weighted under its Keras mask as
+the CPU weights them (`masked_weights`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class DeviceHead:
+    """One output: node, units, steps, loss, loss code, fused (the loss reads the node's pre-activations), loss
+    weight, columns of the packed output row; and its device buffers for a batch of targets and gradients."""
+
+    def __init__(self, ctx, node, units, steps, loss, code, fused, weight, columns, name=""):
+        self.node, self.units, self.steps, self.loss = node, units, steps, loss
+        self.code, self.fused, self.weight, self.columns, self.name = code, fused, weight, columns, name
+        bs, self.width = ctx.batch_size, steps * units
+        self.target = ctx.empty((bs, self.width))
+        self.labels, self.weights = ctx.empty((bs, steps), np.int64), ctx.empty((bs, steps))
+        self.masked = ctx.empty(bs * steps)  # the weights under the output's mask
+        self.grad = ctx.empty(bs * self.width)
+
+    def arrays(self, index: int, target, labels, weight, n: int) -> dict:
+        """The host arrays of a dataset this head reads (its targets or labels, and its per-step weights), named
+        for the device copies."""
+        sparse = self.loss is not None and self.loss.sparse
+        out = {f"weight{index}": np.ascontiguousarray(weight, np.float32).reshape(n, self.steps)}
+        if sparse:
+            out[f"labels{index}"] = np.ascontiguousarray(labels, np.int64).reshape(n, self.steps)
+        else:
+            out[f"target{index}"] = np.ascontiguousarray(target, np.float32).reshape(n, self.width)
+        return out
+
+    def loss_step(self, ctx, data, rows, index, out, slot):
+        """This head's loss on the batch of `rows` into out[slot], and its gradient (times its loss weight)
+        w.r.t. its node's output (or pre-activations when fused), shaped as the node's output."""
+        k, m = ctx.k, rows.shape[0]
+        op, lines = ctx.ops[self.node], m * self.steps
+        target, labels, weight = self.target[:m], self.labels[:m], self.weights[:m]
+        batch = ctx.batch if "staging" in data else None
+        if batch is not None:
+            target, labels = batch.get(f"target{index}", target), batch.get(f"labels{index}", labels)
+            weight = batch[f"weight{index}"]
+        elif self.loss.sparse:
+            k.take_rows(data[f"labels{index}"], rows, labels)
+        else:
+            k.take_rows(data[f"target{index}"], rows, target)
+        if batch is None:
+            k.take_rows(data[f"weight{index}"], rows, weight)
+        weight = weight.reshape(lines)
+        mask = ctx.node_masks[self.node] if self.steps > 1 else None
+        if mask is not None:
+            k.masked_loss_weights(weight, mask.reshape(lines), self.masked[:lines])
+            weight = self.masked[:lines]
+        pred = op.logits(m) if self.fused else ctx.node_outputs[self.node].reshape(lines, self.units)
+        dy = self.grad[:lines * self.units].reshape(lines, self.units)
+        k.loss_forward_backward(self.code, self.loss.delta, pred, target.reshape(lines, self.units),
+                                labels.reshape(lines), weight, dy, out, slot)
+        if self.weight != 1.0:
+            k.scale_values(dy.reshape(-1), self.weight, dy.reshape(-1))
+        return dy.reshape((m,) + tuple(op.out_shape))
+
+    def output(self, ctx, m):
+        """The node's outputs (after its activation) for the batch, (m, steps · units)."""
+        return ctx.node_outputs[self.node].reshape(m, self.width)
+
+    def logits(self, ctx, m):
+        """What the CPU's predict keeps as logits: the pre-activations where the node has them, else the outputs."""
+        op = ctx.ops[self.node]
+        return op.logits(m).reshape(m, self.width) if hasattr(op, "logits") else self.output(ctx, m)
+
+
+def heads_of(ctx, model) -> list[DeviceHead]:
+    """The model's outputs: a model with several (nn/multi.py) lists them; otherwise the last layer, with the
+    model's loss (None before compile: predict needs no loss)."""
+    if hasattr(model, "heads"):
+        return [DeviceHead(ctx, h.node, h.units, h.steps, h.loss, h.code, h.fused, h.weight, h.columns, h.name)
+                for h in model.heads]
+    return [DeviceHead(ctx, len(model.layers) - 1, model.units, model.steps, model.loss,
+                       getattr(model, "loss_code", 0), getattr(model, "loss_fused", False), 1.0,
+                       slice(0, model.output_units))]
+
+
+def input_shapes(model) -> list[tuple]:
+    """Each model input's shape per sample, in input order (input k is graph source -1 - k)."""
+    return [tuple(shape) for shape in getattr(model, "input_shapes", [model.input_shape])]
+
+
+def reads_ids(model, sources, k: int) -> bool:
+    """Whether model input k is token ids (an Embedding reads it)."""
+    from nnctl.nn.layers import Embedding
+
+    return any(isinstance(layer, Embedding) and -1 - k in sources[i] for i, layer in enumerate(model.layers))
