@@ -257,6 +257,7 @@ class EmbeddingOp(Op):
         self.marks = ctx.cuda.to_device(np.zeros(layer.input_dim, np.uint8))
         self.counter = ctx.cuda.to_device(np.zeros(1, np.int64))
         self.mask = self.buffer((self.steps,), np.uint8) if layer.mask_zero else None
+        self.group = None  # a shared table's EmbeddingGroup
 
     def check_ids(self, x) -> None:
         """A ShapeError naming the first id outside [0, input_dim), as the CPU layer's."""
@@ -280,10 +281,39 @@ class EmbeddingOp(Op):
         return None if self.mask is None else self.mask[:self.ids.shape[0]].reshape((-1,) + self.in_shape)
 
     def backward(self, dy, m, fused=False):
-        self.ctx.k.embedding_scatter_add(self.ids, dy.reshape(m * self.steps, self.width),
-                                         self.weight(self.layer.embeddings, self.ctx.grads), self.touched, 0,
-                                         self.marks, counter=self.counter)
+        if self.group is not None:  # one use of a shared table: the group scatters all uses at once
+            self.group.add(self.ids, dy.reshape(m * self.steps, self.width))
+            return None
+        self.scatter(self.ids, dy.reshape(m * self.steps, self.width))
         return None
+
+    def scatter(self, ids, dy):
+        self.ctx.k.embedding_scatter_add(ids, dy, self.weight(self.layer.embeddings, self.ctx.grads), self.touched,
+                                         0, self.marks, counter=self.counter)
+
+
+class EmbeddingGroup:
+    """The uses of one shared Embedding (the same table at several nodes): each use's backward appends its ids and
+    output gradients here, and `scatter`, once the step's backward is done, adds them all into the table's
+    gradient in one touched-rows scatter (a row's addends in the order the uses ran, as the CPU adds them)."""
+
+    def __init__(self, ctx, ops):
+        self.owner, rows = ops[0], ctx.batch_size * sum(op.steps for op in ops)
+        self.ids, self.dy = ctx.empty(rows, np.int32), ctx.empty((rows, self.owner.width))
+        self.filled = 0
+        for op in ops:
+            op.group = self
+
+    def add(self, ids, dy) -> None:
+        end = self.filled + ids.shape[0]
+        self.ids[self.filled:end].copy_to_device(ids)
+        self.dy[self.filled:end].copy_to_device(dy)
+        self.filled = end
+
+    def scatter(self) -> None:
+        if self.filled:
+            self.owner.scatter(self.ids[:self.filled], self.dy[:self.filled])
+        self.filled = 0
 
 
 class NormalizationOp(Op):

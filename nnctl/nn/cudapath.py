@@ -22,7 +22,7 @@ from nnctl.engine.csr import CSRMatrix
 from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
 from nnctl.nn.cudaheads import heads_of, input_shapes, reads_ids
-from nnctl.nn.cudaops import EmbeddingOp, SparseBatch, op_for
+from nnctl.nn.cudaops import EmbeddingGroup, EmbeddingOp, SparseBatch, op_for
 from nnctl.nn.cudaops_dropout import DropoutOp
 
 DEVICES = ("cpu", "cuda")
@@ -118,9 +118,6 @@ def unsupported(model) -> str | None:
     for node in fused:  # a loss fused with its activation reads the pre-activations of a Dense-like layer
         if not issubclass(op_for(model.layers[node]), _Activated):
             return f"layer {node} ({model.layers[node].type_name}) has no logits on the GPU for its loss to read"
-    if len(model.store.weights) != sum(len(layer.params) for layer in model.layers) or any(
-            first != index for index, first in enumerate(getattr(model, "first_use", []))):
-        return "a shared layer is not on the CUDA backend yet"
     return None
 
 
@@ -148,6 +145,9 @@ class CudaPath:
         self.sources = sources_of(model)
         self.ops = [op_for(layer)(self, layer, index) for index, layer in enumerate(model.layers)]
         self.heads = heads_of(self, model)
+        self._share_weights(model)
+        self.several = hasattr(model, "head_losses_buffer")  # a model with several inputs or outputs: its logs
+        # hold each output's loss
         self.fused = {head.node for head in self.heads if head.fused}
         # A node read by several others (or read and an output) sums its gradients into a buffer of its own.
         readers = [sum(sources.count(i) for sources in self.sources) + any(h.node == i for h in self.heads)
@@ -160,6 +160,29 @@ class CudaPath:
         self.xbufs = [self.empty(1 if sparse else batch_size * f, np.int32 if ids else np.float32)
                       for f, ids in zip(self.features, self.ids)]
         self._data: list = []  # [(host Dataset or input, its device copies)], the last two seen
+
+    def _share_weights(self, model) -> None:
+        """A layer used at several nodes (shared weights): its regularizers count once (at its first use); the
+        gradients of its later uses in the backward add to the earlier's (`again`: each use's trainable weights
+        and room to keep their gradients); a shared table's uses scatter together (EmbeddingGroup)."""
+        first_use = list(getattr(model, "first_use", range(len(self.ops))))
+        uses: dict = {}
+        for index, owner in enumerate(first_use):
+            uses.setdefault(owner, []).append(self.ops[index])
+            if owner != index:
+                self.ops[index].penalties = []
+        store, self.again, self.groups = model.store, {}, []
+        for group in (group for group in uses.values() if len(group) > 1):
+            if isinstance(group[0], EmbeddingOp):
+                self.groups.append(EmbeddingGroup(self, group))
+                continue
+            spans = [store.slice_of(p) for p in group[0].layer.params if p.trainable]
+            for op in group:
+                room = self.empty(max(1, sum(span.stop - span.start for span in spans)))
+                self.again[op.index] = [(span, room[a:a + span.stop - span.start]) for span, a in
+                                        zip(spans, np.cumsum([0] + [sp.stop - sp.start for sp in spans]))]
+        widest = max((span.stop - span.start for kept in self.again.values() for span, _ in kept), default=1)
+        self.nothing = self.zeros(widest)
 
     def needs_dx(self, index: int) -> bool:
         """Whether node `index` reads another layer's output (the model's input takes no gradient)."""
@@ -257,7 +280,7 @@ class CudaPath:
         loss to head_losses[head, step] and the penalties to penalties[step]."""
         k = self.k
         self._forward(data, rows, training=True, host_rows=host_rows)
-        several = len(self.heads) > 1
+        several = self.several
         seeds = {head.node: head.loss_step(self, data, rows, index, self.head_losses[index] if several else losses,
                                            step) for index, head in enumerate(self.heads)}
         self._backward(seeds, rows.shape[0])
@@ -274,11 +297,19 @@ class CudaPath:
         """Every node in reverse graph order, each on the sum of its loss gradient (an output's, in `seeds`) and
         its readers' gradients, added reader by reader in that order, as the CPU's graph adds them."""
         grads: list = [seeds.get(index) for index in range(len(self.ops))]
+        written: set = set()  # the weights whose gradients a use of their layer wrote in this backward
         for index in range(len(self.ops) - 1, -1, -1):
             if grads[index] is None:
                 continue
             op = self.ops[index]
+            again = [(self.grads[span], room) for span, room in self.again.get(index, []) if span.start in written]
+            for grad, room in again:  # an earlier use's gradients, kept aside while this use writes its own
+                room.copy_to_device(grad)
+                grad.copy_to_device(self.nothing[:grad.shape[0]])
             dx = op.backward(grads[index], m, fused=index in self.fused)
+            for grad, room in again:
+                self.k.add(grad, room, grad)
+            written.update(span.start for span, _ in self.again.get(index, []))
             for j, part in zip(self.sources[index], dx if op.multi else [dx]):
                 if part is None or j < 0:
                     continue
@@ -288,6 +319,8 @@ class CudaPath:
                     total = self.sums[j][:part.size]
                     self.k.add(grads[j].reshape(-1), part.reshape(-1), total)
                     grads[j] = total.reshape(part.shape)
+        for group in self.groups:
+            group.scatter()
 
     # ---- the fast path's entry points ------------------------------------------------------------
     def train(self, data, order, first, last, outputs, step_losses) -> None:
@@ -298,7 +331,7 @@ class CudaPath:
         lo, hi = first * bs, min(n, last * bs)
         d_outputs = [self.empty((max(1, hi - lo), head.width)) for head in heads]
         losses = self.empty(step_losses.shape[0], np.float64)
-        if len(heads) > 1:
+        if self.several:
             self.head_losses = self.empty((len(heads), step_losses.shape[0]), np.float64)
             self.penalties = self.cuda.to_device(np.zeros(step_losses.shape[0]))
         for step in range(first, last):
@@ -309,7 +342,7 @@ class CudaPath:
         self._download_state()
         for head, d_out in zip(heads, d_outputs):
             outputs[lo:hi, head.columns] = d_out.copy_to_host()[:hi - lo]
-        if len(heads) == 1:
+        if not self.several:
             step_losses[first:last] = losses.copy_to_host()[first:last]
             return
         # As the CPU adds them (nn/multi.py): each head's weighted loss in head order, then the penalties.

@@ -147,3 +147,19 @@ def test_the_ticket_config_checks_and_trains_on_cuda_and_its_run_evaluates_on_th
     run = next((tmp_path / "cuda" / "tickets").glob("2*"))
     result = CliRunner().invoke(main, ["evaluate", str(run)])
     assert result.exit_code == 0 and "department_loss" in result.output, result.output
+
+
+def test_the_loss_weighting_kernels_against_numpy():
+    """The GPU's own kernels of the per-step and several-output losses: the mask's weights as nn/inputs.py's
+    `masked_weights` gives them (bytes), an all-padding batch (weights 0, no division by 0), and a loss weight."""
+    from nnctl.engine import cuda
+    from nnctl.nn.inputs import masked_weights
+
+    weight = RNG.random(30).astype(np.float32) + 0.5
+    for mask in (RNG.random((5, 6)) < 0.6, np.zeros((5, 6), bool)):
+        out = np.full(30, 7, np.float32)
+        cuda.masked_loss_weights(weight, mask.reshape(-1).astype(np.uint8), out)
+        assert out.tobytes() == masked_weights(weight, mask).tobytes()
+    grad, scaled = RNG.standard_normal(30).astype(np.float32), np.zeros(30, np.float32)
+    cuda.scale_values(grad, 0.3, scaled)
+    assert scaled.tobytes() == (grad * np.float32(0.3)).tobytes()
