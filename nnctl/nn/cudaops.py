@@ -394,7 +394,10 @@ def op_for(layer):
     """The op class that runs `layer` on the device, or None when none does yet."""
     from nnctl.nn.cudaops_dropout import DropoutOp, SpatialDropoutOp
     from nnctl.nn.cudaops_recurrent import BidirectionalOp, RecurrentOp
+    from nnctl.nn.functional import NestedModel
 
+    if isinstance(layer, NestedModel):
+        return import_module("nnctl.nn.cudaops_nested").NestedOp
     if isinstance(layer, Embedding):
         return EmbeddingOp if layer.embeddings_regularizer is None else None
     if isinstance(layer, Dense):

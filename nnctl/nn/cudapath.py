@@ -94,6 +94,7 @@ def sources_of(model) -> list[list[int]]:
 def unsupported(model) -> str | None:
     """Why `model` cannot train on the CUDA path (None when it can)."""
     from nnctl.nn.cudaops import _Activated
+    from nnctl.nn.cudaops_nested import NestedOp, nested_problem
 
     sources = sources_of(model)
     for index, layer in enumerate(model.layers):
@@ -103,6 +104,8 @@ def unsupported(model) -> str | None:
                     f"a regularizer, Dense, Activation, Dropout, SpatialDropout1D/2D, Flatten, Reshape, Masking, "
                     f"Conv1D/Conv2D, pooling, Batch/LayerNormalization over the last axes, SimpleRNN, LSTM, GRU, "
                     f"Bidirectional, and every merge)")
+        if op is NestedOp and nested_problem(layer):
+            return nested_problem(layer)
         reads_input = all(j < 0 for j in sources[index])
         if op is EmbeddingOp and not reads_input:
             return f"layer {index} (embedding) must read the model's input on the CUDA backend"

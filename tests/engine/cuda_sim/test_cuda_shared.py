@@ -1,7 +1,9 @@
-"""`device: cuda` for shared layers (one layer called at several nodes, its weights' gradients added over the
-uses, its regularizer counted once), under the CUDA simulator: a siamese Dense on two inputs, a shared Embedding
-and LSTM on two id inputs of different lengths (the table's uses scattered together), and a convolution applied
-to its own output; each agrees with the same seed's CPU run. Run by tests/engine/test_cuda_sim.py."""
+"""`device: cuda` for shared layers and nested models, under the CUDA simulator. Shared layers (one layer called at
+several nodes, its weights' gradients added over the uses, its regularizer counted once): a siamese Dense on two
+inputs, a shared Embedding and LSTM on two id inputs of different lengths (the table's uses scattered together), a
+convolution applied to its own output. Nested models (a model used as a layer): a graph between two outer layers
+(its input's gradient flowing out), one called on two inputs, a frozen trained base under a new head. Each agrees
+with the same seed's CPU run. Run by tests/engine/test_cuda_sim.py."""
 
 from __future__ import annotations
 
@@ -49,6 +51,49 @@ CASES = {"siamese-dense-regularized": _siamese, "shared-table-and-lstm": _shared
          "conv-on-its-own-output": _conv_twice}
 
 
+def _encoder(name="encoder"):
+    """A small graph (a Dense read twice, its two readers added, a Dropout of rate 0 inside) to nest."""
+    from nnctl.nn.layers import Add, Dropout
+
+    inputs = Input((5,))
+    hidden = Dense(4, activation="tanh", kernel_regularizer={"type": "l2", "l2": 0.02})(inputs)
+    return Model(inputs, Dropout(0.0)(Add()([hidden, Dense(4)(hidden)])), name=name, seed=1)
+
+
+def _nested_graph_after_a_layer(device):
+    """A nested graph between two outer layers: its input's gradient flows to the Dense before it."""
+    inputs = Input((5,))
+    out = Dense(1)(_encoder()(Dense(5, activation="relu")(inputs)))
+    return Model(inputs, out, seed=3, device=device), LEFT, (LEFT[:, :1] * LEFT[:, 1:2]), dict(optimizer="adam",
+                                                                                               loss="mse")
+
+
+def _nested_siamese(device):
+    """One nested model called on two inputs (shared: its weights' gradients added over the calls)."""
+    encoder, left, right = _encoder("tower"), Input((5,), name="left"), Input((5,), name="right")
+    out = Dense(1, activation="sigmoid")(Concatenate()([encoder(left), encoder(right)]))
+    x, y = {"left": LEFT, "right": RIGHT}, (LEFT[:, :1] > RIGHT[:, :1]).astype(np.float32)
+    return Model([left, right], out, seed=3, device=device), x, y, dict(optimizer="rmsprop", loss="binary_crossentropy")
+
+
+def _frozen_conv_base(device):
+    """The book's transfer-learning shape: a frozen, trained convolutional base in a Sequential, a new head."""
+    from nnctl.nn.layers import MaxPooling2D
+    from nnctl.nn.model import Sequential
+
+    base = Sequential([Conv2D(3, 3, activation="relu"), MaxPooling2D(2)], input_shape=(5, 5, 2), seed=2, name="base")
+    base.compile("rmsprop", "mse")
+    base.fit(IMAGES, np.zeros((16, 1, 1, 3), np.float32) + 0.5, epochs=1, batch_size=8)
+    base.trainable = False
+    model = Sequential([base, Flatten(), Dense(3, activation="softmax")], input_shape=(5, 5, 2), seed=5, device=device)
+    return model, IMAGES, np.argmax(IMAGES[:, 0, :3, 0], 1), dict(optimizer="adam",
+                                                                   loss="sparse_categorical_crossentropy")
+
+
+CASES.update({"nested-graph-after-a-layer": _nested_graph_after_a_layer, "nested-siamese": _nested_siamese,
+              "frozen-conv-base": _frozen_conv_base})
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_shared_layer_on_the_cuda_path_agrees_with_the_cpu(case, strict_device_arrays):
     runs = []
@@ -65,3 +110,14 @@ def test_a_shared_layer_on_the_cuda_path_agrees_with_the_cpu(case, strict_device
     for name in cpu_weights:
         np.testing.assert_allclose(gpu_weights[name], cpu_weights[name], rtol=1e-4, atol=2e-6, err_msg=name)
     np.testing.assert_allclose(gpu_out, cpu_out, rtol=1e-4, atol=2e-6)
+
+
+def test_what_a_nested_model_cannot_run_on_the_cuda_path_is_named():
+    from nnctl.errors import ArgumentError
+    from nnctl.nn.model import Sequential
+
+    words = Sequential([Embedding(40, 3), Flatten()], input_shape=(6,), seed=1, name="words")
+    model = Sequential([words, Dense(1)], input_shape=(6,), seed=0, device="cuda")
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ArgumentError, match="device cuda: an Embedding inside nested model 'words' is not on the CUDA"):
+        model.fit(QUESTION, LEFT[:, :1], epochs=1, batch_size=8)
