@@ -341,7 +341,10 @@ def check(file, overrides):
         if getattr(splits, name) is not None:
             parts.append(f"{len(getattr(splits, name)[1]):,} {name} rows")
     if model.device == "cuda":  # `device: cuda`, or `auto` where the GPU path runs this model
-        parts.append("trains on cuda")
+        from nnctl.nn.cudaops_host import on_the_host
+
+        host = on_the_host(model)
+        parts.append(f"{' and '.join(host)} on the CPU each step, " * bool(host) + "trains on cuda")
     click.echo(f"{file}: ok ({', '.join(parts)})")
 
 

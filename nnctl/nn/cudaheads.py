@@ -3,7 +3,7 @@ weight, its targets' device buffers and its place in the packed output rows; eac
 or values). A Sequential model or a graph has one head (its last layer); a model with several inputs or outputs
 (nn/multi.py) one per output, each a node of the graph read from wherever it sits. A per-step output (a Dense on
 sequences, a recurrent layer returning sequences) is `steps` loss rows a sample, weighted under its Keras mask as
-the CPU weights them (`masked_weights`)."""
+the CPU weights them (`masked_weights`). A user's loss (`call` on the ops tape) runs on the host each step."""
 
 from __future__ import annotations
 
@@ -57,8 +57,16 @@ class DeviceHead:
             weight = self.masked[:lines]
         pred = op.logits(m) if self.fused else ctx.node_outputs[self.node].reshape(lines, self.units)
         dy = self.grad[:lines * self.units].reshape(lines, self.units)
-        k.loss_forward_backward(self.code, self.loss.delta, pred, target.reshape(lines, self.units),
-                                labels.reshape(lines), weight, dy, out, slot)
+        if self.loss.custom:  # a user's loss on the ops tape: on the host, the batch's rows copied down and back
+            host = np.empty((lines, self.units), np.float32)
+            value = self.loss.compute(ctx.model.backend, self.code, pred.copy_to_host(),
+                                      target.reshape(lines, self.units).copy_to_host(), None,
+                                      weight.copy_to_host(), host)
+            dy.copy_to_device(host)
+            out[slot:slot + 1].copy_to_device(np.array([value], np.float64))
+        else:
+            k.loss_forward_backward(self.code, self.loss.delta, pred, target.reshape(lines, self.units),
+                                    labels.reshape(lines), weight, dy, out, slot)
         if self.weight != 1.0:
             k.scale_values(dy.reshape(-1), self.weight, dy.reshape(-1))
         return dy.reshape((m,) + tuple(op.out_shape))

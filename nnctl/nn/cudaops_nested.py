@@ -39,11 +39,13 @@ class NestedOp(Op):
     """The nested model's ops in its graph order; a node read by several sums their gradients, as CudaPath."""
 
     def __init__(self, ctx, layer, index):
+        from nnctl.nn.cudaops_host import device_op
+
         super().__init__(ctx, layer, index)
         inner = layer.model
         self.inside = _Inside(ctx, inner, index, self.needs_dx)
         self.sources = self.inside.sources
-        self.ops = [op_for(sub)(self.inside, sub, i) for i, sub in enumerate(inner.layers)]
+        self.ops = [device_op(sub)(self.inside, sub, i) for i, sub in enumerate(inner.layers)]
         self.penalties = [penalty for op in self.ops for penalty in op.penalties]
         reads = [sum(sources.count(i) for sources in self.sources) for i in range(-1, len(self.ops))]
         shapes = [self.in_shape] + [op.out_shape for op in self.ops]
@@ -86,13 +88,11 @@ class NestedOp(Op):
 def nested_problem(layer) -> str | None:
     """Why a nested model cannot run on the CUDA path (None when it can)."""
     inner = layer.model
-    for index, sub in enumerate(inner.layers):
+    for sub in inner.layers:
         op = op_for(sub)
-        if op is None:
-            return f"layer {index} ({sub.type_name}) of nested model '{inner.name}' is not on the CUDA backend yet"
         if type(sub).__name__ == "Embedding":
             return f"an Embedding inside nested model '{inner.name}' is not on the CUDA backend yet"
-        if op is NestedOp:
+        if op is NestedOp:  # (a layer without a device op runs by its CPU code: HostOp)
             problem = nested_problem(sub)
             if problem:
                 return problem

@@ -22,7 +22,8 @@ from nnctl.engine.csr import CSRMatrix
 from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
 from nnctl.nn.cudaheads import heads_of, input_shapes, reads_ids
-from nnctl.nn.cudaops import EmbeddingGroup, EmbeddingOp, SparseBatch, op_for
+from nnctl.nn.cudaops import SparseBatch
+from nnctl.nn.cudaops_embedding import EmbeddingGroup, EmbeddingOp
 from nnctl.nn.cudaops_dropout import DropoutOp
 
 DEVICES = ("cpu", "cuda")
@@ -94,16 +95,12 @@ def sources_of(model) -> list[list[int]]:
 def unsupported(model) -> str | None:
     """Why `model` cannot train on the CUDA path (None when it can)."""
     from nnctl.nn.cudaops import _Activated
+    from nnctl.nn.cudaops_host import device_op
     from nnctl.nn.cudaops_nested import NestedOp, nested_problem
 
     sources = sources_of(model)
     for index, layer in enumerate(model.layers):
-        op = op_for(layer)
-        if op is None:
-            return (f"layer {index} ({layer.type_name}) is not on the CUDA backend yet (it runs Embedding without "
-                    f"a regularizer, Dense, Activation, Dropout, SpatialDropout1D/2D, Flatten, Reshape, Masking, "
-                    f"Conv1D/Conv2D, pooling, Batch/LayerNormalization over the last axes, SimpleRNN, LSTM, GRU, "
-                    f"Bidirectional, and every merge)")
+        op = device_op(layer)  # a layer without a device op of its own runs by its CPU code (HostOp)
         if op is NestedOp and nested_problem(layer):
             return nested_problem(layer)
         reads_input = all(j < 0 for j in sources[index])
@@ -113,13 +110,10 @@ def unsupported(model) -> str | None:
             return "a Dropout before the first layer with weights is not on the CUDA backend yet"
     if model.dtype != np.float32:
         return "the CUDA backend trains in float32"
-    heads = getattr(model, "heads", None) or [model]
-    if any(getattr(getattr(head, "loss", None), "custom", False) for head in heads):
-        return "a custom loss runs on the ops tape, which is not on the CUDA backend yet"
     fused = ([head.node for head in model.heads if head.fused] if hasattr(model, "heads") else
              [len(model.layers) - 1] if getattr(model, "loss_fused", False) else [])
     for node in fused:  # a loss fused with its activation reads the pre-activations of a Dense-like layer
-        if not issubclass(op_for(model.layers[node]), _Activated):
+        if not issubclass(device_op(model.layers[node]), _Activated):
             return f"layer {node} ({model.layers[node].type_name}) has no logits on the GPU for its loss to read"
     return None
 
@@ -133,6 +127,7 @@ class CudaPath:
 
         from nnctl.engine import cuda as kernels
         from nnctl.engine.cuda import blas
+        from nnctl.nn.cudaops_host import device_op
 
         self.cuda, self.k, self.blas = cuda, kernels, blas
         self.model, self.batch_size, self.sparse = model, batch_size, sparse
@@ -146,7 +141,7 @@ class CudaPath:
         self.slots = [self.empty(slot.shape[0]) for slot in opt.slots] if opt is not None else []
         self.views: dict = {}  # the ops' weight views, by (weight, buffer)
         self.sources = sources_of(model)
-        self.ops = [op_for(layer)(self, layer, index) for index, layer in enumerate(model.layers)]
+        self.ops = [device_op(layer)(self, layer, index) for index, layer in enumerate(model.layers)]
         self.heads = heads_of(self, model)
         self._share_weights(model)
         self.several = hasattr(model, "head_losses_buffer")  # a model with several inputs or outputs: its logs

@@ -18,7 +18,7 @@ LEFT, RIGHT = RNG.standard_normal((16, 5)).astype(np.float32), RNG.standard_norm
 # The two uses of the table read rows of their own (a step's gradient rows of one use are none of the other's).
 QUESTION = RNG.integers(1, 20, (16, 6)).astype(np.int32)
 ANSWER = np.where(np.arange(4) < RNG.integers(0, 3, (16, 1)), 0, RNG.integers(20, 40, (16, 4))).astype(np.int32)
-IMAGES = RNG.standard_normal((16, 5, 5, 2)).astype(np.float32)
+IMAGES = RNG.standard_normal((16, 4, 4, 2)).astype(np.float32)
 
 
 def _siamese(device):
@@ -40,7 +40,7 @@ def _shared_table_and_lstm(device):
 
 
 def _conv_twice(device):
-    images = Input((5, 5, 2))
+    images = Input((4, 4, 2))
     conv = Conv2D(2, 3, padding="same", activation="relu")
     out = Dense(3, activation="softmax")(Flatten()(conv(conv(images))))
     return Model(images, out, seed=3, device=device), IMAGES, np.argmax(IMAGES[:, 0, :3, 0], 1), dict(
@@ -81,11 +81,11 @@ def _frozen_conv_base(device):
     from nnctl.nn.layers import MaxPooling2D
     from nnctl.nn.model import Sequential
 
-    base = Sequential([Conv2D(3, 3, activation="relu"), MaxPooling2D(2)], input_shape=(5, 5, 2), seed=2, name="base")
+    base = Sequential([Conv2D(3, 3, activation="relu"), MaxPooling2D(2)], input_shape=(4, 4, 2), seed=2, name="base")
     base.compile("rmsprop", "mse")
     base.fit(IMAGES, np.zeros((16, 1, 1, 3), np.float32) + 0.5, epochs=1, batch_size=8)
     base.trainable = False
-    model = Sequential([base, Flatten(), Dense(3, activation="softmax")], input_shape=(5, 5, 2), seed=5, device=device)
+    model = Sequential([base, Flatten(), Dense(3, activation="softmax")], input_shape=(4, 4, 2), seed=5, device=device)
     return model, IMAGES, np.argmax(IMAGES[:, 0, :3, 0], 1), dict(optimizer="adam",
                                                                    loss="sparse_categorical_crossentropy")
 

@@ -242,12 +242,19 @@ def test_batch_callbacks_chunk_the_epoch_and_see_the_same_run():
         np.testing.assert_array_equal(whole[1][name], chunked[1][name])
 
 
-def test_a_layer_not_on_the_cuda_path_is_named():
-    model = Sequential([Embedding(10, 3, embeddings_regularizer="l2"), LSTM(2), Dense(1)], input_shape=(6,), seed=0,
-                       device="cuda")
+def test_what_the_cuda_path_cannot_run_is_named():
+    for layers, x, says in (
+            ([Dense(4), Embedding(10, 3), Flatten(), Dense(1)], X[:8],
+             r"layer 1 \(embedding\) must read the model's input"),
+            ([Dropout(0.5), Dense(1)], X[:8], "a Dropout before the first layer with weights is not on the CUDA")):
+        model = Sequential(layers, input_shape=x.shape[1:], seed=0, device="cuda")
+        model.compile(optimizer="sgd", loss="mse")
+        with pytest.raises(ArgumentError, match=f"device cuda: {says}"):
+            model.fit(x, X[:8, :1], epochs=1, batch_size=8)
+    model = Sequential([Dense(1)], input_shape=(6,), seed=0, device="cuda", dtype="float64")
     model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ArgumentError, match=r"device cuda: layer 0 \(embedding\) is not on the CUDA backend yet"):
-        model.fit(np.zeros((8, 6), np.int32), X[:8, :1], epochs=1, batch_size=8)
+    with pytest.raises(ArgumentError, match="device cuda: the CUDA backend trains in float32"):
+        model.fit(X[:8], X[:8, :1], epochs=1, batch_size=8)
 
 
 CONFIG = """\
@@ -297,7 +304,7 @@ GRAPH_CONFIG = CONFIG.replace("""    - {type: dense, units: 6, activation: relu}
 """)
 
 
-def test_a_graph_config_trains_on_cuda_from_the_command_line_and_a_layer_not_on_it_is_refused_located(tmp_path):
+def test_a_graph_config_trains_on_cuda_from_the_command_line_and_what_it_cannot_run_is_refused_located(tmp_path):
     config = tmp_path / "graph.yaml"
     config.write_text(GRAPH_CONFIG.replace("DEVICE", "cuda"))
     result = CliRunner().invoke(main, ["check", str(config)])
@@ -306,15 +313,11 @@ def test_a_graph_config_trains_on_cuda_from_the_command_line_and_a_layer_not_on_
     assert result.exit_code == 0, result.output
     run = next((tmp_path / "runs" / "gpu").glob("2*"))
     assert json.loads((run / "manifest.json").read_text())["device"] == "cuda"
-    config.write_text(CONFIG.replace("DEVICE", "cuda").replace("    - {type: dense, units: 1}\n", """\
-    - {type: reshape, target_shape: [2, 3]}
-    - {type: batch_normalization, axis: 1}
-    - {type: flatten}
-    - {type: dense, units: 1}
-"""))
+    config.write_text(CONFIG.replace("DEVICE", "cuda").replace("  layers:\n",
+                                                                "  layers:\n    - {type: dropout, rate: 0.1}\n"))
     result = CliRunner().invoke(main, ["check", str(config)])
     assert result.exit_code == 2, result.output
-    assert "device: cannot run on cuda: layer 2 (batch_normalization) is not on the CUDA backend yet" in result.output
+    assert "device: cannot run on cuda: a Dropout before the first layer with weights is not" in result.output
 
 
 def test_the_counter_based_dropout_kernel_matches_its_oracle():

@@ -1,0 +1,82 @@
+"""Embedding on the CUDA path (see nn/cudaops.py): the table's rows gathered for the ids, the gradient scattered
+into the rows a step used; a table shared by several nodes scatters all its uses at once (EmbeddingGroup)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnctl.nn.cudaops import Op, _size
+
+
+class EmbeddingOp(Op):
+    """The layer of a text model that reads its input: int32 ids → rows of the table; with mask_zero, the mask of
+    the ids that are not 0 for the layers after it. The ids are checked once per dataset (`check_ids`), not per
+    step; the gradient touches only the rows a step used (the CPU's scatter, its count kept on the device), and
+    the optimizer then steps the whole table as a dense weight, which the CPU's by-rows update equals to float32
+    rounding (nnctl/engine/cpu/optim_rows.py)."""
+
+    def __init__(self, ctx, layer, index):
+        super().__init__(ctx, layer, index)
+        self.steps, self.width = _size(self.in_shape), layer.output_dim
+        self.y = self.buffer((self.steps, self.width))
+        self.touched = ctx.empty(layer.input_dim, np.int32)
+        self.marks = ctx.cuda.to_device(np.zeros(layer.input_dim, np.uint8))
+        self.counter = ctx.cuda.to_device(np.zeros(1, np.int64))
+        self.mask = self.buffer((self.steps,), np.uint8) if layer.mask_zero else None
+        self.group = None  # a shared table's EmbeddingGroup
+
+    def check_ids(self, x) -> None:
+        """A ShapeError naming the first id outside [0, input_dim), as the CPU layer's."""
+        from nnctl.errors import ShapeError
+
+        flat = np.asarray(x).reshape(-1)
+        bad = np.flatnonzero((flat < 0) | (flat >= self.layer.input_dim))
+        if bad.size:
+            raise ShapeError(f"layer '{self.layer.name}' (Embedding) got token id {int(flat[bad[0]])}, outside its "
+                             f"vocabulary [0, {self.layer.input_dim}): raise `input_dim` or cap the ids (num_words)")
+
+    def forward(self, x, m, training):
+        self.ids = x.reshape(m * self.steps)
+        out = self.view(self.y, (m * self.steps, self.width))
+        self.ctx.k.embedding_gather(self.ids, self.weight(self.layer.embeddings, self.ctx.values), out, check=False)
+        if self.mask is not None:
+            self.ctx.k.id_mask(self.ids, self.mask[:m * self.steps])
+        return out.reshape((m,) + self.out_shape)
+
+    def out_mask(self, mask):
+        return None if self.mask is None else self.mask[:self.ids.shape[0]].reshape((-1,) + self.in_shape)
+
+    def backward(self, dy, m, fused=False):
+        if self.group is not None:  # one use of a shared table: the group scatters all uses at once
+            self.group.add(self.ids, dy.reshape(m * self.steps, self.width))
+            return None
+        self.scatter(self.ids, dy.reshape(m * self.steps, self.width))
+        return None
+
+    def scatter(self, ids, dy):
+        self.ctx.k.embedding_scatter_add(ids, dy, self.weight(self.layer.embeddings, self.ctx.grads), self.touched,
+                                         0, self.marks, counter=self.counter)
+
+
+class EmbeddingGroup:
+    """The uses of one shared Embedding (the same table at several nodes): each use's backward appends its ids and
+    output gradients here, and `scatter`, once the step's backward is done, adds them all into the table's
+    gradient in one touched-rows scatter (a row's addends in the order the uses ran, as the CPU adds them)."""
+
+    def __init__(self, ctx, ops):
+        self.owner, rows = ops[0], ctx.batch_size * sum(op.steps for op in ops)
+        self.ids, self.dy = ctx.empty(rows, np.int32), ctx.empty((rows, self.owner.width))
+        self.filled = 0
+        for op in ops:
+            op.group = self
+
+    def add(self, ids, dy) -> None:
+        end = self.filled + ids.shape[0]
+        self.ids[self.filled:end].copy_to_device(ids)
+        self.dy[self.filled:end].copy_to_device(dy)
+        self.filled = end
+
+    def scatter(self) -> None:
+        if self.filled:
+            self.owner.scatter(self.ids[:self.filled], self.dy[:self.filled])
+        self.filled = 0

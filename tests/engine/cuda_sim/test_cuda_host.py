@@ -1,0 +1,115 @@
+"""`device: cuda` for what has no device op (nnctl/nn/cudaops_host.py): a custom `build` + `call` layer on the ops
+tape, one passing a Keras mask on, a normalization over a moved axis, an Embedding with a regularizer, and a
+user's loss, each run by its CPU code between copies, under the CUDA simulator; each agrees with the same seed's
+CPU run, and `nnctl check` says what runs on the CPU each step. Run by tests/engine/test_cuda_sim.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from click.testing import CliRunner
+
+from nnctl import ops
+from nnctl.cli import main
+from nnctl.nn.layers import LSTM, BatchNormalization, Dense, Embedding, Flatten, Layer, Reshape
+from nnctl.nn.losses import Loss
+from nnctl.nn.model import Sequential
+
+RNG = np.random.default_rng(31)
+X = RNG.standard_normal((16, 6)).astype(np.float32)
+IDS = np.where(np.arange(6) < RNG.integers(0, 4, (16, 1)), 0, RNG.integers(1, 12, (16, 6))).astype(np.int32)
+
+
+class Gated(Layer):
+    """tanh(x·W) ⊙ sigmoid(x·V) + b: several tape ops and three weights."""
+
+    def build(self, input_shape):
+        self.W = self.add_weight("W", (input_shape[-1], 4), "glorot_uniform")
+        self.V = self.add_weight("V", (input_shape[-1], 4), "glorot_uniform")
+        self.b = self.add_weight("b", (4,), "ones")
+
+    def call(self, inputs):
+        return ops.tanh(inputs @ self.W) * ops.sigmoid(ops.matmul(inputs, self.V)) + self.b
+
+
+class Gain(Layer):
+    """x · g per feature, passing its input's Keras mask on."""
+
+    supports_masking = True
+
+    def build(self, input_shape):
+        self.g = self.add_weight("g", (input_shape[-1],), "ones")
+
+    def call(self, inputs):
+        return inputs * self.g
+
+
+class MeanFourth(Loss):
+    """A user's loss: the mean of (pred − target)⁴ per sample."""
+
+    def call(self, y_true, y_pred):
+        return ops.mean(ops.square(ops.square(y_pred - y_true)), axis=-1)
+
+
+CASES = {  # name: (x, y, layers, loss)
+    "tape-layer-between-dense": (X, X[:, :1] * X[:, 1:2], lambda: [Dense(5, activation="relu"), Gated(), Dense(1)],
+                                 "mse"),
+    "tape-layer-passing-a-mask": (IDS, (IDS[:, -1:] > 5).astype(np.float32),
+                                  lambda: [Embedding(12, 3, mask_zero=True), Gain(), LSTM(2),
+                                           Dense(1, activation="sigmoid")], "binary_crossentropy"),
+    "batch-norm-over-a-moved-axis": (X, X[:, :1] - X[:, 2:3],
+                                     lambda: [Dense(6), Reshape((2, 3)), BatchNormalization(axis=1), Flatten(),
+                                              Dense(1)], "mse"),
+    "embedding-with-a-regularizer": (IDS, (IDS[:, :1] > 5).astype(np.float32),
+                                     lambda: [Embedding(12, 3, embeddings_regularizer={"type": "l2", "l2": 0.01}),
+                                              Flatten(), Dense(1, activation="sigmoid")], "binary_crossentropy"),
+    "a-users-loss": (X, X[:, :2] * 0.5, lambda: [Dense(4, activation="tanh"), Dense(2)], MeanFourth),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_what_has_no_device_op_runs_on_the_host_and_agrees_with_the_cpu(case, strict_device_arrays):
+    x, y, layers, loss = CASES[case]
+    runs = []
+    for device in ("cpu", "cuda"):
+        model = Sequential(layers(), input_shape=x.shape[1:], seed=3, device=device)
+        model.compile(optimizer="adam", loss=loss() if isinstance(loss, type) else loss)
+        history = model.fit(x, y, epochs=2, batch_size=8, validation_data=(x, y))
+        runs.append((history, model.get_weights(), model.predict(x), model))
+    (cpu, cpu_weights, cpu_out, _), (gpu, gpu_weights, gpu_out, model) = runs
+    assert model._cuda_paths
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(gpu[key], cpu[key], rtol=2e-5, err_msg=key)
+    for name in cpu_weights:
+        np.testing.assert_allclose(gpu_weights[name], cpu_weights[name], rtol=1e-4, atol=2e-6, err_msg=name)
+    np.testing.assert_allclose(gpu_out, cpu_out, rtol=1e-4, atol=2e-6)
+
+
+CONFIG = """\
+name: host
+seed: 4
+data:
+  dataset: {type: synthetic, kind: regression, samples: 32, features: 6}
+model:
+  layers:
+    - {type: dense, units: 6, activation: relu}
+    - {type: reshape, target_shape: [2, 3]}
+    - {type: batch_normalization, axis: 1}
+    - {type: flatten}
+    - {type: dense, units: 1}
+loss: mse
+epochs: 1
+batch_size: 16
+device: cuda
+"""
+
+
+def test_check_says_which_layers_run_on_the_cpu_each_step(tmp_path):
+    config = tmp_path / "host.yaml"
+    config.write_text(CONFIG)
+    result = CliRunner().invoke(main, ["check", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "layer 2 (batch_normalization) on the CPU each step, trains on cuda)" in result.output
+    result = CliRunner().invoke(main, ["train", str(config), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 0, result.output
