@@ -221,6 +221,9 @@ class PoolOp(Op):
         self.y = self.buffer(self.out4)
         self.argmax = None if layer.average else self.buffer(self.out4, np.int32)
         self.dx = self.buffer(self.in4) if self.needs_dx else None
+        (ph, pw, sh, sw, _, _), (oh, ow, _) = self.window, self.out4
+        # Windows that never overlap: no cell wins twice, so the backward runs an output a thread.
+        self.disjoint = (sh >= ph or oh == 1) and (sw >= pw or ow == 1)
 
     def forward(self, x, m, training):
         x4, y = x.reshape((m,) + self.in4), self.view(self.y, (m,) + self.out4)
@@ -237,8 +240,9 @@ class PoolOp(Op):
         if self.layer.average:
             self.ctx.k.average_pool2d_backward(dy.reshape((m,) + self.out4), *self.window, dx)
         else:
-            self.ctx.k.max_pool_backward(dy.reshape(m, _size(self.out4)),
-                                         self.view(self.argmax, (m, _size(self.out4))), dx.reshape(m, _size(self.in4)))
+            backward = self.ctx.k.max_pool_backward_disjoint if self.disjoint else self.ctx.k.max_pool_backward
+            backward(dy.reshape(m, _size(self.out4)), self.view(self.argmax, (m, _size(self.out4))),
+                     dx.reshape(m, _size(self.in4)))
         return dx.reshape((m,) + self.in_shape)
 
 

@@ -24,7 +24,6 @@ from nnctl.errors import ArgumentError, UnknownNameError
 from nnctl.nn.cudaheads import heads_of, input_shapes, reads_ids
 from nnctl.nn.cudaops import SparseBatch
 from nnctl.nn.cudaops_embedding import EmbeddingGroup, EmbeddingOp
-from nnctl.nn.cudaops_dropout import DropoutOp
 
 DEVICES = ("cpu", "cuda")
 # A dataset larger than this share of the GPU's free memory stays on the host and is streamed a batch at a time
@@ -106,8 +105,6 @@ def unsupported(model) -> str | None:
         reads_input = all(j < 0 for j in sources[index])
         if op is EmbeddingOp and not reads_input:
             return f"layer {index} (embedding) must read the model's input on the CUDA backend"
-        if issubclass(op, DropoutOp) and reads_input:
-            return "a Dropout before the first layer with weights is not on the CUDA backend yet"
     if model.dtype != np.float32:
         return "the CUDA backend trains in float32"
     fused = ([head.node for head in model.heads if head.fused] if hasattr(model, "heads") else

@@ -9,6 +9,7 @@ fixed.
 
 from __future__ import annotations
 
+import numba
 from numba import cuda
 
 from nnctl.engine.cuda.launch import KERNEL, grid1
@@ -75,6 +76,29 @@ def max_pool_backward(dy, argmax, dx):
 
 
 @cuda.jit(**KERNEL)
+def _zero(dx):
+    k = cuda.grid(1)
+    if k < dx.size:
+        dx[k // dx.shape[1], k % dx.shape[1]] = 0.0
+
+
+@cuda.jit(**KERNEL)
+def _max_backward_disjoint(dy, argmax, dx):
+    k = cuda.grid(1)
+    if k < dy.size:
+        b, o = k // dy.shape[1], k % dy.shape[1]
+        dx[b, argmax[b, o]] = numba.float32(0.0) + dy[b, o]  # 0 + dy, as the CPU's sum: −0 becomes 0
+
+
+def max_pool_backward_disjoint(dy, argmax, dx):
+    """max_pool_backward for windows that do not overlap (strides ≥ pool sizes, or one window an axis), where
+    no input cell is the winner of two outputs: one thread an output storing its gradient at its winner, after
+    one an input cell zeroing — the same bytes, with every element in parallel instead of a thread a sample."""
+    _zero[grid1(dx.size)](dx)
+    _max_backward_disjoint[grid1(dy.size)](dy, argmax, dx)
+
+
+@cuda.jit(**KERNEL)
 def _average_forward(x, ph, pw, sh, sw, pt, pl, y):
     k = cuda.grid(1)
     if k < y.size:
@@ -115,4 +139,6 @@ def average_pool2d_backward(dy, ph, pw, sh, sw, pt, pl, dx):
     _average_backward[grid1(dx.size)](dy, ph, pw, sh, sw, pt, pl, dx)
 
 
-KERNELS = ("max_pool2d_forward", "max_pool_backward", "average_pool2d_forward", "average_pool2d_backward")
+# With the GPU's own max_pool_backward_disjoint (no CPU twin: the CPU's one scatter serves both cases).
+KERNELS = ("max_pool2d_forward", "max_pool_backward", "average_pool2d_forward", "average_pool2d_backward",
+           "max_pool_backward_disjoint")

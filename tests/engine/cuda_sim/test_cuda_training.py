@@ -243,14 +243,10 @@ def test_batch_callbacks_chunk_the_epoch_and_see_the_same_run():
 
 
 def test_what_the_cuda_path_cannot_run_is_named():
-    for layers, x, says in (
-            ([Dense(4), Embedding(10, 3), Flatten(), Dense(1)], X[:8],
-             r"layer 1 \(embedding\) must read the model's input"),
-            ([Dropout(0.5), Dense(1)], X[:8], "a Dropout before the first layer with weights is not on the CUDA")):
-        model = Sequential(layers, input_shape=x.shape[1:], seed=0, device="cuda")
-        model.compile(optimizer="sgd", loss="mse")
-        with pytest.raises(ArgumentError, match=f"device cuda: {says}"):
-            model.fit(x, X[:8, :1], epochs=1, batch_size=8)
+    model = Sequential([Dense(4), Embedding(10, 3), Flatten(), Dense(1)], input_shape=(6,), seed=0, device="cuda")
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ArgumentError, match=r"device cuda: layer 1 \(embedding\) must read the model's input"):
+        model.fit(X[:8], X[:8, :1], epochs=1, batch_size=8)
     model = Sequential([Dense(1)], input_shape=(6,), seed=0, device="cuda", dtype="float64")
     model.compile(optimizer="sgd", loss="mse")
     with pytest.raises(ArgumentError, match="device cuda: the CUDA backend trains in float32"):
@@ -313,11 +309,12 @@ def test_a_graph_config_trains_on_cuda_from_the_command_line_and_what_it_cannot_
     assert result.exit_code == 0, result.output
     run = next((tmp_path / "runs" / "gpu").glob("2*"))
     assert json.loads((run / "manifest.json").read_text())["device"] == "cuda"
-    config.write_text(CONFIG.replace("DEVICE", "cuda").replace("  layers:\n",
-                                                                "  layers:\n    - {type: dropout, rate: 0.1}\n"))
+    embedding = "    - {type: embedding, input_dim: 10, output_dim: 2}\n    - {type: flatten}\n"
+    config.write_text(CONFIG.replace("DEVICE", "cuda").replace("    - {type: dense, units: 1}\n",
+                                                               embedding + "    - {type: dense, units: 1}\n"))
     result = CliRunner().invoke(main, ["check", str(config)])
     assert result.exit_code == 2, result.output
-    assert "device: cannot run on cuda: a Dropout before the first layer with weights is not" in result.output
+    assert "device: cannot run on cuda: layer 1 (embedding) must read the model's input" in result.output
 
 
 def test_the_counter_based_dropout_kernel_matches_its_oracle():
@@ -396,6 +393,26 @@ def test_dropout_on_the_cuda_path_trains_as_the_cpu_does_with_the_same_masks(cas
             _feed_gpu_uniforms(model, 1)
         history = model.fit(x, y, epochs=2, batch_size=8)
         runs[device] = history["loss"], model.get_weights()
+    np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=2e-5)
+    for name in runs["cpu"][1]:
+        np.testing.assert_allclose(runs["cuda"][1][name], runs["cpu"][1][name], rtol=1e-4, atol=2e-6, err_msg=name)
+
+
+INPUT_DROPPED = {"dropout": (X, lambda: [Dropout(0.3), Dense(4, activation="relu"), Dense(1)]),
+                 "spatial-1d": (SEQUENCES, lambda: [SpatialDropout1D(0.5), Conv1D(3, 2), GlobalMaxPooling1D(),
+                                                    Dense(1)])}
+
+
+@pytest.mark.parametrize("case", list(INPUT_DROPPED))
+def test_a_dropout_reading_the_model_input_trains_as_the_cpu_does(case, strict_device_arrays):
+    x, layers = INPUT_DROPPED[case]
+    y, runs = x.reshape(len(x), -1)[:, :1] * 2, {}
+    for device in ("cpu", "cuda"):
+        model = Sequential(layers(), input_shape=x.shape[1:], seed=5, device=device)
+        model.compile(optimizer="adam", loss="mse")
+        if device == "cpu":
+            _feed_gpu_uniforms(model, 0)
+        runs[device] = model.fit(x, y, epochs=2, batch_size=8)["loss"], model.get_weights()
     np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=2e-5)
     for name in runs["cpu"][1]:
         np.testing.assert_allclose(runs["cuda"][1][name], runs["cpu"][1][name], rtol=1e-4, atol=2e-6, err_msg=name)

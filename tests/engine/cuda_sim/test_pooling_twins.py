@@ -42,3 +42,24 @@ def test_a_nan_wins_and_stays():
     y, argmax = np.zeros((1, 1, 1, 1), np.float32), np.zeros((1, 1, 1, 1), np.int32)
     cuda.max_pool2d_forward(x, 2, 2, 2, 2, 0, 0, y, argmax)
     assert np.isnan(y[0, 0, 0, 0]) and argmax[0, 0, 0, 0] == 1
+
+
+# The geometries whose windows never overlap (strides ≥ pool sizes): where the PoolOp runs the disjoint kernel.
+DISJOINT = [(g, i) for g, i in zip(GEOMETRIES, IDS) if all(s >= p for s, p in zip(g[2], g[1])) or g[1] == g[0][1:3]]
+
+
+@pytest.mark.parametrize("shape, pool, strides, padding", [g for g, _ in DISJOINT], ids=[i for _, i in DISJOINT])
+def test_the_disjoint_max_backward_gives_the_general_ones_bytes(shape, pool, strides, padding):
+    """Every output a thread (the PoolOp's choice when windows never overlap) against the one-thread-a-sample
+    kernel: the same bytes, a −0 gradient turned 0 as by the CPU's sum, uncovered cells 0."""
+    rng = np.random.default_rng(3)
+    x, window, out = _setup(shape, pool, strides, padding, rng, ties=True)
+    y, argmax = np.empty(out, np.float32), np.empty(out, np.int32)
+    cuda.max_pool2d_forward(x, *window, y, argmax)
+    n = shape[0]
+    dy = rng.standard_normal(out).astype(np.float32).reshape(n, -1)
+    dy[0, 0] = -0.0
+    fast, general = np.full((n, x[0].size), np.nan, np.float32), np.full((n, x[0].size), 7, np.float32)
+    cuda.max_pool_backward_disjoint(dy, argmax.reshape(n, -1), fast)
+    cuda.max_pool_backward(dy, argmax.reshape(n, -1), general)
+    assert fast.tobytes() == general.tobytes()
