@@ -11,17 +11,15 @@ from nnctl.nn.cudaops import Op, _size
 class EmbeddingOp(Op):
     """The layer of a text model that reads its input: int32 ids → rows of the table; with mask_zero, the mask of
     the ids that are not 0 for the layers after it. The ids are checked once per dataset (`check_ids`), not per
-    step; the gradient touches only the rows a step used (the CPU's scatter, its count kept on the device), and
-    the optimizer then steps the whole table as a dense weight, which the CPU's by-rows update equals to float32
-    rounding (nnctl/engine/cpu/optim_rows.py)."""
+    step; the gradient is the whole table's (`embedding_table_grad`: each used row's addends summed in position
+    order, as the CPU's scatter sums them, the other rows 0, every stage in parallel), and the optimizer steps the
+    table as a dense weight, which the CPU's by-rows update equals to float32 rounding
+    (nnctl/engine/cpu/optim_rows.py)."""
 
     def __init__(self, ctx, layer, index):
         super().__init__(ctx, layer, index)
         self.steps, self.width = _size(self.in_shape), layer.output_dim
         self.y = self.buffer((self.steps, self.width))
-        self.touched = ctx.empty(layer.input_dim, np.int32)
-        self.marks = ctx.cuda.to_device(np.zeros(layer.input_dim, np.uint8))
-        self.counter = ctx.cuda.to_device(np.zeros(1, np.int64))
         self.mask = self.buffer((self.steps,), np.uint8) if layer.mask_zero else None
         self.group = None  # a shared table's EmbeddingGroup
 
@@ -54,8 +52,7 @@ class EmbeddingOp(Op):
         return None
 
     def scatter(self, ids, dy):
-        self.ctx.k.embedding_scatter_add(ids, dy, self.weight(self.layer.embeddings, self.ctx.grads), self.touched,
-                                         0, self.marks, counter=self.counter)
+        self.ctx.k.embedding_table_grad(ids, dy, self.weight(self.layer.embeddings, self.ctx.grads))
 
 
 class EmbeddingGroup:

@@ -71,3 +71,24 @@ def test_the_scatter_add_gives_the_cpu_bytes_step_after_step():
         for got, want in zip(state["cuda"], state["cpu"]):
             np.testing.assert_array_equal(got[:counts["cpu"]] if got.ndim == 1 and got.dtype == np.int32 else got,
                                           want[:counts["cpu"]] if want.ndim == 1 and want.dtype == np.int32 else want)
+
+
+@pytest.mark.parametrize("span, counts", [(1024, 1 << 23), (4, 1 << 23), (3, 1 << 23), (4, 50)],
+                         ids=["one-chunk", "chunks-of-4", "chunks-of-3", "chunks-widened-by-the-counts-cap"])
+def test_the_table_gradient_sums_each_rows_positions_in_order(span, counts, monkeypatch):
+    """The CUDA path's table gradient (the GPU's own): the rows a step used, each its positions' rows of dy added in
+    position order — the CPU scatter's bytes — across chunk boundaries; the other rows 0."""
+    from nnctl.engine.cuda import embedding
+
+    monkeypatch.setattr(embedding, "_SPAN", span)
+    monkeypatch.setattr(embedding, "_COUNTS", counts)
+    ids = RNG.integers(0, 9, 40).astype(np.int32)
+    ids[:6], ids[-3:] = 3, 0  # a run of one id over chunk boundaries, and row 0 last
+    dy = RNG.standard_normal((40, 3)).astype(np.float32)
+    dy[7] = -0.0
+    grad = np.full((12, 3), 7, np.float32)
+    cuda.embedding_table_grad(ids, dy, grad)
+    want, touched, mark = np.zeros((12, 3), np.float32), np.zeros(12, np.int32), np.zeros(12, np.uint8)
+    assert cpu.embedding_scatter_add(ids, dy, want, touched, 0, mark) == len(set(ids.tolist()))
+    assert grad.tobytes() == want.tobytes()
+    assert not grad[9:].any()
