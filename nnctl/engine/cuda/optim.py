@@ -106,23 +106,79 @@ def _scale_clip(grads, offsets, scales, limit):
         grads[i] = min(max(grads[i] * scale, -limit), limit)
 
 
+@cuda.jit(**KERNEL)
+def _tensor_chunk_squares(x, chunk_starts, chunk_stops, partials):
+    c = cuda.grid(1)
+    if c < partials.shape[0]:
+        total = 0.0
+        for i in range(chunk_starts[c], chunk_stops[c]):
+            total += np.float64(x[i]) * x[i]
+        partials[c] = total
+
+
+@cuda.jit(**KERNEL)
+def _clip_scales(partials, first_chunks, each, clip, scales):
+    """One thread: each tensor's sum of squares (its chunks' partials in order), then each tensor's scale (its own
+    norm when `each`, else the global norm) so that the norm is ≤ clip."""
+    if cuda.grid(1) != 0:
+        return
+    tensors = scales.shape[0]
+    total = 0.0
+    for t in range(tensors):
+        own = 0.0
+        for c in range(first_chunks[t], first_chunks[t + 1]):
+            own += partials[c]
+        scales[t] = own
+        total += own
+    for t in range(tensors):
+        norm = math.sqrt(scales[t] if each else total)
+        scales[t] = clip / norm if norm > clip else 1.0
+
+
+_CLIP_PLANS: dict = {}  # id(offsets) → (offsets, the chunks' device arrays): made once a parameter layout
+
+
+def _clip_plan(offsets):
+    """(chunk starts, chunk stops, each tensor's first chunk, tensor scales) on the device for the tensors of
+    `offsets`: every tensor cut in chunks of _CHUNK elements. The offsets are read back once (kept with the
+    plan, so their id stays theirs); later steps launch without a copy or a wait."""
+    plan = _CLIP_PLANS.get(id(offsets))
+    if plan is None:
+        bounds = _host(offsets).astype(np.int64)
+        starts, stops, firsts = [], [], [0]
+        for t in range(bounds.shape[0] - 1):
+            edges = list(range(int(bounds[t]), int(bounds[t + 1]), _CHUNK)) or [int(bounds[t])]
+            starts += edges
+            stops += [min(edge + _CHUNK, int(bounds[t + 1])) for edge in edges]
+            firsts.append(len(starts))
+        plan = _CLIP_PLANS[id(offsets)] = (offsets, cuda.to_device(np.array(starts, np.int64)),
+                                           cuda.to_device(np.array(stops, np.int64)),
+                                           cuda.to_device(np.array(firsts, np.int64)),
+                                           cuda.device_array(bounds.shape[0] - 1, np.float64))
+    return plan[1:]
+
+
 def clip_gradients(offsets, grads, clip_mode, clip):
     """Clips grads in place: each tensor's norm (CLIP_NORM), their global norm (CLIP_GLOBAL_NORM) to ≤ clip,
-    or each element to [−clip, clip] (CLIP_VALUE), as the CPU kernel."""
+    or each element to [−clip, clip] (CLIP_VALUE), as the CPU kernel; the norms and scales stay on the device."""
     if clip_mode == CLIP_NONE:
         return
-    host_offsets = _host(offsets)
-    tensors = host_offsets.shape[0] - 1
-    scales = np.ones(tensors, np.float64)
+    starts, stops, firsts, scales = _clip_plan(offsets)
     if clip_mode in (CLIP_NORM, CLIP_GLOBAL_NORM):
-        sums = scratch("tensor squares", tensors)
-        for t in range(tensors):
-            _squares(grads, int(host_offsets[t]), int(host_offsets[t + 1]), sums, t)
-        sums = _host(sums)
-        norms = np.sqrt(sums) if clip_mode == CLIP_NORM else np.full(tensors, math.sqrt(sums.sum()))
-        scales = np.where(norms > clip, clip / np.where(norms > 0, norms, 1.0), 1.0)
+        partials = scratch("clip partials", starts.shape[0])
+        _tensor_chunk_squares[grid1(starts.shape[0])](grads, starts, stops, partials)
+        _clip_scales[1, 1](partials, firsts, clip_mode == CLIP_NORM, float(clip), scales)
+    else:
+        _fill[grid1(scales.shape[0])](scales, 1.0)
     limit = np.float32(clip) if clip_mode == CLIP_VALUE else np.float32(np.inf)
-    _scale_clip[grid1(grads.shape[0])](grads, offsets, cuda.to_device(scales), limit)
+    _scale_clip[grid1(grads.shape[0])](grads, offsets, scales, limit)
+
+
+@cuda.jit(**KERNEL)
+def _fill(x, value):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        x[i] = value
 
 
 @cuda.jit(**KERNEL)

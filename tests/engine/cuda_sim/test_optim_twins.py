@@ -51,6 +51,19 @@ def test_clipping_alone(clip_mode):
     np.testing.assert_allclose(mine[1], theirs[1], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("clip_mode", [CLIP_NORM, CLIP_GLOBAL_NORM])
+def test_clipping_norms_over_tensors_of_several_chunks(clip_mode):
+    """Tensors of 2 and 1 chunks of 4,096 and an empty one: their norms from the chunks' partials in order, kept
+    on the device (one plan a parameter layout)."""
+    args = [np.array([0, 5000, 5000, 9000, 9010], np.int64), _rand(9010, scale=0.1), clip_mode, 1.5]
+    for _ in range(2):  # the second call reuses the plan
+        mine, theirs = copy.deepcopy(args), copy.deepcopy(args)
+        cuda.clip_gradients(*mine)
+        reference.clip_gradients(*theirs)
+        np.testing.assert_allclose(mine[1], theirs[1], rtol=1e-5, atol=1e-7)
+        assert not np.allclose(mine[1], args[1])  # (the norms are over 1.5: clipped)
+
+
 def test_sums_and_regularization_over_several_chunks():
     x = _rand(10_000)  # more than one chunk of 4,096: the partials are added in order
     assert cuda.sum_squares(x) == pytest.approx(reference.sum_squares(x), rel=1e-12)
