@@ -14,6 +14,7 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, scratch
+from nnctl.engine.cuda.sorting import stable_order
 
 
 @cuda.jit(**KERNEL)
@@ -109,54 +110,6 @@ def embedding_scatter_add(ids, dy, grad, touched, count, mark, counter=None):
     return int((counter.copy_to_host() if hasattr(counter, "copy_to_host") else counter)[0])
 
 
-# embedding_table_grad: a counting sort of a step's positions by id, stable, without atomics, in parallel. The
-# positions go in chunks of `span` (1,024, more for a vocabulary so large that the chunks' counts would pass
-# _COUNTS), one thread a chunk counting its ids (and each position's rank among its chunk's equal ids); one thread
-# a row turns its chunks' counts into offsets; one thread ranks the rows; one thread a position places it; one
-# thread a (row, unit) sums its positions' rows of dy in order.
-_SPAN, _COUNTS = 1024, 1 << 23
-
-
-@cuda.jit(**KERNEL)
-def _chunk_counts(ids, span, counts, rank):
-    c = cuda.grid(1)
-    if c < counts.shape[0]:
-        for i in range(c * span, min(ids.shape[0], (c + 1) * span)):
-            rank[i] = counts[c, ids[i]]
-            counts[c, ids[i]] += 1
-
-
-@cuda.jit(**KERNEL)
-def _row_offsets(counts, totals):
-    """counts[c, r] → the number of row r's positions in chunks before c; totals[r] = all of them; per row."""
-    r = cuda.grid(1)
-    if r < counts.shape[1]:
-        running = 0
-        for c in range(counts.shape[0]):
-            n = counts[c, r]
-            counts[c, r] = running
-            running += n
-        totals[r] = running
-
-
-@cuda.jit(**KERNEL)
-def _row_starts(totals, starts):
-    if cuda.grid(1) == 0:
-        running = 0
-        for r in range(totals.shape[0]):
-            starts[r] = running
-            running += totals[r]
-        starts[totals.shape[0]] = running
-
-
-@cuda.jit(**KERNEL)
-def _place(ids, span, counts, rank, starts, positions):
-    i = cuda.grid(1)
-    if i < ids.shape[0]:
-        r = ids[i]
-        positions[starts[r] + counts[i // span, r] + rank[i]] = i
-
-
 @cuda.jit(**KERNEL)
 def _row_sums(dy, starts, positions, grad):
     r, j = cuda.grid(2)
@@ -174,29 +127,10 @@ def embedding_table_grad(ids, dy, grad):
     """grad = the table's whole gradient for one step: row r = the sum of dy's rows at r's positions, in
     position order (the CPU scatter's additions, so the same bytes), 0 for the rows the step did not use. The
     GPU's own: its optimizer steps the table as a dense weight, so no touched-rows bookkeeping is needed, and
-    every stage runs in parallel (the scatter's bookkeeping is one thread over the ids). ids: (n,) int32 in
-    [0, V); dy: (n, d); grad: (V, d), overwritten."""
-    n, rows = ids.shape[0], grad.shape[0]
-    span = max(_SPAN, -(-n * rows // _COUNTS))
-    chunks = max(1, -(-n // span))
-    counts = scratch("table grad counts", chunks * rows, np.int32)
-    _zero_ints[grid1(chunks * rows)](counts)
-    counts = counts.reshape(chunks, rows)
-    rank, totals = scratch("table grad ranks", max(1, n), np.int32), scratch("table grad totals", rows, np.int32)
-    starts = scratch("table grad starts", rows + 1, np.int32)
-    positions = scratch("table grad order", max(1, n), np.int32)
-    _chunk_counts[grid1(chunks)](ids, span, counts, rank)
-    _row_offsets[grid1(rows)](counts, totals)
-    _row_starts[1, 1](totals, starts)
-    _place[grid1(n)](ids, span, counts, rank, starts, positions)
-    _row_sums[grid2(rows, grad.shape[1])](dy, starts, positions, grad)
-
-
-@cuda.jit(**KERNEL)
-def _zero_ints(x):
-    k = cuda.grid(1)
-    if k < x.shape[0]:
-        x[k] = 0
+    every stage runs in parallel (sorting.stable_order; the scatter's bookkeeping is one thread over the ids).
+    ids: (n,) int32 in [0, V); dy: (n, d); grad: (V, d), overwritten."""
+    starts, positions = stable_order(ids, grad.shape[0])
+    _row_sums[grid2(grad.shape[0], grad.shape[1])](dy, starts, positions, grad)
 
 
 @cuda.jit(**KERNEL)

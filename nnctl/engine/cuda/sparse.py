@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, scratch
 
 
 @cuda.jit(**KERNEL)
@@ -46,10 +46,77 @@ def _csr_t_matmul(indptr, indices, values, rows, dy, dw):
                 dw[indices[k], j] += values[k] * dy[b, j]
 
 
+# csr_t_matmul in parallel: each column's non-zeros in batch order, as a counting sort whose chunks are the batch's
+# rows (a row holds a column once): presence[b, c] = 1 where row b has column c; one thread a column turns its
+# column of presence into offsets (rows before b holding c); one thread ranks the columns; one thread a row
+# places its non-zeros; one thread a (column, unit) adds its non-zeros' products in batch order, from 0 — the
+# additions of the one-thread-a-unit walk (and of the CPU's scatter), so the walk's bytes. A row holds a column
+# once (CSRMatrix's rows are a dense row's non-zeros). The presence matrix is m × d int32: beyond _PRESENCE
+# entries the kernel keeps the walk.
+_PRESENCE = 1 << 24
+
+
+@cuda.jit(**KERNEL)
+def _mark_columns(indptr, indices, rows, presence):
+    b = cuda.grid(1)
+    if b < rows.shape[0]:
+        r = rows[b]
+        for k in range(indptr[r], indptr[r + 1]):
+            presence[b, indices[k]] = 1
+
+
+@cuda.jit(**KERNEL)
+def _column_offsets(presence, totals):
+    c = cuda.grid(1)
+    if c < presence.shape[1]:
+        running = 0
+        for b in range(presence.shape[0]):
+            n = presence[b, c]
+            presence[b, c] = running
+            running += n
+        totals[c] = running
+
+
+@cuda.jit(**KERNEL)
+def _place_nonzeros(indptr, indices, values, rows, presence, starts, brow, bval):
+    b = cuda.grid(1)
+    if b < rows.shape[0]:
+        r = rows[b]
+        for k in range(indptr[r], indptr[r + 1]):
+            p = starts[indices[k]] + presence[b, indices[k]]
+            brow[p] = b
+            bval[p] = values[k]
+
+
+@cuda.jit(**KERNEL)
+def _column_products(starts, brow, bval, dy, dw):
+    c, j = cuda.grid(2)
+    if c < dw.shape[0] and j < dw.shape[1]:
+        total = np.float32(0.0)
+        for p in range(starts[c], starts[c + 1]):
+            total += bval[p] * dy[brow[p], j]
+        dw[c, j] = total
+
+
 def csr_t_matmul(indptr, indices, values, rows, dy, dw):
     """dw = X[rows]ᵀ @ dy (overwritten). dy: (m, units), dw: (d, units)."""
-    units = dw.shape[1]
-    _csr_t_matmul[grid1(units)](indptr, indices, values, rows, dy, dw)
+    from nnctl.engine.cuda.sorting import _key_starts, _zero_ints
+
+    m, d = rows.shape[0], dw.shape[0]
+    if m * d > _PRESENCE:
+        _csr_t_matmul[grid1(dw.shape[1])](indptr, indices, values, rows, dy, dw)
+        return
+    presence = scratch("csr presence", m * d, np.int32)
+    _zero_ints[grid1(m * d)](presence)
+    presence = presence.reshape(m, d)
+    totals, starts = scratch("csr column totals", d, np.int32), scratch("csr column starts", d + 1, np.int32)
+    bound = max(1, indices.shape[0])  # the dataset's non-zeros: room for any batch's, read without a wait
+    brow, bval = scratch("csr batch rows", bound, np.int32), scratch("csr batch values", bound, np.float32)
+    _mark_columns[grid1(m)](indptr, indices, rows, presence)
+    _column_offsets[grid1(d)](presence, totals)
+    _key_starts[1, 1](totals, starts)
+    _place_nonzeros[grid1(m)](indptr, indices, values, rows, presence, starts, brow, bval)
+    _column_products[grid2(d, dw.shape[1])](starts, brow, bval, dy, dw)
 
 
 @cuda.jit(**KERNEL)

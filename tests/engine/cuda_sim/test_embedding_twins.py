@@ -78,10 +78,10 @@ def test_the_scatter_add_gives_the_cpu_bytes_step_after_step():
 def test_the_table_gradient_sums_each_rows_positions_in_order(span, counts, monkeypatch):
     """The CUDA path's table gradient (the GPU's own): the rows a step used, each its positions' rows of dy added in
     position order — the CPU scatter's bytes — across chunk boundaries; the other rows 0."""
-    from nnctl.engine.cuda import embedding
+    from nnctl.engine.cuda import sorting
 
-    monkeypatch.setattr(embedding, "_SPAN", span)
-    monkeypatch.setattr(embedding, "_COUNTS", counts)
+    monkeypatch.setattr(sorting, "_SPAN", span)
+    monkeypatch.setattr(sorting, "_COUNTS", counts)
     ids = RNG.integers(0, 9, 40).astype(np.int32)
     ids[:6], ids[-3:] = 3, 0  # a run of one id over chunk boundaries, and row 0 last
     dy = RNG.standard_normal((40, 3)).astype(np.float32)

@@ -45,3 +45,24 @@ def test_the_csr_products_and_transpose():
     reference.csr_transpose_rows(indptr, indices, values, rows, colptr, brow, bval)
     _same("csc_t_matmul", [colptr, brow, bval, dy, np.ones((30, 4), np.float32), 2, 27])
     _same("csc_t_matmul_split", [colptr, brow, bval, dy, np.ones((30, 4), np.float32), np.array([2, 9, 10, 28])])
+
+
+def test_the_weight_gradient_is_the_same_by_either_plan(monkeypatch):
+    """csr_t_matmul in parallel (a column's non-zeros placed in batch order) gives the bytes of the one-thread-a-unit
+    walk it keeps past its presence-matrix budget (the same additions in the same order), and the CPU kernel's
+    values (its vector lanes may fuse a multiply-add); a row repeated in the batch, columns no row holds."""
+    from nnctl.engine import cpu
+    from nnctl.engine.cuda import sparse
+
+    indptr, indices, values = _csr(rows=12, width=40, density=0.3)
+    rows = np.array([3, 8, 1, 11, 1, 0, 7], np.int64)
+    dy = RNG.standard_normal((7, 5)).astype(np.float32)
+    want = np.full((40, 5), 9, np.float32)
+    cpu.csr_t_matmul(indptr, indices, values, rows, dy, want)
+    got = {}
+    for budget in (1 << 24, 0):
+        monkeypatch.setattr(sparse, "_PRESENCE", budget)
+        got[budget] = np.full((40, 5), 7, np.float32)
+        cuda.csr_t_matmul(indptr, indices, values, rows, dy, got[budget])
+        np.testing.assert_allclose(got[budget], want, rtol=1e-6, atol=1e-6)
+    assert got[1 << 24].tobytes() == got[0].tobytes()

@@ -1,0 +1,83 @@
+"""A stable counting sort of n integer keys in [0, K) on the GPU, in parallel and without atomics (so its order is
+fixed): the positions of each key in position order, for the GPU's gathers that replace the CPU's scatters (an
+embedding's table gradient, the sparse input's weight gradient).
+
+The positions go in chunks of `span` (1,024, more when the chunks' counts would pass _COUNTS), one thread a chunk
+counting its keys (and each position's rank among its chunk's equal keys); one thread a key turns its chunks'
+counts into offsets; one thread ranks the keys; one thread a position places it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from nnctl.engine.cuda.launch import KERNEL, grid1, scratch
+
+_SPAN, _COUNTS = 1024, 1 << 23
+
+
+@cuda.jit(**KERNEL)
+def _zero_ints(x):
+    k = cuda.grid(1)
+    if k < x.shape[0]:
+        x[k] = 0
+
+
+@cuda.jit(**KERNEL)
+def _chunk_counts(keys, span, counts, rank):
+    c = cuda.grid(1)
+    if c < counts.shape[0]:
+        for i in range(c * span, min(keys.shape[0], (c + 1) * span)):
+            rank[i] = counts[c, keys[i]]
+            counts[c, keys[i]] += 1
+
+
+@cuda.jit(**KERNEL)
+def _key_offsets(counts, totals):
+    """counts[c, r] → the number of key r's positions in chunks before c; totals[r] = all of them; per key."""
+    r = cuda.grid(1)
+    if r < counts.shape[1]:
+        running = 0
+        for c in range(counts.shape[0]):
+            n = counts[c, r]
+            counts[c, r] = running
+            running += n
+        totals[r] = running
+
+
+@cuda.jit(**KERNEL)
+def _key_starts(totals, starts):
+    if cuda.grid(1) == 0:
+        running = 0
+        for r in range(totals.shape[0]):
+            starts[r] = running
+            running += totals[r]
+        starts[totals.shape[0]] = running
+
+
+@cuda.jit(**KERNEL)
+def _place(keys, span, counts, rank, starts, positions):
+    i = cuda.grid(1)
+    if i < keys.shape[0]:
+        r = keys[i]
+        positions[starts[r] + counts[i // span, r] + rank[i]] = i
+
+
+def stable_order(keys, key_count: int):
+    """(starts, positions): device int32 arrays, key r's positions in order being
+    positions[starts[r]:starts[r + 1]]. keys: (n,) int32 device array in [0, key_count). Both are reused
+    scratch buffers, valid until the next call."""
+    n = keys.shape[0]
+    span = max(_SPAN, -(-n * key_count // _COUNTS))
+    chunks = max(1, -(-n // span))
+    counts = scratch("sort counts", chunks * key_count, np.int32)
+    _zero_ints[grid1(chunks * key_count)](counts)
+    counts = counts.reshape(chunks, key_count)
+    rank, totals = scratch("sort ranks", max(1, n), np.int32), scratch("sort totals", key_count, np.int32)
+    starts, positions = scratch("sort starts", key_count + 1, np.int32), scratch("sort order", max(1, n), np.int32)
+    _chunk_counts[grid1(chunks)](keys, span, counts, rank)
+    _key_offsets[grid1(key_count)](counts, totals)
+    _key_starts[1, 1](totals, starts)
+    _place[grid1(n)](keys, span, counts, rank, starts, positions)
+    return starts, positions
