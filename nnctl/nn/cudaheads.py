@@ -98,7 +98,10 @@ def input_shapes(model) -> list[tuple]:
 
 
 def reads_ids(model, sources, k: int) -> bool:
-    """Whether model input k is token ids (an Embedding reads it)."""
+    """Whether model input k is token ids (an Embedding reads it, or a nested model that starts with one)."""
+    from nnctl.nn.cudaops_nested import reads_ids as nested_ids
+    from nnctl.nn.functional import NestedModel
     from nnctl.nn.layers import Embedding
 
-    return any(isinstance(layer, Embedding) and -1 - k in sources[i] for i, layer in enumerate(model.layers))
+    return any(-1 - k in sources[i] and (isinstance(layer, Embedding) or isinstance(layer, NestedModel)
+                                          and nested_ids(layer)) for i, layer in enumerate(model.layers))

@@ -24,8 +24,7 @@ class _Inside:
 
     def __init__(self, ctx, inner, index, wants_dx):
         self.outer, self.model = ctx, _Keys(ctx.model, index)
-        self.sources = [list(sources) for sources in getattr(inner, "sources", [[i - 1] for i in
-                                                                                 range(len(inner.layers))])]
+        self.sources = _inner_sources(inner)
         self.wants_dx = wants_dx
 
     def __getattr__(self, name):
@@ -85,18 +84,47 @@ class NestedOp(Op):
         return None if grads[0] is None else grads[0].reshape((m,) + self.in_shape)
 
 
-def nested_problem(layer) -> str | None:
-    """Why a nested model cannot run on the CUDA path (None when it can)."""
+def _inner_sources(inner) -> list:
+    return [list(sources) for sources in getattr(inner, "sources", [[i - 1] for i in range(len(inner.layers))])]
+
+
+def reads_ids(layer) -> bool:
+    """Whether nested model `layer` takes token ids: an Embedding (in it, or in a model nested in it) reads its
+    input."""
     inner = layer.model
-    for sub in inner.layers:
+    for sub, sources in zip(inner.layers, _inner_sources(inner)):
+        if -1 in sources and (type(sub).__name__ == "Embedding" or (op_for(sub) is NestedOp and reads_ids(sub))):
+            return True
+    return False
+
+
+def nested_problem(layer, reads_input: bool, shared: bool) -> str | None:
+    """Why a nested model cannot run on the CUDA path (None when it can): an Embedding in it must read its input,
+    which must be the outer model's input, and a nested model with an Embedding is used at one node only."""
+    inner = layer.model
+    for sub, sources in zip(inner.layers, _inner_sources(inner)):
         op = op_for(sub)
-        if type(sub).__name__ == "Embedding":
-            return f"an Embedding inside nested model '{inner.name}' is not on the CUDA backend yet"
+        if type(sub).__name__ == "Embedding" and not (reads_input and sources == [-1]):
+            return (f"an Embedding inside nested model '{inner.name}' must read the model's input on the CUDA "
+                    f"backend")
         if op is NestedOp:  # (a layer without a device op runs by its CPU code: HostOp)
-            problem = nested_problem(sub)
+            problem = nested_problem(sub, reads_input and sources == [-1], shared)
             if problem:
                 return problem
     if any(first != index for index, first in enumerate(getattr(inner, "first_use", []))):
         return f"a shared layer inside nested model '{inner.name}' is not on the CUDA backend yet"
+    if shared and reads_ids(layer):
+        return f"nested model '{inner.name}' holds an Embedding and is called at several nodes: not on the CUDA " \
+               f"backend yet"
     return None
 
+
+def embeddings(ops, sources, outer: int | None = None):
+    """(Embedding op, model input index) of every Embedding op in `ops` (graph `sources`) and in the models nested
+    in it; `outer`: the model input a nested model reads."""
+    for op, reads in zip(ops, sources):
+        k = -1 - reads[0] if reads[0] < 0 else None
+        if type(op).__name__ == "EmbeddingOp":
+            yield op, k if outer is None else outer
+        elif isinstance(op, NestedOp):
+            yield from embeddings(op.ops, op.sources, k if outer is None else outer)

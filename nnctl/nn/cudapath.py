@@ -24,6 +24,7 @@ from nnctl.errors import ArgumentError, UnknownNameError
 from nnctl.nn.cudaheads import heads_of, input_shapes, reads_ids
 from nnctl.nn.cudaops import SparseBatch
 from nnctl.nn.cudaops_embedding import EmbeddingGroup, EmbeddingOp
+from nnctl.nn.cudaops_nested import embeddings
 
 DEVICES = ("cpu", "cuda")
 # A dataset larger than this share of the GPU's free memory stays on the host and is streamed a batch at a time
@@ -97,11 +98,13 @@ def unsupported(model) -> str | None:
     from nnctl.nn.cudaops_host import device_op
     from nnctl.nn.cudaops_nested import NestedOp, nested_problem
 
-    sources = sources_of(model)
+    sources, uses = sources_of(model), list(getattr(model, "first_use", range(len(model.layers))))
     for index, layer in enumerate(model.layers):
         op = device_op(layer)  # a layer without a device op of its own runs by its CPU code (HostOp)
-        if op is NestedOp and nested_problem(layer):
-            return nested_problem(layer)
+        if op is NestedOp:
+            problem = nested_problem(layer, all(j < 0 for j in sources[index]), uses.count(uses[index]) > 1)
+            if problem:
+                return problem
         reads_input = all(j < 0 for j in sources[index])
         if op is EmbeddingOp and not reads_input:
             return f"layer {index} (embedding) must read the model's input on the CUDA backend"
@@ -217,9 +220,8 @@ class CudaPath:
             if seen is host:
                 return copies
         to, n, arrays = self.cuda.to_device, len(xs[0]), {}
-        for op in self.ops:
-            if isinstance(op, EmbeddingOp):
-                op.check_ids(xs[-1 - self.sources[op.index][0]])
+        for op, k in embeddings(self.ops, self.sources):
+            op.check_ids(xs[k])
         for k, (x, ids) in enumerate(zip(xs, self.ids)):
             if not isinstance(x, CSRMatrix):
                 arrays[f"x{k}"] = np.ascontiguousarray(x, np.int32 if ids else np.float32).reshape(n, -1)

@@ -90,8 +90,19 @@ def _frozen_conv_base(device):
                                                                    loss="sparse_categorical_crossentropy")
 
 
+def _nested_text_encoder(device):
+    """A text encoder nested in a graph (a masked Embedding and an LSTM reading the model's ids), a Dense beside."""
+    from nnctl.nn.model import Sequential
+
+    encoder = Sequential([Embedding(40, 3, mask_zero=True), LSTM(3)], input_shape=(4,), seed=2, name="encoder")
+    answer = Input((4,), name="answer")
+    out = Dense(1, activation="sigmoid")(encoder(answer))
+    return Model(answer, out, seed=3, device=device), ANSWER, (ANSWER[:, -1:] > 30).astype(np.float32), dict(
+        optimizer="rmsprop", loss="binary_crossentropy")
+
+
 CASES.update({"nested-graph-after-a-layer": _nested_graph_after_a_layer, "nested-siamese": _nested_siamese,
-              "frozen-conv-base": _frozen_conv_base})
+              "frozen-conv-base": _frozen_conv_base, "nested-text-encoder": _nested_text_encoder})
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -116,8 +127,14 @@ def test_what_a_nested_model_cannot_run_on_the_cuda_path_is_named():
     from nnctl.errors import ArgumentError
     from nnctl.nn.model import Sequential
 
-    words = Sequential([Embedding(40, 3), Flatten()], input_shape=(6,), seed=1, name="words")
+    words = Sequential([Dense(6), Embedding(40, 3), Flatten()], input_shape=(6,), seed=1, name="words")
     model = Sequential([words, Dense(1)], input_shape=(6,), seed=0, device="cuda")
     model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ArgumentError, match="device cuda: an Embedding inside nested model 'words' is not on the CUDA"):
-        model.fit(QUESTION, LEFT[:, :1], epochs=1, batch_size=8)
+    with pytest.raises(ArgumentError, match="an Embedding inside nested model 'words' must read the model's input"):
+        model.fit(QUESTION.astype(np.float32), LEFT[:, :1], epochs=1, batch_size=8)
+    encoder = Sequential([Embedding(40, 3), Flatten()], input_shape=(4,), seed=1, name="encoder")
+    left, right = Input((4,), name="left"), Input((4,), name="right")
+    model = Model([left, right], Dense(1)(Concatenate()([encoder(left), encoder(right)])), seed=0, device="cuda")
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ArgumentError, match="nested model 'encoder' holds an Embedding and is called at several"):
+        model.fit({"left": ANSWER, "right": ANSWER}, LEFT[:, :1], epochs=1, batch_size=8)
