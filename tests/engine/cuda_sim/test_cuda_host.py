@@ -15,6 +15,7 @@ from nnctl.cli import main
 from nnctl.nn.layers import LSTM, BatchNormalization, Dense, Embedding, Flatten, Layer, Reshape
 from nnctl.nn.losses import Loss
 from nnctl.nn.model import Sequential
+from tests.engine.cuda_sim.agree import assert_runs_agree
 
 RNG = np.random.default_rng(31)
 X = RNG.standard_normal((16, 6)).astype(np.float32)
@@ -77,13 +78,8 @@ def test_what_has_no_device_op_runs_on_the_host_and_agrees_with_the_cpu(case, st
         model.compile(optimizer="adam", loss=loss() if isinstance(loss, type) else loss)
         history = model.fit(x, y, epochs=2, batch_size=8, validation_data=(x, y))
         runs.append((history, model.get_weights(), model.predict(x), model))
-    (cpu, cpu_weights, cpu_out, _), (gpu, gpu_weights, gpu_out, model) = runs
-    assert model._cuda_paths
-    for key in ("loss", "val_loss"):
-        np.testing.assert_allclose(gpu[key], cpu[key], rtol=2e-5, err_msg=key)
-    for name in cpu_weights:
-        np.testing.assert_allclose(gpu_weights[name], cpu_weights[name], rtol=1e-4, atol=2e-6, err_msg=name)
-    np.testing.assert_allclose(gpu_out, cpu_out, rtol=1e-4, atol=2e-6)
+    assert runs[1][3]._cuda_paths
+    assert_runs_agree(runs[1], runs[0])
 
 
 CONFIG = """\

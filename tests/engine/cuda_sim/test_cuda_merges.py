@@ -14,6 +14,7 @@ from nnctl.nn.functional import Input, Model
 from nnctl.nn.layers import (GRU, LSTM, Add, Average, Concatenate, Conv1D, Dense, Dot, Embedding, Flatten,
                               GlobalAveragePooling1D, Masking, Maximum, Multiply, Reshape, Subtract)
 from nnctl.nn.layers.merge import L2_EPSILON, _l2_normalize, _l2_normalize_backward
+from tests.engine.cuda_sim.agree import assert_runs_agree
 
 # Small: the simulator runs each GPU thread as an OS thread (a batch of 8, two or three steps an epoch).
 RNG = np.random.default_rng(23)
@@ -117,12 +118,7 @@ def test_a_merge_graph_on_the_cuda_path_agrees_with_the_cpu(case, strict_device_
         model.compile(optimizer=optimizer, loss=loss)
         history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:6], y[:6]))
         runs.append((history, model.get_weights(), model.predict(x[:7])))
-    (cpu, cpu_weights, cpu_out), (gpu, gpu_weights, gpu_out) = runs
-    for key in ("loss", "val_loss"):
-        np.testing.assert_allclose(gpu[key], cpu[key], rtol=2e-5, err_msg=key)
-    for name in cpu_weights:
-        np.testing.assert_allclose(gpu_weights[name], cpu_weights[name], rtol=1e-4, atol=2e-6, err_msg=name)
-    np.testing.assert_allclose(gpu_out, cpu_out, rtol=1e-4, atol=2e-6)
+    assert_runs_agree(runs[1], runs[0])
 
 
 def _f32(*shape):

@@ -18,6 +18,7 @@ from nnctl.cli import main
 from nnctl.nn.functional import Input, Model
 from nnctl.nn.layers import GRU, LSTM, Concatenate, Dense, Dropout, Embedding, Flatten, Masking, SimpleRNN
 from nnctl.nn.model import Sequential
+from tests.engine.cuda_sim.agree import assert_runs_agree
 
 RNG = np.random.default_rng(23)
 IDS = np.where(np.arange(6) < RNG.integers(0, 4, (16, 1)), 0, RNG.integers(1, 12, (16, 6))).astype(np.int32)
@@ -64,23 +65,12 @@ def _fit(make, device, validation=True):
     return history, model.get_weights(), model.predict(x), model
 
 
-def _agree(gpu, cpu):
-    assert set(gpu[0]) == set(cpu[0])
-    for key in cpu[0]:
-        if key != "epoch_time":
-            np.testing.assert_allclose(gpu[0][key], cpu[0][key], rtol=2e-5, atol=1e-7, err_msg=key)
-    for name in cpu[1]:
-        np.testing.assert_allclose(gpu[1][name], cpu[1][name], rtol=1e-4, atol=2e-6, err_msg=name)
-    for mine, theirs in zip(gpu[2], cpu[2]):
-        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=2e-6)
-
-
 @pytest.mark.parametrize("case", list(GRAPHS))
 def test_several_inputs_and_outputs_on_the_cuda_path_agree_with_the_cpu(case, strict_device_arrays):
     gpu, cpu = _fit(GRAPHS[case], "cuda"), _fit(GRAPHS[case], "cpu")
     assert gpu[3]._cuda_paths and not cpu[3].__dict__.get("_cuda_paths")
     assert {"loss", "val_loss", *(f"{name}_loss" for name in gpu[3].output_names)} <= set(gpu[0])
-    _agree(gpu, cpu)
+    assert_runs_agree(gpu, cpu)
     evaluated = [model.evaluate(*GRAPHS[case]()[1:3]) for model in (gpu[3], cpu[3])]
     for key in evaluated[1]:
         np.testing.assert_allclose(evaluated[0][key], evaluated[1][key], rtol=2e-5, atol=1e-7, err_msg=key)
@@ -120,7 +110,7 @@ def test_a_per_step_output_trains_on_the_cuda_path_as_on_the_cpu(case, strict_de
         history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:6], y[:6]))
         runs.append((history, model.get_weights(), [model.predict(x[:7])], model))
     assert runs[1][3]._cuda_paths
-    _agree(runs[1], runs[0])
+    assert_runs_agree(runs[1], runs[0])
 
 
 TICKETS = (Path(__file__).parents[3] / "configs" / "tickets.yaml").read_text()

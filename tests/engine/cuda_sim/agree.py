@@ -1,0 +1,20 @@
+"""The CUDA path's runs against the CPU's: `assert_runs_agree` for the simulator tests that train a model on both."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def assert_runs_agree(gpu, cpu) -> None:
+    """gpu, cpu: (history, weights by name, outputs (an array or a list of them)) of the same seed's runs. The
+    histories agree to 2e-5 (every key but the epoch times), the weights and the outputs to 1e-4."""
+    assert set(gpu[0]) == set(cpu[0])
+    for key in cpu[0]:
+        if key != "epoch_time":
+            np.testing.assert_allclose(gpu[0][key], cpu[0][key], rtol=2e-5, atol=1e-7, err_msg=key)
+    assert set(gpu[1]) == set(cpu[1])
+    for name in cpu[1]:
+        np.testing.assert_allclose(gpu[1][name], cpu[1][name], rtol=1e-4, atol=2e-6, err_msg=name)
+    many = isinstance(cpu[2], list)
+    for mine, theirs in zip(gpu[2] if many else [gpu[2]], cpu[2] if many else [cpu[2]]):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=2e-6)
