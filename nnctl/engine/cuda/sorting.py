@@ -4,7 +4,8 @@ embedding's table gradient, the sparse input's weight gradient).
 
 The positions go in chunks of `span` (1,024, more when the chunks' counts would pass _COUNTS), one thread a chunk
 counting its keys (and each position's rank among its chunk's equal keys); one thread a key turns its chunks'
-counts into offsets; one thread ranks the keys; one thread a position places it.
+counts into offsets; one thread ranks the keys; one thread a position places it. `zero_ints`, `key_offsets` and
+`key_starts` also serve sparse.py's sort of a batch's non-zeros by column.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ _SPAN, _COUNTS = 1024, 1 << 23
 
 
 @cuda.jit(**KERNEL)
-def _zero_ints(x):
+def zero_ints(x):
     k = cuda.grid(1)
     if k < x.shape[0]:
         x[k] = 0
@@ -34,7 +35,7 @@ def _chunk_counts(keys, span, counts, rank):
 
 
 @cuda.jit(**KERNEL)
-def _key_offsets(counts, totals):
+def key_offsets(counts, totals):
     """counts[c, r] → the number of key r's positions in chunks before c; totals[r] = all of them; per key."""
     r = cuda.grid(1)
     if r < counts.shape[1]:
@@ -47,7 +48,7 @@ def _key_offsets(counts, totals):
 
 
 @cuda.jit(**KERNEL)
-def _key_starts(totals, starts):
+def key_starts(totals, starts):
     if cuda.grid(1) == 0:
         running = 0
         for r in range(totals.shape[0]):
@@ -72,12 +73,12 @@ def stable_order(keys, key_count: int):
     span = max(_SPAN, -(-n * key_count // _COUNTS))
     chunks = max(1, -(-n // span))
     counts = scratch("sort counts", chunks * key_count, np.int32)
-    _zero_ints[grid1(chunks * key_count)](counts)
+    zero_ints[grid1(chunks * key_count)](counts)
     counts = counts.reshape(chunks, key_count)
     rank, totals = scratch("sort ranks", max(1, n), np.int32), scratch("sort totals", key_count, np.int32)
     starts, positions = scratch("sort starts", key_count + 1, np.int32), scratch("sort order", max(1, n), np.int32)
     _chunk_counts[grid1(chunks)](keys, span, counts, rank)
-    _key_offsets[grid1(key_count)](counts, totals)
-    _key_starts[1, 1](totals, starts)
+    key_offsets[grid1(key_count)](counts, totals)
+    key_starts[1, 1](totals, starts)
     _place[grid1(n)](keys, span, counts, rank, starts, positions)
     return starts, positions

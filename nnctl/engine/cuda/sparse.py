@@ -11,6 +11,7 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, scratch
+from nnctl.engine.cuda.sorting import key_offsets, key_starts, zero_ints
 
 
 @cuda.jit(**KERNEL)
@@ -66,18 +67,6 @@ def _mark_columns(indptr, indices, rows, presence):
 
 
 @cuda.jit(**KERNEL)
-def _column_offsets(presence, totals):
-    c = cuda.grid(1)
-    if c < presence.shape[1]:
-        running = 0
-        for b in range(presence.shape[0]):
-            n = presence[b, c]
-            presence[b, c] = running
-            running += n
-        totals[c] = running
-
-
-@cuda.jit(**KERNEL)
 def _place_nonzeros(indptr, indices, values, rows, presence, starts, brow, bval):
     b = cuda.grid(1)
     if b < rows.shape[0]:
@@ -100,21 +89,19 @@ def _column_products(starts, brow, bval, dy, dw):
 
 def csr_t_matmul(indptr, indices, values, rows, dy, dw):
     """dw = X[rows]ᵀ @ dy (overwritten). dy: (m, units), dw: (d, units)."""
-    from nnctl.engine.cuda.sorting import _key_starts, _zero_ints
-
     m, d = rows.shape[0], dw.shape[0]
     if m * d > _PRESENCE:
         _csr_t_matmul[grid1(dw.shape[1])](indptr, indices, values, rows, dy, dw)
         return
     presence = scratch("csr presence", m * d, np.int32)
-    _zero_ints[grid1(m * d)](presence)
+    zero_ints[grid1(m * d)](presence)
     presence = presence.reshape(m, d)
     totals, starts = scratch("csr column totals", d, np.int32), scratch("csr column starts", d + 1, np.int32)
     bound = max(1, indices.shape[0])  # the dataset's non-zeros: room for any batch's, read without a wait
     brow, bval = scratch("csr batch rows", bound, np.int32), scratch("csr batch values", bound, np.float32)
     _mark_columns[grid1(m)](indptr, indices, rows, presence)
-    _column_offsets[grid1(d)](presence, totals)
-    _key_starts[1, 1](totals, starts)
+    key_offsets[grid1(d)](presence, totals)
+    key_starts[1, 1](totals, starts)
     _place_nonzeros[grid1(m)](indptr, indices, values, rows, presence, starts, brow, bval)
     _column_products[grid2(d, dw.shape[1])](starts, brow, bval, dy, dw)
 
