@@ -1,8 +1,10 @@
-"""`device: cuda`: the steps of a Sequential model or a graph of one input and one output on the GPU, node by node
-in graph order through nn/cudaops*.py's device ops (Embedding, Dense, Activation, the dropouts, Flatten, Reshape,
-Masking, Conv1D/Conv2D, pooling, normalization, SimpleRNN/LSTM/GRU, Bidirectional, the merges), which call the
-CUDA twins of the very kernels the CPU runs (nnctl/engine/cuda/) and cuBLAS for the GEMMs. Keras masks pass from
-op to op as the CPU layers pass them.
+"""`device: cuda`: the steps of any model on the GPU — a Sequential model or a graph, with several inputs and
+outputs (nn/cudaheads.py: each output's loss, weighted), shared layers and nested models — node by node in graph
+order through nn/cudaops*.py's device ops (Embedding, Dense, Activation, the dropouts, Flatten, Reshape, Masking,
+Conv1D/Conv2D, pooling, normalization, SimpleRNN/LSTM/GRU, Bidirectional, the merges, nested models), which call
+the CUDA twins of the very kernels the CPU runs (nnctl/engine/cuda/) and cuBLAS for the GEMMs; a layer without a
+device op runs by its CPU code between copies (nn/cudaops_host.py). Keras masks pass from op to op as the CPU
+layers pass them.
 
 A runner call (an epoch, or a chunk of steps when callbacks want batches) uploads the weights and optimizer
 slots, runs its steps with the weights, slots, gradients, activations, targets and the dataset (copied once per
@@ -11,7 +13,7 @@ weights and slots — so checkpoints, callbacks and `weights.safetensors` see th
 and a GPU run evaluates, predicts and resumes on the CPU and the reverse. Dropout draws its masks from a
 counter-based generator keyed by the run's seed, the draw numbered by the optimizer step
 (nnctl/engine/cuda/dropout.py). A dataset too big for the GPU's memory is streamed (`Staging`). What is not on
-this path yet (several inputs or outputs, shared layers, …) is refused by name (`unsupported`).
+this path yet is refused by name (`unsupported`).
 """
 
 from __future__ import annotations
@@ -101,11 +103,11 @@ def unsupported(model) -> str | None:
     sources, uses = sources_of(model), list(getattr(model, "first_use", range(len(model.layers))))
     for index, layer in enumerate(model.layers):
         op = device_op(layer)  # a layer without a device op of its own runs by its CPU code (HostOp)
+        reads_input = all(j < 0 for j in sources[index])
         if op is NestedOp:
-            problem = nested_problem(layer, all(j < 0 for j in sources[index]), uses.count(uses[index]) > 1)
+            problem = nested_problem(layer, reads_input, uses.count(uses[index]) > 1)
             if problem:
                 return problem
-        reads_input = all(j < 0 for j in sources[index])
         if op is EmbeddingOp and not reads_input:
             return f"layer {index} (embedding) must read the model's input on the CUDA backend"
     if model.dtype != np.float32:
@@ -133,7 +135,7 @@ class CudaPath:
         self.model, self.batch_size, self.sparse = model, batch_size, sparse
         store, opt = model.store, model.optimizer
         self.values = self.empty(store.values.shape[0])
-        self.grads = self.zeros(store.grads.shape[0])  # an embedding table's unused rows stay 0
+        self.grads = self.zeros(store.grads.shape[0])  # (a gradient no op writes stays 0)
         self.offsets = cuda.to_device(store.offsets)
         # The weights no optimizer steps (moving statistics, frozen layers), and their unused gradients.
         self.fixed = self.empty(max(1, store.fixed_values.shape[0]))
@@ -144,8 +146,7 @@ class CudaPath:
         self.ops = [device_op(layer)(self, layer, index) for index, layer in enumerate(model.layers)]
         self.heads = heads_of(self, model)
         self._share_weights(model)
-        self.several = hasattr(model, "head_losses_buffer")  # a model with several inputs or outputs: its logs
-        # hold each output's loss
+        self.several = hasattr(model, "head_losses_buffer")  # several inputs or outputs: each output's loss logged
         self.fused = {head.node for head in self.heads if head.fused}
         # A node read by several others (or read and an output) sums its gradients into a buffer of its own.
         readers = [sum(sources.count(i) for sources in self.sources) + any(h.node == i for h in self.heads)

@@ -109,3 +109,14 @@ def test_check_says_which_layers_run_on_the_cpu_each_step(tmp_path):
     assert "layer 2 (batch_normalization) on the CPU each step, trains on cuda)" in result.output
     result = CliRunner().invoke(main, ["train", str(config), "--runs-dir", str(tmp_path / "runs"), "-q"])
     assert result.exit_code == 0, result.output
+
+
+def test_what_runs_on_the_host_is_said_in_one_phrase():
+    from nnctl.nn.cudaops_host import on_the_host
+
+    model = Sequential([Dense(3), Gated(), Gain(), Dense(1)], input_shape=(6,), seed=0)
+    model.compile(optimizer="adam", loss=MeanFourth())
+    assert on_the_host(model) == ["layers 1 (gated), 2 (gain)", "loss 'mean_fourth'"]
+    model = Sequential([Dense(1)], input_shape=(6,), seed=0)
+    model.compile(optimizer="adam", loss="mse")
+    assert on_the_host(model) == []
