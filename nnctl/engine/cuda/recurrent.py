@@ -22,6 +22,7 @@ import math
 from numba import cuda
 
 from nnctl.engine.cpu.fastmath import HARD_SIGMOID, RELU, SIGMOID, TANH
+from nnctl.engine.cuda import blas
 from nnctl.engine.cuda.dense import sigmoid
 from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid2
 
@@ -129,8 +130,23 @@ def _project(x, W, bias, first, count, out):
         out[b, s, col] = total + bias[col]
 
 
+@cuda.jit(**KERNEL)
+def _add_bias(rows, bias):
+    r, col = cuda.grid(2)
+    if r < rows.shape[0] and col < rows.shape[1]:
+        rows[r, col] += bias[col]
+
+
 def _projection(x, W, bias, first, count, out):
-    blocks, threads = grid2(count * out.shape[1], out.shape[2])
+    """The input projection of every step: with one input for every gate, one GEMM over samples × steps (cuBLAS
+    past blas.py's size threshold) and the bias; with an input a gate (input dropout), a thread an output."""
+    steps, width = out.shape[1], out.shape[2]
+    if x.shape[0] == 1:
+        rows = out[first:first + count].reshape(count * steps, width)
+        blas.gemm(x[0, first:first + count].reshape(count * steps, x.shape[3]), W, rows)
+        _add_bias[grid2(count * steps, width)](rows, bias)
+        return
+    blocks, threads = grid2(count * steps, width)
     _project[blocks, threads](x, W, bias, first, count, out)
 
 
