@@ -13,10 +13,10 @@ dense.py.
 """
 
 from nnctl.engine.cuda import (conv, conv3x3, conv_pool, dense, dropout, embedding, losses, masks, merge,
-                               normalization, optim, optim_rows, pooling, recurrent, recurrent_gru, sparse)
+                               normalization, optim, optim_rows, pooling, recurrent, recurrent_gru, sorting, sparse)
 
 MODULES = (dense, dropout, losses, optim, sparse, embedding, optim_rows, normalization, pooling, conv, conv_pool,
-           conv3x3, recurrent, recurrent_gru, masks, merge)
+           conv3x3, recurrent, recurrent_gru, masks, merge, sorting)
 KERNELS = tuple(name for module in MODULES for name in module.KERNELS)
 globals().update({name: getattr(module, name) for module in MODULES for name in module.KERNELS})
 PENDING: tuple[str, ...] = ()

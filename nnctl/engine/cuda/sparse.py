@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from nnctl.engine.cuda import sorting
 from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, scratch
-from nnctl.engine.cuda.sorting import key_offsets, key_starts, zero_ints
 
 
 @cuda.jit(**KERNEL)
@@ -94,14 +94,14 @@ def csr_t_matmul(indptr, indices, values, rows, dy, dw):
         _csr_t_matmul[grid1(dw.shape[1])](indptr, indices, values, rows, dy, dw)
         return
     presence = scratch("csr presence", m * d, np.int32)
-    zero_ints[grid1(m * d)](presence)
+    sorting.zero_ints[grid1(m * d)](presence)
     presence = presence.reshape(m, d)
     totals, starts = scratch("csr column totals", d, np.int32), scratch("csr column starts", d + 1, np.int32)
     bound = max(1, indices.shape[0])  # the dataset's non-zeros: room for any batch's, read without a wait
     brow, bval = scratch("csr batch rows", bound, np.int32), scratch("csr batch values", bound, np.float32)
     _mark_columns[grid1(m)](indptr, indices, rows, presence)
-    key_offsets[grid1(d)](presence, totals)
-    key_starts[1, 1](totals, starts)
+    sorting.key_offsets[grid1(d)](presence, totals)
+    sorting.key_starts[1, 1](totals, starts)
     _place_nonzeros[grid1(m)](indptr, indices, values, rows, presence, starts, brow, bval)
     _column_products[grid2(d, dw.shape[1])](starts, brow, bval, dy, dw)
 
