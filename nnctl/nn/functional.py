@@ -198,7 +198,7 @@ class Model(Sequential):
         of its readers' gradients (added in a fixed order: reader by reader, in graph order). A shared layer's
         weight gradients add up over its uses, in the same reverse order."""
         grads: list = [None] * len(self.layers)
-        written = {id(p) for p in self.layers[-1].params}
+        written = {id(p) for p in self.layers[-1].params} | getattr(self, "written_before", set())
         self._input_grad = None
         self._send(len(self.layers) - 1, dy, grads)
         for index in range(len(self.layers) - 2, -1, -1):
@@ -295,7 +295,18 @@ class NestedModel(Layer):
 
     def backward(self, dy):
         inner = self.model
-        return inner._backward_below_head(inner.layers[-1].backward(dy))
+        # A nested model used at several nodes shares its tables: when an earlier use in this backward wrote
+        # them (`accumulating`, set by the outer graph), its Embeddings add their rows instead of starting over.
+        written = {id(p) for p in self.params if p.row_sparse} if getattr(self, "accumulating", False) else set()
+        inner.written_before = written
+        for layer in inner.layers:
+            layer.accumulating = any(id(p) in written for p in layer.params)
+        try:
+            return inner._backward_below_head(inner.layers[-1].backward(dy))
+        finally:  # (the inner model may train on its own later)
+            inner.written_before = set()
+            for layer in inner.layers:
+                layer.accumulating = False
 
     def get_config(self):
         raise NnctlError(f"a model used as a layer ('{self.name}') cannot be saved yet")

@@ -59,3 +59,34 @@ def test_a_nested_model_must_get_its_input_shape():
     inputs = nnctl.Input((4,))
     with pytest.raises(ShapeError, match=r"model 'encoder' takes inputs of shape \(6,\), got \(4,\)"):
         _encoder()(inputs)
+
+
+@pytest.mark.parametrize("graph_inside", [False, True], ids=["sequential", "graph"])
+def test_a_nested_model_called_twice_adds_both_calls_rows_to_its_tables_gradient(graph_inside):
+    """A nested encoder holding an Embedding, called on two inputs whose ids use other rows: the table's gradient
+    has both calls' rows (the second call's Embedding adds to the first's instead of starting over), by central
+    differences; a graph inside reads the outer calls' state too. Afterwards the encoder trains on its own as
+    before (no flag left behind)."""
+    from nnctl.nn.layers import Concatenate, Embedding, Flatten
+
+    if graph_inside:
+        ids = nnctl.Input((3,))
+        encoder = nnctl.Model(ids, Flatten()(Embedding(10, 2)(ids)), name="encoder", seed=1, dtype="float64")
+    else:
+        encoder = nnctl.Sequential([Embedding(10, 2), Flatten()], input_shape=(3,), seed=1, name="encoder",
+                                   dtype="float64")
+    left, right = nnctl.Input((3,), name="left"), nnctl.Input((3,), name="right")
+    model = nnctl.Model([left, right], Dense(1)(Concatenate()([encoder(left), encoder(right)])), seed=0,
+                        dtype="float64")
+    model.compile(optimizer="sgd", loss="mse")
+    x = {"left": RNG.integers(0, 5, (4, 3)).astype(np.int32), "right": RNG.integers(5, 10, (4, 3)).astype(np.int32)}
+    y = RNG.standard_normal((4, 1))
+    model.compute_gradients(x, y)
+    analytic = model.store.grads.copy()
+    numeric = numeric_gradients(model, x, y)
+    table = slice(0, 20)  # the encoder's table comes first in the store
+    assert np.abs(analytic[table][10:]).max() > 1e-3  # rows 5-9: the right call's
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-7)
+    encoder.compile(optimizer="sgd", loss="mse")
+    _, alone = encoder.compute_gradients(x["left"], RNG.standard_normal((4, 6)))
+    assert not np.asarray(next(iter(alone.values())))[5:].any()  # the left ids' rows only
