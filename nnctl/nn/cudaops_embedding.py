@@ -1,5 +1,6 @@
-"""Embedding on the CUDA path (see nn/cudaops.py): the table's rows gathered for the ids, the gradient scattered
-into the rows a step used; a table shared by several nodes scatters all its uses at once (EmbeddingGroup)."""
+"""Embedding on the CUDA path (see nn/cudaops.py): the table's rows gathered for the ids; the gradient the whole
+table's, each used row's addends summed in position order (a table shared by several nodes: nn/cudapath.py adds
+its uses' gradients as it adds any shared weight's)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ class EmbeddingOp(Op):
         self.steps, self.width = _size(self.in_shape), layer.output_dim
         self.y = self.buffer((self.steps, self.width))
         self.mask = self.buffer((self.steps,), np.uint8) if layer.mask_zero else None
-        self.group = None  # a shared table's EmbeddingGroup
 
     def check_ids(self, x) -> None:
         """A ShapeError naming the first id outside [0, input_dim), as the CPU layer's."""
@@ -45,35 +45,6 @@ class EmbeddingOp(Op):
         return None if self.mask is None else self.mask[:self.ids.shape[0]].reshape((-1,) + self.in_shape)
 
     def backward(self, dy, m, fused=False):
-        if self.group is not None:  # one use of a shared table: the group scatters all uses at once
-            self.group.add(self.ids, dy.reshape(m * self.steps, self.width))
-            return None
-        self.scatter(self.ids, dy.reshape(m * self.steps, self.width))
+        self.ctx.k.embedding_table_grad(self.ids, dy.reshape(m * self.steps, self.width),
+                                        self.weight(self.layer.embeddings, self.ctx.grads))
         return None
-
-    def scatter(self, ids, dy):
-        self.ctx.k.embedding_table_grad(ids, dy, self.weight(self.layer.embeddings, self.ctx.grads))
-
-
-class EmbeddingGroup:
-    """The uses of one shared Embedding (the same table at several nodes): each use's backward appends its ids and
-    output gradients here, and `scatter`, once the step's backward is done, adds them all into the table's
-    gradient in one touched-rows scatter (a row's addends in the order the uses ran, as the CPU adds them)."""
-
-    def __init__(self, ctx, ops):
-        self.owner, rows = ops[0], ctx.batch_size * sum(op.steps for op in ops)
-        self.ids, self.dy = ctx.empty(rows, np.int32), ctx.empty((rows, self.owner.width))
-        self.filled = 0
-        for op in ops:
-            op.group = self
-
-    def add(self, ids, dy) -> None:
-        end = self.filled + ids.shape[0]
-        self.ids[self.filled:end].copy_to_device(ids)
-        self.dy[self.filled:end].copy_to_device(dy)
-        self.filled = end
-
-    def scatter(self) -> None:
-        if self.filled:
-            self.owner.scatter(self.ids[:self.filled], self.dy[:self.filled])
-        self.filled = 0

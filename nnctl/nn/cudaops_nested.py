@@ -98,9 +98,9 @@ def reads_ids(layer) -> bool:
     return False
 
 
-def nested_problem(layer, reads_input: bool, shared: bool) -> str | None:
+def nested_problem(layer, reads_input: bool) -> str | None:
     """Why a nested model cannot run on the CUDA path (None when it can): an Embedding in it must read its input,
-    which must be the outer model's input, and a nested model with an Embedding is used at one node only."""
+    which must be the outer model's input."""
     inner = layer.model
     for sub, sources in zip(inner.layers, _inner_sources(inner)):
         op = op_for(sub)
@@ -108,14 +108,11 @@ def nested_problem(layer, reads_input: bool, shared: bool) -> str | None:
             return (f"an Embedding inside nested model '{inner.name}' must read the model's input on the CUDA "
                     f"backend")
         if op is NestedOp:  # (a layer without a device op runs by its CPU code: HostOp)
-            problem = nested_problem(sub, reads_input and sources == [-1], shared)
+            problem = nested_problem(sub, reads_input and sources == [-1])
             if problem:
                 return problem
     if any(first != index for index, first in enumerate(getattr(inner, "first_use", []))):
         return f"a shared layer inside nested model '{inner.name}' is not on the CUDA backend yet"
-    if shared and reads_ids(layer):
-        return f"nested model '{inner.name}' holds an Embedding and is called at several nodes: not on the CUDA " \
-               f"backend yet"
     return None
 
 

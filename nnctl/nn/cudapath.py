@@ -25,7 +25,7 @@ from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
 from nnctl.nn.cudaheads import heads_of, input_shapes, reads_ids
 from nnctl.nn.cudaops import SparseBatch
-from nnctl.nn.cudaops_embedding import EmbeddingGroup, EmbeddingOp
+from nnctl.nn.cudaops_embedding import EmbeddingOp
 from nnctl.nn.cudaops_nested import embeddings
 
 DEVICES = ("cpu", "cuda")
@@ -100,12 +100,12 @@ def unsupported(model) -> str | None:
     from nnctl.nn.cudaops_host import device_op
     from nnctl.nn.cudaops_nested import NestedOp, nested_problem
 
-    sources, uses = sources_of(model), list(getattr(model, "first_use", range(len(model.layers))))
+    sources = sources_of(model)
     for index, layer in enumerate(model.layers):
         op = device_op(layer)  # a layer without a device op of its own runs by its CPU code (HostOp)
         reads_input = all(j < 0 for j in sources[index])
         if op is NestedOp:
-            problem = nested_problem(layer, reads_input, uses.count(uses[index]) > 1)
+            problem = nested_problem(layer, reads_input)
             if problem:
                 return problem
         if op is EmbeddingOp and not reads_input:
@@ -163,18 +163,15 @@ class CudaPath:
     def _share_weights(self, model) -> None:
         """A layer used at several nodes (shared weights): its regularizers count once (at its first use); the
         gradients of its later uses in the backward add to the earlier's (`again`: each use's trainable weights
-        and room to keep their gradients); a shared table's uses scatter together (EmbeddingGroup)."""
+        and room to keep their gradients; an embedding table's gradient is written whole, so it adds up the same)."""
         first_use = list(getattr(model, "first_use", range(len(self.ops))))
         uses: dict = {}
         for index, owner in enumerate(first_use):
             uses.setdefault(owner, []).append(self.ops[index])
             if owner != index:
                 self.ops[index].penalties = []
-        store, self.again, self.groups = model.store, {}, []
+        store, self.again = model.store, {}
         for group in (group for group in uses.values() if len(group) > 1):
-            if isinstance(group[0], EmbeddingOp):
-                self.groups.append(EmbeddingGroup(self, group))
-                continue
             spans = [store.slice_of(p) for p in group[0].layer.params if p.trainable]
             for op in group:
                 room = self.empty(max(1, sum(span.stop - span.start for span in spans)))
@@ -317,8 +314,6 @@ class CudaPath:
                     total = self.sums[j][:part.size]
                     self.k.add(grads[j].reshape(-1), part.reshape(-1), total)
                     grads[j] = total.reshape(part.shape)
-        for group in self.groups:
-            group.scatter()
 
     # ---- the fast path's entry points ------------------------------------------------------------
     def train(self, data, order, first, last, outputs, step_losses) -> None:
