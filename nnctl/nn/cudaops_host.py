@@ -1,5 +1,6 @@
 """A layer the CUDA path has no device op for (a custom `build` + `call` layer on the ops tape, a plugin layer, a
-normalization over a moved axis, an Embedding with a regularizer) runs there by its own CPU code: each step its
+normalization over a moved axis, an Embedding with a regularizer or reading ids another layer computes) runs
+there by its own CPU code: each step its
 input, mask and weights are copied to the host, its output and mask back; in the backward its output's gradient
 down, its input's and weights' gradients up. Correct for any layer, at the cost of those copies and a wait for
 the GPU each step; `nnctl check` names the layers that run so (`on_the_host`)."""
@@ -74,15 +75,22 @@ class HostOp(Op):
         return parts if self.multi else parts[0]
 
 
-def device_op(layer):
-    """The op class that runs `layer` on the CUDA path: its device op, else HostOp."""
-    return op_for(layer) or HostOp
+def device_op(layer, reads_ids: bool = True):
+    """The op class that runs `layer` on the CUDA path: its device op, else HostOp. An Embedding has a device op
+    where it reads the model's token ids (`reads_ids`); elsewhere (ids another layer computes) the CPU layer runs,
+    casting them as it does."""
+    op = op_for(layer)
+    if op is None or (not reads_ids and type(layer).__name__ == "Embedding"):
+        return HostOp
+    return op
 
 
 def on_the_host(model) -> list[str]:
     """What of `model` the CUDA path runs on the CPU each step: its layers without a device op (by index and
     type) and a user's loss, for `nnctl check` to say."""
-    layers = [f"{index} ({layer.type_name})" for index, layer in enumerate(model.layers) if op_for(layer) is None]
+    sources = getattr(model, "sources", [[i - 1] for i in range(len(model.layers))])
+    layers = [f"{index} ({layer.type_name})" for index, layer in enumerate(model.layers)
+              if device_op(layer, all(j < 0 for j in sources[index])) is HostOp]
     found = [f"layer{'s' * (len(layers) > 1)} {', '.join(layers)}"] if layers else []
     losses = [getattr(head, "loss", None) for head in getattr(model, "heads", None) or [model]]
     return found + [f"loss '{loss.name}'" for loss in losses if getattr(loss, "custom", False)]

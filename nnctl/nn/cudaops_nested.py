@@ -44,7 +44,8 @@ class NestedOp(Op):
         inner = layer.model
         self.inside = _Inside(ctx, inner, index, self.needs_dx)
         self.sources = self.inside.sources
-        self.ops = [device_op(sub)(self.inside, sub, i) for i, sub in enumerate(inner.layers)]
+        self.ops = [device_op(sub, not self.inside.needs_dx(i))(self.inside, sub, i)
+                    for i, sub in enumerate(inner.layers)]
         self.penalties = [penalty for op in self.ops for penalty in op.penalties]
         reads = [sum(sources.count(i) for sources in self.sources) for i in range(-1, len(self.ops))]
         shapes = [self.in_shape] + [op.out_shape for op in self.ops]
@@ -98,19 +99,12 @@ def reads_ids(layer) -> bool:
     return False
 
 
-def nested_problem(layer, reads_input: bool) -> str | None:
-    """Why a nested model cannot run on the CUDA path (None when it can): an Embedding in it must read its input,
-    which must be the outer model's input."""
+def nested_problem(layer) -> str | None:
+    """Why a nested model cannot run on the CUDA path (None when it can): a shared layer inside it."""
     inner = layer.model
-    for sub, sources in zip(inner.layers, _inner_sources(inner)):
-        op = op_for(sub)
-        if type(sub).__name__ == "Embedding" and not (reads_input and sources == [-1]):
-            return (f"an Embedding inside nested model '{inner.name}' must read the model's input on the CUDA "
-                    f"backend")
-        if op is NestedOp:  # (a layer without a device op runs by its CPU code: HostOp)
-            problem = nested_problem(sub, reads_input and sources == [-1])
-            if problem:
-                return problem
+    for sub in inner.layers:
+        if op_for(sub) is NestedOp and nested_problem(sub):
+            return nested_problem(sub)
     if any(first != index for index, first in enumerate(getattr(inner, "first_use", []))):
         return f"a shared layer inside nested model '{inner.name}' is not on the CUDA backend yet"
     return None

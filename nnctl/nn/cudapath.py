@@ -25,7 +25,6 @@ from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
 from nnctl.nn.cudaheads import heads_of, input_shapes, reads_ids
 from nnctl.nn.cudaops import SparseBatch
-from nnctl.nn.cudaops_embedding import EmbeddingOp
 from nnctl.nn.cudaops_nested import embeddings
 
 DEVICES = ("cpu", "cuda")
@@ -100,16 +99,10 @@ def unsupported(model) -> str | None:
     from nnctl.nn.cudaops_host import device_op
     from nnctl.nn.cudaops_nested import NestedOp, nested_problem
 
-    sources = sources_of(model)
-    for index, layer in enumerate(model.layers):
+    for layer in model.layers:
         op = device_op(layer)  # a layer without a device op of its own runs by its CPU code (HostOp)
-        reads_input = all(j < 0 for j in sources[index])
-        if op is NestedOp:
-            problem = nested_problem(layer, reads_input)
-            if problem:
-                return problem
-        if op is EmbeddingOp and not reads_input:
-            return f"layer {index} (embedding) must read the model's input on the CUDA backend"
+        if op is NestedOp and nested_problem(layer):
+            return nested_problem(layer)
     if model.dtype != np.float32:
         return "the CUDA backend trains in float32"
     fused = ([head.node for head in model.heads if head.fused] if hasattr(model, "heads") else
@@ -143,7 +136,8 @@ class CudaPath:
         self.slots = [self.empty(slot.shape[0]) for slot in opt.slots] if opt is not None else []
         self.views: dict = {}  # the ops' weight views, by (weight, buffer)
         self.sources = sources_of(model)
-        self.ops = [device_op(layer)(self, layer, index) for index, layer in enumerate(model.layers)]
+        self.ops = [device_op(layer, not self.needs_dx(index))(self, layer, index)
+                    for index, layer in enumerate(model.layers)]
         self.heads = heads_of(self, model)
         self._share_weights(model)
         self.several = hasattr(model, "head_losses_buffer")  # several inputs or outputs: each output's loss logged

@@ -1,7 +1,8 @@
 """`device: cuda` for what has no device op (nnctl/nn/cudaops_host.py): a custom `build` + `call` layer on the ops
-tape, one passing a Keras mask on, a normalization over a moved axis, an Embedding with a regularizer, and a
-user's loss, each run by its CPU code between copies, under the CUDA simulator; each agrees with the same seed's
-CPU run, and `nnctl check` says what runs on the CPU each step. Run by tests/engine/test_cuda_sim.py."""
+tape, one passing a Keras mask on, a normalization over a moved axis, an Embedding with a regularizer or reading
+ids another layer gives, and a user's loss, each run by its CPU code between copies, under the CUDA simulator;
+each agrees with the same seed's CPU run, and `nnctl check` says what runs on the CPU each step. Run by
+tests/engine/test_cuda_sim.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 
 from nnctl import ops
 from nnctl.cli import main
-from nnctl.nn.layers import LSTM, BatchNormalization, Dense, Embedding, Flatten, Layer, Reshape
+from nnctl.nn.layers import LSTM, Activation, BatchNormalization, Dense, Embedding, Flatten, Layer, Reshape
 from nnctl.nn.losses import Loss
 from nnctl.nn.model import Sequential
 from tests.engine.cuda_sim.agree import assert_runs_agree
@@ -66,6 +67,9 @@ CASES = {  # name: (x, y, layers, loss)
                                      lambda: [Embedding(12, 3, embeddings_regularizer={"type": "l2", "l2": 0.01}),
                                               Flatten(), Dense(1, activation="sigmoid")], "binary_crossentropy"),
     "a-users-loss": (X, X[:, :2] * 0.5, lambda: [Dense(4, activation="tanh"), Dense(2)], MeanFourth),
+    "embedding-reading-computed-ids": (IDS.astype(np.float32), (IDS[:, :1] > 5).astype(np.float32),
+                                       lambda: [Activation("linear"), Embedding(12, 3), Flatten(),
+                                                Dense(1, activation="sigmoid")], "binary_crossentropy"),
 }
 
 

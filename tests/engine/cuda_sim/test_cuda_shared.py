@@ -134,10 +134,12 @@ def test_a_shared_layer_on_the_cuda_path_agrees_with_the_cpu(case, strict_device
 
 def test_what_a_nested_model_cannot_run_on_the_cuda_path_is_named():
     from nnctl.errors import ArgumentError
-    from nnctl.nn.model import Sequential
 
-    words = Sequential([Dense(6), Embedding(40, 3), Flatten()], input_shape=(6,), seed=1, name="words")
-    model = Sequential([words, Dense(1)], input_shape=(6,), seed=0, device="cuda")
+    inside = Input((5,))
+    twice = Dense(5, activation="tanh")
+    inner = Model(inside, twice(twice(inside)), name="twice", seed=1)
+    outer = Input((5,))
+    model = Model(outer, Dense(1)(inner(outer)), seed=0, device="cuda")
     model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ArgumentError, match="an Embedding inside nested model 'words' must read the model's input"):
-        model.fit(QUESTION.astype(np.float32), LEFT[:, :1], epochs=1, batch_size=8)
+    with pytest.raises(ArgumentError, match="device cuda: a shared layer inside nested model 'twice' is not on the"):
+        model.fit(LEFT, LEFT[:, :1], epochs=1, batch_size=8)
