@@ -1,11 +1,13 @@
 """A model used as a layer (nn/functional.py's NestedModel: a Sequential or a one-input graph inside another
 model) on the CUDA path: its layers' device ops, run in its graph order inside the outer model's step, on the
-outer model's weight buffers (a nested model's weights are the outer model's, frozen ones in the fixed buffer).
-Its Keras mask goes in and out as the CPU's nested model passes it; its regularizers count with the outer ones."""
+outer model's weight buffers (a nested model's weights are the outer model's, frozen ones in the fixed buffer),
+its own shared layers adding their uses' gradients as the outer graph's do (nn/cudashare.py). Its Keras mask goes
+in and out as the CPU's nested model passes it; its regularizers count with the outer ones."""
 
 from __future__ import annotations
 
 from nnctl.nn.cudaops import Op, op_for
+from nnctl.nn.cudashare import backward_adding, shared_weights
 
 
 class _Keys:
@@ -46,6 +48,7 @@ class NestedOp(Op):
         self.sources = self.inside.sources
         self.ops = [device_op(sub, not self.inside.needs_dx(i))(self.inside, sub, i)
                     for i, sub in enumerate(inner.layers)]
+        self.again = shared_weights(self.inside, self.ops, list(getattr(inner, "first_use", range(len(self.ops)))))
         self.penalties = [penalty for op in self.ops for penalty in op.penalties]
         reads = [sum(sources.count(i) for sources in self.sources) for i in range(-1, len(self.ops))]
         shapes = [self.in_shape] + [op.out_shape for op in self.ops]
@@ -67,12 +70,12 @@ class NestedOp(Op):
 
     def backward(self, dy, m, fused=False):
         grads: list = [None] * (len(self.ops) + 1)  # grads[0]: the nested input's; grads[i + 1]: node i's
-        grads[-1] = dy
+        grads[-1], written = dy, set()
         for index in range(len(self.ops) - 1, -1, -1):
             if grads[index + 1] is None:
                 continue
             op = self.ops[index]
-            dx = op.backward(grads[index + 1], m)
+            dx = backward_adding(self.inside, self.again, written, index, op, grads[index + 1], m)
             for j, part in zip(self.sources[index], dx if op.multi else [dx]):
                 if part is None or (j < 0 and not self.needs_dx):
                     continue
@@ -97,17 +100,6 @@ def reads_ids(layer) -> bool:
         if -1 in sources and (type(sub).__name__ == "Embedding" or (op_for(sub) is NestedOp and reads_ids(sub))):
             return True
     return False
-
-
-def nested_problem(layer) -> str | None:
-    """Why a nested model cannot run on the CUDA path (None when it can): a shared layer inside it."""
-    inner = layer.model
-    for sub in inner.layers:
-        if op_for(sub) is NestedOp and nested_problem(sub):
-            return nested_problem(sub)
-    if any(first != index for index, first in enumerate(getattr(inner, "first_use", []))):
-        return f"a shared layer inside nested model '{inner.name}' is not on the CUDA backend yet"
-    return None
 
 
 def embeddings(ops, sources, outer: int | None = None):

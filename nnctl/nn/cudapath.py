@@ -26,6 +26,7 @@ from nnctl.errors import ArgumentError, UnknownNameError
 from nnctl.nn.cudaheads import heads_of, input_shapes, reads_ids
 from nnctl.nn.cudaops import SparseBatch
 from nnctl.nn.cudaops_nested import embeddings
+from nnctl.nn.cudashare import backward_adding, shared_weights
 
 DEVICES = ("cpu", "cuda")
 # A dataset larger than this share of the GPU's free memory stays on the host and is streamed a batch at a time
@@ -97,12 +98,7 @@ def unsupported(model) -> str | None:
     """Why `model` cannot train on the CUDA path (None when it can)."""
     from nnctl.nn.cudaops import _Activated
     from nnctl.nn.cudaops_host import device_op
-    from nnctl.nn.cudaops_nested import NestedOp, nested_problem
 
-    for layer in model.layers:
-        op = device_op(layer)  # a layer without a device op of its own runs by its CPU code (HostOp)
-        if op is NestedOp and nested_problem(layer):
-            return nested_problem(layer)
     if model.dtype != np.float32:
         return "the CUDA backend trains in float32"
     fused = ([head.node for head in model.heads if head.fused] if hasattr(model, "heads") else
@@ -139,7 +135,7 @@ class CudaPath:
         self.ops = [device_op(layer, not self.needs_dx(index))(self, layer, index)
                     for index, layer in enumerate(model.layers)]
         self.heads = heads_of(self, model)
-        self._share_weights(model)
+        self.again = shared_weights(self, self.ops, list(getattr(model, "first_use", range(len(self.ops)))))
         self.several = hasattr(model, "head_losses_buffer")  # several inputs or outputs: each output's loss logged
         self.fused = {head.node for head in self.heads if head.fused}
         # A node read by several others (or read and an output) sums its gradients into a buffer of its own.
@@ -153,26 +149,6 @@ class CudaPath:
         self.xbufs = [self.empty(1 if sparse else batch_size * f, np.int32 if ids else np.float32)
                       for f, ids in zip(self.features, self.ids)]
         self._data: list = []  # [(host Dataset or input, its device copies)], the last two seen
-
-    def _share_weights(self, model) -> None:
-        """A layer used at several nodes (shared weights): its regularizers count once (at its first use); the
-        gradients of its later uses in the backward add to the earlier's (`again`: each use's trainable weights
-        and room to keep their gradients; an embedding table's gradient is written whole, so it adds up the same)."""
-        first_use = list(getattr(model, "first_use", range(len(self.ops))))
-        uses: dict = {}
-        for index, owner in enumerate(first_use):
-            uses.setdefault(owner, []).append(self.ops[index])
-            if owner != index:
-                self.ops[index].penalties = []
-        store, self.again = model.store, {}
-        for group in (group for group in uses.values() if len(group) > 1):
-            spans = [store.slice_of(p) for p in group[0].layer.params if p.trainable]
-            for op in group:
-                room = self.empty(max(1, sum(span.stop - span.start for span in spans)))
-                self.again[op.index] = [(span, room[a:a + span.stop - span.start]) for span, a in
-                                        zip(spans, np.cumsum([0] + [sp.stop - sp.start for sp in spans]))]
-        widest = max((span.stop - span.start for kept in self.again.values() for span, _ in kept), default=1)
-        self.nothing = self.zeros(widest)
 
     def needs_dx(self, index: int) -> bool:
         """Whether node `index` reads another layer's output (the model's input takes no gradient)."""
@@ -291,14 +267,7 @@ class CudaPath:
             if grads[index] is None:
                 continue
             op = self.ops[index]
-            again = [(self.grads[span], room) for span, room in self.again.get(index, []) if span.start in written]
-            for grad, room in again:  # an earlier use's gradients, kept aside while this use writes its own
-                room.copy_to_device(grad)
-                grad.copy_to_device(self.nothing[:grad.shape[0]])
-            dx = op.backward(grads[index], m, fused=index in self.fused)
-            for grad, room in again:
-                self.k.add(grad, room, grad)
-            written.update(span.start for span, _ in self.again.get(index, []))
+            dx = backward_adding(self, self.again, written, index, op, grads[index], m, index in self.fused)
             for j, part in zip(self.sources[index], dx if op.multi else [dx]):
                 if part is None or j < 0:
                     continue

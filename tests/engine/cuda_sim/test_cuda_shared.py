@@ -115,6 +115,19 @@ def _nested_text_encoder_twice(device):
                                                                              loss="binary_crossentropy")
 
 
+def _shared_inside_nested(device):
+    """A nested graph applying one Dense twice (a shared layer inside the nested model), the nested model itself
+    called on two inputs."""
+    inside = Input((5,))
+    twice = Dense(5, activation="tanh", kernel_regularizer={"type": "l2", "l2": 0.01})
+    inner = Model(inside, twice(twice(inside)), name="twice", seed=1)
+    left, right = Input((5,), name="left"), Input((5,), name="right")
+    out = Dense(1)(Subtract()([inner(left), inner(right)]))
+    x, y = {"left": LEFT, "right": RIGHT}, (LEFT - RIGHT)[:, 1:2]
+    return Model([left, right], out, seed=3, device=device), x, y, dict(optimizer="adam", loss="mse")
+
+
+CASES.update({"shared-inside-a-nested-model-called-twice": _shared_inside_nested})
 CASES.update({"nested-graph-after-a-layer": _nested_graph_after_a_layer, "nested-siamese": _nested_siamese,
               "frozen-conv-base": _frozen_conv_base, "nested-text-encoder": _nested_text_encoder,
               "nested-text-encoder-called-twice": _nested_text_encoder_twice})
@@ -130,16 +143,3 @@ def test_a_shared_layer_on_the_cuda_path_agrees_with_the_cpu(case, strict_device
         runs.append((history, model.get_weights(), model.predict(x), model))
     assert runs[1][3]._cuda_paths
     assert_runs_agree(runs[1], runs[0])
-
-
-def test_what_a_nested_model_cannot_run_on_the_cuda_path_is_named():
-    from nnctl.errors import ArgumentError
-
-    inside = Input((5,))
-    twice = Dense(5, activation="tanh")
-    inner = Model(inside, twice(twice(inside)), name="twice", seed=1)
-    outer = Input((5,))
-    model = Model(outer, Dense(1)(inner(outer)), seed=0, device="cuda")
-    model.compile(optimizer="sgd", loss="mse")
-    with pytest.raises(ArgumentError, match="device cuda: a shared layer inside nested model 'twice' is not on the"):
-        model.fit(LEFT, LEFT[:, :1], epochs=1, batch_size=8)

@@ -1,0 +1,48 @@
+"""Shared weights on the CUDA path (nn/cudapath.py, and inside a nested model, nn/cudaops_nested.py): a layer
+called at several nodes has one set of weights, so its uses' gradients add up. In the backward, before a later use
+writes its weights' gradients, the earlier uses' are kept aside and the gradients zeroed; after it they are added
+back (an embedding table's gradient is written whole, so it adds up the same). Its regularizers count once, at its
+first use."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def shared_weights(ctx, ops, first_use) -> dict:
+    """{node: [(span of a weight in ctx.grads, room to keep its gradient)]} for every use of a layer used at
+    several nodes; the later uses' penalties dropped."""
+    uses: dict = {}
+    for index, owner in enumerate(first_use):
+        uses.setdefault(owner, []).append(index)
+        if owner != index:
+            ops[index].penalties = []
+    store, again = ctx.model.store, {}
+    for group in (group for group in uses.values() if len(group) > 1):
+        spans = [store.slice_of(p) for p in ops[group[0]].layer.params if p.trainable]
+        sizes = [span.stop - span.start for span in spans]
+        for index in group:
+            room = ctx.empty(max(1, sum(sizes)))
+            again[index] = [(span, room[a:a + size]) for span, a, size in zip(spans, np.cumsum([0] + sizes), sizes)]
+    return again
+
+
+def backward_adding(ctx, again, written: set, index, op, dy, m, fused=False):
+    """op.backward(dy, m, fused) for node `index`, its weights' gradients added to what an earlier use wrote in this
+    backward (`written`: the spans written so far, updated)."""
+    kept = [(ctx.grads[span], room) for span, room in again.get(index, []) if span.start in written]
+    for grad, room in kept:
+        room.copy_to_device(grad)
+        grad.copy_to_device(_zeros(ctx, grad.shape[0]))
+    dx = op.backward(dy, m, fused=fused)
+    for grad, room in kept:
+        ctx.k.add(grad, room, grad)
+    written.update(span.start for span, _ in again.get(index, []))
+    return dx
+
+
+def _zeros(ctx, size):
+    zeros = getattr(ctx, "shared_zeros", None)
+    if zeros is None or zeros.shape[0] < size:
+        zeros = ctx.shared_zeros = ctx.zeros(size)
+    return zeros[:size]
