@@ -85,12 +85,26 @@ def device_op(layer, reads_ids: bool = True):
     return op
 
 
+def _host_layers(model, reads_input: bool = True, prefix: str = "") -> list[str]:
+    """'index (type)' of the layers of `model` that run by their CPU code, those of a nested model as
+    'outer/inner (type)'; `reads_input`: whether the model's input is the outer model's own."""
+    from nnctl.nn.functional import NestedModel
+
+    sources = getattr(model, "sources", [[i - 1] for i in range(len(model.layers))])
+    found = []
+    for index, layer in enumerate(model.layers):
+        own = reads_input and all(j < 0 for j in sources[index])
+        if device_op(layer, own) is HostOp:
+            found.append(f"{prefix}{index} ({layer.type_name})")
+        elif isinstance(layer, NestedModel):
+            found += _host_layers(layer.model, own, f"{prefix}{index}/")
+    return found
+
+
 def on_the_host(model) -> list[str]:
     """What of `model` the CUDA path runs on the CPU each step: its layers without a device op (by index and
-    type) and a user's loss, for `nnctl check` to say."""
-    sources = getattr(model, "sources", [[i - 1] for i in range(len(model.layers))])
-    layers = [f"{index} ({layer.type_name})" for index, layer in enumerate(model.layers)
-              if device_op(layer, all(j < 0 for j in sources[index])) is HostOp]
+    type; inside a nested model by both indices) and a user's loss, for `nnctl check` to say."""
+    layers = _host_layers(model)
     found = [f"layer{'s' * (len(layers) > 1)} {', '.join(layers)}"] if layers else []
     losses = [getattr(head, "loss", None) for head in getattr(model, "heads", None) or [model]]
     return found + [f"loss '{loss.name}'" for loss in losses if getattr(loss, "custom", False)]

@@ -124,3 +124,7 @@ def test_what_runs_on_the_host_is_said_in_one_phrase():
     model = Sequential([Dense(1)], input_shape=(6,), seed=0)
     model.compile(optimizer="adam", loss="mse")
     assert on_the_host(model) == []
+    inner = Sequential([Dense(4), Gated()], input_shape=(6,), seed=0, name="inner")
+    model = Sequential([Dense(6), inner, Dense(1)], input_shape=(6,), seed=0)
+    model.compile(optimizer="adam", loss="mse")
+    assert on_the_host(model) == ["layer 1/1 (gated)"]
