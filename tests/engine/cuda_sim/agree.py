@@ -1,4 +1,5 @@
-"""The CUDA path's runs against the CPU's: `assert_runs_agree` for the simulator tests that train a model on both."""
+"""The CUDA path's runs against the CPU's, for the simulator tests that train a model on both: `fit_on_both` trains
+it on each, `assert_runs_agree` compares them."""
 
 from __future__ import annotations
 
@@ -18,3 +19,18 @@ def assert_runs_agree(gpu, cpu) -> None:
     many = isinstance(cpu[2], list)
     for mine, theirs in zip(gpu[2] if many else [gpu[2]], cpu[2] if many else [cpu[2]]):
         np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=2e-6)
+
+
+def fit_on_both(build, x, y, compiled: dict, epochs=1, validation=None, predict=None) -> list:
+    """[CPU run, CUDA run], each (history, weights, predictions of `predict` (default x), model): `build(device)`
+    makes the same-seed model, compiled with `compiled`, fitted a batch of 8; the runs asserted to agree (and the
+    second to have taken the CUDA path)."""
+    runs = []
+    for device in ("cpu", "cuda"):
+        model = build(device)
+        model.compile(**compiled)
+        history = model.fit(x, y, epochs=epochs, batch_size=8, validation_data=validation)
+        runs.append((history, model.get_weights(), model.predict(x if predict is None else predict), model))
+    assert runs[1][3]._cuda_paths
+    assert_runs_agree(runs[1], runs[0])
+    return runs

@@ -16,7 +16,7 @@ from nnctl.cli import main
 from nnctl.nn.layers import LSTM, Activation, BatchNormalization, Dense, Embedding, Flatten, Layer, Reshape
 from nnctl.nn.losses import Loss
 from nnctl.nn.model import Sequential
-from tests.engine.cuda_sim.agree import assert_runs_agree
+from tests.engine.cuda_sim.agree import fit_on_both
 
 RNG = np.random.default_rng(31)
 X = RNG.standard_normal((16, 6)).astype(np.float32)
@@ -76,14 +76,9 @@ CASES = {  # name: (x, y, layers, loss)
 @pytest.mark.parametrize("case", list(CASES))
 def test_what_has_no_device_op_runs_on_the_host_and_agrees_with_the_cpu(case, strict_device_arrays):
     x, y, layers, loss = CASES[case]
-    runs = []
-    for device in ("cpu", "cuda"):
-        model = Sequential(layers(), input_shape=x.shape[1:], seed=3, device=device)
-        model.compile(optimizer="adam", loss=loss() if isinstance(loss, type) else loss)
-        history = model.fit(x, y, epochs=2, batch_size=8, validation_data=(x, y))
-        runs.append((history, model.get_weights(), model.predict(x), model))
-    assert runs[1][3]._cuda_paths
-    assert_runs_agree(runs[1], runs[0])
+    fit_on_both(lambda device: Sequential(layers(), input_shape=x.shape[1:], seed=3, device=device), x, y,
+                dict(optimizer="adam", loss=loss() if isinstance(loss, type) else loss), epochs=2,
+                validation=(x, y))
 
 
 CONFIG = """\

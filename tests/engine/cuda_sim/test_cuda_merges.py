@@ -14,7 +14,7 @@ from nnctl.nn.functional import Input, Model
 from nnctl.nn.layers import (GRU, LSTM, Add, Average, Concatenate, Conv1D, Dense, Dot, Embedding, Flatten,
                               GlobalAveragePooling1D, Masking, Maximum, Multiply, Reshape, Subtract)
 from nnctl.nn.layers.merge import L2_EPSILON, _l2_normalize, _l2_normalize_backward
-from tests.engine.cuda_sim.agree import assert_runs_agree
+from tests.engine.cuda_sim.agree import fit_on_both
 
 # Small: the simulator runs each GPU thread as an OS thread (a batch of 8, two or three steps an epoch).
 RNG = np.random.default_rng(23)
@@ -112,13 +112,9 @@ GRAPHS = {  # name: (x, target of x, the graph's (inputs, outputs), optimizer, l
 @pytest.mark.parametrize("case", list(GRAPHS))
 def test_a_merge_graph_on_the_cuda_path_agrees_with_the_cpu(case, strict_device_arrays):
     x, target, graph, optimizer, loss = GRAPHS[case]
-    y, runs = target(x).astype(np.float32), []
-    for device in ("cpu", "cuda"):
-        model = Model(*graph(), seed=3, device=device)
-        model.compile(optimizer=optimizer, loss=loss)
-        history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:6], y[:6]))
-        runs.append((history, model.get_weights(), model.predict(x[:7])))
-    assert_runs_agree(runs[1], runs[0])
+    y = target(x).astype(np.float32)
+    fit_on_both(lambda device: Model(*graph(), seed=3, device=device), x, y, dict(optimizer=optimizer, loss=loss),
+                validation=(x[:6], y[:6]), predict=x[:7])
 
 
 def _f32(*shape):

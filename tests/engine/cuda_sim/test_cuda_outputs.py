@@ -18,7 +18,7 @@ from nnctl.cli import main
 from nnctl.nn.functional import Input, Model
 from nnctl.nn.layers import GRU, LSTM, Concatenate, Dense, Dropout, Embedding, Flatten, Masking, SimpleRNN
 from nnctl.nn.model import Sequential
-from tests.engine.cuda_sim.agree import assert_runs_agree
+from tests.engine.cuda_sim.agree import assert_runs_agree, fit_on_both
 
 RNG = np.random.default_rng(23)
 IDS = np.where(np.arange(6) < RNG.integers(0, 4, (16, 1)), 0, RNG.integers(1, 12, (16, 6))).astype(np.int32)
@@ -103,14 +103,9 @@ PER_STEP = {  # name: (x, y, layers, loss): a Sequential model whose output has 
 @pytest.mark.parametrize("case", list(PER_STEP))
 def test_a_per_step_output_trains_on_the_cuda_path_as_on_the_cpu(case, strict_device_arrays):
     x, y, layers, loss = PER_STEP[case]
-    runs = []
-    for device in ("cpu", "cuda"):
-        model = Sequential(layers(), input_shape=x.shape[1:], seed=3, device=device)
-        model.compile(optimizer="adam", loss=loss, metrics=["mae"] if loss == "mse" else None)
-        history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:6], y[:6]))
-        runs.append((history, model.get_weights(), [model.predict(x[:7])], model))
-    assert runs[1][3]._cuda_paths
-    assert_runs_agree(runs[1], runs[0])
+    fit_on_both(lambda device: Sequential(layers(), input_shape=x.shape[1:], seed=3, device=device), x, y,
+                dict(optimizer="adam", loss=loss, metrics=["mae"] if loss == "mse" else None),
+                validation=(x[:6], y[:6]), predict=x[:7])
 
 
 TICKETS = (Path(__file__).parents[3] / "configs" / "tickets.yaml").read_text()

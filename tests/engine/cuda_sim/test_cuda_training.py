@@ -22,7 +22,7 @@ from nnctl.nn.layers import (Activation, AveragePooling1D, AveragePooling2D, Bat
                                GlobalMaxPooling1D, GRU, LayerNormalization, LSTM, Masking, MaxPooling1D, MaxPooling2D,
                                Reshape, SimpleRNN, SpatialDropout1D, SpatialDropout2D)
 from nnctl.nn.model import Sequential
-from tests.engine.cuda_sim.agree import assert_runs_agree
+from tests.engine.cuda_sim.agree import fit_on_both
 
 # Small: the simulator runs each GPU thread as an OS thread (a batch of 8, two or three steps an epoch).
 RNG = np.random.default_rng(11)
@@ -212,13 +212,9 @@ def test_a_graph_on_the_cuda_path_agrees_with_the_cpu(case, strict_device_arrays
     from nnctl.nn.functional import Model
 
     x, target, graph, optimizer, loss = GRAPHS[case]
-    y, runs = target(x), []
-    for device in ("cpu", "cuda"):
-        model = Model(*graph(), seed=3, device=device)
-        model.compile(optimizer=optimizer, loss=loss)
-        history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:6], y[:6]))
-        runs.append((history, model.get_weights(), model.predict(x[:7])))
-    assert_runs_agree(runs[1], runs[0])
+    y = target(x)
+    fit_on_both(lambda device: Model(*graph(), seed=3, device=device), x, y, dict(optimizer=optimizer, loss=loss),
+                validation=(x[:6], y[:6]), predict=x[:7])
 
 
 class _EveryBatch(Callback):
@@ -376,20 +372,24 @@ def _feed_gpu_uniforms(model, index):
                                                              (2 * copy + 1, inner.dropout)) if rate))
 
 
-@pytest.mark.parametrize("case", list(DROPPED))
-def test_dropout_on_the_cuda_path_trains_as_the_cpu_does_with_the_same_masks(case, strict_device_arrays):
-    x, y, layers = DROPPED[case]
+def _agrees_with_the_gpus_masks(x, y, layers, index):
+    """Trains `layers` on the CUDA path and on the CPU, the CPU's dropping layer at `index` fed the GPU's uniforms:
+    the same losses and weights."""
     runs = {}
     for device in ("cpu", "cuda"):
         model = Sequential(layers(), input_shape=x.shape[1:], seed=5, device=device)
         model.compile(optimizer="adam", loss="mse")
         if device == "cpu":
-            _feed_gpu_uniforms(model, 1)
-        history = model.fit(x, y, epochs=2, batch_size=8)
-        runs[device] = history["loss"], model.get_weights()
+            _feed_gpu_uniforms(model, index)
+        runs[device] = model.fit(x, y, epochs=2, batch_size=8)["loss"], model.get_weights()
     np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=2e-5)
     for name in runs["cpu"][1]:
         np.testing.assert_allclose(runs["cuda"][1][name], runs["cpu"][1][name], rtol=1e-4, atol=2e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("case", list(DROPPED))
+def test_dropout_on_the_cuda_path_trains_as_the_cpu_does_with_the_same_masks(case, strict_device_arrays):
+    _agrees_with_the_gpus_masks(*DROPPED[case], index=1)
 
 
 INPUT_DROPPED = {"dropout": (X, lambda: [Dropout(0.3), Dense(4, activation="relu"), Dense(1)]),
@@ -400,16 +400,7 @@ INPUT_DROPPED = {"dropout": (X, lambda: [Dropout(0.3), Dense(4, activation="relu
 @pytest.mark.parametrize("case", list(INPUT_DROPPED))
 def test_a_dropout_reading_the_model_input_trains_as_the_cpu_does(case, strict_device_arrays):
     x, layers = INPUT_DROPPED[case]
-    y, runs = x.reshape(len(x), -1)[:, :1] * 2, {}
-    for device in ("cpu", "cuda"):
-        model = Sequential(layers(), input_shape=x.shape[1:], seed=5, device=device)
-        model.compile(optimizer="adam", loss="mse")
-        if device == "cpu":
-            _feed_gpu_uniforms(model, 0)
-        runs[device] = model.fit(x, y, epochs=2, batch_size=8)["loss"], model.get_weights()
-    np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=2e-5)
-    for name in runs["cpu"][1]:
-        np.testing.assert_allclose(runs["cuda"][1][name], runs["cpu"][1][name], rtol=1e-4, atol=2e-6, err_msg=name)
+    _agrees_with_the_gpus_masks(x, x.reshape(len(x), -1)[:, :1] * 2, layers, index=0)
 
 
 def test_a_cuda_run_resumed_gives_the_bytes_of_one_never_stopped_and_resumes_on_the_cpu(tmp_path):
