@@ -76,10 +76,15 @@ class HostOp(Op):
 
 
 def device_op(layer, reads_ids: bool = True):
-    """The op class that runs `layer` on the CUDA path: its device op, else HostOp. An Embedding has a device op
+    """The op class that runs `layer` on the CUDA path: its device op (a custom tape layer's: TapeOp), else HostOp.
+    An Embedding has a device op
     where it reads the model's token ids (`reads_ids`); elsewhere (ids another layer computes) the CPU layer runs,
     casting them as it does."""
+    from nnctl.nn.cudaops_tape import TapeOp, runs_on_device
+
     op = op_for(layer)
+    if op is None and runs_on_device(layer):
+        return TapeOp
     if op is None or (not reads_ids and type(layer).__name__ == "Embedding"):
         return HostOp
     return op

@@ -36,7 +36,7 @@ class Tensor:
     __array_priority__ = 100  # NumPy defers `array + tensor` to Tensor.__radd__
 
     def __init__(self, value, source=None):
-        self.value = np.asarray(value)
+        self.value = value if _on_device(value) else np.asarray(value)
         self.source = source  # the layer weight (Param) this leaf reads, if any
         self.weak = None  # a Python number this tensor stands for: it keeps the other operand's dtype
 
@@ -105,8 +105,8 @@ class GradientTape:
         """d target / d each source (zeros where a source did not reach the target); `output_gradient`, the
         gradient flowing into target (default: ones, i.e. the gradient of its sum)."""
         single = not isinstance(sources, (list, tuple))
-        seed = np.ones_like(target.value) if output_gradient is None else np.array(
-            np.broadcast_to(np.asarray(output_gradient, target.dtype), target.shape))
+        seed = np.ones_like(target.value) if output_gradient is None else _copy(
+            np.broadcast_to(_asarray(output_gradient, target.dtype), target.shape))
         grads = {id(target): seed}
         for output, inputs, vjp in reversed(self.records):
             g = grads.get(id(output))
@@ -124,8 +124,24 @@ class GradientTape:
         return found[0] if single else found
 
 
+def _on_device(value) -> bool:
+    """Whether `value` is a GPU array (nnctl/engine/cuda/ndarray.py): the ops run on it through NumPy's own
+    functions, which it implements, and it is never converted to a host array."""
+    return getattr(type(value), "__nnctl_device__", False)
+
+
+def _asarray(x, dtype=None):
+    if _on_device(x):
+        return x if dtype is None else x.astype(dtype, copy=False)
+    return np.asarray(x, dtype)
+
+
+def _copy(x):
+    return x.copy() if _on_device(x) else np.array(x)
+
+
 def _value(x):
-    return x.value if isinstance(x, Tensor) else np.asarray(x.value if hasattr(x, "grad") else x)
+    return x.value if isinstance(x, Tensor) else _asarray(x.value if hasattr(x, "grad") else x)
 
 
 def _tensor(x):
@@ -167,11 +183,13 @@ def _unbroadcast(g, shape):
 
 
 def _binary(a, b, value, da, db):
+    """A two-operand op; a Python number operand (a fresh constant no one asks the gradient of) gets none."""
     a, b = _tensor(a), _tensor(b)
     av, bv = _raw(a), _raw(b)
     out = value(av, bv)
-    return _op(out, (a, b), lambda g: (_unbroadcast(np.asarray(da(g, av, bv, out)), a.shape),
-                                       _unbroadcast(np.asarray(db(g, av, bv, out)), b.shape)))
+    return _op(out, (a, b), lambda g: (
+        None if a.weak is not None else _unbroadcast(_asarray(da(g, av, bv, out)), a.shape),
+        None if b.weak is not None else _unbroadcast(_asarray(db(g, av, bv, out)), b.shape)))
 
 
 def _unary(x, value, dx):
@@ -264,7 +282,7 @@ def softmax(x, axis=-1):
 
 def where(condition, a, b):
     """a where `condition` (not differentiated), else b."""
-    condition = np.asarray(_value(condition), bool)
+    condition = _asarray(_value(condition), bool)
     return _binary(a, b, lambda a, b: np.where(condition, a, b), lambda g, a, b, y: np.where(condition, g, 0),
                    lambda g, a, b, y: np.where(condition, 0, g))
 
@@ -300,7 +318,7 @@ def _reduction(x, axis, keepdims, value, dx):
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001 (keras.ops.sum)
-    return _reduction(x, axis, keepdims, np.sum, lambda g, x, y, axis: np.array(g))
+    return _reduction(x, axis, keepdims, np.sum, lambda g, x, y, axis: _copy(g))
 
 
 def mean(x, axis=None, keepdims=False):
@@ -364,7 +382,7 @@ def concatenate(xs, axis=0):
 
 def take(x, indices, axis=None):
     """x's entries at integer `indices` (not differentiated) along `axis`; repeated indices add up."""
-    x, indices = _tensor(x), np.asarray(_value(indices))
+    x, indices = _tensor(x), _asarray(_value(indices))
 
     def vjp(g):
         dx = np.zeros_like(x.value)

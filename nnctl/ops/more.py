@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnctl.ops.core import (Tensor, _reduction, _tensor, _unary, _value, exp, log, matmul, maximum, mean, multiply,
-                            negative, relu, sqrt, square, subtract, where)
+from nnctl.ops.core import (Tensor, _asarray, _reduction, _tensor, _unary, _value, exp, log, matmul, maximum, mean,
+                            multiply, negative, relu, sqrt, square, subtract, where)
 from nnctl.ops.core import max as _max
 from nnctl.ops.core import sum as _sum
 
@@ -102,7 +102,7 @@ def shape(x) -> tuple:
 
 
 def convert_to_tensor(x, dtype=None):
-    return Tensor(np.asarray(_value(x), dtype=dtype))
+    return Tensor(_asarray(_value(x), dtype))
 
 
 __all__ = ["argmax", "argmin", "convert_to_tensor", "dot", "elu", "expm1", "leaky_relu", "log1p", "log_softmax",

@@ -20,6 +20,8 @@ def _numba_type(spec):
     if spec[0] == "A":
         _, dtype, ndim, layout = spec
         return types.Array(from_dtype(np.dtype(dtype)), ndim, layout)
+    if spec[0] == "T":
+        return types.UniTuple(from_dtype(np.dtype(spec[1])), spec[2])
     return from_dtype(np.dtype(spec[1]))
 
 

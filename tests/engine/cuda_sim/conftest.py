@@ -31,11 +31,14 @@ _LAUNCHES: set = set()
 
 
 def _type_of(arg):
-    """("A", dtype, ndim, layout) for an array, ("S", dtype) for a scalar: what numba's typeof would say."""
+    """("A", dtype, ndim, layout) for an array, ("T", dtype, length) for a tuple of ints, ("S", dtype) for a
+    scalar: what numba's typeof would say."""
     arg = getattr(arg, "_ary", arg)  # a simulator device array
     if isinstance(arg, np.ndarray):
         layout = "C" if arg.flags.c_contiguous else "F" if arg.flags.f_contiguous else "A"
         return ("A", arg.dtype.str, arg.ndim, layout)
+    if isinstance(arg, tuple):  # a tuple of Python ints (shapes, strides): numba's UniTuple(int64, n)
+        return ("T", np.dtype(np.int64).str, len(arg))
     return ("S", np.asarray(arg).dtype.str)
 
 

@@ -1,8 +1,8 @@
-"""`device: cuda` for what has no device op (nnctl/nn/cudaops_host.py): a custom `build` + `call` layer on the ops
-tape, one passing a Keras mask on, a normalization over a moved axis, an Embedding with a regularizer or reading
-ids another layer gives, and a user's loss, each run by its CPU code between copies, under the CUDA simulator;
-each agrees with the same seed's CPU run, and `nnctl check` says what runs on the CPU each step. Run by
-tests/engine/test_cuda_sim.py."""
+"""`device: cuda` for what has no device op (nnctl/nn/cudaops_host.py): a custom `build` + `call` layer with a
+`compute_mask` of its own, one passing a Keras mask on that way, a normalization over a moved axis, an Embedding
+with a regularizer or reading ids another layer gives, and a user's loss, each run by its CPU code between copies,
+under the CUDA simulator; each agrees with the same seed's CPU run, and `nnctl check` says what runs on the CPU
+each step. Run by tests/engine/test_cuda_sim.py."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ IDS = np.where(np.arange(6) < RNG.integers(0, 4, (16, 1)), 0, RNG.integers(1, 12
 
 
 class Gated(Layer):
-    """tanh(x·W) ⊙ sigmoid(x·V) + b: several tape ops and three weights."""
+    """tanh(x·W) ⊙ sigmoid(x·V) + b, with a `compute_mask` of its own (so on the CPU each step: a tape layer
+    without one runs its ops on the GPU, tests/engine/cuda_sim/test_cuda_tape.py)."""
 
     def build(self, input_shape):
         self.W = self.add_weight("W", (input_shape[-1], 4), "glorot_uniform")
@@ -34,17 +35,21 @@ class Gated(Layer):
     def call(self, inputs):
         return ops.tanh(inputs @ self.W) * ops.sigmoid(ops.matmul(inputs, self.V)) + self.b
 
+    def compute_mask(self, mask):
+        return None
+
 
 class Gain(Layer):
-    """x · g per feature, passing its input's Keras mask on."""
-
-    supports_masking = True
+    """x · g per feature, passing its input's Keras mask on by a `compute_mask` of its own."""
 
     def build(self, input_shape):
         self.g = self.add_weight("g", (input_shape[-1],), "ones")
 
     def call(self, inputs):
         return inputs * self.g
+
+    def compute_mask(self, mask):
+        return mask
 
 
 class MeanFourth(Loss):

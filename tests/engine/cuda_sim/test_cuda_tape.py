@@ -1,0 +1,259 @@
+"""Custom `build` + `call` layers on the GPU (nnctl/nn/cudaops_tape.py), under the CUDA simulator: every nnctl.ops
+op and its tape backward on GpuArrays against the host tape (the op list of tests/nn/test_ops.py), NumPy's dtype
+rules kept, the kernels' reductions and gathers against NumPy, what GPU arrays refuse; then models with tape
+layers trained on both backends agree, the layers' ops having run on the device, and a layer whose call GPU
+arrays cannot run falls back to its CPU code with a warning. Run by tests/engine/test_cuda_sim.py."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from nnctl import ops
+from nnctl.nn.functional import Input, Model
+from nnctl.nn.layers import LSTM, Dense, Embedding, Flatten, Layer
+from nnctl.nn.model import Sequential
+from tests.engine.cuda_sim.agree import fit_on_both
+from tests.nn.test_ops import CASES
+
+RNG = np.random.default_rng(37)
+
+
+def _gpu(array):
+    from nnctl.engine.cuda.ndfuncs import as_gpu
+
+    return as_gpu(np.asarray(array))
+
+
+def _host(value):
+    from nnctl.engine.cuda.ndarray import GpuArray
+
+    assert isinstance(value, GpuArray), type(value)
+    return value.copy_to_host()
+
+
+def _run(function, arrays, weights, on_gpu):
+    """(value, gradients) of Σ weights·f(arrays) by the tape, on GpuArrays or host arrays (float64)."""
+    put = _gpu if on_gpu else np.asarray
+    tensors = [ops.Tensor(put(a)) for a in arrays]
+    with ops.GradientTape() as tape:
+        out = function(*tensors)
+    grads = tape.gradient(out, tensors, output_gradient=put(weights))
+    return (_host(out.value), [_host(g) for g in grads]) if on_gpu else (out.value, grads)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_op_and_its_backward_on_gpu_arrays_matches_the_host_tape(name):
+    function, arrays = CASES[name]
+    weights = RNG.standard_normal(np.shape(function(*[ops.Tensor(a) for a in arrays]).value))
+    value, grads = _run(function, arrays, weights, on_gpu=False)
+    gpu_value, gpu_grads = _run(function, arrays, weights, on_gpu=True)
+    assert gpu_value.dtype == value.dtype and gpu_value.shape == value.shape
+    np.testing.assert_allclose(gpu_value, value, rtol=1e-12, atol=1e-14, err_msg=name)
+    for gpu_grad, grad in zip(gpu_grads, grads):
+        assert gpu_grad.dtype == grad.dtype and gpu_grad.shape == grad.shape
+        np.testing.assert_allclose(gpu_grad, grad, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+A32 = RNG.standard_normal((3, 4)).astype(np.float32)
+EXPRESSIONS = {  # NumPy's dtype rules on float32 data: Python numbers are weak, comparisons are bool, ...
+    "scalar-times": lambda a: a * 2.0 + 1,
+    "numpy-float64-scalar": lambda a: a * np.float64(0.5),
+    "compare": lambda a: a > 0.1,
+    "bool-and": lambda a: (a > 0) & (a < 1),
+    "not": lambda a: ~(a > 0),
+    "bool-times-float": lambda a: a * (a > 0),
+    "sum-of-bools": lambda a: (a > 0).sum(axis=0),
+    "int-cast": lambda a: (a * 3).astype(np.int32),
+    "where-scalar": lambda a: np.where(a > 0, a, 1),
+    "mean-keepdims": lambda a: a.mean(axis=1, keepdims=True),
+    "argmin": lambda a: np.argmin(a, axis=0),
+    "argmax-flat": lambda a: np.argmax(a),
+    "max-all": lambda a: np.max(a),
+    "take-negative": lambda a: np.take(a, np.array([-1, 0, -1]), axis=1),
+    "negative-step": lambda a: a[::-1, 1::2],
+    "setitem": lambda a: _set(a),
+    "divide-by-zero": lambda a: a / (a > 5) + np.log(a * 0) - np.sqrt(-a * a - 1),
+    "logaddexp": lambda a: np.logaddexp(a, -a),
+    "squeeze-expand": lambda a: np.squeeze(np.expand_dims(a, (0, 2)), 0),
+}
+
+
+def _set(a):
+    a = a.copy()
+    a[1, :] = 7.5
+    a[:, ::3] = a[:, 1:2]
+    return a
+
+
+@pytest.mark.parametrize("name", list(EXPRESSIONS))
+def test_gpu_arrays_give_what_numpy_gives_dtype_included(name):
+    with np.errstate(all="ignore"):
+        want = np.asarray(EXPRESSIONS[name](A32.copy()))
+    got = _host(EXPRESSIONS[name](_gpu(A32)))
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_reductions_over_long_rows_go_in_chunks_and_gathers_add_repeats_in_order():
+    from nnctl.engine.cuda import elementwise
+
+    wide = RNG.standard_normal((2, 3 * elementwise.CHUNK + 5))
+    np.testing.assert_allclose(_host(_gpu(wide).sum(axis=1)), wide.sum(axis=1), rtol=1e-13)
+    np.testing.assert_allclose(_host(np.max(_gpu(wide))), wide.max())
+    np.testing.assert_allclose(_host(np.prod(_gpu(wide[:, :3000] * 0 + 1.0001), axis=1)),
+                               np.prod(wide[:, :3000] * 0 + 1.0001, axis=1), rtol=1e-12)
+    rows, values = np.array([3, 0, 3, 3]), RNG.standard_normal((4, 5))
+    target, device = np.zeros((4, 5)), np.zeros_like(_gpu(np.zeros((4, 5))))
+    np.add.at(target, rows, values)
+    np.add.at(device, rows, _gpu(values))
+    np.testing.assert_array_equal(_host(device), target)
+    moved = np.zeros_like(_gpu(np.zeros((5, 4))))
+    np.add.at(np.moveaxis(moved, 1, 0), rows, _gpu(values))  # into a strided view
+    np.testing.assert_array_equal(_host(moved), target.T)
+
+
+def test_what_gpu_arrays_do_not_do_is_a_type_error_and_bad_indices_an_index_error():
+    from nnctl.engine.cuda.ndarray import NotOnDevice
+
+    a = _gpu(A32)
+    for attempt in (lambda: a[np.array([0, 2])], lambda: a[a > 0], lambda: float(a.sum()), lambda: np.asarray(a),
+                    lambda: bool(a[0, 0] > 0), lambda: np.sort(a), lambda: np.cumsum(a, axis=0)):
+        with pytest.raises(TypeError):
+            attempt()
+    with pytest.raises(NotOnDevice):
+        _gpu(A32.astype(np.float16))
+    with pytest.raises(IndexError):
+        np.take(a, np.array([4]), axis=1)
+    with pytest.raises(ValueError):
+        a.reshape(5, 3)
+
+
+def test_freed_arrays_are_reused_by_size():
+    from nnctl.engine.cuda import ndarray
+
+    first = ndarray.GpuArray.empty((7, 3))
+    base = first.base
+    del first
+    assert ndarray.GpuArray.empty((21,)).base is base
+
+
+class Gated(Layer):
+    """tanh(x·W) ⊙ sigmoid(x·V) + b."""
+
+    def build(self, input_shape):
+        self.W = self.add_weight("W", (input_shape[-1], 4), "glorot_uniform")
+        self.V = self.add_weight("V", (input_shape[-1], 4), "glorot_uniform")
+        self.b = self.add_weight("b", (4,), "ones")
+
+    def call(self, inputs):
+        return ops.tanh(inputs @ self.W) * ops.sigmoid(ops.matmul(inputs, self.V)) + self.b
+
+
+class Attention(Layer):
+    """Self-attention over the steps (batched matmuls, softmax, a transpose, slicing, concatenate, a mean, a
+    layer-norm-like rescale by std, clip): many ops, one layer."""
+
+    def build(self, input_shape):
+        self.Q = self.add_weight("Q", (input_shape[-1], 3), "glorot_uniform")
+        self.K = self.add_weight("K", (input_shape[-1], 3), "glorot_uniform")
+
+    def call(self, inputs):
+        q, k = ops.matmul(inputs, self.Q), ops.matmul(inputs, self.K)
+        scores = ops.softmax(ops.matmul(q, ops.transpose(k, (0, 2, 1))) / np.sqrt(3.0), axis=-1)
+        mixed = ops.matmul(scores, inputs)
+        both = ops.concatenate([mixed[:, :, :2], ops.mean(mixed, axis=1, keepdims=True)[:, :, 2:] + mixed[:, :, 2:]],
+                               axis=-1)
+        return ops.clip(both / (ops.std(both, axis=-1, keepdims=True) + 1e-3), -3.0, 3.0)
+
+
+class Gain(Layer):
+    """x · g per feature, passing its input's Keras mask on."""
+
+    supports_masking = True
+
+    def build(self, input_shape):
+        self.g = self.add_weight("g", (input_shape[-1],), "ones")
+
+    def call(self, inputs):
+        return inputs * self.g
+
+
+class Picked(Layer):
+    """Columns picked by an index array: advanced indexing, which GPU arrays leave to the CPU."""
+
+    def build(self, input_shape):
+        self.w = self.add_weight("w", (2,), "ones")
+
+    def call(self, inputs):
+        return inputs[:, np.array([0, 2])] * self.w
+
+
+X = RNG.standard_normal((16, 6)).astype(np.float32)
+SEQ = RNG.standard_normal((16, 5, 4)).astype(np.float32)
+IDS = np.where(np.arange(6) < RNG.integers(0, 4, (16, 1)), 0, RNG.integers(1, 12, (16, 6))).astype(np.int32)
+MODELS = {  # name: (x, y, layers)
+    "gated-between-dense": (X, X[:, :1] * X[:, 1:2], lambda: [Dense(5, activation="relu"), Gated(), Dense(1)]),
+    "gated-first": (X, X[:, :1] - X[:, 3:4], lambda: [Gated(), Dense(1)]),
+    "attention-over-steps": (SEQ, SEQ[:, :1, 0] * SEQ[:, 2:3, 1], lambda: [Dense(4, activation="tanh"), Attention(),
+                                                                           Flatten(), Dense(1)]),
+    "gain-passing-a-mask": (IDS, (IDS[:, -1:] > 5).astype(np.float32),
+                            lambda: [Embedding(12, 3, mask_zero=True), Gain(), LSTM(2),
+                                     Dense(1, activation="sigmoid")]),
+}
+
+
+def _tape_ops(model):
+    from nnctl.nn.cudaops_tape import TapeOp
+
+    (path,) = model._cuda_paths.values()
+    return [op for op in path.ops if isinstance(op, TapeOp)]
+
+
+@pytest.mark.parametrize("case", list(MODELS))
+def test_tape_layers_train_on_the_device_and_agree_with_the_cpu(case, strict_device_arrays):
+    x, y, layers = MODELS[case]
+    loss = "binary_crossentropy" if case.startswith("gain") else "mse"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="device cuda")
+        runs = fit_on_both(lambda device: Sequential(layers(), input_shape=x.shape[1:], seed=3, device=device), x, y,
+                           dict(optimizer="adam", loss=loss), epochs=2, validation=(x, y))
+    tape_ops = _tape_ops(runs[1][3])
+    assert tape_ops and all(op.host is None for op in tape_ops)
+
+
+def test_a_tape_layer_in_a_graph_reading_two_nodes_worth_of_gradient():
+    def build(device):
+        inputs = Input((6,))
+        gated = Gated()(Dense(6, activation="tanh")(inputs))
+        out = Dense(1)(gated)
+        return Model(inputs, [out, Dense(2)(gated)], seed=5, device=device)
+
+    fit_on_both(build, X, [X[:, :1], X[:, 1:3]], dict(optimizer="rmsprop", loss=["mse", "mae"]), epochs=2)
+
+
+def test_a_call_gpu_arrays_cannot_run_falls_back_to_the_cpu_with_a_warning(strict_device_arrays):
+    build = lambda device: Sequential([Dense(3), Picked(), Dense(1)], input_shape=(6,), seed=2,  # noqa: E731
+                                      device=device)
+    with pytest.warns(RuntimeWarning, match=r"layer 1 \(picked\) runs by its CPU code each step"):
+        runs = fit_on_both(build, X, X[:, :1], dict(optimizer="adam", loss="mse"), epochs=2)
+    assert all(op.host is not None for op in _tape_ops(runs[1][3]))
+
+
+def test_a_backward_gpu_arrays_cannot_run_redoes_the_step_on_the_cpu(monkeypatch):
+    from nnctl.nn import cudaops_tape
+
+    calls = []
+
+    def refuse(self, dy, m):
+        calls.append(m)
+        raise TypeError("refused for the test")
+
+    monkeypatch.setattr(cudaops_tape.TapeOp, "_backward", refuse)
+    build = lambda device: Sequential([Dense(5), Gated(), Dense(1)], input_shape=(6,), seed=4,  # noqa: E731
+                                      device=device)
+    with pytest.warns(RuntimeWarning, match="refused for the test"):
+        fit_on_both(build, X, X[:, 2:3], dict(optimizer="sgd", loss="mse"), epochs=2)
+    assert calls == [8]  # once: the layer stays on the CPU afterwards
