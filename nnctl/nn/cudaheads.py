@@ -3,9 +3,11 @@ weight, its targets' device buffers and its place in the packed output rows; eac
 or values). A Sequential model or a graph has one head (its last layer); a model with several inputs or outputs
 (nn/multi.py) one per output, each a node of the graph read from wherever it sits. A per-step output (a Dense on
 sequences, a recurrent layer returning sequences) is `steps` loss rows a sample, weighted under its Keras mask as
-the CPU weights them (`masked_weights`). A user's loss (`call` on the ops tape) runs on the host each step."""
+the CPU weights them (`masked_weights`). A user's loss (`call` on the ops tape) runs its ops on GPU arrays."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -57,19 +59,37 @@ class DeviceHead:
             weight = self.masked[:lines]
         pred = op.logits(m) if self.fused else ctx.node_outputs[self.node].reshape(lines, self.units)
         dy = self.grad[:lines * self.units].reshape(lines, self.units)
-        if self.loss.custom:  # a user's loss on the ops tape: on the host, the batch's rows copied down and back
-            host = np.empty((lines, self.units), np.float32)
-            value = self.loss.compute(ctx.model.backend, self.code, pred.copy_to_host(),
-                                      target.reshape(lines, self.units).copy_to_host(), None,
-                                      weight.copy_to_host(), host)
-            dy.copy_to_device(host)
-            out[slot:slot + 1].copy_to_device(np.array([value], np.float64))
+        if self.loss.custom:
+            self.tape_loss(ctx, pred, target.reshape(lines, self.units), weight, dy, out[slot:slot + 1])
         else:
             k.loss_forward_backward(self.code, self.loss.delta, pred, target.reshape(lines, self.units),
                                     labels.reshape(lines), weight, dy, out, slot)
         if self.weight != 1.0:
             k.scale_values(dy.reshape(-1), self.weight, dy.reshape(-1))
         return dy.reshape((m,) + tuple(op.out_shape))
+
+    def tape_loss(self, ctx, pred, target, weight, dy, out) -> None:
+        """A user's loss (`call` on the ops tape) into out (one float64) and its gradient into dy: its ops on GPU
+        arrays (nnctl/engine/cuda/ndarray.py); a loss whose ops GPU arrays cannot run goes by the host, the
+        batch's rows copied down and back, from then on (with a warning saying why)."""
+        from nnctl.engine.cuda.ndarray import GpuArray
+        from nnctl.engine.cuda.ndfuncs import as_gpu, assign
+
+        if not getattr(self, "on_host", False):
+            try:
+                total, gradient = self.loss.tape_loss(*map(GpuArray.wrap, (pred, target, weight)))
+                assign(GpuArray.wrap(dy), as_gpu(gradient))
+                assign(GpuArray.wrap(out), as_gpu(total).reshape(1))
+                return
+            except TypeError as error:
+                self.on_host = True
+                warnings.warn(f"device cuda: loss '{self.loss.name}' runs on the CPU each step: its call does what "
+                              f"GPU arrays do not ({error})", RuntimeWarning, stacklevel=2)
+        host = np.empty(dy.shape, np.float32)
+        value = self.loss.compute(ctx.model.backend, self.code, pred.copy_to_host(), target.copy_to_host(), None,
+                                  weight.copy_to_host(), host)
+        dy.copy_to_device(host)
+        out.copy_to_device(np.array([value], np.float64))
 
     def output(self, ctx, m):
         """The node's outputs (after its activation) for the batch, (m, steps · units)."""

@@ -1,9 +1,10 @@
-"""A layer the CUDA path has no device op for (a custom `build` + `call` layer on the ops tape, a plugin layer, a
-normalization over a moved axis, an Embedding with a regularizer or reading ids another layer computes) runs
-there by its own CPU code: each step its
-input, mask and weights are copied to the host, its output and mask back; in the backward its output's gradient
-down, its input's and weights' gradients up. Correct for any layer, at the cost of those copies and a wait for
-the GPU each step; `nnctl check` names the layers that run so (`on_the_host`)."""
+"""A layer the CUDA path has no device op for (a custom `build` + `call` layer with a `compute_mask` of its own or
+several inputs, or whose `call` GPU arrays cannot run (nn/cudaops_tape.py), a plugin layer written with
+forward/backward, a normalization over a moved axis, an Embedding with a regularizer or reading ids another layer
+computes) runs there by its own CPU code: each step its input, mask and weights are copied to the host, its
+output and mask back; in the backward its output's gradient down, its input's and weights' gradients up.
+Correct for any layer, at the cost of those copies and a wait for the GPU each step; `nnctl check` names the
+layers that run so (`on_the_host`)."""
 
 from __future__ import annotations
 
@@ -107,9 +108,8 @@ def _host_layers(model, reads_input: bool = True, prefix: str = "") -> list[str]
 
 
 def on_the_host(model) -> list[str]:
-    """What of `model` the CUDA path runs on the CPU each step: its layers without a device op (by index and
-    type; inside a nested model by both indices) and a user's loss, for `nnctl check` to say."""
+    """What of `model` the CUDA path runs on the CPU each step, for `nnctl check` to say: its layers without a
+    device op, by index and type (inside a nested model by both indices). (A tape layer or a user's loss whose
+    ops GPU arrays cannot run is found only when it runs: a warning says so then.)"""
     layers = _host_layers(model)
-    found = [f"layer{'s' * (len(layers) > 1)} {', '.join(layers)}"] if layers else []
-    losses = [getattr(head, "loss", None) for head in getattr(model, "heads", None) or [model]]
-    return found + [f"loss '{loss.name}'" for loss in losses if getattr(loss, "custom", False)]
+    return [f"layer{'s' * (len(layers) > 1)} {', '.join(layers)}"] if layers else []

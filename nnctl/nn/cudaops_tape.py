@@ -5,7 +5,8 @@ are the device views of the flat buffers, put in place of its weights' host valu
 
 A `call` that does what GpuArrays cannot (advanced indexing, a Python branch on a value, `np.asarray`) raises a
 TypeError; the layer then runs by its CPU code between copies (HostOp) from that step on, and a warning names it
-and says why. A layer with a `compute_mask` of its own, or several inputs, runs that way from the start.
+and says why. A layer with a `compute_mask`, `forward` or `backward` of its own, or several inputs, runs that
+way from the start.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from nnctl.nn.cudaops_host import HostOp
 
 
 def runs_on_device(layer) -> bool:
-    """Whether `layer` is a tape layer TapeOp runs: written with `call`, one input, its mask passed on or dropped
-    by the base rule."""
+    """Whether `layer` is a tape layer TapeOp runs: written with `call` (its forward and backward the tape's, not
+    a hand-written override), one input, its mask passed on or dropped by the base rule."""
     from nnctl.nn.layers.base import Layer
 
-    custom = getattr(layer, "_custom", lambda: False)()
-    return custom and not getattr(layer, "multi_input", False) and type(layer).compute_mask is Layer.compute_mask
+    kind = type(layer)
+    return (getattr(layer, "_custom", lambda: False)() and not getattr(layer, "multi_input", False)
+            and all(getattr(kind, name) is getattr(Layer, name) for name in ("forward", "backward", "compute_mask")))
 
 
 class TapeOp(Op):

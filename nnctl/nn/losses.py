@@ -59,6 +59,13 @@ class Loss:
         """The weighted mean loss over `pred`'s rows; fills `grad` with its gradient w.r.t. `pred`."""
         if not self.custom:
             return backend.loss_forward_backward(code, self.delta, pred, target, labels, weights, grad)
+        total, gradient = self.tape_loss(pred, target, weights)
+        grad[...] = gradient
+        return float(total)
+
+    def tape_loss(self, pred, target, weights):
+        """(the weighted mean of a user's loss over `pred`'s rows, its gradient w.r.t. `pred`) by the ops tape:
+        NumPy arrays, or GPU arrays (nnctl/engine/cuda/ndarray.py) on which the same ops run on the device."""
         from nnctl import ops
 
         rows = len(pred)
@@ -67,14 +74,13 @@ class Loss:
             values = self.call(ops.Tensor(target.astype(pred.dtype, copy=False)), outputs)
             if not isinstance(values, ops.Tensor):
                 values = ops.Tensor(values)
-        per = np.asarray(values.value, np.float64)
+        per = values.value.astype(np.float64)
         if per.ndim == 0 or per.shape[0] != rows:
             raise ShapeError(f"loss '{self.name}'.call must return one value per sample ({rows}), got shape "
                              f"{per.shape}")
         width = int(np.prod(per.shape[1:]))
         scale = (weights.astype(np.float64) / (rows * width)).reshape((rows,) + (1,) * (per.ndim - 1))
-        grad[...] = tape.gradient(values, outputs, output_gradient=np.broadcast_to(scale, per.shape))
-        return float(np.sum(per * scale))
+        return np.sum(per * scale), tape.gradient(values, outputs, output_gradient=np.broadcast_to(scale, per.shape))
 
     def plan(self, output_activation: str | None) -> tuple[int, bool]:
         """(kernel code, fused): fused means the kernel reads pre-activations and returns ∂/∂logits."""

@@ -34,6 +34,7 @@ class Tensor:
     """An array an op produced or read (`.value`); arithmetic operators are ops, so they are recorded too."""
 
     __array_priority__ = 100  # NumPy defers `array + tensor` to Tensor.__radd__
+    __nnctl_tensor__ = True  # and so does a GPU array (nnctl/engine/cuda/ndarray.py)
 
     def __init__(self, value, source=None):
         self.value = value if _on_device(value) else np.asarray(value)

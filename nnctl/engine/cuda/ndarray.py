@@ -42,7 +42,10 @@ class _Block:
         self.data = data
 
     def __del__(self):
-        spare = _POOL.setdefault((self.data.dtype.str, self.data.shape[0]), [])
+        try:
+            spare = _POOL.setdefault((self.data.dtype.str, self.data.shape[0]), [])
+        except (AttributeError, TypeError):  # at interpreter exit the pool may be gone already
+            return
         if len(spare) < _POOL_DEPTH:
             spare.append(self.data)
 
@@ -270,12 +273,15 @@ def _operators():
     `__array_ufunc__`)."""
     pairs = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "truediv": np.true_divide, "pow": np.power,
              "matmul": np.matmul, "and": np.logical_and, "or": np.logical_or}
+    def left(ufunc):  # an nnctl.ops Tensor on the other side records the op on its tape: let it take over
+        return lambda self, other: NotImplemented if hasattr(other, "__nnctl_tensor__") else ufunc(self, other)
+
     for name, ufunc in pairs.items():
-        setattr(GpuArray, f"__{name}__", lambda self, other, f=ufunc: f(self, other))
+        setattr(GpuArray, f"__{name}__", left(ufunc))
         setattr(GpuArray, f"__r{name}__", lambda self, other, f=ufunc: f(other, self))
     for name, ufunc in {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal,
                         "eq": np.equal, "ne": np.not_equal}.items():
-        setattr(GpuArray, f"__{name}__", lambda self, other, f=ufunc: f(self, other))
+        setattr(GpuArray, f"__{name}__", left(ufunc))
     GpuArray.__neg__ = lambda self: np.negative(self)
     GpuArray.__pos__ = lambda self: self
     GpuArray.__abs__ = lambda self: np.abs(self)

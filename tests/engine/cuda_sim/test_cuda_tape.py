@@ -13,7 +13,8 @@ import pytest
 
 from nnctl import ops
 from nnctl.nn.functional import Input, Model
-from nnctl.nn.layers import LSTM, Dense, Embedding, Flatten, Layer
+from nnctl.nn.layers import LSTM, Add, Dense, Embedding, Flatten, Layer, Subtract
+from nnctl.nn.losses import Loss
 from nnctl.nn.model import Sequential
 from tests.engine.cuda_sim.agree import fit_on_both
 from tests.nn.test_ops import CASES
@@ -95,6 +96,15 @@ def test_gpu_arrays_give_what_numpy_gives_dtype_included(name):
     got = _host(EXPRESSIONS[name](_gpu(A32)))
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_a_gpu_array_on_the_left_of_a_tensor_leaves_the_op_to_the_tape():
+    weight = ops.Tensor(_gpu(A32))
+    with ops.GradientTape() as tape:
+        out = _gpu(np.full((3, 4), 2.0, np.float32)) * weight + _gpu(A32) > weight
+        total = ops.sum(_gpu(np.ones((3, 4), np.float32)) * weight)
+    assert isinstance(out, ops.Tensor)
+    np.testing.assert_array_equal(_host(tape.gradient(total, weight)), np.ones((3, 4), np.float32))
 
 
 def test_reductions_over_long_rows_go_in_chunks_and_gathers_add_repeats_in_order():
@@ -234,6 +244,54 @@ def test_a_tape_layer_in_a_graph_reading_two_nodes_worth_of_gradient():
     fit_on_both(build, X, [X[:, :1], X[:, 1:3]], dict(optimizer="rmsprop", loss=["mse", "mae"]), epochs=2)
 
 
+def test_a_shared_tape_layer_and_one_inside_a_nested_model():
+    def shared(device):
+        left, right = Input((6,), name="left"), Input((6,), name="right")
+        gated = Gated()
+        return Model([left, right], Dense(1)(Subtract()([gated(left), gated(right)])), seed=6, device=device)
+
+    def nested(device):
+        inner = Sequential([Dense(5, activation="tanh"), Gated()], input_shape=(6,), seed=1, name="inner")
+        return Sequential([Dense(6), inner, Dense(1)], input_shape=(6,), seed=7, device=device)
+
+    x = {"left": X, "right": X[::-1].copy()}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="device cuda")
+        fit_on_both(shared, x, X[:, :1] - X[::-1, :1], dict(optimizer="adam", loss="mse"), epochs=2)
+        fit_on_both(nested, X, X[:, 1:2] * X[:, 4:5], dict(optimizer="adam", loss="mse"), epochs=2)
+
+
+def test_the_custom_layers_of_the_cpu_tests_train_alike_a_hand_written_backward_kept():
+    from tests.nn.test_custom_layers import Gated as Concatenated
+    from tests.nn.test_custom_layers import SimpleDense
+
+    class Noisy(Layer):
+        def call(self, inputs, training=None):
+            return inputs * (0.5 if training else 1.0)
+
+    class Scale(Layer):  # its backward "for speed" replaces the tape's: run by the CPU layer
+        def build(self, input_shape):
+            self.gain = self.add_weight("gain", input_shape[-1:], "ones")
+
+        def call(self, inputs):
+            return inputs * self.gain
+
+        def backward(self, dy):
+            self.gain.grad[...] = 0.0
+            return dy * self.gain.value * 10.0
+
+    def build(device):
+        inputs = Input((6,))
+        hidden = SimpleDense(4, activation=ops.relu)(inputs)
+        mixed = Concatenated()(Add()([hidden, Noisy()(hidden)]))
+        return Model(inputs, SimpleDense(1, activation=ops.sigmoid)(Scale()(mixed)), seed=8, device=device)
+
+    runs = fit_on_both(build, X, (X[:, :1] > 0).astype(np.float32), dict(optimizer="rmsprop",
+                                                                         loss="binary_crossentropy"), epochs=2)
+    (path,) = runs[1][3]._cuda_paths.values()
+    assert [type(op).__name__ for op in path.ops] == ["TapeOp", "TapeOp", "MergeOp", "TapeOp", "HostOp", "TapeOp"]
+
+
 def test_a_call_gpu_arrays_cannot_run_falls_back_to_the_cpu_with_a_warning(strict_device_arrays):
     build = lambda device: Sequential([Dense(3), Picked(), Dense(1)], input_shape=(6,), seed=2,  # noqa: E731
                                       device=device)
@@ -257,3 +315,29 @@ def test_a_backward_gpu_arrays_cannot_run_redoes_the_step_on_the_cpu(monkeypatch
     with pytest.warns(RuntimeWarning, match="refused for the test"):
         fit_on_both(build, X, X[:, 2:3], dict(optimizer="sgd", loss="mse"), epochs=2)
     assert calls == [8]  # once: the layer stays on the CPU afterwards
+
+
+class MeanFourth(Loss):
+    """A user's loss: the mean of (pred − target)⁴ per sample."""
+
+    def call(self, y_true, y_pred):
+        return ops.mean(ops.square(ops.square(y_pred - y_true)), axis=-1)
+
+
+class FirstColumn(Loss):
+    """A user's loss reading a column by an index array: advanced indexing, left to the CPU."""
+
+    def call(self, y_true, y_pred):
+        return ops.square(y_pred - y_true)[:, np.array([0])]
+
+
+@pytest.mark.parametrize("loss", [MeanFourth, FirstColumn])
+def test_a_users_loss_runs_its_ops_on_the_device_or_else_on_the_cpu(loss, strict_device_arrays):
+    build = lambda device: Sequential([Dense(4, activation="tanh"), Dense(2)], input_shape=(6,), seed=3,  # noqa: E731
+                                      device=device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit_on_both(build, X, X[:, :2] * 0.5, dict(optimizer="adam", loss=loss()), epochs=2, validation=(X, X[:, :2]))
+    said = [str(w.message) for w in caught if "device cuda" in str(w.message)]
+    assert said == ([f"device cuda: loss '{loss.name}' runs on the CPU each step: its call does what GPU arrays do "
+                     "not (indexing a GPU array by arrays or masks is not supported)"] if loss is FirstColumn else [])
