@@ -54,6 +54,7 @@ CASES = {
     "take-repeats": (lambda a: ops.take(a, np.array([[0, 2], [2, 2]]), axis=1), [_rand(3, 4)]),
     "take-flat": (lambda a: ops.take(a, np.array([1, 1, 5])), [_rand(3, 4)]),
     "slicing": (lambda a: a[1:, ::2] * a[0, 1], [_rand(3, 4)]),
+    "index-array": (lambda a: a[:, np.array([2, 0, 2])] * a[1, 3], [_rand(3, 4)]),
     "stop-gradient": (lambda a, b: a * ops.stop_gradient(b), [_rand(3, 4), _rand(3, 4)]),
     # nnctl/ops/more.py
     "dot": (ops.dot, [_rand(3, 4), _rand(4, 2)]),

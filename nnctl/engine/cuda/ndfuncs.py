@@ -233,13 +233,19 @@ def take(x, indices, axis=None):
 
 
 def add_at(target, indices, values) -> None:
-    """np.add.at(target, indices, values) in place: integer indices along the first axis (repeats add up), or a
-    basic index (slices and integers, which cannot repeat)."""
-    parts = indices if isinstance(indices, tuple) else (indices,)
-    if all(k is None or k is Ellipsis or isinstance(k, (slice, int, np.integer)) for k in parts):
-        view = target[indices]
-        map_two(ew.ADD, view, values, view.dtype, out=view)
-        return
+    """np.add.at(target, indices, values) in place: integer indices along the first axis (repeats add up), a
+    basic index (slices and integers, which cannot repeat), or one integer array among basic parts."""
+    if isinstance(indices, tuple) or isinstance(indices, (slice, int, np.integer)) or indices is None:
+        split = target.split_key(indices)
+        if split is None:  # a basic index: no repeats, an in-place add
+            view = target[indices]
+            map_two(ew.ADD, view, values, view.dtype, out=view)
+            return
+        view, rows, axis = split  # one integer array among basic parts: along its axis, moved first
+        rows_shape = rows.shape if isinstance(rows, GpuArray) else np.shape(rows)
+        count, shape = len(rows_shape), view.shape[:axis] + tuple(rows_shape) + view.shape[axis + 1:]
+        values = np.moveaxis(as_gpu(values).broadcast_to(shape), list(range(axis, axis + count)), list(range(count)))
+        target, indices = np.moveaxis(view, axis, 0), rows
     rows = _host_indices(indices, target.shape[0])
     width = math.prod(target.shape[1:])
     values = as_gpu(values).broadcast_to(rows.shape + target.shape[1:]).astype(target.dtype)
