@@ -140,8 +140,9 @@ def test_what_gpu_arrays_do_not_do_is_a_type_error_and_bad_indices_an_index_erro
     from nnctl.engine.cuda.ndarray import NotOnDevice
 
     a = _gpu(A32)
-    for attempt in (lambda: a[np.array([0, 2]), np.array([1, 1])], lambda: a[a > 0], lambda: float(a.sum()), lambda: np.asarray(a),
-                    lambda: bool(a[0, 0] > 0), lambda: np.sort(a), lambda: np.cumsum(a, axis=0)):
+    for attempt in (lambda: a[np.array([0, 2]), np.array([1, 1])], lambda: a[a > 0], lambda: float(a.sum()),
+                    lambda: np.asarray(a), lambda: bool(a[0, 0] > 0), lambda: np.sort(a),
+                    lambda: np.cumsum(a, axis=0)):
         with pytest.raises(TypeError):
             attempt()
     with pytest.raises(NotOnDevice):
