@@ -48,3 +48,37 @@ class EmbeddingOp(Op):
         self.ctx.k.embedding_table_grad(self.ids, dy.reshape(m * self.steps, self.width),
                                         self.weight(self.layer.embeddings, self.ctx.grads))
         return None
+
+
+class ComputedIdsOp(EmbeddingOp):
+    """An Embedding reading ids another layer computes (float values, cast to int32 as the CPU layer casts them).
+    They cannot be checked once per dataset: each step's are checked on the device, and the run's first id
+    outside the vocabulary is raised as the CPU raises it (a ShapeError naming it) when the runner call ends —
+    before its weights come back, so the host keeps the last good ones. Its input gets no gradient (ids have
+    none), as on the CPU."""
+
+    NONE = np.iinfo(np.int64).max
+
+    def __init__(self, ctx, layer, index):
+        super().__init__(ctx, layer, index)
+        self.int_ids = self.buffer((self.steps,), np.int32)
+        self.status, self.base = ctx.empty(2, np.int64), 0
+        ctx.id_checks.append(self)
+
+    def start(self) -> None:
+        self.status.copy_to_device(np.array([self.NONE, 0], np.int64))
+        self.base = 0
+
+    def finish(self) -> None:
+        from nnctl.errors import ShapeError
+
+        first, value = (int(v) for v in self.status.copy_to_host())
+        if first != self.NONE:
+            raise ShapeError(f"layer '{self.layer.name}' (Embedding) got token id {value}, outside its vocabulary "
+                             f"[0, {self.layer.input_dim}): raise `input_dim` or cap the ids (num_words)")
+
+    def forward(self, x, m, training):
+        n = m * self.steps
+        self.ctx.k.ids_from_values(x.reshape(n), self.layer.input_dim, self.base, self.int_ids[:n], self.status)
+        self.base += n
+        return super().forward(self.int_ids[:n], m, training)

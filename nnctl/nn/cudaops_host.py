@@ -1,10 +1,9 @@
 """A layer the CUDA path has no device op for (a custom `build` + `call` layer with a `compute_mask` of its own or
 several inputs, or whose `call` GPU arrays cannot run (nn/cudaops_tape.py), a plugin layer written with
-forward/backward, a normalization over a moved axis, an Embedding with a regularizer or reading ids another layer
-computes) runs there by its own CPU code: each step its input, mask and weights are copied to the host, its
-output and mask back; in the backward its output's gradient down, its input's and weights' gradients up.
-Correct for any layer, at the cost of those copies and a wait for the GPU each step; `nnctl check` names the
-layers that run so (`on_the_host`)."""
+forward/backward, a normalization over a moved axis, an Embedding with a regularizer) runs there by its own CPU
+code: each step its input, mask and weights are copied to the host, its output and mask back; in the backward
+its output's gradient down, its input's and weights' gradients up. Correct for any layer, at the cost of those
+copies and a wait for the GPU each step; `nnctl check` names the layers that run so (`on_the_host`)."""
 
 from __future__ import annotations
 
@@ -78,17 +77,18 @@ class HostOp(Op):
 
 def device_op(layer, reads_ids: bool = True):
     """The op class that runs `layer` on the CUDA path: its device op (a custom tape layer's: TapeOp), else HostOp.
-    An Embedding has a device op
-    where it reads the model's token ids (`reads_ids`); elsewhere (ids another layer computes) the CPU layer runs,
-    casting them as it does."""
+    An Embedding reading ids another layer computes (not `reads_ids`) casts and checks them on the device
+    (ComputedIdsOp)."""
     from nnctl.nn.cudaops_tape import TapeOp, runs_on_device
 
     op = op_for(layer)
     if op is None and runs_on_device(layer):
         return TapeOp
-    if op is None or (not reads_ids and type(layer).__name__ == "Embedding"):
-        return HostOp
-    return op
+    if op is not None and not reads_ids and type(layer).__name__ == "Embedding":
+        from nnctl.nn.cudaops_embedding import ComputedIdsOp
+
+        return ComputedIdsOp
+    return HostOp if op is None else op
 
 
 def _host_layers(model, reads_input: bool = True, prefix: str = "") -> list[str]:

@@ -132,6 +132,7 @@ class CudaPath:
         self.slots = [self.empty(slot.shape[0]) for slot in opt.slots] if opt is not None else []
         self.views: dict = {}  # the ops' weight views, by (weight, buffer)
         self.sources = sources_of(model)
+        self.id_checks: list = []  # the ops that check computed token ids on the device (start/finish a run)
         self.ops = [device_op(layer, not self.needs_dx(index))(self, layer, index)
                     for index, layer in enumerate(model.layers)]
         self.heads = heads_of(self, model)
@@ -290,11 +291,15 @@ class CudaPath:
         if self.several:
             self.head_losses = self.empty((len(heads), step_losses.shape[0]), np.float64)
             self.penalties = self.cuda.to_device(np.zeros(step_losses.shape[0]))
+        for check in self.id_checks:
+            check.start()
         for step in range(first, last):
             b0, b1 = step * bs, min(n, (step + 1) * bs)
             self._step(device, d_order[b0:b1], step, losses, order[b0:b1])
             for head, d_out in zip(heads, d_outputs):
                 d_out[b0 - lo:b1 - lo].copy_to_device(head.output(self, b1 - b0))
+        for check in self.id_checks:  # a bad computed id raises before the weights come back (the last good stay)
+            check.finish()
         self._download_state()
         for head, d_out in zip(heads, d_outputs):
             outputs[lo:hi, head.columns] = d_out.copy_to_host()[:hi - lo]
@@ -321,6 +326,8 @@ class CudaPath:
         d_outputs = [self.empty((max(1, count), head.width)) for head in heads]
         d_masks = [None] * len(heads)
         d_rows = self.cuda.to_device(np.arange(count, dtype=np.int64))
+        for check in self.id_checks:
+            check.start()
         for b0 in range(0, count, self.batch_size):
             b1 = min(count, b0 + self.batch_size)
             self._forward(device, d_rows[b0:b1], host_rows=np.arange(b0, b1))
@@ -332,6 +339,8 @@ class CudaPath:
                     if d_masks[index] is None:
                         d_masks[index] = self.empty((max(1, count), head.steps), np.uint8)
                     d_masks[index][b0:b1].copy_to_device(mask.reshape(b1 - b0, head.steps))
+        for check in self.id_checks:
+            check.finish()
         for head, d_logit, d_output in zip(heads, d_logits, d_outputs):
             logits[:count, head.columns] = d_logit.copy_to_host()[:count]
             outputs[:count, head.columns] = d_output.copy_to_host()[:count]

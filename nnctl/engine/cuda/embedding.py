@@ -159,5 +159,40 @@ def id_mask(ids, mask):
     _id_mask[grid1(ids.shape[0])](ids, mask)
 
 
-# With the GPU's own id_mask and embedding_table_grad (the path's table gradient: no CPU twin).
-KERNELS = ("embedding_gather", "embedding_scatter_add", "scale_channels", "id_mask", "embedding_table_grad")
+@cuda.jit(device=True)
+def _as_id(v):
+    """v cast to int32 as NumPy casts it (toward zero); NaN and values outside int32 as its minimum."""
+    return numba.int32(v) if -2147483648.0 <= v < 2147483648.0 else numba.int32(-2147483648)
+
+
+@cuda.jit(**KERNEL)
+def _ids_from_values(x, vocabulary, base, ids, status):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        r = _as_id(x[i])
+        if r < 0 or r >= vocabulary:
+            ids[i] = 0  # read and written by the gather and the gradient safely; the run fails at its end anyway
+            cuda.atomic.min(status, 0, base + i)  # the first bad position of the run, whatever the thread order
+        else:
+            ids[i] = r
+
+
+@cuda.jit(**KERNEL)
+def _bad_id(x, base, status):
+    i = cuda.grid(1)
+    if i < x.shape[0] and status[0] == base + i:
+        status[1] = _as_id(x[i])
+
+
+def ids_from_values(x, vocabulary, base, ids, status):
+    """ids = x cast to int32 as the CPU casts them (1-D); an id outside [0, vocabulary) at position base + i is
+    replaced by 0 and puts the run's first such position in status[0] (int64; set it above any position first)
+    and its id in status[1], for the host to read once at the end (the GPU's own: an Embedding reading computed
+    ids)."""
+    _ids_from_values[grid1(x.shape[0])](x, vocabulary, base, ids, status)
+    _bad_id[grid1(x.shape[0])](x, base, status)
+
+
+# With the GPU's own id_mask, embedding_table_grad (the path's table gradient) and ids_from_values: no CPU twin.
+KERNELS = ("embedding_gather", "embedding_scatter_add", "scale_channels", "id_mask", "embedding_table_grad",
+           "ids_from_values")

@@ -1,8 +1,7 @@
 """`device: cuda` for what has no device op (nnctl/nn/cudaops_host.py): a custom `build` + `call` layer with a
 `compute_mask` of its own, one passing a Keras mask on that way, a normalization over a moved axis, an Embedding
-with a regularizer or reading ids another layer gives, and a user's loss, each run by its CPU code between copies,
-under the CUDA simulator; each agrees with the same seed's CPU run, and `nnctl check` says what runs on the CPU
-each step. Run by tests/engine/test_cuda_sim.py."""
+with a regularizer, each run by its CPU code between copies, under the CUDA simulator; each agrees with the same
+seed's CPU run, and `nnctl check` says what runs on the CPU each step. Run by tests/engine/test_cuda_sim.py."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from click.testing import CliRunner
 
 from nnctl import ops
 from nnctl.cli import main
-from nnctl.nn.layers import LSTM, Activation, BatchNormalization, Dense, Embedding, Flatten, Layer, Reshape
+from nnctl.nn.layers import LSTM, BatchNormalization, Dense, Embedding, Flatten, Layer, Reshape
 from nnctl.nn.model import Sequential
 from tests.engine.cuda_sim.agree import fit_on_both
 
@@ -63,9 +62,6 @@ CASES = {  # name: (x, y, layers, loss)
     "embedding-with-a-regularizer": (IDS, (IDS[:, :1] > 5).astype(np.float32),
                                      lambda: [Embedding(12, 3, embeddings_regularizer={"type": "l2", "l2": 0.01}),
                                               Flatten(), Dense(1, activation="sigmoid")], "binary_crossentropy"),
-    "embedding-reading-computed-ids": (IDS.astype(np.float32), (IDS[:, :1] > 5).astype(np.float32),
-                                       lambda: [Activation("linear"), Embedding(12, 3), Flatten(),
-                                                Dense(1, activation="sigmoid")], "binary_crossentropy"),
 }
 
 
