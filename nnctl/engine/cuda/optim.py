@@ -14,6 +14,7 @@ from numba import cuda
 
 from nnctl.engine.cpu.optim import (ADAGRAD, ADAM, CLIP_GLOBAL_NORM, CLIP_NONE, CLIP_NORM, CLIP_VALUE, LR, RMSPROP,
                                     RMSPROP_PLAIN, SGD, WEIGHT_DECAY)
+from nnctl.engine.cuda import elementwise
 from nnctl.engine.cuda.launch import KERNEL, grid1, scratch
 
 _CHUNK = 4096
@@ -169,16 +170,9 @@ def clip_gradients(offsets, grads, clip_mode, clip):
         _tensor_chunk_squares[grid1(starts.shape[0])](grads, starts, stops, partials)
         _clip_scales[1, 1](partials, firsts, clip_mode == CLIP_NORM, float(clip), scales)
     else:
-        _fill[grid1(scales.shape[0])](scales, 1.0)
+        elementwise.fill[grid1(scales.shape[0])](scales, 1.0)
     limit = np.float32(clip) if clip_mode == CLIP_VALUE else np.float32(np.inf)
     _scale_clip[grid1(grads.shape[0])](grads, offsets, scales, limit)
-
-
-@cuda.jit(**KERNEL)
-def _fill(x, value):
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        x[i] = value
 
 
 @cuda.jit(**KERNEL)

@@ -10,10 +10,10 @@ import pytest
 
 from click.testing import CliRunner
 
-from nnctl import ops
 from nnctl.cli import main
 from nnctl.nn.layers import LSTM, BatchNormalization, Dense, Embedding, Flatten, Layer, Reshape
 from nnctl.nn.model import Sequential
+from tests.engine.cuda_sim import test_cuda_tape as tape
 from tests.engine.cuda_sim.agree import fit_on_both
 
 RNG = np.random.default_rng(31)
@@ -21,17 +21,9 @@ X = RNG.standard_normal((16, 6)).astype(np.float32)
 IDS = np.where(np.arange(6) < RNG.integers(0, 4, (16, 1)), 0, RNG.integers(1, 12, (16, 6))).astype(np.int32)
 
 
-class Gated(Layer):
-    """tanh(x·W) ⊙ sigmoid(x·V) + b, with a `compute_mask` of its own (so on the CPU each step: a tape layer
-    without one runs its ops on the GPU, tests/engine/cuda_sim/test_cuda_tape.py)."""
-
-    def build(self, input_shape):
-        self.W = self.add_weight("W", (input_shape[-1], 4), "glorot_uniform")
-        self.V = self.add_weight("V", (input_shape[-1], 4), "glorot_uniform")
-        self.b = self.add_weight("b", (4,), "ones")
-
-    def call(self, inputs):
-        return ops.tanh(inputs @ self.W) * ops.sigmoid(ops.matmul(inputs, self.V)) + self.b
+class Gated(tape.Gated):
+    """test_cuda_tape.py's gated layer with a `compute_mask` of its own (so on the CPU each step: a tape layer
+    without one runs its ops on the GPU)."""
 
     def compute_mask(self, mask):
         return None
