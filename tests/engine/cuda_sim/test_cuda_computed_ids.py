@@ -47,8 +47,8 @@ def test_computed_ids_are_cast_on_the_device_and_train_as_on_the_cpu(case, stric
 
 def test_an_id_outside_the_vocabulary_raises_the_cpus_error_and_keeps_the_last_good_weights():
     bad = IDS.copy()
-    bad[11, 4] = 12.7  # cast to 12: one past the vocabulary
-    bad[13, 0] = 30.0  # a later one: the first is named
+    bad[3, 5] = 12.7  # cast to 12: one past the vocabulary, in the first batch
+    bad[9, 0] = 30.0  # in the second batch, earlier in it than the first one in its own: the first is named
     errors, kept = [], []
     for device in ("cpu", "cuda"):
         model = MODELS["after-an-activation"](device)
