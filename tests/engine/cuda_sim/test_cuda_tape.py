@@ -362,3 +362,26 @@ def test_a_users_loss_runs_its_ops_on_the_device_or_else_on_the_cpu(loss, strict
     assert len(said) == (loss is RankWeighted)
     assert all(line.startswith(f"device cuda: loss '{loss.name}' runs on the CPU each step: its call does what GPU "
                                "arrays do not (no implementation found for 'numpy.cumsum'") for line in said)
+
+
+def test_plugin_layers_and_loss_from_yaml_train_on_the_device_as_on_the_cpu(tmp_path, monkeypatch):
+    """The example plugin's SimpleDense layers and SquaredHinge loss through `nnctl check` and `nnctl train`:
+    nothing said to run on the CPU, no fallback warning, and the history of the CPU's run."""
+    import json
+
+    from tests.conftest import invoke, run_path
+    from tests.test_plugins import _config
+
+    monkeypatch.chdir(tmp_path)
+    config = _config(tmp_path, loss="my_layers.SquaredHinge", extra="device: cuda\n")
+    check = invoke("check", config)
+    assert check.exit_code == 0 and "trains on cuda)" in check.output and "on the CPU" not in check.output
+    histories = []
+    for device in ("cpu", "cuda"):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="device cuda")
+            result = invoke("train", config, "--set", f"device={device}", "--set", "epochs=2")
+        assert result.exit_code == 0, result.output
+        histories.append(json.loads((run_path(result.output) / "history.json").read_text()))
+    for key in ("loss", "val_loss", "accuracy", "mean_prediction"):
+        np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=2e-5, err_msg=key)
