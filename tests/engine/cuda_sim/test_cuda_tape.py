@@ -1,8 +1,8 @@
 """Custom `build` + `call` layers on the GPU (nnctl/nn/cudaops_tape.py), under the CUDA simulator: every nnctl.ops
-op and its tape backward on GpuArrays against the host tape (the op list of tests/nn/test_ops.py), NumPy's dtype
-rules kept, the kernels' reductions and gathers against NumPy, what GPU arrays refuse; then models with tape
-layers trained on both backends agree, the layers' ops having run on the device, and a layer whose call GPU
-arrays cannot run falls back to its CPU code with a warning. Run by tests/engine/test_cuda_sim.py."""
+op and its tape backward on GpuArrays against the host tape (the op list of tests/nn/test_ops.py; the arrays
+themselves against NumPy: test_gpu_arrays.py); models with tape layers trained on both backends agree, the layers'
+ops having run on the device; users' losses likewise; a layer or loss whose call GPU arrays cannot run falls back
+to its CPU code with a warning. Run by tests/engine/test_cuda_sim.py."""
 
 from __future__ import annotations
 
@@ -56,110 +56,6 @@ def test_each_op_and_its_backward_on_gpu_arrays_matches_the_host_tape(name):
     for gpu_grad, grad in zip(gpu_grads, grads):
         assert gpu_grad.dtype == grad.dtype and gpu_grad.shape == grad.shape
         np.testing.assert_allclose(gpu_grad, grad, rtol=1e-12, atol=1e-14, err_msg=name)
-
-
-A32 = RNG.standard_normal((3, 4)).astype(np.float32)
-EXPRESSIONS = {  # NumPy's dtype rules on float32 data: Python numbers are weak, comparisons are bool, ...
-    "scalar-times": lambda a: a * 2.0 + 1,
-    "numpy-float64-scalar": lambda a: a * np.float64(0.5),
-    "compare": lambda a: a > 0.1,
-    "bool-and": lambda a: (a > 0) & (a < 1),
-    "not": lambda a: ~(a > 0),
-    "bool-times-float": lambda a: a * (a > 0),
-    "sum-of-bools": lambda a: (a > 0).sum(axis=0),
-    "int-cast": lambda a: (a * 3).astype(np.int32),
-    "where-scalar": lambda a: np.where(a > 0, a, 1),
-    "mean-keepdims": lambda a: a.mean(axis=1, keepdims=True),
-    "argmin": lambda a: np.argmin(a, axis=0),
-    "argmax-flat": lambda a: np.argmax(a),
-    "max-all": lambda a: np.max(a),
-    "take-negative": lambda a: np.take(a, np.array([-1, 0, -1]), axis=1),
-    "negative-step": lambda a: a[::-1, 1::2],
-    "setitem": lambda a: _set(a),
-    "divide-by-zero": lambda a: a / (a > 5) + np.log(a * 0) - np.sqrt(-a * a - 1),
-    "logaddexp": lambda a: np.logaddexp(a, -a),
-    "squeeze-expand": lambda a: np.squeeze(np.expand_dims(a, (0, 2)), 0),
-    "index-array": lambda a: a[:, np.array([[3, 0], [0, 1]])],
-    "index-list-after-ellipsis": lambda a: a[None, ..., [2, -1]],
-    "index-array-first-then-int": lambda a: a[np.array([2, 2, 0]), 1],
-    "index-add-at": lambda a: _add_at(a, (slice(None), np.array([1, 3, 1])), a[:, :3]),
-    "index-add-at-after-none": lambda a: _add_at(a[None], (None, 0, ..., np.array([[0], [0]])), 2.0),
-}
-
-
-def _add_at(a, key, values):
-    a = a.copy()
-    np.add.at(a, key, values)
-    return a
-
-
-def _set(a):
-    a = a.copy()
-    a[1, :] = 7.5
-    a[:, ::3] = a[:, 1:2]
-    return a
-
-
-@pytest.mark.parametrize("name", list(EXPRESSIONS))
-def test_gpu_arrays_give_what_numpy_gives_dtype_included(name):
-    with np.errstate(all="ignore"):
-        want = np.asarray(EXPRESSIONS[name](A32.copy()))
-    got = _host(EXPRESSIONS[name](_gpu(A32)))
-    assert got.dtype == want.dtype and got.shape == want.shape
-    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
-
-
-def test_a_gpu_array_on_the_left_of_a_tensor_leaves_the_op_to_the_tape():
-    weight = ops.Tensor(_gpu(A32))
-    with ops.GradientTape() as tape:
-        out = _gpu(np.full((3, 4), 2.0, np.float32)) * weight + _gpu(A32) > weight
-        total = ops.sum(_gpu(np.ones((3, 4), np.float32)) * weight)
-    assert isinstance(out, ops.Tensor)
-    np.testing.assert_array_equal(_host(tape.gradient(total, weight)), np.ones((3, 4), np.float32))
-
-
-def test_reductions_over_long_rows_go_in_chunks_and_gathers_add_repeats_in_order():
-    from nnctl.engine.cuda import elementwise
-
-    wide = RNG.standard_normal((2, 3 * elementwise.CHUNK + 5))
-    np.testing.assert_allclose(_host(_gpu(wide).sum(axis=1)), wide.sum(axis=1), rtol=1e-13)
-    np.testing.assert_allclose(_host(np.max(_gpu(wide))), wide.max())
-    np.testing.assert_allclose(_host(np.prod(_gpu(wide[:, :3000] * 0 + 1.0001), axis=1)),
-                               np.prod(wide[:, :3000] * 0 + 1.0001, axis=1), rtol=1e-12)
-    rows, values = np.array([3, 0, 3, 3]), RNG.standard_normal((4, 5))
-    target, device = np.zeros((4, 5)), np.zeros_like(_gpu(np.zeros((4, 5))))
-    np.add.at(target, rows, values)
-    np.add.at(device, rows, _gpu(values))
-    np.testing.assert_array_equal(_host(device), target)
-    moved = np.zeros_like(_gpu(np.zeros((5, 4))))
-    np.add.at(np.moveaxis(moved, 1, 0), rows, _gpu(values))  # into a strided view
-    np.testing.assert_array_equal(_host(moved), target.T)
-
-
-def test_what_gpu_arrays_do_not_do_is_a_type_error_and_bad_indices_an_index_error():
-    from nnctl.engine.cuda.ndarray import NotOnDevice
-
-    a = _gpu(A32)
-    for attempt in (lambda: a[np.array([0, 2]), np.array([1, 1])], lambda: a[a > 0], lambda: float(a.sum()),
-                    lambda: np.asarray(a), lambda: bool(a[0, 0] > 0), lambda: np.sort(a),
-                    lambda: np.cumsum(a, axis=0)):
-        with pytest.raises(TypeError):
-            attempt()
-    with pytest.raises(NotOnDevice):
-        _gpu(A32.astype(np.float16))
-    with pytest.raises(IndexError):
-        np.take(a, np.array([4]), axis=1)
-    with pytest.raises(ValueError):
-        a.reshape(5, 3)
-
-
-def test_freed_arrays_are_reused_by_size():
-    from nnctl.engine.cuda import ndarray
-
-    first = ndarray.GpuArray.empty((7, 3))
-    base = first.base
-    del first
-    assert ndarray.GpuArray.empty((21,)).base is base
 
 
 class Gated(Layer):
@@ -369,11 +265,12 @@ def test_plugin_layers_and_loss_from_yaml_train_on_the_device_as_on_the_cpu(tmp_
     nothing said to run on the CPU, no fallback warning, and the history of the CPU's run."""
     import json
 
-    from tests.conftest import invoke, run_path
+    from tests.conftest import invoke, run_path, write_npz
     from tests.test_plugins import _config
 
     monkeypatch.chdir(tmp_path)
     config = _config(tmp_path, loss="my_layers.SquaredHinge", extra="device: cuda\n")
+    write_npz(tmp_path / "tiny.npz", rows=48, test_rows=8)  # the simulator runs each GPU thread as an OS thread
     check = invoke("check", config)
     assert check.exit_code == 0 and "trains on cuda)" in check.output and "on the CPU" not in check.output
     histories = []
