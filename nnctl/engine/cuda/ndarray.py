@@ -2,9 +2,9 @@
 `__array_ufunc__` and `__array_function__` protocols), so `nnctl.ops` and its tape — and with them users' custom
 layers written as `build` + `call` — run on the GPU unchanged: `np.exp(x)`, `g * b`, `x.sum(axis=0)`,
 `np.matmul(a, b)` on GpuArrays launch kernels (nnctl/engine/cuda/elementwise.py) or cuBLAS GEMMs and give
-GpuArrays. What it does not do (indexing by a mask or by several arrays, a conversion to a host value such as
-`float(x)` or `np.asarray(x)`) raises `NotOnDevice`, a TypeError, and the layer then runs by its CPU code
-(nn/cudaops_tape.py).
+GpuArrays; NumPy's advanced indexing is ndindex.py's. What it does not do (a conversion to a host value such as
+`float(x)` or `np.asarray(x)`, a NumPy function it does not implement) raises a TypeError (`NotOnDevice`, or
+NumPy's own), and the layer then runs by its CPU code (nn/cudaops_tape.py).
 
 Views (transpose, broadcast_to, expand_dims, basic slicing, split) only change shape, strides and offset. New
 arrays come from a pool of freed device arrays of the same size: a step allocates the same arrays each time, and
@@ -182,33 +182,12 @@ class GpuArray:
         return self.view_as([self.shape[a] for a in keep], [self.strides[a] for a in keep])
 
     def __getitem__(self, key) -> "GpuArray":
-        split = self.split_key(key)
-        if split is None:
-            return self._basic(key)
-        from nnctl.engine.cuda.ndfuncs import take
+        from nnctl.engine.cuda import ndindex
 
-        view, indices, axis = split
-        return take(view, indices, axis=axis)
-
-    def split_key(self, key):
-        """None for a basic key (integers, slices, None, Ellipsis); for one with a single integer array (NumPy's
-        advanced indexing, its axes put where the array stands): (the view the key's other parts give, the
-        indices, the view's axis they index)."""
-        key = key if isinstance(key, tuple) else (key,)
-        arrays = [i for i, k in enumerate(key) if isinstance(k, (np.ndarray, list, GpuArray))]
-        if not arrays:
-            return None
-        kinds = [np.asarray(key[i]).dtype.kind if not isinstance(key[i], GpuArray) else key[i].dtype.kind
-                 for i in arrays]
-        if len(arrays) > 1 or kinds[0] not in "iu":
-            raise NotOnDevice("indexing a GPU array by several arrays or by a mask is not supported")
-        at = arrays[0]
-        basic = key[:at] + (slice(None),) + key[at + 1:]
-        used = sum(k is not None and k is not Ellipsis for k in basic)
-        before = sum(1 for k in key[:at] if k is None or isinstance(k, slice))
-        if Ellipsis in key[:at]:
-            before += self.ndim - used
-        return self._basic(basic), key[at], before
+        parts = key if isinstance(key, tuple) else (key,)
+        if any(isinstance(k, (np.ndarray, list, GpuArray)) for k in parts):
+            return ndindex.getitem(self, key)  # NumPy's advanced indexing
+        return self._basic(key)
 
     def _basic(self, key) -> "GpuArray":
         key = key if isinstance(key, tuple) else (key,)

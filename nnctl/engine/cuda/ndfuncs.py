@@ -233,20 +233,22 @@ def take(x, indices, axis=None):
 
 
 def add_at(target, indices, values) -> None:
-    """np.add.at(target, indices, values) in place: integer indices along the first axis (repeats add up), a
-    basic index (slices and integers, which cannot repeat), or one integer array among basic parts."""
-    if isinstance(indices, tuple) or isinstance(indices, (slice, int, np.integer)) or indices is None:
-        split = target.split_key(indices)
-        if split is None:  # a basic index: no repeats, an in-place add
-            view = target[indices]
-            map_two(ew.ADD, view, values, view.dtype, out=view)
-            return
-        view, rows, axis = split  # one integer array among basic parts: along its axis, moved first
-        rows_shape = rows.shape if isinstance(rows, GpuArray) else np.shape(rows)
-        count, shape = len(rows_shape), view.shape[:axis] + tuple(rows_shape) + view.shape[axis + 1:]
-        values = np.moveaxis(as_gpu(values).broadcast_to(shape), list(range(axis, axis + count)), list(range(count)))
-        target, indices = np.moveaxis(view, axis, 0), rows
-    rows = _host_indices(indices, target.shape[0])
+    """np.add.at(target, indices, values) in place: a basic index (slices and integers, which cannot repeat) as an
+    in-place add; NumPy's advanced indexing (integer arrays, masks: ndindex.py) by `add_rows`."""
+    parts = indices if isinstance(indices, tuple) else (indices,)
+    if any(isinstance(k, (np.ndarray, list, GpuArray)) for k in parts):
+        from nnctl.engine.cuda import ndindex
+
+        ndindex.add_at(target, indices, values)
+        return
+    view = target[indices]
+    map_two(ew.ADD, view, values, view.dtype, out=view)
+
+
+def add_rows(target, rows, values) -> None:
+    """target[rows[i]] += values[i] along the first axis, for each i in order (repeats add up); rows: host ints,
+    checked."""
+    rows = _host_indices(rows, target.shape[0])
     width = math.prod(target.shape[1:])
     values = as_gpu(values).broadcast_to(rows.shape + target.shape[1:]).astype(target.dtype)
     work = target if target.is_contiguous else target.copy()
