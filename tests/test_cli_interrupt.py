@@ -115,6 +115,16 @@ def test_ctrl_c_while_predicting_is_one_line(folder, tmp_path, entry):
     assert err == "interrupted (Ctrl-C)\n" and out == "", (out, err)
 
 
+def test_once_the_command_is_over_ctrl_c_is_ignored_while_python_exits():
+    """A Ctrl-C after the command finished would land in Python's exit handlers (Numba's finalizers) and print
+    "Exception ignored in atexit callback" with a traceback: the entry point ignores it from then on."""
+    script = ("import signal, sys\nfrom nnctl import entry\nsys.argv = ['nnctl', '--version']\n"
+              "try:\n    entry.main()\nexcept SystemExit as done:\n"
+              "    print(done.code, signal.getsignal(signal.SIGINT) is signal.SIG_IGN)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "0 True", done.stdout + done.stderr
+
+
 def test_an_error_a_library_made_of_a_ctrl_c_is_still_the_ctrl_c(monkeypatch, tmp_path):
     """pydantic turns a KeyboardInterrupt raised while it builds a schema into its own SchemaError (seen with
     Ctrl-C 0.6 s into `python -m nnctl predict`): after a Ctrl-C, an error is the Ctrl-C, not a bug."""
