@@ -46,22 +46,19 @@ def split(array: GpuArray, key):
         parts = parts[:at] + [slice(None)] * (array.ndim - used) + parts[at + 1:]
     else:
         parts += [slice(None)] * (array.ndim - used)
-    advanced = [i for i, k in enumerate(parts) if isinstance(k, (np.ndarray, int, np.integer))]
-    indices = np.broadcast_arrays(*(np.asarray(parts[i]) for i in advanced))
-    view = array._basic(tuple(slice(None) if i in advanced else k for i, k in enumerate(parts)))
-    axes, axis = [], 0  # each advanced part's axis in the view
-    for i, k in enumerate(parts):
-        if i in advanced:
-            axes.append(axis)
-        axis += 1
+    # Every part now gives the view one axis (a slice, None, or an advanced part taken whole): part i is axis i.
+    axes = [i for i, k in enumerate(parts) if isinstance(k, (np.ndarray, int, np.integer))]
+    if not axes:
+        raise NotOnDevice("a 0-d boolean array as an index of a GPU array is not supported")
+    indices = np.broadcast_arrays(*(np.asarray(parts[i]) for i in axes))
+    view = array._basic(tuple(slice(None) if i in axes else k for i, k in enumerate(parts)))
     sizes = [view.shape[a] for a in axes]
     for index, size in zip(indices, sizes):
         if index.size and (index.min() < -size or index.max() >= size):
             raise IndexError(f"index {int(index.max() if index.max() >= size else index.min())} is out of bounds "
                              f"for axis with size {size}")
-    rows = np.ravel_multi_index(tuple(np.where(i < 0, i + s, i) for i, s in zip(indices, sizes)), sizes) \
-        if sizes else np.zeros(indices[0].shape, np.int64)
-    adjacent = advanced == list(range(advanced[0], advanced[0] + len(advanced)))
+    rows = np.ravel_multi_index(tuple(np.where(i < 0, i + s, i) for i, s in zip(indices, sizes)), sizes)
+    adjacent = axes == list(range(axes[0], axes[0] + len(axes)))
     moved = view.transpose(axes + [a for a in range(view.ndim) if a not in axes])
     return moved, len(axes), rows.astype(np.int64), axes[0] if adjacent else 0
 
