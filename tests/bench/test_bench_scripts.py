@@ -31,14 +31,15 @@ def test_engine_bench_trains_a_workload_and_prints_its_table():
 
 
 def test_gpu_bench_builds_all_four_workloads_and_says_a_cpu_run_is_no_target_figure():
-    """bench/gpu.py's dry run: the issue's four workloads (the convnet and the LSTM from the shipped configs),
-    nnctl and the PyTorch twin alternated, on the CPU with a few rows."""
+    """bench/gpu.py's dry run: the issue's four workloads (the convnet and the LSTM from the shipped configs) and
+    the custom-layer MLP, nnctl and the PyTorch twin alternated, on the CPU with a few rows."""
     pytest.importorskip("torch")
     result = _run("bench/gpu.py", "--device", "cpu", "--rows", "64", "--epochs", "1")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["mlp", "boston", "convnet", "lstm"]
-    assert all("a dry run on cpu: not the target's figures" in line for line in lines), result.stdout
+    assert [line.split(":")[0] for line in lines] == ["mlp", "boston", "convnet", "lstm", "tape"]
+    assert all("a dry run on cpu: not the target's figures" in line for line in lines[:4]), result.stdout
+    assert lines[4].endswith("(no target)"), result.stdout  # the custom-layer MLP: measured, no bar
 
 
 @pytest.mark.slow
