@@ -17,22 +17,10 @@ from nnctl.nn.layers import LSTM, Add, Dense, Embedding, Flatten, Layer, Subtrac
 from nnctl.nn.losses import Loss
 from nnctl.nn.model import Sequential
 from tests.engine.cuda_sim.agree import fit_on_both
+from tests.engine.cuda_sim.test_gpu_arrays import _gpu, _host
 from tests.nn.test_ops import CASES
 
 RNG = np.random.default_rng(37)
-
-
-def _gpu(array):
-    from nnctl.engine.cuda.ndfuncs import as_gpu
-
-    return as_gpu(np.asarray(array))
-
-
-def _host(value):
-    from nnctl.engine.cuda.ndarray import GpuArray
-
-    assert isinstance(value, GpuArray), type(value)
-    return value.copy_to_host()
 
 
 def _run(function, arrays, weights, on_gpu):
