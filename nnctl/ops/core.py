@@ -305,37 +305,6 @@ def cast(x, dtype):
     return _op(x.value.astype(dtype), (x,), lambda g: (g.astype(x.dtype),))
 
 
-# ---- reductions ----------------------------------------------------------------------------------------------
-def _reduction(x, axis, keepdims, value, dx):
-    x = _tensor(x)
-    out = value(x.value, axis=axis, keepdims=keepdims)
-
-    def vjp(g):
-        if not keepdims and axis is not None:
-            g = np.expand_dims(g, axis)
-        full = value(x.value, axis=axis, keepdims=True)
-        return (dx(np.broadcast_to(g, x.shape), x.value, full, axis),)
-    return _op(out, (x,), vjp)
-
-
-def sum(x, axis=None, keepdims=False):  # noqa: A001 (keras.ops.sum)
-    return _reduction(x, axis, keepdims, np.sum, lambda g, x, y, axis: _copy(g))
-
-
-def mean(x, axis=None, keepdims=False):
-    def dx(g, x, y, axis):
-        return g / (x.size if axis is None else np.prod([x.shape[a] for a in np.atleast_1d(axis)]))
-    return _reduction(x, axis, keepdims, np.mean, dx)
-
-
-def max(x, axis=None, keepdims=False):  # noqa: A001 (keras.ops.max)
-    """The gradient goes to every entry equal to the maximum, split evenly among ties."""
-    def dx(g, x, y, axis):
-        hits = (x == y).astype(x.dtype)
-        return g * hits / hits.sum(axis=axis, keepdims=True)
-    return _reduction(x, axis, keepdims, np.max, dx)
-
-
 # ---- shapes and products -------------------------------------------------------------------------------------
 def matmul(a, b):
     """a @ b for 1-D or 2-D operands, or stacks of matrices (leading axes broadcast)."""
@@ -414,6 +383,5 @@ def convert_to_numpy(x) -> np.ndarray:
 
 __all__ = ["GradientTape", "Tensor", "Variable", "abs", "add", "cast", "clip", "concatenate", "convert_to_numpy",
            "divide", "equal", "exp", "expand_dims", "greater", "greater_equal", "less", "less_equal", "log", "matmul",
-           "max", "maximum", "mean", "minimum", "multiply", "negative", "not_equal", "power", "relu", "reshape",
-           "sigmoid", "softmax", "sqrt", "square", "squeeze", "stop_gradient", "subtract", "sum", "take", "tanh",
-           "transpose", "where"]
+           "maximum", "minimum", "multiply", "negative", "not_equal", "power", "relu", "reshape", "sigmoid",
+           "softmax", "sqrt", "square", "squeeze", "stop_gradient", "subtract", "take", "tanh", "transpose", "where"]

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnctl.ops.core import (Tensor, _asarray, _reduction, _tensor, _unary, _value, exp, log, matmul, maximum, mean,
-                            multiply, negative, relu, sqrt, square, subtract, where)
-from nnctl.ops.core import max as _max
-from nnctl.ops.core import sum as _sum
+from nnctl.ops.core import (Tensor, _asarray, _tensor, _unary, _value, exp, log, matmul, maximum, multiply, negative,
+                            relu, sqrt, square, subtract, where)
+from nnctl.ops.reductions import _reduction, mean
+from nnctl.ops.reductions import max as _max
+from nnctl.ops.reductions import sum as _sum
 
 
 def dot(a, b):
