@@ -3,10 +3,10 @@ NumPy's functions accept, so every `nnctl.ops` op is a kernel or a cuBLAS GEMM a
 tape as on the CPU, on device arrays — no copy to the host and no wait for the GPU each step. The layer's weights
 are the device views of the flat buffers, put in place of its weights' host values while `call` runs.
 
-A `call` that does what GpuArrays cannot (advanced indexing, a Python branch on a value, `np.asarray`) raises a
-TypeError; the layer then runs by its CPU code between copies (HostOp) from that step on, and a warning names it
-and says why. A layer with a `compute_mask`, `forward` or `backward` of its own, or several inputs, runs that
-way from the start.
+A `call` that does what GpuArrays cannot (a NumPy function they do not implement, a Python branch on a value,
+`np.asarray`) raises a TypeError; the layer then runs by its CPU code between copies (HostOp) from that step on,
+and a warning names it and says why. A layer with a `compute_mask`, `forward` or `backward` of its own, or
+several inputs, runs that way from the start.
 """
 
 from __future__ import annotations
