@@ -75,14 +75,14 @@ class DeviceHead:
         from nnctl.engine.cuda.ndarray import GpuArray
         from nnctl.engine.cuda.ndfuncs import as_gpu, assign
 
-        if not getattr(self, "on_host", False):
+        if not getattr(self.loss, "_gpu_arrays_refused", False):  # (remembered on the loss, for later runners)
             try:
                 total, gradient = self.loss.tape_loss(*map(GpuArray.wrap, (pred, target, weight)))
                 assign(GpuArray.wrap(dy), as_gpu(gradient))
                 assign(GpuArray.wrap(out), as_gpu(total).reshape(1))
                 return
             except TypeError as error:
-                self.on_host = True
+                self.loss._gpu_arrays_refused = True
                 warnings.warn(f"device cuda: loss '{self.loss.name}' runs on the CPU each step: its call does what "
                               f"GPU arrays do not ({error})", RuntimeWarning, stacklevel=2)
         host = np.empty(dy.shape, np.float32)

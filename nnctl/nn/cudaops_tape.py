@@ -35,7 +35,9 @@ class TapeOp(Op):
         self.y = self.buffer(self.out_shape)
         self.dx = self.buffer(self.in_shape) if self.needs_dx else None
         self.penalties = self.penalties_of(*layer.params)
-        self.host: HostOp | None = None  # the layer's CPU code, once its call failed on the device
+        # The layer's CPU code, once its call failed on the device (remembered on the layer: a later runner of the
+        # same model, at another batch size, goes there at once, without a second warning).
+        self.host = HostOp(ctx, layer, index) if getattr(layer, "_gpu_arrays_refused", False) else None
         self.tape = None
         self._values: dict = {}  # each weight's GpuArray over its device view, made once (the tape's leaf)
 
@@ -116,5 +118,6 @@ class TapeOp(Op):
     def _to_host(self, error) -> None:
         self.tape = None
         self.host = HostOp(self.ctx, self.layer, self.index)
+        self.layer._gpu_arrays_refused = True
         warnings.warn(f"device cuda: layer {self.index} ({self.layer.type_name}) runs by its CPU code each step: "
                       f"its call does what GPU arrays do not ({error})", RuntimeWarning, stacklevel=2)

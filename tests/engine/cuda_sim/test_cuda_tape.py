@@ -6,6 +6,7 @@ to its CPU code with a warning. Run by tests/engine/test_cuda_sim.py."""
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -192,8 +193,13 @@ def test_the_custom_layers_of_the_cpu_tests_train_alike_a_hand_written_backward_
 def test_a_call_gpu_arrays_cannot_run_falls_back_to_the_cpu_with_a_warning(strict_device_arrays):
     build = lambda device: Sequential([Dense(3), Ranked(), Dense(1)], input_shape=(6,), seed=2,  # noqa: E731
                                       device=device)
-    with pytest.warns(RuntimeWarning, match=r"layer 1 \(ranked\) runs by its CPU code each step: .*numpy.cumsum"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         runs = fit_on_both(build, X, X[:, :1], dict(optimizer="adam", loss="mse"), epochs=2)
+        runs[1][3].predict(X, batch_size=5)  # a runner at another batch size: straight to the CPU code, no warning
+    said = [str(w.message) for w in caught if "device cuda" in str(w.message)]
+    assert len(said) == 1 and re.match(r"device cuda: layer 1 \(ranked\) runs by its CPU code each step: .*"
+                                       r"numpy.cumsum", said[0]), said
     assert all(op.host is not None for op in _tape_ops(runs[1][3]))
 
 
