@@ -113,9 +113,13 @@ class GpuArray:
         return all(size == 1 or stride == own
                    for size, stride, own in zip(self.shape, self.strides, contiguous_strides(self.shape)))
 
+    def contiguous(self) -> "GpuArray":
+        """This array when its elements are in row-major order, else a copy that is."""
+        return self if self.is_contiguous else self.copy()
+
     def flat(self):
         """The elements as a 1-D device array (a view when contiguous, else a copy's)."""
-        source = self if self.is_contiguous else self.copy()
+        source = self.contiguous()
         return source.base[source.offset:source.offset + source.size]
 
     def device(self):
@@ -153,8 +157,7 @@ class GpuArray:
             shape[shape.index(-1)] = self.size // max(known, 1)
         if math.prod(shape) != self.size:
             raise ValueError(f"cannot reshape array of size {self.size} into shape {tuple(shape)}")
-        source = self if self.is_contiguous else self.copy()
-        return source.view_as(shape, None)
+        return self.contiguous().view_as(shape, None)
 
     def ravel(self) -> "GpuArray":
         return self.reshape(-1)

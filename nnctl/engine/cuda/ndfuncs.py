@@ -106,7 +106,7 @@ def _rows(x: GpuArray, axes) -> tuple:
     """x with `axes` moved last, contiguous, as (rows, cols); and the kept axes' shape."""
     kept = [a for a in range(x.ndim) if a not in axes]
     moved = x.transpose(kept + list(axes))
-    moved = moved if moved.is_contiguous else moved.copy()
+    moved = moved.contiguous()
     cols = math.prod(x.shape[a] for a in axes)
     return moved, cols, [x.shape[a] for a in kept]
 
@@ -221,7 +221,7 @@ def take(x, indices, axis=None):
     axis %= x.ndim
     rows = _host_indices(indices, x.shape[axis])
     moved = x.transpose([axis] + [a for a in range(x.ndim) if a != axis])
-    moved = moved if moved.is_contiguous else moved.copy()
+    moved = moved.contiguous()
     width = math.prod(moved.shape[1:])
     out = GpuArray.empty((rows.size,) + moved.shape[1:], x.dtype)
     if out.size:
@@ -250,8 +250,8 @@ def add_rows(target, rows, values) -> None:
     checked."""
     rows = _host_indices(rows, target.shape[0])
     width = math.prod(target.shape[1:])
-    values = as_gpu(values).broadcast_to(rows.shape + target.shape[1:]).astype(target.dtype)
-    work = target if target.is_contiguous else target.copy()
+    values = as_gpu(values).broadcast_to(rows.shape + target.shape[1:]).astype(target.dtype, copy=False)
+    work = target.contiguous()
     if rows.size and width:
         ew.scatter_add_rows[grid1(width)](cuda.to_device(rows.reshape(-1)), values.flat(), width, work.flat())
     if work is not target:

@@ -64,8 +64,7 @@ def split(array: GpuArray, key):
 
 
 def _rows_view(moved: GpuArray, count: int) -> GpuArray:
-    source = moved if moved.is_contiguous else moved.copy()
-    return source.reshape((math.prod(moved.shape[:count]),) + moved.shape[count:])
+    return moved.contiguous().reshape((math.prod(moved.shape[:count]),) + moved.shape[count:])
 
 
 def _placed(shape_s, place):
@@ -88,7 +87,7 @@ def add_at(target: GpuArray, key, values) -> None:
     rest = moved.shape[count:]
     shape = rest[:place] + rows.shape + rest[place:]
     values = np.moveaxis(as_gpu(values).broadcast_to(shape), *reversed(_placed(rows.shape, place)))
-    work = moved if moved.is_contiguous else moved.copy()
+    work = moved.contiguous()
     add_rows(_rows_view(work, count), rows, values)
     if work is not moved:
         assign(moved, work)
