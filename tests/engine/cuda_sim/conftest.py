@@ -1,7 +1,8 @@
 """With NNCTL_CUDA_LAUNCHES set (tests/engine/test_cuda_sim.py sets it), the simulator run records every kernel
 launch's argument types, and every kernel nnctl.engine.cuda defines, into that JSON file: the launches are then
 compiled for a real GPU with `cuda.compile_ptx` (tests/engine/cuda_compile.py), which types the kernels as the
-simulator never does, and a kernel no test launched fails the check."""
+simulator never does, and a kernel no test launched fails the check (nnctl's kernels: the tests' own are not
+recorded). Under the simulator, its thread blocks run on pooled threads (fast_blocks.py)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "ignore:overflow encountered in scalar:RuntimeWarning")
 _LAUNCHES: set = set()
 
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    from tests.engine.cuda_sim import fast_blocks
+
+    fast_blocks.install()  # the simulator's blocks on pooled threads, without its busy-waiting manager
+
 
 def _type_of(arg):
     """("A", dtype, ndim, layout) for an array, ("T", dtype, length) for a tuple of ints, ("S", dtype) for a
@@ -48,7 +54,7 @@ if _PATH and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     _launch = _sim.FakeCUDAKernel.__call__
 
     def _recording_launch(self, *args):
-        if not self._device and not _sim._kernel_context:
+        if not self._device and not _sim._kernel_context and self.fn.__module__.startswith("nnctl."):
             _LAUNCHES.add((self.fn.__module__, self.fn.__name__, tuple(_type_of(arg) for arg in args)))
         return _launch(self, *args)
 
