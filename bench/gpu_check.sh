@@ -1,19 +1,69 @@
 #!/usr/bin/env bash
-# The one command a lent GPU machine runs for issue #20 (the `device` tool, carry: [".whl"], after
-# bench/gpu_wheels.sh here): the CUDA tests on the real GPU, then the GPU benchmark against PyTorch CUDA eager.
-# Everything it prints is also written under $OUT (gpu_tests.log, gpu_bench.log, gpu_bench.json).
+# The one command a lent GPU machine runs for issue #20 (the `device` tool, carry: [".whl", ".data"], after
+# bench/gpu_wheels.sh here and a copy of the Keras files mnist.npz, imdb.npz, reuters.npz and boston_housing.npz
+# into .data/, both git-ignored). Fails fast, with what it found, when the GPU path cannot start; else
+#   1. (together) the CUDA tests on the real GPU, and bench/gpu_book.py: the book's configs on the GPU
+#      (CPU-vs-GPU agreement, then fidelity over the fixed seeds);
+#   2. (alone) bench/gpu.py against PyTorch CUDA eager, one workload a process.
+# Logs under $OUT: gpu.txt, gpu_tests.log, gpu_book.log, gpu_bench.log. Phase lengths: PHASE1_S, BENCH_S.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/nnctl-gpu}"
+PHASE1_S="${PHASE1_S:-200}"
 mkdir -p "$OUT"
+began=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || exit 1
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=/tmp/numba-cache
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
-python3 -c "from nnctl.engine.cuda_device import problem; print('cuda problem:', problem())" | tee -a "$OUT/gpu.txt"
-# 1. Every CUDA kernel against its oracle, cuBLAS, and models trained on the GPU against the CPU (every layer family,
-#    several inputs and outputs, shared layers, nested models, host-run layers); up to 10 failures are reported.
-NNCTL_CUDA_TESTS=gpu timeout 300 python3 -m pytest -q -p no:cacheprovider -o addopts="" --maxfail=10 \
-    tests/engine/cuda_sim tests/test_cuda_device.py 2>&1 | tee "$OUT/gpu_tests.log"
-# 2. Steady epochs against PyTorch CUDA eager, alternated.
-timeout 200 python3 bench/gpu.py --epochs 5 --json "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/gpu_bench.log"
+export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=/tmp/numba-cache NNCTL_DATA_DIR="$PWD/.data"
+# nvmath-python 1.0 needs cuda-pathfinder ≥ 1.5.1 and cuda-core ≥ 0.5; nnctl needs numba-cuda ≥ 0.20: the
+# wheels in .whl/alt/ stand in where the image's are older.
+for need in cuda-pathfinder:1.5.1:cuda_pathfinder cuda-core:0.5.0:cuda_core numba-cuda:0.20:numba_cuda; do
+    IFS=: read -r name floor wheel <<<"$need"
+    python3 -c "import sys, importlib.metadata as m; from packaging.version import Version as V
+sys.exit(V(m.version('$name')) < V('$floor'))" 2>/dev/null || {
+        echo "installing the carried $wheel (the image's is missing or older than $floor)"
+        python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/alt/"$wheel"-*.whl; }
+done
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+    python3 -m pip list 2>/dev/null | grep -iE "^(numba|numba-cuda|cuda-|nvidia-cublas|nvidia-cuda-nvcc|nvmath|numpy|torch) "
+    python3 -c "from nnctl.engine.cuda_device import problem; print('cuda problem:', problem())"
+} 2>&1 | tee "$OUT/gpu.txt"
+if ! timeout 240 python3 -m nnctl train configs/smoke.yaml --device cuda --runs-dir /tmp/smoke-runs -v \
+        2>&1 | tee -a "$OUT/gpu.txt"; then
+    echo "SMOKE FAILED: what the CUDA stack sees" | tee -a "$OUT/gpu.txt"
+    {
+        python3 -c "from numba import cuda; cuda.detect()"
+        python3 -c "from nvmath.bindings import cublas; h = cublas.create(); print('cublas version', cublas.get_version(h))"
+        python3 -c "import cuda.pathfinder as p; [print(n, p.load_nvidia_dynamic_lib(n).abs_path) for n in ('cublas', 'nvvm', 'nvrtc')]"
+        ls /usr/local/cuda*/nvvm/lib64 2>&1 | head; echo "CUDA_HOME=${CUDA_HOME:-}"
+    } 2>&1 | tee -a "$OUT/gpu.txt"
+    exit 3
+fi
+echo "set-up and smoke: $(( $(date +%s) - began )) s" | tee -a "$OUT/gpu.txt"
+
+# 1. The CUDA tests (every kernel against its oracle, cuBLAS, models trained on the GPU against the CPU) beside
+#    the book's configs on the GPU.
+(
+    NNCTL_CUDA_TESTS=gpu NUMBA_NUM_THREADS=2 timeout -k 5 "$PHASE1_S" python3 -m pytest -q -p no:cacheprovider \
+        -o addopts="" -n 10 --dist load --timeout 150 --maxfail=30 tests/engine/cuda_sim tests/test_cuda_device.py \
+        > "$OUT/gpu_tests.log" 2>&1
+    echo "pytest exit status $?" >> "$OUT/gpu_tests.log"
+) &
+tests=$!
+NUMBA_NUM_THREADS=4 python3 bench/gpu_book.py --workers 4 --deadline $(( PHASE1_S - 10 )) --log "$OUT/gpu_book.log" \
+    > /dev/null 2>&1
+wait "$tests"
+pkill -f "pytest" ; pkill -f "nnctl train"; sleep 1
+echo "== tests"; tail -n 40 "$OUT/gpu_tests.log"
+echo "== book configs"; cat "$OUT/gpu_book.log"
+
+# 2. Alone on the machine: steady epochs against PyTorch CUDA eager, alternated, one workload a process.
+echo "== bench"
+for job in mlp:5:35 boston:5:25 lstm:3:70 convnet:3:65 tape:3:25; do
+    IFS=: read -r workload epochs seconds <<<"$job"
+    timeout -k 5 "$seconds" python3 bench/gpu.py --workloads "$workload" --epochs "$epochs" 2>&1 \
+        | grep -v Warning | tee -a "$OUT/gpu_bench.log" || echo "$workload: no figure within $seconds s" \
+        | tee -a "$OUT/gpu_bench.log"
+done
+echo "all: $(( $(date +%s) - began )) s"
