@@ -15,18 +15,10 @@ began=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || exit 1
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=/tmp/numba-cache NNCTL_DATA_DIR="$PWD/.data"
-# nvmath-python 1.0 needs cuda-pathfinder ≥ 1.5.1 and cuda-core ≥ 0.5; nnctl needs numba-cuda ≥ 0.20: the
-# wheels in .whl/alt/ stand in where the image's are older.
-for need in cuda-pathfinder:1.5.1:cuda_pathfinder cuda-core:0.5.0:cuda_core numba-cuda:0.20:numba_cuda; do
-    IFS=: read -r name floor wheel <<<"$need"
-    python3 -c "import sys, importlib.metadata as m; from packaging.version import Version as V
-sys.exit(V(m.version('$name')) < V('$floor'))" 2>/dev/null || {
-        echo "installing the carried $wheel (the image's is missing or older than $floor)"
-        python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/alt/"$wheel"-*.whl; }
-done
 {
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
     python3 -m pip list 2>/dev/null | grep -iE "^(numba|numba-cuda|cuda-|nvidia-cublas|nvidia-cuda-nvcc|nvmath|numpy|torch) "
+    python3 -c "import numpy; print('numpy in use', numpy.__version__)"
     python3 -c "from nnctl.engine.cuda_device import problem; print('cuda problem:', problem())"
 } 2>&1 | tee "$OUT/gpu.txt"
 if ! timeout 240 python3 -m nnctl train configs/smoke.yaml --device cuda --runs-dir /tmp/smoke-runs -v \
