@@ -4,11 +4,12 @@ of configs/mnist_convnet.yaml (batch 64) and configs/imdb_lstm.yaml (batch 128, 
 validation split leaves), their PyTorch twins built by torch_layers.py from the same layer lists (Keras's
 initializers, Keras's RMSprop); and, with no target, `tape`: the MNIST MLP written as the book's custom
 SimpleDense layers (`build` + `call` on nnctl.ops, run on GPU arrays) against the same PyTorch twin — what a
-custom layer's Python-launched ops cost. Epochs alternate nnctl, torch, nnctl, … in one process after one warm-up epoch
-each; steady epoch medians with ranges. Synthetic data of the real shapes (the Keras files do not travel to a
-device machine); the figures are speed, not accuracy.
+custom layer's Python-launched ops cost. After a warm-up epoch on each side, rounds alternate in one process: EPOCHS
+nnctl epochs inside one `fit` (as `nnctl train` runs them; each is history's `epoch_time`, and the fit's set-up,
+paid once a run, is printed apart), then EPOCHS torch epochs; steady epoch medians with ranges. Synthetic data
+of the real shapes (the Keras files do not travel to a device machine); the figures are speed, not accuracy.
 
-    python bench/gpu.py [--epochs 5] [--workloads mlp,boston,convnet,lstm,tape] [--json OUT.json]
+    python bench/gpu.py [--epochs 2] [--rounds 2] [--workloads mlp,boston,convnet,lstm,tape] [--json OUT.json]
     python bench/gpu.py --device cpu --rows 256 --epochs 1   # a dry run of the script's plumbing, no GPU
 
 Needs a CUDA GPU, nnctl's `cuda` extra and torch with CUDA; prints the table and writes it as JSON.
@@ -70,7 +71,10 @@ def synthetic(key, rows=None):
     return x, y
 
 
-def nnctl_epoch(key, x, y, where="cuda"):
+def nnctl_fit(key, x, y, where="cuda"):
+    """fit(epochs) → (each epoch's seconds, the fit's set-up seconds): epochs inside one `fit`, as `nnctl train`
+    runs them; an epoch is history's `epoch_time` (shuffle, steps, the epoch's metrics), the set-up is the rest
+    of the call (moving the weights and data in and out), paid once a run."""
     from nnctl.nn.layers import LAYERS
     from nnctl.nn.model import Sequential
 
@@ -80,7 +84,13 @@ def nnctl_epoch(key, x, y, where="cuda"):
         SimpleDense(spec["units"], spec["activation"]) for spec in layer_specs(key)]
     model = Sequential(layers, input_shape=shape, seed=0, device=where)
     model.compile(optimizer={"type": "rmsprop", "learning_rate": 0.001}, loss=loss)
-    return lambda: model.fit(x, y, epochs=1, batch_size=batch, shuffle=True)
+
+    def fit(epochs):
+        began = time.perf_counter()
+        seconds = model.fit(x, y, epochs=epochs, batch_size=batch, shuffle=True).history["epoch_time"]
+        return seconds, time.perf_counter() - began - sum(seconds)
+
+    return fit
 
 
 def _simple_dense():
@@ -133,37 +143,103 @@ def torch_epoch(key, x, y, where="cuda"):
     return epoch
 
 
+def op_times(fit) -> None:
+    """One epoch with every device op's forward and backward, each output's loss step and the whole step timed
+    between two synchronizations (so each figure holds its launches and its GPU time); prints the table."""
+    import importlib
+
+    from numba import cuda
+
+    for name in ("cudaops", "cudaops_dropout", "cudaops_embedding", "cudaops_masks", "cudaops_merge",
+                 "cudaops_nested", "cudaops_recurrent", "cudaops_tape", "cudaops_host"):
+        importlib.import_module(f"nnctl.nn.{name}")
+    from nnctl.nn.cudaheads import DeviceHead
+    from nnctl.nn.cudaops import Op
+    from nnctl.nn.cudapath import CudaPath
+
+    totals: dict = {}
+
+    def timed(label, method):
+        def run(*args, **kwargs):
+            cuda.synchronize()
+            began = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                cuda.synchronize()
+                seconds, calls = totals.get(label, (0.0, 0))
+                totals[label] = (seconds + time.perf_counter() - began, calls + 1)
+        return run
+
+    targets, classes = [(CudaPath, "_step"), (DeviceHead, "loss_step")], [Op]
+    while classes:
+        cls = classes.pop()
+        classes += cls.__subclasses__()
+        targets += [(cls, name) for name in ("forward", "backward") if name in vars(cls)]
+    originals = [(cls, name, vars(cls)[name]) for cls, name in targets]
+    for cls, name, method in originals:
+        setattr(cls, name, timed(f"{cls.__name__}.{name}", method))
+    try:
+        seconds, _ = fit(1)
+    finally:
+        for cls, name, method in originals:
+            setattr(cls, name, method)
+    print(f"op times over one epoch of {1000 * seconds[0]:.0f} ms (synchronized around each):")
+    for label, (total, calls) in sorted(totals.items(), key=lambda item: -item[1][0]):
+        print(f"  {label:32s} {1000 * total:9.1f} ms  {calls:6d} calls  {1e6 * total / calls:8.1f} µs each")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=2, help="epochs a round on each side (default 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of nnctl then torch (default 2)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--json")
     parser.add_argument("--rows", type=int, help="train on the first ROWS rows only (a dry run)")
     parser.add_argument("--device", default="cuda", help="both sides' device: cpu for a dry run without a GPU")
+    parser.add_argument("--profile", action="store_true", help="then profile one nnctl epoch (cProfile, top 25)")
+    parser.add_argument("--op-times", action="store_true",
+                        help="then one nnctl epoch with a synchronize around each device op: where its time goes")
     args = parser.parse_args()
     results = {}
     for key in args.workloads.split(","):
         x, y = synthetic(key, args.rows)
-        runs = {"nnctl": nnctl_epoch(key, x, y, args.device), "torch": torch_epoch(key, x, y, args.device)}
-        times = {"nnctl": [], "torch": []}
-        for epoch in range(args.epochs + 1):
-            for name, run in runs.items():
+        fit, torch_run = nnctl_fit(key, x, y, args.device), torch_epoch(key, x, y, args.device)
+        fit(1)  # warm-up: nnctl's kernels compile (or load from the cache), torch plans its cuDNN/cuBLAS calls
+        torch_run()
+        times, setups = {"nnctl": [], "torch": []}, []
+        for _ in range(args.rounds):
+            seconds, setup = fit(args.epochs)
+            times["nnctl"] += [1000 * s for s in seconds]
+            setups.append(1000 * setup)
+            for _ in range(args.epochs):
                 began = time.perf_counter()
-                run()
-                if epoch:  # the first epoch compiles (nnctl's kernels, torch's cuDNN/cuBLAS plans): left out
-                    times[name].append(1000 * (time.perf_counter() - began))
+                torch_run()
+                times["torch"].append(1000 * (time.perf_counter() - began))
         row = results[key] = {name: {"median_ms": statistics.median(values), "min_ms": min(values),
-                                     "max_ms": max(values)} for name, values in times.items()}
+                                     "max_ms": max(values), "epochs": len(values)} for name, values in times.items()}
+        row["nnctl"]["fit_setup_ms"] = statistics.median(setups)
         ratio = row["torch"]["median_ms"] / row["nnctl"]["median_ms"]
         floor = WORKLOADS[key][-1]
-        met = None if args.device != "cuda" or floor is None else ratio >= floor
+        met = None if args.device != "cuda" or floor is None or args.rows else ratio >= floor
         verdict = "no target" if floor is None else f"target ≥ {floor:.2f}: " + (
-            f"a dry run on {args.device}: not the target's figures" if met is None else "met" if met else "NOT met")
-        row.update(ratio=ratio, target=floor, met=met)
-        print(f"{key}: nnctl {row['nnctl']['median_ms']:.1f} ms [{row['nnctl']['min_ms']:.1f}–"
-              f"{row['nnctl']['max_ms']:.1f}], torch {row['torch']['median_ms']:.1f} ms "
-              f"[{row['torch']['min_ms']:.1f}–{row['torch']['max_ms']:.1f}], torch/nnctl {ratio:.2f}× "
-              f"({verdict})", flush=True)
+            "a dry run: not the target's figures" if met is None else "met" if met else "NOT met")
+        row.update(ratio=ratio, target=floor, met=met, rows=len(x))
+        print(f"{key} ({len(x)} rows): nnctl {row['nnctl']['median_ms']:.1f} ms [{row['nnctl']['min_ms']:.1f}–"
+              f"{row['nnctl']['max_ms']:.1f}] (+ {row['nnctl']['fit_setup_ms']:.0f} ms a fit), torch "
+              f"{row['torch']['median_ms']:.1f} ms [{row['torch']['min_ms']:.1f}–{row['torch']['max_ms']:.1f}], "
+              f"torch/nnctl {ratio:.2f}× ({verdict})", flush=True)
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.runcall(fit, 1)
+            stats = pstats.Stats(profiler)
+            stats.sort_stats("tottime").print_stats(20)
+            stats.sort_stats("cumtime").print_stats("nnctl|numba|cuda", 25)
+        if args.op_times:
+            op_times(fit)
     if args.json:
         with open(args.json, "w") as out:
             json.dump(results, out, indent=2)

@@ -9,6 +9,7 @@ Jobs run as subprocesses, WORKERS at a time, until --deadline seconds have passe
 stopped and reported as such), so a lease that ends early still leaves every finished figure in the log.
 
     NNCTL_DATA_DIR=… python bench/gpu_book.py [--workers 4] [--deadline 600] [--only agree|fidelity] [--log F]
+        [--configs imdb_lstm.yaml,…] [--seeds N]
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=600.0, help="seconds from start (default 600)")
     parser.add_argument("--only", choices=("agree", "fidelity"))
     parser.add_argument("--log", help="append each line to this file too")
+    parser.add_argument("--configs", help="fidelity for these configs only (comma-separated file names)")
+    parser.add_argument("--seeds", type=int, help="fidelity over the first SEEDS of each config's seeds only")
     args = parser.parse_args()
     deadline = time.monotonic() + args.deadline
     log = open(args.log, "a", encoding="utf-8") if args.log else None
@@ -114,7 +117,9 @@ def main() -> None:
         runs = Path(scratch)
         jobs = [] if args.only == "fidelity" else [(agree, (c, o, runs, deadline, log)) for c, o in AGREE]
         if args.only != "agree":
-            jobs += [(fidelity, (c, f, s, runs, deadline, log, results)) for c, f, _, seeds in FIDELITY for s in seeds]
+            chosen = [(c, f, seeds[:args.seeds]) for c, f, _, seeds in FIDELITY
+                      if not args.configs or c in args.configs.split(",")]
+            jobs += [(fidelity, (c, f, s, runs, deadline, log, results)) for c, f, seeds in chosen for s in seeds]
         for future in [pool.submit(lambda job=job: time.monotonic() < deadline and job[0](*job[1])) for job in jobs]:
             future.result()
     for config, figure, bar, seeds in FIDELITY:

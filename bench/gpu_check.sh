@@ -5,7 +5,9 @@
 #   1. (together) the CUDA tests on the real GPU, and bench/gpu_book.py: the book's configs on the GPU
 #      (CPU-vs-GPU agreement, then fidelity over the fixed seeds);
 #   2. (alone) bench/gpu.py against PyTorch CUDA eager, one workload a process.
-# Logs under $OUT: gpu.txt, gpu_tests.log, gpu_book.log, gpu_bench.log. Phase lengths: PHASE1_S, BENCH_S.
+# Logs under $OUT: gpu.txt, gpu_tests.log, gpu_book.log, gpu_bench.log. PHASE1_S: phase 1's length; BOOK_ARGS:
+# gpu_book.py's choice (default: everything); BENCH_JOBS: workload:epochs:rounds:seconds[:rows] a process;
+# PROFILE=1, OP_TIMES=1: then bench/gpu.py's --profile, --op-times.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/nnctl-gpu}"
@@ -38,13 +40,14 @@ echo "set-up and smoke: $(( $(date +%s) - began )) s" | tee -a "$OUT/gpu.txt"
 #    the book's configs on the GPU.
 (
     NNCTL_CUDA_TESTS=gpu NUMBA_NUM_THREADS=2 timeout -k 5 "$PHASE1_S" python3 -m pytest -q -p no:cacheprovider \
-        -o addopts="" -n 10 --dist load --timeout 150 --maxfail=30 tests/engine/cuda_sim tests/test_cuda_device.py \
+        -p no:warnings -o addopts="" -n 10 --dist load --timeout 150 --maxfail=30 tests/engine/cuda_sim tests/test_cuda_device.py \
         > "$OUT/gpu_tests.log" 2>&1
     echo "pytest exit status $?" >> "$OUT/gpu_tests.log"
 ) &
 tests=$!
+# shellcheck disable=SC2086
 NUMBA_NUM_THREADS=4 python3 bench/gpu_book.py --workers 4 --deadline $(( PHASE1_S - 10 )) --log "$OUT/gpu_book.log" \
-    > /dev/null 2>&1
+    ${BOOK_ARGS:-} > /dev/null 2>&1
 wait "$tests"
 pkill -f "pytest" ; pkill -f "nnctl train"; sleep 1
 echo "== tests"; tail -n 40 "$OUT/gpu_tests.log"
@@ -52,10 +55,10 @@ echo "== book configs"; cat "$OUT/gpu_book.log"
 
 # 2. Alone on the machine: steady epochs against PyTorch CUDA eager, alternated, one workload a process.
 echo "== bench"
-for job in mlp:5:35 boston:5:25 lstm:3:70 convnet:3:65 tape:3:25; do
-    IFS=: read -r workload epochs seconds <<<"$job"
-    timeout -k 5 "$seconds" python3 bench/gpu.py --workloads "$workload" --epochs "$epochs" 2>&1 \
-        | grep -v Warning | tee -a "$OUT/gpu_bench.log" || echo "$workload: no figure within $seconds s" \
-        | tee -a "$OUT/gpu_bench.log"
+for job in ${BENCH_JOBS:-mlp:2:2:35 boston:2:2:25 lstm:2:1:45 convnet:2:1:60 tape:1:1:30:12800}; do
+    IFS=: read -r workload epochs rounds seconds rows <<<"$job"
+    timeout -k 5 "$seconds" python3 bench/gpu.py --workloads "$workload" --epochs "$epochs" --rounds "$rounds" \
+        ${rows:+--rows "$rows"} ${PROFILE:+--profile} ${OP_TIMES:+--op-times} 2>&1 | grep -v Warning \
+        | tee -a "$OUT/gpu_bench.log" || echo "$workload: no figure within $seconds s" | tee -a "$OUT/gpu_bench.log"
 done
 echo "all: $(( $(date +%s) - began )) s"

@@ -71,3 +71,17 @@ def test_the_counter_based_uniforms_are_uniform_and_differ_between_draws():
     for other in (second, other_key):  # another step, another layer: unrelated masks
         assert abs(np.corrcoef(first, other)[0, 1]) < 0.01 and (first != other).mean() > 0.999
     np.testing.assert_array_equal(counter_uniform(7, 0, 10), first[:10])  # a draw is a pure function
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba_cuda") is None, reason="needs numba-cuda (the cuda extra)")
+def test_the_cuda_engine_turns_off_numba_cudas_small_grid_warning_unless_the_user_set_it():
+    import os
+
+    code = "import nnctl.engine.cuda, numba.cuda.core.config as c; print(c.CUDA_LOW_OCCUPANCY_WARNINGS)"
+    env = {key: value for key, value in os.environ.items() if key != "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS"}
+    env["NUMBA_ENABLE_CUDASIM"] = "1"
+    for setting, shown in ((None, "0"), ("1", "1")):
+        if setting:
+            env["NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS"] = setting
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+        assert out.stdout.strip() == shown

@@ -13,9 +13,28 @@ dense.py, and elementwise.py's maps, reductions and gathers behind the NumPy-lik
 ndfuncs.py) that run custom layers' ops on the GPU.
 """
 
-from nnctl.engine.cuda import (conv, conv3x3, conv_pool, dense, dropout, elementwise, embedding, losses, masks,
-                               merge, normalization, optim, optim_rows, pooling, recurrent, recurrent_gru, sorting,
-                               sparse)
+import importlib
+import os
+
+
+def _quiet_small_grids() -> None:
+    """nnctl launches small grids on purpose (a bias row, a loss's sum, a batch of 16): numba-cuda's
+    low-occupancy warning would print for each such launch site, and it is checked on every launch. Left as it
+    is when NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS is set."""
+    if "NUMBA_CUDA_LOW_OCCUPANCY_WARNINGS" in os.environ:
+        return
+    for name in ("numba.cuda.core.config", "numba.core.config"):  # numba-cuda's own config, then Numba's
+        try:
+            importlib.import_module(name).CUDA_LOW_OCCUPANCY_WARNINGS = 0
+        except ImportError:
+            pass
+
+
+_quiet_small_grids()
+
+from nnctl.engine.cuda import (  # noqa: E402 - once the warning is off
+    conv, conv3x3, conv_pool, dense, dropout, elementwise, embedding, losses, masks, merge, normalization, optim,
+    optim_rows, pooling, recurrent, recurrent_gru, sorting, sparse)
 
 MODULES = (dense, dropout, losses, optim, sparse, embedding, optim_rows, normalization, pooling, conv, conv_pool,
            conv3x3, recurrent, recurrent_gru, masks, merge, sorting, elementwise)

@@ -31,6 +31,11 @@ class NotOnDevice(TypeError):
 
 _POOL: dict = {}  # (dtype, size) → freed 1-D device arrays
 _POOL_DEPTH = 16
+# Every array a block holds, by the block's id. A block in a reference cycle (the tape makes them) is freed by
+# the garbage collector, which runs weak-reference callbacks before `__del__`: an array reachable only through
+# the block would have its memory freed by Numba's finalizer and then be put back in the pool. Held here, the
+# array stays reachable, and only `__del__` lets it go (to the pool, or to Numba when the pool is full).
+_HELD: dict = {}
 
 
 class _Block:
@@ -40,14 +45,16 @@ class _Block:
 
     def __init__(self, data):
         self.data = data
+        _HELD[id(self)] = data
 
     def __del__(self):
         try:
-            spare = _POOL.setdefault((self.data.dtype.str, self.data.shape[0]), [])
-        except (AttributeError, TypeError):  # at interpreter exit the pool may be gone already
+            data = _HELD.pop(id(self))
+            spare = _POOL.setdefault((data.dtype.str, data.shape[0]), [])
+        except (AttributeError, TypeError, KeyError):  # at interpreter exit the pool may be gone already
             return
         if len(spare) < _POOL_DEPTH:
-            spare.append(self.data)
+            spare.append(data)
 
 
 def _allocate(size: int, dtype) -> _Block:
@@ -119,12 +126,19 @@ class GpuArray:
 
     def flat(self):
         """The elements as a 1-D device array (a view when contiguous, else a copy's)."""
-        source = self.contiguous()
-        return source.base[source.offset:source.offset + source.size]
+        return self._device(1)
 
     def device(self):
         """The elements as a C-contiguous device array of this shape."""
-        return self.flat().reshape(self.shape) if self.ndim else self.flat()
+        return self._device(self.ndim)
+
+    def _device(self, ndim):
+        source = self.contiguous()
+        view = source.base[source.offset:source.offset + source.size]
+        view = view.reshape(self.shape) if ndim > 1 else view
+        if source._block is not None:  # the storage stays out of the pool while the view lives (a copy's
+            view.nnctl_block = source._block  # block has no other holder: matmul's two operands would share it)
+        return view
 
     def copy_to_host(self) -> np.ndarray:
         return self.flat().copy_to_host().reshape(self.shape)

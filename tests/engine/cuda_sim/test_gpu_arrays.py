@@ -140,6 +140,41 @@ def test_freed_arrays_are_reused_by_size():
     assert ndarray.GpuArray.empty((21,)).base is base
 
 
+def test_the_device_view_of_a_copy_keeps_the_copy_out_of_the_pool():
+    """`device()` of a strided array hands out its copy's storage: the copy stays in use while that view lives,
+    so a second copy of the same size (matmul's other operand) cannot take it."""
+    a, b = (RNG.standard_normal((4, 8)).astype(np.float32) for _ in range(2))
+    first, second = _gpu(a)[:, ::2].device(), _gpu(b)[:, ::2].device()
+    np.testing.assert_array_equal(first.copy_to_host(), a[:, ::2])
+    np.testing.assert_array_equal(second.copy_to_host(), b[:, ::2])
+    np.testing.assert_allclose(_host(np.matmul(_gpu(a)[:, ::2], _gpu(b)[:, ::2])), a[:, ::2] @ b[:, ::2], rtol=1e-5)
+
+
+def test_an_array_freed_in_a_reference_cycle_goes_back_to_the_pool_unfreed(monkeypatch):
+    """The garbage collector runs a cycle's weak-reference callbacks (Numba frees device memory in one) before
+    its `__del__` methods (a block's return to the pool): the pool's arrays are held apart, so none is freed."""
+    import gc
+    import weakref
+
+    from nnctl.engine.cuda import ndarray
+
+    freed = []
+
+    class DeviceArray:  # as Numba's: an object the collector tracks, whose finalizer frees its memory
+        def __init__(self, size, dtype):
+            self.dtype, self.shape = np.dtype(dtype), (size,)
+            weakref.finalize(self, freed.append, size)
+
+    monkeypatch.setattr(ndarray.cuda, "device_array", DeviceArray)
+    key = (np.dtype(np.float32).str, 12345)
+    monkeypatch.setitem(ndarray._POOL, key, [])
+    cycle = {"array": ndarray.GpuArray.empty((5, 2469))}
+    cycle["itself"] = cycle
+    del cycle
+    gc.collect()
+    assert len(ndarray._POOL[key]) == 1 and freed == []
+
+
 @st.composite
 def _arrays(draw, max_dims=4):
     """A float32 array of 1–4 axes of 1–4, as a strided view when drawn so: transposed and/or sliced by steps."""

@@ -47,7 +47,8 @@ def _block_sums(x, sums):
 
 @cuda.jit
 def _count_positive(x, counts):
-    n = cuda.syncthreads_count(x[cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x] > 0)
+    positive = x[cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x] > 0
+    n = cuda.syncthreads_count(1 if positive else 0)  # an int: a GPU's syncthreads_count takes no bool
     if cuda.threadIdx.x == 0:
         counts[cuda.blockIdx.x] = n
 
