@@ -57,9 +57,19 @@ class Op:
     def buffer(self, shape_per_sample, dtype=np.float32):
         return self.ctx.empty(self.ctx.batch_size * _size(shape_per_sample), dtype)
 
-    @staticmethod
-    def view(buffer, shape):
-        return buffer[:_size(shape)].reshape(shape)
+    def view(self, buffer, shape):
+        """The first elements of `buffer` (one of the path's device buffers, which live as long as it) as an
+        array of `shape`, made once: numba-cuda builds a new device array for each slice and reshape (Python
+        work of microseconds), and a step asks for the same views every step. A view is kept with its buffer,
+        so a reused id finds no stale entry; the cache is cleared past 512 entries."""
+        views = self.__dict__.setdefault("_views", {})
+        key = (id(buffer), shape)
+        hit = views.get(key)
+        if hit is None or hit[0] is not buffer:
+            if len(views) >= 512:
+                views.clear()
+            hit = views[key] = (buffer, buffer[:_size(shape)].reshape(shape))
+        return hit[1]
 
     def weight(self, param, buffer):
         """The device view of `param` in `buffer` (ctx.values or ctx.grads): a trainable weight's place there;

@@ -249,10 +249,17 @@ def _lstm_cell(i, j, h0, c0, U, mask, rmask, act, ract, first, count, s, gates, 
         if mask[b, s] == 0:
             hs[b, s, j], cs[b, s, j] = _previous(h0, hs, b, s, j), c_prev
             return
-        z_i = gates[b, s, j] + _recurrent_product(h0, hs, U, rmask, b, s, j)
-        z_f = gates[b, s, units + j] + _recurrent_product(h0, hs, U, rmask, b, s, units + j)
-        z_c = gates[b, s, 2 * units + j] + _recurrent_product(h0, hs, U, rmask, b, s, 2 * units + j)
-        z_o = gates[b, s, 3 * units + j] + _recurrent_product(h0, hs, U, rmask, b, s, 3 * units + j)
+        # The four gates' recurrent sums in one walk over h (each in order, as _recurrent_product's: the same
+        # bytes): four independent chains a quarter as long, and h read once a unit.
+        p_i = p_f = p_c = p_o = 0.0
+        for m in range(units):
+            h = _previous(h0, hs, b, s, m)
+            p_i += h * _dropped(rmask, b, m) * U[m, j]
+            p_f += h * _dropped(rmask, b, units + m) * U[m, units + j]
+            p_c += h * _dropped(rmask, b, 2 * units + m) * U[m, 2 * units + j]
+            p_o += h * _dropped(rmask, b, 3 * units + m) * U[m, 3 * units + j]
+        z_i, z_f = gates[b, s, j] + p_i, gates[b, s, units + j] + p_f
+        z_c, z_o = gates[b, s, 2 * units + j] + p_c, gates[b, s, 3 * units + j] + p_o
         gi, gf, gc, go = _activate(ract, z_i), _activate(ract, z_f), _activate(act, z_c), _activate(ract, z_o)
         c = gf * c_prev + gi * gc
         hs[b, s, j], cs[b, s, j] = go * _activate(act, c), c
@@ -292,9 +299,17 @@ def _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, firs
         b = first + i
         dh = 0.0
         if s + 1 < steps:
-            if mask[b, s + 1] != 0:
-                for k in range(4):
-                    dh += _gate_gradient(gates, k * units, b, s + 1, UT, k, rmask, j)
+            if mask[b, s + 1] != 0:  # Σ_k (d_k·U_kᵀ)[j] ⊙ m_k[j], the four sums in one walk (as _gate_gradient's)
+                t_i = t_f = t_c = t_o = 0.0
+                for m in range(units):
+                    t_i += gates[b, s + 1, m] * UT[m, j]
+                    t_f += gates[b, s + 1, units + m] * UT[units + m, j]
+                    t_c += gates[b, s + 1, 2 * units + m] * UT[2 * units + m, j]
+                    t_o += gates[b, s + 1, 3 * units + m] * UT[3 * units + m, j]
+                dh += t_i * _dropped(rmask, b, j)
+                dh += t_f * _dropped(rmask, b, units + j)
+                dh += t_c * _dropped(rmask, b, 2 * units + j)
+                dh += t_o * _dropped(rmask, b, 3 * units + j)
             else:
                 dh = dh0[b, j]
         if s < 0:

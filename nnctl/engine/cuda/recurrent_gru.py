@@ -7,8 +7,8 @@ from __future__ import annotations
 from numba import cuda
 
 from nnctl.engine.cuda.launch import KERNEL
-from nnctl.engine.cuda.recurrent import (_activate, _derivative, _gate_gradient, _geometry, _incoming, _previous,
-                                         _projection, _recurrent_product, _sequence_thread)
+from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _geometry, _incoming, _previous,
+                                         _projection, _sequence_thread)
 
 
 @cuda.jit(device=True)
@@ -20,9 +20,13 @@ def _gru_cell(i, j, U, rbias, h0, mask, rmask, act, ract, first, count, s, gates
         if mask[b, s] == 0:
             hs[b, s, j] = h_prev
             return
-        rec_z = _recurrent_product(h0, hs, U, rmask, b, s, j) + rbias[j]
-        rec_r = _recurrent_product(h0, hs, U, rmask, b, s, units + j) + rbias[units + j]
-        rec_h = _recurrent_product(h0, hs, U, rmask, b, s, 2 * units + j) + rbias[2 * units + j]
+        p_z = p_r = p_h = 0.0  # the three recurrent sums in one walk over h (each as _recurrent_product's)
+        for m in range(units):
+            h = _previous(h0, hs, b, s, m)
+            p_z += h * _dropped(rmask, b, m) * U[m, j]
+            p_r += h * _dropped(rmask, b, units + m) * U[m, units + j]
+            p_h += h * _dropped(rmask, b, 2 * units + m) * U[m, 2 * units + j]
+        rec_z, rec_r, rec_h = p_z + rbias[j], p_r + rbias[units + j], p_h + rbias[2 * units + j]
         z = _activate(ract, gates[b, s, j] + rec_z)
         r = _activate(ract, gates[b, s, units + j] + rec_r)
         candidate = _activate(act, gates[b, s, 2 * units + j] + r * rec_h)
@@ -65,9 +69,15 @@ def _gru_back_cell(i, j, dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, cou
         if s + 1 < steps:
             dh = dh0[b, j]  # step s + 1 left g·z there (g at a masked step)
             if mask[b, s + 1] != 0:  # d_rec = (dz, dr, e·r): the first two in gates, e·r in drec's last block
-                dh += _gate_gradient(gates, 0, b, s + 1, UT, 0, rmask, j)
-                dh += _gate_gradient(gates, units, b, s + 1, UT, 1, rmask, j)
-                dh += _gate_gradient(drec, drec.shape[2] - units, b, s + 1, UT, 2, rmask, j)
+                last = drec.shape[2] - units  # the three sums in one walk (each as _gate_gradient's)
+                t_z = t_r = t_h = 0.0
+                for m in range(units):
+                    t_z += gates[b, s + 1, m] * UT[m, j]
+                    t_r += gates[b, s + 1, units + m] * UT[units + m, j]
+                    t_h += drec[b, s + 1, last + m] * UT[2 * units + m, j]
+                dh += t_z * _dropped(rmask, b, j)
+                dh += t_r * _dropped(rmask, b, units + j)
+                dh += t_h * _dropped(rmask, b, 2 * units + j)
         if s < 0:
             dh0[b, j] = dh
             return

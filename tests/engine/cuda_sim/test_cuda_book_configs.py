@@ -45,7 +45,8 @@ def _data(model, loss: str, rng):
     return x, y
 
 
-@pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", reason="book-size models: a GPU's test")
+@pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1",
+                    reason="book-size models, minutes under the simulator: needs a real GPU (NNCTL_CUDA_TESTS=gpu)")
 @pytest.mark.parametrize("path", CONFIGS, ids=[path.stem for path in CONFIGS])
 def test_a_book_config_trains_on_cuda_with_every_layer_on_the_device_as_on_the_cpu(path, strict_device_arrays):
     from nnctl.config.build import build_model
