@@ -37,9 +37,34 @@ def test_gpu_bench_builds_all_four_workloads_and_says_a_cpu_run_is_no_target_fig
     result = _run("bench/gpu.py", "--device", "cpu", "--rows", "64", "--epochs", "1")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["mlp", "boston", "convnet", "lstm", "tape"]
-    assert all("a dry run on cpu: not the target's figures" in line for line in lines[:4]), result.stdout
+    assert [line.split(" (")[0] for line in lines] == ["mlp", "boston", "convnet", "lstm", "tape"]
+    assert all("(64 rows): nnctl " in line and " ms a fit), torch " in line for line in lines), result.stdout
+    assert all("a dry run: not the target's figures" in line for line in lines[:4]), result.stdout
     assert lines[4].endswith("(no target)"), result.stdout  # the custom-layer MLP: measured, no bar
+
+
+def test_gpu_bench_op_times_patches_the_device_ops_and_puts_them_back():
+    pytest.importorskip("torch")
+    code = ("import sys; sys.argv = ['gpu.py', '--device', 'cpu', '--rows', '32', '--epochs', '1', '--rounds', '1', "
+            "'--workloads', 'boston', '--op-times']; import gpu; from nnctl.nn.cudaops import DenseOp; "
+            "before = DenseOp.forward; gpu.main(); assert DenseOp.forward is before; print('restored')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT / "bench", capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "op times over one epoch of" in result.stdout and result.stdout.rstrip().endswith("restored")
+
+
+def test_gpu_book_reads_a_run_of_the_real_command(tmp_path):
+    """bench/gpu_book.py's plumbing on the CPU: `nnctl train` as a subprocess, its run's history and test figures
+    read back, and a failing run reported with its error."""
+    import gpu_book
+
+    result = gpu_book.train("smoke.yaml", ["epochs=2"], "cpu", tmp_path, 200)
+    assert len(result["history"]["loss"]) == 2 and 0 <= result["test"]["accuracy"] <= 1
+    assert gpu_book.figure_of(result, "test:accuracy") == result["test"]["accuracy"]
+    assert gpu_book.figure_of(result, "best_val") == max(result["history"]["val_accuracy"])
+    failed = gpu_book.train("smoke.yaml", ["epochs=0"], "cpu", tmp_path, 200)
+    assert failed["error"].startswith("exit 2: ") and "epochs" in failed["error"]
 
 
 @pytest.mark.slow
