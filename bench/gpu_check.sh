@@ -6,13 +6,17 @@
 #      (CPU-vs-GPU agreement, then fidelity over the fixed seeds);
 #   2. (alone) bench/gpu.py against PyTorch CUDA eager, one workload a process.
 # Logs under $OUT: gpu.txt, gpu_tests.log, gpu_book.log, gpu_bench.log. PHASE1_S: phase 1's length; BOOK_ARGS:
-# gpu_book.py's choice (default: everything); BENCH_JOBS: workload:epochs:rounds:seconds[:rows] a process, or
-# `launch` (bench/gpu_launch.py);
-# PROFILE=1, OP_TIMES=1: then bench/gpu.py's --profile, --op-times.
+# gpu_book.py's choice (default: what session 20's run left unmeasured, the recurrent and convolutional recipes
+# over three seeds; "" for everything); BENCH_JOBS: workload:epochs:rounds:seconds[:rows] a process, or `launch`
+# (bench/gpu_launch.py); PROFILE, OP_TIMES (default 1; empty to skip): bench/gpu.py's --profile, --op-times.
+# About 450 s in all with the defaults.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/nnctl-gpu}"
 PHASE1_S="${PHASE1_S:-200}"
+BOOK_ARGS="${BOOK_ARGS---only fidelity --seeds 3 --configs imdb_lstm.yaml,mnist_convnet.yaml,\
+imdb_simple_rnn.yaml,imdb_conv1d.yaml}"
+PROFILE="${PROFILE-1}" OP_TIMES="${OP_TIMES-1}"
 mkdir -p "$OUT"
 began=$(date +%s)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -56,7 +60,7 @@ echo "== book configs"; cat "$OUT/gpu_book.log"
 
 # 2. Alone on the machine: steady epochs against PyTorch CUDA eager, alternated, one workload a process.
 echo "== bench"
-for job in ${BENCH_JOBS:-launch mlp:2:2:35 boston:2:2:25 lstm:2:1:45 convnet:2:1:60 tape:1:1:30:12800}; do
+for job in ${BENCH_JOBS:-launch mlp:2:2:35 boston:2:2:25 lstm:2:1:45 convnet:1:1:60 tape:1:1:30:12800}; do
     IFS=: read -r workload epochs rounds seconds rows <<<"$job"
     if [ "$workload" = launch ]; then  # what one launch costs (bench/gpu_launch.py)
         timeout -k 5 30 python3 bench/gpu_launch.py 2>&1 | tee -a "$OUT/gpu_bench.log"
