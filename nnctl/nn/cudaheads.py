@@ -11,6 +11,8 @@ import warnings
 
 import numpy as np
 
+from nnctl.nn.cudaops import shaped
+
 
 class DeviceHead:
     """One output: node, units, steps, loss, loss code, fused (the loss reads the node's pre-activations), loss
@@ -41,7 +43,7 @@ class DeviceHead:
         w.r.t. its node's output (or pre-activations when fused), shaped as the node's output."""
         k, m = ctx.k, rows.shape[0]
         op, lines = ctx.ops[self.node], m * self.steps
-        target, labels, weight = self.target[:m], self.labels[:m], self.weights[:m]
+        target, labels, weight = self._rows(m)
         batch = ctx.batch if "staging" in data else None
         if batch is not None:
             target, labels = batch.get(f"target{index}", target), batch.get(f"labels{index}", labels)
@@ -52,21 +54,29 @@ class DeviceHead:
             k.take_rows(data[f"target{index}"], rows, target)
         if batch is None:
             k.take_rows(data[f"weight{index}"], rows, weight)
-        weight = weight.reshape(lines)
+        weight = shaped(weight, lines)
         mask = ctx.node_masks[self.node] if self.steps > 1 else None
         if mask is not None:
             k.masked_loss_weights(weight, mask.reshape(lines), self.masked[:lines])
             weight = self.masked[:lines]
-        pred = op.logits(m) if self.fused else ctx.node_outputs[self.node].reshape(lines, self.units)
-        dy = self.grad[:lines * self.units].reshape(lines, self.units)
+        pred = op.logits(m) if self.fused else shaped(ctx.node_outputs[self.node], lines, self.units)
+        dy = op.view(self.grad, (lines, self.units))
         if self.loss.custom:
-            self.tape_loss(ctx, pred, target.reshape(lines, self.units), weight, dy, out[slot:slot + 1])
+            self.tape_loss(ctx, pred, shaped(target, lines, self.units), weight, dy, out[slot:slot + 1])
         else:
-            k.loss_forward_backward(self.code, self.loss.delta, pred, target.reshape(lines, self.units),
-                                    labels.reshape(lines), weight, dy, out, slot)
+            k.loss_forward_backward(self.code, self.loss.delta, pred, shaped(target, lines, self.units),
+                                    shaped(labels, lines), weight, dy, out, slot)
         if self.weight != 1.0:
             k.scale_values(dy.reshape(-1), self.weight, dy.reshape(-1))
-        return dy.reshape((m,) + tuple(op.out_shape))
+        return shaped(dy, (m,) + tuple(op.out_shape))
+
+    def _rows(self, m):
+        """The first m rows of the targets, labels and weights buffers, made once per batch size (a device-array
+        slice is Python work of microseconds)."""
+        views = self.__dict__.setdefault("_row_views", {})
+        if m not in views:
+            views[m] = self.target[:m], self.labels[:m], self.weights[:m]
+        return views[m]
 
     def tape_loss(self, ctx, pred, target, weight, dy, out) -> None:
         """A user's loss (`call` on the ops tape) into out (one float64) and its gradient into dy: its ops on GPU
@@ -93,7 +103,7 @@ class DeviceHead:
 
     def output(self, ctx, m):
         """The node's outputs (after its activation) for the batch, (m, steps · units)."""
-        return ctx.node_outputs[self.node].reshape(m, self.width)
+        return shaped(ctx.node_outputs[self.node], m, self.width)
 
     def logits(self, ctx, m):
         """What the CPU's predict keeps as logits: the pre-activations where the node has them, else the outputs."""

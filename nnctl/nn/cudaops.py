@@ -28,6 +28,13 @@ def _size(shape) -> int:
     return int(math.prod(shape))
 
 
+def shaped(array, *shape):
+    """array.reshape(shape), or the array itself when it has that shape already: numba-cuda's reshape builds a new
+    device array (Python work of microseconds) even then, and a step reshapes many arrays to the shape they have."""
+    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    return array if tuple(array.shape) == shape else array.reshape(shape)
+
+
 class SparseBatch:
     """A batch of CSR rows on the device: what the first Dense layer reads instead of a dense array."""
 
@@ -117,7 +124,7 @@ class _Activated(Op):
         rows = m * self.rows_per_sample
         dz = self.view(self.dz, (rows, self.units))
         db = self.zero_grad if self.bias_param is None else self.weight(self.bias_param, self.ctx.grads)
-        self.ctx.k.bias_act_backward(dy.reshape(rows, self.units), self.view(self.z, (rows, self.units)),
+        self.ctx.k.bias_act_backward(shaped(dy, rows, self.units), self.view(self.z, (rows, self.units)),
                                      self.view(self.y, (rows, self.units)), LINEAR if fused else self.act,
                                      self.alpha, dz, db)
         return dz
@@ -145,11 +152,11 @@ class DenseOp(_Activated):
         if isinstance(x, SparseBatch):
             k.csr_matmul(x.indptr, x.indices, x.values, x.rows, w, z)
         else:
-            x = x.reshape(m * self.rows_per_sample, self.din)
+            x = shaped(x, m * self.rows_per_sample, self.din)
             self.ctx.blas.gemm(x, w, z)
         self.x = x
         self.activate(m)
-        return self.outputs(m).reshape((m,) + self.out_shape)
+        return shaped(self.outputs(m), (m,) + self.out_shape)
 
     def backward(self, dy, m, fused=False):
         dz = self.deactivate(dy, m, fused)
@@ -162,7 +169,7 @@ class DenseOp(_Activated):
             return None
         dx = self.view(self.dx, (m * self.rows_per_sample, self.din))
         self.ctx.blas.gemm_nt(dz, self.weight(self.layer.kernel, self.ctx.values), dx)
-        return dx.reshape((m,) + self.in_shape)
+        return shaped(dx, (m,) + self.in_shape)
 
 
 class ActivationOp(_Activated):
