@@ -28,6 +28,20 @@ def _size(shape) -> int:
     return int(math.prod(shape))
 
 
+def first_as(cache: dict, buffer, shape):
+    """The first elements of `buffer` (a 1-D device buffer that lives as long as `cache`'s owner) as an array of
+    `shape`, made once: numba-cuda builds a new device array for each slice and reshape (Python work of
+    microseconds), and a step asks for the same views every step. An entry keeps its buffer, so a reused id finds
+    no stale view; the cache is cleared past 512 entries."""
+    key = (id(buffer), shape)
+    hit = cache.get(key)
+    if hit is None or hit[0] is not buffer:
+        if len(cache) >= 512:
+            cache.clear()
+        hit = cache[key] = (buffer, buffer[:_size(shape)].reshape(shape))
+    return hit[1]
+
+
 def shaped(array, *shape):
     """array.reshape(shape), or the array itself when it has that shape already: numba-cuda's reshape builds a new
     device array (Python work of microseconds) even then, and a step reshapes many arrays to the shape they have."""
@@ -65,18 +79,8 @@ class Op:
         return self.ctx.empty(self.ctx.batch_size * _size(shape_per_sample), dtype)
 
     def view(self, buffer, shape):
-        """The first elements of `buffer` (one of the path's device buffers, which live as long as it) as an
-        array of `shape`, made once: numba-cuda builds a new device array for each slice and reshape (Python
-        work of microseconds), and a step asks for the same views every step. A view is kept with its buffer,
-        so a reused id finds no stale entry; the cache is cleared past 512 entries."""
-        views = self.__dict__.setdefault("_views", {})
-        key = (id(buffer), shape)
-        hit = views.get(key)
-        if hit is None or hit[0] is not buffer:
-            if len(views) >= 512:
-                views.clear()
-            hit = views[key] = (buffer, buffer[:_size(shape)].reshape(shape))
-        return hit[1]
+        """The first elements of `buffer` (one of the path's device buffers) as an array of `shape`, made once."""
+        return first_as(self.__dict__.setdefault("_views", {}), buffer, shape)
 
     def weight(self, param, buffer):
         """The device view of `param` in `buffer` (ctx.values or ctx.grads): a trainable weight's place there;

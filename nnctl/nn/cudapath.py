@@ -24,7 +24,7 @@ from nnctl.engine.csr import CSRMatrix
 from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
 from nnctl.nn.cudaheads import heads_of, input_shapes, reads_ids
-from nnctl.nn.cudaops import SparseBatch, shaped
+from nnctl.nn.cudaops import SparseBatch, first_as, shaped
 from nnctl.nn.cudaops_nested import embeddings
 from nnctl.nn.cudashare import backward_adding, shared_weights
 
@@ -149,7 +149,7 @@ class CudaPath:
         self.ids = [reads_ids(model, self.sources, k) for k in range(len(self.shapes))]
         self.xbufs = [self.empty(1 if sparse else batch_size * f, np.int32 if ids else np.float32)
                       for f, ids in zip(self.features, self.ids)]
-        self._batch_views: dict = {}  # (input, batch size) → that input's batch buffer as (m, features)
+        self._batch_views: dict = {}  # each input's batch buffer as (m, features), per batch size m
         self._data: list = []  # [(host Dataset or input, its device copies)], the last two seen
 
     def needs_dx(self, index: int) -> bool:
@@ -228,7 +228,7 @@ class CudaPath:
             if "staging" in data:
                 x = self.batch[f"x{k}"]
             else:
-                x = self._batch_view(k, m, features)
+                x = first_as(self._batch_views, self.xbufs[k], (m, features))
                 self.k.take_rows(data[f"x{k}"], rows, x)
             xs.append(shaped(x, (m,) + shape))
         # The nodes in graph order, each on its sources' outputs (input k is source -1 - k); Keras masks
@@ -241,13 +241,6 @@ class CudaPath:
             outputs.append(op.forward(ins if op.multi else ins[0], m, training))
             masks.append(op.out_mask(op.in_mask))
         self.node_outputs, self.node_masks = outputs, masks
-
-    def _batch_view(self, k, m, features):
-        """Input k's batch buffer as (m, features), made once per batch size."""
-        key = (k, m)
-        if key not in self._batch_views:
-            self._batch_views[key] = self.xbufs[k][:m * features].reshape(m, features)
-        return self._batch_views[key]
 
     def _step(self, data, rows, step, losses, host_rows) -> None:
         """One training step; its loss goes to losses[step] (one head) or, with several, each head's weighted
