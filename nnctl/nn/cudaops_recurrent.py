@@ -173,7 +173,7 @@ class RecurrentOp(Op):
         dpre2, grads = dpre.reshape(m * T, w), self.ctx.grads
         db = None if layer.bias is None else self.weight(layer.bias, grads).reshape(-1, w)  # (1, w); GRU (2, w)
         dx = self._input_gradients(dpre2, m)
-        if db is not None:  # column sums in row order, as the CPU's
+        if db is not None:  # column sums in a fixed order (rows in order; over many rows, fixed chunks: sum_partials)
             k.sum_partials(dpre2.reshape(m * T, 1, w), m * T, db[0:1])
         if dx is not None:
             if self.reverse:

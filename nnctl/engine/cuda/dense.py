@@ -2,8 +2,10 @@
 gathers, element-wise products and dropout — same names, same arguments, device arrays (or, under
 NUMBA_ENABLE_CUDASIM=1, NumPy arrays the simulator runs on).
 
-Reductions keep one fixed order (a column sum is one thread walking its rows), so the bytes do not depend on
-the launch geometry. The activation is a code read inside one kernel (a GPU kernel compiles once per
+Reductions keep one fixed order, so the bytes do not depend on the launch geometry: a column sum is one thread
+walking its rows, and a tall one (a convolution's bias over every pixel of the batch) fixed chunks of
+COLUMN_CHUNK rows, each summed in order by a thread, then the chunks' sums in order — one thread walking 43,000
+rows would wait on memory at every row. The activation is a code read inside one kernel (a GPU kernel compiles once per
 signature; branching on a code costs nothing next to a launch).
 """
 
@@ -15,7 +17,9 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cpu.dense import ACTIVATION_CODES
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, scratch
+
+COLUMN_CHUNK = 256  # rows a thread sums in a tall column's first pass (more than 2 chunks of rows: two passes)
 
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX, ELU, LEAKY_RELU, SOFTPLUS, GELU = (
     ACTIVATION_CODES[name] for name in ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "leaky_relu",
@@ -136,6 +140,30 @@ def bias_act_forward(z, bias, act, alpha, y):
     _bias_act_forward[blocks, threads](z, bias, act, alpha, y)
 
 
+@cuda.jit(**KERNEL)
+def _column_chunk_sums(dz, chunk, sums):
+    """sums[c, j] = Σ dz[i, j] over chunk c's rows, in order (float64), one thread a (chunk, column)."""
+    c, j = cuda.grid(2)
+    if c < sums.shape[0] and j < sums.shape[1]:
+        total = 0.0
+        for i in range(c * chunk, min(dz.shape[0], (c + 1) * chunk)):
+            total += dz[i, j]
+        sums[c, j] = total
+
+
+def _sum_columns(dz, db):
+    """db[j] = Σ_i dz[i, j] in a fixed order: rows in order, or past 2·COLUMN_CHUNK rows, chunks of COLUMN_CHUNK
+    rows in order and then the chunks' (float64) sums in order."""
+    rows, columns = dz.shape
+    if rows <= 2 * COLUMN_CHUNK:
+        _column_sums[grid1(columns)](dz, db)
+        return
+    chunks = -(-rows // COLUMN_CHUNK)
+    sums = scratch("column_chunks", chunks * columns).reshape(chunks, columns)
+    _column_chunk_sums[grid2(chunks, columns)](dz, COLUMN_CHUNK, sums)
+    _column_sums[grid1(columns)](sums, db)
+
+
 def bias_act_backward(dy, z, y, act, alpha, dz, db):
     """dz = dy · act'(z) (dz may be dy); db = column sums of dz."""
     if act == SOFTMAX:
@@ -144,8 +172,7 @@ def bias_act_backward(dy, z, y, act, alpha, dz, db):
     else:
         blocks, threads = grid2(*dy.shape)
         _act_backward[blocks, threads](dy, z, y, act, alpha, dz)
-    blocks, threads = grid1(dz.shape[1])
-    _column_sums[blocks, threads](dz, db)
+    _sum_columns(dz, db)
 
 
 @cuda.jit(**KERNEL)

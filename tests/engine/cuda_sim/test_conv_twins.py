@@ -60,3 +60,9 @@ def test_tap_shift_kernels_and_partials(shape):
     cuda.sum_partials(partials, 3, out)
     reference_conv.sum_partials(partials, 3, expected)
     np.testing.assert_allclose(out, expected, rtol=1e-6)
+    # A long sum (a recurrent bias over samples × steps) goes in chunks, then their sums: the same sums.
+    partials, out, expected = rng.standard_normal((1100, 1, 3)).astype(np.float32), np.zeros((1, 3), np.float32), \
+        np.zeros((1, 3), np.float32)
+    cuda.sum_partials(partials, 1100, out)
+    reference_conv.sum_partials(partials, 1100, expected)
+    np.testing.assert_allclose(out, expected, rtol=2e-5, atol=2e-5)

@@ -30,6 +30,10 @@ def _cases():
         cases.append((f"bias_act_backward-{name}", "bias_act_backward",
                       [_f32(5, 7), z + bias, y.astype(np.float32), code, 0.3, np.zeros((5, 7), np.float32),
                        np.zeros(7, np.float32)]))
+    z = _f32(1100, 3)  # a tall bias gradient (a convolution's, over the batch's pixels): chunks, then their sums
+    cases.append(("bias_act_backward-tall-relu", "bias_act_backward",
+                  [_f32(1100, 3), z, np.maximum(z, 0), ACTIVATION_CODES["relu"], 0.0, np.zeros((1100, 3), np.float32),
+                   np.zeros(3, np.float32)]))
     cases += [
         ("matmul", "matmul", [_f32(6, 4), _f32(4, 3), np.zeros((6, 3), np.float32)]),
         ("matmul_tn", "matmul_tn", [_f32(4, 6), _f32(4, 3), np.zeros((6, 3), np.float32)]),
