@@ -4,18 +4,21 @@ embedding's table gradient, the sparse input's weight gradient).
 
 The positions go in chunks of `span` (1,024, more when the chunks' counts would pass _COUNTS), one thread a chunk
 counting its keys (and each position's rank among its chunk's equal keys); one thread a key turns its chunks'
-counts into offsets; one thread ranks the keys; one thread a position places it. `zero_ints`, `key_offsets` and
-`key_starts` also serve sparse.py's sort of a batch's non-zeros by column.
+counts into offsets; one block ranks the keys (`key_starts`: each thread a run of keys, the runs' sums scanned in
+shared memory — one thread walking 10,000 keys would wait on memory at each); one thread a position places it.
+`zero_ints`, `key_offsets` and `key_starts` also serve sparse.py's sort of a batch's non-zeros by column.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1, scratch
+from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid1, scratch
 
 _SPAN, _COUNTS = 1024, 1 << 23
+SCAN_THREADS = 32 if SIMULATED else 1024  # key_starts' one block (the simulator runs a thread per OS thread)
 
 
 @cuda.jit(**KERNEL)
@@ -48,13 +51,35 @@ def key_offsets(counts, totals):
 
 
 @cuda.jit(**KERNEL)
+def _key_starts(totals, starts):
+    t, keys = cuda.threadIdx.x, totals.shape[0]
+    per = (keys + SCAN_THREADS - 1) // SCAN_THREADS
+    first, stop = t * per, min(keys, (t + 1) * per)
+    own = 0
+    for r in range(first, stop):
+        own += totals[r]
+    sums = cuda.shared.array(SCAN_THREADS, numba.int64)
+    sums[t] = own
+    cuda.syncthreads()
+    step = 1
+    while step < SCAN_THREADS:  # an inclusive scan of the runs' sums (Hillis–Steele)
+        before = sums[t - step] if t >= step else 0
+        cuda.syncthreads()
+        sums[t] += before
+        cuda.syncthreads()
+        step *= 2
+    running = sums[t] - own
+    for r in range(first, stop):
+        starts[r] = running
+        running += totals[r]
+    if t == SCAN_THREADS - 1:
+        starts[keys] = sums[t]
+
+
 def key_starts(totals, starts):
-    if cuda.grid(1) == 0:
-        running = 0
-        for r in range(totals.shape[0]):
-            starts[r] = running
-            running += totals[r]
-        starts[totals.shape[0]] = running
+    """starts[r] = totals[0] + … + totals[r − 1] for every key, and starts[K] the total (integers: exact in any
+    order)."""
+    _key_starts[1, SCAN_THREADS](totals, starts)
 
 
 @cuda.jit(**KERNEL)
@@ -79,7 +104,7 @@ def stable_order(keys, key_count: int):
     starts, positions = scratch("sort starts", key_count + 1, np.int32), scratch("sort order", max(1, n), np.int32)
     _chunk_counts[grid1(chunks)](keys, span, counts, rank)
     key_offsets[grid1(key_count)](counts, totals)
-    key_starts[1, 1](totals, starts)
+    key_starts(totals, starts)
     _place[grid1(n)](keys, span, counts, rank, starts, positions)
     return starts, positions
 

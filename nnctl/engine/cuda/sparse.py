@@ -101,7 +101,7 @@ def csr_t_matmul(indptr, indices, values, rows, dy, dw):
     brow, bval = scratch("csr batch rows", bound, np.int32), scratch("csr batch values", bound, np.float32)
     _mark_columns[grid1(m)](indptr, indices, rows, presence)
     sorting.key_offsets[grid1(d)](presence, totals)
-    sorting.key_starts[1, 1](totals, starts)
+    sorting.key_starts(totals, starts)
     _place_nonzeros[grid1(m)](indptr, indices, values, rows, presence, starts, brow, bval)
     _column_products[grid2(d, dw.shape[1])](starts, brow, bval, dy, dw)
 

@@ -92,3 +92,16 @@ def test_the_table_gradient_sums_each_rows_positions_in_order(span, counts, monk
     assert cpu.embedding_scatter_add(ids, dy, want, touched, 0, mark) == len(set(ids.tolist()))
     assert grad.tobytes() == want.tobytes()
     assert not grad[9:].any()
+
+
+@pytest.mark.parametrize("keys", [1, 5, 31, 32, 33, 100, 1000])
+def test_key_starts_are_the_running_totals_for_any_number_of_keys(keys):
+    """The sort's key starts (one block: runs of keys a thread, the runs' sums scanned in shared memory) against
+    NumPy's running sum, with fewer keys than threads, a run each, and several keys a thread."""
+    from nnctl.engine.cuda import sorting
+
+    totals = RNG.integers(0, 50, keys).astype(np.int32)
+    totals[RNG.integers(0, keys, keys // 3)] = 0  # keys no position has
+    starts = np.full(keys + 1, -1, np.int32)
+    sorting.key_starts(totals, starts)
+    np.testing.assert_array_equal(starts, np.concatenate([[0], np.cumsum(totals)]).astype(np.int32))
