@@ -14,7 +14,9 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, scratch
-from nnctl.engine.cuda.sorting import stable_order
+from nnctl.engine.cuda.sorting import key_starts, stable_order
+
+ROW_CHUNK = 256  # a table-gradient row with more positions in a step is summed in pieces of this many
 
 
 @cuda.jit(**KERNEL)
@@ -111,26 +113,72 @@ def embedding_scatter_add(ids, dy, grad, touched, count, mark, counter=None):
 
 
 @cuda.jit(**KERNEL)
-def _row_sums(dy, starts, positions, grad):
-    r, j = cuda.grid(2)
-    if r < grad.shape[0] and j < grad.shape[1]:
-        first, stop = starts[r], starts[r + 1]
-        total = numba.float32(0.0)
-        if first < stop:
-            total = dy[positions[first], j]
+def _piece_counts(starts, chunk, pieces):
+    r = cuda.grid(1)
+    if r < pieces.shape[0]:
+        pieces[r] = (starts[r + 1] - starts[r] + chunk - 1) // chunk
+
+
+@cuda.jit(**KERNEL)
+def _piece_sums(dy, starts, positions, piece_starts, chunk, sums, grad):
+    """Piece q of row r (positions starts[r] + k·chunk onwards, k = q − piece_starts[r]): its rows of dy added in
+    order, into grad[r] when it is the row's only piece, else into sums[q]. One thread a (piece, unit)."""
+    q, j = cuda.grid(2)
+    rows = piece_starts.shape[0] - 1
+    if q < sums.shape[0] and j < grad.shape[1] and q < piece_starts[rows]:
+        low, high = 0, rows - 1  # the row whose pieces hold q: the last r with piece_starts[r] <= q
+        while low < high:
+            middle = (low + high + 1) // 2
+            if piece_starts[middle] <= q:
+                low = middle
+            else:
+                high = middle - 1
+        r = low
+        first = starts[r] + (q - piece_starts[r]) * chunk
+        stop = min(starts[r + 1], first + chunk)
+        total = dy[positions[first], j]
         for p in range(first + 1, stop):
             total += dy[positions[p], j]
-        grad[r, j] = total
+        if piece_starts[r + 1] - piece_starts[r] == 1:
+            grad[r, j] = total
+        else:
+            sums[q, j] = total
 
 
-def embedding_table_grad(ids, dy, grad):
+@cuda.jit(**KERNEL)
+def _piece_totals(piece_starts, sums, grad):
+    """Rows of several pieces: their pieces' sums added in order; rows of none: 0. One thread a (row, unit)."""
+    r, j = cuda.grid(2)
+    if r < grad.shape[0] and j < grad.shape[1]:
+        first, stop = piece_starts[r], piece_starts[r + 1]
+        if first == stop:
+            grad[r, j] = 0.0
+        elif stop - first > 1:
+            total = sums[first, j]
+            for q in range(first + 1, stop):
+                total += sums[q, j]
+            grad[r, j] = total
+
+
+def embedding_table_grad(ids, dy, grad, chunk=None):
     """grad = the table's whole gradient for one step: row r = the sum of dy's rows at r's positions, in
-    position order (the CPU scatter's additions, so the same bytes), 0 for the rows the step did not use. The
-    GPU's own: its optimizer steps the table as a dense weight, so no touched-rows bookkeeping is needed, and
-    every stage runs in parallel (sorting.stable_order; the scatter's bookkeeping is one thread over the ids).
-    ids: (n,) int32 in [0, V); dy: (n, d); grad: (V, d), overwritten."""
-    starts, positions = stable_order(ids, grad.shape[0])
-    _row_sums[grid2(grad.shape[0], grad.shape[1])](dy, starts, positions, grad)
+    position order (the CPU scatter's additions, so the same bytes), 0 for the rows the step did not use — except
+    that a row with more than `chunk` (ROW_CHUNK) positions is added in pieces of `chunk` positions, each in
+    order, then the pieces in order (a fixed order still; one thread walking an IMDB batch's 30,000 padding
+    positions would wait on memory at each). The GPU's own: its optimizer steps the table as a dense weight, so
+    no touched-rows bookkeeping is needed, and every stage runs in parallel (sorting.stable_order; the scatter's
+    bookkeeping is one thread over the ids). ids: (n,) int32 in [0, V); dy: (n, d); grad: (V, d), overwritten."""
+    chunk = chunk or ROW_CHUNK
+    (n, units), rows = dy.shape, grad.shape[0]
+    starts, positions = stable_order(ids, rows)
+    pieces = scratch("table pieces", rows, np.int32)
+    _piece_counts[grid1(rows)](starts, chunk, pieces)
+    piece_starts = scratch("table piece starts", rows + 1, np.int32)
+    key_starts(pieces, piece_starts)
+    most = min(n, rows + n // chunk)  # every row's first piece, plus at most n / chunk more
+    sums = scratch("table piece sums", max(1, most) * units, np.float32).reshape(max(1, most), units)
+    _piece_sums[grid2(max(1, most), units)](dy, starts, positions, piece_starts, chunk, sums, grad)
+    _piece_totals[grid2(rows, units)](piece_starts, sums, grad)
 
 
 @cuda.jit(**KERNEL)

@@ -105,3 +105,32 @@ def test_key_starts_are_the_running_totals_for_any_number_of_keys(keys):
     starts = np.full(keys + 1, -1, np.int32)
     sorting.key_starts(totals, starts)
     np.testing.assert_array_equal(starts, np.concatenate([[0], np.cumsum(totals)]).astype(np.int32))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4, 256])
+def test_a_row_with_many_positions_is_added_in_pieces_then_the_pieces_in_order(chunk):
+    """Rows with more than `chunk` positions in the step (an IMDB batch's padding id): pieces of `chunk`
+    positions, each added in order, then the pieces in order — NumPy's float32 sums in that grouping, byte for
+    byte; rows of one piece as the CPU scatter; unused rows (first, between, last) 0."""
+    ids = RNG.integers(2, 7, 60).astype(np.int32)
+    ids[RNG.random(60) < 0.5] = 3  # a row of about 35 positions
+    ids[:9] = 8  # another long one, first
+    dy = RNG.standard_normal((60, 3)).astype(np.float32)
+    grad = np.full((10, 3), 7, np.float32)
+    cuda.embedding_table_grad(ids, dy, grad, chunk=chunk)
+    want = np.zeros((10, 3), np.float32)
+    for row in range(10):
+        at = np.flatnonzero(ids == row)
+        pieces = []
+        for first in range(0, len(at), chunk):
+            total = dy[at[first]].copy()
+            for p in at[first + 1:first + chunk]:
+                total += dy[p]
+            pieces.append(total)
+        if pieces:
+            total = pieces[0]
+            for piece in pieces[1:]:
+                total = total + piece
+            want[row] = total
+    assert grad.tobytes() == want.tobytes()
+    assert not grad[[0, 1, 7, 9]].any()
