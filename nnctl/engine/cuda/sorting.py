@@ -2,7 +2,7 @@
 fixed): the positions of each key in position order, for the GPU's gathers that replace the CPU's scatters (an
 embedding's table gradient, the sparse input's weight gradient).
 
-The positions go in chunks of `span` (1,024, more when the chunks' counts would pass _COUNTS), one thread a chunk
+The positions go in chunks of `span` (256, more when the chunks' counts would pass _COUNTS), one thread a chunk
 counting its keys (and each position's rank among its chunk's equal keys); one thread a key turns its chunks'
 counts into offsets; one block ranks the keys (`key_starts`: each thread a run of keys, the runs' sums scanned in
 shared memory — one thread walking 10,000 keys would wait on memory at each); one thread a position places it.
@@ -17,7 +17,7 @@ from numba import cuda
 
 from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid1, scratch
 
-_SPAN, _COUNTS = 1024, 1 << 23
+_SPAN, _COUNTS = 256, 1 << 23  # a chunk is one thread's walk: short, since each position waits on memory
 SCAN_THREADS = 32 if SIMULATED else 1024  # key_starts' one block (the simulator runs a thread per OS thread)
 
 
