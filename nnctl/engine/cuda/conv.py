@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, scratch
-
-PARTIALS_CHUNK = 256  # partials a thread adds in a long sum's first pass (more than 2 chunks: two passes)
+from nnctl.engine.cuda import dense
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
 
 
 @cuda.jit(**KERNEL)
@@ -180,30 +179,15 @@ def _sum_partials(partials, count, out):
         out[p, f] = total
 
 
-@cuda.jit(**KERNEL)
-def _sum_partials_chunks(partials, count, chunk, sums):
-    """sums[c, p, f] = Σ partials[i, p, f] over chunk c's i, in order (float64), one thread a (chunk, entry)."""
-    c, e = cuda.grid(2)
-    width = sums.shape[2]
-    if c < sums.shape[0] and e < sums.shape[1] * width:
-        p, f = e // width, e % width
-        total = 0.0
-        for i in range(c * chunk, min(count, (c + 1) * chunk)):
-            total += partials[i, p, f]
-        sums[c, p, f] = total
-
-
 def sum_partials(partials, count, out):
-    """out = partials[0] + … + partials[count − 1], added in that order; past 2·PARTIALS_CHUNK of them (a recurrent
-    layer's bias gradient over samples × steps) in fixed chunks of PARTIALS_CHUNK, each added in order in float64,
-    then the chunks' sums in order: one thread walking 64,000 partials would wait on memory at every one."""
-    if count <= 2 * PARTIALS_CHUNK:
+    """out = partials[0] + … + partials[count − 1], added in that order; past 2·COLUMN_CHUNK of them (a recurrent
+    layer's bias gradient over samples × steps) as dense.column_sums adds a tall column, in fixed chunks: one
+    thread walking 64,000 partials would wait on memory at every one."""
+    if count <= 2 * dense.COLUMN_CHUNK:
         _sum_partials[grid2(out.shape[0], out.shape[1])](partials, count, out)
         return
-    chunks = -(-count // PARTIALS_CHUNK)
-    sums = scratch("partials_chunks", chunks * out.shape[0] * out.shape[1]).reshape(chunks, *out.shape)
-    _sum_partials_chunks[grid2(chunks, out.shape[0] * out.shape[1])](partials, count, PARTIALS_CHUNK, sums)
-    _sum_partials[grid2(out.shape[0], out.shape[1])](sums, chunks, out)
+    entries = out.shape[0] * out.shape[1]
+    dense.column_sums(partials[:count].reshape(count, entries), out.reshape(entries))
 
 
 KERNELS = ("im2col", "col2im", "conv_direct_forward", "conv_direct_weight_grad", "conv_taps_sum", "conv_taps_spread",

@@ -151,7 +151,7 @@ def _column_chunk_sums(dz, chunk, sums):
         sums[c, j] = total
 
 
-def _sum_columns(dz, db):
+def column_sums(dz, db):
     """db[j] = Σ_i dz[i, j] in a fixed order: rows in order, or past 2·COLUMN_CHUNK rows, chunks of COLUMN_CHUNK
     rows in order and then the chunks' (float64) sums in order."""
     rows, columns = dz.shape
@@ -172,7 +172,7 @@ def bias_act_backward(dy, z, y, act, alpha, dz, db):
     else:
         blocks, threads = grid2(*dy.shape)
         _act_backward[blocks, threads](dy, z, y, act, alpha, dz)
-    _sum_columns(dz, db)
+    column_sums(dz, db)
 
 
 @cuda.jit(**KERNEL)
