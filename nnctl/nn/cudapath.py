@@ -25,6 +25,7 @@ from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
 from nnctl.nn.cudaheads import heads_of, input_shapes, reads_ids
 from nnctl.nn.cudaops import SparseBatch, first_as, shaped
+from nnctl.nn.cudafused import whole_steps
 from nnctl.nn.cudaops_nested import embeddings
 from nnctl.nn.cudashare import backward_adding, shared_weights
 
@@ -151,6 +152,7 @@ class CudaPath:
                       for f, ids in zip(self.features, self.ids)]
         self._batch_views: dict = {}  # each input's batch buffer as (m, features), per batch size m
         self._data: list = []  # [(host Dataset or input, its device copies)], the last two seen
+        self.whole = whole_steps(self)  # a small Dense model's steps in one launch (nn/cudafused.py), or None
 
     def needs_dx(self, index: int) -> bool:
         """Whether node `index` reads another layer's output (the model's input takes no gradient)."""
@@ -280,6 +282,10 @@ class CudaPath:
                     self.k.add(grads[j].reshape(-1), part.reshape(-1), total)
                     grads[j] = total.reshape(part.shape)
 
+    def _whole(self, data) -> bool:
+        """Whether this path runs its steps in one launch (a small Dense model whose data is on the device)."""
+        return self.whole is not None and "staging" not in data
+
     # ---- the fast path's entry points ------------------------------------------------------------
     def train(self, data, order, first, last, outputs, step_losses) -> None:
         n, bs, heads = order.shape[0], self.batch_size, self.heads
@@ -294,11 +300,14 @@ class CudaPath:
             self.penalties = self.cuda.to_device(np.zeros(step_losses.shape[0]))
         for check in self.id_checks:
             check.start()
-        for step in range(first, last):
-            b0, b1 = step * bs, min(n, (step + 1) * bs)
-            self._step(device, d_order[b0:b1], step, losses, order[b0:b1])
-            for head, d_out in zip(heads, d_outputs):
-                d_out[b0 - lo:b1 - lo].copy_to_device(head.output(self, b1 - b0))
+        if self._whole(device):
+            self.whole.train(device, d_order, first, last, losses, d_outputs[0], lo)
+        else:
+            for step in range(first, last):
+                b0, b1 = step * bs, min(n, (step + 1) * bs)
+                self._step(device, d_order[b0:b1], step, losses, order[b0:b1])
+                for head, d_out in zip(heads, d_outputs):
+                    d_out[b0 - lo:b1 - lo].copy_to_device(head.output(self, b1 - b0))
         for check in self.id_checks:  # a bad computed id raises before the weights come back (the last good stay)
             check.finish()
         self._download_state()
@@ -329,17 +338,20 @@ class CudaPath:
         d_rows = self.cuda.to_device(np.arange(count, dtype=np.int64))
         for check in self.id_checks:
             check.start()
-        for b0 in range(0, count, self.batch_size):
-            b1 = min(count, b0 + self.batch_size)
-            self._forward(device, d_rows[b0:b1], host_rows=np.arange(b0, b1))
-            for index, head in enumerate(heads):
-                d_logits[index][b0:b1].copy_to_device(head.logits(self, b1 - b0))
-                d_outputs[index][b0:b1].copy_to_device(head.output(self, b1 - b0))
-                mask = self.node_masks[head.node] if head.steps > 1 else None
-                if mask is not None:
-                    if d_masks[index] is None:
-                        d_masks[index] = self.empty((max(1, count), head.steps), np.uint8)
-                    d_masks[index][b0:b1].copy_to_device(mask.reshape(b1 - b0, head.steps))
+        if self._whole(device):
+            self.whole.predict(device["x0"], d_rows, d_logits[0], d_outputs[0])
+        else:
+            for b0 in range(0, count, self.batch_size):
+                b1 = min(count, b0 + self.batch_size)
+                self._forward(device, d_rows[b0:b1], host_rows=np.arange(b0, b1))
+                for index, head in enumerate(heads):
+                    d_logits[index][b0:b1].copy_to_device(head.logits(self, b1 - b0))
+                    d_outputs[index][b0:b1].copy_to_device(head.output(self, b1 - b0))
+                    mask = self.node_masks[head.node] if head.steps > 1 else None
+                    if mask is not None:
+                        if d_masks[index] is None:
+                            d_masks[index] = self.empty((max(1, count), head.steps), np.uint8)
+                        d_masks[index][b0:b1].copy_to_device(mask.reshape(b1 - b0, head.steps))
         for check in self.id_checks:
             check.finish()
         for head, d_logit, d_output in zip(heads, d_logits, d_outputs):

@@ -20,8 +20,9 @@ def _numba_type(spec):
     if spec[0] == "A":
         _, dtype, ndim, layout = spec
         return types.Array(from_dtype(np.dtype(dtype)), ndim, layout)
-    if spec[0] == "T":
-        return types.UniTuple(from_dtype(np.dtype(spec[1])), spec[2])
+    if spec[0] == "T":  # a tuple: numba's UniTuple when its items have one type
+        items = [_numba_type(item) for item in spec[1]]
+        return types.UniTuple(items[0], len(items)) if items and len(set(items)) == 1 else types.Tuple(items)
     return from_dtype(np.dtype(spec[1]))
 
 

@@ -71,34 +71,76 @@ def _grad(code, dy, z, y, alpha):
     return dy
 
 
+# The cells below are each kernel's work for one element (row, column); the kernels run one a thread, and
+# fused.py's whole-step kernel runs the same cells, so both give the same bytes.
+@cuda.jit(device=True)
+def bias_act_cell(z, bias, code, alpha, y, i, j):
+    v = z[i, j] + bias[j]
+    z[i, j] = v
+    y[i, j] = _act(code, v, alpha)
+
+
+@cuda.jit(device=True)
+def bias_softmax_row(z, bias, y, i):
+    """Shifted by the row's maximum, as the CPU kernel."""
+    units = z.shape[1]
+    for j in range(units):
+        z[i, j] += bias[j]
+    top = z[i, 0]
+    for j in range(1, units):
+        top = max(top, z[i, j])
+    total = 0.0
+    for j in range(units):
+        e = math.exp(z[i, j] - top)
+        y[i, j] = e
+        total += e
+    inv = 1.0 / total
+    for j in range(units):
+        y[i, j] *= inv
+
+
+@cuda.jit(device=True)
+def softmax_backward_row(dy, y, dz, i):
+    inner = 0.0
+    for j in range(dy.shape[1]):
+        inner += dy[i, j] * y[i, j]
+    for j in range(dy.shape[1]):
+        dz[i, j] = y[i, j] * (dy[i, j] - inner)
+
+
+@cuda.jit(device=True)
+def column_sum(dz, rows, j):
+    """Σ_i dz[i, j] over the first `rows` rows, in order (fixed order: same bytes)."""
+    total = 0.0
+    for i in range(rows):
+        total += dz[i, j]
+    return total
+
+
+@cuda.jit(device=True)
+def product(a, b, ta, tb, depth, i, j):
+    """(op(a) @ op(b))[i, j] over `depth` terms, op a transpose when ta/tb, k in order."""
+    total = 0.0
+    for k in range(depth):
+        left = a[k, i] if ta else a[i, k]
+        right = b[j, k] if tb else b[k, j]
+        total += left * right
+    return total
+
+
 @cuda.jit(**KERNEL)
 def _bias_act_forward(z, bias, code, alpha, y):
     i, j = cuda.grid(2)
     if i < z.shape[0] and j < z.shape[1]:
-        v = z[i, j] + bias[j]
-        z[i, j] = v
-        y[i, j] = _act(code, v, alpha)
+        bias_act_cell(z, bias, code, alpha, y, i, j)
 
 
 @cuda.jit(**KERNEL)
 def _bias_softmax_forward(z, bias, y):
-    """One thread per row: shifted by the row's maximum, as the CPU kernel."""
+    """One thread per row."""
     i = cuda.grid(1)
     if i < z.shape[0]:
-        units = z.shape[1]
-        for j in range(units):
-            z[i, j] += bias[j]
-        top = z[i, 0]
-        for j in range(1, units):
-            top = max(top, z[i, j])
-        total = 0.0
-        for j in range(units):
-            e = math.exp(z[i, j] - top)
-            y[i, j] = e
-            total += e
-        inv = 1.0 / total
-        for j in range(units):
-            y[i, j] *= inv
+        bias_softmax_row(z, bias, y, i)
 
 
 @cuda.jit(**KERNEL)
@@ -112,22 +154,15 @@ def _act_backward(dy, z, y, code, alpha, dz):
 def _softmax_backward(dy, y, dz):
     i = cuda.grid(1)
     if i < dy.shape[0]:
-        inner = 0.0
-        for j in range(dy.shape[1]):
-            inner += dy[i, j] * y[i, j]
-        for j in range(dy.shape[1]):
-            dz[i, j] = y[i, j] * (dy[i, j] - inner)
+        softmax_backward_row(dy, y, dz, i)
 
 
 @cuda.jit(**KERNEL)
 def _column_sums(dz, db):
-    """db[j] = Σ_i dz[i, j], one thread per column walking the rows in order (fixed order: same bytes)."""
+    """db[j] = Σ_i dz[i, j], one thread per column walking the rows in order."""
     j = cuda.grid(1)
     if j < dz.shape[1]:
-        total = 0.0
-        for i in range(dz.shape[0]):
-            total += dz[i, j]
-        db[j] = total
+        db[j] = column_sum(dz, dz.shape[0], j)
 
 
 def bias_act_forward(z, bias, act, alpha, y):
@@ -180,13 +215,7 @@ def _matmul(a, b, out, ta, tb):
     """out = op(a) @ op(b), op a transpose when ta/tb: one thread per output element, k in order."""
     i, j = cuda.grid(2)
     if i < out.shape[0] and j < out.shape[1]:
-        depth = a.shape[0] if ta else a.shape[1]
-        total = 0.0
-        for k in range(depth):
-            left = a[k, i] if ta else a[i, k]
-            right = b[j, k] if tb else b[k, j]
-            total += left * right
-        out[i, j] = total
+        out[i, j] = product(a, b, ta, tb, a.shape[0] if ta else a.shape[1], i, j)
 
 
 def matmul(a, b, out):

@@ -128,21 +128,32 @@ def _sample(code, i, scale, delta, pred, target, labels, grad):
     return sample if code == KLD else sample / units
 
 
+@cuda.jit(device=True)
+def weighted_sample(code, delta, pred, target, labels, weight, grad, n, i):
+    """Sample i's weighted loss wᵢ·ℓᵢ of a batch of n, writing its gradient row (the kernels' cell, shared with
+    fused.py's whole-step kernel)."""
+    return weight[i] * _sample(code, i, weight[i] / n, delta, pred, target, labels, grad)
+
+
+@cuda.jit(device=True)
+def mean_in_order(losses, n):
+    acc = 0.0
+    for i in range(n):
+        acc += losses[i]
+    return acc / n
+
+
 @cuda.jit(**KERNEL)
 def _samples(code, delta, pred, target, labels, weight, grad, losses):
     i = cuda.grid(1)
-    n = pred.shape[0]
-    if i < n:
-        losses[i] = weight[i] * _sample(code, i, weight[i] / n, delta, pred, target, labels, grad)
+    if i < pred.shape[0]:
+        losses[i] = weighted_sample(code, delta, pred, target, labels, weight, grad, pred.shape[0], i)
 
 
 @cuda.jit(**KERNEL)
 def _sum_in_order(losses, out, slot):
     if cuda.grid(1) == 0:
-        acc = 0.0
-        for i in range(losses.shape[0]):
-            acc += losses[i]
-        out[slot] = acc / losses.shape[0]
+        out[slot] = mean_in_order(losses, losses.shape[0])
 
 
 def loss_forward_backward(code, delta, pred, target, labels, weight, grad, out=None, slot=0):

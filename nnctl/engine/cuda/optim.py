@@ -178,8 +178,13 @@ def clip_gradients(offsets, grads, clip_mode, clip):
 @cuda.jit(**KERNEL)
 def _update(code, lr, keep, alpha, a, b, c, d, params, grads, s1, s2, s3):
     i = cuda.grid(1)
-    if i >= params.shape[0]:
-        return
+    if i < params.shape[0]:
+        update_element(code, lr, keep, alpha, a, b, c, d, params, grads, s1, s2, s3, i)
+
+
+@cuda.jit(device=True)
+def update_element(code, lr, keep, alpha, a, b, c, d, params, grads, s1, s2, s3, i):
+    """Parameter i's update (the kernel's cell, shared with fused.py's whole-step kernel)."""
     g = grads[i]
     one = np.float32(1.0)
     if code == SGD:
@@ -213,6 +218,15 @@ def _update(code, lr, keep, alpha, a, b, c, d, params, grads, s1, s2, s3):
         params[i] = params[i] * keep - lr * g / math.sqrt(s1[i] + a)
 
 
+def step_size(code, hp, iteration) -> np.float32:
+    """The update's step size at `iteration`: the learning rate; Adam's with both bias corrections folded in,
+    as Keras does."""
+    if code != ADAM:
+        return np.float32(hp[LR])
+    step = iteration + 1
+    return np.float32(hp[LR] * math.sqrt(1.0 - hp[3] ** step) / (1.0 - hp[2] ** step))
+
+
 def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, slot3, clip_mode, clip):
     """One update of every parameter for an optimizer code, the gradients clipped first as asked."""
     if clip_mode != CLIP_NONE:
@@ -220,10 +234,7 @@ def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, sl
     hp = _host(hp)
     f32 = np.float32
     lr, keep = f32(hp[LR]), f32(1.0 - hp[LR] * hp[WEIGHT_DECAY])
-    alpha = lr
-    if code == ADAM:  # Keras folds both bias corrections into the step size
-        step = iteration + 1
-        alpha = f32(hp[LR] * math.sqrt(1.0 - hp[3] ** step) / (1.0 - hp[2] ** step))
+    alpha = step_size(code, hp, iteration)
     _update[grid1(params.shape[0])](code, lr, keep, alpha, f32(hp[2]), f32(hp[3]), f32(hp[4]), f32(hp[5]),
                                     params, grads, slot1, slot2, slot3)
 

@@ -37,14 +37,14 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
 
 
 def _type_of(arg):
-    """("A", dtype, ndim, layout) for an array, ("T", dtype, length) for a tuple of ints, ("S", dtype) for a
-    scalar: what numba's typeof would say."""
+    """("A", dtype, ndim, layout) for an array, ("T", (its items' types)) for a tuple (shapes, strides; a layer's
+    arrays), ("S", dtype) for a scalar: what numba's typeof would say."""
     arg = getattr(arg, "_ary", arg)  # a simulator device array
     if isinstance(arg, np.ndarray):
         layout = "C" if arg.flags.c_contiguous else "F" if arg.flags.f_contiguous else "A"
         return ("A", arg.dtype.str, arg.ndim, layout)
-    if isinstance(arg, tuple):  # a tuple of Python ints (shapes, strides): numba's UniTuple(int64, n)
-        return ("T", np.dtype(np.int64).str, len(arg))
+    if isinstance(arg, tuple):
+        return ("T", tuple(_type_of(item) for item in arg))
     return ("S", np.asarray(arg).dtype.str)
 
 

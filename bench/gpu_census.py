@@ -1,0 +1,101 @@
+"""What one training step of each of bench/gpu.py's workloads launches on `device: cuda`, read without a GPU:
+under Numba's CUDA simulator with every kernel's body skipped (the host code runs as on a GPU: the same
+launches, geometries and cuBLAS calls, at the workloads' real shapes), each launch of one steady step is
+listed with its threads and the largest array it is handed. A kernel whose threads are far fewer than the
+elements it reads (`elements / thread`) walks them in series; on a GPU each of those elements is a memory wait,
+so such a launch, not the arithmetic, sets the step's time — what #20's first GPU run found in the LSTM's
+bias gradient, the sort and the embedding gradient. The figures are counts, not times.
+
+    python bench/gpu_census.py [--workloads mlp,boston,convnet,lstm,tape] [--flag 256]
+
+Needs only the `dev` extra (numba-cuda's simulator); no GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before Numba starts: the simulator is chosen when it loads
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # gpu.py beside this file
+
+
+def _elements(arg) -> int:
+    array = getattr(arg, "_ary", arg)
+    return int(array.size) if isinstance(array, np.ndarray) else 0
+
+
+def census(key: str) -> list:
+    """The launches of the workload's third step — or, where the model's steps are one launch (nn/cudafused.py),
+    of its whole three-step epoch: (kernel, threads, largest array's elements), a cuBLAS call as (its routine and
+    sizes, 0, 0)."""
+    from numba.cuda.simulator import kernel as simulated
+
+    import gpu
+    from nnctl.engine.cuda import blas
+    from nnctl.nn.cudapath import CudaPath
+
+    x, y = gpu.synthetic(key, 3 * gpu.WORKLOADS[key][4])
+    fit = gpu.nnctl_fit(key, x, y, "cuda")
+    launches: list = []
+    step = {"count": 0}
+    original_call, original_step = simulated.FakeCUDAKernel.__call__, CudaPath._step
+    original_gemm, simulated_flag = blas._column_major_gemm, blas.SIMULATED
+
+    def launch(self, *args):
+        if self._device or simulated._kernel_context:  # a device function inside a kernel: not a launch
+            return original_call(self, *args)
+        blocks, threads = (int(np.prod(d)) for d in simulated.normalize_kernel_dimensions(self.grid_dim,
+                                                                                         self.block_dim))
+        launches.append((step["count"], f"{self.fn.__module__.rsplit('.', 1)[-1]}.{self.fn.__name__}",
+                         blocks * threads, max((_elements(arg) for arg in args), default=0)))
+        return None  # the body skipped: the census needs the launches, not their results
+
+    def cublas(trans_first, trans_second, m, n, k, *operands):
+        launches.append((step["count"], f"cuBLAS gemm {'NT'[trans_first]}{'NT'[trans_second]} m={m} n={n} k={k}",
+                         0, 0))
+
+    def counting_step(self, *args, **kwargs):
+        step["count"] += 1
+        return original_step(self, *args, **kwargs)
+
+    # As on a GPU: the GEMMs big enough go to cuBLAS (recorded, not run), the others to the Numba kernels.
+    simulated.FakeCUDAKernel.__call__, CudaPath._step = launch, counting_step
+    blas._column_major_gemm, blas.SIMULATED = cublas, False
+    try:
+        fit(1)
+    finally:
+        simulated.FakeCUDAKernel.__call__, CudaPath._step = original_call, original_step
+        blas._column_major_gemm, blas.SIMULATED = original_gemm, simulated_flag
+    if not any(count for count, *_ in launches):  # no step of its own: the whole epoch is the fit's launches
+        return [entry for _, *entry in launches]
+    return [entry for count, *entry in launches if count == 3]
+
+
+def main() -> None:
+    import gpu
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", default=",".join(gpu.WORKLOADS))
+    parser.add_argument("--flag", type=int, default=256, help="mark launches reading more elements a thread")
+    args = parser.parse_args()
+    np.seterr(all="ignore")  # the skipped kernels leave their outputs as allocated
+    for key in args.workloads.split(","):
+        launches = census(key)
+        calls = sum(1 for _, threads, _ in launches if not threads)
+        print(f"{key}: one step (or a fused epoch), {len(launches) - calls} kernel launches, {calls} cuBLAS calls")
+        for name, threads, elements in launches:
+            if not threads:
+                print(f"  {name}")
+                continue
+            ratio = elements / threads
+            mark = "  <- serial" if ratio > args.flag else ""
+            print(f"  {name:44s} {threads:10,d} threads {elements:12,d} elements {ratio:9.1f} a thread{mark}")
+
+
+if __name__ == "__main__":
+    main()
