@@ -144,8 +144,9 @@ def torch_epoch(key, x, y, where="cuda"):
 
 
 def op_times(fit) -> None:
-    """One epoch with every device op's forward and backward, each output's loss step and the whole step timed
-    between two synchronizations (so each figure holds its launches and its GPU time); prints the table."""
+    """One epoch with every device op's forward and backward, each output's loss step and the whole step (or a
+    small Dense model's one-launch steps) timed between two synchronizations (so each figure holds its launches and
+    its GPU time); prints the table."""
     import importlib
 
     from numba import cuda
@@ -153,6 +154,7 @@ def op_times(fit) -> None:
     for name in ("cudaops", "cudaops_dropout", "cudaops_embedding", "cudaops_masks", "cudaops_merge",
                  "cudaops_nested", "cudaops_recurrent", "cudaops_tape", "cudaops_host"):
         importlib.import_module(f"nnctl.nn.{name}")
+    from nnctl.nn.cudafused import WholeSteps
     from nnctl.nn.cudaheads import DeviceHead
     from nnctl.nn.cudaops import Op
     from nnctl.nn.cudapath import CudaPath
@@ -171,7 +173,7 @@ def op_times(fit) -> None:
                 totals[label] = (seconds + time.perf_counter() - began, calls + 1)
         return run
 
-    targets, classes = [(CudaPath, "_step"), (DeviceHead, "loss_step")], [Op]
+    targets, classes = [(CudaPath, "_step"), (DeviceHead, "loss_step"), (WholeSteps, "train")], [Op]
     while classes:
         cls = classes.pop()
         classes += cls.__subclasses__()

@@ -4,7 +4,8 @@ launches, geometries and cuBLAS calls, at the workloads' real shapes), each laun
 listed with its threads and the largest array it is handed. A kernel whose threads are far fewer than the
 elements it reads (`elements / thread`) walks them in series; on a GPU each of those elements is a memory wait,
 so such a launch, not the arithmetic, sets the step's time — what #20's first GPU run found in the LSTM's
-bias gradient, the sort and the embedding gradient. The figures are counts, not times.
+bias gradient, the sort and the embedding gradient. Launches have a GPU's geometry (GPU_GEOMETRY), not the
+simulator's. The figures are counts, not times.
 
     python bench/gpu_census.py [--workloads mlp,boston,convnet,lstm,tape] [--flag 256]
 
@@ -22,6 +23,21 @@ os.environ["NUMBA_ENABLE_CUDASIM"] = "1"  # before Numba starts: the simulator i
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # gpu.py beside this file
+
+
+# The launch geometry a GPU gets: the simulator's is smaller (it runs each GPU thread as an OS thread).
+GPU_GEOMETRY = {"launch": {"THREADS": 128, "TILE": 16}, "sorting": {"SCAN_THREADS": 1024},
+                "recurrent": {"SEQUENCE_BLOCK": 64}, "fused": {"THREADS": 512}, "losses": {"ONE_BLOCK": 1024}}
+
+
+def _gpu_geometry() -> None:
+    import importlib
+
+    for module, values in GPU_GEOMETRY.items():
+        for name, value in values.items():
+            target = importlib.import_module(f"nnctl.engine.cuda.{module}")
+            assert hasattr(target, name), f"{module}.{name}"
+            setattr(target, name, value)
 
 
 def _elements(arg) -> int:
@@ -84,6 +100,7 @@ def main() -> None:
     parser.add_argument("--flag", type=int, default=256, help="mark launches reading more elements a thread")
     args = parser.parse_args()
     np.seterr(all="ignore")  # the skipped kernels leave their outputs as allocated
+    _gpu_geometry()
     for key in args.workloads.split(","):
         launches = census(key)
         calls = sum(1 for _, threads, _ in launches if not threads)

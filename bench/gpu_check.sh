@@ -7,7 +7,8 @@
 #   2. (alone) bench/gpu.py against PyTorch CUDA eager, one workload a process.
 # Logs under $OUT: gpu.txt, gpu_tests.log, gpu_book.log, gpu_bench.log. PHASE1_S: phase 1's length; BOOK_ARGS:
 # gpu_book.py's choice (default: what session 20's run left unmeasured, the recurrent and convolutional recipes
-# over three seeds; "" for everything); BENCH_JOBS: workload:epochs:rounds:seconds[:rows] a process, or `launch`
+# over three seeds; "" for everything); BENCH_JOBS: workload:epochs:rounds:seconds[:rows] a process (a workload
+# named WORKLOAD-layered runs with NNCTL_CUDA_FUSED=0: a small model's steps launch by launch), or `launch`
 # (bench/gpu_launch.py); PROFILE, OP_TIMES (default 1; empty to skip): bench/gpu.py's --profile, --op-times.
 # About 450 s in all with the defaults.
 set -uo pipefail
@@ -60,13 +61,17 @@ echo "== book configs"; cat "$OUT/gpu_book.log"
 
 # 2. Alone on the machine: steady epochs against PyTorch CUDA eager, alternated, one workload a process.
 echo "== bench"
-for job in ${BENCH_JOBS:-launch mlp:2:2:35 boston:2:2:25 lstm:2:1:45 convnet:1:1:60 tape:1:1:30:12800}; do
+for job in ${BENCH_JOBS:-launch mlp:2:2:35 boston:2:2:25 boston-layered:2:1:25 lstm:2:1:45 convnet:1:1:60 tape:1:1:30:12800}; do
     IFS=: read -r workload epochs rounds seconds rows <<<"$job"
     if [ "$workload" = launch ]; then  # what one launch costs (bench/gpu_launch.py)
         timeout -k 5 30 python3 bench/gpu_launch.py 2>&1 | tee -a "$OUT/gpu_bench.log"
         continue
     fi
-    timeout -k 5 "$seconds" python3 bench/gpu.py --workloads "$workload" --epochs "$epochs" --rounds "$rounds" \
+    fused=1
+    if [ "${workload%-layered}" != "$workload" ]; then  # WORKLOAD-layered: without the one-launch steps
+        workload=${workload%-layered}; fused=0; echo "($workload, NNCTL_CUDA_FUSED=0)" | tee -a "$OUT/gpu_bench.log"
+    fi
+    NNCTL_CUDA_FUSED=$fused timeout -k 5 "$seconds" python3 bench/gpu.py --workloads "$workload" --epochs "$epochs" --rounds "$rounds" \
         ${rows:+--rows "$rows"} ${PROFILE:+--profile} ${OP_TIMES:+--op-times} 2>&1 | grep -v Warning \
         | tee -a "$OUT/gpu_bench.log" || echo "$workload: no figure within $seconds s" | tee -a "$OUT/gpu_bench.log"
 done

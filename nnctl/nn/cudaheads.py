@@ -48,12 +48,10 @@ class DeviceHead:
         if batch is not None:
             target, labels = batch.get(f"target{index}", target), batch.get(f"labels{index}", labels)
             weight = batch[f"weight{index}"]
-        elif self.loss.sparse:
-            k.take_rows(data[f"labels{index}"], rows, labels)
+        elif self.loss.sparse:  # the batch's labels (or targets) and weights, in one launch
+            k.take_rows_of_two(data[f"labels{index}"], data[f"weight{index}"], rows, labels, weight)
         else:
-            k.take_rows(data[f"target{index}"], rows, target)
-        if batch is None:
-            k.take_rows(data[f"weight{index}"], rows, weight)
+            k.take_rows_of_two(data[f"target{index}"], data[f"weight{index}"], rows, target, weight)
         weight = shaped(weight, lines)
         mask = ctx.node_masks[self.node] if self.steps > 1 else None
         if mask is not None:

@@ -125,12 +125,13 @@ class _Activated(Op):
         self.ctx.k.bias_act_forward(self.logits(m), self.bias(), self.act, self.alpha, self.outputs(m))
 
     def deactivate(self, dy, m, fused):
-        rows = m * self.rows_per_sample
-        dz = self.view(self.dz, (rows, self.units))
+        """dz (the gradient w.r.t. z) from dy, the bias gradient summed; a linear activation's dz is dy itself."""
+        rows, code = m * self.rows_per_sample, LINEAR if fused else self.act
+        dy = shaped(dy, rows, self.units)
+        dz = dy if code == LINEAR else self.view(self.dz, (rows, self.units))
         db = self.zero_grad if self.bias_param is None else self.weight(self.bias_param, self.ctx.grads)
-        self.ctx.k.bias_act_backward(shaped(dy, rows, self.units), self.view(self.z, (rows, self.units)),
-                                     self.view(self.y, (rows, self.units)), LINEAR if fused else self.act,
-                                     self.alpha, dz, db)
+        self.ctx.k.bias_act_backward(dy, self.view(self.z, (rows, self.units)), self.view(self.y, (rows, self.units)),
+                                     code, self.alpha, dz, db)
         return dz
 
     def logits(self, m):

@@ -54,6 +54,18 @@ def test_gpu_bench_op_times_patches_the_device_ops_and_puts_them_back():
     assert "op times over one epoch of" in result.stdout and result.stdout.rstrip().endswith("restored")
 
 
+def test_gpu_census_lists_a_steps_launches_without_a_gpu():
+    """bench/gpu_census.py under the simulator, kernels skipped: the Boston MLP's epoch is one launch (its steps
+    fused), the MNIST MLP's step its Numba kernels and its five cuBLAS GEMMs at the real shapes."""
+    pytest.importorskip("numba_cuda")
+    result = _run("bench/gpu_census.py", "--workloads", "boston,mlp")
+    assert result.returncode == 0, result.stderr
+    boston, mlp = result.stdout.split("mlp: ")
+    assert boston.splitlines()[0].endswith(" 1 kernel launches, 0 cuBLAS calls") and "fused._dense_steps" in boston
+    assert "5 cuBLAS calls" in mlp.splitlines()[0] and "cuBLAS gemm NN m=512 n=128 k=784" in mlp
+    assert "optim._update" in mlp and "<- serial" not in mlp
+
+
 def test_gpu_book_reads_a_run_of_the_real_command(tmp_path):
     """bench/gpu_book.py's plumbing on the CPU: `nnctl train` as a subprocess, its run's history and test figures
     read back, and a failing run reported with its error."""

@@ -199,15 +199,31 @@ def column_sums(dz, db):
     _column_sums[grid1(columns)](sums, db)
 
 
+@cuda.jit(**KERNEL)
+def _act_backward_sums(dy, z, y, code, alpha, dz, db):
+    """_act_backward and _column_sums in one launch for short columns: one thread a column, its rows in order."""
+    j = cuda.grid(1)
+    if j < dy.shape[1]:
+        for i in range(dy.shape[0]):
+            dz[i, j] = _grad(code, dy[i, j], z[i, j], y[i, j], alpha)
+        db[j] = column_sum(dz, dy.shape[0], j)
+
+
 def bias_act_backward(dy, z, y, act, alpha, dz, db):
-    """dz = dy · act'(z) (dz may be dy); db = column sums of dz."""
-    if act == SOFTMAX:
+    """dz = dy · act'(z) (dz may be dy); db = column sums of dz. A linear activation with dz the very array dy
+    (as the device ops pass it) is the column sums alone; short columns (a Dense layer's batch) take one launch."""
+    if act == LINEAR and dz is dy:
+        column_sums(dz, db)
+    elif act == SOFTMAX:
         blocks, threads = grid1(dy.shape[0])
         _softmax_backward[blocks, threads](dy, y, dz)
+        column_sums(dz, db)
+    elif dy.shape[0] <= 2 * COLUMN_CHUNK:
+        _act_backward_sums[grid1(dy.shape[1])](dy, z, y, act, alpha, dz, db)
     else:
         blocks, threads = grid2(*dy.shape)
         _act_backward[blocks, threads](dy, z, y, act, alpha, dz)
-    column_sums(dz, db)
+        column_sums(dz, db)
 
 
 @cuda.jit(**KERNEL)
@@ -247,6 +263,22 @@ def take_rows(x, rows, out):
     """out[i, :] = x[rows[i], :]."""
     blocks, threads = grid2(*out.shape)
     _take_rows[blocks, threads](x, rows, out)
+
+
+@cuda.jit(**KERNEL)
+def _take_rows_of_two(x, other, rows, out, other_out):
+    i, j = cuda.grid(2)
+    if i < out.shape[0]:
+        if j < out.shape[1]:
+            out[i, j] = x[rows[i], j]
+        if j < other_out.shape[1]:
+            other_out[i, j] = other[rows[i], j]
+
+
+def take_rows_of_two(x, other, rows, out, other_out):
+    """take_rows(x, rows, out) and take_rows(other, rows, other_out) in one launch (an output's targets and its
+    sample weights; the GPU's own)."""
+    _take_rows_of_two[grid2(out.shape[0], max(out.shape[1], other_out.shape[1]))](x, other, rows, out, other_out)
 
 
 @cuda.jit(**KERNEL)
@@ -405,6 +437,7 @@ def mask_steps(x, mask, out):
     _mask_steps[grid2(x.shape[0] * x.shape[1], x.shape[2])](x, mask, out)
 
 
-KERNELS = ("bias_act_forward", "bias_act_backward", "matmul", "matmul_tn", "matmul_nt", "take_rows", "multiply",
+KERNELS = ("bias_act_forward", "bias_act_backward", "matmul", "matmul_tn", "matmul_nt", "take_rows",
+           "take_rows_of_two", "multiply",
            "dropout_forward", "transpose", "copy_columns", "take_columns", "reverse_steps", "add", "mask_steps",
            "subtract", "divide", "extremum_update", "winner_gradient")

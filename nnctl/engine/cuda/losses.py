@@ -13,7 +13,7 @@ from numba import cuda
 
 from nnctl.engine.cpu.losses import (BCE_LOGITS, BCE_PROBS, CCE_LOGITS, CCE_PROBS, COSINE, EPSILON, HUBER, KLD,
                                      LOG_COSH, MAE, MSE, SPARSE_CCE_LOGITS, SPARSE_CCE_PROBS)
-from nnctl.engine.cuda.launch import KERNEL, grid1, scratch
+from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid1, scratch
 
 
 @cuda.jit(device=True)
@@ -156,13 +156,31 @@ def _sum_in_order(losses, out, slot):
         out[slot] = mean_in_order(losses, losses.shape[0])
 
 
+@cuda.jit(**KERNEL)
+def _samples_mean(code, delta, pred, target, labels, weight, grad, losses, out, slot):
+    """_samples and _sum_in_order in one launch of one block (a batch of at most ONE_BLOCK samples)."""
+    i = cuda.threadIdx.x
+    if i < pred.shape[0]:
+        losses[i] = weighted_sample(code, delta, pred, target, labels, weight, grad, pred.shape[0], i)
+    cuda.syncthreads()
+    if i == 0:
+        out[slot] = mean_in_order(losses, pred.shape[0])
+
+
+ONE_BLOCK = 64 if SIMULATED else 1024  # the most samples whose loss and mean take one launch (one block)
+
+
 def loss_forward_backward(code, delta, pred, target, labels, weight, grad, out=None, slot=0):
     """The batch loss Σᵢ wᵢ·ℓᵢ / n, writing grad = ∂loss/∂pred, for a loss code (as the CPU kernel). With `out`
-    (a float64 device array) the loss goes to out[slot] instead of the host: no synchronization per step."""
+    (a float64 device array) the loss goes to out[slot] instead of the host: no synchronization per step, and
+    for a batch of at most ONE_BLOCK samples, one launch."""
     n = pred.shape[0]
     losses = scratch("losses", n)
-    _samples[grid1(n)](code, float(delta), pred, target, labels, weight, grad,
-                                                          losses)
+    if out is not None and n <= ONE_BLOCK:
+        _samples_mean[1, max(32, -(-n // 32) * 32)](code, float(delta), pred, target, labels, weight, grad, losses,
+                                                     out, slot)
+        return None
+    _samples[grid1(n)](code, float(delta), pred, target, labels, weight, grad, losses)
     if out is not None:
         _sum_in_order[1, 1](losses, out, slot)
         return None

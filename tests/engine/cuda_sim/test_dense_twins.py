@@ -79,8 +79,29 @@ def test_every_cpu_kernel_has_a_twin_or_is_named_pending():
     assert all(callable(getattr(cuda, name)) for name in cuda.KERNELS)
 
 
+def test_a_linear_backward_in_place_is_the_column_sums_alone():
+    """dz passed as the very array dy (as the device ops pass it for a linear activation or a fused loss): dy
+    stays as it is, the bias gradient is its column sums — the bytes of the backward into a separate dz."""
+    dy, z = _f32(9, 4), _f32(9, 4)
+    separate, db_separate, db = np.zeros_like(dy), np.zeros(4, np.float32), np.zeros(4, np.float32)
+    cuda.bias_act_backward(dy, z, z, ACTIVATION_CODES["linear"], 0.0, separate, db_separate)
+    before = dy.copy()
+    cuda.bias_act_backward(dy, z, z, ACTIVATION_CODES["linear"], 0.0, dy, db)
+    assert dy.tobytes() == before.tobytes() == separate.tobytes()
+    assert db.tobytes() == db_separate.tobytes()
+    np.testing.assert_allclose(db, dy.sum(0), rtol=1e-5)
+
+
 def test_the_gpus_own_kernels_against_numpy():
     """The kernels without a CPU twin (the GPU path's reshuffles and Keras masks), each against its NumPy form."""
+    targets, weights, rows = _f32(9, 3), _f32(9, 1), np.array([4, 0, 8, 4], np.int64)
+    taken, weights_taken = np.zeros((4, 3), np.float32), np.zeros((4, 1), np.float32)
+    cuda.take_rows_of_two(targets, weights, rows, taken, weights_taken)
+    np.testing.assert_array_equal(taken, targets[rows])
+    np.testing.assert_array_equal(weights_taken, weights[rows])
+    labels, labels_taken = RNG.integers(0, 5, (9, 2)), np.zeros((4, 2), np.int64)  # the wider second
+    cuda.take_rows_of_two(weights, labels, rows, weights_taken, labels_taken)
+    np.testing.assert_array_equal(labels_taken, labels[rows])
     x, u = _f32(3, 5, 4), RNG.integers(0, 2, (3, 5)).astype(np.uint8)
     out = np.zeros_like(x)
     cuda.reverse_steps(x, out)

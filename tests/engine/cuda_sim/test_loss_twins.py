@@ -39,3 +39,21 @@ def test_each_loss_matches_the_oracle_and_the_cpu_gradient(name):
     # last bits: close to the CPU kernel, not bit-equal.
     assert value == pytest.approx(cpu_value, rel=1e-6, abs=1e-9)
     np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-8, err_msg=name)
+
+
+@pytest.mark.parametrize("n", [6, 70])  # one block's launch (at most ONE_BLOCK samples), and the two launches
+def test_a_loss_written_to_the_device_is_the_one_returned_to_the_host(n, monkeypatch):
+    """With `out` the loss stays on the device (a step's): the same bytes, value and gradient, as returned."""
+    from nnctl.engine.cuda import losses
+
+    monkeypatch.setattr(losses, "ONE_BLOCK", 64)
+    code = LOSS_CODES["sparse_cce_logits"]
+    pred = RNG.normal(size=(n, 3)).astype(np.float32)
+    target, labels = np.zeros_like(pred), RNG.integers(0, 3, n).astype(np.int64)
+    weight = RNG.uniform(0.5, 1.5, n).astype(np.float32)
+    kept, returned = np.zeros_like(pred), np.zeros_like(pred)
+    out = np.full(3, -1.0)
+    assert cuda.loss_forward_backward(code, 1.0, pred, target, labels, weight, kept, out, 1) is None
+    value = cuda.loss_forward_backward(code, 1.0, pred, target, labels, weight, returned)
+    assert out[1] == value and out[0] == out[2] == -1.0
+    assert kept.tobytes() == returned.tobytes()
