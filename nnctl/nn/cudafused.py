@@ -18,7 +18,6 @@ import numpy as np
 
 from nnctl.engine import settings
 from nnctl.engine.cpu.optim import CLIP_NONE, LR, WEIGHT_DECAY
-from nnctl.engine.cuda.dense import COLUMN_CHUNK
 
 ENABLED = os.environ.get("NNCTL_CUDA_FUSED", "1") != "0"
 MAX_LAYERS = 4  # a launch's parameters are at most 4 KB: eight arrays a layer
@@ -27,6 +26,7 @@ MAX_PARAMS = 1 << 16  # one block updates them all, each step
 
 def whole_steps(ctx) -> "WholeSteps | None":
     """The model's one-launch runner, or None when it does not qualify (the module's docstring)."""
+    from nnctl.engine.cuda.dense import COLUMN_CHUNK
     from nnctl.nn.cudaops import DenseOp
 
     model, ops, heads = ctx.model, ctx.ops, ctx.heads

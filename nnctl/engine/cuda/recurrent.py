@@ -7,9 +7,13 @@ into the buffer the time loop then reads (`gates`; SimpleRNN's `hs`). The time l
 (sample, unit), computing every gate of its unit. A step needs the previous step's state of its own sample
 only, so the whole loop is **one launch** (`_*_sequence`): a block holds every unit of a few samples and
 walks the steps, a `syncthreads` between them making each step's states visible to the next (Python launches
-cost tens of microseconds each: 500 steps a batch would dominate an epoch). Where a sample's units do not fit
-one block (units > 1024), or with `WHOLE_SEQUENCE = False`, the loop is one launch per step (`_*_step`) over
-the same cell functions, so both forms give the same bytes. The backward fuses step s's cell with step s + 1's
+cost tens of microseconds each: 500 steps a batch would dominate an epoch). Where the recurrent kernel and two
+rows of state a sample fit in shared memory (`STAGED`, `_staged_bytes`), the whole loop stages them there
+(`_*_sequence_staged`): each step reads h_{s−1} (the walk back: step s + 1's gate gradients) and U from shared
+memory, not from global memory just written by the block's other threads. Where a sample's units do not fit
+one block (units > 1024), or with `WHOLE_SEQUENCE = False`, the loop is one launch per step (`_*_step`). The
+forms share each cell's function (`_*_unit`, handed the previous row and the flattened weights wherever they
+live), so all three give the same bytes. The backward fuses step s's cell with step s + 1's
 state gradient (Σ_k d_k·U_kᵀ ⊙ m_k, which needs every unit's d of step s + 1), one step of the walk per step
 plus a last one for step 0's, carrying the running dh (and the LSTM's dc) in the `dh0` (`dc0`) outputs. Sums
 run over the units in order.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 from numba import cuda
 
 from nnctl.engine.cpu.fastmath import HARD_SIGMOID, RELU, SIGMOID, TANH
@@ -27,10 +32,22 @@ from nnctl.engine.cuda.dense import sigmoid
 from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid2
 
 WHOLE_SEQUENCE = True  # one launch per time loop where a sample's units fit one block (tests turn it off)
+# A whole loop keeps the recurrent kernel and its block's states in shared memory where they fit (an LSTM of up
+# to 54 units): each step reads h_{s−1} and U there instead of from global memory, which other threads of the
+# block have just written. Same cells, same order: the same bytes (tests turn it off to compare).
+STAGED = True
+SHARED_BYTES = 48 * 1024  # dynamic shared memory a block gets without opting in
 MAX_BLOCK = 1024  # CUDA's threads per block
 # Threads a block aims at: few samples a block spread the batch over many multiprocessors (each block walks its
 # samples' steps alone); the simulator runs each thread as an OS thread.
 SEQUENCE_BLOCK = 8 if SIMULATED else 64
+
+
+def _staged_bytes(weights: int, threads, row: int) -> int:
+    """The dynamic shared memory a staged whole loop needs — the recurrent kernel's `weights` floats and two rows
+    of `row` floats for each of the block's samples — or 0 where that does not fit (STAGED off: 0)."""
+    size = 4 * (weights + 2 * threads[1] * row)
+    return size if STAGED and size <= SHARED_BYTES else 0
 
 
 def _geometry(count: int, units: int):
@@ -85,27 +102,6 @@ def _dropped(rmask, b, col):
 @cuda.jit(device=True)
 def _previous(h0, hs, b, s, m):
     return h0[b, m] if s == 0 else hs[b, s - 1, m]
-
-
-@cuda.jit(device=True)
-def _recurrent_product(h0, hs, U, rmask, b, s, col):
-    """Σ_m (h_{s−1} ⊙ m_k)[m] · U[m, col], gate k being col's."""
-    units = U.shape[0]
-    k0 = col - col % units
-    total = 0.0
-    for m in range(units):
-        total += _previous(h0, hs, b, s, m) * _dropped(rmask, b, k0 + m) * U[m, col]
-    return total
-
-
-@cuda.jit(device=True)
-def _gate_gradient(d, col, b, s, UT, gate, rmask, j):
-    """(d_k·U_kᵀ)[j] ⊙ m_k[j] for gate k = `gate`, d_k in d[b, s, col : col + units]."""
-    units = UT.shape[1]
-    total = 0.0
-    for m in range(units):
-        total += d[b, s, col + m] * UT[gate * units + m, j]
-    return total * _dropped(rmask, b, gate * units + j)
 
 
 @cuda.jit(device=True)
@@ -166,26 +162,67 @@ def recurrent_inputs(hs, h0, rmask, first, count, out):
 
 
 @cuda.jit(device=True)
-def _simple_rnn_cell(i, j, hs, h0, U, mask, rmask, act, first, count, s):
+def _simple_rnn_unit(b, j, hp, Uf, mask, rmask, act, s, hs, hn):
+    """Unit j of sample b at step s (hs holding the input projection): hp holds h_{s−1}, Uf the recurrent kernel
+    flattened; h_s goes into hs and hn (a staged loop's next row)."""
+    units = hs.shape[2]
+    if mask[b, s] != 0:  # Σ_m (h_{s−1} ⊙ m)[m] · U[m, j], in order
+        total = 0.0
+        for m in range(units):
+            total += hp[m] * _dropped(rmask, b, m) * Uf[m * units + j]
+        hs[b, s, j] = _activate(act, hs[b, s, j] + total)
+    else:
+        hs[b, s, j] = hp[j]
+    hn[j] = hs[b, s, j]
+
+
+@cuda.jit(device=True)
+def _simple_rnn_cell(i, j, hs, h0, Uf, mask, rmask, act, first, count, s):
     if i < count and j < hs.shape[2]:
         b = first + i
-        if mask[b, s] != 0:
-            hs[b, s, j] = _activate(act, hs[b, s, j] + _recurrent_product(h0, hs, U, rmask, b, s, j))
-        else:
-            hs[b, s, j] = _previous(h0, hs, b, s, j)
+        _simple_rnn_unit(b, j, h0[b] if s == 0 else hs[b, s - 1], Uf, mask, rmask, act, s, hs, hs[b, s])
 
 
 @cuda.jit(**KERNEL)
-def _simple_rnn_step(hs, h0, U, mask, rmask, act, first, count, s):
+def _simple_rnn_step(hs, h0, Uf, mask, rmask, act, first, count, s):
     i, j = cuda.grid(2)
-    _simple_rnn_cell(i, j, hs, h0, U, mask, rmask, act, first, count, s)
+    _simple_rnn_cell(i, j, hs, h0, Uf, mask, rmask, act, first, count, s)
 
 
 @cuda.jit(**KERNEL)
-def _simple_rnn_sequence(hs, h0, U, mask, rmask, act, first, count):
+def _simple_rnn_sequence(hs, h0, Uf, mask, rmask, act, first, count):
     i, j = _sequence_thread()
     for s in range(hs.shape[1]):
-        _simple_rnn_cell(i, j, hs, h0, U, mask, rmask, act, first, count, s)
+        _simple_rnn_cell(i, j, hs, h0, Uf, mask, rmask, act, first, count, s)
+        cuda.syncthreads()
+
+
+@cuda.jit(device=True)
+def _stage(weights, staged, per, units):
+    """The block's threads copy `weights` into the start of the shared `staged` (a device function returns no
+    array of its own: the caller takes the part)."""
+    for e in range(cuda.threadIdx.y * units + cuda.threadIdx.x, weights.shape[0], per * units):
+        staged[e] = weights[e]
+
+
+@cuda.jit(**KERNEL)
+def _simple_rnn_sequence_staged(hs, h0, Uf, mask, rmask, act, first, count):
+    """The whole loop with U and the block's states in shared memory (U, then two rows of h a sample in turn)."""
+    units, per = hs.shape[2], cuda.blockDim.y
+    y, j = cuda.threadIdx.y, cuda.threadIdx.x
+    i, b = cuda.blockIdx.x * per + y, first + cuda.blockIdx.x * per + y
+    staged = cuda.shared.array(0, numba.float32)
+    _stage(Uf, staged, per, units)
+    size = Uf.shape[0]
+    Us = staged[:size]
+    if i < count:
+        staged[size + (per + y) * units + j] = h0[b, j]  # row 1: the state before step 0
+    cuda.syncthreads()
+    for s in range(hs.shape[1]):
+        if i < count:
+            now, before = size + ((s % 2) * per + y) * units, size + ((1 - s % 2) * per + y) * units
+            _simple_rnn_unit(b, j, staged[before:before + units], Us, mask, rmask, act, s, hs,
+                             staged[now:now + units])
         cuda.syncthreads()
 
 
@@ -193,91 +230,175 @@ def simple_rnn_forward(x, W, bias, U, h0, mask, rmask, act, first, count, hs):
     """hs[b, s] = act(x_s·W + bias + (h_{s−1} ⊙ m)·U) at real steps, h_{s−1} at masked ones."""
     _projection(x, W, bias, first, count, hs)
     whole, blocks, threads = _geometry(count, hs.shape[2])
+    Uf = U.reshape(U.size)
     if whole:
-        _simple_rnn_sequence[blocks, threads](hs, h0, U, mask, rmask, act, first, count)
+        staged = _staged_bytes(U.size, threads, hs.shape[2])
+        if staged:
+            _simple_rnn_sequence_staged[blocks, threads, 0, staged](hs, h0, Uf, mask, rmask, act, first, count)
+        else:
+            _simple_rnn_sequence[blocks, threads](hs, h0, Uf, mask, rmask, act, first, count)
         return
     for s in range(hs.shape[1]):
-        _simple_rnn_step[blocks, threads](hs, h0, U, mask, rmask, act, first, count, s)
+        _simple_rnn_step[blocks, threads](hs, h0, Uf, mask, rmask, act, first, count, s)
 
 
 @cuda.jit(device=True)
-def _simple_rnn_back_cell(i, j, dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0):
+def _simple_rnn_back_unit(b, j, dn, UTf, dhs, hs, mask, rmask, act, s, dpre, dh0, dnow):
+    """Unit j of sample b at step s of the walk back: dn holds step s + 1's dpre (the sample's row), UTf Uᵀ
+    flattened; step s's dpre goes into dpre and dnow (a staged walk's next row)."""
+    steps, units = hs.shape[1], hs.shape[2]
+    dh = 0.0
+    if s + 1 < steps:
+        if mask[b, s + 1] != 0:  # (d·Uᵀ)[j] ⊙ m[j], the terms in order
+            total = 0.0
+            for m in range(units):
+                total += dn[m] * UTf[m * units + j]
+            dh = total * _dropped(rmask, b, j)
+        else:
+            dh = dh0[b, j]
+    if s < 0:  # the walk's last stop: step 0's state gradient alone
+        dh0[b, j] = dh
+        return
+    g = dh + _incoming(dhs, b, s, steps, j)
+    dpre[b, s, j] = g * _derivative(act, hs[b, s, j]) if mask[b, s] != 0 else 0.0
+    dnow[j] = dpre[b, s, j]
+    dh0[b, j] = g
+
+
+@cuda.jit(device=True)
+def _simple_rnn_back_cell(i, j, dhs, hs, UTf, mask, rmask, act, first, count, s, dpre, dh0):
     steps = hs.shape[1]
     if i < count and j < hs.shape[2]:
         b = first + i
-        dh = 0.0
-        if s + 1 < steps:
-            dh = _gate_gradient(dpre, 0, b, s + 1, UT, 0, rmask, j) if mask[b, s + 1] != 0 else dh0[b, j]
-        if s < 0:  # the last launch: step 0's state gradient alone
-            dh0[b, j] = dh
-            return
-        g = dh + _incoming(dhs, b, s, steps, j)
-        dpre[b, s, j] = g * _derivative(act, hs[b, s, j]) if mask[b, s] != 0 else 0.0
-        dh0[b, j] = g
+        _simple_rnn_back_unit(b, j, dpre[b, min(s + 1, steps - 1)], UTf, dhs, hs, mask, rmask, act, s, dpre, dh0,
+                              dpre[b, max(s, 0)])
 
 
 @cuda.jit(**KERNEL)
-def _simple_rnn_back_step(dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0):
+def _simple_rnn_back_step(dhs, hs, UTf, mask, rmask, act, first, count, s, dpre, dh0):
     i, j = cuda.grid(2)
-    _simple_rnn_back_cell(i, j, dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0)
+    _simple_rnn_back_cell(i, j, dhs, hs, UTf, mask, rmask, act, first, count, s, dpre, dh0)
 
 
 @cuda.jit(**KERNEL)
-def _simple_rnn_back_sequence(dhs, hs, UT, mask, rmask, act, first, count, dpre, dh0):
+def _simple_rnn_back_sequence(dhs, hs, UTf, mask, rmask, act, first, count, dpre, dh0):
     i, j = _sequence_thread()
     for s in range(hs.shape[1] - 1, -2, -1):
-        _simple_rnn_back_cell(i, j, dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0)
+        _simple_rnn_back_cell(i, j, dhs, hs, UTf, mask, rmask, act, first, count, s, dpre, dh0)
+        cuda.syncthreads()
+
+
+@cuda.jit(**KERNEL)
+def _simple_rnn_back_sequence_staged(dhs, hs, UTf, mask, rmask, act, first, count, dpre, dh0):
+    """The walk back with Uᵀ and the block's dpre rows in shared memory."""
+    units, per = hs.shape[2], cuda.blockDim.y
+    y, j = cuda.threadIdx.y, cuda.threadIdx.x
+    i, b = cuda.blockIdx.x * per + y, first + cuda.blockIdx.x * per + y
+    staged = cuda.shared.array(0, numba.float32)
+    _stage(UTf, staged, per, units)
+    size = UTf.shape[0]
+    UTs = staged[:size]
+    cuda.syncthreads()
+    for s in range(hs.shape[1] - 1, -2, -1):
+        if i < count:
+            now, after = size + ((s % 2) * per + y) * units, size + ((1 - s % 2) * per + y) * units
+            _simple_rnn_back_unit(b, j, staged[after:after + units], UTs, dhs, hs, mask, rmask, act, s, dpre, dh0,
+                                  staged[now:now + units])
         cuda.syncthreads()
 
 
 def simple_rnn_backward(dhs, hs, UT, mask, rmask, act, first, count, dpre, dh0):
     """dpre = the gradient w.r.t. each step's pre-activation; dh0 = w.r.t. the initial state."""
     whole, blocks, threads = _geometry(count, hs.shape[2])
+    UTf = UT.reshape(UT.size)
     if whole:
-        _simple_rnn_back_sequence[blocks, threads](dhs, hs, UT, mask, rmask, act, first, count, dpre, dh0)
+        staged = _staged_bytes(UT.size, threads, hs.shape[2])
+        if staged:
+            _simple_rnn_back_sequence_staged[blocks, threads, 0, staged](dhs, hs, UTf, mask, rmask, act, first, count,
+                                                                         dpre, dh0)
+        else:
+            _simple_rnn_back_sequence[blocks, threads](dhs, hs, UTf, mask, rmask, act, first, count, dpre, dh0)
         return
     for s in range(hs.shape[1] - 1, -2, -1):
-        _simple_rnn_back_step[blocks, threads](dhs, hs, UT, mask, rmask, act, first, count, s, dpre, dh0)
+        _simple_rnn_back_step[blocks, threads](dhs, hs, UTf, mask, rmask, act, first, count, s, dpre, dh0)
 
 
 @cuda.jit(device=True)
-def _lstm_cell(i, j, h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs):
+def _lstm_unit(b, j, hp, Uf, c_prev, mask, rmask, act, ract, s, gates, hs, cs, hn):
+    """Unit j of sample b at step s: hp holds h_{s−1} (the sample's row), Uf the recurrent kernel flattened
+    (units × 4·units); writes hs, cs, the activated gates, and h_s into hn too (a staged loop's next row)."""
     units = hs.shape[2]
-    if i < count and j < units:
+    width = 4 * units
+    if mask[b, s] == 0:
+        h = hp[j]
+        hs[b, s, j], cs[b, s, j] = h, c_prev
+        hn[j] = h
+        return
+    # The four gates' recurrent sums in one walk over h, each in order: four independent chains a quarter as
+    # long, and h read once a unit.
+    p_i = p_f = p_c = p_o = 0.0
+    for m in range(units):
+        h = hp[m]
+        row = m * width
+        p_i += h * _dropped(rmask, b, m) * Uf[row + j]
+        p_f += h * _dropped(rmask, b, units + m) * Uf[row + units + j]
+        p_c += h * _dropped(rmask, b, 2 * units + m) * Uf[row + 2 * units + j]
+        p_o += h * _dropped(rmask, b, 3 * units + m) * Uf[row + 3 * units + j]
+    z_i, z_f = gates[b, s, j] + p_i, gates[b, s, units + j] + p_f
+    z_c, z_o = gates[b, s, 2 * units + j] + p_c, gates[b, s, 3 * units + j] + p_o
+    gi, gf, gc, go = _activate(ract, z_i), _activate(ract, z_f), _activate(act, z_c), _activate(ract, z_o)
+    c = gf * c_prev + gi * gc
+    hs[b, s, j], cs[b, s, j] = go * _activate(act, c), c
+    hn[j] = hs[b, s, j]
+    gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j], gates[b, s, 3 * units + j] = (
+        gi, gf, gc, go)
+
+
+@cuda.jit(device=True)
+def _lstm_cell(i, j, h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, cs):
+    """The unit reading h_{s−1} and U from global memory."""
+    if i < count and j < hs.shape[2]:
         b = first + i
+        hp = h0[b] if s == 0 else hs[b, s - 1]
         c_prev = c0[b, j] if s == 0 else cs[b, s - 1, j]
-        if mask[b, s] == 0:
-            hs[b, s, j], cs[b, s, j] = _previous(h0, hs, b, s, j), c_prev
-            return
-        # The four gates' recurrent sums in one walk over h (each in order, as _recurrent_product's: the same
-        # bytes): four independent chains a quarter as long, and h read once a unit.
-        p_i = p_f = p_c = p_o = 0.0
-        for m in range(units):
-            h = _previous(h0, hs, b, s, m)
-            p_i += h * _dropped(rmask, b, m) * U[m, j]
-            p_f += h * _dropped(rmask, b, units + m) * U[m, units + j]
-            p_c += h * _dropped(rmask, b, 2 * units + m) * U[m, 2 * units + j]
-            p_o += h * _dropped(rmask, b, 3 * units + m) * U[m, 3 * units + j]
-        z_i, z_f = gates[b, s, j] + p_i, gates[b, s, units + j] + p_f
-        z_c, z_o = gates[b, s, 2 * units + j] + p_c, gates[b, s, 3 * units + j] + p_o
-        gi, gf, gc, go = _activate(ract, z_i), _activate(ract, z_f), _activate(act, z_c), _activate(ract, z_o)
-        c = gf * c_prev + gi * gc
-        hs[b, s, j], cs[b, s, j] = go * _activate(act, c), c
-        gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j], gates[b, s, 3 * units + j] = (
-            gi, gf, gc, go)
+        _lstm_unit(b, j, hp, Uf, c_prev, mask, rmask, act, ract, s, gates, hs, cs, hs[b, s])
 
 
 @cuda.jit(**KERNEL)
-def _lstm_step(h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs):
+def _lstm_step(h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, cs):
     i, j = cuda.grid(2)
-    _lstm_cell(i, j, h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs)
+    _lstm_cell(i, j, h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, cs)
 
 
 @cuda.jit(**KERNEL)
-def _lstm_sequence(h0, c0, U, mask, rmask, act, ract, first, count, gates, hs, cs):
+def _lstm_sequence(h0, c0, Uf, mask, rmask, act, ract, first, count, gates, hs, cs):
     i, j = _sequence_thread()
     for s in range(hs.shape[1]):
-        _lstm_cell(i, j, h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs)
+        _lstm_cell(i, j, h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, cs)
+        cuda.syncthreads()
+
+
+@cuda.jit(**KERNEL)
+def _lstm_sequence_staged(h0, c0, Uf, mask, rmask, act, ract, first, count, gates, hs, cs):
+    """The whole loop with U and the block's states in shared memory (dynamic: U, then two rows of h a sample,
+    the step's and the previous one's, in turn)."""
+    units, per = hs.shape[2], cuda.blockDim.y
+    y, j = cuda.threadIdx.y, cuda.threadIdx.x
+    i = cuda.blockIdx.x * per + y
+    staged = cuda.shared.array(0, numba.float32)
+    _stage(Uf, staged, per, units)
+    size = Uf.shape[0]
+    Us = staged[:size]
+    b = first + i
+    if i < count:
+        staged[size + (per + y) * units + j] = h0[b, j]  # row 1: the state before step 0
+    cuda.syncthreads()
+    for s in range(hs.shape[1]):
+        if i < count:
+            now, before = size + ((s % 2) * per + y) * units, size + ((1 - s % 2) * per + y) * units
+            c_prev = c0[b, j] if s == 0 else cs[b, s - 1, j]
+            _lstm_unit(b, j, staged[before:before + units], Us, c_prev, mask, rmask, act, ract, s, gates, hs, cs,
+                       staged[now:now + units])
         cuda.syncthreads()
 
 
@@ -285,79 +406,129 @@ def lstm_forward(x, W, bias, U, h0, c0, mask, rmask, act, ract, first, count, ga
     """The LSTM's states and activated gates (i, f, c̃, o) at every step."""
     _projection(x, W, bias, first, count, gates)
     whole, blocks, threads = _geometry(count, hs.shape[2])
+    Uf = U.reshape(U.size)
     if whole:
-        _lstm_sequence[blocks, threads](h0, c0, U, mask, rmask, act, ract, first, count, gates, hs, cs)
+        staged = _staged_bytes(U.size, threads, hs.shape[2])
+        if staged:
+            _lstm_sequence_staged[blocks, threads, 0, staged](h0, c0, Uf, mask, rmask, act, ract, first, count,
+                                                              gates, hs, cs)
+        else:
+            _lstm_sequence[blocks, threads](h0, c0, Uf, mask, rmask, act, ract, first, count, gates, hs, cs)
         return
     for s in range(hs.shape[1]):
-        _lstm_step[blocks, threads](h0, c0, U, mask, rmask, act, ract, first, count, s, gates, hs, cs)
+        _lstm_step[blocks, threads](h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, cs)
 
 
 @cuda.jit(device=True)
-def _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates, dh0, dc0):
-    steps, units = gates.shape[1], UT.shape[1]
-    if i < count and j < units:
+def _lstm_back_unit(b, j, dn, UTf, dhs, dc_last, cs, c0, mask, rmask, act, ract, s, gates, dh0, dc0, dnow):
+    """Unit j of sample b at step s of the walk back: dn holds step s + 1's gate gradients (the sample's row),
+    UTf Uᵀ flattened (4·units × units); writes step s's gate gradients over its gates, and into dnow too (a staged
+    walk's next row); s = −1 leaves step 0's state gradient in dh0."""
+    steps, units = gates.shape[1], dh0.shape[1]
+    dh = 0.0
+    if s + 1 < steps:
+        if mask[b, s + 1] != 0:  # Σ_k (d_k·U_kᵀ)[j] ⊙ m_k[j], the four sums in one walk, each in order
+            t_i = t_f = t_c = t_o = 0.0
+            for m in range(units):
+                t_i += dn[m] * UTf[m * units + j]
+                t_f += dn[units + m] * UTf[(units + m) * units + j]
+                t_c += dn[2 * units + m] * UTf[(2 * units + m) * units + j]
+                t_o += dn[3 * units + m] * UTf[(3 * units + m) * units + j]
+            dh += t_i * _dropped(rmask, b, j)
+            dh += t_f * _dropped(rmask, b, units + j)
+            dh += t_c * _dropped(rmask, b, 2 * units + j)
+            dh += t_o * _dropped(rmask, b, 3 * units + j)
+        else:
+            dh = dh0[b, j]
+    if s < 0:
+        dh0[b, j] = dh
+        return
+    g = dh + _incoming(dhs, b, s, steps, j)
+    dc = dc_last[b, j] if s == steps - 1 else dc0[b, j]
+    dh0[b, j] = g
+    if mask[b, s] == 0:
+        for k in range(4):
+            gates[b, s, k * units + j] = 0.0
+            dnow[k * units + j] = 0.0
+        dc0[b, j] = dc
+        return
+    gi, gf = gates[b, s, j], gates[b, s, units + j]
+    gc, go = gates[b, s, 2 * units + j], gates[b, s, 3 * units + j]
+    c_prev = c0[b, j] if s == 0 else cs[b, s - 1, j]
+    a = _activate(act, cs[b, s, j])
+    dc_here = dc + g * go * _derivative(act, a)
+    gates[b, s, j] = dc_here * gc * _derivative(ract, gi)
+    gates[b, s, units + j] = dc_here * c_prev * _derivative(ract, gf)
+    gates[b, s, 2 * units + j] = dc_here * gi * _derivative(act, gc)
+    gates[b, s, 3 * units + j] = g * a * _derivative(ract, go)
+    for k in range(4):
+        dnow[k * units + j] = gates[b, s, k * units + j]
+    dc0[b, j] = dc_here * gf
+
+
+@cuda.jit(device=True)
+def _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates, dh0, dc0):
+    """The unit reading step s + 1's gate gradients and Uᵀ from global memory."""
+    steps = gates.shape[1]
+    if i < count and j < dh0.shape[1]:
         b = first + i
-        dh = 0.0
-        if s + 1 < steps:
-            if mask[b, s + 1] != 0:  # Σ_k (d_k·U_kᵀ)[j] ⊙ m_k[j], the four sums in one walk (as _gate_gradient's)
-                t_i = t_f = t_c = t_o = 0.0
-                for m in range(units):
-                    t_i += gates[b, s + 1, m] * UT[m, j]
-                    t_f += gates[b, s + 1, units + m] * UT[units + m, j]
-                    t_c += gates[b, s + 1, 2 * units + m] * UT[2 * units + m, j]
-                    t_o += gates[b, s + 1, 3 * units + m] * UT[3 * units + m, j]
-                dh += t_i * _dropped(rmask, b, j)
-                dh += t_f * _dropped(rmask, b, units + j)
-                dh += t_c * _dropped(rmask, b, 2 * units + j)
-                dh += t_o * _dropped(rmask, b, 3 * units + j)
-            else:
-                dh = dh0[b, j]
-        if s < 0:
-            dh0[b, j] = dh
-            return
-        g = dh + _incoming(dhs, b, s, steps, j)
-        dc = dc_last[b, j] if s == steps - 1 else dc0[b, j]
-        dh0[b, j] = g
-        if mask[b, s] == 0:
-            for k in range(4):
-                gates[b, s, k * units + j] = 0.0
-            dc0[b, j] = dc
-            return
-        gi, gf = gates[b, s, j], gates[b, s, units + j]
-        gc, go = gates[b, s, 2 * units + j], gates[b, s, 3 * units + j]
-        c_prev = c0[b, j] if s == 0 else cs[b, s - 1, j]
-        a = _activate(act, cs[b, s, j])
-        dc_here = dc + g * go * _derivative(act, a)
-        gates[b, s, j] = dc_here * gc * _derivative(ract, gi)
-        gates[b, s, units + j] = dc_here * c_prev * _derivative(ract, gf)
-        gates[b, s, 2 * units + j] = dc_here * gi * _derivative(act, gc)
-        gates[b, s, 3 * units + j] = g * a * _derivative(ract, go)
-        dc0[b, j] = dc_here * gf
+        dn = gates[b, min(s + 1, steps - 1)]
+        _lstm_back_unit(b, j, dn, UTf, dhs, dc_last, cs, c0, mask, rmask, act, ract, s, gates, dh0, dc0,
+                        gates[b, max(s, 0)])
 
 
 @cuda.jit(**KERNEL)
-def _lstm_back_step(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates, dh0, dc0):
+def _lstm_back_step(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates, dh0, dc0):
     i, j = cuda.grid(2)
-    _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates, dh0, dc0)
+    _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates, dh0, dc0)
 
 
 @cuda.jit(**KERNEL)
-def _lstm_back_sequence(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, gates, dh0, dc0):
+def _lstm_back_sequence(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, gates, dh0, dc0):
     i, j = _sequence_thread()
     for s in range(gates.shape[1] - 1, -2, -1):
-        _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates, dh0, dc0)
+        _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates, dh0, dc0)
+        cuda.syncthreads()
+
+
+@cuda.jit(**KERNEL)
+def _lstm_back_sequence_staged(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, gates, dh0, dc0):
+    """The walk back with Uᵀ and the block's gate gradients in shared memory (Uᵀ, then two rows of 4·units a
+    sample in turn)."""
+    units, per = dh0.shape[1], cuda.blockDim.y
+    width = 4 * units
+    y, j = cuda.threadIdx.y, cuda.threadIdx.x
+    i = cuda.blockIdx.x * per + y
+    staged = cuda.shared.array(0, numba.float32)
+    _stage(UTf, staged, per, units)
+    size = UTf.shape[0]
+    UTs = staged[:size]
+    cuda.syncthreads()
+    b = first + i
+    steps = gates.shape[1]
+    for s in range(steps - 1, -2, -1):
+        if i < count:
+            now, after = size + ((s % 2) * per + y) * width, size + ((1 - s % 2) * per + y) * width
+            _lstm_back_unit(b, j, staged[after:after + width], UTs, dhs, dc_last, cs, c0, mask, rmask, act, ract, s,
+                            gates, dh0, dc0, staged[now:now + width])
         cuda.syncthreads()
 
 
 def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, gates, dh0, dc0):
     """Overwrites gates with dpre; dh0, dc0 = the gradients w.r.t. the initial states."""
     whole, blocks, threads = _geometry(count, UT.shape[1])
+    UTf = UT.reshape(UT.size)
     if whole:
-        _lstm_back_sequence[blocks, threads](dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, gates,
-                                             dh0, dc0)
+        staged = _staged_bytes(UT.size, threads, UT.shape[0])
+        if staged:
+            _lstm_back_sequence_staged[blocks, threads, 0, staged](dhs, dc_last, cs, c0, UTf, mask, rmask, act,
+                                                                   ract, first, count, gates, dh0, dc0)
+        else:
+            _lstm_back_sequence[blocks, threads](dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count,
+                                                 gates, dh0, dc0)
         return
     for s in range(gates.shape[1] - 1, -2, -1):
-        _lstm_back_step[blocks, threads](dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, s, gates,
+        _lstm_back_step[blocks, threads](dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates,
                                          dh0, dc0)
 
 

@@ -1,51 +1,85 @@
 """CUDA twins of the GRU's kernels (nnctl/engine/cpu/recurrent.py's `gru_forward` and `gru_backward`): the same
-two forms of the time loop as recurrent.py's SimpleRNN and LSTM (one launch for the whole loop, or one a step),
-over the same helpers."""
+three forms of the time loop as recurrent.py's SimpleRNN and LSTM (one launch for the whole loop, its recurrent
+kernel and states staged in shared memory where they fit or not; or one launch a step), over the same helpers."""
 
 from __future__ import annotations
 
+import numba
 from numba import cuda
 
 from nnctl.engine.cuda.launch import KERNEL
 from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _geometry, _incoming, _previous,
-                                         _projection, _sequence_thread)
+                                         _projection, _sequence_thread, _stage, _staged_bytes)
 
 
 @cuda.jit(device=True)
-def _gru_cell(i, j, U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu):
+def _gru_unit(b, j, hp, Uf, rbias, mask, rmask, act, ract, s, gates, hs, hu, hn):
+    """Unit j of sample b at step s: hp holds h_{s−1}, Uf the recurrent kernel flattened (units × 3·units); h_s
+    goes into hs and hn (a staged loop's next row)."""
     units = hs.shape[2]
-    if i < count and j < units:
+    width = 3 * units
+    h_prev = hp[j]
+    if mask[b, s] == 0:
+        hs[b, s, j] = h_prev
+        hn[j] = h_prev
+        return
+    p_z = p_r = p_h = 0.0  # the three recurrent sums in one walk over h, each in order
+    for m in range(units):
+        h = hp[m]
+        row = m * width
+        p_z += h * _dropped(rmask, b, m) * Uf[row + j]
+        p_r += h * _dropped(rmask, b, units + m) * Uf[row + units + j]
+        p_h += h * _dropped(rmask, b, 2 * units + m) * Uf[row + 2 * units + j]
+    rec_z, rec_r, rec_h = p_z + rbias[j], p_r + rbias[units + j], p_h + rbias[2 * units + j]
+    z = _activate(ract, gates[b, s, j] + rec_z)
+    r = _activate(ract, gates[b, s, units + j] + rec_r)
+    candidate = _activate(act, gates[b, s, 2 * units + j] + r * rec_h)
+    hs[b, s, j] = z * h_prev + (1.0 - z) * candidate  # the undropped h_tm1, as Keras 3's GRUCell.call
+    hn[j] = hs[b, s, j]
+    gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j] = z, r, candidate
+    hu[b, s, j] = rec_h
+
+
+@cuda.jit(device=True)
+def _gru_cell(i, j, Uf, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu):
+    if i < count and j < hs.shape[2]:
         b = first + i
-        h_prev = _previous(h0, hs, b, s, j)
-        if mask[b, s] == 0:
-            hs[b, s, j] = h_prev
-            return
-        p_z = p_r = p_h = 0.0  # the three recurrent sums in one walk over h (each as _recurrent_product's)
-        for m in range(units):
-            h = _previous(h0, hs, b, s, m)
-            p_z += h * _dropped(rmask, b, m) * U[m, j]
-            p_r += h * _dropped(rmask, b, units + m) * U[m, units + j]
-            p_h += h * _dropped(rmask, b, 2 * units + m) * U[m, 2 * units + j]
-        rec_z, rec_r, rec_h = p_z + rbias[j], p_r + rbias[units + j], p_h + rbias[2 * units + j]
-        z = _activate(ract, gates[b, s, j] + rec_z)
-        r = _activate(ract, gates[b, s, units + j] + rec_r)
-        candidate = _activate(act, gates[b, s, 2 * units + j] + r * rec_h)
-        hs[b, s, j] = z * h_prev + (1.0 - z) * candidate  # the undropped h_tm1, as Keras 3's GRUCell.call
-        gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j] = z, r, candidate
-        hu[b, s, j] = rec_h
+        _gru_unit(b, j, h0[b] if s == 0 else hs[b, s - 1], Uf, rbias, mask, rmask, act, ract, s, gates, hs, hu,
+                  hs[b, s])
 
 
 @cuda.jit(**KERNEL)
-def _gru_step(U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu):
+def _gru_step(Uf, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu):
     i, j = cuda.grid(2)
-    _gru_cell(i, j, U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
+    _gru_cell(i, j, Uf, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
 
 
 @cuda.jit(**KERNEL)
-def _gru_sequence(U, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu):
+def _gru_sequence(Uf, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu):
     i, j = _sequence_thread()
     for s in range(hs.shape[1]):
-        _gru_cell(i, j, U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
+        _gru_cell(i, j, Uf, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
+        cuda.syncthreads()
+
+
+@cuda.jit(**KERNEL)
+def _gru_sequence_staged(Uf, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu):
+    """The whole loop with U and the block's states in shared memory (U, then two rows of h a sample in turn)."""
+    units, per = hs.shape[2], cuda.blockDim.y
+    y, j = cuda.threadIdx.y, cuda.threadIdx.x
+    i, b = cuda.blockIdx.x * per + y, first + cuda.blockIdx.x * per + y
+    staged = cuda.shared.array(0, numba.float32)
+    _stage(Uf, staged, per, units)
+    size = Uf.shape[0]
+    Us = staged[:size]
+    if i < count:
+        staged[size + (per + y) * units + j] = h0[b, j]  # row 1: the state before step 0
+    cuda.syncthreads()
+    for s in range(hs.shape[1]):
+        if i < count:
+            now, before = size + ((s % 2) * per + y) * units, size + ((1 - s % 2) * per + y) * units
+            _gru_unit(b, j, staged[before:before + units], Us, rbias, mask, rmask, act, ract, s, gates, hs, hu,
+                      staged[now:now + units])
         cuda.syncthreads()
 
 
@@ -53,66 +87,108 @@ def gru_forward(x, W, bias, U, rbias, h0, mask, rmask, act, ract, first, count, 
     """The GRU's states, activated gates (z, r, h̃) and recurrent h̃ products (hu) at every step."""
     _projection(x, W, bias, first, count, gates)
     whole, blocks, threads = _geometry(count, hs.shape[2])
+    Uf = U.reshape(U.size)
     if whole:
-        _gru_sequence[blocks, threads](U, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu)
+        staged = _staged_bytes(U.size, threads, hs.shape[2])
+        if staged:
+            _gru_sequence_staged[blocks, threads, 0, staged](Uf, rbias, h0, mask, rmask, act, ract, first, count,
+                                                             gates, hs, hu)
+        else:
+            _gru_sequence[blocks, threads](Uf, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu)
         return
     for s in range(hs.shape[1]):
-        _gru_step[blocks, threads](U, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
+        _gru_step[blocks, threads](Uf, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
 
 
 @cuda.jit(device=True)
-def _gru_back_cell(i, j, dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec, dh0):
-    steps, units = gates.shape[1], UT.shape[1]
-    if i < count and j < units:
-        b = first + i
-        dh = 0.0
-        if s + 1 < steps:
-            dh = dh0[b, j]  # step s + 1 left g·z there (g at a masked step)
-            if mask[b, s + 1] != 0:  # d_rec = (dz, dr, e·r): the first two in gates, e·r in drec's last block
-                last = drec.shape[2] - units  # the three sums in one walk (each as _gate_gradient's)
-                t_z = t_r = t_h = 0.0
-                for m in range(units):
-                    t_z += gates[b, s + 1, m] * UT[m, j]
-                    t_r += gates[b, s + 1, units + m] * UT[units + m, j]
-                    t_h += drec[b, s + 1, last + m] * UT[2 * units + m, j]
-                dh += t_z * _dropped(rmask, b, j)
-                dh += t_r * _dropped(rmask, b, units + j)
-                dh += t_h * _dropped(rmask, b, 2 * units + j)
-        if s < 0:
-            dh0[b, j] = dh
-            return
-        g = dh + _incoming(dhs, b, s, steps, j)
-        full = drec.shape[2] == 3 * units
-        if mask[b, s] == 0:
-            for k in range(3):
-                gates[b, s, k * units + j] = 0.0
-                if full or k == 2:
-                    drec[b, s, drec.shape[2] - (3 - k) * units + j] = 0.0
-            dh0[b, j] = g
-            return
-        z, r, candidate = gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j]
-        h_prev = _previous(h0, hs, b, s, j)
-        e = g * (1.0 - z) * _derivative(act, candidate)
-        dz = g * (h_prev - candidate) * _derivative(ract, z)
-        dr = e * hu[b, s, j] * _derivative(ract, r)
-        gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j] = dz, dr, e
-        if full:
-            drec[b, s, j], drec[b, s, units + j] = dz, dr
-        drec[b, s, drec.shape[2] - units + j] = e * r
-        dh0[b, j] = g * z
+def _gru_back_unit(b, j, dg, dd, off, UTf, dhs, hs, hu, h0, mask, rmask, act, ract, s, gates, drec, dh0, dnow,
+                   staged):
+    """Unit j of sample b at step s of the walk back: step s + 1's dz and dr are dg[:2·units], its e·r
+    dd[off:off + units]; UTf is Uᵀ flattened (3·units × units). Writes step s's into gates and drec and, staged,
+    into dnow as (dz, dr, e·r)."""
+    steps, units = gates.shape[1], dh0.shape[1]
+    dh = 0.0
+    if s + 1 < steps:
+        dh = dh0[b, j]  # step s + 1 left g·z there (g at a masked step)
+        if mask[b, s + 1] != 0:  # d_rec = (dz, dr, e·r): the three sums in one walk, each in order
+            t_z = t_r = t_h = 0.0
+            for m in range(units):
+                t_z += dg[m] * UTf[m * units + j]
+                t_r += dg[units + m] * UTf[(units + m) * units + j]
+                t_h += dd[off + m] * UTf[(2 * units + m) * units + j]
+            dh += t_z * _dropped(rmask, b, j)
+            dh += t_r * _dropped(rmask, b, units + j)
+            dh += t_h * _dropped(rmask, b, 2 * units + j)
+    if s < 0:
+        dh0[b, j] = dh
+        return
+    g = dh + _incoming(dhs, b, s, steps, j)
+    full = drec.shape[2] == 3 * units
+    if mask[b, s] == 0:
+        for k in range(3):
+            gates[b, s, k * units + j] = 0.0
+            if full or k == 2:
+                drec[b, s, drec.shape[2] - (3 - k) * units + j] = 0.0
+            if staged:
+                dnow[k * units + j] = 0.0
+        dh0[b, j] = g
+        return
+    z, r, candidate = gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j]
+    h_prev = _previous(h0, hs, b, s, j)
+    e = g * (1.0 - z) * _derivative(act, candidate)
+    dz = g * (h_prev - candidate) * _derivative(ract, z)
+    dr = e * hu[b, s, j] * _derivative(ract, r)
+    gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j] = dz, dr, e
+    if full:
+        drec[b, s, j], drec[b, s, units + j] = dz, dr
+    drec[b, s, drec.shape[2] - units + j] = e * r
+    if staged:
+        dnow[j], dnow[units + j], dnow[2 * units + j] = gates[b, s, j], gates[b, s, units + j], \
+            drec[b, s, drec.shape[2] - units + j]
+    dh0[b, j] = g * z
+
+
+@cuda.jit(device=True)
+def _gru_back_cell(i, j, dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, s, gates, drec, dh0):
+    steps = gates.shape[1]
+    if i < count and j < dh0.shape[1]:
+        b, later = first + i, min(s + 1, steps - 1)
+        _gru_back_unit(b, j, gates[b, later], drec[b, later], drec.shape[2] - dh0.shape[1], UTf, dhs, hs, hu, h0,
+                       mask, rmask, act, ract, s, gates, drec, dh0, gates[b, later], False)
 
 
 @cuda.jit(**KERNEL)
-def _gru_back_step(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec, dh0):
+def _gru_back_step(dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, s, gates, drec, dh0):
     i, j = cuda.grid(2)
-    _gru_back_cell(i, j, dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec, dh0)
+    _gru_back_cell(i, j, dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, s, gates, drec, dh0)
 
 
 @cuda.jit(**KERNEL)
-def _gru_back_sequence(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, gates, drec, dh0):
+def _gru_back_sequence(dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, gates, drec, dh0):
     i, j = _sequence_thread()
     for s in range(gates.shape[1] - 1, -2, -1):
-        _gru_back_cell(i, j, dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec, dh0)
+        _gru_back_cell(i, j, dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, s, gates, drec, dh0)
+        cuda.syncthreads()
+
+
+@cuda.jit(**KERNEL)
+def _gru_back_sequence_staged(dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, gates, drec, dh0):
+    """The walk back with Uᵀ and the block's (dz, dr, e·r) rows in shared memory."""
+    units, per = dh0.shape[1], cuda.blockDim.y
+    width = 3 * units
+    y, j = cuda.threadIdx.y, cuda.threadIdx.x
+    i, b = cuda.blockIdx.x * per + y, first + cuda.blockIdx.x * per + y
+    staged = cuda.shared.array(0, numba.float32)
+    _stage(UTf, staged, per, units)
+    size = UTf.shape[0]
+    UTs = staged[:size]
+    cuda.syncthreads()
+    for s in range(gates.shape[1] - 1, -2, -1):
+        if i < count:
+            now, after = size + ((s % 2) * per + y) * width, size + ((1 - s % 2) * per + y) * width
+            row = staged[after:after + width]
+            _gru_back_unit(b, j, row, row, 2 * units, UTs, dhs, hs, hu, h0, mask, rmask, act, ract, s, gates, drec,
+                           dh0, staged[now:now + width], True)
         cuda.syncthreads()
 
 
@@ -120,12 +196,18 @@ def gru_backward(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, gate
     """Overwrites gates with dpre; drec = the recurrent products' gradients (all gates, or h̃'s block);
     dh0 = the gradient w.r.t. the initial state."""
     whole, blocks, threads = _geometry(count, UT.shape[1])
+    UTf = UT.reshape(UT.size)
     if whole:
-        _gru_back_sequence[blocks, threads](dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, gates, drec,
-                                            dh0)
+        staged = _staged_bytes(UT.size, threads, UT.shape[0])
+        if staged:
+            _gru_back_sequence_staged[blocks, threads, 0, staged](dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first,
+                                                                  count, gates, drec, dh0)
+        else:
+            _gru_back_sequence[blocks, threads](dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, gates,
+                                                drec, dh0)
         return
     for s in range(gates.shape[1] - 1, -2, -1):
-        _gru_back_step[blocks, threads](dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, s, gates, drec,
+        _gru_back_step[blocks, threads](dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, s, gates, drec,
                                         dh0)
 
 

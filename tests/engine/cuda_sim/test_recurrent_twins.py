@@ -1,7 +1,8 @@
 """The CUDA recurrent kernels under Numba's CUDA simulator, against the NumPy oracles, on the CPU tests' inputs
 (tests/engine/test_recurrent_kernels.py's Sequences): each cell with masks and recurrent dropout, the three
-activation pairs, a part of the batch (first, count) and a last-state-only gradient — each in both forms of the
-time loop (one launch for the whole loop, one launch per step). Small shapes: the simulator runs each GPU thread
+activation pairs, a part of the batch (first, count) and a last-state-only gradient — each in the three forms of
+the time loop (one launch for the whole loop, its recurrent kernel and states staged in shared memory where they
+fit or not; one launch per step). Small shapes: the simulator runs each GPU thread
 as an OS thread. Run by tests/engine/test_cuda_sim.py."""
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from tests.engine.test_recurrent_kernels import (
 SHAPE = (4, 4, 5)  # (n, t, u)
 
 
-@pytest.fixture(params=[True, False], ids=["whole-loop", "per-step"])
+@pytest.fixture(params=["staged", "whole-loop", "per-step"])
 def loop_form(request, monkeypatch):
-    monkeypatch.setattr(loops, "WHOLE_SEQUENCE", request.param)
+    monkeypatch.setattr(loops, "WHOLE_SEQUENCE", request.param != "per-step")
+    monkeypatch.setattr(loops, "STAGED", request.param == "staged")
     return request.param
 
 
@@ -92,18 +94,32 @@ def test_the_gru_gradient_of_every_recurrent_product(loop_form):
 @pytest.mark.parametrize("cell", list(GATES))
 def test_blocks_of_several_samples_give_the_per_step_bytes(cell, monkeypatch):
     """Whole-loop blocks of three samples (the second block half idle: its idle threads still reach every
-    barrier) against the per-step launches: the same cells, so the same bytes."""
+    barrier), staged in shared memory or not, against the per-step launches: the same cells, so the same
+    bytes."""
     act, ract = CODES["tanh"], CODES["sigmoid"]
     seqs = Sequences(cell, SHAPE, np.float32, True, True, seed=7)
     full = seqs.forward(reference, act, ract)
     results = []
-    for whole in (True, False):
+    for whole, staged in ((True, True), (True, False), (False, False)):
         monkeypatch.setattr(loops, "WHOLE_SEQUENCE", whole)
+        monkeypatch.setattr(loops, "STAGED", staged)
         monkeypatch.setattr(loops, "SEQUENCE_BLOCK", 3 * SHAPE[2])
         assert loops._geometry(SHAPE[0], SHAPE[2])[0] is whole
         results.append((seqs.forward(cuda, act, ract), seqs.backward(cuda, act, ract, full)))
-    for (fwd, bwd), (fwd_step, bwd_step) in [results]:
+    (fwd_step, bwd_step) = results[-1]
+    for fwd, bwd in results[:-1]:
         for name in FORWARD_OUTPUTS[cell]:
             np.testing.assert_array_equal(fwd[name], fwd_step[name], err_msg=name)
         for name in BACKWARD_OUTPUTS[cell]:
             np.testing.assert_array_equal(bwd[name], bwd_step[name], err_msg=name)
+
+
+def test_a_staged_loop_is_taken_where_it_fits_and_only_there(monkeypatch):
+    """The LSTM's whole loops stage U and the states in shared memory up to 48 KB a block (54 units), launched
+    with that much dynamic shared memory; wider ones read them from global memory."""
+    monkeypatch.setattr(loops, "SEQUENCE_BLOCK", 64)
+    assert loops._staged_bytes(4 * 32 * 32, loops._geometry(128, 32)[2], 32) == 4 * (4096 + 2 * 2 * 32)
+    assert loops._staged_bytes(4 * 54 * 54, loops._geometry(128, 54)[2], 4 * 54) > 0
+    assert loops._staged_bytes(4 * 55 * 55, loops._geometry(128, 55)[2], 4 * 55) == 0
+    monkeypatch.setattr(loops, "STAGED", False)
+    assert loops._staged_bytes(4 * 32 * 32, loops._geometry(128, 32)[2], 32) == 0
