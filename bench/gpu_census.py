@@ -8,6 +8,7 @@ bias gradient, the sort and the embedding gradient. Launches have a GPU's geomet
 simulator's. The figures are counts, not times.
 
     python bench/gpu_census.py [--workloads mlp,boston,convnet,lstm,tape] [--flag 256]
+    NNCTL_CUDA_FUSED=0 python bench/gpu_census.py ...    # the small models' steps launch by launch
 
 Needs only the `dev` extra (numba-cuda's simulator); no GPU.
 """
@@ -27,17 +28,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # gpu.py beside 
 
 # The launch geometry a GPU gets: the simulator's is smaller (it runs each GPU thread as an OS thread).
 GPU_GEOMETRY = {"launch": {"THREADS": 128, "TILE": 16}, "sorting": {"SCAN_THREADS": 1024},
-                "recurrent": {"SEQUENCE_BLOCK": 64}, "fused": {"THREADS": 512}, "losses": {"ONE_BLOCK": 1024}}
+                "recurrent": {"SEQUENCE_BLOCK": 64}, "fused": {"THREADS": 512, "GRID_THREADS": 256},
+                "losses": {"ONE_BLOCK": 1024}}
+SMS = 132  # an H200's multiprocessors: a cooperative grid's blocks
 
 
 def _gpu_geometry() -> None:
     import importlib
+
+    from nnctl.nn import cudafused
 
     for module, values in GPU_GEOMETRY.items():
         for name, value in values.items():
             target = importlib.import_module(f"nnctl.engine.cuda.{module}")
             assert hasattr(target, name), f"{module}.{name}"
             setattr(target, name, value)
+    cudafused.grid_blocks = lambda ctx: SMS
 
 
 def _elements(arg) -> int:

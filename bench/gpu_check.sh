@@ -61,7 +61,7 @@ echo "== book configs"; cat "$OUT/gpu_book.log"
 
 # 2. Alone on the machine: steady epochs against PyTorch CUDA eager, alternated, one workload a process.
 echo "== bench"
-for job in ${BENCH_JOBS:-launch mlp:2:2:35 boston:2:2:25 boston-layered:2:1:25 lstm:2:1:45 convnet:1:1:60 tape:1:1:30:12800}; do
+for job in ${BENCH_JOBS:-launch mlp:2:2:35 mlp-layered:2:1:30 boston:2:2:25 boston-layered:2:1:25 lstm:2:1:45 convnet:1:1:60 tape:1:1:30:12800}; do
     IFS=: read -r workload epochs rounds seconds rows <<<"$job"
     if [ "$workload" = launch ]; then  # what one launch costs (bench/gpu_launch.py)
         timeout -k 5 30 python3 bench/gpu_launch.py 2>&1 | tee -a "$OUT/gpu_bench.log"

@@ -1,13 +1,18 @@
-"""`device: cuda` for a small Dense model: its steps in one launch (nnctl/engine/cuda/fused.py) instead of a couple
-of dozen launches a step — what decides a small model's speed on a GPU, where each launch costs more host time
-than its arithmetic takes on the device.
+"""`device: cuda` for a Dense model of moderate size: its steps in one launch (nnctl/engine/cuda/fused.py) instead
+of a dozen to a couple of dozen launches a step — what decides such a model's speed on a GPU, where each launch
+costs more host time than its arithmetic takes on the device.
 
-A model qualifies (`whole_steps`) when it is a chain of Dense layers on flat input (no dropout, regularizers,
-frozen or shared layers, gradient clipping, sparse input, several outputs or a user's loss), trains with one
-batch of at most 512 rows, and every layer's GEMMs are small enough for the layer-by-layer path to run them as
-Numba kernels rather than cuBLAS (SMALL_GEMM_MACS) — so the one launch computes the same cells in the same order
-and gives the same bytes (tests/engine/cuda_sim/test_cuda_fused.py). The Boston MLP is such a model; the MNIST
-MLP's 784 × 512 layer goes to cuBLAS and stays on the layer-by-layer path. NNCTL_CUDA_FUSED=0 turns it off.
+A model qualifies (`whole_steps`) when it is a chain of at most four Dense layers on flat input (no dropout,
+regularizers, frozen or shared layers, gradient clipping, sparse input, several outputs or a user's loss) and
+trains with batches of at most 512 rows. Where every layer's GEMMs are small enough for the layer-by-layer path to
+run them as Numba kernels (SMALL_GEMM_MACS; the Boston MLP) the launch is one block, whose threads meet at
+`syncthreads` between phases. Larger ones, up to GRID_MACS multiply-adds a GEMM and MAX_GRID_PARAMS parameters
+(the MNIST MLP: 128 × 784 × 512), run on a cooperative grid of one block a multiprocessor meeting at the grid's
+barrier, the GEMMs as the same Numba cells instead of cuBLAS: on the simulator the same bytes as the layer-by-layer
+path (tests/engine/cuda_sim/test_cuda_fused.py), on a GPU the same to float32 rounding (cuBLAS sums in another
+order). Where a GPU refuses a cooperative launch (too many blocks: halved until it fits; no grid support at all),
+the path goes layer by layer, with a warning. NNCTL_CUDA_FUSED=0 turns all of it off, NNCTL_CUDA_FUSED=block keeps
+the one-block launches only.
 """
 
 from __future__ import annotations
@@ -20,8 +25,21 @@ from nnctl.engine import settings
 from nnctl.engine.cpu.optim import CLIP_NONE, LR, WEIGHT_DECAY
 
 ENABLED = os.environ.get("NNCTL_CUDA_FUSED", "1") != "0"
+GRID = os.environ.get("NNCTL_CUDA_FUSED", "1") != "block"  # the cooperative-grid form (tests turn it on and off)
 MAX_LAYERS = 4  # a launch's parameters are at most 4 KB: eight arrays a layer
 MAX_PARAMS = 1 << 16  # one block updates them all, each step
+GRID_MACS = 1 << 26  # a GEMM's multiply-adds a grid-wide launch takes (beyond, cuBLAS layer by layer is faster)
+MAX_GRID_PARAMS = 1 << 24
+
+
+# What this process's GPU allowed: the most blocks a cooperative launch ran with (None: not limited yet), and
+# whether it refused the grid outright (later paths then do not ask again).
+_FITTING_BLOCKS: list = [None]
+_REFUSED: list = [False]
+
+
+class GridUnavailable(RuntimeError):
+    """The GPU refused the first cooperative launch of a path (its reason): the path goes layer by layer."""
 
 
 def whole_steps(ctx) -> "WholeSteps | None":
@@ -42,24 +60,35 @@ def whole_steps(ctx) -> "WholeSteps | None":
         return None
     if opt is not None and opt.clip_mode != CLIP_NONE:
         return None
-    if model.store.fixed_values.shape[0] or model.store.values.shape[0] > MAX_PARAMS:
+    if model.store.fixed_values.shape[0] or ctx.batch_size > 2 * COLUMN_CHUNK:  # (bias sums: one pass over rows)
         return None
-    if ctx.batch_size > 2 * COLUMN_CHUNK:  # the bias gradients' column sums: one pass over the rows
+    if any(type(op) is not DenseOp or op.penalties or len(op.in_shape) != 1 for op in ops):
         return None
-    for op in ops:
-        if type(op) is not DenseOp or op.penalties or len(op.in_shape) != 1 or \
-                ctx.batch_size * op.din * op.units >= settings.SMALL_GEMM_MACS:
-            return None
-    return WholeSteps(ctx)
+    params, macs = model.store.values.shape[0], max(ctx.batch_size * op.din * op.units for op in ops)
+    if macs < settings.SMALL_GEMM_MACS and params <= MAX_PARAMS:
+        return WholeSteps(ctx, 0)
+    if GRID and not _REFUSED[0] and macs <= GRID_MACS and params <= MAX_GRID_PARAMS:
+        return WholeSteps(ctx, grid_blocks(ctx))
+    return None
+
+
+def grid_blocks(ctx) -> int:
+    """A cooperative grid's blocks: one a multiprocessor (all resident at once, as a grid barrier needs); one
+    under the simulator, whose grid barrier is its block's."""
+    from nnctl.engine.cuda.launch import SIMULATED
+
+    blocks = 1 if SIMULATED else int(ctx.cuda.get_current_device().MULTIPROCESSOR_COUNT)
+    return min(blocks, _FITTING_BLOCKS[0] or blocks)
 
 
 class WholeSteps:
     """The kernel's arguments for one CudaPath, made once (the ops' own buffers and weight views), and `train` /
     `predict` in its terms."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, blocks: int):
         bs, ops, head = ctx.batch_size, ctx.ops, ctx.heads[0]
         self.ctx, self.k = ctx, ctx.k
+        self.blocks, self.launched = blocks, False  # a cooperative grid's blocks (0: one block); one launch done
         full = [(bs, op.units) for op in ops]
         self.xbuf = ops[0].view(ctx.xbufs[0], (bs, ctx.features[0]))
         self.kernels = tuple(op.weight(op.layer.kernel, ctx.values) for op in ops)
@@ -95,7 +124,7 @@ class WholeSteps:
         target_data = data.get("target0", self.no_targets) if data else self.no_targets
         labels_data = data.get("labels0", self.no_ids) if data else self.no_ids
         weight_data = data["weight0"] if data else self.no_targets
-        self.k.dense_steps(
+        args = (
             training, x, order, first, last, ctx.batch_size, self.xbuf, self.kernels, self.biases, self.dkernels,
             self.dbiases, self.zs, self.ys, self.dzs, self.dxs, self.acts, self.alphas,
             head.code if training else 0, float(head.loss.delta) if training else 0.0, bool(head.fused), sparse,
@@ -103,6 +132,19 @@ class WholeSteps:
             self.sample_losses, step_losses, out, logits, out_first, code, f32(hp[LR]),
             f32(1.0 - hp[LR] * hp[WEIGHT_DECAY]), step_sizes, f32(hp[2]), f32(hp[3]), f32(hp[4]), f32(hp[5]),
             ctx.values, ctx.grads, *slots)
+        while True:
+            try:
+                self.k.dense_steps(self.blocks, *args)
+                self.launched = True
+                return
+            except Exception as error:  # noqa: BLE001 - the driver's refusal, whatever its class
+                if not self.blocks or self.launched:
+                    raise
+                if "TOO_LARGE" in str(error) and self.blocks > 1:  # fewer blocks fit at once on this GPU
+                    self.blocks = _FITTING_BLOCKS[0] = self.blocks // 2
+                    continue
+                _REFUSED[0] = True
+                raise GridUnavailable(str(error).splitlines()[0] if str(error) else type(error).__name__) from error
 
     def train(self, data, order, first, last, step_losses, out, out_first) -> None:
         """Steps first..last − 1 (rows from the device `order`), each step's loss into step_losses[step] and the

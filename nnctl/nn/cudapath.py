@@ -18,6 +18,8 @@ this path yet is refused by name (`unsupported`).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from nnctl.engine.csr import CSRMatrix
@@ -25,7 +27,7 @@ from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
 from nnctl.nn.cudaheads import heads_of, input_shapes, reads_ids
 from nnctl.nn.cudaops import SparseBatch, first_as, shaped
-from nnctl.nn.cudafused import whole_steps
+from nnctl.nn.cudafused import GridUnavailable, whole_steps
 from nnctl.nn.cudaops_nested import embeddings
 from nnctl.nn.cudashare import backward_adding, shared_weights
 
@@ -286,6 +288,16 @@ class CudaPath:
         """Whether this path runs its steps in one launch (a small Dense model whose data is on the device)."""
         return self.whole is not None and "staging" not in data
 
+    def _whole_or_layers(self, run, *args) -> None:
+        """run(*args), a one-launch runner's; where the GPU refuses its cooperative grid, the path goes layer by
+        layer from then on (the caller runs the steps that way), with a warning saying why."""
+        try:
+            run(*args)
+        except GridUnavailable as error:
+            self.whole = None
+            warnings.warn(f"device cuda: the model's steps run launch by launch: this GPU refused a cooperative "
+                          f"grid ({error})", RuntimeWarning, stacklevel=3)
+
     # ---- the fast path's entry points ------------------------------------------------------------
     def train(self, data, order, first, last, outputs, step_losses) -> None:
         n, bs, heads = order.shape[0], self.batch_size, self.heads
@@ -301,8 +313,8 @@ class CudaPath:
         for check in self.id_checks:
             check.start()
         if self._whole(device):
-            self.whole.train(device, d_order, first, last, losses, d_outputs[0], lo)
-        else:
+            self._whole_or_layers(self.whole.train, device, d_order, first, last, losses, d_outputs[0], lo)
+        if not self._whole(device):
             for step in range(first, last):
                 b0, b1 = step * bs, min(n, (step + 1) * bs)
                 self._step(device, d_order[b0:b1], step, losses, order[b0:b1])
@@ -339,8 +351,8 @@ class CudaPath:
         for check in self.id_checks:
             check.start()
         if self._whole(device):
-            self.whole.predict(device["x0"], d_rows, d_logits[0], d_outputs[0])
-        else:
+            self._whole_or_layers(self.whole.predict, device["x0"], d_rows, d_logits[0], d_outputs[0])
+        if not self._whole(device):
             for b0 in range(0, count, self.batch_size):
                 b1 = min(count, b0 + self.batch_size)
                 self._forward(device, d_rows[b0:b1], host_rows=np.arange(b0, b1))

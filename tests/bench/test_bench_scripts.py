@@ -55,15 +55,21 @@ def test_gpu_bench_op_times_patches_the_device_ops_and_puts_them_back():
 
 
 def test_gpu_census_lists_a_steps_launches_without_a_gpu():
-    """bench/gpu_census.py under the simulator, kernels skipped: the Boston MLP's epoch is one launch (its steps
-    fused), the MNIST MLP's step its Numba kernels and its five cuBLAS GEMMs at the real shapes."""
+    """bench/gpu_census.py under the simulator, kernels skipped: the Boston MLP's epoch is one launch of one block,
+    the MNIST MLP's one of a cooperative grid; launch by launch (NNCTL_CUDA_FUSED=0), the MNIST MLP's step is its
+    Numba kernels and its five cuBLAS GEMMs at the real shapes."""
     pytest.importorskip("numba_cuda")
     result = _run("bench/gpu_census.py", "--workloads", "boston,mlp")
     assert result.returncode == 0, result.stderr
     boston, mlp = result.stdout.split("mlp: ")
-    assert boston.splitlines()[0].endswith(" 1 kernel launches, 0 cuBLAS calls") and "fused._dense_steps" in boston
-    assert "5 cuBLAS calls" in mlp.splitlines()[0] and "cuBLAS gemm NN m=512 n=128 k=784" in mlp
-    assert "optim._update" in mlp and "<- serial" not in mlp
+    assert boston.splitlines()[0].endswith(" 1 kernel launches, 0 cuBLAS calls") and "fused._dense_steps " in boston
+    assert mlp.splitlines()[0].endswith(" 1 kernel launches, 0 cuBLAS calls"), mlp
+    assert "fused._dense_steps_grid     " in mlp and " 33,792 threads" in mlp  # 132 blocks of 256
+    layered = subprocess.run([sys.executable, "bench/gpu_census.py", "--workloads", "mlp"], cwd=ROOT, text=True,
+                             capture_output=True, timeout=300, env={**os.environ, "NNCTL_CUDA_FUSED": "0"})
+    assert layered.returncode == 0, layered.stderr
+    assert "5 cuBLAS calls" in layered.stdout.splitlines()[0] and "cuBLAS gemm NN m=512 n=128 k=784" in layered.stdout
+    assert "optim._update" in layered.stdout and "<- serial" not in layered.stdout
 
 
 def test_gpu_book_reads_a_run_of_the_real_command(tmp_path):

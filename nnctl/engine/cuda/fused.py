@@ -26,117 +26,199 @@ from nnctl.engine.cuda.dense import LINEAR, SOFTMAX
 from nnctl.engine.cuda.launch import KERNEL, SIMULATED
 
 THREADS = 32 if SIMULATED else 512  # the one block's threads
+GRID_THREADS = 32 if SIMULATED else 256  # a grid-wide launch's threads a block (its blocks: one a multiprocessor)
+
+
+# The phases of a step. Each runs on threads t, t + threads, … (a block's, or the whole grid's) and leaves the
+# barrier after it to its kernel.
+@cuda.jit(device=True)
+def _gather(training, sparse, x, order, b0, m, xbuf, target_data, labels_data, weight_data, target, labels, weight,
+            t, threads):
+    """The batch's input rows, and in training its targets (or labels) and weights (take_rows's copies)."""
+    features = xbuf.shape[1]
+    for e in range(t, m * features, threads):
+        i = e // features
+        xbuf[i, e - i * features] = x[order[b0 + i], e - i * features]
+    if training:
+        width = target.shape[1]
+        for i in range(t, m, threads):
+            weight[i] = weight_data[order[b0 + i], 0]
+            if sparse:
+                labels[i] = labels_data[order[b0 + i], 0]
+        if not sparse:
+            for e in range(t, m * width, threads):
+                i = e // width
+                target[i, e - i * width] = target_data[order[b0 + i], e - i * width]
 
 
 @cuda.jit(device=True)
-def _forward(m, xbuf, kernels, biases, zs, ys, acts, alphas, t, threads):
-    for layer in range(len(acts)):
-        source = xbuf if layer == 0 else ys[layer - 1]
-        z, y, w, bias = zs[layer], ys[layer], kernels[layer], biases[layer]
-        units, code, alpha = z.shape[1], acts[layer], alphas[layer]
+def _product(m, layer, xbuf, kernels, zs, ys, t, threads):
+    """z = (the layer's input) · W."""
+    source = xbuf if layer == 0 else ys[layer - 1]
+    z, w = zs[layer], kernels[layer]
+    units = z.shape[1]
+    for e in range(t, m * units, threads):
+        i = e // units
+        z[i, e - i * units] = dense.product(source, w, False, False, w.shape[0], i, e - i * units)
+
+
+@cuda.jit(device=True)
+def _activation(m, layer, biases, zs, ys, acts, alphas, t, threads):
+    """z += bias; y = act(z)."""
+    z, y, bias, code = zs[layer], ys[layer], biases[layer], acts[layer]
+    units = z.shape[1]
+    if code == SOFTMAX:
+        for i in range(t, m, threads):
+            dense.bias_softmax_row(z, bias, y, i)
+    else:
         for e in range(t, m * units, threads):
             i = e // units
-            z[i, e - i * units] = dense.product(source, w, False, False, w.shape[0], i, e - i * units)
-        cuda.syncthreads()
-        if code == SOFTMAX:
-            for i in range(t, m, threads):
-                dense.bias_softmax_row(z, bias, y, i)
-        else:
-            for e in range(t, m * units, threads):
-                i = e // units
-                dense.bias_act_cell(z, bias, code, alpha, y, i, e - i * units)
-        cuda.syncthreads()
+            dense.bias_act_cell(z, bias, code, alphas[layer], y, i, e - i * units)
 
 
 @cuda.jit(device=True)
-def _backward(m, xbuf, kernels, dkernels, dbiases, zs, ys, dzs, dxs, grad, acts, alphas, fused, t, threads):
+def _head(training, m, y, z, out, logits, row0, t, threads):
+    """The head's outputs (and, inferring, its logits) into rows row0… of out (logits)."""
+    units = y.shape[1]
+    for e in range(t, m * units, threads):
+        i = e // units
+        out[row0 + i, e - i * units] = y[i, e - i * units]
+        if not training:
+            logits[row0 + i, e - i * units] = z[i, e - i * units]
+
+
+@cuda.jit(device=True)
+def _losses(m, loss_code, delta, pred, target, labels, weight, grad, sample_losses, t, threads):
+    for i in range(t, m, threads):
+        sample_losses[i] = losses.weighted_sample(loss_code, delta, pred, target, labels, weight, grad, m, i)
+
+
+@cuda.jit(device=True)
+def _deactivation(m, layer, grad, zs, ys, dzs, dxs, acts, alphas, fused, t, threads):
+    """dz = dy · act'(z), dy being the loss's gradient (the top layer) or the layer above's dx."""
     last = len(acts) - 1
-    for layer in range(last, -1, -1):
-        z, y, dz = zs[layer], ys[layer], dzs[layer]
-        dy = grad if layer == last else dxs[layer + 1]
-        code = LINEAR if (layer == last and fused) else acts[layer]
-        units, alpha = z.shape[1], alphas[layer]
-        if code == SOFTMAX:
-            for i in range(t, m, threads):
-                dense.softmax_backward_row(dy, y, dz, i)
-        else:
-            for e in range(t, m * units, threads):
-                i = e // units
-                j = e - i * units
-                dz[i, j] = dense._grad(code, dy[i, j], z[i, j], y[i, j], alpha)
-        cuda.syncthreads()
-        db, dw = dbiases[layer], dkernels[layer]
-        for j in range(t, units, threads):
-            db[j] = dense.column_sum(dz, m, j)
-        source = xbuf if layer == 0 else ys[layer - 1]
-        for e in range(t, dw.shape[0] * units, threads):
-            r = e // units
-            dw[r, e - r * units] = dense.product(source, dz, True, False, m, r, e - r * units)
-        if layer > 0:
-            dx, w = dxs[layer], kernels[layer]
-            inputs = w.shape[0]
-            for e in range(t, m * inputs, threads):
-                i = e // inputs
-                dx[i, e - i * inputs] = dense.product(dz, w, False, True, units, i, e - i * inputs)
-        cuda.syncthreads()
+    z, y, dz = zs[layer], ys[layer], dzs[layer]
+    dy = grad if layer == last else dxs[layer + 1]
+    code = LINEAR if (layer == last and fused) else acts[layer]
+    units, alpha = z.shape[1], alphas[layer]
+    if code == SOFTMAX:
+        for i in range(t, m, threads):
+            dense.softmax_backward_row(dy, y, dz, i)
+    else:
+        for e in range(t, m * units, threads):
+            i = e // units
+            j = e - i * units
+            dz[i, j] = dense._grad(code, dy[i, j], z[i, j], y[i, j], alpha)
 
 
+@cuda.jit(device=True)
+def _gradients(m, layer, xbuf, kernels, dkernels, dbiases, ys, dzs, dxs, t, threads):
+    """db = column sums of dz, dW = inputᵀ · dz, and (above the first layer) dx = dz · Wᵀ."""
+    dz, db, dw = dzs[layer], dbiases[layer], dkernels[layer]
+    units = dz.shape[1]
+    for j in range(t, units, threads):
+        db[j] = dense.column_sum(dz, m, j)
+    source = xbuf if layer == 0 else ys[layer - 1]
+    for e in range(t, dw.shape[0] * units, threads):
+        r = e // units
+        dw[r, e - r * units] = dense.product(source, dz, True, False, m, r, e - r * units)
+    if layer > 0:
+        dx, w = dxs[layer], kernels[layer]
+        inputs = w.shape[0]
+        for e in range(t, m * inputs, threads):
+            i = e // inputs
+            dx[i, e - i * inputs] = dense.product(dz, w, False, True, units, i, e - i * inputs)
+
+
+@cuda.jit(device=True)
+def _update(opt_code, lr, keep, size, a, b, c, d, values, grads, s1, s2, s3, t, threads):
+    for p in range(t, values.shape[0], threads):
+        optim.update_element(opt_code, lr, keep, size, a, b, c, d, values, grads, s1, s2, s3, p)
+
+
+# The two kernels: the same phases in the same order, one block meeting at syncthreads, or every block of a
+# cooperative grid meeting at the grid's barrier.
 @cuda.jit(**KERNEL)
 def _dense_steps(training, x, order, first, last, batch, xbuf, kernels, biases, dkernels, dbiases, zs, ys, dzs,
                  dxs, acts, alphas, loss_code, delta, fused, sparse, target_data, labels_data, weight_data, target,
                  labels, weight, grad, sample_losses, step_losses, out, logits, out_first, opt_code, lr, keep,
                  step_sizes, a, b, c, d, values, grads, s1, s2, s3):
-    t, threads = cuda.threadIdx.x, cuda.blockDim.x
-    n, features, top = order.shape[0], xbuf.shape[1], len(acts) - 1
+    t, threads, top = cuda.threadIdx.x, cuda.blockDim.x, len(acts) - 1
     for step in range(first, last):
         b0 = step * batch
-        m = min(n, b0 + batch) - b0
-        for e in range(t, m * features, threads):  # the batch's rows (take_rows)
-            i = e // features
-            xbuf[i, e - i * features] = x[order[b0 + i], e - i * features]
+        m = min(order.shape[0], b0 + batch) - b0
+        _gather(training, sparse, x, order, b0, m, xbuf, target_data, labels_data, weight_data, target, labels,
+                weight, t, threads)
+        cuda.syncthreads()
+        for layer in range(top + 1):
+            _product(m, layer, xbuf, kernels, zs, ys, t, threads)
+            cuda.syncthreads()
+            _activation(m, layer, biases, zs, ys, acts, alphas, t, threads)
+            cuda.syncthreads()
+        _head(training, m, ys[top], zs[top], out, logits, b0 - out_first, t, threads)
         if training:
-            width = target.shape[1]
-            for i in range(t, m, threads):
-                weight[i] = weight_data[order[b0 + i], 0]
-                if sparse:
-                    labels[i] = labels_data[order[b0 + i], 0]
-            if not sparse:
-                for e in range(t, m * width, threads):
-                    i = e // width
-                    target[i, e - i * width] = target_data[order[b0 + i], e - i * width]
-        cuda.syncthreads()
-        _forward(m, xbuf, kernels, biases, zs, ys, acts, alphas, t, threads)
-        y, units = ys[top], ys[top].shape[1]
-        for e in range(t, m * units, threads):  # the head's outputs (and, inferring, its logits)
-            i = e // units
-            out[b0 - out_first + i, e - i * units] = y[i, e - i * units]
-            if not training:
-                logits[b0 - out_first + i, e - i * units] = zs[top][i, e - i * units]
-        if not training:
-            continue
-        pred = zs[top] if fused else ys[top]
-        for i in range(t, m, threads):
-            sample_losses[i] = losses.weighted_sample(loss_code, delta, pred, target, labels, weight, grad, m, i)
-        cuda.syncthreads()
-        if t == 0:
-            step_losses[step] = losses.mean_in_order(sample_losses, m)
-        _backward(m, xbuf, kernels, dkernels, dbiases, zs, ys, dzs, dxs, grad, acts, alphas, fused, t, threads)
-        size = step_sizes[step - first]
-        for p in range(t, values.shape[0], threads):
-            optim.update_element(opt_code, lr, keep, size, a, b, c, d, values, grads, s1, s2, s3, p)
-        cuda.syncthreads()
+            _losses(m, loss_code, delta, zs[top] if fused else ys[top], target, labels, weight, grad,
+                    sample_losses, t, threads)
+            cuda.syncthreads()
+            if t == 0:
+                step_losses[step] = losses.mean_in_order(sample_losses, m)
+            for layer in range(top, -1, -1):
+                _deactivation(m, layer, grad, zs, ys, dzs, dxs, acts, alphas, fused, t, threads)
+                cuda.syncthreads()
+                _gradients(m, layer, xbuf, kernels, dkernels, dbiases, ys, dzs, dxs, t, threads)
+                cuda.syncthreads()
+            _update(opt_code, lr, keep, step_sizes[step - first], a, b, c, d, values, grads, s1, s2, s3, t, threads)
+            cuda.syncthreads()
 
 
-def dense_steps(training, x, order, first, last, batch, xbuf, kernels, biases, dkernels, dbiases, zs, ys, dzs, dxs,
-                acts, alphas, loss_code, delta, fused, sparse, target_data, labels_data, weight_data, target, labels,
-                weight, grad, sample_losses, step_losses, out, logits, out_first, opt_code, lr, keep, step_sizes, a, b,
-                c, d, values, grads, s1, s2, s3):
-    """Steps first..last − 1 of a Dense stack (training), or its inference batches, in one launch of one block
-    (the module's docstring)."""
-    _dense_steps[1, THREADS](training, x, order, first, last, batch, xbuf, kernels, biases, dkernels, dbiases, zs,
-                             ys, dzs, dxs, acts, alphas, loss_code, delta, fused, sparse, target_data, labels_data,
-                             weight_data, target, labels, weight, grad, sample_losses, step_losses, out, logits,
-                             out_first, opt_code, lr, keep, step_sizes, a, b, c, d, values, grads, s1, s2, s3)
+@cuda.jit(**KERNEL)
+def _dense_steps_grid(training, x, order, first, last, batch, xbuf, kernels, biases, dkernels, dbiases, zs, ys, dzs,
+                      dxs, acts, alphas, loss_code, delta, fused, sparse, target_data, labels_data, weight_data,
+                      target, labels, weight, grad, sample_losses, step_losses, out, logits, out_first, opt_code, lr,
+                      keep, step_sizes, a, b, c, d, values, grads, s1, s2, s3):
+    grid = cuda.cg.this_grid()
+    t, threads, top = cuda.grid(1), cuda.gridsize(1), len(acts) - 1
+    for step in range(first, last):
+        b0 = step * batch
+        m = min(order.shape[0], b0 + batch) - b0
+        _gather(training, sparse, x, order, b0, m, xbuf, target_data, labels_data, weight_data, target, labels,
+                weight, t, threads)
+        grid.sync()
+        for layer in range(top + 1):
+            _product(m, layer, xbuf, kernels, zs, ys, t, threads)
+            grid.sync()
+            _activation(m, layer, biases, zs, ys, acts, alphas, t, threads)
+            grid.sync()
+        _head(training, m, ys[top], zs[top], out, logits, b0 - out_first, t, threads)
+        if training:
+            _losses(m, loss_code, delta, zs[top] if fused else ys[top], target, labels, weight, grad,
+                    sample_losses, t, threads)
+            grid.sync()
+            if t == 0:
+                step_losses[step] = losses.mean_in_order(sample_losses, m)
+            for layer in range(top, -1, -1):
+                _deactivation(m, layer, grad, zs, ys, dzs, dxs, acts, alphas, fused, t, threads)
+                grid.sync()
+                _gradients(m, layer, xbuf, kernels, dkernels, dbiases, ys, dzs, dxs, t, threads)
+                grid.sync()
+            _update(opt_code, lr, keep, step_sizes[step - first], a, b, c, d, values, grads, s1, s2, s3, t, threads)
+            grid.sync()
+
+
+def dense_steps(grid_blocks, training, x, order, first, last, batch, xbuf, kernels, biases, dkernels, dbiases, zs,
+                ys, dzs, dxs, acts, alphas, loss_code, delta, fused, sparse, target_data, labels_data, weight_data,
+                target, labels, weight, grad, sample_losses, step_losses, out, logits, out_first, opt_code, lr, keep,
+                step_sizes, a, b, c, d, values, grads, s1, s2, s3):
+    """Steps first..last − 1 of a Dense stack (training), or its inference batches, in one launch: of one block
+    (grid_blocks 0), or of a cooperative grid of `grid_blocks` blocks (the module's docstring)."""
+    args = (training, x, order, first, last, batch, xbuf, kernels, biases, dkernels, dbiases, zs, ys, dzs, dxs, acts,
+            alphas, loss_code, delta, fused, sparse, target_data, labels_data, weight_data, target, labels, weight,
+            grad, sample_losses, step_losses, out, logits, out_first, opt_code, lr, keep, step_sizes, a, b, c, d,
+            values, grads, s1, s2, s3)
+    if grid_blocks:
+        _dense_steps_grid[grid_blocks, GRID_THREADS](*args)
+    else:
+        _dense_steps[1, THREADS](*args)
 
 
 KERNELS = ("dense_steps",)
