@@ -6,8 +6,8 @@
 #      (CPU-vs-GPU agreement, then fidelity over the fixed seeds);
 #   2. (alone) bench/gpu.py against PyTorch CUDA eager, one workload a process.
 # Logs under $OUT: gpu.txt, gpu_tests.log, gpu_book.log, gpu_bench.log. PHASE1_S: phase 1's length; BOOK_ARGS:
-# gpu_book.py's choice (default: what session 20's run left unmeasured, the recurrent and convolutional recipes
-# over three seeds; "" for everything); BENCH_JOBS: workload:epochs:rounds:seconds[:rows] a process (a workload
+# gpu_book.py's choice (default: the MNIST and Boston MLPs, now one launch an epoch, and what session 20's run left
+# unmeasured, the recurrent and convolutional recipes, over three seeds; "" for everything); BENCH_JOBS: workload:epochs:rounds:seconds[:rows] a process (a workload
 # named WORKLOAD-layered runs with NNCTL_CUDA_FUSED=0: a small model's steps launch by launch), or `launch`
 # (bench/gpu_launch.py); PROFILE, OP_TIMES (default 1; empty to skip): bench/gpu.py's --profile, --op-times.
 # About 450 s in all with the defaults.
@@ -15,8 +15,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/nnctl-gpu}"
 PHASE1_S="${PHASE1_S:-200}"
-BOOK_ARGS="${BOOK_ARGS---only fidelity --seeds 3 --configs imdb_lstm.yaml,mnist_convnet.yaml,\
-imdb_simple_rnn.yaml,imdb_conv1d.yaml}"
+BOOK_ARGS="${BOOK_ARGS---only fidelity --seeds 3 --configs mnist.yaml,boston.yaml,imdb_lstm.yaml,\
+mnist_convnet.yaml,imdb_simple_rnn.yaml,imdb_conv1d.yaml}"
 PROFILE="${PROFILE-1}" OP_TIMES="${OP_TIMES-1}"
 mkdir -p "$OUT"
 began=$(date +%s)
@@ -40,6 +40,26 @@ if ! timeout 240 python3 -m nnctl train configs/smoke.yaml --device cuda --runs-
     } 2>&1 | tee -a "$OUT/gpu.txt"
     exit 3
 fi
+# Which one-launch form an MNIST-sized and a Boston-sized Dense model get here (a cooperative grid's blocks, 0 for
+# one block, None for launch by launch) and their epochs' seconds.
+timeout 120 python3 - <<'PY' 2>&1 | tee -a "$OUT/gpu.txt"
+import warnings
+import numpy as np
+from nnctl.nn.layers import Dense
+from nnctl.nn.model import Sequential
+for name, units, features, batch in (("mnist-like", 512, 784, 128), ("boston-like", 64, 13, 16)):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8192, features), dtype=np.float32), rng.integers(0, 10, 8192)
+    model = Sequential([Dense(units, activation="relu"), Dense(10, activation="softmax")], input_shape=(features,),
+                       seed=0, device="cuda")
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        times = model.fit(x, y, epochs=3, batch_size=batch).history["epoch_time"]
+    whole = next(iter(model._cuda_paths.values())).whole
+    print(f"{name}: one-launch blocks {None if whole is None else whole.blocks}, epochs (s) "
+          f"{[round(t, 4) for t in times]}, warnings {[str(w.message)[:200] for w in seen]}")
+PY
 echo "set-up and smoke: $(( $(date +%s) - began )) s" | tee -a "$OUT/gpu.txt"
 
 # 1. The CUDA tests (every kernel against its oracle, cuBLAS, models trained on the GPU against the CPU) beside

@@ -2,7 +2,8 @@
 of a dozen to a couple of dozen launches a step — what decides such a model's speed on a GPU, where each launch
 costs more host time than its arithmetic takes on the device.
 
-A model qualifies (`whole_steps`) when it is a chain of at most four Dense layers on flat input (no dropout,
+A model qualifies (`whole_steps`) when it is a chain of at most four Dense layers on flat input, or after a
+leading Flatten (no dropout,
 regularizers, frozen or shared layers, gradient clipping, sparse input, several outputs or a user's loss) and
 trains with batches of at most 512 rows. Where every layer's GEMMs are small enough for the layer-by-layer path to
 run them as Numba kernels (SMALL_GEMM_MACS; the Boston MLP) the launch is one block, whose threads meet at
@@ -45,7 +46,7 @@ class GridUnavailable(RuntimeError):
 def whole_steps(ctx) -> "WholeSteps | None":
     """The model's one-launch runner, or None when it does not qualify (the module's docstring)."""
     from nnctl.engine.cuda.dense import COLUMN_CHUNK
-    from nnctl.nn.cudaops import DenseOp
+    from nnctl.nn.cudaops import DenseOp, FlattenOp
 
     model, ops, heads = ctx.model, ctx.ops, ctx.heads
     opt = model.optimizer
@@ -56,19 +57,21 @@ def whole_steps(ctx) -> "WholeSteps | None":
         return None
     if head.loss is not None and head.loss.custom:
         return None
-    if not 1 <= len(ops) <= MAX_LAYERS or ctx.sources != [[i - 1] for i in range(len(ops))] or ctx.ids[0]:
+    if ctx.sources != [[i - 1] for i in range(len(ops))] or ctx.ids[0]:
         return None
     if opt is not None and opt.clip_mode != CLIP_NONE:
         return None
     if model.store.fixed_values.shape[0] or ctx.batch_size > 2 * COLUMN_CHUNK:  # (bias sums: one pass over rows)
         return None
-    if any(type(op) is not DenseOp or op.penalties or len(op.in_shape) != 1 for op in ops):
+    dense = ops[1:] if type(ops[0]) is FlattenOp else ops  # a leading Flatten: the batch's rows are flat already
+    if not 1 <= len(dense) <= MAX_LAYERS or any(type(op) is not DenseOp or op.penalties or len(op.in_shape) != 1
+                                                for op in dense):
         return None
-    params, macs = model.store.values.shape[0], max(ctx.batch_size * op.din * op.units for op in ops)
+    params, macs = model.store.values.shape[0], max(ctx.batch_size * op.din * op.units for op in dense)
     if macs < settings.SMALL_GEMM_MACS and params <= MAX_PARAMS:
-        return WholeSteps(ctx, 0)
+        return WholeSteps(ctx, dense, 0)
     if GRID and not _REFUSED[0] and macs <= GRID_MACS and params <= MAX_GRID_PARAMS:
-        return WholeSteps(ctx, grid_blocks(ctx))
+        return WholeSteps(ctx, dense, grid_blocks(ctx))
     return None
 
 
@@ -85,8 +88,8 @@ class WholeSteps:
     """The kernel's arguments for one CudaPath, made once (the ops' own buffers and weight views), and `train` /
     `predict` in its terms."""
 
-    def __init__(self, ctx, blocks: int):
-        bs, ops, head = ctx.batch_size, ctx.ops, ctx.heads[0]
+    def __init__(self, ctx, ops, blocks: int):
+        bs, head = ctx.batch_size, ctx.heads[0]
         self.ctx, self.k = ctx, ctx.k
         self.blocks, self.launched = blocks, False  # a cooperative grid's blocks (0: one block); one launch done
         full = [(bs, op.units) for op in ops]

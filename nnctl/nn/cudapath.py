@@ -13,7 +13,8 @@ weights and slots — so checkpoints, callbacks and `weights.safetensors` see th
 and a GPU run evaluates, predicts and resumes on the CPU and the reverse. Dropout draws its masks from a
 counter-based generator keyed by the run's seed, the draw numbered by the optimizer step
 (nnctl/engine/cuda/dropout.py). A dataset too big for the GPU's memory is streamed (`Staging`). What is not on
-this path yet is refused by name (`unsupported`).
+this path yet is refused by name (`unsupported`). A chain of Dense layers of moderate size runs a runner call's
+steps in one launch instead (nn/cudafused.py, `whole`).
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ class CudaPath:
                       for f, ids in zip(self.features, self.ids)]
         self._batch_views: dict = {}  # each input's batch buffer as (m, features), per batch size m
         self._data: list = []  # [(host Dataset or input, its device copies)], the last two seen
-        self.whole = whole_steps(self)  # a small Dense model's steps in one launch (nn/cudafused.py), or None
+        self.whole = whole_steps(self)  # a Dense model's steps in one launch (nn/cudafused.py), or None
 
     def needs_dx(self, index: int) -> bool:
         """Whether node `index` reads another layer's output (the model's input takes no gradient)."""
@@ -285,7 +286,7 @@ class CudaPath:
                     grads[j] = total.reshape(part.shape)
 
     def _whole(self, data) -> bool:
-        """Whether this path runs its steps in one launch (a small Dense model whose data is on the device)."""
+        """Whether this path runs its steps in one launch (a Dense model whose data is on the device)."""
         return self.whole is not None and "staging" not in data
 
     def _whole_or_layers(self, run, *args) -> None:
@@ -314,7 +315,7 @@ class CudaPath:
             check.start()
         if self._whole(device):
             self._whole_or_layers(self.whole.train, device, d_order, first, last, losses, d_outputs[0], lo)
-        if not self._whole(device):
+        if not self._whole(device):  # (also where the GPU just refused the one launch)
             for step in range(first, last):
                 b0, b1 = step * bs, min(n, (step + 1) * bs)
                 self._step(device, d_order[b0:b1], step, losses, order[b0:b1])

@@ -15,7 +15,7 @@ import pytest
 
 from nnctl.engine import settings
 from nnctl.nn import cudafused
-from nnctl.nn.layers import Dense, Dropout
+from nnctl.nn.layers import Dense, Dropout, Flatten
 from nnctl.nn.model import Sequential
 
 RNG = np.random.default_rng(23)
@@ -77,6 +77,24 @@ def test_one_launch_gives_the_layer_by_layer_bytes(case, form, monkeypatch):
         _same(mine, theirs, f"slot {index}")
     _same(whole[3], layered[3], "predictions")
     assert whole[4].optimizer.iterations == layered[4].optimizer.iterations == 6
+
+
+def test_a_leading_flatten_is_one_launch_too(form, monkeypatch):
+    """Flatten, then Dense layers (images fed as they are): the rows are flat already, the same bytes."""
+    images, labels = X.reshape(21, 5, 1), np.argmax(X[:, :3], 1)
+    runs = []
+    for fused in (True, False):
+        monkeypatch.setattr(cudafused, "ENABLED", fused)
+        model = Sequential([Flatten(), Dense(4, activation="relu"), Dense(3, activation="softmax")],
+                           input_shape=(5, 1), seed=7, device="cuda")
+        model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+        history = model.fit(images, labels, epochs=2, batch_size=8)
+        assert (next(iter(model._cuda_paths.values())).whole is not None) is fused
+        runs.append((history["loss"], model.get_weights(), model.predict(images)))
+    _same(runs[0][0], runs[1][0], "loss")
+    for name in runs[1][1]:
+        _same(runs[0][1][name], runs[1][1][name], name)
+    _same(runs[0][2], runs[1][2], "predictions")
 
 
 def test_an_epoch_is_one_launch(monkeypatch):
