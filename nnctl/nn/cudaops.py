@@ -42,6 +42,20 @@ def first_as(cache: dict, buffer, shape):
     return hit[1]
 
 
+def reshaped(cache: dict, array, shape):
+    """shaped(array, shape), made once per (array, shape) while `array` lives (in `cache`, which holds it): an op's
+    input and output reshapes are of the same arrays every step (each op's views are made once per batch size),
+    and each numba-cuda reshape builds a new device array (Python work of microseconds; a convnet step did 37)."""
+    shape = tuple(shape)
+    key = (id(array), shape)
+    hit = cache.get(key)
+    if hit is None or hit[0] is not array:
+        if len(cache) >= 512:
+            cache.clear()
+        hit = cache[key] = (array, shaped(array, shape))
+    return hit[1]
+
+
 def shaped(array, *shape):
     """array.reshape(shape), or the array itself when it has that shape already: numba-cuda's reshape builds a new
     device array (Python work of microseconds) even then, and a step reshapes many arrays to the shape they have."""
@@ -81,6 +95,11 @@ class Op:
     def view(self, buffer, shape):
         """The first elements of `buffer` (one of the path's device buffers) as an array of `shape`, made once."""
         return first_as(self.__dict__.setdefault("_views", {}), buffer, shape)
+
+    def reshaped(self, array, *shape):
+        """array reshaped (shape as reshape takes it), made once per array and shape (`reshaped`)."""
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return reshaped(self.__dict__.setdefault("_reshapes", {}), array, shape)
 
     def weight(self, param, buffer):
         """The device view of `param` in `buffer` (ctx.values or ctx.grads): a trainable weight's place there;
@@ -127,7 +146,7 @@ class _Activated(Op):
     def deactivate(self, dy, m, fused):
         """dz (the gradient w.r.t. z) from dy, the bias gradient summed; a linear activation's dz is dy itself."""
         rows, code = m * self.rows_per_sample, LINEAR if fused else self.act
-        dy = shaped(dy, rows, self.units)
+        dy = self.reshaped(dy, rows, self.units)
         dz = dy if code == LINEAR else self.view(self.dz, (rows, self.units))
         db = self.zero_grad if self.bias_param is None else self.weight(self.bias_param, self.ctx.grads)
         self.ctx.k.bias_act_backward(dy, self.view(self.z, (rows, self.units)), self.view(self.y, (rows, self.units)),
@@ -157,11 +176,11 @@ class DenseOp(_Activated):
         if isinstance(x, SparseBatch):
             k.csr_matmul(x.indptr, x.indices, x.values, x.rows, w, z)
         else:
-            x = shaped(x, m * self.rows_per_sample, self.din)
+            x = self.reshaped(x, m * self.rows_per_sample, self.din)
             self.ctx.blas.gemm(x, w, z)
         self.x = x
         self.activate(m)
-        return shaped(self.outputs(m), (m,) + self.out_shape)
+        return self.reshaped(self.outputs(m), (m,) + self.out_shape)
 
     def backward(self, dy, m, fused=False):
         dz = self.deactivate(dy, m, fused)
@@ -187,12 +206,12 @@ class ActivationOp(_Activated):
         self.zero_grad = ctx.empty(self.units, np.float32)
 
     def forward(self, x, m, training):
-        self.ctx.k.copy_columns(x.reshape(m * self.rows_per_sample, self.units), self.logits(m), 0)
+        self.ctx.k.copy_columns(self.reshaped(x, m * self.rows_per_sample, self.units), self.logits(m), 0)
         self.activate(m)
-        return self.outputs(m).reshape((m,) + self.out_shape)
+        return self.reshaped(self.outputs(m), (m,) + self.out_shape)
 
     def backward(self, dy, m, fused=False):
-        return self.deactivate(dy, m, fused).reshape((m,) + self.in_shape)
+        return self.reshaped(self.deactivate(dy, m, fused), (m,) + self.in_shape)
 
 
 class ConvOp(_Activated):
@@ -212,26 +231,26 @@ class ConvOp(_Activated):
     def forward(self, x, m, training):
         plan, k = self.plan, self.ctx.k
         cols = self.view(self.cols, (m * plan.positions, plan.depth))
-        k.im2col(x.reshape((m,) + plan.in_shape), 0, m, plan.geometry, cols)
-        self.ctx.blas.gemm(cols, self.weight(self.layer.kernel, self.ctx.values).reshape(plan.depth, self.units),
+        k.im2col(self.reshaped(x, (m,) + plan.in_shape), 0, m, plan.geometry, cols)
+        self.ctx.blas.gemm(cols, self.reshaped(self.weight(self.layer.kernel, self.ctx.values), plan.depth, self.units),
                            self.view(self.z, (m * plan.positions, self.units)))
         self.activate(m)
-        return self.outputs(m).reshape((m,) + self.out_shape)
+        return self.reshaped(self.outputs(m), (m,) + self.out_shape)
 
     def backward(self, dy, m, fused=False):
         plan = self.plan
         dz = self.deactivate(dy, m, fused)
         cols = self.view(self.cols, (m * plan.positions, plan.depth))
-        self.ctx.blas.gemm_tn(cols, dz, self.weight(self.layer.kernel, self.ctx.grads).reshape(plan.depth,
-                                                                                               self.units))
+        self.ctx.blas.gemm_tn(cols, dz, self.reshaped(self.weight(self.layer.kernel, self.ctx.grads), plan.depth,
+                                                      self.units))
         if self.dx is None:
             return None
         dcols = self.view(self.dcols, (m * plan.positions, plan.depth))
-        self.ctx.blas.gemm_nt(dz, self.weight(self.layer.kernel, self.ctx.values).reshape(plan.depth, self.units),
-                              dcols)
+        kernel = self.reshaped(self.weight(self.layer.kernel, self.ctx.values), plan.depth, self.units)
+        self.ctx.blas.gemm_nt(dz, kernel, dcols)
         dx = self.view(self.dx, (m,) + plan.in_shape)
         self.ctx.k.col2im(dcols, 0, m, plan.geometry, dx)
-        return dx.reshape((m,) + self.in_shape)
+        return self.reshaped(dx, (m,) + self.in_shape)
 
 
 class PoolOp(Op):
@@ -248,24 +267,24 @@ class PoolOp(Op):
         self.disjoint = (sh >= ph or oh == 1) and (sw >= pw or ow == 1)
 
     def forward(self, x, m, training):
-        x4, y = x.reshape((m,) + self.in4), self.view(self.y, (m,) + self.out4)
+        x4, y = self.reshaped(x, (m,) + self.in4), self.view(self.y, (m,) + self.out4)
         if self.layer.average:
             self.ctx.k.average_pool2d_forward(x4, *self.window, y)
         else:
             self.ctx.k.max_pool2d_forward(x4, *self.window, y, self.view(self.argmax, (m,) + self.out4))
-        return y.reshape((m,) + self.out_shape)
+        return self.reshaped(y, (m,) + self.out_shape)
 
     def backward(self, dy, m, fused=False):
         if self.dx is None:
             return None
         dx = self.view(self.dx, (m,) + self.in4)
         if self.layer.average:
-            self.ctx.k.average_pool2d_backward(dy.reshape((m,) + self.out4), *self.window, dx)
+            self.ctx.k.average_pool2d_backward(self.reshaped(dy, (m,) + self.out4), *self.window, dx)
         else:
             backward = self.ctx.k.max_pool_backward_disjoint if self.disjoint else self.ctx.k.max_pool_backward
-            backward(dy.reshape(m, _size(self.out4)), self.view(self.argmax, (m, _size(self.out4))),
-                     dx.reshape(m, _size(self.in4)))
-        return dx.reshape((m,) + self.in_shape)
+            backward(self.reshaped(dy, m, _size(self.out4)), self.view(self.argmax, (m, _size(self.out4))),
+                     self.reshaped(dx, m, _size(self.in4)))
+        return self.reshaped(dx, (m,) + self.in_shape)
 
 
 class NormalizationOp(Op):
@@ -287,13 +306,13 @@ class NormalizationOp(Op):
 
     def _gamma_beta(self, buffer):
         layer = self.layer
-        gamma = self.weight(layer.gamma, buffer).reshape(self.width) if layer.gamma is not None else None
-        beta = self.weight(layer.beta, buffer).reshape(self.width) if layer.beta is not None else None
+        gamma = self.reshaped(self.weight(layer.gamma, buffer), self.width) if layer.gamma is not None else None
+        beta = self.reshaped(self.weight(layer.beta, buffer), self.width) if layer.beta is not None else None
         return gamma, beta
 
     def forward(self, x, m, training):
         k, layer, rows = self.ctx.k, self.layer, m * self.rows_per_sample
-        self.x2 = x.reshape(rows, self.width)
+        self.x2 = self.reshaped(x, rows, self.width)
         y2 = self.view(self.y, (rows, self.width))
         gamma, beta = self._gamma_beta(self.ctx.values)
         gamma, beta = self.ones if gamma is None else gamma, self.zeros if beta is None else beta
@@ -309,34 +328,34 @@ class NormalizationOp(Op):
         else:
             k.batch_norm_inference(self.x2, gamma, beta, self.weight(layer.moving_mean, self.ctx.values),
                                    self.weight(layer.moving_variance, self.ctx.values), layer.epsilon, y2)
-        return y2.reshape((m,) + self.out_shape)
+        return self.reshaped(y2, (m,) + self.out_shape)
 
     def backward(self, dy, m, fused=False):
         k, layer, rows = self.ctx.k, self.layer, m * self.rows_per_sample
-        dy2, dx2 = dy.reshape(rows, self.width), self.view(self.dx, (rows, self.width))
+        dy2, dx2 = self.reshaped(dy, rows, self.width), self.view(self.dx, (rows, self.width))
         gamma, _ = self._gamma_beta(self.ctx.values)
         gamma = self.ones if gamma is None else gamma
         need_dx = self.needs_dx
         if not self.batch_mode:  # a frozen BatchNormalization: constants all through
             k.batch_norm_inference_backward(dy2, gamma, self.weight(layer.moving_variance, self.ctx.values),
                                             layer.epsilon, dx2)
-            return dx2.reshape((m,) + self.in_shape) if need_dx else None
+            return self.reshaped(dx2, (m,) + self.in_shape) if need_dx else None
         dgamma, dbeta = self._gamma_beta(self.ctx.grads)
         dgamma, dbeta = self.scratch[0] if dgamma is None else dgamma, self.scratch[1] if dbeta is None else dbeta
         stats = self.width if self.batch else rows
         run = k.batch_norm_backward if self.batch else k.layer_norm_backward
         run(dy2, self.x2, gamma, self.mean[:stats], self.inv_std[:stats], dgamma, dbeta, need_dx, dx2)
-        return dx2.reshape((m,) + self.in_shape) if need_dx else None
+        return self.reshaped(dx2, (m,) + self.in_shape) if need_dx else None
 
 
 class FlattenOp(Op):
     """Flatten and Reshape: a new view of the same rows."""
 
     def forward(self, x, m, training):
-        return x.reshape((m,) + self.out_shape)
+        return self.reshaped(x, (m,) + self.out_shape)
 
     def backward(self, dy, m, fused=False):
-        return dy.reshape((m,) + self.in_shape)
+        return self.reshaped(dy, (m,) + self.in_shape)
 
 
 MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate")

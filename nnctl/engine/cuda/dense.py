@@ -194,7 +194,7 @@ def column_sums(dz, db):
         _column_sums[grid1(columns)](dz, db)
         return
     chunks = -(-rows // COLUMN_CHUNK)
-    sums = scratch("column_chunks", chunks * columns).reshape(chunks, columns)
+    sums = scratch("column_chunks", chunks * columns, shape=(chunks, columns))
     _column_chunk_sums[grid2(chunks, columns)](dz, COLUMN_CHUNK, sums)
     _column_sums[grid1(columns)](sums, db)
 

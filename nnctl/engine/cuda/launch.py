@@ -29,15 +29,25 @@ def grid2(rows: int, cols: int):
 _SCRATCH: dict = {}
 
 
-def scratch(key: str, size: int, dtype=np.float64):
-    """A device array of `size` elements, reused from call to call (grows, never shrinks), for a kernel's
-    temporaries: a step allocated several before (the losses, a sum's partials), each a cudaMalloc. Reuse is
-    safe because every launch goes to the default stream in order: a later call's writes queue behind the
-    earlier call's reads."""
+_VIEWS: dict = {}
+
+
+def scratch(key: str, size: int, dtype=np.float64, shape=None):
+    """A device array of `size` elements (as `shape` when given), reused from call to call (grows, never shrinks),
+    for a kernel's temporaries: a step allocated several before (the losses, a sum's partials), each a cudaMalloc.
+    Reuse is safe because every launch goes to the default stream in order: a later call's writes queue behind
+    the earlier call's reads. The view of each size and shape is made once (a device-array view is Python work of
+    microseconds)."""
     dtype = np.dtype(dtype)
     buffer = _SCRATCH.get((key, dtype))
     if buffer is None or buffer.shape[0] < size:
         from numba import cuda
 
         buffer = _SCRATCH[(key, dtype)] = cuda.device_array(max(size, 1), dtype)
-    return buffer[:size]
+    view_key = (key, dtype, size, shape)
+    hit = _VIEWS.get(view_key)
+    if hit is None or hit[0] is not buffer:
+        if len(_VIEWS) >= 512:
+            _VIEWS.clear()
+        hit = _VIEWS[view_key] = (buffer, buffer[:size] if shape is None else buffer[:size].reshape(shape))
+    return hit[1]
