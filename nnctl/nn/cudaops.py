@@ -52,7 +52,8 @@ def reshaped(cache: dict, array, shape):
     if hit is None or hit[0] is not array:
         if len(cache) >= 512:
             cache.clear()
-        hit = cache[key] = (array, shaped(array, shape))
+        made = array[:shape[1]] if shape[:1] == ("rows",) else shaped(array, shape)  # ("rows", m): array[:m]
+        hit = cache[key] = (array, made)
     return hit[1]
 
 
@@ -100,6 +101,10 @@ class Op:
         """array reshaped (shape as reshape takes it), made once per array and shape (`reshaped`)."""
         shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         return reshaped(self.__dict__.setdefault("_reshapes", {}), array, shape)
+
+    def first_rows(self, array, m):
+        """array[:m], made once per array and m (as `reshaped`)."""
+        return reshaped(self.__dict__.setdefault("_reshapes", {}), array, ("rows", m))
 
     def weight(self, param, buffer):
         """The device view of `param` in `buffer` (ctx.values or ctx.grads): a trainable weight's place there;

@@ -34,18 +34,18 @@ class EmbeddingOp(Op):
                              f"vocabulary [0, {self.layer.input_dim}): raise `input_dim` or cap the ids (num_words)")
 
     def forward(self, x, m, training):
-        self.ids = x.reshape(m * self.steps)
+        self.ids = self.reshaped(x, m * self.steps)
         out = self.view(self.y, (m * self.steps, self.width))
         self.ctx.k.embedding_gather(self.ids, self.weight(self.layer.embeddings, self.ctx.values), out, check=False)
         if self.mask is not None:
             self.ctx.k.id_mask(self.ids, self.mask[:m * self.steps])
-        return out.reshape((m,) + self.out_shape)
+        return self.reshaped(out, (m,) + self.out_shape)
 
     def out_mask(self, mask):
         return None if self.mask is None else self.mask[:self.ids.shape[0]].reshape((-1,) + self.in_shape)
 
     def backward(self, dy, m, fused=False):
-        self.ctx.k.embedding_table_grad(self.ids, dy.reshape(m * self.steps, self.width),
+        self.ctx.k.embedding_table_grad(self.ids, self.reshaped(dy, m * self.steps, self.width),
                                         self.weight(self.layer.embeddings, self.ctx.grads))
         return None
 

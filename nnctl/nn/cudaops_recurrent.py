@@ -77,16 +77,16 @@ class RecurrentOp(Op):
         self.penalties = self.penalties_of(layer.kernel, layer.recurrent_kernel, layer.bias)
 
     def _state(self, m):
-        return self.zeros_state[:m * self.units].reshape(m, self.units)
+        return self.view(self.zeros_state, (m, self.units))
 
     def out_mask(self, mask):
         return mask if self.layer.return_sequences else None
 
     def forward(self, x, m, training):
         layer, values, k = self.layer, self.ctx.values, self.ctx.k
-        self.x = x.reshape(m, self.steps, self.features)
+        self.x = self.reshaped(x, m, self.steps, self.features)
         self.masked = self.in_mask is not None
-        mask = self.in_mask.reshape(m, self.steps) if self.masked else self.mask[:m]
+        mask = self.reshaped(self.in_mask, m, self.steps) if self.masked else self.first_rows(self.mask, m)
         if self.reverse:
             k.reverse_steps(self.x, xrev := self.view(self.xrev, (m, self.steps, self.features)))
             self.x = xrev
@@ -118,7 +118,7 @@ class RecurrentOp(Op):
                 k.reverse_steps(out, out := self.view(self.hrev, (m, self.steps, self.units)))
             return out
         last = self.view(self.last, (m, self.units))
-        k.take_rows(hs.reshape(m * self.steps, self.units), self.last_rows[:m], last)
+        k.take_rows(self.reshaped(hs, m * self.steps, self.units), self.first_rows(self.last_rows, m), last)
         return last
 
     def _dropout(self, m, training):
@@ -126,7 +126,7 @@ class RecurrentOp(Op):
         outside training or without dropout."""
         k, T, f, w = self.ctx.k, self.steps, self.features, self.width
         self.dropping = training and bool(self.rate_in or self.rate_rec)
-        x4, rmask = self.x.reshape(1, m, T, f), self.no_rmask
+        x4, rmask = self.reshaped(self.x, 1, m, T, f), self.no_rmask
         if not self.dropping:
             return x4, rmask
         if self.rate_rec:
@@ -146,7 +146,7 @@ class RecurrentOp(Op):
     def backward(self, dy, m, fused=False):
         layer, k, blas = self.layer, self.ctx.k, self.ctx.blas
         T, u, w = self.steps, self.units, self.width
-        dhs = dy.reshape(m, T if layer.return_sequences else 1, u)
+        dhs = self.reshaped(dy, m, T if layer.return_sequences else 1, u)
         if self.restore:  # into the order the loops ran (hrev is free again)
             k.reverse_steps(dhs, flipped := self.view(self.hrev, (m, T, u)))
             dhs = flipped
@@ -170,11 +170,11 @@ class RecurrentOp(Op):
         per_gate = self.per_gate and self.dropping
         hprev = self.view(self.hprev, (m, T, w if self.rmask.shape[0] else u))
         k.recurrent_inputs(hs, self._state(m), self.rmask, 0, m, hprev)
-        dpre2, grads = dpre.reshape(m * T, w), self.ctx.grads
-        db = None if layer.bias is None else self.weight(layer.bias, grads).reshape(-1, w)  # (1, w); GRU (2, w)
+        dpre2, grads = self.reshaped(dpre, m * T, w), self.ctx.grads
+        db = None if layer.bias is None else self.reshaped(self.weight(layer.bias, grads), -1, w)  # (1, w); GRU (2, w)
         dx = self._input_gradients(dpre2, m)
         if db is not None:  # column sums in a fixed order (rows in order; over many rows, fixed chunks: sum_partials)
-            k.sum_partials(dpre2.reshape(m * T, 1, w), m * T, db[0:1])
+            k.sum_partials(self.reshaped(dpre2, m * T, 1, w), m * T, self.first_rows(db, 1))
         if dx is not None:
             if self.reverse:
                 k.reverse_steps(dx, flipped := self.view(self.dxrev, (m,) + self.in_shape))
@@ -185,7 +185,7 @@ class RecurrentOp(Op):
                 k.sum_partials(dpre2.reshape(m * T, 1, w), m * T, db[1:2])
         dU = self.weight(layer.recurrent_kernel, grads)
         if not per_gate:
-            blas.gemm_tn(hprev.reshape(m * T, u), dpre2, dU)
+            blas.gemm_tn(self.reshaped(hprev, m * T, u), dpre2, dU)
             return dx
         states, block, state, dUk = hprev.reshape(m * T, w), self._block(m), self._block(m, "state_k"), self._dWk(u)
         for gate in range(layer.gates):  # each gate's states under its own mask
@@ -210,13 +210,13 @@ class RecurrentOp(Op):
         dx = None if self.dx is None else self.view(self.dx, (m * T, f))
         masked = self.dropping and bool(self.rate_in)
         if x4.shape[0] == 1:
-            blas.gemm_tn(x4[0].reshape(m * T, f), dpre2, dW)
+            blas.gemm_tn(self.reshaped(x4, m * T, f), dpre2, dW)
             if dx is None:
                 return None
             blas.gemm_nt(dpre2, W, dx)
             if masked:
                 k.scale_channels(dx.reshape(m, T, f), self.drop_in[0], dx.reshape(m, T, f))
-            return dx.reshape((m,) + self.in_shape)
+            return self.reshaped(dx, (m,) + self.in_shape)
         block, dWk, Wk = self._block(m), self._dWk(f), self.Wk.reshape(f, u)
         for gate in range(x4.shape[0]):
             k.take_columns(dpre2, gate * u, block)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from numba import cuda
 
 from nnctl.engine.cuda import dense
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, view
 
 
 @cuda.jit(**KERNEL)
@@ -187,7 +187,8 @@ def sum_partials(partials, count, out):
         _sum_partials[grid2(out.shape[0], out.shape[1])](partials, count, out)
         return
     entries = out.shape[0] * out.shape[1]
-    dense.column_sums(partials[:count].reshape(count, entries), out.reshape(entries))
+    dense.column_sums(view(partials, ("rows", count, entries), lambda a: a[:count].reshape(count, entries)),
+                      view(out, "flat", lambda a: a.reshape(entries)))
 
 
 KERNELS = ("im2col", "col2im", "conv_direct_forward", "conv_direct_weight_grad", "conv_taps_sum", "conv_taps_spread",

@@ -176,7 +176,7 @@ def embedding_table_grad(ids, dy, grad, chunk=None):
     piece_starts = scratch("table piece starts", rows + 1, np.int32)
     key_starts(pieces, piece_starts)
     most = min(n, rows + n // chunk)  # every row's first piece, plus at most n / chunk more
-    sums = scratch("table piece sums", max(1, most) * units, np.float32).reshape(max(1, most), units)
+    sums = scratch("table piece sums", max(1, most) * units, np.float32, shape=(max(1, most), units))
     _piece_sums[grid2(max(1, most), units)](dy, starts, positions, piece_starts, chunk, sums, grad)
     _piece_totals[grid2(rows, units)](piece_starts, sums, grad)
 

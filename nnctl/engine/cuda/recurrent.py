@@ -29,7 +29,7 @@ from numba import cuda
 from nnctl.engine.cpu.fastmath import HARD_SIGMOID, RELU, SIGMOID, TANH
 from nnctl.engine.cuda import blas
 from nnctl.engine.cuda.dense import sigmoid
-from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid2
+from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid2, view
 
 WHOLE_SEQUENCE = True  # one launch per time loop where a sample's units fit one block (tests turn it off)
 # A whole loop keeps the recurrent kernel and its block's states in shared memory where they fit (an LSTM of up
@@ -41,6 +41,11 @@ MAX_BLOCK = 1024  # CUDA's threads per block
 # Threads a block aims at: few samples a block spread the batch over many multiprocessors (each block walks its
 # samples' steps alone); the simulator runs each thread as an OS thread.
 SEQUENCE_BLOCK = 8 if SIMULATED else 64
+
+
+def flat(array):
+    """The array as one row (the loops' flattened weights), made once per array."""
+    return view(array, "flat", lambda a: a.reshape(a.size))
 
 
 def _staged_bytes(weights: int, threads, row: int) -> int:
@@ -138,8 +143,9 @@ def _projection(x, W, bias, first, count, out):
     past blas.py's size threshold) and the bias; with an input a gate (input dropout), a thread an output."""
     steps, width = out.shape[1], out.shape[2]
     if x.shape[0] == 1:
-        rows = out[first:first + count].reshape(count * steps, width)
-        blas.gemm(x[0, first:first + count].reshape(count * steps, x.shape[3]), W, rows)
+        rows = view(out, ("rows", first, count), lambda a: a[first:first + count].reshape(count * steps, width))
+        inputs = view(x, ("rows", first, count), lambda a: a[0, first:first + count].reshape(count * steps, a.shape[3]))
+        blas.gemm(inputs, W, rows)
         _add_bias[grid2(count * steps, width)](rows, bias)
         return
     blocks, threads = grid2(count * steps, width)
@@ -230,7 +236,7 @@ def simple_rnn_forward(x, W, bias, U, h0, mask, rmask, act, first, count, hs):
     """hs[b, s] = act(x_s·W + bias + (h_{s−1} ⊙ m)·U) at real steps, h_{s−1} at masked ones."""
     _projection(x, W, bias, first, count, hs)
     whole, blocks, threads = _geometry(count, hs.shape[2])
-    Uf = U.reshape(U.size)
+    Uf = flat(U)
     if whole:
         staged = _staged_bytes(U.size, threads, hs.shape[2])
         if staged:
@@ -310,7 +316,7 @@ def _simple_rnn_back_sequence_staged(dhs, hs, UTf, mask, rmask, act, first, coun
 def simple_rnn_backward(dhs, hs, UT, mask, rmask, act, first, count, dpre, dh0):
     """dpre = the gradient w.r.t. each step's pre-activation; dh0 = w.r.t. the initial state."""
     whole, blocks, threads = _geometry(count, hs.shape[2])
-    UTf = UT.reshape(UT.size)
+    UTf = flat(UT)
     if whole:
         staged = _staged_bytes(UT.size, threads, hs.shape[2])
         if staged:
@@ -406,7 +412,7 @@ def lstm_forward(x, W, bias, U, h0, c0, mask, rmask, act, ract, first, count, ga
     """The LSTM's states and activated gates (i, f, c̃, o) at every step."""
     _projection(x, W, bias, first, count, gates)
     whole, blocks, threads = _geometry(count, hs.shape[2])
-    Uf = U.reshape(U.size)
+    Uf = flat(U)
     if whole:
         staged = _staged_bytes(U.size, threads, hs.shape[2])
         if staged:
@@ -517,7 +523,7 @@ def _lstm_back_sequence_staged(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract
 def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, gates, dh0, dc0):
     """Overwrites gates with dpre; dh0, dc0 = the gradients w.r.t. the initial states."""
     whole, blocks, threads = _geometry(count, UT.shape[1])
-    UTf = UT.reshape(UT.size)
+    UTf = flat(UT)
     if whole:
         staged = _staged_bytes(UT.size, threads, UT.shape[0])
         if staged:

@@ -9,7 +9,7 @@ from numba import cuda
 
 from nnctl.engine.cuda.launch import KERNEL
 from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _geometry, _incoming, _previous,
-                                         _projection, _sequence_thread, _stage, _staged_bytes)
+                                         _projection, _sequence_thread, _stage, _staged_bytes, flat)
 
 
 @cuda.jit(device=True)
@@ -87,7 +87,7 @@ def gru_forward(x, W, bias, U, rbias, h0, mask, rmask, act, ract, first, count, 
     """The GRU's states, activated gates (z, r, h̃) and recurrent h̃ products (hu) at every step."""
     _projection(x, W, bias, first, count, gates)
     whole, blocks, threads = _geometry(count, hs.shape[2])
-    Uf = U.reshape(U.size)
+    Uf = flat(U)
     if whole:
         staged = _staged_bytes(U.size, threads, hs.shape[2])
         if staged:
@@ -196,7 +196,7 @@ def gru_backward(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, gate
     """Overwrites gates with dpre; drec = the recurrent products' gradients (all gates, or h̃'s block);
     dh0 = the gradient w.r.t. the initial state."""
     whole, blocks, threads = _geometry(count, UT.shape[1])
-    UTf = UT.reshape(UT.size)
+    UTf = flat(UT)
     if whole:
         staged = _staged_bytes(UT.size, threads, UT.shape[0])
         if staged:

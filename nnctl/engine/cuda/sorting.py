@@ -97,9 +97,8 @@ def stable_order(keys, key_count: int):
     n = keys.shape[0]
     span = max(_SPAN, -(-n * key_count // _COUNTS))
     chunks = max(1, -(-n // span))
-    counts = scratch("sort counts", chunks * key_count, np.int32)
-    zero_ints[grid1(chunks * key_count)](counts)
-    counts = counts.reshape(chunks, key_count)
+    zero_ints[grid1(chunks * key_count)](scratch("sort counts", chunks * key_count, np.int32))
+    counts = scratch("sort counts", chunks * key_count, np.int32, shape=(chunks, key_count))
     rank, totals = scratch("sort ranks", max(1, n), np.int32), scratch("sort totals", key_count, np.int32)
     starts, positions = scratch("sort starts", key_count + 1, np.int32), scratch("sort order", max(1, n), np.int32)
     _chunk_counts[grid1(chunks)](keys, span, counts, rank)
