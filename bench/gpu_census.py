@@ -4,8 +4,9 @@ launches, geometries and cuBLAS calls, at the workloads' real shapes), each laun
 listed with its threads and the largest array it is handed. A kernel whose threads are far fewer than the
 elements it reads (`elements / thread`) walks them in series; on a GPU each of those elements is a memory wait,
 so such a launch, not the arithmetic, sets the step's time — what #20's first GPU run found in the LSTM's
-bias gradient, the sort and the embedding gradient. Launches have a GPU's geometry (GPU_GEOMETRY), not the
-simulator's. The figures are counts, not times.
+bias gradient, the sort and the embedding gradient. Also counted: the device arrays a step builds by slicing or
+reshaping (numba-cuda spends microseconds of Python on each). Launches have a GPU's geometry (GPU_GEOMETRY),
+not the simulator's. The figures are counts, not times.
 
     python bench/gpu_census.py [--workloads mlp,boston,convnet,lstm,tape] [--flag 256]
     NNCTL_CUDA_FUSED=0 python bench/gpu_census.py ...    # the small models' steps launch by launch
@@ -51,11 +52,13 @@ def _elements(arg) -> int:
     return int(array.size) if isinstance(array, np.ndarray) else 0
 
 
-def census(key: str) -> list:
+def census(key: str) -> tuple[list, int]:
     """The launches of the workload's third step — or, where the model's steps are one launch (nn/cudafused.py),
     of its whole three-step epoch: (kernel, threads, largest array's elements), a cuBLAS call as (its routine and
-    sizes, 0, 0)."""
+    sizes, 0, 0); and the device arrays that step built by slicing or reshaping (on a GPU, microseconds of Python
+    each)."""
     from numba.cuda.simulator import kernel as simulated
+    from numba.cuda.simulator.cudadrv import devicearray
 
     import gpu
     from nnctl.engine.cuda import blas
@@ -64,8 +67,13 @@ def census(key: str) -> list:
     x, y = gpu.synthetic(key, 3 * gpu.WORKLOADS[key][4])
     fit = gpu.nnctl_fit(key, x, y, "cuda")
     launches: list = []
-    step = {"count": 0}
+    step, built = {"count": 0}, []
     original_call, original_step = simulated.FakeCUDAKernel.__call__, CudaPath._step
+    original_init = devicearray.FakeCUDAArray.__init__
+
+    def building(self, *args, **kwargs):
+        built.append(step["count"])
+        original_init(self, *args, **kwargs)
     original_gemm, simulated_flag = blas._column_major_gemm, blas.SIMULATED
 
     def launch(self, *args):
@@ -88,14 +96,19 @@ def census(key: str) -> list:
     # As on a GPU: the GEMMs big enough go to cuBLAS (recorded, not run), the others to the Numba kernels.
     simulated.FakeCUDAKernel.__call__, CudaPath._step = launch, counting_step
     blas._column_major_gemm, blas.SIMULATED = cublas, False
+    fit(1)  # a first epoch makes what a path makes once
+    launches.clear()
+    step["count"] = 0
+    devicearray.FakeCUDAArray.__init__ = building
     try:
         fit(1)
     finally:
         simulated.FakeCUDAKernel.__call__, CudaPath._step = original_call, original_step
         blas._column_major_gemm, blas.SIMULATED = original_gemm, simulated_flag
+        devicearray.FakeCUDAArray.__init__ = original_init
     if not any(count for count, *_ in launches):  # no step of its own: the whole epoch is the fit's launches
-        return [entry for _, *entry in launches]
-    return [entry for count, *entry in launches if count == 3]
+        return [entry for _, *entry in launches], 0
+    return [entry for count, *entry in launches if count == 3], built.count(3)
 
 
 def main() -> None:
@@ -108,9 +121,10 @@ def main() -> None:
     np.seterr(all="ignore")  # the skipped kernels leave their outputs as allocated
     _gpu_geometry()
     for key in args.workloads.split(","):
-        launches = census(key)
+        launches, built = census(key)
         calls = sum(1 for _, threads, _ in launches if not threads)
-        print(f"{key}: one step (or a fused epoch), {len(launches) - calls} kernel launches, {calls} cuBLAS calls")
+        print(f"{key}: one step (or a fused epoch), {len(launches) - calls} kernel launches, {calls} cuBLAS calls, "
+              f"{built} device arrays built by slicing or reshaping")
         for name, threads, elements in launches:
             if not threads:
                 print(f"  {name}")

@@ -62,14 +62,18 @@ def test_gpu_census_lists_a_steps_launches_without_a_gpu():
     result = _run("bench/gpu_census.py", "--workloads", "boston,mlp")
     assert result.returncode == 0, result.stderr
     boston, mlp = result.stdout.split("mlp: ")
-    assert boston.splitlines()[0].endswith(" 1 kernel launches, 0 cuBLAS calls") and "fused._dense_steps " in boston
-    assert mlp.splitlines()[0].endswith(" 1 kernel launches, 0 cuBLAS calls"), mlp
+    assert " 1 kernel launches, 0 cuBLAS calls," in boston.splitlines()[0] and "fused._dense_steps " in boston
+    assert " 1 kernel launches, 0 cuBLAS calls," in mlp.splitlines()[0], mlp
     assert "fused._dense_steps_grid     " in mlp and " 33,792 threads" in mlp  # 132 blocks of 256
     layered = subprocess.run([sys.executable, "bench/gpu_census.py", "--workloads", "mlp"], cwd=ROOT, text=True,
                              capture_output=True, timeout=300, env={**os.environ, "NNCTL_CUDA_FUSED": "0"})
     assert layered.returncode == 0, layered.stderr
-    assert "5 cuBLAS calls" in layered.stdout.splitlines()[0] and "cuBLAS gemm NN m=512 n=128 k=784" in layered.stdout
+    first = layered.stdout.splitlines()[0]
+    assert "8 kernel launches, 5 cuBLAS calls" in first and "cuBLAS gemm NN m=512 n=128 k=784" in layered.stdout
     assert "optim._update" in layered.stdout and "<- serial" not in layered.stdout
+    # the step's device-array views are made once: what remains is the loop's own slice of the rows and the copy
+    # of the outputs (a step built about 60 before the views were cached)
+    assert int(first.split(" cuBLAS calls, ")[1].split()[0]) <= 6, first
 
 
 def test_gpu_book_reads_a_run_of_the_real_command(tmp_path):
