@@ -211,12 +211,19 @@ def _stage(weights, staged, per, units):
         staged[e] = weights[e]
 
 
+@cuda.jit(device=True)
+def _turn(size, s, per, y, row):
+    """Where sample y's two rows of `row` floats sit in a staged loop's shared memory (after the `size` floats of
+    weights), as (step s's, the other's): the rows take turns, step by step."""
+    return size + ((s % 2) * per + y) * row, size + ((1 - s % 2) * per + y) * row
+
+
 @cuda.jit(**KERNEL)
 def _simple_rnn_sequence_staged(hs, h0, Uf, mask, rmask, act, first, count):
     """The whole loop with U and the block's states in shared memory (U, then two rows of h a sample in turn)."""
     units, per = hs.shape[2], cuda.blockDim.y
-    y, j = cuda.threadIdx.y, cuda.threadIdx.x
-    i, b = cuda.blockIdx.x * per + y, first + cuda.blockIdx.x * per + y
+    (i, j), y = _sequence_thread(), cuda.threadIdx.y
+    b = first + i
     staged = cuda.shared.array(0, numba.float32)
     _stage(Uf, staged, per, units)
     size = Uf.shape[0]
@@ -226,7 +233,7 @@ def _simple_rnn_sequence_staged(hs, h0, Uf, mask, rmask, act, first, count):
     cuda.syncthreads()
     for s in range(hs.shape[1]):
         if i < count:
-            now, before = size + ((s % 2) * per + y) * units, size + ((1 - s % 2) * per + y) * units
+            now, before = _turn(size, s, per, y, units)
             _simple_rnn_unit(b, j, staged[before:before + units], Us, mask, rmask, act, s, hs,
                              staged[now:now + units])
         cuda.syncthreads()
@@ -298,8 +305,8 @@ def _simple_rnn_back_sequence(dhs, hs, UTf, mask, rmask, act, first, count, dpre
 def _simple_rnn_back_sequence_staged(dhs, hs, UTf, mask, rmask, act, first, count, dpre, dh0):
     """The walk back with Uᵀ and the block's dpre rows in shared memory."""
     units, per = hs.shape[2], cuda.blockDim.y
-    y, j = cuda.threadIdx.y, cuda.threadIdx.x
-    i, b = cuda.blockIdx.x * per + y, first + cuda.blockIdx.x * per + y
+    (i, j), y = _sequence_thread(), cuda.threadIdx.y
+    b = first + i
     staged = cuda.shared.array(0, numba.float32)
     _stage(UTf, staged, per, units)
     size = UTf.shape[0]
@@ -307,7 +314,7 @@ def _simple_rnn_back_sequence_staged(dhs, hs, UTf, mask, rmask, act, first, coun
     cuda.syncthreads()
     for s in range(hs.shape[1] - 1, -2, -1):
         if i < count:
-            now, after = size + ((s % 2) * per + y) * units, size + ((1 - s % 2) * per + y) * units
+            now, after = _turn(size, s, per, y, units)
             _simple_rnn_back_unit(b, j, staged[after:after + units], UTs, dhs, hs, mask, rmask, act, s, dpre, dh0,
                                   staged[now:now + units])
         cuda.syncthreads()
@@ -389,8 +396,7 @@ def _lstm_sequence_staged(h0, c0, Uf, mask, rmask, act, ract, first, count, gate
     """The whole loop with U and the block's states in shared memory (dynamic: U, then two rows of h a sample,
     the step's and the previous one's, in turn)."""
     units, per = hs.shape[2], cuda.blockDim.y
-    y, j = cuda.threadIdx.y, cuda.threadIdx.x
-    i = cuda.blockIdx.x * per + y
+    (i, j), y = _sequence_thread(), cuda.threadIdx.y
     staged = cuda.shared.array(0, numba.float32)
     _stage(Uf, staged, per, units)
     size = Uf.shape[0]
@@ -401,7 +407,7 @@ def _lstm_sequence_staged(h0, c0, Uf, mask, rmask, act, ract, first, count, gate
     cuda.syncthreads()
     for s in range(hs.shape[1]):
         if i < count:
-            now, before = size + ((s % 2) * per + y) * units, size + ((1 - s % 2) * per + y) * units
+            now, before = _turn(size, s, per, y, units)
             c_prev = c0[b, j] if s == 0 else cs[b, s - 1, j]
             _lstm_unit(b, j, staged[before:before + units], Us, c_prev, mask, rmask, act, ract, s, gates, hs, cs,
                        staged[now:now + units])
@@ -503,8 +509,7 @@ def _lstm_back_sequence_staged(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract
     sample in turn)."""
     units, per = dh0.shape[1], cuda.blockDim.y
     width = 4 * units
-    y, j = cuda.threadIdx.y, cuda.threadIdx.x
-    i = cuda.blockIdx.x * per + y
+    (i, j), y = _sequence_thread(), cuda.threadIdx.y
     staged = cuda.shared.array(0, numba.float32)
     _stage(UTf, staged, per, units)
     size = UTf.shape[0]
@@ -514,7 +519,7 @@ def _lstm_back_sequence_staged(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract
     steps = gates.shape[1]
     for s in range(steps - 1, -2, -1):
         if i < count:
-            now, after = size + ((s % 2) * per + y) * width, size + ((1 - s % 2) * per + y) * width
+            now, after = _turn(size, s, per, y, width)
             _lstm_back_unit(b, j, staged[after:after + width], UTs, dhs, dc_last, cs, c0, mask, rmask, act, ract, s,
                             gates, dh0, dc0, staged[now:now + width])
         cuda.syncthreads()

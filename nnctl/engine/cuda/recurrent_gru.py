@@ -9,7 +9,7 @@ from numba import cuda
 
 from nnctl.engine.cuda.launch import KERNEL
 from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _geometry, _incoming, _previous,
-                                         _projection, _sequence_thread, _stage, _staged_bytes, flat)
+                                         _projection, _sequence_thread, _stage, _staged_bytes, _turn, flat)
 
 
 @cuda.jit(device=True)
@@ -66,8 +66,8 @@ def _gru_sequence(Uf, rbias, h0, mask, rmask, act, ract, first, count, gates, hs
 def _gru_sequence_staged(Uf, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu):
     """The whole loop with U and the block's states in shared memory (U, then two rows of h a sample in turn)."""
     units, per = hs.shape[2], cuda.blockDim.y
-    y, j = cuda.threadIdx.y, cuda.threadIdx.x
-    i, b = cuda.blockIdx.x * per + y, first + cuda.blockIdx.x * per + y
+    (i, j), y = _sequence_thread(), cuda.threadIdx.y
+    b = first + i
     staged = cuda.shared.array(0, numba.float32)
     _stage(Uf, staged, per, units)
     size = Uf.shape[0]
@@ -77,7 +77,7 @@ def _gru_sequence_staged(Uf, rbias, h0, mask, rmask, act, ract, first, count, ga
     cuda.syncthreads()
     for s in range(hs.shape[1]):
         if i < count:
-            now, before = size + ((s % 2) * per + y) * units, size + ((1 - s % 2) * per + y) * units
+            now, before = _turn(size, s, per, y, units)
             _gru_unit(b, j, staged[before:before + units], Us, rbias, mask, rmask, act, ract, s, gates, hs, hu,
                       staged[now:now + units])
         cuda.syncthreads()
@@ -176,8 +176,8 @@ def _gru_back_sequence_staged(dhs, hs, hu, h0, UTf, mask, rmask, act, ract, firs
     """The walk back with Uᵀ and the block's (dz, dr, e·r) rows in shared memory."""
     units, per = dh0.shape[1], cuda.blockDim.y
     width = 3 * units
-    y, j = cuda.threadIdx.y, cuda.threadIdx.x
-    i, b = cuda.blockIdx.x * per + y, first + cuda.blockIdx.x * per + y
+    (i, j), y = _sequence_thread(), cuda.threadIdx.y
+    b = first + i
     staged = cuda.shared.array(0, numba.float32)
     _stage(UTf, staged, per, units)
     size = UTf.shape[0]
@@ -185,7 +185,7 @@ def _gru_back_sequence_staged(dhs, hs, hu, h0, UTf, mask, rmask, act, ract, firs
     cuda.syncthreads()
     for s in range(gates.shape[1] - 1, -2, -1):
         if i < count:
-            now, after = size + ((s % 2) * per + y) * width, size + ((1 - s % 2) * per + y) * width
+            now, after = _turn(size, s, per, y, width)
             row = staged[after:after + width]
             _gru_back_unit(b, j, row, row, 2 * units, UTs, dhs, hs, hu, h0, mask, rmask, act, ract, s, gates, drec,
                            dh0, staged[now:now + width], True)
