@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from nnctl.nn.cudaops import reshaped, shaped
+from nnctl.nn.cudaviews import reshaped, shaped
 
 
 class DeviceHead:

@@ -27,10 +27,11 @@ from nnctl.engine.csr import CSRMatrix
 from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
 from nnctl.nn.cudaheads import heads_of, input_shapes, reads_ids
-from nnctl.nn.cudaops import SparseBatch, first_as, shaped
+from nnctl.nn.cudaops import SparseBatch
 from nnctl.nn.cudafused import GridUnavailable, whole_steps
 from nnctl.nn.cudaops_nested import embeddings
 from nnctl.nn.cudashare import backward_adding, shared_weights
+from nnctl.nn.cudaviews import first_as, shaped
 
 DEVICES = ("cpu", "cuda")
 # A dataset larger than this share of the GPU's free memory stays on the host and is streamed a batch at a time

@@ -1,0 +1,222 @@
+"""CUDA twins of the LSTM's kernels (nnctl/engine/cpu/recurrent.py's `lstm_forward` and `lstm_backward`): the same
+three forms of the time loop as recurrent.py's SimpleRNN (one launch for the whole loop, its recurrent kernel and
+states staged in shared memory where they fit or not; or one launch a step), over the same helpers."""
+
+from __future__ import annotations
+
+import numba
+from numba import cuda
+
+from nnctl.engine.cuda.launch import KERNEL
+from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _geometry, _incoming, _projection,
+                                         _sequence_thread, _stage, _staged_bytes, _turn, flat)
+
+
+@cuda.jit(device=True)
+def _lstm_unit(b, j, hp, Uf, c_prev, mask, rmask, act, ract, s, gates, hs, cs, hn):
+    """Unit j of sample b at step s: hp holds h_{s−1} (the sample's row), Uf the recurrent kernel flattened
+    (units × 4·units); writes hs, cs, the activated gates, and h_s into hn too (a staged loop's next row)."""
+    units = hs.shape[2]
+    width = 4 * units
+    if mask[b, s] == 0:
+        h = hp[j]
+        hs[b, s, j], cs[b, s, j] = h, c_prev
+        hn[j] = h
+        return
+    # The four gates' recurrent sums in one walk over h, each in order: four independent chains a quarter as
+    # long, and h read once a unit.
+    p_i = p_f = p_c = p_o = 0.0
+    for m in range(units):
+        h = hp[m]
+        row = m * width
+        p_i += h * _dropped(rmask, b, m) * Uf[row + j]
+        p_f += h * _dropped(rmask, b, units + m) * Uf[row + units + j]
+        p_c += h * _dropped(rmask, b, 2 * units + m) * Uf[row + 2 * units + j]
+        p_o += h * _dropped(rmask, b, 3 * units + m) * Uf[row + 3 * units + j]
+    z_i, z_f = gates[b, s, j] + p_i, gates[b, s, units + j] + p_f
+    z_c, z_o = gates[b, s, 2 * units + j] + p_c, gates[b, s, 3 * units + j] + p_o
+    gi, gf, gc, go = _activate(ract, z_i), _activate(ract, z_f), _activate(act, z_c), _activate(ract, z_o)
+    c = gf * c_prev + gi * gc
+    hs[b, s, j], cs[b, s, j] = go * _activate(act, c), c
+    hn[j] = hs[b, s, j]
+    gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j], gates[b, s, 3 * units + j] = (
+        gi, gf, gc, go)
+
+
+@cuda.jit(device=True)
+def _lstm_cell(i, j, h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, cs):
+    """The unit reading h_{s−1} and U from global memory."""
+    if i < count and j < hs.shape[2]:
+        b = first + i
+        hp = h0[b] if s == 0 else hs[b, s - 1]
+        c_prev = c0[b, j] if s == 0 else cs[b, s - 1, j]
+        _lstm_unit(b, j, hp, Uf, c_prev, mask, rmask, act, ract, s, gates, hs, cs, hs[b, s])
+
+
+@cuda.jit(**KERNEL)
+def _lstm_step(h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, cs):
+    i, j = cuda.grid(2)
+    _lstm_cell(i, j, h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, cs)
+
+
+@cuda.jit(**KERNEL)
+def _lstm_sequence(h0, c0, Uf, mask, rmask, act, ract, first, count, gates, hs, cs):
+    i, j = _sequence_thread()
+    for s in range(hs.shape[1]):
+        _lstm_cell(i, j, h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, cs)
+        cuda.syncthreads()
+
+
+@cuda.jit(**KERNEL)
+def _lstm_sequence_staged(h0, c0, Uf, mask, rmask, act, ract, first, count, gates, hs, cs):
+    """The whole loop with U and the block's states in shared memory (dynamic: U, then two rows of h a sample,
+    the step's and the previous one's, in turn)."""
+    units, per = hs.shape[2], cuda.blockDim.y
+    (i, j), y = _sequence_thread(), cuda.threadIdx.y
+    staged = cuda.shared.array(0, numba.float32)
+    _stage(Uf, staged, per, units)
+    size = Uf.shape[0]
+    Us = staged[:size]
+    b = first + i
+    if i < count:
+        staged[size + (per + y) * units + j] = h0[b, j]  # row 1: the state before step 0
+    cuda.syncthreads()
+    for s in range(hs.shape[1]):
+        if i < count:
+            now, before = _turn(size, s, per, y, units)
+            c_prev = c0[b, j] if s == 0 else cs[b, s - 1, j]
+            _lstm_unit(b, j, staged[before:before + units], Us, c_prev, mask, rmask, act, ract, s, gates, hs, cs,
+                       staged[now:now + units])
+        cuda.syncthreads()
+
+
+def lstm_forward(x, W, bias, U, h0, c0, mask, rmask, act, ract, first, count, gates, hs, cs):
+    """The LSTM's states and activated gates (i, f, c̃, o) at every step."""
+    _projection(x, W, bias, first, count, gates)
+    whole, blocks, threads = _geometry(count, hs.shape[2])
+    Uf = flat(U)
+    if whole:
+        staged = _staged_bytes(U.size, threads, hs.shape[2])
+        if staged:
+            _lstm_sequence_staged[blocks, threads, 0, staged](h0, c0, Uf, mask, rmask, act, ract, first, count,
+                                                              gates, hs, cs)
+        else:
+            _lstm_sequence[blocks, threads](h0, c0, Uf, mask, rmask, act, ract, first, count, gates, hs, cs)
+        return
+    for s in range(hs.shape[1]):
+        _lstm_step[blocks, threads](h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, cs)
+
+
+@cuda.jit(device=True)
+def _lstm_back_unit(b, j, dn, UTf, dhs, dc_last, cs, c0, mask, rmask, act, ract, s, gates, dh0, dc0, dnow):
+    """Unit j of sample b at step s of the walk back: dn holds step s + 1's gate gradients (the sample's row),
+    UTf Uᵀ flattened (4·units × units); writes step s's gate gradients over its gates, and into dnow too (a staged
+    walk's next row); s = −1 leaves step 0's state gradient in dh0."""
+    steps, units = gates.shape[1], dh0.shape[1]
+    dh = 0.0
+    if s + 1 < steps:
+        if mask[b, s + 1] != 0:  # Σ_k (d_k·U_kᵀ)[j] ⊙ m_k[j], the four sums in one walk, each in order
+            t_i = t_f = t_c = t_o = 0.0
+            for m in range(units):
+                t_i += dn[m] * UTf[m * units + j]
+                t_f += dn[units + m] * UTf[(units + m) * units + j]
+                t_c += dn[2 * units + m] * UTf[(2 * units + m) * units + j]
+                t_o += dn[3 * units + m] * UTf[(3 * units + m) * units + j]
+            dh += t_i * _dropped(rmask, b, j)
+            dh += t_f * _dropped(rmask, b, units + j)
+            dh += t_c * _dropped(rmask, b, 2 * units + j)
+            dh += t_o * _dropped(rmask, b, 3 * units + j)
+        else:
+            dh = dh0[b, j]
+    if s < 0:
+        dh0[b, j] = dh
+        return
+    g = dh + _incoming(dhs, b, s, steps, j)
+    dc = dc_last[b, j] if s == steps - 1 else dc0[b, j]
+    dh0[b, j] = g
+    if mask[b, s] == 0:
+        for k in range(4):
+            gates[b, s, k * units + j] = 0.0
+            dnow[k * units + j] = 0.0
+        dc0[b, j] = dc
+        return
+    gi, gf = gates[b, s, j], gates[b, s, units + j]
+    gc, go = gates[b, s, 2 * units + j], gates[b, s, 3 * units + j]
+    c_prev = c0[b, j] if s == 0 else cs[b, s - 1, j]
+    a = _activate(act, cs[b, s, j])
+    dc_here = dc + g * go * _derivative(act, a)
+    gates[b, s, j] = dc_here * gc * _derivative(ract, gi)
+    gates[b, s, units + j] = dc_here * c_prev * _derivative(ract, gf)
+    gates[b, s, 2 * units + j] = dc_here * gi * _derivative(act, gc)
+    gates[b, s, 3 * units + j] = g * a * _derivative(ract, go)
+    for k in range(4):
+        dnow[k * units + j] = gates[b, s, k * units + j]
+    dc0[b, j] = dc_here * gf
+
+
+@cuda.jit(device=True)
+def _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates, dh0, dc0):
+    """The unit reading step s + 1's gate gradients and Uᵀ from global memory."""
+    steps = gates.shape[1]
+    if i < count and j < dh0.shape[1]:
+        b = first + i
+        dn = gates[b, min(s + 1, steps - 1)]
+        _lstm_back_unit(b, j, dn, UTf, dhs, dc_last, cs, c0, mask, rmask, act, ract, s, gates, dh0, dc0,
+                        gates[b, max(s, 0)])
+
+
+@cuda.jit(**KERNEL)
+def _lstm_back_step(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates, dh0, dc0):
+    i, j = cuda.grid(2)
+    _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates, dh0, dc0)
+
+
+@cuda.jit(**KERNEL)
+def _lstm_back_sequence(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, gates, dh0, dc0):
+    i, j = _sequence_thread()
+    for s in range(gates.shape[1] - 1, -2, -1):
+        _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates, dh0, dc0)
+        cuda.syncthreads()
+
+
+@cuda.jit(**KERNEL)
+def _lstm_back_sequence_staged(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, gates, dh0, dc0):
+    """The walk back with Uᵀ and the block's gate gradients in shared memory (Uᵀ, then two rows of 4·units a
+    sample in turn)."""
+    units, per = dh0.shape[1], cuda.blockDim.y
+    width = 4 * units
+    (i, j), y = _sequence_thread(), cuda.threadIdx.y
+    staged = cuda.shared.array(0, numba.float32)
+    _stage(UTf, staged, per, units)
+    size = UTf.shape[0]
+    UTs = staged[:size]
+    cuda.syncthreads()
+    b = first + i
+    steps = gates.shape[1]
+    for s in range(steps - 1, -2, -1):
+        if i < count:
+            now, after = _turn(size, s, per, y, width)
+            _lstm_back_unit(b, j, staged[after:after + width], UTs, dhs, dc_last, cs, c0, mask, rmask, act, ract, s,
+                            gates, dh0, dc0, staged[now:now + width])
+        cuda.syncthreads()
+
+
+def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, gates, dh0, dc0):
+    """Overwrites gates with dpre; dh0, dc0 = the gradients w.r.t. the initial states."""
+    whole, blocks, threads = _geometry(count, UT.shape[1])
+    UTf = flat(UT)
+    if whole:
+        staged = _staged_bytes(UT.size, threads, UT.shape[0])
+        if staged:
+            _lstm_back_sequence_staged[blocks, threads, 0, staged](dhs, dc_last, cs, c0, UTf, mask, rmask, act,
+                                                                   ract, first, count, gates, dh0, dc0)
+        else:
+            _lstm_back_sequence[blocks, threads](dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count,
+                                                 gates, dh0, dc0)
+        return
+    for s in range(gates.shape[1] - 1, -2, -1):
+        _lstm_back_step[blocks, threads](dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates,
+                                         dh0, dc0)
+
+
+KERNELS = ("lstm_forward", "lstm_backward")
