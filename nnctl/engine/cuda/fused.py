@@ -1,14 +1,16 @@
-"""The GPU's own: a small Dense model's training steps (or its inference batches) in **one launch** — the batch's
-rows gathered, each layer's GEMM and bias + activation, the loss, every layer's backward and the optimizer's update,
-step after step, by one block whose threads share each phase's elements and meet at a `syncthreads` between
-phases (nn/cudafused.py says which models qualify).
+"""The GPU's own: a Dense model's training steps (or its inference batches) in **one launch** — the batch's rows
+gathered, each layer's GEMM and bias + activation, the loss, every layer's backward and the optimizer's update,
+step after step, by threads that share each phase's elements and meet at a barrier between phases: one block's
+`syncthreads` (`_dense_steps`), or a cooperative grid's barrier across one block a multiprocessor
+(`_dense_steps_grid`, for models too big for one block); nn/cudafused.py says which models qualify.
 
-A small model's step is a couple of dozen launches of a few microseconds of GPU work each (the Boston MLP: 23 a
-step), so its time is the launches' Python and driver overhead, not arithmetic; here an epoch is one launch. Each
-phase runs the very cells the separate kernels run (dense.py's `product`, `bias_act_cell`, `bias_softmax_row`,
-`softmax_backward_row`, `column_sum`; losses.py's `weighted_sample`, `mean_in_order`; optim.py's
-`update_element`), on the same buffers, in the same order, so the bytes are the layer-by-layer path's — which
-uses those kernels only where a GEMM is too small for cuBLAS, the only models that come here.
+A small model's step is a dozen to a couple of dozen launches of a few microseconds of GPU work each (the Boston
+MLP: 23 a step), so its time is the launches' Python and driver overhead, not arithmetic; here an epoch is one
+launch. Each phase runs the very cells the separate kernels run (dense.py's `product`, `bias_act_cell`,
+`bias_softmax_row`, `softmax_backward_row`, `column_sum`; losses.py's `weighted_sample`, `mean_in_order`;
+optim.py's `update_element`), on the same buffers, in the same order: the bytes of the layer-by-layer path where
+it runs its GEMMs as those Numba kernels (every GEMM under the simulator, the small ones on a GPU); where it gives
+a GEMM to cuBLAS, the same to float32 rounding.
 
 Arrays per layer come as tuples (indexed by the layer inside the kernel): `kernels`, `biases` (a zero row for a
 layer without one), their gradients `dkernels`, `dbiases`, the (batch, units) buffers `zs`, `ys`, `dzs`, and the

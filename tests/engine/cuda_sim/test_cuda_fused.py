@@ -1,10 +1,9 @@
 """A Dense model's steps in one launch (nn/cudafused.py, nnctl/engine/cuda/fused.py), one block or a cooperative
 grid: the same bytes as the layer-by-layer CUDA path — losses, weights, optimizer slots, metrics' outputs and
 predictions — for each optimizer family, fused and unfused losses, softmax, sparse labels, sample weights, a layer
-without a bias and a short last batch; one launch a fit's epoch; a grid the GPU refuses; and the models it must
-leave to the layer-by-layer path. Run by
-tests/engine/test_cuda_sim.py (or on a GPU with NNCTL_CUDA_TESTS=gpu, where bytes may differ by the compiler's
-choices between two kernels: there, to float32 rounding)."""
+without a bias, a short last batch and a leading Flatten; one launch a fit's epoch; a grid the GPU refuses; and the
+models it must leave to the layer-by-layer path. Run by tests/engine/test_cuda_sim.py (or on a GPU with
+NNCTL_CUDA_TESTS=gpu, where cuBLAS and the compiler's choices make the two paths agree to float32 rounding)."""
 
 from __future__ import annotations
 
