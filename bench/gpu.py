@@ -90,7 +90,20 @@ def nnctl_fit(key, x, y, where="cuda"):
         seconds = model.fit(x, y, epochs=epochs, batch_size=batch, shuffle=True).history["epoch_time"]
         return seconds, time.perf_counter() - began - sum(seconds)
 
+    fit.model = model
     return fit
+
+
+def path_form(fit) -> str:
+    """How the GPU ran the workload's steps: one launch an epoch (one block, or a cooperative grid of N blocks),
+    or launch by launch; empty on the CPU."""
+    paths = getattr(fit.model, "_cuda_paths", None)
+    if not paths:
+        return ""
+    whole = next(iter(paths.values())).whole
+    if whole is None:
+        return ", launch by launch"
+    return ", one launch an epoch: " + (f"a grid of {whole.blocks} blocks" if whole.blocks else "one block")
 
 
 def _simple_dense():
@@ -227,8 +240,9 @@ def main() -> None:
         verdict = "no target" if floor is None else f"target ≥ {floor:.2f}: " + (
             "a dry run: not the target's figures" if met is None else "met" if met else "NOT met")
         row.update(ratio=ratio, target=floor, met=met, rows=len(x))
+        row["nnctl"]["form"] = path_form(fit).lstrip(", ")
         print(f"{key} ({len(x)} rows): nnctl {row['nnctl']['median_ms']:.1f} ms [{row['nnctl']['min_ms']:.1f}–"
-              f"{row['nnctl']['max_ms']:.1f}] (+ {row['nnctl']['fit_setup_ms']:.0f} ms a fit), torch "
+              f"{row['nnctl']['max_ms']:.1f}] (+ {row['nnctl']['fit_setup_ms']:.0f} ms a fit{path_form(fit)}), torch "
               f"{row['torch']['median_ms']:.1f} ms [{row['torch']['min_ms']:.1f}–{row['torch']['max_ms']:.1f}], "
               f"torch/nnctl {ratio:.2f}× ({verdict})", flush=True)
         if args.profile:
