@@ -10,7 +10,7 @@
 # unmeasured, the recurrent and convolutional recipes, over three seeds; "" for everything); BENCH_JOBS: workload:epochs:rounds:seconds[:rows] a process (a workload
 # named WORKLOAD-layered runs with NNCTL_CUDA_FUSED=0: a small model's steps launch by launch), or `launch`
 # (bench/gpu_launch.py); PROFILE, OP_TIMES (default 1; empty to skip): bench/gpu.py's --profile, --op-times.
-# About 450 s in all with the defaults.
+# At most about 540 s in all with the defaults (each phase and job has its own limit): run it with timeout_s 590.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/nnctl-gpu}"
