@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from nnctl.nn.cudaviews import reshaped, shaped
+from nnctl.nn.cudaviews import first_rows, reshaped, shaped
 
 
 class DeviceHead:
@@ -52,30 +52,26 @@ class DeviceHead:
             k.take_rows_of_two(data[f"labels{index}"], data[f"weight{index}"], rows, labels, weight)
         else:
             k.take_rows_of_two(data[f"target{index}"], data[f"weight{index}"], rows, target, weight)
-        cache = self.__dict__.setdefault("_reshapes", {})  # each reshape made once (cudaops.reshaped)
-        weight = reshaped(cache, weight, (lines,))
+        weight = reshaped(weight, (lines,))  # (each view made once: nn/cudaviews.py)
         mask = ctx.node_masks[self.node] if self.steps > 1 else None
         if mask is not None:
             k.masked_loss_weights(weight, mask.reshape(lines), self.masked[:lines])
             weight = self.masked[:lines]
-        pred = op.logits(m) if self.fused else reshaped(cache, ctx.node_outputs[self.node], (lines, self.units))
+        pred = op.logits(m) if self.fused else reshaped(ctx.node_outputs[self.node], (lines, self.units))
         dy = op.view(self.grad, (lines, self.units))
         if self.loss.custom:
             self.tape_loss(ctx, pred, shaped(target, lines, self.units), weight, dy, out[slot:slot + 1])
         else:
-            k.loss_forward_backward(self.code, self.loss.delta, pred, reshaped(cache, target, (lines, self.units)),
-                                    reshaped(cache, labels, (lines,)), weight, dy, out, slot)
+            k.loss_forward_backward(self.code, self.loss.delta, pred, reshaped(target, (lines, self.units)),
+                                    reshaped(labels, (lines,)), weight, dy, out, slot)
         if self.weight != 1.0:
             k.scale_values(dy.reshape(-1), self.weight, dy.reshape(-1))
-        return reshaped(cache, dy, (m,) + tuple(op.out_shape))
+        return reshaped(dy, (m,) + tuple(op.out_shape))
 
     def _rows(self, m):
         """The first m rows of the targets, labels and weights buffers, made once per batch size (a device-array
         slice is Python work of microseconds)."""
-        views = self.__dict__.setdefault("_row_views", {})
-        if m not in views:
-            views[m] = self.target[:m], self.labels[:m], self.weights[:m]
-        return views[m]
+        return first_rows(self.target, m), first_rows(self.labels, m), first_rows(self.weights, m)
 
     def tape_loss(self, ctx, pred, target, weight, dy, out) -> None:
         """A user's loss (`call` on the ops tape) into out (one float64) and its gradient into dy: its ops on GPU

@@ -21,7 +21,7 @@ from nnctl.nn.layers import (GRU, LSTM, Activation, BatchNormalization, Bidirect
 from nnctl.nn.layers.conv import BaseConv
 from nnctl.nn.layers.pooling import _Pooled
 from nnctl.nn.layers.regularization import SpatialDropout
-from nnctl.nn.cudaviews import _size, first_as, reshaped
+from nnctl.nn.cudaviews import _size, first_as, first_rows, reshaped
 
 
 class SparseBatch:
@@ -55,16 +55,15 @@ class Op:
 
     def view(self, buffer, shape):
         """The first elements of `buffer` (one of the path's device buffers) as an array of `shape`, made once."""
-        return first_as(self.__dict__.setdefault("_views", {}), buffer, shape)
+        return first_as(buffer, shape)
 
     def reshaped(self, array, *shape):
-        """array reshaped (shape as reshape takes it), made once per array and shape (`reshaped`)."""
-        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return reshaped(self.__dict__.setdefault("_reshapes", {}), array, shape)
+        """array reshaped (shape as reshape takes it), made once per array and shape."""
+        return reshaped(array, tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
 
     def first_rows(self, array, m):
-        """array[:m], made once per array and m (as `reshaped`)."""
-        return reshaped(self.__dict__.setdefault("_reshapes", {}), array, ("rows", m))
+        """array[:m], made once per array and m."""
+        return first_rows(array, m)
 
     def weight(self, param, buffer):
         """The device view of `param` in `buffer` (ctx.values or ctx.grads): a trainable weight's place there;

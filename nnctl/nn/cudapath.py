@@ -154,7 +154,6 @@ class CudaPath:
         self.ids = [reads_ids(model, self.sources, k) for k in range(len(self.shapes))]
         self.xbufs = [self.empty(1 if sparse else batch_size * f, np.int32 if ids else np.float32)
                       for f, ids in zip(self.features, self.ids)]
-        self._batch_views: dict = {}  # each input's batch buffer as (m, features), per batch size m
         self._data: list = []  # [(host Dataset or input, its device copies)], the last two seen
         self.whole = whole_steps(self)  # a Dense model's steps in one launch (nn/cudafused.py), or None
 
@@ -234,7 +233,7 @@ class CudaPath:
             if "staging" in data:
                 x = self.batch[f"x{k}"]
             else:
-                x = first_as(self._batch_views, self.xbufs[k], (m, features))
+                x = first_as(self.xbufs[k], (m, features))
                 self.k.take_rows(data[f"x{k}"], rows, x)
             xs.append(shaped(x, (m,) + shape))
         # The nodes in graph order, each on its sources' outputs (input k is source -1 - k); Keras masks

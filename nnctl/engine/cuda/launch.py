@@ -2,13 +2,15 @@
 one thread an element. Every kernel checks its thread's index against its array's bounds and reduces in a
 fixed order, so no result depends on these sizes; under NUMBA_ENABLE_CUDASIM=1, which runs each GPU thread as an
 OS thread, blocks are smaller so that the simulator tests start fewer threads. `scratch` hands out reused
-device temporaries."""
+device temporaries; `view` (nnctl/engine/views.py) makes a device array's views once."""
 
 from __future__ import annotations
 
 import os
 
 import numpy as np
+
+from nnctl.engine.views import view
 
 # Options of every kernel: its machine code is cached beside Numba's other caches, so a later run skips the
 # compile (a first GPU run compiles them during the "compiling kernels" warm-up).
@@ -27,20 +29,6 @@ def grid2(rows: int, cols: int):
 
 
 _SCRATCH: dict = {}
-
-
-def view(array, key, make):
-    """make(array) — a device-array view of `array` (a slice, a reshape) that `key` fully describes — made once
-    and kept on the array itself, so it lives as long as the array and no longer: numba-cuda builds a new device
-    array for each slice and reshape (~4.5 µs of Python here), and a step asks for the same views every step."""
-    try:
-        cache = vars(array).setdefault("_nnctl_views", {})  # (vars, not getattr: a device array may forward lookups)
-    except TypeError:  # an array without attributes of its own: made each time
-        return make(array)
-    hit = cache.get(key)
-    if hit is None:
-        hit = cache[key] = make(array)
-    return hit
 
 
 def scratch(key: str, size: int, dtype=np.float64, shape=None):

@@ -55,6 +55,25 @@ def _staged_bytes(weights: int, threads, row: int) -> int:
     return size if STAGED and size <= SHARED_BYTES else 0
 
 
+def time_loop(kernels, weights, units: int, row: int, steps: int, backward: bool, before: tuple, after: tuple = ()):
+    """One time loop in the form that fits (the module's docstring): `kernels` = (staged, whole, step). Staged in
+    shared memory where `weights` (U, or Uᵀ walking back) and two rows of `row` floats a sample fit, else the whole
+    loop in one launch, else one launch a step — forward over steps 0…T−1, backward over T−1…0 and then −1 (step
+    0's state gradient alone). The kernels take `before` + `after`, the step kernel s between them; `before` ends
+    with the batch part's count."""
+    staged_kernel, whole_kernel, step_kernel = kernels
+    whole, blocks, threads = _geometry(before[-1], units)
+    if whole:
+        size = _staged_bytes(weights.size, threads, row)
+        if size:
+            staged_kernel[blocks, threads, 0, size](*before, *after)
+        else:
+            whole_kernel[blocks, threads](*before, *after)
+        return
+    for s in range(steps - 1, -2, -1) if backward else range(steps):
+        step_kernel[blocks, threads](*before, s, *after)
+
+
 def _geometry(count: int, units: int):
     """(one launch for the whole loop?, blocks, threads). Whole-loop blocks are (units, samples) threads:
     a warp runs along the units, so a step's state writes and U's columns are read and written in a row."""
@@ -242,17 +261,8 @@ def _simple_rnn_sequence_staged(hs, h0, Uf, mask, rmask, act, first, count):
 def simple_rnn_forward(x, W, bias, U, h0, mask, rmask, act, first, count, hs):
     """hs[b, s] = act(x_s·W + bias + (h_{s−1} ⊙ m)·U) at real steps, h_{s−1} at masked ones."""
     _projection(x, W, bias, first, count, hs)
-    whole, blocks, threads = _geometry(count, hs.shape[2])
-    Uf = flat(U)
-    if whole:
-        staged = _staged_bytes(U.size, threads, hs.shape[2])
-        if staged:
-            _simple_rnn_sequence_staged[blocks, threads, 0, staged](hs, h0, Uf, mask, rmask, act, first, count)
-        else:
-            _simple_rnn_sequence[blocks, threads](hs, h0, Uf, mask, rmask, act, first, count)
-        return
-    for s in range(hs.shape[1]):
-        _simple_rnn_step[blocks, threads](hs, h0, Uf, mask, rmask, act, first, count, s)
+    time_loop((_simple_rnn_sequence_staged, _simple_rnn_sequence, _simple_rnn_step), U, hs.shape[2], hs.shape[2],
+              hs.shape[1], False, (hs, h0, flat(U), mask, rmask, act, first, count))
 
 
 @cuda.jit(device=True)
@@ -322,18 +332,8 @@ def _simple_rnn_back_sequence_staged(dhs, hs, UTf, mask, rmask, act, first, coun
 
 def simple_rnn_backward(dhs, hs, UT, mask, rmask, act, first, count, dpre, dh0):
     """dpre = the gradient w.r.t. each step's pre-activation; dh0 = w.r.t. the initial state."""
-    whole, blocks, threads = _geometry(count, hs.shape[2])
-    UTf = flat(UT)
-    if whole:
-        staged = _staged_bytes(UT.size, threads, hs.shape[2])
-        if staged:
-            _simple_rnn_back_sequence_staged[blocks, threads, 0, staged](dhs, hs, UTf, mask, rmask, act, first, count,
-                                                                         dpre, dh0)
-        else:
-            _simple_rnn_back_sequence[blocks, threads](dhs, hs, UTf, mask, rmask, act, first, count, dpre, dh0)
-        return
-    for s in range(hs.shape[1] - 1, -2, -1):
-        _simple_rnn_back_step[blocks, threads](dhs, hs, UTf, mask, rmask, act, first, count, s, dpre, dh0)
+    time_loop((_simple_rnn_back_sequence_staged, _simple_rnn_back_sequence, _simple_rnn_back_step), UT, hs.shape[2],
+              hs.shape[2], hs.shape[1], True, (dhs, hs, flat(UT), mask, rmask, act, first, count), (dpre, dh0))
 
 
 KERNELS = ("recurrent_inputs", "simple_rnn_forward", "simple_rnn_backward")

@@ -8,8 +8,8 @@ import numba
 from numba import cuda
 
 from nnctl.engine.cuda.launch import KERNEL
-from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _geometry, _incoming, _previous,
-                                         _projection, _sequence_thread, _stage, _staged_bytes, _turn, flat)
+from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _incoming, _previous,
+                                         _projection, _sequence_thread, _stage, _turn, flat, time_loop)
 
 
 @cuda.jit(device=True)
@@ -86,18 +86,8 @@ def _gru_sequence_staged(Uf, rbias, h0, mask, rmask, act, ract, first, count, ga
 def gru_forward(x, W, bias, U, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu):
     """The GRU's states, activated gates (z, r, h̃) and recurrent h̃ products (hu) at every step."""
     _projection(x, W, bias, first, count, gates)
-    whole, blocks, threads = _geometry(count, hs.shape[2])
-    Uf = flat(U)
-    if whole:
-        staged = _staged_bytes(U.size, threads, hs.shape[2])
-        if staged:
-            _gru_sequence_staged[blocks, threads, 0, staged](Uf, rbias, h0, mask, rmask, act, ract, first, count,
-                                                             gates, hs, hu)
-        else:
-            _gru_sequence[blocks, threads](Uf, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu)
-        return
-    for s in range(hs.shape[1]):
-        _gru_step[blocks, threads](Uf, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
+    time_loop((_gru_sequence_staged, _gru_sequence, _gru_step), U, hs.shape[2], hs.shape[2], hs.shape[1], False,
+              (flat(U), rbias, h0, mask, rmask, act, ract, first, count), (gates, hs, hu))
 
 
 @cuda.jit(device=True)
@@ -195,20 +185,9 @@ def _gru_back_sequence_staged(dhs, hs, hu, h0, UTf, mask, rmask, act, ract, firs
 def gru_backward(dhs, hs, hu, h0, UT, mask, rmask, act, ract, first, count, gates, drec, dh0):
     """Overwrites gates with dpre; drec = the recurrent products' gradients (all gates, or h̃'s block);
     dh0 = the gradient w.r.t. the initial state."""
-    whole, blocks, threads = _geometry(count, UT.shape[1])
-    UTf = flat(UT)
-    if whole:
-        staged = _staged_bytes(UT.size, threads, UT.shape[0])
-        if staged:
-            _gru_back_sequence_staged[blocks, threads, 0, staged](dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first,
-                                                                  count, gates, drec, dh0)
-        else:
-            _gru_back_sequence[blocks, threads](dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, gates,
-                                                drec, dh0)
-        return
-    for s in range(gates.shape[1] - 1, -2, -1):
-        _gru_back_step[blocks, threads](dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, s, gates, drec,
-                                        dh0)
+    time_loop((_gru_back_sequence_staged, _gru_back_sequence, _gru_back_step), UT, UT.shape[1], UT.shape[0],
+              gates.shape[1], True, (dhs, hs, hu, h0, flat(UT), mask, rmask, act, ract, first, count),
+              (gates, drec, dh0))
 
 
 KERNELS = ("gru_forward", "gru_backward")

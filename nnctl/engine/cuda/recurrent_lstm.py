@@ -8,8 +8,8 @@ import numba
 from numba import cuda
 
 from nnctl.engine.cuda.launch import KERNEL
-from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _geometry, _incoming, _projection,
-                                         _sequence_thread, _stage, _staged_bytes, _turn, flat)
+from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _incoming, _projection,
+                                         _sequence_thread, _stage, _turn, flat, time_loop)
 
 
 @cuda.jit(device=True)
@@ -93,18 +93,8 @@ def _lstm_sequence_staged(h0, c0, Uf, mask, rmask, act, ract, first, count, gate
 def lstm_forward(x, W, bias, U, h0, c0, mask, rmask, act, ract, first, count, gates, hs, cs):
     """The LSTM's states and activated gates (i, f, c̃, o) at every step."""
     _projection(x, W, bias, first, count, gates)
-    whole, blocks, threads = _geometry(count, hs.shape[2])
-    Uf = flat(U)
-    if whole:
-        staged = _staged_bytes(U.size, threads, hs.shape[2])
-        if staged:
-            _lstm_sequence_staged[blocks, threads, 0, staged](h0, c0, Uf, mask, rmask, act, ract, first, count,
-                                                              gates, hs, cs)
-        else:
-            _lstm_sequence[blocks, threads](h0, c0, Uf, mask, rmask, act, ract, first, count, gates, hs, cs)
-        return
-    for s in range(hs.shape[1]):
-        _lstm_step[blocks, threads](h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, cs)
+    time_loop((_lstm_sequence_staged, _lstm_sequence, _lstm_step), U, hs.shape[2], hs.shape[2], hs.shape[1], False,
+              (h0, c0, flat(U), mask, rmask, act, ract, first, count), (gates, hs, cs))
 
 
 @cuda.jit(device=True)
@@ -203,20 +193,9 @@ def _lstm_back_sequence_staged(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract
 
 def lstm_backward(dhs, dc_last, cs, c0, UT, mask, rmask, act, ract, first, count, gates, dh0, dc0):
     """Overwrites gates with dpre; dh0, dc0 = the gradients w.r.t. the initial states."""
-    whole, blocks, threads = _geometry(count, UT.shape[1])
-    UTf = flat(UT)
-    if whole:
-        staged = _staged_bytes(UT.size, threads, UT.shape[0])
-        if staged:
-            _lstm_back_sequence_staged[blocks, threads, 0, staged](dhs, dc_last, cs, c0, UTf, mask, rmask, act,
-                                                                   ract, first, count, gates, dh0, dc0)
-        else:
-            _lstm_back_sequence[blocks, threads](dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count,
-                                                 gates, dh0, dc0)
-        return
-    for s in range(gates.shape[1] - 1, -2, -1):
-        _lstm_back_step[blocks, threads](dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates,
-                                         dh0, dc0)
+    time_loop((_lstm_back_sequence_staged, _lstm_back_sequence, _lstm_back_step), UT, UT.shape[1], UT.shape[0],
+              gates.shape[1], True, (dhs, dc_last, cs, c0, flat(UT), mask, rmask, act, ract, first, count),
+              (gates, dh0, dc0))
 
 
 KERNELS = ("lstm_forward", "lstm_backward")
