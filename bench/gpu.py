@@ -96,14 +96,20 @@ def nnctl_fit(key, x, y, where="cuda"):
 
 def path_form(fit) -> str:
     """How the GPU ran the workload's steps: one launch an epoch (one block, or a cooperative grid of N blocks),
-    or launch by launch; empty on the CPU."""
+    replayed as a CUDA graph (a step recorded once), or launch by launch; empty on the CPU."""
+    from nnctl.nn import cudagraph
+
     paths = getattr(fit.model, "_cuda_paths", None)
     if not paths:
         return ""
-    whole = next(iter(paths.values())).whole
-    if whole is None:
-        return ", launch by launch"
-    return ", one launch an epoch: " + (f"a grid of {whole.blocks} blocks" if whole.blocks else "one block")
+    path = next(iter(paths.values()))
+    if path.whole is not None:
+        return ", one launch an epoch: " + (f"a grid of {path.whole.blocks} blocks" if path.whole.blocks else
+                                             "one block")
+    if path.replayed is not None and not cudagraph._FAILED[0]:
+        return ", a step replayed as a CUDA graph"
+    failed = cudagraph._FAILED[0]
+    return ", launch by launch" + (f" (recording a graph failed: {failed})" if failed else "")
 
 
 def _simple_dense():

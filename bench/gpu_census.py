@@ -9,7 +9,8 @@ reshaping (numba-cuda spends microseconds of Python on each). Launches have a GP
 not the simulator's. The figures are counts, not times.
 
     python bench/gpu_census.py [--workloads mlp,boston,convnet,lstm,tape] [--flag 256]
-    NNCTL_CUDA_FUSED=0 python bench/gpu_census.py ...    # the small models' steps launch by launch
+    NNCTL_CUDA_FUSED=0 python bench/gpu_census.py ...    # the small models' steps without the one-launch epoch
+    NNCTL_CUDA_GRAPHS=0 python bench/gpu_census.py ...   # (and not replayed as CUDA graphs: launch by launch)
 
 Needs only the `dev` extra (numba-cuda's simulator); no GPU.
 """
@@ -52,15 +53,17 @@ def _elements(arg) -> int:
     return int(array.size) if isinstance(array, np.ndarray) else 0
 
 
-def census(key: str) -> tuple[list, int]:
+def census(key: str) -> tuple[list, int, str]:
     """The launches of the workload's third step — or, where the model's steps are one launch (nn/cudafused.py),
     of its whole three-step epoch: (kernel, threads, largest array's elements), a cuBLAS call as (its routine and
-    sizes, 0, 0); and the device arrays that step built by slicing or reshaping (on a GPU, microseconds of Python
-    each)."""
+    sizes, 0, 0); the device arrays that step built by slicing or reshaping (on a GPU, microseconds of Python
+    each); and how a GPU runs the step (one launch an epoch, a step replayed as a CUDA graph, or launch by
+    launch)."""
     from numba.cuda.simulator import kernel as simulated
     from numba.cuda.simulator.cudadrv import devicearray
 
     import gpu
+    from nnctl.engine import cuda as kernels
     from nnctl.engine.cuda import blas
     from nnctl.nn.cudapath import CudaPath
 
@@ -68,7 +71,7 @@ def census(key: str) -> tuple[list, int]:
     fit = gpu.nnctl_fit(key, x, y, "cuda")
     launches: list = []
     step, built = {"count": 0}, []
-    original_call, original_step = simulated.FakeCUDAKernel.__call__, CudaPath._step
+    original_call, original_step, original_rows = simulated.FakeCUDAKernel.__call__, CudaPath._step, kernels.next_rows
     original_init = devicearray.FakeCUDAArray.__init__
 
     def building(self, *args, **kwargs):
@@ -90,11 +93,15 @@ def census(key: str) -> tuple[list, int]:
                          0, 0))
 
     def counting_step(self, *args, **kwargs):
-        step["count"] += 1
+        step["count"] += kwargs.get("update") is None  # (a replayed step begins at its rows: counted there)
         return original_step(self, *args, **kwargs)
 
+    def counting_rows(*args):
+        step["count"] += 1
+        return original_rows(*args)
+
     # As on a GPU: the GEMMs big enough go to cuBLAS (recorded, not run), the others to the Numba kernels.
-    simulated.FakeCUDAKernel.__call__, CudaPath._step = launch, counting_step
+    simulated.FakeCUDAKernel.__call__, CudaPath._step, kernels.next_rows = launch, counting_step, counting_rows
     blas._column_major_gemm, blas.SIMULATED = cublas, False
     fit(1)  # a first epoch makes what a path makes once
     launches.clear()
@@ -104,11 +111,14 @@ def census(key: str) -> tuple[list, int]:
         fit(1)
     finally:
         simulated.FakeCUDAKernel.__call__, CudaPath._step = original_call, original_step
+        kernels.next_rows = original_rows
         blas._column_major_gemm, blas.SIMULATED = original_gemm, simulated_flag
         devicearray.FakeCUDAArray.__init__ = original_init
+    path = next(iter(fit.model._cuda_paths.values()))
     if not any(count for count, *_ in launches):  # no step of its own: the whole epoch is the fit's launches
-        return [entry for _, *entry in launches], 0
-    return [entry for count, *entry in launches if count == 3], built.count(3)
+        return [entry for _, *entry in launches], 0, "one launch an epoch"
+    form = "on a GPU one CUDA graph launch a step" if path.replayed is not None else "launch by launch"
+    return [entry for count, *entry in launches if count == 3], built.count(3), form
 
 
 def main() -> None:
@@ -121,10 +131,10 @@ def main() -> None:
     np.seterr(all="ignore")  # the skipped kernels leave their outputs as allocated
     _gpu_geometry()
     for key in args.workloads.split(","):
-        launches, built = census(key)
+        launches, built, form = census(key)
         calls = sum(1 for _, threads, _ in launches if not threads)
         print(f"{key}: one step (or a fused epoch), {len(launches) - calls} kernel launches, {calls} cuBLAS calls, "
-              f"{built} device arrays built by slicing or reshaping")
+              f"{built} device arrays built by slicing or reshaping ({form})")
         for name, threads, elements in launches:
             if not threads:
                 print(f"  {name}")

@@ -8,13 +8,14 @@
 # Logs under $OUT: gpu.txt, gpu_tests.log, gpu_book.log, gpu_bench.log. PHASE1_S: phase 1's length; BOOK_ARGS:
 # gpu_book.py's choice (default: the MNIST and Boston MLPs, now one launch an epoch, and what session 20's run left
 # unmeasured, the recurrent and convolutional recipes, over three seeds; "" for everything); BENCH_JOBS: workload:epochs:rounds:seconds[:rows] a process (a workload
-# named WORKLOAD-layered runs with NNCTL_CUDA_FUSED=0: a small model's steps launch by launch), or `launch`
+# named WORKLOAD-layered runs with NNCTL_CUDA_FUSED=0: a small model's steps without the one-launch epoch, that is,
+# replayed as CUDA graphs), or `launch`
 # (bench/gpu_launch.py); PROFILE, OP_TIMES (default 1; empty to skip): bench/gpu.py's --profile, --op-times.
-# At most about 540 s in all with the defaults (each phase and job has its own limit): run it with timeout_s 590.
+# About 530 s in all with the defaults (each phase and job has its own limit): run it with timeout_s 590.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/nnctl-gpu}"
-PHASE1_S="${PHASE1_S:-200}"
+PHASE1_S="${PHASE1_S:-180}"
 BOOK_ARGS="${BOOK_ARGS---only fidelity --seeds 3 --configs mnist.yaml,boston.yaml,imdb_lstm.yaml,\
 mnist_convnet.yaml,imdb_simple_rnn.yaml,imdb_conv1d.yaml}"
 PROFILE="${PROFILE-1}" OP_TIMES="${OP_TIMES-1}"
@@ -60,7 +61,36 @@ for name, units, features, batch in (("mnist-like", 512, 784, 128), ("boston-lik
     print(f"{name}: one-launch blocks {None if whole is None else whole.blocks}, epochs (s) "
           f"{[round(t, 4) for t in times]}, warnings {[str(w.message)[:200] for w in seen]}")
 PY
-echo "set-up and smoke: $(( $(date +%s) - began )) s" | tee -a "$OUT/gpu.txt"
+# Whether a step replays as a CUDA graph here (nn/cudagraph.py) and what that saves: an MNIST-convnet-like and an
+# IMDB-LSTM-like model's steps with graphs and launch by launch (3 epochs each, the first compiling).
+timeout 150 python3 - <<'PY' 2>&1 | tee -a "$OUT/gpu.txt"
+import warnings
+import numpy as np
+from nnctl.nn import cudagraph
+from nnctl.nn.layers import LSTM, Conv2D, Dense, Embedding, Flatten, MaxPooling2D
+from nnctl.nn.model import Sequential
+rng = np.random.default_rng(0)
+convnet = lambda: [Conv2D(32, 3, activation="relu"), MaxPooling2D(2), Conv2D(64, 3, activation="relu"),
+                   MaxPooling2D(2), Conv2D(64, 3, activation="relu"), Flatten(), Dense(64, activation="relu"),
+                   Dense(10, activation="softmax")]
+lstm = lambda: [Embedding(10000, 32), LSTM(32), Dense(1, activation="sigmoid")]
+cases = {"convnet-like": (convnet, rng.random((64 * 60, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 64 * 60),
+                          64, "sparse_categorical_crossentropy"),
+         "lstm-like": (lstm, rng.integers(1, 10000, (128 * 12, 500)).astype(np.int32),
+                       rng.integers(0, 2, 128 * 12).astype(np.float32), 128, "binary_crossentropy")}
+for name, (layers, x, y, batch, loss) in cases.items():
+    for graphs in (True, False):
+        cudagraph.ENABLED = graphs
+        model = Sequential(layers(), input_shape=x.shape[1:], seed=0, device="cuda")
+        model.compile(optimizer="rmsprop", loss=loss)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            times = model.fit(x, y, epochs=3, batch_size=batch).history["epoch_time"]
+        replayed = next(iter(model._cuda_paths.values())).replayed is not None and not cudagraph._FAILED[0]
+        print(f"{name}, graphs {'on' if graphs else 'off'}: replayed {replayed}, ms a step "
+              f"{[round(1000 * t * batch / len(x), 3) for t in times]}, warnings {[str(w.message)[:300] for w in seen]}")
+PY
+echo "set-up, smoke and probes: $(( $(date +%s) - began )) s" | tee -a "$OUT/gpu.txt"
 
 # 1. The CUDA tests (every kernel against its oracle, cuBLAS, models trained on the GPU against the CPU) beside
 #    the book's configs on the GPU.
@@ -81,7 +111,7 @@ echo "== book configs"; cat "$OUT/gpu_book.log"
 
 # 2. Alone on the machine: steady epochs against PyTorch CUDA eager, alternated, one workload a process.
 echo "== bench"
-for job in ${BENCH_JOBS:-launch mlp:2:2:35 mlp-layered:2:1:30 boston:2:2:25 boston-layered:2:1:25 lstm:2:1:45 convnet:1:1:60 tape:1:1:30:12800}; do
+for job in ${BENCH_JOBS:-launch mlp:2:2:35 mlp-layered:2:1:25 boston:2:2:25 boston-layered:2:1:20 lstm:2:1:45 convnet:1:1:60}; do
     IFS=: read -r workload epochs rounds seconds rows <<<"$job"
     if [ "$workload" = launch ]; then  # what one launch costs (bench/gpu_launch.py)
         timeout -k 5 30 python3 bench/gpu_launch.py 2>&1 | tee -a "$OUT/gpu_bench.log"

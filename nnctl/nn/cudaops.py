@@ -38,6 +38,7 @@ class Op:
     penalties: list = []
     in_mask = None  # the Keras mask of the input: an (m, steps) uint8 device array, or None
     multi = False  # a merge: forward takes a list of inputs, backward gives a list of gradients
+    replayable = True  # its launches the same every step (nothing decided on the host): nn/cudagraph.py
 
     def __init__(self, ctx, layer, index):
         self.ctx, self.layer, self.index = ctx, layer, index

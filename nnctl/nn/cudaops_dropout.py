@@ -16,6 +16,7 @@ class DropoutOp(Op):
     def __init__(self, ctx, layer, index):
         super().__init__(ctx, layer, index)
         self.rate, self.key = layer.rate, dropout_key(ctx.model, index)
+        self.replayable = self.rate == 0  # (a step's masks are numbered by the host's step count)
         self.y, self.mask, self.dx = (self.buffer(self.in_shape) for _ in range(3))
         self.active = False
 

@@ -19,6 +19,8 @@ def _host(array):
 class HostOp(Op):
     """The CPU layer itself, between copies (see the module's docstring)."""
 
+    replayable = False
+
     def __init__(self, ctx, layer, index):
         self.multi = bool(getattr(layer, "multi_input", False))
         super().__init__(ctx, layer, index)

@@ -36,6 +36,7 @@ class MergeOp(Op):
         if self.kind in ("maximum", "minimum"):  # which input gave each output value
             self.winner = self.buffer(self.out_shape, np.int32)
             self.no_winner = ctx.cuda.to_device(np.zeros(ctx.batch_size * self.size, np.int32))
+            self.replayable = False  # (a copy a step on the default stream)
         # The output's mask, when its inputs have some (a step's in a sample: its shape less the features), and
         # the all-true mask Concatenate gives an input without one.
         self.mask_shape = self.out_shape[:-1]

@@ -30,6 +30,8 @@ def runs_on_device(layer) -> bool:
 class TapeOp(Op):
     """The layer's `call` and tape on device arrays (see the module's docstring)."""
 
+    replayable = False  # (its ops decide shapes and indices on the host)
+
     def __init__(self, ctx, layer, index):
         super().__init__(ctx, layer, index)
         self.y = self.buffer(self.out_shape)

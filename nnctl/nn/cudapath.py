@@ -29,6 +29,7 @@ from nnctl.errors import ArgumentError, UnknownNameError
 from nnctl.nn.cudaheads import heads_of, input_shapes, reads_ids
 from nnctl.nn.cudaops import SparseBatch
 from nnctl.nn.cudafused import GridUnavailable, whole_steps
+from nnctl.nn.cudagraph import ReplayedSteps, replayable
 from nnctl.nn.cudaops_nested import embeddings
 from nnctl.nn.cudashare import backward_adding, shared_weights
 from nnctl.nn.cudaviews import first_as, shaped
@@ -156,6 +157,9 @@ class CudaPath:
                       for f, ids in zip(self.features, self.ids)]
         self._data: list = []  # [(host Dataset or input, its device copies)], the last two seen
         self.whole = whole_steps(self)  # a Dense model's steps in one launch (nn/cudafused.py), or None
+        self.head_losses = self.penalties = None
+        # Else the steps replayed as a CUDA graph (nn/cudagraph.py), where nothing in them is decided on the host.
+        self.replayed = ReplayedSteps(self) if replayable(self) else None
 
     def needs_dx(self, index: int) -> bool:
         """Whether node `index` reads another layer's output (the model's input takes no gradient)."""
@@ -247,19 +251,23 @@ class CudaPath:
             masks.append(op.out_mask(op.in_mask))
         self.node_outputs, self.node_masks = outputs, masks
 
-    def _step(self, data, rows, step, losses, host_rows) -> None:
-        """One training step; its loss goes to losses[step] (one head) or, with several, each head's weighted
-        loss to head_losses[head, step] and the penalties to penalties[step]."""
+    def _step(self, data, rows, slot, sinks, host_rows=None, update=None) -> None:
+        """One training step. `sinks`: (losses, head_losses, penalties); its loss goes to losses[slot] (one head)
+        or, with several, each head's weighted loss to head_losses[head, slot] and the penalties to
+        penalties[slot]. `update`: the optimizer's step (default: at the host's step count, counted on)."""
         k = self.k
+        losses, head_losses, penalties = sinks
         self._forward(data, rows, training=True, host_rows=host_rows)
         several = self.several
-        seeds = {head.node: head.loss_step(self, data, rows, index, self.head_losses[index] if several else losses,
-                                           step) for index, head in enumerate(self.heads)}
+        seeds = {head.node: head.loss_step(self, data, rows, index, head_losses[index] if several else losses, slot)
+                 for index, head in enumerate(self.heads)}
         self._backward(seeds, rows.shape[0])
         for op in self.ops:  # the penalties in parameter order, added to the step's loss
             for span, l1, l2 in op.penalties:
-                k.regularize(self.values[span], self.grads[span], l1, l2, self.penalties if several else losses,
-                             step)
+                k.regularize(self.values[span], self.grads[span], l1, l2, penalties if several else losses, slot)
+        if update is not None:
+            update()
+            return
         opt = self.model.optimizer
         k.optimizer_step(opt.code, opt.hyperparameters(), opt.iterations, self.offsets, self.values, self.grads,
                          *self.slots, opt.clip_mode, opt.clip)
@@ -307,18 +315,22 @@ class CudaPath:
         d_order = self.cuda.to_device(np.ascontiguousarray(order, np.int64))
         lo, hi = first * bs, min(n, last * bs)
         d_outputs = [self.empty((max(1, hi - lo), head.width)) for head in heads]
-        losses = self.empty(step_losses.shape[0], np.float64)
+        steps = step_losses.shape[0]
+        losses = self.empty(steps, np.float64)
+        table = losses.reshape(1, steps)  # each step's losses: one head's; or each head's, then the penalties
         if self.several:
-            self.head_losses = self.empty((len(heads), step_losses.shape[0]), np.float64)
-            self.penalties = self.cuda.to_device(np.zeros(step_losses.shape[0]))
+            table = self.cuda.to_device(np.zeros((len(heads) + 1, steps)))
+            self.head_losses, self.penalties = table[:len(heads)], table[len(heads)]
         for check in self.id_checks:
             check.start()
         if self._whole(device):
             self._whole_or_layers(self.whole.train, device, d_order, first, last, losses, d_outputs[0], lo)
-        if not self._whole(device):  # (also where the GPU just refused the one launch)
+        if not self._whole(device) and self.replayed is not None and "staging" not in device:
+            self.replayed.train(device, d_order, first, last, table, d_outputs, lo)
+        elif not self._whole(device):  # (also where the GPU just refused the one launch)
             for step in range(first, last):
                 b0, b1 = step * bs, min(n, (step + 1) * bs)
-                self._step(device, d_order[b0:b1], step, losses, order[b0:b1])
+                self._step(device, d_order[b0:b1], step, (losses, self.head_losses, self.penalties), order[b0:b1])
                 for head, d_out in zip(heads, d_outputs):
                     d_out[b0 - lo:b1 - lo].copy_to_device(head.output(self, b1 - b0))
         for check in self.id_checks:  # a bad computed id raises before the weights come back (the last good stay)

@@ -56,8 +56,9 @@ def test_gpu_bench_op_times_patches_the_device_ops_and_puts_them_back():
 
 def test_gpu_census_lists_a_steps_launches_without_a_gpu():
     """bench/gpu_census.py under the simulator, kernels skipped: the Boston MLP's epoch is one launch of one block,
-    the MNIST MLP's one of a cooperative grid; launch by launch (NNCTL_CUDA_FUSED=0), the MNIST MLP's step is its
-    Numba kernels and its five cuBLAS GEMMs at the real shapes."""
+    the MNIST MLP's one of a cooperative grid; without it (NNCTL_CUDA_FUSED=0), the MNIST MLP's step is its Numba
+    kernels and its five cuBLAS GEMMs at the real shapes, replayed as a CUDA graph (or launch by launch,
+    NNCTL_CUDA_GRAPHS=0)."""
     pytest.importorskip("numba_cuda")
     result = _run("bench/gpu_census.py", "--workloads", "boston,mlp")
     assert result.returncode == 0, result.stderr
@@ -65,15 +66,19 @@ def test_gpu_census_lists_a_steps_launches_without_a_gpu():
     assert " 1 kernel launches, 0 cuBLAS calls," in boston.splitlines()[0] and "fused._dense_steps " in boston
     assert " 1 kernel launches, 0 cuBLAS calls," in mlp.splitlines()[0], mlp
     assert "fused._dense_steps_grid     " in mlp and " 33,792 threads" in mlp  # 132 blocks of 256
-    layered = subprocess.run([sys.executable, "bench/gpu_census.py", "--workloads", "mlp"], cwd=ROOT, text=True,
-                             capture_output=True, timeout=300, env={**os.environ, "NNCTL_CUDA_FUSED": "0"})
-    assert layered.returncode == 0, layered.stderr
-    first = layered.stdout.splitlines()[0]
-    assert "8 kernel launches, 5 cuBLAS calls" in first and "cuBLAS gemm NN m=512 n=128 k=784" in layered.stdout
-    assert "optim._update" in layered.stdout and "<- serial" not in layered.stdout
-    # the step's device-array views are made once: what remains is the loop's own slice of the rows and the copy
-    # of the outputs (a step built about 60 before the views were cached)
-    assert int(first.split(" cuBLAS calls, ")[1].split()[0]) <= 6, first
+    for graphs, launches in (("1", 11), ("0", 8)):  # replayed as a graph: the step's bookkeeping, 3 launches more
+        layered = subprocess.run([sys.executable, "bench/gpu_census.py", "--workloads", "mlp"], cwd=ROOT, text=True,
+                                 capture_output=True, timeout=300,
+                                 env={**os.environ, "NNCTL_CUDA_FUSED": "0", "NNCTL_CUDA_GRAPHS": graphs})
+        assert layered.returncode == 0, layered.stderr
+        first = layered.stdout.splitlines()[0]
+        assert f"{launches} kernel launches, 5 cuBLAS calls" in first, first
+        assert "cuBLAS gemm NN m=512 n=128 k=784" in layered.stdout and "<- serial" not in layered.stdout
+        assert ("graphs._record_step" in layered.stdout) is (graphs == "1")
+        assert first.endswith("(on a GPU one CUDA graph launch a step)" if graphs == "1" else "(launch by launch)")
+        # the step's device-array views are made once: what remains is the loop's own slice of the rows and the
+        # copy of the outputs (a step built about 60 before the views were cached), none when replayed
+        assert int(first.split(" cuBLAS calls, ")[1].split()[0]) <= (0 if graphs == "1" else 6), first
 
 
 def test_gpu_book_reads_a_run_of_the_real_command(tmp_path):

@@ -13,20 +13,29 @@ import numpy as np
 
 from nnctl.engine import settings
 from nnctl.engine.cuda import dense
-from nnctl.engine.cuda.launch import SIMULATED
+from nnctl.engine.cuda.launch import SIMULATED, STREAM
 
 _N, _T = 0, 1  # cublasOperation_t: CUBLAS_OP_N, CUBLAS_OP_T
+# cuBLAS's workspace, ours rather than one it allocates itself, so that a GEMM recorded into a CUDA graph
+# (graphs.py) allocates nothing: 32 MiB, the size NVIDIA gives for Hopper.
+WORKSPACE_BYTES = 32 << 20
 _STATE: dict = {}
 
 
 def _cublas():
-    """(bindings module, handle, {dtype: (alpha, beta) host scalars}), created on first use."""
+    """(bindings module, handle, {dtype: (alpha, beta) host scalars}), created on first use; the handle on the
+    stream the kernels go to at the moment (launch.STREAM), so kernels and GEMMs run in one order."""
     if not _STATE:
+        from numba import cuda
         from nvmath.bindings import cublas
 
         scalars = {np.dtype(t): (np.ones(1, t), np.zeros(1, t)) for t in (np.float32, np.float64)}
-        _STATE.update(module=cublas, handle=cublas.create(), scalars=scalars)
-        cublas.set_stream(_STATE["handle"], 0)  # Numba's default stream: kernels and GEMMs run in one order
+        workspace = cuda.device_array(WORKSPACE_BYTES, np.uint8)
+        _STATE.update(module=cublas, handle=cublas.create(), scalars=scalars, workspace=workspace, stream=None)
+        cublas.set_workspace(_STATE["handle"], _pointer(workspace), WORKSPACE_BYTES)
+    if _STATE["stream"] is not STREAM[0]:
+        _STATE["module"].set_stream(_STATE["handle"], int(getattr(STREAM[0], "handle", 0)))
+        _STATE["stream"] = STREAM[0]
     return _STATE["module"], _STATE["handle"], _STATE["scalars"]
 
 

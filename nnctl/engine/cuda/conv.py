@@ -11,7 +11,7 @@ from __future__ import annotations
 from numba import cuda
 
 from nnctl.engine.cuda import dense
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, view
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, view
 
 
 @cuda.jit(**KERNEL)
@@ -36,8 +36,8 @@ def im2col(x, first, count, geometry, cols):
     """cols[(b·out_h + oy)·out_w + ox, (ki·kw + kj)·C + c] = the input cell that tap reads (0 in the padding)."""
     kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w = geometry
     depth = kh * kw * x.shape[3]
-    _im2col[grid1(count * out_h * out_w * depth)](x, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w,
-                                                    cols)
+    _im2col[on(*grid1(count * out_h * out_w * depth))](x, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w,
+                                                       cols)
 
 
 @cuda.jit(**KERNEL)
@@ -68,7 +68,7 @@ def col2im(cols, first, count, geometry, dx):
     """dx[first:first + count] = the column gradients added back onto the cells they read (overwritten)."""
     kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w = geometry
     size = count * dx.shape[1] * dx.shape[2] * dx.shape[3]
-    _col2im[grid1(size)](cols, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, dx)
+    _col2im[on(*grid1(size))](cols, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, dx)
 
 
 @cuda.jit(**KERNEL)
@@ -93,7 +93,8 @@ def _direct_forward(x, kernel, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out
 def conv_direct_forward(x, kernel, first, count, geometry, z):
     """z = im2col(x) @ kernel without the columns. kernel: (kh·kw·C, F); z: (count·out_h·out_w, F)."""
     kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w = geometry
-    _direct_forward[grid2(z.shape[0], z.shape[1])](x, kernel, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, z)
+    _direct_forward[on(*grid2(z.shape[0], z.shape[1]))](x, kernel, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w,
+                                                        z)
 
 
 @cuda.jit(**KERNEL)
@@ -118,8 +119,8 @@ def _direct_weight_grad(x, dz, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out
 def conv_direct_weight_grad(x, dz, first, count, geometry, dkernel):
     """dkernel = im2col(x)ᵀ @ dz without the columns (overwritten)."""
     kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w = geometry
-    _direct_weight_grad[grid2(dkernel.shape[0], dkernel.shape[1])](x, dz, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h,
-                                                                   out_w, dkernel)
+    _direct_weight_grad[on(*grid2(*dkernel.shape))](x, dz, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h,
+                                                    out_w, dkernel)
 
 
 @cuda.jit(**KERNEL)
@@ -143,7 +144,7 @@ def _taps_sum(y, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w, z):
 def conv_taps_sum(y, count, height, width, geometry, z):
     """z[(b, oy, ox), f] = Σ over the taps of the shifted per-tap products y[(b, iy, ix), tap·F + f] (stride 1)."""
     kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w = geometry
-    _taps_sum[grid2(z.shape[0], z.shape[1])](y, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w, z)
+    _taps_sum[on(*grid2(z.shape[0], z.shape[1]))](y, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w, z)
 
 
 @cuda.jit(**KERNEL)
@@ -165,8 +166,8 @@ def _taps_spread(dz, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w, spread
 def conv_taps_spread(dz, count, height, width, geometry, spread):
     """spread[(b, iy, ix), tap·F + f] = the output gradient that tap's shift sends there (0 where none)."""
     kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w = geometry
-    _taps_spread[grid2(spread.shape[0], spread.shape[1])](dz, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w,
-                                                          spread)
+    _taps_spread[on(*grid2(spread.shape[0], spread.shape[1]))](dz, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w,
+                                                               spread)
 
 
 @cuda.jit(**KERNEL)
@@ -184,7 +185,7 @@ def sum_partials(partials, count, out):
     layer's bias gradient over samples × steps) as dense.column_sums adds a tall column, in fixed chunks: one
     thread walking 64,000 partials would wait on memory at every one."""
     if count <= 2 * dense.COLUMN_CHUNK:
-        _sum_partials[grid2(out.shape[0], out.shape[1])](partials, count, out)
+        _sum_partials[on(*grid2(out.shape[0], out.shape[1]))](partials, count, out)
         return
     entries = out.shape[0] * out.shape[1]
     dense.column_sums(view(partials, ("rows", count, entries), lambda a: a[:count].reshape(count, entries)),

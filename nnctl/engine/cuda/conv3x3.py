@@ -16,7 +16,7 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cuda.conv_pool import conv_at, first_max4
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on
 
 
 @cuda.jit(device=True)
@@ -58,7 +58,7 @@ def _winograd_input(x, first, tiles_h, tiles_w, pt, pl, v):
 def winograd_input(x, first, count, geometry, tiles_h, tiles_w, v):
     """v[e, (b·tiles_h + ty)·tiles_w + tx, :] = (Bᵀ d B)[i, j] of the 4×4 tile d at input (2·ty − pad_top,
     2·tx − pad_left) of image first + b (0 outside the image). x: (n, h, w, in); v: (16, count·tiles, in)."""
-    _winograd_input[grid2(v.shape[1], v.shape[2])](x, first, tiles_h, tiles_w, geometry[6], geometry[7], v)
+    _winograd_input[on(*grid2(v.shape[1], v.shape[2]))](x, first, tiles_h, tiles_w, geometry[6], geometry[7], v)
 
 
 @cuda.jit(**KERNEL)
@@ -88,7 +88,7 @@ def _winograd_output_pool(m, bias, first, out_w, pooled, argmax):
 def winograd_output_pool(m, bias, first, count, out_w, pooled, argmax):
     """pooled, argmax of images [first, first + count) = the maximum of each tile's Aᵀ m A + bias and its first
     cell. m: (16, count·tiles, filters); pooled, argmax (int32): (n, tiles_h, tiles_w, filters)."""
-    _winograd_output_pool[grid2(m.shape[1], m.shape[2])](m, bias, first, out_w, pooled, argmax)
+    _winograd_output_pool[on(*grid2(m.shape[1], m.shape[2]))](m, bias, first, out_w, pooled, argmax)
 
 
 @cuda.jit(device=True)
@@ -123,7 +123,7 @@ def _winograd_output_grad(dpooled, argmax, first, out_w, tiles_h, tiles_w, dm):
 def winograd_output_grad(dpooled, argmax, first, count, out_w, tiles_h, tiles_w, dm):
     """dm[4·i + j, t, f] = A[i, a]·A[j, c]·g for each window's gradient g at its winner (a, c) (winograd_output
     _pool's adjoint). dpooled, argmax (int32): (n, tiles · filters); dm: (16, count·tiles, filters)."""
-    _winograd_output_grad[grid2(dm.shape[1], dm.shape[2])](dpooled, argmax, first, out_w, tiles_h, tiles_w, dm)
+    _winograd_output_grad[on(*grid2(dm.shape[1], dm.shape[2]))](dpooled, argmax, first, out_w, tiles_h, tiles_w, dm)
 
 
 @cuda.jit(device=True)
@@ -168,7 +168,7 @@ def winograd_input_grad(dv, first, count, geometry, tiles_h, tiles_w, dx):
     """dx of images [first, first + count) = each tile's B dV Bᵀ added onto its 4×4 input patch, in tile order
     (overwritten; cells outside the image dropped). dv: (16, count·tiles, in); dx: (n, h, w, in)."""
     size = count * dx.shape[1] * dx.shape[2] * dx.shape[3]
-    _winograd_input_grad[grid1(size)](dv, first, count, tiles_h, tiles_w, geometry[6], geometry[7], dx)
+    _winograd_input_grad[on(*grid1(size))](dv, first, count, tiles_h, tiles_w, geometry[6], geometry[7], dx)
 
 
 @cuda.jit(**KERNEL)
@@ -194,8 +194,8 @@ def conv3x3_pool_forward(x, kernel, bias, first, count, geometry, pooled, argmax
     outputs (taps in (ki, kj) order) + bias, their maximum and its first cell. x: (n, h, w, 1); kernel:
     (9, filters); pooled, argmax (int32): (n, out_h / 2, out_w / 2, filters). One thread a pooled cell."""
     size = count * pooled.shape[1] * pooled.shape[2] * pooled.shape[3]
-    _conv3x3_pool_forward[grid1(size)](x, kernel, bias, first, count, geometry[6], geometry[7], geometry[9], pooled,
-                                       argmax)
+    _conv3x3_pool_forward[on(*grid1(size))](x, kernel, bias, first, count, geometry[6], geometry[7], geometry[9],
+                                            pooled, argmax)
 
 
 @cuda.jit(**KERNEL)
@@ -222,8 +222,8 @@ def conv3x3_pool_weight_grad(x, dpooled, argmax, first, count, geometry, dkernel
     column + kj] (overwritten; every window adds, a zero gradient too). dpooled, argmax (int32): (n, windows ·
     filters); dkernel: (9, filters). One thread a kernel entry."""
     out_w = geometry[9]
-    _conv3x3_pool_weight_grad[grid2(*dkernel.shape)](x, dpooled, argmax, first, count, geometry[6], geometry[7],
-                                                     out_w, geometry[8] // 2, out_w // 2, dkernel)
+    _conv3x3_pool_weight_grad[on(*grid2(*dkernel.shape))](x, dpooled, argmax, first, count, geometry[6], geometry[7],
+                                                          out_w, geometry[8] // 2, out_w // 2, dkernel)
 
 
 KERNELS = ("winograd_input", "winograd_output_pool", "winograd_output_grad", "winograd_input_grad",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, scratch
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, scratch
 
 
 @cuda.jit(device=True)
@@ -83,8 +83,8 @@ def conv_direct_pool_forward(x, kernel, bias, first, count, geometry, window, z,
     conv_direct_forward + bias: one thread a pooled cell, convolving its window's cells itself (z unused)."""
     kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w = geometry
     size = count * pooled.shape[1] * pooled.shape[2] * pooled.shape[3]
-    _direct_pool_forward[grid1(size)](x, kernel, bias, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w,
-                                      *window, pooled, argmax)
+    _direct_pool_forward[on(*grid1(size))](x, kernel, bias, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w,
+                                           *window, pooled, argmax)
 
 
 @cuda.jit(**KERNEL)
@@ -127,9 +127,9 @@ def conv_direct_pool_weight_grad(x, dpooled, argmax, first, count, geometry, dz,
     kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w = geometry
     filters = dkernel.shape[1]
     unpooled = scratch("conv_pool_dz", count * out_h * out_w * filters, dkernel.dtype)
-    _unpool[grid1(unpooled.shape[0])](dpooled, argmax, first, count, out_h * out_w, filters, unpooled)
-    _direct_pool_weight_grad[grid2(*dkernel.shape)](x, unpooled, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h,
-                                                    out_w, dkernel)
+    _unpool[on(*grid1(unpooled.shape[0]))](dpooled, argmax, first, count, out_h * out_w, filters, unpooled)
+    _direct_pool_weight_grad[on(*grid2(*dkernel.shape))](x, unpooled, first, count, kh, kw, sh, sw, dh, dw, pt, pl,
+                                                         out_h, out_w, dkernel)
 
 
 @cuda.jit(**KERNEL)
@@ -149,7 +149,7 @@ def _pooled_weight_grad(cols, dpooled, argmax, first, count, positions, dkernel)
 def conv_pooled_weight_grad(cols, dpooled, argmax, first, count, positions, dkernel):
     """dkernel[p, f] = Σ_{b, cell (in order), g = dpooled[b, cell·F + f] ≠ 0} g · cols[b·positions + winner, p]
     (overwritten); one thread a kernel entry. cols: (count·positions, depth); dkernel: (depth, filters)."""
-    _pooled_weight_grad[grid2(*dkernel.shape)](cols, dpooled, argmax, first, count, positions, dkernel)
+    _pooled_weight_grad[on(*grid2(*dkernel.shape))](cols, dpooled, argmax, first, count, positions, dkernel)
 
 
 @cuda.jit(**KERNEL)
@@ -170,7 +170,7 @@ def conv_pooled_columns_grad(dpooled, argmax, kernel_t, first, count, positions,
     """dcols[b·positions + pos] = Σ_{k (in order) winning at pos, g = dpooled[b, k] ≠ 0} g · kernel_t[k mod F]
     (overwritten): one thread a column entry, scanning its image's cells (the CPU's counting sort keeps this
     order). kernel_t: (filters, depth); dcols: (count·positions, depth)."""
-    _pooled_columns_grad[grid2(*dcols.shape)](dpooled, argmax, kernel_t, first, count, positions, dcols)
+    _pooled_columns_grad[on(*grid2(*dcols.shape))](dpooled, argmax, kernel_t, first, count, positions, dcols)
 
 
 KERNELS = ("conv_direct_pool_forward", "conv_direct_pool_weight_grad", "conv_pooled_weight_grad",

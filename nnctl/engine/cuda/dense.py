@@ -16,7 +16,7 @@ import math
 from numba import cuda
 
 from nnctl.engine.cpu.dense import ACTIVATION_CODES
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, scratch
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, scratch
 
 COLUMN_CHUNK = 256  # rows a thread sums in a tall column's first pass (more than 2 chunks of rows: two passes)
 
@@ -168,10 +168,10 @@ def bias_act_forward(z, bias, act, alpha, y):
     """z += bias; y = act(z) for an activation code. z, y: (n, units) (y may be z for linear); bias: (units,)."""
     if act == SOFTMAX:
         blocks, threads = grid1(z.shape[0])
-        _bias_softmax_forward[blocks, threads](z, bias, y)
+        _bias_softmax_forward[on(blocks, threads)](z, bias, y)
         return
     blocks, threads = grid2(*z.shape)
-    _bias_act_forward[blocks, threads](z, bias, act, alpha, y)
+    _bias_act_forward[on(blocks, threads)](z, bias, act, alpha, y)
 
 
 @cuda.jit(**KERNEL)
@@ -190,12 +190,12 @@ def column_sums(dz, db):
     rows in order and then the chunks' (float64) sums in order."""
     rows, columns = dz.shape
     if rows <= 2 * COLUMN_CHUNK:
-        _column_sums[grid1(columns)](dz, db)
+        _column_sums[on(*grid1(columns))](dz, db)
         return
     chunks = -(-rows // COLUMN_CHUNK)
     sums = scratch("column_chunks", chunks * columns, shape=(chunks, columns))
-    _column_chunk_sums[grid2(chunks, columns)](dz, COLUMN_CHUNK, sums)
-    _column_sums[grid1(columns)](sums, db)
+    _column_chunk_sums[on(*grid2(chunks, columns))](dz, COLUMN_CHUNK, sums)
+    _column_sums[on(*grid1(columns))](sums, db)
 
 
 @cuda.jit(**KERNEL)
@@ -215,13 +215,13 @@ def bias_act_backward(dy, z, y, act, alpha, dz, db):
         column_sums(dz, db)
     elif act == SOFTMAX:
         blocks, threads = grid1(dy.shape[0])
-        _softmax_backward[blocks, threads](dy, y, dz)
+        _softmax_backward[on(blocks, threads)](dy, y, dz)
         column_sums(dz, db)
     elif dy.shape[0] <= 2 * COLUMN_CHUNK:
-        _act_backward_sums[grid1(dy.shape[1])](dy, z, y, act, alpha, dz, db)
+        _act_backward_sums[on(*grid1(dy.shape[1]))](dy, z, y, act, alpha, dz, db)
     else:
         blocks, threads = grid2(*dy.shape)
-        _act_backward[blocks, threads](dy, z, y, act, alpha, dz)
+        _act_backward[on(blocks, threads)](dy, z, y, act, alpha, dz)
         column_sums(dz, db)
 
 
@@ -236,19 +236,19 @@ def _matmul(a, b, out, ta, tb):
 def matmul(a, b, out):
     """out = a @ b for shapes too small to pay for a cuBLAS call. a: (m, k), b: (k, n)."""
     blocks, threads = grid2(*out.shape)
-    _matmul[blocks, threads](a, b, out, False, False)
+    _matmul[on(blocks, threads)](a, b, out, False, False)
 
 
 def matmul_tn(a, b, out):
     """out = aᵀ @ b. a: (m, k), b: (m, n)."""
     blocks, threads = grid2(*out.shape)
-    _matmul[blocks, threads](a, b, out, True, False)
+    _matmul[on(blocks, threads)](a, b, out, True, False)
 
 
 def matmul_nt(a, b, out):
     """out = a @ bᵀ. a: (m, n), b: (k, n)."""
     blocks, threads = grid2(*out.shape)
-    _matmul[blocks, threads](a, b, out, False, True)
+    _matmul[on(blocks, threads)](a, b, out, False, True)
 
 
 @cuda.jit(**KERNEL)
@@ -261,7 +261,7 @@ def _take_rows(x, rows, out):
 def take_rows(x, rows, out):
     """out[i, :] = x[rows[i], :]."""
     blocks, threads = grid2(*out.shape)
-    _take_rows[blocks, threads](x, rows, out)
+    _take_rows[on(blocks, threads)](x, rows, out)
 
 
 @cuda.jit(**KERNEL)
@@ -277,7 +277,7 @@ def _take_rows_of_two(x, other, rows, out, other_out):
 def take_rows_of_two(x, other, rows, out, other_out):
     """take_rows(x, rows, out) and take_rows(other, rows, other_out) in one launch (an output's targets and its
     sample weights; the GPU's own)."""
-    _take_rows_of_two[grid2(out.shape[0], max(out.shape[1], other_out.shape[1]))](x, other, rows, out, other_out)
+    _take_rows_of_two[on(*grid2(out.shape[0], max(out.shape[1], other_out.shape[1])))](x, other, rows, out, other_out)
 
 
 @cuda.jit(**KERNEL)
@@ -290,7 +290,7 @@ def _multiply(a, b, out):
 def multiply(a, b, out):
     """out = a · b element-wise (dropout's backward: dx = dy · mask). All arrays 1-D, same size."""
     blocks, threads = grid1(out.shape[0])
-    _multiply[blocks, threads](a, b, out)
+    _multiply[on(blocks, threads)](a, b, out)
 
 
 @cuda.jit(**KERNEL)
@@ -306,7 +306,7 @@ def dropout_forward(x, uniform, rate, y, mask):
     """Inverted dropout with the run generator's uniforms: mask = (u ≥ rate) / (1 − rate); y = x · mask.
     All arrays 1-D, same size."""
     blocks, threads = grid1(x.shape[0])
-    _dropout[blocks, threads](x, uniform, rate, 1.0 / (1.0 - rate), y, mask)
+    _dropout[on(blocks, threads)](x, uniform, rate, 1.0 / (1.0 - rate), y, mask)
 
 
 KERNELS = ("bias_act_forward", "bias_act_backward", "matmul", "matmul_tn", "matmul_nt", "take_rows",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1
+from nnctl.engine.cuda.launch import KERNEL, grid1, on
 
 _GOLDEN, _M1, _M2, _M3 = (np.uint64(v) for v in (0x9E3779B97F4A7C15, 0xD1342543DE82EF95, 0xBF58476D1CE4E5B9,
                                                   0x94D049BB133111EB))
@@ -39,8 +39,8 @@ def _dropout_counter(x, state, rate, scale, y, mask):
 def dropout_counter_forward(x, key, counter, rate, y, mask):
     """Inverted dropout with the counter-based uniforms: mask = (u ≥ rate) / (1 − rate); y = x · mask. x, y,
     mask: 1-D, same size."""
-    _dropout_counter[grid1(x.shape[0])](x, draw_state(key, counter), np.float32(rate),
-                                              np.float32(1.0 / (1.0 - rate)), y, mask)
+    _dropout_counter[on(*grid1(x.shape[0]))](x, draw_state(key, counter), np.float32(rate),
+                                             np.float32(1.0 / (1.0 - rate)), y, mask)
 
 
 KERNELS = ("dropout_counter_forward",)

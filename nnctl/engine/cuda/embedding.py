@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, scratch
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, scratch
 from nnctl.engine.cuda.sorting import key_starts, stable_order
 
 ROW_CHUNK = 256  # a table-gradient row with more positions in a step is summed in pieces of this many
@@ -36,7 +36,7 @@ def embedding_gather(ids, table, out, check=True):
     check=False (ids already checked, as the CUDA path does once per dataset) nothing comes back to the host:
     an id out of range leaves its row as it was and None is returned."""
     bad = cuda.to_device(np.array([ids.shape[0]], np.int64)) if check else scratch("gather bad", 1, np.int64)
-    _gather[grid2(ids.shape[0], out.shape[1])](ids, table, out, bad)
+    _gather[on(*grid2(ids.shape[0], out.shape[1]))](ids, table, out, bad)
     if not check:
         return None
     first = int((bad.copy_to_host() if hasattr(bad, "copy_to_host") else bad)[0])
@@ -102,11 +102,11 @@ def embedding_scatter_add(ids, dy, grad, touched, count, mark, counter=None):
     if not given:
         counter = cuda.to_device(np.array([count], np.int64))
     n, rows = ids.shape[0], min(grad.shape[0], ids.shape[0])
-    _clear_rows[grid2(grad.shape[0], grad.shape[1])](grad, touched, counter)
+    _clear_rows[on(*grid2(grad.shape[0], grad.shape[1]))](grad, touched, counter)
     starts, positions = scratch("slot starts", n + 1, np.int32), scratch("slot positions", n, np.int32)
-    _segments[1, 1](ids, touched, counter, mark, scratch("row slots", grad.shape[0], np.int32),
-                    scratch("id slots", n, np.int32), starts, scratch("slot cursors", n, np.int32), positions)
-    _segment_sums[grid2(rows, grad.shape[1])](dy, grad, touched, counter, starts, positions)
+    _segments[on(1, 1)](ids, touched, counter, mark, scratch("row slots", grad.shape[0], np.int32),
+                        scratch("id slots", n, np.int32), starts, scratch("slot cursors", n, np.int32), positions)
+    _segment_sums[on(*grid2(rows, grad.shape[1]))](dy, grad, touched, counter, starts, positions)
     if given:
         return None
     return int((counter.copy_to_host() if hasattr(counter, "copy_to_host") else counter)[0])
@@ -172,13 +172,13 @@ def embedding_table_grad(ids, dy, grad, chunk=None):
     (n, units), rows = dy.shape, grad.shape[0]
     starts, positions = stable_order(ids, rows)
     pieces = scratch("table pieces", rows, np.int32)
-    _piece_counts[grid1(rows)](starts, chunk, pieces)
+    _piece_counts[on(*grid1(rows))](starts, chunk, pieces)
     piece_starts = scratch("table piece starts", rows + 1, np.int32)
     key_starts(pieces, piece_starts)
     most = min(n, rows + n // chunk)  # every row's first piece, plus at most n / chunk more
     sums = scratch("table piece sums", max(1, most) * units, np.float32, shape=(max(1, most), units))
-    _piece_sums[grid2(max(1, most), units)](dy, starts, positions, piece_starts, chunk, sums, grad)
-    _piece_totals[grid2(rows, units)](piece_starts, sums, grad)
+    _piece_sums[on(*grid2(max(1, most), units))](dy, starts, positions, piece_starts, chunk, sums, grad)
+    _piece_totals[on(*grid2(rows, units))](piece_starts, sums, grad)
 
 
 @cuda.jit(**KERNEL)
@@ -192,7 +192,7 @@ def scale_channels(x, scale, y):
     """y[b, s, c] = x[b, s, c] · scale[b, c]. x, y: (batch, steps, channels); scale: (batch, channels)."""
     threads = (4, 8, 8)
     grid = tuple((size + t - 1) // t for size, t in zip(x.shape, threads))
-    _scale[grid, threads](x, scale, y)
+    _scale[on(grid, threads)](x, scale, y)
 
 
 @cuda.jit(**KERNEL)
@@ -204,7 +204,7 @@ def _id_mask(ids, mask):
 
 def id_mask(ids, mask):
     """mask = (ids ≠ 0) as uint8, both 1-D: Embedding's mask_zero (the GPU's own)."""
-    _id_mask[grid1(ids.shape[0])](ids, mask)
+    _id_mask[on(*grid1(ids.shape[0]))](ids, mask)
 
 
 @cuda.jit(device=True)
@@ -237,8 +237,8 @@ def ids_from_values(x, vocabulary, base, ids, status):
     replaced by 0 and puts the run's first such position in status[0] (int64; set it above any position first)
     and its id in status[1], for the host to read once at the end (the GPU's own: an Embedding reading computed
     ids)."""
-    _ids_from_values[grid1(x.shape[0])](x, vocabulary, base, ids, status)
-    _bad_id[grid1(x.shape[0])](x, base, status)
+    _ids_from_values[on(*grid1(x.shape[0]))](x, vocabulary, base, ids, status)
+    _bad_id[on(*grid1(x.shape[0]))](x, base, status)
 
 
 # With the GPU's own id_mask, embedding_table_grad (the path's table gradient) and ids_from_values: no CPU twin.

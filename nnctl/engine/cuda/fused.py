@@ -25,7 +25,7 @@ from numba import cuda
 
 from nnctl.engine.cuda import dense, losses, optim
 from nnctl.engine.cuda.dense import LINEAR, SOFTMAX
-from nnctl.engine.cuda.launch import KERNEL, SIMULATED
+from nnctl.engine.cuda.launch import KERNEL, SIMULATED, on
 
 THREADS = 32 if SIMULATED else 512  # the one block's threads
 GRID_THREADS = 32 if SIMULATED else 256  # a grid-wide launch's threads a block (its blocks: one a multiprocessor)
@@ -218,9 +218,9 @@ def dense_steps(grid_blocks, training, x, order, first, last, batch, xbuf, kerne
             grad, sample_losses, step_losses, out, logits, out_first, opt_code, lr, keep, step_sizes, a, b, c, d,
             values, grads, s1, s2, s3)
     if grid_blocks:
-        _dense_steps_grid[grid_blocks, GRID_THREADS](*args)
+        _dense_steps_grid[on(grid_blocks, GRID_THREADS)](*args)
     else:
-        _dense_steps[1, THREADS](*args)
+        _dense_steps[on(1, THREADS)](*args)
 
 
 KERNELS = ("dense_steps",)

@@ -1,8 +1,10 @@
 """Launch geometry shared by the CUDA kernels: `grid1(count)` and `grid2(rows, cols)` give (blocks, threads) for
-one thread an element. Every kernel checks its thread's index against its array's bounds and reduces in a
-fixed order, so no result depends on these sizes; under NUMBA_ENABLE_CUDASIM=1, which runs each GPU thread as an
-OS thread, blocks are smaller so that the simulator tests start fewer threads. `scratch` hands out reused
-device temporaries; `view` (nnctl/engine/views.py) makes a device array's views once."""
+one thread an element, and `on(blocks, threads)` the launch configuration on the stream the launches go to (the
+default stream, or the stream a step is being recorded on: nnctl/engine/cuda/graphs.py). Every kernel checks its
+thread's index against its array's bounds and reduces in a fixed order, so no result depends on these sizes; under
+NUMBA_ENABLE_CUDASIM=1, which runs each GPU thread as an OS thread, blocks are smaller so that the simulator tests
+start fewer threads. `scratch` hands out reused device temporaries; `view` (nnctl/engine/views.py) makes a device
+array's views once."""
 
 from __future__ import annotations
 
@@ -28,6 +30,19 @@ def grid2(rows: int, cols: int):
     return (max(1, (rows + TILE - 1) // TILE), max(1, (cols + TILE - 1) // TILE)), (TILE, TILE)
 
 
+# The stream every launch goes to: 0, the default stream, except while a step is recorded into a CUDA graph
+# (graphs.py sets it to the recording stream for that while).
+STREAM: list = [0]
+# Bumped each time a scratch buffer is (re)allocated: a recorded graph holds the old buffer's address.
+GENERATION = [0]
+
+
+def on(blocks, threads, shared: int = 0):
+    """A kernel's launch configuration, kernel[on(*grid1(n))](…): its blocks and threads (`shared`: bytes of
+    dynamic shared memory) on the stream of the moment (STREAM)."""
+    return blocks, threads, STREAM[0], shared
+
+
 _SCRATCH: dict = {}
 
 
@@ -43,4 +58,5 @@ def scratch(key: str, size: int, dtype=np.float64, shape=None):
         from numba import cuda
 
         buffer = _SCRATCH[(key, dtype)] = cuda.device_array(max(size, 1), dtype)
+        GENERATION[0] += 1
     return view(buffer, ("scratch", size, shape), lambda b: b[:size] if shape is None else b[:size].reshape(shape))

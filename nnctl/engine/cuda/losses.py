@@ -13,7 +13,7 @@ from numba import cuda
 
 from nnctl.engine.cpu.losses import (BCE_LOGITS, BCE_PROBS, CCE_LOGITS, CCE_PROBS, COSINE, EPSILON, HUBER, KLD,
                                      LOG_COSH, MAE, MSE, SPARSE_CCE_LOGITS, SPARSE_CCE_PROBS)
-from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid1, scratch
+from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid1, on, scratch
 
 
 @cuda.jit(device=True)
@@ -177,15 +177,15 @@ def loss_forward_backward(code, delta, pred, target, labels, weight, grad, out=N
     n = pred.shape[0]
     losses = scratch("losses", n)
     if out is not None and n <= ONE_BLOCK:
-        _samples_mean[1, max(32, -(-n // 32) * 32)](code, float(delta), pred, target, labels, weight, grad, losses,
-                                                     out, slot)
+        _samples_mean[on(1, max(32, -(-n // 32) * 32))](code, float(delta), pred, target, labels, weight, grad, losses,
+                                                        out, slot)
         return None
-    _samples[grid1(n)](code, float(delta), pred, target, labels, weight, grad, losses)
+    _samples[on(*grid1(n))](code, float(delta), pred, target, labels, weight, grad, losses)
     if out is not None:
-        _sum_in_order[1, 1](losses, out, slot)
+        _sum_in_order[on(1, 1)](losses, out, slot)
         return None
     total = scratch("loss", 1)
-    _sum_in_order[1, 1](losses, total, 0)
+    _sum_in_order[on(1, 1)](losses, total, 0)
     return float(total.copy_to_host()[0]) if hasattr(total, "copy_to_host") else float(total[0])
 
 
@@ -210,8 +210,8 @@ def masked_loss_weights(weight, mask, out):
     """out = weight · mask · (size / kept): a per-step output's loss weights under its Keras mask (1-D, one entry
     a step; padded steps weigh 0, the real ones the mean over them), as nn/inputs.py's `masked_weights`."""
     count = scratch("kept steps", 1, np.int64)
-    _count_kept[1, 1](mask, count)
-    _masked_weights[grid1(out.shape[0])](weight, mask, count, out)
+    _count_kept[on(1, 1)](mask, count)
+    _masked_weights[on(*grid1(out.shape[0]))](weight, mask, count, out)
 
 
 @cuda.jit(**KERNEL)
@@ -223,7 +223,7 @@ def _scale(x, factor, out):
 
 def scale_values(x, factor, out):
     """out = x · factor in float32 (1-D): an output's loss gradient times its loss weight."""
-    _scale[grid1(out.shape[0])](x, np.float32(factor), out)
+    _scale[on(*grid1(out.shape[0]))](x, np.float32(factor), out)
 
 
 # With the GPU's own two (no CPU twin): the loss weighting of per-step and several outputs (nn/cudaheads.py).

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on
 
 
 @cuda.jit(**KERNEL)
@@ -26,7 +26,7 @@ def _mask_values(x, value, keep, y):
 
 def mask_values(x, value, keep, y):
     """keep[b, t] = any(x[b, t] ≠ value); y = x · keep (Masking: (n, T, f) arrays)."""
-    _mask_values[grid1(x.shape[0] * x.shape[1])](x, np.float32(value), keep, y)
+    _mask_values[on(*grid1(x.shape[0] * x.shape[1]))](x, np.float32(value), keep, y)
 
 
 @cuda.jit(**KERNEL)
@@ -43,7 +43,7 @@ def _step_shares(mask, share):
 
 def step_shares(mask, share):
     """share[b, t] = mask[b, t] / max(Σ_t mask[b, t], 1): each real step's share of a sequence's mean."""
-    _step_shares[grid1(mask.shape[0])](mask, share)
+    _step_shares[on(*grid1(mask.shape[0]))](mask, share)
 
 
 @cuda.jit(**KERNEL)
@@ -58,7 +58,7 @@ def _masked_mean(share, x, y):
 
 def masked_mean(share, x, y):
     """y[b, c] = Σ_t share[b, t] · x[b, t, c], the steps in order (GlobalAveragePooling1D with a mask)."""
-    _masked_mean[grid2(x.shape[0], x.shape[2])](share, x, y)
+    _masked_mean[on(*grid2(x.shape[0], x.shape[2]))](share, x, y)
 
 
 @cuda.jit(**KERNEL)
@@ -72,7 +72,7 @@ def _spread_steps(share, dy, dx):
 
 def spread_steps(share, dy, dx):
     """dx[b, t, c] = share[b, t] · dy[b, c]: the masked mean's gradient."""
-    _spread_steps[grid2(dx.shape[0] * dx.shape[1], dx.shape[2])](share, dy, dx)
+    _spread_steps[on(*grid2(dx.shape[0] * dx.shape[1], dx.shape[2]))](share, dy, dx)
 
 
 KERNELS = ("mask_values", "step_shares", "masked_mean", "spread_steps")

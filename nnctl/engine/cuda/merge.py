@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on
 
 
 @cuda.jit(**KERNEL)
@@ -35,8 +35,8 @@ def strided_matmul(a, a_strides, b, b_strides, out, out_strides, rows, cols, dep
 
     a, b, out: (n, size) float32, each sample's values a flat row; `*_strides`: (row stride, column stride) of
     that operand's matrix in its row (0 for an axis of size 1)."""
-    _strided_matmul[grid2(out.shape[0] * rows, cols)](a, a_strides[0], a_strides[1], b, b_strides[0], b_strides[1],
-                                                      out, out_strides[0], out_strides[1], rows, cols, depth)
+    _strided_matmul[on(*grid2(out.shape[0] * rows, cols))](a, a_strides[0], a_strides[1], b, b_strides[0], b_strides[1],
+                                                           out, out_strides[0], out_strides[1], rows, cols, depth)
 
 
 @cuda.jit(**KERNEL)
@@ -61,8 +61,8 @@ def l2_normalize(x, strides, count, depth, epsilon, y, inverse_norm, squares):
         squares = Σ_k x², in order;  inverse_norm = 1 / sqrt(max(squares, ε));  y = x · inverse_norm
 
     x, y: (n, size) float32; inverse_norm, squares: (n, count) float32 (the backward reads both)."""
-    _l2_normalize[grid1(x.shape[0] * count)](x, strides[0], strides[1], count, depth, np.float32(epsilon), y,
-                                             inverse_norm, squares)
+    _l2_normalize[on(*grid1(x.shape[0] * count))](x, strides[0], strides[1], count, depth, np.float32(epsilon), y,
+                                                  inverse_norm, squares)
 
 
 @cuda.jit(**KERNEL)
@@ -88,8 +88,8 @@ def l2_normalize_backward(grad, x, inverse_norm, squares, strides, count, depth,
         r = inverse_norm;  dx = r·grad − x · Σ_k(grad·x) · r³ · [squares > ε]
 
     (where the clamp holds, r is a constant). Arrays as l2_normalize's."""
-    _l2_normalize_backward[grid1(x.shape[0] * count)](grad, x, inverse_norm, squares, strides[0], strides[1], count,
-                                                      depth, np.float32(epsilon), dx)
+    _l2_normalize_backward[on(*grid1(x.shape[0] * count))](grad, x, inverse_norm, squares, strides[0], strides[1],
+                                                           count, depth, np.float32(epsilon), dx)
 
 
 @cuda.jit(**KERNEL)
@@ -102,7 +102,7 @@ def _combine_masks(a, b, both, out):
 def combine_masks(a, b, both, out):
     """out = a AND b (`both`: an element-wise merge's masks) or a OR b (Concatenate along the features); 1-D uint8
     masks of 0 and 1 (out may be a)."""
-    _combine_masks[grid1(out.shape[0])](a, b, bool(both), out)
+    _combine_masks[on(*grid1(out.shape[0]))](a, b, bool(both), out)
 
 
 KERNELS = ("strided_matmul", "l2_normalize", "l2_normalize_backward", "combine_masks")

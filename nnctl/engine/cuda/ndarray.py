@@ -20,7 +20,7 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cuda import elementwise as ew
-from nnctl.engine.cuda.launch import grid1
+from nnctl.engine.cuda.launch import grid1, on
 
 DTYPES = tuple(np.dtype(t) for t in (np.bool_, np.uint8, np.int32, np.int64, np.float32, np.float64))
 
@@ -101,7 +101,7 @@ class GpuArray:
     @classmethod
     def full(cls, shape, value, dtype=np.float32) -> "GpuArray":
         out = cls.empty(shape, dtype)
-        ew.fill[grid1(out.base.shape[0])](out.base, value)
+        ew.fill[on(*grid1(out.base.shape[0]))](out.base, value)
         return out
 
     dtype = property(lambda self: self.base.dtype)

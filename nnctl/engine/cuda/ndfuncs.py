@@ -11,7 +11,7 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cuda import elementwise as ew
-from nnctl.engine.cuda.launch import grid1
+from nnctl.engine.cuda.launch import grid1, on
 from nnctl.engine.cuda.ndarray import GpuArray, NotOnDevice, check_dtype, padded_shape
 
 UNARY = {np.negative: ew.NEGATIVE, np.exp: ew.EXP, np.log: ew.LOG, np.sqrt: ew.SQRT, np.square: ew.SQUARE,
@@ -59,8 +59,8 @@ def map_one(code, x: GpuArray, dtype, out: GpuArray | None = None) -> GpuArray:
     if out.size:
         base, at, strides = x.layout(out.shape)
         out_base, out_at, out_strides = out.layout()
-        ew.unary[grid1(out.size)](code, base, at, strides, out_base, out_at, out_strides, padded_shape(out.shape),
-                                  out.size)
+        ew.unary[on(*grid1(out.size))](code, base, at, strides, out_base, out_at, out_strides, padded_shape(out.shape),
+                                       out.size)
     return out
 
 
@@ -69,8 +69,8 @@ def map_two(code, a, b, dtype, out: GpuArray | None = None) -> GpuArray:
     shape = np.broadcast_shapes(a.shape, b.shape)
     out = GpuArray.empty(shape, dtype) if out is None else out
     if out.size:
-        ew.binary[grid1(out.size)](code, *a.layout(shape), *b.layout(shape), *out.layout(), padded_shape(shape),
-                                   out.size)
+        ew.binary[on(*grid1(out.size))](code, *a.layout(shape), *b.layout(shape), *out.layout(), padded_shape(shape),
+                                        out.size)
     return out
 
 
@@ -131,7 +131,7 @@ def reduce(code, numpy_function, x, axis=None, keepdims=False, dtype=None):
     while True:  # chunks of CHUNK columns, then their (float64) partials, each in order, by the same code
         chunks = -(-width // ew.CHUNK)
         out = GpuArray.empty((rows, chunks), result if chunks == 1 else np.float64)
-        ew.reduce_rows[grid1(rows * chunks)](code, source, at, rows, width, ew.CHUNK, out.base)
+        ew.reduce_rows[on(*grid1(rows * chunks))](code, source, at, rows, width, ew.CHUNK, out.base)
         if chunks == 1:
             return _keep(out, x, axes, keepdims)
         source, at, width = out.base, 0, chunks
@@ -150,7 +150,7 @@ def arg_reduce(code, numpy_function, x, axis=None):
         x, axis = x.reshape(-1), 0
     moved, cols, kept = _rows(x, (axis % x.ndim,))
     out = GpuArray.empty(kept, np.int64)
-    ew.arg_rows[grid1(max(1, out.size))](code, moved.base, moved.offset, out.size, cols, out.base)
+    ew.arg_rows[on(*grid1(max(1, out.size)))](code, moved.base, moved.offset, out.size, cols, out.base)
     return out
 
 
@@ -185,7 +185,7 @@ def matmul(a, b):
             else:
                 blas.gemm(first.device(), second.device(), target)
         else:
-            ew.fill[grid1(target.size)](target.reshape(target.size), 0)
+            ew.fill[on(*grid1(target.size))](target.reshape(target.size), 0)
     if a.ndim == 1:
         out = out.squeeze(-2)
     return out.squeeze(-1) if b.ndim == 1 else out
@@ -199,8 +199,8 @@ def where(condition, a=None, b=None):
     shape = np.broadcast_shapes(condition.shape, a.shape, b.shape)
     out = GpuArray.empty(shape, dtype)
     if out.size:
-        ew.select[grid1(out.size)](*condition.layout(shape), *a.layout(shape), *b.layout(shape), *out.layout(),
-                                   padded_shape(shape), out.size)
+        ew.select[on(*grid1(out.size))](*condition.layout(shape), *a.layout(shape), *b.layout(shape), *out.layout(),
+                                        padded_shape(shape), out.size)
     return out
 
 
@@ -225,7 +225,8 @@ def take(x, indices, axis=None):
     width = math.prod(moved.shape[1:])
     out = GpuArray.empty((rows.size,) + moved.shape[1:], x.dtype)
     if out.size:
-        ew.gather_rows[grid1(out.size)](moved.base, moved.offset, width, cuda.to_device(rows.reshape(-1)), out.base)
+        ew.gather_rows[on(*grid1(out.size))](moved.base, moved.offset, width, cuda.to_device(rows.reshape(-1)),
+                                             out.base)
     out = out.reshape(rows.shape + moved.shape[1:])
     order = list(range(rows.ndim, rows.ndim + axis)) + list(range(rows.ndim)) + \
         list(range(rows.ndim + axis, out.ndim))
@@ -253,7 +254,7 @@ def add_rows(target, rows, values) -> None:
     values = as_gpu(values).broadcast_to(rows.shape + target.shape[1:]).astype(target.dtype, copy=False)
     work = target.contiguous()
     if rows.size and width:
-        ew.scatter_add_rows[grid1(width)](cuda.to_device(rows.reshape(-1)), values.flat(), width, work.flat())
+        ew.scatter_add_rows[on(*grid1(width))](cuda.to_device(rows.reshape(-1)), values.flat(), width, work.flat())
     if work is not target:
         assign(target, work)
 

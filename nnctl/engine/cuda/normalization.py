@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, scratch
 
 
 @cuda.jit(**KERNEL)
@@ -44,9 +45,9 @@ def _affine_channels(x, mean, inv_std, gamma, beta, y):
 
 def batch_norm_forward(x, gamma, beta, momentum, epsilon, moving_mean, moving_variance, mean, inv_std, y):
     """Training mode: the batch's mean and (biased) variance per channel, y = x̂·γ + β, moving averages."""
-    _channel_moments[grid1(x.shape[1])](x, float(momentum), float(epsilon), moving_mean, moving_variance, mean,
-                                         inv_std)
-    _affine_channels[grid2(*x.shape)](x, mean, inv_std, gamma, beta, y)
+    _channel_moments[on(*grid1(x.shape[1]))](x, float(momentum), float(epsilon), moving_mean, moving_variance, mean,
+                                             inv_std)
+    _affine_channels[on(*grid2(*x.shape))](x, mean, inv_std, gamma, beta, y)
 
 
 def batch_norm_forward_split(x, gamma, beta, momentum, epsilon, moving_mean, moving_variance, mean, inv_std, y,
@@ -82,10 +83,10 @@ def _batch_input_grad(dy, x, gamma, mean, inv_std, sum_dy, sum_dy_xhat, dx):
 def batch_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx):
     """dγ, dβ, and (when `input_grad`) dx through the batch statistics."""
     channels = x.shape[1]
-    sums = cuda.device_array((2, channels), "float64")
-    _channel_grads[grid1(channels)](dy, x, mean, inv_std, dgamma, dbeta, sums[0], sums[1])
+    sums = scratch("channel sums", 2 * channels, np.float64, shape=(2, channels))  # (no allocation a step)
+    _channel_grads[on(*grid1(channels))](dy, x, mean, inv_std, dgamma, dbeta, sums[0], sums[1])
     if input_grad:
-        _batch_input_grad[grid2(*x.shape)](dy, x, gamma, mean, inv_std, sums[0], sums[1], dx)
+        _batch_input_grad[on(*grid2(*x.shape))](dy, x, gamma, mean, inv_std, sums[0], sums[1], dx)
 
 
 def batch_norm_backward_split(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx, parts):
@@ -101,7 +102,7 @@ def _inference(x, gamma, beta, moving_mean, moving_variance, epsilon, y):
 
 def batch_norm_inference(x, gamma, beta, moving_mean, moving_variance, epsilon, y):
     """Inference mode: y = (x − moving mean) / √(moving variance + ε)·γ + β."""
-    _inference[grid2(*x.shape)](x, gamma, beta, moving_mean, moving_variance, float(epsilon), y)
+    _inference[on(*grid2(*x.shape))](x, gamma, beta, moving_mean, moving_variance, float(epsilon), y)
 
 
 @cuda.jit(**KERNEL)
@@ -112,7 +113,7 @@ def _inference_backward(dy, gamma, moving_variance, epsilon, dx):
 
 
 def batch_norm_inference_backward(dy, gamma, moving_variance, epsilon, dx):
-    _inference_backward[grid2(*dy.shape)](dy, gamma, moving_variance, float(epsilon), dx)
+    _inference_backward[on(*grid2(*dy.shape))](dy, gamma, moving_variance, float(epsilon), dx)
 
 
 @cuda.jit(**KERNEL)
@@ -141,8 +142,8 @@ def _affine_rows(x, mean, inv_std, gamma, beta, y):
 
 def layer_norm_forward(x, gamma, beta, epsilon, mean, inv_std, y):
     """Each row normalized by its own mean and variance, then y = x̂·γ + β."""
-    _row_moments[grid1(x.shape[0])](x, float(epsilon), mean, inv_std)
-    _affine_rows[grid2(*x.shape)](x, mean, inv_std, gamma, beta, y)
+    _row_moments[on(*grid1(x.shape[0]))](x, float(epsilon), mean, inv_std)
+    _affine_rows[on(*grid2(*x.shape))](x, mean, inv_std, gamma, beta, y)
 
 
 def layer_norm_forward_split(x, gamma, beta, epsilon, mean, inv_std, y, parts):
@@ -182,9 +183,9 @@ def _layer_input_grad(dy, x, gamma, mean, inv_std, dx):
 
 def layer_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx):
     """dγ, dβ, and (when `input_grad`) dx through each row's statistics."""
-    _layer_param_grads[grid1(x.shape[1])](dy, x, mean, inv_std, dgamma, dbeta)
+    _layer_param_grads[on(*grid1(x.shape[1]))](dy, x, mean, inv_std, dgamma, dbeta)
     if input_grad:
-        _layer_input_grad[grid1(x.shape[0])](dy, x, gamma, mean, inv_std, dx)
+        _layer_input_grad[on(*grid1(x.shape[0]))](dy, x, gamma, mean, inv_std, dx)
 
 
 def layer_norm_backward_split(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx, parts):

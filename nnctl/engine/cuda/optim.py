@@ -15,7 +15,7 @@ from numba import cuda
 from nnctl.engine.cpu.optim import (ADAGRAD, ADAM, CLIP_GLOBAL_NORM, CLIP_NONE, CLIP_NORM, CLIP_VALUE, LR, RMSPROP,
                                     RMSPROP_PLAIN, SGD, WEIGHT_DECAY)
 from nnctl.engine.cuda import elementwise
-from nnctl.engine.cuda.launch import KERNEL, grid1, scratch
+from nnctl.engine.cuda.launch import KERNEL, grid1, on, scratch
 
 _CHUNK = 4096
 
@@ -44,8 +44,8 @@ def _sum_partials(partials, count, out, slot, add):
 def _squares(x, start, stop, out, slot):
     chunks = max(1, (stop - start + _CHUNK - 1) // _CHUNK)
     partials = scratch("square partials", chunks)
-    _chunk_squares[grid1(chunks)](x, start, stop, partials)
-    _sum_partials[1, 1](partials, chunks, out, slot, False)
+    _chunk_squares[on(*grid1(chunks))](x, start, stop, partials)
+    _sum_partials[on(1, 1)](partials, chunks, out, slot, False)
 
 
 def _host(array):
@@ -78,12 +78,12 @@ def regularize(w, g, l1, l2, out=None, slot=0):
     float64 device array) the penalty is added to out[slot] instead: no synchronization per step."""
     chunks = max(1, (w.shape[0] + _CHUNK - 1) // _CHUNK)
     partials = scratch("penalty partials", chunks)
-    _regularize[grid1(chunks)](w, g, float(l1), float(l2), partials)
+    _regularize[on(*grid1(chunks))](w, g, float(l1), float(l2), partials)
     if out is not None:
-        _sum_partials[1, 1](partials, chunks, out, slot, True)
+        _sum_partials[on(1, 1)](partials, chunks, out, slot, True)
         return None
     total = scratch("penalty", 1)
-    _sum_partials[1, 1](partials, chunks, total, 0, False)
+    _sum_partials[on(1, 1)](partials, chunks, total, 0, False)
     return float(_host(total)[0])
 
 
@@ -167,12 +167,12 @@ def clip_gradients(offsets, grads, clip_mode, clip):
     starts, stops, firsts, scales = _clip_plan(offsets)
     if clip_mode in (CLIP_NORM, CLIP_GLOBAL_NORM):
         partials = scratch("clip partials", starts.shape[0])
-        _tensor_chunk_squares[grid1(starts.shape[0])](grads, starts, stops, partials)
-        _clip_scales[1, 1](partials, firsts, clip_mode == CLIP_NORM, float(clip), scales)
+        _tensor_chunk_squares[on(*grid1(starts.shape[0]))](grads, starts, stops, partials)
+        _clip_scales[on(1, 1)](partials, firsts, clip_mode == CLIP_NORM, float(clip), scales)
     else:
-        elementwise.fill[grid1(scales.shape[0])](scales, 1.0)
+        elementwise.fill[on(*grid1(scales.shape[0]))](scales, 1.0)
     limit = np.float32(clip) if clip_mode == CLIP_VALUE else np.float32(np.inf)
-    _scale_clip[grid1(grads.shape[0])](grads, offsets, scales, limit)
+    _scale_clip[on(*grid1(grads.shape[0]))](grads, offsets, scales, limit)
 
 
 @cuda.jit(**KERNEL)
@@ -235,8 +235,28 @@ def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, sl
     f32 = np.float32
     lr, keep = f32(hp[LR]), f32(1.0 - hp[LR] * hp[WEIGHT_DECAY])
     alpha = step_size(code, hp, iteration)
-    _update[grid1(params.shape[0])](code, lr, keep, alpha, f32(hp[2]), f32(hp[3]), f32(hp[4]), f32(hp[5]),
-                                    params, grads, slot1, slot2, slot3)
+    _update[on(*grid1(params.shape[0]))](code, lr, keep, alpha, f32(hp[2]), f32(hp[3]), f32(hp[4]), f32(hp[5]),
+                                         params, grads, slot1, slot2, slot3)
 
 
-KERNELS = ("sum_squares", "regularize", "clip_gradients", "optimizer_step")
+@cuda.jit(**KERNEL)
+def _update_at(code, lr, keep, step_sizes, state, first, a, b, c, d, params, grads, s1, s2, s3):
+    i = cuda.grid(1)
+    if i < params.shape[0]:
+        update_element(code, lr, keep, step_sizes[state[0] - first], a, b, c, d, params, grads, s1, s2, s3, i)
+
+
+def optimizer_step_at(code, hp, step_sizes, state, first, offsets, params, grads, slot1, slot2, slot3, clip_mode,
+                      clip):
+    """optimizer_step for the step numbered state[0] on the device: its step size is step_sizes[state[0] − first]
+    (the same launch serves every step of a recorded graph, nnctl/engine/cuda/graphs.py)."""
+    if clip_mode != CLIP_NONE:
+        clip_gradients(offsets, grads, clip_mode, clip)
+    hp = _host(hp)
+    f32 = np.float32
+    lr, keep = f32(hp[LR]), f32(1.0 - hp[LR] * hp[WEIGHT_DECAY])
+    _update_at[on(*grid1(params.shape[0]))](code, lr, keep, step_sizes, state, first, f32(hp[2]), f32(hp[3]),
+                                            f32(hp[4]), f32(hp[5]), params, grads, slot1, slot2, slot3)
+
+
+KERNELS = ("sum_squares", "regularize", "clip_gradients", "optimizer_step", "optimizer_step_at")

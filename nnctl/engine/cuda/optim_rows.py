@@ -10,7 +10,7 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cpu.optim import LR
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on
 
 
 @cuda.jit(**KERNEL)
@@ -49,16 +49,16 @@ def rmsprop_rows_step(hp, iteration, rows, last, params, grads, slot1):
     """RMSprop (no momentum, not centered, no weight decay) on `rows` of one table, as the CPU kernel."""
     hp, f32 = _host(hp), np.float32
     rho = f32(hp[2])
-    _rmsprop_rows[grid2(rows.shape[0], params.shape[1])](f32(hp[LR]), rho, np.float64(rho), f32(hp[4]), iteration,
-                                                         rows, last, params, grads, slot1)
-    _mark[grid1(rows.shape[0])](rows, last, iteration)
+    _rmsprop_rows[on(*grid2(rows.shape[0], params.shape[1]))](f32(hp[LR]), rho, np.float64(rho), f32(hp[4]), iteration,
+                                                              rows, last, params, grads, slot1)
+    _mark[on(*grid1(rows.shape[0]))](rows, last, iteration)
 
 
 def sgd_rows_step(hp, iteration, rows, last, params, grads, slot1):
     """Plain SGD on `rows`: p[r] −= lr·g[r]."""
     hp = _host(hp)
-    _sgd_rows[grid2(rows.shape[0], params.shape[1])](np.float32(hp[LR]), rows, params, grads)
-    _mark[grid1(rows.shape[0])](rows, last, iteration)
+    _sgd_rows[on(*grid2(rows.shape[0], params.shape[1]))](np.float32(hp[LR]), rows, params, grads)
+    _mark[on(*grid1(rows.shape[0]))](rows, last, iteration)
 
 
 @cuda.jit(**KERNEL)
@@ -81,8 +81,8 @@ def rows_flush(hp, iteration, last, slot1, decays):
     """Brings every row's accumulator up to date after `iteration` steps (decays != 0: RMSprop's ρ-decay)."""
     hp = _host(hp)
     if decays != 0:
-        _flush[grid2(slot1.shape[0], slot1.shape[1])](np.float64(np.float32(hp[2])), iteration, last, slot1, decays)
-    _settle[grid1(last.shape[0])](last, iteration)
+        _flush[on(*grid2(*slot1.shape))](np.float64(np.float32(hp[2])), iteration, last, slot1, decays)
+    _settle[on(*grid1(last.shape[0]))](last, iteration)
 
 
 KERNELS = ("rmsprop_rows_step", "sgd_rows_step", "rows_flush")

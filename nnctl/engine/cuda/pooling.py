@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1
+from nnctl.engine.cuda.launch import KERNEL, grid1, on
 
 
 @cuda.jit(device=True)
@@ -56,7 +56,7 @@ def _max_forward(x, ph, pw, sh, sw, pt, pl, y, argmax):
 
 def max_pool2d_forward(x, ph, pw, sh, sw, pt, pl, y, argmax):
     """y = the window maxima; argmax = the flat index into x[b] of each one's first cell."""
-    _max_forward[grid1(y.size)](x, ph, pw, sh, sw, pt, pl, y, argmax)
+    _max_forward[on(*grid1(y.size))](x, ph, pw, sh, sw, pt, pl, y, argmax)
 
 
 @cuda.jit(**KERNEL)
@@ -72,7 +72,7 @@ def _max_backward(dy, argmax, dx):
 
 def max_pool_backward(dy, argmax, dx):
     """dx[b, argmax[b, k]] += dy[b, k]; dy, argmax: (n, m); dx: (n, size), overwritten."""
-    _max_backward[grid1(dy.shape[0])](dy, argmax, dx)
+    _max_backward[on(*grid1(dy.shape[0]))](dy, argmax, dx)
 
 
 @cuda.jit(**KERNEL)
@@ -94,8 +94,8 @@ def max_pool_backward_disjoint(dy, argmax, dx):
     """max_pool_backward for windows that do not overlap (strides ≥ pool sizes, or one window an axis), where
     no input cell is the winner of two outputs: one thread an output storing its gradient at its winner, after
     one an input cell zeroing — the same bytes, with every element in parallel instead of a thread a sample."""
-    _zero[grid1(dx.size)](dx)
-    _max_backward_disjoint[grid1(dy.size)](dy, argmax, dx)
+    _zero[on(*grid1(dx.size))](dx)
+    _max_backward_disjoint[on(*grid1(dy.size))](dy, argmax, dx)
 
 
 @cuda.jit(**KERNEL)
@@ -114,7 +114,7 @@ def _average_forward(x, ph, pw, sh, sw, pt, pl, y):
 
 def average_pool2d_forward(x, ph, pw, sh, sw, pt, pl, y):
     """y = the mean of each window's real cells (padded cells are not counted, as TF's 'same')."""
-    _average_forward[grid1(y.size)](x, ph, pw, sh, sw, pt, pl, y)
+    _average_forward[on(*grid1(y.size))](x, ph, pw, sh, sw, pt, pl, y)
 
 
 @cuda.jit(**KERNEL)
@@ -136,7 +136,7 @@ def _average_backward(dy, ph, pw, sh, sw, pt, pl, dx):
 
 def average_pool2d_backward(dy, ph, pw, sh, sw, pt, pl, dx):
     """dx = each output gradient spread evenly over its window's real cells (overwritten)."""
-    _average_backward[grid1(dx.size)](dy, ph, pw, sh, sw, pt, pl, dx)
+    _average_backward[on(*grid1(dx.size))](dy, ph, pw, sh, sw, pt, pl, dx)
 
 
 # With the GPU's own max_pool_backward_disjoint (no CPU twin: the CPU's one scatter serves both cases).

@@ -29,7 +29,7 @@ from numba import cuda
 from nnctl.engine.cpu.fastmath import HARD_SIGMOID, RELU, SIGMOID, TANH
 from nnctl.engine.cuda import blas
 from nnctl.engine.cuda.dense import sigmoid
-from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid2, view
+from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid2, on, view
 
 WHOLE_SEQUENCE = True  # one launch per time loop where a sample's units fit one block (tests turn it off)
 # A whole loop keeps the recurrent kernel and its block's states in shared memory where they fit (an LSTM of up
@@ -66,12 +66,12 @@ def time_loop(kernels, weights, units: int, row: int, steps: int, backward: bool
     if whole:
         size = _staged_bytes(weights.size, threads, row)
         if size:
-            staged_kernel[blocks, threads, 0, size](*before, *after)
+            staged_kernel[on(blocks, threads, size)](*before, *after)
         else:
-            whole_kernel[blocks, threads](*before, *after)
+            whole_kernel[on(blocks, threads)](*before, *after)
         return
     for s in range(steps - 1, -2, -1) if backward else range(steps):
-        step_kernel[blocks, threads](*before, s, *after)
+        step_kernel[on(blocks, threads)](*before, s, *after)
 
 
 def _geometry(count: int, units: int):
@@ -165,10 +165,10 @@ def _projection(x, W, bias, first, count, out):
         rows = view(out, ("rows", first, count), lambda a: a[first:first + count].reshape(count * steps, width))
         inputs = view(x, ("rows", first, count), lambda a: a[0, first:first + count].reshape(count * steps, a.shape[3]))
         blas.gemm(inputs, W, rows)
-        _add_bias[grid2(count * steps, width)](rows, bias)
+        _add_bias[on(*grid2(count * steps, width))](rows, bias)
         return
     blocks, threads = grid2(count * steps, width)
-    _project[blocks, threads](x, W, bias, first, count, out)
+    _project[on(blocks, threads)](x, W, bias, first, count, out)
 
 
 @cuda.jit(**KERNEL)
@@ -183,7 +183,7 @@ def _recurrent_inputs(hs, h0, rmask, first, count, out):
 def recurrent_inputs(hs, h0, rmask, first, count, out):
     """out[b, s, gate k] = h_{s−1} ⊙ m_k: the left operand of dU's GEMM (one gate block without dropout)."""
     blocks, threads = grid2(count * hs.shape[1], out.shape[2])
-    _recurrent_inputs[blocks, threads](hs, h0, rmask, first, count, out)
+    _recurrent_inputs[on(blocks, threads)](hs, h0, rmask, first, count, out)
 
 
 @cuda.jit(device=True)

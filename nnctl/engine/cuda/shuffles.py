@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on
 
 
 @cuda.jit(**KERNEL)
@@ -19,7 +19,7 @@ def _transpose(a, out):
 
 def transpose(a, out):
     """out = aᵀ, contiguous (the recurrent backward's Uᵀ; the GPU's own, the CPU transposes with NumPy)."""
-    _transpose[grid2(*out.shape)](a, out)
+    _transpose[on(*grid2(*out.shape))](a, out)
 
 
 @cuda.jit(**KERNEL)
@@ -31,7 +31,7 @@ def _copy_columns(src, dst, col0):
 
 def copy_columns(src, dst, col0):
     """dst[:, col0:col0 + src.shape[1]] = src (the GRU backward's h̃ block; the GPU's own)."""
-    _copy_columns[grid2(*src.shape)](src, dst, col0)
+    _copy_columns[on(*grid2(*src.shape))](src, dst, col0)
 
 
 @cuda.jit(**KERNEL)
@@ -43,7 +43,7 @@ def _take_columns(src, col0, out):
 
 def take_columns(src, col0, out):
     """out = src[:, col0:col0 + out.shape[1]], contiguous (Bidirectional's halves of a gradient; the GPU's own)."""
-    _take_columns[grid2(*out.shape)](src, col0, out)
+    _take_columns[on(*grid2(*out.shape))](src, col0, out)
 
 
 @cuda.jit(**KERNEL)
@@ -57,7 +57,7 @@ def _reverse_steps(x, out):
 
 def reverse_steps(x, out):
     """out[:, t] = x[:, T − 1 − t] for (n, T, f) arrays (a backward-in-time recurrent layer; the GPU's own)."""
-    _reverse_steps[grid2(x.shape[0] * x.shape[1], x.shape[2])](x, out)
+    _reverse_steps[on(*grid2(x.shape[0] * x.shape[1], x.shape[2]))](x, out)
 
 
 @cuda.jit(**KERNEL)
@@ -69,7 +69,7 @@ def _add(a, b, out):
 
 def add(a, b, out):
     """out = a + b element-wise, 1-D (Bidirectional's two input gradients; the GPU's own)."""
-    _add[grid1(out.shape[0])](a, b, out)
+    _add[on(*grid1(out.shape[0]))](a, b, out)
 
 
 @cuda.jit(**KERNEL)
@@ -81,7 +81,7 @@ def _subtract(a, b, out):
 
 def subtract(a, b, out):
     """out = a − b element-wise, 1-D (the Subtract merge; the GPU's own)."""
-    _subtract[grid1(out.shape[0])](a, b, out)
+    _subtract[on(*grid1(out.shape[0]))](a, b, out)
 
 
 @cuda.jit(**KERNEL)
@@ -93,7 +93,7 @@ def _divide(a, divisor, out):
 
 def divide(a, divisor, out):
     """out = a / divisor, 1-D (the Average merge's mean and gradient, a negation by −1; the GPU's own)."""
-    _divide[grid1(out.shape[0])](a, np.float32(divisor), out)
+    _divide[on(*grid1(out.shape[0]))](a, np.float32(divisor), out)
 
 
 @cuda.jit(**KERNEL)
@@ -107,7 +107,7 @@ def _extremum_update(y, winner, x, index, largest):
 def extremum_update(y, winner, x, index, largest):
     """Where x beats y (strictly: on a tie the earlier input keeps it), y = x and winner = index; 1-D (the
     Maximum and Minimum merges, one input at a time; the GPU's own)."""
-    _extremum_update[grid1(y.shape[0])](y, winner, x, np.int32(index), bool(largest))
+    _extremum_update[on(*grid1(y.shape[0]))](y, winner, x, np.int32(index), bool(largest))
 
 
 @cuda.jit(**KERNEL)
@@ -119,7 +119,7 @@ def _winner_gradient(dy, winner, index, out):
 
 def winner_gradient(dy, winner, index, out):
     """out = dy where input `index` gave the output, else 0; 1-D (Maximum/Minimum's gradients; the GPU's own)."""
-    _winner_gradient[grid1(out.shape[0])](dy, winner, np.int32(index), out)
+    _winner_gradient[on(*grid1(out.shape[0]))](dy, winner, np.int32(index), out)
 
 
 @cuda.jit(**KERNEL)
@@ -134,7 +134,7 @@ def _mask_steps(x, mask, out):
 def mask_steps(x, mask, out):
     """out[b, t] = x[b, t] · mask[b, t] for (n, T, f) arrays and an (n, T) uint8 mask: a masked recurrent layer's
     zeros at padded steps, as the CPU layer's `hs * step_mask` (the GPU's own)."""
-    _mask_steps[grid2(x.shape[0] * x.shape[1], x.shape[2])](x, mask, out)
+    _mask_steps[on(*grid2(x.shape[0] * x.shape[1], x.shape[2]))](x, mask, out)
 
 
 KERNELS = ("transpose", "copy_columns", "take_columns", "reverse_steps", "add", "subtract", "divide", "extremum_update",

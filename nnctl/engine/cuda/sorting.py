@@ -15,7 +15,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid1, scratch
+from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid1, on, scratch
 
 _SPAN, _COUNTS = 256, 1 << 23  # a chunk is one thread's walk: short, since each position waits on memory
 SCAN_THREADS = 32 if SIMULATED else 1024  # key_starts' one block (the simulator runs a thread per OS thread)
@@ -79,7 +79,7 @@ def _key_starts(totals, starts):
 def key_starts(totals, starts):
     """starts[r] = totals[0] + … + totals[r − 1] for every key, and starts[K] the total (integers: exact in any
     order)."""
-    _key_starts[1, SCAN_THREADS](totals, starts)
+    _key_starts[on(1, SCAN_THREADS)](totals, starts)
 
 
 @cuda.jit(**KERNEL)
@@ -97,14 +97,14 @@ def stable_order(keys, key_count: int):
     n = keys.shape[0]
     span = max(_SPAN, -(-n * key_count // _COUNTS))
     chunks = max(1, -(-n // span))
-    zero_ints[grid1(chunks * key_count)](scratch("sort counts", chunks * key_count, np.int32))
+    zero_ints[on(*grid1(chunks * key_count))](scratch("sort counts", chunks * key_count, np.int32))
     counts = scratch("sort counts", chunks * key_count, np.int32, shape=(chunks, key_count))
     rank, totals = scratch("sort ranks", max(1, n), np.int32), scratch("sort totals", key_count, np.int32)
     starts, positions = scratch("sort starts", key_count + 1, np.int32), scratch("sort order", max(1, n), np.int32)
-    _chunk_counts[grid1(chunks)](keys, span, counts, rank)
-    key_offsets[grid1(key_count)](counts, totals)
+    _chunk_counts[on(*grid1(chunks))](keys, span, counts, rank)
+    key_offsets[on(*grid1(key_count))](counts, totals)
     key_starts(totals, starts)
-    _place[grid1(n)](keys, span, counts, rank, starts, positions)
+    _place[on(*grid1(n))](keys, span, counts, rank, starts, positions)
     return starts, positions
 
 

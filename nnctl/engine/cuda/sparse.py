@@ -11,7 +11,7 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cuda import sorting
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, scratch
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, scratch
 
 
 @cuda.jit(**KERNEL)
@@ -27,7 +27,7 @@ def _csr_matmul(indptr, indices, values, rows, w, out):
 
 def csr_matmul(indptr, indices, values, rows, w, out):
     """out = X[rows] @ w, X in CSR form. w: (d, units), out: (m, units)."""
-    _csr_matmul[grid2(*out.shape)](indptr, indices, values, rows, w, out)
+    _csr_matmul[on(*grid2(*out.shape))](indptr, indices, values, rows, w, out)
 
 
 def csr_matmul_split(indptr, indices, values, rows, w, out, parts):
@@ -91,19 +91,19 @@ def csr_t_matmul(indptr, indices, values, rows, dy, dw):
     """dw = X[rows]ᵀ @ dy (overwritten). dy: (m, units), dw: (d, units)."""
     m, d = rows.shape[0], dw.shape[0]
     if m * d > _PRESENCE:
-        _csr_t_matmul[grid1(dw.shape[1])](indptr, indices, values, rows, dy, dw)
+        _csr_t_matmul[on(*grid1(dw.shape[1]))](indptr, indices, values, rows, dy, dw)
         return
     presence = scratch("csr presence", m * d, np.int32)
-    sorting.zero_ints[grid1(m * d)](presence)
+    sorting.zero_ints[on(*grid1(m * d))](presence)
     presence = presence.reshape(m, d)
     totals, starts = scratch("csr column totals", d, np.int32), scratch("csr column starts", d + 1, np.int32)
     bound = max(1, indices.shape[0])  # the dataset's non-zeros: room for any batch's, read without a wait
     brow, bval = scratch("csr batch rows", bound, np.int32), scratch("csr batch values", bound, np.float32)
-    _mark_columns[grid1(m)](indptr, indices, rows, presence)
-    sorting.key_offsets[grid1(d)](presence, totals)
+    _mark_columns[on(*grid1(m))](indptr, indices, rows, presence)
+    sorting.key_offsets[on(*grid1(d))](presence, totals)
     sorting.key_starts(totals, starts)
-    _place_nonzeros[grid1(m)](indptr, indices, values, rows, presence, starts, brow, bval)
-    _column_products[grid2(d, dw.shape[1])](starts, brow, bval, dy, dw)
+    _place_nonzeros[on(*grid1(m))](indptr, indices, values, rows, presence, starts, brow, bval)
+    _column_products[on(*grid2(d, dw.shape[1]))](starts, brow, bval, dy, dw)
 
 
 @cuda.jit(**KERNEL)
@@ -137,7 +137,7 @@ def _transpose_rows(indptr, indices, values, rows, colptr, brow, bval, count):
 def csr_transpose_rows(indptr, indices, values, rows, colptr, brow, bval):
     """The batch X[rows] in CSC form (colptr, brow, bval); returns its non-zero count."""
     count = cuda.device_array(1, np.int64)
-    _transpose_rows[1, 1](indptr, indices, values, rows, colptr, brow, bval, count)
+    _transpose_rows[on(1, 1)](indptr, indices, values, rows, colptr, brow, bval, count)
     return int(count.copy_to_host()[0]) if hasattr(count, "copy_to_host") else int(count[0])
 
 
@@ -155,7 +155,7 @@ def _csc_t_matmul(colptr, brow, bval, dy, dw, c0, c1):
 def csc_t_matmul(colptr, brow, bval, dy, dw, c0, c1):
     """Rows c0..c1-1 of dw = X[rows]ᵀ @ dy from the batch in CSC form."""
     if c1 > c0:
-        _csc_t_matmul[grid2(c1 - c0, dw.shape[1])](colptr, brow, bval, dy, dw, c0, c1)
+        _csc_t_matmul[on(*grid2(c1 - c0, dw.shape[1]))](colptr, brow, bval, dy, dw, c0, c1)
 
 
 def csc_t_matmul_split(colptr, brow, bval, dy, dw, bounds):

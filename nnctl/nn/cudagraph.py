@@ -1,0 +1,111 @@
+"""`device: cuda`: a model's training steps replayed as a CUDA graph (nnctl/engine/cuda/graphs.py) — on a GPU, the
+first full batch of a runner call runs launch by launch, the second is recorded into a graph, and every later
+full batch is one launch of that graph; the short last batch runs launch by launch. A step of a few dozen small
+launches (a convnet's, a recurrent model's) then costs one driver call of host time instead of a few dozen of
+numba-cuda's.
+
+Every step of a runner call, replayed or not, runs the same launches with the same arguments (`ReplayedSteps`):
+the batch's row numbers, the step's losses and outputs and the optimizer's step size are found on the device from
+the step number kept there, so the launches of one full step are those of the next (tested under the simulator,
+launch by launch). A model replays when nothing in its step is decided on the host each step (`replayable`):
+not with dropout (its masks are numbered by the host's step count), sparse input, shared layers, computed token
+ids, layers or losses run by their CPU code or on GPU arrays, or a streamed dataset; those run launch by launch
+as before. NNCTL_CUDA_GRAPHS=0 turns it off. Where recording fails (a driver that refuses), a warning says so and
+the steps run launch by launch.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from nnctl.nn.cudaviews import first_rows
+
+ENABLED = os.environ.get("NNCTL_CUDA_GRAPHS", "1") != "0"
+_FAILED: list = [None]  # why recording failed in this process (later paths then do not try)
+
+
+def replayable(ctx) -> bool:
+    """Whether `ctx`'s (a CudaPath's) training steps can run as `ReplayedSteps` (the module's docstring)."""
+    if not ENABLED or ctx.sparse or ctx.id_checks or ctx.again or ctx.model.optimizer is None:
+        return False
+    if any(head.loss is not None and head.loss.custom for head in ctx.heads):
+        return False
+    return all(op.replayable for op in ctx.ops)
+
+
+def recorder():
+    """graphs.record on a GPU; None under the simulator, or once recording failed (tests put a stand-in here)."""
+    from nnctl.engine.cuda import graphs
+    from nnctl.engine.cuda.launch import SIMULATED
+
+    return None if SIMULATED or _FAILED[0] else graphs.record
+
+
+class ReplayedSteps:
+    """A CudaPath's training steps with the step number on the device (state), each step's launches the same."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.state = ctx.empty(1, np.int64)
+        self.rows = ctx.empty(ctx.batch_size, np.int64)
+        # The step's losses before they go to their column of the call's table: one head's; or each head's, then
+        # the penalties.
+        self.values = ctx.cuda.to_device(np.zeros(len(ctx.heads) + 1 if ctx.several else 1))
+        heads = len(ctx.heads)
+        self.sinks = ((self.values, self.values[:heads].reshape(heads, 1), self.values[heads:]) if ctx.several else
+                      (self.values, None, None))
+
+    def train(self, data, order, first, last, table, outputs, first_row) -> None:
+        """Steps first..last−1 of the epoch's `order` (device rows), their losses into `table` (heads (+ penalties)
+        × steps) and the outputs the metrics read into `outputs` from `first_row` on."""
+        from nnctl.engine.cuda.optim import step_size
+
+        ctx, n, bs = self.ctx, order.shape[0], self.ctx.batch_size
+        opt = ctx.model.optimizer
+        hp = opt.hyperparameters()
+        sizes = [step_size(opt.code, hp, opt.iterations + s) for s in range(last - first)]
+        step_sizes = ctx.cuda.to_device(np.array(sizes or [0.0], np.float32))
+        self.state.copy_to_device(np.array([first], np.int64))
+
+        def update():
+            ctx.k.optimizer_step_at(opt.code, hp, step_sizes, self.state, first, ctx.offsets, ctx.values, ctx.grads,
+                                    *ctx.slots, opt.clip_mode, opt.clip)
+
+        def step(m):
+            rows = first_rows(self.rows, m)
+            ctx.k.next_rows(order, self.state, bs, rows)
+            ctx._step(data, rows, 0, self.sinks, update=update)
+            for head, out in zip(ctx.heads, outputs):
+                ctx.k.place_rows(head.output(ctx, m), out, self.state, bs, first_row)
+            ctx.k.record_step(self.values, table, self.state)
+
+        graph, full = None, 0
+        for s in range(first, last):
+            m = min(n, (s + 1) * bs) - s * bs
+            if m == bs:
+                full += 1
+                if graph is not None and not graph.valid():  # a scratch buffer it reads was replaced
+                    graph = None
+                if graph is None and full >= 2:  # (the first full step ran launch by launch: kernels compiled)
+                    graph = self._record(lambda: step(bs))
+                if graph is not None:
+                    graph.launch()
+                    continue
+            step(m)
+        opt.iterations += last - first
+
+    def _record(self, run):
+        """run()'s graph, or None (recording unavailable or refused: then a warning, once a process)."""
+        record = recorder()
+        if record is None:
+            return None
+        try:
+            return record(run)
+        except Exception as error:  # the driver's or cuda.core's: any refusal means launch by launch
+            _FAILED[0] = f"{type(error).__name__}: {error}"
+            warnings.warn(f"device cuda: the steps run launch by launch: recording them as a CUDA graph failed "
+                          f"({_FAILED[0]})", RuntimeWarning, stacklevel=4)
+            return None

@@ -1,0 +1,220 @@
+"""Training steps replayed as a CUDA graph (nn/cudagraph.py, nnctl/engine/cuda/graphs.py), under the simulator,
+which cannot record graphs: a stand-in recorder notes a full step's launches without running them, and each
+"replay" runs the step again, asserting that it launches the very kernels with the very arguments (the same
+device buffers, shapes and scalars) that were recorded — what a replayed graph would launch — and that nothing
+inside it copies between host and device, allocates device memory or hands a kernel a host array. The runs give
+the bytes of the launch-by-launch steps (losses, weights, optimizer slots, predictions) for convolutions,
+normalization, recurrent layers, masks, embeddings, regularizers, clipping, several outputs and each optimizer
+family; the models that cannot replay are told apart; and a recorder that fails leaves a warning and the
+launch-by-launch steps. Run by tests/engine/test_cuda_sim.py (on a GPU, NNCTL_CUDA_TESTS=gpu, the graphs are real
+and the runs agree to float32 rounding)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from nnctl.engine.cuda import launch
+from nnctl.nn import cudafused, cudagraph
+from nnctl.nn.functional import Input, Model
+from nnctl.nn.layers import Dense, Dropout, Maximum, SimpleRNN
+from nnctl.nn.model import Sequential
+from tests.engine.cuda_sim.test_cuda_outputs import GRAPHS
+from tests.engine.cuda_sim.test_cuda_training import CASES, X
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+REPLAYED = ["dense-mse-rmsprop-l2", "softmax-sparse-cce-sgd-clipnorm", "unfused-huber-adagrad",
+            "convnet-maxpool-softmax", "conv-batchnorm-frozen-dense-layernorm", "embedding-lstm-bce-adam",
+            "gru-sequences-bias-and-not", "masked-bidirectional-and-backwards-lstm"]
+
+
+def _identity(arg):
+    """What a recorded launch holds of an argument: an array's device address, shape, strides and type; a
+    scalar's type and value; a tuple's items."""
+    array = getattr(arg, "_ary", arg)
+    if isinstance(array, np.ndarray):
+        return ("A", array.__array_interface__["data"][0], array.shape, array.strides, array.dtype.str)
+    if isinstance(arg, tuple):
+        return ("T", tuple(_identity(item) for item in arg))
+    return ("S", type(arg).__name__, repr(arg))
+
+
+class _Launches:
+    """Every kernel launch while active, kept in `seen`, and every host ↔ device copy or device allocation, in
+    `transfers`; `run=False` skips the kernels (recording a graph runs nothing)."""
+
+    def __init__(self, monkeypatch, run: bool):
+        from numba import cuda
+        from numba.cuda.simulator import kernel as sim
+        from numba.cuda.simulator.cudadrv import devicearray
+
+        self.seen, self.transfers = [], []
+        launch_kernel = sim.FakeCUDAKernel.__call__
+
+        def launched(kernel, *args):
+            if kernel._device or sim._kernel_context:
+                return launch_kernel(kernel, *args)
+            self.seen.append((kernel.fn.__module__, kernel.fn.__name__, tuple(_identity(a) for a in args)))
+            self.transfers += [f"a host array given to {kernel.fn.__name__}" for a in args if isinstance(a, np.ndarray)]
+            return launch_kernel(kernel, *args) if run else None
+
+        def noted(name, original):
+            def call(*args, **kwargs):
+                self.transfers.append(name)
+                return original(*args, **kwargs)
+            return call
+
+        monkeypatch.setattr(sim.FakeCUDAKernel, "__call__", launched)
+        for name in ("copy_to_device", "copy_to_host"):
+            monkeypatch.setattr(devicearray.FakeCUDAArray, name, noted(name, getattr(devicearray.FakeCUDAArray, name)))
+        for name in ("device_array", "device_array_like", "to_device", "pinned_array"):
+            monkeypatch.setattr(cuda, name, noted(name, getattr(cuda, name)))
+
+
+class _StandInGraph:
+    def __init__(self, run, recorded):
+        self.run, self.recorded, self.generation, self.launches = run, recorded, launch.GENERATION[0], 0
+
+    def valid(self):
+        return self.generation == launch.GENERATION[0]
+
+    def launch(self):
+        with pytest.MonkeyPatch.context() as patch:
+            replay = _Launches(patch, run=True)
+            self.run()
+        assert replay.seen == self.recorded, "a replayed step launched other kernels or arguments than recorded"
+        assert not replay.transfers, f"a replayed step copied or allocated: {replay.transfers}"
+        self.launches += 1
+
+
+@pytest.fixture
+def graphs(monkeypatch):
+    """The stand-in recorder (its graphs, in order, in the list returned)."""
+    made = []
+
+    def record(run):
+        with pytest.MonkeyPatch.context() as patch:
+            recording = _Launches(patch, run=False)
+            run()
+        if not recording.seen or recording.transfers:  # (pytest.fail: not an error the runner would take as refusal)
+            pytest.fail(f"a recorded step launched nothing or copied or allocated: {recording.transfers}")
+        made.append(_StandInGraph(run, recording.seen))
+        return made[-1]
+
+    monkeypatch.setattr(cudagraph, "recorder", lambda: record)
+    monkeypatch.setattr(cudafused, "ENABLED", False)  # (the Dense models' own one-launch path stays apart)
+    return made
+
+
+def _fit(case, replay, monkeypatch, epochs=2):
+    x, target, layers, optimizer, loss = CASES[case]
+    monkeypatch.setattr(cudagraph, "ENABLED", replay)
+    model = Sequential(layers(), input_shape=x.shape[1:], seed=3, device="cuda")
+    model.compile(optimizer=optimizer, loss=loss)
+    xs = np.concatenate([x, x[:5]])  # batches of 8: two or more full steps, then a short one
+    y = target(xs)
+    history = model.fit(xs, y, epochs=epochs, batch_size=8, validation_data=(x[:6], target(x[:6])))
+    path = next(iter(model._cuda_paths.values()))
+    assert (path.replayed is not None) is replay
+    return history, model.get_weights(), [s.copy() for s in model.optimizer.slots], model.predict(x[:7])
+
+
+def _same(mine, theirs, label):
+    if SIMULATED:
+        assert np.asarray(mine).tobytes() == np.asarray(theirs).tobytes(), label
+    else:
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-7, err_msg=label)
+
+
+def _assert_same_runs(replayed, stepped):
+    for key in stepped[0]:
+        if key != "epoch_time":
+            _same(replayed[0][key], stepped[0][key], key)
+    for name in stepped[1]:
+        _same(replayed[1][name], stepped[1][name], name)
+    for index, (mine, theirs) in enumerate(zip(replayed[2], stepped[2])):
+        _same(mine, theirs, f"slot {index}")
+    _same(replayed[3], stepped[3], "predictions")
+
+
+@pytest.mark.skipif(not SIMULATED, reason="the stand-in recorder is the simulator's")
+@pytest.mark.parametrize("case", REPLAYED)
+def test_replayed_steps_launch_what_they_recorded_and_give_the_step_by_step_bytes(case, graphs, monkeypatch):
+    replayed = _fit(case, True, monkeypatch)
+    stepped = _fit(case, False, monkeypatch)
+    _assert_same_runs(replayed, stepped)
+    full = (len(CASES[case][0]) + 5) // 8
+    # A graph an epoch, recorded at the second full step and launched for it and each full step after.
+    assert [graph.launches for graph in graphs] == [full - 1] * 2
+
+
+@pytest.mark.skipif(not SIMULATED, reason="the stand-in recorder is the simulator's")
+@pytest.mark.parametrize("name", list(GRAPHS))
+def test_several_inputs_and_outputs_replay_to_the_same_bytes(name, graphs, monkeypatch):
+    """Each output's weighted loss and the penalties go to their own rows of the step's table."""
+    runs = []
+    for replay in (True, False):
+        monkeypatch.setattr(cudagraph, "ENABLED", replay)
+        model, x, y, compiled = GRAPHS[name]("cuda")
+        model.compile(**compiled)
+        history = model.fit(x, y, epochs=1, batch_size=4)
+        runs.append((history, model.get_weights(), [s.copy() for s in model.optimizer.slots], model.predict(x)))
+    for key in runs[1][0]:
+        if key != "epoch_time":
+            _same(runs[0][0][key], runs[1][0][key], key)
+    for name_ in runs[1][1]:
+        _same(runs[0][1][name_], runs[1][1][name_], name_)
+    for mine, theirs in zip(runs[0][3] if isinstance(runs[0][3], list) else [runs[0][3]],
+                            runs[1][3] if isinstance(runs[1][3], list) else [runs[1][3]]):
+        _same(mine, theirs, "predictions")
+    assert [graph.launches for graph in graphs] == [3]  # 16 rows: four full steps
+
+
+def _path(model, x, y):
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, epochs=1, batch_size=8)
+    return next(iter(model._cuda_paths.values()))
+
+
+def test_what_decides_on_the_host_each_step_runs_launch_by_launch(monkeypatch):
+    monkeypatch.setattr(cudafused, "ENABLED", False)
+    y = X[:, :1]
+    assert _path(Sequential([Dense(3), Dense(1)], input_shape=(6,), seed=1, device="cuda"), X, y).replayed
+    dropout = Sequential([Dense(3), Dropout(0.5), Dense(1)], input_shape=(6,), seed=1, device="cuda")
+    assert _path(dropout, X, y).replayed is None
+    no_rate = Sequential([Dense(3), Dropout(0.0), Dense(1)], input_shape=(6,), seed=1, device="cuda")
+    assert _path(no_rate, X, y).replayed is not None
+    recurrent = Sequential([SimpleRNN(2, recurrent_dropout=0.2), Dense(1)], input_shape=(3, 2), seed=1,
+                           device="cuda")
+    assert _path(recurrent, X.reshape(24, 3, 2), y).replayed is None
+    a, b = Input((3,), name="a"), Input((3,), name="b")
+    maximum = Model([a, b], Dense(1)(Maximum()([Dense(2)(a), Dense(2)(b)])), seed=1, device="cuda")
+    assert _path(maximum, {"a": X[:, :3], "b": X[:, 3:]}, y).replayed is None  # (its winners reset by a copy a step)
+    monkeypatch.setattr(cudagraph, "ENABLED", False)
+    assert _path(Sequential([Dense(3), Dense(1)], input_shape=(6,), seed=1, device="cuda"), X, y).replayed is None
+
+
+@pytest.mark.skipif(not SIMULATED, reason="the stand-in recorder is the simulator's")
+def test_a_recorder_that_fails_leaves_a_warning_and_the_step_by_step_bytes(monkeypatch):
+    monkeypatch.setattr(cudafused, "ENABLED", False)
+
+    def refuse(run):
+        raise RuntimeError("CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED")
+
+    monkeypatch.setattr(cudagraph, "recorder", lambda: None if cudagraph._FAILED[0] else refuse)
+    monkeypatch.setattr(cudagraph, "_FAILED", [None])
+    with pytest.warns(RuntimeWarning, match="recording them as a CUDA graph failed .*STREAM_CAPTURE_UNSUPPORTED"):
+        failed = _fit("convnet-maxpool-softmax", True, monkeypatch)
+    assert cudagraph._FAILED[0]
+    _assert_same_runs(failed, _fit("convnet-maxpool-softmax", False, monkeypatch))
+
+
+@pytest.mark.skipif(SIMULATED, reason="recording a real graph needs a real GPU (NNCTL_CUDA_TESTS=gpu)")
+@pytest.mark.parametrize("case", ["convnet-maxpool-softmax", "embedding-lstm-bce-adam"])
+def test_real_graphs_train_as_the_launches_do(case, monkeypatch):
+    monkeypatch.setattr(cudagraph, "_FAILED", [None])
+    replayed = _fit(case, True, monkeypatch)
+    assert cudagraph._FAILED[0] is None
+    _assert_same_runs(replayed, _fit(case, False, monkeypatch))
