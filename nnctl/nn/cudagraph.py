@@ -5,12 +5,11 @@ launches (a convnet's, a recurrent model's) then costs one driver call of host t
 numba-cuda's.
 
 Every step of a runner call, replayed or not, runs the same launches with the same arguments (`ReplayedSteps`):
-the batch's row numbers, the step's losses and outputs and the optimizer's step size are found on the device from
-the step number kept there, so the launches of one full step are those of the next (tested under the simulator,
-launch by launch). A model replays when nothing in its step is decided on the host each step (`replayable`):
-not with dropout (its masks are numbered by the host's step count), sparse input, shared layers, computed token
-ids, layers or losses run by their CPU code or on GPU arrays, or a streamed dataset; those run launch by launch
-as before. NNCTL_CUDA_GRAPHS=0 turns it off. Where recording fails (a driver that refuses), a warning says so and
+the batch's row numbers, the step's losses and outputs, the optimizer's step size and dropout's draw number are
+found on the device from the step number kept there, so the launches of one full step are those of the next
+(tested under the simulator, launch by launch). A model replays when nothing in its step is decided on the host
+each step (`replayable`): not with sparse input, shared layers, computed token ids, layers or losses run by
+their CPU code or on GPU arrays, or a streamed dataset; those run launch by launch as before. NNCTL_CUDA_GRAPHS=0 turns it off. Where recording fails (a driver that refuses), a warning says so and
 the steps run launch by launch.
 """
 
@@ -82,7 +81,16 @@ class ReplayedSteps:
                 ctx.k.place_rows(head.output(ctx, m), out, self.state, bs, first_row)
             ctx.k.record_step(self.values, table, self.state)
 
-        graph, full = None, 0
+        ctx.counter = (self.state, opt.iterations - first)  # dropout's draws numbered by the step on the device
+        try:
+            self._steps(step, n, first, last)
+        finally:
+            ctx.counter = None
+        opt.iterations += last - first
+
+    def _steps(self, step, n, first, last) -> None:
+        """step(m) for each step first..last−1: the second full one recorded, the later full ones replayed."""
+        bs, graph, full = self.ctx.batch_size, None, 0
         for s in range(first, last):
             m = min(n, (s + 1) * bs) - s * bs
             if m == bs:
@@ -95,7 +103,6 @@ class ReplayedSteps:
                     graph.launch()
                     continue
             step(m)
-        opt.iterations += last - first
 
     def _record(self, run):
         """run()'s graph, or None (recording unavailable or refused: then a warning, once a process)."""
@@ -107,5 +114,5 @@ class ReplayedSteps:
         except Exception as error:  # the driver's or cuda.core's: any refusal means launch by launch
             _FAILED[0] = f"{type(error).__name__}: {error}"
             warnings.warn(f"device cuda: the steps run launch by launch: recording them as a CUDA graph failed "
-                          f"({_FAILED[0]})", RuntimeWarning, stacklevel=4)
+                          f"({_FAILED[0]})", RuntimeWarning, stacklevel=5)
             return None

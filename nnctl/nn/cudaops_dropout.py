@@ -16,7 +16,6 @@ class DropoutOp(Op):
     def __init__(self, ctx, layer, index):
         super().__init__(ctx, layer, index)
         self.rate, self.key = layer.rate, dropout_key(ctx.model, index)
-        self.replayable = self.rate == 0  # (a step's masks are numbered by the host's step count)
         self.y, self.mask, self.dx = (self.buffer(self.in_shape) for _ in range(3))
         self.active = False
 
@@ -25,8 +24,7 @@ class DropoutOp(Op):
         if not self.active:
             return x
         size = m * _size(self.in_shape)
-        self.ctx.k.dropout_counter_forward(x.reshape(size), self.key, self.ctx.model.optimizer.iterations, self.rate,
-                                           self.y[:size], self.mask[:size])
+        draw(self.ctx, x.reshape(size), self.key, self.rate, self.y[:size], self.mask[:size])
         return self.y[:size].reshape((m,) + self.out_shape)
 
     def backward(self, dy, m, fused=False):
@@ -44,7 +42,17 @@ def draw_multipliers(ctx, key: int, rate: float, out) -> None:
     ones = getattr(ctx, "dropout_ones", None)  # one buffer of ones for every dropout op of the model
     if ones is None or ones.shape[0] < size:
         ones = ctx.dropout_ones = ctx.cuda.to_device(np.ones(size, np.float32))
-    ctx.k.dropout_counter_forward(ones[:size], key, ctx.model.optimizer.iterations, rate, out, out)
+    draw(ctx, ones[:size], key, rate, out, out)
+
+
+def draw(ctx, x, key: int, rate: float, y, mask) -> None:
+    """Dropout's counter-based draw numbered by the optimizer step: the host's count; or, in a step replayed as a
+    CUDA graph (nn/cudagraph.py), the count on the device (ctx.counter: the step-number array and the optimizer
+    step less the step number)."""
+    if ctx.counter is None:
+        ctx.k.dropout_counter_forward(x, key, ctx.model.optimizer.iterations, rate, y, mask)
+    else:
+        ctx.k.dropout_counter_forward_at(x, key, ctx.counter[0], ctx.counter[1], rate, y, mask)
 
 
 class SpatialDropoutOp(DropoutOp):

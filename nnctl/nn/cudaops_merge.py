@@ -36,7 +36,6 @@ class MergeOp(Op):
         if self.kind in ("maximum", "minimum"):  # which input gave each output value
             self.winner = self.buffer(self.out_shape, np.int32)
             self.no_winner = ctx.cuda.to_device(np.zeros(ctx.batch_size * self.size, np.int32))
-            self.replayable = False  # (a copy a step on the default stream)
         # The output's mask, when its inputs have some (a step's in a sample: its shape less the features), and
         # the all-true mask Concatenate gives an input without one.
         self.mask_shape = self.out_shape[:-1]
@@ -76,7 +75,8 @@ class MergeOp(Op):
         elif self.kind in ("maximum", "minimum"):
             k.copy_columns(xs[0].reshape(m, self.size), y.reshape(m, self.size), 0)
             winner = self.winner[:n]
-            winner.copy_to_device(self.no_winner[:n])  # input 0 until another beats it
+            # input 0 until another beats it (a copy by a kernel: a step replayed as a CUDA graph replays it)
+            k.copy_columns(self.view(self.no_winner, (m, self.size)), self.view(self.winner, (m, self.size)), 0)
             for i, x in enumerate(flat[1:], 1):
                 k.extremum_update(y, winner, x, i, self.kind == "maximum")
         elif self.kind == "multiply":

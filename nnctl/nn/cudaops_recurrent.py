@@ -41,7 +41,6 @@ class RecurrentOp(Op):
         self.act, self.ract = layer._codes()
         step = (self.steps, self.units)
         self.rate_in, self.rate_rec = layer.dropout, layer.recurrent_dropout
-        self.replayable = not (self.rate_in or self.rate_rec)  # (masks numbered by the host's step count)
         # Recurrent dropout masks each gate's state apart (the states of dU's GEMM: one block a gate); with input
         # dropout too, each gate's inputs apart (`groups` dropped copies of x).
         self.per_gate = bool(self.rate_rec) and layer.gates > 1
@@ -251,7 +250,6 @@ class BidirectionalOp(Op):
                      if self.mode == "ave" else None)
         self.dx = self.buffer(self.in_shape) if self.needs_dx else None
         self.penalties = self.ahead.penalties + self.back.penalties
-        self.replayable = self.ahead.replayable and self.back.replayable
 
     def out_mask(self, mask):
         return mask if self.layer.return_sequences else None

@@ -158,6 +158,7 @@ class CudaPath:
         self._data: list = []  # [(host Dataset or input, its device copies)], the last two seen
         self.whole = whole_steps(self)  # a Dense model's steps in one launch (nn/cudafused.py), or None
         self.head_losses = self.penalties = None
+        self.counter = None  # while steps are replayed: the device's step number for dropout (nn/cudagraph.py)
         # Else the steps replayed as a CUDA graph (nn/cudagraph.py), where nothing in them is decided on the host.
         self.replayed = ReplayedSteps(self) if replayable(self) else None
 

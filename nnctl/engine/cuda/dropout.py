@@ -23,17 +23,30 @@ def draw_state(key: int, counter: int) -> np.uint64:
     return np.uint64((key ^ (counter * int(_M1))) % (1 << 64))
 
 
+@cuda.jit(device=True)
+def _drop(x, state, rate, scale, y, mask, i):
+    """Element i of the draw whose state is `state` (the kernels' cell)."""
+    z = state + (np.uint64(i) + _ONE) * _GOLDEN
+    z = (z ^ (z >> _S30)) * _M2
+    z = (z ^ (z >> _S27)) * _M3
+    z = z ^ (z >> _S31)
+    uniform = np.float32(z >> _S40) * np.float32(1.0 / 16777216.0)
+    mask[i] = scale if uniform >= rate else np.float32(0.0)
+    y[i] = x[i] * mask[i]
+
+
 @cuda.jit(**KERNEL)
 def _dropout_counter(x, state, rate, scale, y, mask):
     i = cuda.grid(1)
     if i < x.shape[0]:
-        z = state + (np.uint64(i) + _ONE) * _GOLDEN
-        z = (z ^ (z >> _S30)) * _M2
-        z = (z ^ (z >> _S27)) * _M3
-        z = z ^ (z >> _S31)
-        uniform = np.float32(z >> _S40) * np.float32(1.0 / 16777216.0)
-        mask[i] = scale if uniform >= rate else np.float32(0.0)
-        y[i] = x[i] * mask[i]
+        _drop(x, state, rate, scale, y, mask, i)
+
+
+@cuda.jit(**KERNEL)
+def _dropout_counter_at(x, key, steps, offset, rate, scale, y, mask):
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        _drop(x, key ^ (np.uint64(steps[0] + offset) * _M1), rate, scale, y, mask, i)
 
 
 def dropout_counter_forward(x, key, counter, rate, y, mask):
@@ -43,4 +56,11 @@ def dropout_counter_forward(x, key, counter, rate, y, mask):
                                              np.float32(1.0 / (1.0 - rate)), y, mask)
 
 
-KERNELS = ("dropout_counter_forward",)
+def dropout_counter_forward_at(x, key, steps, offset, rate, y, mask):
+    """dropout_counter_forward for the draw numbered steps[0] + offset, read on the device (`steps`: an int64
+    device array of one; the same launch serves every step of a recorded CUDA graph, graphs.py)."""
+    _dropout_counter_at[on(*grid1(x.shape[0]))](x, np.uint64(key % (1 << 64)), steps, np.int64(offset),
+                                                np.float32(rate), np.float32(1.0 / (1.0 - rate)), y, mask)
+
+
+KERNELS = ("dropout_counter_forward", "dropout_counter_forward_at")

@@ -4,10 +4,10 @@ which cannot record graphs: a stand-in recorder notes a full step's launches wit
 device buffers, shapes and scalars) that were recorded — what a replayed graph would launch — and that nothing
 inside it copies between host and device, allocates device memory or hands a kernel a host array. The runs give
 the bytes of the launch-by-launch steps (losses, weights, optimizer slots, predictions) for convolutions,
-normalization, recurrent layers, masks, embeddings, regularizers, clipping, several outputs and each optimizer
-family; the models that cannot replay are told apart; and a recorder that fails leaves a warning and the
-launch-by-launch steps. Run by tests/engine/test_cuda_sim.py (on a GPU, NNCTL_CUDA_TESTS=gpu, the graphs are real
-and the runs agree to float32 rounding)."""
+normalization, recurrent layers, masks, embeddings, dropout of each kind (its draws numbered on the device),
+regularizers, clipping, several outputs and each optimizer family; the models that cannot replay are told apart;
+and a recorder that fails leaves a warning and the launch-by-launch steps. Run by tests/engine/test_cuda_sim.py
+(on a GPU, NNCTL_CUDA_TESTS=gpu, the graphs are real and the runs agree to float32 rounding)."""
 
 from __future__ import annotations
 
@@ -19,15 +19,27 @@ import pytest
 from nnctl.engine.cuda import launch
 from nnctl.nn import cudafused, cudagraph
 from nnctl.nn.functional import Input, Model
-from nnctl.nn.layers import Dense, Dropout, Maximum, SimpleRNN
+from nnctl.nn.layers import (LSTM, Bidirectional, Conv1D, Conv2D, Dense, Dropout, Flatten, Maximum, Minimum,
+                               SimpleRNN, SpatialDropout2D)
 from nnctl.nn.model import Sequential
 from tests.engine.cuda_sim.test_cuda_outputs import GRAPHS
-from tests.engine.cuda_sim.test_cuda_training import CASES, X
+from tests.engine.cuda_sim.test_cuda_training import CASES, IMAGES, SEQUENCES, X, X_SPARSE
+
+# Dropout of each kind: its draws numbered by the step number on the device.
+DROPPING = {"dropout-adam": (X, lambda x: x[:, :1] - x[:, 1:2],
+                             lambda: [Dense(6, activation="relu"), Dropout(0.5), Dense(1)], "adam", "mse"),
+            "spatial-2d-rmsprop": (IMAGES, lambda x: x[:, 0, 0, :1],
+                                   lambda: [Conv2D(3, 2), SpatialDropout2D(0.4), Flatten(), Dense(1)], "rmsprop",
+                                   "mse"),
+            "bidirectional-lstm-both-dropouts": (SEQUENCES, lambda x: x[:, -1, :1],
+                                                 lambda: [Conv1D(3, 1), Bidirectional(LSTM(2, dropout=0.3,
+                                                                                           recurrent_dropout=0.3)),
+                                                          Dense(1)], "adam", "mse")}
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 REPLAYED = ["dense-mse-rmsprop-l2", "softmax-sparse-cce-sgd-clipnorm", "unfused-huber-adagrad",
             "convnet-maxpool-softmax", "conv-batchnorm-frozen-dense-layernorm", "embedding-lstm-bce-adam",
-            "gru-sequences-bias-and-not", "masked-bidirectional-and-backwards-lstm"]
+            "gru-sequences-bias-and-not", "masked-bidirectional-and-backwards-lstm", *DROPPING]
 
 
 def _identity(arg):
@@ -109,7 +121,7 @@ def graphs(monkeypatch):
 
 
 def _fit(case, replay, monkeypatch, epochs=2):
-    x, target, layers, optimizer, loss = CASES[case]
+    x, target, layers, optimizer, loss = {**CASES, **DROPPING}[case]
     monkeypatch.setattr(cudagraph, "ENABLED", replay)
     model = Sequential(layers(), input_shape=x.shape[1:], seed=3, device="cuda")
     model.compile(optimizer=optimizer, loss=loss)
@@ -145,19 +157,31 @@ def test_replayed_steps_launch_what_they_recorded_and_give_the_step_by_step_byte
     replayed = _fit(case, True, monkeypatch)
     stepped = _fit(case, False, monkeypatch)
     _assert_same_runs(replayed, stepped)
-    full = (len(CASES[case][0]) + 5) // 8
+    full = (len({**CASES, **DROPPING}[case][0]) + 5) // 8
     # A graph an epoch, recorded at the second full step and launched for it and each full step after.
     assert [graph.launches for graph in graphs] == [full - 1] * 2
 
 
+def _maximum_and_minimum(device):
+    """Two inputs, their Maximum and Minimum (which input won each value: reset a step by a kernel), an L1
+    penalty, two outputs."""
+    a, b = Input((3,), name="a"), Input((3,), name="b")
+    left, right = Dense(4, activation="tanh")(a), Dense(4, kernel_regularizer={"type": "l1", "l1": 0.01})(b)
+    high, low = Dense(1, name="high")(Maximum()([left, right])), Dense(1, name="low")(Minimum()([left, right]))
+    model = Model([a, b], [high, low], seed=3, device=device)
+    x = {"a": X[:16, :3], "b": X[:16, 3:]}
+    y = {"high": X[:16, :1], "low": X[:16, 3:4]}
+    return model, x, y, dict(optimizer="rmsprop", loss="mse", loss_weights={"high": 1.0, "low": 0.5})
+
+
 @pytest.mark.skipif(not SIMULATED, reason="the stand-in recorder is the simulator's")
-@pytest.mark.parametrize("name", list(GRAPHS))
+@pytest.mark.parametrize("name", [*GRAPHS, "maximum-and-minimum"])
 def test_several_inputs_and_outputs_replay_to_the_same_bytes(name, graphs, monkeypatch):
     """Each output's weighted loss and the penalties go to their own rows of the step's table."""
     runs = []
     for replay in (True, False):
         monkeypatch.setattr(cudagraph, "ENABLED", replay)
-        model, x, y, compiled = GRAPHS[name]("cuda")
+        model, x, y, compiled = {**GRAPHS, "maximum-and-minimum": _maximum_and_minimum}[name]("cuda")
         model.compile(**compiled)
         history = model.fit(x, y, epochs=1, batch_size=4)
         runs.append((history, model.get_weights(), [s.copy() for s in model.optimizer.slots], model.predict(x)))
@@ -183,15 +207,16 @@ def test_what_decides_on_the_host_each_step_runs_launch_by_launch(monkeypatch):
     y = X[:, :1]
     assert _path(Sequential([Dense(3), Dense(1)], input_shape=(6,), seed=1, device="cuda"), X, y).replayed
     dropout = Sequential([Dense(3), Dropout(0.5), Dense(1)], input_shape=(6,), seed=1, device="cuda")
-    assert _path(dropout, X, y).replayed is None
-    no_rate = Sequential([Dense(3), Dropout(0.0), Dense(1)], input_shape=(6,), seed=1, device="cuda")
-    assert _path(no_rate, X, y).replayed is not None
+    assert _path(dropout, X, y).replayed is not None  # (its draws numbered on the device)
     recurrent = Sequential([SimpleRNN(2, recurrent_dropout=0.2), Dense(1)], input_shape=(3, 2), seed=1,
                            device="cuda")
-    assert _path(recurrent, X.reshape(24, 3, 2), y).replayed is None
+    assert _path(recurrent, X.reshape(24, 3, 2), y).replayed is not None
+    sparse = Sequential([Dense(3), Dense(1)], input_shape=(40,), seed=1, device="cuda")
+    assert _path(sparse, X_SPARSE, y).replayed is None  # (read as CSR: a batch's non-zeros counted on the host)
     a, b = Input((3,), name="a"), Input((3,), name="b")
-    maximum = Model([a, b], Dense(1)(Maximum()([Dense(2)(a), Dense(2)(b)])), seed=1, device="cuda")
-    assert _path(maximum, {"a": X[:, :3], "b": X[:, 3:]}, y).replayed is None  # (its winners reset by a copy a step)
+    shared = Dense(2)
+    twice = Model([a, b], Dense(1)(Maximum()([shared(a), shared(b)])), seed=1, device="cuda")
+    assert _path(twice, {"a": X[:, :3], "b": X[:, 3:]}, y).replayed is None  # (a shared layer's gradients copied)
     monkeypatch.setattr(cudagraph, "ENABLED", False)
     assert _path(Sequential([Dense(3), Dense(1)], input_shape=(6,), seed=1, device="cuda"), X, y).replayed is None
 
