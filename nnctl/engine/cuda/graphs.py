@@ -92,10 +92,15 @@ def record(run) -> Graph | None:
         STREAM[0] = builder.stream
         try:
             run()
-        finally:
+        except BaseException:  # the error run() raised, not the one ending a broken recording would
             STREAM[0] = 0
-            builder.end_building()
-        graph = builder.complete()
+            try:
+                builder.end_building()
+            except Exception:
+                pass
+            raise
+        STREAM[0] = 0
+        graph = builder.end_building().complete()
     if generation != GENERATION[0]:
         graph.close()
         return None

@@ -12,6 +12,7 @@ and a recorder that fails leaves a warning and the launch-by-launch steps. Run b
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -243,3 +244,70 @@ def test_real_graphs_train_as_the_launches_do(case, monkeypatch):
     replayed = _fit(case, True, monkeypatch)
     assert cudagraph._FAILED[0] is None
     _assert_same_runs(replayed, _fit(case, False, monkeypatch))
+
+
+class _Recording:
+    """Stands in for cuda.core (no GPU here): what `graphs.record` asks of its device, stream, graph builder and
+    graph, in order."""
+
+    def __init__(self):
+        self.events = []
+        self.LEGACY_DEFAULT_STREAM = "default stream"
+        recording = self
+
+        class Graph:
+            def launch(self, stream):
+                recording.events.append(("launch", stream))
+
+            def close(self):
+                recording.events.append("close")
+
+        class Builder:
+            stream = "recording stream"
+
+            def begin_building(self, mode):
+                recording.events.append(("begin", mode))
+                return self
+
+            def end_building(self):
+                recording.events.append("end")
+                return self
+
+            def complete(self):
+                recording.events.append("complete")
+                return Graph()
+
+        class Device:
+            def set_current(self):
+                recording.events.append("current")
+
+            def create_stream(self):
+                return type("Stream", (), {"create_graph_builder": lambda stream: Builder()})()
+
+        self.Device = Device
+
+
+def test_recording_sends_the_launches_to_its_stream_and_hands_back_the_graph(monkeypatch):
+    from nnctl.engine.cuda import graphs
+
+    core = _Recording()
+    monkeypatch.setitem(sys.modules, "cuda.core", core)
+    graph = graphs.record(lambda: core.events.append(("run on", launch.STREAM[0])))
+    assert core.events == ["current", ("begin", "thread_local"), ("run on", "recording stream"), "end", "complete"]
+    assert launch.STREAM[0] == 0 and graph.valid()
+    graph.launch()
+    assert core.events[-1] == ("launch", "default stream")
+    launch.scratch("a buffer no step had before", 3)  # (a scratch buffer replaced: the graph holds its old address)
+    assert not graph.valid()
+
+    core.events.clear()
+    assert graphs.record(lambda: launch.scratch("another new buffer", 5)) is None  # allocated while recording
+    assert core.events[-2:] == ["complete", "close"] and launch.STREAM[0] == 0
+
+    def fails():
+        raise ValueError("a kernel refused")
+
+    core.events.clear()
+    with pytest.raises(ValueError, match="a kernel refused"):
+        graphs.record(fails)
+    assert core.events[-1] == "end" and launch.STREAM[0] == 0
