@@ -89,6 +89,10 @@ for name, (layers, x, y, batch, loss) in cases.items():
         replayed = next(iter(model._cuda_paths.values())).replayed is not None and not cudagraph._FAILED[0]
         print(f"{name}, graphs {'on' if graphs else 'off'}: replayed {replayed}, ms a step "
               f"{[round(1000 * t * batch / len(x), 3) for t in times]}, warnings {[str(w.message)[:300] for w in seen]}")
+        if cudagraph._ERROR[0] is not None:  # where recording failed
+            import traceback
+            traceback.print_exception(cudagraph._ERROR[0])
+            cudagraph._ERROR[0] = None
 PY
 echo "set-up, smoke and probes: $(( $(date +%s) - began )) s" | tee -a "$OUT/gpu.txt"
 

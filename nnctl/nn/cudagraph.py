@@ -9,8 +9,9 @@ the batch's row numbers, the step's losses and outputs, the optimizer's step siz
 found on the device from the step number kept there, so the launches of one full step are those of the next
 (tested under the simulator, launch by launch). A model replays when nothing in its step is decided on the host
 each step (`replayable`): not with sparse input, shared layers, computed token ids, layers or losses run by
-their CPU code or on GPU arrays, or a streamed dataset; those run launch by launch as before. NNCTL_CUDA_GRAPHS=0 turns it off. Where recording fails (a driver that refuses), a warning says so and
-the steps run launch by launch.
+their CPU code or on GPU arrays, or a streamed dataset; those run launch by launch as before.
+NNCTL_CUDA_GRAPHS=0 turns it off. Where recording fails (a driver that refuses), a warning says so and the steps
+run launch by launch.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from nnctl.nn.cudaviews import first_rows
 
 ENABLED = os.environ.get("NNCTL_CUDA_GRAPHS", "1") != "0"
 _FAILED: list = [None]  # why recording failed in this process (later paths then do not try)
+_ERROR: list = [None]  # the error itself, traceback and all (bench/gpu_check.sh prints it)
 
 
 def replayable(ctx) -> bool:
@@ -112,7 +114,7 @@ class ReplayedSteps:
         try:
             return record(run)
         except Exception as error:  # the driver's or cuda.core's: any refusal means launch by launch
-            _FAILED[0] = f"{type(error).__name__}: {error}"
+            _FAILED[0], _ERROR[0] = f"{type(error).__name__}: {error}", error
             warnings.warn(f"device cuda: the steps run launch by launch: recording them as a CUDA graph failed "
                           f"({_FAILED[0]})", RuntimeWarning, stacklevel=5)
             return None

@@ -65,9 +65,10 @@ class Graph:
     """A recorded step (cuda.core's Graph), launched on the default stream."""
 
     def __init__(self, graph, generation: int):
-        from cuda.core import LEGACY_DEFAULT_STREAM
+        from cuda.core import Stream
 
-        self.graph, self.generation, self.stream = graph, generation, LEGACY_DEFAULT_STREAM
+        # The default stream as numba-cuda launches on it (handle 0), in every cuda.core it supports.
+        self.graph, self.generation, self.stream = graph, generation, Stream.from_handle(0)
 
     def valid(self) -> bool:
         """False once a scratch buffer it reads was replaced (its address is in the graph)."""

@@ -252,7 +252,7 @@ class _Recording:
 
     def __init__(self):
         self.events = []
-        self.LEGACY_DEFAULT_STREAM = "default stream"
+        self.Stream = type("Stream", (), {"from_handle": staticmethod(lambda handle: f"stream {handle}")})
         recording = self
 
         class Graph:
@@ -296,7 +296,7 @@ def test_recording_sends_the_launches_to_its_stream_and_hands_back_the_graph(mon
     assert core.events == ["current", ("begin", "thread_local"), ("run on", "recording stream"), "end", "complete"]
     assert launch.STREAM[0] == 0 and graph.valid()
     graph.launch()
-    assert core.events[-1] == ("launch", "default stream")
+    assert core.events[-1] == ("launch", "stream 0")  # the default stream
     launch.scratch("a buffer no step had before", 3)  # (a scratch buffer replaced: the graph holds its old address)
     assert not graph.valid()
 
