@@ -23,7 +23,7 @@ import os
 import numpy as np
 
 from nnctl.engine import settings
-from nnctl.engine.cpu.optim import CLIP_NONE, LR, WEIGHT_DECAY
+from nnctl.engine.cpu.optim import CLIP_NONE
 
 ENABLED = os.environ.get("NNCTL_CUDA_FUSED", "1") != "0"
 GRID = os.environ.get("NNCTL_CUDA_FUSED", "1") != "block"  # the cooperative-grid form (tests turn it on and off)
@@ -117,12 +117,14 @@ class WholeSteps:
 
     def _launch(self, training, x, order, first, last, step_losses, out, logits, out_first, opt, step_sizes,
                 data=None):
+        from nnctl.engine.cuda.optim import update_scalars
+
         ctx, head = self.ctx, self.head
         if opt is None:  # inference without a compiled model
             code, hp, slots = 0, np.zeros(8), [self.no_slot] * 3
         else:
             code, hp, slots = opt.code, opt.hyperparameters(), ctx.slots
-        f32 = np.float32
+        lr, keep, a, b, c, d = update_scalars(hp)
         sparse = bool(training and head.loss.sparse)
         target_data = data.get("target0", self.no_targets) if data else self.no_targets
         labels_data = data.get("labels0", self.no_ids) if data else self.no_ids
@@ -132,8 +134,7 @@ class WholeSteps:
             self.dbiases, self.zs, self.ys, self.dzs, self.dxs, self.acts, self.alphas,
             head.code if training else 0, float(head.loss.delta) if training else 0.0, bool(head.fused), sparse,
             target_data, labels_data, weight_data, self.target, self.labels, self.weight, self.grad,
-            self.sample_losses, step_losses, out, logits, out_first, code, f32(hp[LR]),
-            f32(1.0 - hp[LR] * hp[WEIGHT_DECAY]), step_sizes, f32(hp[2]), f32(hp[3]), f32(hp[4]), f32(hp[5]),
+            self.sample_losses, step_losses, out, logits, out_first, code, lr, keep, step_sizes, a, b, c, d,
             ctx.values, ctx.grads, *slots)
         while True:
             try:

@@ -157,10 +157,11 @@ class CudaPath:
                       for f, ids in zip(self.features, self.ids)]
         self._data: list = []  # [(host Dataset or input, its device copies)], the last two seen
         self.whole = whole_steps(self)  # a Dense model's steps in one launch (nn/cudafused.py), or None
-        self.head_losses = self.penalties = None
-        self.counter = None  # while steps are replayed: the device's step number for dropout (nn/cudagraph.py)
-        # Else the steps replayed as a CUDA graph (nn/cudagraph.py), where nothing in them is decided on the host.
+        # Else (or where the GPU refuses that launch) the steps replayed as a CUDA graph (nn/cudagraph.py), where
+        # nothing in them is decided on the host; `counter` their step number on the device, for dropout.
         self.replayed = ReplayedSteps(self) if replayable(self) else None
+        self.counter = None
+        self.head_losses = self.penalties = None  # (a call's per-step losses of several outputs: `train`)
 
     def needs_dx(self, index: int) -> bool:
         """Whether node `index` reads another layer's output (the model's input takes no gradient)."""

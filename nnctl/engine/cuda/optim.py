@@ -232,11 +232,15 @@ def optimizer_step(code, hp, iteration, offsets, params, grads, slot1, slot2, sl
     if clip_mode != CLIP_NONE:
         clip_gradients(offsets, grads, clip_mode, clip)
     hp = _host(hp)
+    lr, keep, a, b, c, d = update_scalars(hp)
+    _update[on(*grid1(params.shape[0]))](code, lr, keep, step_size(code, hp, iteration), a, b, c, d, params, grads,
+                                         slot1, slot2, slot3)
+
+
+def update_scalars(hp) -> tuple:
+    """The update's float32 scalars from the `hp` vector: learning rate, weight kept (decay), the optimizer's own."""
     f32 = np.float32
-    lr, keep = f32(hp[LR]), f32(1.0 - hp[LR] * hp[WEIGHT_DECAY])
-    alpha = step_size(code, hp, iteration)
-    _update[on(*grid1(params.shape[0]))](code, lr, keep, alpha, f32(hp[2]), f32(hp[3]), f32(hp[4]), f32(hp[5]),
-                                         params, grads, slot1, slot2, slot3)
+    return (f32(hp[LR]), f32(1.0 - hp[LR] * hp[WEIGHT_DECAY])) + tuple(f32(hp[i]) for i in range(2, 6))
 
 
 @cuda.jit(**KERNEL)
@@ -252,11 +256,9 @@ def optimizer_step_at(code, hp, step_sizes, state, first, offsets, params, grads
     (the same launch serves every step of a recorded graph, nnctl/engine/cuda/graphs.py)."""
     if clip_mode != CLIP_NONE:
         clip_gradients(offsets, grads, clip_mode, clip)
-    hp = _host(hp)
-    f32 = np.float32
-    lr, keep = f32(hp[LR]), f32(1.0 - hp[LR] * hp[WEIGHT_DECAY])
-    _update_at[on(*grid1(params.shape[0]))](code, lr, keep, step_sizes, state, first, f32(hp[2]), f32(hp[3]),
-                                            f32(hp[4]), f32(hp[5]), params, grads, slot1, slot2, slot3)
+    lr, keep, a, b, c, d = update_scalars(_host(hp))
+    _update_at[on(*grid1(params.shape[0]))](code, lr, keep, step_sizes, state, first, a, b, c, d, params, grads,
+                                            slot1, slot2, slot3)
 
 
 KERNELS = ("sum_squares", "regularize", "clip_gradients", "optimizer_step", "optimizer_step_at")
