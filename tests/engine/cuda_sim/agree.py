@@ -1,9 +1,34 @@
 """The CUDA path's runs against the CPU's, for the simulator tests that train a model on both: `fit_on_both` trains
-it on each, `assert_runs_agree` compares them."""
+it on each, `assert_runs_agree` compares them; and two forms of the CUDA path against each other (`same`,
+`assert_same_runs`: the same bytes under the simulator)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+
+SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def same(mine, theirs, label) -> None:
+    """The same bytes under the simulator; on a GPU, where cuBLAS and the compiler choose, to float32 rounding."""
+    if SIMULATED:
+        assert np.asarray(mine).tobytes() == np.asarray(theirs).tobytes(), label
+    else:
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-7, err_msg=label)
+
+
+def assert_same_runs(mine, theirs) -> None:
+    """mine, theirs: (history, weights by name, optimizer slots, predictions) of two forms of one run."""
+    for key in theirs[0]:
+        if key != "epoch_time":
+            same(mine[0][key], theirs[0][key], key)
+    for name in theirs[1]:
+        same(mine[1][name], theirs[1][name], name)
+    for index, (slot, other) in enumerate(zip(mine[2], theirs[2])):
+        same(slot, other, f"slot {index}")
+    same(mine[3], theirs[3], "predictions")
 
 
 def assert_runs_agree(gpu, cpu) -> None:

@@ -7,8 +7,6 @@ NNCTL_CUDA_TESTS=gpu, where cuBLAS and the compiler's choices make the two paths
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -16,10 +14,10 @@ from nnctl.engine import settings
 from nnctl.nn import cudafused
 from nnctl.nn.layers import Dense, Dropout, Flatten
 from nnctl.nn.model import Sequential
+from tests.engine.cuda_sim.agree import assert_same_runs, same
 
 RNG = np.random.default_rng(23)
 X = RNG.standard_normal((21, 5)).astype(np.float32)  # batches of 8, 8 and 5
-SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 CASES = {  # name: (layers, optimizer, loss, target of x)
     "relu-linear-mse-rmsprop": (lambda: [Dense(6, activation="relu"), Dense(6, activation="relu"), Dense(1)],
                                 "rmsprop", "mse", lambda x: x[:, :1] - x[:, 1:2]),
@@ -56,25 +54,11 @@ def _run(case, fused, monkeypatch, epochs=2, weights=None):
     return history, model.get_weights(), [s.copy() for s in model.optimizer.slots], model.predict(X[:11]), model
 
 
-def _same(mine, theirs, label):
-    if SIMULATED:
-        assert np.asarray(mine).tobytes() == np.asarray(theirs).tobytes(), label
-    else:
-        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-7, err_msg=label)
-
-
 @pytest.mark.parametrize("case", list(CASES))
 def test_one_launch_gives_the_layer_by_layer_bytes(case, form, monkeypatch):
     weights = RNG.uniform(0.5, 1.5, len(X)).astype(np.float32) if case.startswith("relu") else None
     whole, layered = _run(case, True, monkeypatch, weights=weights), _run(case, False, monkeypatch, weights=weights)
-    for key in layered[0]:
-        if key != "epoch_time":
-            _same(whole[0][key], layered[0][key], key)
-    for name in layered[1]:
-        _same(whole[1][name], layered[1][name], name)
-    for index, (mine, theirs) in enumerate(zip(whole[2], layered[2])):
-        _same(mine, theirs, f"slot {index}")
-    _same(whole[3], layered[3], "predictions")
+    assert_same_runs(whole, layered)
     assert whole[4].optimizer.iterations == layered[4].optimizer.iterations == 6
 
 
@@ -90,10 +74,10 @@ def test_a_leading_flatten_is_one_launch_too(form, monkeypatch):
         history = model.fit(images, labels, epochs=2, batch_size=8)
         assert (next(iter(model._cuda_paths.values())).whole is not None) is fused
         runs.append((history["loss"], model.get_weights(), model.predict(images)))
-    _same(runs[0][0], runs[1][0], "loss")
+    same(runs[0][0], runs[1][0], "loss")
     for name in runs[1][1]:
-        _same(runs[0][1][name], runs[1][1][name], name)
-    _same(runs[0][2], runs[1][2], "predictions")
+        same(runs[0][1][name], runs[1][1][name], name)
+    same(runs[0][2], runs[1][2], "predictions")
 
 
 def test_an_epoch_is_one_launch(monkeypatch):
@@ -145,9 +129,9 @@ def test_a_grid_too_large_for_the_gpu_is_halved_and_one_refused_goes_layer_by_la
     assert next(iter(model._cuda_paths.values())).whole is None and cudafused._REFUSED[0]
     for run in (halved, layered):
         for key in ("loss", "val_loss"):
-            _same(history[key], run[0][key], key)
+            same(history[key], run[0][key], key)
         for name in run[1]:
-            _same(model.get_weights()[name], run[1][name], name)
+            same(model.get_weights()[name], run[1][name], name)
 
 
 @pytest.mark.parametrize("layers, compiled, batch", [

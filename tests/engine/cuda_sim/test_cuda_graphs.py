@@ -23,6 +23,7 @@ from nnctl.nn.functional import Input, Model
 from nnctl.nn.layers import (LSTM, Bidirectional, Conv1D, Conv2D, Dense, Dropout, Flatten, Maximum, Minimum,
                                SimpleRNN, SpatialDropout2D)
 from nnctl.nn.model import Sequential
+from tests.engine.cuda_sim.agree import assert_same_runs, same
 from tests.engine.cuda_sim.test_cuda_outputs import GRAPHS
 from tests.engine.cuda_sim.test_cuda_training import CASES, IMAGES, SEQUENCES, X, X_SPARSE
 
@@ -134,30 +135,12 @@ def _fit(case, replay, monkeypatch, epochs=2):
     return history, model.get_weights(), [s.copy() for s in model.optimizer.slots], model.predict(x[:7])
 
 
-def _same(mine, theirs, label):
-    if SIMULATED:
-        assert np.asarray(mine).tobytes() == np.asarray(theirs).tobytes(), label
-    else:
-        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-7, err_msg=label)
-
-
-def _assert_same_runs(replayed, stepped):
-    for key in stepped[0]:
-        if key != "epoch_time":
-            _same(replayed[0][key], stepped[0][key], key)
-    for name in stepped[1]:
-        _same(replayed[1][name], stepped[1][name], name)
-    for index, (mine, theirs) in enumerate(zip(replayed[2], stepped[2])):
-        _same(mine, theirs, f"slot {index}")
-    _same(replayed[3], stepped[3], "predictions")
-
-
 @pytest.mark.skipif(not SIMULATED, reason="the stand-in recorder is the simulator's")
 @pytest.mark.parametrize("case", REPLAYED)
 def test_replayed_steps_launch_what_they_recorded_and_give_the_step_by_step_bytes(case, graphs, monkeypatch):
     replayed = _fit(case, True, monkeypatch)
     stepped = _fit(case, False, monkeypatch)
-    _assert_same_runs(replayed, stepped)
+    assert_same_runs(replayed, stepped)
     full = (len({**CASES, **DROPPING}[case][0]) + 5) // 8
     # A graph an epoch, recorded at the second full step and launched for it and each full step after.
     assert [graph.launches for graph in graphs] == [full - 1] * 2
@@ -188,12 +171,12 @@ def test_several_inputs_and_outputs_replay_to_the_same_bytes(name, graphs, monke
         runs.append((history, model.get_weights(), [s.copy() for s in model.optimizer.slots], model.predict(x)))
     for key in runs[1][0]:
         if key != "epoch_time":
-            _same(runs[0][0][key], runs[1][0][key], key)
+            same(runs[0][0][key], runs[1][0][key], key)
     for name_ in runs[1][1]:
-        _same(runs[0][1][name_], runs[1][1][name_], name_)
+        same(runs[0][1][name_], runs[1][1][name_], name_)
     for mine, theirs in zip(runs[0][3] if isinstance(runs[0][3], list) else [runs[0][3]],
                             runs[1][3] if isinstance(runs[1][3], list) else [runs[1][3]]):
-        _same(mine, theirs, "predictions")
+        same(mine, theirs, "predictions")
     assert [graph.launches for graph in graphs] == [3]  # 16 rows: four full steps
 
 
@@ -234,7 +217,7 @@ def test_a_recorder_that_fails_leaves_a_warning_and_the_step_by_step_bytes(monke
     with pytest.warns(RuntimeWarning, match="recording them as a CUDA graph failed .*STREAM_CAPTURE_UNSUPPORTED"):
         failed = _fit("convnet-maxpool-softmax", True, monkeypatch)
     assert cudagraph._FAILED[0]
-    _assert_same_runs(failed, _fit("convnet-maxpool-softmax", False, monkeypatch))
+    assert_same_runs(failed, _fit("convnet-maxpool-softmax", False, monkeypatch))
 
 
 @pytest.mark.skipif(SIMULATED, reason="recording a real graph needs a real GPU (NNCTL_CUDA_TESTS=gpu)")
@@ -243,7 +226,7 @@ def test_real_graphs_train_as_the_launches_do(case, monkeypatch):
     monkeypatch.setattr(cudagraph, "_FAILED", [None])
     replayed = _fit(case, True, monkeypatch)
     assert cudagraph._FAILED[0] is None
-    _assert_same_runs(replayed, _fit(case, False, monkeypatch))
+    assert_same_runs(replayed, _fit(case, False, monkeypatch))
 
 
 class _Recording:
