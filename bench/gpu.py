@@ -165,10 +165,13 @@ def torch_epoch(key, x, y, where="cuda"):
 def op_times(fit) -> None:
     """One epoch with every device op's forward and backward, each output's loss step and the whole step (or a
     small Dense model's one-launch steps) timed between two synchronizations (so each figure holds its launches and
-    its GPU time); prints the table."""
+    its GPU time); prints the table. The steps run launch by launch (a synchronization cannot be recorded into a
+    CUDA graph)."""
     import importlib
 
     from numba import cuda
+
+    from nnctl.nn import cudagraph
 
     for name in ("cudaops", "cudaops_dropout", "cudaops_embedding", "cudaops_masks", "cudaops_merge",
                  "cudaops_nested", "cudaops_recurrent", "cudaops_tape", "cudaops_host"):
@@ -200,9 +203,11 @@ def op_times(fit) -> None:
     originals = [(cls, name, vars(cls)[name]) for cls, name in targets]
     for cls, name, method in originals:
         setattr(cls, name, timed(f"{cls.__name__}.{name}", method))
+    recorder, cudagraph.recorder = cudagraph.recorder, lambda: None
     try:
         seconds, _ = fit(1)
     finally:
+        cudagraph.recorder = recorder
         for cls, name, method in originals:
             setattr(cls, name, method)
     print(f"op times over one epoch of {1000 * seconds[0]:.0f} ms (synchronized around each):")
