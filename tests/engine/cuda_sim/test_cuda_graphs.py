@@ -189,6 +189,7 @@ def _path(model, x, y):
 def test_what_decides_on_the_host_each_step_runs_launch_by_launch(monkeypatch):
     monkeypatch.setattr(cudafused, "ENABLED", False)
     y = X[:, :1]
+    monkeypatch.setattr(cudagraph, "ENABLED", True)  # (whatever NNCTL_CUDA_GRAPHS says)
     assert _path(Sequential([Dense(3), Dense(1)], input_shape=(6,), seed=1, device="cuda"), X, y).replayed
     dropout = Sequential([Dense(3), Dropout(0.5), Dense(1)], input_shape=(6,), seed=1, device="cuda")
     assert _path(dropout, X, y).replayed is not None  # (its draws numbered on the device)
