@@ -5,7 +5,7 @@
 #   1. (together) the CUDA tests on the real GPU, and bench/gpu_book.py: the book's configs on the GPU
 #      (CPU-vs-GPU agreement, then fidelity over the fixed seeds);
 #   2. (alone) bench/gpu.py against PyTorch CUDA eager, one workload a process.
-# Logs under $OUT: gpu.txt, gpu_tests.log, gpu_book.log, gpu_bench.log. PHASE1_S: phase 1's length; BOOK_ARGS:
+# Logs under $OUT: gpu.txt, graphs.txt, gpu_tests.log, gpu_book.log, gpu_bench.log. PHASE1_S: phase 1's length; BOOK_ARGS:
 # gpu_book.py's choice (default: the MNIST and Boston MLPs, now one launch an epoch, and what session 20's run left
 # unmeasured, the recurrent and convolutional recipes, over three seeds; "" for everything); BENCH_JOBS: workload:epochs:rounds:seconds[:rows] a process (a workload
 # named WORKLOAD-layered runs with NNCTL_CUDA_FUSED=0: a small model's steps without the one-launch epoch, that is,
