@@ -12,7 +12,7 @@ dataset) on the device, and brings back only the steps' losses, the outputs the 
 weights and slots — so checkpoints, callbacks and `weights.safetensors` see the same host buffers as on the CPU,
 and a GPU run evaluates, predicts and resumes on the CPU and the reverse. Dropout draws its masks from a
 counter-based generator keyed by the run's seed, the draw numbered by the optimizer step
-(nnctl/engine/cuda/dropout.py). A dataset too big for the GPU's memory is streamed (`Staging`). What is not on
+(nnctl/engine/cuda/dropout.py). A dataset too big for the GPU's memory is streamed (nn/cudadata.py). What is not on
 this path yet is refused by name (`unsupported`). A chain of Dense layers of moderate size runs a runner call's
 steps in one launch instead (nn/cudafused.py, `whole`).
 """
@@ -23,43 +23,17 @@ import warnings
 
 import numpy as np
 
-from nnctl.engine.csr import CSRMatrix
 from nnctl.engine.cuda_device import problem
 from nnctl.errors import ArgumentError, UnknownNameError
+from nnctl.nn.cudadata import host_arrays, on_device
 from nnctl.nn.cudaheads import heads_of, input_shapes, reads_ids
 from nnctl.nn.cudaops import SparseBatch
 from nnctl.nn.cudafused import GridUnavailable, whole_steps
 from nnctl.nn.cudagraph import ReplayedSteps, replayable
-from nnctl.nn.cudaops_nested import embeddings
 from nnctl.nn.cudashare import backward_adding, shared_weights
 from nnctl.nn.cudaviews import first_as, shaped
 
 DEVICES = ("cpu", "cuda")
-# A dataset larger than this share of the GPU's free memory stays on the host and is streamed a batch at a time
-# (`Staging`); STREAM_BYTES, when set, is a fixed budget instead (tests).
-STREAM_SHARE = 0.5
-STREAM_BYTES: int | None = None
-
-
-class Staging:
-    """A dataset streamed to the device: each step gathers its batch's rows on the host into page-locked (pinned)
-    buffers and copies them into device buffers of one batch, which the step then reads. The copies go to the
-    default stream, behind the previous step's kernels, so reusing the buffers is safe; they are not overlapped
-    with the computation yet."""
-
-    def __init__(self, cuda, batch_size: int, arrays: dict):
-        self.host = arrays
-        self.pinned = {name: cuda.pinned_array((batch_size,) + a.shape[1:], a.dtype) for name, a in arrays.items()}
-        self.device = {name: cuda.device_array((batch_size,) + a.shape[1:], a.dtype) for name, a in arrays.items()}
-
-    def load(self, rows) -> dict:
-        """{name: the device rows of this batch}, `rows` being host row numbers."""
-        m, out = rows.shape[0], {}
-        for name, array in self.host.items():
-            np.take(array, rows, axis=0, out=self.pinned[name][:m])
-            self.device[name][:m].copy_to_device(self.pinned[name][:m])
-            out[name] = self.device[name][:m]
-        return out
 
 
 def check_device(device: str) -> str:
@@ -155,7 +129,7 @@ class CudaPath:
         self.ids = [reads_ids(model, self.sources, k) for k in range(len(self.shapes))]
         self.xbufs = [self.empty(1 if sparse else batch_size * f, np.int32 if ids else np.float32)
                       for f, ids in zip(self.features, self.ids)]
-        self._data: list = []  # [(host Dataset or input, its device copies)], the last two seen
+        self.data_copies: list = []  # [(host Dataset or input, its device copies)], the last two seen (cudadata)
         self.whole = whole_steps(self)  # a Dense model's steps in one launch (nn/cudafused.py), or None
         # Else (or where the GPU refuses that launch) the steps replayed as a CUDA graph (nn/cudagraph.py), where
         # nothing in them is decided on the host; `counter` their step number on the device, for dropout.
@@ -192,37 +166,6 @@ class CudaPath:
             self.fixed.copy_to_host(store.fixed_values)
         for device, host in zip(self.slots, opt.slots):
             device.copy_to_host(host)
-
-    def _on_device(self, host, xs: list, parts=None) -> dict:
-        """The device copies of one dataset (or inference input), made once and kept while it is in use; or,
-        when it does not fit in the GPU's memory, its `Staging` (CSR data is always copied: it is compact).
-        `xs`: the inputs in order; `parts`: each head's (targets, labels, weights), None for inference."""
-        for seen, copies in self._data:
-            if seen is host:
-                return copies
-        to, n, arrays = self.cuda.to_device, len(xs[0]), {}
-        for op, k in embeddings(self.ops, self.sources):
-            op.check_ids(xs[k])
-        for k, (x, ids) in enumerate(zip(xs, self.ids)):
-            if not isinstance(x, CSRMatrix):
-                arrays[f"x{k}"] = np.ascontiguousarray(x, np.int32 if ids else np.float32).reshape(n, -1)
-        for index, (head, part) in enumerate(zip(self.heads, parts or [])):
-            arrays.update(head.arrays(index, *part, n))
-        copies = {}
-        if isinstance(xs[0], CSRMatrix):
-            copies = {"indptr": to(xs[0].indptr), "indices": to(xs[0].indices), "values": to(xs[0].values)}
-        elif not self._fits(sum(array.nbytes for array in arrays.values())):
-            copies = {"staging": Staging(self.cuda, self.batch_size, arrays)}
-            arrays = {}
-        copies.update({name: to(array) for name, array in arrays.items()})
-        self._data = [*self._data[-1:], (host, copies)]
-        return copies
-
-    def _fits(self, nbytes: int) -> bool:
-        if STREAM_BYTES is not None:
-            return nbytes <= STREAM_BYTES
-        free, _ = self.cuda.current_context().get_memory_info()
-        return nbytes <= STREAM_SHARE * free
 
     # ---- one step --------------------------------------------------------------------------------
     def _forward(self, data, rows, training=False, host_rows=None) -> None:
@@ -312,7 +255,7 @@ class CudaPath:
     # ---- the fast path's entry points ------------------------------------------------------------
     def train(self, data, order, first, last, outputs, step_losses) -> None:
         n, bs, heads = order.shape[0], self.batch_size, self.heads
-        device = self._on_device(data, *_host_arrays(data))
+        device = on_device(self, data, *host_arrays(data))
         self._upload_state()
         d_order = self.cuda.to_device(np.ascontiguousarray(order, np.int64))
         lo, hi = first * bs, min(n, last * bs)
@@ -356,7 +299,7 @@ class CudaPath:
     def predict(self, x, count, logits, outputs) -> list:
         """Fills `logits` and `outputs` (packed rows) for `count` rows of `x`; returns each head's Keras mask
         rows (count, steps) for a per-step output that carries one, else None."""
-        device = self._on_device(x, _host_arrays(x)[0])
+        device = on_device(self, x, host_arrays(x)[0])
         self._upload_weights()
         heads = self.heads
         d_logits = [self.empty((max(1, count), head.width)) for head in heads]
@@ -385,15 +328,3 @@ class CudaPath:
             logits[:count, head.columns] = d_logit.copy_to_host()[:count]
             outputs[:count, head.columns] = d_output.copy_to_host()[:count]
         return [None if d is None else d.copy_to_host()[:count].astype(bool) for d in d_masks]
-
-
-def _host_arrays(data) -> tuple:
-    """(the inputs in order, each head's (targets, labels, weights)) of a Dataset or a MultiDataset; for an
-    inference input (an array or NamedArrays), (the inputs, None)."""
-    from nnctl.named import NamedArrays
-
-    if hasattr(data, "parts"):
-        return data.x.values(), [(p.target, p.labels, p.weight) for p in data.parts]
-    if hasattr(data, "target"):
-        return [data.x], [(data.target, data.labels, data.weight)]
-    return (data.values() if isinstance(data, NamedArrays) else [data]), None

@@ -77,12 +77,12 @@ def test_several_inputs_and_outputs_on_the_cuda_path_agree_with_the_cpu(case, st
 
 
 def test_several_outputs_streamed_give_the_bytes_of_the_dataset_copied_once(monkeypatch, strict_device_arrays):
-    from nnctl.nn import cudapath
+    from nnctl.nn import cudadata
 
     whole = _fit(_two_inputs_two_outputs, "cuda", validation=False)
-    monkeypatch.setattr(cudapath, "STREAM_BYTES", 0)
+    monkeypatch.setattr(cudadata, "STREAM_BYTES", 0)
     streamed = _fit(_two_inputs_two_outputs, "cuda", validation=False)
-    assert all("staging" in copies for path in streamed[3]._cuda_paths.values() for _, copies in path._data)
+    assert all("staging" in copies for path in streamed[3]._cuda_paths.values() for _, copies in path.data_copies)
     for key in ("loss", "flag_loss", "kind_loss", "flag_accuracy"):
         np.testing.assert_array_equal(streamed[0][key], whole[0][key], err_msg=key)
     for name in whole[1]:

@@ -149,17 +149,17 @@ def test_a_cuda_run_agrees_with_the_cpu_run(case, strict_device_arrays):
 def test_a_dataset_too_big_for_the_gpu_is_streamed_to_the_same_bytes(case, monkeypatch, strict_device_arrays):
     """With no room on the device (STREAM_BYTES = 0) the datasets stay on the host, each batch gathered into pinned
     buffers and copied: the run is the one that copied its dataset once, byte for byte."""
-    from nnctl.nn import cudapath
+    from nnctl.nn import cudadata
 
     whole = _train(case, "cuda")
-    monkeypatch.setattr(cudapath, "STREAM_BYTES", 0)
+    monkeypatch.setattr(cudadata, "STREAM_BYTES", 0)
     x, target, layers, optimizer, loss = CASES[case]
     model = Sequential(layers(), input_shape=x.shape[1:], seed=3, device="cuda")
     model.compile(optimizer=optimizer, loss=loss)
     y = target(x)
     history = model.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:6], y[:6]))
     streamed = history, model.get_weights(), model.predict(x[:7])
-    assert all("staging" in copies for path in model._cuda_paths.values() for _, copies in path._data)
+    assert all("staging" in copies for path in model._cuda_paths.values() for _, copies in path.data_copies)
     for key in ("loss", "val_loss"):
         np.testing.assert_array_equal(streamed[0][key], whole[0][key], err_msg=key)
     for name in whole[1]:
