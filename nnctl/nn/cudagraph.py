@@ -2,7 +2,7 @@
 first full batch of a runner call runs launch by launch, the second is recorded into a graph, and every later
 full batch is one launch of that graph; the short last batch runs launch by launch. A step of a few dozen small
 launches (a convnet's, a recurrent model's) then costs one driver call of host time instead of a few dozen of
-numba-cuda's.
+numba-cuda's. Inference (validation, `evaluate`, `predict`) replays its batches the same way.
 
 Every step of a runner call, replayed or not, runs the same launches with the same arguments (`ReplayedSteps`):
 the batch's row numbers, the step's losses and outputs, the optimizer's step size and dropout's draw number are
@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from nnctl.nn.cudaviews import first_rows
+from nnctl.nn.cudaviews import first_rows, reshaped
 
 ENABLED = os.environ.get("NNCTL_CUDA_GRAPHS", "1") != "0"
 _FAILED: list = [None]  # why recording failed in this process (later paths then do not try)
@@ -89,6 +89,28 @@ class ReplayedSteps:
         finally:
             ctx.counter = None
         opt.iterations += last - first
+
+    def predict(self, data, rows, count, logits, outputs, masks) -> None:
+        """Inference over `count` rows (`rows`: their device row numbers), each batch's logits, outputs and Keras
+        masks into the heads' `logits`, `outputs` and `masks` (a head's made at its first batch that has one)."""
+        ctx, bs = self.ctx, self.ctx.batch_size
+        self.state.copy_to_device(np.zeros(1, np.int64))
+
+        def step(m):
+            batch = first_rows(self.rows, m)
+            ctx.k.next_rows(rows, self.state, bs, batch)
+            ctx._forward(data, batch)
+            for index, head in enumerate(ctx.heads):
+                ctx.k.place_rows(head.logits(ctx, m), logits[index], self.state, bs, 0)
+                ctx.k.place_rows(head.output(ctx, m), outputs[index], self.state, bs, 0)
+                mask = ctx.node_masks[head.node] if head.steps > 1 else None
+                if mask is not None:
+                    if masks[index] is None:
+                        masks[index] = ctx.empty((max(1, count), head.steps), np.uint8)
+                    ctx.k.place_rows(reshaped(mask, (m, head.steps)), masks[index], self.state, bs, 0)
+            ctx.k.next_step(self.state)
+
+        self._steps(step, count, 0, -(-count // bs))
 
     def _steps(self, step, n, first, last) -> None:
         """step(m) for each step first..last−1: the second full one recorded, the later full ones replayed."""

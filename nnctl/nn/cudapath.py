@@ -310,7 +310,9 @@ class CudaPath:
             check.start()
         if self._whole(device):
             self._whole_or_layers(self.whole.predict, device["x0"], d_rows, d_logits[0], d_outputs[0])
-        if not self._whole(device):
+        if not self._whole(device) and self.replayed is not None and "staging" not in device:
+            self.replayed.predict(device, d_rows, count, d_logits, d_outputs, d_masks)
+        elif not self._whole(device):
             for b0 in range(0, count, self.batch_size):
                 b1 = min(count, b0 + self.batch_size)
                 self._forward(device, d_rows[b0:b1], host_rows=np.arange(b0, b1))

@@ -6,8 +6,8 @@ A graph replays its launches with the arguments they were recorded with, so a st
 the same kernels with the same arguments every time. What changes from step to step lives on the device
 instead, in `state` (the step number), read by the three kernels here: `next_rows` (the batch's row numbers
 from the epoch's order), `place_rows` (the outputs the metrics read, to their rows of the epoch's outputs) and
-`record_step` (the step's losses to their column, then the step number on by one); the optimizer reads its
-step size for the step from a table (optim.optimizer_step_at).
+`record_step` (the step's losses to their column, then the step number on by one; `next_step` only the latter,
+for inference); the optimizer reads its step size for the step from a table (optim.optimizer_step_at).
 
 `record(run)` calls run() with every launch going to a recording stream (launch.STREAM) instead of being
 executed, and returns the graph; its `launch()` runs the recorded work on the default stream, in order with the
@@ -61,6 +61,17 @@ def record_step(values, table, state) -> None:
     _record_step[on(1, 1)](values, table, state)
 
 
+@cuda.jit(**KERNEL)
+def _next_step(state):
+    if cuda.grid(1) == 0:
+        state[0] += 1
+
+
+def next_step(state) -> None:
+    """state[0] += 1: an inference step's last launch."""
+    _next_step[on(1, 1)](state)
+
+
 class Graph:
     """A recorded step (cuda.core's Graph), launched on the default stream."""
 
@@ -108,4 +119,4 @@ def record(run) -> Graph | None:
     return Graph(graph, generation)
 
 
-KERNELS = ("next_rows", "place_rows", "record_step")
+KERNELS = ("next_rows", "place_rows", "record_step", "next_step")
