@@ -1,13 +1,13 @@
-"""Training steps replayed as a CUDA graph (nn/cudagraph.py, nnctl/engine/cuda/graphs.py), under the simulator,
-which cannot record graphs: a stand-in recorder notes a full step's launches without running them, and each
-"replay" runs the step again, asserting that it launches the very kernels with the very arguments (the same
-device buffers, shapes and scalars) that were recorded — what a replayed graph would launch — and that nothing
-inside it copies between host and device, allocates device memory or hands a kernel a host array. The runs give
-the bytes of the launch-by-launch steps (losses, weights, optimizer slots, predictions) for convolutions,
-normalization, recurrent layers, masks, embeddings, dropout of each kind (its draws numbered on the device),
-regularizers, clipping, several outputs and each optimizer family; the models that cannot replay are told apart;
-and a recorder that fails leaves a warning and the launch-by-launch steps. Run by tests/engine/test_cuda_sim.py
-(on a GPU, NNCTL_CUDA_TESTS=gpu, the graphs are real and the runs agree to float32 rounding)."""
+"""Training steps replayed as a CUDA graph (nn/cudagraph.py, nnctl/engine/cuda/graphs.py), under the simulator, which
+cannot record graphs: a stand-in recorder notes a full step's launches without running them, and each "replay" runs
+the step again, asserting that it launches the very kernels with the very arguments (the same device buffers, shapes
+and scalars) that were recorded — what a replayed graph would launch — and that nothing inside it copies between
+host and device, allocates device memory or hands a kernel a host array. The runs give the bytes of the
+launch-by-launch steps (losses, weights, optimizer slots, predictions) for convolutions, normalization, recurrent
+layers, masks, embeddings, CSR input, dropout of each kind (its draws numbered on the device), regularizers,
+clipping, several outputs and each optimizer family; the models that cannot replay are told apart; and a recorder
+that fails leaves a warning and the launch-by-launch steps. Run by tests/engine/test_cuda_sim.py (on a GPU,
+NNCTL_CUDA_TESTS=gpu, the graphs are real and the runs agree to float32 rounding)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ DROPPING = {"dropout-adam": (X, lambda x: x[:, :1] - x[:, 1:2],
                                                           Dense(1)], "adam", "mse")}
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-REPLAYED = ["dense-mse-rmsprop-l2", "softmax-sparse-cce-sgd-clipnorm", "unfused-huber-adagrad",
+REPLAYED = ["dense-mse-rmsprop-l2", "csr-bce-adam", "softmax-sparse-cce-sgd-clipnorm", "unfused-huber-adagrad",
             "convnet-maxpool-softmax", "conv-batchnorm-frozen-dense-layernorm", "embedding-lstm-bce-adam",
             "gru-sequences-bias-and-not", "masked-bidirectional-and-backwards-lstm", *DROPPING]
 
@@ -205,7 +205,7 @@ def test_what_decides_on_the_host_each_step_runs_launch_by_launch(monkeypatch):
                            device="cuda")
     assert _path(recurrent, X.reshape(24, 3, 2), y).replayed is not None
     sparse = Sequential([Dense(3), Dense(1)], input_shape=(40,), seed=1, device="cuda")
-    assert _path(sparse, X_SPARSE, y).replayed is None  # (read as CSR: a batch's non-zeros counted on the host)
+    assert _path(sparse, X_SPARSE, y).replayed is not None  # (read as CSR: its scratch sized by the dataset)
     a, b = Input((3,), name="a"), Input((3,), name="b")
     shared = Dense(2)
     twice = Model([a, b], Dense(1)(Maximum()([shared(a), shared(b)])), seed=1, device="cuda")
