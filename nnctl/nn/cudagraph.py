@@ -8,8 +8,8 @@ Every step of a runner call, replayed or not, runs the same launches with the sa
 the batch's row numbers, the step's losses and outputs, the optimizer's step size and dropout's draw number are
 found on the device from the step number kept there, so the launches of one full step are those of the next
 (tested under the simulator, launch by launch). A model replays when nothing in its step is decided on the host
-each step (`replayable`): not with shared layers, computed token ids, layers or losses run by their CPU code or
-on GPU arrays, or a streamed dataset; those run launch by launch as before.
+each step (`replayable`): not with computed token ids, layers or losses run by their CPU code or on GPU arrays,
+or a streamed dataset; those run launch by launch as before.
 NNCTL_CUDA_GRAPHS=0 turns it off. Where recording fails (a driver that refuses), a warning says so and the steps
 run launch by launch.
 """
@@ -30,7 +30,7 @@ _ERROR: list = [None]  # the error itself, traceback and all (bench/gpu_check.sh
 
 def replayable(ctx) -> bool:
     """Whether `ctx`'s (a CudaPath's) training steps can run as `ReplayedSteps` (the module's docstring)."""
-    if not ENABLED or ctx.id_checks or ctx.again or ctx.model.optimizer is None:
+    if not ENABLED or ctx.id_checks or ctx.model.optimizer is None:
         return False
     if any(head.loss is not None and head.loss.custom for head in ctx.heads):
         return False

@@ -50,7 +50,7 @@ class NestedOp(Op):
                     for i, sub in enumerate(inner.layers)]
         self.again = shared_weights(self.inside, self.ops, list(getattr(inner, "first_use", range(len(self.ops)))))
         self.penalties = [penalty for op in self.ops for penalty in op.penalties]
-        self.replayable = not self.again and all(op.replayable for op in self.ops)
+        self.replayable = all(op.replayable for op in self.ops)
         reads = [sum(sources.count(i) for sources in self.sources) for i in range(-1, len(self.ops))]
         shapes = [self.in_shape] + [op.out_shape for op in self.ops]
         self.sums = [self.buffer(shape) if count > 1 else None for shape, count in zip(shapes, reads)]

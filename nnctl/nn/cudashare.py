@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnctl.nn.cudaviews import reshaped
+
 
 def shared_weights(ctx, ops, first_use) -> dict:
     """{node: [(span of a weight in ctx.grads, room to keep its gradient)]} for every use of a layer used at
@@ -31,9 +33,10 @@ def backward_adding(ctx, again, written: set, index, op, dy, m, fused=False):
     """op.backward(dy, m, fused) for node `index`, its weights' gradients added to what an earlier use wrote in this
     backward (`written`: the spans written so far, updated)."""
     kept = [(ctx.grads[span], room) for span, room in again.get(index, []) if span.start in written]
-    for grad, room in kept:
-        room.copy_to_device(grad)
-        grad.copy_to_device(_zeros(ctx, grad.shape[0]))
+    for grad, room in kept:  # (copies by kernels, in order with the others: a step replayed as a CUDA graph too)
+        size = grad.shape[0]
+        ctx.k.copy_columns(reshaped(grad, (1, size)), reshaped(room, (1, size)), 0)
+        ctx.k.copy_columns(reshaped(_zeros(ctx, size), (1, size)), reshaped(grad, (1, size)), 0)
     dx = op.backward(dy, m, fused=fused)
     for grad, room in kept:
         ctx.k.add(grad, room, grad)

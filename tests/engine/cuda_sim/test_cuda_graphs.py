@@ -25,6 +25,7 @@ from nnctl.nn.layers import (LSTM, Bidirectional, Conv1D, Conv2D, Dense, Dropout
 from nnctl.nn.model import Sequential
 from tests.engine.cuda_sim.agree import assert_same_runs, same
 from tests.engine.cuda_sim.test_cuda_outputs import GRAPHS
+from tests.engine.cuda_sim.test_cuda_tape import MeanFourth
 from tests.engine.cuda_sim.test_cuda_training import CASES, IMAGES, SEQUENCES, X, X_SPARSE
 
 # Dropout of each kind: its draws numbered by the step number on the device.
@@ -154,10 +155,11 @@ def test_replayed_steps_launch_what_they_recorded_and_give_the_step_by_step_byte
 
 
 def _maximum_and_minimum(device):
-    """Two inputs, their Maximum and Minimum (which input won each value: reset a step by a kernel), an L1
-    penalty, two outputs."""
+    """Two inputs, their Maximum and Minimum (which input won each value: reset a step by a kernel), a layer used
+    twice (its uses' gradients added: kept aside and zeroed by kernels), an L1 penalty, two outputs."""
     a, b = Input((3,), name="a"), Input((3,), name="b")
-    left, right = Dense(4, activation="tanh")(a), Dense(4, kernel_regularizer={"type": "l1", "l1": 0.01})(b)
+    shared = Dense(4, activation="tanh")
+    left, right = shared(a), Dense(4, kernel_regularizer={"type": "l1", "l1": 0.01})(shared(b))
     high, low = Dense(1, name="high")(Maximum()([left, right])), Dense(1, name="low")(Minimum()([left, right]))
     model = Model([a, b], [high, low], seed=3, device=device)
     x = {"a": X[:16, :3], "b": X[:16, 3:]}
@@ -209,7 +211,11 @@ def test_what_decides_on_the_host_each_step_runs_launch_by_launch(monkeypatch):
     a, b = Input((3,), name="a"), Input((3,), name="b")
     shared = Dense(2)
     twice = Model([a, b], Dense(1)(Maximum()([shared(a), shared(b)])), seed=1, device="cuda")
-    assert _path(twice, {"a": X[:, :3], "b": X[:, 3:]}, y).replayed is None  # (a shared layer's gradients copied)
+    assert _path(twice, {"a": X[:, :3], "b": X[:, 3:]}, y).replayed is not None  # (shared: copies by kernels)
+    users_loss = Sequential([Dense(3), Dense(1)], input_shape=(6,), seed=1, device="cuda")
+    users_loss.compile(optimizer="adam", loss=MeanFourth())
+    users_loss.fit(X, y, epochs=1, batch_size=8)
+    assert next(iter(users_loss._cuda_paths.values())).replayed is None  # (its tape's ops decide on the host)
     monkeypatch.setattr(cudagraph, "ENABLED", False)
     assert _path(Sequential([Dense(3), Dense(1)], input_shape=(6,), seed=1, device="cuda"), X, y).replayed is None
 
