@@ -242,6 +242,10 @@ class CudaPath:
         """Whether this path runs its steps in one launch (a Dense model whose data is on the device)."""
         return self.whole is not None and "staging" not in data
 
+    def _replays(self, data) -> bool:
+        """Whether this path replays its steps as CUDA graphs (nn/cudagraph.py): not for a streamed dataset."""
+        return self.replayed is not None and "staging" not in data
+
     def _whole_or_layers(self, run, *args) -> None:
         """run(*args), a one-launch runner's; where the GPU refuses its cooperative grid, the path goes layer by
         layer from then on (the caller runs the steps that way), with a warning saying why."""
@@ -270,7 +274,7 @@ class CudaPath:
             check.start()
         if self._whole(device):
             self._whole_or_layers(self.whole.train, device, d_order, first, last, losses, d_outputs[0], lo)
-        if not self._whole(device) and self.replayed is not None and "staging" not in device:
+        if not self._whole(device) and self._replays(device):
             self.replayed.train(device, d_order, first, last, table, d_outputs, lo)
         elif not self._whole(device):  # (also where the GPU just refused the one launch)
             for step in range(first, last):
@@ -310,7 +314,7 @@ class CudaPath:
             check.start()
         if self._whole(device):
             self._whole_or_layers(self.whole.predict, device["x0"], d_rows, d_logits[0], d_outputs[0])
-        if not self._whole(device) and self.replayed is not None and "staging" not in device:
+        if not self._whole(device) and self._replays(device):
             self.replayed.predict(device, d_rows, count, d_logits, d_outputs, d_masks)
         elif not self._whole(device):
             for b0 in range(0, count, self.batch_size):
