@@ -32,9 +32,13 @@ def _cublas():
         scalars = {np.dtype(t): (np.ones(1, t), np.zeros(1, t)) for t in (np.float32, np.float64)}
         workspace = cuda.device_array(WORKSPACE_BYTES, np.uint8)
         _STATE.update(module=cublas, handle=cublas.create(), scalars=scalars, workspace=workspace, stream=None)
-        cublas.set_workspace(_STATE["handle"], _pointer(workspace), WORKSPACE_BYTES)
     if _STATE["stream"] is not STREAM[0]:
-        _STATE["module"].set_stream(_STATE["handle"], int(getattr(STREAM[0], "handle", 0)))
+        # cublasSetStream puts the handle back on cuBLAS's own workspace pool, which allocates (a recording
+        # refuses that): our workspace again after each switch. One buffer serves both streams: a recorded
+        # GEMM runs when its graph is launched, on the default stream, in order with the others.
+        module, handle = _STATE["module"], _STATE["handle"]
+        module.set_stream(handle, int(getattr(STREAM[0], "handle", 0)))
+        module.set_workspace(handle, _pointer(_STATE["workspace"]), WORKSPACE_BYTES)
         _STATE["stream"] = STREAM[0]
     return _STATE["module"], _STATE["handle"], _STATE["scalars"]
 

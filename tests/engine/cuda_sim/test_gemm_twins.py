@@ -52,3 +52,39 @@ def test_cublas_on_device_arrays(kind):
     d_out = cuda.to_device(out)
     getattr(blas, kind)(cuda.to_device(a), cuda.to_device(b), d_out)
     np.testing.assert_allclose(d_out.copy_to_host(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_the_handle_takes_our_workspace_again_after_each_stream_switch(monkeypatch):
+    """cublasSetStream puts a handle back on cuBLAS's own workspace pool, which allocates: a GEMM recorded into a
+    CUDA graph would then allocate during the recording. After every switch (to the recording stream and back)
+    the handle gets our workspace again; no call while the stream stays."""
+    from nnctl.engine.cuda import launch
+
+    calls = []
+
+    class Bindings:
+        def set_stream(self, handle, stream):
+            calls.append(("set_stream", handle, stream))
+
+        def set_workspace(self, handle, pointer, size):
+            calls.append(("set_workspace", handle, pointer, size))
+
+    class Workspace:
+        __cuda_array_interface__ = {"data": (4096, False)}
+
+    class Recording:
+        handle = 77
+
+    monkeypatch.setattr(blas, "_STATE", {"module": Bindings(), "handle": 5, "scalars": {}, "workspace": Workspace(),
+                                         "stream": None})
+    monkeypatch.setattr(launch, "STREAM", [0])
+    monkeypatch.setattr(blas, "STREAM", launch.STREAM)
+    blas._cublas()
+    blas._cublas()
+    launch.STREAM[0] = Recording()
+    blas._cublas()
+    launch.STREAM[0] = 0
+    blas._cublas()
+    workspace = ("set_workspace", 5, 4096, blas.WORKSPACE_BYTES)
+    assert calls == [("set_stream", 5, 0), workspace, ("set_stream", 5, 77), workspace, ("set_stream", 5, 0),
+                     workspace]
