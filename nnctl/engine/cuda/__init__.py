@@ -9,9 +9,10 @@ NUMBA_ENABLE_CUDASIM=1 against the same NumPy oracles as the CPU kernels and com
 fails a test; both are empty. `dropout_counter_forward` is the GPU's own (its masks come from a counter-based
 generator, nnctl/engine/cuda/dropout.py), and so are the Keras-mask kernels of masks.py, the Dot merge's and mask
 joins of merge.py, the loss weighting of per-step and several outputs in losses.py, shuffles.py's reshuffles,
-fused.py's whole steps of a Dense model in one launch, graphs.py's step bookkeeping for a step replayed as a
-CUDA graph (and optim.py's `optimizer_step_at`), and elementwise.py's maps, reductions and gathers behind
-the NumPy-like GpuArrays (ndarray.py, ndfuncs.py) that run custom layers' ops on the GPU.
+fused.py's whole steps of a Dense model in one launch, columns.py's sums down tall columns, graphs.py's step
+bookkeeping for a step replayed as a CUDA graph (and optim.py's `optimizer_step_at`), and elementwise.py's maps,
+reductions and gathers behind the NumPy-like GpuArrays (ndarray.py, ndfuncs.py) that run custom layers' ops on
+the GPU.
 """
 
 import importlib
@@ -34,12 +35,12 @@ def _quiet_small_grids() -> None:
 _quiet_small_grids()
 
 from nnctl.engine.cuda import (  # noqa: E402 - once the warning is off
-    conv, conv3x3, conv_pool, dense, dropout, elementwise, embedding, fused, graphs, losses, masks, merge,
+    columns, conv, conv3x3, conv_pool, dense, dropout, elementwise, embedding, fused, graphs, losses, masks, merge,
     normalization, optim, optim_rows, pooling, recurrent, recurrent_gru, recurrent_lstm, shuffles, sorting, sparse)
 
 MODULES = (dense, dropout, losses, optim, sparse, embedding, optim_rows, normalization, pooling, conv, conv_pool,
            conv3x3, recurrent, recurrent_lstm, recurrent_gru, masks, merge, sorting, elementwise, fused, shuffles,
-           graphs)
+           graphs, columns)
 KERNELS = tuple(name for module in MODULES for name in module.KERNELS)
 globals().update({name: getattr(module, name) for module in MODULES for name in module.KERNELS})
 PENDING: tuple[str, ...] = ()

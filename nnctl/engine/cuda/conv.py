@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from nnctl.engine.cuda import dense
+from nnctl.engine.cuda import columns
 from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, view
 
 
@@ -181,14 +181,14 @@ def _sum_partials(partials, count, out):
 
 
 def sum_partials(partials, count, out):
-    """out = partials[0] + … + partials[count − 1], added in that order; past 2·COLUMN_CHUNK of them (a recurrent
-    layer's bias gradient over samples × steps) as dense.column_sums adds a tall column, in fixed chunks: one
-    thread walking 64,000 partials would wait on memory at every one."""
-    if count <= 2 * dense.COLUMN_CHUNK:
+    """out = partials[0] + … + partials[count − 1], added in that order; past columns.TALL of them (a recurrent
+    layer's bias gradient over samples × steps) as columns.py adds a tall column, in chunks and lanes: one thread
+    walking 64,000 partials would wait on memory at every one."""
+    if not columns.tall(count):
         _sum_partials[on(*grid2(out.shape[0], out.shape[1]))](partials, count, out)
         return
     entries = out.shape[0] * out.shape[1]
-    dense.column_sums(view(partials, ("rows", count, entries), lambda a: a[:count].reshape(count, entries)),
+    columns.column_sums(view(partials, ("rows", count, entries), lambda a: a[:count].reshape(count, entries)),
                       view(out, "flat", lambda a: a.reshape(entries)))
 
 

@@ -3,10 +3,10 @@ gathers, element-wise products and dropout — same names, same arguments, devic
 NUMBA_ENABLE_CUDASIM=1, NumPy arrays the simulator runs on).
 
 Reductions keep one fixed order, so the bytes do not depend on the launch geometry: a column sum is one thread
-walking its rows, and a tall one (a convolution's bias over every pixel of the batch) fixed chunks of
-COLUMN_CHUNK rows, each summed in order by a thread, then the chunks' sums in order — one thread walking 43,000
-rows would wait on memory at every row. The activation is a code read inside one kernel (a GPU kernel compiles once per
-signature; branching on a code costs nothing next to a launch).
+walking its rows, and a tall one (a convolution's bias over every pixel of the batch) columns.py's blocks of
+chunks and lanes, in a fixed tree — one thread walking 43,000 rows would wait on memory at every row. The
+activation is a code read inside one kernel (a GPU kernel compiles once per signature; branching on a code costs
+nothing next to a launch).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import math
 from numba import cuda
 
 from nnctl.engine.cpu.dense import ACTIVATION_CODES
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, scratch
+from nnctl.engine.cuda import columns
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on
 
-COLUMN_CHUNK = 256  # rows a thread sums in a tall column's first pass (more than 2 chunks of rows: two passes)
+COLUMN_CHUNK = columns.CHUNK  # past 2·COLUMN_CHUNK rows, a column sum is columns.py's (two launches)
 
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX, ELU, LEAKY_RELU, SOFTPLUS, GELU = (
     ACTIVATION_CODES[name] for name in ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "leaky_relu",
@@ -143,13 +144,6 @@ def _bias_softmax_forward(z, bias, y):
 
 
 @cuda.jit(**KERNEL)
-def _act_backward(dy, z, y, code, alpha, dz):
-    i, j = cuda.grid(2)
-    if i < dy.shape[0] and j < dy.shape[1]:
-        dz[i, j] = _grad(code, dy[i, j], z[i, j], y[i, j], alpha)
-
-
-@cuda.jit(**KERNEL)
 def _softmax_backward(dy, y, dz):
     i = cuda.grid(1)
     if i < dy.shape[0]:
@@ -174,38 +168,37 @@ def bias_act_forward(z, bias, act, alpha, y):
     _bias_act_forward[on(blocks, threads)](z, bias, act, alpha, y)
 
 
-@cuda.jit(**KERNEL)
-def _column_chunk_sums(dz, chunk, sums):
-    """sums[c, j] = Σ dz[i, j] over chunk c's rows, in order (float64), one thread a (chunk, column)."""
-    c, j = cuda.grid(2)
-    if c < sums.shape[0] and j < sums.shape[1]:
-        total = 0.0
-        for i in range(c * chunk, min(dz.shape[0], (c + 1) * chunk)):
-            total += dz[i, j]
-        sums[c, j] = total
-
-
 def column_sums(dz, db):
-    """db[j] = Σ_i dz[i, j] in a fixed order: rows in order, or past 2·COLUMN_CHUNK rows, chunks of COLUMN_CHUNK
-    rows in order and then the chunks' (float64) sums in order."""
-    rows, columns = dz.shape
-    if rows <= 2 * COLUMN_CHUNK:
-        _column_sums[on(*grid1(columns))](dz, db)
+    """db[j] = Σ_i dz[i, j] in a fixed order: one thread a column walking its rows, or past columns.TALL rows
+    columns.py's chunks and lanes (two launches)."""
+    if columns.tall(dz.shape[0]):
+        columns.column_sums(dz, db)
         return
-    chunks = -(-rows // COLUMN_CHUNK)
-    sums = scratch("column_chunks", chunks * columns, shape=(chunks, columns))
-    _column_chunk_sums[on(*grid2(chunks, columns))](dz, COLUMN_CHUNK, sums)
-    _column_sums[on(*grid1(columns))](sums, db)
+    _column_sums[on(*grid1(dz.shape[1]))](dz, db)
 
 
 @cuda.jit(**KERNEL)
 def _act_backward_sums(dy, z, y, code, alpha, dz, db):
-    """_act_backward and _column_sums in one launch for short columns: one thread a column, its rows in order."""
+    """dz = dy · act'(z) and its column sums in one launch for short columns: one thread a column, its rows in
+    order."""
     j = cuda.grid(1)
     if j < dy.shape[1]:
         for i in range(dy.shape[0]):
             dz[i, j] = _grad(code, dy[i, j], z[i, j], y[i, j], alpha)
         db[j] = column_sum(dz, dy.shape[0], j)
+
+
+@cuda.jit(**KERNEL)
+def _act_backward_chunks(dy, z, y, code, alpha, dz, parts):
+    """dz = dy · act'(z) and a tall column sum's first launch in one (columns.py)."""
+    column, first, stop = columns.rows_of(dy)
+    total = 0.0
+    if column < dy.shape[1]:
+        for i in range(first, stop, columns.LANES):
+            g = _grad(code, dy[i, column], z[i, column], y[i, column], alpha)
+            dz[i, column] = g
+            total += g
+    columns.place_chunk(total, 0.0, parts)
 
 
 def bias_act_backward(dy, z, y, act, alpha, dz, db):
@@ -217,12 +210,13 @@ def bias_act_backward(dy, z, y, act, alpha, dz, db):
         blocks, threads = grid1(dy.shape[0])
         _softmax_backward[on(blocks, threads)](dy, y, dz)
         column_sums(dz, db)
-    elif dy.shape[0] <= 2 * COLUMN_CHUNK:
+    elif not columns.tall(dy.shape[0]):
         _act_backward_sums[on(*grid1(dy.shape[1]))](dy, z, y, act, alpha, dz, db)
-    else:
-        blocks, threads = grid2(*dy.shape)
-        _act_backward[on(blocks, threads)](dy, z, y, act, alpha, dz)
-        column_sums(dz, db)
+    else:  # dz and the chunks' sums in one launch, then the chunks' sums added
+        blocks, threads, chunks = columns.geometry(*dy.shape)
+        parts = columns.partials(chunks, dy.shape[1])
+        _act_backward_chunks[on(blocks, threads)](dy, z, y, act, alpha, dz, parts)
+        columns.finish_sums(parts, db)
 
 
 @cuda.jit(**KERNEL)

@@ -1,9 +1,11 @@
 """CUDA twins of nnctl/engine/cpu/normalization.py: BatchNormalization (training and inference, forward and
 backward) and LayerNormalization, on (rows, channels) views — same names and arguments as the CPU kernels.
 
-Statistics are float64, one thread per channel (batch norm) or per row (layer norm) walking its values in
-order, two passes (mean, then squared deviations); element-wise work is one thread an element. The `_split`
-forms take the CPU's `parts` and compute the same in one launch.
+Statistics are float64, two passes (mean, then squared deviations): one thread per channel (batch norm) or per
+row (layer norm) walking its values in order — or, for a channel past columns.TALL rows (a convolution's output:
+every pixel of the batch), columns.py's blocks of chunks and lanes, in a fixed tree; the parameter gradients'
+sums down the rows likewise. Element-wise work is one thread an element. The `_split` forms take the CPU's
+`parts` and compute the same.
 """
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ import math
 import numpy as np
 from numba import cuda
 
+from nnctl.engine.cuda import columns
 from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, scratch
+
+
+@cuda.jit(device=True)
+def _store_moments(c, m, variance, momentum, epsilon, moving_mean, moving_variance, mean, inv_std):
+    mean[c] = m
+    inv_std[c] = 1.0 / math.sqrt(variance + epsilon)
+    moving_mean[c] = moving_mean[c] * momentum + m * (1.0 - momentum)
+    moving_variance[c] = moving_variance[c] * momentum + variance * (1.0 - momentum)
 
 
 @cuda.jit(**KERNEL)
@@ -29,11 +40,29 @@ def _channel_moments(x, momentum, epsilon, moving_mean, moving_variance, mean, i
         for r in range(rows):
             d = x[r, c] - m
             squares += d * d
-        variance = squares / rows  # biased, as Keras
-        mean[c] = m
-        inv_std[c] = 1.0 / math.sqrt(variance + epsilon)
-        moving_mean[c] = moving_mean[c] * momentum + m * (1.0 - momentum)
-        moving_variance[c] = moving_variance[c] * momentum + variance * (1.0 - momentum)
+        _store_moments(c, m, squares / rows, momentum, epsilon, moving_mean, moving_variance, mean, inv_std)
+
+
+@cuda.jit(**KERNEL)
+def _finish_moments(parts, center, rows, momentum, epsilon, moving_mean, moving_variance, mean, inv_std):
+    """A tall channel's moments from its squared deviations' chunk sums (columns.py) and its mean, `center`."""
+    c, squares, _ = columns.chunks_total(parts, False)
+    if cuda.threadIdx.y == 0 and c < center.shape[0]:
+        _store_moments(c, center[c], squares / rows, momentum, epsilon, moving_mean, moving_variance, mean,
+                       inv_std)
+
+
+def _moments(x, momentum, epsilon, moving_mean, moving_variance, mean, inv_std):
+    """The batch's mean and (biased, as Keras) variance per channel, and the moving averages."""
+    rows, channels = x.shape
+    if not columns.tall(rows):
+        _channel_moments[on(*grid1(channels))](x, momentum, epsilon, moving_mean, moving_variance, mean, inv_std)
+        return
+    center = scratch("channel centers", channels, np.float64)
+    columns.column_sums(x, center, rows)
+    parts = columns.deviation_chunks(x, center)
+    _finish_moments[columns.last(parts)](parts, center, rows, momentum, epsilon, moving_mean, moving_variance, mean,
+                                         inv_std)
 
 
 @cuda.jit(**KERNEL)
@@ -45,8 +74,7 @@ def _affine_channels(x, mean, inv_std, gamma, beta, y):
 
 def batch_norm_forward(x, gamma, beta, momentum, epsilon, moving_mean, moving_variance, mean, inv_std, y):
     """Training mode: the batch's mean and (biased) variance per channel, y = x̂·γ + β, moving averages."""
-    _channel_moments[on(*grid1(x.shape[1]))](x, float(momentum), float(epsilon), moving_mean, moving_variance, mean,
-                                             inv_std)
+    _moments(x, float(momentum), float(epsilon), moving_mean, moving_variance, mean, inv_std)
     _affine_channels[on(*grid2(*x.shape))](x, mean, inv_std, gamma, beta, y)
 
 
@@ -72,6 +100,20 @@ def _channel_grads(dy, x, mean, inv_std, dgamma, dbeta, sum_dy, sum_dy_xhat):
 
 
 @cuda.jit(**KERNEL)
+def _channel_grad_chunks(dy, x, mean, inv_std, parts):
+    """_channel_grads' two sums over a tall channel's chunks (columns.py)."""
+    c, first, stop = columns.rows_of(x)
+    total = 0.0
+    weighted = 0.0
+    if c < x.shape[1]:
+        for r in range(first, stop, columns.LANES):
+            g = dy[r, c]
+            total += g
+            weighted += g * (x[r, c] - mean[c]) * inv_std[c]
+    columns.place_chunk(total, weighted, parts)
+
+
+@cuda.jit(**KERNEL)
 def _batch_input_grad(dy, x, gamma, mean, inv_std, sum_dy, sum_dy_xhat, dx):
     r, c = cuda.grid(2)
     if r < x.shape[0] and c < x.shape[1]:
@@ -84,7 +126,13 @@ def batch_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, 
     """dγ, dβ, and (when `input_grad`) dx through the batch statistics."""
     channels = x.shape[1]
     sums = scratch("channel sums", 2 * channels, np.float64, shape=(2, channels))  # (no allocation a step)
-    _channel_grads[on(*grid1(channels))](dy, x, mean, inv_std, dgamma, dbeta, sums[0], sums[1])
+    if columns.tall(x.shape[0]):
+        blocks, threads, chunks = columns.geometry(*x.shape)
+        parts = columns.partials(chunks, channels)
+        _channel_grad_chunks[on(blocks, threads)](dy, x, mean, inv_std, parts)
+        columns.finish_pairs(parts, dbeta, dgamma, sums[0], sums[1])
+    else:
+        _channel_grads[on(*grid1(channels))](dy, x, mean, inv_std, dgamma, dbeta, sums[0], sums[1])
     if input_grad:
         _batch_input_grad[on(*grid2(*x.shape))](dy, x, gamma, mean, inv_std, sums[0], sums[1], dx)
 
@@ -164,6 +212,19 @@ def _layer_param_grads(dy, x, mean, inv_std, dgamma, dbeta):
 
 
 @cuda.jit(**KERNEL)
+def _layer_param_grad_chunks(dy, x, mean, inv_std, parts):
+    """_layer_param_grads' two sums over a tall column's chunks (columns.py)."""
+    c, first, stop = columns.rows_of(x)
+    total = 0.0
+    weighted = 0.0
+    if c < x.shape[1]:
+        for r in range(first, stop, columns.LANES):
+            total += dy[r, c]
+            weighted += dy[r, c] * (x[r, c] - mean[r]) * inv_std[r]
+    columns.place_chunk(total, weighted, parts)
+
+
+@cuda.jit(**KERNEL)
 def _layer_input_grad(dy, x, gamma, mean, inv_std, dx):
     r = cuda.grid(1)
     if r < x.shape[0]:
@@ -183,7 +244,13 @@ def _layer_input_grad(dy, x, gamma, mean, inv_std, dx):
 
 def layer_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx):
     """dγ, dβ, and (when `input_grad`) dx through each row's statistics."""
-    _layer_param_grads[on(*grid1(x.shape[1]))](dy, x, mean, inv_std, dgamma, dbeta)
+    if columns.tall(x.shape[0]):
+        blocks, threads, chunks = columns.geometry(*x.shape)
+        parts = columns.partials(chunks, x.shape[1])
+        _layer_param_grad_chunks[on(blocks, threads)](dy, x, mean, inv_std, parts)
+        columns.finish_pairs(parts, dbeta, dgamma, dbeta, dgamma)
+    else:
+        _layer_param_grads[on(*grid1(x.shape[1]))](dy, x, mean, inv_std, dgamma, dbeta)
     if input_grad:
         _layer_input_grad[on(*grid1(x.shape[0]))](dy, x, gamma, mean, inv_std, dx)
 

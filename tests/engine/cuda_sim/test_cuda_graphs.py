@@ -65,13 +65,18 @@ class _Launches:
         from numba.cuda.simulator import kernel as sim
         from numba.cuda.simulator.cudadrv import devicearray
 
-        self.seen, self.transfers = [], []
-        launch_kernel = sim.FakeCUDAKernel.__call__
+        self.seen, self.transfers, self.streams = [], [], []
+        launch_kernel, configure = sim.FakeCUDAKernel.__call__, sim.FakeCUDAKernel.__getitem__
+
+        def configured(kernel, configuration):  # (the simulator ignores the stream a launch is configured with)
+            kernel.nnctl_stream = configuration[2] if len(configuration) > 2 else 0
+            return configure(kernel, configuration)
 
         def launched(kernel, *args):
             if kernel._device or sim._kernel_context:
                 return launch_kernel(kernel, *args)
             self.seen.append((kernel.fn.__module__, kernel.fn.__name__, tuple(_identity(a) for a in args)))
+            self.streams.append((kernel.fn.__name__, getattr(kernel, "nnctl_stream", 0)))
             self.transfers += [f"a host array given to {kernel.fn.__name__}" for a in args if isinstance(a, np.ndarray)]
             return launch_kernel(kernel, *args) if run else None
 
@@ -82,6 +87,7 @@ class _Launches:
             return call
 
         monkeypatch.setattr(sim.FakeCUDAKernel, "__call__", launched)
+        monkeypatch.setattr(sim.FakeCUDAKernel, "__getitem__", configured)
         for name in ("copy_to_device", "copy_to_host"):
             monkeypatch.setattr(devicearray.FakeCUDAArray, name, noted(name, getattr(devicearray.FakeCUDAArray, name)))
         for name in ("device_array", "device_array_like", "to_device", "pinned_array"):
@@ -104,6 +110,9 @@ class _StandInGraph:
         self.launches += 1
 
 
+_RECORDING = type("RecordingStream", (), {"handle": 99})()  # the stand-in recorder's stream
+
+
 @pytest.fixture
 def graphs(monkeypatch):
     """The stand-in recorder (its graphs, in order, in the list returned)."""
@@ -112,9 +121,16 @@ def graphs(monkeypatch):
     def record(run):
         with pytest.MonkeyPatch.context() as patch:
             recording = _Launches(patch, run=False)
-            run()
+            launch.STREAM[0] = _RECORDING  # as graphs.record does
+            try:
+                run()
+            finally:
+                launch.STREAM[0] = 0
         if not recording.seen or recording.transfers:  # (pytest.fail: not an error the runner would take as refusal)
             pytest.fail(f"a recorded step launched nothing or copied or allocated: {recording.transfers}")
+        elsewhere = [name for name, stream in recording.streams if stream is not _RECORDING]
+        if elsewhere:  # on a GPU these would run at once, outside the graph
+            pytest.fail(f"launched while recording but not on the recording stream: {elsewhere}")
         made.append(_StandInGraph(run, recording.seen))
         return made[-1]
 

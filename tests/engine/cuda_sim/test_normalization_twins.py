@@ -11,7 +11,11 @@ from nnctl.engine import reference_normalization as reference
 from tests.engine.test_normalization_kernels import CASES, SHAPES, SPLIT, _run
 
 
-@pytest.mark.parametrize("shape, axis", SHAPES[:3], ids=[f"{len(s)}d-axis{a}" for s, a in SHAPES[:3]])
+# and a tall one: 1,300 rows (a convolution's pixels × batch) take columns.py's chunks and lanes
+TWIN_SHAPES = [*SHAPES[:3], ((13, 20, 5, 3), -1)]
+
+
+@pytest.mark.parametrize("shape, axis", TWIN_SHAPES, ids=[f"{len(s)}d-axis{a}" for s, a in TWIN_SHAPES])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_each_normalization_kernel_matches_its_oracle(name, shape, axis):
     args = CASES[name](np.random.default_rng(5), shape, axis, np.float32)
