@@ -13,16 +13,21 @@ from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _inco
 
 
 @cuda.jit(device=True)
-def _lstm_unit(b, j, hp, Uf, c_prev, mask, rmask, act, ract, s, gates, hs, cs, hn):
-    """Unit j of sample b at step s: hp holds h_{s−1} (the sample's row), Uf the recurrent kernel flattened
-    (units × 4·units); writes hs, cs, the activated gates, and h_s into hn too (a staged loop's next row)."""
+def _lstm_unit(b, j, hp, Uf, c_prev, live, rmask, act, ract, s, gates, hs, cs, hn):
+    """Unit j of sample b at step s (`live`: its mask's entry): hp holds h_{s−1} (the sample's row), Uf the
+    recurrent kernel flattened (units × 4·units); writes hs, cs, the activated gates, and h_s into hn too (a
+    staged loop's next row). Returns c_s as stored (a staged loop keeps it for the next step)."""
     units = hs.shape[2]
     width = 4 * units
-    if mask[b, s] == 0:
+    if not live:
         h = hp[j]
         hs[b, s, j], cs[b, s, j] = h, c_prev
         hn[j] = h
-        return
+        return cs[b, s, j]
+    # The step's projections read before the walk below, which their waits then overlap (a GPU does not move a
+    # load above a loop: read after it, each would wait on its own).
+    x_i, x_f = gates[b, s, j], gates[b, s, units + j]
+    x_c, x_o = gates[b, s, 2 * units + j], gates[b, s, 3 * units + j]
     # The four gates' recurrent sums in one walk over h, each in order: four independent chains a quarter as
     # long, and h read once a unit.
     p_i = p_f = p_c = p_o = 0.0
@@ -33,14 +38,14 @@ def _lstm_unit(b, j, hp, Uf, c_prev, mask, rmask, act, ract, s, gates, hs, cs, h
         p_f += h * _dropped(rmask, b, units + m) * Uf[row + units + j]
         p_c += h * _dropped(rmask, b, 2 * units + m) * Uf[row + 2 * units + j]
         p_o += h * _dropped(rmask, b, 3 * units + m) * Uf[row + 3 * units + j]
-    z_i, z_f = gates[b, s, j] + p_i, gates[b, s, units + j] + p_f
-    z_c, z_o = gates[b, s, 2 * units + j] + p_c, gates[b, s, 3 * units + j] + p_o
+    z_i, z_f, z_c, z_o = x_i + p_i, x_f + p_f, x_c + p_c, x_o + p_o
     gi, gf, gc, go = _activate(ract, z_i), _activate(ract, z_f), _activate(act, z_c), _activate(ract, z_o)
     c = gf * c_prev + gi * gc
     hs[b, s, j], cs[b, s, j] = go * _activate(act, c), c
     hn[j] = hs[b, s, j]
     gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j], gates[b, s, 3 * units + j] = (
         gi, gf, gc, go)
+    return cs[b, s, j]
 
 
 @cuda.jit(device=True)
@@ -50,7 +55,7 @@ def _lstm_cell(i, j, h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates,
         b = first + i
         hp = h0[b] if s == 0 else hs[b, s - 1]
         c_prev = c0[b, j] if s == 0 else cs[b, s - 1, j]
-        _lstm_unit(b, j, hp, Uf, c_prev, mask, rmask, act, ract, s, gates, hs, cs, hs[b, s])
+        _lstm_unit(b, j, hp, Uf, c_prev, mask[b, s] != 0, rmask, act, ract, s, gates, hs, cs, hs[b, s])
 
 
 @cuda.jit(**KERNEL)
@@ -70,23 +75,27 @@ def _lstm_sequence(h0, c0, Uf, mask, rmask, act, ract, first, count, gates, hs, 
 @cuda.jit(**KERNEL)
 def _lstm_sequence_staged(h0, c0, Uf, mask, rmask, act, ract, first, count, gates, hs, cs):
     """The whole loop with U and the block's states in shared memory (dynamic: U, then two rows of h a sample,
-    the step's and the previous one's, in turn)."""
-    units, per = hs.shape[2], cuda.blockDim.y
+    the step's and the previous one's, in turn). c_{s−1} stays in a register, and each step's mask entry is read
+    a step ahead: a step waits on no global load before its walk."""
+    units, per, steps = hs.shape[2], cuda.blockDim.y, hs.shape[1]
     (i, j), y = _sequence_thread(), cuda.threadIdx.y
     staged = cuda.shared.array(0, numba.float32)
     _stage(Uf, staged, per, units)
     size = Uf.shape[0]
     Us = staged[:size]
-    b = first + i
-    if i < count:
+    b, inside = first + i, i < count
+    c_prev, live = c0[first, j], False  # (a thread past the batch's samples only meets the barriers)
+    if inside:
         staged[size + (per + y) * units + j] = h0[b, j]  # row 1: the state before step 0
+        c_prev, live = c0[b, j], mask[b, 0] != 0
     cuda.syncthreads()
-    for s in range(hs.shape[1]):
-        if i < count:
+    for s in range(steps):
+        if inside:
             now, before = _turn(size, s, per, y, units)
-            c_prev = c0[b, j] if s == 0 else cs[b, s - 1, j]
-            _lstm_unit(b, j, staged[before:before + units], Us, c_prev, mask, rmask, act, ract, s, gates, hs, cs,
-                       staged[now:now + units])
+            upcoming = mask[b, min(s + 1, steps - 1)] != 0
+            c_prev = _lstm_unit(b, j, staged[before:before + units], Us, c_prev, live, rmask, act, ract, s, gates,
+                                hs, cs, staged[now:now + units])
+            live = upcoming
         cuda.syncthreads()
 
 
@@ -98,14 +107,26 @@ def lstm_forward(x, W, bias, U, h0, c0, mask, rmask, act, ract, first, count, ga
 
 
 @cuda.jit(device=True)
-def _lstm_back_unit(b, j, dn, UTf, dhs, dc_last, cs, c0, mask, rmask, act, ract, s, gates, dh0, dc0, dnow):
+def _lstm_back_unit(b, j, dn, UTf, dhs, dc, carried, later, live, cs, c0, rmask, act, ract, s, gates, dh0, dc0,
+                    dnow):
     """Unit j of sample b at step s of the walk back: dn holds step s + 1's gate gradients (the sample's row),
-    UTf Uᵀ flattened (4·units × units); writes step s's gate gradients over its gates, and into dnow too (a staged
-    walk's next row); s = −1 leaves step 0's state gradient in dh0."""
+    UTf Uᵀ flattened (4·units × units); dc the cell state's gradient from step s + 1 (dc_last at the last step),
+    carried the state gradient kept from step s + 1 (read where step s + 1 is masked), later and live step s + 1's
+    and step s's mask entries. Writes step s's gate gradients over its gates, and into dnow too (a staged walk's
+    next row); s = −1 leaves step 0's state gradient in dh0. Returns (dh0, dc0)[b, j] as stored (what a staged
+    walk keeps for the next step)."""
     steps, units = gates.shape[1], dh0.shape[1]
+    t = max(s, 0)
+    # The step's global loads before the walk below, which their waits then overlap (at s = −1, step 0's: read,
+    # not used).
+    incoming = _incoming(dhs, b, t, steps, j)
+    gi, gf = gates[b, t, j], gates[b, t, units + j]
+    gc, go = gates[b, t, 2 * units + j], gates[b, t, 3 * units + j]
+    c_prev = c0[b, j] if t == 0 else cs[b, t - 1, j]
+    c_here = cs[b, t, j]
     dh = 0.0
     if s + 1 < steps:
-        if mask[b, s + 1] != 0:  # Σ_k (d_k·U_kᵀ)[j] ⊙ m_k[j], the four sums in one walk, each in order
+        if later:  # Σ_k (d_k·U_kᵀ)[j] ⊙ m_k[j], the four sums in one walk, each in order
             t_i = t_f = t_c = t_o = 0.0
             for m in range(units):
                 t_i += dn[m] * UTf[m * units + j]
@@ -117,23 +138,19 @@ def _lstm_back_unit(b, j, dn, UTf, dhs, dc_last, cs, c0, mask, rmask, act, ract,
             dh += t_c * _dropped(rmask, b, 2 * units + j)
             dh += t_o * _dropped(rmask, b, 3 * units + j)
         else:
-            dh = dh0[b, j]
+            dh = carried
     if s < 0:
         dh0[b, j] = dh
-        return
-    g = dh + _incoming(dhs, b, s, steps, j)
-    dc = dc_last[b, j] if s == steps - 1 else dc0[b, j]
+        return dh0[b, j], dc0[b, j]
+    g = dh + incoming
     dh0[b, j] = g
-    if mask[b, s] == 0:
+    if not live:
         for k in range(4):
             gates[b, s, k * units + j] = 0.0
             dnow[k * units + j] = 0.0
         dc0[b, j] = dc
-        return
-    gi, gf = gates[b, s, j], gates[b, s, units + j]
-    gc, go = gates[b, s, 2 * units + j], gates[b, s, 3 * units + j]
-    c_prev = c0[b, j] if s == 0 else cs[b, s - 1, j]
-    a = _activate(act, cs[b, s, j])
+        return dh0[b, j], dc0[b, j]
+    a = _activate(act, c_here)
     dc_here = dc + g * go * _derivative(act, a)
     gates[b, s, j] = dc_here * gc * _derivative(ract, gi)
     gates[b, s, units + j] = dc_here * c_prev * _derivative(ract, gf)
@@ -142,17 +159,21 @@ def _lstm_back_unit(b, j, dn, UTf, dhs, dc_last, cs, c0, mask, rmask, act, ract,
     for k in range(4):
         dnow[k * units + j] = gates[b, s, k * units + j]
     dc0[b, j] = dc_here * gf
+    return dh0[b, j], dc0[b, j]
 
 
 @cuda.jit(device=True)
 def _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates, dh0, dc0):
-    """The unit reading step s + 1's gate gradients and Uᵀ from global memory."""
+    """The unit reading step s + 1's gate gradients and Uᵀ from global memory, and its carried gradients from
+    dh0 and dc0."""
     steps = gates.shape[1]
     if i < count and j < dh0.shape[1]:
-        b = first + i
+        b, t = first + i, max(s, 0)
         dn = gates[b, min(s + 1, steps - 1)]
-        _lstm_back_unit(b, j, dn, UTf, dhs, dc_last, cs, c0, mask, rmask, act, ract, s, gates, dh0, dc0,
-                        gates[b, max(s, 0)])
+        later = s + 1 < steps and mask[b, min(s + 1, steps - 1)] != 0
+        dc = dc_last[b, j] if t == steps - 1 else dc0[b, j]
+        _lstm_back_unit(b, j, dn, UTf, dhs, dc, dh0[b, j], later, mask[b, t] != 0, cs, c0, rmask, act, ract, s,
+                        gates, dh0, dc0, gates[b, t])
 
 
 @cuda.jit(**KERNEL)
@@ -172,7 +193,7 @@ def _lstm_back_sequence(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first
 @cuda.jit(**KERNEL)
 def _lstm_back_sequence_staged(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, gates, dh0, dc0):
     """The walk back with Uᵀ and the block's gate gradients in shared memory (Uᵀ, then two rows of 4·units a
-    sample in turn)."""
+    sample in turn); the carried gradients stay in registers, and each step's mask entry is read a step ahead."""
     units, per = dh0.shape[1], cuda.blockDim.y
     width = 4 * units
     (i, j), y = _sequence_thread(), cuda.threadIdx.y
@@ -181,13 +202,18 @@ def _lstm_back_sequence_staged(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract
     size = UTf.shape[0]
     UTs = staged[:size]
     cuda.syncthreads()
-    b = first + i
     steps = gates.shape[1]
+    b, inside = first + i, i < count
+    carried, dc, later, live = dh0[first, j], dc_last[first, j], False, False
+    if inside:
+        dc, live = dc_last[b, j], mask[b, steps - 1] != 0
     for s in range(steps - 1, -2, -1):
-        if i < count:
+        if inside:
             now, after = _turn(size, s, per, y, width)
-            _lstm_back_unit(b, j, staged[after:after + width], UTs, dhs, dc_last, cs, c0, mask, rmask, act, ract, s,
-                            gates, dh0, dc0, staged[now:now + width])
+            upcoming = mask[b, max(s - 1, 0)] != 0
+            carried, dc = _lstm_back_unit(b, j, staged[after:after + width], UTs, dhs, dc, carried, later, live, cs,
+                                          c0, rmask, act, ract, s, gates, dh0, dc0, staged[now:now + width])
+            later, live = live, upcoming
         cuda.syncthreads()
 
 
