@@ -124,6 +124,16 @@ def _dropped(rmask, b, col):
 
 
 @cuda.jit(device=True)
+def _live(mask, b, s):
+    """Whether sample b's step s is real: its mask's entry (False for a step past either end, −1 or steps). The
+    staged loops read it a step ahead, so that a step waits on no global load before its walk over shared
+    memory; the units read their step's other values before that walk, whose time their waits then overlap (a
+    GPU does not move a load above a loop: read after it, each would wait on its own)."""
+    steps = mask.shape[1]
+    return 0 <= s < steps and mask[b, min(max(s, 0), steps - 1)] != 0
+
+
+@cuda.jit(device=True)
 def _previous(h0, hs, b, s, m):
     return h0[b, m] if s == 0 else hs[b, s - 1, m]
 
@@ -187,15 +197,16 @@ def recurrent_inputs(hs, h0, rmask, first, count, out):
 
 
 @cuda.jit(device=True)
-def _simple_rnn_unit(b, j, hp, Uf, mask, rmask, act, s, hs, hn):
-    """Unit j of sample b at step s (hs holding the input projection): hp holds h_{s−1}, Uf the recurrent kernel
-    flattened; h_s goes into hs and hn (a staged loop's next row)."""
+def _simple_rnn_unit(b, j, hp, Uf, live, rmask, act, s, hs, hn):
+    """Unit j of sample b at step s (hs holding the input projection; `live`: the step is real): hp holds
+    h_{s−1}, Uf the recurrent kernel flattened; h_s goes into hs and hn (a staged loop's next row)."""
     units = hs.shape[2]
-    if mask[b, s] != 0:  # Σ_m (h_{s−1} ⊙ m)[m] · U[m, j], in order
+    if live:  # Σ_m (h_{s−1} ⊙ m)[m] · U[m, j], in order
+        x = hs[b, s, j]
         total = 0.0
         for m in range(units):
             total += hp[m] * _dropped(rmask, b, m) * Uf[m * units + j]
-        hs[b, s, j] = _activate(act, hs[b, s, j] + total)
+        hs[b, s, j] = _activate(act, x + total)
     else:
         hs[b, s, j] = hp[j]
     hn[j] = hs[b, s, j]
@@ -205,7 +216,8 @@ def _simple_rnn_unit(b, j, hp, Uf, mask, rmask, act, s, hs, hn):
 def _simple_rnn_cell(i, j, hs, h0, Uf, mask, rmask, act, first, count, s):
     if i < count and j < hs.shape[2]:
         b = first + i
-        _simple_rnn_unit(b, j, h0[b] if s == 0 else hs[b, s - 1], Uf, mask, rmask, act, s, hs, hs[b, s])
+        _simple_rnn_unit(b, j, h0[b] if s == 0 else hs[b, s - 1], Uf, _live(mask, b, s), rmask, act, s, hs,
+                         hs[b, s])
 
 
 @cuda.jit(**KERNEL)
@@ -242,19 +254,22 @@ def _simple_rnn_sequence_staged(hs, h0, Uf, mask, rmask, act, first, count):
     """The whole loop with U and the block's states in shared memory (U, then two rows of h a sample in turn)."""
     units, per = hs.shape[2], cuda.blockDim.y
     (i, j), y = _sequence_thread(), cuda.threadIdx.y
-    b = first + i
+    b, inside, live = first + i, i < count, False
     staged = cuda.shared.array(0, numba.float32)
     _stage(Uf, staged, per, units)
     size = Uf.shape[0]
     Us = staged[:size]
-    if i < count:
+    if inside:
         staged[size + (per + y) * units + j] = h0[b, j]  # row 1: the state before step 0
+        live = _live(mask, b, 0)
     cuda.syncthreads()
     for s in range(hs.shape[1]):
-        if i < count:
+        if inside:
             now, before = _turn(size, s, per, y, units)
-            _simple_rnn_unit(b, j, staged[before:before + units], Us, mask, rmask, act, s, hs,
+            upcoming = _live(mask, b, s + 1)
+            _simple_rnn_unit(b, j, staged[before:before + units], Us, live, rmask, act, s, hs,
                              staged[now:now + units])
+            live = upcoming
         cuda.syncthreads()
 
 
@@ -266,24 +281,27 @@ def simple_rnn_forward(x, W, bias, U, h0, mask, rmask, act, first, count, hs):
 
 
 @cuda.jit(device=True)
-def _simple_rnn_back_unit(b, j, dn, UTf, dhs, hs, mask, rmask, act, s, dpre, dh0, dnow):
-    """Unit j of sample b at step s of the walk back: dn holds step s + 1's dpre (the sample's row), UTf Uᵀ
-    flattened; step s's dpre goes into dpre and dnow (a staged walk's next row)."""
+def _simple_rnn_back_unit(b, j, dn, UTf, dhs, hs, later, live, rmask, act, s, dpre, dh0, dnow):
+    """Unit j of sample b at step s of the walk back (`later`, `live`: steps s + 1 and s are real): dn holds
+    step s + 1's dpre (the sample's row), UTf Uᵀ flattened; step s's dpre goes into dpre and dnow (a staged
+    walk's next row)."""
     steps, units = hs.shape[1], hs.shape[2]
+    t = max(s, 0)  # (at s = −1, step 0's values: read, not used)
+    carried, incoming, h = dh0[b, j], _incoming(dhs, b, t, steps, j), hs[b, t, j]
     dh = 0.0
     if s + 1 < steps:
-        if mask[b, s + 1] != 0:  # (d·Uᵀ)[j] ⊙ m[j], the terms in order
+        if later:  # (d·Uᵀ)[j] ⊙ m[j], the terms in order
             total = 0.0
             for m in range(units):
                 total += dn[m] * UTf[m * units + j]
             dh = total * _dropped(rmask, b, j)
         else:
-            dh = dh0[b, j]
+            dh = carried
     if s < 0:  # the walk's last stop: step 0's state gradient alone
         dh0[b, j] = dh
         return
-    g = dh + _incoming(dhs, b, s, steps, j)
-    dpre[b, s, j] = g * _derivative(act, hs[b, s, j]) if mask[b, s] != 0 else 0.0
+    g = dh + incoming
+    dpre[b, s, j] = g * _derivative(act, h) if live else 0.0
     dnow[j] = dpre[b, s, j]
     dh0[b, j] = g
 
@@ -293,8 +311,8 @@ def _simple_rnn_back_cell(i, j, dhs, hs, UTf, mask, rmask, act, first, count, s,
     steps = hs.shape[1]
     if i < count and j < hs.shape[2]:
         b = first + i
-        _simple_rnn_back_unit(b, j, dpre[b, min(s + 1, steps - 1)], UTf, dhs, hs, mask, rmask, act, s, dpre, dh0,
-                              dpre[b, max(s, 0)])
+        _simple_rnn_back_unit(b, j, dpre[b, min(s + 1, steps - 1)], UTf, dhs, hs, _live(mask, b, s + 1),
+                              _live(mask, b, s), rmask, act, s, dpre, dh0, dpre[b, max(s, 0)])
 
 
 @cuda.jit(**KERNEL)
@@ -314,19 +332,23 @@ def _simple_rnn_back_sequence(dhs, hs, UTf, mask, rmask, act, first, count, dpre
 @cuda.jit(**KERNEL)
 def _simple_rnn_back_sequence_staged(dhs, hs, UTf, mask, rmask, act, first, count, dpre, dh0):
     """The walk back with Uᵀ and the block's dpre rows in shared memory."""
-    units, per = hs.shape[2], cuda.blockDim.y
+    units, per, steps = hs.shape[2], cuda.blockDim.y, hs.shape[1]
     (i, j), y = _sequence_thread(), cuda.threadIdx.y
-    b = first + i
+    b, inside, later, live = first + i, i < count, False, False
     staged = cuda.shared.array(0, numba.float32)
     _stage(UTf, staged, per, units)
     size = UTf.shape[0]
     UTs = staged[:size]
+    if inside:
+        live = _live(mask, b, steps - 1)
     cuda.syncthreads()
-    for s in range(hs.shape[1] - 1, -2, -1):
-        if i < count:
+    for s in range(steps - 1, -2, -1):
+        if inside:
             now, after = _turn(size, s, per, y, units)
-            _simple_rnn_back_unit(b, j, staged[after:after + units], UTs, dhs, hs, mask, rmask, act, s, dpre, dh0,
-                                  staged[now:now + units])
+            upcoming = _live(mask, b, s - 1)
+            _simple_rnn_back_unit(b, j, staged[after:after + units], UTs, dhs, hs, later, live, rmask, act, s,
+                                  dpre, dh0, staged[now:now + units])
+            later, live = live, upcoming
         cuda.syncthreads()
 
 

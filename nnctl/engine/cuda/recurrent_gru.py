@@ -8,21 +8,23 @@ import numba
 from numba import cuda
 
 from nnctl.engine.cuda.launch import KERNEL
-from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _incoming, _previous,
+from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _incoming, _live, _previous,
                                          _projection, _sequence_thread, _stage, _turn, flat, time_loop)
 
 
 @cuda.jit(device=True)
-def _gru_unit(b, j, hp, Uf, rbias, mask, rmask, act, ract, s, gates, hs, hu, hn):
-    """Unit j of sample b at step s: hp holds h_{s−1}, Uf the recurrent kernel flattened (units × 3·units); h_s
-    goes into hs and hn (a staged loop's next row)."""
+def _gru_unit(b, j, hp, Uf, rbias, live, rmask, act, ract, s, gates, hs, hu, hn):
+    """Unit j of sample b at step s (`live`: the step is real): hp holds h_{s−1}, Uf the recurrent kernel
+    flattened (units × 3·units); h_s goes into hs and hn (a staged loop's next row)."""
     units = hs.shape[2]
     width = 3 * units
     h_prev = hp[j]
-    if mask[b, s] == 0:
+    if not live:
         hs[b, s, j] = h_prev
         hn[j] = h_prev
         return
+    x_z, x_r, x_h = gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j]  # (before the walk)
+    b_z, b_r, b_h = rbias[j], rbias[units + j], rbias[2 * units + j]
     p_z = p_r = p_h = 0.0  # the three recurrent sums in one walk over h, each in order
     for m in range(units):
         h = hp[m]
@@ -30,10 +32,10 @@ def _gru_unit(b, j, hp, Uf, rbias, mask, rmask, act, ract, s, gates, hs, hu, hn)
         p_z += h * _dropped(rmask, b, m) * Uf[row + j]
         p_r += h * _dropped(rmask, b, units + m) * Uf[row + units + j]
         p_h += h * _dropped(rmask, b, 2 * units + m) * Uf[row + 2 * units + j]
-    rec_z, rec_r, rec_h = p_z + rbias[j], p_r + rbias[units + j], p_h + rbias[2 * units + j]
-    z = _activate(ract, gates[b, s, j] + rec_z)
-    r = _activate(ract, gates[b, s, units + j] + rec_r)
-    candidate = _activate(act, gates[b, s, 2 * units + j] + r * rec_h)
+    rec_z, rec_r, rec_h = p_z + b_z, p_r + b_r, p_h + b_h
+    z = _activate(ract, x_z + rec_z)
+    r = _activate(ract, x_r + rec_r)
+    candidate = _activate(act, x_h + r * rec_h)
     hs[b, s, j] = z * h_prev + (1.0 - z) * candidate  # the undropped h_tm1, as Keras 3's GRUCell.call
     hn[j] = hs[b, s, j]
     gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j] = z, r, candidate
@@ -44,8 +46,8 @@ def _gru_unit(b, j, hp, Uf, rbias, mask, rmask, act, ract, s, gates, hs, hu, hn)
 def _gru_cell(i, j, Uf, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu):
     if i < count and j < hs.shape[2]:
         b = first + i
-        _gru_unit(b, j, h0[b] if s == 0 else hs[b, s - 1], Uf, rbias, mask, rmask, act, ract, s, gates, hs, hu,
-                  hs[b, s])
+        _gru_unit(b, j, h0[b] if s == 0 else hs[b, s - 1], Uf, rbias, _live(mask, b, s), rmask, act, ract, s,
+                  gates, hs, hu, hs[b, s])
 
 
 @cuda.jit(**KERNEL)
@@ -67,19 +69,22 @@ def _gru_sequence_staged(Uf, rbias, h0, mask, rmask, act, ract, first, count, ga
     """The whole loop with U and the block's states in shared memory (U, then two rows of h a sample in turn)."""
     units, per = hs.shape[2], cuda.blockDim.y
     (i, j), y = _sequence_thread(), cuda.threadIdx.y
-    b = first + i
+    b, inside, live = first + i, i < count, False
     staged = cuda.shared.array(0, numba.float32)
     _stage(Uf, staged, per, units)
     size = Uf.shape[0]
     Us = staged[:size]
-    if i < count:
+    if inside:
         staged[size + (per + y) * units + j] = h0[b, j]  # row 1: the state before step 0
+        live = _live(mask, b, 0)
     cuda.syncthreads()
     for s in range(hs.shape[1]):
-        if i < count:
+        if inside:
             now, before = _turn(size, s, per, y, units)
-            _gru_unit(b, j, staged[before:before + units], Us, rbias, mask, rmask, act, ract, s, gates, hs, hu,
+            upcoming = _live(mask, b, s + 1)
+            _gru_unit(b, j, staged[before:before + units], Us, rbias, live, rmask, act, ract, s, gates, hs, hu,
                       staged[now:now + units])
+            live = upcoming
         cuda.syncthreads()
 
 
@@ -91,16 +96,20 @@ def gru_forward(x, W, bias, U, rbias, h0, mask, rmask, act, ract, first, count, 
 
 
 @cuda.jit(device=True)
-def _gru_back_unit(b, j, dg, dd, off, UTf, dhs, hs, hu, h0, mask, rmask, act, ract, s, gates, drec, dh0, dnow,
-                   staged):
-    """Unit j of sample b at step s of the walk back: step s + 1's dz and dr are dg[:2·units], its e·r
-    dd[off:off + units]; UTf is Uᵀ flattened (3·units × units). Writes step s's into gates and drec and, staged,
-    into dnow as (dz, dr, e·r)."""
+def _gru_back_unit(b, j, dg, dd, off, UTf, dhs, hs, hu, h0, later, live, rmask, act, ract, s, gates, drec, dh0,
+                   dnow, staged):
+    """Unit j of sample b at step s of the walk back (`later`, `live`: steps s + 1 and s are real): step s + 1's
+    dz and dr are dg[:2·units], its e·r dd[off:off + units]; UTf is Uᵀ flattened (3·units × units). Writes step
+    s's into gates and drec and, staged, into dnow as (dz, dr, e·r)."""
     steps, units = gates.shape[1], dh0.shape[1]
+    t = max(s, 0)  # the step's values before the walk (at s = −1, step 0's: read, not used)
+    carried, incoming = dh0[b, j], _incoming(dhs, b, t, steps, j)
+    z, r, candidate = gates[b, t, j], gates[b, t, units + j], gates[b, t, 2 * units + j]
+    h_prev, rec_h = _previous(h0, hs, b, t, j), hu[b, t, j]
     dh = 0.0
     if s + 1 < steps:
-        dh = dh0[b, j]  # step s + 1 left g·z there (g at a masked step)
-        if mask[b, s + 1] != 0:  # d_rec = (dz, dr, e·r): the three sums in one walk, each in order
+        dh = carried  # step s + 1 left g·z there (g at a masked step)
+        if later:  # d_rec = (dz, dr, e·r): the three sums in one walk, each in order
             t_z = t_r = t_h = 0.0
             for m in range(units):
                 t_z += dg[m] * UTf[m * units + j]
@@ -112,9 +121,9 @@ def _gru_back_unit(b, j, dg, dd, off, UTf, dhs, hs, hu, h0, mask, rmask, act, ra
     if s < 0:
         dh0[b, j] = dh
         return
-    g = dh + _incoming(dhs, b, s, steps, j)
+    g = dh + incoming
     full = drec.shape[2] == 3 * units
-    if mask[b, s] == 0:
+    if not live:
         for k in range(3):
             gates[b, s, k * units + j] = 0.0
             if full or k == 2:
@@ -123,11 +132,9 @@ def _gru_back_unit(b, j, dg, dd, off, UTf, dhs, hs, hu, h0, mask, rmask, act, ra
                 dnow[k * units + j] = 0.0
         dh0[b, j] = g
         return
-    z, r, candidate = gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j]
-    h_prev = _previous(h0, hs, b, s, j)
     e = g * (1.0 - z) * _derivative(act, candidate)
     dz = g * (h_prev - candidate) * _derivative(ract, z)
-    dr = e * hu[b, s, j] * _derivative(ract, r)
+    dr = e * rec_h * _derivative(ract, r)
     gates[b, s, j], gates[b, s, units + j], gates[b, s, 2 * units + j] = dz, dr, e
     if full:
         drec[b, s, j], drec[b, s, units + j] = dz, dr
@@ -144,7 +151,8 @@ def _gru_back_cell(i, j, dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, co
     if i < count and j < dh0.shape[1]:
         b, later = first + i, min(s + 1, steps - 1)
         _gru_back_unit(b, j, gates[b, later], drec[b, later], drec.shape[2] - dh0.shape[1], UTf, dhs, hs, hu, h0,
-                       mask, rmask, act, ract, s, gates, drec, dh0, gates[b, later], False)
+                       _live(mask, b, s + 1), _live(mask, b, s), rmask, act, ract, s, gates, drec, dh0,
+                       gates[b, later], False)
 
 
 @cuda.jit(**KERNEL)
@@ -164,21 +172,25 @@ def _gru_back_sequence(dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, coun
 @cuda.jit(**KERNEL)
 def _gru_back_sequence_staged(dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, gates, drec, dh0):
     """The walk back with Uᵀ and the block's (dz, dr, e·r) rows in shared memory."""
-    units, per = dh0.shape[1], cuda.blockDim.y
+    units, per, steps = dh0.shape[1], cuda.blockDim.y, gates.shape[1]
     width = 3 * units
     (i, j), y = _sequence_thread(), cuda.threadIdx.y
-    b = first + i
+    b, inside, later, live = first + i, i < count, False, False
     staged = cuda.shared.array(0, numba.float32)
     _stage(UTf, staged, per, units)
     size = UTf.shape[0]
     UTs = staged[:size]
+    if inside:
+        live = _live(mask, b, steps - 1)
     cuda.syncthreads()
-    for s in range(gates.shape[1] - 1, -2, -1):
-        if i < count:
+    for s in range(steps - 1, -2, -1):
+        if inside:
             now, after = _turn(size, s, per, y, width)
+            upcoming = _live(mask, b, s - 1)
             row = staged[after:after + width]
-            _gru_back_unit(b, j, row, row, 2 * units, UTs, dhs, hs, hu, h0, mask, rmask, act, ract, s, gates, drec,
-                           dh0, staged[now:now + width], True)
+            _gru_back_unit(b, j, row, row, 2 * units, UTs, dhs, hs, hu, h0, later, live, rmask, act, ract, s, gates,
+                           drec, dh0, staged[now:now + width], True)
+            later, live = live, upcoming
         cuda.syncthreads()
 
 

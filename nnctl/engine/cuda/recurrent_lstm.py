@@ -8,7 +8,7 @@ import numba
 from numba import cuda
 
 from nnctl.engine.cuda.launch import KERNEL
-from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _incoming, _projection,
+from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _incoming, _live, _projection,
                                          _sequence_thread, _stage, _turn, flat, time_loop)
 
 
@@ -24,10 +24,8 @@ def _lstm_unit(b, j, hp, Uf, c_prev, live, rmask, act, ract, s, gates, hs, cs, h
         hs[b, s, j], cs[b, s, j] = h, c_prev
         hn[j] = h
         return cs[b, s, j]
-    # The step's projections read before the walk below, which their waits then overlap (a GPU does not move a
-    # load above a loop: read after it, each would wait on its own).
     x_i, x_f = gates[b, s, j], gates[b, s, units + j]
-    x_c, x_o = gates[b, s, 2 * units + j], gates[b, s, 3 * units + j]
+    x_c, x_o = gates[b, s, 2 * units + j], gates[b, s, 3 * units + j]  # (before the walk: recurrent._live)
     # The four gates' recurrent sums in one walk over h, each in order: four independent chains a quarter as
     # long, and h read once a unit.
     p_i = p_f = p_c = p_o = 0.0
@@ -55,7 +53,7 @@ def _lstm_cell(i, j, h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates,
         b = first + i
         hp = h0[b] if s == 0 else hs[b, s - 1]
         c_prev = c0[b, j] if s == 0 else cs[b, s - 1, j]
-        _lstm_unit(b, j, hp, Uf, c_prev, mask[b, s] != 0, rmask, act, ract, s, gates, hs, cs, hs[b, s])
+        _lstm_unit(b, j, hp, Uf, c_prev, _live(mask, b, s), rmask, act, ract, s, gates, hs, cs, hs[b, s])
 
 
 @cuda.jit(**KERNEL)
@@ -75,8 +73,7 @@ def _lstm_sequence(h0, c0, Uf, mask, rmask, act, ract, first, count, gates, hs, 
 @cuda.jit(**KERNEL)
 def _lstm_sequence_staged(h0, c0, Uf, mask, rmask, act, ract, first, count, gates, hs, cs):
     """The whole loop with U and the block's states in shared memory (dynamic: U, then two rows of h a sample,
-    the step's and the previous one's, in turn). c_{s−1} stays in a register, and each step's mask entry is read
-    a step ahead: a step waits on no global load before its walk."""
+    the step's and the previous one's, in turn); c_{s−1} stays in a register."""
     units, per, steps = hs.shape[2], cuda.blockDim.y, hs.shape[1]
     (i, j), y = _sequence_thread(), cuda.threadIdx.y
     staged = cuda.shared.array(0, numba.float32)
@@ -87,12 +84,12 @@ def _lstm_sequence_staged(h0, c0, Uf, mask, rmask, act, ract, first, count, gate
     c_prev, live = c0[first, j], False  # (a thread past the batch's samples only meets the barriers)
     if inside:
         staged[size + (per + y) * units + j] = h0[b, j]  # row 1: the state before step 0
-        c_prev, live = c0[b, j], mask[b, 0] != 0
+        c_prev, live = c0[b, j], _live(mask, b, 0)
     cuda.syncthreads()
     for s in range(steps):
         if inside:
             now, before = _turn(size, s, per, y, units)
-            upcoming = mask[b, min(s + 1, steps - 1)] != 0
+            upcoming = _live(mask, b, s + 1)
             c_prev = _lstm_unit(b, j, staged[before:before + units], Us, c_prev, live, rmask, act, ract, s, gates,
                                 hs, cs, staged[now:now + units])
             live = upcoming
@@ -117,8 +114,7 @@ def _lstm_back_unit(b, j, dn, UTf, dhs, dc, carried, later, live, cs, c0, rmask,
     walk keeps for the next step)."""
     steps, units = gates.shape[1], dh0.shape[1]
     t = max(s, 0)
-    # The step's global loads before the walk below, which their waits then overlap (at s = −1, step 0's: read,
-    # not used).
+    # The step's values before the walk (recurrent._live; at s = −1, step 0's: read, not used).
     incoming = _incoming(dhs, b, t, steps, j)
     gi, gf = gates[b, t, j], gates[b, t, units + j]
     gc, go = gates[b, t, 2 * units + j], gates[b, t, 3 * units + j]
@@ -170,10 +166,9 @@ def _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, fir
     if i < count and j < dh0.shape[1]:
         b, t = first + i, max(s, 0)
         dn = gates[b, min(s + 1, steps - 1)]
-        later = s + 1 < steps and mask[b, min(s + 1, steps - 1)] != 0
         dc = dc_last[b, j] if t == steps - 1 else dc0[b, j]
-        _lstm_back_unit(b, j, dn, UTf, dhs, dc, dh0[b, j], later, mask[b, t] != 0, cs, c0, rmask, act, ract, s,
-                        gates, dh0, dc0, gates[b, t])
+        _lstm_back_unit(b, j, dn, UTf, dhs, dc, dh0[b, j], _live(mask, b, s + 1), _live(mask, b, s), cs, c0,
+                        rmask, act, ract, s, gates, dh0, dc0, gates[b, t])
 
 
 @cuda.jit(**KERNEL)
@@ -193,7 +188,7 @@ def _lstm_back_sequence(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first
 @cuda.jit(**KERNEL)
 def _lstm_back_sequence_staged(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, gates, dh0, dc0):
     """The walk back with Uᵀ and the block's gate gradients in shared memory (Uᵀ, then two rows of 4·units a
-    sample in turn); the carried gradients stay in registers, and each step's mask entry is read a step ahead."""
+    sample in turn); the carried gradients stay in registers."""
     units, per = dh0.shape[1], cuda.blockDim.y
     width = 4 * units
     (i, j), y = _sequence_thread(), cuda.threadIdx.y
@@ -206,11 +201,11 @@ def _lstm_back_sequence_staged(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract
     b, inside = first + i, i < count
     carried, dc, later, live = dh0[first, j], dc_last[first, j], False, False
     if inside:
-        dc, live = dc_last[b, j], mask[b, steps - 1] != 0
+        dc, live = dc_last[b, j], _live(mask, b, steps - 1)
     for s in range(steps - 1, -2, -1):
         if inside:
             now, after = _turn(size, s, per, y, width)
-            upcoming = mask[b, max(s - 1, 0)] != 0
+            upcoming = _live(mask, b, s - 1)
             carried, dc = _lstm_back_unit(b, j, staged[after:after + width], UTs, dhs, dc, carried, later, live, cs,
                                           c0, rmask, act, ract, s, gates, dh0, dc0, staged[now:now + width])
             later, live = live, upcoming
