@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # gpu.py beside 
 
 
 # The launch geometry a GPU gets: the simulator's is smaller (it runs each GPU thread as an OS thread).
-GPU_GEOMETRY = {"launch": {"THREADS": 128, "TILE": 16}, "sorting": {"SCAN_THREADS": 1024},
+GPU_GEOMETRY = {"launch": {"THREADS": 128, "TILE": 16}, "columns": {"WIDTH": 32},
+                "sorting": {"SCAN_THREADS": 1024, "RANK_SPAN": 256, "_SPAN": 256},
                 "recurrent": {"SEQUENCE_BLOCK": 64}, "fused": {"THREADS": 512, "GRID_THREADS": 256},
                 "losses": {"ONE_BLOCK": 1024}}
 SMS = 132  # an H200's multiprocessors: a cooperative grid's blocks

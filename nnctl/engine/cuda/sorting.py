@@ -2,11 +2,14 @@
 fixed): the positions of each key in position order, for the GPU's gathers that replace the CPU's scatters (an
 embedding's table gradient, the sparse input's weight gradient).
 
-The positions go in chunks of `span` (256, more when the chunks' counts would pass _COUNTS), one thread a chunk
-counting its keys (and each position's rank among its chunk's equal keys); one thread a key turns its chunks'
-counts into offsets; one block ranks the keys (`key_starts`: each thread a run of keys, the runs' sums scanned in
-shared memory — one thread walking 10,000 keys would wait on memory at each); one thread a position places it.
-`zero_ints`, `key_offsets` and `key_starts` also serve sparse.py's sort of a batch's non-zeros by column.
+The positions go in chunks of `span` (_SPAN, more when the chunks' counts would pass _COUNTS): a block a chunk, a
+thread a position, its rank among the chunk's equal keys counted from the chunk's keys in shared memory and the
+chunk's count of each key written by the key's last position (a wider chunk: one thread walking it). `key_offsets`
+turns each key's chunk counts into offsets — lanes down the column, each a run of chunks, the runs' sums scanned
+in shared memory; one block ranks the keys (`key_starts`: each thread a run of keys, the runs' sums scanned in
+shared memory); one thread a position places it. One thread walking thousands of values, each read after the
+last, would wait on memory at each. `zero_ints`, `key_offsets` and `key_starts` also serve sparse.py's sort of a
+batch's non-zeros by column.
 """
 
 from __future__ import annotations
@@ -15,10 +18,14 @@ import numba
 import numpy as np
 from numba import cuda
 
+from nnctl.engine.cuda.columns import LANES, WIDTH
 from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid1, on, scratch
 
-_SPAN, _COUNTS = 256, 1 << 23  # a chunk is one thread's walk: short, since each position waits on memory
-SCAN_THREADS = 32 if SIMULATED else 1024  # key_starts' one block (the simulator runs a thread per OS thread)
+# A chunk's positions: a block's threads (fewer under the simulator, which runs a thread per OS thread; the order
+# found is the same for any chunking); past _COUNTS chunk counts, chunks widen and a thread walks each.
+RANK_SPAN = 32 if SIMULATED else 256
+_SPAN, _COUNTS = RANK_SPAN, 1 << 23
+SCAN_THREADS = 32 if SIMULATED else 1024  # key_starts' one block
 
 
 @cuda.jit(**KERNEL)
@@ -30,6 +37,7 @@ def zero_ints(x):
 
 @cuda.jit(**KERNEL)
 def _chunk_counts(keys, span, counts, rank):
+    """A thread a chunk of `span` positions, walking them (chunks wider than a block)."""
     c = cuda.grid(1)
     if c < counts.shape[0]:
         for i in range(c * span, min(keys.shape[0], (c + 1) * span)):
@@ -38,16 +46,65 @@ def _chunk_counts(keys, span, counts, rank):
 
 
 @cuda.jit(**KERNEL)
-def key_offsets(counts, totals):
-    """counts[c, r] → the number of key r's positions in chunks before c; totals[r] = all of them; per key."""
-    r = cuda.grid(1)
+def _chunk_ranks(keys, counts, rank):
+    """A block a chunk of RANK_SPAN positions, a thread a position: rank[i] = the chunk's earlier positions of
+    its key (read from the chunk's keys in shared memory, every thread the same one at a time: a broadcast), and
+    counts[c, key] = all of them, written by the key's last position."""
+    c, t = cuda.blockIdx.x, cuda.threadIdx.x
+    here = cuda.shared.array(RANK_SPAN, numba.int32)
+    i = c * RANK_SPAN + t
+    key = keys[i] if i < keys.shape[0] else -1
+    here[t] = key
+    cuda.syncthreads()
+    if i < keys.shape[0]:
+        before = 0
+        last = True
+        for u in range(RANK_SPAN):
+            if here[u] == key:
+                if u < t:
+                    before += 1
+                elif u > t:
+                    last = False
+        rank[i] = before
+        if last:
+            counts[c, key] = before + 1
+
+
+@cuda.jit(**KERNEL)
+def _key_offsets(counts, totals):
+    """Lanes down each column of counts (a block: WIDTH keys side by side, LANES lanes), each a run of rows."""
+    tx, lane = cuda.threadIdx.x, cuda.threadIdx.y
+    r = cuda.blockIdx.x * WIDTH + tx
+    rows = counts.shape[0]
+    per = (rows + LANES - 1) // LANES
+    first, stop = lane * per, min(rows, (lane + 1) * per)
+    runs = cuda.shared.array((LANES, WIDTH), numba.int64)
+    own = 0
     if r < counts.shape[1]:
+        for c in range(first, stop):
+            own += counts[c, r]
+    runs[lane, tx] = own
+    cuda.syncthreads()
+    if lane == 0:  # the runs' sums scanned, exclusive (integers: exact in any order)
         running = 0
-        for c in range(counts.shape[0]):
+        for k in range(LANES):
+            n = runs[k, tx]
+            runs[k, tx] = running
+            running += n
+        if r < counts.shape[1]:
+            totals[r] = running
+    cuda.syncthreads()
+    if r < counts.shape[1]:
+        running = runs[lane, tx]
+        for c in range(first, stop):
             n = counts[c, r]
             counts[c, r] = running
             running += n
-        totals[r] = running
+
+
+def key_offsets(counts, totals):
+    """counts[c, r] → the number of key r's positions in rows before c; totals[r] = all of them (integers)."""
+    _key_offsets[on(-(-counts.shape[1] // WIDTH), (WIDTH, LANES))](counts, totals)
 
 
 @cuda.jit(**KERNEL)
@@ -101,8 +158,11 @@ def stable_order(keys, key_count: int):
     counts = scratch("sort counts", chunks * key_count, np.int32, shape=(chunks, key_count))
     rank, totals = scratch("sort ranks", max(1, n), np.int32), scratch("sort totals", key_count, np.int32)
     starts, positions = scratch("sort starts", key_count + 1, np.int32), scratch("sort order", max(1, n), np.int32)
-    _chunk_counts[on(*grid1(chunks))](keys, span, counts, rank)
-    key_offsets[on(*grid1(key_count))](counts, totals)
+    if span == RANK_SPAN:
+        _chunk_ranks[on(chunks, RANK_SPAN)](keys, counts, rank)
+    else:
+        _chunk_counts[on(*grid1(chunks))](keys, span, counts, rank)
+    key_offsets(counts, totals)
     key_starts(totals, starts)
     _place[on(*grid1(n))](keys, span, counts, rank, starts, positions)
     return starts, positions

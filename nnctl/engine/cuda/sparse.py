@@ -100,7 +100,7 @@ def csr_t_matmul(indptr, indices, values, rows, dy, dw):
     bound = max(1, indices.shape[0])  # the dataset's non-zeros: room for any batch's, read without a wait
     brow, bval = scratch("csr batch rows", bound, np.int32), scratch("csr batch values", bound, np.float32)
     _mark_columns[on(*grid1(m))](indptr, indices, rows, presence)
-    sorting.key_offsets[on(*grid1(d))](presence, totals)
+    sorting.key_offsets(presence, totals)
     sorting.key_starts(totals, starts)
     _place_nonzeros[on(*grid1(m))](indptr, indices, values, rows, presence, starts, brow, bval)
     _column_products[on(*grid2(d, dw.shape[1]))](starts, brow, bval, dy, dw)

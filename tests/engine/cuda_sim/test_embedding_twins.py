@@ -134,3 +134,35 @@ def test_a_row_with_many_positions_is_added_in_pieces_then_the_pieces_in_order(c
             want[row] = total
     assert grad.tobytes() == want.tobytes()
     assert not grad[[0, 1, 7, 9]].any()
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["a-block-a-chunk", "a-thread-a-wide-chunk"])
+def test_the_sort_gives_each_keys_positions_in_order(wide, monkeypatch):
+    """sorting.stable_order against NumPy's stable argsort: chunks of a block's positions (ranks from the chunk's
+    keys in shared memory, the count written by a key's last position), or — where the counts cap widens the
+    chunks — a thread walking each; runs of one key across chunk boundaries, keys no position has."""
+    from nnctl.engine.cuda import sorting
+
+    if wide:
+        monkeypatch.setattr(sorting, "_COUNTS", 50)  # chunks of ⌈n·K / 50⌉ positions
+    n = 3 * sorting.RANK_SPAN + 5
+    keys = RNG.integers(0, 7, n).astype(np.int32)
+    keys[sorting.RANK_SPAN - 3:sorting.RANK_SPAN + 4] = 2  # a run over a chunk boundary
+    keys[keys == 5] = 6  # key 5: no position
+    starts, positions = sorting.stable_order(keys, 9)
+    want = np.argsort(keys, kind="stable")
+    np.testing.assert_array_equal(np.asarray(positions)[:n], want)
+    np.testing.assert_array_equal(np.asarray(starts)[:10], np.concatenate([[0], np.cumsum(np.bincount(keys, None, 9))]))
+
+
+@pytest.mark.parametrize("rows", [1, 15, 16, 17, 250])
+def test_key_offsets_are_each_columns_running_totals(rows):
+    """key_offsets (lanes down each column, each a run of rows, the runs' sums scanned) against NumPy: counts
+    become the totals of the rows before, totals each column's sum; fewer rows than lanes, and several a lane."""
+    from nnctl.engine.cuda import sorting
+
+    counts = RNG.integers(0, 4, (rows, 33)).astype(np.int32)
+    totals, original = np.full(33, -1, np.int32), counts.copy()
+    sorting.key_offsets(counts, totals)
+    np.testing.assert_array_equal(counts, np.cumsum(original, axis=0) - original)
+    np.testing.assert_array_equal(totals, original.sum(0))
