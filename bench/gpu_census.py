@@ -34,6 +34,9 @@ GPU_GEOMETRY = {"launch": {"THREADS": 128, "TILE": 16}, "columns": {"WIDTH": 32}
                 "recurrent": {"SEQUENCE_BLOCK": 64}, "fused": {"THREADS": 512, "GRID_THREADS": 256},
                 "losses": {"ONE_BLOCK": 1024}}
 SMS = 132  # an H200's multiprocessors: a cooperative grid's blocks
+# Launches whose blocks are wider than their kernel declares (launch.wide; DEFAULT_BOUND when it does not): a GPU
+# would refuse such a launch where the kernel's registers a thread need more than a block has.
+TOO_WIDE: set = set()
 
 
 def _gpu_geometry() -> None:
@@ -65,7 +68,7 @@ def census(key: str) -> tuple[list, int, str]:
 
     import gpu
     from nnctl.engine import cuda as kernels
-    from nnctl.engine.cuda import blas
+    from nnctl.engine.cuda import blas, launch as launch_geometry
     from nnctl.nn.cudapath import CudaPath
 
     x, y = gpu.synthetic(key, 3 * gpu.WORKLOADS[key][4])
@@ -85,6 +88,9 @@ def census(key: str) -> tuple[list, int, str]:
             return original_call(self, *args)
         blocks, threads = (int(np.prod(d)) for d in simulated.normalize_kernel_dimensions(self.grid_dim,
                                                                                          self.block_dim))
+        kernel = f"{self.fn.__module__}.{self.fn.__name__}"
+        if threads > launch_geometry.WIDE.get(kernel, launch_geometry.DEFAULT_BOUND):  # (launch.wide)
+            TOO_WIDE.add(f"{kernel} ({threads} threads a block)")
         launches.append((step["count"], f"{self.fn.__module__.rsplit('.', 1)[-1]}.{self.fn.__name__}",
                          blocks * threads, max((_elements(arg) for arg in args), default=0)))
         return None  # the body skipped: the census needs the launches, not their results
@@ -143,6 +149,7 @@ def main() -> None:
             ratio = elements / threads
             mark = "  <- serial" if ratio > args.flag else ""
             print(f"  {name:44s} {threads:10,d} threads {elements:12,d} elements {ratio:9.1f} a thread{mark}")
+    print(f"blocks wider than their kernels declare (launch.wide): {', '.join(sorted(TOO_WIDE)) or 'none'}")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ def test_gpu_census_lists_a_steps_launches_without_a_gpu():
     assert " 1 kernel launches, 0 cuBLAS calls," in boston.splitlines()[0] and "fused._dense_steps " in boston
     assert " 1 kernel launches, 0 cuBLAS calls," in mlp.splitlines()[0], mlp
     assert "fused._dense_steps_grid     " in mlp and " 33,792 threads" in mlp  # 132 blocks of 256
+    assert result.stdout.rstrip().endswith("blocks wider than their kernels declare (launch.wide): none")
     for graphs, launches in (("1", 11), ("0", 8)):  # replayed as a graph: the step's bookkeeping, 3 launches more
         layered = subprocess.run([sys.executable, "bench/gpu_census.py", "--workloads", "mlp"], cwd=ROOT, text=True,
                                  capture_output=True, timeout=300,
@@ -74,6 +75,7 @@ def test_gpu_census_lists_a_steps_launches_without_a_gpu():
         first = layered.stdout.splitlines()[0]
         assert f"{launches} kernel launches, 5 cuBLAS calls" in first, first
         assert "cuBLAS gemm NN m=512 n=128 k=784" in layered.stdout and "<- serial" not in layered.stdout
+        assert layered.stdout.rstrip().endswith("(launch.wide): none")
         assert ("graphs._record_step" in layered.stdout) is (graphs == "1")
         assert first.endswith("(on a GPU one CUDA graph launch a step)" if graphs == "1" else "(launch by launch)")
         # the step's device-array views are made once: what remains is the loop's own slice of the rows and the

@@ -1,6 +1,7 @@
 """Compiles the kernel launches the simulator run recorded (tests/engine/cuda_sim/conftest.py) for a real GPU,
-sm_90, with numba-cuda's `cuda.compile_ptx`: NVVM from the cu12 wheels, no GPU or driver needed. Typing and
-lowering errors the simulator cannot see (it runs the kernels as Python) fail here.
+sm_90, with numba-cuda's `cuda.compile_ptx`, each with the launch bound it declares (launch.wide): NVVM from the
+cu12 wheels, no GPU or driver needed. Typing and lowering errors the simulator cannot see (it runs the kernels as
+Python) fail here.
 
     python tests/engine/cuda_compile.py LAUNCHES.json     # exit 1 and the errors when a launch fails to compile
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 import time
 
@@ -43,8 +45,10 @@ def main(path: str) -> int:
         kernel = getattr(importlib.import_module(module), name)
         signature = tuple(_numba_type(spec) for spec in specs)
         try:
-            ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
+            bound = kernel.targetoptions.get("launch_bounds")
+            ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0), launch_bounds=bound)
             assert ".target sm_90" in ptx
+            assert bound is None or re.search(rf"\.maxntid {bound}\b", ptx), f"no .maxntid {bound} in the PTX"
         except Exception as error:  # noqa: BLE001 - every failure is reported, then the run fails
             failures.append(f"{module}.{name}{signature}: {type(error).__name__}: {error}")
     print(f"compiled {len(record['launches']) - len(failures)} of {len(record['launches'])} launches for sm_90 "

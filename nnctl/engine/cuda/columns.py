@@ -22,12 +22,13 @@ import numba
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, SIMULATED, on, scratch
+from nnctl.engine.cuda.launch import SIMULATED, on, scratch, wide
 
 CHUNK = 256  # rows a block sums
 LANES = 16  # a block's threads down a column (a power of two: the tree)
 WIDTH = 8 if SIMULATED else 32  # a block's columns
 TALL = 2 * CHUNK  # past this many rows, a column sum takes the two launches here
+BLOCK_THREADS = 32 * LANES  # a block's threads on a GPU (the kernels' launch bound)
 
 
 def tall(rows: int) -> bool:
@@ -98,7 +99,7 @@ def rows_of(x):
     return column, cuda.blockIdx.x * CHUNK + cuda.threadIdx.y, min(x.shape[0], (cuda.blockIdx.x + 1) * CHUNK)
 
 
-@cuda.jit(**KERNEL)
+@wide(BLOCK_THREADS)
 def _sum_chunks(x, parts):
     column, first, stop = rows_of(x)
     a = 0.0
@@ -108,7 +109,7 @@ def _sum_chunks(x, parts):
     place_chunk(a, 0.0, parts)
 
 
-@cuda.jit(**KERNEL)
+@wide(BLOCK_THREADS)
 def _deviation_chunks(x, center, parts):
     """Σ (x − center)² a column (a variance's second pass)."""
     column, first, stop = rows_of(x)
@@ -121,14 +122,14 @@ def _deviation_chunks(x, center, parts):
     place_chunk(a, 0.0, parts)
 
 
-@cuda.jit(**KERNEL)
+@wide(BLOCK_THREADS)
 def _finish_sums(parts, divisor, out):
     column, a, _ = chunks_total(parts, False)
     if cuda.threadIdx.y == 0 and column < out.shape[0]:
         out[column] = a / divisor
 
 
-@cuda.jit(**KERNEL)
+@wide(BLOCK_THREADS)
 def _finish_pairs(parts, first, second, first_copy, second_copy):
     column, a, b = chunks_total(parts, True)
     if cuda.threadIdx.y == 0 and column < first.shape[0]:

@@ -17,7 +17,7 @@ from numba import cuda
 
 from nnctl.engine.cpu.dense import ACTIVATION_CODES
 from nnctl.engine.cuda import columns
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, wide
 
 COLUMN_CHUNK = columns.CHUNK  # past 2·COLUMN_CHUNK rows, a column sum is columns.py's (two launches)
 
@@ -188,7 +188,7 @@ def _act_backward_sums(dy, z, y, code, alpha, dz, db):
         db[j] = column_sum(dz, dy.shape[0], j)
 
 
-@cuda.jit(**KERNEL)
+@wide(columns.BLOCK_THREADS)
 def _act_backward_chunks(dy, z, y, code, alpha, dz, parts):
     """dz = dy · act'(z) and a tall column sum's first launch in one (columns.py)."""
     column, first, stop = columns.rows_of(dy)

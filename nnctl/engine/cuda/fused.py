@@ -25,10 +25,11 @@ from numba import cuda
 
 from nnctl.engine.cuda import dense, losses, optim
 from nnctl.engine.cuda.dense import LINEAR, SOFTMAX
-from nnctl.engine.cuda.launch import KERNEL, SIMULATED, on
+from nnctl.engine.cuda.launch import SIMULATED, on, wide
 
-THREADS = 32 if SIMULATED else 512  # the one block's threads
-GRID_THREADS = 32 if SIMULATED else 256  # a grid-wide launch's threads a block (its blocks: one a multiprocessor)
+GPU_THREADS, GPU_GRID_THREADS = 512, 256
+THREADS = 32 if SIMULATED else GPU_THREADS  # the one block's threads
+GRID_THREADS = 32 if SIMULATED else GPU_GRID_THREADS  # a grid-wide launch's threads a block (one a multiprocessor)
 
 
 # The phases of a step. Each runs on threads t, t + threads, … (a block's, or the whole grid's) and leaves the
@@ -140,7 +141,7 @@ def _update(opt_code, lr, keep, size, a, b, c, d, values, grads, s1, s2, s3, t, 
 
 # The two kernels: the same phases in the same order, one block meeting at syncthreads, or every block of a
 # cooperative grid meeting at the grid's barrier.
-@cuda.jit(**KERNEL)
+@wide(GPU_THREADS)
 def _dense_steps(training, x, order, first, last, batch, xbuf, kernels, biases, dkernels, dbiases, zs, ys, dzs,
                  dxs, acts, alphas, loss_code, delta, fused, sparse, target_data, labels_data, weight_data, target,
                  labels, weight, grad, sample_losses, step_losses, out, logits, out_first, opt_code, lr, keep,
@@ -173,7 +174,7 @@ def _dense_steps(training, x, order, first, last, batch, xbuf, kernels, biases, 
             cuda.syncthreads()
 
 
-@cuda.jit(**KERNEL)
+@wide(GPU_GRID_THREADS)
 def _dense_steps_grid(training, x, order, first, last, batch, xbuf, kernels, biases, dkernels, dbiases, zs, ys, dzs,
                       dxs, acts, alphas, loss_code, delta, fused, sparse, target_data, labels_data, weight_data,
                       target, labels, weight, grad, sample_losses, step_losses, out, logits, out_first, opt_code, lr,

@@ -13,7 +13,7 @@ from numba import cuda
 
 from nnctl.engine.cpu.losses import (BCE_LOGITS, BCE_PROBS, CCE_LOGITS, CCE_PROBS, COSINE, EPSILON, HUBER, KLD,
                                      LOG_COSH, MAE, MSE, SPARSE_CCE_LOGITS, SPARSE_CCE_PROBS)
-from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid1, on, scratch
+from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid1, on, scratch, wide
 
 
 @cuda.jit(device=True)
@@ -156,7 +156,11 @@ def _sum_in_order(losses, out, slot):
         out[slot] = mean_in_order(losses, losses.shape[0])
 
 
-@cuda.jit(**KERNEL)
+ONE_BLOCK_GPU = 1024
+ONE_BLOCK = 64 if SIMULATED else ONE_BLOCK_GPU  # the most samples whose loss and mean take one launch (one block)
+
+
+@wide(ONE_BLOCK_GPU)
 def _samples_mean(code, delta, pred, target, labels, weight, grad, losses, out, slot):
     """_samples and _sum_in_order in one launch of one block (a batch of at most ONE_BLOCK samples)."""
     i = cuda.threadIdx.x
@@ -165,9 +169,6 @@ def _samples_mean(code, delta, pred, target, labels, weight, grad, losses, out, 
     cuda.syncthreads()
     if i == 0:
         out[slot] = mean_in_order(losses, pred.shape[0])
-
-
-ONE_BLOCK = 64 if SIMULATED else 1024  # the most samples whose loss and mean take one launch (one block)
 
 
 def loss_forward_backward(code, delta, pred, target, labels, weight, grad, out=None, slot=0):

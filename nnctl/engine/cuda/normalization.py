@@ -16,7 +16,7 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cuda import columns
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, scratch
+from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, scratch, wide
 
 
 @cuda.jit(device=True)
@@ -43,7 +43,7 @@ def _channel_moments(x, momentum, epsilon, moving_mean, moving_variance, mean, i
         _store_moments(c, m, squares / rows, momentum, epsilon, moving_mean, moving_variance, mean, inv_std)
 
 
-@cuda.jit(**KERNEL)
+@wide(columns.BLOCK_THREADS)
 def _finish_moments(parts, center, rows, momentum, epsilon, moving_mean, moving_variance, mean, inv_std):
     """A tall channel's moments from its squared deviations' chunk sums (columns.py) and its mean, `center`."""
     c, squares, _ = columns.chunks_total(parts, False)
@@ -99,7 +99,7 @@ def _channel_grads(dy, x, mean, inv_std, dgamma, dbeta, sum_dy, sum_dy_xhat):
         sum_dy_xhat[c] = weighted
 
 
-@cuda.jit(**KERNEL)
+@wide(columns.BLOCK_THREADS)
 def _channel_grad_chunks(dy, x, mean, inv_std, parts):
     """_channel_grads' two sums over a tall channel's chunks (columns.py)."""
     c, first, stop = columns.rows_of(x)
@@ -211,7 +211,7 @@ def _layer_param_grads(dy, x, mean, inv_std, dgamma, dbeta):
         dgamma[c] = weighted
 
 
-@cuda.jit(**KERNEL)
+@wide(columns.BLOCK_THREADS)
 def _layer_param_grad_chunks(dy, x, mean, inv_std, parts):
     """_layer_param_grads' two sums over a tall column's chunks (columns.py)."""
     c, first, stop = columns.rows_of(x)

@@ -29,7 +29,7 @@ from numba import cuda
 from nnctl.engine.cpu.fastmath import HARD_SIGMOID, RELU, SIGMOID, TANH
 from nnctl.engine.cuda import blas
 from nnctl.engine.cuda.dense import sigmoid
-from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid2, on, view
+from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid2, on, view, wide
 
 WHOLE_SEQUENCE = True  # one launch per time loop where a sample's units fit one block (tests turn it off)
 # A whole loop keeps the recurrent kernel and its block's states in shared memory where they fit (an LSTM of up
@@ -226,7 +226,7 @@ def _simple_rnn_step(hs, h0, Uf, mask, rmask, act, first, count, s):
     _simple_rnn_cell(i, j, hs, h0, Uf, mask, rmask, act, first, count, s)
 
 
-@cuda.jit(**KERNEL)
+@wide(MAX_BLOCK)  # (an unstaged whole loop: a block of up to 1,024 units)
 def _simple_rnn_sequence(hs, h0, Uf, mask, rmask, act, first, count):
     i, j = _sequence_thread()
     for s in range(hs.shape[1]):
@@ -321,7 +321,7 @@ def _simple_rnn_back_step(dhs, hs, UTf, mask, rmask, act, first, count, s, dpre,
     _simple_rnn_back_cell(i, j, dhs, hs, UTf, mask, rmask, act, first, count, s, dpre, dh0)
 
 
-@cuda.jit(**KERNEL)
+@wide(MAX_BLOCK)  # (an unstaged whole loop: a block of up to 1,024 units)
 def _simple_rnn_back_sequence(dhs, hs, UTf, mask, rmask, act, first, count, dpre, dh0):
     i, j = _sequence_thread()
     for s in range(hs.shape[1] - 1, -2, -1):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numba
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL
-from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _incoming, _live, _previous,
+from nnctl.engine.cuda.launch import KERNEL, wide
+from nnctl.engine.cuda.recurrent import (MAX_BLOCK, _activate, _derivative, _dropped, _incoming, _live, _previous,
                                          _projection, _sequence_thread, _stage, _turn, flat, time_loop)
 
 
@@ -56,7 +56,7 @@ def _gru_step(Uf, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs,
     _gru_cell(i, j, Uf, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
 
 
-@cuda.jit(**KERNEL)
+@wide(MAX_BLOCK)  # (an unstaged whole loop: a block of up to 1,024 units)
 def _gru_sequence(Uf, rbias, h0, mask, rmask, act, ract, first, count, gates, hs, hu):
     i, j = _sequence_thread()
     for s in range(hs.shape[1]):
@@ -161,7 +161,7 @@ def _gru_back_step(dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, s
     _gru_back_cell(i, j, dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, s, gates, drec, dh0)
 
 
-@cuda.jit(**KERNEL)
+@wide(MAX_BLOCK)  # (an unstaged whole loop: a block of up to 1,024 units)
 def _gru_back_sequence(dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, gates, drec, dh0):
     i, j = _sequence_thread()
     for s in range(gates.shape[1] - 1, -2, -1):

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numba
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL
-from nnctl.engine.cuda.recurrent import (_activate, _derivative, _dropped, _incoming, _live, _projection,
-                                         _sequence_thread, _stage, _turn, flat, time_loop)
+from nnctl.engine.cuda.launch import KERNEL, wide
+from nnctl.engine.cuda.recurrent import (MAX_BLOCK, _activate, _derivative, _dropped, _incoming, _live,
+                                         _projection, _sequence_thread, _stage, _turn, flat, time_loop)
 
 
 @cuda.jit(device=True)
@@ -62,7 +62,7 @@ def _lstm_step(h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, c
     _lstm_cell(i, j, h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, cs)
 
 
-@cuda.jit(**KERNEL)
+@wide(MAX_BLOCK)  # (an unstaged whole loop: a block of up to 1,024 units)
 def _lstm_sequence(h0, c0, Uf, mask, rmask, act, ract, first, count, gates, hs, cs):
     i, j = _sequence_thread()
     for s in range(hs.shape[1]):
@@ -177,7 +177,7 @@ def _lstm_back_step(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, co
     _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates, dh0, dc0)
 
 
-@cuda.jit(**KERNEL)
+@wide(MAX_BLOCK)  # (an unstaged whole loop: a block of up to 1,024 units)
 def _lstm_back_sequence(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, gates, dh0, dc0):
     i, j = _sequence_thread()
     for s in range(gates.shape[1] - 1, -2, -1):

@@ -18,14 +18,16 @@ import numba
 import numpy as np
 from numba import cuda
 
+from nnctl.engine.cuda import columns
 from nnctl.engine.cuda.columns import LANES, WIDTH
-from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid1, on, scratch
+from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid1, on, scratch, wide
 
 # A chunk's positions: a block's threads (fewer under the simulator, which runs a thread per OS thread; the order
 # found is the same for any chunking); past _COUNTS chunk counts, chunks widen and a thread walks each.
 RANK_SPAN = 32 if SIMULATED else 256
 _SPAN, _COUNTS = RANK_SPAN, 1 << 23
-SCAN_THREADS = 32 if SIMULATED else 1024  # key_starts' one block
+SCAN_THREADS_GPU = 1024
+SCAN_THREADS = 32 if SIMULATED else SCAN_THREADS_GPU  # key_starts' one block
 
 
 @cuda.jit(**KERNEL)
@@ -70,7 +72,7 @@ def _chunk_ranks(keys, counts, rank):
             counts[c, key] = before + 1
 
 
-@cuda.jit(**KERNEL)
+@wide(columns.BLOCK_THREADS)
 def _key_offsets(counts, totals):
     """Lanes down each column of counts (a block: WIDTH keys side by side, LANES lanes), each a run of rows."""
     tx, lane = cuda.threadIdx.x, cuda.threadIdx.y
@@ -107,7 +109,7 @@ def key_offsets(counts, totals):
     _key_offsets[on(-(-counts.shape[1] // WIDTH), (WIDTH, LANES))](counts, totals)
 
 
-@cuda.jit(**KERNEL)
+@wide(SCAN_THREADS_GPU)
 def _key_starts(totals, starts):
     t, keys = cuda.threadIdx.x, totals.shape[0]
     per = (keys + SCAN_THREADS - 1) // SCAN_THREADS
