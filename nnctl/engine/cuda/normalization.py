@@ -100,16 +100,18 @@ def _channel_grads(dy, x, mean, inv_std, dgamma, dbeta, sum_dy, sum_dy_xhat):
 
 
 @wide(columns.BLOCK_THREADS)
-def _channel_grad_chunks(dy, x, mean, inv_std, parts):
-    """_channel_grads' two sums over a tall channel's chunks (columns.py)."""
+def _grad_chunks(dy, x, mean, inv_std, rows, parts):
+    """Σ dy and Σ dy·x̂ over a tall column's chunks (columns.py): x̂ by the column's statistics (BatchNorm's
+    channels), or with `rows` by each row's (LayerNorm's parameter gradients)."""
     c, first, stop = columns.rows_of(x)
     total = 0.0
     weighted = 0.0
     if c < x.shape[1]:
         for r in range(first, stop, columns.LANES):
+            k = r if rows else c
             g = dy[r, c]
             total += g
-            weighted += g * (x[r, c] - mean[c]) * inv_std[c]
+            weighted += g * (x[r, c] - mean[k]) * inv_std[k]
     columns.place_chunk(total, weighted, parts)
 
 
@@ -129,7 +131,7 @@ def batch_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, 
     if columns.tall(x.shape[0]):
         blocks, threads, chunks = columns.geometry(*x.shape)
         parts = columns.partials(chunks, channels)
-        _channel_grad_chunks[on(blocks, threads)](dy, x, mean, inv_std, parts)
+        _grad_chunks[on(blocks, threads)](dy, x, mean, inv_std, False, parts)
         columns.finish_pairs(parts, dbeta, dgamma, sums[0], sums[1])
     else:
         _channel_grads[on(*grid1(channels))](dy, x, mean, inv_std, dgamma, dbeta, sums[0], sums[1])
@@ -211,19 +213,6 @@ def _layer_param_grads(dy, x, mean, inv_std, dgamma, dbeta):
         dgamma[c] = weighted
 
 
-@wide(columns.BLOCK_THREADS)
-def _layer_param_grad_chunks(dy, x, mean, inv_std, parts):
-    """_layer_param_grads' two sums over a tall column's chunks (columns.py)."""
-    c, first, stop = columns.rows_of(x)
-    total = 0.0
-    weighted = 0.0
-    if c < x.shape[1]:
-        for r in range(first, stop, columns.LANES):
-            total += dy[r, c]
-            weighted += dy[r, c] * (x[r, c] - mean[r]) * inv_std[r]
-    columns.place_chunk(total, weighted, parts)
-
-
 @cuda.jit(**KERNEL)
 def _layer_input_grad(dy, x, gamma, mean, inv_std, dx):
     r = cuda.grid(1)
@@ -247,7 +236,7 @@ def layer_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, 
     if columns.tall(x.shape[0]):
         blocks, threads, chunks = columns.geometry(*x.shape)
         parts = columns.partials(chunks, x.shape[1])
-        _layer_param_grad_chunks[on(blocks, threads)](dy, x, mean, inv_std, parts)
+        _grad_chunks[on(blocks, threads)](dy, x, mean, inv_std, True, parts)
         columns.finish_pairs(parts, dbeta, dgamma, dbeta, dgamma)
     else:
         _layer_param_grads[on(*grid1(x.shape[1]))](dy, x, mean, inv_std, dgamma, dbeta)
