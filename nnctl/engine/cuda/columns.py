@@ -12,8 +12,9 @@ loads, issued together. Each sum carries two accumulators (a BatchNormalization 
 dense.py, normalization.py) share.
 
 The order depends on CHUNK and LANES alone (fixed on every device); WIDTH only groups columns, and is smaller
-under the simulator, which runs each GPU thread as an OS thread. Columns of up to TALL rows keep their one-thread
-walk (a Dense layer's batch: its bytes are those of the one-launch step, nn/cudafused.py).
+under the simulator, which runs each GPU thread as an OS thread. A Dense layer's bias sums of up to TALL rows keep
+their one-thread walk (a batch: its bytes are those of the one-launch step, nn/cudafused.py); normalization's
+sums, with no such twin, take the two launches past SHORT rows.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ CHUNK = 256  # rows a block sums
 LANES = 16  # a block's threads down a column (a power of two: the tree)
 WIDTH = 8 if SIMULATED else 32  # a block's columns
 TALL = 2 * CHUNK  # past this many rows, a column sum takes the two launches here
+SHORT = 64  # ... and a sum no one-thread form elsewhere must match the bytes of (BatchNorm's, LayerNorm's) past these
 BLOCK_THREADS = 32 * LANES  # a block's threads on a GPU (the kernels' launch bound)
 
 
-def tall(rows: int) -> bool:
-    return rows > TALL
+def tall(rows: int, limit: int = TALL) -> bool:
+    return rows > limit
 
 
 def geometry(rows: int, columns: int):

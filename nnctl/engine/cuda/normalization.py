@@ -2,10 +2,10 @@
 backward) and LayerNormalization, on (rows, channels) views — same names and arguments as the CPU kernels.
 
 Statistics are float64, two passes (mean, then squared deviations): one thread per channel (batch norm) or per
-row (layer norm) walking its values in order — or, for a channel past columns.TALL rows (a convolution's output:
-every pixel of the batch), columns.py's blocks of chunks and lanes, in a fixed tree; the parameter gradients'
-sums down the rows likewise. Element-wise work is one thread an element. The `_split` forms take the CPU's
-`parts` and compute the same.
+row (layer norm) walking its values in order — or, for a channel past columns.SHORT rows (a convolution's output:
+every pixel of the batch; a Dense layer's batch of more than 64), columns.py's blocks of chunks and lanes, in a
+fixed tree; the parameter gradients' sums down the rows likewise. Element-wise work is one thread an element.
+The `_split` forms take the CPU's `parts` and compute the same.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _finish_moments(parts, center, rows, momentum, epsilon, moving_mean, moving_
 def _moments(x, momentum, epsilon, moving_mean, moving_variance, mean, inv_std):
     """The batch's mean and (biased, as Keras) variance per channel, and the moving averages."""
     rows, channels = x.shape
-    if not columns.tall(rows):
+    if not columns.tall(rows, columns.SHORT):
         _channel_moments[on(*grid1(channels))](x, momentum, epsilon, moving_mean, moving_variance, mean, inv_std)
         return
     center = scratch("channel centers", channels, np.float64)
@@ -128,7 +128,7 @@ def batch_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, 
     """dγ, dβ, and (when `input_grad`) dx through the batch statistics."""
     channels = x.shape[1]
     sums = scratch("channel sums", 2 * channels, np.float64, shape=(2, channels))  # (no allocation a step)
-    if columns.tall(x.shape[0]):
+    if columns.tall(x.shape[0], columns.SHORT):
         blocks, threads, chunks = columns.geometry(*x.shape)
         parts = columns.partials(chunks, channels)
         _grad_chunks[on(blocks, threads)](dy, x, mean, inv_std, False, parts)
@@ -233,7 +233,7 @@ def _layer_input_grad(dy, x, gamma, mean, inv_std, dx):
 
 def layer_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx):
     """dγ, dβ, and (when `input_grad`) dx through each row's statistics."""
-    if columns.tall(x.shape[0]):
+    if columns.tall(x.shape[0], columns.SHORT):
         blocks, threads, chunks = columns.geometry(*x.shape)
         parts = columns.partials(chunks, x.shape[1])
         _grad_chunks[on(blocks, threads)](dy, x, mean, inv_std, True, parts)
