@@ -143,9 +143,10 @@ def test_the_sort_gives_each_keys_positions_in_order(wide, monkeypatch):
     chunks — a thread walking each; runs of one key across chunk boundaries, keys no position has."""
     from nnctl.engine.cuda import sorting
 
-    if wide:
-        monkeypatch.setattr(sorting, "_COUNTS", 50)  # chunks of ⌈n·K / 50⌉ positions
     n = 3 * sorting.RANK_SPAN + 5
+    if wide:
+        monkeypatch.setattr(sorting, "_COUNTS", 5)  # chunks of ⌈n·K / 5⌉ positions: wider than a block
+        assert -(-n * 9 // sorting._COUNTS) > sorting.RANK_SPAN
     keys = RNG.integers(0, 7, n).astype(np.int32)
     keys[sorting.RANK_SPAN - 3:sorting.RANK_SPAN + 4] = 2  # a run over a chunk boundary
     keys[keys == 5] = 6  # key 5: no position
