@@ -18,7 +18,6 @@ from nnctl.engine.views import view
 # compile (a first GPU run compiles them during the "compiling kernels" warm-up).
 KERNEL = {"cache": True}
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
-BLOCK_REGISTERS = 65_536  # a block's registers (sm_90 and every GPU since sm_50)
 DEFAULT_BOUND = 256  # the most threads a block of grid1/grid2's launches has; a kernel launched wider says so
 WIDE: dict = {}  # "module.kernel" → the most threads a block of it has on a GPU, where more than DEFAULT_BOUND
 
@@ -27,15 +26,17 @@ def wide(threads: int):
     """cuda.jit(**KERNEL) for a kernel launched on a GPU with blocks of up to `threads` threads (more than
     DEFAULT_BOUND): its launch bound, so that the compiler keeps its registers within a block's share (64 a thread
     at 1,024) — a kernel that took more would be refused at launch ("too many resources requested"), which the
-    simulator never sees. tests/engine/cuda_compile.py checks every kernel's registers (ptxas) against its bound
-    or DEFAULT_BOUND; bench/gpu_census.py every launch's block, at a GPU's geometry, against WIDE. The simulator
-    takes no bounds."""
+    simulator never sees. tests/engine/cuda_compile.py compiles each kernel with its bound (checked in the PTX);
+    bench/gpu_census.py checks every launch's block, at a GPU's geometry, against WIDE (or DEFAULT_BOUND). The
+    simulator takes no bounds."""
     from numba import cuda
 
     def jit(function):
         WIDE[f"{function.__module__}.{function.__name__}"] = threads
         return cuda.jit(**(KERNEL if SIMULATED else {**KERNEL, "launch_bounds": threads}))(function)
     return jit
+
+
 THREADS = 32 if SIMULATED else 128  # threads per block for 1-D launches
 TILE = 4 if SIMULATED else 16  # TILE × TILE blocks for 2-D launches
 
