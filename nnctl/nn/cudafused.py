@@ -45,7 +45,7 @@ class GridUnavailable(RuntimeError):
 
 def whole_steps(ctx) -> "WholeSteps | None":
     """The model's one-launch runner, or None when it does not qualify (the module's docstring)."""
-    from nnctl.engine.cuda.dense import COLUMN_CHUNK
+    from nnctl.engine.cuda import columns
     from nnctl.nn.cudaops import DenseOp, FlattenOp
 
     model, ops, heads = ctx.model, ctx.ops, ctx.heads
@@ -61,7 +61,7 @@ def whole_steps(ctx) -> "WholeSteps | None":
         return None
     if opt is not None and opt.clip_mode != CLIP_NONE:
         return None
-    if model.store.fixed_values.shape[0] or ctx.batch_size > 2 * COLUMN_CHUNK:  # (bias sums: one pass over rows)
+    if model.store.fixed_values.shape[0] or columns.tall(ctx.batch_size):  # (bias sums: one thread's walk)
         return None
     dense = ops[1:] if type(ops[0]) is FlattenOp else ops  # a leading Flatten: the batch's rows are flat already
     if not 1 <= len(dense) <= MAX_LAYERS or any(type(op) is not DenseOp or op.penalties or len(op.in_shape) != 1

@@ -19,8 +19,6 @@ from nnctl.engine.cpu.dense import ACTIVATION_CODES
 from nnctl.engine.cuda import columns
 from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, wide
 
-COLUMN_CHUNK = columns.CHUNK  # past 2·COLUMN_CHUNK rows, a column sum is columns.py's (two launches)
-
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX, ELU, LEAKY_RELU, SOFTPLUS, GELU = (
     ACTIVATION_CODES[name] for name in ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "leaky_relu",
                                         "softplus", "gelu"))
