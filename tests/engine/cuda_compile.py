@@ -1,7 +1,10 @@
 """Compiles the kernel launches the simulator run recorded (tests/engine/cuda_sim/conftest.py) for a real GPU,
 sm_90, with numba-cuda's `cuda.compile_ptx`, each with the launch bound it declares (launch.wide): NVVM from the
 cu12 wheels, no GPU or driver needed. Typing and lowering errors the simulator cannot see (it runs the kernels as
-Python) fail here.
+Python) fail here. Each launch's PTX is then linked into an sm_90 cubin as numba-cuda links it on a GPU
+(nvJitLink through cuda.core's Linker, which needs no driver), with the device runtime (`libcudadevrt.a`, found by
+numba-cuda's own lookup) where the kernel calls into it — a cooperative grid's barrier: the assembler's errors and an
+unresolved call fail here too.
 
     python tests/engine/cuda_compile.py LAUNCHES.json     # exit 1 and the errors when a launch fails to compile
 """
@@ -35,12 +38,34 @@ class _SM90:
     compute_capability = (9, 0)
 
 
+class _Linking:
+    """Links a kernel's PTX into an sm_90 cubin (the module's docstring); counts the kernels that needed the device
+    runtime."""
+
+    def __init__(self):
+        from cuda.core import LinkerOptions, ObjectCode
+        from numba.cuda.cudadrv.libs import get_cudalib
+
+        with open(get_cudalib("cudadevrt", static=True), "rb") as library:
+            self.runtime = ObjectCode.from_library(library.read())
+        self.options, self.with_runtime = LinkerOptions(arch="sm_90"), 0
+
+    def __call__(self, ptx: str) -> None:
+        from cuda.core import Linker, ObjectCode
+
+        codes = [ObjectCode.from_ptx(ptx.encode())]
+        if ".extern .func" in ptx:  # calls into the device runtime (cudaCGSynchronizeGrid, …)
+            codes.append(self.runtime)
+            self.with_runtime += 1
+        Linker(*codes, options=self.options).link("cubin")
+
+
 def main(path: str) -> int:
     from numba.cuda import dispatcher
 
     dispatcher.get_current_device = _SM90  # device functions compile for sm_90, not for the (absent) GPU
     record = json.load(open(path))
-    failures, start = [], time.perf_counter()
+    failures, start, link = [], time.perf_counter(), _Linking()
     for module, name, specs in record["launches"]:
         kernel = getattr(importlib.import_module(module), name)
         signature = tuple(_numba_type(spec) for spec in specs)
@@ -49,10 +74,11 @@ def main(path: str) -> int:
             ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0), launch_bounds=bound)
             assert ".target sm_90" in ptx
             assert bound is None or re.search(rf"\.maxntid {bound}\b", ptx), f"no .maxntid {bound} in the PTX"
+            link(ptx)
         except Exception as error:  # noqa: BLE001 - every failure is reported, then the run fails
             failures.append(f"{module}.{name}{signature}: {type(error).__name__}: {error}")
-    print(f"compiled {len(record['launches']) - len(failures)} of {len(record['launches'])} launches for sm_90 "
-          f"in {time.perf_counter() - start:.1f} s")
+    print(f"compiled and linked {len(record['launches']) - len(failures)} of {len(record['launches'])} launches for "
+          f"sm_90 ({link.with_runtime} with the device runtime) in {time.perf_counter() - start:.1f} s")
     print("\n".join(failures))
     return 1 if failures else 0
 

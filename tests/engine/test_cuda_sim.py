@@ -1,6 +1,6 @@
 """Runs the CUDA kernel tests (tests/engine/cuda_sim/) under Numba's CUDA simulator, in a process of their own
 (the simulator is chosen when Numba starts, which in this process has long happened), recording every launch's
-argument types; then compiles each recorded launch for sm_90 with `cuda.compile_ptx`
+argument types; then compiles each recorded launch for sm_90 with `cuda.compile_ptx` and links it into a cubin
 (tests/engine/cuda_compile.py) where numba-cuda and the cu12 NVVM wheel are installed (the `dev` extra has
 them), which types the kernels for real as the simulator does not."""
 
@@ -10,6 +10,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,4 +58,6 @@ def test_every_launch_compiles_for_sm_90(launches):
                               capture_output=True, text=True, cwd=ROOT, timeout=600,
                               env={key: value for key, value in os.environ.items() if key != "NUMBA_ENABLE_CUDASIM"})
     assert compiled.returncode == 0, compiled.stdout[-4000:] + compiled.stderr[-2000:]
-    assert "compiled" in compiled.stdout
+    assert "compiled and linked" in compiled.stdout
+    # the cooperative grid's kernels (nnctl.engine.cuda.fused) call into the device runtime: linked with it
+    assert int(re.search(r"\((\d+) with the device runtime\)", compiled.stdout).group(1)) > 0, compiled.stdout
