@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # gpu.py beside 
 
 
 # The launch geometry a GPU gets: the simulator's is smaller (it runs each GPU thread as an OS thread).
-GPU_GEOMETRY = {"launch": {"THREADS": 128, "TILE": 16}, "columns": {"WIDTH": 32},
+GPU_GEOMETRY = {"launch": {"THREADS": 128, "TILE": 16, "ROW_BLOCKS": 65535}, "columns": {"WIDTH": 32},
                 "sorting": {"SCAN_THREADS": 1024, "RANK_SPAN": 256, "_SPAN": 256},
                 "recurrent": {"SEQUENCE_BLOCK": 64}, "fused": {"THREADS": 512, "GRID_THREADS": 256},
                 "losses": {"ONE_BLOCK": 1024}}
@@ -37,6 +37,16 @@ SMS = 132  # an H200's multiprocessors: a cooperative grid's blocks
 # Launches whose blocks are wider than their kernel declares (launch.wide; DEFAULT_BOUND when it does not): a GPU
 # would refuse such a launch where the kernel's registers a thread need more than a block has.
 TOO_WIDE: set = set()
+# Launches a GPU would refuse for their grid's or block's shape (CUDA's limits: a grid 2³¹ − 1 × 65,535 × 65,535
+# blocks, a block 1,024 × 1,024 × 64 threads and 1,024 in all), which the simulator does not check.
+OUT_OF_BOUNDS: set = set()
+GRID_LIMITS, BLOCK_LIMITS = (2 ** 31 - 1, 65535, 65535), (1024, 1024, 64)
+
+
+def past_limits(grid: tuple, block: tuple) -> bool:
+    """Whether a GPU refuses a launch of this grid and block (three dimensions each) for their shape."""
+    return (any(n > most for n, most in zip((*grid, *block), (*GRID_LIMITS, *BLOCK_LIMITS)))
+            or int(np.prod(block)) > 1024)
 
 
 def _gpu_geometry() -> None:
@@ -86,9 +96,11 @@ def census(key: str) -> tuple[list, int, str]:
     def launch(self, *args):
         if self._device or simulated._kernel_context:  # a device function inside a kernel: not a launch
             return original_call(self, *args)
-        blocks, threads = (int(np.prod(d)) for d in simulated.normalize_kernel_dimensions(self.grid_dim,
-                                                                                         self.block_dim))
+        grid, block = simulated.normalize_kernel_dimensions(self.grid_dim, self.block_dim)
+        blocks, threads = int(np.prod(grid)), int(np.prod(block))
         kernel = f"{self.fn.__module__}.{self.fn.__name__}"
+        if past_limits(grid, block):
+            OUT_OF_BOUNDS.add(f"{kernel} (grid {tuple(grid)}, block {tuple(block)})")
         if threads > launch_geometry.WIDE.get(kernel, launch_geometry.DEFAULT_BOUND):  # (launch.wide)
             TOO_WIDE.add(f"{kernel} ({threads} threads a block)")
         launches.append((step["count"], f"{self.fn.__module__.rsplit('.', 1)[-1]}.{self.fn.__name__}",
@@ -150,6 +162,7 @@ def main() -> None:
             mark = "  <- serial" if ratio > args.flag else ""
             print(f"  {name:44s} {threads:10,d} threads {elements:12,d} elements {ratio:9.1f} a thread{mark}")
     print(f"blocks wider than their kernels declare (launch.wide): {', '.join(sorted(TOO_WIDE)) or 'none'}")
+    print(f"grids or blocks past CUDA's limits: {', '.join(sorted(OUT_OF_BOUNDS)) or 'none'}")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,8 @@ def test_gpu_census_lists_a_steps_launches_without_a_gpu():
     assert " 1 kernel launches, 0 cuBLAS calls," in boston.splitlines()[0] and "fused._dense_steps " in boston
     assert " 1 kernel launches, 0 cuBLAS calls," in mlp.splitlines()[0], mlp
     assert "fused._dense_steps_grid     " in mlp and " 33,792 threads" in mlp  # 132 blocks of 256
-    assert result.stdout.rstrip().endswith("blocks wider than their kernels declare (launch.wide): none")
+    assert "blocks wider than their kernels declare (launch.wide): none\n" in result.stdout
+    assert result.stdout.rstrip().endswith("grids or blocks past CUDA's limits: none")
     for graphs, launches in (("1", 11), ("0", 8)):  # replayed as a graph: the step's bookkeeping, 3 launches more
         layered = subprocess.run([sys.executable, "bench/gpu_census.py", "--workloads", "mlp"], cwd=ROOT, text=True,
                                  capture_output=True, timeout=300,
@@ -75,12 +76,25 @@ def test_gpu_census_lists_a_steps_launches_without_a_gpu():
         first = layered.stdout.splitlines()[0]
         assert f"{launches} kernel launches, 5 cuBLAS calls" in first, first
         assert "cuBLAS gemm NN m=512 n=128 k=784" in layered.stdout and "<- serial" not in layered.stdout
-        assert layered.stdout.rstrip().endswith("(launch.wide): none")
+        assert "(launch.wide): none\n" in layered.stdout and layered.stdout.rstrip().endswith("limits: none")
         assert ("graphs._record_step" in layered.stdout) is (graphs == "1")
         assert first.endswith("(on a GPU one CUDA graph launch a step)" if graphs == "1" else "(launch by launch)")
         # the step's device-array views are made once: what remains is the loop's own slice of the rows and the
         # copy of the outputs (a step built about 60 before the views were cached), none when replayed
         assert int(first.split(" cuBLAS calls, ")[1].split()[0]) <= (0 if graphs == "1" else 6), first
+
+
+def test_gpu_census_knows_the_launches_a_gpu_refuses_for_their_shape(monkeypatch):
+    """CUDA's grid and block limits (the census names any launch past them): 65,535 blocks down a grid, 64 threads
+    deep, 1,024 threads a block; a (1, 81,250)-block grid — a 1.3M-weight row of 16-wide tiles — is refused."""
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")  # (what importing the census sets: undone after the test)
+    import gpu_census
+
+    assert not gpu_census.past_limits((2 ** 31 - 1, 65535, 65535), (1024, 1, 1))
+    assert not gpu_census.past_limits((1, 1, 1), (32, 16, 2))
+    for grid, block in (((1, 81250, 1), (16, 16, 1)), ((1, 1, 65536), (1, 1, 1)), ((2 ** 31, 1, 1), (1, 1, 1)),
+                        ((1, 1, 1), (1, 1, 65)), ((1, 1, 1), (32, 33, 1)), ((1, 1, 1), (1025, 1, 1))):
+        assert gpu_census.past_limits(grid, block), (grid, block)
 
 
 def test_gpu_book_reads_a_run_of_the_real_command(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from numba import cuda
 
 from nnctl.engine.cuda import columns
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, view
+from nnctl.engine.cuda.launch import KERNEL, cells, grid1, grid2, on, view
 
 
 @cuda.jit(**KERNEL)
@@ -73,21 +73,22 @@ def col2im(cols, first, count, geometry, dx):
 
 @cuda.jit(**KERNEL)
 def _direct_forward(x, kernel, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, z):
-    row, f = cuda.grid(2)
-    if row < z.shape[0] and f < z.shape[1]:
-        channels = x.shape[3]
-        ox = row % out_w
-        oy = (row // out_w) % out_h
-        b = row // (out_w * out_h)
-        total = 0.0
-        for ki in range(kh):
-            iy = oy * sh - pt + ki * dh
-            for kj in range(kw):
-                ix = ox * sw - pl + kj * dw
-                if 0 <= iy < x.shape[1] and 0 <= ix < x.shape[2]:
-                    for c in range(channels):
-                        total += x[first + b, iy, ix, c] * kernel[(ki * kw + kj) * channels + c, f]
-        z[row, f] = total
+    f, row0, row_step = cells()
+    if f < z.shape[1]:
+        for row in range(row0, z.shape[0], row_step):
+            channels = x.shape[3]
+            ox = row % out_w
+            oy = (row // out_w) % out_h
+            b = row // (out_w * out_h)
+            total = 0.0
+            for ki in range(kh):
+                iy = oy * sh - pt + ki * dh
+                for kj in range(kw):
+                    ix = ox * sw - pl + kj * dw
+                    if 0 <= iy < x.shape[1] and 0 <= ix < x.shape[2]:
+                        for c in range(channels):
+                            total += x[first + b, iy, ix, c] * kernel[(ki * kw + kj) * channels + c, f]
+            z[row, f] = total
 
 
 def conv_direct_forward(x, kernel, first, count, geometry, z):
@@ -99,21 +100,22 @@ def conv_direct_forward(x, kernel, first, count, geometry, z):
 
 @cuda.jit(**KERNEL)
 def _direct_weight_grad(x, dz, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, dkernel):
-    entry, f = cuda.grid(2)
+    f, row0, row_step = cells()
     channels = x.shape[3]
-    if entry < dkernel.shape[0] and f < dkernel.shape[1]:
-        c = entry % channels
-        kj = (entry // channels) % kw
-        ki = entry // (channels * kw)
-        total = 0.0
-        for row in range(dz.shape[0]):  # the output positions in order
-            ox = row % out_w
-            oy = (row // out_w) % out_h
-            b = row // (out_w * out_h)
-            iy, ix = oy * sh - pt + ki * dh, ox * sw - pl + kj * dw
-            if 0 <= iy < x.shape[1] and 0 <= ix < x.shape[2]:
-                total += x[first + b, iy, ix, c] * dz[row, f]
-        dkernel[entry, f] = total
+    if f < dkernel.shape[1]:
+        for entry in range(row0, dkernel.shape[0], row_step):
+            c = entry % channels
+            kj = (entry // channels) % kw
+            ki = entry // (channels * kw)
+            total = 0.0
+            for row in range(dz.shape[0]):  # the output positions in order
+                ox = row % out_w
+                oy = (row // out_w) % out_h
+                b = row // (out_w * out_h)
+                iy, ix = oy * sh - pt + ki * dh, ox * sw - pl + kj * dw
+                if 0 <= iy < x.shape[1] and 0 <= ix < x.shape[2]:
+                    total += x[first + b, iy, ix, c] * dz[row, f]
+            dkernel[entry, f] = total
 
 
 def conv_direct_weight_grad(x, dz, first, count, geometry, dkernel):
@@ -125,20 +127,21 @@ def conv_direct_weight_grad(x, dz, first, count, geometry, dkernel):
 
 @cuda.jit(**KERNEL)
 def _taps_sum(y, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w, z):
-    row, f = cuda.grid(2)
+    f, row0, row_step = cells()
     filters = z.shape[1]
-    if row < z.shape[0] and f < filters:
-        ox = row % out_w
-        oy = (row // out_w) % out_h
-        b = row // (out_w * out_h)
-        total = 0.0
-        for ki in range(kh):
-            iy = oy - pt + ki * dh
-            for kj in range(kw):
-                ix = ox - pl + kj * dw
-                if 0 <= iy < height and 0 <= ix < width:
-                    total += y[(b * height + iy) * width + ix, (ki * kw + kj) * filters + f]
-        z[row, f] = total
+    if f < filters:
+        for row in range(row0, z.shape[0], row_step):
+            ox = row % out_w
+            oy = (row // out_w) % out_h
+            b = row // (out_w * out_h)
+            total = 0.0
+            for ki in range(kh):
+                iy = oy - pt + ki * dh
+                for kj in range(kw):
+                    ix = ox - pl + kj * dw
+                    if 0 <= iy < height and 0 <= ix < width:
+                        total += y[(b * height + iy) * width + ix, (ki * kw + kj) * filters + f]
+            z[row, f] = total
 
 
 def conv_taps_sum(y, count, height, width, geometry, z):
@@ -149,18 +152,19 @@ def conv_taps_sum(y, count, height, width, geometry, z):
 
 @cuda.jit(**KERNEL)
 def _taps_spread(dz, height, width, kh, kw, dh, dw, pt, pl, out_h, out_w, spread):
-    row, entry = cuda.grid(2)
+    entry, row0, row_step = cells()
     filters = dz.shape[1]
-    if row < spread.shape[0] and entry < spread.shape[1]:
-        f = entry % filters
-        tap = entry // filters
-        ki, kj = tap // kw, tap % kw
-        ix = row % width
-        iy = (row // width) % height
-        b = row // (width * height)
-        oy, ox = iy + pt - ki * dh, ix + pl - kj * dw
-        inside = 0 <= oy < out_h and 0 <= ox < out_w
-        spread[row, entry] = dz[(b * out_h + oy) * out_w + ox, f] if inside else 0.0
+    if entry < spread.shape[1]:
+        for row in range(row0, spread.shape[0], row_step):
+            f = entry % filters
+            tap = entry // filters
+            ki, kj = tap // kw, tap % kw
+            ix = row % width
+            iy = (row // width) % height
+            b = row // (width * height)
+            oy, ox = iy + pt - ki * dh, ix + pl - kj * dw
+            inside = 0 <= oy < out_h and 0 <= ox < out_w
+            spread[row, entry] = dz[(b * out_h + oy) * out_w + ox, f] if inside else 0.0
 
 
 def conv_taps_spread(dz, count, height, width, geometry, spread):
@@ -172,12 +176,13 @@ def conv_taps_spread(dz, count, height, width, geometry, spread):
 
 @cuda.jit(**KERNEL)
 def _sum_partials(partials, count, out):
-    p, f = cuda.grid(2)
-    if p < out.shape[0] and f < out.shape[1]:
-        total = partials[0, p, f]
-        for i in range(1, count):
-            total += partials[i, p, f]
-        out[p, f] = total
+    f, row0, row_step = cells()
+    if f < out.shape[1]:
+        for p in range(row0, out.shape[0], row_step):
+            total = partials[0, p, f]
+            for i in range(1, count):
+                total += partials[i, p, f]
+            out[p, f] = total
 
 
 def sum_partials(partials, count, out):

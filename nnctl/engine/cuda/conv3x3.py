@@ -16,7 +16,7 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cuda.conv_pool import conv_at, first_max4
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on
+from nnctl.engine.cuda.launch import KERNEL, cells, grid1, grid2, on
 
 
 @cuda.jit(device=True)
@@ -39,20 +39,21 @@ def _column(x, image, iy, ix, c):
 
 @cuda.jit(**KERNEL)
 def _winograd_input(x, first, tiles_h, tiles_w, pt, pl, v):
-    t, c = cuda.grid(2)
-    if t < v.shape[1] and c < v.shape[2]:
-        tx = t % tiles_w
-        ty = (t // tiles_w) % tiles_h
-        image = first + t // (tiles_w * tiles_h)
-        iy, ix = 2 * ty - pt, 2 * tx - pl
-        a0, a4, a8, a12 = _column(x, image, iy, ix, c)  # Bᵀ d: along the tile's rows, a column at a time
-        a1, a5, a9, a13 = _column(x, image, iy, ix + 1, c)
-        a2, a6, a10, a14 = _column(x, image, iy, ix + 2, c)
-        a3, a7, a11, a15 = _column(x, image, iy, ix + 3, c)
-        v[0, t, c], v[1, t, c], v[2, t, c], v[3, t, c] = _bt(a0, a1, a2, a3)  # (Bᵀ d) B: along its columns
-        v[4, t, c], v[5, t, c], v[6, t, c], v[7, t, c] = _bt(a4, a5, a6, a7)
-        v[8, t, c], v[9, t, c], v[10, t, c], v[11, t, c] = _bt(a8, a9, a10, a11)
-        v[12, t, c], v[13, t, c], v[14, t, c], v[15, t, c] = _bt(a12, a13, a14, a15)
+    c, row0, row_step = cells()
+    if c < v.shape[2]:
+        for t in range(row0, v.shape[1], row_step):
+            tx = t % tiles_w
+            ty = (t // tiles_w) % tiles_h
+            image = first + t // (tiles_w * tiles_h)
+            iy, ix = 2 * ty - pt, 2 * tx - pl
+            a0, a4, a8, a12 = _column(x, image, iy, ix, c)  # Bᵀ d: along the tile's rows, a column at a time
+            a1, a5, a9, a13 = _column(x, image, iy, ix + 1, c)
+            a2, a6, a10, a14 = _column(x, image, iy, ix + 2, c)
+            a3, a7, a11, a15 = _column(x, image, iy, ix + 3, c)
+            v[0, t, c], v[1, t, c], v[2, t, c], v[3, t, c] = _bt(a0, a1, a2, a3)  # (Bᵀ d) B: along its columns
+            v[4, t, c], v[5, t, c], v[6, t, c], v[7, t, c] = _bt(a4, a5, a6, a7)
+            v[8, t, c], v[9, t, c], v[10, t, c], v[11, t, c] = _bt(a8, a9, a10, a11)
+            v[12, t, c], v[13, t, c], v[14, t, c], v[15, t, c] = _bt(a12, a13, a14, a15)
 
 
 def winograd_input(x, first, count, geometry, tiles_h, tiles_w, v):
@@ -63,26 +64,27 @@ def winograd_input(x, first, count, geometry, tiles_h, tiles_w, v):
 
 @cuda.jit(**KERNEL)
 def _winograd_output_pool(m, bias, first, out_w, pooled, argmax):
-    t, f = cuda.grid(2)
+    f, row0, row_step = cells()
     tiles_h, tiles_w, filters = pooled.shape[1], pooled.shape[2], pooled.shape[3]
-    if t < m.shape[1] and f < filters:
-        tx = t % tiles_w
-        ty = (t // tiles_w) % tiles_h
-        b = first + t // (tiles_w * tiles_h)
-        # Aᵀ m: the tile's rows 0 + 1 + 2 and 1 − 2 − 3, for each of its columns
-        a0 = m[0, t, f] + m[4, t, f] + m[8, t, f]
-        a1 = m[1, t, f] + m[5, t, f] + m[9, t, f]
-        a2 = m[2, t, f] + m[6, t, f] + m[10, t, f]
-        a3 = m[3, t, f] + m[7, t, f] + m[11, t, f]
-        b0 = m[4, t, f] - m[8, t, f] - m[12, t, f]
-        b1 = m[5, t, f] - m[9, t, f] - m[13, t, f]
-        b2 = m[6, t, f] - m[10, t, f] - m[14, t, f]
-        b3 = m[7, t, f] - m[11, t, f] - m[15, t, f]
-        bias_f = bias[f]  # (…) A: columns 0 + 1 + 2 and 1 − 2 − 3
-        base = (2 * ty * out_w + 2 * tx) * filters + f
-        pooled[b, ty, tx, f], argmax[b, ty, tx, f] = first_max4(
-            a0 + a1 + a2 + bias_f, a1 - a2 - a3 + bias_f, b0 + b1 + b2 + bias_f, b1 - b2 - b3 + bias_f, base,
-            filters, out_w * filters)
+    if f < filters:
+        for t in range(row0, m.shape[1], row_step):
+            tx = t % tiles_w
+            ty = (t // tiles_w) % tiles_h
+            b = first + t // (tiles_w * tiles_h)
+            # Aᵀ m: the tile's rows 0 + 1 + 2 and 1 − 2 − 3, for each of its columns
+            a0 = m[0, t, f] + m[4, t, f] + m[8, t, f]
+            a1 = m[1, t, f] + m[5, t, f] + m[9, t, f]
+            a2 = m[2, t, f] + m[6, t, f] + m[10, t, f]
+            a3 = m[3, t, f] + m[7, t, f] + m[11, t, f]
+            b0 = m[4, t, f] - m[8, t, f] - m[12, t, f]
+            b1 = m[5, t, f] - m[9, t, f] - m[13, t, f]
+            b2 = m[6, t, f] - m[10, t, f] - m[14, t, f]
+            b3 = m[7, t, f] - m[11, t, f] - m[15, t, f]
+            bias_f = bias[f]  # (…) A: columns 0 + 1 + 2 and 1 − 2 − 3
+            base = (2 * ty * out_w + 2 * tx) * filters + f
+            pooled[b, ty, tx, f], argmax[b, ty, tx, f] = first_max4(
+                a0 + a1 + a2 + bias_f, a1 - a2 - a3 + bias_f, b0 + b1 + b2 + bias_f, b1 - b2 - b3 + bias_f, base,
+                filters, out_w * filters)
 
 
 def winograd_output_pool(m, bias, first, count, out_w, pooled, argmax):
@@ -100,24 +102,25 @@ def _corner(winner, base, filters, out_w):
 
 @cuda.jit(**KERNEL)
 def _winograd_output_grad(dpooled, argmax, first, out_w, tiles_h, tiles_w, dm):
-    t, f = cuda.grid(2)
+    f, row0, row_step = cells()
     filters = dm.shape[2]
-    if t < dm.shape[1] and f < filters:
-        tx = t % tiles_w
-        ty = (t // tiles_w) % tiles_h
-        b = first + t // (tiles_w * tiles_h)
-        cell = (ty * tiles_w + tx) * filters + f
-        g = dpooled[b, cell]
-        down, right = _corner(argmax[b, cell] - f, (2 * ty * out_w + 2 * tx) * filters, filters, out_w)
-        # A's column a: (1, 1, 1, 0) for a = 0, (0, 1, −1, −1) for a = 1 (float32 constants: no f64 on the GPU)
-        zero, one = np.float32(0.0), np.float32(1.0)
-        r0, r1, r2, r3 = (zero, g, -g, -g) if down else (g, g, g, zero)
-        c1, c2 = one, (-one if right else one)
-        c0, c3 = (zero, -one) if right else (one, zero)
-        dm[0, t, f], dm[1, t, f], dm[2, t, f], dm[3, t, f] = r0 * c0, r0 * c1, r0 * c2, r0 * c3
-        dm[4, t, f], dm[5, t, f], dm[6, t, f], dm[7, t, f] = r1 * c0, r1 * c1, r1 * c2, r1 * c3
-        dm[8, t, f], dm[9, t, f], dm[10, t, f], dm[11, t, f] = r2 * c0, r2 * c1, r2 * c2, r2 * c3
-        dm[12, t, f], dm[13, t, f], dm[14, t, f], dm[15, t, f] = r3 * c0, r3 * c1, r3 * c2, r3 * c3
+    if f < filters:
+        for t in range(row0, dm.shape[1], row_step):
+            tx = t % tiles_w
+            ty = (t // tiles_w) % tiles_h
+            b = first + t // (tiles_w * tiles_h)
+            cell = (ty * tiles_w + tx) * filters + f
+            g = dpooled[b, cell]
+            down, right = _corner(argmax[b, cell] - f, (2 * ty * out_w + 2 * tx) * filters, filters, out_w)
+            # A's column a: (1, 1, 1, 0) for a = 0, (0, 1, −1, −1) for a = 1 (float32 constants: no f64 on the GPU)
+            zero, one = np.float32(0.0), np.float32(1.0)
+            r0, r1, r2, r3 = (zero, g, -g, -g) if down else (g, g, g, zero)
+            c1, c2 = one, (-one if right else one)
+            c0, c3 = (zero, -one) if right else (one, zero)
+            dm[0, t, f], dm[1, t, f], dm[2, t, f], dm[3, t, f] = r0 * c0, r0 * c1, r0 * c2, r0 * c3
+            dm[4, t, f], dm[5, t, f], dm[6, t, f], dm[7, t, f] = r1 * c0, r1 * c1, r1 * c2, r1 * c3
+            dm[8, t, f], dm[9, t, f], dm[10, t, f], dm[11, t, f] = r2 * c0, r2 * c1, r2 * c2, r2 * c3
+            dm[12, t, f], dm[13, t, f], dm[14, t, f], dm[15, t, f] = r3 * c0, r3 * c1, r3 * c2, r3 * c3
 
 
 def winograd_output_grad(dpooled, argmax, first, count, out_w, tiles_h, tiles_w, dm):
@@ -200,21 +203,22 @@ def conv3x3_pool_forward(x, kernel, bias, first, count, geometry, pooled, argmax
 
 @cuda.jit(**KERNEL)
 def _conv3x3_pool_weight_grad(x, dpooled, argmax, first, count, pt, pl, out_w, tiles_h, tiles_w, dkernel):
-    tap, f = cuda.grid(2)
+    f, row0, row_step = cells()
     filters = dkernel.shape[1]
-    if tap < 9 and f < filters:
-        ki, kj = tap // 3, tap % 3
-        total = np.float32(0.0)
-        for b in range(first, first + count):
-            for ty in range(tiles_h):
-                for tx in range(tiles_w):
-                    cell = (ty * tiles_w + tx) * filters + f
-                    oy, ox = 2 * ty, 2 * tx
-                    down, right = _corner(argmax[b, cell] - f, (oy * out_w + ox) * filters, filters, out_w)
-                    iy, ix = oy + down - pt + ki, ox + right - pl + kj  # the tap's cell of the winner's patch
-                    inside = 0 <= iy < x.shape[1] and 0 <= ix < x.shape[2]
-                    total += dpooled[b, cell] * (x[b, iy, ix, 0] if inside else np.float32(0.0))
-        dkernel[tap, f] = total
+    if f < filters:
+        for tap in range(row0, 9, row_step):
+            ki, kj = tap // 3, tap % 3
+            total = np.float32(0.0)
+            for b in range(first, first + count):
+                for ty in range(tiles_h):
+                    for tx in range(tiles_w):
+                        cell = (ty * tiles_w + tx) * filters + f
+                        oy, ox = 2 * ty, 2 * tx
+                        down, right = _corner(argmax[b, cell] - f, (oy * out_w + ox) * filters, filters, out_w)
+                        iy, ix = oy + down - pt + ki, ox + right - pl + kj  # the tap's cell of the winner's patch
+                        inside = 0 <= iy < x.shape[1] and 0 <= ix < x.shape[2]
+                        total += dpooled[b, cell] * (x[b, iy, ix, 0] if inside else np.float32(0.0))
+            dkernel[tap, f] = total
 
 
 def conv3x3_pool_weight_grad(x, dpooled, argmax, first, count, geometry, dkernel):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, scratch
+from nnctl.engine.cuda.launch import KERNEL, cells, grid1, grid2, on, scratch
 
 
 @cuda.jit(device=True)
@@ -101,23 +101,24 @@ def _unpool(dpooled, argmax, first, count, positions, filters, dz):
 
 @cuda.jit(**KERNEL)
 def _direct_pool_weight_grad(x, dz, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, dkernel):
-    entry, f = cuda.grid(2)
+    f, row0, row_step = cells()
     channels, filters = x.shape[3], dkernel.shape[1]
-    if entry < dkernel.shape[0] and f < filters:
-        c = entry % channels
-        kj = (entry // channels) % kw
-        ki = entry // (channels * kw)
-        total = np.float32(0.0)
-        for b in range(count):
-            one = np.float32(0.0)  # this image's conv_direct_weight_grad, its positions in order
-            for oy in range(out_h):
-                iy = oy * sh - pt + ki * dh
-                for ox in range(out_w):
-                    ix = ox * sw - pl + kj * dw
-                    if 0 <= iy < x.shape[1] and 0 <= ix < x.shape[2]:
-                        one += x[first + b, iy, ix, c] * dz[((b * out_h + oy) * out_w + ox) * filters + f]
-            total = one if b == 0 else total + one
-        dkernel[entry, f] = total
+    if f < filters:
+        for entry in range(row0, dkernel.shape[0], row_step):
+            c = entry % channels
+            kj = (entry // channels) % kw
+            ki = entry // (channels * kw)
+            total = np.float32(0.0)
+            for b in range(count):
+                one = np.float32(0.0)  # this image's conv_direct_weight_grad, its positions in order
+                for oy in range(out_h):
+                    iy = oy * sh - pt + ki * dh
+                    for ox in range(out_w):
+                        ix = ox * sw - pl + kj * dw
+                        if 0 <= iy < x.shape[1] and 0 <= ix < x.shape[2]:
+                            one += x[first + b, iy, ix, c] * dz[((b * out_h + oy) * out_w + ox) * filters + f]
+                total = one if b == 0 else total + one
+            dkernel[entry, f] = total
 
 
 def conv_direct_pool_weight_grad(x, dpooled, argmax, first, count, geometry, dz, one, dkernel):
@@ -134,16 +135,17 @@ def conv_direct_pool_weight_grad(x, dpooled, argmax, first, count, geometry, dz,
 
 @cuda.jit(**KERNEL)
 def _pooled_weight_grad(cols, dpooled, argmax, first, count, positions, dkernel):
-    p, f = cuda.grid(2)
+    f, row0, row_step = cells()
     filters = dkernel.shape[1]
-    if p < dkernel.shape[0] and f < filters:
-        total = np.float32(0.0)
-        for b in range(count):
-            for at in range(f, dpooled.shape[1], filters):  # the filter's pooled cells, in order
-                g = dpooled[first + b, at]
-                if g != 0:
-                    total += g * cols[b * positions + argmax[first + b, at] // filters, p]
-        dkernel[p, f] = total
+    if f < filters:
+        for p in range(row0, dkernel.shape[0], row_step):
+            total = np.float32(0.0)
+            for b in range(count):
+                for at in range(f, dpooled.shape[1], filters):  # the filter's pooled cells, in order
+                    g = dpooled[first + b, at]
+                    if g != 0:
+                        total += g * cols[b * positions + argmax[first + b, at] // filters, p]
+            dkernel[p, f] = total
 
 
 def conv_pooled_weight_grad(cols, dpooled, argmax, first, count, positions, dkernel):
@@ -154,16 +156,17 @@ def conv_pooled_weight_grad(cols, dpooled, argmax, first, count, positions, dker
 
 @cuda.jit(**KERNEL)
 def _pooled_columns_grad(dpooled, argmax, kernel_t, first, count, positions, dcols):
-    row, p = cuda.grid(2)
+    p, row0, row_step = cells()
     filters = kernel_t.shape[0]
-    if row < dcols.shape[0] and p < dcols.shape[1]:
-        b, pos = first + row // positions, row % positions
-        total = np.float32(0.0)
-        for k in range(dpooled.shape[1]):  # the image's cells winning here, in (cell, filter) order
-            g = dpooled[b, k]
-            if g != 0 and argmax[b, k] // filters == pos:
-                total += g * kernel_t[k % filters, p]
-        dcols[row, p] = total
+    if p < dcols.shape[1]:
+        for row in range(row0, dcols.shape[0], row_step):
+            b, pos = first + row // positions, row % positions
+            total = np.float32(0.0)
+            for k in range(dpooled.shape[1]):  # the image's cells winning here, in (cell, filter) order
+                g = dpooled[b, k]
+                if g != 0 and argmax[b, k] // filters == pos:
+                    total += g * kernel_t[k % filters, p]
+            dcols[row, p] = total
 
 
 def conv_pooled_columns_grad(dpooled, argmax, kernel_t, first, count, positions, dcols):

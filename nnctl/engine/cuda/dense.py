@@ -17,7 +17,7 @@ from numba import cuda
 
 from nnctl.engine.cpu.dense import ACTIVATION_CODES
 from nnctl.engine.cuda import columns
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, wide
+from nnctl.engine.cuda.launch import KERNEL, cells, grid1, grid2, on, wide
 
 LINEAR, RELU, SIGMOID, TANH, SOFTMAX, ELU, LEAKY_RELU, SOFTPLUS, GELU = (
     ACTIVATION_CODES[name] for name in ("linear", "relu", "sigmoid", "tanh", "softmax", "elu", "leaky_relu",
@@ -128,9 +128,10 @@ def product(a, b, ta, tb, depth, i, j):
 
 @cuda.jit(**KERNEL)
 def _bias_act_forward(z, bias, code, alpha, y):
-    i, j = cuda.grid(2)
-    if i < z.shape[0] and j < z.shape[1]:
-        bias_act_cell(z, bias, code, alpha, y, i, j)
+    j, row0, row_step = cells()
+    if j < z.shape[1]:
+        for i in range(row0, z.shape[0], row_step):
+            bias_act_cell(z, bias, code, alpha, y, i, j)
 
 
 @cuda.jit(**KERNEL)
@@ -220,9 +221,10 @@ def bias_act_backward(dy, z, y, act, alpha, dz, db):
 @cuda.jit(**KERNEL)
 def _matmul(a, b, out, ta, tb):
     """out = op(a) @ op(b), op a transpose when ta/tb: one thread per output element, k in order."""
-    i, j = cuda.grid(2)
-    if i < out.shape[0] and j < out.shape[1]:
-        out[i, j] = product(a, b, ta, tb, a.shape[0] if ta else a.shape[1], i, j)
+    j, row0, row_step = cells()
+    if j < out.shape[1]:
+        for i in range(row0, out.shape[0], row_step):
+            out[i, j] = product(a, b, ta, tb, a.shape[0] if ta else a.shape[1], i, j)
 
 
 def matmul(a, b, out):
@@ -245,9 +247,10 @@ def matmul_nt(a, b, out):
 
 @cuda.jit(**KERNEL)
 def _take_rows(x, rows, out):
-    i, j = cuda.grid(2)
-    if i < out.shape[0] and j < out.shape[1]:
-        out[i, j] = x[rows[i], j]
+    j, row0, row_step = cells()
+    if j < out.shape[1]:
+        for i in range(row0, out.shape[0], row_step):
+            out[i, j] = x[rows[i], j]
 
 
 def take_rows(x, rows, out):
@@ -258,8 +261,8 @@ def take_rows(x, rows, out):
 
 @cuda.jit(**KERNEL)
 def _take_rows_of_two(x, other, rows, out, other_out):
-    i, j = cuda.grid(2)
-    if i < out.shape[0]:
+    j, row0, row_step = cells()
+    for i in range(row0, out.shape[0], row_step):
         if j < out.shape[1]:
             out[i, j] = x[rows[i], j]
         if j < other_out.shape[1]:

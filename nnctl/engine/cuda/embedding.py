@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, scratch
+from nnctl.engine.cuda.launch import KERNEL, cells, grid1, grid2, on, scratch
 from nnctl.engine.cuda.sorting import key_starts, stable_order
 
 ROW_CHUNK = 256  # a table-gradient row with more positions in a step is summed in pieces of this many
@@ -21,14 +21,15 @@ ROW_CHUNK = 256  # a table-gradient row with more positions in a step is summed 
 
 @cuda.jit(**KERNEL)
 def _gather(ids, table, out, bad):
-    i, j = cuda.grid(2)
-    if i < ids.shape[0] and j < out.shape[1]:
-        r = ids[i]
-        if r < 0 or r >= table.shape[0]:
-            if j == 0:
-                cuda.atomic.min(bad, 0, i)  # the first bad position, whatever the thread order
-        else:
-            out[i, j] = table[r, j]
+    j, row0, row_step = cells()
+    if j < out.shape[1]:
+        for i in range(row0, ids.shape[0], row_step):
+            r = ids[i]
+            if r < 0 or r >= table.shape[0]:
+                if j == 0:
+                    cuda.atomic.min(bad, 0, i)  # the first bad position, whatever the thread order
+            else:
+                out[i, j] = table[r, j]
 
 
 def embedding_gather(ids, table, out, check=True):
@@ -46,9 +47,10 @@ def embedding_gather(ids, table, out, check=True):
 @cuda.jit(**KERNEL)
 def _clear_rows(grad, touched, counter):
     """grad's rows the last step wrote (touched[:counter[0]]) back to 0."""
-    k, j = cuda.grid(2)
-    if k < counter[0] and j < grad.shape[1]:
-        grad[touched[k], j] = 0.0
+    j, row0, row_step = cells()
+    if j < grad.shape[1]:
+        for k in range(row0, counter[0], row_step):
+            grad[touched[k], j] = 0.0
 
 
 @cuda.jit(**KERNEL)
@@ -84,13 +86,14 @@ def _segments(ids, touched, counter, mark, slot_of_row, slot, starts, cursor, po
 @cuda.jit(**KERNEL)
 def _segment_sums(dy, grad, touched, counter, starts, positions):
     """grad[touched[k], j] = dy[p₀, j] + dy[p₁, j] + … over row k's positions in order: the CPU's additions."""
-    k, j = cuda.grid(2)
-    if k < counter[0] and j < grad.shape[1]:
-        first, stop = starts[k], starts[k + 1]
-        total = dy[positions[first], j]
-        for p in range(first + 1, stop):
-            total += dy[positions[p], j]
-        grad[touched[k], j] = total
+    j, row0, row_step = cells()
+    if j < grad.shape[1]:
+        for k in range(row0, counter[0], row_step):
+            first, stop = starts[k], starts[k + 1]
+            total = dy[positions[first], j]
+            for p in range(first + 1, stop):
+                total += dy[positions[p], j]
+            grad[touched[k], j] = total
 
 
 def embedding_scatter_add(ids, dy, grad, touched, count, mark, counter=None):
@@ -123,41 +126,43 @@ def _piece_counts(starts, chunk, pieces):
 def _piece_sums(dy, starts, positions, piece_starts, chunk, sums, grad):
     """Piece q of row r (positions starts[r] + k·chunk onwards, k = q − piece_starts[r]): its rows of dy added in
     order, into grad[r] when it is the row's only piece, else into sums[q]. One thread a (piece, unit)."""
-    q, j = cuda.grid(2)
+    j, row0, row_step = cells()
     rows = piece_starts.shape[0] - 1
-    if q < sums.shape[0] and j < grad.shape[1] and q < piece_starts[rows]:
-        low, high = 0, rows - 1  # the row whose pieces hold q: the last r with piece_starts[r] <= q
-        while low < high:
-            middle = (low + high + 1) // 2
-            if piece_starts[middle] <= q:
-                low = middle
+    if j < grad.shape[1]:
+        for q in range(row0, min(sums.shape[0], piece_starts[rows]), row_step):
+            low, high = 0, rows - 1  # the row whose pieces hold q: the last r with piece_starts[r] <= q
+            while low < high:
+                middle = (low + high + 1) // 2
+                if piece_starts[middle] <= q:
+                    low = middle
+                else:
+                    high = middle - 1
+            r = low
+            first = starts[r] + (q - piece_starts[r]) * chunk
+            stop = min(starts[r + 1], first + chunk)
+            total = dy[positions[first], j]
+            for p in range(first + 1, stop):
+                total += dy[positions[p], j]
+            if piece_starts[r + 1] - piece_starts[r] == 1:
+                grad[r, j] = total
             else:
-                high = middle - 1
-        r = low
-        first = starts[r] + (q - piece_starts[r]) * chunk
-        stop = min(starts[r + 1], first + chunk)
-        total = dy[positions[first], j]
-        for p in range(first + 1, stop):
-            total += dy[positions[p], j]
-        if piece_starts[r + 1] - piece_starts[r] == 1:
-            grad[r, j] = total
-        else:
-            sums[q, j] = total
+                sums[q, j] = total
 
 
 @cuda.jit(**KERNEL)
 def _piece_totals(piece_starts, sums, grad):
     """Rows of several pieces: their pieces' sums added in order; rows of none: 0. One thread a (row, unit)."""
-    r, j = cuda.grid(2)
-    if r < grad.shape[0] and j < grad.shape[1]:
-        first, stop = piece_starts[r], piece_starts[r + 1]
-        if first == stop:
-            grad[r, j] = 0.0
-        elif stop - first > 1:
-            total = sums[first, j]
-            for q in range(first + 1, stop):
-                total += sums[q, j]
-            grad[r, j] = total
+    j, row0, row_step = cells()
+    if j < grad.shape[1]:
+        for r in range(row0, grad.shape[0], row_step):
+            first, stop = piece_starts[r], piece_starts[r + 1]
+            if first == stop:
+                grad[r, j] = 0.0
+            elif stop - first > 1:
+                total = sums[first, j]
+                for q in range(first + 1, stop):
+                    total += sums[q, j]
+                grad[r, j] = total
 
 
 def embedding_table_grad(ids, dy, grad, chunk=None):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from nnctl.engine.cuda.launch import GENERATION, KERNEL, STREAM, grid1, grid2, on
+from nnctl.engine.cuda.launch import GENERATION, KERNEL, STREAM, cells, grid1, grid2, on
 
 
 @cuda.jit(**KERNEL)
@@ -35,9 +35,10 @@ def next_rows(order, state, batch, rows) -> None:
 
 @cuda.jit(**KERNEL)
 def _place_rows(src, dst, state, batch, first_row):
-    i, j = cuda.grid(2)
-    if i < src.shape[0] and j < src.shape[1]:
-        dst[state[0] * batch - first_row + i, j] = src[i, j]
+    j, row0, row_step = cells()
+    if j < src.shape[1]:
+        for i in range(row0, src.shape[0], row_step):
+            dst[state[0] * batch - first_row + i, j] = src[i, j]
 
 
 def place_rows(src, dst, state, batch, first_row) -> None:

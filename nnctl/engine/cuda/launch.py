@@ -3,14 +3,15 @@ one thread an element, and `on(blocks, threads)` the launch configuration on the
 default stream, or the stream a step is being recorded on: nnctl/engine/cuda/graphs.py). Every kernel checks its
 thread's index against its array's bounds and reduces in a fixed order, so no result depends on these sizes; under
 NUMBA_ENABLE_CUDASIM=1, which runs each GPU thread as an OS thread, blocks are smaller so that the simulator tests
-start fewer threads. `scratch` hands out reused device temporaries; `view` (nnctl/engine/views.py) makes a device
-array's views once."""
+start fewer threads. A grid2 kernel's thread finds its cells with `cells()`. `scratch` hands out reused device
+temporaries; `view` (nnctl/engine/views.py) makes a device array's views once."""
 
 from __future__ import annotations
 
 import os
 
 import numpy as np
+from numba import cuda
 
 from nnctl.engine.views import view
 
@@ -29,8 +30,6 @@ def wide(threads: int):
     simulator never sees. tests/engine/cuda_compile.py compiles each kernel with its bound (checked in the PTX);
     bench/gpu_census.py checks every launch's block, at a GPU's geometry, against WIDE (or DEFAULT_BOUND). The
     simulator takes no bounds."""
-    from numba import cuda
-
     def jit(function):
         WIDE[f"{function.__module__}.{function.__name__}"] = threads
         return cuda.jit(**(KERNEL if SIMULATED else {**KERNEL, "launch_bounds": threads}))(function)
@@ -45,8 +44,24 @@ def grid1(count: int):
     return max(1, (count + THREADS - 1) // THREADS), THREADS
 
 
+# A grid's y dimension: at most 65,535 blocks (CUDA's limit); past it a 2-D kernel's threads walk its rows. The
+# simulator takes 2, so that every 2-D kernel's tests walk rows.
+ROW_BLOCKS = 2 if SIMULATED else 65535
+
+
 def grid2(rows: int, cols: int):
-    return (max(1, (rows + TILE - 1) // TILE), max(1, (cols + TILE - 1) // TILE)), (TILE, TILE)
+    """A launch over a (rows, cols) C-ordered array, a thread a cell (`cells`): the blocks' x across the columns, so
+    that a warp's threads read and write neighbouring addresses of a row (down the rows, a warp's accesses would
+    fall in sixteen rows' sectors), their y down the rows, at most ROW_BLOCKS of them."""
+    return (max(1, (cols + TILE - 1) // TILE), min(ROW_BLOCKS, max(1, (rows + TILE - 1) // TILE))), (TILE, TILE)
+
+
+@cuda.jit(device=True)
+def cells():
+    """A grid2 kernel's thread: (its column, its first row, the rows' step). It takes rows first, first + step, …
+    below the array's height: more than one where the rows outnumber the grid's (ROW_BLOCKS)."""
+    column, row = cuda.grid(2)
+    return column, row, cuda.gridsize(2)[1]
 
 
 # The stream every launch goes to: 0, the default stream, except while a step is recorded into a CUDA graph

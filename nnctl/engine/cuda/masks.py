@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on
+from nnctl.engine.cuda.launch import KERNEL, cells, grid1, grid2, on
 
 
 @cuda.jit(**KERNEL)
@@ -48,12 +48,13 @@ def step_shares(mask, share):
 
 @cuda.jit(**KERNEL)
 def _masked_mean(share, x, y):
-    b, c = cuda.grid(2)
-    if b < x.shape[0] and c < x.shape[2]:
-        total = np.float32(0.0)
-        for t in range(x.shape[1]):
-            total += share[b, t] * x[b, t, c]
-        y[b, c] = total
+    c, row0, row_step = cells()
+    if c < x.shape[2]:
+        for b in range(row0, x.shape[0], row_step):
+            total = np.float32(0.0)
+            for t in range(x.shape[1]):
+                total += share[b, t] * x[b, t, c]
+            y[b, c] = total
 
 
 def masked_mean(share, x, y):
@@ -63,11 +64,12 @@ def masked_mean(share, x, y):
 
 @cuda.jit(**KERNEL)
 def _spread_steps(share, dy, dx):
-    row, c = cuda.grid(2)
+    c, row0, row_step = cells()
     steps = dx.shape[1]
-    if row < dx.shape[0] * steps and c < dx.shape[2]:
-        b, t = row // steps, row % steps
-        dx[b, t, c] = share[b, t] * dy[b, c]
+    if c < dx.shape[2]:
+        for row in range(row0, dx.shape[0] * steps, row_step):
+            b, t = row // steps, row % steps
+            dx[b, t, c] = share[b, t] * dy[b, c]
 
 
 def spread_steps(share, dy, dx):

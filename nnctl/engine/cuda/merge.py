@@ -13,18 +13,19 @@ import math
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on
+from nnctl.engine.cuda.launch import KERNEL, cells, grid1, grid2, on
 
 
 @cuda.jit(**KERNEL)
 def _strided_matmul(a, a_row, a_inner, b, b_inner, b_col, out, out_row, out_col, rows, cols, depth):
-    row, col = cuda.grid(2)
-    if row < out.shape[0] * rows and col < cols:
-        sample, i = row // rows, row % rows
-        total = np.float32(0.0)
-        for k in range(depth):
-            total += a[sample, i * a_row + k * a_inner] * b[sample, k * b_inner + col * b_col]
-        out[sample, i * out_row + col * out_col] = total
+    col, row0, row_step = cells()
+    if col < cols:
+        for row in range(row0, out.shape[0] * rows, row_step):
+            sample, i = row // rows, row % rows
+            total = np.float32(0.0)
+            for k in range(depth):
+                total += a[sample, i * a_row + k * a_inner] * b[sample, k * b_inner + col * b_col]
+            out[sample, i * out_row + col * out_col] = total
 
 
 def strided_matmul(a, a_strides, b, b_strides, out, out_strides, rows, cols, depth):

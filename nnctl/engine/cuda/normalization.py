@@ -16,7 +16,7 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cuda import columns
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, scratch, wide
+from nnctl.engine.cuda.launch import KERNEL, cells, grid1, grid2, on, scratch, wide
 
 
 @cuda.jit(device=True)
@@ -67,9 +67,10 @@ def _moments(x, momentum, epsilon, moving_mean, moving_variance, mean, inv_std):
 
 @cuda.jit(**KERNEL)
 def _affine_channels(x, mean, inv_std, gamma, beta, y):
-    r, c = cuda.grid(2)
-    if r < x.shape[0] and c < x.shape[1]:
-        y[r, c] = (x[r, c] - mean[c]) * inv_std[c] * gamma[c] + beta[c]
+    c, row0, row_step = cells()
+    if c < x.shape[1]:
+        for r in range(row0, x.shape[0], row_step):
+            y[r, c] = (x[r, c] - mean[c]) * inv_std[c] * gamma[c] + beta[c]
 
 
 def batch_norm_forward(x, gamma, beta, momentum, epsilon, moving_mean, moving_variance, mean, inv_std, y):
@@ -117,11 +118,12 @@ def _grad_chunks(dy, x, mean, inv_std, rows, parts):
 
 @cuda.jit(**KERNEL)
 def _batch_input_grad(dy, x, gamma, mean, inv_std, sum_dy, sum_dy_xhat, dx):
-    r, c = cuda.grid(2)
-    if r < x.shape[0] and c < x.shape[1]:
-        rows = x.shape[0]
-        xhat = (x[r, c] - mean[c]) * inv_std[c]
-        dx[r, c] = gamma[c] * inv_std[c] * (dy[r, c] - sum_dy[c] / rows - xhat * sum_dy_xhat[c] / rows)
+    c, row0, row_step = cells()
+    if c < x.shape[1]:
+        for r in range(row0, x.shape[0], row_step):
+            rows = x.shape[0]
+            xhat = (x[r, c] - mean[c]) * inv_std[c]
+            dx[r, c] = gamma[c] * inv_std[c] * (dy[r, c] - sum_dy[c] / rows - xhat * sum_dy_xhat[c] / rows)
 
 
 def batch_norm_backward(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_grad, dx):
@@ -145,9 +147,10 @@ def batch_norm_backward_split(dy, x, gamma, mean, inv_std, dgamma, dbeta, input_
 
 @cuda.jit(**KERNEL)
 def _inference(x, gamma, beta, moving_mean, moving_variance, epsilon, y):
-    r, c = cuda.grid(2)
-    if r < x.shape[0] and c < x.shape[1]:
-        y[r, c] = (x[r, c] - moving_mean[c]) / math.sqrt(moving_variance[c] + epsilon) * gamma[c] + beta[c]
+    c, row0, row_step = cells()
+    if c < x.shape[1]:
+        for r in range(row0, x.shape[0], row_step):
+            y[r, c] = (x[r, c] - moving_mean[c]) / math.sqrt(moving_variance[c] + epsilon) * gamma[c] + beta[c]
 
 
 def batch_norm_inference(x, gamma, beta, moving_mean, moving_variance, epsilon, y):
@@ -157,9 +160,10 @@ def batch_norm_inference(x, gamma, beta, moving_mean, moving_variance, epsilon, 
 
 @cuda.jit(**KERNEL)
 def _inference_backward(dy, gamma, moving_variance, epsilon, dx):
-    r, c = cuda.grid(2)
-    if r < dy.shape[0] and c < dy.shape[1]:
-        dx[r, c] = dy[r, c] * gamma[c] / math.sqrt(moving_variance[c] + epsilon)
+    c, row0, row_step = cells()
+    if c < dy.shape[1]:
+        for r in range(row0, dy.shape[0], row_step):
+            dx[r, c] = dy[r, c] * gamma[c] / math.sqrt(moving_variance[c] + epsilon)
 
 
 def batch_norm_inference_backward(dy, gamma, moving_variance, epsilon, dx):
@@ -185,9 +189,10 @@ def _row_moments(x, epsilon, mean, inv_std):
 
 @cuda.jit(**KERNEL)
 def _affine_rows(x, mean, inv_std, gamma, beta, y):
-    r, c = cuda.grid(2)
-    if r < x.shape[0] and c < x.shape[1]:
-        y[r, c] = (x[r, c] - mean[r]) * inv_std[r] * gamma[c] + beta[c]
+    c, row0, row_step = cells()
+    if c < x.shape[1]:
+        for r in range(row0, x.shape[0], row_step):
+            y[r, c] = (x[r, c] - mean[r]) * inv_std[r] * gamma[c] + beta[c]
 
 
 def layer_norm_forward(x, gamma, beta, epsilon, mean, inv_std, y):

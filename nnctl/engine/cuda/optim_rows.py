@@ -10,28 +10,30 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cpu.optim import LR
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on
+from nnctl.engine.cuda.launch import KERNEL, cells, grid1, grid2, on
 
 
 @cuda.jit(**KERNEL)
 def _rmsprop_rows(lr, rho, rho64, epsilon, iteration, rows, last, params, grads, slot1):
-    j, i = cuda.grid(2)
-    if j < rows.shape[0] and i < params.shape[1]:
-        r = rows[j]
-        missed = iteration - 1 - last[r]
-        if missed > 0:
-            slot1[r, i] *= np.float32(rho64 ** missed)
-        g = grads[r, i]
-        slot1[r, i] = rho * slot1[r, i] + (np.float32(1.0) - rho) * g * g
-        params[r, i] = params[r, i] * np.float32(1.0) - lr * g / math.sqrt(slot1[r, i] + epsilon)
+    i, row0, row_step = cells()
+    if i < params.shape[1]:
+        for j in range(row0, rows.shape[0], row_step):
+            r = rows[j]
+            missed = iteration - 1 - last[r]
+            if missed > 0:
+                slot1[r, i] *= np.float32(rho64 ** missed)
+            g = grads[r, i]
+            slot1[r, i] = rho * slot1[r, i] + (np.float32(1.0) - rho) * g * g
+            params[r, i] = params[r, i] * np.float32(1.0) - lr * g / math.sqrt(slot1[r, i] + epsilon)
 
 
 @cuda.jit(**KERNEL)
 def _sgd_rows(lr, rows, params, grads):
-    j, i = cuda.grid(2)
-    if j < rows.shape[0] and i < params.shape[1]:
-        r = rows[j]
-        params[r, i] = params[r, i] * np.float32(1.0) - lr * grads[r, i]
+    i, row0, row_step = cells()
+    if i < params.shape[1]:
+        for j in range(row0, rows.shape[0], row_step):
+            r = rows[j]
+            params[r, i] = params[r, i] * np.float32(1.0) - lr * grads[r, i]
 
 
 @cuda.jit(**KERNEL)
@@ -63,11 +65,12 @@ def sgd_rows_step(hp, iteration, rows, last, params, grads, slot1):
 
 @cuda.jit(**KERNEL)
 def _flush(rho64, iteration, last, slot1, decays):
-    r, i = cuda.grid(2)
-    if r < slot1.shape[0] and i < slot1.shape[1] and decays != 0:
-        missed = iteration - 1 - last[r]
-        if missed > 0:
-            slot1[r, i] *= np.float32(rho64 ** missed)
+    i, row0, row_step = cells()
+    if i < slot1.shape[1] and decays != 0:
+        for r in range(row0, slot1.shape[0], row_step):
+            missed = iteration - 1 - last[r]
+            if missed > 0:
+                slot1[r, i] *= np.float32(rho64 ** missed)
 
 
 @cuda.jit(**KERNEL)

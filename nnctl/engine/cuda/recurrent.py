@@ -29,7 +29,7 @@ from numba import cuda
 from nnctl.engine.cpu.fastmath import HARD_SIGMOID, RELU, SIGMOID, TANH
 from nnctl.engine.cuda import blas
 from nnctl.engine.cuda.dense import sigmoid
-from nnctl.engine.cuda.launch import KERNEL, SIMULATED, grid2, on, view, wide
+from nnctl.engine.cuda.launch import KERNEL, SIMULATED, TILE, cells, grid2, on, view, wide
 
 WHOLE_SEQUENCE = True  # one launch per time loop where a sample's units fit one block (tests turn it off)
 # A whole loop keeps the recurrent kernel and its block's states in shared memory where they fit (an LSTM of up
@@ -80,8 +80,8 @@ def _geometry(count: int, units: int):
     if WHOLE_SEQUENCE and units <= MAX_BLOCK:
         per = max(1, min(count, SEQUENCE_BLOCK // units))
         return True, ((count + per - 1) // per,), (units, per)
-    blocks, threads = grid2(count, units)
-    return False, blocks, threads
+    tiles = (count + TILE - 1) // TILE, (units + TILE - 1) // TILE  # a step launch: a thread a (sample, unit)
+    return False, tiles, (TILE, TILE)
 
 
 @cuda.jit(device=True)
@@ -149,22 +149,24 @@ def _incoming(dhs, b, s, steps, j):
 @cuda.jit(**KERNEL)
 def _project(x, W, bias, first, count, out):
     """out[b, s, col] = x[k, b, s]·W[:, col] + bias[col], k = col's gate when x holds one input per gate."""
-    row, col = cuda.grid(2)
+    col, row0, row_step = cells()
     steps = out.shape[1]
-    if row < count * steps and col < out.shape[2]:
-        b, s = first + row // steps, row % steps
-        k = col // (W.shape[1] // x.shape[0])
-        total = 0.0
-        for f in range(W.shape[0]):
-            total += x[k, b, s, f] * W[f, col]
-        out[b, s, col] = total + bias[col]
+    if col < out.shape[2]:
+        for row in range(row0, count * steps, row_step):
+            b, s = first + row // steps, row % steps
+            k = col // (W.shape[1] // x.shape[0])
+            total = 0.0
+            for f in range(W.shape[0]):
+                total += x[k, b, s, f] * W[f, col]
+            out[b, s, col] = total + bias[col]
 
 
 @cuda.jit(**KERNEL)
 def _add_bias(rows, bias):
-    r, col = cuda.grid(2)
-    if r < rows.shape[0] and col < rows.shape[1]:
-        rows[r, col] += bias[col]
+    col, row0, row_step = cells()
+    if col < rows.shape[1]:
+        for r in range(row0, rows.shape[0], row_step):
+            rows[r, col] += bias[col]
 
 
 def _projection(x, W, bias, first, count, out):
@@ -183,11 +185,12 @@ def _projection(x, W, bias, first, count, out):
 
 @cuda.jit(**KERNEL)
 def _recurrent_inputs(hs, h0, rmask, first, count, out):
-    row, col = cuda.grid(2)
+    col, row0, row_step = cells()
     steps, units = hs.shape[1], hs.shape[2]
-    if row < count * steps and col < out.shape[2]:
-        b, s = first + row // steps, row % steps
-        out[b, s, col] = _previous(h0, hs, b, s, col % units) * _dropped(rmask, b, col)
+    if col < out.shape[2]:
+        for row in range(row0, count * steps, row_step):
+            b, s = first + row // steps, row % steps
+            out[b, s, col] = _previous(h0, hs, b, s, col % units) * _dropped(rmask, b, col)
 
 
 def recurrent_inputs(hs, h0, rmask, first, count, out):

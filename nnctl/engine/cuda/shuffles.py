@@ -7,14 +7,15 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on
+from nnctl.engine.cuda.launch import KERNEL, cells, grid1, grid2, on
 
 
 @cuda.jit(**KERNEL)
 def _transpose(a, out):
-    i, j = cuda.grid(2)
-    if i < out.shape[0] and j < out.shape[1]:
-        out[i, j] = a[j, i]
+    j, row0, row_step = cells()
+    if j < out.shape[1]:
+        for i in range(row0, out.shape[0], row_step):
+            out[i, j] = a[j, i]
 
 
 def transpose(a, out):
@@ -24,9 +25,10 @@ def transpose(a, out):
 
 @cuda.jit(**KERNEL)
 def _copy_columns(src, dst, col0):
-    i, j = cuda.grid(2)
-    if i < src.shape[0] and j < src.shape[1]:
-        dst[i, col0 + j] = src[i, j]
+    j, row0, row_step = cells()
+    if j < src.shape[1]:
+        for i in range(row0, src.shape[0], row_step):
+            dst[i, col0 + j] = src[i, j]
 
 
 def copy_columns(src, dst, col0):
@@ -36,9 +38,10 @@ def copy_columns(src, dst, col0):
 
 @cuda.jit(**KERNEL)
 def _take_columns(src, col0, out):
-    i, j = cuda.grid(2)
-    if i < out.shape[0] and j < out.shape[1]:
-        out[i, j] = src[i, col0 + j]
+    j, row0, row_step = cells()
+    if j < out.shape[1]:
+        for i in range(row0, out.shape[0], row_step):
+            out[i, j] = src[i, col0 + j]
 
 
 def take_columns(src, col0, out):
@@ -48,11 +51,12 @@ def take_columns(src, col0, out):
 
 @cuda.jit(**KERNEL)
 def _reverse_steps(x, out):
-    row, j = cuda.grid(2)
+    j, row0, row_step = cells()
     steps = x.shape[1]
-    if row < x.shape[0] * steps and j < x.shape[2]:
-        b, t = row // steps, row % steps
-        out[b, t, j] = x[b, steps - 1 - t, j]
+    if j < x.shape[2]:
+        for row in range(row0, x.shape[0] * steps, row_step):
+            b, t = row // steps, row % steps
+            out[b, t, j] = x[b, steps - 1 - t, j]
 
 
 def reverse_steps(x, out):
@@ -124,11 +128,12 @@ def winner_gradient(dy, winner, index, out):
 
 @cuda.jit(**KERNEL)
 def _mask_steps(x, mask, out):
-    row, j = cuda.grid(2)
+    j, row0, row_step = cells()
     steps = x.shape[1]
-    if row < x.shape[0] * steps and j < x.shape[2]:
-        b, t = row // steps, row % steps
-        out[b, t, j] = x[b, t, j] * mask[b, t]
+    if j < x.shape[2]:
+        for row in range(row0, x.shape[0] * steps, row_step):
+            b, t = row // steps, row % steps
+            out[b, t, j] = x[b, t, j] * mask[b, t]
 
 
 def mask_steps(x, mask, out):

@@ -11,18 +11,19 @@ import numpy as np
 from numba import cuda
 
 from nnctl.engine.cuda import sorting
-from nnctl.engine.cuda.launch import KERNEL, grid1, grid2, on, scratch
+from nnctl.engine.cuda.launch import KERNEL, cells, grid1, grid2, on, scratch
 
 
 @cuda.jit(**KERNEL)
 def _csr_matmul(indptr, indices, values, rows, w, out):
-    b, j = cuda.grid(2)
-    if b < out.shape[0] and j < out.shape[1]:
-        r = rows[b]
-        total = np.float32(0.0)
-        for k in range(indptr[r], indptr[r + 1]):
-            total += values[k] * w[indices[k], j]
-        out[b, j] = total
+    j, row0, row_step = cells()
+    if j < out.shape[1]:
+        for b in range(row0, out.shape[0], row_step):
+            r = rows[b]
+            total = np.float32(0.0)
+            for k in range(indptr[r], indptr[r + 1]):
+                total += values[k] * w[indices[k], j]
+            out[b, j] = total
 
 
 def csr_matmul(indptr, indices, values, rows, w, out):
@@ -79,12 +80,13 @@ def _place_nonzeros(indptr, indices, values, rows, presence, starts, brow, bval)
 
 @cuda.jit(**KERNEL)
 def _column_products(starts, brow, bval, dy, dw):
-    c, j = cuda.grid(2)
-    if c < dw.shape[0] and j < dw.shape[1]:
-        total = np.float32(0.0)
-        for p in range(starts[c], starts[c + 1]):
-            total += bval[p] * dy[brow[p], j]
-        dw[c, j] = total
+    j, row0, row_step = cells()
+    if j < dw.shape[1]:
+        for c in range(row0, dw.shape[0], row_step):
+            total = np.float32(0.0)
+            for p in range(starts[c], starts[c + 1]):
+                total += bval[p] * dy[brow[p], j]
+            dw[c, j] = total
 
 
 def csr_t_matmul(indptr, indices, values, rows, dy, dw):
@@ -143,13 +145,13 @@ def csr_transpose_rows(indptr, indices, values, rows, colptr, brow, bval):
 
 @cuda.jit(**KERNEL)
 def _csc_t_matmul(colptr, brow, bval, dy, dw, c0, c1):
-    c, j = cuda.grid(2)
-    c += c0
-    if c < c1 and j < dw.shape[1]:
-        total = np.float32(0.0)
-        for p in range(colptr[c], colptr[c + 1]):
-            total += bval[p] * dy[brow[p], j]
-        dw[c, j] = total
+    j, row0, row_step = cells()
+    if j < dw.shape[1]:
+        for c in range(c0 + row0, c1, row_step):
+            total = np.float32(0.0)
+            for p in range(colptr[c], colptr[c + 1]):
+                total += bval[p] * dy[brow[p], j]
+            dw[c, j] = total
 
 
 def csc_t_matmul(colptr, brow, bval, dy, dw, c0, c1):
