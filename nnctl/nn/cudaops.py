@@ -245,10 +245,13 @@ class PoolOp(Op):
         dx = self.view(self.dx, (m,) + self.in4)
         if self.layer.average:
             self.ctx.k.average_pool2d_backward(self.reshaped(dy, (m,) + self.out4), *self.window, dx)
-        else:
-            backward = self.ctx.k.max_pool_backward_disjoint if self.disjoint else self.ctx.k.max_pool_backward
-            backward(self.reshaped(dy, m, _size(self.out4)), self.view(self.argmax, (m, _size(self.out4))),
-                     self.reshaped(dx, m, _size(self.in4)))
+        elif self.disjoint:
+            self.ctx.k.max_pool_backward_disjoint(self.reshaped(dy, m, _size(self.out4)),
+                                                  self.view(self.argmax, (m, _size(self.out4))),
+                                                  self.reshaped(dx, m, _size(self.in4)))
+        else:  # overlapping windows: a thread an input cell
+            self.ctx.k.max_pool2d_backward_gather(self.reshaped(dy, (m,) + self.out4),
+                                                  self.view(self.argmax, (m,) + self.out4), *self.window, dx)
         return self.reshaped(dx, (m,) + self.in_shape)
 
 

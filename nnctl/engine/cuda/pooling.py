@@ -4,7 +4,7 @@ backward, same arguments as the CPU kernels (a 1-D input runs as (n, 1, t, c), a
 Forward: one thread an output element, its window walked in row-major order (the first maximum wins; a NaN
 wins and stays). Backward: one thread an input element gathering from the outputs whose windows hold it, in
 output order — a gather instead of the CPU's scatter, so no two threads write one cell and the sum's order is
-fixed.
+fixed (max pooling: where windows never overlap, one thread an output storing at its winner).
 """
 
 from __future__ import annotations
@@ -98,6 +98,36 @@ def max_pool_backward_disjoint(dy, argmax, dx):
     _max_backward_disjoint[on(*grid1(dy.size))](dy, argmax, dx)
 
 
+@cuda.jit(device=True)
+def _first_window(cell, stride, pad, pool):
+    """The first output (along an axis) whose window holds input cell `cell`."""
+    low = cell + pad - pool + 1
+    return 0 if low <= 0 else (low + stride - 1) // stride
+
+
+@cuda.jit(**KERNEL)
+def _max_backward_gather(dy, argmax, ph, pw, sh, sw, pt, pl, dx):
+    k = cuda.grid(1)
+    if k < dx.size:
+        b, ih, iw, ch = _position(k, dx.shape)
+        w, c = dx.shape[2], dx.shape[3]
+        cell = (ih * w + iw) * c + ch
+        last_i, last_j = min(dy.shape[1] - 1, (ih + pt) // sh), min(dy.shape[2] - 1, (iw + pl) // sw)
+        total = numba.float32(0.0)
+        for i in range(_first_window(ih, sh, pt, ph), last_i + 1):  # the windows holding the cell, in output order
+            for j in range(_first_window(iw, sw, pl, pw), last_j + 1):
+                if argmax[b, i, j, ch] == cell:
+                    total += dy[b, i, j, ch]
+        dx[b, ih, iw, ch] = total
+
+
+def max_pool2d_backward_gather(dy, argmax, ph, pw, sh, sw, pt, pl, dx):
+    """max_pool_backward where windows overlap (dy, argmax: (n, out_h, out_w, c); dx: (n, h, w, c), overwritten):
+    one thread an input cell adding, in output order, the gradients of the windows it won — the CPU scatter's
+    additions in its order, so the same bytes, with every cell in parallel instead of a thread a sample."""
+    _max_backward_gather[on(*grid1(dx.size))](dy, argmax, ph, pw, sh, sw, pt, pl, dx)
+
+
 @cuda.jit(**KERNEL)
 def _average_forward(x, ph, pw, sh, sw, pt, pl, y):
     k = cuda.grid(1)
@@ -139,6 +169,7 @@ def average_pool2d_backward(dy, ph, pw, sh, sw, pt, pl, dx):
     _average_backward[on(*grid1(dx.size))](dy, ph, pw, sh, sw, pt, pl, dx)
 
 
-# With the GPU's own max_pool_backward_disjoint (no CPU twin: the CPU's one scatter serves both cases).
+# With the GPU's own max_pool_backward_disjoint and max_pool2d_backward_gather (no CPU twin: the CPU's one scatter
+# serves every case).
 KERNELS = ("max_pool2d_forward", "max_pool_backward", "average_pool2d_forward", "average_pool2d_backward",
-           "max_pool_backward_disjoint")
+           "max_pool_backward_disjoint", "max_pool2d_backward_gather")

@@ -55,6 +55,9 @@ CASES = {  # name: (x, target of x, layers, optimizer, loss)
                                    lambda: [Conv2D(3, (2, 3), strides=2, padding="same", activation="tanh"),
                                             AveragePooling2D(2, padding="same"), Conv2D(2, 1, use_bias=False),
                                             GlobalAveragePooling2D(), Dense(1)], "adam", "mse"),
+    "overlapping-max-pools": (IMAGES, lambda x: x[:, :3, :3, 1].max((1, 2))[:, None],  # a thread an input cell
+                              lambda: [Conv2D(3, 2, activation="relu"), MaxPooling2D(3, strides=1, padding="same"),
+                                       MaxPooling2D((2, 3), strides=(1, 2)), Flatten(), Dense(1)], "adam", "mse"),
     "conv1d-pools-bce": (SEQUENCES, lambda x: (x[:, :, 0].sum(1, keepdims=True) > 0).astype(np.float32),
                          lambda: [Conv1D(4, 3, padding="causal", activation="relu"), AveragePooling1D(2),
                                   Conv1D(3, 2, dilation_rate=2), GlobalMaxPooling1D(),

@@ -63,3 +63,23 @@ def test_the_disjoint_max_backward_gives_the_general_ones_bytes(shape, pool, str
     cuda.max_pool_backward_disjoint(dy, argmax.reshape(n, -1), fast)
     cuda.max_pool_backward(dy, argmax.reshape(n, -1), general)
     assert fast.tobytes() == general.tobytes()
+
+
+@pytest.mark.parametrize("shape, pool, strides, padding", GEOMETRIES, ids=IDS)
+def test_the_gathering_max_backward_gives_the_scatters_bytes(shape, pool, strides, padding):
+    """A thread an input cell adding the gradients of the windows it won in output order (the PoolOp's choice
+    where windows overlap) against the one-thread-a-sample scatter, on every geometry (ties, so that cells win
+    several overlapping windows; a −0 gradient; padding; cells no window holds): the same bytes."""
+    rng = np.random.default_rng(4)
+    x, window, out = _setup(shape, pool, strides, padding, rng, ties=True)
+    y, argmax = np.empty(out, np.float32), np.empty(out, np.int32)
+    cuda.max_pool2d_forward(x, *window, y, argmax)
+    n = shape[0]
+    dy = rng.standard_normal(out).astype(np.float32)
+    dy.flat[0] = -0.0
+    gathered, scattered = np.full(x.shape, np.nan, np.float32), np.full((n, x[0].size), 7, np.float32)
+    cuda.max_pool2d_backward_gather(dy, argmax, *window, gathered)
+    cuda.max_pool_backward(dy.reshape(n, -1), argmax.reshape(n, -1), scattered)
+    assert gathered.tobytes() == scattered.tobytes()
+    if not any(s >= p for s, p in zip(strides, pool)):  # (overlapping: some cell won twice, or the test is weak)
+        assert np.bincount(argmax.reshape(n, -1)[0]).max() > 1
