@@ -188,16 +188,17 @@ def embedding_table_grad(ids, dy, grad, chunk=None):
 
 @cuda.jit(**KERNEL)
 def _scale(x, scale, y):
-    b, s, c = cuda.grid(3)
-    if b < x.shape[0] and s < x.shape[1] and c < x.shape[2]:
-        y[b, s, c] = x[b, s, c] * scale[b, c]
+    c, row0, row_step = cells()
+    steps = x.shape[1]
+    if c < x.shape[2]:
+        for row in range(row0, x.shape[0] * steps, row_step):
+            b, s = row // steps, row % steps
+            y[b, s, c] = x[b, s, c] * scale[b, c]
 
 
 def scale_channels(x, scale, y):
     """y[b, s, c] = x[b, s, c] · scale[b, c]. x, y: (batch, steps, channels); scale: (batch, channels)."""
-    threads = (4, 8, 8)
-    grid = tuple((size + t - 1) // t for size, t in zip(x.shape, threads))
-    _scale[on(grid, threads)](x, scale, y)
+    _scale[on(*grid2(x.shape[0] * x.shape[1], x.shape[2]))](x, scale, y)
 
 
 @cuda.jit(**KERNEL)
