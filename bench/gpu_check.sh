@@ -29,6 +29,8 @@ export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=/tmp/numba
     python3 -m pip list 2>/dev/null | grep -iE "^(numba|numba-cuda|cuda-|nvidia-cublas|nvidia-cuda-nvcc|nvmath|numpy|torch) "
     python3 -c "import numpy; print('numpy in use', numpy.__version__)"
     python3 -c "from nnctl.engine.cuda_device import problem; print('cuda problem:', problem())"
+    # the device runtime a cooperative grid's kernels link with (tests/engine/cuda_compile.py links them here)
+    python3 -c "from numba.cuda.cudadrv.libs import get_cudalib; print('cudadevrt:', get_cudalib('cudadevrt', True))"
 } 2>&1 | tee "$OUT/gpu.txt"
 if ! timeout 240 python3 -m nnctl train configs/smoke.yaml --device cuda --runs-dir /tmp/smoke-runs -v \
         2>&1 | tee -a "$OUT/gpu.txt"; then
