@@ -54,7 +54,7 @@ class _Linking:
         from cuda.core import Linker, ObjectCode
 
         codes = [ObjectCode.from_ptx(ptx.encode())]
-        if ".extern .func" in ptx:  # calls into the device runtime (cudaCGSynchronizeGrid, …)
+        if ".extern .func" in ptx:  # calls into the device runtime (cudaCGSynchronize, …)
             codes.append(self.runtime)
             self.with_runtime += 1
         Linker(*codes, options=self.options).link("cubin")
