@@ -8,6 +8,7 @@ the taps in (ki, kj) order), so no two threads write one cell and no atomics are
 
 from __future__ import annotations
 
+import numpy as np
 from numba import cuda
 
 from nnctl.engine.cuda import columns
@@ -71,24 +72,29 @@ def col2im(cols, first, count, geometry, dx):
     _col2im[on(*grid1(size))](cols, first, count, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, dx)
 
 
+@cuda.jit(device=True)
+def conv_at(x, kernel, image, oy, ox, f, kh, kw, sh, sw, dh, dw, pt, pl):
+    """Conv output (oy, ox, f) of one image: its taps added in (ki, kj, c) order in float32, as the CPU's
+    conv_direct_forward adds them (the direct forward's and the pooled forwards' cells)."""
+    channels = x.shape[3]
+    total = np.float32(0.0)
+    for ki in range(kh):
+        iy = oy * sh - pt + ki * dh
+        for kj in range(kw):
+            ix = ox * sw - pl + kj * dw
+            if 0 <= iy < x.shape[1] and 0 <= ix < x.shape[2]:
+                for c in range(channels):
+                    total += x[image, iy, ix, c] * kernel[(ki * kw + kj) * channels + c, f]
+    return total
+
+
 @cuda.jit(**KERNEL)
 def _direct_forward(x, kernel, first, kh, kw, sh, sw, dh, dw, pt, pl, out_h, out_w, z):
     f, row0, row_step = cells()
     if f < z.shape[1]:
         for row in range(row0, z.shape[0], row_step):
-            channels = x.shape[3]
-            ox = row % out_w
-            oy = (row // out_w) % out_h
-            b = row // (out_w * out_h)
-            total = 0.0
-            for ki in range(kh):
-                iy = oy * sh - pt + ki * dh
-                for kj in range(kw):
-                    ix = ox * sw - pl + kj * dw
-                    if 0 <= iy < x.shape[1] and 0 <= ix < x.shape[2]:
-                        for c in range(channels):
-                            total += x[first + b, iy, ix, c] * kernel[(ki * kw + kj) * channels + c, f]
-            z[row, f] = total
+            ox, oy, b = row % out_w, (row // out_w) % out_h, row // (out_w * out_h)
+            z[row, f] = conv_at(x, kernel, first + b, oy, ox, f, kh, kw, sh, sw, dh, dw, pt, pl)
 
 
 def conv_direct_forward(x, kernel, first, count, geometry, z):

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda.conv_pool import conv_at, first_max4
+from nnctl.engine.cuda.conv import conv_at
+from nnctl.engine.cuda.conv_pool import first_max4
 from nnctl.engine.cuda.launch import KERNEL, cells, grid1, grid2, on
 
 

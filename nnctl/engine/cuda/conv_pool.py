@@ -15,22 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda
 
+from nnctl.engine.cuda.conv import conv_at
 from nnctl.engine.cuda.launch import KERNEL, cells, grid1, grid2, on, scratch
-
-
-@cuda.jit(device=True)
-def conv_at(x, kernel, image, oy, ox, f, kh, kw, sh, sw, dh, dw, pt, pl):
-    """Conv output (oy, ox, f) of one image: its taps added in (ki, kj, c) order, as conv_direct_forward's."""
-    channels = x.shape[3]
-    total = np.float32(0.0)
-    for ki in range(kh):
-        iy = oy * sh - pt + ki * dh
-        for kj in range(kw):
-            ix = ox * sw - pl + kj * dw
-            if 0 <= iy < x.shape[1] and 0 <= ix < x.shape[2]:
-                for c in range(channels):
-                    total += x[image, iy, ix, c] * kernel[(ki * kw + kj) * channels + c, f]
-    return total
 
 
 @cuda.jit(device=True)
