@@ -21,26 +21,34 @@ def shared_weights(ctx, ops, first_use) -> dict:
             ops[index].penalties = []
     store, again = ctx.model.store, {}
     for group in (group for group in uses.values() if len(group) > 1):
-        spans = [store.slice_of(p) for p in ops[group[0]].layer.params if p.trainable]
+        params = [p for p in ops[group[0]].layer.params if p.trainable]
+        spans = [store.slice_of(p) for p in params]
         sizes = [span.stop - span.start for span in spans]
+        rows = [(size // _width(p), _width(p)) for p, size in zip(params, sizes)]
         for index in group:
             room = ctx.empty(max(1, sum(sizes)))
-            again[index] = [(span, room[a:a + size]) for span, a, size in zip(spans, np.cumsum([0] + sizes), sizes)]
+            again[index] = [(span, room[a:a + size], shape)
+                            for span, a, size, shape in zip(spans, np.cumsum([0] + sizes), sizes, rows)]
     return again
+
+
+def _width(param) -> int:
+    """A weight's last axis: its gradient is copied as rows of that width (one launch's threads across a row;
+    a million-weight table as a single row would leave 15 of a block's 16 rows of threads idle)."""
+    return int(param.shape[-1]) if param.shape and param.shape[-1] > 0 else 1
 
 
 def backward_adding(ctx, again, written: set, index, op, dy, m, fused=False):
     """op.backward(dy, m, fused) for node `index`, its weights' gradients added to what an earlier use wrote in this
     backward (`written`: the spans written so far, updated)."""
-    kept = [(ctx.grads[span], room) for span, room in again.get(index, []) if span.start in written]
-    for grad, room in kept:  # (copies by kernels, in order with the others: a step replayed as a CUDA graph too)
-        size = grad.shape[0]
-        ctx.k.copy_columns(reshaped(grad, (1, size)), reshaped(room, (1, size)), 0)
-        ctx.k.copy_columns(reshaped(_zeros(ctx, size), (1, size)), reshaped(grad, (1, size)), 0)
+    kept = [(ctx.grads[span], room, rows) for span, room, rows in again.get(index, []) if span.start in written]
+    for grad, room, rows in kept:  # (copies by kernels, in order with the others: a step replayed as a CUDA graph too)
+        ctx.k.copy_columns(reshaped(grad, rows), reshaped(room, rows), 0)
+        ctx.k.copy_columns(reshaped(_zeros(ctx, grad.shape[0]), rows), reshaped(grad, rows), 0)
     dx = op.backward(dy, m, fused=fused)
-    for grad, room in kept:
+    for grad, room, _ in kept:
         ctx.k.add(grad, room, grad)
-    written.update(span.start for span, _ in again.get(index, []))
+    written.update(span.start for span, *_ in again.get(index, []))
     return dx
 
 
