@@ -80,7 +80,7 @@ def _geometry(count: int, units: int):
     if WHOLE_SEQUENCE and units <= MAX_BLOCK:
         per = max(1, min(count, SEQUENCE_BLOCK // units))
         return True, ((count + per - 1) // per,), (units, per)
-    tiles = (count + TILE - 1) // TILE, (units + TILE - 1) // TILE  # a step launch: a thread a (sample, unit)
+    tiles = (units + TILE - 1) // TILE, (count + TILE - 1) // TILE  # a step launch: a thread a (unit, sample)
     return False, tiles, (TILE, TILE)
 
 
@@ -225,7 +225,7 @@ def _simple_rnn_cell(i, j, hs, h0, Uf, mask, rmask, act, first, count, s):
 
 @cuda.jit(**KERNEL)
 def _simple_rnn_step(hs, h0, Uf, mask, rmask, act, first, count, s):
-    i, j = cuda.grid(2)
+    j, i = cuda.grid(2)  # x across the units: a warp writes a sample's state in a row
     _simple_rnn_cell(i, j, hs, h0, Uf, mask, rmask, act, first, count, s)
 
 
@@ -320,7 +320,7 @@ def _simple_rnn_back_cell(i, j, dhs, hs, UTf, mask, rmask, act, first, count, s,
 
 @cuda.jit(**KERNEL)
 def _simple_rnn_back_step(dhs, hs, UTf, mask, rmask, act, first, count, s, dpre, dh0):
-    i, j = cuda.grid(2)
+    j, i = cuda.grid(2)  # x across the units: a warp writes a sample's state in a row
     _simple_rnn_back_cell(i, j, dhs, hs, UTf, mask, rmask, act, first, count, s, dpre, dh0)
 
 

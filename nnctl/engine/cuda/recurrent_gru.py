@@ -52,7 +52,7 @@ def _gru_cell(i, j, Uf, rbias, h0, mask, rmask, act, ract, first, count, s, gate
 
 @cuda.jit(**KERNEL)
 def _gru_step(Uf, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu):
-    i, j = cuda.grid(2)
+    j, i = cuda.grid(2)  # x across the units: a warp writes a sample's state in a row
     _gru_cell(i, j, Uf, rbias, h0, mask, rmask, act, ract, first, count, s, gates, hs, hu)
 
 
@@ -157,7 +157,7 @@ def _gru_back_cell(i, j, dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, co
 
 @cuda.jit(**KERNEL)
 def _gru_back_step(dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, s, gates, drec, dh0):
-    i, j = cuda.grid(2)
+    j, i = cuda.grid(2)  # x across the units: a warp writes a sample's state in a row
     _gru_back_cell(i, j, dhs, hs, hu, h0, UTf, mask, rmask, act, ract, first, count, s, gates, drec, dh0)
 
 

@@ -58,7 +58,7 @@ def _lstm_cell(i, j, h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates,
 
 @cuda.jit(**KERNEL)
 def _lstm_step(h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, cs):
-    i, j = cuda.grid(2)
+    j, i = cuda.grid(2)  # x across the units: a warp writes a sample's state in a row
     _lstm_cell(i, j, h0, c0, Uf, mask, rmask, act, ract, first, count, s, gates, hs, cs)
 
 
@@ -173,7 +173,7 @@ def _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, fir
 
 @cuda.jit(**KERNEL)
 def _lstm_back_step(dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates, dh0, dc0):
-    i, j = cuda.grid(2)
+    j, i = cuda.grid(2)  # x across the units: a warp writes a sample's state in a row
     _lstm_back_cell(i, j, dhs, dc_last, cs, c0, UTf, mask, rmask, act, ract, first, count, s, gates, dh0, dc0)
 
 
