@@ -24,7 +24,7 @@ def shared_weights(ctx, ops, first_use) -> dict:
         params = [p for p in ops[group[0]].layer.params if p.trainable]
         spans = [store.slice_of(p) for p in params]
         sizes = [span.stop - span.start for span in spans]
-        rows = [(size // _width(p), _width(p)) for p, size in zip(params, sizes)]
+        rows = [(size // width, width) for size, width in zip(sizes, map(_width, params))]
         for index in group:
             room = ctx.empty(max(1, sum(sizes)))
             again[index] = [(span, room[a:a + size], shape)
