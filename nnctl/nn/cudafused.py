@@ -3,16 +3,17 @@ of a dozen to a couple of dozen launches a step — what decides such a model's 
 costs more host time than its arithmetic takes on the device.
 
 A model qualifies (`whole_steps`) when it is a chain of at most four Dense layers on flat input, or after a
-leading Flatten (no dropout,
-regularizers, frozen or shared layers, gradient clipping, sparse input, several outputs or a user's loss) and
-trains with batches of at most 512 rows. Where every layer's GEMMs are small enough for the layer-by-layer path to
-run them as Numba kernels (SMALL_GEMM_MACS; the Boston MLP) the launch is one block, whose threads meet at
-`syncthreads` between phases. Larger ones, up to GRID_MACS multiply-adds a GEMM and MAX_GRID_PARAMS parameters
-(the MNIST MLP: 128 × 784 × 512), run on a cooperative grid of one block a multiprocessor meeting at the grid's
-barrier, the GEMMs as the same Numba cells instead of cuBLAS: on the simulator the same bytes as the layer-by-layer
-path (tests/engine/cuda_sim/test_cuda_fused.py), on a GPU the same to float32 rounding (cuBLAS sums in another
-order). Where a GPU refuses a cooperative launch (too many blocks: halved until it fits; no grid support at all),
-the path goes layer by layer, with a warning. NNCTL_CUDA_FUSED=0 turns all of it off, NNCTL_CUDA_FUSED=block keeps
+leading Flatten, each Dense optionally followed by a Dropout (no regularizers, frozen or shared layers, gradient
+clipping, sparse input, several outputs or a user's loss) and trains with batches of at most 512 rows. A Dropout's
+masks are the Dropout op's counter-based draws (nnctl/engine/cuda/dropout.py), drawn in the forward and again in
+the backward instead of stored. Where every layer's GEMMs are small enough for the layer-by-layer path to run them
+as Numba kernels (SMALL_GEMM_MACS; the Boston MLP) the launch is one block, whose threads meet at `syncthreads`
+between phases. Larger ones, up to GRID_MACS multiply-adds a GEMM and MAX_GRID_PARAMS parameters (the MNIST MLP:
+128 × 784 × 512), run on a cooperative grid of one block a multiprocessor meeting at the grid's barrier, the GEMMs
+as the same Numba cells instead of cuBLAS: on the simulator the same bytes as the layer-by-layer path
+(tests/engine/cuda_sim/test_cuda_fused.py), on a GPU the same to float32 rounding (cuBLAS sums in another order).
+Where a GPU refuses a cooperative launch (too many blocks: halved until it fits; no grid support at all), the path
+goes layer by layer, with a warning. NNCTL_CUDA_FUSED=0 turns all of it off, NNCTL_CUDA_FUSED=block keeps
 the one-block launches only.
 """
 
@@ -27,7 +28,7 @@ from nnctl.engine.cpu.optim import CLIP_NONE
 
 ENABLED = os.environ.get("NNCTL_CUDA_FUSED", "1") != "0"
 GRID = os.environ.get("NNCTL_CUDA_FUSED", "1") != "block"  # the cooperative-grid form (tests turn it on and off)
-MAX_LAYERS = 4  # a launch's parameters are at most 4 KB: eight arrays a layer
+MAX_LAYERS = 4  # a launch's parameters within 4 KB (tests/engine/cuda_compile.py): nine arrays a layer
 MAX_PARAMS = 1 << 16  # one block updates them all, each step
 GRID_MACS = 1 << 26  # a GEMM's multiply-adds a grid-wide launch takes (beyond, cuBLAS layer by layer is faster)
 MAX_GRID_PARAMS = 1 << 24
@@ -47,6 +48,7 @@ def whole_steps(ctx) -> "WholeSteps | None":
     """The model's one-launch runner, or None when it does not qualify (the module's docstring)."""
     from nnctl.engine.cuda import columns
     from nnctl.nn.cudaops import DenseOp, FlattenOp
+    from nnctl.nn.cudaops_dropout import DropoutOp
 
     model, ops, heads = ctx.model, ctx.ops, ctx.heads
     opt = model.optimizer
@@ -63,15 +65,22 @@ def whole_steps(ctx) -> "WholeSteps | None":
         return None
     if model.store.fixed_values.shape[0] or columns.tall(ctx.batch_size):  # (bias sums: one thread's walk)
         return None
-    dense = ops[1:] if type(ops[0]) is FlattenOp else ops  # a leading Flatten: the batch's rows are flat already
-    if not 1 <= len(dense) <= MAX_LAYERS or any(type(op) is not DenseOp or op.penalties or len(op.in_shape) != 1
-                                                for op in dense):
+    dense, drops = [], []  # the Dense ops, and the Dropout after each (or None)
+    for op in ops[1:] if type(ops[0]) is FlattenOp else ops:  # a leading Flatten: the batch's rows are flat already
+        if type(op) is DenseOp and not op.penalties and len(op.in_shape) == 1:
+            dense.append(op)
+            drops.append(None)
+        elif type(op) is DropoutOp and drops and drops[-1] is None and op is not ops[-1]:
+            drops[-1] = op
+        else:
+            return None
+    if not 1 <= len(dense) <= MAX_LAYERS:
         return None
     params, macs = model.store.values.shape[0], max(ctx.batch_size * op.din * op.units for op in dense)
     if macs < settings.SMALL_GEMM_MACS and params <= MAX_PARAMS:
-        return WholeSteps(ctx, dense, 0)
+        return WholeSteps(ctx, dense, drops, 0)
     if GRID and not _REFUSED[0] and macs <= GRID_MACS and params <= MAX_GRID_PARAMS:
-        return WholeSteps(ctx, dense, grid_blocks(ctx))
+        return WholeSteps(ctx, dense, drops, grid_blocks(ctx))
     return None
 
 
@@ -88,7 +97,7 @@ class WholeSteps:
     """The kernel's arguments for one CudaPath, made once (the ops' own buffers and weight views), and `train` /
     `predict` in its terms."""
 
-    def __init__(self, ctx, ops, blocks: int):
+    def __init__(self, ctx, ops, drops, blocks: int):
         bs, head = ctx.batch_size, ctx.heads[0]
         self.ctx, self.k = ctx, ctx.k
         self.blocks, self.launched = blocks, False  # a cooperative grid's blocks (0: one block); one launch done
@@ -104,6 +113,11 @@ class WholeSteps:
         self.dzs = tuple(op.view(op.dz, shape) for op, shape in zip(ops, full))
         nowhere = ctx.empty((1, 1))
         self.dxs = tuple(nowhere if op.dx is None else op.view(op.dx, (bs, op.din)) for op in ops)
+        # Each layer's Dropout: its output buffer, rate (0: none) and key; its masks are drawn again backward.
+        self.outs = tuple(y if drop is None else drop.view(drop.y, shape)
+                          for drop, y, shape in zip(drops, self.ys, full))
+        self.rates = tuple(0.0 if drop is None else float(drop.rate) for drop in drops)
+        self.keys = tuple(np.uint64(0 if drop is None else drop.key) for drop in drops)
         # Scalars as the layer-by-layer kernels get them (Python numbers: int64 and float64 on a GPU, and under the
         # simulator the weak scalars NumPy mixes into float32 arithmetic without widening it).
         self.acts, self.alphas = tuple(int(op.act) for op in ops), tuple(float(op.alpha) for op in ops)
@@ -116,7 +130,7 @@ class WholeSteps:
         self.no_slot = ctx.empty(1)
 
     def _launch(self, training, x, order, first, last, step_losses, out, logits, out_first, opt, step_sizes,
-                data=None):
+                data=None, counter0=0):
         from nnctl.engine.cuda.optim import update_scalars
 
         ctx, head = self.ctx, self.head
@@ -131,7 +145,8 @@ class WholeSteps:
         weight_data = data["weight0"] if data else self.no_targets
         args = (
             training, x, order, first, last, ctx.batch_size, self.xbuf, self.kernels, self.biases, self.dkernels,
-            self.dbiases, self.zs, self.ys, self.dzs, self.dxs, self.acts, self.alphas,
+            self.dbiases, self.zs, self.ys, self.dzs, self.dxs, self.acts, self.alphas, self.outs, self.rates,
+            self.keys, np.int64(counter0),
             head.code if training else 0, float(head.loss.delta) if training else 0.0, bool(head.fused), sparse,
             target_data, labels_data, weight_data, self.target, self.labels, self.weight, self.grad,
             self.sample_losses, step_losses, out, logits, out_first, code, lr, keep, step_sizes, a, b, c, d,
@@ -159,7 +174,7 @@ class WholeSteps:
         hp = opt.hyperparameters()
         sizes = np.array([step_size(opt.code, hp, opt.iterations + s) for s in range(last - first)], np.float32)
         self._launch(True, data["x0"], order, first, last, step_losses, out, out, out_first, opt,
-                     self.ctx.cuda.to_device(sizes), data)
+                     self.ctx.cuda.to_device(sizes), data, opt.iterations - first)  # dropout's draw: the step count
         opt.iterations += last - first
 
     def predict(self, x, rows, logits, out) -> None:

@@ -4,7 +4,8 @@ cu12 wheels, no GPU or driver needed. Typing and lowering errors the simulator c
 Python) fail here. Each launch's PTX is then linked into an sm_90 cubin as numba-cuda links it on a GPU
 (nvJitLink through cuda.core's Linker, which needs no driver), with the device runtime (`libcudadevrt.a`, found by
 numba-cuda's own lookup) where the kernel calls into it — a cooperative grid's barrier: the assembler's errors and an
-unresolved call fail here too.
+unresolved call fail here too. A launch whose parameters take more than PARAM_LIMIT bytes fails as well (numba passes
+an array as its pointer, shape and strides, so a kernel taking tuples of a model's arrays grows with the model).
 
     python tests/engine/cuda_compile.py LAUNCHES.json     # exit 1 and the errors when a launch fails to compile
 """
@@ -19,6 +20,22 @@ import time
 
 import numpy as np
 from numba import cuda, from_dtype, types
+
+# A kernel's parameters: at most 4,096 bytes before CUDA 12.1 and on GPUs before Volta (32,764 since); nnctl keeps
+# within the older limit, so that a driver of CUDA 12.0 runs every launch.
+PARAM_LIMIT = 4096
+_ENTRY = re.compile(r"\.entry\s+[\w$]+\s*\((.*?)\)", re.S)
+_PARAM = re.compile(r"\.param\s+(?:\.align\s+(\d+)\s+)?\.[bfsu](\d+)\s+[\w$]+(?:\[(\d+)\])?")
+
+
+def param_bytes(ptx: str) -> int:
+    """The bytes of a kernel's parameters, from its PTX entry's list (each parameter at its alignment)."""
+    total = 0
+    for align, bits, count in _PARAM.findall(_ENTRY.search(ptx).group(1)):
+        size = int(bits) // 8
+        step = int(align or size)
+        total = -(-total // step) * step + size * int(count or 1)
+    return total
 
 
 def _numba_type(spec):
@@ -74,6 +91,7 @@ def main(path: str) -> int:
             ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0), launch_bounds=bound)
             assert ".target sm_90" in ptx
             assert bound is None or re.search(rf"\.maxntid {bound}\b", ptx), f"no .maxntid {bound} in the PTX"
+            assert param_bytes(ptx) <= PARAM_LIMIT, f"{param_bytes(ptx)} bytes of parameters (at most {PARAM_LIMIT})"
             link(ptx)
         except Exception as error:  # noqa: BLE001 - every failure is reported, then the run fails
             failures.append(f"{module}.{name}{signature}: {type(error).__name__}: {error}")

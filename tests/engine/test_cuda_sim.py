@@ -61,3 +61,21 @@ def test_every_launch_compiles_for_sm_90(launches):
     assert "compiled and linked" in compiled.stdout
     # the cooperative grid's kernels (nnctl.engine.cuda.fused) call into the device runtime: linked with it
     assert int(re.search(r"\((\d+) with the device runtime\)", compiled.stdout).group(1)) > 0, compiled.stdout
+
+
+def test_a_kernels_parameter_bytes_are_read_from_its_ptx_entry():
+    """cuda_compile's PARAM_LIMIT check: each parameter at its alignment (a u8 then a u64 take 16 bytes)."""
+    from tests.engine.cuda_compile import param_bytes
+
+    ptx = """.visible .entry _Z1kPf(
+	.param .u8 _Z1kPf_param_0,
+	.param .u64 _Z1kPf_param_1,
+	.param .f32 _Z1kPf_param_2,
+	.param .align 8 .b8 _Z1kPf_param_3[20]
+)
+.maxntid 256
+{
+	ret;
+}
+"""
+    assert param_bytes(ptx) == 8 + 8 + 4 + 4 + 20  # 1 → 8 (the u64's alignment), +8, +4, → 24 (align 8), +20

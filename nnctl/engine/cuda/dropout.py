@@ -24,14 +24,27 @@ def draw_state(key: int, counter: int) -> np.uint64:
 
 
 @cuda.jit(device=True)
-def _drop(x, state, rate, scale, y, mask, i):
-    """Element i of the draw whose state is `state` (the kernels' cell)."""
+def state_at(key, counter):
+    """draw_state on the device: `key` a uint64, `counter` an integer."""
+    return key ^ (np.uint64(counter) * _M1)
+
+
+@cuda.jit(device=True)
+def multiplier(state, i, rate, scale):
+    """Element i's multiplier in the draw whose state is `state`: `scale` (float32 1/(1 − rate)) where its uniform
+    is at least `rate` (float32), else 0."""
     z = state + (np.uint64(i) + _ONE) * _GOLDEN
     z = (z ^ (z >> _S30)) * _M2
     z = (z ^ (z >> _S27)) * _M3
     z = z ^ (z >> _S31)
     uniform = np.float32(z >> _S40) * np.float32(1.0 / 16777216.0)
-    mask[i] = scale if uniform >= rate else np.float32(0.0)
+    return scale if uniform >= rate else np.float32(0.0)
+
+
+@cuda.jit(device=True)
+def _drop(x, state, rate, scale, y, mask, i):
+    """Element i of the draw whose state is `state` (the kernels' cell)."""
+    mask[i] = multiplier(state, i, rate, scale)
     y[i] = x[i] * mask[i]
 
 
@@ -46,7 +59,7 @@ def _dropout_counter(x, state, rate, scale, y, mask):
 def _dropout_counter_at(x, key, steps, offset, rate, scale, y, mask):
     i = cuda.grid(1)
     if i < x.shape[0]:
-        _drop(x, key ^ (np.uint64(steps[0] + offset) * _M1), rate, scale, y, mask, i)
+        _drop(x, state_at(key, steps[0] + offset), rate, scale, y, mask, i)
 
 
 def dropout_counter_forward(x, key, counter, rate, y, mask):

@@ -14,16 +14,21 @@ a GEMM to cuBLAS, the same to float32 rounding.
 
 Arrays per layer come as tuples (indexed by the layer inside the kernel): `kernels`, `biases` (a zero row for a
 layer without one), their gradients `dkernels`, `dbiases`, the (batch, units) buffers `zs`, `ys`, `dzs`, and the
-(batch, inputs) `dxs` (layer 0's unused); `acts` and `alphas` are each layer's activation code and alpha. `order`
-holds the epoch's row numbers (step s reads order[s·batch : (s + 1)·batch]); `step_sizes[s − first]` is the
-optimizer's step size at step s.
+(batch, inputs) `dxs` (layer 0's unused); `acts` and `alphas` are each layer's activation code and alpha. Where a
+Dropout follows a layer, `outs` holds its (batch, units) output, `rates` its rate and `keys` its key (else the
+layer's `ys`, 0 and 0): in training, the layer above reads `outs`, and a layer's dx is its dz · Wᵀ times the mask of
+the dropout below, drawn again from its counter-based state (dropout.py) rather than stored; step s's draw is
+numbered `counter0 + s`, the optimizer's step count, as the Dropout op numbers it. `order` holds the epoch's row
+numbers (step s reads order[s·batch : (s + 1)·batch]); `step_sizes[s − first]` is the optimizer's step size at
+step s.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from numba import cuda
 
-from nnctl.engine.cuda import dense, losses, optim
+from nnctl.engine.cuda import dense, dropout, losses, optim
 from nnctl.engine.cuda.dense import LINEAR, SOFTMAX
 from nnctl.engine.cuda.launch import SIMULATED, on, wide
 
@@ -55,9 +60,17 @@ def _gather(training, sparse, x, order, b0, m, xbuf, target_data, labels_data, w
 
 
 @cuda.jit(device=True)
-def _product(m, layer, xbuf, kernels, zs, ys, t, threads):
-    """z = (the layer's input) · W."""
-    source = xbuf if layer == 0 else ys[layer - 1]
+def _draw(keys, rates, counter, layer):
+    """The draw of the dropout after `layer` at optimizer step `counter` (dropout.py): its state, and the rate and
+    scale as float32, as dropout_counter_forward passes them."""
+    rate = rates[layer]
+    return dropout.state_at(keys[layer], counter), np.float32(rate), np.float32(1.0 / (1.0 - rate))
+
+
+@cuda.jit(device=True)
+def _product(training, m, layer, xbuf, kernels, zs, ys, outs, rates, t, threads):
+    """z = (the layer's input: the batch's rows, the layer below's output, or in training its dropout's) · W."""
+    source = xbuf if layer == 0 else outs[layer - 1] if training and rates[layer - 1] > 0.0 else ys[layer - 1]
     z, w = zs[layer], kernels[layer]
     units = z.shape[1]
     for e in range(t, m * units, threads):
@@ -66,17 +79,25 @@ def _product(m, layer, xbuf, kernels, zs, ys, t, threads):
 
 
 @cuda.jit(device=True)
-def _activation(m, layer, biases, zs, ys, acts, alphas, t, threads):
-    """z += bias; y = act(z)."""
-    z, y, bias, code = zs[layer], ys[layer], biases[layer], acts[layer]
+def _activation(training, m, layer, biases, zs, ys, acts, alphas, outs, rates, keys, counter, t, threads):
+    """z += bias; y = act(z); and in training, where a dropout follows the layer, its output y · mask (element e
+    of the (m, units) rows takes element e of the draw, as the Dropout op's flat rows)."""
+    z, y, bias, code, out = zs[layer], ys[layer], biases[layer], acts[layer], outs[layer]
     units = z.shape[1]
+    dropping = training and rates[layer] > 0.0
+    state, rate, scale = _draw(keys, rates, counter, layer)
     if code == SOFTMAX:
         for i in range(t, m, threads):
             dense.bias_softmax_row(z, bias, y, i)
+            if dropping:
+                for j in range(units):
+                    out[i, j] = y[i, j] * dropout.multiplier(state, i * units + j, rate, scale)
     else:
         for e in range(t, m * units, threads):
             i = e // units
             dense.bias_act_cell(z, bias, code, alphas[layer], y, i, e - i * units)
+            if dropping:
+                out[i, e - i * units] = y[i, e - i * units] * dropout.multiplier(state, e, rate, scale)
 
 
 @cuda.jit(device=True)
@@ -115,22 +136,26 @@ def _deactivation(m, layer, grad, zs, ys, dzs, dxs, acts, alphas, fused, t, thre
 
 
 @cuda.jit(device=True)
-def _gradients(m, layer, xbuf, kernels, dkernels, dbiases, ys, dzs, dxs, t, threads):
-    """db = column sums of dz, dW = inputᵀ · dz, and (above the first layer) dx = dz · Wᵀ."""
+def _gradients(m, layer, xbuf, kernels, dkernels, dbiases, ys, dzs, dxs, outs, rates, keys, counter, t, threads):
+    """db = column sums of dz, dW = inputᵀ · dz, and (above the first layer) dx = dz · Wᵀ, times the mask of a
+    dropout below (its backward; the layer below reads dx as its output's gradient)."""
     dz, db, dw = dzs[layer], dbiases[layer], dkernels[layer]
     units = dz.shape[1]
     for j in range(t, units, threads):
         db[j] = dense.column_sum(dz, m, j)
-    source = xbuf if layer == 0 else ys[layer - 1]
+    source = xbuf if layer == 0 else outs[layer - 1] if rates[layer - 1] > 0.0 else ys[layer - 1]
     for e in range(t, dw.shape[0] * units, threads):
         r = e // units
         dw[r, e - r * units] = dense.product(source, dz, True, False, m, r, e - r * units)
     if layer > 0:
         dx, w = dxs[layer], kernels[layer]
         inputs = w.shape[0]
+        dropped = rates[layer - 1] > 0.0
+        state, rate, scale = _draw(keys, rates, counter, layer - 1)
         for e in range(t, m * inputs, threads):
             i = e // inputs
-            dx[i, e - i * inputs] = dense.product(dz, w, False, True, units, i, e - i * inputs)
+            value = np.float32(dense.product(dz, w, False, True, units, i, e - i * inputs))
+            dx[i, e - i * inputs] = value * dropout.multiplier(state, e, rate, scale) if dropped else value
 
 
 @cuda.jit(device=True)
@@ -143,9 +168,9 @@ def _update(opt_code, lr, keep, size, a, b, c, d, values, grads, s1, s2, s3, t, 
 # cooperative grid meeting at the grid's barrier.
 @wide(GPU_THREADS)
 def _dense_steps(training, x, order, first, last, batch, xbuf, kernels, biases, dkernels, dbiases, zs, ys, dzs,
-                 dxs, acts, alphas, loss_code, delta, fused, sparse, target_data, labels_data, weight_data, target,
-                 labels, weight, grad, sample_losses, step_losses, out, logits, out_first, opt_code, lr, keep,
-                 step_sizes, a, b, c, d, values, grads, s1, s2, s3):
+                 dxs, acts, alphas, outs, rates, keys, counter0, loss_code, delta, fused, sparse, target_data,
+                 labels_data, weight_data, target, labels, weight, grad, sample_losses, step_losses, out, logits,
+                 out_first, opt_code, lr, keep, step_sizes, a, b, c, d, values, grads, s1, s2, s3):
     t, threads, top = cuda.threadIdx.x, cuda.blockDim.x, len(acts) - 1
     for step in range(first, last):
         b0 = step * batch
@@ -154,9 +179,10 @@ def _dense_steps(training, x, order, first, last, batch, xbuf, kernels, biases, 
                 weight, t, threads)
         cuda.syncthreads()
         for layer in range(top + 1):
-            _product(m, layer, xbuf, kernels, zs, ys, t, threads)
+            _product(training, m, layer, xbuf, kernels, zs, ys, outs, rates, t, threads)
             cuda.syncthreads()
-            _activation(m, layer, biases, zs, ys, acts, alphas, t, threads)
+            _activation(training, m, layer, biases, zs, ys, acts, alphas, outs, rates, keys, counter0 + step, t,
+                        threads)
             cuda.syncthreads()
         _head(training, m, ys[top], zs[top], out, logits, b0 - out_first, t, threads)
         if training:
@@ -168,7 +194,8 @@ def _dense_steps(training, x, order, first, last, batch, xbuf, kernels, biases, 
             for layer in range(top, -1, -1):
                 _deactivation(m, layer, grad, zs, ys, dzs, dxs, acts, alphas, fused, t, threads)
                 cuda.syncthreads()
-                _gradients(m, layer, xbuf, kernels, dkernels, dbiases, ys, dzs, dxs, t, threads)
+                _gradients(m, layer, xbuf, kernels, dkernels, dbiases, ys, dzs, dxs, outs, rates, keys,
+                           counter0 + step, t, threads)
                 cuda.syncthreads()
             _update(opt_code, lr, keep, step_sizes[step - first], a, b, c, d, values, grads, s1, s2, s3, t, threads)
             cuda.syncthreads()
@@ -176,9 +203,9 @@ def _dense_steps(training, x, order, first, last, batch, xbuf, kernels, biases, 
 
 @wide(GPU_GRID_THREADS)
 def _dense_steps_grid(training, x, order, first, last, batch, xbuf, kernels, biases, dkernels, dbiases, zs, ys, dzs,
-                      dxs, acts, alphas, loss_code, delta, fused, sparse, target_data, labels_data, weight_data,
-                      target, labels, weight, grad, sample_losses, step_losses, out, logits, out_first, opt_code, lr,
-                      keep, step_sizes, a, b, c, d, values, grads, s1, s2, s3):
+                      dxs, acts, alphas, outs, rates, keys, counter0, loss_code, delta, fused, sparse, target_data,
+                      labels_data, weight_data, target, labels, weight, grad, sample_losses, step_losses, out, logits,
+                      out_first, opt_code, lr, keep, step_sizes, a, b, c, d, values, grads, s1, s2, s3):
     grid = cuda.cg.this_grid()
     t, threads, top = cuda.grid(1), cuda.gridsize(1), len(acts) - 1
     for step in range(first, last):
@@ -188,9 +215,10 @@ def _dense_steps_grid(training, x, order, first, last, batch, xbuf, kernels, bia
                 weight, t, threads)
         grid.sync()
         for layer in range(top + 1):
-            _product(m, layer, xbuf, kernels, zs, ys, t, threads)
+            _product(training, m, layer, xbuf, kernels, zs, ys, outs, rates, t, threads)
             grid.sync()
-            _activation(m, layer, biases, zs, ys, acts, alphas, t, threads)
+            _activation(training, m, layer, biases, zs, ys, acts, alphas, outs, rates, keys, counter0 + step, t,
+                        threads)
             grid.sync()
         _head(training, m, ys[top], zs[top], out, logits, b0 - out_first, t, threads)
         if training:
@@ -202,22 +230,23 @@ def _dense_steps_grid(training, x, order, first, last, batch, xbuf, kernels, bia
             for layer in range(top, -1, -1):
                 _deactivation(m, layer, grad, zs, ys, dzs, dxs, acts, alphas, fused, t, threads)
                 grid.sync()
-                _gradients(m, layer, xbuf, kernels, dkernels, dbiases, ys, dzs, dxs, t, threads)
+                _gradients(m, layer, xbuf, kernels, dkernels, dbiases, ys, dzs, dxs, outs, rates, keys,
+                           counter0 + step, t, threads)
                 grid.sync()
             _update(opt_code, lr, keep, step_sizes[step - first], a, b, c, d, values, grads, s1, s2, s3, t, threads)
             grid.sync()
 
 
 def dense_steps(grid_blocks, training, x, order, first, last, batch, xbuf, kernels, biases, dkernels, dbiases, zs,
-                ys, dzs, dxs, acts, alphas, loss_code, delta, fused, sparse, target_data, labels_data, weight_data,
-                target, labels, weight, grad, sample_losses, step_losses, out, logits, out_first, opt_code, lr, keep,
-                step_sizes, a, b, c, d, values, grads, s1, s2, s3):
+                ys, dzs, dxs, acts, alphas, outs, rates, keys, counter0, loss_code, delta, fused, sparse, target_data,
+                labels_data, weight_data, target, labels, weight, grad, sample_losses, step_losses, out, logits,
+                out_first, opt_code, lr, keep, step_sizes, a, b, c, d, values, grads, s1, s2, s3):
     """Steps first..last − 1 of a Dense stack (training), or its inference batches, in one launch: of one block
     (grid_blocks 0), or of a cooperative grid of `grid_blocks` blocks (the module's docstring)."""
     args = (training, x, order, first, last, batch, xbuf, kernels, biases, dkernels, dbiases, zs, ys, dzs, dxs, acts,
-            alphas, loss_code, delta, fused, sparse, target_data, labels_data, weight_data, target, labels, weight,
-            grad, sample_losses, step_losses, out, logits, out_first, opt_code, lr, keep, step_sizes, a, b, c, d,
-            values, grads, s1, s2, s3)
+            alphas, outs, rates, keys, counter0, loss_code, delta, fused, sparse, target_data, labels_data,
+            weight_data, target, labels, weight, grad, sample_losses, step_losses, out, logits, out_first, opt_code,
+            lr, keep, step_sizes, a, b, c, d, values, grads, s1, s2, s3)
     if grid_blocks:
         _dense_steps_grid[on(grid_blocks, GRID_THREADS)](*args)
     else:

@@ -1,9 +1,10 @@
 """A Dense model's steps in one launch (nn/cudafused.py, nnctl/engine/cuda/fused.py), one block or a cooperative
 grid: the same bytes as the layer-by-layer CUDA path — losses, weights, optimizer slots, metrics' outputs and
 predictions — for each optimizer family, fused and unfused losses, softmax, sparse labels, sample weights, a layer
-without a bias, a short last batch and a leading Flatten; one launch a fit's epoch; a grid the GPU refuses; and the
-models it must leave to the layer-by-layer path. Run by tests/engine/test_cuda_sim.py (or on a GPU with
-NNCTL_CUDA_TESTS=gpu, where cuBLAS and the compiler's choices make the two paths agree to float32 rounding)."""
+without a bias, a short last batch, Dropout after Dense layers and a leading Flatten; one launch a fit's epoch; a
+grid the GPU refuses; and the models it must leave to the layer-by-layer path. Run by tests/engine/test_cuda_sim.py
+(or on a GPU with NNCTL_CUDA_TESTS=gpu, where cuBLAS and the compiler's choices make the two paths agree to float32
+rounding)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ CASES = {  # name: (layers, optimizer, loss, target of x)
                                     lambda x: np.abs(x[:, :3]) / np.abs(x[:, :3]).sum(1, keepdims=True)),
     "gelu-huber-adamw": (lambda: [Dense(4, activation="gelu"), Dense(2, activation="leaky_relu")], "adamw", "huber",
                          lambda x: x[:, :2]),
+    # Dropout after a Dense layer: the Dropout op's draws, forward and backward (and not in validation or predict)
+    "dropout-relu-mse-rmsprop": (lambda: [Dense(6, activation="relu"), Dropout(0.3), Dense(6, activation="relu"),
+                                          Dropout(0.5), Dense(1)], "rmsprop", "mse", lambda x: x[:, :1] - x[:, 1:2]),
+    "dropout-after-softmax-sgd": (lambda: [Dense(4, activation="softmax"), Dropout(0.25),
+                                           Dense(3, activation="softmax")], "sgd", "sparse_categorical_crossentropy",
+                                  lambda x: np.argmax(x[:, :3], 1)),
+    "four-layers-dropouts-adam": (lambda: [Dense(5, activation="relu"), Dropout(0.2), Dense(4, activation="tanh"),
+                                           Dropout(0.0), Dense(4, activation="sigmoid"), Dropout(0.6), Dense(2)],
+                                  "adam", "mse", lambda x: x[:, :2]),
 }
 
 
@@ -135,13 +145,16 @@ def test_a_grid_too_large_for_the_gpu_is_halved_and_one_refused_goes_layer_by_la
 
 
 @pytest.mark.parametrize("layers, compiled, batch", [
-    (lambda: [Dense(4, activation="relu"), Dropout(0.5), Dense(1)], {}, 8),
+    (lambda: [Dropout(0.5), Dense(4, activation="relu"), Dense(1)], {}, 8),  # the input's dropout
+    (lambda: [Dense(4, activation="relu"), Dropout(0.5), Dropout(0.5), Dense(1)], {}, 8),
+    (lambda: [Dense(4, activation="relu"), Dense(1), Dropout(0.5)], {}, 8),  # the output's
     (lambda: [Dense(4, activation="relu", kernel_regularizer={"type": "l2", "l2": 0.01}), Dense(1)], {}, 8),
     (lambda: [Dense(4, activation="relu"), Dense(1)], {"optimizer": {"type": "sgd", "clipnorm": 1.0}}, 8),
     (lambda: [Dense(4, activation="relu"), Dense(1)], {}, 1024),  # the bias sums' one pass: 512 rows at most
     (lambda: [Dense(4), Dense(4), Dense(4), Dense(4), Dense(1)], {}, 8),  # five layers: over 4 KB of arguments
     (lambda: [Dense(128, activation="relu"), Dense(1)], {}, 256),  # 256 · 5 · 128 MACs: over GRID_MACS here
-], ids=["dropout", "regularizer", "clipnorm", "batch-1024", "five-layers", "beyond-the-grid"])
+], ids=["input-dropout", "two-dropouts", "output-dropout", "regularizer", "clipnorm", "batch-1024", "five-layers",
+        "beyond-the-grid"])
 def test_what_one_launch_does_not_run_takes_the_layer_by_layer_path(layers, compiled, batch, monkeypatch):
     from nnctl.nn.cudapath import path
 
